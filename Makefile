@@ -1,0 +1,110 @@
+# kurier: plain GNU Makefile + pkg-config (STYLE.md). Targets: all run check fuzz
+# bench install. SANITIZE=address,undefined builds into build-asan/.
+
+CC      ?= cc
+PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt
+SANITIZE ?=
+BUILD   ?= $(if $(SANITIZE),build-asan,build)
+PREFIX  ?= /usr/local
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS)
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+MODULES := core smtp dns policy queue route deliver egress store abuse control
+LIB_SRC := $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC := $(wildcard src/cli/*.c)
+CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all run check check-unit check-integration check-fuzz-replay fuzz bench \
+        bench-smoke install deps format clean
+
+all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libkurier.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kurierd: $(BUILD)/obj/kurierd.o $(BUILD)/libkurier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# sendmail(1) and mailq(1) are the same binary, chosen by argv[0].
+$(BUILD)/sendmail $(BUILD)/mailq: $(BUILD)/kurier
+	ln -sf kurier $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkurier.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# Fuzz targets built without libFuzzer: a small main replays the corpus.
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libkurier.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+run: deps all
+	scripts/run-demo $(BUILD)
+
+# make check: normal -Werror build, then the ASan+UBSan build runs every suite.
+check: deps
+	$(MAKE) all
+	$(MAKE) SANITIZE=address,undefined check-unit check-fuzz-replay check-integration
+
+check-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+check-fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for f in $(FUZZ_REPLAY); do n=$$(basename $$f); n=$${n#fuzz_}; \
+	  echo "== $$f fuzz/corpus/$$n"; $$f fuzz/corpus/$$n; done
+
+check-integration: all
+	KURIER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# libFuzzer builds (clang); FUZZ_TIME seconds per target.
+FUZZ_TIME ?= 60
+fuzz: deps
+	$(MAKE) CC=clang BUILD=build-fuzz SANITIZE=address,undefined \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(BUILD_FUZZ_LIB) build-fuzz/libkurier.a
+	@set -e; mkdir -p build-fuzz/fuzz; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libkurier.a $(PKG_LIBS); \
+	  c=fuzz/corpus/$${n#fuzz_}; mkdir -p build-fuzz/corpus/$$n; \
+	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n $$c; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/kurierd $(DESTDIR)$(PREFIX)/sbin/kurierd
+	install -m 0755 $(BUILD)/kurier $(DESTDIR)$(PREFIX)/bin/kurier
+	ln -sf kurier $(DESTDIR)$(PREFIX)/bin/mailq
+	ln -sf ../bin/kurier $(DESTDIR)$(PREFIX)/sbin/sendmail
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+docs/config.md: $(BUILD)/kurier
+	$(BUILD)/kurier config doc > $@
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

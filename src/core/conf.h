@@ -1,0 +1,129 @@
+/* conf.h: kurier.conf, nginx-like blocks of "key value;" lines with include.
+ * conf_parse() is the pure tokenizer/parser (fuzzed); conf_load() applies the key
+ * table (one row per key: name, type, default, limits, help) to a struct kconf.
+ * The same table drives "kurier config dump" and docs/config.md. */
+#ifndef KURIER_CONF_H
+#define KURIER_CONF_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <netinet/in.h>
+
+/* --- the parse tree ------------------------------------------------------- */
+
+struct conf_node {
+    char *name;     /* directive name */
+    char **args;    /* arguments (quotes removed, escapes resolved) */
+    size_t nargs;
+    const char *file; /* borrowed from the tree's file list */
+    int line, col;  /* of the directive name, 1-based */
+    struct conf_node *children; /* block contents or NULL */
+    struct conf_node *next;
+};
+
+/* Error list: every error found, printed as "FILE:LINE:COL: message". */
+struct conf_errors {
+    char **msgs;
+    size_t n;
+};
+void conf_errors_add(struct conf_errors *e, const char *file, int line, int col,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void conf_errors_print(const struct conf_errors *e, FILE *out);
+void conf_errors_free(struct conf_errors *e);
+
+/* Parse text (len bytes, need not be NUL-terminated) named file. Pure: no I/O,
+ * "include" is left as an ordinary node. Returns the node list (NULL for an empty
+ * file); on syntax errors adds them to errs and returns what parsed. Caller frees
+ * with conf_tree_free(). */
+struct conf_node *conf_parse(const char *text, size_t len, const char *file,
+                             struct conf_errors *errs);
+void conf_tree_free(struct conf_node *n);
+
+/* --- the effective configuration ----------------------------------------- */
+
+enum listen_role { LISTEN_MX = 0, LISTEN_SUBMISSION };
+enum listen_tls { LISTEN_TLS_NONE = 0, LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT };
+
+struct conf_net {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int prefix;
+};
+
+struct conf_listen {
+    char *address;          /* as written: "127.0.0.1:2525", "[::1]:25", "*:25" */
+    char host[64];          /* "127.0.0.1", "::1", "" for any */
+    int port;
+    enum listen_role role;  /* role mx|submission (default mx) */
+    enum listen_tls tls;    /* tls none|starttls|implicit (default none) */
+    char *tls_cert, *tls_key; /* PEM paths; NULL = none */
+    int auth;               /* offer AUTH: default on for submission, off for mx */
+    int auth_plaintext;     /* allow AUTH without TLS (default off) */
+    int require_auth;       /* default on for submission */
+    struct conf_listen *next;
+};
+
+struct kconf {
+    char *file;            /* the main file as given */
+
+    /* top level */
+    char *hostname;        /* default: gethostname() */
+    char *user;            /* drop to this user when started as root (default "kurier") */
+    char *state_dir;       /* default "/var/lib/kurier"; spool, db and socket live here */
+    char *spool_dir;       /* default STATE/spool */
+    char *maildir_root;    /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
+    char *directory;       /* SQLite file, default STATE/kurier.db */
+    char *control_socket;  /* default STATE/control.sock */
+    char *locale;          /* "en" or "de" for DSN texts (default "en") */
+    int workers;           /* worker threads for disk I/O (default 4) */
+
+    /* log { } */
+    char *log_target;      /* "stderr" or "syslog" (default "stderr") */
+    char *log_name;        /* syslog program name (default "kurier") */
+    int log_level;         /* enum log_level (default info) */
+    char *log_debug;       /* subsystems with debug traces, "" none */
+
+    /* limits { } */
+    size_t line_length;    /* command line incl. CRLF (default 512, RFC 5321 4.5.3.1.4) */
+    size_t message_size;   /* bytes (default 50 MiB) */
+    int recipients;        /* per message (default 1000) */
+    int errors;            /* per session before 421 (default 20) */
+    int command_timeout;   /* seconds (default 300) */
+    int data_timeout;      /* seconds per data block (default 600, RFC 5321 4.5.3.2.6) */
+    int connections;       /* total (default 1000) */
+    int connections_per_ip;/* (default 20) */
+    int hop_count;         /* Received headers before 554 5.4.6 (default 50) */
+    int shutdown_grace;    /* seconds to finish sessions on SIGTERM (default 30) */
+
+    /* queue { } */
+    int retry_first;       /* seconds (default 300) */
+    double retry_backoff;  /* factor (default 2.0) */
+    int retry_max;         /* seconds (default 4h) */
+    int lifetime;          /* seconds (default 5d) */
+    int delay_warning;     /* seconds (default 4h), 0 = off */
+    int maildrop_scan;     /* seconds between maildrop scans (default 5) */
+
+    /* relay { } */
+    struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
+    size_t ntrusted;
+
+    struct conf_listen *listeners;
+};
+
+/* Read FILE (following includes, relative to the including file's folder; glob
+ * patterns allowed), apply defaults and limits, resolve relative paths against the
+ * current directory. Returns a new kconf, or NULL with every error in errs. */
+struct kconf *conf_load(const char *file, struct conf_errors *errs);
+void conf_free(struct kconf *c);
+/* Print the effective configuration in kurier.conf syntax, every key with its value
+ * (defaults included), each with a "# help" comment. */
+void conf_dump(const struct kconf *c, FILE *out);
+/* Print docs/config.md (generated from the key table). */
+void conf_doc_markdown(FILE *out);
+
+/* Parse "1.2.3.0/24", "::1", "2001:db8::/32". 0 done, -1 bad. */
+int conf_net_parse(const char *s, struct conf_net *out);
+/* 1 when the sockaddr is inside net, else 0. */
+int conf_net_match(const struct conf_net *net, const struct sockaddr *sa);
+
+#endif

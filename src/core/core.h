@@ -1,0 +1,15 @@
+/* core.h: the public contract of src/core (buffers, logging, config, addresses,
+ * time and files, worker pool). Split into one section file per concern; nothing in
+ * core depends on any other module. */
+#ifndef KURIER_CORE_H
+#define KURIER_CORE_H
+
+#include "core/compat.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/work.h"
+#include "core/addr.h"
+#include "core/conf.h"
+
+#endif

@@ -1,0 +1,26 @@
+/* util.h: time, files and small system helpers shared by every module. */
+#ifndef KURIER_UTIL_H
+#define KURIER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* Monotonic seconds (for delays and timeouts) and wall-clock seconds as double. */
+double time_mono(void);
+double time_wall(void);
+/* RFC 5322 date "Wed, 25 Nov 2026 13:20:00 +0000" into dst (>= 40 bytes). */
+void time_rfc5322(char *dst, size_t size, time_t t);
+
+/* fsync a directory by path. 0 done, -1 failed (errno set). */
+int fsync_dir(const char *path);
+/* mkdir -p with mode; 0 done or existed, -1 failed (errno set). */
+int mkdir_p(const char *path, mode_t mode);
+/* Write all of buf to fd, retrying on EINTR/short writes. 0 done, -1 failed. */
+int write_all(int fd, const void *buf, size_t len);
+/* Read a whole file into a new NUL-terminated string; *len set when non-NULL.
+ * NULL on error (errno set). Caller frees. */
+char *file_read(const char *path, size_t *len);
+
+#endif

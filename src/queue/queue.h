@@ -1,0 +1,129 @@
+/* queue.h: the spool on disk (the only writer of spool/), and the scheduler that
+ * walks it. Callers get queue IDs, never paths.
+ *
+ * Layout under spool_dir (a person can read every file):
+ *   incoming/ID.msg, incoming/ID.env  being received; never delivered from
+ *   queue/ID.msg    the message as we deliver it (our Received: header first)
+ *   queue/ID.env    the envelope: "key: value" lines, one "rcpt:" line per recipient
+ *                   carrying its state; rewritten atomically (tmp, fsync, rename,
+ *                   dir fsync) whenever a recipient's state changes
+ *   maildrop/       sendmail(1) drops files here (mode 1733), picked up by the daemon
+ * A message is in the queue iff queue/ID.env exists; .msg is renamed first. */
+#ifndef KURIER_QUEUE_H
+#define KURIER_QUEUE_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+#define QUEUE_ID_LEN 14 /* fixed width, sortable by arrival */
+
+enum rcpt_state {
+    RCPT_ST_QUEUED = 0, /* not tried yet or deferred: will be tried */
+    RCPT_ST_SENT,       /* delivered (locally or to the next hop) */
+    RCPT_ST_BOUNCED,    /* failed for good */
+};
+
+struct spool_rcpt {
+    char *addr;        /* where it goes (after alias expansion) */
+    char *orig;        /* the address the client gave in RCPT TO */
+    char *orcpt;       /* DSN ORCPT ("rfc822;a@b") or NULL */
+    unsigned notify;   /* SMTP_NOTIFY_* bits, 0 = not given */
+    enum rcpt_state state;
+    int attempts;
+    time_t next_try;   /* 0 = now */
+    char dsn[8];       /* last enhanced status "4.2.0" or "" */
+    char *diag;        /* last result text (remote reply or local reason), or NULL */
+};
+
+struct spool_env {
+    char id[QUEUE_ID_LEN + 1];
+    char *sender;      /* "" for the null sender */
+    time_t arrival;
+    size_t size;       /* bytes of queue/ID.msg */
+    char *client_name, *client_addr, *helo; /* NULL for local submission */
+    char *proto;       /* "ESMTP", "ESMTPS", "ESMTPSA", "SMTP", "local" */
+    char *auth_user;   /* NULL when not authenticated */
+    char *envid;       /* DSN ENVID or NULL */
+    int ret;           /* SMTP_RET_* */
+    int body;          /* SMTP_BODY_* */
+    int smtputf8;
+    int held;          /* on hold: the scheduler leaves it alone */
+    int delay_warned;  /* a delay notice was sent */
+    struct spool_rcpt *rcpts;
+    size_t nrcpts;
+};
+
+void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
+/* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */
+char *spool_env_format(const struct spool_env *e);
+int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line);
+const char *rcpt_state_name(enum rcpt_state s); /* "queued", "sent", "bounced" */
+
+struct spool;
+
+/* Open (and create, mode 0700, maildrop 1733) the spool at dir. NULL on error with
+ * a message in err. Removes leftovers in incoming/ (never acknowledged). */
+struct spool *spool_open(const char *dir, char *err, size_t errsize);
+void spool_free(struct spool *s);
+const char *spool_dir(const struct spool *s);
+/* A new unique queue ID, sortable by arrival (microseconds + counter). */
+void spool_new_id(char id[QUEUE_ID_LEN + 1]);
+
+/* --- receiving a message (event-loop thread) ------------------------------ */
+struct spool_msg;
+/* Start a message: creates incoming/ID.msg. NULL on error (logged once here). */
+struct spool_msg *spool_msg_new(struct spool *s);
+const char *spool_msg_id(const struct spool_msg *m);
+/* Append content bytes (page cache only; the fsync comes with the commit).
+ * 0 done, -1 failed (disk full...): the caller answers 451 4.3.0 and aborts. */
+int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
+/* Commit: write the envelope (env->id is set here), then on a worker: fsync
+ * content and envelope, rename both into queue/, fsync the directory, batched with
+ * other commits (group commit). done(arg, ok) runs on the loop thread: ok=1 the
+ * message is durable (send 250), ok=0 it is not (send 451) and was removed. m is
+ * consumed either way; env stays the caller's. */
+void spool_msg_commit(struct spool_msg *m, struct spool_env *env,
+                      void (*done)(void *arg, int ok), void *arg);
+/* Abandon the message: files removed, m freed. NULL-safe. */
+void spool_msg_abort(struct spool_msg *m);
+
+/* --- the queue, for the scheduler and the tools --------------------------- */
+/* Call cb for every queued message (sorted by ID). 0 done, -1 error. */
+int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
+/* Load an envelope. NULL when missing or unreadable (err says why). Caller frees. */
+struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
+/* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
+int spool_update(struct spool *s, const struct spool_env *env);
+/* Remove a message (envelope first, then content). 0 done, -1 no such message. */
+int spool_remove(struct spool *s, const char *id);
+/* Path of queue/ID.msg for reading by transports (borrowed until next call). */
+int spool_open_content(struct spool *s, const char *id); /* fd or -1 */
+
+/* --- sendmail(1) maildrop --------------------------------------------------- */
+/* Write a maildrop file (envelope + content) as an unprivileged user. The file is
+ * complete and fsync'd before it becomes visible. 0 done, -1 failed (err says). */
+int maildrop_write(const char *spool_dir, const char *sender, char **rcpts, size_t nrcpts,
+                   const char *content, size_t len, const char *user, char *err,
+                   size_t errsize);
+
+/* --- the scheduler (daemon only, event-loop thread) ----------------------- */
+struct event_base;
+struct kconf;
+struct store;
+struct queue;
+struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
+                        struct store *st);
+void queue_free(struct queue *q);
+/* A message was committed: schedule it now. */
+void queue_add(struct queue *q, const char *id);
+/* Retry every deferred recipient now ("kurier queue flush"). */
+void queue_flush(struct queue *q);
+/* Tools through the control socket: 0 done, -1 no such message. */
+int queue_delete(struct queue *q, const char *id); /* id "ALL" deletes everything */
+int queue_hold(struct queue *q, const char *id);
+int queue_release(struct queue *q, const char *id);
+/* Pick up maildrop files now (also done on a timer). */
+void queue_pickup(struct queue *q);
+
+#endif

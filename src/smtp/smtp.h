@@ -1,0 +1,110 @@
+/* smtp.h: the SMTP protocol module. parse.c: pure parsers for command lines, ESMTP
+ * parameters and the DATA/BDAT byte stream (fuzzed). server.c: the inbound
+ * dialogue as one state machine; it asks policy and spool through small
+ * interfaces and never decides delivery itself. */
+#ifndef KURIER_SMTP_H
+#define KURIER_SMTP_H
+
+#include <stddef.h>
+#include "core/core.h"
+
+/* An error reply decided by a parser or a check: code, enhanced code, text. */
+struct smtp_err {
+    int code;        /* 501 */
+    const char *enh; /* "5.5.4" (static) */
+    char text[256];  /* human sentence, no CRLF */
+};
+
+enum smtp_verb {
+    SMTP_V_UNKNOWN = 0,
+    SMTP_V_HELO,
+    SMTP_V_EHLO,
+    SMTP_V_MAIL,
+    SMTP_V_RCPT,
+    SMTP_V_DATA,
+    SMTP_V_BDAT,
+    SMTP_V_RSET,
+    SMTP_V_NOOP,
+    SMTP_V_QUIT,
+    SMTP_V_HELP,
+    SMTP_V_VRFY,
+    SMTP_V_EXPN,
+    SMTP_V_STARTTLS,
+    SMTP_V_AUTH,
+    SMTP_V_COUNT
+};
+
+enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
+enum smtp_ret { SMTP_RET_NONE = 0, SMTP_RET_FULL, SMTP_RET_HDRS };
+enum smtp_notify { /* RFC 3461 4.1; 0 = not given */
+    SMTP_NOTIFY_NEVER = 1,
+    SMTP_NOTIFY_SUCCESS = 2,
+    SMTP_NOTIFY_FAILURE = 4,
+    SMTP_NOTIFY_DELAY = 8,
+};
+
+struct smtp_cmd {
+    enum smtp_verb verb;
+    char *arg; /* text after the verb, leading spaces removed (HELO/EHLO/VRFY/AUTH/HELP/
+                  NOOP); NULL when none */
+    /* MAIL / RCPT */
+    struct addr path;
+    /* MAIL parameters (RFC 1870, 6152, 6531, 3461, 4954) */
+    long long size;         /* SIZE=, -1 when not given */
+    enum smtp_body body;    /* BODY= */
+    int smtputf8;           /* SMTPUTF8 */
+    enum smtp_ret ret;      /* RET= */
+    char *envid;            /* ENVID=, xtext-decoded */
+    char *auth;             /* AUTH=, xtext-decoded ("<>" kept) */
+    /* RCPT parameters (RFC 3461) */
+    unsigned notify;        /* SMTP_NOTIFY_* bits */
+    char *orcpt;            /* ORCPT=, "rfc822;addr" with the address xtext-decoded */
+    /* BDAT */
+    unsigned long long chunk_size;
+    int last;               /* BDAT ... LAST */
+};
+
+/* Parse one command line (len bytes, without the CRLF). utf8: SMTPUTF8 was
+ * negotiated for this transaction (addresses may be UTF-8).
+ * Returns 0 with cmd filled (free with smtp_cmd_clear), or -1 with err filled
+ * (500 5.5.2 unknown verb / 501 5.5.4 bad arguments / 553 5.1.x bad address /
+ * 555 5.5.4 unknown parameter ...), cmd->verb still set when the verb was known. */
+int smtp_parse_cmd(const char *line, size_t len, struct smtp_cmd *cmd, struct smtp_err *err);
+void smtp_cmd_clear(struct smtp_cmd *cmd);
+/* Verb name ("MAIL") for logs. */
+const char *smtp_verb_name(enum smtp_verb v);
+
+/* Incremental scanner of the message byte stream (DATA or BDAT). */
+enum smtp_data_flag {
+    SMTP_DATA_BARE_LF = 1,   /* LF not preceded by CR */
+    SMTP_DATA_BARE_CR = 2,   /* CR not followed by LF */
+    SMTP_DATA_LONG_LINE = 4, /* a line over max_line bytes (without CRLF) */
+    SMTP_DATA_NUL = 8,       /* a NUL byte */
+};
+
+struct smtp_data {
+    /* set by the caller before the first feed (zero the struct first) */
+    int bdat;           /* 1: BDAT chunk bytes: no dot-unstuffing, no end marker */
+    size_t max_line;    /* 998 (RFC 5322 2.1.1) */
+    /* results */
+    unsigned flags;     /* smtp_data_flag bits seen so far */
+    int done;           /* DATA: "<CRLF>.<CRLF>" seen; no byte after it was consumed */
+    int in_headers;     /* still in the header section */
+    int received;       /* "Received:" header fields counted in the header section */
+    /* internal */
+    int st;
+    size_t line_len;
+    char hdr[10];
+    size_t hdr_len;
+};
+
+/* Feed len bytes. Message bytes (dot-unstuffed in DATA mode, line ends exactly as
+ * received) are appended to out. Returns the number of bytes consumed: all of them,
+ * or in DATA mode fewer when the end marker was reached (d->done set; the rest
+ * belongs to the next command). Never fails: problems are recorded in d->flags. */
+size_t smtp_data_feed(struct smtp_data *d, const char *p, size_t len, struct buf *out);
+
+/* xtext (RFC 3461 4): decode into a new string; NULL when malformed. */
+char *smtp_xtext_decode(const char *p, size_t len);
+
+#endif
