@@ -1,0 +1,82 @@
+/* main.c: the kurier command's entry point: global options, then one cmd_*() per
+ * noun (cli.h). Also sendmail(1) and mailq(1) when called by those names. */
+#include "core/compat.h"
+
+#include <libgen.h>
+
+#include "cli/cli.h"
+#include "core/core.h"
+
+static const char *conf_path;
+
+const char *cli_conf_path(void)
+{
+    if (conf_path) return conf_path;
+    const char *env = getenv("KURIER_CONF");
+    return env && *env ? env : "/etc/kurier/kurier.conf";
+}
+
+struct kconf *cli_load_conf(void)
+{
+    struct conf_errors errs = {0};
+    struct kconf *c = conf_load(cli_conf_path(), &errs);
+    if (!c) {
+        conf_errors_print(&errs, stderr);
+        conf_errors_free(&errs);
+        exit(1);
+    }
+    conf_errors_free(&errs);
+    return c;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: kurier [-c FILE] COMMAND ...\n"
+            "  config check [FILE] | config dump | config doc\n"
+            "  domain add|del|list|catchall ...\n"
+            "  mailbox add|del|list|passwd|quota ...\n"
+            "  alias add|del|list ...\n"
+            "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
+            "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
+}
+
+int main(int argc, char **argv)
+{
+    char *me = basename(argv[0]);
+    log_init("stderr", "kurier", LOG_LV_WARN);
+    if (strcmp(me, "sendmail") == 0) return cmd_sendmail(argc, argv);
+    if (strcmp(me, "mailq") == 0) return cmd_mailq(argc, argv);
+
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            conf_path = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage();
+            return 0;
+        } else {
+            fprintf(stderr, "kurier: unknown option %s\n", argv[i]);
+            usage();
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage();
+        return 2;
+    }
+    static const struct {
+        const char *noun;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"config", cmd_config}, {"domain", cmd_domain}, {"mailbox", cmd_mailbox},
+        {"alias", cmd_alias},   {"queue", cmd_queue},   {"sendmail", cmd_sendmail},
+        {"mailq", cmd_mailq},
+    };
+    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
+        if (strcmp(argv[i], cmds[k].noun) == 0) return cmds[k].fn(argc - i, argv + i);
+    fprintf(stderr, "kurier: unknown command \"%s\"\n", argv[i]);
+    usage();
+    return 2;
+}
