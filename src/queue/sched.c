@@ -1,0 +1,748 @@
+/* sched.c: the scheduler. Keeps a small in-memory index of queued messages, runs
+ * deliveries (route + maildir), retries with backoff, expiry, admin operations and
+ * maildrop pickup. Loop thread only; all disk and directory work runs in worker jobs. */
+#include "core/compat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "deliver/deliver.h"
+#include "queue/queue.h"
+#include "route/route.h"
+
+enum job_kind { JOB_DELIVER = 0, JOB_REMOVE, JOB_HOLD, JOB_PICKUP_SCAN };
+
+struct qent;
+
+struct qjob {
+    enum job_kind kind;
+    struct queue *q;
+    struct qent *e; /* NULL for pickup scans */
+    struct work_job *wj;
+    char id[QUEUE_ID_LEN + 1];
+    /* inputs */
+    int announce; /* log the qmgr "from=" line */
+    int flush;    /* every queued recipient is due now */
+    int hold;     /* JOB_HOLD: 1 hold, 0 release */
+    double t_submit;
+    /* outputs */
+    int gone;                  /* the envelope is missing: forget the message */
+    int failed;                /* could not load/update: try again later */
+    int held;                  /* the envelope says held */
+    int removed;               /* the message left the queue */
+    time_t next_due;           /* earliest next_try of the queued recipients */
+    struct pickup_item *items; /* JOB_PICKUP_SCAN result */
+    struct qjob *prev, *next;
+};
+
+struct qent {
+    char id[QUEUE_ID_LEN + 1];
+    time_t due;    /* earliest next_try among queued recipients (0 = unknown/now) */
+    int held;      /* on hold (as far as we know) */
+    int busy;      /* a job works on this message */
+    int deleted;   /* delete requested */
+    int hold_op;   /* -1 none, 0 release, 1 hold requested */
+    int flush;     /* retry every queued recipient now */
+    int announced; /* qmgr "from=" logged in this process */
+    struct qent *prev, *next;
+};
+
+/* Pickup of maildrop files: the commits may outlive the queue (no cancel in the
+ * spool API), so the context is shared and knows when the queue is gone. */
+struct pickup_item {
+    char *path;   /* maildrop file */
+    char *name;   /* file name */
+    char *sender; /* envelope sender */
+    char **rcpts;
+    size_t nrcpts;
+    char *user; /* local user name or NULL */
+    long uid;
+    char *content;
+    size_t len;
+    struct pickup_item *next;
+};
+
+struct pickup_ctx {
+    struct queue *q; /* NULL once the queue is freed */
+    int pending;     /* commits outstanding */
+};
+
+struct pickup_commit {
+    struct pickup_ctx *ctx;
+    struct spool_env *env;
+    struct pickup_item *item;
+};
+
+struct queue {
+    struct event_base *base;
+    const struct kconf *conf;
+    struct spool *spool;
+    struct store *store;
+    struct qent *head, *tail;
+    struct qjob *jobs; /* outstanding worker jobs */
+    int ndeliv;        /* delivery jobs in flight */
+    struct event *ev_run;
+    time_t run_at; /* when ev_run fires, valid while pending */
+    struct event *ev_pickup;
+    struct pickup_ctx *pctx;
+    int pickup_busy; /* a scan or its commits are in progress */
+};
+
+static void run_queue(struct queue *q);
+static void entry_maint(struct queue *q, struct qent *e);
+static void pickup_start(struct queue *q);
+
+/* --- index ----------------------------------------------------------------- */
+
+static struct qent *entry_find(struct queue *q, const char *id)
+{
+    for (struct qent *e = q->head; e; e = e->next)
+        if (strcmp(e->id, id) == 0) return e;
+    return NULL;
+}
+
+static struct qent *entry_add(struct queue *q, const char *id)
+{
+    struct qent *e = entry_find(q, id);
+    if (e) return e;
+    e = xcalloc(1, sizeof *e);
+    str_copy(e->id, id, sizeof e->id);
+    e->hold_op = -1;
+    e->prev = q->tail;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    return e;
+}
+
+static void entry_free(struct queue *q, struct qent *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        q->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        q->tail = e->prev;
+    free(e);
+}
+
+/* --- timers ---------------------------------------------------------------- */
+
+/* Run the queue in secs seconds (0: on the next loop turn), unless it runs sooner. */
+static void arm(struct queue *q, time_t secs)
+{
+    if (secs < 0) secs = 0;
+    if (secs > 3600) secs = 3600; /* survive clock jumps */
+    time_t at = time(NULL) + secs;
+    if (evtimer_pending(q->ev_run, NULL) && q->run_at <= at) return;
+    struct timeval tv = {secs, 0};
+    q->run_at = at;
+    evtimer_add(q->ev_run, &tv);
+}
+
+static void on_run(evutil_socket_t fd, short what, void *arg)
+{
+    run_queue(arg);
+}
+
+static void on_pickup_timer(evutil_socket_t fd, short what, void *arg)
+{
+    queue_pickup(arg);
+}
+
+/* --- jobs ------------------------------------------------------------------ */
+
+static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
+{
+    struct qjob *j = xcalloc(1, sizeof *j);
+    j->kind = kind;
+    j->q = q;
+    j->e = e;
+    if (e) str_copy(j->id, e->id, sizeof j->id);
+    j->t_submit = time_wall();
+    j->next = q->jobs;
+    if (q->jobs) q->jobs->prev = j;
+    q->jobs = j;
+    if (e) e->busy = 1;
+    return j;
+}
+
+static void job_unlink(struct queue *q, struct qjob *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        q->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+}
+
+static void pickup_items_free(struct pickup_item *it);
+
+static void job_free(struct qjob *j)
+{
+    pickup_items_free(j->items);
+    free(j);
+}
+
+/* 1 when queue/ID.env exists (the documented layout, queue.h). */
+static int env_exists(struct queue *q, const char *id)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/queue/%s.env", spool_dir(q->spool), id);
+    if (n < 0 || (size_t)n >= sizeof path) return 1;
+    return access(path, F_OK) == 0 || errno != ENOENT;
+}
+
+/* --- delivery (worker side) ------------------------------------------------ */
+
+struct outcome {
+    const char *comp; /* "local" or "qmgr" */
+    char *to;         /* target address */
+    const char *relay;
+    enum deliver_status st;
+    char dsn[8];
+    char text[512];
+    double c, d; /* route time, transport time */
+};
+
+struct loglines {
+    char **v;
+    size_t n, cap;
+};
+
+static void lines_add(struct loglines *l, char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = s;
+}
+
+static void lines_free(struct loglines *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+static void outcome_set(struct outcome *o, enum deliver_status st, const char *dsn,
+                        const char *text)
+{
+    o->st = st;
+    str_copy(o->dsn, dsn, sizeof o->dsn);
+    str_copy(o->text, text, sizeof o->text);
+}
+
+/* Seconds as Postfix prints delays: "0" when below 10 ms, else 2 decimals. */
+static void fmt_delay(char *dst, size_t size, double v)
+{
+    if (v < 0.005)
+        str_copy(dst, "0", size);
+    else
+        snprintf(dst, size, "%.2f", v);
+}
+
+static time_t retry_delay(const struct kconf *c, int attempts)
+{
+    double d = c->retry_first > 0 ? c->retry_first : 60;
+    for (int i = 1; i < attempts && d < c->retry_max; i++)
+        d *= c->retry_backoff > 1.0 ? c->retry_backoff : 1.0;
+    if (c->retry_max > 0 && d > c->retry_max) d = c->retry_max;
+    return (time_t)d;
+}
+
+static void lifetime_text(char *dst, size_t size, int secs)
+{
+    if (secs >= 86400 && secs % 86400 == 0)
+        snprintf(dst, size, "%d day%s", secs / 86400, secs == 86400 ? "" : "s");
+    else if (secs >= 3600 && secs % 3600 == 0)
+        snprintf(dst, size, "%d hour%s", secs / 3600, secs == 3600 ? "" : "s");
+    else
+        snprintf(dst, size, "%d seconds", secs);
+}
+
+/* Route one recipient and deliver to each target; fills outs (new array). */
+static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const struct spool_rcpt *r,
+                           int content_fd, struct outcome **outs)
+{
+    struct queue *q = j->q;
+    struct route_result rr;
+    memset(&rr, 0, sizeof rr);
+    double t0 = time_mono();
+    enum route_kind kind = route_resolve(q->store, r->addr, &rr);
+    double troute = time_mono() - t0;
+    size_t n = rr.ntargets > 0 && (kind == ROUTE_LOCAL || kind == ROUTE_REMOTE) ? rr.ntargets : 1;
+    struct outcome *o = xcalloc(n, sizeof *o);
+    for (size_t i = 0; i < n; i++) {
+        o[i].comp = "local";
+        o[i].relay = "local";
+        o[i].c = troute;
+    }
+    switch (kind) {
+    case ROUTE_NOUSER:
+        o[0].to = xstrdup(r->addr);
+        outcome_set(&o[0], DELIVER_PERM, "5.1.1", "no such mailbox");
+        break;
+    case ROUTE_LOOP:
+        o[0].to = xstrdup(r->addr);
+        outcome_set(&o[0], DELIVER_PERM, "5.4.6", "mail forwarding loop (alias expansion)");
+        break;
+    case ROUTE_ERROR:
+        o[0].to = xstrdup(r->addr);
+        o[0].comp = "qmgr";
+        o[0].relay = "none";
+        outcome_set(&o[0], DELIVER_TEMP, "4.3.0", "directory lookup failed");
+        break;
+    case ROUTE_LOCAL:
+    case ROUTE_REMOTE:
+        for (size_t i = 0; i < n; i++) {
+            const struct route_target *t = rr.ntargets ? &rr.targets[i] : NULL;
+            enum route_kind tk = t ? t->kind : kind;
+            o[i].to = xstrdup(t && t->addr ? t->addr : r->addr);
+            if (tk != ROUTE_LOCAL) {
+                /* outbound delivery comes later: keep the recipient queued */
+                o[i].comp = "qmgr";
+                o[i].relay = "none";
+                outcome_set(&o[i], DELIVER_TEMP, "4.4.0", "remote delivery is not available yet");
+                continue;
+            }
+            if (content_fd < 0) {
+                outcome_set(&o[i], DELIVER_TEMP, "4.3.0", "cannot open the queued message");
+                continue;
+            }
+            struct deliver_maildir_req req = {
+                .root = q->conf->maildir_root,
+                .address = o[i].to,
+                .quota = t ? t->quota : 0,
+                .return_path = env->sender ? env->sender : "",
+                .orig_rcpt = o[i].to,
+                .content_fd = content_fd,
+                .hostname = q->conf->hostname,
+                .uid = 0,
+                .gid = 0,
+            };
+            struct deliver_result res;
+            memset(&res, 0, sizeof res);
+            double t1 = time_mono();
+            deliver_maildir(&req, &res);
+            o[i].d = time_mono() - t1;
+            outcome_set(&o[i], res.status, res.dsn[0] ? res.dsn : "4.3.0",
+                        res.text[0] ? res.text : "delivery failed");
+            if (res.status == DELIVER_OK && !res.text[0])
+                str_copy(o[i].text, "delivered to maildir", sizeof o[i].text);
+            if (res.status == DELIVER_OK && !res.dsn[0]) str_copy(o[i].dsn, "2.0.0", 8);
+        }
+        break;
+    }
+    route_result_clear(&rr);
+    *outs = o;
+    return n;
+}
+
+static void deliver_run(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    const struct kconf *c = q->conf;
+    char err[256] = "";
+    double t_start = time_wall();
+    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
+    if (!env) {
+        if (!env_exists(q, j->id)) {
+            j->gone = 1;
+            return;
+        }
+        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+        j->failed = 1;
+        return;
+    }
+    if (env->held) {
+        j->held = 1;
+        spool_env_free(env);
+        return;
+    }
+    char sender[600];
+    log_escape(sender, sizeof sender, env->sender ? env->sender : "",
+               env->sender ? strlen(env->sender) : 0);
+    if (j->announce)
+        log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
+                 env->size, env->nrcpts);
+
+    time_t now = time(NULL);
+    int content_fd = -1, opened = 0, changed = 0;
+    struct loglines lines = {0};
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        struct spool_rcpt *r = &env->rcpts[i];
+        if (r->state != RCPT_ST_QUEUED) continue;
+        if (!j->flush && r->next_try > now) continue;
+        if (!opened) {
+            content_fd = spool_open_content(q->spool, j->id);
+            opened = 1;
+        }
+        struct outcome *o = NULL;
+        size_t n = rcpt_attempt(j, env, r, content_fd, &o);
+        enum deliver_status agg = DELIVER_OK;
+        const struct outcome *worst = &o[0];
+        for (size_t k = 0; k < n; k++) {
+            if (o[k].st == DELIVER_TEMP || (o[k].st == DELIVER_PERM && agg == DELIVER_OK)) {
+                agg = o[k].st;
+                worst = &o[k];
+            }
+        }
+        time_t tnow = time(NULL);
+        int expired = agg == DELIVER_TEMP && c->lifetime > 0 && tnow >= env->arrival + c->lifetime;
+        if (expired) {
+            char life[64], text[512];
+            lifetime_text(life, sizeof life, c->lifetime);
+            int tn =
+                snprintf(text, sizeof text, "message expired after %s in the queue; last error: %s",
+                         life, worst->text);
+            if (tn < 0) str_copy(text, "message expired in the queue", sizeof text);
+            for (size_t k = 0; k < n; k++)
+                if (o[k].st == DELIVER_TEMP) outcome_set(&o[k], DELIVER_PERM, "5.4.7", text);
+            agg = DELIVER_PERM;
+        }
+        changed = 1;
+        str_copy(r->dsn, worst->dsn, sizeof r->dsn);
+        free(r->diag);
+        r->diag = xstrdup(worst->text);
+        if (agg == DELIVER_OK) {
+            r->state = RCPT_ST_SENT;
+        } else if (agg == DELIVER_PERM) {
+            r->state = RCPT_ST_BOUNCED;
+        } else {
+            r->attempts++;
+            r->next_try = tnow + retry_delay(c, r->attempts);
+        }
+        const char *orig = r->orig && *r->orig ? r->orig : r->addr;
+        for (size_t k = 0; k < n; k++) {
+            char to[600], origx[600], text[1100], total[32], a[32], b[32], cc[32], d[32];
+            log_escape(to, sizeof to, o[k].to, strlen(o[k].to));
+            log_escape(origx, sizeof origx, orig, strlen(orig));
+            log_escape(text, sizeof text, o[k].text, strlen(o[k].text));
+            for (char *p = text; *p; p++) /* pflogsumm reads the reason up to ')' */
+                if (*p == '(' || *p == ')') *p = *p == '(' ? '[' : ']';
+            double t_end = time_wall();
+            snprintf(total, sizeof total, "%.2f", t_end > env->arrival ? t_end - env->arrival : 0);
+            fmt_delay(a, sizeof a, j->t_submit - (double)env->arrival);
+            fmt_delay(b, sizeof b, t_start - j->t_submit);
+            fmt_delay(cc, sizeof cc, o[k].c);
+            fmt_delay(d, sizeof d, o[k].d);
+            static const char *stname[] = {"sent", "deferred", "bounced"};
+            char *line =
+                xasprintf("%s\t%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
+                          "status=%s (%s)",
+                          o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
+                          str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
+                          o[k].relay, total, a, b, cc, d, o[k].dsn, stname[o[k].st], text);
+            lines_add(&lines, line);
+            free(o[k].to);
+        }
+        free(o);
+    }
+    if (content_fd >= 0) close(content_fd);
+
+    /* DESIGN.md durability: persist the states before they are reported. */
+    if (changed && spool_update(q->spool, env) != 0) {
+        log_err("qmgr", "%s: cannot record delivery status; will retry", j->id);
+        j->failed = 1;
+        lines_free(&lines);
+        spool_env_free(env);
+        return;
+    }
+    for (size_t i = 0; i < lines.n; i++) {
+        char *tab = strchr(lines.v[i], '\t');
+        *tab = '\0';
+        log_info(lines.v[i], "%s", tab + 1);
+    }
+    lines_free(&lines);
+
+    size_t nqueued = 0;
+    time_t due = 0;
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        const struct spool_rcpt *r = &env->rcpts[i];
+        if (r->state != RCPT_ST_QUEUED) continue;
+        if (!nqueued || r->next_try < due) due = r->next_try;
+        nqueued++;
+    }
+    j->next_due = due;
+    if (!nqueued) {
+        if (spool_remove(q->spool, j->id) == 0) log_info("qmgr", "%s: removed", j->id);
+        j->removed = 1;
+    }
+    spool_env_free(env);
+}
+
+static void deliver_done(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    struct qent *e = j->e;
+    job_unlink(q, j);
+    q->ndeliv--;
+    e->busy = 0;
+    if (j->gone || j->removed) {
+        entry_free(q, e);
+    } else {
+        if (j->held) e->held = 1;
+        if (j->failed)
+            e->due = time(NULL) + (q->conf->retry_first > 0 ? q->conf->retry_first : 60);
+        else if (!j->held)
+            e->due = j->next_due;
+        entry_maint(q, e);
+    }
+    job_free(j);
+    arm(q, 0);
+}
+
+static void start_delivery(struct queue *q, struct qent *e)
+{
+    struct qjob *j = job_new(q, e, JOB_DELIVER);
+    j->announce = !e->announced;
+    e->announced = 1;
+    j->flush = e->flush;
+    e->flush = 0;
+    q->ndeliv++;
+    j->wj = work_submit(deliver_run, deliver_done, j);
+}
+
+/* --- admin operations (worker side) ---------------------------------------- */
+
+static void remove_run(void *arg)
+{
+    struct qjob *j = arg;
+    if (spool_remove(j->q->spool, j->id) == 0)
+        log_info("qmgr", "%s: removed (deleted by admin)", j->id);
+    else
+        j->failed = 1;
+}
+
+static void hold_run(void *arg)
+{
+    struct qjob *j = arg;
+    char err[256] = "";
+    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
+    if (!env) {
+        if (!env_exists(j->q, j->id)) {
+            j->gone = 1;
+            return;
+        }
+        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+        j->failed = 1;
+        return;
+    }
+    if (env->held != j->hold) {
+        env->held = j->hold;
+        if (spool_update(j->q->spool, env) != 0) {
+            log_err("qmgr", "%s: cannot update envelope", j->id);
+            j->failed = 1;
+            spool_env_free(env);
+            return;
+        }
+    }
+    log_info("qmgr", "%s: %s by admin", j->id, j->hold ? "held" : "released");
+    j->held = env->held;
+    spool_env_free(env);
+}
+
+static void admin_done(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    struct qent *e = j->e;
+    job_unlink(q, j);
+    e->busy = 0;
+    if (j->kind == JOB_REMOVE || j->gone) {
+        entry_free(q, e); /* a failed removal is logged by the spool; forget it */
+    } else {
+        if (!j->failed) e->held = j->held;
+        if (!e->held) e->due = 0;
+        entry_maint(q, e);
+    }
+    job_free(j);
+    arm(q, 0);
+}
+
+/* Start the pending admin operation of e, if any and e is idle. */
+static void entry_maint(struct queue *q, struct qent *e)
+{
+    if (e->busy) return;
+    if (e->deleted) {
+        struct qjob *j = job_new(q, e, JOB_REMOVE);
+        j->wj = work_submit(remove_run, admin_done, j);
+    } else if (e->hold_op >= 0) {
+        struct qjob *j = job_new(q, e, JOB_HOLD);
+        j->hold = e->hold_op;
+        e->hold_op = -1;
+        j->wj = work_submit(hold_run, admin_done, j);
+    }
+}
+
+/* --- the run --------------------------------------------------------------- */
+
+static void run_queue(struct queue *q)
+{
+    time_t now = time(NULL);
+    int max = q->conf->workers > 0 ? q->conf->workers : 1;
+    time_t next = 0;
+    int have_next = 0;
+    for (struct qent *e = q->head; e; e = e->next) {
+        if (e->busy || e->held || e->deleted || e->hold_op >= 0) continue;
+        if (e->flush || e->due <= now) {
+            if (q->ndeliv < max) start_delivery(q, e);
+            continue; /* else a finishing job runs the queue again */
+        }
+        if (!have_next || e->due < next) next = e->due;
+        have_next = 1;
+    }
+    if (have_next) arm(q, next - now);
+}
+
+static void scan_cb(void *arg, const char *id)
+{
+    entry_add(arg, id);
+}
+
+struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
+                        struct store *st)
+{
+    struct queue *q = xcalloc(1, sizeof *q);
+    q->base = base;
+    q->conf = conf;
+    q->spool = s;
+    q->store = st;
+    q->ev_run = evtimer_new(base, on_run, q);
+    q->ev_pickup = event_new(base, -1, EV_PERSIST, on_pickup_timer, q);
+    q->pctx = xcalloc(1, sizeof *q->pctx);
+    q->pctx->q = q;
+    if (!q->ev_run || !q->ev_pickup) {
+        log_err("qmgr", "cannot create scheduler timers");
+        queue_free(q);
+        return NULL;
+    }
+    /* all state comes from the spool: the scheduler survives restarts */
+    if (spool_scan(s, scan_cb, q) != 0) log_err("qmgr", "cannot scan the queue");
+    size_t n = 0;
+    for (struct qent *e = q->head; e; e = e->next)
+        n++;
+    log_info("qmgr", "scheduler started: %zu message%s in the queue", n, n == 1 ? "" : "s");
+    struct timeval tv = {conf->maildrop_scan > 0 ? conf->maildrop_scan : 5, 0};
+    event_add(q->ev_pickup, &tv);
+    pickup_start(q);
+    arm(q, 0);
+    return q;
+}
+
+void queue_free(struct queue *q)
+{
+    if (!q) return;
+    while (q->jobs) {
+        struct qjob *j = q->jobs;
+        job_unlink(q, j);
+        if (j->wj) work_cancel(j->wj);
+        job_free(j);
+    }
+    while (q->head)
+        entry_free(q, q->head);
+    if (q->ev_run) event_free(q->ev_run);
+    if (q->ev_pickup) event_free(q->ev_pickup);
+    if (q->pctx) {
+        q->pctx->q = NULL;
+        if (!q->pctx->pending) free(q->pctx);
+    }
+    free(q);
+}
+
+void queue_add(struct queue *q, const char *id)
+{
+    struct qent *e = entry_add(q, id);
+    e->due = 0;
+    arm(q, 0);
+}
+
+void queue_flush(struct queue *q)
+{
+    for (struct qent *e = q->head; e; e = e->next) {
+        e->flush = 1;
+        e->due = 0;
+    }
+    log_info("qmgr", "queue flushed by admin");
+    arm(q, 0);
+}
+
+/* Deletion is done by a worker job; the reply goes out at once (the message is
+ * already out of the scheduler's reach). A crash before the job ran keeps it. */
+int queue_delete(struct queue *q, const char *id)
+{
+    if (strcmp(id, "ALL") == 0) {
+        for (struct qent *e = q->head, *next; e; e = next) {
+            next = e->next; /* entry_maint never frees synchronously */
+            e->deleted = 1;
+            entry_maint(q, e);
+        }
+        return 0;
+    }
+    struct qent *e = entry_find(q, id);
+    if (!e || e->deleted) return -1;
+    e->deleted = 1;
+    entry_maint(q, e);
+    return 0;
+}
+
+int queue_hold(struct queue *q, const char *id)
+{
+    struct qent *e = entry_find(q, id);
+    if (!e || e->deleted) return -1;
+    e->held = 1;
+    e->hold_op = 1;
+    entry_maint(q, e);
+    return 0;
+}
+
+int queue_release(struct queue *q, const char *id)
+{
+    struct qent *e = entry_find(q, id);
+    if (!e || e->deleted) return -1;
+    e->hold_op = 0;
+    entry_maint(q, e);
+    return 0;
+}
+
+/* --- maildrop pickup ------------------------------------------------------- */
+
+static void pickup_items_free(struct pickup_item *it)
+{
+    while (it) {
+        struct pickup_item *next = it->next;
+        free(it->path);
+        free(it->name);
+        free(it->sender);
+        for (size_t i = 0; i < it->nrcpts; i++)
+            free(it->rcpts[i]);
+        free(it->rcpts);
+        free(it->user);
+        free(it->content);
+        free(it);
+        it = next;
+    }
+}
+
+static void pickup_start(struct queue *q)
+{
+    (void)q; /* filled in below once the maildrop reader exists */
+}
+
+void queue_pickup(struct queue *q)
+{
+    pickup_start(q);
+}
