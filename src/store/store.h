@@ -52,6 +52,9 @@ int store_mailbox_set_quota(struct store *st, const char *address, long long quo
                             char *err, size_t errsize);
 /* 1 found, 0 not found, -1 error. */
 int store_mailbox_get(struct store *st, const char *address, struct store_mailbox *out);
+/* As store_mailbox_get, but only an active mailbox counts (route.c uses it):
+ * 1 found and active, 0 not found or disabled, -1 error. */
+int store_mailbox_lookup(struct store *st, const char *address, struct store_mailbox *out);
 int store_mailbox_list(struct store *st, const char *domain /* NULL = all */,
                        void (*cb)(void *arg, const struct store_mailbox *m), void *arg);
 /* 1 password matches, 0 does not (or no such mailbox), -1 error. Constant effort
