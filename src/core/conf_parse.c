@@ -82,6 +82,7 @@ struct lexer {
     struct conf_errors *errs;
     struct token peeked;
     int has_peek;
+    int eof_reported; /* an unterminated string already explained the end of input */
 };
 
 static int lx_getc(struct lexer *lx)
@@ -123,8 +124,8 @@ static char *lx_quoted(struct lexer *lx, int q, int line, int col)
         if (c < 0) {
             conf_errors_add(lx->errs, lx->file, line, col, "unterminated %s-quoted string",
                             q == '"' ? "double" : "single");
-            buf_release(&b);
-            return NULL;
+            lx->eof_reported = 1;
+            return buf_take(&b); /* keep what was read: no follow-up errors */
         }
         if (c == q) break;
         if (c == '\\') {
@@ -193,10 +194,8 @@ static struct token lx_next(struct lexer *lx)
         }
         if (c == '"' || c == '\'') {
             lx_getc(lx);
-            char *s = lx_quoted(lx, c, t.line, t.col);
-            if (!s) continue; /* at end of input now: next round returns EOF */
             t.kind = TK_WORD;
-            t.text = s;
+            t.text = lx_quoted(lx, c, t.line, t.col);
             return t;
         }
         const char *start = lx->p;
@@ -285,8 +284,9 @@ static struct conf_node *parse_directive(struct lexer *lx, struct token t, int d
             return n;
         }
         /* "}" or end of file: the ";" is missing. */
-        conf_errors_add(lx->errs, lx->file, n->line, n->col,
-                        "missing \";\" after \"%s\" (found %s)", n->name, tok_desc(&a));
+        if (!(a.kind == TK_EOF && lx->eof_reported))
+            conf_errors_add(lx->errs, lx->file, n->line, n->col,
+                            "missing \";\" after \"%s\" (found %s)", n->name, tok_desc(&a));
         if (a.kind == TK_CLOSE) lx_unget(lx, a);
         return n;
     }
@@ -300,7 +300,7 @@ static struct conf_node *parse_list(struct lexer *lx, int depth, const struct to
         struct token t = lx_next(lx);
         switch (t.kind) {
         case TK_EOF:
-            if (open)
+            if (open && !lx->eof_reported)
                 conf_errors_add(lx->errs, lx->file, open->line, open->col,
                                 "unbalanced \"{\": block is not closed before end of file");
             return head;
