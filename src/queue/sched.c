@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,13 +56,10 @@ struct qent {
 /* Pickup of maildrop files: the commits may outlive the queue (no cancel in the
  * spool API), so the context is shared and knows when the queue is gone. */
 struct pickup_item {
-    char *path;   /* maildrop file */
-    char *name;   /* file name */
-    char *sender; /* envelope sender */
-    char **rcpts;
-    size_t nrcpts;
-    char *user; /* local user name or NULL */
-    long uid;
+    char *name;            /* maildrop file name */
+    struct spool_env *env; /* from the file; handed to the commit */
+    char *user;            /* the submitter's user name (from the file's owner) */
+    unsigned uid;
     char *content;
     size_t len;
     struct pickup_item *next;
@@ -70,11 +68,11 @@ struct pickup_item {
 struct pickup_ctx {
     struct queue *q; /* NULL once the queue is freed */
     int pending;     /* commits outstanding */
+    char *spool_dir; /* for removing picked-up files after the queue is gone */
 };
 
 struct pickup_commit {
     struct pickup_ctx *ctx;
-    struct spool_env *env;
     struct pickup_item *item;
 };
 
@@ -625,6 +623,7 @@ struct queue *queue_new(struct event_base *base, const struct kconf *conf, struc
     q->ev_pickup = event_new(base, -1, EV_PERSIST, on_pickup_timer, q);
     q->pctx = xcalloc(1, sizeof *q->pctx);
     q->pctx->q = q;
+    q->pctx->spool_dir = xstrdup(spool_dir(s));
     if (!q->ev_run || !q->ev_pickup) {
         log_err("qmgr", "cannot create scheduler timers");
         queue_free(q);
@@ -658,7 +657,10 @@ void queue_free(struct queue *q)
     if (q->ev_pickup) event_free(q->ev_pickup);
     if (q->pctx) {
         q->pctx->q = NULL;
-        if (!q->pctx->pending) free(q->pctx);
+        if (!q->pctx->pending) {
+            free(q->pctx->spool_dir);
+            free(q->pctx);
+        }
     }
     free(q);
 }
@@ -720,26 +722,206 @@ int queue_release(struct queue *q, const char *id)
 
 /* --- maildrop pickup ------------------------------------------------------- */
 
+static void pickup_item_free(struct pickup_item *it)
+{
+    free(it->name);
+    spool_env_free(it->env);
+    free(it->user);
+    free(it->content);
+    free(it);
+}
+
 static void pickup_items_free(struct pickup_item *it)
 {
     while (it) {
         struct pickup_item *next = it->next;
-        free(it->path);
-        free(it->name);
-        free(it->sender);
-        for (size_t i = 0; i < it->nrcpts; i++)
-            free(it->rcpts[i]);
-        free(it->rcpts);
-        free(it->user);
-        free(it->content);
-        free(it);
+        pickup_item_free(it);
         it = next;
     }
 }
 
+#define PICKUP_BATCH 100 /* files per scan: bounds the memory of one scan */
+
+/* Move a bad file aside as .bad-NAME (not listed again), keep it for a person. */
+static void pickup_move_aside(const char *dir, const char *name)
+{
+    char from[4096], to[4096];
+    int a = snprintf(from, sizeof from, "%s/maildrop/%s", dir, name);
+    int b = snprintf(to, sizeof to, "%s/maildrop/.bad-%s", dir, name);
+    if (a < 0 || (size_t)a >= sizeof from || b < 0 || (size_t)b >= sizeof to) return;
+    if (rename(from, to) != 0) unlink(from);
+}
+
+static char *read_content(int fd, long long offset, size_t max, size_t *len, char *err,
+                          size_t errsize)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < offset) {
+        snprintf(err, errsize, "cannot stat: %s", strerror(errno));
+        return NULL;
+    }
+    size_t n = (size_t)(st.st_size - offset);
+    if (max && n > max) {
+        snprintf(err, errsize, "message too large (%zu bytes, limit %zu)", n, max);
+        return NULL;
+    }
+    char *p = xmalloc(n + 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(offset + (long long)got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            snprintf(err, errsize, "cannot read: %s", r < 0 ? strerror(errno) : "short file");
+            free(p);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+/* Worker: list the maildrop, parse and read the files. */
+static void pickup_scan_run(void *arg)
+{
+    struct qjob *j = arg;
+    const char *dir = spool_dir(j->q->spool);
+    char **names = NULL;
+    size_t n = 0;
+    if (maildrop_list(dir, &names, &n) != 0) {
+        log_err("pickup", "cannot read %s/maildrop: %s", dir, strerror(errno));
+        return;
+    }
+    struct pickup_item **tail = &j->items;
+    for (size_t i = 0; i < n && i < PICKUP_BATCH; i++) {
+        struct maildrop_file f;
+        char err[512] = "";
+        if (maildrop_open(dir, names[i], &f, err, sizeof err) != 0) {
+            char name[300];
+            log_escape(name, sizeof name, names[i], strlen(names[i]));
+            log_err("pickup", "bad maildrop file %s (moved aside as .bad-%s): %s", name, name, err);
+            pickup_move_aside(dir, names[i]);
+            continue;
+        }
+        size_t len = 0;
+        char *content =
+            read_content(f.fd, f.offset, j->q->conf->message_size, &len, err, sizeof err);
+        if (!content) {
+            char name[300];
+            log_escape(name, sizeof name, names[i], strlen(names[i]));
+            log_err("pickup", "maildrop file %s from uid %u (moved aside as .bad-%s): %s", name,
+                    f.uid, name, err);
+            maildrop_close(&f);
+            pickup_move_aside(dir, names[i]);
+            continue;
+        }
+        struct pickup_item *it = xcalloc(1, sizeof *it);
+        it->name = xstrdup(names[i]);
+        it->env = f.env;
+        f.env = NULL;
+        it->uid = f.uid;
+        /* the file's owner is who submitted it; the claimed name is not trusted */
+        struct passwd pw, *pwp = NULL;
+        char pwbuf[4096];
+        if (getpwuid_r(f.uid, &pw, pwbuf, sizeof pwbuf, &pwp) == 0 && pwp)
+            it->user = xstrdup(pw.pw_name);
+        else
+            it->user = xasprintf("%u", f.uid);
+        it->content = content;
+        it->len = len;
+        maildrop_close(&f);
+        *tail = it;
+        tail = &it->next;
+    }
+    maildrop_list_free(names, n);
+}
+
+static void pickup_commit_done(void *arg, int ok)
+{
+    struct pickup_commit *pc = arg;
+    struct pickup_ctx *ctx = pc->ctx;
+    struct pickup_item *it = pc->item;
+    ctx->pending--;
+    if (ok) {
+        /* Blocking unlink on the loop thread: one small metadata operation. A crash
+         * just before it means the message is queued twice, never lost. */
+        if (maildrop_remove(ctx->spool_dir, it->name) != 0)
+            log_err("pickup", "%s: cannot remove maildrop file %s", it->env->id, it->name);
+        char sender[600];
+        const char *snd = it->env->sender ? it->env->sender : "";
+        log_escape(sender, sizeof sender, snd, strlen(snd));
+        log_info("pickup", "%s: uid=%u from=<%s>", it->env->id, it->uid, sender);
+        if (ctx->q) queue_add(ctx->q, it->env->id);
+    } else {
+        log_err("pickup", "cannot queue maildrop file %s from uid %u; will retry", it->name,
+                it->uid);
+    }
+    pickup_item_free(it);
+    free(pc);
+    if (ctx->q) {
+        if (!ctx->pending) ctx->q->pickup_busy = 0;
+    } else if (!ctx->pending) {
+        free(ctx->spool_dir);
+        free(ctx);
+    }
+}
+
+/* Loop thread: turn one maildrop file into a queued message. */
+static void pickup_queue_item(struct queue *q, struct pickup_item *it)
+{
+    struct spool_msg *m = spool_msg_new(q->spool);
+    if (!m) { /* logged by the spool; the file stays for the next scan */
+        pickup_item_free(it);
+        return;
+    }
+    char date[64];
+    time_rfc5322(date, sizeof date, time(NULL));
+    /* as Postfix's pickup: "(Postfix, from userid 1000)" */
+    char *hdr = xasprintf("Received: by %s (kurier, from userid %s) id %s; %s\r\n",
+                          q->conf->hostname, it->user, spool_msg_id(m), date);
+    int r = spool_msg_write(m, hdr, strlen(hdr));
+    free(hdr);
+    if (r == 0) r = spool_msg_write(m, it->content, it->len);
+    if (r != 0) {
+        spool_msg_abort(m);
+        pickup_item_free(it);
+        return;
+    }
+    free(it->content);
+    it->content = NULL;
+    free(it->env->proto);
+    it->env->proto = xstrdup("local");
+    struct pickup_commit *pc = xcalloc(1, sizeof *pc);
+    pc->ctx = q->pctx;
+    pc->item = it;
+    q->pctx->pending++;
+    spool_msg_commit(m, it->env, pickup_commit_done, pc);
+}
+
+static void pickup_scan_done(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    job_unlink(q, j);
+    struct pickup_item *it = j->items;
+    j->items = NULL;
+    job_free(j);
+    while (it) {
+        struct pickup_item *next = it->next;
+        it->next = NULL;
+        pickup_queue_item(q, it);
+        it = next;
+    }
+    if (!q->pctx->pending) q->pickup_busy = 0;
+}
+
 static void pickup_start(struct queue *q)
 {
-    (void)q; /* filled in below once the maildrop reader exists */
+    if (q->pickup_busy) return; /* one scan at a time: a file is never picked twice */
+    q->pickup_busy = 1;
+    struct qjob *j = job_new(q, NULL, JOB_PICKUP_SCAN);
+    j->wj = work_submit(pickup_scan_run, pickup_scan_done, j);
 }
 
 void queue_pickup(struct queue *q)
