@@ -25,31 +25,31 @@ enum rcpt_state {
 };
 
 struct spool_rcpt {
-    char *addr;        /* where it goes (after alias expansion) */
-    char *orig;        /* the address the client gave in RCPT TO */
-    char *orcpt;       /* DSN ORCPT ("rfc822;a@b") or NULL */
-    unsigned notify;   /* SMTP_NOTIFY_* bits, 0 = not given */
+    char *addr;      /* where it goes (after alias expansion) */
+    char *orig;      /* the address the client gave in RCPT TO */
+    char *orcpt;     /* DSN ORCPT ("rfc822;a@b") or NULL */
+    unsigned notify; /* SMTP_NOTIFY_* bits, 0 = not given */
     enum rcpt_state state;
     int attempts;
-    time_t next_try;   /* 0 = now */
-    char dsn[8];       /* last enhanced status "4.2.0" or "" */
-    char *diag;        /* last result text (remote reply or local reason), or NULL */
+    time_t next_try; /* 0 = now */
+    char dsn[8];     /* last enhanced status "4.2.0" or "" */
+    char *diag;      /* last result text (remote reply or local reason), or NULL */
 };
 
 struct spool_env {
     char id[QUEUE_ID_LEN + 1];
-    char *sender;      /* "" for the null sender */
+    char *sender; /* "" for the null sender */
     time_t arrival;
-    size_t size;       /* bytes of queue/ID.msg */
+    size_t size;                            /* bytes of queue/ID.msg */
     char *client_name, *client_addr, *helo; /* NULL for local submission */
-    char *proto;       /* "ESMTP", "ESMTPS", "ESMTPSA", "SMTP", "local" */
-    char *auth_user;   /* NULL when not authenticated */
-    char *envid;       /* DSN ENVID or NULL */
-    int ret;           /* SMTP_RET_* */
-    int body;          /* SMTP_BODY_* */
+    char *proto;                            /* "ESMTP", "ESMTPS", "ESMTPSA", "SMTP", "local" */
+    char *auth_user;                        /* NULL when not authenticated */
+    char *envid;                            /* DSN ENVID or NULL */
+    int ret;                                /* SMTP_RET_* */
+    int body;                               /* SMTP_BODY_* */
     int smtputf8;
-    int held;          /* on hold: the scheduler leaves it alone */
-    int delay_warned;  /* a delay notice was sent */
+    int held;         /* on hold: the scheduler leaves it alone */
+    int delay_warned; /* a delay notice was sent */
     struct spool_rcpt *rcpts;
     size_t nrcpts;
 };
@@ -65,6 +65,10 @@ struct spool;
 /* Open (and create, mode 0700, maildrop 1733) the spool at dir. NULL on error with
  * a message in err. Removes leftovers in incoming/ (never acknowledged). */
 struct spool *spool_open(const char *dir, char *err, size_t errsize);
+/* For the CLI tools: use an existing spool without creating or cleaning anything
+ * (spool_open would delete files the running daemon is receiving). NULL with a
+ * message in err when dir/queue is missing or unreadable. */
+struct spool *spool_attach(const char *dir, char *err, size_t errsize);
 void spool_free(struct spool *s);
 const char *spool_dir(const struct spool *s);
 /* A new unique queue ID, sortable by arrival (microseconds + counter). */
@@ -83,8 +87,8 @@ int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
  * other commits (group commit). done(arg, ok) runs on the loop thread: ok=1 the
  * message is durable (send 250), ok=0 it is not (send 451) and was removed. m is
  * consumed either way; env stays the caller's. */
-void spool_msg_commit(struct spool_msg *m, struct spool_env *env,
-                      void (*done)(void *arg, int ok), void *arg);
+void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(void *arg, int ok),
+                      void *arg);
 /* Abandon the message: files removed, m freed. NULL-safe. */
 void spool_msg_abort(struct spool_msg *m);
 
@@ -104,8 +108,33 @@ int spool_open_content(struct spool *s, const char *id); /* fd or -1 */
 /* Write a maildrop file (envelope + content) as an unprivileged user. The file is
  * complete and fsync'd before it becomes visible. 0 done, -1 failed (err says). */
 int maildrop_write(const char *spool_dir, const char *sender, char **rcpts, size_t nrcpts,
-                   const char *content, size_t len, const char *user, char *err,
-                   size_t errsize);
+                   const char *content, size_t len, const char *user, char *err, size_t errsize);
+/* The maildrop file format: "sender: <a@b>", one "rcpt: <x@y>" per recipient and
+ * "user: NAME" (claimed by the submitter) lines, an empty line, then the message
+ * with CRLF line ends, not dot-stuffed. Names are "ID.RANDOM" (unguessable: the
+ * files are world-readable so the daemon can read them, the directory is not).
+ *
+ * For the pickup (daemon, blocking: run on a worker). List the complete files
+ * (names sorted, so oldest first): 0 with *names (caller frees with
+ * maildrop_list_free) and *n set, -1 when the directory cannot be read. */
+int maildrop_list(const char *spool_dir, char ***names, size_t *n);
+void maildrop_list_free(char **names, size_t n);
+struct maildrop_file {
+    struct spool_env *env; /* sender and rcpts (addr = orig), proto "local",
+                              arrival = file mtime; size = content bytes */
+    char *user;            /* the "user:" line as claimed, or NULL */
+    unsigned uid;          /* the file's owner: who really submitted it */
+    int fd;                /* read-only, positioned at the content */
+    long long offset;      /* where the content starts in the file */
+};
+/* Open and parse one file. Refuses symlinks, hard links and non-regular files.
+ * 0 done (close with maildrop_close), -1 bad or unreadable (err says; a bad file
+ * should be moved aside or removed by the caller). */
+int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file *out, char *err,
+                  size_t errsize);
+void maildrop_close(struct maildrop_file *f);
+/* Remove a picked-up file (after the spool commit said ok). 0 done, -1 failed. */
+int maildrop_remove(const char *spool_dir, const char *name);
 
 /* --- the scheduler (daemon only, event-loop thread) ----------------------- */
 struct event_base;

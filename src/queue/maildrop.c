@@ -1,0 +1,260 @@
+/* maildrop.c: the sendmail(1) drop box under spool/maildrop (format in queue.h).
+ * Writing runs as any local user; reading and removing is the daemon's pickup. */
+#include "core/compat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "queue/queue.h"
+
+static int has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return 1;
+    return 0;
+}
+
+int maildrop_write(const char *spool_dir, const char *sender, char **rcpts, size_t nrcpts,
+                   const char *content, size_t len, const char *user, char *err, size_t errsize)
+{
+    if (has_ctl(sender) || (user && has_ctl(user))) {
+        snprintf(err, errsize, "control characters in sender or user name");
+        return -1;
+    }
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "sender: <%s>\n", sender);
+    for (size_t i = 0; i < nrcpts; i++) {
+        if (has_ctl(rcpts[i])) {
+            snprintf(err, errsize, "control characters in a recipient");
+            buf_release(&b);
+            return -1;
+        }
+        buf_printf(&b, "rcpt: <%s>\n", rcpts[i]);
+    }
+    if (user) buf_printf(&b, "user: %s\n", user);
+    buf_puts(&b, "\n");
+
+    char id[QUEUE_ID_LEN + 1];
+    unsigned char rnd[8];
+    spool_new_id(id);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        snprintf(err, errsize, "getrandom: %s", strerror(errno));
+        buf_release(&b);
+        return -1;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s.%02x%02x%02x%02x%02x%02x%02x%02x", id, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    char *dir = xasprintf("%s/maildrop", spool_dir);
+    char *tmp = xasprintf("%s/.tmp-%s", dir, name);
+    char *dst = xasprintf("%s/%s", dir, name);
+    int r = -1;
+    /* 0644: the daemon's user must read it; the 1733 directory hides the name */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    fchmod(fd, 0644); /* whatever the umask */
+    if (write_all(fd, b.data, b.len) != 0 || write_all(fd, content, len) != 0 || fsync(fd) != 0) {
+        snprintf(err, errsize, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, dst) != 0) {
+        snprintf(err, errsize, "cannot rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    fsync_dir(dir); /* may fail for lack of read access; the daemon's pickup syncs */
+    r = 0;
+out:
+    buf_release(&b);
+    free(dir);
+    free(tmp);
+    free(dst);
+    return r;
+}
+
+static int name_ok(const char *n)
+{
+    return n[0] && n[0] != '.' && !strchr(n, '/');
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int maildrop_list(const char *spool_dir, char ***names, size_t *n)
+{
+    char *dir = xasprintf("%s/maildrop", spool_dir);
+    DIR *d = opendir(dir);
+    free(dir);
+    *names = NULL;
+    *n = 0;
+    if (!d) return -1;
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!name_ok(de->d_name)) continue; /* ".tmp-*" are being written */
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *names = xrealloc(*names, cap * sizeof **names);
+        }
+        (*names)[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (*n) qsort(*names, *n, sizeof **names, cmp_str);
+    return 0;
+}
+
+void maildrop_list_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* "<...>" at v..v+len into a new string, NULL when not bracketed */
+static char *bracketed(const char *v, size_t len)
+{
+    if (len < 2 || v[0] != '<' || v[len - 1] != '>') return NULL;
+    return xstrndup(v + 1, len - 2);
+}
+
+#define MAILDROP_HEAD_MAX (1024 * 1024)
+
+int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file *out, char *err,
+                  size_t errsize)
+{
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    if (!name_ok(name)) {
+        snprintf(err, errsize, "bad maildrop file name");
+        return -1;
+    }
+    char *path = xasprintf("%s/maildrop/%s", spool_dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    struct buf b;
+    buf_init(&b, 0);
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot open %s: %s", path, strerror(errno));
+        goto bad;
+    }
+    /* a local user must not make us read /etc/shadow via a symlink or hard link */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        snprintf(err, errsize, "%s: not a plain file", path);
+        goto bad;
+    }
+    /* read the envelope part up to the empty line */
+    size_t off = 0;
+    int line = 0;
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            snprintf(err, errsize, "%s: truncated envelope", path);
+            goto bad;
+        }
+        buf_append(&b, chunk, (size_t)n);
+        char *end = memmem(b.data, b.len, "\n\n", 2);
+        if (end) {
+            off = (size_t)(end - b.data) + 2;
+            break;
+        }
+        if (b.len > MAILDROP_HEAD_MAX) {
+            snprintf(err, errsize, "%s: envelope too long", path);
+            goto bad;
+        }
+    }
+    for (size_t i = 0; i + 1 < off;) {
+        line++;
+        char *nl = memchr(b.data + i, '\n', off - i);
+        size_t n = (size_t)(nl - (b.data + i));
+        const char *p = b.data + i;
+        i += n + 1;
+        if (n == 0) break;
+        if (n > 8 && memcmp(p, "sender: ", 8) == 0 && !e->sender) {
+            if ((e->sender = bracketed(p + 8, n - 8))) continue;
+        } else if (n > 6 && memcmp(p, "rcpt: ", 6) == 0) {
+            char *a = bracketed(p + 6, n - 6);
+            if (a && *a) {
+                e->rcpts = xrealloc(e->rcpts, (e->nrcpts + 1) * sizeof *e->rcpts);
+                memset(&e->rcpts[e->nrcpts], 0, sizeof *e->rcpts);
+                e->rcpts[e->nrcpts].addr = a;
+                e->rcpts[e->nrcpts].orig = xstrdup(a);
+                e->nrcpts++;
+                continue;
+            }
+            free(a);
+        } else if (n > 6 && memcmp(p, "user: ", 6) == 0 && !out->user) {
+            out->user = xstrndup(p + 6, n - 6);
+            continue;
+        }
+        snprintf(err, errsize, "%s:%d: malformed maildrop line", path, line);
+        goto bad;
+    }
+    if (!e->sender || !e->nrcpts) {
+        snprintf(err, errsize, "%s: no %s", path, e->sender ? "recipients" : "sender");
+        goto bad;
+    }
+    if (lseek(fd, (off_t)off, SEEK_SET) < 0) {
+        snprintf(err, errsize, "%s: seek: %s", path, strerror(errno));
+        goto bad;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    e->proto = xstrdup("local");
+    e->arrival = st.st_mtime;
+    e->size = (size_t)st.st_size - off;
+    out->env = e;
+    out->uid = (unsigned)st.st_uid;
+    out->fd = fd;
+    out->offset = (long long)off;
+    buf_release(&b);
+    free(path);
+    return 0;
+bad:
+    if (fd >= 0) close(fd);
+    spool_env_free(e);
+    free(out->user);
+    out->user = NULL;
+    buf_release(&b);
+    free(path);
+    return -1;
+}
+
+void maildrop_close(struct maildrop_file *f)
+{
+    if (!f) return;
+    if (f->fd >= 0) close(f->fd);
+    spool_env_free(f->env);
+    free(f->user);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+}
+
+int maildrop_remove(const char *spool_dir, const char *name)
+{
+    if (!name_ok(name)) return -1;
+    char *path = xasprintf("%s/maildrop/%s", spool_dir, name);
+    int r = unlink(path);
+    free(path);
+    if (r != 0) return -1;
+    char *dir = xasprintf("%s/maildrop", spool_dir);
+    fsync_dir(dir);
+    free(dir);
+    return 0;
+}

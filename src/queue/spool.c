@@ -1,0 +1,958 @@
+/* spool.c: the on-disk queue (layout in queue.h). Only writer of spool/; callers
+ * get IDs, never paths. Owns queue IDs, the envelope text format and group commit;
+ * the scheduler (sched.c) decides what happens to queued messages. */
+#include "core/compat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "queue/queue.h"
+#include "smtp/smtp.h"
+
+struct spool {
+    char *dir;
+    char *incoming, *queue, *maildrop;
+    /* group commit, touched on the loop thread only */
+    struct commit *pending, **pending_tail;
+    struct batch *inflight;
+};
+
+struct spool_msg {
+    struct spool *s;
+    char id[QUEUE_ID_LEN + 1];
+    int fd;
+    size_t size;
+    int failed;
+};
+
+struct commit {
+    struct spool_msg *m;
+    char *envtext;
+    void (*done)(void *arg, int ok);
+    void *arg;
+    int ok;
+    struct commit *next;
+};
+
+struct batch {
+    struct spool *s;
+    struct commit *list;
+    struct work_job *job;
+};
+
+/* ------------------------------------------------------------------ IDs */
+
+/* Crockford's base32: digits and uppercase without I, L, O, U. Sorted by ASCII. */
+static const char id_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t id_last_us;
+static unsigned id_counter;
+
+/* 70 bits: 52 bits of microseconds since the epoch (good until 2112), 10 bits of a
+ * per-process counter, 8 bits of the pid so the daemon and sendmail never collide. */
+void spool_new_id(char id[QUEUE_ID_LEN + 1])
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    pthread_mutex_lock(&id_lock);
+    if (us <= id_last_us) {
+        us = id_last_us;
+        if (++id_counter >= 1024) { /* counter exhausted: borrow the next microsecond */
+            us++;
+            id_counter = 0;
+        }
+    } else {
+        id_counter = 0;
+    }
+    id_last_us = us;
+    unsigned ctr = id_counter;
+    pthread_mutex_unlock(&id_lock);
+
+    uint64_t hi = us & ((UINT64_C(1) << 52) - 1);                     /* top 52 bits */
+    uint64_t lo = ((uint64_t)ctr << 8) | ((uint64_t)getpid() & 0xff); /* low 18 bits */
+    /* 70 bits = hi(52) . lo(18); emit 14 groups of 5 bits, most significant first */
+    for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
+        id[i] = id_alphabet[lo & 31];
+        lo = (lo >> 5) | ((hi & 31) << 13);
+        hi >>= 5;
+    }
+    id[QUEUE_ID_LEN] = '\0';
+}
+
+static int id_valid(const char *id)
+{
+    if (!id || strlen(id) != QUEUE_ID_LEN) return 0;
+    for (int i = 0; i < QUEUE_ID_LEN; i++)
+        if (!strchr(id_alphabet, id[i]) || id[i] == '\0') return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------- envelope format */
+
+const char *rcpt_state_name(enum rcpt_state s)
+{
+    switch (s) {
+    case RCPT_ST_QUEUED:
+        return "queued";
+    case RCPT_ST_SENT:
+        return "sent";
+    case RCPT_ST_BOUNCED:
+        return "bounced";
+    }
+    return "queued";
+}
+
+void spool_env_free(struct spool_env *e)
+{
+    if (!e) return;
+    free(e->sender);
+    free(e->client_name);
+    free(e->client_addr);
+    free(e->helo);
+    free(e->proto);
+    free(e->auth_user);
+    free(e->envid);
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        free(e->rcpts[i].addr);
+        free(e->rcpts[i].orig);
+        free(e->rcpts[i].orcpt);
+        free(e->rcpts[i].diag);
+    }
+    free(e->rcpts);
+    free(e);
+}
+
+/* Escape a value: control bytes, DEL and '\\' as \xNN; with spaces also ' ' (for
+ * fields separated by spaces) and '<' '>' '[' ']' inside brackets. Bytes >= 0x80
+ * stay as they are, so UTF-8 addresses remain readable. */
+static void put_esc(struct buf *b, const char *s, int spaces)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int esc = *p < 0x20 || *p == 0x7f || *p == '\\' ||
+                  (spaces && (*p == ' ' || *p == '<' || *p == '>' || *p == '[' || *p == ']'));
+        if (esc)
+            buf_printf(b, "\\x%02X", *p);
+        else
+            buf_append(b, p, 1);
+    }
+}
+
+static const char *body_name(int body)
+{
+    switch (body) {
+    case SMTP_BODY_7BIT:
+        return "7BIT";
+    case SMTP_BODY_8BITMIME:
+        return "8BITMIME";
+    case SMTP_BODY_BINARYMIME:
+        return "BINARYMIME";
+    }
+    return NULL;
+}
+
+static const char *ret_name(int ret)
+{
+    switch (ret) {
+    case SMTP_RET_FULL:
+        return "FULL";
+    case SMTP_RET_HDRS:
+        return "HDRS";
+    }
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} notify_names[] = {
+    {"NEVER", SMTP_NOTIFY_NEVER},
+    {"SUCCESS", SMTP_NOTIFY_SUCCESS},
+    {"FAILURE", SMTP_NOTIFY_FAILURE},
+    {"DELAY", SMTP_NOTIFY_DELAY},
+};
+
+static void put_line(struct buf *b, const char *key, const char *val)
+{
+    if (!val) return;
+    buf_printf(b, "%s: ", key);
+    put_esc(b, val, 0);
+    buf_puts(b, "\n");
+}
+
+char *spool_env_format(const struct spool_env *e)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    char date[64];
+    buf_printf(&b, "id: %s\n", e->id);
+    buf_puts(&b, "sender: <");
+    put_esc(&b, e->sender ? e->sender : "", 1);
+    buf_puts(&b, ">\n");
+    time_rfc5322(date, sizeof date, e->arrival);
+    buf_printf(&b, "arrival: %lld (%s)\n", (long long)e->arrival, date);
+    buf_printf(&b, "size: %zu\n", e->size);
+    if ((e->client_name && *e->client_name) || (e->client_addr && *e->client_addr)) {
+        buf_puts(&b, "client: ");
+        put_esc(&b, e->client_name ? e->client_name : "", 1);
+        buf_puts(&b, " [");
+        put_esc(&b, e->client_addr ? e->client_addr : "", 1);
+        buf_puts(&b, "]\n");
+    }
+    put_line(&b, "helo", e->helo);
+    put_line(&b, "proto", e->proto);
+    put_line(&b, "auth", e->auth_user);
+    put_line(&b, "envid", e->envid);
+    if (ret_name(e->ret)) buf_printf(&b, "ret: %s\n", ret_name(e->ret));
+    if (body_name(e->body)) buf_printf(&b, "body: %s\n", body_name(e->body));
+    if (e->smtputf8) buf_puts(&b, "smtputf8: 1\n");
+    if (e->held) buf_puts(&b, "held: 1\n");
+    if (e->delay_warned) buf_puts(&b, "delay_warned: 1\n");
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct spool_rcpt *r = &e->rcpts[i];
+        buf_puts(&b, "rcpt: <");
+        put_esc(&b, r->addr ? r->addr : "", 1);
+        buf_puts(&b, ">");
+        if (r->orig) {
+            buf_puts(&b, " orig=<");
+            put_esc(&b, r->orig, 1);
+            buf_puts(&b, ">");
+        }
+        if (r->orcpt) {
+            buf_puts(&b, " orcpt=");
+            put_esc(&b, r->orcpt, 1);
+        }
+        if (r->notify) {
+            const char *sep = " notify=";
+            for (size_t k = 0; k < sizeof notify_names / sizeof notify_names[0]; k++) {
+                if (!(r->notify & notify_names[k].bit)) continue;
+                buf_printf(&b, "%s%s", sep, notify_names[k].name);
+                sep = ",";
+            }
+        }
+        buf_printf(&b, " state=%s attempts=%d next=%lld", rcpt_state_name(r->state), r->attempts,
+                   (long long)r->next_try);
+        if (r->dsn[0]) {
+            buf_puts(&b, " dsn=");
+            put_esc(&b, r->dsn, 1);
+        }
+        if (r->diag) {
+            buf_puts(&b, " diag=");
+            put_esc(&b, r->diag, 1);
+        }
+        buf_puts(&b, "\n");
+    }
+    return buf_take(&b);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Unescape p[0..len) into a new string. NULL when an escape is bad or decodes to
+ * NUL (values are C strings). */
+static char *unesc(const char *p, size_t len)
+{
+    char *out = xmalloc(len + 1), *o = out;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != '\\') {
+            if (p[i] == '\0') goto bad;
+            *o++ = p[i];
+            continue;
+        }
+        if (i + 3 > len || p[i + 1] != 'x') goto bad;
+        int h = hexval((unsigned char)p[i + 2]), l = hexval((unsigned char)p[i + 3]);
+        if (h < 0 || l < 0 || (h == 0 && l == 0)) goto bad;
+        *o++ = (char)(h * 16 + l);
+        i += 3;
+    }
+    *o = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static int parse_ll(const char *p, size_t len, long long max, long long *out)
+{
+    if (len == 0 || len > 19) return -1;
+    long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        int d = p[i] - '0';
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "<escaped>" -> new string, or NULL */
+static char *unesc_bracket(const char *p, size_t len)
+{
+    if (len < 2 || p[0] != '<' || p[len - 1] != '>') return NULL;
+    return unesc(p + 1, len - 2);
+}
+
+static int set_str(char **dst, char *v)
+{
+    if (!v) return -1;
+    if (*dst) { /* duplicate key */
+        free(v);
+        return -1;
+    }
+    *dst = v;
+    return 0;
+}
+
+static int parse_notify(const char *p, size_t len, unsigned *out)
+{
+    unsigned bits = 0;
+    while (len) {
+        const char *c = memchr(p, ',', len);
+        size_t n = c ? (size_t)(c - p) : len;
+        size_t k;
+        for (k = 0; k < sizeof notify_names / sizeof notify_names[0]; k++)
+            if (strlen(notify_names[k].name) == n && memcmp(notify_names[k].name, p, n) == 0) break;
+        if (k == sizeof notify_names / sizeof notify_names[0]) return -1;
+        if (bits & notify_names[k].bit) return -1;
+        bits |= notify_names[k].bit;
+        if (!c) break;
+        if (n + 1 == len) return -1; /* trailing comma */
+        p += n + 1;
+        len -= n + 1;
+    }
+    if (!bits) return -1;
+    *out = bits;
+    return 0;
+}
+
+static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
+{
+    struct spool_rcpt r = {0};
+    int have_state = 0;
+    size_t i = 0;
+    while (i < len) {
+        const char *sp = memchr(p + i, ' ', len - i);
+        size_t n = sp ? (size_t)(sp - (p + i)) : len - i;
+        const char *f = p + i;
+        if (n == 0) goto bad;
+        if (f == p) { /* the address comes first */
+            if (!(r.addr = unesc_bracket(f, n))) goto bad;
+        } else {
+            const char *eq = memchr(f, '=', n);
+            if (!eq) goto bad;
+            size_t kl = (size_t)(eq - f);
+            const char *v = eq + 1;
+            size_t vl = n - kl - 1;
+            long long num;
+#define KEY(k) (kl == sizeof(k) - 1 && memcmp(f, k, kl) == 0)
+            if (KEY("orig")) {
+                if (set_str(&r.orig, unesc_bracket(v, vl))) goto bad;
+            } else if (KEY("orcpt")) {
+                if (set_str(&r.orcpt, unesc(v, vl))) goto bad;
+            } else if (KEY("notify")) {
+                if (r.notify || parse_notify(v, vl, &r.notify)) goto bad;
+            } else if (KEY("state")) {
+                if (have_state++) goto bad;
+                if (vl == 6 && memcmp(v, "queued", 6) == 0)
+                    r.state = RCPT_ST_QUEUED;
+                else if (vl == 4 && memcmp(v, "sent", 4) == 0)
+                    r.state = RCPT_ST_SENT;
+                else if (vl == 7 && memcmp(v, "bounced", 7) == 0)
+                    r.state = RCPT_ST_BOUNCED;
+                else
+                    goto bad;
+            } else if (KEY("attempts")) {
+                if (parse_ll(v, vl, 1000000000, &num)) goto bad;
+                r.attempts = (int)num;
+            } else if (KEY("next")) {
+                if (parse_ll(v, vl, (long long)1 << 40, &num)) goto bad;
+                r.next_try = (time_t)num;
+            } else if (KEY("dsn")) {
+                char *d = unesc(v, vl);
+                if (!d || strlen(d) >= sizeof r.dsn || r.dsn[0] || !d[0]) {
+                    free(d);
+                    goto bad;
+                }
+                str_copy(r.dsn, d, sizeof r.dsn);
+                free(d);
+            } else if (KEY("diag")) {
+                if (set_str(&r.diag, unesc(v, vl))) goto bad;
+            } else {
+                goto bad;
+            }
+#undef KEY
+        }
+        i += n + (sp ? 1 : 0);
+        if (sp && i == len) goto bad; /* trailing space */
+    }
+    if (!r.addr) goto bad;
+    e->rcpts = xrealloc(e->rcpts, (e->nrcpts + 1) * sizeof *e->rcpts);
+    e->rcpts[e->nrcpts++] = r;
+    return 0;
+bad:
+    free(r.addr);
+    free(r.orig);
+    free(r.orcpt);
+    free(r.diag);
+    return -1;
+}
+
+static int parse_flag(const char *v, size_t vl, int *dst)
+{
+    if (*dst || vl != 1 || (v[0] != '0' && v[0] != '1')) return -1;
+    *dst = v[0] == '1';
+    return 0;
+}
+
+static int parse_line(const char *p, size_t len, struct spool_env *e, int *seen)
+{
+    const char *colon = memchr(p, ':', len);
+    if (!colon || (size_t)(colon - p) + 1 >= len || colon[1] != ' ') return -1;
+    size_t kl = (size_t)(colon - p);
+    const char *v = colon + 2;
+    size_t vl = len - kl - 2;
+    long long num;
+#define KEY(k) (kl == sizeof(k) - 1 && memcmp(p, k, kl) == 0)
+    if (KEY("rcpt")) return parse_rcpt(v, vl, e);
+    if (KEY("id")) {
+        if (*seen & 1 || vl != QUEUE_ID_LEN) return -1;
+        memcpy(e->id, v, vl);
+        e->id[vl] = '\0';
+        if (!id_valid(e->id)) return -1;
+        *seen |= 1;
+        return 0;
+    }
+    if (KEY("sender")) {
+        if (set_str(&e->sender, unesc_bracket(v, vl))) return -1;
+        *seen |= 2;
+        return 0;
+    }
+    if (KEY("arrival")) {
+        if (*seen & 4) return -1;
+        const char *sp = memchr(v, ' ', vl);
+        size_t nl = sp ? (size_t)(sp - v) : vl;
+        if (parse_ll(v, nl, (long long)1 << 40, &num)) return -1;
+        e->arrival = (time_t)num; /* the "(date)" after it is for people */
+        *seen |= 4;
+        return 0;
+    }
+    if (KEY("size")) {
+        if (*seen & 8 || parse_ll(v, vl, (long long)1 << 50, &num)) return -1;
+        e->size = (size_t)num;
+        *seen |= 8;
+        return 0;
+    }
+    if (KEY("client")) {
+        /* "NAME [ADDR]": both escaped with spaces and brackets, so split at " [" */
+        const char *sp = memchr(v, ' ', vl);
+        if (!sp || e->client_name || e->client_addr) return -1;
+        size_t nl = (size_t)(sp - v);
+        const char *a = sp + 1;
+        size_t al = vl - nl - 1;
+        if (al < 2 || a[0] != '[' || a[al - 1] != ']') return -1;
+        char *name = unesc(v, nl), *addr = unesc(a + 1, al - 2);
+        if (!name || !addr || (!*name && !*addr)) {
+            free(name);
+            free(addr);
+            return -1;
+        }
+        if (*name)
+            e->client_name = name;
+        else
+            free(name);
+        if (*addr)
+            e->client_addr = addr;
+        else
+            free(addr);
+        return 0;
+    }
+    if (KEY("helo")) return set_str(&e->helo, unesc(v, vl));
+    if (KEY("proto")) return set_str(&e->proto, unesc(v, vl));
+    if (KEY("auth")) return set_str(&e->auth_user, unesc(v, vl));
+    if (KEY("envid")) return set_str(&e->envid, unesc(v, vl));
+    if (KEY("ret")) {
+        if (e->ret) return -1;
+        if (vl == 4 && memcmp(v, "FULL", 4) == 0)
+            e->ret = SMTP_RET_FULL;
+        else if (vl == 4 && memcmp(v, "HDRS", 4) == 0)
+            e->ret = SMTP_RET_HDRS;
+        else
+            return -1;
+        return 0;
+    }
+    if (KEY("body")) {
+        if (e->body) return -1;
+        for (int b = SMTP_BODY_7BIT; b <= SMTP_BODY_BINARYMIME; b++) {
+            const char *n = body_name(b);
+            if (strlen(n) == vl && memcmp(n, v, vl) == 0) {
+                e->body = b;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    if (KEY("smtputf8")) return parse_flag(v, vl, &e->smtputf8);
+    if (KEY("held")) return parse_flag(v, vl, &e->held);
+    if (KEY("delay_warned")) return parse_flag(v, vl, &e->delay_warned);
+#undef KEY
+    return -1;
+}
+
+int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line)
+{
+    memset(out, 0, sizeof *out);
+    int seen = 0, line = 0;
+    size_t i = 0;
+    while (i < len) {
+        line++;
+        const char *nl = memchr(text + i, '\n', len - i);
+        if (!nl) goto bad; /* every line ends with LF */
+        size_t n = (size_t)(nl - (text + i));
+        if (n == 0 || parse_line(text + i, n, out, &seen) != 0) goto bad;
+        i += n + 1;
+    }
+    if ((seen & 3) != 3) { /* id and sender are required */
+        line++;
+        goto bad;
+    }
+    return 0;
+bad:
+    if (bad_line) *bad_line = line;
+    /* free the members but keep out itself (the caller's) */
+    struct spool_env *tmp = xmalloc(sizeof *tmp);
+    *tmp = *out;
+    spool_env_free(tmp);
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+/* ---------------------------------------------------------- the spool */
+
+static char *path_of(const char *dir, const char *id, const char *ext)
+{
+    return xasprintf("%s/%s%s", dir, id, ext);
+}
+
+static int make_dir(const char *path, mode_t mode, char *err, size_t errsize)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    if (mkdir_p(path, mode) != 0 || chmod(path, mode) != 0) {
+        snprintf(err, errsize, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static struct spool *spool_alloc(const char *dir)
+{
+    struct spool *s = xcalloc(1, sizeof *s);
+    s->dir = xstrdup(dir);
+    s->incoming = xasprintf("%s/incoming", dir);
+    s->queue = xasprintf("%s/queue", dir);
+    s->maildrop = xasprintf("%s/maildrop", dir);
+    s->pending_tail = &s->pending;
+    return s;
+}
+
+struct spool *spool_open(const char *dir, char *err, size_t errsize)
+{
+    struct spool *s = spool_alloc(dir);
+    /* the spool itself only needs to be traversable: sendmail(1) run by any user
+     * reaches maildrop/ through it */
+    if (make_dir(dir, 0711, err, errsize) || make_dir(s->incoming, 0700, err, errsize) ||
+        make_dir(s->queue, 0700, err, errsize) || make_dir(s->maildrop, 01733, err, errsize)) {
+        spool_free(s);
+        return NULL;
+    }
+    DIR *d = opendir(s->incoming);
+    if (!d) {
+        snprintf(err, errsize, "cannot open %s: %s", s->incoming, strerror(errno));
+        spool_free(s);
+        return NULL;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            log_info("cleanup", "removed unacknowledged %s/%s", s->incoming, de->d_name);
+    }
+    closedir(d);
+    return s;
+}
+
+struct spool *spool_attach(const char *dir, char *err, size_t errsize)
+{
+    struct stat st;
+    char *q = xasprintf("%s/queue", dir);
+    int r = stat(q, &st);
+    int e = errno;
+    free(q);
+    if (r != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errsize, "cannot open spool %s/queue: %s", dir,
+                 r != 0 ? strerror(e) : "not a directory");
+        return NULL;
+    }
+    return spool_alloc(dir);
+}
+
+static void commit_fail_free(struct commit *c);
+
+void spool_free(struct spool *s)
+{
+    if (!s) return;
+    if (s->inflight) {
+        work_cancel(s->inflight->job);
+        struct commit *c = s->inflight->list;
+        while (c) {
+            struct commit *n = c->next;
+            commit_fail_free(c);
+            c = n;
+        }
+        free(s->inflight);
+    }
+    struct commit *c = s->pending;
+    while (c) {
+        struct commit *n = c->next;
+        commit_fail_free(c);
+        c = n;
+    }
+    free(s->dir);
+    free(s->incoming);
+    free(s->queue);
+    free(s->maildrop);
+    free(s);
+}
+
+const char *spool_dir(const struct spool *s)
+{
+    return s->dir;
+}
+
+struct spool_msg *spool_msg_new(struct spool *s)
+{
+    struct spool_msg *m = xcalloc(1, sizeof *m);
+    m->s = s;
+    for (int tries = 0; tries < 5; tries++) {
+        spool_new_id(m->id);
+        char *p = path_of(s->incoming, m->id, ".msg");
+        m->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int e = errno;
+        free(p);
+        if (m->fd >= 0) return m;
+        if (e != EEXIST) {
+            log_err("smtpd", "cannot create %s/%s.msg: %s", s->incoming, m->id, strerror(e));
+            break;
+        }
+    }
+    free(m);
+    return NULL;
+}
+
+const char *spool_msg_id(const struct spool_msg *m)
+{
+    return m->id;
+}
+
+int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
+{
+    if (m->failed) return -1;
+    if (write_all(m->fd, p, len) != 0) {
+        log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
+                strerror(errno));
+        m->failed = 1;
+        return -1;
+    }
+    m->size += len;
+    return 0;
+}
+
+static void unlink_id(const char *dir, const char *id, const char *ext)
+{
+    char *p = path_of(dir, id, ext);
+    unlink(p);
+    free(p);
+}
+
+void spool_msg_abort(struct spool_msg *m)
+{
+    if (!m) return;
+    if (m->fd >= 0) close(m->fd);
+    unlink_id(m->s->incoming, m->id, ".msg");
+    unlink_id(m->s->incoming, m->id, ".env");
+    free(m);
+}
+
+/* Remove every trace of a failed commit (worker or loop thread). */
+static void commit_cleanup(struct commit *c)
+{
+    struct spool *s = c->m->s;
+    unlink_id(s->incoming, c->m->id, ".msg");
+    unlink_id(s->incoming, c->m->id, ".env");
+    unlink_id(s->queue, c->m->id, ".env");
+    unlink_id(s->queue, c->m->id, ".msg");
+}
+
+static void commit_fail_free(struct commit *c)
+{
+    if (c->m->fd >= 0) close(c->m->fd);
+    commit_cleanup(c);
+    free(c->m);
+    free(c->envtext);
+    free(c);
+}
+
+/* Worker: make the whole batch durable with one directory fsync per directory. */
+static void batch_run(void *arg)
+{
+    struct batch *b = arg;
+    struct spool *s = b->s;
+    int any = 0, n = 0;
+    for (struct commit *c = b->list; c; c = c->next)
+        n++;
+    log_debug("queue", "group commit of %d message(s)", n);
+    for (struct commit *c = b->list; c; c = c->next) {
+        const char *id = c->m->id;
+        c->ok = 0;
+        if (c->m->failed) continue;
+        if (fsync(c->m->fd) != 0) {
+            log_err("cleanup", "%s: fsync content: %s", id, strerror(errno));
+            continue;
+        }
+        char *p = path_of(s->incoming, id, ".env");
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int bad = fd < 0 || write_all(fd, c->envtext, strlen(c->envtext)) != 0 || fsync(fd) != 0;
+        if (bad) log_err("cleanup", "%s: write envelope: %s", id, strerror(errno));
+        if (fd >= 0) close(fd);
+        free(p);
+        if (bad) continue;
+        char *from = path_of(s->incoming, id, ".msg"), *to = path_of(s->queue, id, ".msg");
+        bad = rename(from, to) != 0;
+        free(from);
+        free(to);
+        if (!bad) {
+            from = path_of(s->incoming, id, ".env");
+            to = path_of(s->queue, id, ".env");
+            bad = rename(from, to) != 0;
+            free(from);
+            free(to);
+        }
+        if (bad) {
+            log_err("cleanup", "%s: rename into queue: %s", id, strerror(errno));
+            continue;
+        }
+        c->ok = 1;
+        any = 1;
+    }
+    if (any && fsync_dir(s->queue) != 0) {
+        log_err("cleanup", "fsync %s: %s", s->queue, strerror(errno));
+        for (struct commit *c = b->list; c; c = c->next)
+            c->ok = 0;
+    }
+    fsync_dir(s->incoming); /* the renames out of incoming/; not needed for safety */
+    for (struct commit *c = b->list; c; c = c->next)
+        if (!c->ok) commit_cleanup(c);
+}
+
+static void batch_start(struct spool *s);
+
+/* Loop thread: report the batch, then start the next one. */
+static void batch_done(void *arg)
+{
+    struct batch *b = arg;
+    struct spool *s = b->s;
+    s->inflight = NULL;
+    struct commit *c = b->list;
+    free(b);
+    /* start the next batch before the callbacks so their commits join a later one */
+    batch_start(s);
+    while (c) {
+        struct commit *n = c->next;
+        close(c->m->fd);
+        free(c->m);
+        free(c->envtext);
+        c->done(c->arg, c->ok);
+        free(c);
+        c = n;
+    }
+}
+
+static void batch_start(struct spool *s)
+{
+    if (s->inflight || !s->pending) return;
+    struct batch *b = xcalloc(1, sizeof *b);
+    b->s = s;
+    b->list = s->pending;
+    s->pending = NULL;
+    s->pending_tail = &s->pending;
+    s->inflight = b;
+    b->job = work_submit(batch_run, batch_done, b);
+}
+
+void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(void *arg, int ok),
+                      void *arg)
+{
+    str_copy(env->id, m->id, sizeof env->id);
+    env->size = m->size;
+    struct commit *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->envtext = spool_env_format(env);
+    c->done = done;
+    c->arg = arg;
+    *m->s->pending_tail = c;
+    m->s->pending_tail = &c->next;
+    batch_start(m->s);
+}
+
+/* ------------------------------------------------------ the queue */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
+{
+    DIR *d = opendir(s->queue);
+    if (!d) return -1;
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l != QUEUE_ID_LEN + 4 || strcmp(de->d_name + QUEUE_ID_LEN, ".env") != 0) continue;
+        char *id = xstrndup(de->d_name, QUEUE_ID_LEN);
+        if (!id_valid(id)) {
+            free(id);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = xrealloc(ids, cap * sizeof *ids);
+        }
+        ids[n++] = id;
+    }
+    closedir(d);
+    if (n) qsort(ids, n, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        cb(arg, ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+    return 0;
+}
+
+struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize)
+{
+    if (!id_valid(id)) {
+        snprintf(err, errsize, "no such message %s", id);
+        return NULL;
+    }
+    char *p = path_of(s->queue, id, ".env");
+    size_t len;
+    char *text = file_read(p, &len);
+    if (!text) {
+        if (errno == ENOENT)
+            snprintf(err, errsize, "no such message %s", id);
+        else
+            snprintf(err, errsize, "cannot read %s: %s", p, strerror(errno));
+        free(p);
+        return NULL;
+    }
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    int line = 0;
+    if (spool_env_parse(text, len, e, &line) != 0) {
+        snprintf(err, errsize, "%s:%d: malformed envelope line", p, line);
+        free(e);
+        e = NULL;
+    } else if (strcmp(e->id, id) != 0) {
+        snprintf(err, errsize, "%s: envelope names another ID %s", p, e->id);
+        spool_env_free(e);
+        e = NULL;
+    }
+    free(text);
+    free(p);
+    return e;
+}
+
+static pthread_mutex_t tmp_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned tmp_counter;
+
+int spool_update(struct spool *s, const struct spool_env *env)
+{
+    if (!id_valid(env->id)) return -1;
+    pthread_mutex_lock(&tmp_lock);
+    unsigned n = ++tmp_counter;
+    pthread_mutex_unlock(&tmp_lock);
+    char *tmp = xasprintf("%s/%s.upd%ld.%u", s->incoming, env->id, (long)getpid(), n);
+    char *dst = path_of(s->queue, env->id, ".env");
+    char *text = spool_env_format(env);
+    int r = -1;
+    struct stat st;
+    if (stat(dst, &st) != 0) { /* removed meanwhile: do not resurrect it */
+        goto out;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_err("qmgr", "%s: cannot create %s: %s", env->id, tmp, strerror(errno));
+        goto out;
+    }
+    if (write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0) {
+        log_err("qmgr", "%s: cannot write %s: %s", env->id, tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, dst) != 0) {
+        log_err("qmgr", "%s: cannot rename %s: %s", env->id, tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (fsync_dir(s->queue) != 0) {
+        log_err("qmgr", "%s: fsync %s: %s", env->id, s->queue, strerror(errno));
+        goto out;
+    }
+    r = 0;
+out:
+    free(text);
+    free(tmp);
+    free(dst);
+    return r;
+}
+
+int spool_remove(struct spool *s, const char *id)
+{
+    if (!id_valid(id)) return -1;
+    char *p = path_of(s->queue, id, ".env");
+    int r = unlink(p);
+    free(p);
+    if (r != 0) return -1;
+    unlink_id(s->queue, id, ".msg");
+    if (fsync_dir(s->queue) != 0)
+        log_warn("qmgr", "%s: fsync %s: %s", id, s->queue, strerror(errno));
+    return 0;
+}
+
+int spool_open_content(struct spool *s, const char *id)
+{
+    if (!id_valid(id)) return -1;
+    char *p = path_of(s->queue, id, ".msg");
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    return fd;
+}

@@ -1,0 +1,472 @@
+/* test_spool.c: the spool: envelope text round trips, group commit through a real
+ * event loop and worker pool, update/remove/scan, queue IDs, maildrop files. */
+#include "core/compat.h"
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "queue/queue.h"
+#include "smtp/smtp.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            passed++;                                                                              \
+        } else {                                                                                   \
+            failed++;                                                                              \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static int streq_null(const char *a, const char *b)
+{
+    if (!a || !b) return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static int env_equal(const struct spool_env *a, const struct spool_env *b)
+{
+    if (strcmp(a->id, b->id) || !streq_null(a->sender, b->sender) || a->arrival != b->arrival ||
+        a->size != b->size || !streq_null(a->client_name, b->client_name) ||
+        !streq_null(a->client_addr, b->client_addr) || !streq_null(a->helo, b->helo) ||
+        !streq_null(a->proto, b->proto) || !streq_null(a->auth_user, b->auth_user) ||
+        !streq_null(a->envid, b->envid) || a->ret != b->ret || a->body != b->body ||
+        a->smtputf8 != b->smtputf8 || a->held != b->held || a->delay_warned != b->delay_warned ||
+        a->nrcpts != b->nrcpts)
+        return 0;
+    for (size_t i = 0; i < a->nrcpts; i++) {
+        const struct spool_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
+        if (!streq_null(x->addr, y->addr) || !streq_null(x->orig, y->orig) ||
+            !streq_null(x->orcpt, y->orcpt) || x->notify != y->notify || x->state != y->state ||
+            x->attempts != y->attempts || x->next_try != y->next_try || strcmp(x->dsn, y->dsn) ||
+            !streq_null(x->diag, y->diag))
+            return 0;
+    }
+    return 1;
+}
+
+static struct spool_env *make_env(const char *sender, size_t nrcpts)
+{
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    spool_new_id(e->id);
+    e->sender = xstrdup(sender);
+    e->arrival = 1764076800;
+    e->rcpts = xcalloc(nrcpts, sizeof *e->rcpts);
+    e->nrcpts = nrcpts;
+    for (size_t i = 0; i < nrcpts; i++) {
+        e->rcpts[i].addr = xasprintf("user%zu@example.org", i);
+        e->rcpts[i].orig = xstrdup(e->rcpts[i].addr);
+    }
+    return e;
+}
+
+static void test_env_roundtrip(void)
+{
+    static const char *nasty[] = {
+        "",
+        "plain",
+        "with space",
+        " leading and trailing ",
+        "\"quoted local\"@example.org",
+        "tab\there\r\nnewline",
+        "back\\slash \\x41 not an escape",
+        "<angle> [brackets] = equals, commas",
+        "utf8 m\xc3\xbc"
+        "ller@b\xc3\xbc"
+        "cher.example",
+        "\x01\x02\x7f\xff",
+        "550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen; "
+        "https://www.spamhaus.org/query/ip/192.0.2.1",
+    };
+    size_t n = sizeof nasty / sizeof nasty[0];
+    for (size_t i = 0; i < n; i++) {
+        struct spool_env *e = make_env(nasty[i], 2);
+        e->size = 12345 + i;
+        e->client_name = xstrdup(nasty[(i + 1) % n][0] ? nasty[(i + 1) % n] : "x");
+        e->client_addr = xstrdup("2001:db8::1");
+        e->helo = xstrdup(nasty[i]);
+        e->proto = xstrdup("ESMTPSA");
+        e->auth_user = xstrdup(nasty[(i + 2) % n]);
+        e->envid = xstrdup(nasty[(i + 3) % n]);
+        e->ret = (int)(i % 3);
+        e->body = (int)(i % 4);
+        e->smtputf8 = (int)(i & 1);
+        e->held = (int)((i >> 1) & 1);
+        e->delay_warned = (int)((i >> 2) & 1);
+        struct spool_rcpt *r = &e->rcpts[1];
+        free(r->addr);
+        r->addr = xstrdup(nasty[i][0] ? nasty[i] : "a@b");
+        free(r->orig);
+        r->orig = i % 2 ? NULL : xstrdup(nasty[(i + 4) % n]);
+        r->orcpt = xasprintf("rfc822;%s", nasty[(i + 5) % n]);
+        r->notify = (unsigned)(i % 16);
+        r->state = (enum rcpt_state)(i % 3);
+        r->attempts = (int)i * 7;
+        r->next_try = 1764080000 + (time_t)i;
+        str_copy(r->dsn, i % 2 ? "4.7.1" : "", sizeof r->dsn);
+        r->diag = xstrdup(nasty[(i + 6) % n]);
+
+        char *text = spool_env_format(e);
+        struct spool_env out;
+        int line = -1;
+        int rc = spool_env_parse(text, strlen(text), &out, &line);
+        CHECK(rc == 0, "case %zu: parse failed at line %d:\n%s", i, line, text);
+        if (rc == 0) {
+            CHECK(env_equal(e, &out), "case %zu: differs after round trip:\n%s", i, text);
+            struct spool_env *o = xmalloc(sizeof *o);
+            *o = out;
+            spool_env_free(o);
+        }
+        free(text);
+        spool_env_free(e);
+    }
+}
+
+static void test_env_bad(void)
+{
+    static const struct {
+        const char *text;
+        int line;
+    } cases[] = {
+        {"id: 0123456789ABCD\nsender: <a@b>\n", 0},
+        {"id: 0123456789ABCD\nsender: <a@b>\nbogus: 1\n", 3},
+        {"id: 0123456789ABCD\nsender: a@b\n", 2},
+        {"id: 0123456789ABCd\nsender: <a@b>\n", 1},
+        {"id: ../../etc/pass\nsender: <a@b>\n", 1},
+        {"id: 0123456789ABCD\nsender: <a@b>", 2},
+        {"id: 0123456789ABCD\n\nsender: <a@b>\n", 2},
+        {"id: 0123456789ABCD\nsender: <a@b>\nsender: <c@d>\n", 3},
+        {"id: 0123456789ABCD\n", 2},
+        {"sender: <a@b>\n", 2},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> state=lost\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> attempts=-1\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y>  state=sent\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> state=sent \n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> dsn=4.2.0.12345\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> diag=a\\x00b\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> diag=a\\x4\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> notify=FAILURE,\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: <x@y> notify=BOGUS\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nrcpt: x@y\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\narrival: 99999999999999999999\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nheld: 2\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nbody: 9BIT\n", 3},
+        {"id: 0123456789ABCD\nsender: <a@b>\nclient: [1.2.3.4]\n", 3},
+        {"id:0123456789ABCD\nsender: <a@b>\n", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct spool_env out;
+        int line = -1;
+        int rc = spool_env_parse(cases[i].text, strlen(cases[i].text), &out, &line);
+        if (cases[i].line == 0) {
+            CHECK(rc == 0, "bad case %zu should parse (line %d)", i, line);
+            if (rc == 0) {
+                struct spool_env *o = xmalloc(sizeof *o);
+                *o = out;
+                spool_env_free(o);
+            }
+        } else {
+            CHECK(rc == -1 && line == cases[i].line, "bad case %zu: rc %d line %d, want line %d", i,
+                  rc, line, cases[i].line);
+        }
+    }
+    /* a hand-written envelope as in queue.h */
+    const char *text =
+        "id: 0123456789ABCD\n"
+        "sender: <a@b.example>\n"
+        "arrival: 1764076800 (Tue, 25 Nov 2025 13:20:00 +0000)\n"
+        "size: 42\n"
+        "client: mx.example [192.0.2.7]\n"
+        "proto: ESMTP\n"
+        "ret: FULL\n"
+        "body: 8BITMIME\n"
+        "rcpt: <bob@example.org> orig=<Bob@example.org> orcpt=rfc822;bob@example.org "
+        "notify=FAILURE,DELAY state=queued attempts=0 next=0 dsn=4.2.0 "
+        "diag=451\\x20greylisted\n";
+    struct spool_env out;
+    int line = -1;
+    CHECK(spool_env_parse(text, strlen(text), &out, &line) == 0, "example at line %d", line);
+    CHECK(out.nrcpts == 1 && out.rcpts[0].notify == (SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY) &&
+              strcmp(out.rcpts[0].diag, "451 greylisted") == 0 &&
+              strcmp(out.client_name, "mx.example") == 0 &&
+              strcmp(out.client_addr, "192.0.2.7") == 0 && out.size == 42 &&
+              out.body == SMTP_BODY_8BITMIME && out.ret == SMTP_RET_FULL,
+          "example parsed wrong");
+    struct spool_env *o = xmalloc(sizeof *o);
+    *o = out;
+    spool_env_free(o);
+}
+
+static void test_ids(void)
+{
+    enum { N = 10000 };
+    char(*ids)[QUEUE_ID_LEN + 1] = xmalloc(N * sizeof *ids);
+    int bad_fmt = 0, bad_order = 0;
+    for (int i = 0; i < N; i++) {
+        spool_new_id(ids[i]);
+        if (strlen(ids[i]) != QUEUE_ID_LEN ||
+            strspn(ids[i], "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != QUEUE_ID_LEN)
+            bad_fmt++;
+        if (i && strcmp(ids[i - 1], ids[i]) >= 0) bad_order++;
+    }
+    CHECK(bad_fmt == 0, "%d IDs not [0-9A-Z]{14}, e.g. %s", bad_fmt, ids[0]);
+    CHECK(bad_order == 0, "%d IDs not strictly increasing (unique and sorted)", bad_order);
+    /* later in time sorts later */
+    char a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1];
+    spool_new_id(a);
+    usleep(2000);
+    spool_new_id(b);
+    CHECK(strcmp(a, b) < 0, "%s !< %s", a, b);
+    free(ids);
+}
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+struct commit_state {
+    int ndone, nok;
+    struct event_base *base;
+    int expect;
+};
+
+static void on_committed(void *arg, int ok)
+{
+    struct commit_state *cs = arg;
+    cs->ndone++;
+    cs->nok += ok;
+    if (cs->ndone == cs->expect) event_base_loopbreak(cs->base);
+}
+
+static void collect_id(void *arg, const char *id)
+{
+    struct buf *b = arg;
+    buf_printf(b, "%s\n", id);
+}
+
+static void test_spool_ops(const char *root)
+{
+    char err[256], dir[512];
+    snprintf(dir, sizeof dir, "%s/spool", root);
+    /* a leftover in incoming/ is removed at open */
+    char inc[600];
+    snprintf(inc, sizeof inc, "%s/incoming", dir);
+    mkdir_p(inc, 0700);
+    char leftover[700];
+    snprintf(leftover, sizeof leftover, "%s/ZZZ.msg", inc);
+    FILE *f = fopen(leftover, "w");
+    if (f) fclose(f);
+
+    struct spool *s = spool_open(dir, err, sizeof err);
+    CHECK(s != NULL, "spool_open: %s", err);
+    if (!s) return;
+    CHECK(access(leftover, F_OK) != 0, "leftover in incoming/ not removed");
+    struct stat st;
+    char md[600];
+    snprintf(md, sizeof md, "%s/maildrop", dir);
+    CHECK(stat(md, &st) == 0 && (st.st_mode & 07777) == 01733, "maildrop mode %o",
+          (unsigned)(st.st_mode & 07777));
+
+    struct event_base *base = event_base_new();
+    CHECK(work_init(base, 3) == 0, "work_init");
+    /* keep the loop alive between batches (the daemon has its listeners) */
+    struct event *keep = event_new(base, -1, EV_PERSIST, NULL, NULL);
+    struct timeval hour = {3600, 0};
+    event_add(keep, &hour);
+    enum { NMSG = 40 };
+    struct commit_state cs = {.base = base, .expect = NMSG};
+    char ids[NMSG][QUEUE_ID_LEN + 1];
+    struct spool_env *envs[NMSG];
+    for (int i = 0; i < NMSG; i++) {
+        struct spool_msg *m = spool_msg_new(s);
+        CHECK(m != NULL, "spool_msg_new %d", i);
+        if (!m) return;
+        str_copy(ids[i], spool_msg_id(m), sizeof ids[i]);
+        char body[128];
+        int n = snprintf(body, sizeof body, "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK(spool_msg_write(m, body, (size_t)n) == 0, "write");
+        envs[i] = make_env("s@example.org", 1 + i % 3);
+        if (i == 5) { /* an aborted message leaves nothing */
+            spool_msg_abort(m);
+            cs.expect--;
+            continue;
+        }
+        spool_msg_commit(m, envs[i], on_committed, &cs);
+        CHECK(strcmp(envs[i]->id, ids[i]) == 0, "commit sets env id");
+    }
+    event_base_dispatch(base);
+    CHECK(cs.ndone == NMSG - 1 && cs.nok == NMSG - 1, "done %d ok %d", cs.ndone, cs.nok);
+    char q[600];
+    snprintf(q, sizeof q, "%s/queue", dir);
+    CHECK(count_files(q) == 2 * (NMSG - 1), "queue/ holds %d files", count_files(q));
+    CHECK(count_files(inc) == 0, "incoming/ holds %d files", count_files(inc));
+
+    /* scan is sorted by ID and lists each once */
+    struct buf b, want;
+    buf_init(&b, 0);
+    buf_init(&want, 0);
+    for (int i = 0; i < NMSG; i++)
+        if (i != 5) buf_printf(&want, "%s\n", ids[i]);
+    CHECK(spool_scan(s, collect_id, &b) == 0, "scan");
+    CHECK(strcmp(b.data, want.data) == 0, "scan order:\n%s\nwant:\n%s", b.data, want.data);
+
+    /* load, update, reload */
+    struct spool_env *e = spool_load(s, ids[3], err, sizeof err);
+    CHECK(e != NULL, "load: %s", err);
+    if (e) {
+        CHECK(e->size == strlen("Subject: 3\r\n\r\nbody 3\r\n"), "size %zu", e->size);
+        CHECK(env_equal(e, envs[3]), "loaded envelope differs");
+        e->held = 1;
+        e->rcpts[0].state = RCPT_ST_SENT;
+        free(e->rcpts[0].diag);
+        e->rcpts[0].diag = xstrdup("250 2.0.0 Ok: queued as X");
+        CHECK(spool_update(s, e) == 0, "update");
+        struct spool_env *e2 = spool_load(s, ids[3], err, sizeof err);
+        CHECK(e2 && env_equal(e, e2), "reload after update differs");
+        spool_env_free(e2);
+        spool_env_free(e);
+    }
+    CHECK(count_files(inc) == 0, "update left files in incoming/");
+    int fd = spool_open_content(s, ids[7]);
+    CHECK(fd >= 0, "open content");
+    if (fd >= 0) {
+        char buf[64] = {0};
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        CHECK(n > 0 && strcmp(buf, "Subject: 7\r\n\r\nbody 7\r\n") == 0, "content %s", buf);
+        close(fd);
+    }
+    CHECK(spool_load(s, ids[5], err, sizeof err) == NULL, "aborted message loads");
+    CHECK(spool_load(s, "../../etc/pass", err, sizeof err) == NULL, "path in id");
+
+    /* remove */
+    CHECK(spool_remove(s, ids[3]) == 0, "remove");
+    CHECK(spool_remove(s, ids[3]) == -1, "remove twice");
+    CHECK(spool_open_content(s, ids[3]) == -1, "content after remove");
+    struct spool_env *gone = spool_load(s, ids[3], err, sizeof err);
+    CHECK(gone == NULL, "load after remove");
+    e = make_env("x@y", 1);
+    str_copy(e->id, ids[3], sizeof e->id);
+    CHECK(spool_update(s, e) == -1, "update resurrects a removed message");
+    spool_env_free(e);
+    CHECK(count_files(q) == 2 * (NMSG - 2), "queue/ holds %d files", count_files(q));
+
+    /* a second round of commits after the first batch finished */
+    cs.ndone = cs.nok = 0;
+    cs.expect = 3;
+    struct spool_env *more[3];
+    for (int i = 0; i < 3; i++) {
+        struct spool_msg *m = spool_msg_new(s);
+        spool_msg_write(m, "x\r\n", 3);
+        more[i] = make_env("", 1);
+        spool_msg_commit(m, more[i], on_committed, &cs);
+    }
+    event_base_dispatch(base);
+    CHECK(cs.nok == 3, "second round ok %d", cs.nok);
+    struct spool_env *ld = spool_load(s, more[2]->id, err, sizeof err);
+    CHECK(ld && strcmp(ld->sender, "") == 0, "null sender: %s", err);
+    spool_env_free(ld);
+    for (int i = 0; i < 3; i++)
+        spool_env_free(more[i]);
+
+    /* attach (CLI) sees the same queue and does not clean incoming/ */
+    f = fopen(leftover, "w");
+    if (f) fclose(f);
+    struct spool *s2 = spool_attach(dir, err, sizeof err);
+    CHECK(s2 != NULL, "attach: %s", err);
+    CHECK(access(leftover, F_OK) == 0, "attach cleaned incoming/");
+    unlink(leftover);
+    spool_free(s2);
+    char nodir[600];
+    snprintf(nodir, sizeof nodir, "%s/nonexistent", root);
+    CHECK(spool_attach(nodir, err, sizeof err) == NULL, "attach to missing spool");
+
+    work_shutdown();
+    event_free(keep);
+    event_base_free(base);
+    for (int i = 0; i < NMSG; i++)
+        spool_env_free(envs[i]);
+    buf_release(&b);
+    buf_release(&want);
+    spool_free(s);
+}
+
+static void test_maildrop(const char *root)
+{
+    char err[256], dir[512];
+    snprintf(dir, sizeof dir, "%s/spool", root);
+    char *rcpts[] = {"bob@example.org", "\"j doe\"@example.org"};
+    const char *msg = "Subject: hi\r\n\r\nhello\r\n";
+    CHECK(maildrop_write(dir, "alice@host.example", rcpts, 2, msg, strlen(msg), "alice", err,
+                         sizeof err) == 0,
+          "maildrop_write: %s", err);
+    char *evil[] = {"bob@example.org\nrcpt: <x@y>"};
+    CHECK(maildrop_write(dir, "a@b", evil, 1, msg, strlen(msg), "alice", err, sizeof err) == -1,
+          "newline in rcpt accepted");
+    char **names;
+    size_t n;
+    CHECK(maildrop_list(dir, &names, &n) == 0 && n == 1, "list: %zu", n);
+    if (n != 1) return;
+    struct maildrop_file mf;
+    CHECK(maildrop_open(dir, names[0], &mf, err, sizeof err) == 0, "open: %s", err);
+    if (mf.env) {
+        CHECK(strcmp(mf.env->sender, "alice@host.example") == 0, "sender %s", mf.env->sender);
+        CHECK(mf.env->nrcpts == 2 && strcmp(mf.env->rcpts[1].addr, "\"j doe\"@example.org") == 0,
+              "rcpts");
+        CHECK(mf.user && strcmp(mf.user, "alice") == 0, "user");
+        CHECK(mf.uid == (unsigned)getuid(), "uid");
+        CHECK(mf.env->size == strlen(msg), "size %zu", mf.env->size);
+        char buf[128] = {0};
+        ssize_t r = read(mf.fd, buf, sizeof buf - 1);
+        CHECK(r == (ssize_t)strlen(msg) && strcmp(buf, msg) == 0, "content '%s'", buf);
+    }
+    maildrop_close(&mf);
+    /* a symlink planted by a local user is refused */
+    char link[700], target[700];
+    snprintf(link, sizeof link, "%s/maildrop/0000000000000A.evil", dir);
+    snprintf(target, sizeof target, "%s/maildrop/%s", dir, names[0]);
+    CHECK(symlink(target, link) == 0, "symlink");
+    CHECK(maildrop_open(dir, "0000000000000A.evil", &mf, err, sizeof err) == -1, "symlink read");
+    unlink(link);
+    CHECK(maildrop_open(dir, "../queue/x", &mf, err, sizeof err) == -1, "path in name");
+    CHECK(maildrop_remove(dir, names[0]) == 0, "remove");
+    maildrop_list_free(names, n);
+    CHECK(maildrop_list(dir, &names, &n) == 0 && n == 0, "list after remove: %zu", n);
+    maildrop_list_free(names, n);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    log_init("stderr", "test", LOG_LV_WARN);
+    char root[] = "/tmp/test_spool.XXXXXX";
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_env_roundtrip();
+    test_env_bad();
+    test_ids();
+    test_spool_ops(root);
+    test_maildrop(root);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    if (system(cmd) != 0) printf("cannot remove %s\n", root);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed > 0;
+}
