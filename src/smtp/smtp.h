@@ -37,10 +37,10 @@ enum smtp_verb {
 enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 enum smtp_ret { SMTP_RET_NONE = 0, SMTP_RET_FULL, SMTP_RET_HDRS };
 enum smtp_notify { /* RFC 3461 4.1; 0 = not given */
-    SMTP_NOTIFY_NEVER = 1,
-    SMTP_NOTIFY_SUCCESS = 2,
-    SMTP_NOTIFY_FAILURE = 4,
-    SMTP_NOTIFY_DELAY = 8,
+                   SMTP_NOTIFY_NEVER = 1,
+                   SMTP_NOTIFY_SUCCESS = 2,
+                   SMTP_NOTIFY_FAILURE = 4,
+                   SMTP_NOTIFY_DELAY = 8,
 };
 
 struct smtp_cmd {
@@ -50,18 +50,18 @@ struct smtp_cmd {
     /* MAIL / RCPT */
     struct addr path;
     /* MAIL parameters (RFC 1870, 6152, 6531, 3461, 4954) */
-    long long size;         /* SIZE=, -1 when not given */
-    enum smtp_body body;    /* BODY= */
-    int smtputf8;           /* SMTPUTF8 */
-    enum smtp_ret ret;      /* RET= */
-    char *envid;            /* ENVID=, xtext-decoded */
-    char *auth;             /* AUTH=, xtext-decoded ("<>" kept) */
+    long long size;      /* SIZE=, -1 when not given */
+    enum smtp_body body; /* BODY= */
+    int smtputf8;        /* SMTPUTF8 */
+    enum smtp_ret ret;   /* RET= */
+    char *envid;         /* ENVID=, xtext-decoded */
+    char *auth;          /* AUTH=, xtext-decoded ("<>" kept) */
     /* RCPT parameters (RFC 3461) */
-    unsigned notify;        /* SMTP_NOTIFY_* bits */
-    char *orcpt;            /* ORCPT=, "rfc822;addr" with the address xtext-decoded */
+    unsigned notify; /* SMTP_NOTIFY_* bits */
+    char *orcpt;     /* ORCPT=, "rfc822;addr" with the address xtext-decoded */
     /* BDAT */
     unsigned long long chunk_size;
-    int last;               /* BDAT ... LAST */
+    int last; /* BDAT ... LAST */
 };
 
 /* Parse one command line (len bytes, without the CRLF). utf8: SMTPUTF8 was
@@ -84,13 +84,13 @@ enum smtp_data_flag {
 
 struct smtp_data {
     /* set by the caller before the first feed (zero the struct first) */
-    int bdat;           /* 1: BDAT chunk bytes: no dot-unstuffing, no end marker */
-    size_t max_line;    /* 998 (RFC 5322 2.1.1) */
+    int bdat;        /* 1: BDAT chunk bytes: no dot-unstuffing, no end marker */
+    size_t max_line; /* 998 (RFC 5322 2.1.1) */
     /* results */
-    unsigned flags;     /* smtp_data_flag bits seen so far */
-    int done;           /* DATA: "<CRLF>.<CRLF>" seen; no byte after it was consumed */
-    int in_headers;     /* still in the header section */
-    int received;       /* "Received:" header fields counted in the header section */
+    unsigned flags; /* smtp_data_flag bits seen so far */
+    int done;       /* DATA: "<CRLF>.<CRLF>" seen; no byte after it was consumed */
+    int in_headers; /* still in the header section */
+    int received;   /* "Received:" header fields counted in the header section */
     /* internal */
     int st;
     size_t line_len;
@@ -106,5 +106,100 @@ size_t smtp_data_feed(struct smtp_data *d, const char *p, size_t len, struct buf
 
 /* xtext (RFC 3461 4): decode into a new string; NULL when malformed. */
 char *smtp_xtext_decode(const char *p, size_t len);
+
+/* --- the inbound server (server.c) ------------------------------------------ */
+
+#include <sys/socket.h>
+
+struct event_base;
+
+enum smtp_stage { /* same order as policy stages */
+                  SMTP_STAGE_CONNECT = 0,
+                  SMTP_STAGE_HELO,
+                  SMTP_STAGE_MAIL,
+                  SMTP_STAGE_RCPT,
+                  SMTP_STAGE_DATA,
+                  SMTP_STAGE_EOM,
+};
+
+/* Who is talking to us. Owned by the session. */
+struct smtp_peer {
+    const struct kconf *conf; /* the configuration the session started with */
+    const struct conf_listen *listener;
+    struct sockaddr_storage sa;
+    char addr[64];   /* "192.0.2.7", "2001:db8::1" */
+    char name[256];  /* verified reverse name, or "unknown" */
+    char *helo;      /* HELO/EHLO argument or NULL */
+    int esmtp;       /* EHLO was used */
+    int tls;         /* the session is encrypted */
+    char *auth_user; /* authenticated user or NULL */
+    int trusted;     /* client address in relay.trusted_networks */
+};
+
+struct smtp_rcpt {
+    struct addr addr;
+    unsigned notify; /* SMTP_NOTIFY_* */
+    char *orcpt;     /* "rfc822;a@b" or NULL */
+};
+
+/* One mail transaction, from MAIL to the end of the message. */
+struct smtp_txn {
+    struct addr sender;
+    long long size; /* SIZE= or -1 */
+    enum smtp_body body;
+    int smtputf8;
+    enum smtp_ret ret;
+    char *envid;
+    struct smtp_rcpt *rcpts;
+    size_t nrcpts, cap;
+    size_t msg_size; /* content bytes received so far */
+};
+
+/* A verdict from the layers above: code 0 = go on; otherwise the reply to send. */
+struct smtp_verdict {
+    int code;
+    char enh[8];
+    char text[300];
+    const char *check; /* which check decided, for the log */
+};
+
+/* What the session asks of the layers above (policy, spool). The daemon fills it;
+ * every callback runs on the loop thread. */
+struct smtp_ops {
+    void *ctx;
+    /* Judge a stage (rcpt set at the RCPT stage). done runs exactly once, never before
+     * judge returns, unless judge_cancel is called first. Returns the handle. */
+    void *(*judge)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                   enum smtp_stage stage, const struct addr *rcpt,
+                   void (*done)(void *arg, const struct smtp_verdict *v), void *arg);
+    void (*judge_cancel)(void *handle);
+    /* Start storing a message; id receives its queue ID. NULL on failure. */
+    void *(*msg_open)(void *ctx, char *id, size_t idsize);
+    /* Append content; 0 done, -1 failed (disk). */
+    int (*msg_write)(void *msg, const void *p, size_t len);
+    /* Make it durable; done(arg, ok) later: ok=1 durable and queued. msg consumed. */
+    void (*msg_commit)(void *ctx, void *msg, const struct smtp_peer *peer,
+                       const struct smtp_txn *txn, void (*done)(void *arg, int ok), void *arg);
+    void (*msg_abort)(void *msg);
+};
+
+struct smtp_server;
+/* Bind and listen on l's address (call as root, before dropping privileges).
+ * NULL on error (logged). The listener does not accept until smtp_server_start. */
+struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_listen *l,
+                                    const struct kconf *conf, const struct smtp_ops *ops);
+void smtp_server_start(struct smtp_server *srv);
+/* New sessions use conf from now on (SIGHUP); running sessions keep theirs, so the
+ * caller keeps old configurations alive until smtp_sessions_count() is 0. */
+void smtp_server_set_conf(struct smtp_server *srv, const struct kconf *conf,
+                          const struct conf_listen *l);
+/* Stop accepting and close the listening socket. */
+void smtp_server_stop(struct smtp_server *srv);
+void smtp_server_free(struct smtp_server *srv);
+/* Sessions open now, over all listeners. */
+size_t smtp_sessions_count(void);
+/* Shutdown: say 421 and close every session that is not in the middle of storing a
+ * message (those close when their commit finished). */
+void smtp_sessions_close_all(void);
 
 #endif

@@ -1,0 +1,448 @@
+/* kurierd.c: the daemon. Loads the config, binds listeners as root, drops to the
+ * kurier user for good, then wires the SMTP server to the policy pipeline and the
+ * spool (struct smtp_ops), and runs the loop. Signals: TERM/INT stop, HUP reloads. */
+#include "core/compat.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control/control.h"
+#include "core/core.h"
+#include "policy/policy.h"
+#include "queue/queue.h"
+#include "smtp/smtp.h"
+#include "store/store.h"
+
+struct daemon {
+    struct event_base *base;
+    const char *conf_path;
+    struct kconf *conf;
+    struct kconf **old_confs; /* kept until exit: running sessions point into them */
+    size_t nold;
+    struct spool *spool;
+    struct store *store;
+    struct queue *queue;
+    struct control *control;
+    struct smtp_server **servers;
+    char **server_addrs; /* the address each server was bound for */
+    size_t nservers;
+    struct smtp_ops ops;
+    struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain;
+    int stopping;
+};
+
+/* --- smtp_ops: the session's view of policy and spool ----------------------- */
+
+struct judge {
+    struct policy_ctx ctx;
+    struct policy_run *run;
+    void (*done)(void *, const struct smtp_verdict *);
+    void *arg;
+};
+
+static void judge_done(void *arg, const struct policy_verdict *pv)
+{
+    struct judge *j = arg;
+    struct smtp_verdict v = {0};
+    if (pv->kind == POLICY_REJECT || pv->kind == POLICY_TEMPFAIL || pv->kind == POLICY_GREYLIST) {
+        v.code = pv->code;
+        str_copy(v.enh, pv->enh, sizeof v.enh);
+        str_copy(v.text, pv->text, sizeof v.text);
+        v.check = pv->check;
+    }
+    void (*done)(void *, const struct smtp_verdict *) = j->done;
+    void *darg = j->arg;
+    free(j);
+    done(darg, &v);
+}
+
+static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                       enum smtp_stage stage, const struct addr *rcpt,
+                       void (*done)(void *, const struct smtp_verdict *), void *arg)
+{
+    struct daemon *d = ctx;
+    struct judge *j = xcalloc(1, sizeof *j);
+    j->ctx.conf = peer->conf;
+    j->ctx.listener = peer->listener;
+    j->ctx.store = d->store;
+    j->ctx.client_sa = peer->sa;
+    str_copy(j->ctx.client_addr, peer->addr, sizeof j->ctx.client_addr);
+    str_copy(j->ctx.client_name, peer->name, sizeof j->ctx.client_name);
+    j->ctx.helo = peer->helo;
+    j->ctx.auth_user = peer->auth_user;
+    j->ctx.trusted = peer->trusted;
+    j->ctx.sender = txn ? &txn->sender : NULL;
+    j->ctx.rcpt = rcpt;
+    j->ctx.nrcpts = txn ? txn->nrcpts : 0;
+    j->done = done;
+    j->arg = arg;
+    j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);
+    return j;
+}
+
+static void ops_judge_cancel(void *handle)
+{
+    struct judge *j = handle;
+    policy_run_cancel(j->run);
+    free(j);
+}
+
+static void *ops_msg_open(void *ctx, char *id, size_t idsize)
+{
+    struct daemon *d = ctx;
+    struct spool_msg *m = spool_msg_new(d->spool);
+    if (m) str_copy(id, spool_msg_id(m), idsize);
+    return m;
+}
+
+static int ops_msg_write(void *msg, const void *p, size_t len)
+{
+    return spool_msg_write(msg, p, len);
+}
+
+static void ops_msg_abort(void *msg)
+{
+    spool_msg_abort(msg);
+}
+
+struct commit {
+    struct daemon *d;
+    struct spool_env *env;
+    void (*done)(void *, int);
+    void *arg;
+};
+
+static void commit_done(void *arg, int ok)
+{
+    struct commit *c = arg;
+    char id[QUEUE_ID_LEN + 1];
+    str_copy(id, c->env->id, sizeof id);
+    spool_env_free(c->env);
+    c->done(c->arg, ok);
+    if (ok) queue_add(c->d->queue, id);
+    free(c);
+}
+
+static char *opt_dup(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
+                           const struct smtp_txn *txn, void (*done)(void *, int), void *arg)
+{
+    struct daemon *d = ctx;
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    e->sender = addr_format(&txn->sender);
+    e->arrival = time(NULL);
+    e->client_name = xstrdup(peer->name);
+    e->client_addr = xstrdup(peer->addr);
+    e->helo = opt_dup(peer->helo);
+    e->proto = xstrdup(!peer->esmtp      ? "SMTP"
+                       : peer->auth_user ? (peer->tls ? "ESMTPSA" : "ESMTPA")
+                       : peer->tls       ? "ESMTPS"
+                                         : "ESMTP");
+    e->auth_user = opt_dup(peer->auth_user);
+    e->envid = opt_dup(txn->envid);
+    e->ret = txn->ret;
+    e->body = txn->body;
+    e->smtputf8 = txn->smtputf8;
+    e->rcpts = xcalloc(txn->nrcpts, sizeof *e->rcpts);
+    e->nrcpts = txn->nrcpts;
+    for (size_t i = 0; i < txn->nrcpts; i++) {
+        struct spool_rcpt *r = &e->rcpts[i];
+        r->addr = addr_format(&txn->rcpts[i].addr);
+        r->orig = xstrdup(r->addr);
+        r->orcpt = opt_dup(txn->rcpts[i].orcpt);
+        r->notify = txn->rcpts[i].notify;
+        r->state = RCPT_ST_QUEUED;
+    }
+    struct commit *c = xcalloc(1, sizeof *c);
+    c->d = d;
+    c->env = e;
+    c->done = done;
+    c->arg = arg;
+    spool_msg_commit(msg, e, commit_done, c);
+}
+
+/* --- start-up ------------------------------------------------------------------- */
+
+static int chown_path(const char *path, const struct passwd *pw)
+{
+    if (!pw) return 0;
+    if (chown(path, pw->pw_uid, pw->pw_gid) != 0) {
+        log_err("kurierd", "chown %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Create the state folders and hand them to the kurier user (as Postfix's
+ * post-install does), so that nothing needs root after the drop. */
+static int prepare_dirs(const struct kconf *c, const struct passwd *pw)
+{
+    const char *dirs[] = {c->state_dir, c->spool_dir, c->maildir_root};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (mkdir_p(dirs[i], 0750) != 0) {
+            log_err("kurierd", "cannot create %s: %s", dirs[i], strerror(errno));
+            return -1;
+        }
+        if (chown_path(dirs[i], pw) != 0) return -1;
+    }
+    if (pw) {
+        const char *sub[] = {"incoming", "queue", "maildrop"};
+        for (size_t i = 0; i < 3; i++) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", c->spool_dir, sub[i]);
+            if (chown_path(p, pw) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int drop_privileges(const struct passwd *pw)
+{
+    if (!pw) return 0;
+    if (setgroups(0, NULL) != 0 || initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+        setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        log_err("kurierd", "cannot drop privileges to %s: %s", pw->pw_name, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) { /* for good: must not be able to come back */
+        log_err("kurierd", "privileges could be regained after the drop; refusing to run");
+        return -1;
+    }
+    return 0;
+}
+
+static const struct conf_listen *find_listener(const struct kconf *c, const char *address)
+{
+    for (const struct conf_listen *l = c->listeners; l; l = l->next)
+        if (strcmp(l->address, address) == 0) return l;
+    return NULL;
+}
+
+/* --- signals ---------------------------------------------------------------------- */
+
+static void apply_log(const struct kconf *c)
+{
+    log_init(c->log_target, c->log_name, (enum log_level)c->log_level);
+    log_debug_enable(c->log_debug);
+}
+
+static void reload(void *arg)
+{
+    struct daemon *d = arg;
+    struct conf_errors errs = {0};
+    struct kconf *c = conf_load(d->conf_path, &errs);
+    if (!c) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_err("kurierd", "reload refused, keeping the running configuration: %s",
+                    errs.msgs[i]);
+        conf_errors_free(&errs);
+        return;
+    }
+    conf_errors_free(&errs);
+    /* Listeners are bound once, as root; a reload keeps the sockets and applies the
+     * new settings of listeners with the same address. */
+    for (size_t i = 0; i < d->nservers; i++) {
+        const struct conf_listen *nl = find_listener(c, d->server_addrs[i]);
+        if (!nl) {
+            log_warn("kurierd", "reload: listener %s was removed; a restart is needed to close it",
+                     d->server_addrs[i]);
+            continue; /* it keeps its old settings */
+        }
+        smtp_server_set_conf(d->servers[i], c, nl);
+    }
+    for (const struct conf_listen *l = c->listeners; l; l = l->next)
+        if (!find_listener(d->conf, l->address))
+            log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
+    d->old_confs = xrealloc(d->old_confs, (d->nold + 1) * sizeof *d->old_confs);
+    d->old_confs[d->nold++] = d->conf;
+    d->conf = c;
+    apply_log(c);
+    log_info("kurierd", "reloaded configuration from %s", d->conf_path);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    reload(arg);
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    if (smtp_sessions_count() == 0) event_base_loopexit(d->base, NULL);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    log_info("kurierd", "grace period over: closing %zu sessions", smtp_sessions_count());
+    smtp_sessions_close_all();
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    if (d->stopping) return;
+    d->stopping = 1;
+    log_info("kurierd", "stopping: no new connections, %zu sessions to finish",
+             smtp_sessions_count());
+    for (size_t i = 0; i < d->nservers; i++)
+        if (d->servers[i]) smtp_server_stop(d->servers[i]);
+    d->ev_grace = evtimer_new(d->base, on_grace, d);
+    evtimer_add(d->ev_grace, &(struct timeval){.tv_sec = d->conf->shutdown_grace});
+    d->ev_drain = event_new(d->base, -1, EV_PERSIST, drain_check, d);
+    event_add(d->ev_drain, &(struct timeval){.tv_usec = 100000});
+}
+
+/* --- main ------------------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: kurierd [-c FILE] [-t]\n"
+                    "  -c FILE  configuration (default $KURIER_CONF or /etc/kurier/kurier.conf)\n"
+                    "  -t       check the configuration and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {0};
+    int test_only = 0, opt;
+    d.conf_path = getenv("KURIER_CONF");
+    if (!d.conf_path || !*d.conf_path) d.conf_path = "/etc/kurier/kurier.conf";
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c':
+            d.conf_path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        default:
+            usage();
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    log_init("stderr", "kurier", LOG_LV_INFO);
+    struct conf_errors errs = {0};
+    d.conf = conf_load(d.conf_path, &errs);
+    if (!d.conf) {
+        conf_errors_print(&errs, stderr);
+        conf_errors_free(&errs);
+        return 1;
+    }
+    conf_errors_free(&errs);
+    if (test_only) {
+        printf("%s: ok\n", d.conf_path);
+        return 0;
+    }
+    apply_log(d.conf);
+
+    struct passwd *pw = NULL;
+    if (geteuid() == 0) {
+        pw = getpwnam(d.conf->user);
+        if (!pw) {
+            log_err("kurierd",
+                    "user \"%s\" does not exist: create it (useradd --system %s) or set "
+                    "\"user\" in %s",
+                    d.conf->user, d.conf->user, d.conf_path);
+            return 1;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    umask(027);
+    evthread_use_pthreads();
+    d.base = event_base_new();
+    if (!d.base) {
+        log_err("kurierd", "cannot create the event loop");
+        return 1;
+    }
+    if (prepare_dirs(d.conf, pw) != 0) return 1;
+    char err[512];
+    d.spool = spool_open(d.conf->spool_dir, err, sizeof err);
+    if (!d.spool) {
+        log_err("kurierd", "spool %s: %s", d.conf->spool_dir, err);
+        return 1;
+    }
+    if (prepare_dirs(d.conf, pw) != 0) return 1; /* spool_open made its subfolders */
+    d.store = store_open(d.conf->directory, 1, pw ? pw->pw_name : NULL, err, sizeof err);
+    if (!d.store) {
+        log_err("kurierd", "directory %s: %s", d.conf->directory, err);
+        return 1;
+    }
+
+    d.ops = (struct smtp_ops){
+        .ctx = &d,
+        .judge = ops_judge,
+        .judge_cancel = ops_judge_cancel,
+        .msg_open = ops_msg_open,
+        .msg_write = ops_msg_write,
+        .msg_commit = ops_msg_commit,
+        .msg_abort = ops_msg_abort,
+    };
+    for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
+        d.nservers++;
+    d.servers = xcalloc(d.nservers ? d.nservers : 1, sizeof *d.servers);
+    d.server_addrs = xcalloc(d.nservers ? d.nservers : 1, sizeof *d.server_addrs);
+    size_t i = 0;
+    for (const struct conf_listen *l = d.conf->listeners; l; l = l->next, i++) {
+        d.server_addrs[i] = xstrdup(l->address);
+        d.servers[i] = smtp_server_new(d.base, l, d.conf, &d.ops);
+        if (!d.servers[i]) return 1;
+    }
+    if (drop_privileges(pw) != 0) return 1;
+
+    if (work_init(d.base, d.conf->workers) != 0) return 1;
+    policy_init(d.base);
+    d.queue = queue_new(d.base, d.conf, d.spool, d.store);
+    if (!d.queue) return 1;
+    d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
+    if (!d.control) return 1;
+
+    d.ev_term = evsignal_new(d.base, SIGTERM, on_term, &d);
+    d.ev_int = evsignal_new(d.base, SIGINT, on_term, &d);
+    d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+    event_add(d.ev_term, NULL);
+    event_add(d.ev_int, NULL);
+    event_add(d.ev_hup, NULL);
+    for (i = 0; i < d.nservers; i++)
+        smtp_server_start(d.servers[i]);
+    for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
+        log_info("kurierd", "listening on %s (%s)", l->address,
+                 l->role == LISTEN_SUBMISSION ? "submission" : "mx");
+    log_info("kurierd", "daemon started: kurier, hostname %s, config %s", d.conf->hostname,
+             d.conf_path);
+
+    event_base_dispatch(d.base);
+
+    log_info("kurierd", "stopped");
+    control_free(d.control);
+    queue_free(d.queue);
+    work_shutdown();
+    for (i = 0; i < d.nservers; i++) {
+        smtp_server_free(d.servers[i]);
+        free(d.server_addrs[i]);
+    }
+    free(d.servers);
+    free(d.server_addrs);
+    store_free(d.store);
+    spool_free(d.spool);
+    if (d.ev_grace) event_free(d.ev_grace);
+    if (d.ev_drain) event_free(d.ev_drain);
+    event_free(d.ev_term);
+    event_free(d.ev_int);
+    event_free(d.ev_hup);
+    event_base_free(d.base);
+    for (i = 0; i < d.nold; i++)
+        conf_free(d.old_confs[i]);
+    free(d.old_confs);
+    conf_free(d.conf);
+    return 0;
+}

@@ -1,0 +1,96 @@
+/* policy.h: the policy pipeline. Every check has the same small async interface: it
+ * is started for a session and a stage, works asynchronously, and ends with exactly
+ * one verdict. The pipeline runs a listener's checks in order and folds verdicts.
+ * Adding a check never touches the session code (smtp/server.c). */
+#ifndef KURIER_POLICY_H
+#define KURIER_POLICY_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "core/core.h"
+
+struct store;
+
+enum policy_stage {
+    POLICY_CONNECT = 0,
+    POLICY_HELO,
+    POLICY_MAIL,
+    POLICY_RCPT,
+    POLICY_DATA,
+    POLICY_EOM,
+    POLICY_NSTAGES
+};
+
+enum policy_kind {
+    POLICY_PASS = 0, /* go on with the next check */
+    POLICY_ACCEPT,   /* skip the remaining checks of this stage */
+    POLICY_SCORE,    /* add score (postscreen-style weights); thresholds decide */
+    POLICY_GREYLIST, /* temporary refusal, retry later */
+    POLICY_TEMPFAIL, /* 4xx */
+    POLICY_REJECT,   /* 5xx */
+};
+
+struct policy_verdict {
+    enum policy_kind kind;
+    int score;         /* POLICY_SCORE */
+    int code;          /* reply code for GREYLIST/TEMPFAIL/REJECT */
+    char enh[8];       /* enhanced status code "5.7.1" */
+    char text[300];    /* a sentence a person understands (+ lookup URL where one exists) */
+    const char *check; /* name of the check that decided (static), NULL for pass */
+};
+
+/* What a check may look at. Owned by the session; valid while the check runs. */
+struct policy_ctx {
+    const struct kconf *conf;
+    const struct conf_listen *listener;
+    struct store *store;
+    struct sockaddr_storage client_sa;
+    char client_addr[64];      /* "192.0.2.7" */
+    char client_name[256];     /* reverse name or "unknown" */
+    const char *helo;          /* NULL before HELO/EHLO */
+    const char *auth_user;     /* NULL unless authenticated */
+    int trusted;               /* client in relay.trusted_networks */
+    const struct addr *sender; /* from MAIL on */
+    const struct addr *rcpt;   /* the recipient being judged (RCPT stage) */
+    size_t nrcpts;             /* recipients accepted so far */
+};
+
+/* A check. judges_client_ip: the check judges the client's IP address (DNSBLs,
+ * greylisting, reputation): it is never run for authenticated sessions, whatever
+ * the port ("submission is not MX", DESIGN.md). */
+struct policy_check {
+    const char *name;
+    unsigned stages; /* bit (1 << stage) for each stage it runs at */
+    int judges_client_ip;
+    /* Start the check. It must call done(arg, v) exactly once, never before start
+     * returns (defer with the worker pool or an event). Returns a handle for cancel. */
+    void *(*start)(const struct policy_ctx *ctx, enum policy_stage stage,
+                   void (*done)(void *arg, const struct policy_verdict *v), void *arg);
+    /* Cancel a started check: done will not be called. */
+    void (*cancel)(void *handle);
+};
+
+/* Checks known today (one file each under src/policy/). */
+extern const struct policy_check policy_check_recipient; /* recipient.c: relay + local users */
+
+struct event_base;
+/* Once at start: the loop the pipeline defers its callbacks on. */
+void policy_init(struct event_base *base);
+
+struct policy_run;
+/* Run the checks for stage in order. done(arg, v) gets the first non-pass verdict
+ * that ends the stage (TEMPFAIL/REJECT/GREYLIST/ACCEPT), or PASS. It runs on the
+ * loop thread, never before policy_run_start returns. Returns a handle that
+ * policy_run_cancel() cancels (done will not run). */
+struct policy_run *policy_run_start(const struct policy_ctx *ctx, enum policy_stage stage,
+                                    void (*done)(void *arg, const struct policy_verdict *v),
+                                    void *arg);
+void policy_run_cancel(struct policy_run *r);
+/* Stage name for logs ("RCPT"). */
+const char *policy_stage_name(enum policy_stage s);
+/* Fill v as a refusal. */
+void policy_verdict_set(struct policy_verdict *v, enum policy_kind kind, int code, const char *enh,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif
