@@ -12,11 +12,11 @@ const char *cli_conf_path(void);
 /* Load it; on errors prints them all ("FILE:LINE:COL: ...") and exits 1. */
 struct kconf *cli_load_conf(void);
 
-int cmd_config(int argc, char **argv);  /* config check [FILE] | dump | doc */
-int cmd_domain(int argc, char **argv);  /* domain add|del|list|catchall */
-int cmd_mailbox(int argc, char **argv); /* mailbox add|del|list|passwd|quota */
-int cmd_alias(int argc, char **argv);   /* alias add|del|list */
-int cmd_queue(int argc, char **argv);   /* queue list|show|flush|delete|hold|release */
+int cmd_config(int argc, char **argv);   /* config check [FILE] | dump | doc */
+int cmd_domain(int argc, char **argv);   /* domain add|del|list|catchall */
+int cmd_mailbox(int argc, char **argv);  /* mailbox add|del|list|passwd|quota */
+int cmd_alias(int argc, char **argv);    /* alias add|del|list */
+int cmd_queue(int argc, char **argv);    /* queue list|show|flush|delete|hold|release */
 int cmd_sendmail(int argc, char **argv); /* sendmail(1) compatible, argv[0] included */
 int cmd_mailq(int argc, char **argv);    /* mailq(1) compatible */
 

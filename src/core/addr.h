@@ -6,18 +6,18 @@
 #include <stddef.h>
 
 enum addr_flag {
-    ADDR_F_QUOTED = 1,  /* local part was a quoted string */
-    ADDR_F_UTF8 = 2,    /* contains non-ASCII (needs SMTPUTF8) */
-    ADDR_F_IPLIT = 4,   /* domain is an address literal "[1.2.3.4]" / "[IPv6:...]" */
-    ADDR_F_ROUTE = 8,   /* a source route "@a,@b:" preceded it and was dropped (RFC 5321 4.1.2) */
-    ADDR_F_NULL = 16,   /* the null path "<>" */
+    ADDR_F_QUOTED = 1, /* local part was a quoted string */
+    ADDR_F_UTF8 = 2,   /* contains non-ASCII (needs SMTPUTF8) */
+    ADDR_F_IPLIT = 4,  /* domain is an address literal "[1.2.3.4]" / "[IPv6:...]" */
+    ADDR_F_ROUTE = 8,  /* a source route "@a,@b:" preceded it and was dropped (RFC 5321 4.1.2) */
+    ADDR_F_NULL = 16,  /* the null path "<>" */
 };
 
 enum addr_opt {
-    ADDR_O_ALLOW_NULL = 1, /* accept "<>" (reverse-path) */
-    ADDR_O_UTF8 = 2,       /* accept UTF-8 (SMTPUTF8 given) */
-    ADDR_O_NO_BRACKETS = 4,/* input is a bare mailbox "a@b" (CLI, sendmail) */
-    ADDR_O_LOCAL_ONLY = 8, /* with NO_BRACKETS: a bare local part without "@" is allowed */
+    ADDR_O_ALLOW_NULL = 1,  /* accept "<>" (reverse-path) */
+    ADDR_O_UTF8 = 2,        /* accept UTF-8 (SMTPUTF8 given) */
+    ADDR_O_NO_BRACKETS = 4, /* input is a bare mailbox "a@b" (CLI, sendmail) */
+    ADDR_O_LOCAL_ONLY = 8,  /* with NO_BRACKETS: a bare local part without "@" is allowed */
 };
 
 #define ADDR_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1 */

@@ -83,8 +83,8 @@ void log_msg(enum log_level lv, const char *component, const char *fmt, ...)
     localtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%b %e %H:%M:%S", &tm);
     pthread_mutex_lock(&log_lock);
-    fprintf(stderr, "%s %s %s/%s[%ld]: %s%s\n", ts, host[0] ? host : "localhost", prog,
-            component, (long)getpid(), tags[lv], msg);
+    fprintf(stderr, "%s %s %s/%s[%ld]: %s%s\n", ts, host[0] ? host : "localhost", prog, component,
+            (long)getpid(), tags[lv], msg);
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
 }

@@ -9,9 +9,9 @@ enum deliver_status { DELIVER_OK = 0, DELIVER_TEMP, DELIVER_PERM };
 
 struct deliver_result {
     enum deliver_status status;
-    char dsn[8];    /* "2.0.0", "4.2.2", "5.1.1" */
-    char text[512]; /* "delivered to maildir", or the reason / remote reply */
-    char relay[300];/* "local", "mx.example.org[192.0.2.7]:25" */
+    char dsn[8];     /* "2.0.0", "4.2.2", "5.1.1" */
+    char text[512];  /* "delivered to maildir", or the reason / remote reply */
+    char relay[300]; /* "local", "mx.example.org[192.0.2.7]:25" */
 };
 
 struct deliver_maildir_req {

@@ -22,7 +22,7 @@ struct route_target {
 };
 
 struct route_result {
-    enum route_kind kind;        /* overall: LOCAL when all targets are deliverable */
+    enum route_kind kind;         /* overall: LOCAL when all targets are deliverable */
     struct route_target *targets; /* after alias expansion; 1 for a plain mailbox */
     size_t ntargets;
 };

@@ -30,8 +30,8 @@ int store_domain_add(struct store *st, const char *name, char *err, size_t errsi
 int store_domain_del(struct store *st, const char *name, char *err, size_t errsize);
 /* catchall: local part or full address that receives mail for unknown users; ""
  * or NULL turns it off. */
-int store_domain_set_catchall(struct store *st, const char *name, const char *catchall,
-                              char *err, size_t errsize);
+int store_domain_set_catchall(struct store *st, const char *name, const char *catchall, char *err,
+                              size_t errsize);
 /* 1 found (out filled when non-NULL), 0 not found, -1 error. */
 int store_domain_get(struct store *st, const char *name, struct store_domain *out);
 int store_domain_list(struct store *st, void (*cb)(void *arg, const struct store_domain *d),
@@ -43,13 +43,13 @@ struct store_mailbox {
 };
 /* password is hashed with crypt(3) (yescrypt "$y$", the Debian 12 default; Dovecot
  * reads it as {CRYPT}). The domain must exist. */
-int store_mailbox_add(struct store *st, const char *address, const char *password,
-                      long long quota, char *err, size_t errsize);
+int store_mailbox_add(struct store *st, const char *address, const char *password, long long quota,
+                      char *err, size_t errsize);
 int store_mailbox_del(struct store *st, const char *address, char *err, size_t errsize);
-int store_mailbox_passwd(struct store *st, const char *address, const char *password,
-                         char *err, size_t errsize);
-int store_mailbox_set_quota(struct store *st, const char *address, long long quota,
-                            char *err, size_t errsize);
+int store_mailbox_passwd(struct store *st, const char *address, const char *password, char *err,
+                         size_t errsize);
+int store_mailbox_set_quota(struct store *st, const char *address, long long quota, char *err,
+                            size_t errsize);
 /* 1 found, 0 not found, -1 error. */
 int store_mailbox_get(struct store *st, const char *address, struct store_mailbox *out);
 /* As store_mailbox_get, but only an active mailbox counts (route.c uses it):
