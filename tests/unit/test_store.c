@@ -2,6 +2,7 @@
  * hashing and auth, case folding, schema reopen. Uses a temp dir, no network. */
 #include "core/compat.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -144,6 +145,30 @@ static const char *db_password(const char *path, const char *addr, char *out, si
     return out;
 }
 
+/* Several threads share one struct store (serialized mode, as the daemon's workers). */
+struct thr {
+    struct store *st;
+    int bad;
+};
+
+static void *thread_main(void *arg)
+{
+    struct thr *t = arg;
+    char err[256];
+    for (int i = 0; i < 50; i++) {
+        struct store_mailbox m;
+        if (store_mailbox_lookup(t->st, "locked@other.test", &m) != 1) t->bad++;
+        char **v = NULL;
+        size_t n = 0;
+        if (store_alias_get(t->st, "nobody@other.test", &v, &n) != 0) t->bad++;
+        if (store_domain_add(t->st, "bad..name", err, sizeof err) != -1 ||
+            !strstr(err, "invalid domain"))
+            t->bad++;
+    }
+    if (store_mailbox_auth(t->st, "locked@other.test", "x") != 0) t->bad++;
+    return NULL;
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -259,6 +284,16 @@ int main(void)
             CHECK(store_domain_add(st2, "third.test", err, sizeof err) == 0, "%s", err);
             CHECK(store_domain_get(st, "third.test", NULL) == 1, "not visible");
             store_free(st2);
+        }
+        pthread_t th[4];
+        struct thr targ[4];
+        for (int i = 0; i < 4; i++) {
+            targ[i] = (struct thr){.st = st};
+            pthread_create(&th[i], NULL, thread_main, &targ[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(targ[i].bad == 0, "thread %d: %d bad results", i, targ[i].bad);
         }
         store_free(st);
     }
