@@ -33,6 +33,7 @@ struct qjob {
     double t_submit;
     /* outputs */
     int gone;                  /* the envelope is missing: forget the message */
+    int announced;             /* the qmgr "from=" line was logged */
     int failed;                /* could not load/update: try again later */
     int held;                  /* the envelope says held */
     int removed;               /* the message left the queue */
@@ -372,9 +373,6 @@ static void deliver_run(void *arg)
     char sender[600];
     log_escape(sender, sizeof sender, env->sender ? env->sender : "",
                env->sender ? strlen(env->sender) : 0);
-    if (j->announce)
-        log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
-                 env->size, env->nrcpts);
 
     time_t now = time(NULL);
     int content_fd = -1, opened = 0, changed = 0;
@@ -384,6 +382,11 @@ static void deliver_run(void *arg)
         if (r->state != RCPT_ST_QUEUED) continue;
         if (!j->flush && r->next_try > now) continue;
         if (!opened) {
+            /* as Postfix's qmgr when a message enters the active queue */
+            if (j->announce)
+                log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
+                         env->size, env->nrcpts);
+            j->announced = j->announce;
             content_fd = spool_open_content(q->spool, j->id);
             opened = 1;
         }
@@ -489,6 +492,7 @@ static void deliver_done(void *arg)
     job_unlink(q, j);
     q->ndeliv--;
     e->busy = 0;
+    if (j->announced) e->announced = 1;
     if (j->gone || j->removed) {
         entry_free(q, e);
     } else {
@@ -507,7 +511,6 @@ static void start_delivery(struct queue *q, struct qent *e)
 {
     struct qjob *j = job_new(q, e, JOB_DELIVER);
     j->announce = !e->announced;
-    e->announced = 1;
     j->flush = e->flush;
     e->flush = 0;
     q->ndeliv++;
