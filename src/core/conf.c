@@ -837,7 +837,11 @@ static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node
     const struct conf_node *seen[NKEYS] = {0};
     for (const struct conf_node *n = tree; n; n = n->next) {
         int b = block_find(n->name);
-        if (b == KB_LISTEN) {
+        if (strcmp(n->name, "include") == 0) {
+            /* conf_load() expands includes first; conf_apply() does no I/O. */
+            conf_errors_add(L->errs, n->file, n->line, n->col,
+                            "\"include\" is not followed here (no file access)");
+        } else if (b == KB_LISTEN) {
             apply_listen(L, c, n);
         } else if (b > 0) {
             if (n->nargs)
@@ -963,28 +967,21 @@ static void derive(char **dst, const char *state_dir, const char *leaf)
     if (!*dst) *dst = xasprintf("%s/%s", state_dir, leaf);
 }
 
-struct kconf *conf_load(const char *file, struct conf_errors *errs)
+static struct kconf *kconf_new(const char *file)
 {
-    struct conf_errors local = {0};
-    if (!errs) errs = &local;
-    size_t nerr = errs->n;
-    struct loader L = {.errs = errs};
     struct kconf *c = xcalloc(1, sizeof *c);
-    c->file = xstrdup(file);
+    c->file = xstrdup(file ? file : "-");
     apply_defaults(KB_MAIN, c);
     apply_defaults(KB_LOG, c);
     apply_defaults(KB_LIMITS, c);
     apply_defaults(KB_QUEUE, c);
     apply_defaults(KB_RELAY, c);
+    return c;
+}
 
-    struct conf_node *tree = load_file(&L, file, NULL, 0);
-    apply_tree(&L, c, tree);
-    conf_tree_free(tree);
-    for (size_t i = 0; i < L.nfiles; i++)
-        free(L.files[i]);
-    free(L.files);
-    free(L.stack);
-
+/* Fill computed defaults; return c, or free it and return NULL when errors came. */
+static struct kconf *kconf_finish(struct kconf *c, const struct conf_errors *errs, size_t nerr)
+{
     if (!c->hostname) {
         char h[256];
         if (gethostname(h, sizeof h) != 0) str_copy(h, "localhost", sizeof h);
@@ -994,12 +991,44 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     derive(&c->spool_dir, c->state_dir, "spool");
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
-
-    conf_errors_free(&local);
     if (errs->n != nerr) {
         conf_free(c);
         return NULL;
     }
+    return c;
+}
+
+struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct conf_errors *errs)
+{
+    struct conf_errors local = {0};
+    if (!errs) errs = &local;
+    size_t nerr = errs->n;
+    struct loader L = {.errs = errs};
+    struct kconf *c = kconf_new(file);
+    apply_tree(&L, c, tree);
+    c = kconf_finish(c, errs, nerr);
+    conf_errors_free(&local);
+    return c;
+}
+
+struct kconf *conf_load(const char *file, struct conf_errors *errs)
+{
+    struct conf_errors local = {0};
+    if (!errs) errs = &local;
+    size_t nerr = errs->n;
+    struct loader L = {.errs = errs};
+    struct kconf *c = kconf_new(file);
+
+    struct conf_node *tree = load_file(&L, file, NULL, 0);
+    apply_tree(&L, c, tree);
+    conf_tree_free(tree);
+    for (size_t i = 0; i < L.nfiles; i++)
+        free(L.files[i]);
+    free(L.files);
+    free(L.stack);
+
+    c = kconf_finish(c, errs, nerr);
+    conf_errors_free(&local);
     return c;
 }
 

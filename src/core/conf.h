@@ -12,11 +12,11 @@
 /* --- the parse tree ------------------------------------------------------- */
 
 struct conf_node {
-    char *name;     /* directive name */
-    char **args;    /* arguments (quotes removed, escapes resolved) */
+    char *name;  /* directive name */
+    char **args; /* arguments (quotes removed, escapes resolved) */
     size_t nargs;
-    const char *file; /* borrowed from the tree's file list */
-    int line, col;  /* of the directive name, 1-based */
+    const char *file;           /* borrowed from the tree's file list */
+    int line, col;              /* of the directive name, 1-based */
     struct conf_node *children; /* block contents or NULL */
     struct conf_node *next;
 };
@@ -26,8 +26,8 @@ struct conf_errors {
     char **msgs;
     size_t n;
 };
-void conf_errors_add(struct conf_errors *e, const char *file, int line, int col,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void conf_errors_add(struct conf_errors *e, const char *file, int line, int col, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
 void conf_errors_print(const struct conf_errors *e, FILE *out);
 void conf_errors_free(struct conf_errors *e);
 
@@ -51,57 +51,57 @@ struct conf_net {
 };
 
 struct conf_listen {
-    char *address;          /* as written: "127.0.0.1:2525", "[::1]:25", "*:25" */
-    char host[64];          /* "127.0.0.1", "::1", "" for any */
+    char *address; /* as written: "127.0.0.1:2525", "[::1]:25", "*:25" */
+    char host[64]; /* "127.0.0.1", "::1", "" for any */
     int port;
-    enum listen_role role;  /* role mx|submission (default mx) */
-    enum listen_tls tls;    /* tls none|starttls|implicit (default none) */
+    enum listen_role role;    /* role mx|submission (default mx) */
+    enum listen_tls tls;      /* tls none|starttls|implicit (default none) */
     char *tls_cert, *tls_key; /* PEM paths; NULL = none */
-    int auth;               /* offer AUTH: default on for submission, off for mx */
-    int auth_plaintext;     /* allow AUTH without TLS (default off) */
-    int require_auth;       /* default on for submission */
+    int auth;                 /* offer AUTH: default on for submission, off for mx */
+    int auth_plaintext;       /* allow AUTH without TLS (default off) */
+    int require_auth;         /* default on for submission */
     struct conf_listen *next;
 };
 
 struct kconf {
-    char *file;            /* the main file as given */
+    char *file; /* the main file as given */
 
     /* top level */
-    char *hostname;        /* default: gethostname() */
-    char *user;            /* drop to this user when started as root (default "kurier") */
-    char *state_dir;       /* default "/var/lib/kurier"; spool, db and socket live here */
-    char *spool_dir;       /* default STATE/spool */
-    char *maildir_root;    /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
-    char *directory;       /* SQLite file, default STATE/kurier.db */
-    char *control_socket;  /* default STATE/control.sock */
-    char *locale;          /* "en" or "de" for DSN texts (default "en") */
-    int workers;           /* worker threads for disk I/O (default 4) */
+    char *hostname;       /* default: gethostname() */
+    char *user;           /* drop to this user when started as root (default "kurier") */
+    char *state_dir;      /* default "/var/lib/kurier"; spool, db and socket live here */
+    char *spool_dir;      /* default STATE/spool */
+    char *maildir_root;   /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
+    char *directory;      /* SQLite file, default STATE/kurier.db */
+    char *control_socket; /* default STATE/control.sock */
+    char *locale;         /* "en" or "de" for DSN texts (default "en") */
+    int workers;          /* worker threads for disk I/O (default 4) */
 
     /* log { } */
-    char *log_target;      /* "stderr" or "syslog" (default "stderr") */
-    char *log_name;        /* syslog program name (default "kurier") */
-    int log_level;         /* enum log_level (default info) */
-    char *log_debug;       /* subsystems with debug traces, "" none */
+    char *log_target; /* "stderr" or "syslog" (default "stderr") */
+    char *log_name;   /* syslog program name (default "kurier") */
+    int log_level;    /* enum log_level (default info) */
+    char *log_debug;  /* subsystems with debug traces, "" none */
 
     /* limits { } */
-    size_t line_length;    /* command line incl. CRLF (default 512, RFC 5321 4.5.3.1.4) */
-    size_t message_size;   /* bytes (default 50 MiB) */
-    int recipients;        /* per message (default 1000) */
-    int errors;            /* per session before 421 (default 20) */
-    int command_timeout;   /* seconds (default 300) */
-    int data_timeout;      /* seconds per data block (default 600, RFC 5321 4.5.3.2.6) */
-    int connections;       /* total (default 1000) */
-    int connections_per_ip;/* (default 20) */
-    int hop_count;         /* Received headers before 554 5.4.6 (default 50) */
-    int shutdown_grace;    /* seconds to finish sessions on SIGTERM (default 30) */
+    size_t line_length;     /* command line incl. CRLF (default 512, RFC 5321 4.5.3.1.4) */
+    size_t message_size;    /* bytes (default 50 MiB) */
+    int recipients;         /* per message (default 1000) */
+    int errors;             /* per session before 421 (default 20) */
+    int command_timeout;    /* seconds (default 300) */
+    int data_timeout;       /* seconds per data block (default 600, RFC 5321 4.5.3.2.6) */
+    int connections;        /* total (default 1000) */
+    int connections_per_ip; /* (default 20) */
+    int hop_count;          /* Received headers before 554 5.4.6 (default 50) */
+    int shutdown_grace;     /* seconds to finish sessions on SIGTERM (default 30) */
 
     /* queue { } */
-    int retry_first;       /* seconds (default 300) */
-    double retry_backoff;  /* factor (default 2.0) */
-    int retry_max;         /* seconds (default 4h) */
-    int lifetime;          /* seconds (default 5d) */
-    int delay_warning;     /* seconds (default 4h), 0 = off */
-    int maildrop_scan;     /* seconds between maildrop scans (default 5) */
+    int retry_first;      /* seconds (default 300) */
+    double retry_backoff; /* factor (default 2.0) */
+    int retry_max;        /* seconds (default 4h) */
+    int lifetime;         /* seconds (default 5d) */
+    int delay_warning;    /* seconds (default 4h), 0 = off */
+    int maildrop_scan;    /* seconds between maildrop scans (default 5) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
@@ -115,6 +115,11 @@ struct kconf {
  * current directory. Returns a new kconf, or NULL with every error in errs. */
 struct kconf *conf_load(const char *file, struct conf_errors *errs);
 void conf_free(struct kconf *c);
+/* Added: apply an already parsed tree (from conf_parse(); nodes' file names are used
+ * in messages) as conf_load() does, without reading files: an "include" node is an
+ * error. Returns a new kconf (c->file = file), or NULL with every error in errs.
+ * The tree stays the caller's. For tests and the fuzzer. */
+struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct conf_errors *errs);
 /* Print the effective configuration in kurier.conf syntax, every key with its value
  * (defaults included), each with a "# help" comment. */
 void conf_dump(const struct kconf *c, FILE *out);
