@@ -93,6 +93,15 @@ static int pred_attempts1(void *arg)
     return ok;
 }
 
+static int pred_attempts2(void *arg)
+{
+    char err[256];
+    struct spool_env *e = spool_load(spool, arg, err, sizeof err);
+    int ok = e && e->nrcpts == 1 && e->rcpts[0].attempts == 2;
+    spool_env_free(e);
+    return ok;
+}
+
 static int want_held;
 static int pred_held(void *arg)
 {
@@ -264,7 +273,14 @@ int main(void)
           "deferred state wrong");
     spool_env_free(e);
 
-    /* 3. hold and release */
+    /* 3. a restart keeps the deferred message; flush retries it at once */
+    queue_free(q);
+    q = queue_new(base, &conf, spool, st);
+    CHECK(q != NULL, "queue_new again");
+    queue_flush(q);
+    CHECK(wait_for(pred_attempts2, rid, 10), "%s not retried after restart and flush", rid);
+
+    /* 4. hold and release */
     CHECK(queue_hold(q, rid) == 0, "hold");
     want_held = 1;
     CHECK(wait_for(pred_held, rid, 10), "not held");
@@ -274,10 +290,10 @@ int main(void)
     CHECK(queue_hold(q, "NOSUCHID") == -1, "hold unknown");
     CHECK(queue_release(q, "NOSUCHID") == -1, "release unknown");
 
-    /* 4. flush keeps it queued (remote is deferred again: attempts 2) */
+    /* 5. flush while deleting: the delete waits for the delivery in flight */
     queue_flush(q);
 
-    /* 5. delete */
+    /* 5b. delete */
     CHECK(queue_delete(q, "NOSUCHID") == -1, "delete unknown");
     CHECK(queue_delete(q, rid) == 0, "delete");
     CHECK(wait_for(pred_gone, rid, 10), "%s still queued after delete", rid);
