@@ -194,13 +194,20 @@ static int prepare_dirs(const struct kconf *c, const struct passwd *pw)
             return -1;
         }
         if (chown_path(dirs[i], pw) != 0) return -1;
+        /* others may pass through (sendmail reaches spool/maildrop, mode 1733), but
+         * not list */
+        if (chmod(dirs[i], 0711) != 0) {
+            log_err("kurierd", "chmod %s: %s", dirs[i], strerror(errno));
+            return -1;
+        }
     }
     if (pw) {
         const char *sub[] = {"incoming", "queue", "maildrop"};
         for (size_t i = 0; i < 3; i++) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", c->spool_dir, sub[i]);
-            if (chown_path(p, pw) != 0) return -1;
+            struct stat st;
+            if (stat(p, &st) == 0 && chown_path(p, pw) != 0) return -1;
         }
     }
     return 0;

@@ -692,11 +692,22 @@ static void session_free(struct smtp_session *s)
         addr_clear(&s->pending_rcpt.addr);
         free(s->pending_rcpt.orcpt);
     }
-    log_info("smtpd",
-             "disconnect from %s[%s] ehlo=%d helo=%d mail=%d rcpt=%d data=%d bdat=%d rset=%d "
-             "quit=%d commands=%d",
-             s->peer.name, s->peer.addr, s->n_ehlo, s->n_helo, s->n_mail, s->n_rcpt, s->n_data,
-             s->n_bdat, s->n_rset, s->n_quit, s->n_cmds);
+    /* Postfix's shape: only the commands that were used, then the total. */
+    char counts[256] = "";
+    size_t o = 0;
+    const struct {
+        const char *name;
+        int n;
+    } cnt[] = {{"ehlo", s->n_ehlo}, {"helo", s->n_helo}, {"mail", s->n_mail},
+               {"rcpt", s->n_rcpt}, {"data", s->n_data}, {"bdat", s->n_bdat},
+               {"rset", s->n_rset}, {"quit", s->n_quit}, {"unknown", s->n_other}};
+    for (size_t i = 0; i < sizeof cnt / sizeof cnt[0]; i++) {
+        if (!cnt[i].n) continue;
+        int w = snprintf(counts + o, sizeof counts - o, " %s=%d", cnt[i].name, cnt[i].n);
+        if (w > 0 && (size_t)w < sizeof counts - o) o += (size_t)w;
+    }
+    log_info("smtpd", "disconnect from %s[%s]%s commands=%d", s->peer.name, s->peer.addr, counts,
+             s->n_cmds);
     txn_clear(s);
     bufferevent_free(s->bev);
     if (s->ev_free) event_free(s->ev_free);

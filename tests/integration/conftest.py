@@ -1,0 +1,242 @@
+#!/usr/bin/python3
+"""Fixtures that start the real kurierd on loopback ports with a config written per
+test, and drive the kurier CLI. Every process started here is stopped here."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+BUILD = os.environ.get("KURIER_BUILD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+BUILD = os.path.abspath(BUILD)
+KURIERD = os.path.join(BUILD, "kurierd")
+KURIER = os.path.join(BUILD, "kurier")
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("kurierd exited with %s" % proc.returncode)
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %s:%d did not open" % (host, port))
+
+
+class Kurier:
+    """One kurierd instance with its own state folder, config and ports."""
+
+    def __init__(self, extra="", listen_extra="", queue=None, limits=None):
+        self.dir = tempfile.mkdtemp(prefix="kurier-test-")
+        os.chmod(self.dir, 0o755)  # the daemon runs as user kurier after the drop
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "kurier.conf")
+        self.logfile = os.path.join(self.dir, "kurierd.log")
+        self.maildir_root = os.path.join(self.dir, "mail")
+        self.proc = None
+        self.log_fh = None
+        q = {"retry_first": "1s", "retry_max": "2s", "maildrop_scan": "1s"}
+        q.update(queue or {})
+        lim = dict(limits or {})
+        qtext = "".join("    %s %s;\n" % kv for kv in q.items())
+        ltext = "".join("    %s %s;\n" % kv for kv in lim.items())
+        with open(self.conf, "w") as f:
+            f.write(
+                "hostname mx.example.test;\n"
+                "state_dir %s/var;\n"
+                "maildir_root %s;\n"
+                "log {\n    target stderr;\n    level info;\n}\n"
+                "queue {\n%s}\n"
+                "limits {\n%s}\n"
+                "listen 127.0.0.1:%d {\n    role mx;\n%s}\n"
+                "%s\n" % (self.dir, self.maildir_root, qtext, ltext, self.port,
+                          listen_extra, extra))
+
+    # --- CLI -------------------------------------------------------------------
+    def cli(self, *args, input=None, check=True, prog=None, env=None):
+        argv = [prog or KURIER]
+        if prog is None:
+            argv += ["-c", self.conf]
+        argv += list(args)
+        e = dict(os.environ, KURIER_CONF=self.conf)
+        e.update(env or {})
+        r = subprocess.run(argv, input=input, capture_output=True, timeout=30, env=e)
+        if check and r.returncode != 0:
+            raise AssertionError("%s failed (%d): %s %s" % (
+                " ".join(argv), r.returncode, r.stdout.decode(errors="replace"),
+                r.stderr.decode(errors="replace")))
+        return r
+
+    def add_domain(self, d):
+        self.cli("domain", "add", d)
+
+    def add_mailbox(self, addr, password="secret", quota=None):
+        args = ["mailbox", "add", addr, "--password", password]
+        if quota is not None:
+            args += ["--quota", str(quota)]
+        self.cli(*args)
+
+    # --- daemon ----------------------------------------------------------------
+    def start(self):
+        self.log_fh = open(self.logfile, "ab")
+        self.proc = subprocess.Popen([KURIERD, "-c", self.conf], stdout=self.log_fh,
+                                     stderr=self.log_fh)
+        wait_port("127.0.0.1", self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        if self.log_fh:
+            self.log_fh.close()
+            self.log_fh = None
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def log(self):
+        with open(self.logfile, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, text, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log():
+                return True
+            time.sleep(0.05)
+        raise AssertionError("log never said %r:\n%s" % (text, self.log()[-3000:]))
+
+    # --- mailboxes ---------------------------------------------------------------
+    def maildir_new(self, addr):
+        local, domain = addr.split("@")
+        d = os.path.join(self.maildir_root, domain, local, "Maildir", "new")
+        if not os.path.isdir(d):
+            return []
+        return sorted(os.path.join(d, n) for n in os.listdir(d))
+
+    def wait_mail(self, addr, count=1, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            files = self.maildir_new(addr)
+            if len(files) >= count:
+                return files
+            time.sleep(0.05)
+        raise AssertionError("%s got %d of %d messages; log:\n%s" % (
+            addr, len(self.maildir_new(addr)), count, self.log()[-3000:]))
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kurier_factory():
+    made = []
+
+    def make(**kw):
+        k = Kurier(**kw)
+        made.append(k)
+        return k
+
+    yield make
+    for k in made:
+        k.cleanup()
+
+
+@pytest.fixture
+def kurier(kurier_factory):
+    """A running kurierd with domain example.test and mailbox demo@example.test."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    return k
+
+
+class Raw:
+    """A raw SMTP connection: send exact bytes, read replies."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.s.sendall(data)
+
+    def reply(self):
+        """Read one whole (possibly multi-line) reply; returns (code, text)."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed; got %r" % self.buf)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(lines[-1][:3]), "\n".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server closed the connection (EOF) within timeout."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.fixture
+def raw(kurier):
+    conns = []
+
+    def connect(port=None):
+        r = Raw(port or kurier.port)
+        conns.append(r)
+        code, text = r.reply()
+        assert code == 220, text
+        return r
+
+    yield connect
+    for c in conns:
+        c.close()
