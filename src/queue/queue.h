@@ -144,6 +144,10 @@ struct queue;
 struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
                         struct store *st);
 void queue_free(struct queue *q);
+/* Use a new configuration (after a reload) for the jobs started from now on. conf is
+ * borrowed: the caller keeps the old one alive until jobs that use it have ended
+ * (kurierd keeps every old configuration until exit). */
+void queue_set_conf(struct queue *q, const struct kconf *conf);
 /* A message was committed: schedule it now. */
 void queue_add(struct queue *q, const char *id);
 /* Retry every deferred recipient now ("kurier queue flush"). */

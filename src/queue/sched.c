@@ -23,7 +23,8 @@ struct qent;
 struct qjob {
     enum job_kind kind;
     struct queue *q;
-    struct qent *e; /* NULL for pickup scans */
+    const struct kconf *conf; /* the configuration when the job started */
+    struct qent *e;           /* NULL for pickup scans */
     struct work_job *wj;
     char id[QUEUE_ID_LEN + 1];
     /* inputs */
@@ -165,6 +166,7 @@ static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
     struct qjob *j = xcalloc(1, sizeof *j);
     j->kind = kind;
     j->q = q;
+    j->conf = q->conf;
     j->e = e;
     if (e) str_copy(j->id, e->id, sizeof j->id);
     j->t_submit = time_wall();
@@ -320,13 +322,13 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 continue;
             }
             struct deliver_maildir_req req = {
-                .root = q->conf->maildir_root,
+                .root = j->conf->maildir_root,
                 .address = o[i].to,
                 .quota = t ? t->quota : 0,
                 .return_path = env->sender ? env->sender : "",
                 .orig_rcpt = o[i].to,
                 .content_fd = content_fd,
-                .hostname = q->conf->hostname,
+                .hostname = j->conf->hostname,
                 .uid = 0,
                 .gid = 0,
             };
@@ -352,7 +354,7 @@ static void deliver_run(void *arg)
 {
     struct qjob *j = arg;
     struct queue *q = j->q;
-    const struct kconf *c = q->conf;
+    const struct kconf *c = j->conf;
     char err[256] = "";
     double t_start = time_wall();
     struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
@@ -668,6 +670,16 @@ void queue_free(struct queue *q)
     free(q);
 }
 
+void queue_set_conf(struct queue *q, const struct kconf *conf)
+{
+    q->conf = conf;
+    if (evtimer_pending(q->ev_pickup, NULL)) {
+        struct timeval tv = {conf->maildrop_scan > 0 ? conf->maildrop_scan : 5, 0};
+        event_add(q->ev_pickup, &tv);
+    }
+    arm(q, 0);
+}
+
 void queue_add(struct queue *q, const char *id)
 {
     struct qent *e = entry_add(q, id);
@@ -808,8 +820,7 @@ static void pickup_scan_run(void *arg)
             continue;
         }
         size_t len = 0;
-        char *content =
-            read_content(f.fd, f.offset, j->q->conf->message_size, &len, err, sizeof err);
+        char *content = read_content(f.fd, f.offset, j->conf->message_size, &len, err, sizeof err);
         if (!content) {
             char name[300];
             log_escape(name, sizeof name, names[i], strlen(names[i]));
