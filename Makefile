@@ -10,8 +10,8 @@ PREFIX  ?= /usr/local
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS)
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -83,12 +83,13 @@ check-integration: all
 # libFuzzer builds (clang); FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60
 fuzz: deps
-	$(MAKE) CC=clang BUILD=build-fuzz SANITIZE=address,undefined \
-	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(BUILD_FUZZ_LIB) build-fuzz/libkurier.a
+	$(MAKE) CC=clang BUILD=build-fuzz SANITIZE=address,undefined OPT="-O1 -g" \
+	  EXTRA_CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libkurier.a
 	@set -e; mkdir -p build-fuzz/fuzz; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libkurier.a $(PKG_LIBS); \
 	  c=fuzz/corpus/$${n#fuzz_}; mkdir -p build-fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_TIME)s)"; \
 	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n $$c; done
 
 install: all
