@@ -273,6 +273,7 @@ static void reload(void *arg)
     d->old_confs = xrealloc(d->old_confs, (d->nold + 1) * sizeof *d->old_confs);
     d->old_confs[d->nold++] = d->conf;
     d->conf = c;
+    queue_set_conf(d->queue, c);
     apply_log(c);
     log_info("kurierd", "reloaded configuration from %s", d->conf_path);
 }
