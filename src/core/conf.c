@@ -22,6 +22,7 @@
 
 enum ktype {
     KT_STR,
+    KT_HOST,
     KT_PATH,
     KT_INT,
     KT_SIZE,
@@ -56,7 +57,7 @@ struct conf_key {
 #define DAY_ 86400.0
 
 static const struct conf_key keys[] = {
-    {KB_MAIN, "hostname", KT_STR, NULL, "the system host name", 0, 0, NULL, KC(hostname),
+    {KB_MAIN, "hostname", KT_HOST, NULL, "the system host name", 0, 0, NULL, KC(hostname),
      "Name of this host in the greeting, EHLO and Received headers; should match the PTR "
      "record of the sending address."},
     {KB_MAIN, "user", KT_STR, "kurier", NULL, 0, 0, NULL, KC(user),
@@ -350,10 +351,20 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
     int r;
     switch (k->type) {
     case KT_STR:
+    case KT_HOST:
     case KT_PATH:
     case KT_CHOICE: {
         char **dst = field(base, k);
         char *nv;
+        if (k->type == KT_HOST &&
+            (!*s || strlen(s) > 253 ||
+             strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+                 strlen(s))) {
+            snprintf(why, whylen,
+                     "invalid value \"%s\" for \"%s\": expected a host name like mx.example.org", s,
+                     k->name);
+            return -1;
+        }
         if (k->type == KT_CHOICE && choice_index(k->choices, s) < 0) {
             snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected one of %s", s, k->name,
                      k->choices);
@@ -488,6 +499,7 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     char tmp[64];
     switch (k->type) {
     case KT_STR:
+    case KT_HOST:
     case KT_PATH:
     case KT_CHOICE: {
         const char *s = *(char *const *)f;
@@ -1098,9 +1110,9 @@ static void md_cell(FILE *out, const char *s)
 static void doc_type(FILE *out, const struct conf_key *k)
 {
     static const char *const names[] = {
-        [KT_STR] = "string",   [KT_PATH] = "path",     [KT_INT] = "integer", [KT_SIZE] = "size",
-        [KT_DUR] = "duration", [KT_DOUBLE] = "number", [KT_BOOL] = "on/off", [KT_ENUM] = "",
-        [KT_CHOICE] = "",      [KT_NETS] = "networks",
+        [KT_STR] = "string", [KT_HOST] = "host name", [KT_PATH] = "path",     [KT_INT] = "integer",
+        [KT_SIZE] = "size",  [KT_DUR] = "duration",   [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",
+        [KT_ENUM] = "",      [KT_CHOICE] = "",        [KT_NETS] = "networks",
     };
     if (k->choices) {
         fputs("one of ", out);

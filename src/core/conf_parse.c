@@ -283,10 +283,14 @@ static struct conf_node *parse_directive(struct lexer *lx, struct token t, int d
             n->children = parse_list(lx, depth + 1, &a);
             return n;
         }
-        /* "}" or end of file: the ";" is missing. */
-        if (!(a.kind == TK_EOF && lx->eof_reported))
-            conf_errors_add(lx->errs, lx->file, n->line, n->col,
-                            "missing \";\" after \"%s\" (found %s)", n->name, tok_desc(&a));
+        /* "}" or end of file: the ";" is missing. After an unterminated string the
+         * directive is dropped: its last value is no value, and one error is enough. */
+        if (a.kind == TK_EOF && lx->eof_reported) {
+            conf_tree_free(n);
+            return NULL;
+        }
+        conf_errors_add(lx->errs, lx->file, n->line, n->col,
+                        "missing \";\" after \"%s\" (found %s)", n->name, tok_desc(&a));
         if (a.kind == TK_CLOSE) lx_unget(lx, a);
         return n;
     }
@@ -318,8 +322,10 @@ static struct conf_node *parse_list(struct lexer *lx, int depth, const struct to
             break;
         case TK_WORD: {
             struct conf_node *n = parse_directive(lx, t, depth);
-            *tail = n;
-            tail = &n->next;
+            if (n) {
+                *tail = n;
+                tail = &n->next;
+            }
             break;
         }
         }

@@ -232,6 +232,9 @@ static const struct {
     {"workers 0;\nworkers x;",
      "t.conf:1:1: value \"0\" for \"workers\" is out of range (1 to 256)\n"
      "t.conf:2:1: duplicate key \"workers\" (first set at t.conf:1:1)"},
+    {"hostname \"mx example\";",
+     "t.conf:1:1: invalid value \"mx example\" for \"hostname\": expected a host name like "
+     "mx.example.org"},
     {"workers abc;", "t.conf:1:1: invalid value \"abc\" for \"workers\": expected an integer"},
     {"workers 99999999999999999999;",
      "t.conf:1:1: value \"99999999999999999999\" for \"workers\" is out of range (1 to 256)"},
