@@ -358,7 +358,7 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         char *nv;
         if (k->type == KT_HOST &&
             (!*s || strlen(s) > 253 ||
-             strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+             strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
                  strlen(s))) {
             snprintf(why, whylen,
                      "invalid value \"%s\" for \"%s\": expected a host name like mx.example.org", s,
@@ -677,8 +677,21 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         return;
     }
     if (n->nargs > 1 && k->type != KT_NETS) {
-        conf_errors_add(L->errs, n->file, n->line, n->col,
-                        "too many arguments for \"%s\" (expected 1, got %zu)", n->name, n->nargs);
+        /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
+        const char *next_key = NULL;
+        for (size_t i = 1; i < n->nargs && !next_key; i++)
+            for (size_t j = 0; j < NKEYS && !next_key; j++)
+                if (strcmp(n->args[i], keys[j].name) == 0 || block_find(n->args[i]) > 0)
+                    next_key = n->args[i];
+        if (next_key)
+            conf_errors_add(L->errs, n->file, n->line, n->col,
+                            "too many arguments for \"%s\" (expected 1, got %zu; is a \";\" "
+                            "missing before \"%s\"?)",
+                            n->name, n->nargs, next_key);
+        else
+            conf_errors_add(L->errs, n->file, n->line, n->col,
+                            "too many arguments for \"%s\" (expected 1, got %zu)", n->name,
+                            n->nargs);
         return;
     }
     for (size_t i = 0; i < n->nargs; i++) {

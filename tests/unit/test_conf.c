@@ -238,6 +238,9 @@ static const struct {
     {"workers abc;", "t.conf:1:1: invalid value \"abc\" for \"workers\": expected an integer"},
     {"workers 99999999999999999999;",
      "t.conf:1:1: value \"99999999999999999999\" for \"workers\" is out of range (1 to 256)"},
+    {"hostname mx.example\nuser kurier;",
+     "t.conf:1:1: too many arguments for \"hostname\" (expected 1, got 3; is a \";\" missing "
+     "before \"user\"?)"},
     {"workers;", "t.conf:1:1: missing argument for \"workers\""},
     {"workers 1 2;", "t.conf:1:1: too many arguments for \"workers\" (expected 1, got 2)"},
     {"limits { message_size 10X; }",
