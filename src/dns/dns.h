@@ -1,0 +1,92 @@
+/* dns.h: the only place that talks DNS. An async resolver on libunbound inside the
+ * libevent loop (ub_fd watched by an event): A, AAAA, MX, TXT, PTR, TLSA, with the
+ * DNSSEC "secure" flag. Answers are cached by libunbound per TTL. The rdata parsers
+ * are pure functions (fuzzed). */
+#ifndef KURIER_DNS_H
+#define KURIER_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct dns;
+struct dns_query;
+
+enum dns_status {
+    DNS_OK = 0,   /* records in the result */
+    DNS_NXDOMAIN, /* the name does not exist: permanent */
+    DNS_NODATA,   /* the name exists, no record of that type: permanent */
+    DNS_TEMPFAIL, /* SERVFAIL, timeout, network: try again later */
+    DNS_BOGUS,    /* DNSSEC validation failed: treat as temporary */
+};
+
+struct dns_mx {
+    uint16_t pref;
+    char host[256]; /* lowercased, no trailing dot; "" for a null MX (RFC 7505) */
+};
+
+struct dns_tlsa {
+    uint8_t usage, selector, mtype;
+    unsigned char *data;
+    size_t len;
+};
+
+struct dns_result {
+    enum dns_status status;
+    int secure;   /* answer validated by DNSSEC */
+    int ttl;      /* seconds (minimum of the records) */
+    const char *why; /* for TEMPFAIL/BOGUS: a short English reason, static */
+    /* MX: sorted by preference, equal preferences shuffled. null_mx set when the
+     * only record is "0 ." */
+    struct dns_mx *mx;
+    size_t nmx;
+    int null_mx;
+    /* A / AAAA: port 0 */
+    struct sockaddr_storage *addrs;
+    size_t naddrs;
+    /* TXT: each record's strings joined; PTR: names without trailing dot */
+    char **strs;
+    size_t nstrs;
+    struct dns_tlsa *tlsa;
+    size_t ntlsa;
+};
+
+/* Create a resolver on base. resolver: NULL or "" = the system's /etc/resolv.conf;
+ * else "IP" or "IP@PORT" of a forwarder (tests use "127.0.0.1@5353"). trust_anchor:
+ * a root key file for DNSSEC validation, or NULL for none. insecure_domains: NULL or
+ * a NULL-terminated list of domains below which answers are not validated and
+ * built-in empty zones are lifted ("test." for the test zones). NULL on error with
+ * err filled. */
+struct dns *dns_new(struct event_base *base, const char *resolver, const char *trust_anchor,
+                    const char *const *insecure_domains, char *err, size_t errsize);
+/* Cancel every query (no callback runs) and free. NULL-safe. */
+void dns_free(struct dns *d);
+
+/* Callback: runs on the loop thread, never before the query function returned.
+ * r is valid only during the call. */
+typedef void (*dns_cb)(void *arg, const struct dns_result *r);
+
+/* Start queries. Return a handle valid until the callback ran or dns_cancel(). */
+struct dns_query *dns_query_mx(struct dns *d, const char *domain, dns_cb cb, void *arg);
+struct dns_query *dns_query_a(struct dns *d, const char *host, dns_cb cb, void *arg);
+struct dns_query *dns_query_aaaa(struct dns *d, const char *host, dns_cb cb, void *arg);
+struct dns_query *dns_query_txt(struct dns *d, const char *name, dns_cb cb, void *arg);
+/* PTR of an address (builds the in-addr.arpa / ip6.arpa name). */
+struct dns_query *dns_query_ptr(struct dns *d, const struct sockaddr *sa, dns_cb cb, void *arg);
+/* TLSA of _PORT._tcp.HOST */
+struct dns_query *dns_query_tlsa(struct dns *d, const char *host, int port, dns_cb cb,
+                                 void *arg);
+void dns_cancel(struct dns_query *q);
+
+/* Pure rdata parsers (wire format as libunbound returns it). 0 done, -1 malformed. */
+int dns_parse_mx(const unsigned char *rdata, size_t len, struct dns_mx *out);
+/* TXT rdata: character-strings joined into out (NUL-terminated, at most outsize-1
+ * bytes; longer text is -1). */
+int dns_parse_txt(const unsigned char *rdata, size_t len, char *out, size_t outsize);
+/* A domain name in uncompressed wire format into dotted text, lowercased, no
+ * trailing dot ("" for the root). Returns bytes of rdata used, -1 malformed. */
+int dns_parse_name(const unsigned char *rdata, size_t len, char *out, size_t outsize);
+int dns_parse_tlsa(const unsigned char *rdata, size_t len, struct dns_tlsa *out);
+
+#endif
