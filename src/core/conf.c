@@ -121,7 +121,8 @@ static const struct conf_key keys[] = {
      "Interval between scans of the maildrop folder for locally submitted mail."},
 
     {KB_RELAY, "trusted_networks", KT_NETS, NULL, "none", 0, 0, NULL, KC(trusted),
-     "Client networks that may relay without AUTH (CIDR, IPv4 or IPv6); keep it short."},
+     "Client networks that may relay without AUTH (CIDR, IPv4 or IPv6; repeated lines "
+     "add up); keep it short."},
 
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
@@ -1200,7 +1201,8 @@ void conf_doc_markdown(FILE *out)
                  "One block per listening socket, in any number. ADDRESS is `IPV4:PORT`, "
                  "`[IPV6]:PORT`, `*:PORT` or just `PORT` (all addresses). The same address may "
                  "not appear twice. `role submission` turns on `auth` and `require_auth` unless "
-                 "they are set; `tls starttls` and `tls implicit` need `cert` and `key`.\n\n");
+                 "they are set; `tls starttls` and `tls implicit` need `cert` and `key`; "
+                 "`require_auth on` needs `auth on`.\n\n");
     doc_table(out, KB_LISTEN);
 }
 
