@@ -60,6 +60,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             a.d.received != o[i]->d.received || a.d.in_headers != o[i]->d.in_headers)
             abort();
     }
+    /* Reference: DATA ends exactly after the first "<CRLF>.<CRLF>" of the raw stream
+     * (or a ".<CRLF>" first line), nowhere else. */
+    if (!bdat) {
+        size_t want = 0;
+        if (len >= 3 && memcmp(p, ".\r\n", 3) == 0) want = 3;
+        for (size_t i = 0; !want && i + 5 <= len; i++)
+            if (memcmp(p + i, "\r\n.\r\n", 5) == 0) want = i + 5;
+        if (want ? (!a.d.done || a.consumed != want) : (a.d.done || a.consumed != len)) abort();
+    }
     if (bdat && (a.d.done || a.consumed != len || a.out.len != len)) abort();
     if (a.out.len > a.consumed) abort();
     buf_release(&a.out);
