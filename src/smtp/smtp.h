@@ -202,4 +202,59 @@ size_t smtp_sessions_count(void);
  * message (those close when their commit finished). */
 void smtp_sessions_close_all(void);
 
+/* --- TLS (tls.c) ------------------------------------------------------------ */
+
+/* OpenSSL's SSL, without pulling <openssl/ssl.h> into every includer. */
+typedef struct ssl_st SSL;
+
+/* A server TLS context per listener: a default certificate and optional extra
+ * certificates chosen by SNI. TLS 1.2 minimum; for TLS 1.2 only ECDHE with AES-GCM
+ * or ChaCha20-Poly1305; server cipher preference; no compression, no
+ * renegotiation. Keys are read here, so create contexts before dropping
+ * privileges. */
+struct smtp_tls;
+
+/* Load the default certificate chain (PEM) and private key. Returns a new context,
+ * or NULL with err filled ("cert.pem: no such file", "key.pem: key values
+ * mismatch": file name and OpenSSL's reason). Free with smtp_tls_free. */
+struct smtp_tls *smtp_tls_new(const char *cert, const char *key, char *err, size_t errsize);
+/* Add another certificate. A client's SNI name picks the first certificate whose
+ * SAN DNS names (or CN when there are none) match it, "*.example.org" matching one
+ * label; an unknown name or no SNI gets the default. 0 done, -1 with err filled. */
+int smtp_tls_add_sni(struct smtp_tls *t, const char *cert, const char *key, char *err,
+                     size_t errsize);
+/* A new SSL in server mode for one connection (caller frees with SSL_free; it keeps
+ * the context alive by itself). NULL on failure (OpenSSL out of memory). */
+SSL *smtp_tls_ssl_new(struct smtp_tls *t);
+/* NULL-safe. Running SSLs stay valid. */
+void smtp_tls_free(struct smtp_tls *t);
+/* Postfix-style description of an established connection for logs and Received
+ * headers: "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)". Writes into
+ * buf (always NUL-terminated) and returns buf. */
+const char *smtp_tls_describe(SSL *ssl, char *buf, size_t size);
+/* Write a new self-signed certificate for host (CN=host, SAN DNS:host, ECDSA P-256,
+ * valid 2 years): key to keyfile (mode 0600), certificate to certfile (0644),
+ * replacing existing files. 0 done, -1 with err filled. */
+int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyfile, char *err,
+                        size_t errsize);
+
+/* --- SASL helpers for AUTH (sasl.c): pure, no I/O --------------------------- */
+
+/* Strict base64 (RFC 4648 4) of len bytes: the standard alphabet, length a multiple
+ * of 4, "=" only as the final one or two padding characters, unused bits zero; no
+ * whitespace. The empty string (and AUTH's lone "=", RFC 4954 4) decode to 0 bytes.
+ * 0 with *outlen set (out is NUL-terminated when there is room, outsize must be at
+ * least the decoded length), -1 on bad base64 or when out is too small. */
+int smtp_b64_decode(const char *in, size_t len, unsigned char *out, size_t outsize, size_t *outlen);
+/* Encode len bytes into out as a NUL-terminated string (no line breaks). 0 done
+ * (*outlen = characters written, without the NUL; outlen may be NULL), -1 when out
+ * is smaller than 4 * ceil(len / 3) + 1. Zero bytes encode as "" (callers sending an
+ * empty challenge send "334 " themselves). */
+int smtp_b64_encode(const unsigned char *in, size_t len, char *out, size_t outsize, size_t *outlen);
+/* RFC 4616 PLAIN message: [authzid] NUL authcid NUL passwd. Copies the three fields
+ * as NUL-terminated strings (authzid "" when absent). 0 done; -1 when malformed:
+ * not exactly two NULs, empty authcid or passwd, or a field not fitting its buffer. */
+int smtp_sasl_plain_parse(const unsigned char *msg, size_t len, char *authzid, size_t azsize,
+                          char *authcid, size_t acsize, char *passwd, size_t pwsize);
+
 #endif
