@@ -11,5 +11,6 @@
 #include "core/work.h"
 #include "core/addr.h"
 #include "core/conf.h"
+#include "core/header.h"
 
 #endif
