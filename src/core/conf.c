@@ -34,9 +34,10 @@ enum ktype {
     KT_NETS
 };
 
-enum kblock { KB_MAIN = 0, KB_LOG, KB_LIMITS, KB_QUEUE, KB_RELAY, KB_LISTEN, KB_COUNT };
+enum kblock { KB_MAIN = 0, KB_LOG, KB_LIMITS, KB_QUEUE, KB_RELAY, KB_AUTH, KB_LISTEN, KB_COUNT };
 
-static const char *const block_names[KB_COUNT] = {"", "log", "limits", "queue", "relay", "listen"};
+static const char *const block_names[KB_COUNT] = {"",      "log",  "limits", "queue",
+                                                  "relay", "auth", "listen"};
 
 struct conf_key {
     enum kblock block;
@@ -76,6 +77,8 @@ static const struct conf_key keys[] = {
      "Language of delivery status notifications (bounces and delay warnings)."},
     {KB_MAIN, "workers", KT_INT, "4", NULL, 1, 256, NULL, KC(workers),
      "Threads for disk writes and fsync."},
+    {KB_MAIN, "resolver", KT_STR, "", "the system resolver (/etc/resolv.conf)", 0, 0, NULL,
+     KC(resolver), "DNS forwarder as IP or IP@PORT (e.g. 127.0.0.1@5353); \"\" uses the system's."},
 
     {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
      "Where log lines go."},
@@ -124,6 +127,16 @@ static const struct conf_key keys[] = {
      "Client networks that may relay without AUTH (CIDR, IPv4 or IPv6; repeated lines "
      "add up); keep it short."},
 
+    {KB_AUTH, "max_failures", KT_INT, "10", NULL, 1, 100000, NULL, KC(auth_max_failures),
+     "Failed logins from one client address, or for one account, within auth window "
+     "before further attempts are refused for block_time (454 4.7.0)."},
+    {KB_AUTH, "window", KT_DUR, "15m", NULL, 1, DAY_, NULL, KC(auth_window),
+     "Time over which failed logins are counted."},
+    {KB_AUTH, "block_time", KT_DUR, "1h", NULL, 1, 7 * DAY_, NULL, KC(auth_block_time),
+     "How long a client address or account stays refused after too many failures."},
+    {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
+     "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
+
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
     {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
@@ -138,6 +151,11 @@ static const struct conf_key keys[] = {
      "Allow AUTH on a connection without TLS (only for tests on loopback)."},
     {KB_LISTEN, "require_auth", KT_BOOL, "off", "on for submission, else off", 0, 0, NULL,
      KL(require_auth), "Refuse MAIL FROM before a successful AUTH."},
+    {KB_LISTEN, "sni_certs", KT_PATH, NULL, "none", 0, 0, NULL, KL(sni_certs),
+     "Glob of PEM files, each with a certificate chain and its key; TLS clients asking for "
+     "one of their names (SNI) get that certificate instead of cert."},
+    {KB_LISTEN, "hide_client", KT_BOOL, "off", NULL, 0, 0, NULL, KL(hide_client),
+     "Leave the client's name and address out of our Received: header (submission)."},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -803,6 +821,7 @@ static void listen_free(struct conf_listen *l)
     free(l->address);
     free(l->tls_cert);
     free(l->tls_key);
+    free(l->sni_certs);
     free(l);
 }
 
@@ -1002,6 +1021,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_LIMITS, c);
     apply_defaults(KB_QUEUE, c);
     apply_defaults(KB_RELAY, c);
+    apply_defaults(KB_AUTH, c);
     return c;
 }
 
@@ -1063,7 +1083,8 @@ void conf_free(struct kconf *c)
     if (!c) return;
     char **strs[] = {&c->file,      &c->hostname,     &c->user,      &c->state_dir,
                      &c->spool_dir, &c->maildir_root, &c->directory, &c->control_socket,
-                     &c->locale,    &c->log_target,   &c->log_name,  &c->log_debug};
+                     &c->locale,    &c->log_target,   &c->log_name,  &c->log_debug,
+                     &c->resolver};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->trusted);
@@ -1096,7 +1117,7 @@ void conf_dump(const struct kconf *c, FILE *out)
 {
     fprintf(out, "# Effective configuration of %s (kurier config dump).\n\n", c->file);
     dump_block(out, KB_MAIN, c, "");
-    for (int b = KB_LOG; b <= KB_RELAY; b++) {
+    for (int b = KB_LOG; b < KB_LISTEN; b++) {
         fprintf(out, "\n%s {\n", block_names[b]);
         dump_block(out, (enum kblock)b, c, "    ");
         fprintf(out, "}\n");
@@ -1193,7 +1214,7 @@ void conf_doc_markdown(FILE *out)
                  "`2001:db8::/32`); IPv4-mapped IPv6 clients match IPv4 networks.\n\n"
                  "## Top level\n\n");
     doc_table(out, KB_MAIN);
-    for (int b = KB_LOG; b <= KB_RELAY; b++) {
+    for (int b = KB_LOG; b < KB_LISTEN; b++) {
         fprintf(out, "\n## %s { }\n\n", block_names[b]);
         doc_table(out, (enum kblock)b);
     }

@@ -60,6 +60,8 @@ struct conf_listen {
     int auth;                 /* offer AUTH: default on for submission, off for mx */
     int auth_plaintext;       /* allow AUTH without TLS (default off) */
     int require_auth;         /* default on for submission */
+    char *sni_certs;          /* glob of PEM files (chain + key) picked by SNI; NULL none */
+    int hide_client;          /* leave the client out of our Received: header */
     struct conf_listen *next;
 };
 
@@ -76,6 +78,7 @@ struct kconf {
     char *control_socket; /* default STATE/control.sock */
     char *locale;         /* "en" or "de" for DSN texts (default "en") */
     int workers;          /* worker threads for disk I/O (default 4) */
+    char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
 
     /* log { } */
     char *log_target; /* "stderr" or "syslog" (default "stderr") */
@@ -102,6 +105,12 @@ struct kconf {
     int lifetime;         /* seconds (default 5d) */
     int delay_warning;    /* seconds (default 4h), 0 = off */
     int maildrop_scan;    /* seconds between maildrop scans (default 5) */
+
+    /* auth { }: brute-force protection */
+    int auth_max_failures; /* failures per address or account in the window (10) */
+    int auth_window;       /* seconds (15m) */
+    int auth_block_time;   /* seconds (1h) */
+    int auth_delay_max;    /* seconds, longest answer delay after failures (8s) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
