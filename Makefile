@@ -2,7 +2,7 @@
 # bench install. SANITIZE=address,undefined builds into build-asan/.
 
 CC      ?= cc
-PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt
+PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound
 SANITIZE ?=
 BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local

@@ -34,8 +34,8 @@ struct dns_tlsa {
 
 struct dns_result {
     enum dns_status status;
-    int secure;   /* answer validated by DNSSEC */
-    int ttl;      /* seconds (minimum of the records) */
+    int secure;      /* answer validated by DNSSEC */
+    int ttl;         /* seconds (minimum of the records) */
     const char *why; /* for TEMPFAIL/BOGUS: a short English reason, static */
     /* MX: sorted by preference, equal preferences shuffled. null_mx set when the
      * only record is "0 ." */
@@ -75,8 +75,7 @@ struct dns_query *dns_query_txt(struct dns *d, const char *name, dns_cb cb, void
 /* PTR of an address (builds the in-addr.arpa / ip6.arpa name). */
 struct dns_query *dns_query_ptr(struct dns *d, const struct sockaddr *sa, dns_cb cb, void *arg);
 /* TLSA of _PORT._tcp.HOST */
-struct dns_query *dns_query_tlsa(struct dns *d, const char *host, int port, dns_cb cb,
-                                 void *arg);
+struct dns_query *dns_query_tlsa(struct dns *d, const char *host, int port, dns_cb cb, void *arg);
 void dns_cancel(struct dns_query *q);
 
 /* Pure rdata parsers (wire format as libunbound returns it). 0 done, -1 malformed. */
@@ -87,6 +86,25 @@ int dns_parse_txt(const unsigned char *rdata, size_t len, char *out, size_t outs
 /* A domain name in uncompressed wire format into dotted text, lowercased, no
  * trailing dot ("" for the root). Returns bytes of rdata used, -1 malformed. */
 int dns_parse_name(const unsigned char *rdata, size_t len, char *out, size_t outsize);
+/* TLSA rdata (RFC 6698 2.1): out->data points into rdata (borrowed, not copied).
+ * -1 when shorter than 4 bytes or a SHA-256/512 digest has the wrong length. */
 int dns_parse_tlsa(const unsigned char *rdata, size_t len, struct dns_tlsa *out);
+
+/* Added. The reverse name of an address: "20.0.0.127.in-addr.arpa", nibbles under
+ * "ip6.arpa" (a v4-mapped IPv6 address as IPv4). 0 done, -1 unknown family or out
+ * too small (73 bytes always suffice). */
+int dns_ptr_name(const struct sockaddr *sa, char *out, size_t outsize);
+/* Added. Order MX records in place: null-MX entries (host "") dropped when real
+ * hosts exist, the rest sorted by preference, equal preferences shuffled with
+ * rnd(rnd_arg) (NULL rnd: stable). Returns the new count; when every record names
+ * the root, *null_mx = 1 and one "0 ." record is left (RFC 7505). */
+size_t dns_mx_sort(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rnd_arg,
+                   int *null_mx);
+/* Added. Give up on a query after seconds (default 30): the callback gets
+ * DNS_TEMPFAIL with why "timeout". libunbound's own retries may end sooner with
+ * SERVFAIL. */
+void dns_set_timeout(struct dns *d, int seconds);
+/* Added. "ok", "nxdomain", "nodata", "tempfail", "bogus". */
+const char *dns_status_name(enum dns_status s);
 
 #endif

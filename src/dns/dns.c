@@ -1,0 +1,523 @@
+/* dns.c: the async resolver: libunbound in thread mode, its answer pipe watched by a
+ * libevent event, answers turned into struct dns_result with the parsers of
+ * parse.c. Callbacks always run from the loop, never inside a dns_query_*() call. */
+#include "core/compat.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unbound.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "dns/dns.h"
+
+enum { RR_A = 1, RR_PTR = 12, RR_MX = 15, RR_TXT = 16, RR_AAAA = 28, RR_TLSA = 52 };
+
+struct dns {
+    struct event_base *base;
+    struct ub_ctx *ctx;
+    struct event *ev; /* ub_fd() readable: answers waiting for ub_process() */
+    struct dns_query *queries;
+    int timeout;    /* seconds */
+    int in_process; /* inside ub_process(): ub_ctx_delete() must wait */
+    int dead;       /* dns_free() was called inside ub_process() */
+};
+
+struct dns_query {
+    struct dns *d;
+    struct dns_query *prev, *next;
+    int rrtype;
+    int async_id;
+    int started;         /* ub_resolve_async() accepted it: async_id is valid */
+    int starting;        /* inside ub_resolve_async(): an answer now must be deferred */
+    struct event *timer; /* timeout, or a deferred answer when early/pending */
+    dns_cb cb;
+    void *arg;
+    int early; /* failed before libunbound had it: early_status/early_why */
+    enum dns_status early_status;
+    const char *early_why;
+    int pending; /* libunbound answered while starting: pending_err/res */
+    int pending_err;
+    struct ub_result *pending_res;
+};
+
+static uint32_t rnd32(void *arg)
+{
+    (void)arg;
+    return arc4random();
+}
+
+const char *dns_status_name(enum dns_status s)
+{
+    switch (s) {
+    case DNS_OK:
+        return "ok";
+    case DNS_NXDOMAIN:
+        return "nxdomain";
+    case DNS_NODATA:
+        return "nodata";
+    case DNS_TEMPFAIL:
+        return "tempfail";
+    case DNS_BOGUS:
+        return "bogus";
+    }
+    return "unknown";
+}
+
+static void result_release(struct dns_result *r)
+{
+    free(r->mx);
+    free(r->addrs);
+    for (size_t i = 0; i < r->nstrs; i++)
+        free(r->strs[i]);
+    free(r->strs);
+    for (size_t i = 0; i < r->ntlsa; i++)
+        free(r->tlsa[i].data);
+    free(r->tlsa);
+}
+
+static size_t rr_count(const struct ub_result *res)
+{
+    size_t n = 0;
+    while (res->data[n])
+        n++;
+    return n;
+}
+
+/* Fill r from records of res (havedata set). 0 at least one usable record, -1 none:
+ * every record was malformed. */
+static int parse_records(int rrtype, const struct ub_result *res, struct dns_result *r)
+{
+    size_t n = rr_count(res);
+    if (n == 0) return -1;
+    switch (rrtype) {
+    case RR_MX: {
+        r->mx = xcalloc(n, sizeof *r->mx);
+        for (size_t i = 0; i < n; i++)
+            if (dns_parse_mx((unsigned char *)res->data[i], (size_t)res->len[i], &r->mx[r->nmx]) ==
+                0)
+                r->nmx++;
+        if (r->nmx == 0) return -1;
+        r->nmx = dns_mx_sort(r->mx, r->nmx, rnd32, NULL, &r->null_mx);
+        return 0;
+    }
+    case RR_A:
+    case RR_AAAA:
+        r->addrs = xcalloc(n, sizeof *r->addrs);
+        for (size_t i = 0; i < n; i++) {
+            struct sockaddr_storage *ss = &r->addrs[r->naddrs];
+            if (rrtype == RR_A && res->len[i] == 4) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+                sin->sin_family = AF_INET;
+                memcpy(&sin->sin_addr, res->data[i], 4);
+                r->naddrs++;
+            } else if (rrtype == RR_AAAA && res->len[i] == 16) {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+                sin6->sin6_family = AF_INET6;
+                memcpy(&sin6->sin6_addr, res->data[i], 16);
+                r->naddrs++;
+            }
+        }
+        return r->naddrs ? 0 : -1;
+    case RR_TXT:
+    case RR_PTR:
+        r->strs = xcalloc(n, sizeof *r->strs);
+        for (size_t i = 0; i < n; i++) {
+            size_t len = (size_t)res->len[i];
+            const unsigned char *p = (unsigned char *)res->data[i];
+            if (rrtype == RR_TXT) {
+                char *s = xmalloc(len + 1); /* the joined text is always shorter */
+                if (dns_parse_txt(p, len, s, len + 1) == 0)
+                    r->strs[r->nstrs++] = s;
+                else
+                    free(s);
+            } else {
+                char name[256];
+                int used = dns_parse_name(p, len, name, sizeof name);
+                if (used > 0 && (size_t)used == len && name[0]) r->strs[r->nstrs++] = xstrdup(name);
+            }
+        }
+        return r->nstrs ? 0 : -1;
+    case RR_TLSA:
+        r->tlsa = xcalloc(n, sizeof *r->tlsa);
+        for (size_t i = 0; i < n; i++) {
+            struct dns_tlsa t;
+            if (dns_parse_tlsa((unsigned char *)res->data[i], (size_t)res->len[i], &t) != 0)
+                continue;
+            unsigned char *copy = xmalloc(t.len);
+            memcpy(copy, t.data, t.len);
+            t.data = copy;
+            r->tlsa[r->ntlsa++] = t;
+        }
+        return r->ntlsa ? 0 : -1;
+    }
+    return -1;
+}
+
+/* libunbound's answer (err from its callback) into r. */
+static void convert(int rrtype, int err, const struct ub_result *res, struct dns_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (err || !res) {
+        r->status = DNS_TEMPFAIL;
+        r->why = err ? ub_strerror(err) : "no answer";
+        return;
+    }
+    r->secure = res->secure;
+    r->ttl = res->ttl;
+    if (res->bogus) {
+        r->status = DNS_BOGUS;
+        r->why = "DNSSEC validation failed";
+        r->secure = 0;
+        log_debug("dns", "bogus answer for %s: %s", res->qname ? res->qname : "?",
+                  res->why_bogus ? res->why_bogus : "no reason given");
+        return;
+    }
+    if (res->nxdomain || res->rcode == 3) {
+        r->status = DNS_NXDOMAIN;
+        return;
+    }
+    switch (res->rcode) {
+    case 0:
+        break;
+    case 2:
+        r->status = DNS_TEMPFAIL;
+        r->why = "SERVFAIL";
+        return;
+    case 5:
+        r->status = DNS_TEMPFAIL;
+        r->why = "REFUSED";
+        return;
+    default:
+        r->status = DNS_TEMPFAIL;
+        r->why = "DNS server error";
+        return;
+    }
+    /* libunbound: data[] is only usable when havedata is set. */
+    if (!res->havedata || !res->data) {
+        r->status = DNS_NODATA;
+        return;
+    }
+    if (parse_records(rrtype, res, r) != 0) {
+        result_release(r);
+        memset(r, 0, sizeof *r);
+        r->status = DNS_TEMPFAIL;
+        r->why = "malformed answer";
+        return;
+    }
+    r->status = DNS_OK;
+}
+
+static void unlink_query(struct dns_query *q)
+{
+    struct dns *d = q->d;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        d->queries = q->next;
+    if (q->next) q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+}
+
+static void query_free(struct dns_query *q)
+{
+    unlink_query(q);
+    if (q->timer) event_free(q->timer);
+    if (q->pending_res) ub_resolve_free(q->pending_res);
+    free(q);
+}
+
+/* Hand r to the user: the query is freed first, so the callback may start new
+ * queries, cancel others or free the resolver. */
+static void deliver(struct dns_query *q, const struct dns_result *r)
+{
+    dns_cb cb = q->cb;
+    void *arg = q->arg;
+    query_free(q);
+    cb(arg, r);
+}
+
+static void finish_ub(struct dns_query *q, int err, struct ub_result *res)
+{
+    struct dns_result r;
+    convert(q->rrtype, err, res, &r);
+    log_debug("dns", "answer type %d: %s%s%s", q->rrtype, dns_status_name(r.status),
+              r.why ? " " : "", r.why ? r.why : "");
+    deliver(q, &r);
+    result_release(&r);
+    if (res) ub_resolve_free(res);
+}
+
+static void on_ub_answer(void *mydata, int err, struct ub_result *res)
+{
+    struct dns_query *q = mydata;
+    if (q->starting) {
+        /* Not expected from libunbound 1.17 (answers come only from ub_process),
+         * but the contract forbids a callback inside dns_query_*(): defer it. */
+        q->pending = 1;
+        q->pending_err = err;
+        q->pending_res = res;
+        struct timeval now = {0, 0};
+        evtimer_add(q->timer, &now);
+        return;
+    }
+    finish_ub(q, err, res);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_query *q = arg;
+    struct dns_result r;
+    (void)fd;
+    (void)what;
+    if (q->pending) {
+        struct ub_result *res = q->pending_res;
+        q->pending_res = NULL;
+        finish_ub(q, q->pending_err, res);
+        return;
+    }
+    memset(&r, 0, sizeof r);
+    if (q->early) {
+        r.status = q->early_status;
+        r.why = q->early_why;
+    } else {
+        if (q->started) ub_cancel(q->d->ctx, q->async_id);
+        q->started = 0;
+        r.status = DNS_TEMPFAIL;
+        r.why = "timeout";
+        log_debug("dns", "query type %d timed out after %ds", q->rrtype, q->d->timeout);
+    }
+    deliver(q, &r);
+}
+
+static void on_ub_fd(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns *d = arg;
+    (void)fd;
+    (void)what;
+    d->in_process++;
+    int err = ub_process(d->ctx);
+    d->in_process--;
+    if (err) log_warn("dns", "resolver: %s", ub_strerror(err));
+    if (d->dead && d->in_process == 0) {
+        ub_ctx_delete(d->ctx);
+        free(d);
+    }
+}
+
+static int set_opt(struct ub_ctx *ctx, const char *opt, const char *val, char *err, size_t errsize)
+{
+    int e = ub_ctx_set_option(ctx, opt, val);
+    if (e) snprintf(err, errsize, "resolver option %s %s: %s", opt, val, ub_strerror(e));
+    return e ? -1 : 0;
+}
+
+struct dns *dns_new(struct event_base *base, const char *resolver, const char *trust_anchor,
+                    const char *const *insecure_domains, char *err, size_t errsize)
+{
+    struct ub_ctx *ctx = ub_ctx_create();
+    int e;
+    if (!ctx) {
+        snprintf(err, errsize, "cannot create the resolver (libunbound)");
+        return NULL;
+    }
+    /* Threads, not a forked process: answers come back through ub_fd(). */
+    if ((e = ub_ctx_async(ctx, 1)) != 0) {
+        snprintf(err, errsize, "resolver threads: %s", ub_strerror(e));
+        goto fail;
+    }
+    if (resolver && *resolver) {
+        if ((e = ub_ctx_set_fwd(ctx, resolver)) != 0) {
+            snprintf(err, errsize, "resolver \"%s\": %s (want IP or IP@PORT)", resolver,
+                     ub_strerror(e));
+            goto fail;
+        }
+        /* The forwarder knows our networks: let reverse lookups of loopback and
+         * private ranges reach it instead of libunbound's built-in empty zones. */
+        if (set_opt(ctx, "local-zone:", "127.in-addr.arpa. transparent", err, errsize) ||
+            set_opt(ctx, "unblock-lan-zones:", "yes", err, errsize) ||
+            set_opt(ctx, "insecure-lan-zones:", "yes", err, errsize))
+            goto fail;
+    } else {
+        e = ub_ctx_resolvconf(ctx, NULL);
+        if (e) /* no usable resolv.conf: resolve from the root servers ourselves */
+            log_warn("dns", "/etc/resolv.conf: %s; resolving from the root servers",
+                     ub_strerror(e));
+        e = ub_ctx_hosts(ctx, "/etc/hosts");
+        if (e) log_debug("dns", "/etc/hosts: %s", ub_strerror(e));
+    }
+    if (trust_anchor && *trust_anchor) {
+        if ((e = ub_ctx_add_ta_file(ctx, trust_anchor)) != 0) {
+            snprintf(err, errsize, "trust anchor %s: %s", trust_anchor, ub_strerror(e));
+            goto fail;
+        }
+    }
+    for (size_t i = 0; insecure_domains && insecure_domains[i]; i++) {
+        const char *dom = insecure_domains[i];
+        size_t n = strlen(dom);
+        if (n == 0 || n > 253) {
+            snprintf(err, errsize, "insecure domain \"%s\": not a domain name", dom);
+            goto fail;
+        }
+        char zone[300];
+        snprintf(zone, sizeof zone, "%s%s transparent", dom, dom[n - 1] == '.' ? "" : ".");
+        /* libunbound 1.17 ignores "nodefault"; "transparent" lifts built-in zones
+         * such as test. (testing-peers.md). */
+        if (set_opt(ctx, "domain-insecure:", dom, err, errsize) ||
+            set_opt(ctx, "local-zone:", zone, err, errsize))
+            goto fail;
+    }
+
+    struct dns *d = xcalloc(1, sizeof *d);
+    d->base = base;
+    d->ctx = ctx;
+    d->timeout = 30;
+    d->ev = event_new(base, ub_fd(ctx), EV_READ | EV_PERSIST, on_ub_fd, d);
+    if (!d->ev || event_add(d->ev, NULL) != 0) {
+        snprintf(err, errsize, "cannot watch the resolver pipe");
+        if (d->ev) event_free(d->ev);
+        free(d);
+        goto fail;
+    }
+    return d;
+fail:
+    ub_ctx_delete(ctx);
+    return NULL;
+}
+
+void dns_set_timeout(struct dns *d, int seconds)
+{
+    if (d && seconds > 0) d->timeout = seconds;
+}
+
+void dns_free(struct dns *d)
+{
+    if (!d || d->dead) return;
+    while (d->queries)
+        dns_cancel(d->queries);
+    event_free(d->ev);
+    d->ev = NULL;
+    if (d->in_process) {
+        d->dead = 1; /* on_ub_fd() deletes the context after ub_process() returns */
+        return;
+    }
+    ub_ctx_delete(d->ctx);
+    free(d);
+}
+
+void dns_cancel(struct dns_query *q)
+{
+    if (!q) return;
+    if (q->started) ub_cancel(q->d->ctx, q->async_id);
+    query_free(q);
+}
+
+static struct dns_query *query_new(struct dns *d, int rrtype, dns_cb cb, void *arg)
+{
+    struct dns_query *q = xcalloc(1, sizeof *q);
+    q->d = d;
+    q->rrtype = rrtype;
+    q->cb = cb;
+    q->arg = arg;
+    q->timer = evtimer_new(d->base, on_timer, q);
+    if (!q->timer) abort(); /* libevent allocation failure: out of memory */
+    q->next = d->queries;
+    if (d->queries) d->queries->prev = q;
+    d->queries = q;
+    return q;
+}
+
+static struct dns_query *query_fail(struct dns_query *q, enum dns_status st, const char *why)
+{
+    struct timeval now = {0, 0};
+    q->early = 1;
+    q->early_status = st;
+    q->early_why = why;
+    evtimer_add(q->timer, &now);
+    return q;
+}
+
+/* A name we are willing to ask for: 1..253 characters (a trailing dot allowed), no
+ * empty labels, labels of at most 63, printable ASCII without spaces. */
+static int name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n > 0 && name[n - 1] == '.') n--;
+    if (n == 0 || n > 253) return 0;
+    size_t lab = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '.') {
+            if (lab == 0) return 0;
+            lab = 0;
+            continue;
+        }
+        if (c <= 0x20 || c >= 0x7f || c == '\\' || ++lab > 63) return 0;
+    }
+    return lab > 0;
+}
+
+static struct dns_query *query_start(struct dns *d, const char *name, int rrtype, dns_cb cb,
+                                     void *arg)
+{
+    struct dns_query *q = query_new(d, rrtype, cb, arg);
+    if (!name_ok(name)) return query_fail(q, DNS_NXDOMAIN, "invalid name");
+    log_debug("dns", "query %s type %d", name, rrtype);
+    q->starting = 1;
+    int e = ub_resolve_async(d->ctx, name, rrtype, 1 /* IN */, q, on_ub_answer, &q->async_id);
+    q->starting = 0;
+    if (e) {
+        log_warn("dns", "cannot start query for %s: %s", name, ub_strerror(e));
+        return query_fail(q, DNS_TEMPFAIL, ub_strerror(e));
+    }
+    if (q->pending) return q; /* answered already: the timer delivers it */
+    q->started = 1;
+    struct timeval tv = {d->timeout, 0};
+    evtimer_add(q->timer, &tv);
+    return q;
+}
+
+struct dns_query *dns_query_mx(struct dns *d, const char *domain, dns_cb cb, void *arg)
+{
+    return query_start(d, domain, RR_MX, cb, arg);
+}
+
+struct dns_query *dns_query_a(struct dns *d, const char *host, dns_cb cb, void *arg)
+{
+    return query_start(d, host, RR_A, cb, arg);
+}
+
+struct dns_query *dns_query_aaaa(struct dns *d, const char *host, dns_cb cb, void *arg)
+{
+    return query_start(d, host, RR_AAAA, cb, arg);
+}
+
+struct dns_query *dns_query_txt(struct dns *d, const char *name, dns_cb cb, void *arg)
+{
+    return query_start(d, name, RR_TXT, cb, arg);
+}
+
+struct dns_query *dns_query_ptr(struct dns *d, const struct sockaddr *sa, dns_cb cb, void *arg)
+{
+    char name[128];
+    if (dns_ptr_name(sa, name, sizeof name) != 0) {
+        struct dns_query *q = query_new(d, RR_PTR, cb, arg);
+        return query_fail(q, DNS_NXDOMAIN, "not an IP address");
+    }
+    return query_start(d, name, RR_PTR, cb, arg);
+}
+
+struct dns_query *dns_query_tlsa(struct dns *d, const char *host, int port, dns_cb cb, void *arg)
+{
+    char name[300];
+    if (port <= 0 || port > 65535 || !host ||
+        snprintf(name, sizeof name, "_%d._tcp.%s", port, host) >= (int)sizeof name) {
+        struct dns_query *q = query_new(d, RR_TLSA, cb, arg);
+        return query_fail(q, DNS_NXDOMAIN, "invalid name");
+    }
+    return query_start(d, name, RR_TLSA, cb, arg);
+}
