@@ -8,7 +8,7 @@ BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)

@@ -4,6 +4,7 @@
 #include "core/compat.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <grp.h>
@@ -30,6 +31,8 @@ struct daemon {
     struct queue *queue;
     struct control *control;
     struct smtp_server **servers;
+    struct smtp_tls **tls; /* per server, NULL without TLS */
+    struct auth_limits *auth_limits;
     char **server_addrs; /* the address each server was bound for */
     size_t nservers;
     struct smtp_ops ops;
@@ -169,6 +172,120 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
     c->done = done;
     c->arg = arg;
     spool_msg_commit(msg, e, commit_done, c);
+}
+
+/* --- AUTH: directory check on a worker, brute-force limits on the loop ---------- */
+
+struct auth_req {
+    struct daemon *d;
+    struct work_job *job;
+    struct event *timer; /* delays the answer after failures */
+    char ip[64];
+    char *user, *pass;
+    int result;
+    void (*done)(void *, int);
+    void *arg;
+};
+
+static void auth_req_free(struct auth_req *a)
+{
+    if (a->timer) event_free(a->timer);
+    if (a->pass) explicit_bzero(a->pass, strlen(a->pass));
+    free(a->pass);
+    free(a->user);
+    free(a);
+}
+
+static void auth_answer(evutil_socket_t fd, short what, void *arg)
+{
+    struct auth_req *a = arg;
+    void (*done)(void *, int) = a->done;
+    void *darg = a->arg;
+    int result = a->result;
+    auth_req_free(a);
+    done(darg, result);
+}
+
+static void auth_answer_in(struct auth_req *a, double seconds)
+{
+    a->timer = evtimer_new(a->d->base, auth_answer, a);
+    struct timeval tv = {.tv_sec = (time_t)seconds,
+                         .tv_usec = (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    evtimer_add(a->timer, &tv);
+}
+
+static void auth_run(void *arg)
+{
+    struct auth_req *a = arg;
+    int r = store_mailbox_auth(a->d->store, a->user, a->pass);
+    a->result = r == 1 ? 0 : r == 0 ? 1 : -1;
+}
+
+static void auth_ran(void *arg)
+{
+    struct auth_req *a = arg;
+    a->job = NULL;
+    double delay = 0;
+    if (a->result >= 0)
+        delay = auth_limits_record(a->d->auth_limits, a->d->conf, a->ip, a->user, a->result == 0,
+                                   time_mono());
+    auth_answer_in(a, delay);
+}
+
+static void *ops_auth(void *ctx, const struct smtp_peer *peer, const char *mech, const char *user,
+                      const char *pass, void (*done)(void *, int), void *arg)
+{
+    struct daemon *d = ctx;
+    struct auth_req *a = xcalloc(1, sizeof *a);
+    a->d = d;
+    str_copy(a->ip, peer->addr, sizeof a->ip);
+    a->user = xstrdup(user);
+    a->pass = xstrdup(pass);
+    a->done = done;
+    a->arg = arg;
+    if (auth_limits_blocked(d->auth_limits, d->conf, a->ip, user, time_mono())) {
+        a->result = 2;
+        auth_answer_in(a, 0);
+    } else {
+        a->job = work_submit(auth_run, auth_ran, a);
+    }
+    return a;
+}
+
+static void ops_auth_cancel(void *handle)
+{
+    struct auth_req *a = handle;
+    if (a->job) work_cancel(a->job);
+    auth_req_free(a);
+}
+
+/* --- TLS -------------------------------------------------------------------------- */
+
+/* The listener's TLS context: its certificate, plus one per file of sni_certs. */
+static struct smtp_tls *tls_for(const struct conf_listen *l)
+{
+    if (l->tls == LISTEN_TLS_NONE) return NULL;
+    char err[512];
+    struct smtp_tls *t = smtp_tls_new(l->tls_cert, l->tls_key, err, sizeof err);
+    if (!t) {
+        log_err("kurierd", "listen %s: %s", l->address, err);
+        return NULL;
+    }
+    if (l->sni_certs) {
+        glob_t g;
+        if (glob(l->sni_certs, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc; i++) {
+                if (smtp_tls_add_sni(t, g.gl_pathv[i], g.gl_pathv[i], err, sizeof err) != 0) {
+                    log_err("kurierd", "listen %s: %s", l->address, err);
+                    globfree(&g);
+                    smtp_tls_free(t);
+                    return NULL;
+                }
+            }
+            globfree(&g);
+        }
+    }
+    return t;
 }
 
 /* --- start-up ------------------------------------------------------------------- */
@@ -394,16 +511,25 @@ int main(int argc, char **argv)
         .msg_write = ops_msg_write,
         .msg_commit = ops_msg_commit,
         .msg_abort = ops_msg_abort,
+        .auth = ops_auth,
+        .auth_cancel = ops_auth_cancel,
     };
+    d.auth_limits = auth_limits_new();
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
         d.nservers++;
     d.servers = xcalloc(d.nservers ? d.nservers : 1, sizeof *d.servers);
     d.server_addrs = xcalloc(d.nservers ? d.nservers : 1, sizeof *d.server_addrs);
+    d.tls = xcalloc(d.nservers ? d.nservers : 1, sizeof *d.tls);
     size_t i = 0;
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next, i++) {
         d.server_addrs[i] = xstrdup(l->address);
         d.servers[i] = smtp_server_new(d.base, l, d.conf, &d.ops);
         if (!d.servers[i]) return 1;
+        if (l->tls != LISTEN_TLS_NONE) { /* keys are read now, before the drop */
+            d.tls[i] = tls_for(l);
+            if (!d.tls[i]) return 1;
+            smtp_server_set_tls(d.servers[i], d.tls[i]);
+        }
     }
     if (drop_privileges(pw) != 0) return 1;
 
@@ -436,10 +562,13 @@ int main(int argc, char **argv)
     work_shutdown();
     for (i = 0; i < d.nservers; i++) {
         smtp_server_free(d.servers[i]);
+        smtp_tls_free(d.tls[i]);
         free(d.server_addrs[i]);
     }
     free(d.servers);
     free(d.server_addrs);
+    free(d.tls);
+    auth_limits_free(d.auth_limits);
     store_free(d.store);
     spool_free(d.spool);
     if (d.ev_grace) event_free(d.ev_grace);

@@ -54,6 +54,8 @@ struct policy_ctx {
     const struct addr *sender; /* from MAIL on */
     const struct addr *rcpt;   /* the recipient being judged (RCPT stage) */
     size_t nrcpts;             /* recipients accepted so far */
+    const char *headers;       /* EOM: the message's header section (at most 64 KiB) */
+    size_t headers_len;
 };
 
 /* A check. judges_client_ip: the check judges the client's IP address (DNSBLs,
@@ -73,6 +75,9 @@ struct policy_check {
 
 /* Checks known today (one file each under src/policy/). */
 extern const struct policy_check policy_check_recipient; /* recipient.c: relay + local users */
+/* sender_login.c: authenticated users may use only addresses they own, in MAIL FROM
+ * and in the From:/Sender: headers (per-domain mode enforce|log|off). */
+extern const struct policy_check policy_check_sender_login;
 
 struct event_base;
 /* Once at start: the loop the pipeline defers its callbacks on. */
@@ -92,5 +97,21 @@ const char *policy_stage_name(enum policy_stage s);
 /* Fill v as a refusal. */
 void policy_verdict_set(struct policy_verdict *v, enum policy_kind kind, int code, const char *enh,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* --- brute-force protection for AUTH (authlimit.c) -------------------------------
+ * Failed logins are counted per client address and per account over auth.window;
+ * each failure delays the answer a little more (1s, 2s, 4s ... auth.delay_max); past
+ * auth.max_failures the address or account is refused for auth.block_time. In memory
+ * on this node (later: shared through the state store). Loop thread only. */
+struct auth_limits;
+struct auth_limits *auth_limits_new(void);
+void auth_limits_free(struct auth_limits *al);
+/* Before a login is checked: 1 when the address or the account is blocked now. */
+int auth_limits_blocked(struct auth_limits *al, const struct kconf *c, const char *ip,
+                        const char *user, double now);
+/* Record the outcome. Returns the delay in seconds to wait before answering a
+ * failure (0 for success). */
+double auth_limits_record(struct auth_limits *al, const struct kconf *c, const char *ip,
+                          const char *user, int ok, double now);
 
 #endif

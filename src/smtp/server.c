@@ -7,10 +7,13 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,6 +29,7 @@ enum smtp_state {
     SMTP_ST_DATA,     /* reading DATA content */
     SMTP_ST_BDAT,     /* BDAT chunks being received (between chunks) */
     SMTP_ST_CHUNK,    /* reading the bytes of one BDAT chunk */
+    SMTP_ST_AUTH,     /* AUTH exchange: the next line is a SASL response */
     SMTP_ST_QUIT,     /* closing */
     SMTP_ST_COUNT
 };
@@ -35,7 +39,7 @@ static const char *const state_names[] = {"INIT", "READY", "MAIL",  "RCPT",
 
 #define ST(x) (1u << (x))
 
-enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT };
+enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUTH };
 
 struct smtp_server {
     struct event_base *base;
@@ -43,6 +47,7 @@ struct smtp_server {
     const struct kconf *conf;
     const struct conf_listen *listen;
     const struct smtp_ops *ops;
+    struct smtp_tls *tls;
 };
 
 struct smtp_session {
@@ -60,6 +65,13 @@ struct smtp_session {
     enum pending_kind pending;
     void *pending_handle;
     struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
+    struct smtp_cmd pending_mail;  /* the MAIL being judged */
+    /* AUTH exchange */
+    char auth_mech[8];     /* "PLAIN" or "LOGIN" */
+    char *auth_login_user; /* LOGIN: the user name, waiting for the password */
+    /* header section buffered until it ends, for EOM checks and fix-ups */
+    struct buf hdr;
+    int hdr_done;
     /* message content */
     void *msg;
     char id[32];
@@ -72,6 +84,8 @@ struct smtp_session {
     double t_start;
     /* counters for the disconnect line, as Postfix's */
     int n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_quit, n_other, n_cmds;
+    int n_starttls, n_auth;
+    char *auth_user_try; /* the user name being checked */
     struct event *ev_free;
     struct smtp_session *prev, *next;
 };
@@ -157,6 +171,8 @@ static void txn_clear(struct smtp_session *s)
     }
     s->id[0] = '\0';
     buf_release(&s->out);
+    buf_release(&s->hdr);
+    s->hdr_done = 0;
     s->msg_failed = s->too_big = 0;
     s->chunk_left = 0;
     s->chunk_last = 0;
@@ -189,6 +205,18 @@ static void log_reject(struct smtp_session *s, const char *cmd, int code, const 
 
 /* --- commands ------------------------------------------------------------------ */
 
+static int starttls_offered(const struct smtp_session *s)
+{
+    return s->srv->tls && s->srv->listen->tls == LISTEN_TLS_STARTTLS && !s->peer.tls;
+}
+
+/* RFC 4954 4: no AUTH over plaintext unless the listener explicitly allows it. */
+static int auth_offered(const struct smtp_session *s)
+{
+    return s->srv->listen->auth && !s->peer.auth_user &&
+           (s->peer.tls || s->srv->listen->auth_plaintext);
+}
+
 static void ehlo_reply(struct smtp_session *s)
 {
     struct evbuffer *o = bufferevent_get_output(s->bev);
@@ -199,6 +227,8 @@ static void ehlo_reply(struct smtp_session *s)
     evbuffer_add_printf(o, "250-SMTPUTF8\r\n");
     evbuffer_add_printf(o, "250-ENHANCEDSTATUSCODES\r\n");
     evbuffer_add_printf(o, "250-CHUNKING\r\n");
+    if (starttls_offered(s)) evbuffer_add_printf(o, "250-STARTTLS\r\n");
+    if (auth_offered(s)) evbuffer_add_printf(o, "250-AUTH PLAIN LOGIN\r\n");
     evbuffer_add_printf(o, "250 DSN\r\n");
 }
 
@@ -221,9 +251,16 @@ static void cmd_helo(struct smtp_session *s, struct smtp_cmd *c)
         reply(s, 250, NULL, "%s", s->conf->hostname);
 }
 
+static void mail_judged(void *arg, const struct smtp_verdict *v);
+
 static void cmd_mail(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_mail++;
+    if (s->srv->listen->require_auth && !s->peer.auth_user) {
+        log_reject(s, "MAIL", 530, "5.7.0", "Authentication required", NULL);
+        fail(s, 530, "5.7.0", "Authentication required: log in with AUTH first");
+        return;
+    }
     if (c->size >= 0 && (unsigned long long)c->size > s->conf->message_size) {
         log_reject(s, "MAIL", 552, "5.3.4", "Message size exceeds fixed limit", NULL);
         fail(s, 552, "5.3.4", "Message size exceeds fixed limit of %zu bytes",
@@ -245,8 +282,25 @@ static void cmd_mail(struct smtp_session *s, struct smtp_cmd *c)
     t->envid = c->envid;
     c->envid = NULL;
     s->have_txn = 1;
-    set_state(s, SMTP_ST_MAIL);
-    reply(s, 250, "2.1.0", "Ok");
+    s->pending = PENDING_JUDGE;
+    s->pending_handle =
+        s->srv->ops->judge(s->srv->ops->ctx, &s->peer, t, SMTP_STAGE_MAIL, NULL, mail_judged, s);
+}
+
+static void mail_judged(void *arg, const struct smtp_verdict *v)
+{
+    struct smtp_session *s = arg;
+    s->pending = PENDING_NONE;
+    s->pending_handle = NULL;
+    if (v->code) {
+        log_reject(s, "MAIL", v->code, v->enh, v->text, NULL);
+        txn_clear(s);
+        fail(s, v->code, v->enh, "%s", v->text);
+    } else {
+        set_state(s, SMTP_ST_MAIL);
+        reply(s, 250, "2.1.0", "Ok");
+    }
+    process_input(s);
 }
 
 static void rcpt_judged(void *arg, const struct smtp_verdict *v);
@@ -305,13 +359,50 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
     process_input(s);
 }
 
-/* Open the queue file and write our Received: header (RFC 5321 4.4). */
+/* Open the queue file. Our Received: header and submission fix-ups are written
+ * when the client's header section is complete (header_end). */
 static int message_open(struct smtp_session *s)
 {
     s->msg = s->srv->ops->msg_open(s->srv->ops->ctx, s->id, sizeof s->id);
     if (!s->msg) return -1;
+    buf_init(&s->out, 0);
+    buf_init(&s->hdr, 0);
+    s->hdr_done = 0;
+    return 0;
+}
+
+/* Which fields the client's header section has. */
+static void header_scan(const char *p, size_t len, int *has_date, int *has_msgid)
+{
+    struct hdr_field f;
+    size_t off = 0;
+    *has_date = *has_msgid = 0;
+    while (off < len) {
+        int n = hdr_next(p + off, len - off, &f);
+        if (n == 0) break;
+        if (n < 0) { /* skip a malformed line */
+            const char *nl = memchr(p + off, '\n', len - off);
+            if (!nl) break;
+            off = (size_t)(nl - p) + 1;
+            continue;
+        }
+        if (hdr_name_is(&f, "Date")) *has_date = 1;
+        if (hdr_name_is(&f, "Message-ID")) *has_msgid = 1;
+        off += (size_t)n;
+    }
+}
+
+/* The header section is complete (or too long to keep): write our Received:
+ * header (RFC 5321 4.4), the submission fix-ups (RFC 6409 8.2, 8.3), then the
+ * client's headers. */
+static void header_end(struct smtp_session *s)
+{
+    s->hdr_done = 1;
+    s->txn.headers = s->hdr.data;
+    s->txn.headers_len = s->hdr.len;
     char date[64];
-    time_rfc5322(date, sizeof date, time(NULL));
+    time_t now = time(NULL);
+    time_rfc5322(date, sizeof date, now);
     struct buf h;
     buf_init(&h, 0);
     char helo[300];
@@ -319,8 +410,12 @@ static int message_open(struct smtp_session *s)
     const char *with = s->peer.esmtp ? (s->peer.auth_user ? (s->peer.tls ? "ESMTPSA" : "ESMTPA")
                                                           : (s->peer.tls ? "ESMTPS" : "ESMTP"))
                                      : "SMTP";
-    buf_printf(&h, "Received: from %s (%s [%s])\r\n\tby %s (kurier) with %s id %s", helo,
-               s->peer.name, s->peer.addr, s->conf->hostname, with, s->id);
+    if (s->srv->listen->hide_client && s->peer.auth_user)
+        buf_printf(&h, "Received: by %s (kurier) with %s id %s", s->conf->hostname, with, s->id);
+    else
+        buf_printf(&h, "Received: from %s (%s [%s])\r\n\tby %s (kurier) with %s id %s", helo,
+                   s->peer.name, s->peer.addr, s->conf->hostname, with, s->id);
+    if (s->peer.tls && s->peer.tls_info[0]) buf_printf(&h, "\r\n\t(%s)", s->peer.tls_info);
     if (s->txn.nrcpts == 1) {
         char *a = addr_format(&s->txn.rcpts[0].addr);
         char esc[600];
@@ -328,15 +423,19 @@ static int message_open(struct smtp_session *s)
         free(a);
     }
     buf_printf(&h, "; %s\r\n", date);
-    int r = s->srv->ops->msg_write(s->msg, h.data, h.len);
-    buf_release(&h);
-    if (r != 0) {
-        s->srv->ops->msg_abort(s->msg);
-        s->msg = NULL;
-        return -1;
+    if (s->peer.auth_user || s->srv->listen->role == LISTEN_SUBMISSION) {
+        int has_date, has_msgid;
+        header_scan(s->hdr.data ? s->hdr.data : "", s->hdr.len, &has_date, &has_msgid);
+        if (!has_date) buf_printf(&h, "Date: %s\r\n", date);
+        if (!has_msgid) buf_printf(&h, "Message-ID: <%s@%s>\r\n", s->id, s->conf->hostname);
     }
-    buf_init(&s->out, 0);
-    return 0;
+    if (!s->msg_failed && s->msg && s->srv->ops->msg_write(s->msg, h.data, h.len) != 0)
+        s->msg_failed = 1;
+    buf_release(&h);
+    if (s->hdr.len && !s->msg_failed && s->msg &&
+        s->srv->ops->msg_write(s->msg, s->hdr.data, s->hdr.len) != 0)
+        s->msg_failed = 1;
+    s->txn.msg_size += s->hdr.len;
 }
 
 static void cmd_data(struct smtp_session *s, struct smtp_cmd *c)
@@ -410,10 +509,210 @@ static void cmd_expn(struct smtp_session *s, struct smtp_cmd *c)
     fail(s, 502, "5.5.1", "EXPN is not available");
 }
 
-static void cmd_notyet(struct smtp_session *s, struct smtp_cmd *c)
+static void session_callbacks(struct smtp_session *s);
+
+static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
 {
-    s->n_other++;
-    fail(s, 502, "5.5.1", "%s is not offered here", smtp_verb_name(c->verb));
+    s->n_starttls++;
+    if (!starttls_offered(s)) {
+        fail(s, s->peer.tls ? 503 : 502, "5.5.1",
+             s->peer.tls ? "TLS is already active" : "STARTTLS is not offered here");
+        return;
+    }
+    SSL *ssl = smtp_tls_ssl_new(s->srv->tls);
+    if (!ssl) {
+        reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
+        return;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* RFC 3207 4.2 / CVE-2011-0411: whatever the client pipelined after STARTTLS was
+     * sent in plaintext and must never be executed inside TLS. */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk) {
+        log_info("smtpd", "discarded %zu bytes of plaintext pipelined after STARTTLS from %s[%s]",
+                 junk, s->peer.name, s->peer.addr);
+        evbuffer_drain(in, junk);
+    }
+    struct bufferevent *tls = bufferevent_openssl_filter_new(
+        s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tls) {
+        SSL_free(ssl);
+        reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
+        return;
+    }
+    s->bev = tls;
+    session_callbacks(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    /* RFC 3207 4.2: forget everything learnt before TLS; the client must EHLO again. */
+    s->peer.tls = 1;
+    s->peer.esmtp = 0;
+    free(s->peer.helo);
+    s->peer.helo = NULL;
+    txn_clear(s);
+    set_state(s, SMTP_ST_INIT);
+}
+
+/* --- AUTH (RFC 4954) ------------------------------------------------------------- */
+
+static void auth_checked(void *arg, int result);
+
+static void auth_reset(struct smtp_session *s)
+{
+    free(s->auth_login_user);
+    s->auth_login_user = NULL;
+    s->auth_mech[0] = '\0';
+}
+
+/* Credentials complete: ask the layer above (directory, brute-force limits). */
+static void auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+    set_state(s, SMTP_ST_READY);
+    s->pending = PENDING_AUTH;
+    free(s->auth_user_try);
+    s->auth_user_try = xstrdup(user);
+    s->pending_handle =
+        s->srv->ops->auth(s->srv->ops->ctx, &s->peer, s->auth_mech, user, pass, auth_checked, s);
+}
+
+static void auth_checked(void *arg, int result)
+{
+    struct smtp_session *s = arg;
+    s->pending = PENDING_NONE;
+    s->pending_handle = NULL;
+    char user[400];
+    log_escape(user, sizeof user, s->auth_user_try, strlen(s->auth_user_try));
+    switch (result) {
+    case 0:
+        s->peer.auth_user = s->auth_user_try;
+        s->auth_user_try = NULL;
+        log_info("smtpd", "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
+                 s->auth_mech, user);
+        reply(s, 235, "2.7.0", "Authentication successful");
+        break;
+    case 1:
+        /* fail2ban's postfix-sasl filter matches this line */
+        log_warn("smtpd",
+                 "%s[%s]: SASL %s authentication failed: authentication failure, "
+                 "sasl_username=%s",
+                 s->peer.name, s->peer.addr, s->auth_mech, user);
+        fail(s, 535, "5.7.8", "Authentication credentials invalid");
+        break;
+    case 2:
+        log_warn("smtpd",
+                 "%s[%s]: SASL %s authentication failed: too many failures, "
+                 "sasl_username=%s",
+                 s->peer.name, s->peer.addr, s->auth_mech, user);
+        fail(s, 454, "4.7.0",
+             "Too many failed logins from your address or for this account; try again later");
+        break;
+    default:
+        fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");
+        break;
+    }
+    free(s->auth_user_try);
+    s->auth_user_try = NULL;
+    auth_reset(s);
+    process_input(s);
+}
+
+/* Handle one SASL response (the initial response or a line after 334). */
+static void auth_step(struct smtp_session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') {
+        auth_reset(s);
+        set_state(s, SMTP_ST_READY);
+        fail(s, 501, "5.0.0", "Authentication cancelled");
+        return;
+    }
+    unsigned char dec[1024];
+    size_t n = 0;
+    if (!(len == 1 && line[0] == '=') && smtp_b64_decode(line, len, dec, sizeof dec - 1, &n) != 0) {
+        auth_reset(s);
+        set_state(s, SMTP_ST_READY);
+        fail(s, 501, "5.5.2", "Invalid base64 data in the AUTH response");
+        return;
+    }
+    dec[n] = '\0';
+    if (strcmp(s->auth_mech, "PLAIN") == 0) {
+        char authz[256], authc[256], pass[256];
+        if (smtp_sasl_plain_parse(dec, n, authz, sizeof authz, authc, sizeof authc, pass,
+                                  sizeof pass) != 0) {
+            auth_reset(s);
+            set_state(s, SMTP_ST_READY);
+            fail(s, 501, "5.5.2", "Malformed PLAIN authentication data");
+            return;
+        }
+        if (authz[0] && strcmp(authz, authc) != 0) { /* no proxy authorization */
+            auth_reset(s);
+            set_state(s, SMTP_ST_READY);
+            fail(s, 535, "5.7.8", "Authentication credentials invalid");
+            return;
+        }
+        auth_check(s, authc, pass);
+        explicit_bzero(pass, sizeof pass);
+    } else if (!s->auth_login_user) { /* LOGIN: user name, then the password */
+        if (memchr(dec, '\0', n) || n == 0) {
+            auth_reset(s);
+            set_state(s, SMTP_ST_READY);
+            fail(s, 501, "5.5.2", "Malformed LOGIN user name");
+            return;
+        }
+        s->auth_login_user = xstrndup((const char *)dec, n);
+        set_state(s, SMTP_ST_AUTH);
+        reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+    } else {
+        char *user = s->auth_login_user;
+        s->auth_login_user = NULL;
+        auth_check(s, user, (const char *)dec);
+        free(user);
+    }
+    explicit_bzero(dec, sizeof dec);
+}
+
+static void cmd_auth(struct smtp_session *s, struct smtp_cmd *c)
+{
+    s->n_auth++;
+    if (s->peer.auth_user) {
+        fail(s, 503, "5.5.1", "Already authenticated");
+        return;
+    }
+    if (!s->srv->listen->auth) {
+        fail(s, 503, "5.5.1", "AUTH is not offered here");
+        return;
+    }
+    if (!auth_offered(s)) { /* RFC 4954 6 */
+        fail(s, 538, "5.7.11",
+             "Encryption required for requested authentication mechanism: use STARTTLS first");
+        return;
+    }
+    if (!c->arg || !*c->arg) {
+        fail(s, 501, "5.5.4", "AUTH needs a mechanism: PLAIN or LOGIN");
+        return;
+    }
+    char mech[16];
+    const char *sp = strchr(c->arg, ' ');
+    size_t ml = sp ? (size_t)(sp - c->arg) : strlen(c->arg);
+    if (ml >= sizeof mech) ml = sizeof mech - 1;
+    memcpy(mech, c->arg, ml);
+    mech[ml] = '\0';
+    for (char *p = mech; *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    const char *initial = sp ? sp + 1 : NULL;
+    if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
+        fail(s, 504, "5.5.4", "Unrecognized authentication mechanism; use PLAIN or LOGIN");
+        return;
+    }
+    str_copy(s->auth_mech, mech, sizeof s->auth_mech);
+    if (initial && *initial) {
+        auth_step(s, initial, strlen(initial));
+        return;
+    }
+    set_state(s, SMTP_ST_AUTH);
+    if (strcmp(mech, "PLAIN") == 0)
+        reply(s, 334, NULL, " "); /* empty challenge: "334 " */
+    else
+        reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
 }
 
 /* The dialogue: each verb, the states it is allowed in, its handler. */
@@ -437,8 +736,8 @@ static const struct {
     {SMTP_V_HELP, ~0u, cmd_help, NULL},
     {SMTP_V_VRFY, ~0u, cmd_vrfy, NULL},
     {SMTP_V_EXPN, ~0u, cmd_expn, NULL},
-    {SMTP_V_STARTTLS, ~0u, cmd_notyet, NULL},
-    {SMTP_V_AUTH, ~0u, cmd_notyet, NULL},
+    {SMTP_V_STARTTLS, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY), cmd_starttls, NULL},
+    {SMTP_V_AUTH, ST(SMTP_ST_READY), cmd_auth, NULL},
 };
 
 static void sequence_error(struct smtp_session *s, enum smtp_verb v)
@@ -464,10 +763,14 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
     struct smtp_cmd c;
     struct smtp_err err;
     s->n_cmds++;
-    if (log_debug_on("smtp")) {
+    if (log_debug_on("smtp") && s->state != SMTP_ST_AUTH) { /* never log credentials */
         char esc[600];
         log_debug("smtp", "%s[%s]: < %s", s->peer.name, s->peer.addr,
                   log_escape(esc, sizeof esc, line, len));
+    }
+    if (s->state == SMTP_ST_AUTH) {
+        auth_step(s, line, len);
+        return;
     }
     memset(&c, 0, sizeof c);
     if (smtp_parse_cmd(line, len, &c, &err) != 0) {
@@ -494,8 +797,20 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
 
 /* --- message content ------------------------------------------------------------ */
 
+#define HDR_KEEP_MAX (64 * 1024) /* header bytes kept in memory for EOM checks */
+
+/* Move scanned content from s->out to the queue file. Until the header section
+ * ended it is kept in s->hdr (bounded), so that EOM checks can read it. */
 static void content_flush(struct smtp_session *s, int force)
 {
+    if (!s->hdr_done) {
+        size_t cut = s->out.len;
+        if (s->hdr.len + cut > HDR_KEEP_MAX) cut = HDR_KEEP_MAX - s->hdr.len;
+        buf_append(&s->hdr, s->out.data ? s->out.data : "", cut);
+        buf_consume(&s->out, cut);
+        if (!s->data.in_headers || force || s->hdr.len >= HDR_KEEP_MAX) header_end(s);
+        if (!s->hdr_done) return;
+    }
     if (s->out.len == 0 || (!force && s->out.len < 65536)) return;
     if (!s->too_big && !s->msg_failed && s->msg) {
         if (s->txn.msg_size + s->out.len > s->conf->message_size) {
@@ -509,6 +824,7 @@ static void content_flush(struct smtp_session *s, int force)
 }
 
 static void committed(void *arg, int ok);
+static void eom_judged(void *arg, const struct smtp_verdict *v);
 
 /* The end of the message (DATA's final dot or BDAT LAST): judge it, then commit. */
 static void message_end(struct smtp_session *s)
@@ -554,6 +870,25 @@ static void message_end(struct smtp_session *s)
         txn_clear(s);
         set_state(s, SMTP_ST_READY);
         fail(s, code, enh, "%s", text);
+        return;
+    }
+    /* the content checks of the policy pipeline (sender binding on From:, ...) */
+    s->pending = PENDING_JUDGE;
+    s->pending_handle = s->srv->ops->judge(s->srv->ops->ctx, &s->peer, &s->txn, SMTP_STAGE_EOM,
+                                           NULL, eom_judged, s);
+}
+
+static void eom_judged(void *arg, const struct smtp_verdict *v)
+{
+    struct smtp_session *s = arg;
+    s->pending = PENDING_NONE;
+    s->pending_handle = NULL;
+    if (v->code) {
+        log_reject(s, s->data.bdat ? "BDAT" : "DATA", v->code, v->enh, v->text, NULL);
+        txn_clear(s);
+        set_state(s, SMTP_ST_READY);
+        fail(s, v->code, v->enh, "%s", v->text);
+        process_input(s);
         return;
     }
     void *msg = s->msg;
@@ -632,9 +967,11 @@ static void read_chunk(struct smtp_session *s, struct evbuffer *in)
 
 static void process_input(struct smtp_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    size_t maxline = s->conf->line_length;
     while (!s->closing && s->pending == PENDING_NONE) {
+        /* fetched each time: STARTTLS replaces the bufferevent */
+        struct evbuffer *in = bufferevent_get_input(s->bev);
+        /* RFC 4954 4: SASL responses may be up to 12288 octets */
+        size_t maxline = s->state == SMTP_ST_AUTH ? 12288 + 2 : s->conf->line_length;
         if (s->state == SMTP_ST_CHUNK) { /* may complete with no byte ("BDAT 0 LAST") */
             read_chunk(s, in);
             if (s->state == SMTP_ST_CHUNK) break; /* need more bytes */
@@ -692,15 +1029,20 @@ static void session_free(struct smtp_session *s)
         addr_clear(&s->pending_rcpt.addr);
         free(s->pending_rcpt.orcpt);
     }
+    if (s->pending == PENDING_AUTH && s->pending_handle)
+        s->srv->ops->auth_cancel(s->pending_handle);
+    free(s->auth_user_try);
+    auth_reset(s);
     /* Postfix's shape: only the commands that were used, then the total. */
     char counts[256] = "";
     size_t o = 0;
     const struct {
         const char *name;
         int n;
-    } cnt[] = {{"ehlo", s->n_ehlo}, {"helo", s->n_helo}, {"mail", s->n_mail},
-               {"rcpt", s->n_rcpt}, {"data", s->n_data}, {"bdat", s->n_bdat},
-               {"rset", s->n_rset}, {"quit", s->n_quit}, {"unknown", s->n_other}};
+    } cnt[] = {{"ehlo", s->n_ehlo},         {"helo", s->n_helo},    {"mail", s->n_mail},
+               {"rcpt", s->n_rcpt},         {"data", s->n_data},    {"bdat", s->n_bdat},
+               {"starttls", s->n_starttls}, {"auth", s->n_auth},    {"rset", s->n_rset},
+               {"quit", s->n_quit},         {"unknown", s->n_other}};
     for (size_t i = 0; i < sizeof cnt / sizeof cnt[0]; i++) {
         if (!cnt[i].n) continue;
         int w = snprintf(counts + o, sizeof counts - o, " %s=%d", cnt[i].name, cnt[i].n);
@@ -752,6 +1094,23 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake completed */
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        if (ssl) {
+            smtp_tls_describe(ssl, s->peer.tls_info, sizeof s->peer.tls_info);
+            s->peer.tls = 1;
+            log_info("smtpd", "Anonymous TLS connection established from %s[%s]: %s", s->peer.name,
+                     s->peer.addr, s->peer.tls_info);
+        }
+        return;
+    }
+    if ((what & BEV_EVENT_ERROR) && bufferevent_openssl_get_ssl(bev)) {
+        unsigned long e;
+        char why[256] = "";
+        while ((e = bufferevent_get_openssl_error(bev)))
+            ERR_error_string_n(e, why, sizeof why);
+        if (why[0]) log_info("smtpd", "TLS error from %s[%s]: %s", s->peer.name, s->peer.addr, why);
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("smtpd", "timeout after %s from %s[%s]", state_names[s->state], s->peer.name,
                  s->peer.addr);
@@ -767,6 +1126,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
                        evbuffer_get_length(bufferevent_get_output(bev)));
         session_close(s);
     }
+}
+
+static void session_callbacks(struct smtp_session *s)
+{
+    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+    /* Bound what a pipelining client can make us buffer while we think. */
+    bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
+    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->command_timeout}, NULL);
 }
 
 static size_t sessions_from(const struct sockaddr_storage *sa)
@@ -806,11 +1173,14 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     for (size_t i = 0; i < conf->ntrusted; i++)
         if (conf_net_match(&conf->trusted[i], sa)) s->peer.trusted = 1;
     s->txn.size = -1;
-    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-    /* Bound what a pipelining client can make us buffer while we think. */
-    bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
-    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = conf->command_timeout}, NULL);
+    SSL *ssl = NULL;
+    if (srv->listen->tls == LISTEN_TLS_IMPLICIT && srv->tls) ssl = smtp_tls_ssl_new(srv->tls);
+    if (ssl) /* RFC 8314: TLS from the first byte; the greeting goes out after the handshake */
+        s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+    else
+        s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    session_callbacks(s);
     s->next = sessions;
     if (sessions) sessions->prev = s;
     sessions = s;
@@ -870,6 +1240,11 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_l
     }
     evconnlistener_set_error_cb(srv->lev, accept_error_cb);
     return srv;
+}
+
+void smtp_server_set_tls(struct smtp_server *srv, struct smtp_tls *tls)
+{
+    srv->tls = tls;
 }
 
 void smtp_server_start(struct smtp_server *srv)

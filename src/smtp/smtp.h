@@ -127,13 +127,14 @@ struct smtp_peer {
     const struct kconf *conf; /* the configuration the session started with */
     const struct conf_listen *listener;
     struct sockaddr_storage sa;
-    char addr[64];   /* "192.0.2.7", "2001:db8::1" */
-    char name[256];  /* verified reverse name, or "unknown" */
-    char *helo;      /* HELO/EHLO argument or NULL */
-    int esmtp;       /* EHLO was used */
-    int tls;         /* the session is encrypted */
-    char *auth_user; /* authenticated user or NULL */
-    int trusted;     /* client address in relay.trusted_networks */
+    char addr[64];      /* "192.0.2.7", "2001:db8::1" */
+    char name[256];     /* verified reverse name, or "unknown" */
+    char *helo;         /* HELO/EHLO argument or NULL */
+    int esmtp;          /* EHLO was used */
+    int tls;            /* the session is encrypted */
+    char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" */
+    char *auth_user;    /* authenticated user or NULL */
+    int trusted;        /* client address in relay.trusted_networks */
 };
 
 struct smtp_rcpt {
@@ -153,6 +154,9 @@ struct smtp_txn {
     struct smtp_rcpt *rcpts;
     size_t nrcpts, cap;
     size_t msg_size; /* content bytes received so far */
+    /* the message's header section as received (at most 64 KiB), for EOM checks */
+    const char *headers;
+    size_t headers_len;
 };
 
 /* A verdict from the layers above: code 0 = go on; otherwise the reply to send. */
@@ -181,13 +185,22 @@ struct smtp_ops {
     void (*msg_commit)(void *ctx, void *msg, const struct smtp_peer *peer,
                        const struct smtp_txn *txn, void (*done)(void *arg, int ok), void *arg);
     void (*msg_abort)(void *msg);
+    /* Check a login (AUTH). done(arg, result) runs later, after any brute-force
+     * delay: 0 accepted, 1 wrong credentials, 2 refused for now (too many failures
+     * from this address or for this account), -1 temporary failure. */
+    void *(*auth)(void *ctx, const struct smtp_peer *peer, const char *mech, const char *user,
+                  const char *pass, void (*done)(void *arg, int result), void *arg);
+    void (*auth_cancel)(void *handle);
 };
 
 struct smtp_server;
 /* Bind and listen on l's address (call as root, before dropping privileges).
  * NULL on error (logged). The listener does not accept until smtp_server_start. */
+struct smtp_tls;
 struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_listen *l,
                                     const struct kconf *conf, const struct smtp_ops *ops);
+/* The TLS context for STARTTLS / implicit TLS (borrowed; NULL = no TLS). */
+void smtp_server_set_tls(struct smtp_server *srv, struct smtp_tls *tls);
 void smtp_server_start(struct smtp_server *srv);
 /* New sessions use conf from now on (SIGHUP); running sessions keep theirs, so the
  * caller keeps old configurations alive until smtp_sessions_count() is 0. */
