@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KURIERD, Raw, free_port, wait_port
+from conftest import KURIERD, Raw, wait_port
 
 MSG = b"From: a@remote.test\r\nTo: demo@example.test\r\nSubject: %s\r\n\r\nbody\r\n"
 
