@@ -96,8 +96,9 @@ int dns_parse_tlsa(const unsigned char *rdata, size_t len, struct dns_tlsa *out)
 int dns_ptr_name(const struct sockaddr *sa, char *out, size_t outsize);
 /* Added. Order MX records in place: null-MX entries (host "") dropped when real
  * hosts exist, the rest sorted by preference, equal preferences shuffled with
- * rnd(rnd_arg) (NULL rnd: stable). Returns the new count; when every record names
- * the root, *null_mx = 1 and one "0 ." record is left (RFC 7505). */
+ * rnd(rnd_arg) (NULL rnd: not shuffled, order among equals unspecified). Returns
+ * the new count; when every record names the root, *null_mx = 1 and one "0 ."
+ * record is left (RFC 7505). */
 size_t dns_mx_sort(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rnd_arg,
                    int *null_mx);
 /* Added. Give up on a query after seconds (default 30): the callback gets
