@@ -62,6 +62,7 @@ struct smtp_session {
     int closing;            /* no more input is processed; freed once output is flushed */
     int discard_line;       /* dropping the rest of an over-long command line */
     int close_after_commit; /* shutting down: answer the message, then 421 */
+    int free_tries;         /* waits for the last bytes to leave before the free */
     enum pending_kind pending;
     void *pending_handle;
     struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
@@ -1017,9 +1018,25 @@ static void process_input(struct smtp_session *s)
 
 /* --- connections ---------------------------------------------------------------- */
 
+/* Bytes still waiting to go out, including below a TLS filter. */
+static size_t output_pending(struct smtp_session *s)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    if (under) n += evbuffer_get_length(bufferevent_get_output(under));
+    return n;
+}
+
 static void free_cb(evutil_socket_t fd, short what, void *arg)
 {
-    session_free(arg);
+    struct smtp_session *s = arg;
+    /* under a TLS filter the last reply may still sit in the socket's buffer: give
+     * it a moment (bounded) to leave */
+    if (output_pending(s) > 0 && s->free_tries++ < 100) {
+        evtimer_add(s->ev_free, &(struct timeval){.tv_usec = 20000});
+        return;
+    }
+    session_free(s);
 }
 
 static void session_free(struct smtp_session *s)
@@ -1070,8 +1087,8 @@ static void maybe_free(struct smtp_session *s)
 {
     if (!s->closing || s->pending == PENDING_COMMIT) return;
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) return;
-    if (!s->ev_free) s->ev_free = event_new(s->srv->base, -1, 0, free_cb, s);
-    event_active(s->ev_free, EV_TIMEOUT, 0);
+    if (!s->ev_free) s->ev_free = evtimer_new(s->srv->base, free_cb, s);
+    if (!evtimer_pending(s->ev_free, NULL)) event_active(s->ev_free, EV_TIMEOUT, 0);
 }
 
 static void session_close(struct smtp_session *s)
