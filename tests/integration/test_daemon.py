@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KURIERD, Raw, wait_port
+from conftest import KURIERD, Raw, free_port, wait_port
 
 MSG = b"From: a@remote.test\r\nTo: demo@example.test\r\nSubject: %s\r\n\r\nbody\r\n"
 
@@ -92,6 +92,31 @@ def test_sighup_applies_a_changed_config(kurier):
     assert kurier.proc.poll() is None
 
 
+def test_sighup_during_a_transaction(kurier):
+    c = Raw(kurier.port)
+    try:
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("MAIL FROM:<a@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+        rewrite_conf(kurier, "hostname mx.example.test;", "hostname mx3.example.test;")
+        kurier.proc.send_signal(signal.SIGHUP)
+        kurier.wait_log("reloaded configuration")
+        # the open session goes on undisturbed
+        assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: across a reload\r\n\r\nbody\r\n.\r\n")
+        code, text = c.reply()
+        assert code == 250 and "queued as" in text, text
+        assert c.cmd("QUIT")[0] == 221
+    finally:
+        c.close()
+    files = kurier.wait_mail("demo@example.test")
+    assert b"Subject: across a reload" in read(files[0])
+    code, text = greeting(kurier.port)
+    assert code == 220 and "mx3.example.test ESMTP" in text, text
+
+
 def test_sighup_with_broken_config_keeps_the_old_one(kurier):
     with open(kurier.conf) as f:
         lines = f.read().split("\n")
@@ -134,11 +159,11 @@ def test_sigterm_lets_a_transaction_finish(kurier_factory):
         code, text = c.reply()
         assert code == 250 and "queued as" in text, text
         # after the transaction the session is told to go (421) or may QUIT
-        c.send(b"QUIT\r\n")
         try:
+            c.send(b"QUIT\r\n")
             code, text = c.reply()
             assert code in (221, 421), text
-        except (EOFError, ConnectionResetError):
+        except (EOFError, OSError):
             pass
     finally:
         c.close()
@@ -165,7 +190,7 @@ def test_sigterm_grace_over_closes_idle_session(kurier_factory):
         c.close()
     assert wait_exit(k) == 0
     log = k.log()
-    assert "grace period over: closing 1 sessions" in log
+    assert re.search(r"grace period over: closing [1-9]\d* sessions", log), log
     assert "stopped" in log
 
 
