@@ -270,4 +270,107 @@ int smtp_b64_encode(const unsigned char *in, size_t len, char *out, size_t outsi
 int smtp_sasl_plain_parse(const unsigned char *msg, size_t len, char *authzid, size_t azsize,
                           char *authcid, size_t acsize, char *passwd, size_t pwsize);
 
+/* --- SMTP client (client.c) --------------------------------------------------
+ * One outbound connection as a state machine on the loop: entering a state sends
+ * its command, a reply is judged by the state it answers; with PIPELINING the
+ * MAIL/RCPT/DATA group goes out at once and replies are matched in order (a send
+ * and a receive cursor). The connection may carry several messages (reuse). */
+
+enum smtp_client_tls {
+    SMTP_CTLS_NONE = 0, /* never STARTTLS */
+    SMTP_CTLS_MAY,      /* STARTTLS when offered; a failed handshake falls back to plain
+                           on a new connection is the caller's choice */
+    SMTP_CTLS_ENCRYPT,  /* STARTTLS required, certificate not checked */
+    SMTP_CTLS_VERIFY,   /* STARTTLS required, certificate must verify for tls_name */
+};
+
+struct smtp_client_opts {
+    const char *helo;             /* our hostname for EHLO/HELO */
+    const struct sockaddr *dst;   /* where to connect (port included) */
+    socklen_t dstlen;
+    const struct sockaddr *src;   /* source address to bind, or NULL */
+    socklen_t srclen;
+    const char *peer_name;        /* "mx.example.org" for logs, SNI and verification */
+    enum smtp_client_tls tls;
+    const char *ca_file;          /* for SMTP_CTLS_VERIFY; NULL = system store */
+    const char *auth_user;        /* AUTH PLAIN (LOGIN fallback) when set; only ever
+                                     sent inside TLS */
+    const char *auth_pass;
+    int connect_timeout;          /* seconds (RFC 5321 4.5.3.2: greeting 5m) */
+    int command_timeout;          /* MAIL 5m, RCPT 5m, DATA init 2m, ... simplified */
+    int data_timeout;             /* data block 3m, end of data 10m */
+};
+
+/* One reply or local failure, for logs and DSNs. */
+struct smtp_client_reply {
+    int code;         /* 250, 550, ... ; 0 for a local/network failure */
+    char enh[8];      /* "5.1.1"; derived from the code when the server gave none */
+    char text[512];   /* the server's words (multi-line joined with "; "), or ours:
+                         "connection timed out", "TLS handshake failed: ..." */
+    const char *stage;/* static: "connect", "greeting", "EHLO", "STARTTLS", "AUTH",
+                         "MAIL FROM", "RCPT TO", "DATA", "end of data" */
+};
+
+/* What the peer offered in its EHLO reply. */
+struct smtp_client_caps {
+    int esmtp, pipelining, starttls, size_given, eightbit, smtputf8, dsn, chunking;
+    unsigned long long size; /* SIZE limit, 0 = none given */
+    int auth_plain, auth_login;
+};
+
+/* A message to send over an established connection. */
+struct smtp_client_msg {
+    const char *sender;      /* "" for the null sender */
+    const char *const *rcpts;/* nrcpts addresses */
+    size_t nrcpts;
+    const unsigned *notify;  /* per recipient SMTP_NOTIFY_* bits, or NULL */
+    const char *const *orcpt;/* per recipient ORCPT ("rfc822;a@b") or NULL entries */
+    const char *envid;       /* or NULL */
+    enum smtp_ret ret;
+    enum smtp_body body;
+    int smtputf8;
+    unsigned long long size; /* bytes of content, for SIZE= */
+    int content_fd;          /* the message (CRLF lines), read with pread from 0;
+                                the client dot-stuffs it */
+    /* results, filled by the client before the callback */
+    struct smtp_client_reply *rcpt_reply; /* caller allocates nrcpts of them */
+    struct smtp_client_reply reply;       /* the final reply to the message (end of
+                                             data), or the MAIL/DATA refusal */
+};
+
+struct smtp_client;
+struct smtp_client_tls_ctx; /* client SSL_CTX(s), shared by all connections */
+
+struct smtp_client_tls_ctx *smtp_client_tls_new(char *err, size_t errsize);
+void smtp_client_tls_free(struct smtp_client_tls_ctx *t);
+
+/* Connect, read the greeting, EHLO (HELO fallback), STARTTLS as opts->tls says, EHLO
+ * again, AUTH when asked. ready(arg, c, ok) runs later on the loop thread: ok=1 ready
+ * for messages (smtp_client_caps() tells what the peer offers), ok=0 failed: the
+ * reason is in *smtp_client_last(c); free c with smtp_client_free. opts and its
+ * strings are copied. */
+struct smtp_client *smtp_client_new(struct event_base *base, struct smtp_client_tls_ctx *tls,
+                                    const struct smtp_client_opts *opts,
+                                    void (*ready)(void *arg, struct smtp_client *c, int ok),
+                                    void *arg);
+const struct smtp_client_caps *smtp_client_caps(const struct smtp_client *c);
+const struct smtp_client_reply *smtp_client_last(const struct smtp_client *c);
+/* "mx.example.org[192.0.2.7]:25" */
+const char *smtp_client_peer(const struct smtp_client *c);
+/* "TLSv1.3 with cipher ..." or "" when not encrypted */
+const char *smtp_client_tls_info(const struct smtp_client *c);
+
+/* Send one message. done(arg, c, ok) later: ok=1 the dialogue stayed in sync (the
+ * connection may carry another message; each recipient's outcome is in
+ * msg->rcpt_reply[i] and msg->reply — a recipient is delivered when its RCPT got 2xx
+ * and msg->reply is 2xx), ok=0 the connection is unusable (timeouts, dropped
+ * connection; recipients without a final answer have code 0 and the stage). Checks
+ * SIZE and SMTPUTF8 against the caps first and fails those locally (5.3.4, 5.6.7)
+ * without sending. */
+void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
+                      void (*done)(void *arg, struct smtp_client *c, int ok), void *arg);
+/* RSET between messages is done by the client itself. QUIT and free; cancels any
+ * callback. NULL-safe. */
+void smtp_client_free(struct smtp_client *c);
+
 #endif
