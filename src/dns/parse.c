@@ -30,7 +30,7 @@ int dns_parse_name(const unsigned char *rdata, size_t len, char *out, size_t out
         if (lab > 63) return -1;
         if (pos + lab > len) return -1;
         wire += lab;
-        if (wire > 255) return -1; /* RFC 1035 2.3.4 */
+        if (wire + 1 > 255) return -1; /* RFC 1035 2.3.4, the root byte included */
         if (o > 0) {
             if (o + 1 >= outsize) return -1;
             out[o++] = '.';

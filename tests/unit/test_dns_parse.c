@@ -98,6 +98,17 @@ static void test_names(void)
     CHECK(p == 255 && dns_parse_name(w, p, out, sizeof out) == 255 && strlen(out) == 253,
           "255-byte name: %zu", strlen(out));
     CHECK(dns_parse_name(w, p, out, 253) == -1, "253 chars need 254 bytes");
+    /* 256 wire bytes in short labels (found by the fuzzer: the root byte was not
+     * counted). */
+    p = 0;
+    for (int k = 0; k < 85; k++) {
+        w[p++] = 2;
+        w[p++] = 'e';
+        w[p++] = 'f';
+    }
+    w[p++] = 0;
+    CHECK(p == 256 && dns_parse_name(w, p, out, sizeof out) == -1, "256-byte name");
+    CHECK(dns_parse_name(w + 3, p - 3, out, sizeof out) == 253, "253-byte name");
     CHECK(dns_parse_name(NULL, 0, out, sizeof out) == -1, "NULL rdata");
 }
 
