@@ -12,6 +12,8 @@ struct deliver_result {
     char dsn[8];     /* "2.0.0", "4.2.2", "5.1.1" */
     char text[512];  /* "delivered to maildir", or the reason / remote reply */
     char relay[300]; /* "local", "mx.example.org[192.0.2.7]:25" */
+    int code;          /* remote reply code, 0 for local results */
+    const char *stage; /* static: the command the remote answered ("RCPT TO"), or NULL */
 };
 
 struct deliver_maildir_req {
@@ -34,5 +36,50 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
 /* Bytes used by a mailbox's Maildir (new + cur), -1 when unknown. For the RCPT-time
  * quota check. */
 long long deliver_maildir_usage(const char *root, const char *address);
+
+/* --- remote delivery (remote.c): asynchronous, on the loop thread -----------------
+ * Where a remote recipient goes: a route from the config (smarthost for everything,
+ * per recipient domain, per sender or sender domain with credentials from the
+ * directory, with fallback relays), else the domain's MX hosts by preference (equal
+ * preferences shuffled), else its A/AAAA (implicit MX); a null MX fails at once
+ * (5.1.10); our own hostname among the MX targets is a loop (5.4.6). Each host's
+ * addresses are tried in turn (IPv6 and IPv4); connections are reused per
+ * destination, with a per-destination concurrency limit. */
+
+struct dns;
+struct store;
+struct kconf;
+struct event_base;
+struct remote;
+
+struct remote_job {
+    /* input (borrowed until done runs) */
+    const char *id;               /* queue ID, for logs */
+    const char *sender;           /* "" for the null sender */
+    const char *domain;           /* the recipients' domain (one job, one domain) */
+    const char *const *rcpts;
+    size_t nrcpts;
+    const unsigned *notify;       /* SMTP_NOTIFY_* per recipient, or NULL */
+    const char *const *orcpt;     /* or NULL */
+    const char *envid;
+    int ret, body, smtputf8;      /* SMTP_RET_*, SMTP_BODY_* */
+    int content_fd;
+    unsigned long long size;
+    /* output: one per recipient, filled before done runs */
+    struct deliver_result *results;
+};
+
+struct remote *remote_new(struct event_base *base, const struct kconf *conf, struct dns *dns,
+                          struct store *st);
+void remote_set_conf(struct remote *r, const struct kconf *conf);
+void remote_free(struct remote *r); /* cancels every job: no done runs */
+
+struct remote_req;
+/* Deliver job; done(arg) runs on the loop thread when every result is filled
+ * (never before remote_deliver returns). Temporary problems (DNS, connection, 4xx)
+ * give DELIVER_TEMP with the reason; 5xx gives DELIVER_PERM. */
+struct remote_req *remote_deliver(struct remote *r, struct remote_job *job,
+                                  void (*done)(void *arg), void *arg);
+void remote_cancel(struct remote_req *q);
 
 #endif
