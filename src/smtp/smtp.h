@@ -233,7 +233,9 @@ struct smtp_tls;
 struct smtp_tls *smtp_tls_new(const char *cert, const char *key, char *err, size_t errsize);
 /* Add another certificate. A client's SNI name picks the first certificate whose
  * SAN DNS names (or CN when there are none) match it, "*.example.org" matching one
- * label; an unknown name or no SNI gets the default. 0 done, -1 with err filled. */
+ * label; an unknown name or no SNI gets the default (checked first, so it wins
+ * ties). cert and key may name one PEM file holding both. 0 done, -1 with err
+ * filled. */
 int smtp_tls_add_sni(struct smtp_tls *t, const char *cert, const char *key, char *err,
                      size_t errsize);
 /* A new SSL in server mode for one connection (caller frees with SSL_free; it keeps

@@ -220,6 +220,26 @@ static void test_load_errors(void)
               "load case %zu: got \"%s\"", i, err);
         smtp_tls_free(t);
     }
+    /* one PEM file holding certificate and key, in either order (SNI folders) */
+    char *comb = path("comb.pem");
+    for (int order = 0; order < 2; order++) {
+        size_t lc, lk;
+        char *c = file_read(crt, &lc), *k = file_read(key, &lk);
+        FILE *cf = fopen(comb, "w");
+        if (cf && c && k) {
+            fwrite(order ? k : c, 1, order ? lk : lc, cf);
+            fwrite(order ? c : k, 1, order ? lc : lk, cf);
+        }
+        if (cf) fclose(cf);
+        free(c);
+        free(k);
+        struct smtp_tls *ct = smtp_tls_new(comb, comb, err, sizeof err);
+        CHECK(ct != NULL, "combined PEM, order %d: %s", order, err);
+        smtp_tls_free(ct);
+    }
+    unlink(comb);
+    free(comb);
+
     struct smtp_tls *t = smtp_tls_new(crt, key, err, sizeof err);
     CHECK(t != NULL, "load: %s", err);
     CHECK(t && smtp_tls_add_sni(t, bcrt, key, err, sizeof err) == -1 && strstr(err, "mismatch"),
