@@ -19,5 +19,7 @@ int cmd_alias(int argc, char **argv);    /* alias add|del|list */
 int cmd_queue(int argc, char **argv);    /* queue list|show|flush|delete|hold|release */
 int cmd_sendmail(int argc, char **argv); /* sendmail(1) compatible, argv[0] included */
 int cmd_mailq(int argc, char **argv);    /* mailq(1) compatible */
+int cmd_tls(int argc, char **argv);      /* tls selfsigned HOST [--cert F] [--key F] [--force] */
+int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@PORT] */
 
 #endif

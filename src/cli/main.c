@@ -38,6 +38,8 @@ static void usage(void)
             "  mailbox add|del|list|passwd|quota ...\n"
             "  alias add|del|list ...\n"
             "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
+            "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
+            "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -72,7 +74,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"config", cmd_config}, {"domain", cmd_domain}, {"mailbox", cmd_mailbox},
         {"alias", cmd_alias},   {"queue", cmd_queue},   {"sendmail", cmd_sendmail},
-        {"mailq", cmd_mailq},
+        {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
         if (strcmp(argv[i], cmds[k].noun) == 0) return cmds[k].fn(argc - i, argv + i);
