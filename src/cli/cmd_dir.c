@@ -194,14 +194,19 @@ static int domain_usage(void)
     fprintf(stderr, "usage: kurier domain add [--if-missing] NAME\n"
                     "       kurier domain del NAME\n"
                     "       kurier domain list\n"
-                    "       kurier domain catchall NAME ADDRESS|LOCALPART|off\n");
+                    "       kurier domain catchall NAME ADDRESS|LOCALPART|off\n"
+                    "       kurier domain binding NAME enforce|log|off\n");
     return 2;
 }
 
+/* Columns: name, catch-all ("-" = none), sender binding mode. */
 static void print_domain(void *arg, const struct store_domain *d)
 {
-    (void)arg;
-    printf("%-40s %s\n", d->name, d->catchall[0] ? d->catchall : "-");
+    static const char *const modes[] = {"enforce", "log", "off"};
+    struct store *st = arg;
+    int m = store_domain_binding(st, d->name);
+    printf("%-40s %-30s %s\n", d->name, d->catchall[0] ? d->catchall : "-",
+           m >= 0 && m <= 2 ? modes[m] : "?");
 }
 
 int cmd_domain(int argc, char **argv)
@@ -221,10 +226,10 @@ int cmd_domain(int argc, char **argv)
         else
             return domain_usage();
     }
-    int want = strcmp(verb, "list") == 0                              ? 0
-               : strcmp(verb, "catchall") == 0                        ? 2
-               : strcmp(verb, "add") == 0 || strcmp(verb, "del") == 0 ? 1
-                                                                      : -1;
+    int want = strcmp(verb, "list") == 0                                       ? 0
+               : strcmp(verb, "catchall") == 0 || strcmp(verb, "binding") == 0 ? 2
+               : strcmp(verb, "add") == 0 || strcmp(verb, "del") == 0          ? 1
+                                                                               : -1;
     if (want < 0 || nargs != want) return domain_usage();
 
     struct dir d;
@@ -239,8 +244,11 @@ int cmd_domain(int argc, char **argv)
     } else if (strcmp(verb, "catchall") == 0) {
         const char *c = strcmp(args[1], "off") == 0 ? NULL : args[1];
         if (store_domain_set_catchall(d.st, args[0], c, err, sizeof err) != 0) rc = fail("%s", err);
+    } else if (strcmp(verb, "binding") == 0) {
+        if (store_domain_set_binding(d.st, args[0], args[1], err, sizeof err) != 0)
+            rc = fail("%s", err);
     } else {
-        if (store_domain_list(d.st, print_domain, NULL) != 0)
+        if (store_domain_list(d.st, print_domain, d.st) != 0)
             rc = fail("cannot list domains: database error");
     }
 out:
@@ -259,6 +267,9 @@ static int mailbox_usage(void)
             "       kurier mailbox list [DOMAIN]\n"
             "       kurier mailbox passwd ADDRESS [--password-stdin | --password PW]\n"
             "       kurier mailbox quota ADDRESS SIZE      (SIZE like 100M, 2G; 0 = unlimited)\n"
+            "       kurier mailbox grant ADDRESS SENDER|@DOMAIN   (may also send as SENDER)\n"
+            "       kurier mailbox revoke ADDRESS SENDER|@DOMAIN\n"
+            "       kurier mailbox grants [ADDRESS]\n"
             "Without a password option the password is asked twice on the terminal, or read\n"
             "as one line from standard input when that is not a terminal.\n");
     return 2;
@@ -270,6 +281,12 @@ static void print_mailbox(void *arg, const struct store_mailbox *m)
     char q[32];
     format_size(q, sizeof q, m->quota);
     printf("%-48s %s\n", m->address, q);
+}
+
+static void print_grant(void *arg, const char *user, const char *grant)
+{
+    (void)arg;
+    printf("%-48s %s\n", user, grant);
 }
 
 int cmd_mailbox(int argc, char **argv)
@@ -306,9 +323,11 @@ int cmd_mailbox(int argc, char **argv)
             return mailbox_usage();
         }
     }
-    int ok = (is_add || is_passwd || strcmp(verb, "del") == 0) ? nargs == 1
-             : strcmp(verb, "list") == 0                       ? nargs <= 1
-                                         : strcmp(verb, "quota") == 0 && nargs == 2;
+    int is_grant = strcmp(verb, "grant") == 0, is_revoke = strcmp(verb, "revoke") == 0;
+    int ok = (is_add || is_passwd || strcmp(verb, "del") == 0)          ? nargs == 1
+             : strcmp(verb, "list") == 0 || strcmp(verb, "grants") == 0 ? nargs <= 1
+             : is_grant || is_revoke                                    ? nargs == 2
+                                     : strcmp(verb, "quota") == 0 && nargs == 2;
     if (!ok) return mailbox_usage();
     if (strcmp(verb, "quota") == 0 && parse_size(args[1], &quota) != 0)
         return fail("invalid size \"%s\" (examples: 500M, 2G, 0)", args[1]), 2;
@@ -337,6 +356,15 @@ int cmd_mailbox(int argc, char **argv)
     } else if (strcmp(verb, "quota") == 0) {
         if (store_mailbox_set_quota(d.st, args[0], quota, err, sizeof err) != 0)
             rc = fail("%s", err);
+    } else if (is_grant) {
+        if (store_grant_add(d.st, args[0], args[1], err, sizeof err) != 0) rc = fail("%s", err);
+    } else if (is_revoke) {
+        if (store_grant_del(d.st, args[0], args[1], err, sizeof err) != 0) rc = fail("%s", err);
+    } else if (strcmp(verb, "grants") == 0) {
+        if (args[0] && store_mailbox_get(d.st, args[0], NULL) != 1)
+            rc = fail("no such mailbox %s", args[0]);
+        else if (store_grant_list(d.st, args[0], print_grant, NULL) != 0)
+            rc = fail("cannot list grants: database error");
     } else {
         if (args[0] && store_domain_get(d.st, args[0], NULL) != 1)
             rc = fail("no such domain %s", args[0]);

@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -38,6 +38,15 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
     "DELETE FROM schema_version;"
     "INSERT INTO schema_version (version) VALUES (1);",
+    /* 2: sender binding (policy/sender_login.c): extra addresses a user may send as,
+     * and the per-domain mode. A grant goes with its mailbox. */
+    "CREATE TABLE IF NOT EXISTS grants ("
+    "  user TEXT NOT NULL REFERENCES mailboxes(address) ON DELETE CASCADE,"
+    "  \"grant\" TEXT NOT NULL,"
+    "  PRIMARY KEY (user, \"grant\"));"
+    "ALTER TABLE domains ADD COLUMN sender_binding TEXT NOT NULL DEFAULT 'enforce'"
+    "  CHECK (sender_binding IN ('enforce', 'log', 'off'));"
+    "UPDATE schema_version SET version = 2;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -527,6 +536,58 @@ int store_domain_list(struct store *st, void (*cb)(void *arg, const struct store
     return rc;
 }
 
+static const char *const binding_names[] = {"enforce", "log", "off"};
+
+int store_domain_set_binding(struct store *st, const char *domain, const char *mode, char *err,
+                             size_t errsize)
+{
+    char d[256];
+    if (norm_domain(domain, d, sizeof d, err, errsize) != 0) return -1;
+    const char *m = NULL;
+    for (size_t i = 0; i < sizeof binding_names / sizeof binding_names[0]; i++)
+        if (mode && strcmp(mode, binding_names[i]) == 0) m = binding_names[i];
+    if (!m) {
+        seterr(err, errsize, "invalid sender binding mode \"%s\" (enforce, log or off)",
+               mode ? mode : "");
+        return -1;
+    }
+    lock(st);
+    int changes = 0;
+    int rc = exec2(st, "UPDATE domains SET sender_binding = ?2 WHERE name = ?1", d, m, &changes,
+                   err, errsize);
+    if (rc == 0 && changes == 0) {
+        seterr(err, errsize, "no such domain %s", d);
+        rc = -1;
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_domain_binding(struct store *st, const char *domain)
+{
+    char d[256];
+    if (!domain || str_copy(d, domain, sizeof d) >= sizeof d) return 0;
+    str_lower(d);
+    lock(st);
+    int rc = -1;
+    sqlite3_stmt *s = prep(st, "SELECT sender_binding FROM domains WHERE name = ?1");
+    if (s) {
+        bind_text(s, 1, d);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(s, 0);
+            rc = 0; /* anything unexpected counts as the strict default */
+            for (int i = 0; m && i < 3; i++)
+                if (strcmp(m, binding_names[i]) == 0) rc = i;
+        } else if (r == SQLITE_DONE) {
+            rc = 0;
+        }
+        sqlite3_finalize(s);
+    }
+    unlock(st);
+    return rc;
+}
+
 /* --- mailboxes ------------------------------------------------------------- */
 
 int store_mailbox_add(struct store *st, const char *address, const char *password, long long quota,
@@ -858,6 +919,140 @@ int store_alias_list(struct store *st,
             cb(arg, a ? a : "", t ? t : "");
         }
         if (r == SQLITE_DONE) rc = 0;
+        sqlite3_finalize(s);
+    }
+    unlock(st);
+    return rc;
+}
+
+/* --- sender grants --------------------------------------------------------- */
+
+/* A grant "local@domain" or "@domain", lowercased into out (ADDR_SIZE). */
+static int norm_grant(const char *in, char *out, char *err, size_t errsize)
+{
+    if (in && in[0] == '@') {
+        char d[256];
+        if (norm_domain(in + 1, d, sizeof d, err, errsize) != 0) return -1;
+        int n = snprintf(out, ADDR_SIZE, "@%s", d);
+        return n < 0 || n >= ADDR_SIZE ? -1 : 0;
+    }
+    return norm_addr(in, out, NULL, NULL, err, errsize);
+}
+
+int store_grant_add(struct store *st, const char *user, const char *grant, char *err,
+                    size_t errsize)
+{
+    char u[ADDR_SIZE], g[ADDR_SIZE];
+    if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
+    if (norm_grant(grant, g, err, errsize) != 0) return -1;
+    lock(st);
+    int rc = -1;
+    long long n = count1(st, "SELECT count(*) FROM mailboxes WHERE address = ?1", u);
+    if (n < 0) {
+        db_fail(st, err, errsize);
+        goto out;
+    }
+    if (n == 0) {
+        seterr(err, errsize, "no such mailbox %s", u);
+        goto out;
+    }
+    if (strcmp(u, g) == 0) {
+        seterr(err, errsize, "%s is the mailbox itself: it needs no grant", g);
+        goto out;
+    }
+    sqlite3_stmt *s = prep(st, "INSERT INTO grants (user, \"grant\") VALUES (?1, ?2)");
+    if (!s) {
+        db_fail(st, err, errsize);
+        goto out;
+    }
+    bind_text(s, 1, u);
+    bind_text(s, 2, g);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (r == SQLITE_DONE)
+        rc = 0;
+    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
+        seterr(err, errsize, "grant %s -> %s exists", u, g);
+    else
+        db_fail(st, err, errsize);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_grant_del(struct store *st, const char *user, const char *grant, char *err,
+                    size_t errsize)
+{
+    char u[ADDR_SIZE], g[ADDR_SIZE];
+    if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
+    if (norm_grant(grant, g, err, errsize) != 0) return -1;
+    lock(st);
+    int changes = 0;
+    int rc = exec2(st, "DELETE FROM grants WHERE user = ?1 AND \"grant\" = ?2", u, g, &changes, err,
+                   errsize);
+    if (rc == 0 && changes == 0) {
+        seterr(err, errsize, "no such grant %s -> %s", u, g);
+        rc = -1;
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_grant_list(struct store *st, const char *user,
+                     void (*cb)(void *arg, const char *user, const char *grant), void *arg)
+{
+    char u[ADDR_SIZE] = "";
+    if (user && str_copy(u, user, sizeof u) >= sizeof u) return 0;
+    str_lower(u);
+    lock(st);
+    int rc = -1;
+    sqlite3_stmt *s =
+        prep(st, user ? "SELECT user, \"grant\" FROM grants WHERE user = ?1 ORDER BY \"grant\""
+                      : "SELECT user, \"grant\" FROM grants ORDER BY user, \"grant\"");
+    if (s) {
+        if (user) bind_text(s, 1, u);
+        int r;
+        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+            const char *a = (const char *)sqlite3_column_text(s, 0);
+            const char *g = (const char *)sqlite3_column_text(s, 1);
+            cb(arg, a ? a : "", g ? g : "");
+        }
+        if (r == SQLITE_DONE) rc = 0;
+        sqlite3_finalize(s);
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_sender_owned(struct store *st, const char *user, const char *address)
+{
+    char u[ADDR_SIZE], a[ADDR_SIZE];
+    if (!address || !*address) return 1; /* the null sender "<>" */
+    if (!user || str_copy(u, user, sizeof u) >= sizeof u) return 0;
+    if (str_copy(a, address, sizeof a) >= sizeof a) return 0;
+    str_lower(u);
+    str_lower(a);
+    if (strcmp(u, a) == 0) return 1;
+    const char *at = strrchr(a, '@');
+    char dgrant[ADDR_SIZE + 1] = "";
+    if (at && at[1]) str_copy(dgrant, at, sizeof dgrant);
+    lock(st);
+    int rc = -1;
+    /* Alias sources that reach the user, directly or through other aliases, up to
+     * the 10 levels route.c expands; then the user's grants. */
+    sqlite3_stmt *s = prep(st, "WITH RECURSIVE reach(addr, depth) AS ("
+                               "  SELECT ?1, 0"
+                               "  UNION SELECT aliases.source, reach.depth + 1"
+                               "  FROM aliases JOIN reach ON aliases.target = reach.addr"
+                               "  WHERE reach.depth < 10)"
+                               " SELECT (SELECT count(*) FROM reach WHERE addr = ?2)"
+                               " + (SELECT count(*) FROM grants WHERE user = ?1"
+                               "    AND (\"grant\" = ?2 OR \"grant\" = ?3))");
+    if (s) {
+        bind_text(s, 1, u);
+        bind_text(s, 2, a);
+        if (dgrant[0]) bind_text(s, 3, dgrant); /* unbound (NULL) matches no grant */
+        if (sqlite3_step(s) == SQLITE_ROW) rc = sqlite3_column_int64(s, 0) > 0;
         sqlite3_finalize(s);
     }
     unlock(st);

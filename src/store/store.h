@@ -75,4 +75,37 @@ int store_alias_list(struct store *st,
                      void (*cb)(void *arg, const char *source, const char *target), void *arg);
 void store_strv_free(char **v, size_t n);
 
+/* --- sender binding (policy/sender_login.c, docs/directory.md) ----------------
+ * An authenticated user may use as envelope sender and in From:/Sender: only the
+ * addresses they own: their mailbox, alias sources that reach it, and grants. */
+
+/* Grant user (an existing mailbox) the right to send as grant: a full address
+ * "local@domain" or a whole domain "@domain"; neither needs to be local (a user may
+ * send as their address at another provider). Removed with the mailbox. Errors:
+ * "no such mailbox ...", "grant ... exists", invalid input. */
+int store_grant_add(struct store *st, const char *user, const char *grant, char *err,
+                    size_t errsize);
+/* Errors: "no such grant user -> grant". */
+int store_grant_del(struct store *st, const char *user, const char *grant, char *err,
+                    size_t errsize);
+/* Each grant of user (NULL = every user), ordered by user and grant; cb runs inside
+ * the call with strings borrowed for the call. 0 done, -1 database error. */
+int store_grant_list(struct store *st, const char *user,
+                     void (*cb)(void *arg, const char *user, const char *grant), void *arg);
+/* Set a domain's binding mode: "enforce" (the default: refuse addresses the user
+ * does not own), "log" (accept, log a warning) or "off". */
+int store_domain_set_binding(struct store *st, const char *domain, const char *mode, char *err,
+                             size_t errsize);
+/* The binding mode of domain: 0 enforce, 1 log, 2 off, -1 database error. A domain
+ * we do not host gets 0 (enforce). The policy check asks for the domain of the
+ * AUTHENTICATED USER, whatever the sender address's domain. */
+int store_domain_binding(struct store *st, const char *domain);
+/* Whether user may send as address (both compared case-insensitively): 1 owned, 0
+ * not, -1 database error. Owned: the null sender "" (bounces from clients are rare
+ * but legal); address equal to user; an alias source whose targets reach user
+ * directly or through other aliases (up to 10 levels, as routing expands them);
+ * a grant equal to address; a grant "@domain" for address's domain. A catch-all
+ * grants nothing. */
+int store_sender_owned(struct store *st, const char *user, const char *address);
+
 #endif

@@ -169,6 +169,204 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+static void collect_grant(void *arg, const char *user, const char *grant)
+{
+    char *out = arg;
+    size_t len = strlen(out);
+    snprintf(out + len, 512 - len, "%s%s>%s", len ? " " : "", user, grant);
+}
+
+/* Sender binding: grants, per-domain modes, ownership (aliases, grants, domains). */
+static void test_sender_binding(const char *dir)
+{
+    char *path = xasprintf("%s/binding.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) {
+        free(path);
+        return;
+    }
+    static const char *const setup[][2] = {
+        {"example.test", NULL},
+        {"other.test", NULL},
+        {"u@example.test", "pw"},
+        {"v@example.test", "pw"},
+        {"w@other.test", "pw"},
+        {"sales@example.test", "team@example.test"},
+        {"team@example.test", "u@example.test"},
+        {"team@example.test", "v@example.test"},
+        {"info@example.test", "u@example.test"},
+        {"loop1@example.test", "loop2@example.test"},
+        {"loop2@example.test", "loop1@example.test"},
+    };
+    for (size_t i = 0; i < sizeof setup / sizeof setup[0]; i++) {
+        const char *a = setup[i][0], *b = setup[i][1];
+        int r = !b                ? store_domain_add(st, a, err, sizeof err)
+                : !strchr(b, '@') ? store_mailbox_add(st, a, b, 0, err, sizeof err)
+                                  : store_alias_add(st, a, b, err, sizeof err);
+        CHECK(r == 0, "setup %zu: %s", i, err);
+    }
+
+    /* Grants: validation and errors. */
+    struct {
+        int add; /* 1 add, 0 del */
+        const char *user, *grant;
+        int want;
+        const char *err_substr;
+    } g[] = {
+        {1, "U@Example.test", "Boss@Example.TEST", 0, NULL},
+        {1, "u@example.test", "boss@example.test", -1,
+         "grant u@example.test -> boss@example.test exists"},
+        {1, "u@example.test", "@Other.Test", 0, NULL},
+        {1, "u@example.test", "me@gmail.example", 0, NULL},
+        {1, "u@example.test", "@bad..domain", -1, "invalid domain"},
+        {1, "u@example.test", "not an address", -1, "invalid address"},
+        {1, "u@example.test", "", -1, "invalid address"},
+        {1, "u@example.test", "u@example.test", -1, "needs no grant"},
+        {1, "ghost@example.test", "x@example.test", -1, "no such mailbox ghost@example.test"},
+        {1, "bad user", "x@example.test", -1, "invalid address"},
+        {1, "v@example.test", "shared@example.test", 0, NULL},
+        {0, "v@example.test", "nothing@example.test", -1,
+         "no such grant v@example.test -> nothing@example.test"},
+        {0, "v@example.test", "@nowhere.test", -1, "no such grant"},
+        {0, "V@example.test", "SHARED@example.test", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        err[0] = '\0';
+        int r = g[i].add ? store_grant_add(st, g[i].user, g[i].grant, err, sizeof err)
+                         : store_grant_del(st, g[i].user, g[i].grant, err, sizeof err);
+        CHECK(r == g[i].want, "grant step %zu (%s %s): got %d, err \"%s\"", i, g[i].user,
+              g[i].grant, r, err);
+        if (g[i].want < 0 && g[i].err_substr)
+            CHECK(strstr(err, g[i].err_substr) != NULL, "grant step %zu: err \"%s\" lacks \"%s\"",
+                  i, err, g[i].err_substr);
+    }
+    char list[512] = "";
+    CHECK(store_grant_list(st, NULL, collect_grant, list) == 0, "grant list");
+    CHECK(strcmp(list, "u@example.test>@other.test u@example.test>boss@example.test "
+                       "u@example.test>me@gmail.example") == 0,
+          "grants: %s", list);
+    list[0] = '\0';
+    CHECK(store_grant_list(st, "V@example.test", collect_grant, list) == 0 && list[0] == '\0',
+          "grants of v: %s", list);
+
+    /* Ownership. */
+    struct {
+        const char *user, *addr;
+        int want;
+    } own[] = {
+        {"u@example.test", "u@example.test", 1},
+        {"u@example.test", "U@EXAMPLE.TEST", 1}, /* case-insensitive */
+        {"U@Example.Test", "u@example.test", 1},
+        {"u@example.test", "", 1},                  /* the null sender */
+        {"u@example.test", "v@example.test", 0},    /* someone else's mailbox */
+        {"u@example.test", "info@example.test", 1}, /* alias -> u */
+        {"u@example.test", "team@example.test", 1}, /* alias -> u, v */
+        {"v@example.test", "team@example.test", 1},
+        {"u@example.test", "sales@example.test", 1}, /* sales -> team -> u */
+        {"v@example.test", "info@example.test", 0},  /* info -> u only */
+        {"u@example.test", "loop1@example.test", 0}, /* a cycle ends */
+        {"u@example.test", "boss@example.test", 1},  /* granted address */
+        {"u@example.test", "Boss@example.test", 1},
+        {"u@example.test", "anyone@other.test", 1}, /* granted domain */
+        {"u@example.test", "w@OTHER.test", 1},
+        {"u@example.test", "x@sub.other.test", 0}, /* not a subdomain grant */
+        {"u@example.test", "me@gmail.example", 1},
+        {"u@example.test", "you@gmail.example", 0},
+        {"v@example.test", "shared@example.test", 0}, /* revoked */
+        {"v@example.test", "anyone@other.test", 0},
+        {"w@other.test", "u@example.test", 0},
+        {"u@example.test", "nodomain", 0},
+        {"ghost@example.test", "ghost@example.test", 1}, /* the store does not judge logins */
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        CHECK(store_sender_owned(st, own[i].user, own[i].addr) == own[i].want,
+              "owned %zu: %s as %s", i, own[i].user, own[i].addr);
+
+    /* Modes per domain. */
+    CHECK(store_domain_binding(st, "example.test") == 0, "default enforce");
+    CHECK(store_domain_binding(st, "notours.test") == 0, "unknown domain: enforce");
+    CHECK(store_domain_set_binding(st, "Example.TEST", "log", err, sizeof err) == 0, "%s", err);
+    CHECK(store_domain_binding(st, "EXAMPLE.test") == 1, "log");
+    CHECK(store_domain_set_binding(st, "other.test", "off", err, sizeof err) == 0, "%s", err);
+    CHECK(store_domain_binding(st, "other.test") == 2, "off");
+    CHECK(store_domain_set_binding(st, "other.test", "enforce", err, sizeof err) == 0, "%s", err);
+    CHECK(store_domain_binding(st, "other.test") == 0, "enforce again");
+    CHECK(store_domain_set_binding(st, "other.test", "strict", err, sizeof err) == -1 &&
+              strstr(err, "invalid sender binding mode \"strict\"") != NULL,
+          "bad mode: %s", err);
+    CHECK(store_domain_set_binding(st, "other.test", NULL, err, sizeof err) == -1, "NULL mode");
+    CHECK(store_domain_set_binding(st, "nope.test", "log", err, sizeof err) == -1 &&
+              strstr(err, "no such domain nope.test") != NULL,
+          "unknown domain: %s", err);
+
+    /* Grants go with their mailbox: a new mailbox of the same name starts clean. */
+    CHECK(store_mailbox_del(st, "u@example.test", err, sizeof err) == 0, "%s", err);
+    list[0] = '\0';
+    CHECK(store_grant_list(st, NULL, collect_grant, list) == 0 && list[0] == '\0',
+          "grants after mailbox del: %s", list);
+    CHECK(store_mailbox_add(st, "u@example.test", "pw", 0, err, sizeof err) == 0, "%s", err);
+    CHECK(store_sender_owned(st, "u@example.test", "boss@example.test") == 0, "old grant kept");
+    store_free(st);
+    free(path);
+}
+
+/* A schema-1 file (before sender binding) is migrated on open; its data stays. */
+static void test_migration_v1(const char *dir)
+{
+    char *path = xasprintf("%s/v1.db", dir);
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) == SQLITE_OK) {
+        sqlite3_exec(db,
+                     "CREATE TABLE domains (name TEXT PRIMARY KEY,"
+                     "  catchall TEXT NOT NULL DEFAULT '');"
+                     "CREATE TABLE mailboxes (address TEXT PRIMARY KEY, local TEXT NOT NULL,"
+                     "  domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,"
+                     "  password TEXT NOT NULL, quota INTEGER NOT NULL DEFAULT 0,"
+                     "  active INTEGER NOT NULL DEFAULT 1);"
+                     "CREATE TABLE aliases (source TEXT NOT NULL, target TEXT NOT NULL,"
+                     "  PRIMARY KEY (source, target));"
+                     "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                     "INSERT INTO schema_version VALUES (1);"
+                     "INSERT INTO domains (name, catchall) VALUES ('old.test', 'x');"
+                     "INSERT INTO mailboxes (address, local, domain, password)"
+                     "  VALUES ('a@old.test', 'a', 'old.test', '!');"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL);
+        sqlite3_close(db);
+    }
+    char err[256];
+    struct store *st = store_open(path, 0, NULL, err, sizeof err);
+    CHECK(st != NULL, "open v1: %s", err);
+    if (st) {
+        struct store_domain d;
+        CHECK(store_domain_get(st, "old.test", &d) == 1 && strcmp(d.catchall, "x") == 0,
+              "v1 domain kept");
+        CHECK(store_domain_binding(st, "old.test") == 0, "v1 domain: enforce");
+        CHECK(store_grant_add(st, "a@old.test", "@old.test", err, sizeof err) == 0, "%s", err);
+        CHECK(store_sender_owned(st, "a@old.test", "b@old.test") == 1, "grant after migration");
+        store_free(st);
+    }
+    int uv = -1, sv = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *s;
+        if (sqlite3_prepare_v2(db,
+                               "SELECT (SELECT version FROM schema_version), user_version"
+                               " FROM pragma_user_version",
+                               -1, &s, NULL) == SQLITE_OK) {
+            if (sqlite3_step(s) == SQLITE_ROW) {
+                sv = sqlite3_column_int(s, 0);
+                uv = sqlite3_column_int(s, 1);
+            }
+            sqlite3_finalize(s);
+        }
+        sqlite3_close(db);
+    }
+    CHECK(uv == 2 && sv == 2, "versions after migration: user_version %d, table %d", uv, sv);
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -310,6 +508,9 @@ int main(void)
     store_free(st);
     store_free(NULL);
     free(empty);
+
+    test_sender_binding(dir);
+    test_migration_v1(dir);
 
 done : {
     char *cmd = xasprintf("rm -rf '%s'", dir);
