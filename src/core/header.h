@@ -18,7 +18,8 @@ struct hdr_field {
  * end of the header section (an empty line, the end of input, or a line that is not
  * a header field, e.g. a body line when there was no empty line), -1 when p starts
  * with a malformed field (no colon, bad name characters); the caller may skip that
- * line. Never reads past len. */
+ * line: then f->line_len is its length with any continuation lines, the rest of *f is
+ * zero. Never reads past len. */
 int hdr_next(const char *p, size_t len, struct hdr_field *f);
 /* 1 when the field's name equals name (ASCII case-insensitive). */
 int hdr_name_is(const struct hdr_field *f, const char *name);
