@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -351,6 +352,11 @@ struct dns *dns_new(struct event_base *base, const char *resolver, const char *t
         if (e) log_debug("dns", "/etc/hosts: %s", ub_strerror(e));
     }
     if (trust_anchor && *trust_anchor) {
+        /* libunbound only reads the file at the first query; fail here instead. */
+        if (access(trust_anchor, R_OK) != 0) {
+            snprintf(err, errsize, "trust anchor %s: %s", trust_anchor, strerror(errno));
+            goto fail;
+        }
         if ((e = ub_ctx_add_ta_file(ctx, trust_anchor)) != 0) {
             snprintf(err, errsize, "trust anchor %s: %s", trust_anchor, ub_strerror(e));
             goto fail;
