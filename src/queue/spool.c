@@ -244,9 +244,9 @@ char *spool_env_format(const struct spool_env *e)
             buf_puts(&b, " dsn=");
             put_esc(&b, r->dsn, 1);
         }
-        if (r->diag) {
+        if (r->diag) { /* last: the rest of the line, spaces kept for people */
             buf_puts(&b, " diag=");
-            put_esc(&b, r->diag, 1);
+            put_esc(&b, r->diag, 0);
         }
         buf_puts(&b, "\n");
     }
@@ -346,6 +346,7 @@ static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
     size_t i = 0;
     while (i < len) {
         const char *sp = memchr(p + i, ' ', len - i);
+        if (len - i > 5 && memcmp(p + i, "diag=", 5) == 0) sp = NULL; /* rest of line */
         size_t n = sp ? (size_t)(sp - (p + i)) : len - i;
         const char *f = p + i;
         if (n == 0) goto bad;

@@ -190,12 +190,12 @@ static void test_env_bad(void)
         "body: 8BITMIME\n"
         "rcpt: <bob@example.org> orig=<Bob@example.org> orcpt=rfc822;bob@example.org "
         "notify=FAILURE,DELAY state=queued attempts=0 next=0 dsn=4.2.0 "
-        "diag=451\\x20greylisted\n";
+        "diag=451 greylisted state=sent x=y\n";
     struct spool_env out;
     int line = -1;
     CHECK(spool_env_parse(text, strlen(text), &out, &line) == 0, "example at line %d", line);
     CHECK(out.nrcpts == 1 && out.rcpts[0].notify == (SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY) &&
-              strcmp(out.rcpts[0].diag, "451 greylisted") == 0 &&
+              strcmp(out.rcpts[0].diag, "451 greylisted state=sent x=y") == 0 &&
               strcmp(out.client_name, "mx.example") == 0 &&
               strcmp(out.client_addr, "192.0.2.7") == 0 && out.size == 42 &&
               out.body == SMTP_BODY_8BITMIME && out.ret == SMTP_RET_FULL,

@@ -1,0 +1,307 @@
+/* cmd_queue.c: "kurier queue ..." and mailq(1). Reads the spool directly; changes
+ * go through the daemon's control socket, or straight to the spool when no daemon
+ * runs (the scheduler must not act on a message behind its back). */
+#include "core/compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "control/control.h"
+#include "core/core.h"
+#include "queue/queue.h"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: kurier queue list\n"
+                    "       kurier queue show [--body] ID\n"
+                    "       kurier queue flush\n"
+                    "       kurier queue delete ID|ALL\n"
+                    "       kurier queue hold ID\n"
+                    "       kurier queue release ID\n");
+}
+
+static struct spool *open_spool(const struct kconf *conf)
+{
+    char err[512];
+    struct spool *s = spool_attach(conf->spool_dir, err, sizeof err);
+    if (!s) fprintf(stderr, "kurier: %s\n", err);
+    return s;
+}
+
+/* Print a value from the spool (peer bytes) safely on a terminal. */
+static void put_safe(FILE *out, const char *s)
+{
+    char esc[1024];
+    log_escape(esc, sizeof esc, s, strlen(s));
+    fputs(esc, out);
+}
+
+/* --- list -------------------------------------------------------------------- */
+
+struct list_ctx {
+    struct spool *s;
+    size_t n;
+    unsigned long long bytes;
+};
+
+static void list_one(void *arg, const char *id)
+{
+    struct list_ctx *c = arg;
+    char err[512];
+    struct spool_env *e = spool_load(c->s, id, err, sizeof err);
+    if (!e) {
+        if (!strstr(err, "no such message")) /* removed meanwhile: not an error */
+            fprintf(stderr, "kurier: %s\n", err);
+        return;
+    }
+    if (c->n == 0)
+        printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    c->n++;
+    c->bytes += e->size;
+    char date[32];
+    struct tm tm;
+    localtime_r(&e->arrival, &tm);
+    if (strftime(date, sizeof date, "%a %b %d %H:%M:%S", &tm) == 0) date[0] = '\0';
+    printf("%-14s %9zu %-20s  ", e->id, e->size, date);
+    put_safe(stdout, e->sender[0] ? e->sender : "MAILER-DAEMON");
+    printf("%s\n", e->held ? " (held)" : "");
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct spool_rcpt *r = &e->rcpts[i];
+        printf("%47s", "");
+        put_safe(stdout, r->addr);
+        printf("  %s", rcpt_state_name(r->state));
+        if (r->attempts) printf(", %d attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
+        printf("\n");
+        if (r->diag && r->state != RCPT_ST_SENT) {
+            printf("%49s(", "");
+            if (r->dsn[0]) printf("%s ", r->dsn);
+            put_safe(stdout, r->diag);
+            printf(")\n");
+        }
+    }
+    printf("\n");
+    spool_env_free(e);
+}
+
+static int queue_list(const struct kconf *conf)
+{
+    struct spool *s = open_spool(conf);
+    if (!s) return 1;
+    struct list_ctx c = {.s = s};
+    int rc = spool_scan(s, list_one, &c);
+    spool_free(s);
+    if (rc != 0) {
+        fprintf(stderr, "kurier: cannot read the queue in %s: %s\n", conf->spool_dir,
+                strerror(errno));
+        return 1;
+    }
+    if (c.n == 0)
+        printf("Mail queue is empty\n");
+    else
+        printf("-- %llu Kbytes in %zu Request%s.\n", (c.bytes + 1023) / 1024, c.n,
+               c.n == 1 ? "" : "s");
+    return 0;
+}
+
+/* --- show -------------------------------------------------------------------- */
+
+static int queue_show(const struct kconf *conf, const char *id, int body)
+{
+    struct spool *s = open_spool(conf);
+    if (!s) return 1;
+    char err[512];
+    struct spool_env *e = spool_load(s, id, err, sizeof err);
+    if (!e) {
+        if (strstr(err, "no such message"))
+            fprintf(stderr, "kurier: no such message %s\n", id);
+        else
+            fprintf(stderr, "kurier: %s\n", err);
+        spool_free(s);
+        return 1;
+    }
+    char *text = spool_env_format(e);
+    fputs(text, stdout);
+    free(text);
+    spool_env_free(e);
+    int fd = spool_open_content(s, id);
+    spool_free(s);
+    if (fd < 0) {
+        fprintf(stderr, "kurier: cannot open the message %s: %s\n", id, strerror(errno));
+        return 1;
+    }
+    printf("\n");
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n') {
+            line[n - 2] = '\n';
+            line[--n] = '\0';
+        }
+        if (!body && line[0] == '\n') break; /* end of the header */
+        fwrite(line, 1, (size_t)n, stdout);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* --- changes ------------------------------------------------------------------ */
+
+struct del_ctx {
+    struct spool *s;
+    int n;
+};
+
+static void delete_one(void *arg, const char *id)
+{
+    struct del_ctx *c = arg;
+    if (spool_remove(c->s, id) == 0) c->n++;
+}
+
+/* Without a daemon: act on the spool itself. */
+static int direct(const struct kconf *conf, const char *verb, const char *id)
+{
+    struct spool *s = open_spool(conf);
+    if (!s) return 1;
+    int rc = 0;
+    char err[512];
+    if (strcmp(verb, "delete") == 0 && strcmp(id, "ALL") == 0) {
+        struct del_ctx c = {.s = s};
+        spool_scan(s, delete_one, &c);
+        printf("deleted %d message%s\n", c.n, c.n == 1 ? "" : "s");
+    } else if (strcmp(verb, "delete") == 0) {
+        if (spool_remove(s, id) == 0) {
+            printf("deleted %s\n", id);
+        } else {
+            fprintf(stderr, "kurier: no such message %s\n", id);
+            rc = 1;
+        }
+    } else {
+        int hold = strcmp(verb, "hold") == 0;
+        struct spool_env *e = spool_load(s, id, err, sizeof err);
+        if (!e) {
+            if (strstr(err, "no such message"))
+                fprintf(stderr, "kurier: no such message %s\n", id);
+            else
+                fprintf(stderr, "kurier: %s\n", err);
+            rc = 1;
+        } else {
+            e->held = hold;
+            if (!hold) /* released: try it as soon as the daemon runs */
+                for (size_t i = 0; i < e->nrcpts; i++)
+                    e->rcpts[i].next_try = 0;
+            if (spool_update(s, e) == 0) {
+                printf("%s %s\n", hold ? "held" : "released", id);
+            } else {
+                fprintf(stderr, "kurier: cannot update %s: %s\n", id, strerror(errno));
+                rc = 1;
+            }
+            spool_env_free(e);
+        }
+    }
+    spool_free(s);
+    return rc;
+}
+
+static int change(const struct kconf *conf, const char *verb, const char *id)
+{
+    char req[256], reply[1024];
+    if (snprintf(req, sizeof req, "%s%s%s", verb, id ? " " : "", id ? id : "") >= (int)sizeof req) {
+        fprintf(stderr, "kurier: no such message %s\n", id);
+        return 1;
+    }
+    int r = control_request(conf->control_socket, req, reply, sizeof reply);
+    if (r == 0) {
+        printf("%s\n", reply[0] ? reply : "ok");
+        return 0;
+    }
+    if (r == 1) {
+        fprintf(stderr, "kurier: %s\n", reply);
+        return 1;
+    }
+    /* no daemon */
+    if (strcmp(verb, "flush") == 0) {
+        printf("kurierd is not running; queued messages will be tried when it starts\n");
+        return 0;
+    }
+    return direct(conf, verb, id);
+}
+
+int cmd_queue(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    const char *verb = argv[1];
+    int rc;
+    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
+        usage();
+        return 0;
+    }
+    if (strcmp(verb, "list") == 0 && argc == 2) {
+        struct kconf *conf = cli_load_conf();
+        rc = queue_list(conf);
+        conf_free(conf);
+        return rc;
+    }
+    if (strcmp(verb, "show") == 0 && (argc == 3 || argc == 4)) {
+        int body = 0;
+        const char *id = NULL;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--body") == 0)
+                body = 1;
+            else if (!id)
+                id = argv[i];
+            else
+                id = NULL, i = argc; /* two IDs */
+        }
+        if (!id || (argc == 4 && !body)) {
+            usage();
+            return 2;
+        }
+        struct kconf *conf = cli_load_conf();
+        rc = queue_show(conf, id, body);
+        conf_free(conf);
+        return rc;
+    }
+    if (strcmp(verb, "flush") == 0 && argc == 2) {
+        struct kconf *conf = cli_load_conf();
+        rc = change(conf, "flush", NULL);
+        conf_free(conf);
+        return rc;
+    }
+    if ((strcmp(verb, "delete") == 0 || strcmp(verb, "hold") == 0 ||
+         strcmp(verb, "release") == 0) &&
+        argc == 3) {
+        if (strcmp(argv[2], "ALL") == 0 && strcmp(verb, "delete") != 0) {
+            fprintf(stderr, "kurier: %s ALL is not supported\n", verb);
+            return 2;
+        }
+        struct kconf *conf = cli_load_conf();
+        rc = change(conf, verb, argv[2]);
+        conf_free(conf);
+        return rc;
+    }
+    usage();
+    return 2;
+}
+
+int cmd_mailq(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv; /* mailq options (-v, -q ...) are accepted and ignored */
+    struct kconf *conf = cli_load_conf();
+    int rc = queue_list(conf);
+    conf_free(conf);
+    return rc;
+}
