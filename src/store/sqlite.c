@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -47,6 +47,15 @@ static const char *const migrations[] = {
     "ALTER TABLE domains ADD COLUMN sender_binding TEXT NOT NULL DEFAULT 'enforce'"
     "  CHECK (sender_binding IN ('enforce', 'log', 'off'));"
     "UPDATE schema_version SET version = 2;",
+    /* 3: relay routes per sender or sender domain (deliver/remote.c), with the
+     * customer's credentials at the other provider (kept in clear: they are sent). */
+    "CREATE TABLE IF NOT EXISTS relay_routes ("
+    "  match TEXT PRIMARY KEY,"
+    "  hosts TEXT NOT NULL,"
+    "  username TEXT NOT NULL DEFAULT '',"
+    "  password TEXT NOT NULL DEFAULT '',"
+    "  tls TEXT NOT NULL DEFAULT '');"
+    "UPDATE schema_version SET version = 3;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1065,4 +1074,146 @@ void store_strv_free(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+/* --- relay routes (per sender / sender domain) ------------------------------ */
+
+/* "host[:port]" list separated by commas or spaces; each host a name or an IP
+ * literal ("[2001:db8::1]:587"). */
+static int relay_hosts_valid(const char *hosts)
+{
+    if (!hosts || !*hosts || strlen(hosts) >= 1024) return 0;
+    return strspn(hosts,
+                  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[], ") ==
+           strlen(hosts);
+}
+
+int store_relay_add(struct store *st, const char *match, const char *hosts, const char *username,
+                    const char *password, const char *tls, char *err, size_t errsize)
+{
+    char m[ADDR_SIZE];
+    if (norm_grant(match, m, err, errsize) != 0) return -1;
+    if (!relay_hosts_valid(hosts)) {
+        seterr(err, errsize, "invalid relay host list \"%s\" (expected HOST[:PORT][,HOST...])",
+               hosts ? hosts : "");
+        return -1;
+    }
+    if (!tls) tls = "";
+    if (*tls && strcmp(tls, "encrypt") != 0 && strcmp(tls, "verify") != 0 &&
+        strcmp(tls, "may") != 0 && strcmp(tls, "none") != 0) {
+        seterr(err, errsize, "invalid tls \"%s\" (expected none, may, encrypt or verify)", tls);
+        return -1;
+    }
+    if (!username) username = "";
+    if (!password) password = "";
+    if (strlen(username) > 255 || strlen(password) > 255) {
+        seterr(err, errsize, "user name or password too long (at most 255 bytes)");
+        return -1;
+    }
+    if ((*username != 0) != (*password != 0)) {
+        seterr(err, errsize, "give both a user name and a password, or neither");
+        return -1;
+    }
+    lock(st);
+    int rc = -1;
+    sqlite3_stmt *s = prep(st, "INSERT OR REPLACE INTO relay_routes (match, hosts, username, "
+                               "password, tls) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!s) {
+        db_fail(st, err, errsize);
+        goto out;
+    }
+    bind_text(s, 1, m);
+    bind_text(s, 2, hosts);
+    bind_text(s, 3, username);
+    bind_text(s, 4, password);
+    bind_text(s, 5, tls);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (r == SQLITE_DONE)
+        rc = 0;
+    else
+        db_fail(st, err, errsize);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_relay_del(struct store *st, const char *match, char *err, size_t errsize)
+{
+    char m[ADDR_SIZE];
+    if (norm_grant(match, m, err, errsize) != 0) return -1;
+    lock(st);
+    int changes = 0;
+    int rc =
+        exec2(st, "DELETE FROM relay_routes WHERE match = ?1", m, NULL, &changes, err, errsize);
+    if (rc == 0 && changes == 0) {
+        seterr(err, errsize, "no relay route for %s", m);
+        rc = -1;
+    }
+    unlock(st);
+    return rc;
+}
+
+static void row_relay(sqlite3_stmt *s, struct store_relay *out)
+{
+    const char *v[5];
+    for (int i = 0; i < 5; i++) {
+        v[i] = (const char *)sqlite3_column_text(s, i);
+        if (!v[i]) v[i] = "";
+    }
+    str_copy(out->match, v[0], sizeof out->match);
+    str_copy(out->hosts, v[1], sizeof out->hosts);
+    str_copy(out->username, v[2], sizeof out->username);
+    str_copy(out->password, v[3], sizeof out->password);
+    str_copy(out->tls, v[4], sizeof out->tls);
+}
+
+int store_relay_get(struct store *st, const char *sender, struct store_relay *out)
+{
+    char a[ADDR_SIZE], d[ADDR_SIZE + 1] = "";
+    if (!sender || !*sender || str_copy(a, sender, sizeof a) >= sizeof a) return 0;
+    str_lower(a);
+    const char *at = strrchr(a, '@');
+    if (!at || !at[1]) return 0;
+    str_copy(d, at, sizeof d);
+    lock(st);
+    int rc = -1;
+    /* the exact address wins over its domain */
+    sqlite3_stmt *s = prep(st, "SELECT match, hosts, username, password, tls FROM relay_routes "
+                               "WHERE match = ?1 OR match = ?2 ORDER BY match = ?1 DESC LIMIT 1");
+    if (s) {
+        bind_text(s, 1, a);
+        bind_text(s, 2, d);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW) {
+            row_relay(s, out);
+            rc = 1;
+        } else if (r == SQLITE_DONE) {
+            rc = 0;
+        }
+        sqlite3_finalize(s);
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
+                     void *arg)
+{
+    lock(st);
+    int rc = -1;
+    sqlite3_stmt *s =
+        prep(st, "SELECT match, hosts, username, password, tls FROM relay_routes ORDER BY match");
+    if (s) {
+        int r;
+        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+            struct store_relay rr;
+            row_relay(s, &rr);
+            cb(arg, &rr);
+        }
+        if (r == SQLITE_DONE) rc = 0;
+        sqlite3_finalize(s);
+    }
+    unlock(st);
+    return rc;
 }

@@ -108,4 +108,29 @@ int store_domain_binding(struct store *st, const char *domain);
  * grants nothing. */
 int store_sender_owned(struct store *st, const char *user, const char *address);
 
+/* --- relay routes (deliver/remote.c, docs/outbound.md) -------------------------
+ * Mail from a sender ("user@domain") or a whole sender domain ("@domain") goes
+ * through the given relay hosts, with the customer's login there. The password is
+ * stored as given (it must be sent) and never logged; the file is mode 0660. */
+struct store_relay {
+    char match[321];    /* "user@domain" or "@domain", lowercased */
+    char hosts[1024];   /* "HOST[:PORT][,HOST[:PORT]...]", first reachable wins */
+    char username[256]; /* "" = no AUTH */
+    char password[256];
+    char tls[16]; /* "" (default: encrypt with credentials), "none", "may", "encrypt",
+                     "verify" */
+};
+/* Add, or replace the route of match. Errors: invalid match, hosts or tls, only one
+ * of username and password. */
+int store_relay_add(struct store *st, const char *match, const char *hosts, const char *username,
+                    const char *password, const char *tls, char *err, size_t errsize);
+/* Errors: "no relay route for MATCH". */
+int store_relay_del(struct store *st, const char *match, char *err, size_t errsize);
+/* The route for an envelope sender: its exact address first, then "@domain".
+ * 1 found (out filled), 0 none (also for the null sender), -1 database error. */
+int store_relay_get(struct store *st, const char *sender, struct store_relay *out);
+/* Every route ordered by match; cb runs inside the call. 0 done, -1 database error. */
+int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
+                     void *arg);
+
 #endif

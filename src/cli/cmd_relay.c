@@ -1,0 +1,117 @@
+/* cmd_relay.c: "kurier relay add|del|list": relay routes per sender or sender domain
+ * (a customer's smarthost at another provider, with their login) in the directory.
+ * Works on the SQLite file directly; the password is read from stdin and never
+ * printed (list masks it). The daemon reads the routes at each delivery. */
+#include "core/compat.h"
+
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/core.h"
+#include "store/store.h"
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kurier: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: kurier relay add MATCH HOST[:PORT][,HOST[:PORT]...] [--user U "
+            "--password-stdin] [--tls none|may|encrypt|verify]\n"
+            "       kurier relay del MATCH\n"
+            "       kurier relay list\n"
+            "MATCH is a sender address (user@example.org) or a sender domain (@example.org);\n"
+            "mail from it goes through the hosts in order (the next when one is unreachable).\n"
+            "With a login, TLS is at least \"encrypt\": the password never travels in clear.\n");
+    return 2;
+}
+
+/* One line from stdin without the line end; new string or NULL. */
+static char *read_secret(void)
+{
+    char buf[512];
+    if (!fgets(buf, sizeof buf, stdin)) return NULL;
+    size_t n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    char *s = n ? xstrdup(buf) : NULL;
+    explicit_bzero(buf, sizeof buf);
+    return s;
+}
+
+static void print_route(void *arg, const struct store_relay *r)
+{
+    (void)arg;
+    printf("%-40s %-40s %s%s %s\n", r->match, r->hosts, r->username[0] ? r->username : "-",
+           r->password[0] ? ":********" : "", r->tls[0] ? r->tls : "default");
+}
+
+int cmd_relay(int argc, char **argv)
+{
+    if (argc < 2) return usage();
+    const char *verb = argv[1];
+    const char *args[2] = {NULL, NULL};
+    size_t nargs = 0;
+    const char *user = NULL, *tls = NULL;
+    int pw_stdin = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (strcmp(o, "--user") == 0 && i + 1 < argc)
+            user = argv[++i];
+        else if (strcmp(o, "--password-stdin") == 0)
+            pw_stdin = 1;
+        else if (strcmp(o, "--tls") == 0 && i + 1 < argc)
+            tls = argv[++i];
+        else if (o[0] == '-' && o[1])
+            return usage();
+        else if (nargs < 2)
+            args[nargs++] = o;
+        else
+            return usage();
+    }
+    int is_add = strcmp(verb, "add") == 0;
+    if ((is_add && nargs != 2) || (strcmp(verb, "del") == 0 && nargs != 1) ||
+        (strcmp(verb, "list") == 0 && nargs != 0) ||
+        (!is_add && strcmp(verb, "del") != 0 && strcmp(verb, "list") != 0))
+        return usage();
+    if (!is_add && (user || tls || pw_stdin)) return usage();
+    if (is_add && (user != NULL) != pw_stdin)
+        return fail("--user and --password-stdin go together");
+
+    char *password = NULL;
+    if (pw_stdin) {
+        password = read_secret();
+        if (!password) return fail("no password on standard input");
+    }
+    struct kconf *conf = cli_load_conf();
+    char err[512];
+    struct store *st = store_open(conf->directory, 1, conf->user, err, sizeof err);
+    if (!st) {
+        if (password) explicit_bzero(password, strlen(password));
+        free(password);
+        conf_free(conf);
+        return fail("%s", err);
+    }
+    int rc = 0;
+    if (is_add) {
+        if (store_relay_add(st, args[0], args[1], user, password, tls, err, sizeof err) != 0)
+            rc = fail("%s", err);
+    } else if (strcmp(verb, "del") == 0) {
+        if (store_relay_del(st, args[0], err, sizeof err) != 0) rc = fail("%s", err);
+    } else if (store_relay_list(st, print_route, NULL) != 0) {
+        rc = fail("cannot list relay routes: database error");
+    }
+    if (password) explicit_bzero(password, strlen(password));
+    free(password);
+    store_free(st);
+    conf_free(conf);
+    return rc;
+}
