@@ -380,13 +380,7 @@ static void header_scan(const char *p, size_t len, int *has_date, int *has_msgid
     *has_date = *has_msgid = 0;
     while (off < len) {
         int n = hdr_next(p + off, len - off, &f);
-        if (n == 0) break;
-        if (n < 0) { /* skip a malformed line */
-            const char *nl = memchr(p + off, '\n', len - off);
-            if (!nl) break;
-            off = (size_t)(nl - p) + 1;
-            continue;
-        }
+        if (n <= 0) break; /* as Postfix: a line that is not a field ends the headers */
         if (hdr_name_is(&f, "Date")) *has_date = 1;
         if (hdr_name_is(&f, "Message-ID")) *has_msgid = 1;
         off += (size_t)n;
