@@ -378,6 +378,15 @@ struct dns *dns_new(struct event_base *base, const char *resolver, const char *t
             goto fail;
     }
 
+    /* Apply the settings now rather than at the first query: a bad trust anchor
+     * fails here, and files are read before the daemon drops privileges. Removing
+     * a zone that does not exist is libunbound's only public way to finalize. */
+    if ((e = ub_ctx_zone_remove(ctx, "kurier-finalize.invalid.")) != 0) {
+        snprintf(err, errsize, "resolver setup: %s%s", ub_strerror(e),
+                 trust_anchor && *trust_anchor ? " (check the trust anchor file)" : "");
+        goto fail;
+    }
+
     struct dns *d = xcalloc(1, sizeof *d);
     d->base = base;
     d->ctx = ctx;

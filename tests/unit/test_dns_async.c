@@ -117,6 +117,16 @@ int main(void)
     CHECK(dns_new(base, fwd, NULL, bad_insecure, err, sizeof err) == NULL, "empty insecure");
     CHECK(dns_new(base, fwd, "/nonexistent/root.key", NULL, err, sizeof err) == NULL,
           "missing trust anchor refused");
+    char ta[] = "/tmp/kurier-test-ta-XXXXXX";
+    int tfd = mkstemp(ta);
+    if (tfd >= 0) {
+        write(tfd, "not a trust anchor\n", 19);
+        close(tfd);
+    }
+    struct dns *bad = dns_new(base, fwd, ta, NULL, err, sizeof err);
+    CHECK(tfd >= 0 && bad == NULL, "malformed trust anchor refused at dns_new");
+    dns_free(bad);
+    unlink(ta);
 
     struct dns *d = make(base, fwd);
     CHECK(d != NULL, "dns_new");
