@@ -363,7 +363,8 @@ static void test_migration_v1(const char *dir)
         }
         sqlite3_close(db);
     }
-    CHECK(uv == 2 && sv == 2, "versions after migration: user_version %d, table %d", uv, sv);
+    /* Migrated to the newest version (2 brought sender binding; later ones may follow). */
+    CHECK(uv >= 2 && sv == uv, "versions after migration: user_version %d, table %d", uv, sv);
     free(path);
 }
 
