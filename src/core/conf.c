@@ -31,13 +31,25 @@ enum ktype {
     KT_BOOL,
     KT_ENUM,
     KT_CHOICE,
-    KT_NETS
+    KT_NETS,
+    KT_HOSTLIST /* one or more HOST[:PORT] arguments, stored space-separated */
 };
 
-enum kblock { KB_MAIN = 0, KB_LOG, KB_LIMITS, KB_QUEUE, KB_RELAY, KB_AUTH, KB_LISTEN, KB_COUNT };
+enum kblock {
+    KB_MAIN = 0,
+    KB_LOG,
+    KB_LIMITS,
+    KB_QUEUE,
+    KB_RELAY,
+    KB_AUTH,
+    KB_OUTBOUND,
+    KB_LISTEN, /* from here on: blocks with an argument, in any number */
+    KB_TRANSPORT,
+    KB_COUNT
+};
 
-static const char *const block_names[KB_COUNT] = {"",      "log",  "limits", "queue",
-                                                  "relay", "auth", "listen"};
+static const char *const block_names[KB_COUNT] = {"",     "log",      "limits", "queue",    "relay",
+                                                  "auth", "outbound", "listen", "transport"};
 
 struct conf_key {
     enum kblock block;
@@ -53,6 +65,7 @@ struct conf_key {
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
+#define KT(f) offsetof(struct conf_transport, f)
 #define MIN_ 60.0
 #define HOUR_ 3600.0
 #define DAY_ 86400.0
@@ -79,6 +92,10 @@ static const struct conf_key keys[] = {
      "Threads for disk writes and fsync."},
     {KB_MAIN, "resolver", KT_STR, "", "the system resolver (/etc/resolv.conf)", 0, 0, NULL,
      KC(resolver), "DNS forwarder as IP or IP@PORT (e.g. 127.0.0.1@5353); \"\" uses the system's."},
+    {KB_MAIN, "relay_host", KT_HOSTLIST, NULL, "none (deliver to the MX hosts)", 0, 0, NULL,
+     KC(relay_host),
+     "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
+     "fallbacks tried in order when the first is unreachable."},
 
     {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
      "Where log lines go."},
@@ -137,6 +154,27 @@ static const struct conf_key keys[] = {
     {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
      "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
 
+    {KB_OUTBOUND, "helo", KT_HOST, NULL, "hostname", 0, 0, NULL, KC(out_helo),
+     "Name we give in EHLO/HELO to remote servers."},
+    {KB_OUTBOUND, "tls", KT_ENUM, "may", NULL, 0, 0, "none|may|encrypt|verify", KC(out_tls),
+     "STARTTLS towards remote servers: may uses it when offered, encrypt requires it, verify "
+     "also requires a valid certificate for the host name; relays given a login always get "
+     "at least encrypt."},
+    {KB_OUTBOUND, "ca_file", KT_PATH, NULL, "the system store", 0, 0, NULL, KC(out_ca_file),
+     "CA certificates (PEM) for tls verify."},
+    {KB_OUTBOUND, "port", KT_INT, "25", NULL, 1, 65535, NULL, KC(out_port),
+     "TCP port of MX hosts and of relays given without a port. Only tests change it."},
+    {KB_OUTBOUND, "connect_timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL,
+     KC(out_connect_timeout), "Time to set up a connection and get the greeting."},
+    {KB_OUTBOUND, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(out_command_timeout),
+     "Time to wait for the reply to a command (RFC 5321 4.5.3.2: 5m)."},
+    {KB_OUTBOUND, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(out_data_timeout),
+     "Time to send the message and get the final reply (RFC 5321 4.5.3.2.6: 10m)."},
+    {KB_OUTBOUND, "concurrency", KT_INT, "20", NULL, 1, 10000, NULL, KC(out_concurrency),
+     "Connections at once to one destination (host, port, TLS and login); more jobs wait."},
+    {KB_OUTBOUND, "idle_time", KT_DUR, "5s", NULL, 0, 10 * MIN_, NULL, KC(out_idle),
+     "How long an idle connection is kept for the next message to the same destination."},
+
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
     {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
@@ -156,6 +194,13 @@ static const struct conf_key keys[] = {
      "one of their names (SNI) get that certificate instead of cert."},
     {KB_LISTEN, "hide_client", KT_BOOL, "off", NULL, 0, 0, NULL, KL(hide_client),
      "Leave the client's name and address out of our Received: header (submission)."},
+
+    {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
+     KT(relay),
+     "Relay hosts for this recipient domain as HOST[:PORT], in order; the next is tried when "
+     "one is unreachable."},
+    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
+     KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -355,6 +400,40 @@ static char *path_resolve(const char *s)
     return r;
 }
 
+/* "host", "host:port", "192.0.2.1:587", "[2001:db8::1]:25". 0 ok, -1 with why. */
+static int hostport_check(const char *s, char *why, size_t whylen)
+{
+    const char *port = NULL;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        char a[64];
+        struct in6_addr a6;
+        if (!rb || (size_t)(rb - s - 1) >= sizeof a || (rb[1] && rb[1] != ':')) goto bad;
+        memcpy(a, s + 1, (size_t)(rb - s - 1));
+        a[rb - s - 1] = '\0';
+        if (inet_pton(AF_INET6, a, &a6) != 1) goto bad;
+        if (rb[1] == ':') port = rb + 2;
+    } else {
+        const char *colon = strchr(s, ':');
+        hlen = colon ? (size_t)(colon - s) : strlen(s);
+        if (!hlen || hlen > 253 ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != hlen)
+            goto bad;
+        if (colon) port = colon + 1;
+    }
+    if (port && (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
+                 atoi(port) < 1 || atoi(port) > 65535))
+        goto bad;
+    return 0;
+bad:
+    snprintf(why, whylen,
+             "invalid relay host \"%s\": expected HOST, HOST:PORT or [IPV6]:PORT, e.g. "
+             "smtp.example.net:587",
+             s);
+    return -1;
+}
+
 static void *field(void *base, const struct conf_key *k)
 {
     return (char *)base + k->off;
@@ -478,6 +557,14 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         }
         break;
     }
+    case KT_HOSTLIST: {
+        char **dst = field(base, k);
+        if (hostport_check(s, why, whylen) != 0) return -1;
+        char *nv = *dst ? xasprintf("%s %s", *dst, s) : xstrdup(s);
+        free(*dst);
+        *dst = nv;
+        return 0;
+    }
     case KT_NETS: {
         struct kconf *c = base;
         struct conf_net net;
@@ -520,10 +607,11 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_STR:
     case KT_HOST:
     case KT_PATH:
-    case KT_CHOICE: {
+    case KT_CHOICE:
+    case KT_HOSTLIST: {
         const char *s = *(char *const *)f;
         if (!s) return -1;
-        if (k->type == KT_CHOICE) return buf_puts(out, s), 0;
+        if (k->type == KT_CHOICE || k->type == KT_HOSTLIST) return buf_puts(out, s), 0;
         buf_puts(out, "\"");
         for (const char *p = s; *p; p++) {
             if (*p == '"' || *p == '\\')
@@ -695,7 +783,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         conf_errors_add(L->errs, n->file, n->line, n->col, "missing argument for \"%s\"", n->name);
         return;
     }
-    if (n->nargs > 1 && k->type != KT_NETS) {
+    if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST) {
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
@@ -877,6 +965,55 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
         listen_free(l);
 }
 
+static void transport_free(struct conf_transport *t)
+{
+    if (!t) return;
+    free(t->domain);
+    free(t->relay);
+    free(t);
+}
+
+static void apply_transport(struct loader *L, struct kconf *c, const struct conf_node *n)
+{
+    const struct conf_node *seen[NKEYS] = {0};
+    struct conf_transport *t = xcalloc(1, sizeof *t);
+    apply_defaults(KB_TRANSPORT, t);
+    int ok = 1;
+    const char *d = n->nargs == 1 ? n->args[0] : "";
+    const char *name = d[0] == '.' ? d + 1 : d;
+    if (n->nargs != 1) {
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        n->nargs ? "too many arguments for \"transport\" (expected DOMAIN)"
+                                 : "missing argument for \"transport\" (expected DOMAIN)");
+        ok = 0;
+    } else if (!*name || strlen(name) > 253 ||
+               strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+                   strlen(name)) {
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        "invalid transport domain \"%s\": expected example.org, or .example.org "
+                        "for its subdomains",
+                        d);
+        ok = 0;
+    } else {
+        t->domain = xstrdup(d);
+        str_lower(t->domain);
+    }
+    size_t nerr = L->errs->n;
+    apply_block(L, KB_TRANSPORT, n->children, t, seen);
+    if (L->errs->n != nerr) ok = 0;
+    struct conf_transport **tail = &c->transports;
+    for (; *tail; tail = &(*tail)->next)
+        if (ok && strcmp((*tail)->domain, t->domain) == 0) {
+            conf_errors_add(L->errs, n->file, n->line, n->col, "duplicate transport \"%s\"",
+                            t->domain);
+            ok = 0;
+        }
+    if (ok)
+        *tail = t;
+    else
+        transport_free(t);
+}
+
 static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node *tree)
 {
     const struct conf_node *seen[NKEYS] = {0};
@@ -888,6 +1025,8 @@ static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node
                             "\"include\" is not followed here (no file access)");
         } else if (b == KB_LISTEN) {
             apply_listen(L, c, n);
+        } else if (b == KB_TRANSPORT) {
+            apply_transport(L, c, n);
         } else if (b > 0) {
             if (n->nargs)
                 conf_errors_add(L->errs, n->file, n->line, n->col,
@@ -1022,6 +1161,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_QUEUE, c);
     apply_defaults(KB_RELAY, c);
     apply_defaults(KB_AUTH, c);
+    apply_defaults(KB_OUTBOUND, c);
     return c;
 }
 
@@ -1084,7 +1224,7 @@ void conf_free(struct kconf *c)
     char **strs[] = {&c->file,      &c->hostname,     &c->user,      &c->state_dir,
                      &c->spool_dir, &c->maildir_root, &c->directory, &c->control_socket,
                      &c->locale,    &c->log_target,   &c->log_name,  &c->log_debug,
-                     &c->resolver};
+                     &c->resolver,  &c->relay_host,   &c->out_helo,  &c->out_ca_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->trusted);
@@ -1092,6 +1232,11 @@ void conf_free(struct kconf *c)
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);
         c->listeners = next;
+    }
+    while (c->transports) {
+        struct conf_transport *next = c->transports->next;
+        transport_free(c->transports);
+        c->transports = next;
     }
     free(c);
 }
@@ -1132,6 +1277,11 @@ void conf_dump(const struct kconf *c, FILE *out)
         dump_block(out, KB_LISTEN, l, "    ");
         fprintf(out, "}\n");
     }
+    for (const struct conf_transport *t = c->transports; t; t = t->next) {
+        fprintf(out, "\ntransport %s {\n", t->domain);
+        dump_block(out, KB_TRANSPORT, t, "    ");
+        fprintf(out, "}\n");
+    }
 }
 
 static void md_cell(FILE *out, const char *s)
@@ -1145,9 +1295,10 @@ static void md_cell(FILE *out, const char *s)
 static void doc_type(FILE *out, const struct conf_key *k)
 {
     static const char *const names[] = {
-        [KT_STR] = "string", [KT_HOST] = "host name", [KT_PATH] = "path",     [KT_INT] = "integer",
-        [KT_SIZE] = "size",  [KT_DUR] = "duration",   [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",
-        [KT_ENUM] = "",      [KT_CHOICE] = "",        [KT_NETS] = "networks",
+        [KT_STR] = "string",    [KT_HOST] = "host name", [KT_PATH] = "path",
+        [KT_INT] = "integer",   [KT_SIZE] = "size",      [KT_DUR] = "duration",
+        [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",    [KT_ENUM] = "",
+        [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
     };
     if (k->choices) {
         fputs("one of ", out);
@@ -1225,6 +1376,13 @@ void conf_doc_markdown(FILE *out)
                  "they are set; `tls starttls` and `tls implicit` need `cert` and `key`; "
                  "`require_auth on` needs `auth on`.\n\n");
     doc_table(out, KB_LISTEN);
+    fprintf(out, "\n## transport DOMAIN { }\n\n"
+                 "Where mail for a recipient domain goes, in any number. DOMAIN is `example.org`, "
+                 "or `.example.org` for every subdomain too; the longest match wins. Without "
+                 "`relay` the domain's MX hosts are used with this block's `tls`. Routes per "
+                 "sender (with a login) are in the directory: `kurier relay add`. Order: sender "
+                 "route, transport, `relay_host`, MX (see docs/outbound.md).\n\n");
+    doc_table(out, KB_TRANSPORT);
 }
 
 /* --- networks ------------------------------------------------------------------------ */

@@ -65,6 +65,17 @@ struct conf_listen {
     struct conf_listen *next;
 };
 
+/* TLS towards a remote host; same order as enum smtp_client_tls. */
+enum conf_out_tls { CONF_TLS_NONE = 0, CONF_TLS_MAY, CONF_TLS_ENCRYPT, CONF_TLS_VERIFY };
+
+/* transport DOMAIN { }: where mail for a recipient domain goes. */
+struct conf_transport {
+    char *domain; /* "example.org", or ".example.org" for its subdomains too */
+    char *relay;  /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
+    int tls;      /* 0 = as outbound { tls }, else enum conf_out_tls + 1 */
+    struct conf_transport *next;
+};
+
 struct kconf {
     char *file; /* the main file as given */
 
@@ -79,6 +90,18 @@ struct kconf {
     char *locale;         /* "en" or "de" for DSN texts (default "en") */
     int workers;          /* worker threads for disk I/O (default 4) */
     char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
+    char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
+
+    /* outbound { }: remote delivery (deliver/remote.c) */
+    char *out_helo;          /* EHLO name, NULL = hostname */
+    int out_tls;             /* enum conf_out_tls (default may) */
+    char *out_ca_file;       /* CA bundle for tls verify, NULL = system store */
+    int out_port;            /* SMTP port of MX hosts (default 25; for tests) */
+    int out_connect_timeout; /* seconds (30s) */
+    int out_command_timeout; /* seconds (5m) */
+    int out_data_timeout;    /* seconds (10m) */
+    int out_concurrency;     /* connections per destination (20) */
+    int out_idle;            /* seconds an idle connection is kept for reuse (5s) */
 
     /* log { } */
     char *log_target; /* "stderr" or "syslog" (default "stderr") */
@@ -117,6 +140,7 @@ struct kconf {
     size_t ntrusted;
 
     struct conf_listen *listeners;
+    struct conf_transport *transports; /* in file order; the longest match wins */
 };
 
 /* Read FILE (following includes, relative to the including file's folder; glob
