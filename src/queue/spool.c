@@ -611,7 +611,7 @@ struct spool *spool_attach(const char *dir, char *err, size_t errsize)
     return spool_alloc(dir);
 }
 
-static void commit_fail_free(struct commit *c);
+static void commit_discard(struct commit *c);
 
 void spool_free(struct spool *s)
 {
@@ -621,7 +621,7 @@ void spool_free(struct spool *s)
         struct commit *c = s->inflight->list;
         while (c) {
             struct commit *n = c->next;
-            commit_fail_free(c);
+            commit_discard(c);
             c = n;
         }
         free(s->inflight);
@@ -629,7 +629,7 @@ void spool_free(struct spool *s)
     struct commit *c = s->pending;
     while (c) {
         struct commit *n = c->next;
-        commit_fail_free(c);
+        commit_discard(c);
         c = n;
     }
     free(s->dir);
@@ -708,10 +708,12 @@ static void commit_cleanup(struct commit *c)
     unlink_id(s->queue, c->m->id, ".msg");
 }
 
-static void commit_fail_free(struct commit *c)
+/* Shutdown: forget a commit without calling done. Its files stay where they are:
+ * in incoming/ they are removed at the next spool_open; in queue/ the message is
+ * kept (at worst delivered although the client saw no 250). */
+static void commit_discard(struct commit *c)
 {
     if (c->m->fd >= 0) close(c->m->fd);
-    commit_cleanup(c);
     free(c->m);
     free(c->envtext);
     free(c);

@@ -396,6 +396,24 @@ static void test_spool_ops(const char *root)
     snprintf(nodir, sizeof nodir, "%s/nonexistent", root);
     CHECK(spool_attach(nodir, err, sizeof err) == NULL, "attach to missing spool");
 
+    /* freeing a spool with commits in flight and waiting: no callback, no leak */
+    char dir3[600];
+    snprintf(dir3, sizeof dir3, "%s/spool3", root);
+    struct spool *s3 = spool_open(dir3, err, sizeof err);
+    CHECK(s3 != NULL, "open spool3: %s", err);
+    struct commit_state cs3 = {.base = base, .expect = 100};
+    struct spool_env *e3[2];
+    for (int i = 0; s3 && i < 2; i++) {
+        struct spool_msg *m = spool_msg_new(s3);
+        spool_msg_write(m, "y\r\n", 3);
+        e3[i] = make_env("a@b", 1);
+        spool_msg_commit(m, e3[i], on_committed, &cs3);
+    }
+    spool_free(s3);
+    CHECK(cs3.ndone == 0, "callbacks ran after spool_free");
+    for (int i = 0; s3 && i < 2; i++)
+        spool_env_free(e3[i]);
+
     work_shutdown();
     event_free(keep);
     event_base_free(base);
