@@ -83,6 +83,8 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.sender = txn ? &txn->sender : NULL;
     j->ctx.rcpt = rcpt;
     j->ctx.nrcpts = txn ? txn->nrcpts : 0;
+    j->ctx.headers = txn ? txn->headers : NULL;
+    j->ctx.headers_len = txn ? txn->headers_len : 0;
     j->done = done;
     j->arg = arg;
     j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);

@@ -11,6 +11,7 @@
 /* The checks in order. Later: taken from the listener's config. */
 static const struct policy_check *const all_checks[] = {
     &policy_check_recipient,
+    &policy_check_sender_login,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 

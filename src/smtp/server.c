@@ -1151,7 +1151,7 @@ static size_t sessions_from(const struct sockaddr_storage *sa)
 {
     size_t n = 0;
     for (struct smtp_session *s = sessions; s; s = s->next) {
-        if (s->peer.sa.ss_family != sa->ss_family) continue;
+        if (s->closing || s->peer.sa.ss_family != sa->ss_family) continue;
         if (sa->ss_family == AF_INET &&
             ((const struct sockaddr_in *)&s->peer.sa)->sin_addr.s_addr ==
                 ((const struct sockaddr_in *)sa)->sin_addr.s_addr)

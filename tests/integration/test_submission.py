@@ -150,7 +150,7 @@ def test_swaks_starttls_and_implicit(sub):
 def test_openssl_s_client(sub):
     p = subprocess.run(["openssl", "s_client", "-quiet", "-starttls", "smtp", "-connect",
                         "127.0.0.1:%d" % sub.sub_port, "-crlf"],
-                       input=b"EHLO client.example\r\nQUIT\r\n", capture_output=True,
+                       input=b"EHLO client.example\nQUIT\n", capture_output=True,
                        timeout=30)
     out = p.stdout.decode()
     assert "250-AUTH PLAIN LOGIN" in out and "221 2.0.0" in out, out
