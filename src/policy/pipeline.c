@@ -16,6 +16,8 @@ static const struct policy_check *const all_checks[] = {
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 
 struct policy_run {
+    const struct policy_check *const *checks;
+    size_t nchecks;
     const struct policy_ctx *ctx;
     enum policy_stage stage;
     size_t next;  /* index of the next check to consider */
@@ -90,21 +92,19 @@ static void check_done(void *arg, const struct policy_verdict *v)
 static int applies(const struct policy_run *r, const struct policy_check *c)
 {
     if (!(c->stages & (1u << r->stage))) return 0;
-    /* Submission is not MX: IP reputation never judges an authenticated client. */
-    if (c->judges_client_ip && r->ctx->auth_user) return 0;
-    return 1;
+    return !policy_check_skipped(c, r->ctx);
 }
 
 static void run_next(struct policy_run *r)
 {
-    while (r->next < NCHECKS && !applies(r, all_checks[r->next]))
+    while (r->next < r->nchecks && !applies(r, r->checks[r->next]))
         r->next++;
-    if (r->next >= NCHECKS) {
+    if (r->next >= r->nchecks) {
         struct policy_verdict v = {.kind = POLICY_PASS, .score = r->score};
         finish(r, &v);
         return;
     }
-    r->running = all_checks[r->next++];
+    r->running = r->checks[r->next++];
     r->handle = r->running->start(r->ctx, r->stage, check_done, r);
 }
 
@@ -114,10 +114,32 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     run_next(arg);
 }
 
+const struct policy_check *const *policy_checks(size_t *n)
+{
+    *n = NCHECKS;
+    return all_checks;
+}
+
+int policy_check_skipped(const struct policy_check *c, const struct policy_ctx *ctx)
+{
+    /* Submission is not MX: IP reputation never judges an authenticated client. */
+    return c->judges_client_ip && ctx->auth_user != NULL;
+}
+
 struct policy_run *policy_run_start(const struct policy_ctx *ctx, enum policy_stage stage,
                                     void (*done)(void *, const struct policy_verdict *), void *arg)
 {
+    return policy_run_start_with(ctx, stage, all_checks, NCHECKS, done, arg);
+}
+
+struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum policy_stage stage,
+                                         const struct policy_check *const *checks, size_t nchecks,
+                                         void (*done)(void *, const struct policy_verdict *),
+                                         void *arg)
+{
     struct policy_run *r = xcalloc(1, sizeof *r);
+    r->checks = checks;
+    r->nchecks = nchecks;
     r->ctx = ctx;
     r->stage = stage;
     r->done = done;

@@ -92,6 +92,16 @@ struct policy_run *policy_run_start(const struct policy_ctx *ctx, enum policy_st
                                     void (*done)(void *arg, const struct policy_verdict *v),
                                     void *arg);
 void policy_run_cancel(struct policy_run *r);
+/* The same with an explicit list of checks (tests, and later per-listener lists). */
+struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum policy_stage stage,
+                                         const struct policy_check *const *checks, size_t nchecks,
+                                         void (*done)(void *arg, const struct policy_verdict *v),
+                                         void *arg);
+/* Every check the pipeline runs, in order (*n set). */
+const struct policy_check *const *policy_checks(size_t *n);
+/* 1 when c is never run for ctx: a check that judges the client IP, for an
+ * authenticated session ("submission is not MX"). The one place this rule lives. */
+int policy_check_skipped(const struct policy_check *c, const struct policy_ctx *ctx);
 /* Stage name for logs ("RCPT"). */
 const char *policy_stage_name(enum policy_stage s);
 /* Fill v as a refusal. */
