@@ -283,7 +283,10 @@ def test_deferred_message_is_delivered_by_the_next_daemon(kurier):
     # The mailbox path is blocked by a plain file: delivery fails temporarily.
     dom = os.path.join(kurier.maildir_root, "example.test")
     os.makedirs(dom, exist_ok=True)
-    os.chmod(kurier.maildir_root, 0o755)
+    if os.geteuid() == 0:  # the daemon runs as user kurier and creates folders here
+        pw = pwd.getpwnam("kurier")
+        for d in (kurier.maildir_root, dom):
+            os.chown(d, pw.pw_uid, pw.pw_gid)
     blocker = os.path.join(dom, "demo")
     with open(blocker, "w") as f:
         f.write("not a folder\n")
