@@ -1,0 +1,301 @@
+#!/usr/bin/python3
+"""The queue tools end to end: messages to an undeliverable (remote) target are
+listed, shown, held, released, flushed, deleted one by one and all at once, with
+`kurier queue ...` and `mailq`, while kurierd runs and while it is stopped."""
+
+import os
+import re
+import smtplib
+
+import pytest
+
+from conftest import BUILD
+
+MAILQ = os.path.join(BUILD, "mailq")
+REMOTE = "someone@remote.test"
+DEFERRED = "status=deferred (remote delivery is not available yet)"
+
+
+def out(r):
+    return r.stdout.decode(errors="replace")
+
+
+def err(r):
+    return r.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def relay(kurier_factory):
+    """kurierd that queues mail to remote addresses (trusted loopback) and retries
+    only when told to: every new attempt a test sees comes from `queue flush`."""
+    k = kurier_factory(extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n",
+                       queue={"retry_first": "1h", "retry_max": "1h"})
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    return k
+
+
+def submit(k, subject, rcpts=(REMOTE,), sender="alice@example.test", body="hello\r\n"):
+    """Send one message over SMTP; returns its queue ID from the 250 reply."""
+    msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n%s" % (
+        sender, ", ".join(rcpts), subject, body)).encode()
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert s.mail(sender)[0] == 250
+        for r in rcpts:
+            assert s.rcpt(r)[0] == 250, r
+        code, text = s.data(msg)
+        assert code == 250, text
+    m = re.search(rb"queued as ([0-9A-Z]+)", text)
+    assert m, text
+    return m.group(1).decode()
+
+
+def attempts(k, qid, rcpt=REMOTE):
+    """How many deferred results the log shows for qid and rcpt."""
+    return len(re.findall(re.escape("%s: to=<%s>" % (qid, rcpt)) + r".*" + re.escape(DEFERRED),
+                          k.log()))
+
+
+def wait_attempts(k, qid, n, rcpt=REMOTE, timeout=10.0):
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if attempts(k, qid, rcpt) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s never reached %d attempts:\n%s" % (qid, n, k.log()[-3000:]))
+
+
+def queued(k, subject, **kw):
+    """Submit and wait until the first (deferred) attempt is logged."""
+    qid = submit(k, subject, **kw)
+    wait_attempts(k, qid, 1)
+    return qid
+
+
+def listing(k):
+    r = k.cli("queue", "list")
+    assert r.returncode == 0
+    return out(r)
+
+
+def entry(text, qid):
+    """The lines of one message in a listing: from its ID line to the next blank."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(qid):
+            block = [line]
+            for l in lines[i + 1:]:
+                if not l.strip():
+                    break
+                block.append(l)
+            return "\n".join(block)
+    return None
+
+
+# --- list / mailq / show -------------------------------------------------------------
+
+def test_empty_queue(relay):
+    assert "Mail queue is empty" in listing(relay)
+    r = relay.cli(prog=MAILQ)
+    assert r.returncode == 0
+    assert "Mail queue is empty" in out(r)
+
+
+def test_list_shows_id_size_sender_recipient_and_reason(relay):
+    qid = queued(relay, "first")
+    text = listing(relay)
+    e = entry(text, qid)
+    assert e is not None, text
+    first = e.splitlines()[0].split()
+    assert first[0] == qid
+    size = os.path.getsize(os.path.join(relay.dir, "var", "spool", "queue", qid + ".msg"))
+    assert str(size) in first, e
+    assert "alice@example.test" in e
+    assert REMOTE in e
+    assert "remote delivery is not available yet" in e
+    assert "Mail queue is empty" not in text
+
+
+def test_mailq_prints_the_same(relay):
+    a = queued(relay, "one")
+    b = queued(relay, "two")
+    r = relay.cli(prog=MAILQ)  # KURIER_CONF names the config
+    assert r.returncode == 0, err(r)
+    assert out(r) == listing(relay)
+    assert a in out(r) and b in out(r)
+
+
+def test_show_prints_envelope_and_headers(relay):
+    qid = queued(relay, "look at me")
+    r = relay.cli("queue", "show", qid)
+    text = out(r)
+    assert qid in text
+    assert "alice@example.test" in text
+    assert REMOTE in text
+    assert "Subject: look at me" in text
+    assert "Received: from" in text
+
+
+# --- hold / release / flush ------------------------------------------------------------
+
+def test_flush_retries_at_once(relay):
+    qid = queued(relay, "retry me")
+    assert attempts(relay, qid) == 1
+    relay.cli("queue", "flush")
+    wait_attempts(relay, qid, 2)
+    relay.wait_log("queue flushed by admin")
+    assert re.search(r"attempts=2\b", out(relay.cli("queue", "show", qid))) or \
+        "attempts=2" in open(os.path.join(relay.dir, "var", "spool", "queue",
+                                          qid + ".env")).read()
+
+
+def test_hold_keeps_message_from_delivery_and_release_undoes_it(relay):
+    held = queued(relay, "held one")
+    other = queued(relay, "other one")
+    relay.cli("queue", "hold", held)
+    relay.wait_log("%s: held by admin" % held)
+    e = entry(listing(relay), held)
+    assert e is not None and "held" in e.lower(), e
+    assert "held" not in entry(listing(relay), other).lower()
+
+    # two flushes: the other message is tried twice more, the held one never
+    relay.cli("queue", "flush")
+    wait_attempts(relay, other, 2)
+    relay.cli("queue", "flush")
+    wait_attempts(relay, other, 3)
+    assert attempts(relay, held) == 1
+
+    relay.cli("queue", "release", held)
+    relay.wait_log("%s: released by admin" % held)
+    assert "held" not in entry(listing(relay), held).lower()
+    relay.cli("queue", "flush")
+    wait_attempts(relay, held, 2)
+
+
+def test_delete_one_then_all(relay):
+    a = queued(relay, "a")
+    b = queued(relay, "b")
+    c = queued(relay, "c")
+    relay.cli("queue", "delete", b)
+    relay.wait_log("%s: removed (deleted by admin)" % b)
+    text = listing(relay)
+    assert a in text and c in text and b not in text
+    assert not os.path.exists(os.path.join(relay.dir, "var", "spool", "queue", b + ".env"))
+
+    relay.cli("queue", "delete", "ALL")
+    relay.wait_log("%s: removed (deleted by admin)" % a)
+    relay.wait_log("%s: removed (deleted by admin)" % c)
+    assert "Mail queue is empty" in listing(relay)
+    # the daemon still works and queues new mail
+    d = queued(relay, "d")
+    assert d in listing(relay)
+
+
+def test_delete_held_message(relay):
+    qid = queued(relay, "held then deleted")
+    relay.cli("queue", "hold", qid)
+    relay.cli("queue", "delete", qid)
+    relay.wait_log("%s: removed (deleted by admin)" % qid)
+    assert "Mail queue is empty" in listing(relay)
+
+
+def test_local_recipient_of_same_message_is_delivered(relay):
+    # one message, one local and one remote recipient: the local copy arrives, the
+    # remote one waits in the queue; the listing says which is which
+    qid = submit(relay, "mixed", rcpts=["demo@example.test", REMOTE])
+    relay.wait_mail("demo@example.test")
+    wait_attempts(relay, qid, 1)
+    e = entry(listing(relay), qid)
+    assert re.search(r"demo@example\.test\s+sent\b", e), e
+    assert re.search(re.escape(REMOTE) + r"\s+queued, 1 attempt\b", e), e
+
+
+@pytest.mark.parametrize("verb", ["show", "hold", "release", "delete"])
+def test_unknown_id_running(relay, verb):
+    queued(relay, "bystander")
+    r = relay.cli("queue", verb, "NOSUCHMESSAGE1", check=False)
+    assert r.returncode == 1, out(r) + err(r)
+    assert "NOSUCHMESSAGE1" in err(r)
+    assert "no such message" in err(r).lower()
+    assert len([l for l in listing(relay).splitlines() if re.match(r"[0-9A-Z]{14}\b", l)]) == 1
+
+
+def test_missing_argument_is_usage_error(relay):
+    for verb in ["show", "hold", "release", "delete"]:
+        r = relay.cli("queue", verb, check=False)
+        assert r.returncode == 2, (verb, out(r), err(r))
+        assert "usage" in err(r).lower()
+
+
+# --- the daemon stopped ----------------------------------------------------------------
+
+def test_tools_work_on_the_spool_while_daemon_is_stopped(relay):
+    keep = queued(relay, "keep")
+    hold = queued(relay, "hold")
+    gone = queued(relay, "gone")
+    assert relay.stop() == 0
+
+    assert all(q in listing(relay) for q in (keep, hold, gone))
+    assert relay.cli(prog=MAILQ).returncode == 0
+    assert "Subject: hold" in out(relay.cli("queue", "show", hold))
+    relay.cli("queue", "hold", hold)
+    relay.cli("queue", "delete", gone)
+    text = listing(relay)
+    assert "held" in entry(text, hold).lower()
+    assert gone not in text and keep in text
+
+    r = relay.cli("queue", "hold", "NOSUCHMESSAGE1", check=False)
+    assert r.returncode == 1 and "NOSUCHMESSAGE1" in err(r)
+    r = relay.cli("queue", "flush")
+    assert "not running" in out(r)
+
+    # started again, the daemon respects what was done: the held message stays
+    # held, the deleted one is gone
+    relay.start()
+    relay.cli("queue", "flush")
+    wait_attempts(relay, keep, 2)
+    relay.cli("queue", "flush")
+    wait_attempts(relay, keep, 3)
+    # held because the daemon read "held", not because it could not read the file
+    assert "cannot load envelope" not in relay.log(), relay.log()[-3000:]
+    assert attempts(relay, hold) == 1
+    assert attempts(relay, gone) == 1
+    text = listing(relay)
+    assert "held" in entry(text, hold).lower()
+    assert gone not in text
+
+    relay.cli("queue", "release", hold)
+    relay.cli("queue", "flush")
+    wait_attempts(relay, hold, 2)
+
+
+def test_release_while_stopped_is_tried_at_start(relay):
+    qid = queued(relay, "released offline")
+    relay.cli("queue", "hold", qid)
+    relay.wait_log("%s: held by admin" % qid)
+    relay.stop()
+    r = relay.cli("queue", "release", qid)
+    assert qid in out(r)
+    assert "held" not in entry(listing(relay), qid).lower()
+    relay.start()
+    # released means "try it now": no flush needed, although retry_first is 1h
+    wait_attempts(relay, qid, 2)
+    assert "cannot load envelope" not in relay.log(), relay.log()[-3000:]
+
+
+def test_delete_all_while_stopped(relay):
+    a = queued(relay, "a")
+    b = queued(relay, "b")
+    relay.stop()
+    r = relay.cli("queue", "delete", "ALL")
+    assert "deleted 2 messages" in out(r)
+    assert "Mail queue is empty" in listing(relay)
+    r = relay.cli("queue", "delete", a, check=False)
+    assert r.returncode == 1 and "no such message %s" % a in err(r)
+    relay.start()
+    relay.wait_log("scheduler started: 0 messages in the queue")
+    assert "Mail queue is empty" in listing(relay)
+    assert attempts(relay, a) == 1 and attempts(relay, b) == 1
