@@ -361,6 +361,10 @@ const struct smtp_client_reply *smtp_client_last(const struct smtp_client *c);
 const char *smtp_client_peer(const struct smtp_client *c);
 /* "TLSv1.3 with cipher ..." or "" when not encrypted */
 const char *smtp_client_tls_info(const struct smtp_client *c);
+/* 1 when the connection is encrypted and the peer's certificate verified for
+ * opts->peer_name (against opts->ca_file or the system store), in any TLS mode;
+ * for logs ("Verified" / "Untrusted TLS connection"). */
+int smtp_client_tls_verified(const struct smtp_client *c);
 
 /* Send one message. done(arg, c, ok) later: ok=1 the dialogue stayed in sync (the
  * connection may carry another message; each recipient's outcome is in
