@@ -277,3 +277,34 @@ def test_authenticated_may_relay_unauthenticated_may_not(sub):
     r.cmd("MAIL FROM:<demo@example.test>")
     assert r.cmd("RCPT TO:<x@remote.test>")[0] == 554
     r.close()
+
+
+def test_submission_fixups_and_hidden_client(kurier_factory):
+    k = kurier_factory()
+    cert, key = selfsigned(k.dir, "mx.example.test")
+    port = free_port()
+    with open(k.conf, "a") as f:
+        f.write("listen 127.0.0.1:%d {\n    role submission;\n    tls implicit;\n"
+                "    cert %s;\n    key %s;\n    hide_client on;\n}\n" % (port, cert, key))
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    with smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx()) as s:
+        s.login("demo@example.test", "demo")
+        # no Date:, no Message-ID: (RFC 6409 8.2, 8.3 lets the MSA add them)
+        s.sendmail("demo@example.test", ["demo@example.test"],
+                   b"From: demo@example.test\r\nSubject: fixups\r\n\r\nbody\r\n")
+    body = open(k.wait_mail("demo@example.test")[0], "rb").read()
+    head = body.split(b"\n\n", 1)[0]
+    assert b"\nDate: " in head
+    assert b"\nMessage-ID: <" in head
+    assert b"with ESMTPSA" in head
+    assert b"127.0.0.1" not in head  # hide_client
+    # an MX delivery keeps the client in Received: and gets no fix-ups
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: mx\r\n\r\nbody\r\n")
+    files = k.wait_mail("demo@example.test", 2)
+    mx = [open(f, "rb").read() for f in files]
+    mx = [m for m in mx if b"Subject: mx" in m][0].split(b"\n\n", 1)[0]
+    assert b"[127.0.0.1]" in mx
+    assert b"\nMessage-ID:" not in mx
