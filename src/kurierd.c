@@ -15,6 +15,8 @@
 
 #include "control/control.h"
 #include "core/core.h"
+#include "deliver/deliver.h"
+#include "dns/dns.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "smtp/smtp.h"
@@ -29,6 +31,8 @@ struct daemon {
     struct spool *spool;
     struct store *store;
     struct queue *queue;
+    struct dns *dns;       /* for remote delivery */
+    struct remote *remote; /* deliver/remote.c, handed to the scheduler */
     struct control *control;
     struct smtp_server **servers;
     struct smtp_tls **tls; /* per server, NULL without TLS */
@@ -158,6 +162,8 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
     e->ret = txn->ret;
     e->body = txn->body;
     e->smtputf8 = txn->smtputf8;
+    /* DESIGN.md "No backscatter": DSNs only to senders we know (SPF pass joins later) */
+    e->dsn_trusted = peer->auth_user != NULL || peer->trusted;
     e->rcpts = xcalloc(txn->nrcpts, sizeof *e->rcpts);
     e->nrcpts = txn->nrcpts;
     for (size_t i = 0; i < txn->nrcpts; i++) {
@@ -393,6 +399,7 @@ static void reload(void *arg)
     d->old_confs[d->nold++] = d->conf;
     d->conf = c;
     queue_set_conf(d->queue, c);
+    remote_set_conf(d->remote, c);
     apply_log(c);
     log_info("kurierd", "reloaded configuration from %s", d->conf_path);
 }
@@ -539,6 +546,17 @@ int main(int argc, char **argv)
     policy_init(d.base);
     d.queue = queue_new(d.base, d.conf, d.spool, d.store);
     if (!d.queue) return 1;
+    /* remote delivery: a forwarder (tests: unbound with test zones) lifts "test." */
+    static const char *const test_zones[] = {"test.", NULL};
+    const char *res = d.conf->resolver;
+    d.dns = dns_new(d.base, res, NULL, res && *res ? test_zones : NULL, err, sizeof err);
+    if (!d.dns) {
+        log_err("kurierd", "resolver: %s", err);
+        return 1;
+    }
+    d.remote = remote_new(d.base, d.conf, d.dns, d.store);
+    if (!d.remote) return 1;
+    queue_set_remote(d.queue, d.remote);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
 
@@ -560,7 +578,9 @@ int main(int argc, char **argv)
 
     log_info("kurierd", "stopped");
     control_free(d.control);
-    queue_free(d.queue);
+    queue_free(d.queue); /* cancels its remote deliveries first */
+    remote_free(d.remote);
+    dns_free(d.dns);
     work_shutdown();
     for (i = 0; i < d.nservers; i++) {
         smtp_server_free(d.servers[i]);

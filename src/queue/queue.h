@@ -34,6 +34,10 @@ struct spool_rcpt {
     time_t next_try; /* 0 = now */
     char dsn[8];     /* last enhanced status "4.2.0" or "" */
     char *diag;      /* last result text (remote reply or local reason), or NULL */
+    /* added for DSNs (dsn.c) */
+    char *relay;       /* last attempt's next hop "mx.example.org[192.0.2.7]:25", "local", or NULL */
+    time_t last_try;   /* when it was last tried, 0 = never */
+    unsigned notified; /* DSN_BIT(kind) of each notice already queued for this recipient */
 };
 
 struct spool_env {
@@ -52,6 +56,10 @@ struct spool_env {
     int delay_warned; /* a delay notice was sent */
     struct spool_rcpt *rcpts;
     size_t nrcpts;
+    /* added for DSNs (dsn.c) */
+    int dsn_trusted; /* the sender may get DSNs: authenticated, local submission or a client in
+                        relay.trusted_networks (DESIGN.md "No backscatter"); 0 in envelopes
+                        written before this field existed */
 };
 
 void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
@@ -148,6 +156,12 @@ void queue_free(struct queue *q);
  * borrowed: the caller keeps the old one alive until jobs that use it have ended
  * (kurierd keeps every old configuration until exit). */
 void queue_set_conf(struct queue *q, const struct kconf *conf);
+/* Added. The remote transport (deliver/remote.c) for recipients outside our
+ * domains; borrowed, set once before the loop runs. Without it they stay queued
+ * ("remote delivery is not available yet"). A message's due remote recipients are
+ * grouped by domain, one remote_deliver() per domain, on the loop thread. */
+struct remote;
+void queue_set_remote(struct queue *q, struct remote *r);
 /* A message was committed: schedule it now. */
 void queue_add(struct queue *q, const char *id);
 /* Retry every deferred recipient now ("kurier queue flush"). */
@@ -158,5 +172,61 @@ int queue_hold(struct queue *q, const char *id);
 int queue_release(struct queue *q, const char *id);
 /* Pick up maildrop files now (also done on a timer). */
 void queue_pickup(struct queue *q);
+
+/* --- delivery status notifications (dsn.c) --------------------------------
+ * RFC 3464 reports to the sender: a bounce when recipients failed for good, a delay
+ * notice while they are still retried, and a success report when NOTIFY=SUCCESS asked
+ * for one. Each is multipart/report; report-type=delivery-status with (1) a text/plain
+ * part in conf->locale ("en" or "de") that quotes the remote server (name, IP, the
+ * command it answered, its words) and says in plain words what the problem means and
+ * what the sender can do, (2) message/delivery-status, (3) the original headers
+ * (text/rfc822-headers), or the whole message (message/rfc822) for a bounce when the
+ * client asked RET=FULL. DSNs go only to trusted senders and never to <>, so kurier
+ * is never a backscatter source (DESIGN.md). docs/dsn.md tells what senders see. */
+struct spool;
+enum dsn_kind { DSN_FAILED = 0, DSN_DELAYED, DSN_DELIVERED };
+#define DSN_BIT(kind) (1u << (kind)) /* for spool_rcpt.notified */
+
+/* Build the whole DSN message (headers and body, CRLF line ends) about the recipients
+ * env->rcpts[idx[0..n)], from MAILER-DAEMON@conf->hostname to env->sender. Reads the
+ * original's headers (or all of it for RET=FULL) from content_fd with pread (-1: none
+ * available; the part then says so). Blocking read: call on a worker, or in tests.
+ * Does not check dsn_allowed or dsn_wanted. Returns a new NUL-terminated string (*len
+ * its length), caller frees; NULL when n == 0 or an index is out of range. */
+char *dsn_build(const struct kconf *conf, const struct spool_env *env, int content_fd,
+                enum dsn_kind kind, const size_t *idx, size_t n, size_t *len);
+/* 1 when recipient r asked for (or by default gets) this kind of notice (RFC 3461
+ * 4.1): NOTIFY=NEVER none; NOTIFY given: only the kinds named; NOTIFY absent: failure
+ * and delay notices, no success reports. Also 0 when r->notified has the kind. */
+int dsn_wanted(const struct spool_rcpt *r, enum dsn_kind kind);
+/* 1 when env's sender may receive DSNs, else 0 with *why (static) set to "null sender"
+ * (never answer a bounce) or "untrusted sender" (env->dsn_trusted is 0: the sender
+ * address may be forged, a DSN could be backscatter). why may be NULL. The caller
+ * logs the refusal, e.g. "ID: sender non-delivery notification suppressed
+ * (untrusted sender)" with dsn_kind_notice(). */
+int dsn_allowed(const struct spool_env *env, const char **why);
+/* "non-delivery", "delay", "delivery status": Postfix's names in log lines
+ * "ID: sender non-delivery notification: NEWID". */
+const char *dsn_kind_notice(enum dsn_kind kind);
+
+struct dsn_req;
+/* Queue a DSN (event-loop thread). Keeps those of env->rcpts[idx[0..n)] for which
+ * dsn_wanted() says yes; builds the DSN on a worker (content from the spool by
+ * env->id), then commits it into s as a new message from <> to env->sender
+ * (proto "local", dsn_trusted 0, NOTIFY=NEVER: a bounce never bounces) and logs
+ * "ID: sender non-delivery notification: NEWID". env and idx are copied; conf is
+ * borrowed until done runs (kurierd keeps old configurations alive).
+ * Returns a handle, or NULL when nothing was queued (dsn_allowed says no, no
+ * recipient wants this notice): then done never runs.
+ * done(arg, new_id) runs once on the loop thread: new_id is the DSN's queue ID (now
+ * durable; the caller passes it to queue_add() and may then record DSN_BIT(kind) in
+ * the recipients' notified), or NULL when it could not be queued (logged here). */
+struct dsn_req *dsn_queue(struct spool *s, const struct kconf *conf, const struct spool_env *env,
+                          enum dsn_kind kind, const size_t *idx, size_t n,
+                          void (*done)(void *arg, const char *new_id), void *arg);
+/* Forget a request whose done has not run yet: done will not run (call from the
+ * owner's _free). A DSN already handed to the spool is still committed; the next start
+ * of the daemon finds it in the queue. NULL-safe. */
+void dsn_cancel(struct dsn_req *r);
 
 #endif

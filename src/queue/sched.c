@@ -40,6 +40,17 @@ struct qjob {
     int removed;               /* the message left the queue */
     time_t next_due;           /* earliest next_try of the queued recipients */
     struct pickup_item *items; /* JOB_PICKUP_SCAN result */
+    /* delivery in phases: worker (route, local) -> loop (remote) -> worker (record) */
+    int phase;              /* 0 attempt, 1 remote deliveries running, 2 record */
+    struct spool_env *env;  /* kept between the phases */
+    int content_fd;         /* -1 when not open */
+    struct rcpt_out *ro;    /* per envelope recipient; o == NULL: not tried now */
+    struct rgroup **groups; /* phase 1 */
+    size_t ngroups, rpending;
+    double t_start;
+    /* for notify_sender() on the loop thread: env stays loaded until then */
+    size_t *bounced, nbounced; /* recipients that just bounced */
+    size_t *delayed, ndelayed; /* still deferred after delay_warning */
     struct qjob *prev, *next;
 };
 
@@ -84,14 +95,20 @@ struct queue {
     struct spool *spool;
     struct store *store;
     struct qent *head, *tail;
-    struct qjob *jobs; /* outstanding worker jobs */
-    int ndeliv;        /* delivery jobs in flight */
+    struct qjob *jobs;     /* outstanding worker jobs */
+    int ndeliv;            /* delivery jobs in flight on workers */
+    int nremote;           /* messages waiting for remote deliveries */
+    struct remote *remote; /* NULL: remote recipients stay queued */
     struct event *ev_run;
     time_t run_at; /* when ev_run fires, valid while pending */
     struct event *ev_pickup;
     struct pickup_ctx *pctx;
     int pickup_busy; /* a scan or its commits are in progress */
 };
+
+/* Messages waiting for remote deliveries at once (each holds its envelope and an
+ * open content file; remote.c queues them per destination). */
+#define SCHED_REMOTE_MAX 200
 
 static void run_queue(struct queue *q);
 static void entry_maint(struct queue *q, struct qent *e);
@@ -170,6 +187,7 @@ static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
     j->e = e;
     if (e) str_copy(j->id, e->id, sizeof j->id);
     j->t_submit = time_wall();
+    j->content_fd = -1;
     j->next = q->jobs;
     if (q->jobs) q->jobs->prev = j;
     q->jobs = j;
@@ -188,9 +206,18 @@ static void job_unlink(struct queue *q, struct qjob *j)
 
 static void pickup_items_free(struct pickup_item *it);
 
+static void groups_free(struct qjob *j);
+static void ro_free(struct qjob *j);
+
 static void job_free(struct qjob *j)
 {
     pickup_items_free(j->items);
+    groups_free(j);
+    ro_free(j);
+    if (j->content_fd >= 0) close(j->content_fd);
+    spool_env_free(j->env);
+    free(j->bounced);
+    free(j->delayed);
     free(j);
 }
 
@@ -206,13 +233,36 @@ static int env_exists(struct queue *q, const char *id)
 /* --- delivery (worker side) ------------------------------------------------ */
 
 struct outcome {
-    const char *comp; /* "local" or "qmgr" */
+    const char *comp; /* "local", "smtp" or "qmgr" */
     char *to;         /* target address */
     const char *relay;
     enum deliver_status st;
     char dsn[8];
     char text[512];
-    double c, d; /* route time, transport time */
+    double c, d;         /* route time, transport time */
+    int remote;          /* waits for remote delivery (loop thread, remote.c) */
+    char relay_buf[300]; /* relay points here for remote results */
+};
+
+/* The outcomes of one recipient's attempt (one per target after alias expansion). */
+struct rcpt_out {
+    struct outcome *o;
+    size_t n;
+};
+
+/* One remote_job: a message's due remote targets in one recipient domain. */
+struct rgroup {
+    struct qjob *j;
+    char *domain;
+    const char **rcpts;
+    unsigned *notify;
+    const char **orcpt;
+    struct outcome **outs; /* into the job's rcpt_out arrays */
+    size_t n, cap;
+    struct deliver_result *res;
+    struct remote_job job;
+    struct remote_req *req;
+    double t0;
 };
 
 struct loglines {
@@ -310,8 +360,15 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
             const struct route_target *t = rr.ntargets ? &rr.targets[i] : NULL;
             enum route_kind tk = t ? t->kind : kind;
             o[i].to = xstrdup(t && t->addr ? t->addr : r->addr);
+            if (tk != ROUTE_LOCAL && q->remote) {
+                /* delivered on the loop thread after this worker part (remote_start) */
+                o[i].remote = 1;
+                o[i].comp = "smtp";
+                o[i].relay = "none";
+                continue;
+            }
             if (tk != ROUTE_LOCAL) {
-                /* outbound delivery comes later: keep the recipient queued */
+                /* no remote transport wired in: keep the recipient queued */
                 o[i].comp = "qmgr";
                 o[i].relay = "none";
                 outcome_set(&o[i], DELIVER_TEMP, "4.4.0", "remote delivery is not available yet");
@@ -350,50 +407,62 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     return n;
 }
 
-static void deliver_run(void *arg)
+static void ro_free(struct qjob *j)
 {
-    struct qjob *j = arg;
+    if (!j->ro) return;
+    size_t n = j->env ? j->env->nrcpts : 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < j->ro[i].n; k++)
+            free(j->ro[i].o[k].to);
+        free(j->ro[i].o);
+    }
+    free(j->ro);
+    j->ro = NULL;
+}
+
+enum notify_kind { NOTIFY_FAILED = 0, NOTIFY_DELAYED };
+
+/* THE HOOK for delivery status notifications (issue 4 items 5 and 6, queue/dsn.c).
+ * Called on the loop thread from deliver_done(), after the envelope with the new
+ * recipient states is durable (spool_update) and the attempt is logged; env is the
+ * job's copy, freed after the call (dsn_queue copies what it needs):
+ *   NOTIFY_FAILED:  idx[0..n) are the recipients that just became RCPT_ST_BOUNCED
+ *                   (dsn and diag set: diag is "host X[IP] said: ... (in reply to
+ *                   RCPT TO command)" for remote replies);
+ *   NOTIFY_DELAYED: the message has been queued for delay_warning, env->delay_warned
+ *                   is 0 and idx[] are the recipients still queued (deferred).
+ * dsn_queue() goes here; for DELAYED the envelope must get delay_warned (spool_update)
+ * on a worker) so the notice is sent once. For now this only logs. */
+static void notify_sender(struct queue *q, const struct kconf *c, struct spool_env *env,
+                          enum notify_kind kind, const size_t *idx, size_t n)
+{
+    (void)q;
+    (void)c;
+    (void)idx;
+    if (kind == NOTIFY_FAILED)
+        log_info("qmgr", "%s: %zu recipient%s failed; sender notification not implemented yet",
+                 env->id, n, n == 1 ? "" : "s");
+    else
+        log_debug("qmgr", "%s: %zu recipient%s delayed; delay notice not implemented yet", env->id,
+                  n, n == 1 ? "" : "s");
+}
+
+/* Worker: turn this attempt's outcomes into recipient states, persist them, then
+ * log them (DESIGN.md durability: persist before reporting). */
+static void deliver_record(struct qjob *j)
+{
     struct queue *q = j->q;
     const struct kconf *c = j->conf;
-    char err[256] = "";
-    double t_start = time_wall();
-    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(q, j->id)) {
-            j->gone = 1;
-            return;
-        }
-        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
-        j->failed = 1;
-        return;
-    }
-    if (env->held) {
-        j->held = 1;
-        spool_env_free(env);
-        return;
-    }
-    char sender[600];
-    log_escape(sender, sizeof sender, env->sender ? env->sender : "",
-               env->sender ? strlen(env->sender) : 0);
-
-    time_t now = time(NULL);
-    int content_fd = -1, opened = 0, changed = 0;
+    struct spool_env *env = j->env;
+    int changed = 0;
     struct loglines lines = {0};
+    size_t *bounced = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *bounced);
+    size_t nbounced = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
         struct spool_rcpt *r = &env->rcpts[i];
-        if (r->state != RCPT_ST_QUEUED) continue;
-        if (!j->flush && r->next_try > now) continue;
-        if (!opened) {
-            /* as Postfix's qmgr when a message enters the active queue */
-            if (j->announce)
-                log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
-                         env->size, env->nrcpts);
-            j->announced = j->announce;
-            content_fd = spool_open_content(q->spool, j->id);
-            opened = 1;
-        }
-        struct outcome *o = NULL;
-        size_t n = rcpt_attempt(j, env, r, content_fd, &o);
+        struct outcome *o = j->ro[i].o;
+        size_t n = j->ro[i].n;
+        if (!o) continue;
         enum deliver_status agg = DELIVER_OK;
         const struct outcome *worst = &o[0];
         for (size_t k = 0; k < n; k++) {
@@ -423,6 +492,7 @@ static void deliver_run(void *arg)
             r->state = RCPT_ST_SENT;
         } else if (agg == DELIVER_PERM) {
             r->state = RCPT_ST_BOUNCED;
+            bounced[nbounced++] = i;
         } else {
             r->attempts++;
             r->next_try = tnow + retry_delay(c, r->attempts);
@@ -438,7 +508,7 @@ static void deliver_run(void *arg)
             double t_end = time_wall();
             snprintf(total, sizeof total, "%.2f", t_end > env->arrival ? t_end - env->arrival : 0);
             fmt_delay(a, sizeof a, j->t_submit - (double)env->arrival);
-            fmt_delay(b, sizeof b, t_start - j->t_submit);
+            fmt_delay(b, sizeof b, j->t_start - j->t_submit);
             fmt_delay(cc, sizeof cc, o[k].c);
             fmt_delay(d, sizeof d, o[k].d);
             static const char *stname[] = {"sent", "deferred", "bounced"};
@@ -449,18 +519,20 @@ static void deliver_run(void *arg)
                           str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
                           o[k].relay, total, a, b, cc, d, o[k].dsn, stname[o[k].st], text);
             lines_add(&lines, line);
-            free(o[k].to);
         }
-        free(o);
     }
-    if (content_fd >= 0) close(content_fd);
+    ro_free(j);
+    if (j->content_fd >= 0) close(j->content_fd);
+    j->content_fd = -1;
 
     /* DESIGN.md durability: persist the states before they are reported. */
     if (changed && spool_update(q->spool, env) != 0) {
         log_err("qmgr", "%s: cannot record delivery status; will retry", j->id);
         j->failed = 1;
         lines_free(&lines);
+        free(bounced);
         spool_env_free(env);
+        j->env = NULL;
         return;
     }
     for (size_t i = 0; i < lines.n; i++) {
@@ -470,20 +542,221 @@ static void deliver_run(void *arg)
     }
     lines_free(&lines);
 
+    if (nbounced) {
+        j->bounced = xmalloc(nbounced * sizeof *j->bounced);
+        memcpy(j->bounced, bounced, nbounced * sizeof *j->bounced);
+        j->nbounced = nbounced;
+    }
     size_t nqueued = 0;
     time_t due = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
         const struct spool_rcpt *r = &env->rcpts[i];
         if (r->state != RCPT_ST_QUEUED) continue;
         if (!nqueued || r->next_try < due) due = r->next_try;
-        nqueued++;
+        bounced[nqueued++] = i; /* reused: the deferred ones */
     }
+    if (nqueued && !env->delay_warned && c->delay_warning > 0 &&
+        time(NULL) >= env->arrival + c->delay_warning) {
+        j->delayed = bounced;
+        j->ndelayed = nqueued;
+        bounced = NULL;
+    }
+    free(bounced);
     j->next_due = due;
+    /* NOTE for DSNs: the message leaves the spool here, before notify_sender() runs
+     * on the loop thread; a DSN that quotes the content must read it first. */
     if (!nqueued) {
         if (spool_remove(q->spool, j->id) == 0) log_info("qmgr", "%s: removed", j->id);
         j->removed = 1;
     }
-    spool_env_free(env);
+}
+
+/* Worker, phase 0: load, route every due recipient, deliver local targets. Remote
+ * targets are left for the loop thread (phase 1, remote_start). */
+static void deliver_run(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    char err[256] = "";
+    j->t_start = time_wall();
+    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
+    if (!env) {
+        if (!env_exists(q, j->id)) {
+            j->gone = 1;
+            return;
+        }
+        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+        j->failed = 1;
+        return;
+    }
+    if (env->held) {
+        j->held = 1;
+        spool_env_free(env);
+        return;
+    }
+    char sender[600];
+    log_escape(sender, sizeof sender, env->sender ? env->sender : "",
+               env->sender ? strlen(env->sender) : 0);
+
+    time_t now = time(NULL);
+    int opened = 0;
+    size_t nremote = 0;
+    j->env = env;
+    j->ro = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *j->ro);
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        struct spool_rcpt *r = &env->rcpts[i];
+        if (r->state != RCPT_ST_QUEUED) continue;
+        if (!j->flush && r->next_try > now) continue;
+        if (!opened) {
+            /* as Postfix's qmgr when a message enters the active queue */
+            if (j->announce)
+                log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
+                         env->size, env->nrcpts);
+            j->announced = j->announce;
+            j->content_fd = spool_open_content(q->spool, j->id);
+            opened = 1;
+        }
+        j->ro[i].n = rcpt_attempt(j, env, r, j->content_fd, &j->ro[i].o);
+        for (size_t k = 0; k < j->ro[i].n; k++) {
+            if (!j->ro[i].o[k].remote) continue;
+            if (j->content_fd < 0) {
+                j->ro[i].o[k].remote = 0;
+                outcome_set(&j->ro[i].o[k], DELIVER_TEMP, "4.3.0",
+                            "cannot open the queued message");
+                continue;
+            }
+            nremote++;
+        }
+    }
+    if (nremote) {
+        j->phase = 1; /* deliver_done starts the remote deliveries */
+        return;
+    }
+    deliver_record(j);
+}
+
+/* Worker, phase 2: remote results are in; record everything. */
+static void record_run(void *arg)
+{
+    deliver_record(arg);
+}
+
+/* --- remote deliveries (loop thread) ----------------------------------------- */
+
+static void groups_free(struct qjob *j)
+{
+    for (size_t g = 0; g < j->ngroups; g++) {
+        struct rgroup *rg = j->groups[g];
+        if (rg->req) remote_cancel(rg->req);
+        free(rg->domain);
+        free(rg->rcpts);
+        free(rg->notify);
+        free(rg->orcpt);
+        free(rg->outs);
+        free(rg->res);
+        free(rg);
+    }
+    free(j->groups);
+    j->groups = NULL;
+    j->ngroups = 0;
+}
+
+static void deliver_done(void *arg);
+
+static void remote_all_done(struct qjob *j)
+{
+    struct queue *q = j->q;
+    groups_free(j);
+    q->nremote--;
+    q->ndeliv++;
+    j->phase = 2;
+    j->wj = work_submit(record_run, deliver_done, j);
+}
+
+static void group_done(void *arg)
+{
+    struct rgroup *g = arg;
+    struct qjob *j = g->j;
+    g->req = NULL;
+    double d = time_mono() - g->t0;
+    for (size_t k = 0; k < g->n; k++) {
+        struct outcome *o = g->outs[k];
+        const struct deliver_result *res = &g->res[k];
+        static const char *const defdsn[] = {"2.0.0", "4.0.0", "5.0.0"};
+        outcome_set(o, res->status, res->dsn[0] ? res->dsn : defdsn[res->status],
+                    res->text[0] ? res->text : "delivery failed");
+        str_copy(o->relay_buf, res->relay[0] ? res->relay : "none", sizeof o->relay_buf);
+        o->relay = o->relay_buf;
+        o->d = d;
+        o->remote = 0;
+    }
+    if (--j->rpending == 0) remote_all_done(j);
+}
+
+static struct rgroup *group_for(struct qjob *j, const char *domain)
+{
+    for (size_t g = 0; g < j->ngroups; g++)
+        if (str_ieq(j->groups[g]->domain, domain)) return j->groups[g];
+    struct rgroup *rg = xcalloc(1, sizeof *rg);
+    rg->j = j;
+    rg->domain = xstrdup(domain);
+    str_lower(rg->domain);
+    j->groups = xrealloc(j->groups, (j->ngroups + 1) * sizeof *j->groups);
+    j->groups[j->ngroups++] = rg;
+    return rg;
+}
+
+/* Group the remote targets by recipient domain: one remote_job per domain. */
+static void remote_start(struct qjob *j)
+{
+    struct queue *q = j->q;
+    struct spool_env *env = j->env;
+    q->ndeliv--;
+    q->nremote++;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        for (size_t k = 0; k < j->ro[i].n; k++) {
+            struct outcome *o = &j->ro[i].o[k];
+            if (!o->remote) continue;
+            const char *at = strrchr(o->to, '@');
+            struct rgroup *g = group_for(j, at ? at + 1 : "");
+            if (g->n == g->cap) {
+                g->cap = g->cap ? g->cap * 2 : 4;
+                g->rcpts = xrealloc(g->rcpts, g->cap * sizeof *g->rcpts);
+                g->notify = xrealloc(g->notify, g->cap * sizeof *g->notify);
+                g->orcpt = xrealloc(g->orcpt, g->cap * sizeof *g->orcpt);
+                g->outs = xrealloc(g->outs, g->cap * sizeof *g->outs);
+            }
+            g->rcpts[g->n] = o->to;
+            g->notify[g->n] = env->rcpts[i].notify;
+            g->orcpt[g->n] = env->rcpts[i].orcpt;
+            g->outs[g->n] = o;
+            g->n++;
+        }
+    j->rpending = j->ngroups;
+    for (size_t g = 0; g < j->ngroups; g++) {
+        struct rgroup *rg = j->groups[g];
+        rg->res = xcalloc(rg->n, sizeof *rg->res);
+        rg->job = (struct remote_job){
+            .id = j->id,
+            .sender = env->sender ? env->sender : "",
+            .domain = rg->domain,
+            .rcpts = rg->rcpts,
+            .nrcpts = rg->n,
+            .notify = rg->notify,
+            .orcpt = rg->orcpt,
+            .envid = env->envid,
+            .ret = env->ret,
+            .body = env->body,
+            .smtputf8 = env->smtputf8,
+            .content_fd = j->content_fd,
+            .size = env->size,
+            .results = rg->res,
+        };
+        rg->t0 = time_mono();
+    }
+    /* remote_deliver never calls back before it returns */
+    for (size_t g = 0; g < j->ngroups; g++)
+        j->groups[g]->req = remote_deliver(q->remote, &j->groups[g]->job, group_done, j->groups[g]);
 }
 
 static void deliver_done(void *arg)
@@ -491,10 +764,19 @@ static void deliver_done(void *arg)
     struct qjob *j = arg;
     struct queue *q = j->q;
     struct qent *e = j->e;
+    j->wj = NULL;
+    if (j->phase == 1 && !j->groups) {
+        remote_start(j);
+        return;
+    }
     job_unlink(q, j);
     q->ndeliv--;
     e->busy = 0;
     if (j->announced) e->announced = 1;
+    if (j->env && j->nbounced)
+        notify_sender(q, j->conf, j->env, NOTIFY_FAILED, j->bounced, j->nbounced);
+    if (j->env && j->ndelayed)
+        notify_sender(q, j->conf, j->env, NOTIFY_DELAYED, j->delayed, j->ndelayed);
     if (j->gone || j->removed) {
         entry_free(q, e);
     } else {
@@ -602,7 +884,7 @@ static void run_queue(struct queue *q)
     for (struct qent *e = q->head; e; e = e->next) {
         if (e->busy || e->held || e->deleted || e->hold_op >= 0) continue;
         if (e->flush || e->due <= now) {
-            if (q->ndeliv < max) start_delivery(q, e);
+            if (q->ndeliv < max && q->nremote < SCHED_REMOTE_MAX) start_delivery(q, e);
             continue; /* else a finishing job runs the queue again */
         }
         if (!have_next || e->due < next) next = e->due;
@@ -668,6 +950,11 @@ void queue_free(struct queue *q)
         }
     }
     free(q);
+}
+
+void queue_set_remote(struct queue *q, struct remote *r)
+{
+    q->remote = r;
 }
 
 void queue_set_conf(struct queue *q, const struct kconf *conf)

@@ -126,6 +126,7 @@ void spool_env_free(struct spool_env *e)
         free(e->rcpts[i].orig);
         free(e->rcpts[i].orcpt);
         free(e->rcpts[i].diag);
+        free(e->rcpts[i].relay);
     }
     free(e->rcpts);
     free(e);
@@ -180,6 +181,19 @@ static const struct {
     {"DELAY", SMTP_NOTIFY_DELAY},
 };
 
+/* A relay as one space-free word that people still read: "mx.example.org[192.0.2.7]:25". */
+static void put_esc_word(struct buf *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p <= 0x20 || *p == 0x7f || *p == '\\')
+            buf_printf(b, "\\x%02X", *p);
+        else
+            buf_append(b, p, 1);
+    }
+}
+
+static const char *const notified_names[] = {"failed", "delayed", "delivered"}; /* DSN_* */
+
 static void put_line(struct buf *b, const char *key, const char *val)
 {
     if (!val) return;
@@ -216,6 +230,7 @@ char *spool_env_format(const struct spool_env *e)
     if (e->smtputf8) buf_puts(&b, "smtputf8: 1\n");
     if (e->held) buf_puts(&b, "held: 1\n");
     if (e->delay_warned) buf_puts(&b, "delay_warned: 1\n");
+    if (e->dsn_trusted) buf_puts(&b, "dsn_trusted: 1\n");
     for (size_t i = 0; i < e->nrcpts; i++) {
         const struct spool_rcpt *r = &e->rcpts[i];
         buf_puts(&b, "rcpt: <");
@@ -240,6 +255,19 @@ char *spool_env_format(const struct spool_env *e)
         }
         buf_printf(&b, " state=%s attempts=%d next=%lld", rcpt_state_name(r->state), r->attempts,
                    (long long)r->next_try);
+        if (r->last_try) buf_printf(&b, " last=%lld", (long long)r->last_try);
+        if (r->relay) {
+            buf_puts(&b, " relay=");
+            put_esc_word(&b, r->relay);
+        }
+        if (r->notified) {
+            const char *sep = " notified=";
+            for (unsigned k = 0; k < sizeof notified_names / sizeof notified_names[0]; k++) {
+                if (!(r->notified & DSN_BIT(k))) continue;
+                buf_printf(&b, "%s%s", sep, notified_names[k]);
+                sep = ",";
+            }
+        }
         if (r->dsn[0]) {
             buf_puts(&b, " dsn=");
             put_esc(&b, r->dsn, 1);
@@ -339,6 +367,27 @@ static int parse_notify(const char *p, size_t len, unsigned *out)
     return 0;
 }
 
+static int parse_notified(const char *p, size_t len, unsigned *out)
+{
+    unsigned bits = 0;
+    while (len) {
+        const char *c = memchr(p, ',', len);
+        size_t n = c ? (size_t)(c - p) : len;
+        unsigned k;
+        for (k = 0; k < sizeof notified_names / sizeof notified_names[0]; k++)
+            if (strlen(notified_names[k]) == n && memcmp(notified_names[k], p, n) == 0) break;
+        if (k == sizeof notified_names / sizeof notified_names[0] || (bits & DSN_BIT(k))) return -1;
+        bits |= DSN_BIT(k);
+        if (!c) break;
+        if (n + 1 == len) return -1; /* trailing comma */
+        p += n + 1;
+        len -= n + 1;
+    }
+    if (!bits) return -1;
+    *out = bits;
+    return 0;
+}
+
 static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
 {
     struct spool_rcpt r = {0};
@@ -382,6 +431,13 @@ static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
             } else if (KEY("next")) {
                 if (parse_ll(v, vl, (long long)1 << 40, &num)) goto bad;
                 r.next_try = (time_t)num;
+            } else if (KEY("last")) {
+                if (r.last_try || parse_ll(v, vl, (long long)1 << 40, &num) || !num) goto bad;
+                r.last_try = (time_t)num;
+            } else if (KEY("relay")) {
+                if (set_str(&r.relay, unesc(v, vl))) goto bad;
+            } else if (KEY("notified")) {
+                if (r.notified || parse_notified(v, vl, &r.notified)) goto bad;
             } else if (KEY("dsn")) {
                 char *d = unesc(v, vl);
                 if (!d || strlen(d) >= sizeof r.dsn || r.dsn[0] || !d[0]) {
@@ -409,6 +465,7 @@ bad:
     free(r.orig);
     free(r.orcpt);
     free(r.diag);
+    free(r.relay);
     return -1;
 }
 
@@ -509,6 +566,7 @@ static int parse_line(const char *p, size_t len, struct spool_env *e, int *seen)
     if (KEY("smtputf8")) return parse_flag(v, vl, &e->smtputf8);
     if (KEY("held")) return parse_flag(v, vl, &e->held);
     if (KEY("delay_warned")) return parse_flag(v, vl, &e->delay_warned);
+    if (KEY("dsn_trusted")) return parse_flag(v, vl, &e->dsn_trusted);
 #undef KEY
     return -1;
 }

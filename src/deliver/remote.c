@@ -1,0 +1,1078 @@
+/* remote.c: remote delivery (deliver.h): picks the route (sender route from the
+ * directory, transport, relay_host, MX), resolves hosts, keeps connections per
+ * destination with a concurrency limit, and turns replies into per-recipient
+ * results. The SMTP dialogue is smtp/client.c's; DSNs are queue/'s. Loop thread. */
+#include "core/compat.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+
+#include "core/core.h"
+#include "deliver/deliver.h"
+#include "dns/dns.h"
+#include "smtp/smtp.h"
+#include "store/store.h"
+
+#define MAX_HOSTS 16 /* MX hosts or relays tried per job */
+#define MAX_ADDRS 8  /* addresses per family and host */
+
+struct rhost {
+    char name[256]; /* host name or IP literal (without brackets) */
+    int port;
+    int pref; /* MX preference, -1 for relays */
+};
+
+struct dest;
+
+/* An established connection: in use by one request, or idle in its dest. */
+struct conn {
+    struct smtp_client *c;
+    struct dest *d;
+    struct remote *r;
+    struct event *ev_idle;
+    struct conn *next;
+};
+
+/* A destination: host, port, TLS policy and login. Connections to it are reused
+ * and limited to outbound { concurrency }. */
+struct dest {
+    char *key;
+    int active; /* slots held by requests: resolving, connecting or sending */
+    int pin;    /* > 0 while a caller up the stack still uses it */
+    struct conn *idle;
+    struct remote_req *wait_head, *wait_tail;
+    struct dest *prev, *next;
+};
+
+struct remote {
+    struct event_base *base;
+    const struct kconf *conf;
+    struct dns *dns;
+    struct store *st;
+    struct smtp_client_tls_ctx *tls;
+    struct dest *dests;
+    struct remote_req *reqs;
+    struct smtp_client **dead; /* freed on the next loop turn, outside their callbacks */
+    size_t ndead;
+    struct event *ev_reap;
+    int freeing;
+};
+
+enum req_state { RQ_ROUTE = 0, RQ_MX, RQ_WAIT, RQ_ADDR, RQ_CONNECT, RQ_SEND, RQ_DONE };
+
+struct remote_req {
+    struct remote *r;
+    const struct kconf *conf;
+    struct remote_job *job;
+    void (*done)(void *arg);
+    void *arg;
+    enum req_state state;
+    /* the sender route lookup (worker) */
+    struct work_job *wj;
+    struct store_relay sr;
+    int sr_rc;
+    /* the route */
+    const char *via; /* "sender route", "transport", "relay_host", "MX" (debug) */
+    struct rhost hosts[MAX_HOSTS];
+    size_t nhosts, hi;
+    int implicit_mx;
+    enum smtp_client_tls tls;
+    char *auth_user, *auth_pass;
+    /* the current host */
+    struct dest *dest;
+    int slot; /* holds one of dest->active */
+    struct dns_query *qmx, *qa, *qaaaa;
+    struct sockaddr_storage a4[MAX_ADDRS], a6[MAX_ADDRS], addrs[2 * MAX_ADDRS];
+    size_t na4, na6, naddrs, ai;
+    int a_done, aaaa_done;
+    enum dns_status a_st, aaaa_st;
+    int no_reuse, tls_fallback, reused;
+    struct smtp_client *connecting;
+    struct conn *conn;
+    struct smtp_client_msg msg;
+    struct smtp_client_reply *rreply;
+    /* the last failure: every recipient's result when no host took the message */
+    enum deliver_status fail_st;
+    char fail_dsn[8];
+    char fail_text[512];
+    char fail_relay[300];
+    int fail_code;
+    const char *fail_stage;
+    struct event *ev_done;
+    struct remote_req *prev, *next;
+    struct remote_req *wnext; /* in dest's wait queue */
+};
+
+static void host_start(struct remote_req *q);
+static void host_resolve(struct remote_req *q);
+static void connect_next(struct remote_req *q);
+static void send_msg(struct remote_req *q, struct conn *cn);
+
+/* --- small helpers ---------------------------------------------------------- */
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct remote *r = arg;
+    size_t n = r->ndead;
+    struct smtp_client **v = r->dead;
+    r->dead = NULL;
+    r->ndead = 0;
+    for (size_t i = 0; i < n; i++)
+        smtp_client_free(v[i]);
+    free(v);
+}
+
+/* Free a client on the next loop turn: we may be inside its callback. */
+static void bury(struct remote *r, struct smtp_client *c)
+{
+    if (!c) return;
+    r->dead = xrealloc(r->dead, (r->ndead + 1) * sizeof *r->dead);
+    r->dead[r->ndead++] = c;
+    struct timeval tv = {0, 0};
+    evtimer_add(r->ev_reap, &tv);
+}
+
+/* snprintf that cuts long peer texts silently (results have fixed sizes). */
+static void fmt_to(char *dst, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_to(char *dst, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 && size) dst[0] = '\0';
+}
+
+/* "mx.example.org[192.0.2.7]:25" -> "mx.example.org[192.0.2.7]" */
+static void peer_noport(char *dst, size_t size, const char *peer)
+{
+    str_copy(dst, peer ? peer : "", size);
+    char *rb = strrchr(dst, ']');
+    if (rb && rb[1] == ':') rb[1] = '\0';
+}
+
+/* "550 5.1.1 text" from a reply, without repeating what the text already says. */
+static void fmt_reply(char *dst, size_t size, const struct smtp_client_reply *rp)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", rp->code);
+    const char *t = rp->text;
+    size_t el = strlen(rp->enh);
+    if (strncmp(t, code, 3) == 0)
+        str_copy(dst, t, size);
+    else if (el && strncmp(t, rp->enh, el) != 0)
+        fmt_to(dst, size, "%d %s %s", rp->code, rp->enh, t);
+    else
+        fmt_to(dst, size, "%d %s", rp->code, t);
+}
+
+/* The Postfix-shaped diagnostic for a reply or a local failure (logs and DSNs). */
+static void fmt_diag(char *dst, size_t size, const char *peer, const struct smtp_client_reply *rp)
+{
+    char host[300], rep[512];
+    peer_noport(host, sizeof host, peer);
+    const char *stage = rp->stage ? rp->stage : "";
+    if (rp->code > 0) {
+        fmt_reply(rep, sizeof rep, rp);
+        if (strcmp(stage, "greeting") == 0 || strcmp(stage, "connect") == 0)
+            fmt_to(dst, size, "host %s refused to talk to me: %s", host, rep);
+        else if (strcmp(stage, "end of data") == 0)
+            fmt_to(dst, size, "host %s said: %s (in reply to end of DATA command)", host, rep);
+        else
+            fmt_to(dst, size, "host %s said: %s (in reply to %s command)", host, rep, stage);
+    } else if (strcmp(stage, "connect") == 0) {
+        str_copy(dst, rp->text, size); /* the client says "connect to H[IP]:25: why" */
+    } else if (rp->enh[0] == '5') {
+        fmt_to(dst, size, "refused to send to %s: %s", host, rp->text);
+    } else {
+        fmt_to(dst, size, "conversation with %s failed at %s: %s", host,
+               *stage ? stage : "an unknown stage", rp->text);
+    }
+}
+
+static void result_set(struct deliver_result *res, enum deliver_status st, const char *dsn,
+                       int code, const char *stage, const char *relay, const char *text)
+{
+    res->status = st;
+    str_copy(res->dsn, dsn, sizeof res->dsn);
+    str_copy(res->text, text, sizeof res->text);
+    str_copy(res->relay, relay, sizeof res->relay);
+    res->code = code;
+    res->stage = stage;
+}
+
+/* Remember the latest failure (it becomes everyone's result if nothing succeeds). */
+static void fail_set(struct remote_req *q, enum deliver_status st, const char *dsn, int code,
+                     const char *stage, const char *relay, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static void fail_set(struct remote_req *q, enum deliver_status st, const char *dsn, int code,
+                     const char *stage, const char *relay, const char *fmt, ...)
+{
+    q->fail_st = st;
+    str_copy(q->fail_dsn, dsn, sizeof q->fail_dsn);
+    q->fail_code = code;
+    q->fail_stage = stage;
+    str_copy(q->fail_relay, relay ? relay : "", sizeof q->fail_relay);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(q->fail_text, sizeof q->fail_text, fmt, ap);
+    va_end(ap);
+    if (n < 0) str_copy(q->fail_text, "delivery failed", sizeof q->fail_text);
+}
+
+/* A failure reported by the client: temporary unless the server said 5xx outside
+ * STARTTLS/AUTH (a login problem is ours to fix, never the sender's). */
+static void fail_from_reply(struct remote_req *q, const char *peer,
+                            const struct smtp_client_reply *rp)
+{
+    char text[512];
+    fmt_diag(text, sizeof text, peer, rp);
+    const char *stage = rp->stage ? rp->stage : "";
+    int perm = rp->code >= 500 && strcmp(stage, "AUTH") != 0 && strcmp(stage, "STARTTLS") != 0;
+    const char *dsn = rp->enh[0] ? rp->enh : perm ? "5.0.0" : "4.4.2";
+    if (!perm && dsn[0] == '5') dsn = rp->code == 0 ? "4.4.2" : "4.7.0";
+    if (perm && dsn[0] != '5') dsn = "5.0.0";
+    if (rp->code == 0 && strcmp(stage, "connect") == 0) dsn = "4.4.1";
+    fail_set(q, perm ? DELIVER_PERM : DELIVER_TEMP, dsn, rp->code, rp->stage, peer, "%s", text);
+}
+
+/* --- destinations and connections -------------------------------------------- */
+
+static struct dest *dest_get(struct remote *r, const char *key)
+{
+    for (struct dest *d = r->dests; d; d = d->next)
+        if (strcmp(d->key, key) == 0) return d;
+    struct dest *d = xcalloc(1, sizeof *d);
+    d->key = xstrdup(key);
+    d->next = r->dests;
+    if (r->dests) r->dests->prev = d;
+    r->dests = d;
+    return d;
+}
+
+static void dest_maybe_free(struct remote *r, struct dest *d)
+{
+    if (d->active || d->pin || d->idle || d->wait_head) return;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        r->dests = d->next;
+    if (d->next) d->next->prev = d->prev;
+    free(d->key);
+    free(d);
+}
+
+static void wait_remove(struct dest *d, struct remote_req *q)
+{
+    struct remote_req **pp = &d->wait_head, *prev = NULL;
+    while (*pp && *pp != q) {
+        prev = *pp;
+        pp = &(*pp)->wnext;
+    }
+    if (!*pp) return;
+    *pp = q->wnext;
+    if (d->wait_tail == q) d->wait_tail = prev;
+    q->wnext = NULL;
+}
+
+/* A slot or an idle connection became free: the first waiter goes on. */
+static void dest_wake(struct remote *r, struct dest *d)
+{
+    if (r->freeing) return;
+    int limit = r->conf->out_concurrency > 0 ? r->conf->out_concurrency : 1;
+    d->pin++;
+    while (d->wait_head && (d->idle || d->active < limit)) {
+        struct remote_req *w = d->wait_head;
+        wait_remove(d, w);
+        w->dest = NULL;
+        host_start(w); /* finds the idle connection or takes the slot */
+    }
+    d->pin--;
+}
+
+/* Give back q's slot (and forget the destination). */
+static void slot_release(struct remote_req *q)
+{
+    struct dest *d = q->dest;
+    if (!d) return;
+    q->dest = NULL;
+    d->pin++;
+    if (q->slot) {
+        q->slot = 0;
+        d->active--;
+        dest_wake(q->r, d);
+    }
+    d->pin--;
+    dest_maybe_free(q->r, d);
+}
+
+static void conn_free(struct conn *cn)
+{
+    if (!cn) return;
+    if (cn->ev_idle) event_free(cn->ev_idle);
+    free(cn);
+}
+
+static void conn_unlink_idle(struct conn *cn)
+{
+    for (struct conn **pp = &cn->d->idle; *pp; pp = &(*pp)->next)
+        if (*pp == cn) {
+            *pp = cn->next;
+            break;
+        }
+    cn->next = NULL;
+}
+
+static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *cn = arg;
+    struct remote *r = cn->r;
+    struct dest *d = cn->d;
+    conn_unlink_idle(cn);
+    smtp_client_free(cn->c); /* says QUIT */
+    conn_free(cn);
+    dest_maybe_free(r, d);
+}
+
+/* After a message: keep the connection for the next job to this destination. */
+static void conn_park(struct remote_req *q, struct conn *cn)
+{
+    struct remote *r = q->r;
+    struct dest *d = q->dest;
+    int idle = q->conf->out_idle;
+    if (idle <= 0 || r->freeing) {
+        bury(r, cn->c);
+        conn_free(cn);
+    } else {
+        cn->d = d;
+        if (!cn->ev_idle) cn->ev_idle = evtimer_new(r->base, on_idle_timeout, cn);
+        struct timeval tv = {idle, 0};
+        evtimer_add(cn->ev_idle, &tv);
+        cn->next = d->idle;
+        d->idle = cn;
+    }
+    slot_release(q);
+}
+
+/* --- finishing ------------------------------------------------------------------ */
+
+static void req_unlink(struct remote_req *q)
+{
+    struct remote *r = q->r;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        r->reqs = q->next;
+    if (q->next) q->next->prev = q->prev;
+}
+
+static void req_free(struct remote_req *q)
+{
+    if (q->ev_done) event_free(q->ev_done);
+    free(q->rreply);
+    free(q->auth_user);
+    wipe_free(q->auth_pass);
+    explicit_bzero(q->sr.password, sizeof q->sr.password);
+    free(q);
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct remote_req *q = arg;
+    req_unlink(q);
+    void (*done)(void *) = q->done;
+    void *darg = q->arg;
+    req_free(q);
+    done(darg);
+}
+
+static void finish(struct remote_req *q)
+{
+    slot_release(q);
+    q->state = RQ_DONE;
+    struct timeval tv = {0, 0};
+    evtimer_add(q->ev_done, &tv);
+}
+
+/* Nothing took the message: every recipient gets the last failure. */
+static void finish_fail(struct remote_req *q)
+{
+    struct remote_job *job = q->job;
+    if (!q->fail_text[0]) fail_set(q, DELIVER_TEMP, "4.4.0", 0, NULL, "", "no host to deliver to");
+    for (size_t i = 0; i < job->nrcpts; i++)
+        result_set(&job->results[i], q->fail_st, q->fail_dsn, q->fail_code, q->fail_stage,
+                   q->fail_relay[0] ? q->fail_relay : "none", q->fail_text);
+    log_debug("smtp", "%s: %s via %s: %s", job->id, job->domain, q->via ? q->via : "-",
+              q->fail_text);
+    finish(q);
+}
+
+/* --- sending ------------------------------------------------------------------- */
+
+static int is2xx(int code)
+{
+    return code >= 200 && code < 300;
+}
+
+static void on_sent(void *arg, struct smtp_client *c, int ok)
+{
+    struct remote_req *q = arg;
+    struct remote_job *job = q->job;
+    struct conn *cn = q->conn;
+    q->conn = NULL;
+    const char *peer = smtp_client_peer(c);
+    const struct smtp_client_reply *mr = &q->msg.reply;
+    int answered = mr->code != 0;
+    for (size_t i = 0; i < job->nrcpts; i++)
+        if (q->rreply[i].code) answered = 1;
+
+    if (!ok && q->reused && !answered) {
+        /* the server closed the idle connection meanwhile: a new one, same host */
+        log_debug("smtp", "%s: reused connection to %s was closed; reconnecting", job->id, peer);
+        bury(q->r, cn->c);
+        conn_free(cn);
+        q->reused = 0;
+        q->no_reuse = 1;
+        host_resolve(q); /* keeps the slot */
+        return;
+    }
+    if (ok && mr->code >= 400 && mr->code < 500 && mr->stage &&
+        strcmp(mr->stage, "MAIL FROM") == 0) {
+        /* the host takes no mail from us now: try the next one */
+        fail_from_reply(q, peer, mr);
+        conn_park(q, cn);
+        q->hi++;
+        q->no_reuse = 0;
+        host_start(q);
+        return;
+    }
+    char text[512];
+    for (size_t i = 0; i < job->nrcpts; i++) {
+        const struct smtp_client_reply *rr = &q->rreply[i];
+        struct deliver_result *res = &job->results[i];
+        const struct smtp_client_reply *use = rr;
+        if (is2xx(rr->code)) {
+            if (is2xx(mr->code)) {
+                fmt_reply(text, sizeof text, mr);
+                result_set(res, DELIVER_OK, mr->enh[0] == '2' ? mr->enh : "2.0.0", mr->code,
+                           mr->stage, peer, text);
+                continue;
+            }
+            use = mr;
+        } else if (rr->code == 0) {
+            use = mr;
+        }
+        /* a refusal, or a connection that broke before the final answer */
+        fmt_diag(text, sizeof text, peer, use);
+        enum deliver_status st = use->code >= 500                       ? DELIVER_PERM
+                                 : use->code == 0 && use->enh[0] == '5' ? DELIVER_PERM
+                                                                        : DELIVER_TEMP;
+        const char *dsn = use->enh[0] ? use->enh : st == DELIVER_PERM ? "5.0.0" : "4.0.0";
+        if (st == DELIVER_TEMP && dsn[0] != '4') dsn = "4.4.2";
+        result_set(res, st, dsn, use->code, use->stage, peer, text);
+    }
+    if (ok) {
+        conn_park(q, cn);
+    } else {
+        bury(q->r, cn->c);
+        conn_free(cn);
+    }
+    finish(q);
+}
+
+static void send_msg(struct remote_req *q, struct conn *cn)
+{
+    struct remote_job *job = q->job;
+    q->state = RQ_SEND;
+    q->conn = cn;
+    free(q->rreply);
+    q->rreply = xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof *q->rreply);
+    q->msg = (struct smtp_client_msg){
+        .sender = job->sender ? job->sender : "",
+        .rcpts = job->rcpts,
+        .nrcpts = job->nrcpts,
+        .notify = job->notify,
+        .orcpt = job->orcpt,
+        .envid = job->envid,
+        .ret = (enum smtp_ret)job->ret,
+        .body = (enum smtp_body)job->body,
+        .smtputf8 = job->smtputf8,
+        .size = job->size,
+        .content_fd = job->content_fd,
+        .rcpt_reply = q->rreply,
+    };
+    log_debug("smtp", "%s: sending to %s%s", job->id, smtp_client_peer(cn->c),
+              q->reused ? " (reused connection)" : "");
+    smtp_client_send(cn->c, &q->msg, on_sent, q);
+}
+
+/* --- connecting ----------------------------------------------------------------- */
+
+static void on_ready(void *arg, struct smtp_client *c, int ok)
+{
+    struct remote_req *q = arg;
+    q->connecting = NULL;
+    if (ok) {
+        struct conn *cn = xcalloc(1, sizeof *cn);
+        cn->c = c;
+        cn->r = q->r;
+        cn->d = q->dest;
+        q->reused = 0;
+        q->tls_fallback = 0;
+        send_msg(q, cn);
+        return;
+    }
+    const struct smtp_client_reply *rp = smtp_client_last(c);
+    const char *peer = smtp_client_peer(c);
+    fail_from_reply(q, peer, rp);
+    log_debug("smtp", "%s: %s", q->job->id, q->fail_text);
+    const char *stage = rp->stage ? rp->stage : "";
+    int tls_failed = rp->code == 0 && strcmp(stage, "STARTTLS") == 0;
+    int answered = rp->code != 0;
+    bury(q->r, c);
+    if (tls_failed && q->tls == SMTP_CTLS_MAY && !q->tls_fallback) {
+        /* opportunistic TLS: a broken handshake falls back to plain on a new
+         * connection (RFC 3207 leaves the choice to the client) */
+        q->tls_fallback = 1;
+        connect_next(q);
+        return;
+    }
+    q->tls_fallback = 0;
+    if (answered) { /* the host itself said no: the next host, not the next address */
+        slot_release(q);
+        q->hi++;
+        q->no_reuse = 0;
+        host_start(q);
+        return;
+    }
+    q->ai++;
+    connect_next(q);
+}
+
+static void connect_next(struct remote_req *q)
+{
+    const struct kconf *c = q->conf;
+    while (q->ai < q->naddrs) {
+        struct sockaddr_storage *sa = &q->addrs[q->ai];
+        const struct rhost *h = &q->hosts[q->hi];
+        socklen_t len;
+        if (sa->ss_family == AF_INET6) {
+            ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)h->port);
+            len = sizeof(struct sockaddr_in6);
+        } else {
+            ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)h->port);
+            len = sizeof(struct sockaddr_in);
+        }
+        struct smtp_client_opts o = {
+            .helo = c->out_helo ? c->out_helo : c->hostname,
+            .dst = (const struct sockaddr *)sa,
+            .dstlen = len,
+            .peer_name = h->name,
+            .tls = q->tls_fallback ? SMTP_CTLS_NONE : q->tls,
+            .ca_file = c->out_ca_file,
+            .auth_user = q->auth_user,
+            .auth_pass = q->auth_pass,
+            .connect_timeout = c->out_connect_timeout,
+            .command_timeout = c->out_command_timeout,
+            .data_timeout = c->out_data_timeout,
+        };
+        q->state = RQ_CONNECT;
+        q->connecting = smtp_client_new(q->r->base, q->r->tls, &o, on_ready, q);
+        if (q->connecting) return;
+        fail_set(q, DELIVER_TEMP, "4.3.0", 0, "connect", "", "cannot start an SMTP connection");
+        q->ai++;
+    }
+    /* every address of this host failed: the next host */
+    slot_release(q);
+    q->hi++;
+    q->no_reuse = 0;
+    host_start(q);
+}
+
+/* --- resolving hosts ----------------------------------------------------------- */
+
+static void copy_addrs(struct sockaddr_storage *dst, size_t *n, const struct dns_result *res)
+{
+    *n = 0;
+    if (res->status != DNS_OK) return;
+    for (size_t i = 0; i < res->naddrs && *n < MAX_ADDRS; i++)
+        dst[(*n)++] = res->addrs[i];
+}
+
+static void addrs_ready(struct remote_req *q)
+{
+    if (!q->a_done || !q->aaaa_done) return;
+    const struct rhost *h = &q->hosts[q->hi];
+    q->naddrs = 0;
+    /* IPv4 first, then IPv6: both families are tried in turn */
+    for (size_t i = 0; i < q->na4; i++)
+        q->addrs[q->naddrs++] = q->a4[i];
+    for (size_t i = 0; i < q->na6; i++)
+        q->addrs[q->naddrs++] = q->a6[i];
+    if (q->naddrs == 0) {
+        int temp = q->a_st == DNS_TEMPFAIL || q->a_st == DNS_BOGUS || q->aaaa_st == DNS_TEMPFAIL ||
+                   q->aaaa_st == DNS_BOGUS;
+        if (temp)
+            fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "",
+                     "Host or domain name not found. Name service error for name=%s type=A: "
+                     "Host not found, try again",
+                     h->name);
+        else if (q->implicit_mx)
+            fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "",
+                     "Host or domain name not found. Name service error for name=%s type=A: "
+                     "Host found but no data record of requested type",
+                     h->name);
+        else
+            fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "",
+                     "Host or domain name not found. Name service error for name=%s type=A: "
+                     "Host not found",
+                     h->name);
+        slot_release(q);
+        q->hi++;
+        q->no_reuse = 0;
+        host_start(q);
+        return;
+    }
+    q->ai = 0;
+    connect_next(q);
+}
+
+static void on_a(void *arg, const struct dns_result *res)
+{
+    struct remote_req *q = arg;
+    q->qa = NULL;
+    q->a_st = res->status;
+    copy_addrs(q->a4, &q->na4, res);
+    q->a_done = 1;
+    addrs_ready(q);
+}
+
+static void on_aaaa(void *arg, const struct dns_result *res)
+{
+    struct remote_req *q = arg;
+    q->qaaaa = NULL;
+    q->aaaa_st = res->status;
+    copy_addrs(q->a6, &q->na6, res);
+    q->aaaa_done = 1;
+    addrs_ready(q);
+}
+
+/* Addresses of the current host (q holds a slot). */
+static void host_resolve(struct remote_req *q)
+{
+    const struct rhost *h = &q->hosts[q->hi];
+    q->state = RQ_ADDR;
+    q->a_done = q->aaaa_done = 0;
+    q->na4 = q->na6 = q->naddrs = q->ai = 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, h->name, &a4) == 1) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&q->addrs[0];
+        memset(&q->addrs[0], 0, sizeof q->addrs[0]);
+        sin->sin_family = AF_INET;
+        sin->sin_addr = a4;
+        q->naddrs = 1;
+        connect_next(q);
+        return;
+    }
+    if (inet_pton(AF_INET6, h->name, &a6) == 1) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&q->addrs[0];
+        memset(&q->addrs[0], 0, sizeof q->addrs[0]);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = a6;
+        q->naddrs = 1;
+        connect_next(q);
+        return;
+    }
+    q->qa = dns_query_a(q->r->dns, h->name, on_a, q);
+    q->qaaaa = dns_query_aaaa(q->r->dns, h->name, on_aaaa, q);
+    if (!q->qa) {
+        q->a_done = 1;
+        q->a_st = DNS_TEMPFAIL;
+    }
+    if (!q->qaaaa) {
+        q->aaaa_done = 1;
+        q->aaaa_st = DNS_TEMPFAIL;
+    }
+    if (q->a_done && q->aaaa_done) addrs_ready(q);
+}
+
+/* Start on host q->hosts[q->hi]: reuse an idle connection, wait for a slot, or
+ * resolve and connect. After the last host, every recipient gets the last failure. */
+static void host_start(struct remote_req *q)
+{
+    struct remote *r = q->r;
+    if (q->hi >= q->nhosts) {
+        finish_fail(q);
+        return;
+    }
+    const struct rhost *h = &q->hosts[q->hi];
+    char key[700];
+    snprintf(key, sizeof key, "%s:%d|%d|%s", h->name, h->port, (int)q->tls,
+             q->auth_user ? q->auth_user : "");
+    struct dest *d = dest_get(r, key);
+    q->dest = d;
+    if (!q->no_reuse && d->idle) {
+        struct conn *cn = d->idle;
+        conn_unlink_idle(cn);
+        evtimer_del(cn->ev_idle);
+        d->active++;
+        q->slot = 1;
+        q->reused = 1;
+        send_msg(q, cn);
+        return;
+    }
+    int limit = q->conf->out_concurrency > 0 ? q->conf->out_concurrency : 1;
+    if (d->active >= limit) {
+        q->state = RQ_WAIT;
+        q->wnext = NULL;
+        if (d->wait_tail)
+            d->wait_tail->wnext = q;
+        else
+            d->wait_head = q;
+        d->wait_tail = q;
+        log_debug("smtp", "%s: waiting for a connection slot to %s", q->job->id, key);
+        return;
+    }
+    d->active++;
+    q->slot = 1;
+    host_resolve(q);
+}
+
+/* --- routes --------------------------------------------------------------------- */
+
+/* "a.example:587, [2001:db8::1]:25 b.example" into q->hosts. */
+static void hosts_parse(struct remote_req *q, const char *list)
+{
+    const char *p = list;
+    q->nhosts = 0;
+    while (*p && q->nhosts < MAX_HOSTS) {
+        p += strspn(p, " ,\t");
+        size_t n = strcspn(p, " ,\t");
+        if (!n) break;
+        char tok[300];
+        if (n >= sizeof tok) {
+            p += n;
+            continue;
+        }
+        memcpy(tok, p, n);
+        tok[n] = '\0';
+        p += n;
+        struct rhost *h = &q->hosts[q->nhosts];
+        h->pref = -1;
+        h->port = q->conf->out_port;
+        char *port = NULL;
+        if (tok[0] == '[') {
+            char *rb = strchr(tok, ']');
+            if (!rb) continue;
+            *rb = '\0';
+            if (rb[1] == ':') port = rb + 2;
+            str_copy(h->name, tok + 1, sizeof h->name);
+        } else {
+            char *colon = strchr(tok, ':');
+            if (colon) {
+                *colon = '\0';
+                port = colon + 1;
+            }
+            str_copy(h->name, tok, sizeof h->name);
+        }
+        if (port && atoi(port) > 0 && atoi(port) < 65536) h->port = atoi(port);
+        str_lower(h->name);
+        if (h->name[0]) q->nhosts++;
+    }
+}
+
+static const struct conf_transport *transport_match(const struct kconf *c, const char *domain)
+{
+    const struct conf_transport *best = NULL;
+    size_t best_score = 0, dl = strlen(domain);
+    for (const struct conf_transport *t = c->transports; t; t = t->next) {
+        const char *td = t->domain;
+        size_t score = 0;
+        if (td[0] == '.') {
+            size_t tl = strlen(td);
+            if (str_ieq(td + 1, domain))
+                score = 2 * (tl - 1);
+            else if (dl > tl && str_ieq(domain + dl - tl, td))
+                score = 2 * (tl - 1);
+        } else if (str_ieq(td, domain)) {
+            score = 2 * strlen(td) + 1; /* the exact name beats ".name" */
+        }
+        if (score > best_score) {
+            best = t;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static int is_self(const struct kconf *c, const char *host)
+{
+    return (c->hostname && str_ieq(host, c->hostname)) ||
+           (c->out_helo && str_ieq(host, c->out_helo));
+}
+
+static void on_mx(void *arg, const struct dns_result *res)
+{
+    struct remote_req *q = arg;
+    struct remote_job *job = q->job;
+    const struct kconf *c = q->conf;
+    q->qmx = NULL;
+    switch (res->status) {
+    case DNS_OK:
+        break;
+    case DNS_NXDOMAIN:
+        fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "none",
+                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
+                 "not found",
+                 job->domain);
+        finish_fail(q);
+        return;
+    case DNS_NODATA: /* RFC 5321 5.1: the domain itself is the implicit MX */
+        str_copy(q->hosts[0].name, job->domain, sizeof q->hosts[0].name);
+        str_lower(q->hosts[0].name);
+        q->hosts[0].port = c->out_port;
+        q->hosts[0].pref = 0;
+        q->nhosts = 1;
+        q->implicit_mx = 1;
+        if (is_self(c, q->hosts[0].name)) {
+            fail_set(q, DELIVER_PERM, "5.4.6", 0, NULL, "none",
+                     "mail loop: MX points back to us (mail for %s loops back to myself)",
+                     job->domain);
+            finish_fail(q);
+            return;
+        }
+        host_start(q);
+        return;
+    default:
+        fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "none",
+                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
+                 "not found, try again (%s)",
+                 job->domain, res->why ? res->why : dns_status_name(res->status));
+        finish_fail(q);
+        return;
+    }
+    if (res->null_mx || res->nmx == 0) {
+        fail_set(q, DELIVER_PERM, "5.1.10", 0, NULL, "none",
+                 "the domain %s accepts no mail (null MX)", job->domain);
+        finish_fail(q);
+        return;
+    }
+    /* RFC 5321 5.1: when we are among the MX hosts, only better ones may be used */
+    int self_pref = -1;
+    for (size_t i = 0; i < res->nmx; i++)
+        if (is_self(c, res->mx[i].host) && (self_pref < 0 || res->mx[i].pref < self_pref))
+            self_pref = res->mx[i].pref;
+    q->nhosts = 0;
+    for (size_t i = 0; i < res->nmx && q->nhosts < MAX_HOSTS; i++) {
+        if (!res->mx[i].host[0]) continue;
+        if (self_pref >= 0 && res->mx[i].pref >= self_pref) continue;
+        struct rhost *h = &q->hosts[q->nhosts++];
+        str_copy(h->name, res->mx[i].host, sizeof h->name);
+        h->port = c->out_port;
+        h->pref = res->mx[i].pref;
+    }
+    if (q->nhosts == 0) {
+        fail_set(q, DELIVER_PERM, self_pref >= 0 ? "5.4.6" : "5.1.10", 0, NULL, "none",
+                 self_pref >= 0 ? "mail loop: MX points back to us (mail for %s loops back to "
+                                  "myself)"
+                                : "the domain %s accepts no mail (null MX)",
+                 job->domain);
+        finish_fail(q);
+        return;
+    }
+    host_start(q);
+}
+
+static enum smtp_client_tls tls_parse(const char *s, enum smtp_client_tls def)
+{
+    if (!s || !*s) return def;
+    if (strcmp(s, "none") == 0) return SMTP_CTLS_NONE;
+    if (strcmp(s, "may") == 0) return SMTP_CTLS_MAY;
+    if (strcmp(s, "encrypt") == 0) return SMTP_CTLS_ENCRYPT;
+    if (strcmp(s, "verify") == 0) return SMTP_CTLS_VERIFY;
+    return def;
+}
+
+/* Sender route > transport (recipient domain) > relay_host > MX. */
+static void route_start(struct remote_req *q)
+{
+    const struct kconf *c = q->conf;
+    struct remote_job *job = q->job;
+    enum smtp_client_tls deftls = (enum smtp_client_tls)c->out_tls;
+    q->state = RQ_MX;
+    if (q->sr_rc < 0) {
+        fail_set(q, DELIVER_TEMP, "4.3.0", 0, NULL, "none",
+                 "directory lookup failed (relay routes); will retry");
+        finish_fail(q);
+        return;
+    }
+    if (q->sr_rc > 0) {
+        q->via = "sender route";
+        int creds = q->sr.username[0] != 0;
+        q->tls =
+            tls_parse(q->sr.tls, creds && deftls < SMTP_CTLS_ENCRYPT ? SMTP_CTLS_ENCRYPT : deftls);
+        if (creds && q->tls < SMTP_CTLS_ENCRYPT) {
+            /* never send a password in clear (issue 4 item 7) */
+            fail_set(q, DELIVER_TEMP, "4.7.0", 0, NULL, "none",
+                     "relay route %s has a login but tls %s: the password is never sent "
+                     "without TLS; set --tls encrypt or verify",
+                     q->sr.match, q->sr.tls);
+            finish_fail(q);
+            return;
+        }
+        if (creds) {
+            q->auth_user = xstrdup(q->sr.username);
+            q->auth_pass = xstrdup(q->sr.password);
+        }
+        explicit_bzero(q->sr.password, sizeof q->sr.password);
+        hosts_parse(q, q->sr.hosts);
+    } else {
+        const struct conf_transport *t = transport_match(c, job->domain);
+        const char *relays;
+        if (t) {
+            q->via = "transport";
+            q->tls = t->tls > 0 ? (enum smtp_client_tls)(t->tls - 1) : deftls;
+            relays = t->relay; /* NULL: this domain's MX with the transport's tls */
+        } else {
+            q->via = "relay_host";
+            q->tls = deftls;
+            relays = c->relay_host;
+        }
+        if (relays) {
+            hosts_parse(q, relays);
+        } else {
+            q->via = "MX";
+            q->qmx = dns_query_mx(q->r->dns, job->domain, on_mx, q);
+            if (!q->qmx) {
+                fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "none", "cannot start a DNS query");
+                finish_fail(q);
+            }
+            return;
+        }
+    }
+    log_debug("smtp", "%s: %s via %s (%zu host%s)", job->id, job->domain, q->via, q->nhosts,
+              q->nhosts == 1 ? "" : "s");
+    q->hi = 0;
+    host_start(q);
+}
+
+static void route_lookup_run(void *arg)
+{
+    struct remote_req *q = arg;
+    q->sr_rc = store_relay_get(q->r->st, q->job->sender, &q->sr);
+}
+
+static void route_lookup_done(void *arg)
+{
+    struct remote_req *q = arg;
+    q->wj = NULL;
+    route_start(q);
+}
+
+/* --- public --------------------------------------------------------------------- */
+
+struct remote *remote_new(struct event_base *base, const struct kconf *conf, struct dns *dns,
+                          struct store *st)
+{
+    struct remote *r = xcalloc(1, sizeof *r);
+    r->base = base;
+    r->conf = conf;
+    r->dns = dns;
+    r->st = st;
+    char err[256] = "";
+    r->tls = smtp_client_tls_new(err, sizeof err);
+    if (!r->tls) log_err("smtp", "outbound TLS unavailable: %s", err);
+    r->ev_reap = evtimer_new(base, on_reap, r);
+    if (!r->ev_reap) {
+        smtp_client_tls_free(r->tls);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void remote_set_conf(struct remote *r, const struct kconf *conf)
+{
+    r->conf = conf;
+}
+
+struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void (*done)(void *arg),
+                                  void *arg)
+{
+    struct remote_req *q = xcalloc(1, sizeof *q);
+    q->r = r;
+    q->conf = r->conf;
+    q->job = job;
+    q->done = done;
+    q->arg = arg;
+    q->ev_done = evtimer_new(r->base, on_done, q);
+    if (!q->ev_done) abort(); /* out of memory */
+    q->next = r->reqs;
+    if (r->reqs) r->reqs->prev = q;
+    r->reqs = q;
+    for (size_t i = 0; i < job->nrcpts; i++)
+        result_set(&job->results[i], DELIVER_TEMP, "4.4.0", 0, NULL, "none", "not attempted");
+    if (r->st && job->sender && job->sender[0])
+        q->wj = work_submit(route_lookup_run, route_lookup_done, q);
+    else
+        route_start(q); /* callbacks are all deferred: done never runs before we return */
+    return q;
+}
+
+void remote_cancel(struct remote_req *q)
+{
+    if (!q) return;
+    struct remote *r = q->r;
+    if (q->wj) work_cancel(q->wj);
+    if (q->qmx) dns_cancel(q->qmx);
+    if (q->qa) dns_cancel(q->qa);
+    if (q->qaaaa) dns_cancel(q->qaaaa);
+    if (q->connecting) smtp_client_free(q->connecting);
+    if (q->conn) {
+        smtp_client_free(q->conn->c);
+        conn_free(q->conn);
+    }
+    if (q->state == RQ_WAIT && q->dest) {
+        wait_remove(q->dest, q);
+        struct dest *d = q->dest;
+        q->dest = NULL;
+        dest_maybe_free(r, d);
+    }
+    slot_release(q);
+    req_unlink(q);
+    req_free(q);
+}
+
+void remote_free(struct remote *r)
+{
+    if (!r) return;
+    r->freeing = 1;
+    while (r->reqs)
+        remote_cancel(r->reqs);
+    while (r->dests) {
+        struct dest *d = r->dests;
+        while (d->idle) {
+            struct conn *cn = d->idle;
+            d->idle = cn->next;
+            smtp_client_free(cn->c);
+            conn_free(cn);
+        }
+        r->dests = d->next;
+        free(d->key);
+        free(d);
+    }
+    on_reap(-1, 0, r);
+    event_free(r->ev_reap);
+    smtp_client_tls_free(r->tls);
+    free(r);
+}
