@@ -906,6 +906,17 @@ int dsn_allowed(const struct spool_env *env, const char **why)
     return w == NULL;
 }
 
+size_t dsn_pending(const struct spool_env *env, enum dsn_kind kind, size_t *idx)
+{
+    enum rcpt_state want = kind == DSN_FAILED    ? RCPT_ST_BOUNCED
+                           : kind == DSN_DELAYED ? RCPT_ST_QUEUED
+                                                 : RCPT_ST_SENT;
+    size_t n = 0;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (env->rcpts[i].state == want && dsn_wanted(&env->rcpts[i], kind)) idx[n++] = i;
+    return n;
+}
+
 const char *dsn_kind_notice(enum dsn_kind kind)
 {
     switch (kind) {

@@ -208,6 +208,13 @@ int dsn_allowed(const struct spool_env *env, const char **why);
 /* "non-delivery", "delay", "delivery status": Postfix's names in log lines
  * "ID: sender non-delivery notification: NEWID". */
 const char *dsn_kind_notice(enum dsn_kind kind);
+/* The recipients that still owe a notice of this kind: state BOUNCED (DSN_FAILED),
+ * QUEUED (DSN_DELAYED) or SENT (DSN_DELIVERED), and dsn_wanted() (so not yet
+ * notified). Writes their indexes to idx (room for env->nrcpts) and returns how
+ * many. Does not check dsn_allowed. For the scheduler: a message whose recipients
+ * are all final stays in the spool while this is non-zero for DSN_FAILED (and
+ * dsn_allowed), so a crash before the bounce is durable never loses it. */
+size_t dsn_pending(const struct spool_env *env, enum dsn_kind kind, size_t *idx);
 
 struct dsn_req;
 /* Queue a DSN (event-loop thread). Keeps those of env->rcpts[idx[0..n)] for which

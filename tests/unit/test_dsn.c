@@ -435,6 +435,23 @@ static void test_policy(void)
           "notice names");
 }
 
+static void test_pending(void)
+{
+    struct spool_env *e = make_env();
+    size_t idx[NR];
+    size_t n = dsn_pending(e, DSN_FAILED, idx);
+    CHECK(n == 8 && idx[0] == 0 && idx[1] == 1 && idx[2] == 4, "bounced owe a bounce: %zu", n);
+    e->rcpts[0].notified = DSN_BIT(DSN_FAILED);
+    e->rcpts[1].notify = SMTP_NOTIFY_NEVER;
+    n = dsn_pending(e, DSN_FAILED, idx);
+    CHECK(n == 6 && idx[0] == 4, "notified and NEVER left out: %zu", n);
+    n = dsn_pending(e, DSN_DELAYED, idx);
+    CHECK(n == 2 && idx[0] == 2 && idx[1] == 10, "queued owe a delay notice: %zu", n);
+    n = dsn_pending(e, DSN_DELIVERED, idx);
+    CHECK(n == 1 && idx[0] == 3, "NOTIFY=SUCCESS owes a success report: %zu", n);
+    spool_env_free(e);
+}
+
 static void test_envelope_fields(void)
 {
     struct spool_env *e = make_env();
@@ -615,6 +632,7 @@ int main(void)
         test_delivered(en, de, e, fd);
         spool_env_free(e);
         test_policy();
+        test_pending();
         test_envelope_fields();
         test_queue(en, root);
     }
