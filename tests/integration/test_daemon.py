@@ -57,12 +57,21 @@ def started(kurier_factory, **kw):
     k = kurier_factory(**kw)
     k.add_domain("example.test")
     k.add_mailbox("demo@example.test", "demo")
-    return k.start()
+    return ready(k.start())
+
+
+def ready(k):
+    """The port accepts connections before kurierd has its signal handlers (see
+    test_signal_right_after_the_port_opens); tests about other things wait for the
+    last line of the start-up."""
+    k.wait_log("daemon started")
+    return k
 
 
 # --- SIGHUP ---------------------------------------------------------------------------
 
 def test_sighup_applies_a_changed_config(kurier):
+    ready(kurier)
     code, text = greeting(kurier.port)
     assert code == 220 and "mx.example.test ESMTP" in text, text
     rewrite_conf(kurier, "hostname mx.example.test;", "hostname mx2.example.test;")
@@ -93,6 +102,7 @@ def test_sighup_applies_a_changed_config(kurier):
 
 
 def test_sighup_during_a_transaction(kurier):
+    ready(kurier)
     c = Raw(kurier.port)
     try:
         assert c.reply()[0] == 220
@@ -118,6 +128,7 @@ def test_sighup_during_a_transaction(kurier):
 
 
 def test_sighup_with_broken_config_keeps_the_old_one(kurier):
+    ready(kurier)
     with open(kurier.conf) as f:
         lines = f.read().split("\n")
     # an unknown key on its own line, indented: the error must name line and column
@@ -195,9 +206,38 @@ def test_sigterm_grace_over_closes_idle_session(kurier_factory):
 
 
 def test_sigterm_without_sessions_exits_at_once_with_0(kurier):
+    ready(kurier)
     # "at once" is not measured; the process just has to end by itself, with 0
     kurier.proc.send_signal(signal.SIGTERM)
     assert wait_exit(kurier) == 0
+
+
+def test_signal_right_after_the_port_opens(kurier_factory):
+    """A reload (or stop) sent as soon as kurierd accepts connections must be handled,
+    not kill the daemon: the signal handlers have to be in place before the ports
+    open. Tried a few times, as the window is short on a fast build."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    for attempt in range(5):
+        k.start()
+        k.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while "reloaded configuration" not in k.log() and time.time() < deadline:
+            assert k.proc.poll() is None, "SIGHUP killed kurierd (attempt %d): exit %s" % (
+                attempt, k.proc.returncode)
+            time.sleep(0.05)
+        ready(k)
+        k.wait_log("reloaded configuration")
+        assert k.stop() == 0
+        with open(k.logfile, "w"):
+            pass  # the next round looks at a fresh log
+    for attempt in range(5):
+        k.start()
+        k.proc.send_signal(signal.SIGTERM)
+        rc = k.proc.wait(timeout=30)
+        k.stop()
+        assert rc == 0, "SIGTERM right after start: exit %s (attempt %d)" % (rc, attempt)
 
 
 # --- listeners ------------------------------------------------------------------------
@@ -269,6 +309,7 @@ def test_privilege_drop_to_kurier(kurier):
 # --- the spool survives a stop --------------------------------------------------------
 
 def test_message_acknowledged_before_stop_is_delivered_after_restart(kurier):
+    ready(kurier)
     send(kurier.port, "stop right after")
     assert kurier.stop() == 0
     kurier.start()
@@ -280,6 +321,7 @@ def test_message_acknowledged_before_stop_is_delivered_after_restart(kurier):
 
 
 def test_deferred_message_is_delivered_by_the_next_daemon(kurier):
+    ready(kurier)
     # The mailbox path is blocked by a plain file: delivery fails temporarily.
     dom = os.path.join(kurier.maildir_root, "example.test")
     os.makedirs(dom, exist_ok=True)
