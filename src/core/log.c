@@ -69,10 +69,11 @@ void log_msg(enum log_level lv, const char *component, const char *fmt, ...)
     if (use_syslog) {
         static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
         pthread_mutex_lock(&log_lock);
-        /* the program tag becomes kurier/smtpd, as Postfix's postfix/smtpd */
-        char ident[128];
+        /* the program tag becomes kurier/smtpd, as Postfix's postfix/smtpd; glibc
+         * keeps the ident pointer, so it must outlive the call */
+        static char ident[128];
         snprintf(ident, sizeof ident, "%s/%s", prog, component);
-        openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+        openlog(ident, (strchr(component, '[') ? 0 : LOG_PID) | LOG_NDELAY, LOG_MAIL);
         syslog(prio[lv], "%s%s", tags[lv], msg);
         pthread_mutex_unlock(&log_lock);
         return;
@@ -83,8 +84,12 @@ void log_msg(enum log_level lv, const char *component, const char *fmt, ...)
     localtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%b %e %H:%M:%S", &tm);
     pthread_mutex_lock(&log_lock);
-    fprintf(stderr, "%s %s %s/%s[%ld]: %s%s\n", ts, host[0] ? host : "localhost", prog, component,
-            (long)getpid(), tags[lv], msg);
+    if (strchr(component, '[')) /* "smtpd[17]": a session number instead of the pid */
+        fprintf(stderr, "%s %s %s/%s: %s%s\n", ts, host[0] ? host : "localhost", prog, component,
+                tags[lv], msg);
+    else
+        fprintf(stderr, "%s %s %s/%s[%ld]: %s%s\n", ts, host[0] ? host : "localhost", prog,
+                component, (long)getpid(), tags[lv], msg);
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
 }

@@ -18,7 +18,10 @@ void log_debug_enable(const char *subsystems);
 int log_debug_on(const char *subsys);
 
 /* component names the Postfix-style program ("smtpd", "qmgr", "local", "cleanup",
- * "pickup", "smtp"); it becomes "kurier/smtpd[pid]" in the line. */
+ * "pickup", "smtp"); it becomes "kurier/smtpd[pid]" in the line. A component that
+ * carries its own number ("smtpd[17]", one SMTP session) is printed as it is: all
+ * lines of one session share that number, as all lines of one Postfix smtpd process
+ * share its pid (pflogsumm pairs connect/disconnect by it). */
 void log_msg(enum log_level lv, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define log_err(c, ...) log_msg(LOG_LV_ERR, c, __VA_ARGS__)

@@ -63,6 +63,7 @@ struct smtp_session {
     int discard_line;       /* dropping the rest of an over-long command line */
     int close_after_commit; /* shutting down: answer the message, then 421 */
     int free_tries;         /* waits for the last bytes to leave before the free */
+    char logname[32];       /* "smtpd[N]": this session's lines share N */
     enum pending_kind pending;
     void *pending_handle;
     struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
@@ -135,7 +136,7 @@ static void fail(struct smtp_session *s, int code, const char *enh, const char *
     va_end(ap);
     reply(s, code, enh, "%s", text);
     if (++s->errors >= s->conf->errors) {
-        log_info("smtpd", "too many errors after %s from %s[%s]", state_names[s->state],
+        log_info(s->logname, "too many errors after %s from %s[%s]", state_names[s->state],
                  s->peer.name, s->peer.addr);
         reply(s, 421, "4.7.0", "%s Error: too many errors, closing the connection",
               s->conf->hostname);
@@ -199,7 +200,7 @@ static void log_reject(struct smtp_session *s, const char *cmd, int code, const 
         snprintf(helo, sizeof helo, " helo=<%s>",
                  log_escape(esc, sizeof esc, s->peer.helo, strlen(s->peer.helo)));
     }
-    log_info("smtpd", "%s: reject: %s from %s[%s]: %d %s %s;%s%s proto=%s%s",
+    log_info(s->logname, "%s: reject: %s from %s[%s]: %d %s %s;%s%s proto=%s%s",
              s->id[0] ? s->id : "NOQUEUE", cmd, s->peer.name, s->peer.addr, code, enh, text, from,
              to, s->peer.esmtp ? "ESMTP" : "SMTP", helo);
 }
@@ -525,8 +526,9 @@ static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     size_t junk = evbuffer_get_length(in);
     if (junk) {
-        log_info("smtpd", "discarded %zu bytes of plaintext pipelined after STARTTLS from %s[%s]",
-                 junk, s->peer.name, s->peer.addr);
+        log_info(s->logname,
+                 "discarded %zu bytes of plaintext pipelined after STARTTLS from %s[%s]", junk,
+                 s->peer.name, s->peer.addr);
         evbuffer_drain(in, junk);
     }
     struct bufferevent *tls = bufferevent_openssl_filter_new(
@@ -581,20 +583,20 @@ static void auth_checked(void *arg, int result)
     case 0:
         s->peer.auth_user = s->auth_user_try;
         s->auth_user_try = NULL;
-        log_info("smtpd", "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
+        log_info(s->logname, "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
                  s->auth_mech, user);
         reply(s, 235, "2.7.0", "Authentication successful");
         break;
     case 1:
         /* fail2ban's postfix-sasl filter matches this line */
-        log_warn("smtpd",
+        log_warn(s->logname,
                  "%s[%s]: SASL %s authentication failed: authentication failure, "
                  "sasl_username=%s",
                  s->peer.name, s->peer.addr, s->auth_mech, user);
         fail(s, 535, "5.7.8", "Authentication credentials invalid");
         break;
     case 2:
-        log_warn("smtpd",
+        log_warn(s->logname,
                  "%s[%s]: SASL %s authentication failed: too many failures, "
                  "sasl_username=%s",
                  s->peer.name, s->peer.addr, s->auth_mech, user);
@@ -899,12 +901,12 @@ static void committed(void *arg, int ok)
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
     if (ok) {
-        log_info("smtpd", "%s: client=%s[%s]%s%s", s->id, s->peer.name, s->peer.addr,
+        log_info(s->logname, "%s: client=%s[%s]%s%s", s->id, s->peer.name, s->peer.addr,
                  s->peer.auth_user ? ", sasl_username=" : "",
                  s->peer.auth_user ? s->peer.auth_user : "");
         if (!s->closing) reply(s, 250, "2.0.0", "Ok: queued as %s", s->id);
     } else {
-        log_warn("smtpd", "%s: message from %s[%s] could not be stored", s->id, s->peer.name,
+        log_warn(s->logname, "%s: message from %s[%s] could not be stored", s->id, s->peer.name,
                  s->peer.addr);
         if (!s->closing)
             reply(s, 451, "4.3.0", "Temporary local problem storing the message, try again");
@@ -1059,7 +1061,7 @@ static void session_free(struct smtp_session *s)
         int w = snprintf(counts + o, sizeof counts - o, " %s=%d", cnt[i].name, cnt[i].n);
         if (w > 0 && (size_t)w < sizeof counts - o) o += (size_t)w;
     }
-    log_info("smtpd", "disconnect from %s[%s]%s commands=%d", s->peer.name, s->peer.addr, counts,
+    log_info(s->logname, "disconnect from %s[%s]%s commands=%d", s->peer.name, s->peer.addr, counts,
              s->n_cmds);
     txn_clear(s);
     bufferevent_free(s->bev);
@@ -1110,8 +1112,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (ssl) {
             smtp_tls_describe(ssl, s->peer.tls_info, sizeof s->peer.tls_info);
             s->peer.tls = 1;
-            log_info("smtpd", "Anonymous TLS connection established from %s[%s]: %s", s->peer.name,
-                     s->peer.addr, s->peer.tls_info);
+            log_info(s->logname, "Anonymous TLS connection established from %s[%s]: %s",
+                     s->peer.name, s->peer.addr, s->peer.tls_info);
         }
         return;
     }
@@ -1120,10 +1122,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         char why[256] = "";
         while ((e = bufferevent_get_openssl_error(bev)))
             ERR_error_string_n(e, why, sizeof why);
-        if (why[0]) log_info("smtpd", "TLS error from %s[%s]: %s", s->peer.name, s->peer.addr, why);
+        if (why[0])
+            log_info(s->logname, "TLS error from %s[%s]: %s", s->peer.name, s->peer.addr, why);
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        log_info("smtpd", "timeout after %s from %s[%s]", state_names[s->state], s->peer.name,
+        log_info(s->logname, "timeout after %s from %s[%s]", state_names[s->state], s->peer.name,
                  s->peer.addr);
         reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->conf->hostname);
         session_close(s);
@@ -1131,7 +1134,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (s->state != SMTP_ST_QUIT)
-            log_info("smtpd", "lost connection after %s from %s[%s]", state_names[s->state],
+            log_info(s->logname, "lost connection after %s from %s[%s]", state_names[s->state],
                      s->peer.name, s->peer.addr);
         evbuffer_drain(bufferevent_get_output(bev),
                        evbuffer_get_length(bufferevent_get_output(bev)));
@@ -1173,6 +1176,11 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     s->srv = srv;
     s->conf = conf;
     s->t_start = time_mono();
+    /* numbered like Postfix's per-session smtpd processes, starting after our pid so
+     * the numbers do not repeat across a quick restart */
+    static unsigned long session_no;
+    if (!session_no) session_no = (unsigned long)getpid() * 1000;
+    snprintf(s->logname, sizeof s->logname, "smtpd[%lu]", ++session_no);
     s->peer.conf = conf;
     s->peer.listener = srv->listen;
     memcpy(&s->peer.sa, sa, (size_t)salen < sizeof s->peer.sa ? (size_t)salen : sizeof s->peer.sa);
@@ -1196,17 +1204,17 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     if (sessions) sessions->prev = s;
     sessions = s;
     nsessions++;
-    log_info("smtpd", "connect from %s[%s]", s->peer.name, s->peer.addr);
+    log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
 
     if (nsessions > (size_t)conf->connections) {
-        log_warn("smtpd", "too many connections: %zu, refusing %s[%s]", nsessions - 1, s->peer.name,
-                 s->peer.addr);
+        log_warn(s->logname, "too many connections: %zu, refusing %s[%s]", nsessions - 1,
+                 s->peer.name, s->peer.addr);
         reply(s, 421, "4.7.0", "%s Error: too many connections, try again later", conf->hostname);
         session_close(s);
         return;
     }
     if (sessions_from(&s->peer.sa) > (size_t)conf->connections_per_ip) {
-        log_warn("smtpd", "too many connections from %s[%s]", s->peer.name, s->peer.addr);
+        log_warn(s->logname, "too many connections from %s[%s]", s->peer.name, s->peer.addr);
         reply(s, 421, "4.7.0", "%s Error: too many connections from your address, try later",
               conf->hostname);
         session_close(s);
