@@ -37,7 +37,8 @@ struct daemon {
     struct smtp_server **servers;
     struct smtp_tls **tls; /* per server, NULL without TLS */
     struct auth_limits *auth_limits;
-    char **server_addrs; /* the address each server was bound for */
+    struct dovecot_auth *dovecot; /* auth backend dovecot (chosen at start-up), else NULL */
+    char **server_addrs;          /* the address each server was bound for */
     size_t nservers;
     struct smtp_ops ops;
     struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain;
@@ -225,7 +226,14 @@ static void auth_answer_in(struct auth_req *a, double seconds)
 static void auth_run(void *arg)
 {
     struct auth_req *a = arg;
-    int r = store_mailbox_auth(a->d->store, a->user, a->pass);
+    int r;
+    if (a->d->dovecot) {
+        char err[512];
+        r = dovecot_auth_check(a->d->dovecot, a->user, a->pass, a->ip, err, sizeof err);
+        if (r < 0) log_warn("kurierd", "AUTH from [%s]: %s", a->ip, err);
+    } else {
+        r = store_mailbox_auth(a->d->store, a->user, a->pass);
+    }
     a->result = r == 1 ? 0 : r == 0 ? 1 : -1;
 }
 
@@ -511,6 +519,8 @@ int main(int argc, char **argv)
         log_err("kurierd", "directory %s: %s", d.conf->directory, err);
         return 1;
     }
+    if (d.conf->auth_backend == CONF_AUTH_DOVECOT)
+        d.dovecot = dovecot_auth_new(d.conf->auth_dovecot_socket);
 
     d.ops = (struct smtp_ops){
         .ctx = &d,
@@ -591,6 +601,7 @@ int main(int argc, char **argv)
     free(d.server_addrs);
     free(d.tls);
     auth_limits_free(d.auth_limits);
+    dovecot_auth_free(d.dovecot);
     store_free(d.store);
     spool_free(d.spool);
     if (d.ev_grace) event_free(d.ev_grace);

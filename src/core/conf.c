@@ -153,6 +153,14 @@ static const struct conf_key keys[] = {
      "How long a client address or account stays refused after too many failures."},
     {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
      "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
+    {KB_AUTH, "backend", KT_ENUM, "directory", NULL, 0, 0, "directory|dovecot", KC(auth_backend),
+     "Where AUTH passwords are checked: directory (kurier's mailboxes) or dovecot (Dovecot's "
+     "authentication socket, as Postfix's smtpd_sasl_type = dovecot; docs/submission.md). "
+     "Read at start-up."},
+    {KB_AUTH, "dovecot_socket", KT_PATH, "/run/dovecot/auth-client", NULL, 0, 0, NULL,
+     KC(auth_dovecot_socket),
+     "Dovecot's auth-client socket (service auth { unix_listener auth-client { } }) for "
+     "backend dovecot; the daemon's user must be allowed to connect."},
 
     {KB_OUTBOUND, "helo", KT_HOST, NULL, "hostname", 0, 0, NULL, KC(out_helo),
      "Name we give in EHLO/HELO to remote servers."},
@@ -1221,10 +1229,12 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
 void conf_free(struct kconf *c)
 {
     if (!c) return;
-    char **strs[] = {&c->file,      &c->hostname,     &c->user,      &c->state_dir,
-                     &c->spool_dir, &c->maildir_root, &c->directory, &c->control_socket,
-                     &c->locale,    &c->log_target,   &c->log_name,  &c->log_debug,
-                     &c->resolver,  &c->relay_host,   &c->out_helo,  &c->out_ca_file};
+    char **strs[] = {&c->file,        &c->hostname,           &c->user,
+                     &c->state_dir,   &c->spool_dir,          &c->maildir_root,
+                     &c->directory,   &c->control_socket,     &c->locale,
+                     &c->log_target,  &c->log_name,           &c->log_debug,
+                     &c->resolver,    &c->relay_host,         &c->out_helo,
+                     &c->out_ca_file, &c->auth_dovecot_socket};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->trusted);

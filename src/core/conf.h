@@ -65,6 +65,9 @@ struct conf_listen {
     struct conf_listen *next;
 };
 
+/* auth { backend }: where AUTH passwords are checked. */
+enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };
+
 /* TLS towards a remote host; same order as enum smtp_client_tls. */
 enum conf_out_tls { CONF_TLS_NONE = 0, CONF_TLS_MAY, CONF_TLS_ENCRYPT, CONF_TLS_VERIFY };
 
@@ -130,10 +133,12 @@ struct kconf {
     int maildrop_scan;    /* seconds between maildrop scans (default 5) */
 
     /* auth { }: brute-force protection */
-    int auth_max_failures; /* failures per address or account in the window (10) */
-    int auth_window;       /* seconds (15m) */
-    int auth_block_time;   /* seconds (1h) */
-    int auth_delay_max;    /* seconds, longest answer delay after failures (8s) */
+    int auth_max_failures;     /* failures per address or account in the window (10) */
+    int auth_window;           /* seconds (15m) */
+    int auth_block_time;       /* seconds (1h) */
+    int auth_delay_max;        /* seconds, longest answer delay after failures (8s) */
+    int auth_backend;          /* enum conf_auth_backend (default directory) */
+    char *auth_dovecot_socket; /* Dovecot's auth-client socket (/run/dovecot/auth-client) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
