@@ -959,8 +959,10 @@ static int reply_line(struct smtp_client *c, const char *line, size_t len)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct smtp_client *c = arg;
+    /* the greeting's read event may come before the connect's write event */
+    if (c->state == CL_CONNECT) enter(c, CL_GREETING);
     /* fetched each time: STARTTLS replaces the bufferevent */
-    while (c->state != CL_DEAD && c->state != CL_HANDSHAKE && c->state != CL_CONNECT) {
+    while (c->state != CL_DEAD && c->state != CL_HANDSHAKE) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
         size_t n;
         char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
