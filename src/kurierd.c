@@ -483,6 +483,7 @@ int main(int argc, char **argv)
     conf_errors_free(&errs);
     if (test_only) {
         printf("%s: ok\n", d.conf_path);
+        conf_free(d.conf);
         return 0;
     }
     apply_log(d.conf);
@@ -506,6 +507,14 @@ int main(int argc, char **argv)
         log_err("kurierd", "cannot create the event loop");
         return 1;
     }
+    /* Signals are caught from here on (they are handled once the loop runs): a HUP
+     * or TERM right after the ports open must not kill the daemon. */
+    d.ev_term = evsignal_new(d.base, SIGTERM, on_term, &d);
+    d.ev_int = evsignal_new(d.base, SIGINT, on_term, &d);
+    d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+    event_add(d.ev_term, NULL);
+    event_add(d.ev_int, NULL);
+    event_add(d.ev_hup, NULL);
     if (prepare_dirs(d.conf, pw) != 0) return 1;
     char err[512];
     d.spool = spool_open(d.conf->spool_dir, err, sizeof err);
@@ -570,12 +579,6 @@ int main(int argc, char **argv)
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
 
-    d.ev_term = evsignal_new(d.base, SIGTERM, on_term, &d);
-    d.ev_int = evsignal_new(d.base, SIGINT, on_term, &d);
-    d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
-    event_add(d.ev_term, NULL);
-    event_add(d.ev_int, NULL);
-    event_add(d.ev_hup, NULL);
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
