@@ -1,11 +1,15 @@
 #!/usr/bin/python3
-"""The queue tools end to end: messages to an undeliverable (remote) target are
-listed, shown, held, released, flushed, deleted one by one and all at once, with
-`kurier queue ...` and `mailq`, while kurierd runs and while it is stopped."""
+"""The queue tools end to end: messages to an undeliverable target are listed, shown,
+held, released, flushed, deleted one by one and all at once, with `kurier queue ...`
+and `mailq`, while kurierd runs and while it is stopped. The target: remote mail
+goes to a relay_host on a loopback port that refuses connections, so every attempt
+ends deferred (4.4.1 Connection refused) and the message stays queued."""
 
 import os
 import re
 import smtplib
+import socket
+import time
 
 import pytest
 
@@ -13,7 +17,8 @@ from conftest import BUILD
 
 MAILQ = os.path.join(BUILD, "mailq")
 REMOTE = "someone@remote.test"
-DEFERRED = "status=deferred (remote delivery is not available yet)"
+DEFERRED = "status=deferred (connect to 127.0.0.1"
+REASON = "Connection refused"
 
 
 def out(r):
@@ -25,10 +30,23 @@ def err(r):
 
 
 @pytest.fixture
-def relay(kurier_factory):
-    """kurierd that queues mail to remote addresses (trusted loopback) and retries
-    only when told to: every new attempt a test sees comes from `queue flush`."""
-    k = kurier_factory(extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n",
+def dead_port():
+    """A loopback port that refuses connections: bound, never listening, so no
+    other process can take it while the test runs."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
+    s.close()
+
+
+@pytest.fixture
+def relay(kurier_factory, dead_port):
+    """kurierd that accepts mail to remote addresses (trusted loopback), cannot
+    deliver it, and retries only when told to: every new attempt a test sees
+    comes from `queue flush` (or a release)."""
+    k = kurier_factory(extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
+                             "relay_host 127.0.0.1:%d;\n"
+                             "outbound {\n    connect_timeout 5s;\n}\n" % dead_port,
                        queue={"retry_first": "1h", "retry_max": "1h"})
     k.add_domain("example.test")
     k.add_mailbox("demo@example.test", "demo")
@@ -58,8 +76,7 @@ def attempts(k, qid, rcpt=REMOTE):
                           k.log()))
 
 
-def wait_attempts(k, qid, n, rcpt=REMOTE, timeout=10.0):
-    import time
+def wait_attempts(k, qid, n, rcpt=REMOTE, timeout=15.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if attempts(k, qid, rcpt) >= n:
@@ -115,7 +132,7 @@ def test_list_shows_id_size_sender_recipient_and_reason(relay):
     assert str(size) in first, e
     assert "alice@example.test" in e
     assert REMOTE in e
-    assert "remote delivery is not available yet" in e
+    assert "4.4.1" in e and REASON in e
     assert "Mail queue is empty" not in text
 
 
