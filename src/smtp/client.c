@@ -628,6 +628,13 @@ static void no_rcpt_reply(struct smtp_client *c)
 static void txn_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
     struct smtp_client_msg *m = c->msg;
+    if (c->recvd >= c->sent) { /* a reply to nothing we sent: out of sync */
+        struct smtp_client_reply u;
+        reply_set(&u, 0, "4.5.0", r->stage, "unexpected reply from %s: %d %.200s", c->peer, r->code,
+                  r->text);
+        die(c, &u);
+        return;
+    }
     struct txn_cmd *k = &c->cmds[c->recvd++];
     if (r->code == 421) { /* the server is closing the connection */
         die(c, r);

@@ -247,10 +247,11 @@ class Scripted:
     def __init__(self, greeting="220 mx.script.test ESMTP", ehlo=("SIZE 100000", "8BITMIME"),
                  rcpt=None, mail="250 2.1.0 Ok", data="354 End data with <CR><LF>.<CR><LF>",
                  eod="250 2.0.0 Ok: queued as 1234", drop_after_data=False, strict_pipe=False,
-                 tls=None, auth_ok=None):
+                 tls=None, auth_ok=None, auth_mechs="LOGIN PLAIN"):
         self.greeting, self.ehlo, self.rcpt, self.mail = greeting, ehlo, rcpt or {}, mail
         self.data, self.eod, self.drop_after_data = data, eod, drop_after_data
         self.strict_pipe, self.tls, self.auth_ok = strict_pipe, tls, auth_ok
+        self.auth_mechs = auth_mechs
         self.commands = []
         self.contents = []
         self.auth = []
@@ -315,7 +316,7 @@ class Scripted:
                 if self.tls and not tls_on:
                     caps.append("STARTTLS")
                 if self.auth_ok is not None:
-                    caps.append("AUTH LOGIN PLAIN")
+                    caps.append("AUTH " + self.auth_mechs)
                 lines = ["mx.script.test"] + caps
                 out("\r\n".join("250%s%s" % ("-" if i < len(lines) - 1 else " ", l)
                                 for i, l in enumerate(lines)))
@@ -330,6 +331,12 @@ class Scripted:
                 parts = cmd.split(" ")
                 if parts[1].upper() == "PLAIN" and len(parts) == 3:
                     self.auth.append(base64.b64decode(parts[2]).split(b"\0"))
+                elif parts[1].upper() == "LOGIN":
+                    got = []
+                    for prompt in ("VXNlcm5hbWU6", "UGFzc3dvcmQ6"):
+                        out("334 " + prompt)
+                        got.append(base64.b64decode(f.readline().strip()))
+                    self.auth.append(["LOGIN"] + got)
                 out("235 2.7.0 Authentication successful" if self.auth_ok
                     else "535 5.7.8 Error: authentication failed")
             elif verb == "MAIL":
@@ -337,7 +344,10 @@ class Scripted:
                 out(self.mail)
             elif verb == "RCPT":
                 addr = cmd[cmd.index("<") + 1:cmd.index(">")]
-                out(self.rcpt.get(addr, "250 2.1.5 Ok"))
+                reply = self.rcpt.get(addr, "250 2.1.5 Ok")
+                out(reply)
+                if reply.startswith("421"):
+                    return
             elif verb == "DATA":
                 out(self.data)
                 if self.strict_pipe:
@@ -357,6 +367,9 @@ class Scripted:
                     content += l2
                 self.contents.append(content)
                 if self.drop_after_data:
+                    return
+                if self.eod is None:  # never answer: wait for the client to give up
+                    f.read()
                     return
                 out(self.eod)
             elif verb == "RSET":
@@ -537,3 +550,48 @@ def test_connect_refused(tmpdir_):
     line = rcpt_line(r.stdout, "ok@remote.test")
     assert line == "4.4.1 connect to 127.0.0.1[127.0.0.1]:%d: Connection refused " \
         "(during connect)" % port
+
+
+def test_reuse_without_pipelining_sends_rset(scripted, tmpdir_):
+    s = scripted()
+    r = send("--to", "127.0.0.1:%d" % s.port, "--from", "a@example.test",
+             "--rcpt", "ok@remote.test", "--count", "2", write_msg(tmpdir_))
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("250 2.0.0 Ok: queued as 1234") == 2
+    assert verbs(s) == ["EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT"]
+    assert len(s.contents) == 2
+
+
+def test_421_on_rcpt_ends_the_connection(scripted, tmpdir_):
+    s = scripted(rcpt={"b@remote.test": "421 4.7.0 mx.script.test closing connection"})
+    r = send("--to", "127.0.0.1:%d" % s.port, "--from", "a@example.test",
+             "--rcpt", "a@remote.test", "--rcpt", "b@remote.test", "--rcpt", "c@remote.test",
+             write_msg(tmpdir_))
+    assert r.returncode == 1
+    # the accepted one has no final answer, the others share the 421
+    assert rcpt_line(r.stdout, "a@remote.test") == \
+        "421 4.7.0 mx.script.test closing connection (in reply to RCPT TO)"
+    assert rcpt_line(r.stdout, "b@remote.test") == \
+        "421 4.7.0 mx.script.test closing connection (in reply to RCPT TO)"
+    assert rcpt_line(r.stdout, "c@remote.test") == \
+        "421 4.7.0 mx.script.test closing connection (in reply to RCPT TO)"
+    assert verbs(s) == ["EHLO", "MAIL", "RCPT", "RCPT"]
+
+
+def test_end_of_data_timeout(scripted, tmpdir_):
+    s = scripted(eod=None)
+    r = send("--to", "127.0.0.1:%d" % s.port, "--timeout", "2", "--from", "a@example.test",
+             "--rcpt", "ok@remote.test", write_msg(tmpdir_))
+    assert r.returncode == 1
+    assert rcpt_line(r.stdout, "ok@remote.test") == (
+        "4.4.2 conversation with 127.0.0.1[127.0.0.1]:%d timed out while waiting for the "
+        "reply to end of data (during end of data)" % s.port)
+
+
+def test_auth_login_when_only_login_offered(scripted, server_tls, tmpdir_):
+    s = scripted(tls=server_tls, auth_ok=True, auth_mechs="LOGIN")
+    r = send("--to", "127.0.0.1:%d" % s.port, "--tls", "may", "--auth", "user1:pw",
+             "--from", "a@example.test", "--rcpt", "ok@remote.test", write_msg(tmpdir_))
+    assert r.returncode == 0, r.stdout
+    assert s.auth == [["LOGIN", b"user1", b"pw"]]
+    assert "TLS: TLSv1." in r.stdout
