@@ -20,6 +20,8 @@ int cmd_queue(int argc, char **argv);    /* queue list|show|flush|delete|hold|re
 int cmd_sendmail(int argc, char **argv); /* sendmail(1) compatible, argv[0] included */
 int cmd_mailq(int argc, char **argv);    /* mailq(1) compatible */
 int cmd_tls(int argc, char **argv);      /* tls selfsigned HOST [--cert F] [--key F] [--force] */
+int cmd_relay(int argc, char **argv);    /* relay add|del|list: per-sender smarthosts */
+int cmd_smtp(int argc, char **argv);     /* smtp send --to HOST:PORT ... FILE */
 int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@PORT] */
 
 #endif
