@@ -146,14 +146,27 @@ def test_mailq_prints_the_same(relay):
 
 
 def test_show_prints_envelope_and_headers(relay):
-    qid = queued(relay, "look at me")
+    qid = queued(relay, "look at me", body="the secret body line\r\n")
     r = relay.cli("queue", "show", qid)
     text = out(r)
     assert qid in text
     assert "alice@example.test" in text
     assert REMOTE in text
+    assert "4.4.1" in text and REASON in text
     assert "Subject: look at me" in text
     assert "Received: from" in text
+    assert "the secret body line" not in text  # the header only, unless --body
+    assert "\r" not in text
+    text = out(relay.cli("queue", "show", "--body", qid))
+    assert "Subject: look at me" in text
+    assert "the secret body line" in text
+
+
+def test_queue_tools_before_the_daemon_ever_ran(kurier_factory):
+    k = kurier_factory()
+    r = k.cli("queue", "list", check=False)
+    assert r.returncode == 1
+    assert "spool" in err(r) and k.dir in err(r)
 
 
 # --- hold / release / flush ------------------------------------------------------------

@@ -81,6 +81,18 @@ def test_t_takes_recipients_from_headers_and_drops_bcc(k):
         assert b"To: demo@example.test" in body and b"Cc: other@example.test" in body
 
 
+def test_t_folded_bcc_is_removed_whole(k):
+    msg = (b"From: alice@example.test\nTo: demo@example.test\n"
+           b"Bcc: hidden@example.test,\n\tother@example.test\nSubject: folded\n\nbody\n")
+    sendmail(k, "-t", input=msg)
+    for rcpt in ["demo@example.test", "other@example.test", "hidden@example.test"]:
+        body = read(k.wait_mail(rcpt)[0])
+        h = [l for l in headers(body).split(b"\n") if not l.startswith(b"Delivered-To:")]
+        assert not any(b"Bcc" in l or b"hidden@" in l for l in h), h
+        assert b"\tother@example.test" not in h
+        assert b"Subject: folded" in h
+
+
 def test_t_with_display_names_and_several_addresses(k):
     msg = (b"From: alice@example.test\n"
            b"To: \"Demo, User\" <demo@example.test>,\n other@example.test\n"
@@ -216,3 +228,14 @@ def test_message_too_big(kurier_factory):
     sendmail(k, "demo@example.test", input=b"Subject: small\n\nbody\n")
     body = read(k.wait_mail("demo@example.test")[0])
     assert b"Subject: small" in body
+
+
+def test_spool_missing_is_a_temporary_failure(kurier_factory):
+    # kurierd never ran, so there is no maildrop yet: the caller must hear a
+    # temporary failure (EX_TEMPFAIL) it can retry, never a silent success
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test")
+    r = sendmail(k, "demo@example.test", input=b"Subject: early\n\nbody\n", check=False)
+    assert r.returncode == 75, r
+    assert b"maildrop" in r.stderr
