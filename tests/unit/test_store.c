@@ -10,19 +10,7 @@
 #include "core/core.h"
 #include "store/store.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 enum op { DOM_ADD, DOM_DEL, DOM_CATCH, MB_ADD, MB_DEL, MB_PASS, MB_QUOTA, AL_ADD, AL_DEL };
 
