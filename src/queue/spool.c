@@ -972,6 +972,14 @@ int spool_update(struct spool *s, const struct spool_env *env)
         log_err("qmgr", "%s: cannot create %s: %s", env->id, tmp, strerror(errno));
         goto out;
     }
+    /* root (the CLI while the daemon is down) keeps the file the daemon's */
+    if (geteuid() == 0 && (st.st_uid != 0 || st.st_gid != 0) &&
+        fchown(fd, st.st_uid, st.st_gid) != 0) {
+        log_err("qmgr", "%s: cannot chown %s: %s", env->id, tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
     if (write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0) {
         log_err("qmgr", "%s: cannot write %s: %s", env->id, tmp, strerror(errno));
         close(fd);
