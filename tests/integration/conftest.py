@@ -94,9 +94,17 @@ class Kurier:
     # --- daemon ----------------------------------------------------------------
     def start(self):
         self.log_fh = open(self.logfile, "ab")
+        start_at = len(self.log()) if os.path.exists(self.logfile) else 0
         self.proc = subprocess.Popen([KURIERD, "-c", self.conf], stdout=self.log_fh,
                                      stderr=self.log_fh)
         wait_port("127.0.0.1", self.port, proc=self.proc)
+        # the port accepts (kernel backlog) before the control socket exists: wait for
+        # the line that says everything is up
+        deadline = time.time() + 10
+        while "daemon started" not in self.log()[start_at:]:
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("kurierd did not start:\n" + self.log()[-2000:])
+            time.sleep(0.02)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
