@@ -488,6 +488,9 @@ static void deliver_record(struct qjob *j)
         str_copy(r->dsn, worst->dsn, sizeof r->dsn);
         free(r->diag);
         r->diag = xstrdup(worst->text);
+        free(r->relay); /* for DSNs: Remote-MTA, Last-Attempt-Date */
+        r->relay = strcmp(worst->relay, "none") != 0 ? xstrdup(worst->relay) : NULL;
+        r->last_try = tnow;
         if (agg == DELIVER_OK) {
             r->state = RCPT_ST_SENT;
         } else if (agg == DELIVER_PERM) {
