@@ -55,7 +55,9 @@ def test_plain_recipient_delivered_with_headers_added(k):
     log = k.log()
     m = re.search(r"kurier/pickup\[\d+\]: ([0-9A-Z]+): uid=0 from=<[^>]*>", log)
     assert m, log[-3000:]
-    assert re.search(re.escape(m.group(1)) + r": to=<demo@example.test>.*status=sent", log)
+    # the Maildir file appears before the result is recorded and logged
+    k.wait_log("%s: to=<demo@example.test>" % m.group(1))
+    assert re.search(re.escape(m.group(1)) + r": to=<demo@example.test>.*status=sent", k.log())
 
 
 def test_existing_headers_are_kept(k):
