@@ -67,7 +67,7 @@ run: deps all
 
 # make check: normal -Werror build, then the ASan+UBSan build runs every suite.
 check: deps
-	$(MAKE) all
+	$(MAKE) all bench-smoke
 	$(MAKE) SANITIZE=address,undefined check-unit check-fuzz-replay check-integration
 
 check-unit: $(UNIT_BIN)
@@ -91,6 +91,15 @@ fuzz: deps
 	  c=fuzz/corpus/$${n#fuzz_}; mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_TIME)s)"; \
 	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n $$c; done
+
+# kurier against Postfix on this machine (issue 5); rewrites bench/RESULTS.md.
+bench: deps
+	$(MAKE) all
+	/usr/bin/python3 bench/bench.py --build $(abspath $(BUILD)) --out bench/RESULTS.md
+
+# The same harness, small: keeps it from rotting (run by check; no timing asserted).
+bench-smoke: all
+	/usr/bin/python3 bench/bench.py --smoke --build $(abspath $(BUILD)) --out $(BUILD)/bench-smoke.md
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin

@@ -1,0 +1,825 @@
+#!/usr/bin/python3
+"""bench.py: kurier against Postfix on this machine, in the same run, alternating
+kurier, Postfix, kurier, Postfix... (issue 5). Writes a Markdown report.
+
+  bench/bench.py [--smoke] [--build DIR] [--out FILE] [--pairs N]
+
+Everything runs on loopback, in temp folders, bounded in time and count; every process
+started is stopped by its PID. No timing is asserted: the exit status is 1 only when
+the harness itself broke (a scenario delivered nothing, an MTA did not start)."""
+
+import argparse
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clients  # noqa: E402
+import mta  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SENDER = "bench@client.test"
+RCPT = {"relay": "rcpt@remote.test", "local": "bench@example.test"}
+POSTFIX_IDLE_PROCS = 1000  # smtpd processes Postfix may run in the idle scenario
+
+FULL = {
+    "pairs": 3,
+    "throughput": [(kind, size, sess, 2000 if size <= 1024 else 600)
+                   for kind in ("relay", "local") for size in (1024, 102400)
+                   for sess in (20, 100)],
+    "idle": [1000, 10000],
+    "latency": {"sessions": 10, "total": 1000, "rate": 100, "size": 1024},
+    "durability": 300,
+    "fsync_seconds": 3.0,
+    "e2e_timeout": 180,
+    "stall": 15,
+}
+SMOKE = {
+    "pairs": 1,
+    "throughput": [("relay", 1024, 20, 100), ("local", 1024, 20, 100),
+                   ("local", 102400, 20, 40)],
+    "idle": [200],
+    "latency": {"sessions": 5, "total": 50, "rate": 50, "size": 1024},
+    "durability": 40,
+    "fsync_seconds": 0.5,
+    "e2e_timeout": 30,
+    "stall": 5,
+}
+
+
+def log(msg):
+    sys.stderr.write("bench %s: %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+class HarnessError(Exception):
+    pass
+
+
+# --- machine ---------------------------------------------------------------------------
+
+def sh(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=30).stdout.decode(
+            errors="replace").strip()
+    except Exception:
+        return ""
+
+
+def fsync_rate(base, seconds):
+    """write(4 KiB) + fsync in a loop on the spool's filesystem: (fsyncs/s, mean ms)."""
+    path = os.path.join(base, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    n, t0, buf = 0, time.perf_counter(), b"x" * 4096
+    try:
+        while time.perf_counter() - t0 < seconds:
+            os.pwrite(fd, buf, (n % 256) * 4096)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    dt = time.perf_counter() - t0
+    return n / dt, 1000.0 * dt / max(n, 1)
+
+
+def fs_of(path):
+    best = ("?", "?", "?")
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, typ = line.split()[:3]
+            if (path + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best[1]):
+                best = (dev, mnt, typ)
+    return best
+
+
+def disk_flushes(path):
+    """Completed flush requests of the disk holding path (field 19 of /proc/diskstats
+    counting major, minor and name), or None."""
+    st = os.stat(path)
+    maj, mnr = os.major(st.st_dev), os.minor(st.st_dev)
+    with open("/proc/diskstats") as f:
+        for line in f:
+            p = line.split()
+            if int(p[0]) == maj and int(p[1]) == mnr and len(p) >= 19:
+                return int(p[18])  # field 19 = index 18
+    return None
+
+
+def listen_overflows():
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for i in range(0, len(lines) - 1, 2):
+        if lines[i].startswith("TcpExt:"):
+            keys, vals = lines[i].split()[1:], lines[i + 1].split()[1:]
+            return int(dict(zip(keys, vals)).get("ListenOverflows", 0))
+    return 0
+
+
+def machine(base, cfg):
+    m = {}
+    m["cores"] = os.cpu_count()
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    m["cpu"] = model
+    with open("/proc/meminfo") as f:
+        m["mem_gib"] = int(f.readline().split()[1]) / 1048576.0
+    m["kernel"] = platform.release()
+    m["fs"] = fs_of(base)
+    m["fsync_per_s"], m["fsync_ms"] = fsync_rate(base, cfg["fsync_seconds"])
+    m["postfix"] = sh(["postconf", "-h", "mail_version"])
+    rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"])
+    m["kurier"] = rev + (" + uncommitted changes in src/" if dirty else "")
+    m["cc"] = sh(["cc", "--version"]).splitlines()[0] if sh(["cc", "--version"]) else "?"
+    m["python"] = platform.python_version()
+    m["os"] = ""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    m["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return m
+
+
+# --- runs ------------------------------------------------------------------------------
+
+class Ctx:
+    def __init__(self, args, cfg, base, bindir, logdir):
+        self.args, self.cfg, self.base, self.bindir, self.logdir = (args, cfg, base, bindir,
+                                                                   logdir)
+        self.relay_ok = {"kurier": True, "postfix": True}
+        self.notes = []
+        self.configs = {}
+
+
+def make_mta(ctx, name, relay_port=None, **kw):
+    if name == "kurier":
+        m = mta.Kurier(ctx.base, ctx.bindir, relay_port=relay_port, **kw.get("k", {}))
+        ctx.configs.setdefault("kurier", m.conf_text)
+    else:
+        m = mta.Postfix(ctx.base, relay_port=relay_port, **kw.get("p", {}))
+        if "postfix" not in ctx.configs:
+            with open(os.path.join(m.confdir, "main.cf")) as f:
+                main = f.read()
+            with open(os.path.join(m.confdir, "master.cf")) as f:
+                first = f.readline()
+            ctx.configs["postfix"] = main + "\n# master.cf: the listener (other services: " \
+                "Debian's defaults, chroot n)\n" + first
+    return m
+
+
+def keep_log(ctx, m, tag):
+    path = os.path.join(ctx.logdir, "%s-%s.log" % (tag, m.name))
+    with open(path, "w") as f:
+        f.write(m.log()[-400000:])
+    return path
+
+
+def source_argv(port, k, size, rcpt):
+    return ["smtp-source", "-s", "1", "-m", str(k), "-l", str(size), "-f", SENDER,
+            "-t", rcpt, "127.0.0.1:%d" % port]
+
+
+def run_sources(port, n, sessions, size, rcpt, logdir):
+    """sessions independent smtp-source processes, one session each, n messages in all.
+    Returns (seconds until all are done, list of failure texts)."""
+    per = [n // sessions + (1 if i < n % sessions else 0) for i in range(sessions)]
+    outs, procs = [], []
+    t0 = time.perf_counter()
+    for i, k in enumerate(per):
+        if k == 0:
+            continue
+        fh = tempfile.TemporaryFile(dir=logdir)
+        outs.append(fh)
+        procs.append(subprocess.Popen(source_argv(port, k, size, rcpt), stdout=fh,
+                                      stderr=subprocess.STDOUT))
+    failures = []
+    deadline = time.time() + 600
+    for p, fh in zip(procs, outs):
+        try:
+            p.wait(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.returncode != 0:
+            fh.seek(0)
+            failures.append("rc=%s %s" % (p.returncode, fh.read().decode(
+                errors="replace").strip()[-300:]))
+    dt = time.perf_counter() - t0
+    for fh in outs:
+        fh.close()
+    return dt, failures
+
+
+def delivered_fn(kind, m, sink):
+    return sink.count if kind == "relay" else m.delivered_local
+
+
+def wait_delivered(count_fn, n, timeout, stall=None):
+    """Poll until count_fn() >= n; give up after timeout, or after `stall` seconds
+    without progress (a message stuck in a retry would otherwise hold the run)."""
+    deadline = time.time() + timeout
+    last, last_t = -1, time.perf_counter()
+    while time.time() < deadline:
+        c = count_fn()
+        if c >= n:
+            return c, True, time.perf_counter()
+        if c != last:
+            last, last_t = c, time.perf_counter()
+        elif stall is not None and time.perf_counter() - last_t > stall:
+            break
+        time.sleep(0.02)
+    return max(last, 0), False, last_t
+
+
+def relay_unavailable(m):
+    return m.name == "kurier" and "remote delivery is not available yet" in m.log()
+
+
+def run_throughput(ctx, name, kind, size, sessions, n, tag):
+    sink = mta.Sink(ctx.base) if kind == "relay" else None
+    m = None
+    try:
+        m = make_mta(ctx, name, relay_port=sink.port if sink else None).start()
+        count = delivered_fn(kind, m, sink)
+        ov0 = listen_overflows()
+        t0 = time.perf_counter()
+        accept_s, failures = run_sources(m.port, n, sessions, size, RCPT[kind], ctx.logdir)
+        got, complete, t_last = wait_delivered(count, n, ctx.cfg["e2e_timeout"],
+                                               ctx.cfg["stall"])
+        e2e_s = t_last - t0
+        r = {"n": n, "accept_s": accept_s, "accept_rate": n / accept_s if not failures else
+             None, "delivered": got, "complete": complete,
+             "e2e_rate": n / e2e_s if complete else None, "client_failures": len(failures),
+             # when some messages got stuck: the rate of the others, until the last arrived
+             "e2e_partial": got / e2e_s if not complete and got else None,
+             "listen_overflows": listen_overflows() - ov0}
+        if failures:
+            r["failure_sample"] = failures[0]
+        if got == 0 and kind == "relay" and relay_unavailable(m):
+            ctx.relay_ok[name] = False
+            r["unavailable"] = True
+            ctx.notes.append("kurier relay scenarios skipped: this build keeps remote mail "
+                             "queued ('remote delivery is not available yet')")
+        if not complete or failures:
+            r["log"] = keep_log(ctx, m, tag)
+        return r
+    finally:
+        if m:
+            m.cleanup()
+        if sink:
+            sink.stop()
+
+
+def run_idle(ctx, name, n, tag):
+    if name == "kurier":
+        m = make_mta(ctx, name)
+    else:
+        m = make_mta(ctx, name, p={"smtpd_procs": min(n, POSTFIX_IDLE_PROCS)})
+    try:
+        m.start()
+        time.sleep(0.3)
+        rss0, pss0 = mta.memory(m.pids())
+
+        def measure():
+            pids = m.pids()
+            rss, pss = mta.memory(pids)
+            return {"rss": rss, "pss": pss, "procs": len(pids)}
+
+        r = clients.idle_sessions(m.port, n, measure)
+        r.update({"n": n, "rss_idle": rss0, "pss_idle": pss0, "alive": m.alive()})
+        if r["served"] < n:
+            r["log"] = keep_log(ctx, m, tag)
+        return r
+    finally:
+        m.cleanup()
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def run_latency(ctx, name, kind, tag):
+    sink = mta.Sink(ctx.base) if kind == "relay" else None
+    m = None
+    try:
+        m = make_mta(ctx, name, relay_port=sink.port if sink else None).start()
+        L = ctx.cfg["latency"]
+        lat, errors = clients.latency(m.port, L["sessions"], L["total"], L["rate"], L["size"],
+                                      SENDER, RCPT[kind])
+        r = {"n": len(lat), "errors": len(errors), "p50": pct(lat, 50), "p99": pct(lat, 99),
+             "max": max(lat) if lat else None}
+        if errors:
+            r["error_sample"] = errors[0]
+            r["log"] = keep_log(ctx, m, tag)
+        return r
+    finally:
+        if m:
+            m.cleanup()
+        if sink:
+            sink.stop()
+
+
+STRACE_CALLS = "fsync,fdatasync,sync_file_range,syncfs,sync,msync"
+
+
+def run_durability(ctx, name, kind, tag):
+    """fsync-family calls per accepted message, counted by strace -f -c on every thread
+    of the MTA over a short run (20 clients, 1 KiB), until everything is delivered."""
+    sink = mta.Sink(ctx.base) if kind == "relay" else None
+    m = None
+    st = None
+    try:
+        m = make_mta(ctx, name, relay_port=sink.port if sink else None).start()
+        n = ctx.cfg["durability"]
+        out = os.path.join(ctx.logdir, "%s-%s.strace" % (tag, name))
+        argv = ["strace", "-f", "-c", "-q", "-e", "trace=" + STRACE_CALLS, "-o", out]
+        for t in mta.tids(m.pids()):
+            argv += ["-p", str(t)]
+        st = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attach
+        fl0 = disk_flushes(ctx.base)
+        run_sources(m.port, n, 20, 1024, RCPT[kind], ctx.logdir)
+        got, complete, _ = wait_delivered(delivered_fn(kind, m, sink), n,
+                                          ctx.cfg["e2e_timeout"], ctx.cfg["stall"])
+        time.sleep(0.5)
+        fl1 = disk_flushes(ctx.base)
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+        st = None
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 5 and p[-1] in STRACE_CALLS.split(",") and p[3].isdigit():
+                    calls[p[-1]] = int(p[3])
+        total = sum(calls.values())
+        return {"n": n, "delivered": got, "complete": complete, "calls": calls,
+                "per_msg": total / float(n),
+                "flushes_per_msg": (fl1 - fl0) / float(n) if fl0 is not None else None}
+    finally:
+        if st is not None:
+            st.send_signal(signal.SIGINT)
+            try:
+                st.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                st.kill()
+                st.wait()
+        if m:
+            m.cleanup()
+        if sink:
+            sink.stop()
+
+
+# --- report ----------------------------------------------------------------------------
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, unit="", prec=0):
+    if x is None:
+        return "n/a"
+    return ("%%.%df%%s" % prec) % (x, unit)
+
+
+def span(xs, prec=0, scale=1.0):
+    vals = [x * scale for x in xs if x is not None]
+    if not vals:
+        return "n/a"
+    s = ("%%.%df" % prec) % statistics.median(vals)
+    if len(vals) > 1:
+        s += (" (%%.%df–%%.%df)" % (prec, prec)) % (min(vals), max(vals))
+    if len(vals) < len(xs):
+        s += " [%d of %d runs]" % (len(vals), len(xs))
+    return s
+
+
+def ratio(a, b, prec=2):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return ("%%.%df×" % prec) % (a / b)
+
+
+def size_name(size):
+    return "%d KiB" % (size // 1024)
+
+
+def report(ctx, mach, res, started, elapsed, smoke):
+    cfg = ctx.cfg
+    L = []
+    w = L.append
+    w("# kurier vs Postfix: bench results" + (" (smoke run, not the real numbers)"
+                                             if smoke else ""))
+    w("")
+    w("Generated by `%s` on %s in %.0f s. Do not edit: `make bench` rewrites this file." % (
+        "make bench-smoke" if smoke else "make bench", started, elapsed))
+    w("The two MTAs ran on the same machine in the same run, alternating kurier, Postfix, "
+      "kurier, Postfix (%d pair%s per scenario); each run starts a fresh instance with an "
+      "empty queue. Figures are medians with min–max; ratios are kurier/Postfix of the "
+      "medians. The machine is shared, so absolute figures drift between runs; the ratios "
+      "are the point." % (cfg["pairs"], "" if cfg["pairs"] == 1 else "s"))
+    w("")
+    w("## Machine")
+    w("")
+    w("- %d cores (%s), %.1f GiB RAM, %s, Linux %s" % (mach["cores"], mach["cpu"],
+                                                       mach["mem_gib"], mach["os"],
+                                                       mach["kernel"]))
+    w("- spool filesystem: %s on %s (%s); write 4 KiB + fsync in a loop: **%.0f fsync/s** "
+      "(%.2f ms each)" % (mach["fs"][1], mach["fs"][0], mach["fs"][2], mach["fsync_per_s"],
+                          mach["fsync_ms"]))
+    w("- kurier %s (built with `make`, -O2; %s); Postfix %s (Debian package); Python %s" % (
+        mach["kurier"], mach["cc"], mach["postfix"], mach["python"]))
+    w("")
+    for note in ctx.notes:
+        w("> Note: %s" % note)
+        w("")
+
+    # throughput
+    w("## Relay and local delivery")
+    w("")
+    w("N messages from independent `smtp-source` processes (one session each); **accept** = "
+      "N / time until every client is done; **end to end** = N / time until the smtp-sink "
+      "(relay) or the Maildir (local) holds all N.")
+    w("")
+    w("| scenario | N | kurier accept/s | Postfix accept/s | ratio | kurier end-to-end/s | "
+      "Postfix end-to-end/s | ratio |")
+    w("|---|---|---|---|---|---|---|---|")
+    for (kind, size, sess, n) in cfg["throughput"]:
+        key = ("tp", kind, size, sess)
+        k, p = res.get(key, {}).get("kurier", []), res.get(key, {}).get("postfix", [])
+        if k and all(r.get("unavailable") for r in k) or (kind == "relay" and
+                                                         not ctx.relay_ok["kurier"] and not k):
+            kacc = ke2e = "n/a (no remote delivery)"
+            ra = re_ = "n/a"
+        else:
+            kacc, ke2e = span([r["accept_rate"] for r in k]), span([r["e2e_rate"] for r in k])
+            if any(r.get("e2e_partial") for r in k):
+                ke2e += " — incomplete runs, rate of the delivered part: %s" % span(
+                    [r.get("e2e_partial") for r in k if not r["complete"]])
+            ra = ratio(med([r["accept_rate"] for r in k]), med([r["accept_rate"] for r in p]))
+            re_ = ratio(med([r["e2e_rate"] for r in k]), med([r["e2e_rate"] for r in p]))
+        w("| %s, %s, %d sessions | %d | %s | %s | %s | %s | %s | %s |" % (
+            kind, size_name(size), sess, n, kacc, span([r["accept_rate"] for r in p]), ra,
+            ke2e, span([r["e2e_rate"] for r in p]), re_))
+    w("")
+    problems = []
+    for key, by in sorted(res.items(), key=lambda kv: str(kv[0])):
+        for name, runs in by.items():
+            for i, r in enumerate(runs):
+                if r.get("unavailable"):
+                    continue
+                bits = []
+                if r.get("client_failures"):
+                    bits.append("%d smtp-source processes failed (e.g. `%s`)" % (
+                        r["client_failures"], r.get("failure_sample", "")[:200]))
+                if "complete" in r and not r["complete"]:
+                    bits.append("only %d of %d delivered (gave up after %d s without "
+                                "progress or %d s in all)" % (r["delivered"], r["n"],
+                                                             cfg["stall"], cfg["e2e_timeout"]))
+                if r.get("errors"):
+                    bits.append("%d client errors (e.g. `%s`)" % (r["errors"],
+                                                                 r.get("error_sample", "")))
+                if r.get("listen_overflows"):
+                    bits.append("%d listen queue overflows" % r["listen_overflows"])
+                if bits:
+                    what = {"tp": "%s %s, %s sessions" % (key[1], size_name(key[2]), key[3])
+                            if len(key) == 4 else "", "idle": "idle %s" % (key[1:] or ("",))[0],
+                            "latency": "latency", "durability": "durability %s" % (
+                                key[1:] or ("",))[0]}.get(key[0], str(key))
+                    problems.append("- %s, %s run %d: %s%s" % (
+                        what, name, i + 1, "; ".join(bits),
+                        " (log: `%s`)" % os.path.relpath(r["log"], ROOT) if r.get("log")
+                        else ""))
+    # idle
+    w("## Idle sessions")
+    w("")
+    w("N connections opened together by an asyncio client (at most 2,000 connecting at "
+      "once), each reads the banner and sends EHLO, then all stay open while the MTA's "
+      "processes are measured from /proc: RSS summed over every process (shared pages "
+      "counted once per process) and PSS (shared pages split). *Served* = 220 banner and "
+      "250 to EHLO; *refused* = another code, reset or close; *no answer* = connected but "
+      "no reply within 10 s (waiting in the listen queue), or no TCP connection within 5 s. "
+      "Postfix runs at most %d smtpd processes here (one process per session)." %
+      POSTFIX_IDLE_PROCS)
+    w("")
+    w("| N | MTA | served | refused | no answer | processes | RSS sum MiB | PSS sum MiB | "
+      "RSS before MiB |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    MiB = 1.0 / 1048576
+    for n in cfg["idle"]:
+        for name in ("kurier", "postfix"):
+            rs = res.get(("idle", n), {}).get(name, [])
+            if not rs:
+                continue
+            w("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                n, name, span([r["served"] for r in rs]), span([r["refused"] for r in rs]),
+                span([r["no_answer"] + r["connect_failed"] for r in rs]),
+                span([r["procs"] for r in rs]), span([r["rss"] for r in rs], 1, MiB),
+                span([r["pss"] for r in rs], 1, MiB), span([r["rss_idle"] for r in rs], 1,
+                                                           MiB)))
+        k = res.get(("idle", n), {}).get("kurier", [])
+        p = res.get(("idle", n), {}).get("postfix", [])
+        if k and p:
+            w("| %d | ratio | %s | | | | %s | %s | |" % (
+                n, ratio(med([r["served"] for r in k]), med([r["served"] for r in p])),
+                ratio(med([r["rss"] for r in k]), med([r["rss"] for r in p])),
+                ratio(med([r["pss"] for r in k]), med([r["pss"] for r in p]))))
+    w("")
+    # latency
+    Lc = cfg["latency"]
+    lkind = getattr(ctx, "latency_kind", "local")
+    w("## Latency: end of DATA → 250")
+    w("")
+    w("Open loop: %d sessions together offer %d messages/s (%d messages of %s, recipient "
+      "%s, %s); time from sending the final `.` line to reading the 250." % (
+          Lc["sessions"], Lc["rate"], Lc["total"], size_name(Lc["size"]) if Lc["size"] >= 1024
+          else "%d B" % Lc["size"], RCPT[lkind], lkind))
+    w("")
+    w("| MTA | p50 ms | p99 ms | max ms | errors |")
+    w("|---|---|---|---|---|")
+    for name in ("kurier", "postfix"):
+        rs = res.get(("latency",), {}).get(name, [])
+        if rs:
+            w("| %s | %s | %s | %s | %s |" % (name, span([r["p50"] for r in rs], 2, 1000),
+                                             span([r["p99"] for r in rs], 2, 1000),
+                                             span([r["max"] for r in rs], 1, 1000),
+                                             span([r["errors"] for r in rs])))
+    k = res.get(("latency",), {}).get("kurier", [])
+    p = res.get(("latency",), {}).get("postfix", [])
+    if k and p:
+        w("| ratio | %s | %s | | |" % (ratio(med([r["p50"] for r in k]),
+                                          med([r["p50"] for r in p])),
+                                    ratio(med([r["p99"] for r in k]),
+                                          med([r["p99"] for r in p]))))
+    w("")
+    # durability
+    w("## Durability: fsync per accepted message")
+    w("")
+    w("`strace -f -c -e trace=%s -p <every thread of the MTA>` over %d messages of 1 KiB "
+      "(20 client processes), until all were delivered; disk flushes = completed flush "
+      "requests of the spool's disk in /proc/diskstats over the same time (other users of "
+      "the disk count too)." % (STRACE_CALLS, cfg["durability"]))
+    w("")
+    w("| scenario | MTA | delivered | calls per message | calls | disk flushes per message |")
+    w("|---|---|---|---|---|---|")
+    for kind in ("relay", "local"):
+        for name in ("kurier", "postfix"):
+            rs = res.get(("durability", kind), {}).get(name, [])
+            for r in rs:
+                if kind == "relay" and name == "kurier" and not ctx.relay_ok["kurier"]:
+                    w("| %s | %s | n/a (no remote delivery) | | | |" % (kind, name))
+                    continue
+                w("| %s | %s | %d of %d | %.2f | %s | %s |" % (
+                    kind, name, r["delivered"], r["n"], r["per_msg"],
+                    ", ".join("%s %d" % kv for kv in sorted(r["calls"].items())) or "none",
+                    fmt(r["flushes_per_msg"], "", 2)))
+    w("")
+    # targets
+    w("## Targets (goals for the code, not test assertions)")
+    w("")
+
+    def e2e(kind, size, name):
+        vals = []
+        for (kd, sz, sess, n) in cfg["throughput"]:
+            if kd == kind and sz == size:
+                vals.append(med([r["e2e_rate"] for r in res.get(("tp", kd, sz, sess), {})
+                                 .get(name, [])]))
+        return vals
+
+    w("| target | where kurier stands |")
+    w("|---|---|")
+    for size, goal in ((1024, 3.0), (102400, 2.0)):
+        parts = []
+        for (kd, sz, sess, n) in cfg["throughput"]:
+            if kd != "relay" or sz != size:
+                continue
+            by = res.get(("tp", kd, sz, sess), {})
+            km = med([r["e2e_rate"] for r in by.get("kurier", [])])
+            pm = med([r["e2e_rate"] for r in by.get("postfix", [])])
+            if km is None or pm is None:
+                parts.append("%d sessions: n/a" % sess)
+            else:
+                parts.append("%d sessions: %.2f× (%s)" % (sess, km / pm, "met" if km / pm >= goal
+                                                          else "not met"))
+        w("| relay end to end at %s ≥ %.0f× Postfix | %s |" % (
+            size_name(size), goal, "; ".join(parts) or "not measured"))
+    big = max(cfg["idle"])
+    k = res.get(("idle", big), {}).get("kurier", [])
+    if k:
+        rss = med([r["rss"] for r in k]) * MiB
+        served = med([r["served"] for r in k])
+        w("| %d idle sessions in < 100 MiB total RSS | %.1f MiB RSS with %d of %d served (%s) "
+          "|" % (big, rss, served, big, "met" if rss < 100 and served == big else "not met"))
+    k = res.get(("latency",), {}).get("kurier", [])
+    if k:
+        p99 = med([r["p99"] for r in k]) * 1000
+        bound = mach["fsync_ms"] + 1.0
+        w("| p99 accept latency ≤ one fsync + 1 ms (%.2f + 1 = %.2f ms here) | p99 %.2f ms "
+          "(%s) |" % (mach["fsync_ms"], bound, p99, "met" if p99 <= bound else "not met"))
+    w("")
+    if problems:
+        w("## Problems seen in this run")
+        w("")
+        L.extend(problems)
+        w("")
+    # commands
+    w("## Exact commands")
+    w("")
+    w("```sh")
+    w("make bench          # = scripts/install-deps; make all; bench/bench.py --out "
+      "bench/RESULTS.md")
+    w("make bench-smoke    # = bench/bench.py --smoke --out build/bench-smoke.md")
+    w("# sink (relay scenarios), dumps on tmpfs:")
+    w("smtp-sink -u postfix -h sink.remote.test -d /dev/shm/kurier-bench-sink-XXX/dump/%H%M%S. "
+      "127.0.0.1:SINKPORT 1024")
+    w("# load: SESSIONS processes like this one at once, N messages in all:")
+    w(" ".join(source_argv(0, "N/SESSIONS", "SIZE", "RCPT")).replace("127.0.0.1:0",
+                                                                     "127.0.0.1:MTAPORT"))
+    w("#   SIZE 1024 or 102400; RCPT %s (relay) or %s (local)" % (RCPT["relay"],
+                                                                 RCPT["local"]))
+    w("# Postfix instance: postfix -c CONFDIR start / postfix -c CONFDIR stop")
+    w("# kurier instance:  build/kurier -c CONF domain add example.test; build/kurier -c CONF "
+      "mailbox add bench@example.test --password x; build/kurierd -c CONF")
+    w("```")
+    w("")
+    w("kurier's config (ports differ per run; `relay_host` only in relay scenarios):")
+    w("")
+    w("```")
+    L.extend(ctx.configs.get("kurier", "").rstrip().splitlines())
+    w("```")
+    w("")
+    w("Postfix's main.cf (`relayhost` only in relay scenarios; `default_process_limit` and "
+      "the smtpd limit become %d in the idle scenario):" % POSTFIX_IDLE_PROCS)
+    w("")
+    w("```")
+    L.extend(ctx.configs.get("postfix", "").rstrip().splitlines())
+    w("```")
+    w("")
+    return "\n".join(L) + "\n"
+
+
+# --- main ------------------------------------------------------------------------------
+
+def check_tools(bindir):
+    if os.geteuid() != 0:
+        raise HarnessError("run as root (smtp-sink -u postfix, kurierd's privilege drop, "
+                           "postfix -c)")
+    for tool in ("smtp-source", "smtp-sink", "postfix", "postconf", "strace"):
+        if not shutil.which(tool):
+            raise HarnessError("%s missing: run scripts/install-deps" % tool)
+    for b in ("kurierd", "kurier"):
+        if not os.access(os.path.join(bindir, b), os.X_OK):
+            raise HarnessError("%s/%s missing: run make" % (bindir, b))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="few messages, one pair")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--pairs", type=int, default=None)
+    ap.add_argument("--only", default="", help="comma list: tp,idle,latency,durability")
+    args = ap.parse_args()
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.pairs:
+        cfg["pairs"] = args.pairs
+    out = args.out or (os.path.join(ROOT, "build", "bench-smoke.md") if args.smoke
+                       else os.path.join(HERE, "RESULTS.md"))
+    only = set(x for x in args.only.split(",") if x)
+
+    check_tools(args.build)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:  # root may raise the hard limit: 10,000 sessions need 10,000+ fds on each side
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    mta.become_subreaper()
+
+    base_parent = "/var/tmp" if os.path.isdir("/var/tmp") else None
+    base = tempfile.mkdtemp(prefix="kurier-bench-", dir=base_parent)
+    os.chmod(base, 0o755)
+    bindir = os.path.join(base, "bin")  # a copy: a rebuild during the run changes nothing
+    os.mkdir(bindir)
+    os.chmod(bindir, 0o755)
+    for b in ("kurierd", "kurier"):
+        shutil.copy2(os.path.join(args.build, b), bindir)
+    logdir = os.path.join(ROOT, "build", "bench-smoke-logs" if args.smoke else "bench-logs")
+    shutil.rmtree(logdir, ignore_errors=True)
+    os.makedirs(logdir)
+    ctx = Ctx(args, cfg, base, bindir, logdir)
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    t_start = time.time()
+    res = {}
+    broken = []
+
+    def add(key, name, r):
+        res.setdefault(key, {}).setdefault(name, []).append(r)
+
+    def want_(x):
+        return not only or x in only
+
+    rc = 0
+    try:
+        mach = machine(base, cfg)
+        log("machine: %d cores, %.0f fsync/s on %s" % (mach["cores"], mach["fsync_per_s"],
+                                                       mach["fs"][1]))
+        order = ("kurier", "postfix")
+        if want_("tp"):
+            for (kind, size, sess, n) in cfg["throughput"]:
+                key = ("tp", kind, size, sess)
+                for i in range(cfg["pairs"]):
+                    for name in order:
+                        if kind == "relay" and not ctx.relay_ok[name]:
+                            continue
+                        tag = "%s-%d-%d-%d" % (kind, size, sess, i + 1)
+                        r = run_throughput(ctx, name, kind, size, sess, n, tag)
+                        add(key, name, r)
+                        log("%s %s %s: accept %s/s, e2e %s/s, delivered %d/%d%s" % (
+                            tag, name, "", fmt(r["accept_rate"]), fmt(r["e2e_rate"]),
+                            r["delivered"], n, ", %d client failures" % r["client_failures"]
+                            if r["client_failures"] else ""))
+                        if r["delivered"] == 0 and not r.get("unavailable"):
+                            broken.append("%s %s delivered nothing" % (tag, name))
+        if want_("idle"):
+            for n in cfg["idle"]:
+                for i in range(cfg["pairs"]):
+                    for name in order:
+                        r = run_idle(ctx, name, n, "idle-%d-%d" % (n, i + 1))
+                        add(("idle", n), name, r)
+                        log("idle %d %s: served %d refused %d no-answer %d, RSS %.1f MiB, "
+                            "PSS %.1f MiB, %d processes" % (
+                                n, name, r["served"], r["refused"],
+                                r["no_answer"] + r["connect_failed"], r["rss"] / 1048576.0,
+                                r["pss"] / 1048576.0, r["procs"]))
+                        if r["served"] == 0:
+                            broken.append("idle %d %s served nothing" % (n, name))
+        lkind = "relay" if ctx.relay_ok["kurier"] else "local"
+        ctx.latency_kind = lkind
+        if want_("latency"):
+            for i in range(cfg["pairs"]):
+                for name in order:
+                    r = run_latency(ctx, name, lkind, "latency-%d" % (i + 1))
+                    add(("latency",), name, r)
+                    log("latency %s: p50 %s ms p99 %s ms (%d messages, %d errors)" % (
+                        name, fmt(r["p50"] and r["p50"] * 1000, "", 2),
+                        fmt(r["p99"] and r["p99"] * 1000, "", 2), r["n"], r["errors"]))
+                    if r["n"] == 0:
+                        broken.append("latency %s: no message accepted (%s)" % (
+                            name, r.get("error_sample")))
+        if want_("durability"):
+            for kind in ("relay", "local"):
+                for name in order:
+                    if kind == "relay" and not ctx.relay_ok[name]:
+                        continue
+                    r = run_durability(ctx, name, kind, "durability-%s" % kind)
+                    add(("durability", kind), name, r)
+                    log("durability %s %s: %.2f fsync-family calls per message %s" % (
+                        kind, name, r["per_msg"], r["calls"]))
+                    if not r["calls"] and r["delivered"] == 0:
+                        broken.append("durability %s %s: no fsync and nothing delivered" % (
+                            kind, name))
+        text = report(ctx, mach, res, started, time.time() - t_start, args.smoke)
+        with open(out, "w") as f:
+            f.write(text)
+        log("wrote %s (%.0f s)" % (out, time.time() - t_start))
+        if broken:
+            log("HARNESS BROKE: " + "; ".join(broken))
+            rc = 1
+    except HarnessError as e:
+        log("error: %s" % e)
+        rc = 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        # leave the machine's own Postfix stopped
+        if subprocess.run(["postfix", "status"], capture_output=True).returncode == 0:
+            log("the machine's default Postfix instance is running; stopping it")
+            subprocess.run(["postfix", "stop"], capture_output=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""clients.py: the bench's own asyncio SMTP clients: many idle sessions (banner + EHLO,
+then held open) and an open-loop latency probe (end of DATA -> 250)."""
+
+import asyncio
+import time
+
+
+async def _reply(reader):
+    """One whole SMTP reply; returns its code (int), or raises EOFError."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise EOFError
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _idle_one(port, sem, conns, stats, connect_timeout, reply_timeout):
+    async with sem:
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
+                                          connect_timeout)
+        except (OSError, asyncio.TimeoutError):
+            stats["connect_failed"] += 1
+            return
+    try:
+        code = await asyncio.wait_for(_reply(r), reply_timeout)
+        if code != 220:
+            stats["refused"] += 1
+            w.close()
+            return
+        w.write(b"EHLO idle.client.test\r\n")
+        code = await asyncio.wait_for(_reply(r), reply_timeout)
+        if code != 250:
+            stats["refused"] += 1
+            w.close()
+            return
+        stats["served"] += 1
+        conns.append(w)
+    except asyncio.TimeoutError:
+        stats["no_answer"] += 1
+        conns.append(w)  # keep it: it may sit in the listen queue; closed at the end
+    except (EOFError, OSError, ValueError):
+        stats["refused"] += 1
+        w.close()
+
+
+async def _idle(port, n, measure, hold, connect_timeout, reply_timeout, parallel):
+    stats = {"served": 0, "refused": 0, "no_answer": 0, "connect_failed": 0}
+    conns = []
+    sem = asyncio.Semaphore(parallel)
+    t0 = time.time()
+    await asyncio.gather(*(_idle_one(port, sem, conns, stats, connect_timeout, reply_timeout)
+                           for _ in range(n)))
+    stats["open_seconds"] = time.time() - t0
+    await asyncio.sleep(hold)
+    stats.update(measure())
+    for w in conns:
+        w.close()
+    await asyncio.sleep(0.2)
+    return stats
+
+
+def idle_sessions(port, n, measure, hold=1.0, connect_timeout=5.0, reply_timeout=10.0,
+                  parallel=2000):
+    """Open n connections, read the banner, EHLO, keep them open; call measure() (returns
+    a dict) while all are held; close all. Returns counts: served (220 + 250 EHLO),
+    refused (other code, reset or close), no_answer (no reply in reply_timeout),
+    connect_failed (no TCP connection in connect_timeout), plus measure()'s keys."""
+    return asyncio.run(_idle(port, n, measure, hold, connect_timeout, reply_timeout,
+                             parallel))
+
+
+async def _lat_session(port, count, interval, start, mail_from, rcpt, body, out, errors):
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+        if await _reply(r) != 220:
+            raise EOFError
+        w.write(b"EHLO latency.client.test\r\n")
+        await _reply(r)
+        loop = asyncio.get_running_loop()
+        for i in range(count):
+            due = start + i * interval
+            now = loop.time()
+            if due > now:
+                await asyncio.sleep(due - now)
+            for cmd, want in ((b"MAIL FROM:<%s>\r\n" % mail_from, 250),
+                              (b"RCPT TO:<%s>\r\n" % rcpt, 250), (b"DATA\r\n", 354)):
+                w.write(cmd)
+                code = await asyncio.wait_for(_reply(r), 30)
+                if code != want:
+                    raise RuntimeError("%s got %d" % (cmd.strip().decode(), code))
+            w.write(body)
+            await w.drain()
+            t0 = time.perf_counter()
+            w.write(b".\r\n")
+            code = await asyncio.wait_for(_reply(r), 30)
+            t1 = time.perf_counter()
+            if code != 250:
+                raise RuntimeError("end of data got %d" % code)
+            out.append(t1 - t0)
+        w.write(b"QUIT\r\n")
+        await asyncio.wait_for(_reply(r), 10)
+        w.close()
+    except Exception as e:  # counted, not fatal: the report shows it
+        errors.append("%s: %s" % (type(e).__name__, e))
+
+
+async def _latency(port, sessions, total, rate, size, mail_from, rcpt):
+    line = b"x" * 76 + b"\r\n"
+    body = (b"From: <%s>\r\nTo: <%s>\r\nSubject: latency probe\r\n\r\n" % (mail_from, rcpt)
+            + line * max(1, size // len(line)))
+    out, errors = [], []
+    per = total // sessions
+    interval = sessions / float(rate)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    await asyncio.gather(*(_lat_session(port, per, interval, start + k * interval / sessions,
+                                        mail_from, rcpt, body, out, errors)
+                           for k in range(sessions)))
+    return out, errors
+
+
+def latency(port, sessions, total, rate, size, mail_from, rcpt):
+    """Open-loop probe: `sessions` connections together offer `rate` messages/s, `total`
+    messages of about `size` bytes. Returns (list of end-of-DATA -> 250 seconds,
+    list of error strings)."""
+    return asyncio.run(_latency(port, sessions, total, rate, size, mail_from.encode(),
+                                rcpt.encode()))
