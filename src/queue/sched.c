@@ -48,9 +48,17 @@ struct qjob {
     struct rgroup **groups; /* phase 1 */
     size_t ngroups, rpending;
     double t_start;
-    /* for notify_sender() on the loop thread: env stays loaded until then */
-    size_t *bounced, nbounced; /* recipients that just bounced */
-    size_t *delayed, ndelayed; /* still deferred after delay_warning */
+    /* delivery status notifications, queued from the loop thread after the attempt
+     * is recorded (env stays loaded until then): recipients owed a notice per kind */
+    size_t *dsn_idx[3];
+    size_t dsn_n[3];
+    struct dsn_req *dsn_req[3];
+    int dsn_queued[3];   /* the notice of that kind is durable in the queue */
+    int dsn_outstanding; /* requests whose done has not run */
+    struct dsn_cb {
+        struct qjob *j;
+        int kind;
+    } dsn_cb[3];
     struct qjob *prev, *next;
 };
 
@@ -216,8 +224,10 @@ static void job_free(struct qjob *j)
     ro_free(j);
     if (j->content_fd >= 0) close(j->content_fd);
     spool_env_free(j->env);
-    free(j->bounced);
-    free(j->delayed);
+    for (int k = 0; k < 3; k++) {
+        dsn_cancel(j->dsn_req[k]);
+        free(j->dsn_idx[k]);
+    }
     free(j);
 }
 
@@ -420,31 +430,54 @@ static void ro_free(struct qjob *j)
     j->ro = NULL;
 }
 
-enum notify_kind { NOTIFY_FAILED = 0, NOTIFY_DELAYED };
-
-/* THE HOOK for delivery status notifications (issue 4 items 5 and 6, queue/dsn.c).
- * Called on the loop thread from deliver_done(), after the envelope with the new
- * recipient states is durable (spool_update) and the attempt is logged; env is the
- * job's copy, freed after the call (dsn_queue copies what it needs):
- *   NOTIFY_FAILED:  idx[0..n) are the recipients that just became RCPT_ST_BOUNCED
- *                   (dsn and diag set: diag is "host X[IP] said: ... (in reply to
- *                   RCPT TO command)" for remote replies);
- *   NOTIFY_DELAYED: the message has been queued for delay_warning, env->delay_warned
- *                   is 0 and idx[] are the recipients still queued (deferred).
- * dsn_queue() goes here; for DELAYED the envelope must get delay_warned (spool_update)
- * on a worker) so the notice is sent once. For now this only logs. */
-static void notify_sender(struct queue *q, const struct kconf *c, struct spool_env *env,
-                          enum notify_kind kind, const size_t *idx, size_t n)
+/* Worker, after the states are durable: which notices the sender is owed (bounce,
+ * delay notice, success report). No backscatter: an untrusted or null sender gets
+ * none, and that is logged once per newly bounced message. A delay notice nobody
+ * may or wants to get is marked as done. Returns -1 when the envelope could not be
+ * updated (the job then counts as failed). */
+static int dsn_plan(struct qjob *j, size_t nbounced)
 {
-    (void)q;
-    (void)c;
-    (void)idx;
-    if (kind == NOTIFY_FAILED)
-        log_info("qmgr", "%s: %zu recipient%s failed; sender notification not implemented yet",
-                 env->id, n, n == 1 ? "" : "s");
-    else
-        log_debug("qmgr", "%s: %zu recipient%s delayed; delay notice not implemented yet", env->id,
-                  n, n == 1 ? "" : "s");
+    struct spool_env *env = j->env;
+    const struct kconf *c = j->conf;
+    const char *why = NULL;
+    int allowed = dsn_allowed(env, &why);
+    int delay_due = 0;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (env->rcpts[i].state == RCPT_ST_QUEUED) delay_due = 1;
+    delay_due = delay_due && !env->delay_warned && c->delay_warning > 0 &&
+                time(NULL) >= env->arrival + c->delay_warning;
+    if (!allowed) {
+        if (nbounced)
+            log_info("qmgr", "%s: sender %s notification suppressed (%s)", j->id,
+                     dsn_kind_notice(DSN_FAILED), why);
+        if (delay_due) {
+            env->delay_warned = 1;
+            if (spool_update(j->q->spool, env) != 0) {
+                j->failed = 1;
+                return -1;
+            }
+        }
+        return 0;
+    }
+    for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
+        if (k == DSN_DELAYED && !delay_due) continue;
+        size_t *idx = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *idx);
+        size_t n = dsn_pending(env, (enum dsn_kind)k, idx);
+        if (n) {
+            j->dsn_idx[k] = idx;
+            j->dsn_n[k] = n;
+        } else {
+            free(idx);
+        }
+    }
+    if (delay_due && !j->dsn_n[DSN_DELAYED]) { /* nobody wants one: done with it */
+        env->delay_warned = 1;
+        if (spool_update(j->q->spool, env) != 0) {
+            j->failed = 1;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Worker: turn this attempt's outcomes into recipient states, persist them, then
@@ -545,30 +578,20 @@ static void deliver_record(struct qjob *j)
     }
     lines_free(&lines);
 
-    if (nbounced) {
-        j->bounced = xmalloc(nbounced * sizeof *j->bounced);
-        memcpy(j->bounced, bounced, nbounced * sizeof *j->bounced);
-        j->nbounced = nbounced;
-    }
+    free(bounced);
     size_t nqueued = 0;
     time_t due = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
         const struct spool_rcpt *r = &env->rcpts[i];
         if (r->state != RCPT_ST_QUEUED) continue;
         if (!nqueued || r->next_try < due) due = r->next_try;
-        bounced[nqueued++] = i; /* reused: the deferred ones */
+        nqueued++;
     }
-    if (nqueued && !env->delay_warned && c->delay_warning > 0 &&
-        time(NULL) >= env->arrival + c->delay_warning) {
-        j->delayed = bounced;
-        j->ndelayed = nqueued;
-        bounced = NULL;
-    }
-    free(bounced);
     j->next_due = due;
-    /* NOTE for DSNs: the message leaves the spool here, before notify_sender() runs
-     * on the loop thread; a DSN that quotes the content must read it first. */
-    if (!nqueued) {
+    /* The notices the sender is owed. A message stays in the spool until its bounce
+     * is durable in the queue, so a crash in between loses nothing. */
+    if (dsn_plan(j, nbounced) != 0) return;
+    if (!nqueued && !j->dsn_n[DSN_FAILED] && !j->dsn_n[DSN_DELIVERED]) {
         if (spool_remove(q->spool, j->id) == 0) log_info("qmgr", "%s: removed", j->id);
         j->removed = 1;
     }
@@ -762,6 +785,75 @@ static void remote_start(struct qjob *j)
         j->groups[g]->req = remote_deliver(q->remote, &j->groups[g]->job, group_done, j->groups[g]);
 }
 
+/* --- delivery status notifications (loop thread, then a worker) ------------------ */
+
+/* Worker, phase 4: record which notices are now queued, then drop the message when
+ * nothing is left to do for it. */
+static void dsn_record_run(void *arg)
+{
+    struct qjob *j = arg;
+    struct queue *q = j->q;
+    char err[256] = "";
+    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
+    if (!env) {
+        if (!env_exists(q, j->id)) j->gone = 1;
+        return;
+    }
+    for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
+        if (!j->dsn_queued[k]) continue;
+        for (size_t i = 0; i < j->dsn_n[k]; i++)
+            if (j->dsn_idx[k][i] < env->nrcpts) env->rcpts[j->dsn_idx[k][i]].notified |= DSN_BIT(k);
+        if (k == DSN_DELAYED) env->delay_warned = 1;
+    }
+    size_t nqueued = 0;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (env->rcpts[i].state == RCPT_ST_QUEUED) nqueued++;
+    size_t *tmp = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *tmp);
+    int owed = dsn_allowed(env, NULL) &&
+               (dsn_pending(env, DSN_FAILED, tmp) || dsn_pending(env, DSN_DELIVERED, tmp));
+    free(tmp);
+    if (!nqueued && !owed) {
+        if (spool_remove(q->spool, j->id) == 0) log_info("qmgr", "%s: removed", j->id);
+        j->removed = 1;
+    } else if (spool_update(q->spool, env) != 0) {
+        j->failed = 1;
+    }
+    spool_env_free(env);
+}
+
+static void deliver_done(void *arg);
+
+static void dsn_queued_cb(void *arg, const char *new_id);
+
+/* Queue the notices the sender is owed (dsn_plan); the job finishes when they are
+ * durable (dsn_record_run). */
+static void dsn_start(struct qjob *j)
+{
+    j->phase = 3;
+    for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
+        if (!j->dsn_n[k]) continue;
+        struct dsn_cb *cb = &j->dsn_cb[k];
+        cb->j = j;
+        cb->kind = k;
+        j->dsn_req[k] = dsn_queue(j->q->spool, j->conf, j->env, (enum dsn_kind)k, j->dsn_idx[k],
+                                  j->dsn_n[k], dsn_queued_cb, cb);
+        if (j->dsn_req[k]) j->dsn_outstanding++;
+    }
+    if (!j->dsn_outstanding) j->wj = work_submit(dsn_record_run, deliver_done, j);
+}
+
+static void dsn_queued_cb(void *arg, const char *new_id)
+{
+    struct dsn_cb *cb = arg;
+    struct qjob *j = cb->j;
+    j->dsn_req[cb->kind] = NULL;
+    if (new_id) {
+        j->dsn_queued[cb->kind] = 1;
+        queue_add(j->q, new_id);
+    }
+    if (--j->dsn_outstanding == 0) j->wj = work_submit(dsn_record_run, deliver_done, j);
+}
+
 static void deliver_done(void *arg)
 {
     struct qjob *j = arg;
@@ -772,14 +864,15 @@ static void deliver_done(void *arg)
         remote_start(j);
         return;
     }
+    if (j->phase < 3 && j->env && !j->failed &&
+        (j->dsn_n[DSN_FAILED] || j->dsn_n[DSN_DELAYED] || j->dsn_n[DSN_DELIVERED])) {
+        dsn_start(j);
+        return;
+    }
     job_unlink(q, j);
     q->ndeliv--;
     e->busy = 0;
     if (j->announced) e->announced = 1;
-    if (j->env && j->nbounced)
-        notify_sender(q, j->conf, j->env, NOTIFY_FAILED, j->bounced, j->nbounced);
-    if (j->env && j->ndelayed)
-        notify_sender(q, j->conf, j->env, NOTIFY_DELAYED, j->delayed, j->ndelayed);
     if (j->gone || j->removed) {
         entry_free(q, e);
     } else {
@@ -1196,6 +1289,7 @@ static void pickup_queue_item(struct queue *q, struct pickup_item *it)
     it->content = NULL;
     free(it->env->proto);
     it->env->proto = xstrdup("local");
+    it->env->dsn_trusted = 1; /* a local user: bounces may go back to them */
     struct pickup_commit *pc = xcalloc(1, sizeof *pc);
     pc->ctx = q->pctx;
     pc->item = it;

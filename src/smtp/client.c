@@ -1046,6 +1046,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (c->state == CL_CONNECT) {
             log_debug("smtp", "%s: connected", c->peer);
             enter(c, CL_GREETING);
+            /* the greeting may already sit in the input buffer */
+            if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) read_cb(bev, c);
         } else if (c->state == CL_HANDSHAKE) {
             tls_done(c);
         }

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""Delivery status notifications through the real daemon: bounces, delay notices and
+success reports reach trusted senders in their Maildir and parse as RFC 3464 reports;
+untrusted senders get none (no backscatter)."""
+
+import email
+import email.policy
+import smtplib
+import socket
+import threading
+
+import pytest
+
+from conftest import free_port
+
+
+class Receiver:
+    """A scripted SMTP receiver on 127.0.0.1: RCPT to an address containing "bad"
+    gets 550 5.1.1, "slow" gets 451 4.2.0, anything else 250."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stop_flag = False
+        self.messages = []
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        while not self.stop_flag:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        c.settimeout(10)
+        f = c.makefile("rb")
+        c.sendall(b"220 mx.remote.test ESMTP scripted\r\n")
+        try:
+            for raw in f:
+                line = raw.decode(errors="replace").strip()
+                verb = line[:4].upper()
+                if verb in ("EHLO", "HELO"):
+                    c.sendall(b"250-mx.remote.test\r\n250 8BITMIME\r\n")
+                elif verb == "MAIL":
+                    c.sendall(b"250 2.1.0 ok\r\n")
+                elif verb == "RCPT":
+                    if "bad" in line:
+                        c.sendall(b"550 5.1.1 <" + line.split("<")[1].split(">")[0].encode()
+                                  + b">: user unknown\r\n")
+                    elif "slow" in line:
+                        c.sendall(b"451 4.2.0 mailbox busy, try later\r\n")
+                    else:
+                        c.sendall(b"250 2.1.5 ok\r\n")
+                elif verb == "DATA":
+                    c.sendall(b"354 go ahead\r\n")
+                    body = b""
+                    for d in f:
+                        if d == b".\r\n":
+                            break
+                        body += d
+                    self.messages.append(body)
+                    c.sendall(b"250 2.0.0 queued as XYZ\r\n")
+                elif verb == "RSET" or verb == "NOOP":
+                    c.sendall(b"250 2.0.0 ok\r\n")
+                elif verb == "QUIT":
+                    c.sendall(b"221 2.0.0 bye\r\n")
+                    break
+                else:
+                    c.sendall(b"502 5.5.1 no\r\n")
+        except OSError:
+            pass
+        c.close()
+
+    def stop(self):
+        self.stop_flag = True
+        self.t.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def rx():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def daemon(kurier_factory, rx, locale="en", queue=None):
+    q = {"retry_first": "1s", "retry_max": "1s"}
+    q.update(queue or {})
+    k = kurier_factory(extra="relay_host 127.0.0.1:%d;\nlocale %s;\n"
+                       "relay {\n    trusted_networks 127.0.0.0/8;\n}\n" % (rx.port, locale),
+                       queue=q)
+    k.add_domain("example.test")
+    k.add_mailbox("alice@example.test")
+    k.start()
+    return k
+
+
+def report(path):
+    msg = email.message_from_bytes(open(path, "rb").read(), policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = list(msg.iter_parts())
+    assert parts[1].get_content_type() == "message/delivery-status"
+    # per-recipient groups of the delivery-status part
+    groups = [dict(g.items()) for g in parts[1].get_payload()]
+    return msg, parts, groups
+
+
+def test_bounce_to_trusted_sender(kurier_factory, rx):
+    k = daemon(kurier_factory, rx)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("alice@example.test", ["bad@remote.test", "good@remote.test"],
+                   b"From: alice@example.test\r\nSubject: hello\r\n\r\nbody\r\n")
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    assert msg["From"].addresses[0].username == "MAILER-DAEMON"
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+    assert msg["Auto-Submitted"].startswith("auto-replied")
+    human = " ".join(parts[0].get_content().split())  # the text is wrapped for reading
+    assert "said: 550 5.1.1 <bad@remote.test>: user unknown" in human, human
+    assert "(in reply to RCPT TO command)" in human
+    rcpt = [g for g in groups if "Final-Recipient" in g]
+    assert len(rcpt) == 1  # only the failed recipient is reported
+    g = rcpt[0]
+    assert g["Final-Recipient"].endswith("bad@remote.test")
+    assert g["Action"] == "failed"
+    assert g["Status"] == "5.1.1"
+    assert "127.0.0.1" in g.get("Remote-MTA", "")
+    assert g["Diagnostic-Code"].startswith("smtp; 550 5.1.1")
+    # the original headers come back
+    assert "Subject: hello" in parts[2].as_string()
+    log = k.log()
+    assert "sender non-delivery notification:" in log
+    # the good recipient was delivered; the bounce came from <>
+    assert len(rx.messages) == 1
+    assert b"Return-Path: <>" in open(files[0], "rb").read()
+    k.wait_log(": removed")
+
+
+def test_no_backscatter_to_untrusted_sender(kurier_factory, rx):
+    k = kurier_factory(extra="relay_host 127.0.0.1:%d;\n" % rx.port)
+    k.add_domain("example.test")
+    k.add_mailbox("alice@example.test")
+    k.start()
+    # an internet sender (not trusted, not authenticated) mails a local alias that
+    # forwards to an address the next hop refuses: the failure is final, but the
+    # sender address may be forged, so no bounce is sent
+    k.cli("alias", "add", "fwd@example.test", "bad@remote.test")
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("stranger@remote.test", ["fwd@example.test"], b"Subject: y\r\n\r\ny\r\n")
+    k.wait_log("notification suppressed (untrusted sender)", timeout=20)
+    k.wait_log(": removed")
+    assert "sender non-delivery notification:" not in k.log()
+    assert k.maildir_new("alice@example.test") == []
+
+
+def test_delay_notice_then_expiry(kurier_factory, rx):
+    k = daemon(kurier_factory, rx, queue={"delay_warning": "1s", "lifetime": "1m"})
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("alice@example.test", ["slow@remote.test"],
+                   b"From: alice@example.test\r\nSubject: later\r\n\r\nbody\r\n")
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    assert msg["Subject"].startswith("Delayed Mail")
+    g = [g for g in groups if "Final-Recipient" in g][0]
+    assert g["Action"] == "delayed"
+    assert g["Status"].startswith("4.")
+    assert "Will-Retry-Until" in g
+    # exactly one delay notice, although it is retried every second
+    k.wait_log("status=deferred")
+    import time
+    time.sleep(3)
+    assert len(k.maildir_new("alice@example.test")) == 1
+
+
+def test_success_report_when_asked(kurier_factory, rx):
+    k = daemon(kurier_factory, rx)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.ehlo()
+        s.sendmail("alice@example.test", ["good@remote.test"], b"Subject: s\r\n\r\nbody\r\n",
+                   rcpt_options=["NOTIFY=SUCCESS"])
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    g = [g for g in groups if "Final-Recipient" in g][0]
+    assert g["Action"] in ("delivered", "relayed")
+    assert g["Status"].startswith("2.")
+
+
+def test_german_bounce(kurier_factory, rx):
+    k = daemon(kurier_factory, rx, locale="de")
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("alice@example.test", ["bad@remote.test"], b"Subject: x\r\n\r\nx\r\n")
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    assert "Unzustellbar" in msg["Subject"]
+    human = " ".join(parts[0].get_content().split())
+    assert "550 5.1.1 <bad@remote.test>: user unknown" in human, human
