@@ -398,6 +398,16 @@ static void reload(void *arg)
                      d->server_addrs[i]);
             continue; /* it keeps its old settings */
         }
+        /* certificates are read again (renewed ones take effect); the keys must be
+         * readable by the user we run as. On failure the old ones stay. */
+        struct smtp_tls *t = nl->tls != LISTEN_TLS_NONE ? tls_for(nl) : NULL;
+        if (nl->tls != LISTEN_TLS_NONE && !t) {
+            log_warn("kurierd", "reload: listener %s keeps its old TLS certificate", nl->address);
+        } else {
+            smtp_server_set_tls(d->servers[i], t);
+            smtp_tls_free(d->tls[i]); /* sessions using it keep it until they end */
+            d->tls[i] = t;
+        }
         smtp_server_set_conf(d->servers[i], c, nl);
     }
     for (const struct conf_listen *l = c->listeners; l; l = l->next)

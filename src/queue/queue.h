@@ -107,7 +107,8 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
 /* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
 int spool_update(struct spool *s, const struct spool_env *env);
-/* Remove a message (envelope first, then content). 0 done, -1 no such message. */
+/* Remove a message (envelope first, then content). 0 done, -1 no such message. The
+ * folder is not fsync'd: after a crash the message may come back and be tried again. */
 int spool_remove(struct spool *s, const char *id);
 /* Path of queue/ID.msg for reading by transports (borrowed until next call). */
 int spool_open_content(struct spool *s, const char *id); /* fd or -1 */

@@ -430,12 +430,11 @@ static void ro_free(struct qjob *j)
     j->ro = NULL;
 }
 
-/* Worker, after the states are durable: which notices the sender is owed (bounce,
- * delay notice, success report). No backscatter: an untrusted or null sender gets
- * none, and that is logged once per newly bounced message. A delay notice nobody
- * may or wants to get is marked as done. Returns -1 when the envelope could not be
- * updated (the job then counts as failed). */
-static int dsn_plan(struct qjob *j, size_t nbounced)
+/* Worker: which notices the sender is owed (bounce, delay notice, success report),
+ * decided on the new recipient states before they are persisted. No backscatter: an
+ * untrusted or null sender gets none, and that is logged once per newly bounced
+ * message. A delay notice nobody may or wants to get is marked as done. */
+static void dsn_plan(struct qjob *j, size_t nbounced)
 {
     struct spool_env *env = j->env;
     const struct kconf *c = j->conf;
@@ -450,14 +449,8 @@ static int dsn_plan(struct qjob *j, size_t nbounced)
         if (nbounced)
             log_info("qmgr", "%s: sender %s notification suppressed (%s)", j->id,
                      dsn_kind_notice(DSN_FAILED), why);
-        if (delay_due) {
-            env->delay_warned = 1;
-            if (spool_update(j->q->spool, env) != 0) {
-                j->failed = 1;
-                return -1;
-            }
-        }
-        return 0;
+        if (delay_due) env->delay_warned = 1; /* nobody may get one: done with it */
+        return;
     }
     for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
         if (k == DSN_DELAYED && !delay_due) continue;
@@ -470,14 +463,7 @@ static int dsn_plan(struct qjob *j, size_t nbounced)
             free(idx);
         }
     }
-    if (delay_due && !j->dsn_n[DSN_DELAYED]) { /* nobody wants one: done with it */
-        env->delay_warned = 1;
-        if (spool_update(j->q->spool, env) != 0) {
-            j->failed = 1;
-            return -1;
-        }
-    }
-    return 0;
+    if (delay_due && !j->dsn_n[DSN_DELAYED]) env->delay_warned = 1; /* nobody wants one */
 }
 
 /* Worker: turn this attempt's outcomes into recipient states, persist them, then
@@ -561,23 +547,6 @@ static void deliver_record(struct qjob *j)
     if (j->content_fd >= 0) close(j->content_fd);
     j->content_fd = -1;
 
-    /* DESIGN.md durability: persist the states before they are reported. */
-    if (changed && spool_update(q->spool, env) != 0) {
-        log_err("qmgr", "%s: cannot record delivery status; will retry", j->id);
-        j->failed = 1;
-        lines_free(&lines);
-        free(bounced);
-        spool_env_free(env);
-        j->env = NULL;
-        return;
-    }
-    for (size_t i = 0; i < lines.n; i++) {
-        char *tab = strchr(lines.v[i], '\t');
-        *tab = '\0';
-        log_info(lines.v[i], "%s", tab + 1);
-    }
-    lines_free(&lines);
-
     free(bounced);
     size_t nqueued = 0;
     time_t due = 0;
@@ -590,11 +559,35 @@ static void deliver_record(struct qjob *j)
     j->next_due = due;
     /* The notices the sender is owed. A message stays in the spool until its bounce
      * is durable in the queue, so a crash in between loses nothing. */
-    if (dsn_plan(j, nbounced) != 0) return;
+    int warned = env->delay_warned;
+    dsn_plan(j, nbounced);
+    changed |= env->delay_warned != warned;
+
+    /* DESIGN.md durability: persist the states before they are reported. When
+     * nothing is left to do the removal is that record (one directory update
+     * instead of rewriting the envelope first); a crash right after delivery may
+     * then deliver a recipient twice, never lose one. */
     if (!nqueued && !j->dsn_n[DSN_FAILED] && !j->dsn_n[DSN_DELIVERED]) {
-        if (spool_remove(q->spool, j->id) == 0) log_info("qmgr", "%s: removed", j->id);
+        if (spool_remove(q->spool, j->id) != 0 && env_exists(q, j->id)) {
+            log_err("qmgr", "%s: cannot remove the finished message; will retry", j->id);
+            j->failed = 1;
+            lines_free(&lines);
+            return;
+        }
         j->removed = 1;
+    } else if (changed && spool_update(q->spool, env) != 0) {
+        log_err("qmgr", "%s: cannot record delivery status; will retry", j->id);
+        j->failed = 1;
+        lines_free(&lines);
+        return;
     }
+    for (size_t i = 0; i < lines.n; i++) {
+        char *tab = strchr(lines.v[i], '\t');
+        *tab = '\0';
+        log_info(lines.v[i], "%s", tab + 1);
+    }
+    lines_free(&lines);
+    if (j->removed) log_info("qmgr", "%s: removed", j->id);
 }
 
 /* Worker, phase 0: load, route every due recipient, deliver local targets. Remote

@@ -308,3 +308,41 @@ def test_submission_fixups_and_hidden_client(kurier_factory):
     mx = [m for m in mx if b"Subject: mx" in m][0].split(b"\n\n", 1)[0]
     assert b"[127.0.0.1]" in mx
     assert b"\nMessage-ID:" not in mx
+
+
+def peer_subject(port, name="mx.example.test"):
+    s = ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                          server_hostname=name)
+    der = s.getpeercert(binary_form=True)
+    s.close()
+    return subprocess.run(["openssl", "x509", "-noout", "-subject"],
+                          input=ssl.DER_cert_to_PEM_cert(der).encode(),
+                          capture_output=True).stdout.decode()
+
+
+def test_sighup_reloads_certificates(kurier_factory):
+    k = kurier_factory()
+    cert, key = selfsigned(k.dir, "old.example.test")
+    port = free_port()
+    with open(k.conf, "a") as f:
+        f.write("listen 127.0.0.1:%d {\n    role submission;\n    tls implicit;\n"
+                "    cert %s;\n    key %s;\n}\n" % (port, cert, key))
+    k.add_domain("example.test")
+    k.start()
+    assert "old.example.test" in peer_subject(port)
+    # the certificate is renewed in place, then kurierd is told
+    new_cert, new_key = selfsigned(k.dir, "new.example.test")
+    os.replace(new_cert, cert)
+    os.replace(new_key, key)
+    k.proc.send_signal(1)  # SIGHUP
+    k.wait_log("reloaded configuration")
+    assert "new.example.test" in peer_subject(port)
+    # a broken key file keeps the running certificate
+    with open(key, "w") as f:
+        f.write("not a key\n")
+    k.proc.send_signal(1)
+    deadline = time.time() + 10
+    while k.log().count("reloaded configuration") < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert "keeps its old TLS certificate" in k.log()
+    assert "new.example.test" in peer_subject(port)
