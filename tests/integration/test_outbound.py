@@ -601,10 +601,14 @@ def test_pflogsumm_counts_remote_deliveries(outbound, receivers):
     submit(k, ["bad@mixed.test"])
     wait_for(lambda: r.count() == 3, k=k)
     k.wait_log("status=bounced")
+    # the trusted local sender gets a bounce, delivered to its Maildir: 3 remote
+    # deliveries + 1 local one, each logged before the daemon stops
+    k.wait_log("sender non-delivery notification:")
+    wait_for(lambda: k.log().count("status=sent") == 4, k=k)
     k.stop()
     out = subprocess.run([PFLOGSUMM, "--syslog-name=kurier", k.logfile],
                          capture_output=True, text=True, timeout=60).stdout
     m = re.search(r"^\s*(\d+)\s+delivered", out, re.M)
-    assert m and int(m.group(1)) == 3, out[:2000]
+    assert m and int(m.group(1)) == 4, out[:2000]
     m = re.search(r"^\s*(\d+)\s+bounced", out, re.M)
     assert m and int(m.group(1)) == 1, out[:2000]
