@@ -111,6 +111,7 @@ install: all
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+.PHONY: docs/config.md
 docs/config.md: $(BUILD)/kurier
 	$(BUILD)/kurier config doc > $@
 
