@@ -18,7 +18,8 @@ class Receiver:
     """A scripted SMTP receiver on 127.0.0.1: RCPT to an address containing "bad"
     gets 550 5.1.1, "slow" gets 451 4.2.0, anything else 250."""
 
-    def __init__(self):
+    def __init__(self, ehlo_extra=b""):
+        self.ehlo_extra = ehlo_extra
         self.port = free_port()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -47,7 +48,7 @@ class Receiver:
                 line = raw.decode(errors="replace").strip()
                 verb = line[:4].upper()
                 if verb in ("EHLO", "HELO"):
-                    c.sendall(b"250-mx.remote.test\r\n250 8BITMIME\r\n")
+                    c.sendall(b"250-mx.remote.test\r\n" + self.ehlo_extra + b"250 8BITMIME\r\n")
                 elif verb == "MAIL":
                     c.sendall(b"250 2.1.0 ok\r\n")
                 elif verb == "RCPT":
@@ -203,3 +204,35 @@ def test_german_bounce(kurier_factory, rx):
     assert "Unzustellbar" in msg["Subject"]
     human = " ".join(parts[0].get_content().split())
     assert "550 5.1.1 <bad@remote.test>: user unknown" in human, human
+
+
+@pytest.fixture
+def rx_small():
+    r = Receiver(ehlo_extra=b"250-SIZE 1000\r\n")
+    yield r
+    r.stop()
+
+
+def test_too_big_for_the_peer_bounces_without_sending(kurier_factory, rx_small):
+    k = daemon(kurier_factory, rx_small)
+    body = b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 100
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.sendmail("alice@example.test", ["someone@remote.test"], body)
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    g = [g for g in groups if "Final-Recipient" in g][0]
+    assert g["Status"] == "5.3.4", g
+    assert rx_small.messages == []  # refused locally: the peer announced SIZE 1000
+
+
+def test_smtputf8_needed_but_not_offered(kurier_factory, rx):
+    k = daemon(kurier_factory, rx)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
+        s.ehlo()
+        s.sendmail("alice@example.test", ["jörg@remote.test"],
+                   "Subject: utf8\r\n\r\nGrüße\r\n".encode(), mail_options=["SMTPUTF8"])
+    files = k.wait_mail("alice@example.test", 1, timeout=20)
+    msg, parts, groups = report(files[0])
+    g = [g for g in groups if "Final-Recipient" in g][0]
+    assert g["Status"] == "5.6.7", g
+    assert rx.messages == []
