@@ -72,16 +72,22 @@ struct store {
 
 #define ADDR_SIZE 320
 
+static void verr_set(char *err, size_t errsize, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void verr_set(char *err, size_t errsize, const char *fmt, va_list ap)
+{
+    if (!err || !errsize) return;
+    if (vsnprintf(err, errsize, fmt, ap) < 0) err[0] = '\0';
+}
+
 static void seterr(char *err, size_t errsize, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errsize, const char *fmt, ...)
 {
-    if (!err || !errsize) return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(err, errsize, fmt, ap);
+    verr_set(err, errsize, fmt, ap);
     va_end(ap);
-    if (n < 0) err[0] = '\0';
 }
 
 static int db_fail(struct store *st, char *err, size_t errsize)
@@ -114,32 +120,96 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
     sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
 }
 
-/* Run a statement with up to two text parameters that returns no rows. Returns 0 or
- * -1 (err filled); *changes set when non-NULL. */
-static int exec2(struct store *st, const char *sql, const char *a, const char *b, int *changes,
-                 char *err, size_t errsize)
+/* Every statement goes through stmt_open(), then stmt_row() for queries, then
+ * stmt_close() or (statements without rows) stmt_done(). */
+
+/* Lock the database, prepare sql and bind the n strings of v to ?1..?n (parameters
+ * past n stay NULL). The statement, or NULL when prepare failed (the lock is held
+ * either way: pass the result to stmt_close() or stmt_done()). */
+static sqlite3_stmt *stmt_open(struct store *st, const char *sql, const char *const *v, int n)
 {
+    lock(st);
     sqlite3_stmt *s = prep(st, sql);
-    if (!s) return db_fail(st, err, errsize);
-    if (a) bind_text(s, 1, a);
-    if (b) bind_text(s, 2, b);
-    int rc = sqlite3_step(s);
+    for (int i = 0; s && i < n; i++)
+        bind_text(s, i + 1, v[i]);
+    return s;
+}
+
+/* Step a query: 1 a row is ready for sqlite3_column_*(), 0 no more rows, -1 error
+ * (also for s NULL). */
+static int stmt_row(sqlite3_stmt *s)
+{
+    int r = s ? sqlite3_step(s) : SQLITE_ERROR;
+    return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
+static void stmt_close(struct store *st, sqlite3_stmt *s)
+{
     sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) return db_fail(st, err, errsize);
-    if (changes) *changes = sqlite3_changes(st->db);
-    return 0;
+    unlock(st);
+}
+
+/* Run s, a statement that returns no rows, and stmt_close() it. When fmt is non-NULL
+ * the statement must change a row: if it changed none or would duplicate a primary
+ * key, err gets the message from fmt. 0 done, -1 (err filled). */
+static int stmt_vdone(struct store *st, sqlite3_stmt *s, char *err, size_t errsize, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 5, 0)));
+static int stmt_vdone(struct store *st, sqlite3_stmt *s, char *err, size_t errsize, const char *fmt,
+                      va_list ap)
+{
+    int rc = -1;
+    int r = s ? sqlite3_step(s) : SQLITE_ERROR;
+    sqlite3_finalize(s);
+    if (fmt &&
+        (r == SQLITE_CONSTRAINT_PRIMARYKEY || (r == SQLITE_DONE && sqlite3_changes(st->db) == 0)))
+        verr_set(err, errsize, fmt, ap);
+    else if (r != SQLITE_DONE)
+        db_fail(st, err, errsize);
+    else
+        rc = 0;
+    unlock(st);
+    return rc;
+}
+
+static int stmt_done(struct store *st, sqlite3_stmt *s, char *err, size_t errsize, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
+static int stmt_done(struct store *st, sqlite3_stmt *s, char *err, size_t errsize, const char *fmt,
+                     ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = stmt_vdone(st, s, err, errsize, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* stmt_done() of sql with the n strings of v as parameters. */
+static int exec(struct store *st, const char *sql, const char *const *v, int n, char *err,
+                size_t errsize, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static int exec(struct store *st, const char *sql, const char *const *v, int n, char *err,
+                size_t errsize, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = stmt_vdone(st, stmt_open(st, sql, v, n), err, errsize, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The first column of the first row of a query with the n strings of v as
+ * parameters, as an integer ("SELECT count(*) ..."); -1 on error. */
+static long long query_int(struct store *st, const char *sql, const char *const *v, int n)
+{
+    sqlite3_stmt *s = stmt_open(st, sql, v, n);
+    long long r = stmt_row(s) > 0 ? sqlite3_column_int64(s, 0) : -1;
+    stmt_close(st, s);
+    return r;
 }
 
 /* Count rows of a "SELECT count(*) ... ?1" query. -1 on error. */
 static long long count1(struct store *st, const char *sql, const char *a)
 {
-    sqlite3_stmt *s = prep(st, sql);
-    if (!s) return -1;
-    bind_text(s, 1, a);
-    long long n = -1;
-    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return n;
+    return query_int(st, sql, &a, 1);
 }
 
 /* --- validation ------------------------------------------------------------ */
@@ -407,25 +477,8 @@ int store_domain_add(struct store *st, const char *name, char *err, size_t errsi
 {
     char d[256];
     if (norm_domain(name, d, sizeof d, err, errsize) != 0) return -1;
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "INSERT INTO domains (name) VALUES (?1)");
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
-    }
-    bind_text(s, 1, d);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE)
-        rc = 0;
-    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-        seterr(err, errsize, "domain %s exists", d);
-    else
-        db_fail(st, err, errsize);
-out:
-    unlock(st);
-    return rc;
+    return exec(st, "INSERT INTO domains (name) VALUES (?1)", (const char *[]){d}, 1, err, errsize,
+                "domain %s exists", d);
 }
 
 int store_domain_del(struct store *st, const char *name, char *err, size_t errsize)
@@ -458,7 +511,8 @@ int store_domain_del(struct store *st, const char *name, char *err, size_t errsi
                nm + na == 1 ? "it" : "them");
         goto out;
     }
-    rc = exec2(st, "DELETE FROM domains WHERE name = ?1", d, NULL, NULL, err, errsize);
+    rc =
+        exec(st, "DELETE FROM domains WHERE name = ?1", (const char *[]){d}, 1, err, errsize, NULL);
 out:
     unlock(st);
     return rc;
@@ -482,16 +536,8 @@ int store_domain_set_catchall(struct store *st, const char *name, const char *ca
             if (at) *at = '\0';
         }
     }
-    lock(st);
-    int changes = 0;
-    int rc =
-        exec2(st, "UPDATE domains SET catchall = ?2 WHERE name = ?1", d, c, &changes, err, errsize);
-    if (rc == 0 && changes == 0) {
-        seterr(err, errsize, "no such domain %s", d);
-        rc = -1;
-    }
-    unlock(st);
-    return rc;
+    return exec(st, "UPDATE domains SET catchall = ?2 WHERE name = ?1", (const char *[]){d, c}, 2,
+                err, errsize, "no such domain %s", d);
 }
 
 static void row_domain(sqlite3_stmt *s, struct store_domain *out)
@@ -507,41 +553,25 @@ int store_domain_get(struct store *st, const char *name, struct store_domain *ou
     char d[256];
     if (!name || str_copy(d, name, sizeof d) >= sizeof d) return 0;
     str_lower(d);
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "SELECT name, catchall FROM domains WHERE name = ?1");
-    if (s) {
-        bind_text(s, 1, d);
-        int r = sqlite3_step(s);
-        if (r == SQLITE_ROW) {
-            if (out) row_domain(s, out);
-            rc = 1;
-        } else if (r == SQLITE_DONE) {
-            rc = 0;
-        }
-        sqlite3_finalize(s);
-    }
-    unlock(st);
+    sqlite3_stmt *s =
+        stmt_open(st, "SELECT name, catchall FROM domains WHERE name = ?1", (const char *[]){d}, 1);
+    int rc = stmt_row(s);
+    if (rc > 0 && out) row_domain(s, out);
+    stmt_close(st, s);
     return rc;
 }
 
 int store_domain_list(struct store *st, void (*cb)(void *arg, const struct store_domain *d),
                       void *arg)
 {
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "SELECT name, catchall FROM domains ORDER BY name");
-    if (s) {
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            struct store_domain d;
-            row_domain(s, &d);
-            cb(arg, &d);
-        }
-        if (r == SQLITE_DONE) rc = 0;
-        sqlite3_finalize(s);
+    sqlite3_stmt *s = stmt_open(st, "SELECT name, catchall FROM domains ORDER BY name", NULL, 0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        struct store_domain d;
+        row_domain(s, &d);
+        cb(arg, &d);
     }
-    unlock(st);
+    stmt_close(st, s);
     return rc;
 }
 
@@ -560,16 +590,8 @@ int store_domain_set_binding(struct store *st, const char *domain, const char *m
                mode ? mode : "");
         return -1;
     }
-    lock(st);
-    int changes = 0;
-    int rc = exec2(st, "UPDATE domains SET sender_binding = ?2 WHERE name = ?1", d, m, &changes,
-                   err, errsize);
-    if (rc == 0 && changes == 0) {
-        seterr(err, errsize, "no such domain %s", d);
-        rc = -1;
-    }
-    unlock(st);
-    return rc;
+    return exec(st, "UPDATE domains SET sender_binding = ?2 WHERE name = ?1",
+                (const char *[]){d, m}, 2, err, errsize, "no such domain %s", d);
 }
 
 int store_domain_binding(struct store *st, const char *domain)
@@ -577,23 +599,16 @@ int store_domain_binding(struct store *st, const char *domain)
     char d[256];
     if (!domain || str_copy(d, domain, sizeof d) >= sizeof d) return 0;
     str_lower(d);
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "SELECT sender_binding FROM domains WHERE name = ?1");
-    if (s) {
-        bind_text(s, 1, d);
-        int r = sqlite3_step(s);
-        if (r == SQLITE_ROW) {
-            const char *m = (const char *)sqlite3_column_text(s, 0);
-            rc = 0; /* anything unexpected counts as the strict default */
-            for (int i = 0; m && i < 3; i++)
-                if (strcmp(m, binding_names[i]) == 0) rc = i;
-        } else if (r == SQLITE_DONE) {
-            rc = 0;
-        }
-        sqlite3_finalize(s);
+    sqlite3_stmt *s =
+        stmt_open(st, "SELECT sender_binding FROM domains WHERE name = ?1", (const char *[]){d}, 1);
+    int rc = stmt_row(s);
+    if (rc > 0) {
+        const char *m = (const char *)sqlite3_column_text(s, 0);
+        rc = 0; /* anything unexpected counts as the strict default */
+        for (int i = 0; m && i < 3; i++)
+            if (strcmp(m, binding_names[i]) == 0) rc = i;
     }
-    unlock(st);
+    stmt_close(st, s);
     return rc;
 }
 
@@ -616,27 +631,15 @@ int store_mailbox_add(struct store *st, const char *address, const char *passwor
     }
     lock(st);
     int rc = -1;
-    if (domain_exists(st, domain, err, errsize) <= 0) goto out;
-    sqlite3_stmt *s = prep(st, "INSERT INTO mailboxes (address, local, domain, password, quota) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
+    if (domain_exists(st, domain, err, errsize) > 0) {
+        sqlite3_stmt *s =
+            stmt_open(st,
+                      "INSERT INTO mailboxes (address, local, domain, password, quota) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5)",
+                      (const char *[]){a, local, domain, hash}, 4);
+        if (s) sqlite3_bind_int64(s, 5, quota);
+        rc = stmt_done(st, s, err, errsize, "mailbox %s exists", a);
     }
-    bind_text(s, 1, a);
-    bind_text(s, 2, local);
-    bind_text(s, 3, domain);
-    bind_text(s, 4, hash);
-    sqlite3_bind_int64(s, 5, quota);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE)
-        rc = 0;
-    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-        seterr(err, errsize, "mailbox %s exists", a);
-    else
-        db_fail(st, err, errsize);
-out:
     unlock(st);
     explicit_bzero(hash, strlen(hash));
     free(hash);
@@ -647,27 +650,9 @@ out:
 static int mailbox_change(struct store *st, const char *sql, const char *a, sqlite3_int64 *num,
                           const char *text, char *err, size_t errsize)
 {
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, sql);
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
-    }
-    bind_text(s, 1, a);
-    if (num) sqlite3_bind_int64(s, 2, *num);
-    if (text) bind_text(s, 2, text);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r != SQLITE_DONE)
-        db_fail(st, err, errsize);
-    else if (sqlite3_changes(st->db) == 0)
-        seterr(err, errsize, "no such mailbox %s", a);
-    else
-        rc = 0;
-out:
-    unlock(st);
-    return rc;
+    sqlite3_stmt *s = stmt_open(st, sql, (const char *[]){a, text}, text ? 2 : 1);
+    if (s && num) sqlite3_bind_int64(s, 2, *num);
+    return stmt_done(st, s, err, errsize, "no such mailbox %s", a);
 }
 
 int store_mailbox_del(struct store *st, const char *address, char *err, size_t errsize)
@@ -724,21 +709,10 @@ static int mailbox_get(struct store *st, const char *address, struct store_mailb
     char a[ADDR_SIZE];
     if (!address || str_copy(a, address, sizeof a) >= sizeof a) return 0;
     str_lower(a);
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, sql);
-    if (s) {
-        bind_text(s, 1, a);
-        int r = sqlite3_step(s);
-        if (r == SQLITE_ROW) {
-            if (out) row_mailbox(s, out);
-            rc = 1;
-        } else if (r == SQLITE_DONE) {
-            rc = 0;
-        }
-        sqlite3_finalize(s);
-    }
-    unlock(st);
+    sqlite3_stmt *s = stmt_open(st, sql, (const char *[]){a}, 1);
+    int rc = stmt_row(s);
+    if (rc > 0 && out) row_mailbox(s, out);
+    stmt_close(st, s);
     return rc;
 }
 
@@ -759,23 +733,18 @@ int store_mailbox_list(struct store *st, const char *domain,
     char d[256] = "";
     if (domain && str_copy(d, domain, sizeof d) >= sizeof d) return 0;
     str_lower(d);
-    lock(st);
-    int rc = -1;
     sqlite3_stmt *s =
-        prep(st, domain ? "SELECT address, quota FROM mailboxes WHERE domain = ?1 ORDER BY address"
-                        : "SELECT address, quota FROM mailboxes ORDER BY domain, address");
-    if (s) {
-        if (domain) bind_text(s, 1, d);
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            struct store_mailbox m;
-            row_mailbox(s, &m);
-            cb(arg, &m);
-        }
-        if (r == SQLITE_DONE) rc = 0;
-        sqlite3_finalize(s);
+        stmt_open(st,
+                  domain ? "SELECT address, quota FROM mailboxes WHERE domain = ?1 ORDER BY address"
+                         : "SELECT address, quota FROM mailboxes ORDER BY domain, address",
+                  (const char *[]){d}, domain ? 1 : 0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        struct store_mailbox m;
+        row_mailbox(s, &m);
+        cb(arg, &m);
     }
-    unlock(st);
+    stmt_close(st, s);
     return rc;
 }
 
@@ -787,26 +756,20 @@ int store_mailbox_auth(struct store *st, const char *address, const char *passwo
     if (!password) password = "";
     if (address && str_copy(a, address, sizeof a) < sizeof a) {
         str_lower(a);
-        lock(st);
         sqlite3_stmt *s =
-            prep(st, "SELECT password FROM mailboxes WHERE address = ?1 AND active = 1");
-        if (!s) {
-            rc = -1;
-        } else {
-            bind_text(s, 1, a);
-            int r = sqlite3_step(s);
-            if (r == SQLITE_ROW) {
-                const char *p = (const char *)sqlite3_column_text(s, 0);
-                if (p && strncmp(p, "$", 1) == 0) {
-                    stored = xstrdup(p);
-                    found = 1;
-                }
-            } else if (r != SQLITE_DONE) {
-                rc = -1;
+            stmt_open(st, "SELECT password FROM mailboxes WHERE address = ?1 AND active = 1",
+                      (const char *[]){a}, 1);
+        int r = stmt_row(s);
+        if (r > 0) {
+            const char *p = (const char *)sqlite3_column_text(s, 0);
+            if (p && strncmp(p, "$", 1) == 0) {
+                stored = xstrdup(p);
+                found = 1;
             }
-            sqlite3_finalize(s);
+        } else if (r < 0) {
+            rc = -1;
         }
-        unlock(st);
+        stmt_close(st, s);
     }
     if (rc < 0) return -1;
     /* Same work whether or not the mailbox exists (or is locked). */
@@ -835,23 +798,9 @@ int store_alias_add(struct store *st, const char *source, const char *target, ch
     int rc = -1;
     int r = domain_exists(st, sd, err, errsize);
     if (r == 0) seterr(err, errsize, "alias source %s is not in a local domain", s_);
-    if (r <= 0) goto out;
-    sqlite3_stmt *s = prep(st, "INSERT INTO aliases (source, target) VALUES (?1, ?2)");
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
-    }
-    bind_text(s, 1, s_);
-    bind_text(s, 2, t);
-    r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE)
-        rc = 0;
-    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-        seterr(err, errsize, "alias %s -> %s exists", s_, t);
-    else
-        db_fail(st, err, errsize);
-out:
+    if (r > 0)
+        rc = exec(st, "INSERT INTO aliases (source, target) VALUES (?1, ?2)",
+                  (const char *[]){s_, t}, 2, err, errsize, "alias %s -> %s exists", s_, t);
     unlock(st);
     return rc;
 }
@@ -862,21 +811,11 @@ int store_alias_del(struct store *st, const char *source, const char *target, ch
     char s_[ADDR_SIZE], t[ADDR_SIZE];
     if (norm_addr(source, s_, NULL, NULL, err, errsize) != 0) return -1;
     if (target && norm_addr(target, t, NULL, NULL, err, errsize) != 0) return -1;
-    lock(st);
-    int changes = 0;
-    int rc = target ? exec2(st, "DELETE FROM aliases WHERE source = ?1 AND target = ?2", s_, t,
-                            &changes, err, errsize)
-                    : exec2(st, "DELETE FROM aliases WHERE source = ?1", s_, NULL, &changes, err,
-                            errsize);
-    if (rc == 0 && changes == 0) {
-        if (target)
-            seterr(err, errsize, "no such alias %s -> %s", s_, t);
-        else
-            seterr(err, errsize, "no such alias %s", s_);
-        rc = -1;
-    }
-    unlock(st);
-    return rc;
+    if (target)
+        return exec(st, "DELETE FROM aliases WHERE source = ?1 AND target = ?2",
+                    (const char *[]){s_, t}, 2, err, errsize, "no such alias %s -> %s", s_, t);
+    return exec(st, "DELETE FROM aliases WHERE source = ?1", (const char *[]){s_}, 1, err, errsize,
+                "no such alias %s", s_);
 }
 
 int store_alias_get(struct store *st, const char *source, char ***targets, size_t *n)
@@ -886,52 +825,47 @@ int store_alias_get(struct store *st, const char *source, char ***targets, size_
     char a[ADDR_SIZE];
     if (!source || str_copy(a, source, sizeof a) >= sizeof a) return 0;
     str_lower(a);
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "SELECT target FROM aliases WHERE source = ?1 ORDER BY target");
-    if (s) {
-        bind_text(s, 1, a);
-        size_t cap = 0;
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            const char *t = (const char *)sqlite3_column_text(s, 0);
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 4;
-                *targets = xrealloc(*targets, cap * sizeof **targets);
-            }
-            (*targets)[(*n)++] = xstrdup(t ? t : "");
+    sqlite3_stmt *s = stmt_open(st, "SELECT target FROM aliases WHERE source = ?1 ORDER BY target",
+                                (const char *[]){a}, 1);
+    size_t cap = 0;
+    int r;
+    while ((r = stmt_row(s)) > 0) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 4;
+            *targets = xrealloc(*targets, cap * sizeof **targets);
         }
-        sqlite3_finalize(s);
-        if (r == SQLITE_DONE) {
-            rc = *n > 0;
-        } else {
-            store_strv_free(*targets, *n);
-            *targets = NULL;
-            *n = 0;
-        }
+        (*targets)[(*n)++] = xstrdup(t ? t : "");
     }
-    unlock(st);
+    stmt_close(st, s);
+    if (r == 0) return *n > 0;
+    store_strv_free(*targets, *n);
+    *targets = NULL;
+    *n = 0;
+    return -1;
+}
+
+/* Call cb with the two text columns of each row of s (from stmt_open()), then
+ * stmt_close() it. 0 or -1. */
+static int list_pairs(struct store *st, sqlite3_stmt *s,
+                      void (*cb)(void *arg, const char *a, const char *b), void *arg)
+{
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        const char *a = (const char *)sqlite3_column_text(s, 0);
+        const char *b = (const char *)sqlite3_column_text(s, 1);
+        cb(arg, a ? a : "", b ? b : "");
+    }
+    stmt_close(st, s);
     return rc;
 }
 
 int store_alias_list(struct store *st,
                      void (*cb)(void *arg, const char *source, const char *target), void *arg)
 {
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "SELECT source, target FROM aliases ORDER BY source, target");
-    if (s) {
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            const char *a = (const char *)sqlite3_column_text(s, 0);
-            const char *t = (const char *)sqlite3_column_text(s, 1);
-            cb(arg, a ? a : "", t ? t : "");
-        }
-        if (r == SQLITE_DONE) rc = 0;
-        sqlite3_finalize(s);
-    }
-    unlock(st);
-    return rc;
+    return list_pairs(
+        st, stmt_open(st, "SELECT source, target FROM aliases ORDER BY source, target", NULL, 0),
+        cb, arg);
 }
 
 /* --- sender grants --------------------------------------------------------- */
@@ -969,21 +903,8 @@ int store_grant_add(struct store *st, const char *user, const char *grant, char 
         seterr(err, errsize, "%s is the mailbox itself: it needs no grant", g);
         goto out;
     }
-    sqlite3_stmt *s = prep(st, "INSERT INTO grants (user, \"grant\") VALUES (?1, ?2)");
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
-    }
-    bind_text(s, 1, u);
-    bind_text(s, 2, g);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE)
-        rc = 0;
-    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-        seterr(err, errsize, "grant %s -> %s exists", u, g);
-    else
-        db_fail(st, err, errsize);
+    rc = exec(st, "INSERT INTO grants (user, \"grant\") VALUES (?1, ?2)", (const char *[]){u, g}, 2,
+              err, errsize, "grant %s -> %s exists", u, g);
 out:
     unlock(st);
     return rc;
@@ -995,16 +916,8 @@ int store_grant_del(struct store *st, const char *user, const char *grant, char 
     char u[ADDR_SIZE], g[ADDR_SIZE];
     if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
     if (norm_grant(grant, g, err, errsize) != 0) return -1;
-    lock(st);
-    int changes = 0;
-    int rc = exec2(st, "DELETE FROM grants WHERE user = ?1 AND \"grant\" = ?2", u, g, &changes, err,
-                   errsize);
-    if (rc == 0 && changes == 0) {
-        seterr(err, errsize, "no such grant %s -> %s", u, g);
-        rc = -1;
-    }
-    unlock(st);
-    return rc;
+    return exec(st, "DELETE FROM grants WHERE user = ?1 AND \"grant\" = ?2", (const char *[]){u, g},
+                2, err, errsize, "no such grant %s -> %s", u, g);
 }
 
 int store_grant_list(struct store *st, const char *user,
@@ -1013,24 +926,13 @@ int store_grant_list(struct store *st, const char *user,
     char u[ADDR_SIZE] = "";
     if (user && str_copy(u, user, sizeof u) >= sizeof u) return 0;
     str_lower(u);
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s =
-        prep(st, user ? "SELECT user, \"grant\" FROM grants WHERE user = ?1 ORDER BY \"grant\""
-                      : "SELECT user, \"grant\" FROM grants ORDER BY user, \"grant\"");
-    if (s) {
-        if (user) bind_text(s, 1, u);
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            const char *a = (const char *)sqlite3_column_text(s, 0);
-            const char *g = (const char *)sqlite3_column_text(s, 1);
-            cb(arg, a ? a : "", g ? g : "");
-        }
-        if (r == SQLITE_DONE) rc = 0;
-        sqlite3_finalize(s);
-    }
-    unlock(st);
-    return rc;
+    return list_pairs(
+        st,
+        stmt_open(st,
+                  user ? "SELECT user, \"grant\" FROM grants WHERE user = ?1 ORDER BY \"grant\""
+                       : "SELECT user, \"grant\" FROM grants ORDER BY user, \"grant\"",
+                  (const char *[]){u}, user ? 1 : 0),
+        cb, arg);
 }
 
 int store_sender_owned(struct store *st, const char *user, const char *address)
@@ -1045,27 +947,20 @@ int store_sender_owned(struct store *st, const char *user, const char *address)
     const char *at = strrchr(a, '@');
     char dgrant[ADDR_SIZE + 1] = "";
     if (at && at[1]) str_copy(dgrant, at, sizeof dgrant);
-    lock(st);
-    int rc = -1;
     /* Alias sources that reach the user, directly or through other aliases, up to
-     * the 10 levels route.c expands; then the user's grants. */
-    sqlite3_stmt *s = prep(st, "WITH RECURSIVE reach(addr, depth) AS ("
-                               "  SELECT ?1, 0"
-                               "  UNION SELECT aliases.source, reach.depth + 1"
-                               "  FROM aliases JOIN reach ON aliases.target = reach.addr"
-                               "  WHERE reach.depth < 10)"
-                               " SELECT (SELECT count(*) FROM reach WHERE addr = ?2)"
-                               " + (SELECT count(*) FROM grants WHERE user = ?1"
-                               "    AND (\"grant\" = ?2 OR \"grant\" = ?3))");
-    if (s) {
-        bind_text(s, 1, u);
-        bind_text(s, 2, a);
-        if (dgrant[0]) bind_text(s, 3, dgrant); /* unbound (NULL) matches no grant */
-        if (sqlite3_step(s) == SQLITE_ROW) rc = sqlite3_column_int64(s, 0) > 0;
-        sqlite3_finalize(s);
-    }
-    unlock(st);
-    return rc;
+     * the 10 levels route.c expands; then the user's grants. ?3 unbound (NULL) when
+     * there is no domain: it matches no grant. */
+    long long n = query_int(st,
+                            "WITH RECURSIVE reach(addr, depth) AS ("
+                            "  SELECT ?1, 0"
+                            "  UNION SELECT aliases.source, reach.depth + 1"
+                            "  FROM aliases JOIN reach ON aliases.target = reach.addr"
+                            "  WHERE reach.depth < 10)"
+                            " SELECT (SELECT count(*) FROM reach WHERE addr = ?2)"
+                            " + (SELECT count(*) FROM grants WHERE user = ?1"
+                            "    AND (\"grant\" = ?2 OR \"grant\" = ?3))",
+                            (const char *[]){u, a, dgrant}, dgrant[0] ? 3 : 2);
+    return n < 0 ? -1 : n > 0;
 }
 
 void store_strv_free(char **v, size_t n)
@@ -1114,44 +1009,18 @@ int store_relay_add(struct store *st, const char *match, const char *hosts, cons
         seterr(err, errsize, "give both a user name and a password, or neither");
         return -1;
     }
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s = prep(st, "INSERT OR REPLACE INTO relay_routes (match, hosts, username, "
-                               "password, tls) VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (!s) {
-        db_fail(st, err, errsize);
-        goto out;
-    }
-    bind_text(s, 1, m);
-    bind_text(s, 2, hosts);
-    bind_text(s, 3, username);
-    bind_text(s, 4, password);
-    bind_text(s, 5, tls);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE)
-        rc = 0;
-    else
-        db_fail(st, err, errsize);
-out:
-    unlock(st);
-    return rc;
+    return exec(st,
+                "INSERT OR REPLACE INTO relay_routes (match, hosts, username, password, tls) "
+                "VALUES (?1, ?2, ?3, ?4, ?5)",
+                (const char *[]){m, hosts, username, password, tls}, 5, err, errsize, NULL);
 }
 
 int store_relay_del(struct store *st, const char *match, char *err, size_t errsize)
 {
     char m[ADDR_SIZE];
     if (norm_grant(match, m, err, errsize) != 0) return -1;
-    lock(st);
-    int changes = 0;
-    int rc =
-        exec2(st, "DELETE FROM relay_routes WHERE match = ?1", m, NULL, &changes, err, errsize);
-    if (rc == 0 && changes == 0) {
-        seterr(err, errsize, "no relay route for %s", m);
-        rc = -1;
-    }
-    unlock(st);
-    return rc;
+    return exec(st, "DELETE FROM relay_routes WHERE match = ?1", (const char *[]){m}, 1, err,
+                errsize, "no relay route for %s", m);
 }
 
 static void row_relay(sqlite3_stmt *s, struct store_relay *out)
@@ -1176,44 +1045,29 @@ int store_relay_get(struct store *st, const char *sender, struct store_relay *ou
     const char *at = strrchr(a, '@');
     if (!at || !at[1]) return 0;
     str_copy(d, at, sizeof d);
-    lock(st);
-    int rc = -1;
     /* the exact address wins over its domain */
-    sqlite3_stmt *s = prep(st, "SELECT match, hosts, username, password, tls FROM relay_routes "
-                               "WHERE match = ?1 OR match = ?2 ORDER BY match = ?1 DESC LIMIT 1");
-    if (s) {
-        bind_text(s, 1, a);
-        bind_text(s, 2, d);
-        int r = sqlite3_step(s);
-        if (r == SQLITE_ROW) {
-            row_relay(s, out);
-            rc = 1;
-        } else if (r == SQLITE_DONE) {
-            rc = 0;
-        }
-        sqlite3_finalize(s);
-    }
-    unlock(st);
+    sqlite3_stmt *s = stmt_open(st,
+                                "SELECT match, hosts, username, password, tls FROM relay_routes "
+                                "WHERE match = ?1 OR match = ?2 ORDER BY match = ?1 DESC LIMIT 1",
+                                (const char *[]){a, d}, 2);
+    int rc = stmt_row(s);
+    if (rc > 0) row_relay(s, out);
+    stmt_close(st, s);
     return rc;
 }
 
 int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
                      void *arg)
 {
-    lock(st);
-    int rc = -1;
-    sqlite3_stmt *s =
-        prep(st, "SELECT match, hosts, username, password, tls FROM relay_routes ORDER BY match");
-    if (s) {
-        int r;
-        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            struct store_relay rr;
-            row_relay(s, &rr);
-            cb(arg, &rr);
-        }
-        if (r == SQLITE_DONE) rc = 0;
-        sqlite3_finalize(s);
+    sqlite3_stmt *s = stmt_open(
+        st, "SELECT match, hosts, username, password, tls FROM relay_routes ORDER BY match", NULL,
+        0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        struct store_relay rr;
+        row_relay(s, &rr);
+        cb(arg, &rr);
     }
-    unlock(st);
+    stmt_close(st, s);
     return rc;
 }
