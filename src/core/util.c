@@ -1,4 +1,4 @@
-/* util.c: time, file and directory helpers. */
+/* util.c: time, file and directory helpers, and the error-buffer formatter. */
 #include "core/compat.h"
 
 #include <errno.h>
@@ -97,4 +97,18 @@ char *file_read(const char *path, size_t *len)
     close(fd);
     if (len) *len = b.len;
     return buf_take(&b);
+}
+
+void err_vset(char *err, size_t errsize, const char *fmt, va_list ap)
+{
+    if (!err || !errsize) return;
+    if (vsnprintf(err, errsize, fmt, ap) < 0) err[0] = '\0';
+}
+
+void err_set(char *err, size_t errsize, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err_vset(err, errsize, fmt, ap);
+    va_end(ap);
 }

@@ -2,6 +2,7 @@
 #ifndef KURIER_UTIL_H
 #define KURIER_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,5 +23,12 @@ int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.
  * NULL on error (errno set). Caller frees. */
 char *file_read(const char *path, size_t *len);
+
+/* Format a message into the caller's error buffer err (errsize bytes), the
+ * (char *err, size_t errsize) pair that functions returning -1 fill. Does nothing
+ * when err is NULL or errsize 0; a message that does not fit is cut. */
+void err_set(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void err_vset(char *err, size_t errsize, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -40,18 +39,6 @@ struct dovecot_auth {
     struct dv_conn *idle;
     int nidle;
 };
-
-static void errf(char *err, size_t errsize, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errsize, const char *fmt, ...)
-{
-    if (!err || !errsize) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-}
 
 /* --- pure protocol parts --------------------------------------------------------- */
 
@@ -108,8 +95,8 @@ int dovecot_handshake_line(struct dovecot_handshake *h, const char *line, size_t
         const char *maj;
         size_t majlen;
         if (!next_field(&fs, &maj, &majlen) || field_uint(maj, majlen) != 1) {
-            errf(err, errsize, "unsupported protocol version \"%.*s\" (want 1)",
-                 (int)(len > 40 ? 40 : len), line);
+            err_set(err, errsize, "unsupported protocol version \"%.*s\" (want 1)",
+                    (int)(len > 40 ? 40 : len), line);
             return -1;
         }
         h->version = 1;
@@ -120,11 +107,11 @@ int dovecot_handshake_line(struct dovecot_handshake *h, const char *line, size_t
             h->plain = 1;
     } else if (field_is(f, flen, "DONE")) {
         if (!h->version) {
-            errf(err, errsize, "handshake ended without a VERSION line");
+            err_set(err, errsize, "handshake ended without a VERSION line");
             return -1;
         }
         if (!h->plain) {
-            errf(err, errsize, "PLAIN is not offered (add plain to auth_mechanisms)");
+            err_set(err, errsize, "PLAIN is not offered (add plain to auth_mechanisms)");
             return -1;
         }
         return 1;
@@ -251,9 +238,9 @@ static int conn_send(struct dv_conn *c, const char *s, size_t len, char *err, si
         ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            errf(err, errsize, "write: %s",
-                 (c->timed_out = errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out"
-                                                                          : strerror(errno));
+            err_set(err, errsize, "write: %s",
+                    (c->timed_out = errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out"
+                                                                             : strerror(errno));
             return -1;
         }
         s += n;
@@ -278,7 +265,7 @@ static int conn_line(struct dv_conn *c, const char **line, size_t *len, char *er
         c->len -= c->pos;
         c->pos = 0;
         if (c->len == sizeof c->buf) {
-            errf(err, errsize, "line longer than %d bytes", DV_LINE);
+            err_set(err, errsize, "line longer than %d bytes", DV_LINE);
             return -1;
         }
         ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
@@ -288,11 +275,11 @@ static int conn_line(struct dv_conn *c, const char **line, size_t *len, char *er
         }
         if (n < 0 && errno == EINTR) continue;
         if (n == 0)
-            errf(err, errsize, "connection closed by Dovecot");
+            err_set(err, errsize, "connection closed by Dovecot");
         else
-            errf(err, errsize, "read: %s",
-                 (c->timed_out = errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out"
-                                                                          : strerror(errno));
+            err_set(err, errsize, "read: %s",
+                    (c->timed_out = errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out"
+                                                                             : strerror(errno));
         return -1;
     }
 }
@@ -301,7 +288,7 @@ static struct dv_conn *conn_open(const char *path, char *err, size_t errsize)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
-        errf(err, errsize, "socket path too long");
+        err_set(err, errsize, "socket path too long");
         return NULL;
     }
     str_copy(sa.sun_path, path, sizeof sa.sun_path);
@@ -309,7 +296,7 @@ static struct dv_conn *conn_open(const char *path, char *err, size_t errsize)
     c->next_id = 1;
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        errf(err, errsize, "socket: %s", strerror(errno));
+        err_set(err, errsize, "socket: %s", strerror(errno));
         conn_close(c);
         return NULL;
     }
@@ -317,7 +304,7 @@ static struct dv_conn *conn_open(const char *path, char *err, size_t errsize)
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        errf(err, errsize, "connect: %s", strerror(errno));
+        err_set(err, errsize, "connect: %s", strerror(errno));
         conn_close(c);
         return NULL;
     }
@@ -375,16 +362,16 @@ static int conn_check(struct dv_conn *c, const char *user, const char *pass, con
         case DOVECOT_R_FAIL:
             return 0;
         case DOVECOT_R_TEMPFAIL:
-            errf(err, errsize, "temporary failure: %s", reason[0] ? reason : "(no reason)");
+            err_set(err, errsize, "temporary failure: %s", reason[0] ? reason : "(no reason)");
             *broken = 0;
             return -1;
         case DOVECOT_R_CONT:
-            errf(err, errsize, "unexpected challenge to PLAIN with a response");
+            err_set(err, errsize, "unexpected challenge to PLAIN with a response");
             return -1;
         case DOVECOT_R_BAD: {
             char esc[200];
             log_escape(esc, sizeof esc, line, len > 80 ? 80 : len);
-            errf(err, errsize, "bad reply \"%s\"", esc);
+            err_set(err, errsize, "bad reply \"%s\"", esc);
             return -1;
         }
         case DOVECOT_R_OTHER:
@@ -467,7 +454,7 @@ int dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pas
         if (r >= 0) return r;
         break;
     }
-    errf(err, errsize, "dovecot auth socket %s: %s", d->path, why);
+    err_set(err, errsize, "dovecot auth socket %s: %s", d->path, why);
     return -1;
 }
 

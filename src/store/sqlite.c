@@ -72,27 +72,9 @@ struct store {
 
 #define ADDR_SIZE 320
 
-static void verr_set(char *err, size_t errsize, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-static void verr_set(char *err, size_t errsize, const char *fmt, va_list ap)
-{
-    if (!err || !errsize) return;
-    if (vsnprintf(err, errsize, fmt, ap) < 0) err[0] = '\0';
-}
-
-static void seterr(char *err, size_t errsize, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errsize, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    verr_set(err, errsize, fmt, ap);
-    va_end(ap);
-}
-
 static int db_fail(struct store *st, char *err, size_t errsize)
 {
-    seterr(err, errsize, "database error: %s", sqlite3_errmsg(st->db));
+    err_set(err, errsize, "database error: %s", sqlite3_errmsg(st->db));
     return -1;
 }
 
@@ -162,7 +144,7 @@ static int stmt_vdone(struct store *st, sqlite3_stmt *s, char *err, size_t errsi
     sqlite3_finalize(s);
     if (fmt &&
         (r == SQLITE_CONSTRAINT_PRIMARYKEY || (r == SQLITE_DONE && sqlite3_changes(st->db) == 0)))
-        verr_set(err, errsize, fmt, ap);
+        err_vset(err, errsize, fmt, ap);
     else if (r != SQLITE_DONE)
         db_fail(st, err, errsize);
     else
@@ -218,11 +200,11 @@ static int norm_domain(const char *in, char *out, size_t outsize, char *err, siz
 {
     size_t len = in ? strlen(in) : 0;
     if (!len || !addr_domain_valid(in, len, 0)) {
-        seterr(err, errsize, "invalid domain name \"%s\"", in ? in : "");
+        err_set(err, errsize, "invalid domain name \"%s\"", in ? in : "");
         return -1;
     }
     if (str_copy(out, in, outsize) >= outsize) {
-        seterr(err, errsize, "domain name too long");
+        err_set(err, errsize, "domain name too long");
         return -1;
     }
     str_lower(out);
@@ -241,15 +223,15 @@ static int norm_addr(const char *in, char *out, char *local, char *domain, char 
     int r = len ? addr_parse(in, len, ADDR_O_NO_BRACKETS, &a, &why) : -1;
     if (r < 0 || (size_t)r != len || !a.local || !a.domain) {
         if (r >= 0) addr_clear(&a);
-        seterr(err, errsize, "invalid address \"%s\": %s", in ? in : "",
-               r < 0 && why ? why : "expected local@domain");
+        err_set(err, errsize, "invalid address \"%s\": %s", in ? in : "",
+                r < 0 && why ? why : "expected local@domain");
         return -1;
     }
     int rc = 0;
     char *f = addr_format(&a);
     str_lower(f);
     if (str_copy(out, f, ADDR_SIZE) >= ADDR_SIZE) {
-        seterr(err, errsize, "address too long");
+        err_set(err, errsize, "address too long");
         rc = -1;
     } else {
         if (local) {
@@ -271,7 +253,7 @@ static int domain_exists(struct store *st, const char *domain, char *err, size_t
 {
     long long n = count1(st, "SELECT count(*) FROM domains WHERE name = ?1", domain);
     if (n < 0) return db_fail(st, err, errsize);
-    if (n == 0) seterr(err, errsize, "no such domain %s", domain);
+    if (n == 0) err_set(err, errsize, "no such domain %s", domain);
     return n > 0;
 }
 
@@ -294,11 +276,11 @@ static int check_password(const char *password, char *err, size_t errsize)
 {
     if (!password) return 0;
     if (!*password) {
-        seterr(err, errsize, "empty password");
+        err_set(err, errsize, "empty password");
         return -1;
     }
     if (strchr(password, '\n') || strchr(password, '\r')) {
-        seterr(err, errsize, "password contains a line break");
+        err_set(err, errsize, "password contains a line break");
         return -1;
     }
     return 0;
@@ -363,13 +345,13 @@ static int migrate(struct store *st, const char *path, int create, char *err, si
     int version = 0;
     if (pragma_int(st, "PRAGMA user_version", &version) != 0) return db_fail(st, err, errsize);
     if (version > SCHEMA_VERSION) {
-        seterr(err, errsize, "%s has schema version %d, newer than this kurier (%d)", path, version,
-               SCHEMA_VERSION);
+        err_set(err, errsize, "%s has schema version %d, newer than this kurier (%d)", path,
+                version, SCHEMA_VERSION);
         return -1;
     }
     if (version == SCHEMA_VERSION) return 0;
     if (version == 0 && !create) {
-        seterr(err, errsize, "%s is not a kurier directory (no schema)", path);
+        err_set(err, errsize, "%s is not a kurier directory (no schema)", path);
         return -1;
     }
     if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -394,7 +376,7 @@ fail:
 struct store *store_open(const char *path, int create, const char *owner, char *err, size_t errsize)
 {
     if (!path || !*path) {
-        seterr(err, errsize, "no directory database path configured");
+        err_set(err, errsize, "no directory database path configured");
         return NULL;
     }
     char *created_dir = NULL;
@@ -416,7 +398,7 @@ struct store *store_open(const char *path, int create, const char *owner, char *
                 if (!missing) break;
             }
             if (mkdir_p(dir, 0750) != 0) {
-                seterr(err, errsize, "cannot create %s: %s", dir, strerror(errno));
+                err_set(err, errsize, "cannot create %s: %s", dir, strerror(errno));
                 free(up);
                 free(tmp);
                 return NULL;
@@ -428,8 +410,8 @@ struct store *store_open(const char *path, int create, const char *owner, char *
     struct store *st = xcalloc(1, sizeof *st);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
-        seterr(err, errsize, "cannot open %s: %s", path,
-               st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        err_set(err, errsize, "cannot open %s: %s", path,
+                st->db ? sqlite3_errmsg(st->db) : "out of memory");
         goto fail;
     }
     /* Files holding password hashes: group rw for Dovecot (WAL needs write). */
@@ -440,7 +422,7 @@ struct store *store_open(const char *path, int create, const char *owner, char *
     {
         sqlite3_stmt *s = prep(st, "PRAGMA journal_mode = WAL");
         if (!s || sqlite3_step(s) != SQLITE_ROW) {
-            seterr(err, errsize, "cannot open %s: %s", path, sqlite3_errmsg(st->db));
+            err_set(err, errsize, "cannot open %s: %s", path, sqlite3_errmsg(st->db));
             sqlite3_finalize(s);
             goto fail;
         }
@@ -507,8 +489,8 @@ int store_domain_del(struct store *st, const char *name, char *err, size_t errsi
         else
             n = snprintf(what, sizeof what, "%lld alias%s", na, na == 1 ? "" : "es");
         if (n < 0 || (size_t)n >= sizeof what) what[0] = '\0';
-        seterr(err, errsize, "domain %s still has %s; delete %s first", d, what,
-               nm + na == 1 ? "it" : "them");
+        err_set(err, errsize, "domain %s still has %s; delete %s first", d, what,
+                nm + na == 1 ? "it" : "them");
         goto out;
     }
     rc =
@@ -586,8 +568,8 @@ int store_domain_set_binding(struct store *st, const char *domain, const char *m
     for (size_t i = 0; i < sizeof binding_names / sizeof binding_names[0]; i++)
         if (mode && strcmp(mode, binding_names[i]) == 0) m = binding_names[i];
     if (!m) {
-        seterr(err, errsize, "invalid sender binding mode \"%s\" (enforce, log or off)",
-               mode ? mode : "");
+        err_set(err, errsize, "invalid sender binding mode \"%s\" (enforce, log or off)",
+                mode ? mode : "");
         return -1;
     }
     return exec(st, "UPDATE domains SET sender_binding = ?2 WHERE name = ?1",
@@ -621,12 +603,12 @@ int store_mailbox_add(struct store *st, const char *address, const char *passwor
     if (norm_addr(address, a, local, domain, err, errsize) != 0) return -1;
     if (check_password(password, err, errsize) != 0) return -1;
     if (quota < 0) {
-        seterr(err, errsize, "negative quota");
+        err_set(err, errsize, "negative quota");
         return -1;
     }
     char *hash = password ? hash_password(password) : xstrdup(LOCKED_HASH);
     if (!hash) {
-        seterr(err, errsize, "cannot hash password: %s", strerror(errno));
+        err_set(err, errsize, "cannot hash password: %s", strerror(errno));
         return -1;
     }
     lock(st);
@@ -671,7 +653,7 @@ int store_mailbox_passwd(struct store *st, const char *address, const char *pass
     if (check_password(password, err, errsize) != 0) return -1;
     char *hash = password ? hash_password(password) : xstrdup(LOCKED_HASH);
     if (!hash) {
-        seterr(err, errsize, "cannot hash password: %s", strerror(errno));
+        err_set(err, errsize, "cannot hash password: %s", strerror(errno));
         return -1;
     }
     int rc = mailbox_change(st, "UPDATE mailboxes SET password = ?2 WHERE address = ?1", a, NULL,
@@ -687,7 +669,7 @@ int store_mailbox_set_quota(struct store *st, const char *address, long long quo
     char a[ADDR_SIZE];
     if (norm_addr(address, a, NULL, NULL, err, errsize) != 0) return -1;
     if (quota < 0) {
-        seterr(err, errsize, "negative quota");
+        err_set(err, errsize, "negative quota");
         return -1;
     }
     sqlite3_int64 q = quota;
@@ -797,7 +779,7 @@ int store_alias_add(struct store *st, const char *source, const char *target, ch
     lock(st);
     int rc = -1;
     int r = domain_exists(st, sd, err, errsize);
-    if (r == 0) seterr(err, errsize, "alias source %s is not in a local domain", s_);
+    if (r == 0) err_set(err, errsize, "alias source %s is not in a local domain", s_);
     if (r > 0)
         rc = exec(st, "INSERT INTO aliases (source, target) VALUES (?1, ?2)",
                   (const char *[]){s_, t}, 2, err, errsize, "alias %s -> %s exists", s_, t);
@@ -896,11 +878,11 @@ int store_grant_add(struct store *st, const char *user, const char *grant, char 
         goto out;
     }
     if (n == 0) {
-        seterr(err, errsize, "no such mailbox %s", u);
+        err_set(err, errsize, "no such mailbox %s", u);
         goto out;
     }
     if (strcmp(u, g) == 0) {
-        seterr(err, errsize, "%s is the mailbox itself: it needs no grant", g);
+        err_set(err, errsize, "%s is the mailbox itself: it needs no grant", g);
         goto out;
     }
     rc = exec(st, "INSERT INTO grants (user, \"grant\") VALUES (?1, ?2)", (const char *[]){u, g}, 2,
@@ -989,24 +971,24 @@ int store_relay_add(struct store *st, const char *match, const char *hosts, cons
     char m[ADDR_SIZE];
     if (norm_grant(match, m, err, errsize) != 0) return -1;
     if (!relay_hosts_valid(hosts)) {
-        seterr(err, errsize, "invalid relay host list \"%s\" (expected HOST[:PORT][,HOST...])",
-               hosts ? hosts : "");
+        err_set(err, errsize, "invalid relay host list \"%s\" (expected HOST[:PORT][,HOST...])",
+                hosts ? hosts : "");
         return -1;
     }
     if (!tls) tls = "";
     if (*tls && strcmp(tls, "encrypt") != 0 && strcmp(tls, "verify") != 0 &&
         strcmp(tls, "may") != 0 && strcmp(tls, "none") != 0) {
-        seterr(err, errsize, "invalid tls \"%s\" (expected none, may, encrypt or verify)", tls);
+        err_set(err, errsize, "invalid tls \"%s\" (expected none, may, encrypt or verify)", tls);
         return -1;
     }
     if (!username) username = "";
     if (!password) password = "";
     if (strlen(username) > 255 || strlen(password) > 255) {
-        seterr(err, errsize, "user name or password too long (at most 255 bytes)");
+        err_set(err, errsize, "user name or password too long (at most 255 bytes)");
         return -1;
     }
     if ((*username != 0) != (*password != 0)) {
-        seterr(err, errsize, "give both a user name and a password, or neither");
+        err_set(err, errsize, "give both a user name and a password, or neither");
         return -1;
     }
     return exec(st,
