@@ -340,3 +340,39 @@ def test_dsn_parameters_are_kept(kurier_factory):
     assert "abc+def" in out, out
     assert "rfc822;orig+x@remote.test" in out, out
     assert "SUCCESS" in out and "DELAY" in out, out
+
+
+def test_total_connection_limit(kurier_factory):
+    k = kurier_factory(limits={"connections": "2"})
+    k.add_domain("example.test")
+    k.start()
+    k.wait_log("disconnect from")  # the start-up probe connection is gone
+    from conftest import Raw
+    a, b = Raw(k.port), Raw(k.port)
+    assert a.reply()[0] == 220 and b.reply()[0] == 220
+    c = Raw(k.port)
+    code, text = c.reply()
+    assert code == 421 and "4.7.0" in text and "too many connections" in text
+    for x in (a, b, c):
+        x.close()
+
+
+def test_data_timeout(kurier_factory):
+    k = kurier_factory(limits={"data_timeout": "1s"})
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test")
+    k.start()
+    from conftest import Raw
+    c = Raw(k.port)
+    c.reply()
+    c.cmd("EHLO client.example")
+    c.cmd("MAIL FROM:<a@remote.test>")
+    c.cmd("RCPT TO:<demo@example.test>")
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: stalled\r\n\r\nhalf a mess")
+    code, text = c.reply()  # the client stalls in the middle of the message
+    assert code == 421 and "4.4.2" in text
+    assert c.closed()
+    c.close()
+    assert k.maildir_new("demo@example.test") == []
+    assert "timeout after DATA" in k.log()

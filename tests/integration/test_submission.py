@@ -346,3 +346,18 @@ def test_sighup_reloads_certificates(kurier_factory):
         time.sleep(0.05)
     assert "keeps its old TLS certificate" in k.log()
     assert "new.example.test" in peer_subject(port)
+
+
+def test_starttls_forgets_the_session(sub):
+    """RFC 3207 4.2: after the handshake the client must EHLO again."""
+    r = Raw(sub.sub_port)
+    r.reply()
+    r.cmd("EHLO client.example")
+    assert r.cmd("STARTTLS")[0] == 220
+    r.s = ctx().wrap_socket(r.s, server_hostname="mx.example.test")
+    code, text = r.cmd("AUTH PLAIN " + b64("\0demo@example.test\0demo"))
+    assert code == 503, text  # no EHLO yet inside TLS
+    code, text = r.cmd("EHLO client.example")
+    assert "STARTTLS" not in text
+    assert r.cmd("STARTTLS")[0] in (502, 503)  # not twice
+    r.close()
