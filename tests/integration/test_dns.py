@@ -4,20 +4,15 @@ zones on a loopback port, driven through `kurier dns lookup`: MX order and null 
 A/AAAA, multi-string TXT, PTR (IPv4, private IPv4 and IPv6), TLSA, NXDOMAIN, NODATA,
 SERVFAIL, timeouts, DNSSEC bogus answers, and the resolver taken from kurier.conf."""
 
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import KURIER, free_port
-
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
+import peers
+from conftest import KURIER
 
 TLSA_HEX = "0123456789abcdef" * 4
 
@@ -57,75 +52,12 @@ ZONES = r"""
     local-zone: "." static
 """ % {"tlsa": TLSA_HEX}
 
-CONF = """server:
-    interface: 127.0.0.1@%(port)d
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "%(dir)s"
-    pidfile: "%(dir)s/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    cache-max-ttl: 0
-    cache-max-negative-ttl: 0
-%(zones)s
-remote-control:
-    control-enable: no
-"""
-
-
-def dns_query_bytes(name, qtype=1, qid=0x1234):
-    q = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    return q + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
-
-
-def wait_dns(port, timeout=10.0, proc=None):
-    deadline = time.time() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.2)
-        while time.time() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError("unbound exited with %s" % proc.returncode)
-            try:
-                s.sendto(dns_query_bytes("remote.test", 15), ("127.0.0.1", port))
-                s.recvfrom(4096)
-                return
-            except OSError:
-                time.sleep(0.05)
-    raise RuntimeError("unbound on port %d did not answer" % port)
-
-
 @pytest.fixture(scope="module")
 def unbound():
     """A real unbound on a free loopback port holding the test zones; yields
     "127.0.0.1@PORT"."""
-    d = tempfile.mkdtemp(prefix="kurier-dns-")
-    port = free_port()
-    conf = os.path.join(d, "unbound.conf")
-    with open(conf, "w") as f:
-        f.write(CONF % {"port": port, "dir": d, "zones": ZONES})
-    chk = subprocess.run(["unbound-checkconf", conf], capture_output=True)
-    assert chk.returncode == 0, chk.stdout + chk.stderr
-    log = open(os.path.join(d, "unbound.log"), "wb")
-    proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], cwd=d, stdout=log, stderr=log)
-    try:
-        wait_dns(port, proc=proc)
-        yield "127.0.0.1@%d" % port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
+    with peers.unbound(ZONES, "remote.test") as addr:
+        yield addr
 
 
 def lookup(qtype, name, resolver, *extra, insecure=True, conf="/nonexistent/kurier.conf",

@@ -8,10 +8,10 @@ lifetime expiry, smarthosts with fallback, a per-sender relay with AUTH over
 STARTTLS (the password never in the log), a restart in the middle of a retry
 schedule, and pflogsumm reading the result."""
 
+import contextlib
 import os
 import re
 import shutil
-import signal
 import smtplib
 import socket
 import sqlite3
@@ -23,10 +23,9 @@ import time
 
 import pytest
 
+import peers
 from conftest import free_port
 
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
-SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 PFLOGSUMM = shutil.which("pflogsumm") or "/usr/sbin/pflogsumm"
 
 ZONES = r"""
@@ -64,71 +63,11 @@ ZONES = r"""
     local-zone: "." static
 """
 
-UNBOUND_CONF = """server:
-    interface: 127.0.0.1@%(port)d
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "%(dir)s"
-    pidfile: "%(dir)s/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    do-ip6: no
-    do-not-query-localhost: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    cache-max-ttl: 0
-    cache-max-negative-ttl: 0
-%(zones)s
-remote-control:
-    control-enable: no
-"""
-
-
-def _dns_probe(port):
-    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-    for label in ("pref", "test"):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\x00\x00\x0f\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.2)
-        s.sendto(q, ("127.0.0.1", port))
-        s.recvfrom(4096)
-
-
 @pytest.fixture(scope="module")
 def unbound():
     """unbound on a free loopback port with the zones above: "127.0.0.1@PORT"."""
-    d = tempfile.mkdtemp(prefix="kurier-out-dns-")
-    port = free_port()
-    conf = os.path.join(d, "unbound.conf")
-    with open(conf, "w") as f:
-        f.write(UNBOUND_CONF % {"port": port, "dir": d, "zones": ZONES})
-    chk = subprocess.run(["unbound-checkconf", conf], capture_output=True)
-    assert chk.returncode == 0, chk.stdout + chk.stderr
-    log = open(os.path.join(d, "unbound.log"), "wb")
-    proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], cwd=d, stdout=log, stderr=log)
-    try:
-        deadline = time.time() + 10
-        while True:
-            assert proc.poll() is None, "unbound exited"
-            try:
-                _dns_probe(port)
-                break
-            except OSError:
-                assert time.time() < deadline, "unbound did not answer"
-                time.sleep(0.05)
-        yield "127.0.0.1@%d" % port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
+    with peers.unbound(ZONES, "pref.test") as addr:
+        yield addr
 
 
 # --- a scripted SMTP receiver ------------------------------------------------------
@@ -380,43 +319,26 @@ def test_best_mx_down_second_gets_it(outbound, receivers):
 
 def test_equal_preferences_share_the_load(outbound):
     k, port = outbound(out={"idle_time": "0s"})
-    dumps = []
-    procs = []
     top = tempfile.mkdtemp(prefix="kurier-sink-")
     os.chmod(top, 0o755)  # smtp-sink writes as user postfix
+    ips = ("127.0.0.23", "127.0.0.24")
+    dumps = [os.path.join(top, ip) for ip in ips]
     try:
-        for ip in ("127.0.0.23", "127.0.0.24"):
-            d = os.path.join(top, ip)
-            os.mkdir(d)
-            shutil.chown(d, "postfix")
-            procs.append(subprocess.Popen(
-                [SMTP_SINK, "-u", "postfix", "-d", d + "/%M.", "%s:%d" % (ip, port), "50"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            dumps.append(d)
-        for ip in ("127.0.0.23", "127.0.0.24"):
-            deadline = time.time() + 10
-            while True:
-                try:
-                    socket.create_connection((ip, port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.time() < deadline
-                    time.sleep(0.05)
-        n = 16
-        for i in range(n):
-            submit(k, ["user%d@equal.test" % i])
+        with contextlib.ExitStack() as sinks:
+            for ip, d in zip(ips, dumps):
+                sinks.enter_context(peers.smtp_sink(d, ip, port))
+            n = 16
+            for i in range(n):
+                submit(k, ["user%d@equal.test" % i])
 
-        def counts():
-            return [len(os.listdir(d)) for d in dumps]
+            def counts():
+                return [len(os.listdir(d)) for d in dumps]
 
-        wait_for(lambda: sum(counts()) >= n, k=k, what="16 deliveries")
-        a, b = counts()
-        assert a > 0 and b > 0, (a, b)  # shuffled: both hosts used
-        assert a + b == n
+            wait_for(lambda: sum(counts()) >= n, k=k, what="16 deliveries")
+            a, b = counts()
+            assert a > 0 and b > 0, (a, b)  # shuffled: both hosts used
+            assert a + b == n
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=10)
         shutil.rmtree(top, ignore_errors=True)
 
 

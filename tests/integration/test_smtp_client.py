@@ -20,9 +20,9 @@ import time
 
 import pytest
 
+import peers
 from conftest import KURIER, free_port, wait_port
 
-SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 AIOSMTPD = shutil.which("aiosmtpd") or "/usr/bin/aiosmtpd"
 
 BODY = ("Subject: client test\n"
@@ -77,17 +77,9 @@ def stop(proc):
 @pytest.fixture
 def sink(tmpdir_):
     dump = os.path.join(tmpdir_, "dump")
-    os.mkdir(dump)
-    shutil.chown(dump, "postfix")
     port = free_port()
-    proc = subprocess.Popen([SMTP_SINK, "-u", "postfix", "-d", dump + "/%M.",
-                             "127.0.0.1:%d" % port, "10"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_port("127.0.0.1", port)
+    with peers.smtp_sink(dump, "127.0.0.1", port):
         yield port, dump
-    finally:
-        stop(proc)
 
 
 def sink_files(dump, count, timeout=10.0):
@@ -143,20 +135,11 @@ def test_sink_source_address_and_reuse(sink, tmpdir_):
 
 
 def test_sink_refusals_per_recipient(tmpdir_):
-    dump = os.path.join(tmpdir_, "dump")
-    os.mkdir(dump)
-    shutil.chown(dump, "postfix")
     port = free_port()
-    proc = subprocess.Popen([SMTP_SINK, "-u", "postfix", "-d", dump + "/%M.",
-                             "-f", "rcpt", "-B", "550 5.7.1 blocked using zen.spamhaus.org",
-                             "127.0.0.1:%d" % port, "10"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port("127.0.0.1", port)
+    with peers.smtp_sink(os.path.join(tmpdir_, "dump"), "127.0.0.1", port,
+                         "-f", "rcpt", "-B", "550 5.7.1 blocked using zen.spamhaus.org"):
         r = send("--to", "127.0.0.1:%d" % port, "--from", "a@example.test",
                  "--rcpt", "b@remote.test", write_msg(tmpdir_))
-    finally:
-        stop(proc)
     assert r.returncode == 1
     assert rcpt_line(r.stdout, "b@remote.test") == \
         "550 5.7.1 blocked using zen.spamhaus.org (in reply to RCPT TO)"

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""The real peers kurier talks to in the integration tests, each started on a
+loopback port and stopped again by a context manager: unbound serving test zones,
+and Postfix's smtp-sink storing what it receives. kurierd itself is conftest.py's."""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from conftest import free_port, wait_port
+
+UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+# Answers come only from the zones given (they end in `local-zone: "." static`): no
+# recursion, no caching, so a test sees each change of its zones at once.
+UNBOUND_CONF = """server:
+    interface: 127.0.0.1@%(port)d
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "%(dir)s"
+    pidfile: "%(dir)s/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    do-ip6: no
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    cache-max-ttl: 0
+    cache-max-negative-ttl: 0
+%(zones)s
+remote-control:
+    control-enable: no
+"""
+
+
+def dns_query_bytes(name, qtype=1, qid=0x1234):
+    """A DNS query packet (RD set) for name and qtype."""
+    q = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def wait_dns(port, probe, timeout=10.0, proc=None):
+    """Wait until a DNS server on 127.0.0.1:port answers an MX query for probe."""
+    deadline = time.time() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.time() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError("unbound exited with %s" % proc.returncode)
+            try:
+                s.sendto(dns_query_bytes(probe, 15), ("127.0.0.1", port))
+                s.recvfrom(4096)
+                return
+            except OSError:
+                time.sleep(0.05)
+    raise RuntimeError("unbound on port %d did not answer" % port)
+
+
+@contextlib.contextmanager
+def unbound(zones, probe):
+    """A real unbound on a free loopback port serving zones (unbound.conf server:
+    lines); ready once it answers for the name probe. Yields "127.0.0.1@PORT"."""
+    d = tempfile.mkdtemp(prefix="kurier-unbound-")
+    port = free_port()
+    conf = os.path.join(d, "unbound.conf")
+    with open(conf, "w") as f:
+        f.write(UNBOUND_CONF % {"port": port, "dir": d, "zones": zones})
+    chk = subprocess.run(["unbound-checkconf", conf], capture_output=True)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    log = open(os.path.join(d, "unbound.log"), "wb")
+    proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], cwd=d, stdout=log, stderr=log)
+    try:
+        wait_dns(port, probe, proc=proc)
+        yield "127.0.0.1@%d" % port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def smtp_sink(dump, host, port, *options):
+    """Postfix's smtp-sink on host:port, storing each message as a file in the new
+    folder dump (one "%M." file per message, written as user postfix); options go
+    before the address ("-f", "rcpt", "-B", "550 ..."). Yields when it accepts."""
+    os.mkdir(dump)
+    shutil.chown(dump, "postfix")
+    proc = subprocess.Popen([SMTP_SINK, "-u", "postfix", "-d", dump + "/%M.", *options,
+                             "%s:%d" % (host, port), "50"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(host, port)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
