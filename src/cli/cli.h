@@ -6,11 +6,29 @@
 #define KURIER_CLI_H
 
 struct kconf;
+struct store;
 
 /* The config file chosen with -c FILE, $KURIER_CONF, or /etc/kurier/kurier.conf. */
 const char *cli_conf_path(void);
 /* Load it; on errors prints them all ("FILE:LINE:COL: ...") and exits 1. */
 struct kconf *cli_load_conf(void);
+
+/* Print "kurier: MESSAGE" on stderr; returns 1, the exit status for "failed". */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The directory database (store.h) named by the config, with that config. */
+struct cli_dir {
+    struct kconf *conf;
+    struct store *st;
+};
+/* Load the config (cli_load_conf()) and open its directory, creating it when
+ * missing. 0 done; -1 with the error printed and nothing held. */
+int cli_dir_open(struct cli_dir *d);
+/* Free both; the caller's struct itself stays. */
+void cli_dir_close(struct cli_dir *d);
+
+/* Overwrite a secret string with zeros and free it; NULL does nothing. */
+void cli_wipe(char *s);
 
 int cmd_config(int argc, char **argv);   /* config check [FILE] | dump | doc */
 int cmd_domain(int argc, char **argv);   /* domain add|del|list|catchall */

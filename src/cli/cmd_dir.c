@@ -13,45 +13,6 @@
 #include "core/core.h"
 #include "store/store.h"
 
-/* --- shared helpers -------------------------------------------------------- */
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("kurier: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-struct dir {
-    struct kconf *conf;
-    struct store *st;
-};
-
-static int dir_open(struct dir *d)
-{
-    char err[512];
-    d->conf = cli_load_conf();
-    d->st = store_open(d->conf->directory, 1, d->conf->user, err, sizeof err);
-    if (!d->st) {
-        fail("%s", err);
-        conf_free(d->conf);
-        d->conf = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static void dir_close(struct dir *d)
-{
-    store_free(d->st);
-    conf_free(d->conf);
-}
-
 /* "100M", "2G", "512k", "1048576", "0"; binary units (K = 1024), optional "B" /
  * "iB". 0 done, -1 bad. */
 static int parse_size(const char *s, long long *out)
@@ -123,13 +84,6 @@ static char *read_line(FILE *fp)
     return line;
 }
 
-static void wipe(char *s)
-{
-    if (!s) return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 /* Prompt on the terminal with echo off. NULL on error or EOF. */
 static char *tty_prompt(FILE *tty, const char *prompt)
 {
@@ -152,18 +106,18 @@ static char *tty_prompt(FILE *tty, const char *prompt)
 enum pw_source { PW_DEFAULT = 0, PW_STDIN, PW_ARG };
 
 /* The new password for address: from --password, one line of stdin, or asked twice
- * on the terminal. New string (wipe() it), NULL after printing an error. */
+ * on the terminal. New string (cli_wipe() it), NULL after printing an error. */
 static char *get_password(enum pw_source src, const char *arg, const char *address)
 {
     if (src == PW_ARG) return xstrdup(arg);
     if (src == PW_STDIN || !isatty(STDIN_FILENO)) {
         char *pw = read_line(stdin);
-        if (!pw) fail("no password on standard input");
+        if (!pw) cli_fail("no password on standard input");
         return pw;
     }
     FILE *tty = fopen("/dev/tty", "r+e");
     if (!tty) {
-        fail("cannot open the terminal: %s", strerror(errno));
+        cli_fail("cannot open the terminal: %s", strerror(errno));
         return NULL;
     }
     char *prompt = xasprintf("New password for %s: ", address);
@@ -172,18 +126,18 @@ static char *get_password(enum pw_source src, const char *arg, const char *addre
     free(prompt);
     fclose(tty);
     if (!a || !b) {
-        wipe(a);
-        wipe(b);
-        fail("no password given");
+        cli_wipe(a);
+        cli_wipe(b);
+        cli_fail("no password given");
         return NULL;
     }
     if (strcmp(a, b) != 0) {
-        wipe(a);
-        wipe(b);
-        fail("the passwords do not match");
+        cli_wipe(a);
+        cli_wipe(b);
+        cli_fail("the passwords do not match");
         return NULL;
     }
-    wipe(b);
+    cli_wipe(b);
     return a;
 }
 
@@ -220,7 +174,7 @@ int cmd_domain(int argc, char **argv)
         if (strcmp(argv[i], "--if-missing") == 0 && strcmp(verb, "add") == 0)
             if_missing = 1;
         else if (argv[i][0] == '-' && argv[i][1])
-            return fail("unknown option %s", argv[i]), domain_usage();
+            return cli_fail("unknown option %s", argv[i]), domain_usage();
         else if (nargs < 2)
             args[nargs++] = argv[i];
         else
@@ -232,27 +186,28 @@ int cmd_domain(int argc, char **argv)
                                                                                : -1;
     if (want < 0 || nargs != want) return domain_usage();
 
-    struct dir d;
-    if (dir_open(&d) != 0) return 1;
+    struct cli_dir d;
+    if (cli_dir_open(&d) != 0) return 1;
     char err[512];
     int rc = 0;
     if (strcmp(verb, "add") == 0) {
         if (if_missing && store_domain_get(d.st, args[0], NULL) == 1) goto out;
-        if (store_domain_add(d.st, args[0], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_domain_add(d.st, args[0], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "del") == 0) {
-        if (store_domain_del(d.st, args[0], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_domain_del(d.st, args[0], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "catchall") == 0) {
         const char *c = strcmp(args[1], "off") == 0 ? NULL : args[1];
-        if (store_domain_set_catchall(d.st, args[0], c, err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_domain_set_catchall(d.st, args[0], c, err, sizeof err) != 0)
+            rc = cli_fail("%s", err);
     } else if (strcmp(verb, "binding") == 0) {
         if (store_domain_set_binding(d.st, args[0], args[1], err, sizeof err) != 0)
-            rc = fail("%s", err);
+            rc = cli_fail("%s", err);
     } else {
         if (store_domain_list(d.st, print_domain, d.st) != 0)
-            rc = fail("cannot list domains: database error");
+            rc = cli_fail("cannot list domains: database error");
     }
 out:
-    dir_close(&d);
+    cli_dir_close(&d);
     return rc;
 }
 
@@ -313,9 +268,9 @@ int cmd_mailbox(int argc, char **argv)
             pw_arg = argv[++i];
         } else if (is_add && strcmp(o, "--quota") == 0 && i + 1 < argc) {
             if (parse_size(argv[++i], &quota) != 0)
-                return fail("invalid size \"%s\" (examples: 500M, 2G, 0)", argv[i]), 2;
+                return cli_fail("invalid size \"%s\" (examples: 500M, 2G, 0)", argv[i]), 2;
         } else if (o[0] == '-' && o[1]) {
-            fail("unknown or incomplete option %s", o);
+            cli_fail("unknown or incomplete option %s", o);
             return mailbox_usage();
         } else if (nargs < 2) {
             args[nargs++] = o;
@@ -330,16 +285,16 @@ int cmd_mailbox(int argc, char **argv)
                                      : strcmp(verb, "quota") == 0 && nargs == 2;
     if (!ok) return mailbox_usage();
     if (strcmp(verb, "quota") == 0 && parse_size(args[1], &quota) != 0)
-        return fail("invalid size \"%s\" (examples: 500M, 2G, 0)", args[1]), 2;
+        return cli_fail("invalid size \"%s\" (examples: 500M, 2G, 0)", args[1]), 2;
 
-    struct dir d;
-    if (dir_open(&d) != 0) return 1;
+    struct cli_dir d;
+    if (cli_dir_open(&d) != 0) return 1;
     char err[512];
     int rc = 0;
     if (is_add || is_passwd) {
         if (is_add && if_missing && store_mailbox_get(d.st, args[0], NULL) == 1) goto out;
         if (is_passwd && store_mailbox_get(d.st, args[0], NULL) != 1) {
-            rc = fail("no such mailbox %s", args[0]);
+            rc = cli_fail("no such mailbox %s", args[0]);
             goto out;
         }
         char *pw = get_password(pw_src, pw_arg, args[0]);
@@ -349,30 +304,30 @@ int cmd_mailbox(int argc, char **argv)
         }
         int r = is_add ? store_mailbox_add(d.st, args[0], pw, quota, err, sizeof err)
                        : store_mailbox_passwd(d.st, args[0], pw, err, sizeof err);
-        wipe(pw);
-        if (r != 0) rc = fail("%s", err);
+        cli_wipe(pw);
+        if (r != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "del") == 0) {
-        if (store_mailbox_del(d.st, args[0], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_mailbox_del(d.st, args[0], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "quota") == 0) {
         if (store_mailbox_set_quota(d.st, args[0], quota, err, sizeof err) != 0)
-            rc = fail("%s", err);
+            rc = cli_fail("%s", err);
     } else if (is_grant) {
-        if (store_grant_add(d.st, args[0], args[1], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_grant_add(d.st, args[0], args[1], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (is_revoke) {
-        if (store_grant_del(d.st, args[0], args[1], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_grant_del(d.st, args[0], args[1], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "grants") == 0) {
         if (args[0] && store_mailbox_get(d.st, args[0], NULL) != 1)
-            rc = fail("no such mailbox %s", args[0]);
+            rc = cli_fail("no such mailbox %s", args[0]);
         else if (store_grant_list(d.st, args[0], print_grant, NULL) != 0)
-            rc = fail("cannot list grants: database error");
+            rc = cli_fail("cannot list grants: database error");
     } else {
         if (args[0] && store_domain_get(d.st, args[0], NULL) != 1)
-            rc = fail("no such domain %s", args[0]);
+            rc = cli_fail("no such domain %s", args[0]);
         else if (store_mailbox_list(d.st, args[0], print_mailbox, NULL) != 0)
-            rc = fail("cannot list mailboxes: database error");
+            rc = cli_fail("cannot list mailboxes: database error");
     }
 out:
-    dir_close(&d);
+    cli_dir_close(&d);
     return rc;
 }
 
@@ -399,7 +354,7 @@ int cmd_alias(int argc, char **argv)
     int n = argc - 2;
     for (int i = 2; i < argc; i++)
         if (argv[i][0] == '-' && argv[i][1]) {
-            fail("unknown option %s", argv[i]);
+            cli_fail("unknown option %s", argv[i]);
             return alias_usage();
         }
     int ok = strcmp(verb, "add") == 0   ? n == 2
@@ -407,19 +362,19 @@ int cmd_alias(int argc, char **argv)
                                         : strcmp(verb, "list") == 0 && n == 0;
     if (!ok) return alias_usage();
 
-    struct dir d;
-    if (dir_open(&d) != 0) return 1;
+    struct cli_dir d;
+    if (cli_dir_open(&d) != 0) return 1;
     char err[512];
     int rc = 0;
     if (strcmp(verb, "add") == 0) {
-        if (store_alias_add(d.st, argv[2], argv[3], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_alias_add(d.st, argv[2], argv[3], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (strcmp(verb, "del") == 0) {
         if (store_alias_del(d.st, argv[2], n == 2 ? argv[3] : NULL, err, sizeof err) != 0)
-            rc = fail("%s", err);
+            rc = cli_fail("%s", err);
     } else {
         if (store_alias_list(d.st, print_alias, NULL) != 0)
-            rc = fail("cannot list aliases: database error");
+            rc = cli_fail("cannot list aliases: database error");
     }
-    dir_close(&d);
+    cli_dir_close(&d);
     return rc;
 }

@@ -10,18 +10,6 @@
 #include "core/core.h"
 #include "store/store.h"
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("kurier: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
 static int usage(void)
 {
     fprintf(stderr,
@@ -84,34 +72,30 @@ int cmd_relay(int argc, char **argv)
         return usage();
     if (!is_add && (user || tls || pw_stdin)) return usage();
     if (is_add && (user != NULL) != pw_stdin)
-        return fail("--user and --password-stdin go together");
+        return cli_fail("--user and --password-stdin go together");
 
     char *password = NULL;
     if (pw_stdin) {
         password = read_secret();
-        if (!password) return fail("no password on standard input");
+        if (!password) return cli_fail("no password on standard input");
     }
-    struct kconf *conf = cli_load_conf();
+    struct cli_dir d;
+    if (cli_dir_open(&d) != 0) {
+        cli_wipe(password);
+        return 1;
+    }
+    struct store *st = d.st;
     char err[512];
-    struct store *st = store_open(conf->directory, 1, conf->user, err, sizeof err);
-    if (!st) {
-        if (password) explicit_bzero(password, strlen(password));
-        free(password);
-        conf_free(conf);
-        return fail("%s", err);
-    }
     int rc = 0;
     if (is_add) {
         if (store_relay_add(st, args[0], args[1], user, password, tls, err, sizeof err) != 0)
-            rc = fail("%s", err);
+            rc = cli_fail("%s", err);
     } else if (strcmp(verb, "del") == 0) {
-        if (store_relay_del(st, args[0], err, sizeof err) != 0) rc = fail("%s", err);
+        if (store_relay_del(st, args[0], err, sizeof err) != 0) rc = cli_fail("%s", err);
     } else if (store_relay_list(st, print_route, NULL) != 0) {
-        rc = fail("cannot list relay routes: database error");
+        rc = cli_fail("cannot list relay routes: database error");
     }
-    if (password) explicit_bzero(password, strlen(password));
-    free(password);
-    store_free(st);
-    conf_free(conf);
+    cli_wipe(password);
+    cli_dir_close(&d);
     return rc;
 }

@@ -1,0 +1,45 @@
+/* util.c: helpers the kurier subcommands share: the error line, and the directory
+ * database opened from the config. Parsing and printing stay with each command. */
+#include "core/compat.h"
+
+#include "cli/cli.h"
+#include "core/core.h"
+#include "store/store.h"
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kurier: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_dir_open(struct cli_dir *d)
+{
+    char err[512];
+    d->conf = cli_load_conf();
+    d->st = store_open(d->conf->directory, 1, d->conf->user, err, sizeof err);
+    if (!d->st) {
+        cli_fail("%s", err);
+        conf_free(d->conf);
+        d->conf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void cli_dir_close(struct cli_dir *d)
+{
+    store_free(d->st);
+    conf_free(d->conf);
+}
+
+void cli_wipe(char *s)
+{
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
