@@ -101,22 +101,6 @@ static char *conf_resolver(void)
     return res;
 }
 
-static int parse_ip(const char *s, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        return 0;
-    }
-    return -1;
-}
-
 int cmd_dns(int argc, char **argv)
 {
     const char *resolver = NULL, *anchor = NULL;
@@ -158,7 +142,7 @@ int cmd_dns(int argc, char **argv)
         known |= strcmp(type, types[k]) == 0;
     if (!known) return usage();
     struct sockaddr_storage ss;
-    if (strcmp(type, "ptr") == 0 && parse_ip(name, &ss) != 0) {
+    if (strcmp(type, "ptr") == 0 && ip_parse(name, &ss, NULL) != 0) {
         fprintf(stderr, "kurier: \"%s\" is not an IP address\n", name);
         return 2;
     }

@@ -72,24 +72,6 @@ static int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t 
     return 0;
 }
 
-static int parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        *len = sizeof *v4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        *len = sizeof *v6;
-        return 0;
-    }
-    return -1;
-}
-
 /* FILE with every bare LF turned into CRLF, as an unlinked temporary file. Returns
  * the descriptor (size in *size) or -1. */
 static int content_file(const char *path, unsigned long long *size)
@@ -326,7 +308,7 @@ static int cmd_send(int argc, char **argv)
         fprintf(stderr, "kurier smtp: bad --to %s (want HOST:PORT)\n", to);
         goto out;
     }
-    if (source && parse_ip(source, &src, &srclen) < 0) {
+    if (source && ip_parse(source, &src, &srclen) < 0) {
         fprintf(stderr, "kurier smtp: bad --source %s (want an IP address)\n", source);
         goto out;
     }

@@ -1,8 +1,11 @@
-/* util.c: time, file and directory helpers, and the error-buffer formatter. */
+/* util.c: time, file and directory helpers, IP literals, and the error-buffer
+ * formatter. */
 #include "core/compat.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +100,26 @@ char *file_read(const char *path, size_t *len)
     close(fd);
     if (len) *len = b.len;
     return buf_take(&b);
+}
+
+int ip_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_storage out = {0};
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out;
+    socklen_t n;
+    if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        n = sizeof *v4;
+    } else if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        n = sizeof *v6;
+    } else {
+        return -1;
+    }
+    *ss = out;
+    if (len) *len = n;
+    return 0;
 }
 
 void err_vset(char *err, size_t errsize, const char *fmt, va_list ap)

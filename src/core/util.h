@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -23,6 +24,11 @@ int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.
  * NULL on error (errno set). Caller frees. */
 char *file_read(const char *path, size_t *len);
+
+/* An IPv4 or IPv6 literal ("192.0.2.1", "2001:db8::1", no brackets) into a socket
+ * address with port 0; *len (when non-NULL) gets its size. 0 done, -1 not an IP
+ * literal (ss and *len untouched). */
+int ip_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Format a message into the caller's error buffer err (errsize bytes), the
  * (char *err, size_t errsize) pair that functions returning -1 fill. Does nothing

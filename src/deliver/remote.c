@@ -673,22 +673,7 @@ static void host_resolve(struct remote_req *q)
     q->state = RQ_ADDR;
     q->a_done = q->aaaa_done = 0;
     q->na4 = q->na6 = q->naddrs = q->ai = 0;
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, h->name, &a4) == 1) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&q->addrs[0];
-        memset(&q->addrs[0], 0, sizeof q->addrs[0]);
-        sin->sin_family = AF_INET;
-        sin->sin_addr = a4;
-        q->naddrs = 1;
-        connect_next(q);
-        return;
-    }
-    if (inet_pton(AF_INET6, h->name, &a6) == 1) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&q->addrs[0];
-        memset(&q->addrs[0], 0, sizeof q->addrs[0]);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_addr = a6;
+    if (ip_parse(h->name, &q->addrs[0], NULL) == 0) {
         q->naddrs = 1;
         connect_next(q);
         return;

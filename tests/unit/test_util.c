@@ -1,13 +1,68 @@
-/* test_util.c: err_set(), the formatter behind every (err, errsize) pair. */
+/* test_util.c: ip_parse() for IP literals, and err_set(), the formatter behind every
+ * (err, errsize) pair. */
 #include "core/compat.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "check.h"
 #include "core/core.h"
 
+static void test_ip_parse(void)
+{
+    static const struct {
+        const char *in;
+        int family; /* 0: not an IP literal */
+    } cases[] = {
+        {"192.0.2.1", AF_INET},
+        {"127.0.0.5", AF_INET},
+        {"2001:db8::1", AF_INET6},
+        {"::1", AF_INET6},
+        {"::ffff:192.0.2.1", AF_INET6},
+        {"", 0},
+        {"192.0.2", 0},
+        {"192.0.2.256", 0},
+        {"[2001:db8::1]", 0},
+        {"mx.example.org", 0},
+        {"192.0.2.1:25", 0},
+        {" 192.0.2.1", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0xAA, sizeof ss);
+        socklen_t len = 7;
+        int r = ip_parse(cases[i].in, &ss, &len);
+        if (!cases[i].family) {
+            CHECK(r == -1, "\"%s\": got %d, want -1", cases[i].in, r);
+            CHECK(len == 7, "\"%s\": len changed to %u", cases[i].in, (unsigned)len);
+            continue;
+        }
+        CHECK(r == 0, "\"%s\": got %d, want 0", cases[i].in, r);
+        CHECK(ss.ss_family == cases[i].family, "\"%s\": family %d", cases[i].in, ss.ss_family);
+        char back[INET6_ADDRSTRLEN] = "";
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *v4 = (const struct sockaddr_in *)&ss;
+            CHECK(len == sizeof *v4 && v4->sin_port == 0, "\"%s\": len %u port %u", cases[i].in,
+                  (unsigned)len, v4->sin_port);
+            inet_ntop(AF_INET, &v4->sin_addr, back, sizeof back);
+        } else {
+            const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&ss;
+            CHECK(len == sizeof *v6 && v6->sin6_port == 0 && v6->sin6_flowinfo == 0 &&
+                      v6->sin6_scope_id == 0,
+                  "\"%s\": len %u, not zeroed", cases[i].in, (unsigned)len);
+            inet_ntop(AF_INET6, &v6->sin6_addr, back, sizeof back);
+        }
+        CHECK(strcmp(back, cases[i].in) == 0, "\"%s\": reads back as \"%s\"", cases[i].in, back);
+    }
+    /* len is optional */
+    struct sockaddr_storage ss;
+    CHECK(ip_parse("192.0.2.1", &ss, NULL) == 0, "NULL len refused");
+}
+
 int main(void)
 {
+    test_ip_parse();
     static const struct {
         size_t size; /* buffer bytes offered */
         const char *want;
