@@ -447,6 +447,16 @@ static void *field(void *base, const struct conf_key *k)
     return (char *)base + k->off;
 }
 
+/* why = "invalid value "S" for "KEY": expected EXPECTED" (NULL: "one of" the key's
+ * choices); returns -1. */
+static int bad_value(char *why, size_t whylen, const char *s, const struct conf_key *k,
+                     const char *expected)
+{
+    snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected %s%s", s, k->name,
+             expected ? expected : "one of ", expected ? "" : k->choices);
+    return -1;
+}
+
 /* Parse one value s of key k into base. 0 done; -1 with why set. */
 static int value_set(const struct conf_key *k, void *base, const char *s, char *why, size_t whylen)
 {
@@ -465,17 +475,10 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         if (k->type == KT_HOST &&
             (!*s || strlen(s) > 253 ||
              strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                 strlen(s))) {
-            snprintf(why, whylen,
-                     "invalid value \"%s\" for \"%s\": expected a host name like mx.example.org", s,
-                     k->name);
-            return -1;
-        }
-        if (k->type == KT_CHOICE && choice_index(k->choices, s) < 0) {
-            snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected one of %s", s, k->name,
-                     k->choices);
-            return -1;
-        }
+                 strlen(s)))
+            return bad_value(why, whylen, s, k, "a host name like mx.example.org");
+        if (k->type == KT_CHOICE && choice_index(k->choices, s) < 0)
+            return bad_value(why, whylen, s, k, NULL);
         if (k->type == KT_PATH) {
             if (!*s) {
                 snprintf(why, whylen, "empty path for \"%s\"", k->name);
@@ -495,11 +498,7 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
     }
     case KT_ENUM: {
         int i = choice_index(k->choices, s);
-        if (i < 0) {
-            snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected one of %s", s, k->name,
-                     k->choices);
-            return -1;
-        }
+        if (i < 0) return bad_value(why, whylen, s, k, NULL);
         *(int *)field(base, k) = i;
         return 0;
     }
@@ -509,11 +508,8 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
             b = 1;
         else if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false"))
             b = 0;
-        else {
-            snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected on or off", s,
-                     k->name);
-            return -1;
-        }
+        else
+            return bad_value(why, whylen, s, k, "on or off");
         *(int *)field(base, k) = b;
         return 0;
     }
@@ -521,37 +517,22 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         char *end;
         errno = 0;
         long long n = strtoll(s, &end, 10);
-        if (!*s || *end || (s[0] != '-' && (s[0] < '0' || s[0] > '9'))) {
-            snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected an integer", s,
-                     k->name);
-            return -1;
-        }
+        if (!*s || *end || (s[0] != '-' && (s[0] < '0' || s[0] > '9')))
+            return bad_value(why, whylen, s, k, "an integer");
         v = errno == ERANGE ? (n < 0 ? -1e300 : 1e300) : (double)n;
         break;
     }
     case KT_DUR: {
         long long n;
         r = parse_dur(s, &n);
-        if (r == -1) {
-            snprintf(why, whylen,
-                     "invalid value \"%s\" for \"%s\": expected a duration like 30s, 5m, "
-                     "4h or 5d",
-                     s, k->name);
-            return -1;
-        }
+        if (r == -1) return bad_value(why, whylen, s, k, "a duration like 30s, 5m, 4h or 5d");
         v = r == -2 ? 1e300 : (double)n;
         break;
     }
     case KT_SIZE: {
         unsigned long long n;
         r = parse_size(s, &n);
-        if (r == -1) {
-            snprintf(why, whylen,
-                     "invalid value \"%s\" for \"%s\": expected a size like 512, 64K, 50M "
-                     "or 1G",
-                     s, k->name);
-            return -1;
-        }
+        if (r == -1) return bad_value(why, whylen, s, k, "a size like 512, 64K, 50M or 1G");
         v = r == -2 ? 1e300 : (double)n;
         break;
     }
@@ -559,10 +540,8 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         char *end;
         v = strtod(s, &end);
         if (!*s || *end || !isfinite(v) ||
-            (s[0] != '-' && s[0] != '.' && (s[0] < '0' || s[0] > '9'))) {
-            snprintf(why, whylen, "invalid value \"%s\" for \"%s\": expected a number", s, k->name);
-            return -1;
-        }
+            (s[0] != '-' && s[0] != '.' && (s[0] < '0' || s[0] > '9')))
+            return bad_value(why, whylen, s, k, "a number");
         break;
     }
     case KT_HOSTLIST: {
@@ -842,9 +821,11 @@ static void unknown_key(struct loader *L, enum kblock blk, const struct conf_nod
                         n->name, block_names[blk], hint);
 }
 
-static void apply_block(struct loader *L, enum kblock blk, const struct conf_node *list, void *base,
-                        const struct conf_node **seen)
+/* Apply the keys of list to base. 1 when that added no error, 0 otherwise. */
+static int apply_block(struct loader *L, enum kblock blk, const struct conf_node *list, void *base,
+                       const struct conf_node **seen)
 {
+    size_t nerr = L->errs->n;
     for (const struct conf_node *n = list; n; n = n->next) {
         const struct conf_key *k = key_find(blk, n->name);
         if (k)
@@ -852,6 +833,17 @@ static void apply_block(struct loader *L, enum kblock blk, const struct conf_nod
         else
             unknown_key(L, blk, n);
     }
+    return L->errs->n == nerr;
+}
+
+/* A block that takes exactly one argument ("listen ADDRESS { ... }"): 1 when it
+ * has one, else 0 with the error added. */
+static int one_arg(struct loader *L, const struct conf_node *n, const char *expected)
+{
+    if (n->nargs == 1) return 1;
+    conf_errors_add(L->errs, n->file, n->line, n->col, "%s for \"%s\" (expected %s)",
+                    n->nargs ? "too many arguments" : "missing argument", n->name, expected);
+    return 0;
 }
 
 /* "127.0.0.1:2525", "[::1]:25", "*:25", "25" into host and port. 0, or -1 with why. */
@@ -926,13 +918,8 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
     const struct conf_node *seen[NKEYS] = {0};
     struct conf_listen *l = xcalloc(1, sizeof *l);
     apply_defaults(KB_LISTEN, l);
-    int ok = 1;
-    if (n->nargs != 1) {
-        conf_errors_add(L->errs, n->file, n->line, n->col,
-                        n->nargs ? "too many arguments for \"listen\" (expected ADDRESS)"
-                                 : "missing argument for \"listen\" (expected ADDRESS)");
-        ok = 0;
-    } else {
+    int ok = one_arg(L, n, "ADDRESS");
+    if (ok) {
         char why[256];
         l->address = xstrdup(n->args[0]);
         if (listen_addr_parse(n->args[0], l, why, sizeof why) != 0) {
@@ -941,9 +928,7 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
             ok = 0;
         }
     }
-    size_t nerr = L->errs->n;
-    apply_block(L, KB_LISTEN, n->children, l, seen);
-    if (L->errs->n != nerr) ok = 0;
+    if (!apply_block(L, KB_LISTEN, n->children, l, seen)) ok = 0;
     if (l->role == LISTEN_SUBMISSION) {
         if (!seen[key_find(KB_LISTEN, "auth") - keys]) l->auth = 1;
         if (!seen[key_find(KB_LISTEN, "require_auth") - keys]) l->require_auth = 1;
@@ -986,29 +971,22 @@ static void apply_transport(struct loader *L, struct kconf *c, const struct conf
     const struct conf_node *seen[NKEYS] = {0};
     struct conf_transport *t = xcalloc(1, sizeof *t);
     apply_defaults(KB_TRANSPORT, t);
-    int ok = 1;
     const char *d = n->nargs == 1 ? n->args[0] : "";
     const char *name = d[0] == '.' ? d + 1 : d;
-    if (n->nargs != 1) {
-        conf_errors_add(L->errs, n->file, n->line, n->col,
-                        n->nargs ? "too many arguments for \"transport\" (expected DOMAIN)"
-                                 : "missing argument for \"transport\" (expected DOMAIN)");
-        ok = 0;
-    } else if (!*name || strlen(name) > 253 ||
+    int ok = one_arg(L, n, "DOMAIN");
+    if (ok && (!*name || strlen(name) > 253 ||
                strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
-                   strlen(name)) {
+                   strlen(name))) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "invalid transport domain \"%s\": expected example.org, or .example.org "
                         "for its subdomains",
                         d);
         ok = 0;
-    } else {
+    } else if (ok) {
         t->domain = xstrdup(d);
         str_lower(t->domain);
     }
-    size_t nerr = L->errs->n;
-    apply_block(L, KB_TRANSPORT, n->children, t, seen);
-    if (L->errs->n != nerr) ok = 0;
+    if (!apply_block(L, KB_TRANSPORT, n->children, t, seen)) ok = 0;
     struct conf_transport **tail = &c->transports;
     for (; *tail; tail = &(*tail)->next)
         if (ok && strcmp((*tail)->domain, t->domain) == 0) {
