@@ -38,6 +38,14 @@ def greeting(port, host="127.0.0.1"):
         c.close()
 
 
+def begin_transaction(c):
+    """Greeting, EHLO, MAIL and one RCPT for demo@example.test on the Raw c."""
+    assert c.reply()[0] == 220
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<a@remote.test>")[0] == 250
+    assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+
+
 def rewrite_conf(k, old, new):
     with open(k.conf) as f:
         text = f.read()
@@ -83,10 +91,7 @@ def test_sighup_applies_a_changed_config(kurier):
     # the new recipient limit holds on a new connection
     c = Raw(kurier.port)
     try:
-        assert c.reply()[0] == 220
-        c.cmd("EHLO client.example")
-        assert c.cmd("MAIL FROM:<a@remote.test>")[0] == 250
-        assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+        begin_transaction(c)
         assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
         code, text = c.cmd("RCPT TO:<demo@example.test>")
         assert code == 452 and "4.5.3" in text, text
@@ -105,10 +110,7 @@ def test_sighup_during_a_transaction(kurier):
     ready(kurier)
     c = Raw(kurier.port)
     try:
-        assert c.reply()[0] == 220
-        c.cmd("EHLO client.example")
-        assert c.cmd("MAIL FROM:<a@remote.test>")[0] == 250
-        assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+        begin_transaction(c)
         rewrite_conf(kurier, "hostname mx.example.test;", "hostname mx3.example.test;")
         kurier.proc.send_signal(signal.SIGHUP)
         kurier.wait_log("reloaded configuration")
@@ -156,10 +158,7 @@ def test_sigterm_lets_a_transaction_finish(kurier_factory):
     k = started(kurier_factory, limits={"shutdown_grace": "20s"})
     c = Raw(k.port)
     try:
-        assert c.reply()[0] == 220
-        c.cmd("EHLO client.example")
-        assert c.cmd("MAIL FROM:<a@remote.test>")[0] == 250
-        assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+        begin_transaction(c)
         k.proc.send_signal(signal.SIGTERM)
         k.wait_log("stopping: no new connections")
         # new connections are refused while the session finishes

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import Raw, free_port
+
 MSG = (b"From: a@remote.test\r\nTo: demo@example.test\r\nSubject: hello\r\n\r\n"
        b"line one\r\n.dotted line\r\nlast line\r\n")
 
@@ -95,15 +97,30 @@ def test_relay_denied_text(kurier, raw):
 
 def closed_port():
     """A loopback port nobody listens on: relaying there defers, never loses."""
-    from conftest import free_port
     return free_port()
 
 
-def test_trusted_network_may_relay(kurier_factory):
-    k = kurier_factory(extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
-                       "relay_host 127.0.0.1:%d;\n" % closed_port())
+def started(kurier_factory, mailbox=False, **kw):
+    """A running kurierd made with kw, for domain example.test (and mailbox
+    demo@example.test when mailbox)."""
+    k = kurier_factory(**kw)
     k.add_domain("example.test")
+    if mailbox:
+        k.add_mailbox("demo@example.test")
     k.start()
+    return k
+
+
+def greeted(k):
+    """A Raw connection to k with its greeting read."""
+    c = Raw(k.port)
+    c.reply()
+    return c
+
+
+def test_trusted_network_may_relay(kurier_factory):
+    k = started(kurier_factory, extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
+                "relay_host 127.0.0.1:%d;\n" % closed_port())
     with smtplib.SMTP("127.0.0.1", k.port, timeout=10) as s:
         s.sendmail("a@example.test", ["someone@remote.test"], MSG)
     # the smarthost refuses connections: the message stays queued, not lost
@@ -207,13 +224,8 @@ def test_long_data_line(kurier, raw):
 
 
 def test_message_size_limit(kurier_factory):
-    k = kurier_factory(limits={"message_size": "2k"})
-    k.add_domain("example.test")
-    k.add_mailbox("demo@example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, mailbox=True, limits={"message_size": "2k"})
+    c = greeted(k)
     c.cmd("EHLO client.example")
     code, text = c.cmd("MAIL FROM:<a@remote.test> SIZE=999999")
     assert code == 552 and "5.3.4" in text
@@ -227,13 +239,8 @@ def test_message_size_limit(kurier_factory):
 
 
 def test_recipient_limit(kurier_factory):
-    k = kurier_factory(limits={"recipients": "2"})
-    k.add_domain("example.test")
-    k.add_mailbox("demo@example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, mailbox=True, limits={"recipients": "2"})
+    c = greeted(k)
     c.cmd("EHLO client.example")
     c.cmd("MAIL FROM:<a@remote.test>")
     assert c.cmd("RCPT TO:<demo@example.test>")[0] == 250
@@ -244,12 +251,8 @@ def test_recipient_limit(kurier_factory):
 
 
 def test_error_limit_closes(kurier_factory):
-    k = kurier_factory(limits={"errors": "3"})
-    k.add_domain("example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, limits={"errors": "3"})
+    c = greeted(k)
     assert c.cmd("BOGUS")[0] == 500
     assert c.cmd("BOGUS")[0] == 500
     code, text = c.cmd("BOGUS")
@@ -273,11 +276,8 @@ def test_hop_count(kurier, raw):
 
 
 def test_connections_per_ip(kurier_factory):
-    k = kurier_factory(limits={"connections_per_ip": "2"})
-    k.add_domain("example.test")
-    k.start()
+    k = started(kurier_factory, limits={"connections_per_ip": "2"})
     k.wait_log("disconnect from")  # the start-up probe connection is gone
-    from conftest import Raw
     a, b = Raw(k.port), Raw(k.port)
     assert a.reply()[0] == 220 and b.reply()[0] == 220
     c = Raw(k.port)
@@ -288,12 +288,8 @@ def test_connections_per_ip(kurier_factory):
 
 
 def test_command_timeout(kurier_factory):
-    k = kurier_factory(limits={"command_timeout": "1s"})
-    k.add_domain("example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, limits={"command_timeout": "1s"})
+    c = greeted(k)
     code, text = c.reply()  # waits for the timeout
     assert code == 421 and "4.4.2" in text
     assert c.closed()
@@ -319,14 +315,10 @@ def test_sequence_and_misc_commands(raw):
 
 
 def test_dsn_parameters_are_kept(kurier_factory):
-    k = kurier_factory(extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
-                       "relay_host 127.0.0.1:%d;\n" % closed_port(),
-                       queue={"retry_first": "1h"})
-    k.add_domain("example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, extra="relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
+                "relay_host 127.0.0.1:%d;\n" % closed_port(),
+                queue={"retry_first": "1h"})
+    c = greeted(k)
     c.cmd("EHLO client.example")
     assert c.cmd("MAIL FROM:<a@example.test> RET=HDRS ENVID=abc+2Bdef")[0] == 250
     assert c.cmd("RCPT TO:<x@remote.test> NOTIFY=SUCCESS,DELAY "
@@ -343,11 +335,8 @@ def test_dsn_parameters_are_kept(kurier_factory):
 
 
 def test_total_connection_limit(kurier_factory):
-    k = kurier_factory(limits={"connections": "2"})
-    k.add_domain("example.test")
-    k.start()
+    k = started(kurier_factory, limits={"connections": "2"})
     k.wait_log("disconnect from")  # the start-up probe connection is gone
-    from conftest import Raw
     a, b = Raw(k.port), Raw(k.port)
     assert a.reply()[0] == 220 and b.reply()[0] == 220
     c = Raw(k.port)
@@ -358,13 +347,8 @@ def test_total_connection_limit(kurier_factory):
 
 
 def test_data_timeout(kurier_factory):
-    k = kurier_factory(limits={"data_timeout": "1s"})
-    k.add_domain("example.test")
-    k.add_mailbox("demo@example.test")
-    k.start()
-    from conftest import Raw
-    c = Raw(k.port)
-    c.reply()
+    k = started(kurier_factory, mailbox=True, limits={"data_timeout": "1s"})
+    c = greeted(k)
     c.cmd("EHLO client.example")
     c.cmd("MAIL FROM:<a@remote.test>")
     c.cmd("RCPT TO:<demo@example.test>")
