@@ -93,6 +93,17 @@ def unbound(zones, probe):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def stop(proc):
+    """End a peer process: SIGTERM, then SIGKILL after 5 seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @contextlib.contextmanager
 def smtp_sink(dump, host, port, *options):
     """Postfix's smtp-sink on host:port, storing each message as a file in the new
@@ -107,10 +118,4 @@ def smtp_sink(dump, host, port, *options):
         wait_port(host, port)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc)

@@ -62,16 +62,6 @@ def rcpt_line(out, addr):
     raise AssertionError("no line for %s in:\n%s" % (addr, out))
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 # --- smtp-sink ------------------------------------------------------------------
 
 @pytest.fixture
@@ -174,7 +164,7 @@ def aio(tmpdir_):
         wait_port("127.0.0.1", port)
         yield port, cert, out
     finally:
-        stop(proc)
+        peers.stop(proc)
         out.close()
 
 
