@@ -291,8 +291,6 @@ def wait_for(pred, timeout=20.0, what="condition", k=None):
         if pred():
             return
         time.sleep(0.05)
-    if k:
-        shutil.copy(k.logfile, "/tmp/kw/last.log")
     raise AssertionError("%s not reached%s" % (
         what, ("; log:\n" + k.log()[-4000:]) if k else ""))
 
