@@ -641,6 +641,12 @@ def report(ctx, mach, res, started, elapsed, smoke):
         w("| p99 accept latency ≤ one fsync + 1 ms (%.2f + 1 = %.2f ms here) | p99 %.2f ms "
           "(%s) |" % (mach["fsync_ms"], bound, p99, "met" if p99 <= bound else "not met"))
     w("")
+    # what the profile showed and what was changed: written by hand, kept across runs
+    prof = os.path.join(HERE, "PROFILE.md")
+    if os.path.exists(prof) and not smoke:
+        with open(prof) as f:
+            L.extend(f.read().rstrip().splitlines())
+        w("")
     if problems:
         w("## Problems seen in this run")
         w("")
