@@ -9,9 +9,9 @@ enum deliver_status { DELIVER_OK = 0, DELIVER_TEMP, DELIVER_PERM };
 
 struct deliver_result {
     enum deliver_status status;
-    char dsn[8];     /* "2.0.0", "4.2.2", "5.1.1" */
-    char text[512];  /* "delivered to maildir", or the reason / remote reply */
-    char relay[300]; /* "local", "mx.example.org[192.0.2.7]:25" */
+    char dsn[8];       /* "2.0.0", "4.2.2", "5.1.1" */
+    char text[512];    /* "delivered to maildir", or the reason / remote reply */
+    char relay[300];   /* "local", "mx.example.org[192.0.2.7]:25" */
     int code;          /* remote reply code, 0 for local results */
     const char *stage; /* static: the command the remote answered ("RCPT TO"), or NULL */
 };
@@ -54,15 +54,15 @@ struct remote;
 
 struct remote_job {
     /* input (borrowed until done runs) */
-    const char *id;               /* queue ID, for logs */
-    const char *sender;           /* "" for the null sender */
-    const char *domain;           /* the recipients' domain (one job, one domain) */
+    const char *id;     /* queue ID, for logs */
+    const char *sender; /* "" for the null sender */
+    const char *domain; /* the recipients' domain (one job, one domain) */
     const char *const *rcpts;
     size_t nrcpts;
-    const unsigned *notify;       /* SMTP_NOTIFY_* per recipient, or NULL */
-    const char *const *orcpt;     /* or NULL */
+    const unsigned *notify;   /* SMTP_NOTIFY_* per recipient, or NULL */
+    const char *const *orcpt; /* or NULL */
     const char *envid;
-    int ret, body, smtputf8;      /* SMTP_RET_*, SMTP_BODY_* */
+    int ret, body, smtputf8; /* SMTP_RET_*, SMTP_BODY_* */
     int content_fd;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */
@@ -78,8 +78,8 @@ struct remote_req;
 /* Deliver job; done(arg) runs on the loop thread when every result is filled
  * (never before remote_deliver returns). Temporary problems (DNS, connection, 4xx)
  * give DELIVER_TEMP with the reason; 5xx gives DELIVER_PERM. */
-struct remote_req *remote_deliver(struct remote *r, struct remote_job *job,
-                                  void (*done)(void *arg), void *arg);
+struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void (*done)(void *arg),
+                                  void *arg);
 void remote_cancel(struct remote_req *q);
 
 #endif

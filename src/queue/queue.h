@@ -35,8 +35,8 @@ struct spool_rcpt {
     char dsn[8];     /* last enhanced status "4.2.0" or "" */
     char *diag;      /* last result text (remote reply or local reason), or NULL */
     /* added for DSNs (dsn.c) */
-    char *relay;       /* last attempt's next hop "mx.example.org[192.0.2.7]:25", "local", or NULL */
-    time_t last_try;   /* when it was last tried, 0 = never */
+    char *relay;     /* last attempt's next hop "mx.example.org[192.0.2.7]:25", "local", or NULL */
+    time_t last_try; /* when it was last tried, 0 = never */
     unsigned notified; /* DSN_BIT(kind) of each notice already queued for this recipient */
 };
 

@@ -287,30 +287,30 @@ enum smtp_client_tls {
 };
 
 struct smtp_client_opts {
-    const char *helo;             /* our hostname for EHLO/HELO */
-    const struct sockaddr *dst;   /* where to connect (port included) */
+    const char *helo;           /* our hostname for EHLO/HELO */
+    const struct sockaddr *dst; /* where to connect (port included) */
     socklen_t dstlen;
-    const struct sockaddr *src;   /* source address to bind, or NULL */
+    const struct sockaddr *src; /* source address to bind, or NULL */
     socklen_t srclen;
-    const char *peer_name;        /* "mx.example.org" for logs, SNI and verification */
+    const char *peer_name; /* "mx.example.org" for logs, SNI and verification */
     enum smtp_client_tls tls;
-    const char *ca_file;          /* for SMTP_CTLS_VERIFY; NULL = system store */
-    const char *auth_user;        /* AUTH PLAIN (LOGIN fallback) when set; only ever
-                                     sent inside TLS */
+    const char *ca_file;   /* for SMTP_CTLS_VERIFY; NULL = system store */
+    const char *auth_user; /* AUTH PLAIN (LOGIN fallback) when set; only ever
+                              sent inside TLS */
     const char *auth_pass;
-    int connect_timeout;          /* seconds (RFC 5321 4.5.3.2: greeting 5m) */
-    int command_timeout;          /* MAIL 5m, RCPT 5m, DATA init 2m, ... simplified */
-    int data_timeout;             /* data block 3m, end of data 10m */
+    int connect_timeout; /* seconds (RFC 5321 4.5.3.2: greeting 5m) */
+    int command_timeout; /* MAIL 5m, RCPT 5m, DATA init 2m, ... simplified */
+    int data_timeout;    /* data block 3m, end of data 10m */
 };
 
 /* One reply or local failure, for logs and DSNs. */
 struct smtp_client_reply {
-    int code;         /* 250, 550, ... ; 0 for a local/network failure */
-    char enh[8];      /* "5.1.1"; derived from the code when the server gave none */
-    char text[512];   /* the server's words (multi-line joined with "; "), or ours:
-                         "connection timed out", "TLS handshake failed: ..." */
-    const char *stage;/* static: "connect", "greeting", "EHLO", "STARTTLS", "AUTH",
-                         "MAIL FROM", "RCPT TO", "DATA", "end of data" */
+    int code;          /* 250, 550, ... ; 0 for a local/network failure */
+    char enh[8];       /* "5.1.1"; derived from the code when the server gave none */
+    char text[512];    /* the server's words (multi-line joined with "; "), or ours:
+                          "connection timed out", "TLS handshake failed: ..." */
+    const char *stage; /* static: "connect", "greeting", "EHLO", "STARTTLS", "AUTH",
+                          "MAIL FROM", "RCPT TO", "DATA", "end of data" */
 };
 
 /* What the peer offered in its EHLO reply. */
@@ -322,12 +322,12 @@ struct smtp_client_caps {
 
 /* A message to send over an established connection. */
 struct smtp_client_msg {
-    const char *sender;      /* "" for the null sender */
-    const char *const *rcpts;/* nrcpts addresses */
+    const char *sender;       /* "" for the null sender */
+    const char *const *rcpts; /* nrcpts addresses */
     size_t nrcpts;
-    const unsigned *notify;  /* per recipient SMTP_NOTIFY_* bits, or NULL */
-    const char *const *orcpt;/* per recipient ORCPT ("rfc822;a@b") or NULL entries */
-    const char *envid;       /* or NULL */
+    const unsigned *notify;   /* per recipient SMTP_NOTIFY_* bits, or NULL */
+    const char *const *orcpt; /* per recipient ORCPT ("rfc822;a@b") or NULL entries */
+    const char *envid;        /* or NULL */
     enum smtp_ret ret;
     enum smtp_body body;
     int smtputf8;
