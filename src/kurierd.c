@@ -275,6 +275,99 @@ static void ops_auth_cancel(void *handle)
     auth_req_free(a);
 }
 
+/* --- the client's name: PTR, confirmed by A/AAAA (forward-confirmed rDNS) --------- */
+
+#define NAME_LOOKUP_MAX 10 /* seconds before the client is greeted as "unknown" */
+
+struct name_lookup {
+    struct daemon *d;
+    struct sockaddr_storage sa;
+    struct dns_query *q;
+    struct event *timer;
+    char name[256];
+    void (*done)(void *, const char *);
+    void *arg;
+};
+
+static void name_finish(struct name_lookup *n, const char *name)
+{
+    void (*done)(void *, const char *) = n->done;
+    void *arg = n->arg;
+    if (n->q) dns_cancel(n->q);
+    event_free(n->timer);
+    free(n);
+    done(arg, name);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void name_forward(void *arg, const struct dns_result *r)
+{
+    struct name_lookup *n = arg;
+    n->q = NULL;
+    for (size_t i = 0; r->status == DNS_OK && i < r->naddrs; i++)
+        if (same_addr(&r->addrs[i], &n->sa)) {
+            name_finish(n, n->name);
+            return;
+        }
+    name_finish(n, "unknown"); /* the name does not lead back: not trusted */
+}
+
+static void name_ptr(void *arg, const struct dns_result *r)
+{
+    struct name_lookup *n = arg;
+    n->q = NULL;
+    if (r->status != DNS_OK || r->nstrs == 0 || !r->strs[0][0]) {
+        name_finish(n, "unknown");
+        return;
+    }
+    str_copy(n->name, r->strs[0], sizeof n->name);
+    n->q = n->sa.ss_family == AF_INET6 ? dns_query_aaaa(n->d->dns, n->name, name_forward, n)
+                                       : dns_query_a(n->d->dns, n->name, name_forward, n);
+    if (!n->q) name_finish(n, "unknown");
+}
+
+static void name_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    name_finish(arg, "unknown");
+}
+
+static void *ops_lookup_name(void *ctx, const struct sockaddr *sa,
+                             void (*done)(void *, const char *), void *arg)
+{
+    struct daemon *d = ctx;
+    struct name_lookup *n = xcalloc(1, sizeof *n);
+    n->d = d;
+    memcpy(&n->sa, sa,
+           sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    n->done = done;
+    n->arg = arg;
+    n->timer = evtimer_new(d->base, name_timeout, n);
+    evtimer_add(n->timer, &(struct timeval){.tv_sec = NAME_LOOKUP_MAX});
+    n->q = dns_query_ptr(d->dns, sa, name_ptr, n); /* never calls back before returning */
+    if (!n->q) { /* cannot even ask: greet as unknown, on the next loop turn */
+        evtimer_del(n->timer);
+        evtimer_add(n->timer, &(struct timeval){0});
+    }
+    return n;
+}
+
+static void ops_lookup_cancel(void *handle)
+{
+    struct name_lookup *n = handle;
+    if (n->q) dns_cancel(n->q);
+    event_free(n->timer);
+    free(n);
+}
+
 /* --- TLS -------------------------------------------------------------------------- */
 
 /* The listener's TLS context: its certificate, plus one per file of sni_certs. */
@@ -551,6 +644,8 @@ int main(int argc, char **argv)
         .msg_abort = ops_msg_abort,
         .auth = ops_auth,
         .auth_cancel = ops_auth_cancel,
+        .lookup_name = ops_lookup_name,
+        .lookup_cancel = ops_lookup_cancel,
     };
     d.auth_limits = auth_limits_new();
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)

@@ -90,6 +90,9 @@ static const struct conf_key keys[] = {
      "Language of delivery status notifications (bounces and delay warnings)."},
     {KB_MAIN, "workers", KT_INT, "4", NULL, 1, 256, NULL, KC(workers),
      "Threads for disk writes and fsync."},
+    {KB_MAIN, "reverse_dns", KT_BOOL, "on", NULL, 0, 0, NULL, KC(reverse_dns),
+     "Look up each SMTP client's name (PTR, confirmed by its A/AAAA record) before the "
+     "greeting; off logs every client as unknown[IP]."},
     {KB_MAIN, "resolver", KT_STR, "", "the system resolver (/etc/resolv.conf)", 0, 0, NULL,
      KC(resolver), "DNS forwarder as IP or IP@PORT (e.g. 127.0.0.1@5353); \"\" uses the system's."},
     {KB_MAIN, "relay_host", KT_HOSTLIST, NULL, "none (deliver to the MX hosts)", 0, 0, NULL,

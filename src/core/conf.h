@@ -93,6 +93,7 @@ struct kconf {
     char *locale;         /* "en" or "de" for DSN texts (default "en") */
     int workers;          /* worker threads for disk I/O (default 4) */
     char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
+    int reverse_dns;      /* look up client names before the greeting (default on) */
     char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
 
     /* outbound { }: remote delivery (deliver/remote.c) */

@@ -39,7 +39,7 @@ static const char *const state_names[] = {"INIT", "READY", "MAIL",  "RCPT",
 
 #define ST(x) (1u << (x))
 
-enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUTH };
+enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUTH, PENDING_LOOKUP };
 
 struct smtp_server {
     struct event_base *base;
@@ -1044,6 +1044,8 @@ static void session_free(struct smtp_session *s)
     }
     if (s->pending == PENDING_AUTH && s->pending_handle)
         s->srv->ops->auth_cancel(s->pending_handle);
+    if (s->pending == PENDING_LOOKUP && s->pending_handle)
+        s->srv->ops->lookup_cancel(s->pending_handle);
     free(s->auth_user_try);
     auth_reset(s);
     /* Postfix's shape: only the commands that were used, then the total. */
@@ -1167,6 +1169,23 @@ static size_t sessions_from(const struct sockaddr_storage *sa)
     return n;
 }
 
+/* The connection is accepted and its client known: log it and say hello. */
+static void greet(struct smtp_session *s)
+{
+    log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
+    reply(s, 220, NULL, "%s ESMTP kurier", s->conf->hostname);
+}
+
+static void name_found(void *arg, const char *name)
+{
+    struct smtp_session *s = arg;
+    s->pending = PENDING_NONE;
+    s->pending_handle = NULL;
+    str_copy(s->peer.name, name && *name ? name : "unknown", sizeof s->peer.name);
+    greet(s);
+    process_input(s); /* an early talker's commands */
+}
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -1187,8 +1206,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     if (getnameinfo(sa, (socklen_t)salen, s->peer.addr, sizeof s->peer.addr, NULL, 0,
                     NI_NUMERICHOST) != 0)
         str_copy(s->peer.addr, "unknown", sizeof s->peer.addr);
-    /* Reverse DNS comes with the dns module; until then the name is "unknown". */
-    str_copy(s->peer.name, "unknown", sizeof s->peer.name);
+    str_copy(s->peer.name, "unknown", sizeof s->peer.name); /* until the lookup says more */
     for (size_t i = 0; i < conf->ntrusted; i++)
         if (conf_net_match(&conf->trusted[i], sa)) s->peer.trusted = 1;
     s->txn.size = -1;
@@ -1204,9 +1222,8 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     if (sessions) sessions->prev = s;
     sessions = s;
     nsessions++;
-    log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
-
     if (nsessions > (size_t)conf->connections) {
+        log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
         log_warn(s->logname, "too many connections: %zu, refusing %s[%s]", nsessions - 1,
                  s->peer.name, s->peer.addr);
         reply(s, 421, "4.7.0", "%s Error: too many connections, try again later", conf->hostname);
@@ -1214,14 +1231,23 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     if (sessions_from(&s->peer.sa) > (size_t)conf->connections_per_ip) {
+        log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
         log_warn(s->logname, "too many connections from %s[%s]", s->peer.name, s->peer.addr);
         reply(s, 421, "4.7.0", "%s Error: too many connections from your address, try later",
               conf->hostname);
         session_close(s);
         return;
     }
-    reply(s, 220, NULL, "%s ESMTP kurier", conf->hostname);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (conf->reverse_dns && srv->ops->lookup_name) {
+        /* as Postfix: the client's name is known before the greeting; what an early
+         * talker sends meanwhile waits in the input buffer */
+        s->pending = PENDING_LOOKUP;
+        s->pending_handle =
+            srv->ops->lookup_name(srv->ops->ctx, (struct sockaddr *)&s->peer.sa, name_found, s);
+        return;
+    }
+    greet(s);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)

@@ -191,6 +191,12 @@ struct smtp_ops {
     void *(*auth)(void *ctx, const struct smtp_peer *peer, const char *mech, const char *user,
                   const char *pass, void (*done)(void *arg, int result), void *arg);
     void (*auth_cancel)(void *handle);
+    /* The client's verified name (PTR confirmed by A/AAAA), asked before the greeting
+     * when the config says reverse_dns on. done(arg, name) runs once, later: name is
+     * the host name or "unknown". NULL lookup_name: no lookups. */
+    void *(*lookup_name)(void *ctx, const struct sockaddr *sa,
+                         void (*done)(void *arg, const char *name), void *arg);
+    void (*lookup_cancel)(void *handle);
 };
 
 struct smtp_server;

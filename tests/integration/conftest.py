@@ -58,6 +58,9 @@ class Kurier:
         with open(self.conf, "w") as f:
             f.write(
                 "hostname mx.example.test;\n"
+                # client names come from the system's resolver otherwise; tests that
+                # want them give their own (test_reverse_dns.py)
+                "reverse_dns off;\n"
                 "state_dir %s/var;\n"
                 "maildir_root %s;\n"
                 "log {\n    target stderr;\n    level info;\n}\n"
