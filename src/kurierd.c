@@ -293,10 +293,12 @@ static void name_finish(struct name_lookup *n, const char *name)
 {
     void (*done)(void *, const char *) = n->done;
     void *arg = n->arg;
+    char copy[256]; /* name may point into n */
+    str_copy(copy, name, sizeof copy);
     if (n->q) dns_cancel(n->q);
     event_free(n->timer);
     free(n);
-    done(arg, name);
+    done(arg, copy);
 }
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
