@@ -173,10 +173,14 @@ static const char *ret_name(int ret)
     return NULL;
 }
 
-static const struct {
+/* A flag set in the envelope: a comma list of names, each one bit. */
+struct flag_name {
     const char *name;
     unsigned bit;
-} notify_names[] = {
+};
+#define NFLAGS(t) (sizeof(t) / sizeof(t)[0])
+
+static const struct flag_name notify_names[] = {
     {"NEVER", SMTP_NOTIFY_NEVER},
     {"SUCCESS", SMTP_NOTIFY_SUCCESS},
     {"FAILURE", SMTP_NOTIFY_FAILURE},
@@ -194,7 +198,25 @@ static void put_esc_word(struct buf *b, const char *s)
     }
 }
 
-static const char *const notified_names[] = {"failed", "delayed", "delivered"}; /* DSN_* */
+static const struct flag_name notified_names[] = {
+    {"failed", DSN_BIT(DSN_FAILED)},
+    {"delayed", DSN_BIT(DSN_DELAYED)},
+    {"delivered", DSN_BIT(DSN_DELIVERED)},
+};
+
+/* " key=NAME,NAME" for the bits set; nothing when none is. */
+static void put_flags(struct buf *b, const char *key, const struct flag_name *t, size_t n,
+                      unsigned bits)
+{
+    const char *sep = "=";
+    if (!bits) return;
+    buf_printf(b, " %s", key);
+    for (size_t k = 0; k < n; k++) {
+        if (!(bits & t[k].bit)) continue;
+        buf_printf(b, "%s%s", sep, t[k].name);
+        sep = ",";
+    }
+}
 
 static void put_line(struct buf *b, const char *key, const char *val)
 {
@@ -247,14 +269,7 @@ char *spool_env_format(const struct spool_env *e)
             buf_puts(&b, " orcpt=");
             put_esc(&b, r->orcpt, 1);
         }
-        if (r->notify) {
-            const char *sep = " notify=";
-            for (size_t k = 0; k < sizeof notify_names / sizeof notify_names[0]; k++) {
-                if (!(r->notify & notify_names[k].bit)) continue;
-                buf_printf(&b, "%s%s", sep, notify_names[k].name);
-                sep = ",";
-            }
-        }
+        put_flags(&b, "notify", notify_names, NFLAGS(notify_names), r->notify);
         buf_printf(&b, " state=%s attempts=%d next=%lld", rcpt_state_name(r->state), r->attempts,
                    (long long)r->next_try);
         if (r->last_try) buf_printf(&b, " last=%lld", (long long)r->last_try);
@@ -262,14 +277,7 @@ char *spool_env_format(const struct spool_env *e)
             buf_puts(&b, " relay=");
             put_esc_word(&b, r->relay);
         }
-        if (r->notified) {
-            const char *sep = " notified=";
-            for (unsigned k = 0; k < sizeof notified_names / sizeof notified_names[0]; k++) {
-                if (!(r->notified & DSN_BIT(k))) continue;
-                buf_printf(&b, "%s%s", sep, notified_names[k]);
-                sep = ",";
-            }
-        }
+        put_flags(&b, "notified", notified_names, NFLAGS(notified_names), r->notified);
         if (r->dsn[0]) {
             buf_puts(&b, " dsn=");
             put_esc(&b, r->dsn, 1);
@@ -347,39 +355,19 @@ static int set_str(char **dst, char *v)
     return 0;
 }
 
-static int parse_notify(const char *p, size_t len, unsigned *out)
+/* Parse "NAME,NAME" of table t: every name known, none twice, at least one. */
+static int parse_flags(const char *p, size_t len, const struct flag_name *t, size_t nt,
+                       unsigned *out)
 {
     unsigned bits = 0;
     while (len) {
         const char *c = memchr(p, ',', len);
         size_t n = c ? (size_t)(c - p) : len;
         size_t k;
-        for (k = 0; k < sizeof notify_names / sizeof notify_names[0]; k++)
-            if (strlen(notify_names[k].name) == n && memcmp(notify_names[k].name, p, n) == 0) break;
-        if (k == sizeof notify_names / sizeof notify_names[0]) return -1;
-        if (bits & notify_names[k].bit) return -1;
-        bits |= notify_names[k].bit;
-        if (!c) break;
-        if (n + 1 == len) return -1; /* trailing comma */
-        p += n + 1;
-        len -= n + 1;
-    }
-    if (!bits) return -1;
-    *out = bits;
-    return 0;
-}
-
-static int parse_notified(const char *p, size_t len, unsigned *out)
-{
-    unsigned bits = 0;
-    while (len) {
-        const char *c = memchr(p, ',', len);
-        size_t n = c ? (size_t)(c - p) : len;
-        unsigned k;
-        for (k = 0; k < sizeof notified_names / sizeof notified_names[0]; k++)
-            if (strlen(notified_names[k]) == n && memcmp(notified_names[k], p, n) == 0) break;
-        if (k == sizeof notified_names / sizeof notified_names[0] || (bits & DSN_BIT(k))) return -1;
-        bits |= DSN_BIT(k);
+        for (k = 0; k < nt; k++)
+            if (strlen(t[k].name) == n && memcmp(t[k].name, p, n) == 0) break;
+        if (k == nt || (bits & t[k].bit)) return -1;
+        bits |= t[k].bit;
         if (!c) break;
         if (n + 1 == len) return -1; /* trailing comma */
         p += n + 1;
@@ -416,7 +404,8 @@ static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
             } else if (KEY("orcpt")) {
                 if (set_str(&r.orcpt, unesc(v, vl))) goto bad;
             } else if (KEY("notify")) {
-                if (r.notify || parse_notify(v, vl, &r.notify)) goto bad;
+                if (r.notify || parse_flags(v, vl, notify_names, NFLAGS(notify_names), &r.notify))
+                    goto bad;
             } else if (KEY("state")) {
                 if (have_state++) goto bad;
                 if (vl == 6 && memcmp(v, "queued", 6) == 0)
@@ -439,7 +428,9 @@ static int parse_rcpt(const char *p, size_t len, struct spool_env *e)
             } else if (KEY("relay")) {
                 if (set_str(&r.relay, unesc(v, vl))) goto bad;
             } else if (KEY("notified")) {
-                if (r.notified || parse_notified(v, vl, &r.notified)) goto bad;
+                if (r.notified ||
+                    parse_flags(v, vl, notified_names, NFLAGS(notified_names), &r.notified))
+                    goto bad;
             } else if (KEY("dsn")) {
                 char *d = unesc(v, vl);
                 if (!d || strlen(d) >= sizeof r.dsn || r.dsn[0] || !d[0]) {
