@@ -1,5 +1,5 @@
-/* conf.c: the key table of kurier.conf and everything it drives: conf_load() (with
- * include), conf_dump(), conf_doc_markdown(), plus network lists (conf_net_*).
+/* conf.c: what the key table (conf_keys.c) drives: conf_load() (with
+ * include), conf_dump(), conf_doc_markdown(). Network lists are in conf_net.c.
  * Tokenizing and parsing are in conf_parse.c. */
 #include "core/compat.h"
 
@@ -20,201 +20,7 @@
 
 /* --- the key table --------------------------------------------------------- */
 
-enum ktype {
-    KT_STR,
-    KT_HOST,
-    KT_PATH,
-    KT_INT,
-    KT_SIZE,
-    KT_DUR,
-    KT_DOUBLE,
-    KT_BOOL,
-    KT_ENUM,
-    KT_CHOICE,
-    KT_NETS,
-    KT_HOSTLIST /* one or more HOST[:PORT] arguments, stored space-separated */
-};
-
-enum kblock {
-    KB_MAIN = 0,
-    KB_LOG,
-    KB_LIMITS,
-    KB_QUEUE,
-    KB_RELAY,
-    KB_AUTH,
-    KB_OUTBOUND,
-    KB_LISTEN, /* from here on: blocks with an argument, in any number */
-    KB_TRANSPORT,
-    KB_COUNT
-};
-
-static const char *const block_names[KB_COUNT] = {"",     "log",      "limits", "queue",    "relay",
-                                                  "auth", "outbound", "listen", "transport"};
-
-struct conf_key {
-    enum kblock block;
-    const char *name;
-    enum ktype type;
-    const char *def;     /* default as written in a file; NULL: none or computed */
-    const char *defdoc;  /* default as shown in docs, when it differs from def */
-    double min, max;     /* KT_INT, KT_SIZE, KT_DUR, KT_DOUBLE */
-    const char *choices; /* KT_ENUM (stored as int index), KT_CHOICE (stored as string) */
-    size_t off;          /* into struct kconf, or struct conf_listen for KB_LISTEN */
-    const char *help;
-};
-
-#define KC(f) offsetof(struct kconf, f)
-#define KL(f) offsetof(struct conf_listen, f)
-#define KT(f) offsetof(struct conf_transport, f)
-#define MIN_ 60.0
-#define HOUR_ 3600.0
-#define DAY_ 86400.0
-
-static const struct conf_key keys[] = {
-    {KB_MAIN, "hostname", KT_HOST, NULL, "the system host name", 0, 0, NULL, KC(hostname),
-     "Name of this host in the greeting, EHLO and Received headers; should match the PTR "
-     "record of the sending address."},
-    {KB_MAIN, "user", KT_STR, "kurier", NULL, 0, 0, NULL, KC(user),
-     "Unprivileged user to switch to after binding ports, when started as root."},
-    {KB_MAIN, "state_dir", KT_PATH, "/var/lib/kurier", NULL, 0, 0, NULL, KC(state_dir),
-     "Folder for state; spool, directory database and control socket live here by default."},
-    {KB_MAIN, "spool_dir", KT_PATH, NULL, "state_dir/spool", 0, 0, NULL, KC(spool_dir),
-     "Folder of the mail queue (messages and their envelopes)."},
-    {KB_MAIN, "maildir_root", KT_PATH, "/var/mail/vhosts", NULL, 0, 0, NULL, KC(maildir_root),
-     "Local mailboxes are delivered to ROOT/DOMAIN/LOCALPART/Maildir."},
-    {KB_MAIN, "directory", KT_PATH, NULL, "state_dir/kurier.db", 0, 0, NULL, KC(directory),
-     "SQLite file holding domains, mailboxes, aliases and credentials."},
-    {KB_MAIN, "control_socket", KT_PATH, NULL, "state_dir/control.sock", 0, 0, NULL,
-     KC(control_socket), "Unix socket the kurier command talks to the daemon through."},
-    {KB_MAIN, "locale", KT_CHOICE, "en", NULL, 0, 0, "en|de", KC(locale),
-     "Language of delivery status notifications (bounces and delay warnings)."},
-    {KB_MAIN, "workers", KT_INT, "4", NULL, 1, 256, NULL, KC(workers),
-     "Threads for disk writes and fsync."},
-    {KB_MAIN, "reverse_dns", KT_BOOL, "on", NULL, 0, 0, NULL, KC(reverse_dns),
-     "Look up each SMTP client's name (PTR, confirmed by its A/AAAA record) before the "
-     "greeting; off logs every client as unknown[IP]."},
-    {KB_MAIN, "resolver", KT_STR, "", "the system resolver (/etc/resolv.conf)", 0, 0, NULL,
-     KC(resolver), "DNS forwarder as IP or IP@PORT (e.g. 127.0.0.1@5353); \"\" uses the system's."},
-    {KB_MAIN, "relay_host", KT_HOSTLIST, NULL, "none (deliver to the MX hosts)", 0, 0, NULL,
-     KC(relay_host),
-     "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
-     "fallbacks tried in order when the first is unreachable."},
-
-    {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
-     "Where log lines go."},
-    {KB_LOG, "name", KT_STR, "kurier", NULL, 0, 0, NULL, KC(log_name),
-     "Program name in syslog lines (NAME/smtpd[pid])."},
-    {KB_LOG, "level", KT_ENUM, "info", NULL, 0, 0, "err|warn|info|debug", KC(log_level),
-     "Lowest level that is logged."},
-    {KB_LOG, "debug", KT_STR, "", NULL, 0, 0, NULL, KC(log_debug),
-     "Subsystems with debug traces, e.g. \"smtp,queue\" or \"all\"; \"\" for none."},
-
-    {KB_LIMITS, "line_length", KT_SIZE, "512", NULL, 512, 1048576, NULL, KC(line_length),
-     "Longest command line including CRLF (RFC 5321 4.5.3.1.4: at least 512)."},
-    {KB_LIMITS, "message_size", KT_SIZE, "50M", NULL, 1024, 4294967296.0, NULL, KC(message_size),
-     "Largest message accepted, in bytes (announced with EHLO SIZE)."},
-    {KB_LIMITS, "recipients", KT_INT, "1000", NULL, 1, 100000, NULL, KC(recipients),
-     "Recipients per message; more get 452 (RFC 5321 4.5.3.1.8: at least 100)."},
-    {KB_LIMITS, "errors", KT_INT, "20", NULL, 1, 1000, NULL, KC(errors),
-     "Bad commands per session before the server says 421 and closes."},
-    {KB_LIMITS, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(command_timeout),
-     "Idle time allowed while waiting for a command (RFC 5321 4.5.3.2.7: 5m)."},
-    {KB_LIMITS, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(data_timeout),
-     "Idle time allowed while receiving message data (RFC 5321 4.5.3.2.6)."},
-    {KB_LIMITS, "connections", KT_INT, "1000", NULL, 1, 1000000, NULL, KC(connections),
-     "Concurrent inbound connections in total."},
-    {KB_LIMITS, "connections_per_ip", KT_INT, "20", NULL, 1, 1000000, NULL, KC(connections_per_ip),
-     "Concurrent inbound connections from one client address."},
-    {KB_LIMITS, "hop_count", KT_INT, "50", NULL, 1, 1000, NULL, KC(hop_count),
-     "Received headers a message may carry before it is refused as a loop (554 5.4.6)."},
-    {KB_LIMITS, "shutdown_grace", KT_DUR, "30s", NULL, 0, HOUR_, NULL, KC(shutdown_grace),
-     "Time sessions get to finish after SIGTERM."},
-
-    {KB_QUEUE, "retry_first", KT_DUR, "5m", NULL, 1, DAY_, NULL, KC(retry_first),
-     "Wait before the first retry of a deferred recipient."},
-    {KB_QUEUE, "retry_backoff", KT_DOUBLE, "2", NULL, 1, 10, NULL, KC(retry_backoff),
-     "Each further wait is the previous one times this factor."},
-    {KB_QUEUE, "retry_max", KT_DUR, "4h", NULL, 1, 7 * DAY_, NULL, KC(retry_max),
-     "Longest wait between two retries."},
-    {KB_QUEUE, "lifetime", KT_DUR, "5d", NULL, MIN_, 30 * DAY_, NULL, KC(lifetime),
-     "Time after which an undeliverable message is bounced."},
-    {KB_QUEUE, "delay_warning", KT_DUR, "4h", NULL, 0, 30 * DAY_, NULL, KC(delay_warning),
-     "Time after which the sender gets a delay notice; 0 turns it off."},
-    {KB_QUEUE, "maildrop_scan", KT_DUR, "5s", NULL, 1, HOUR_, NULL, KC(maildrop_scan),
-     "Interval between scans of the maildrop folder for locally submitted mail."},
-
-    {KB_RELAY, "trusted_networks", KT_NETS, NULL, "none", 0, 0, NULL, KC(trusted),
-     "Client networks that may relay without AUTH (CIDR, IPv4 or IPv6; repeated lines "
-     "add up); keep it short."},
-
-    {KB_AUTH, "max_failures", KT_INT, "10", NULL, 1, 100000, NULL, KC(auth_max_failures),
-     "Failed logins from one client address, or for one account, within auth window "
-     "before further attempts are refused for block_time (454 4.7.0)."},
-    {KB_AUTH, "window", KT_DUR, "15m", NULL, 1, DAY_, NULL, KC(auth_window),
-     "Time over which failed logins are counted."},
-    {KB_AUTH, "block_time", KT_DUR, "1h", NULL, 1, 7 * DAY_, NULL, KC(auth_block_time),
-     "How long a client address or account stays refused after too many failures."},
-    {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
-     "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
-    {KB_AUTH, "backend", KT_ENUM, "directory", NULL, 0, 0, "directory|dovecot", KC(auth_backend),
-     "Where AUTH passwords are checked: directory (kurier's mailboxes) or dovecot (Dovecot's "
-     "authentication socket, as Postfix's smtpd_sasl_type = dovecot; docs/submission.md). "
-     "Read at start-up."},
-    {KB_AUTH, "dovecot_socket", KT_PATH, "/run/dovecot/auth-client", NULL, 0, 0, NULL,
-     KC(auth_dovecot_socket),
-     "Dovecot's auth-client socket (service auth { unix_listener auth-client { } }) for "
-     "backend dovecot; the daemon's user must be allowed to connect."},
-
-    {KB_OUTBOUND, "helo", KT_HOST, NULL, "hostname", 0, 0, NULL, KC(out_helo),
-     "Name we give in EHLO/HELO to remote servers."},
-    {KB_OUTBOUND, "tls", KT_ENUM, "may", NULL, 0, 0, "none|may|encrypt|verify", KC(out_tls),
-     "STARTTLS towards remote servers: may uses it when offered, encrypt requires it, verify "
-     "also requires a valid certificate for the host name; relays given a login always get "
-     "at least encrypt."},
-    {KB_OUTBOUND, "ca_file", KT_PATH, NULL, "the system store", 0, 0, NULL, KC(out_ca_file),
-     "CA certificates (PEM) for tls verify."},
-    {KB_OUTBOUND, "port", KT_INT, "25", NULL, 1, 65535, NULL, KC(out_port),
-     "TCP port of MX hosts and of relays given without a port. Only tests change it."},
-    {KB_OUTBOUND, "connect_timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL,
-     KC(out_connect_timeout), "Time to set up a connection and get the greeting."},
-    {KB_OUTBOUND, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(out_command_timeout),
-     "Time to wait for the reply to a command (RFC 5321 4.5.3.2: 5m)."},
-    {KB_OUTBOUND, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(out_data_timeout),
-     "Time to send the message and get the final reply (RFC 5321 4.5.3.2.6: 10m)."},
-    {KB_OUTBOUND, "concurrency", KT_INT, "20", NULL, 1, 10000, NULL, KC(out_concurrency),
-     "Connections at once to one destination (host, port, TLS and login); more jobs wait."},
-    {KB_OUTBOUND, "idle_time", KT_DUR, "5s", NULL, 0, 10 * MIN_, NULL, KC(out_idle),
-     "How long an idle connection is kept for the next message to the same destination."},
-
-    {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
-     "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
-    {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
-     "starttls offers STARTTLS (ports 25, 587); implicit speaks TLS at once (port 465)."},
-    {KB_LISTEN, "cert", KT_PATH, NULL, "none", 0, 0, NULL, KL(tls_cert),
-     "PEM certificate chain; needed for tls starttls and implicit."},
-    {KB_LISTEN, "key", KT_PATH, NULL, "none", 0, 0, NULL, KL(tls_key),
-     "PEM private key, read before privileges are dropped."},
-    {KB_LISTEN, "auth", KT_BOOL, "off", "on for submission, else off", 0, 0, NULL, KL(auth),
-     "Offer SMTP AUTH."},
-    {KB_LISTEN, "auth_plaintext", KT_BOOL, "off", NULL, 0, 0, NULL, KL(auth_plaintext),
-     "Allow AUTH on a connection without TLS (only for tests on loopback)."},
-    {KB_LISTEN, "require_auth", KT_BOOL, "off", "on for submission, else off", 0, 0, NULL,
-     KL(require_auth), "Refuse MAIL FROM before a successful AUTH."},
-    {KB_LISTEN, "sni_certs", KT_PATH, NULL, "none", 0, 0, NULL, KL(sni_certs),
-     "Glob of PEM files, each with a certificate chain and its key; TLS clients asking for "
-     "one of their names (SNI) get that certificate instead of cert."},
-    {KB_LISTEN, "hide_client", KT_BOOL, "off", NULL, 0, 0, NULL, KL(hide_client),
-     "Leave the client's name and address out of our Received: header (submission)."},
-
-    {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
-     KT(relay),
-     "Relay hosts for this recipient domain as HOST[:PORT], in order; the next is tried when "
-     "one is unreachable."},
-    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
-     KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
-};
-
-#define NKEYS (sizeof keys / sizeof keys[0])
+#include "core/conf_keys.h"
 
 /* --- values ---------------------------------------------------------------- */
 
@@ -688,11 +494,11 @@ static void suggest(char *dst, size_t size, enum kblock blk, const char *name)
 {
     const char *best = NULL;
     int bestd = 99;
-    for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].block == blk) consider(keys[i].name, name, &best, &bestd);
+    for (size_t i = 0; i < conf_nkeys; i++)
+        if (conf_keys[i].block == blk) consider(conf_keys[i].name, name, &best, &bestd);
     if (blk == KB_MAIN) {
         for (int b = 1; b < KB_COUNT; b++)
-            consider(block_names[b], name, &best, &bestd);
+            consider(conf_block_names[b], name, &best, &bestd);
         consider("include", name, &best, &bestd);
     }
     if (best) {
@@ -700,16 +506,17 @@ static void suggest(char *dst, size_t size, enum kblock blk, const char *name)
         return;
     }
     enum kblock where = KB_MAIN;
-    for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].block != blk) {
+    for (size_t i = 0; i < conf_nkeys; i++)
+        if (conf_keys[i].block != blk) {
             const char *old = best;
-            consider(keys[i].name, name, &best, &bestd);
-            if (best != old) where = keys[i].block;
+            consider(conf_keys[i].name, name, &best, &bestd);
+            if (best != old) where = conf_keys[i].block;
         }
     if (best && where == KB_MAIN)
         snprintf(dst, size, " (did you mean \"%s\" at top level?)", best);
     else if (best)
-        snprintf(dst, size, " (did you mean \"%s\" in block \"%s\"?)", best, block_names[where]);
+        snprintf(dst, size, " (did you mean \"%s\" in block \"%s\"?)", best,
+                 conf_block_names[where]);
     else
         dst[0] = '\0';
 }
@@ -729,37 +536,37 @@ static const char *where_name(enum kblock b, char *dst, size_t size)
     if (b == KB_MAIN)
         str_copy(dst, "at top level", size);
     else
-        snprintf(dst, size, "in block \"%s\"", block_names[b]);
+        snprintf(dst, size, "in block \"%s\"", conf_block_names[b]);
     return dst;
 }
 
 static const struct conf_key *key_find(enum kblock blk, const char *name)
 {
-    for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].block == blk && strcmp(keys[i].name, name) == 0) return &keys[i];
+    for (size_t i = 0; i < conf_nkeys; i++)
+        if (conf_keys[i].block == blk && strcmp(conf_keys[i].name, name) == 0) return &conf_keys[i];
     return NULL;
 }
 
 static int block_find(const char *name)
 {
     for (int b = 1; b < KB_COUNT; b++)
-        if (strcmp(block_names[b], name) == 0) return b;
+        if (strcmp(conf_block_names[b], name) == 0) return b;
     return -1;
 }
 
 static void apply_defaults(enum kblock blk, void *base)
 {
     char why[256];
-    for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].block == blk && keys[i].def)
-            value_set(&keys[i], base, keys[i].def, why, sizeof why);
+    for (size_t i = 0; i < conf_nkeys; i++)
+        if (conf_keys[i].block == blk && conf_keys[i].def)
+            value_set(&conf_keys[i], base, conf_keys[i].def, why, sizeof why);
 }
 
 /* Apply one key node; seen[] holds the node that first set each key. */
 static void apply_key(struct loader *L, const struct conf_key *k, const struct conf_node *n,
                       void *base, const struct conf_node **seen)
 {
-    size_t idx = (size_t)(k - keys);
+    size_t idx = (size_t)(k - conf_keys);
     if (n->children)
         conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" takes no block", n->name);
     if (seen[idx] && k->type != KT_NETS) {
@@ -777,8 +584,8 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
-            for (size_t j = 0; j < NKEYS && !next_key; j++)
-                if (strcmp(n->args[i], keys[j].name) == 0 || block_find(n->args[i]) > 0)
+            for (size_t j = 0; j < conf_nkeys && !next_key; j++)
+                if (strcmp(n->args[i], conf_keys[j].name) == 0 || block_find(n->args[i]) > 0)
                     next_key = n->args[i];
         if (next_key)
             conf_errors_add(L->errs, n->file, n->line, n->col,
@@ -808,10 +615,10 @@ static void unknown_key(struct loader *L, enum kblock blk, const struct conf_nod
                         n->name, where_name(blk, here, sizeof here));
         return;
     }
-    for (size_t i = 0; i < NKEYS; i++)
-        if (strcmp(keys[i].name, n->name) == 0) {
+    for (size_t i = 0; i < conf_nkeys; i++)
+        if (strcmp(conf_keys[i].name, n->name) == 0) {
             conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" belongs %s, not %s",
-                            n->name, where_name(keys[i].block, there, sizeof there),
+                            n->name, where_name(conf_keys[i].block, there, sizeof there),
                             where_name(blk, here, sizeof here));
             return;
         }
@@ -821,10 +628,10 @@ static void unknown_key(struct loader *L, enum kblock blk, const struct conf_nod
         conf_errors_add(L->errs, n->file, n->line, n->col, "unknown key \"%s\"%s", n->name, hint);
     else
         conf_errors_add(L->errs, n->file, n->line, n->col, "unknown key \"%s\" in block \"%s\"%s",
-                        n->name, block_names[blk], hint);
+                        n->name, conf_block_names[blk], hint);
 }
 
-/* Apply the keys of list to base. 1 when that added no error, 0 otherwise. */
+/* Apply the conf_keys of list to base. 1 when that added no error, 0 otherwise. */
 static int apply_block(struct loader *L, enum kblock blk, const struct conf_node *list, void *base,
                        const struct conf_node **seen)
 {
@@ -918,7 +725,7 @@ static void listen_free(struct conf_listen *l)
 
 static void apply_listen(struct loader *L, struct kconf *c, const struct conf_node *n)
 {
-    const struct conf_node *seen[NKEYS] = {0};
+    const struct conf_node *seen[CONF_KEYS_MAX] = {0};
     struct conf_listen *l = xcalloc(1, sizeof *l);
     apply_defaults(KB_LISTEN, l);
     int ok = one_arg(L, n, "ADDRESS");
@@ -933,8 +740,8 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
     }
     if (!apply_block(L, KB_LISTEN, n->children, l, seen)) ok = 0;
     if (l->role == LISTEN_SUBMISSION) {
-        if (!seen[key_find(KB_LISTEN, "auth") - keys]) l->auth = 1;
-        if (!seen[key_find(KB_LISTEN, "require_auth") - keys]) l->require_auth = 1;
+        if (!seen[key_find(KB_LISTEN, "auth") - conf_keys]) l->auth = 1;
+        if (!seen[key_find(KB_LISTEN, "require_auth") - conf_keys]) l->require_auth = 1;
     }
     if (ok && l->tls != LISTEN_TLS_NONE && (!l->tls_cert || !l->tls_key)) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
@@ -971,7 +778,7 @@ static void transport_free(struct conf_transport *t)
 
 static void apply_transport(struct loader *L, struct kconf *c, const struct conf_node *n)
 {
-    const struct conf_node *seen[NKEYS] = {0};
+    const struct conf_node *seen[CONF_KEYS_MAX] = {0};
     struct conf_transport *t = xcalloc(1, sizeof *t);
     apply_defaults(KB_TRANSPORT, t);
     const char *d = n->nargs == 1 ? n->args[0] : "";
@@ -1005,7 +812,7 @@ static void apply_transport(struct loader *L, struct kconf *c, const struct conf
 
 static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node *tree)
 {
-    const struct conf_node *seen[NKEYS] = {0};
+    const struct conf_node *seen[CONF_KEYS_MAX] = {0};
     for (const struct conf_node *n = tree; n; n = n->next) {
         int b = block_find(n->name);
         if (strcmp(n->name, "include") == 0) {
@@ -1236,8 +1043,8 @@ static void dump_block(FILE *out, enum kblock blk, const void *base, const char 
 {
     struct buf b;
     buf_init(&b, 0);
-    for (size_t i = 0; i < NKEYS; i++) {
-        const struct conf_key *k = &keys[i];
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
         if (k->block != blk) continue;
         buf_reset(&b);
         fprintf(out, "%s# %s\n", indent, k->help);
@@ -1254,7 +1061,7 @@ void conf_dump(const struct kconf *c, FILE *out)
     fprintf(out, "# Effective configuration of %s (kurier config dump).\n\n", c->file);
     dump_block(out, KB_MAIN, c, "");
     for (int b = KB_LOG; b < KB_LISTEN; b++) {
-        fprintf(out, "\n%s {\n", block_names[b]);
+        fprintf(out, "\n%s {\n", conf_block_names[b]);
         dump_block(out, (enum kblock)b, c, "    ");
         fprintf(out, "}\n");
     }
@@ -1303,8 +1110,8 @@ static void doc_table(FILE *out, enum kblock blk)
 {
     fprintf(out, "| key | type | default | limits | description |\n");
     fprintf(out, "|---|---|---|---|---|\n");
-    for (size_t i = 0; i < NKEYS; i++) {
-        const struct conf_key *k = &keys[i];
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
         if (k->block != blk) continue;
         fprintf(out, "| `%s` | ", k->name);
         doc_type(out, k);
@@ -1357,7 +1164,7 @@ void conf_doc_markdown(FILE *out)
                  "## Top level\n\n");
     doc_table(out, KB_MAIN);
     for (int b = KB_LOG; b < KB_LISTEN; b++) {
-        fprintf(out, "\n## %s { }\n\n", block_names[b]);
+        fprintf(out, "\n## %s { }\n\n", conf_block_names[b]);
         doc_table(out, (enum kblock)b);
     }
     fprintf(out, "\n## listen ADDRESS { }\n\n"
@@ -1374,79 +1181,4 @@ void conf_doc_markdown(FILE *out)
                  "sender (with a login) are in the directory: `kurier relay add`. Order: sender "
                  "route, transport, `relay_host`, MX (see docs/outbound.md).\n\n");
     doc_table(out, KB_TRANSPORT);
-}
-
-/* --- networks ------------------------------------------------------------------------ */
-
-int conf_net_parse(const char *s, struct conf_net *out)
-{
-    char addr[INET6_ADDRSTRLEN + 1];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (alen == 0 || alen >= sizeof addr) return -1;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    struct conf_net n = {0};
-    int max;
-    if (inet_pton(AF_INET, addr, n.addr) == 1) {
-        n.family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, addr, n.addr) == 1) {
-        n.family = AF_INET6;
-        max = 128;
-    } else {
-        return -1;
-    }
-    n.prefix = max;
-    if (slash) {
-        const char *p = slash + 1;
-        size_t plen = strlen(p);
-        if (plen == 0 || plen > 3 || strspn(p, "0123456789") != plen) return -1;
-        n.prefix = atoi(p);
-        if (n.prefix > max) return -1;
-    }
-    /* Clear host bits so that 10.1.2.3/8 prints and compares as 10.0.0.0/8. */
-    for (int bit = n.prefix; bit < max; bit++)
-        n.addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-    *out = n;
-    return 0;
-}
-
-static int prefix_eq(const unsigned char *a, const unsigned char *b, int prefix)
-{
-    int full = prefix / 8, rest = prefix % 8;
-    if (memcmp(a, b, (size_t)full) != 0) return 0;
-    if (rest == 0) return 1;
-    unsigned char mask = (unsigned char)(0xffu << (8 - rest));
-    return (a[full] & mask) == (b[full] & mask);
-}
-
-int conf_net_match(const struct conf_net *net, const struct sockaddr *sa)
-{
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (!net || !sa) return 0;
-    unsigned char v4[4], v6[16];
-    int has4 = 0, has6 = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        memcpy(v4, &in->sin_addr, 4);
-        memcpy(v6, mapped, 12);
-        memcpy(v6 + 12, v4, 4);
-        has4 = 1;
-        /* Only nets inside ::ffff:0:0/96 name IPv4 clients; ::/0 does not. */
-        has6 = net->family == AF_INET6 && net->prefix >= 96 && memcmp(net->addr, mapped, 12) == 0;
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        memcpy(v6, &in6->sin6_addr, 16);
-        has6 = 1;
-        if (memcmp(v6, mapped, 12) == 0) {
-            memcpy(v4, v6 + 12, 4);
-            has4 = 1;
-        }
-    } else {
-        return 0;
-    }
-    if (net->family == AF_INET) return has4 && prefix_eq(v4, net->addr, net->prefix);
-    if (net->family == AF_INET6) return has6 && prefix_eq(v6, net->addr, net->prefix);
-    return 0;
 }

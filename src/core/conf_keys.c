@@ -1,0 +1,165 @@
+/* conf_keys.c: the settings of kurier.conf, one row each: block, name, type,
+ * default, limits, help. conf.c turns this table into the parser, config dump and
+ * docs/config.md. */
+#include "core/compat.h"
+
+#include "core/conf.h"
+#include "core/conf_keys.h"
+
+const char *const conf_block_names[KB_COUNT] = {"",     "log",      "limits", "queue",    "relay",
+                                                "auth", "outbound", "listen", "transport"};
+
+#define KC(f) offsetof(struct kconf, f)
+#define KL(f) offsetof(struct conf_listen, f)
+#define KT(f) offsetof(struct conf_transport, f)
+#define MIN_ 60.0
+#define HOUR_ 3600.0
+#define DAY_ 86400.0
+
+const struct conf_key conf_keys[] = {
+    {KB_MAIN, "hostname", KT_HOST, NULL, "the system host name", 0, 0, NULL, KC(hostname),
+     "Name of this host in the greeting, EHLO and Received headers; should match the PTR "
+     "record of the sending address."},
+    {KB_MAIN, "user", KT_STR, "kurier", NULL, 0, 0, NULL, KC(user),
+     "Unprivileged user to switch to after binding ports, when started as root."},
+    {KB_MAIN, "state_dir", KT_PATH, "/var/lib/kurier", NULL, 0, 0, NULL, KC(state_dir),
+     "Folder for state; spool, directory database and control socket live here by default."},
+    {KB_MAIN, "spool_dir", KT_PATH, NULL, "state_dir/spool", 0, 0, NULL, KC(spool_dir),
+     "Folder of the mail queue (messages and their envelopes)."},
+    {KB_MAIN, "maildir_root", KT_PATH, "/var/mail/vhosts", NULL, 0, 0, NULL, KC(maildir_root),
+     "Local mailboxes are delivered to ROOT/DOMAIN/LOCALPART/Maildir."},
+    {KB_MAIN, "directory", KT_PATH, NULL, "state_dir/kurier.db", 0, 0, NULL, KC(directory),
+     "SQLite file holding domains, mailboxes, aliases and credentials."},
+    {KB_MAIN, "control_socket", KT_PATH, NULL, "state_dir/control.sock", 0, 0, NULL,
+     KC(control_socket), "Unix socket the kurier command talks to the daemon through."},
+    {KB_MAIN, "locale", KT_CHOICE, "en", NULL, 0, 0, "en|de", KC(locale),
+     "Language of delivery status notifications (bounces and delay warnings)."},
+    {KB_MAIN, "workers", KT_INT, "4", NULL, 1, 256, NULL, KC(workers),
+     "Threads for disk writes and fsync."},
+    {KB_MAIN, "reverse_dns", KT_BOOL, "on", NULL, 0, 0, NULL, KC(reverse_dns),
+     "Look up each SMTP client's name (PTR, confirmed by its A/AAAA record) before the "
+     "greeting; off logs every client as unknown[IP]."},
+    {KB_MAIN, "resolver", KT_STR, "", "the system resolver (/etc/resolv.conf)", 0, 0, NULL,
+     KC(resolver), "DNS forwarder as IP or IP@PORT (e.g. 127.0.0.1@5353); \"\" uses the system's."},
+    {KB_MAIN, "relay_host", KT_HOSTLIST, NULL, "none (deliver to the MX hosts)", 0, 0, NULL,
+     KC(relay_host),
+     "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
+     "fallbacks tried in order when the first is unreachable."},
+
+    {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
+     "Where log lines go."},
+    {KB_LOG, "name", KT_STR, "kurier", NULL, 0, 0, NULL, KC(log_name),
+     "Program name in syslog lines (NAME/smtpd[pid])."},
+    {KB_LOG, "level", KT_ENUM, "info", NULL, 0, 0, "err|warn|info|debug", KC(log_level),
+     "Lowest level that is logged."},
+    {KB_LOG, "debug", KT_STR, "", NULL, 0, 0, NULL, KC(log_debug),
+     "Subsystems with debug traces, e.g. \"smtp,queue\" or \"all\"; \"\" for none."},
+
+    {KB_LIMITS, "line_length", KT_SIZE, "512", NULL, 512, 1048576, NULL, KC(line_length),
+     "Longest command line including CRLF (RFC 5321 4.5.3.1.4: at least 512)."},
+    {KB_LIMITS, "message_size", KT_SIZE, "50M", NULL, 1024, 4294967296.0, NULL, KC(message_size),
+     "Largest message accepted, in bytes (announced with EHLO SIZE)."},
+    {KB_LIMITS, "recipients", KT_INT, "1000", NULL, 1, 100000, NULL, KC(recipients),
+     "Recipients per message; more get 452 (RFC 5321 4.5.3.1.8: at least 100)."},
+    {KB_LIMITS, "errors", KT_INT, "20", NULL, 1, 1000, NULL, KC(errors),
+     "Bad commands per session before the server says 421 and closes."},
+    {KB_LIMITS, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(command_timeout),
+     "Idle time allowed while waiting for a command (RFC 5321 4.5.3.2.7: 5m)."},
+    {KB_LIMITS, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(data_timeout),
+     "Idle time allowed while receiving message data (RFC 5321 4.5.3.2.6)."},
+    {KB_LIMITS, "connections", KT_INT, "1000", NULL, 1, 1000000, NULL, KC(connections),
+     "Concurrent inbound connections in total."},
+    {KB_LIMITS, "connections_per_ip", KT_INT, "20", NULL, 1, 1000000, NULL, KC(connections_per_ip),
+     "Concurrent inbound connections from one client address."},
+    {KB_LIMITS, "hop_count", KT_INT, "50", NULL, 1, 1000, NULL, KC(hop_count),
+     "Received headers a message may carry before it is refused as a loop (554 5.4.6)."},
+    {KB_LIMITS, "shutdown_grace", KT_DUR, "30s", NULL, 0, HOUR_, NULL, KC(shutdown_grace),
+     "Time sessions get to finish after SIGTERM."},
+
+    {KB_QUEUE, "retry_first", KT_DUR, "5m", NULL, 1, DAY_, NULL, KC(retry_first),
+     "Wait before the first retry of a deferred recipient."},
+    {KB_QUEUE, "retry_backoff", KT_DOUBLE, "2", NULL, 1, 10, NULL, KC(retry_backoff),
+     "Each further wait is the previous one times this factor."},
+    {KB_QUEUE, "retry_max", KT_DUR, "4h", NULL, 1, 7 * DAY_, NULL, KC(retry_max),
+     "Longest wait between two retries."},
+    {KB_QUEUE, "lifetime", KT_DUR, "5d", NULL, MIN_, 30 * DAY_, NULL, KC(lifetime),
+     "Time after which an undeliverable message is bounced."},
+    {KB_QUEUE, "delay_warning", KT_DUR, "4h", NULL, 0, 30 * DAY_, NULL, KC(delay_warning),
+     "Time after which the sender gets a delay notice; 0 turns it off."},
+    {KB_QUEUE, "maildrop_scan", KT_DUR, "5s", NULL, 1, HOUR_, NULL, KC(maildrop_scan),
+     "Interval between scans of the maildrop folder for locally submitted mail."},
+
+    {KB_RELAY, "trusted_networks", KT_NETS, NULL, "none", 0, 0, NULL, KC(trusted),
+     "Client networks that may relay without AUTH (CIDR, IPv4 or IPv6; repeated lines "
+     "add up); keep it short."},
+
+    {KB_AUTH, "max_failures", KT_INT, "10", NULL, 1, 100000, NULL, KC(auth_max_failures),
+     "Failed logins from one client address, or for one account, within auth window "
+     "before further attempts are refused for block_time (454 4.7.0)."},
+    {KB_AUTH, "window", KT_DUR, "15m", NULL, 1, DAY_, NULL, KC(auth_window),
+     "Time over which failed logins are counted."},
+    {KB_AUTH, "block_time", KT_DUR, "1h", NULL, 1, 7 * DAY_, NULL, KC(auth_block_time),
+     "How long a client address or account stays refused after too many failures."},
+    {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
+     "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
+    {KB_AUTH, "backend", KT_ENUM, "directory", NULL, 0, 0, "directory|dovecot", KC(auth_backend),
+     "Where AUTH passwords are checked: directory (kurier's mailboxes) or dovecot (Dovecot's "
+     "authentication socket, as Postfix's smtpd_sasl_type = dovecot; docs/submission.md). "
+     "Read at start-up."},
+    {KB_AUTH, "dovecot_socket", KT_PATH, "/run/dovecot/auth-client", NULL, 0, 0, NULL,
+     KC(auth_dovecot_socket),
+     "Dovecot's auth-client socket (service auth { unix_listener auth-client { } }) for "
+     "backend dovecot; the daemon's user must be allowed to connect."},
+
+    {KB_OUTBOUND, "helo", KT_HOST, NULL, "hostname", 0, 0, NULL, KC(out_helo),
+     "Name we give in EHLO/HELO to remote servers."},
+    {KB_OUTBOUND, "tls", KT_ENUM, "may", NULL, 0, 0, "none|may|encrypt|verify", KC(out_tls),
+     "STARTTLS towards remote servers: may uses it when offered, encrypt requires it, verify "
+     "also requires a valid certificate for the host name; relays given a login always get "
+     "at least encrypt."},
+    {KB_OUTBOUND, "ca_file", KT_PATH, NULL, "the system store", 0, 0, NULL, KC(out_ca_file),
+     "CA certificates (PEM) for tls verify."},
+    {KB_OUTBOUND, "port", KT_INT, "25", NULL, 1, 65535, NULL, KC(out_port),
+     "TCP port of MX hosts and of relays given without a port. Only tests change it."},
+    {KB_OUTBOUND, "connect_timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL,
+     KC(out_connect_timeout), "Time to set up a connection and get the greeting."},
+    {KB_OUTBOUND, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(out_command_timeout),
+     "Time to wait for the reply to a command (RFC 5321 4.5.3.2: 5m)."},
+    {KB_OUTBOUND, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(out_data_timeout),
+     "Time to send the message and get the final reply (RFC 5321 4.5.3.2.6: 10m)."},
+    {KB_OUTBOUND, "concurrency", KT_INT, "20", NULL, 1, 10000, NULL, KC(out_concurrency),
+     "Connections at once to one destination (host, port, TLS and login); more jobs wait."},
+    {KB_OUTBOUND, "idle_time", KT_DUR, "5s", NULL, 0, 10 * MIN_, NULL, KC(out_idle),
+     "How long an idle connection is kept for the next message to the same destination."},
+
+    {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
+     "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
+    {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
+     "starttls offers STARTTLS (ports 25, 587); implicit speaks TLS at once (port 465)."},
+    {KB_LISTEN, "cert", KT_PATH, NULL, "none", 0, 0, NULL, KL(tls_cert),
+     "PEM certificate chain; needed for tls starttls and implicit."},
+    {KB_LISTEN, "key", KT_PATH, NULL, "none", 0, 0, NULL, KL(tls_key),
+     "PEM private key, read before privileges are dropped."},
+    {KB_LISTEN, "auth", KT_BOOL, "off", "on for submission, else off", 0, 0, NULL, KL(auth),
+     "Offer SMTP AUTH."},
+    {KB_LISTEN, "auth_plaintext", KT_BOOL, "off", NULL, 0, 0, NULL, KL(auth_plaintext),
+     "Allow AUTH on a connection without TLS (only for tests on loopback)."},
+    {KB_LISTEN, "require_auth", KT_BOOL, "off", "on for submission, else off", 0, 0, NULL,
+     KL(require_auth), "Refuse MAIL FROM before a successful AUTH."},
+    {KB_LISTEN, "sni_certs", KT_PATH, NULL, "none", 0, 0, NULL, KL(sni_certs),
+     "Glob of PEM files, each with a certificate chain and its key; TLS clients asking for "
+     "one of their names (SNI) get that certificate instead of cert."},
+    {KB_LISTEN, "hide_client", KT_BOOL, "off", NULL, 0, 0, NULL, KL(hide_client),
+     "Leave the client's name and address out of our Received: header (submission)."},
+
+    {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
+     KT(relay),
+     "Relay hosts for this recipient domain as HOST[:PORT], in order; the next is tried when "
+     "one is unreachable."},
+    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
+     KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
+};
+
+const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
+_Static_assert(sizeof conf_keys / sizeof conf_keys[0] <= CONF_KEYS_MAX,
+               "raise CONF_KEYS_MAX in conf_keys.h");

@@ -1,0 +1,57 @@
+/* conf_keys.h: private to src/core/conf*.c (not part of core.h): the shape of the
+ * key table of kurier.conf. conf_keys.c holds the table itself (what the settings
+ * are), conf.c the machinery it drives (load, dump, doc). */
+#ifndef KURIER_CONF_KEYS_H
+#define KURIER_CONF_KEYS_H
+
+#include <stddef.h>
+
+enum ktype {
+    KT_STR,
+    KT_HOST,
+    KT_PATH,
+    KT_INT,
+    KT_SIZE,
+    KT_DUR,
+    KT_DOUBLE,
+    KT_BOOL,
+    KT_ENUM,
+    KT_CHOICE,
+    KT_NETS,
+    KT_HOSTLIST /* one or more HOST[:PORT] arguments, stored space-separated */
+};
+
+enum kblock {
+    KB_MAIN = 0,
+    KB_LOG,
+    KB_LIMITS,
+    KB_QUEUE,
+    KB_RELAY,
+    KB_AUTH,
+    KB_OUTBOUND,
+    KB_LISTEN, /* from here on: blocks with an argument, in any number */
+    KB_TRANSPORT,
+    KB_COUNT
+};
+
+struct conf_key {
+    enum kblock block;
+    const char *name;
+    enum ktype type;
+    const char *def;     /* default as written in a file; NULL: none or computed */
+    const char *defdoc;  /* default as shown in docs, when it differs from def */
+    double min, max;     /* KT_INT, KT_SIZE, KT_DUR, KT_DOUBLE */
+    const char *choices; /* KT_ENUM (stored as int index), KT_CHOICE (stored as string) */
+    size_t off;          /* into struct kconf, or struct conf_listen for KB_LISTEN */
+    const char *help;
+};
+
+/* Room for per-key bookkeeping arrays ("seen" while loading); conf_keys.c checks at
+ * compile time that the table fits. */
+#define CONF_KEYS_MAX 128
+
+extern const char *const conf_block_names[KB_COUNT];
+extern const struct conf_key conf_keys[];
+extern const size_t conf_nkeys;
+
+#endif

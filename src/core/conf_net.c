@@ -1,0 +1,82 @@
+/* conf_net.c: network lists of kurier.conf (trusted_networks): CIDR parsing and
+ * matching client addresses, IPv4-mapped IPv6 included. */
+#include "core/compat.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "core/conf.h"
+
+int conf_net_parse(const char *s, struct conf_net *out)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(s, '/');
+    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+    if (alen == 0 || alen >= sizeof addr) return -1;
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    struct conf_net n = {0};
+    int max;
+    if (inet_pton(AF_INET, addr, n.addr) == 1) {
+        n.family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, addr, n.addr) == 1) {
+        n.family = AF_INET6;
+        max = 128;
+    } else {
+        return -1;
+    }
+    n.prefix = max;
+    if (slash) {
+        const char *p = slash + 1;
+        size_t plen = strlen(p);
+        if (plen == 0 || plen > 3 || strspn(p, "0123456789") != plen) return -1;
+        n.prefix = atoi(p);
+        if (n.prefix > max) return -1;
+    }
+    /* Clear host bits so that 10.1.2.3/8 prints and compares as 10.0.0.0/8. */
+    for (int bit = n.prefix; bit < max; bit++)
+        n.addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+    *out = n;
+    return 0;
+}
+
+static int prefix_eq(const unsigned char *a, const unsigned char *b, int prefix)
+{
+    int full = prefix / 8, rest = prefix % 8;
+    if (memcmp(a, b, (size_t)full) != 0) return 0;
+    if (rest == 0) return 1;
+    unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+    return (a[full] & mask) == (b[full] & mask);
+}
+
+int conf_net_match(const struct conf_net *net, const struct sockaddr *sa)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!net || !sa) return 0;
+    unsigned char v4[4], v6[16];
+    int has4 = 0, has6 = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        memcpy(v4, &in->sin_addr, 4);
+        memcpy(v6, mapped, 12);
+        memcpy(v6 + 12, v4, 4);
+        has4 = 1;
+        /* Only nets inside ::ffff:0:0/96 name IPv4 clients; ::/0 does not. */
+        has6 = net->family == AF_INET6 && net->prefix >= 96 && memcmp(net->addr, mapped, 12) == 0;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(v6, &in6->sin6_addr, 16);
+        has6 = 1;
+        if (memcmp(v6, mapped, 12) == 0) {
+            memcpy(v4, v6 + 12, 4);
+            has4 = 1;
+        }
+    } else {
+        return 0;
+    }
+    if (net->family == AF_INET) return has4 && prefix_eq(v4, net->addr, net->prefix);
+    if (net->family == AF_INET6) return has6 && prefix_eq(v6, net->addr, net->prefix);
+    return 0;
+}
