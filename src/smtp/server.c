@@ -34,8 +34,11 @@ enum smtp_state {
     SMTP_ST_COUNT
 };
 
-static const char *const state_names[] = {"INIT", "READY", "MAIL",  "RCPT",
-                                          "DATA", "BDAT",  "CHUNK", "QUIT"};
+/* Indexed by enum smtp_state; the static assert keeps the two in step. */
+static const char *const state_names[] = {"INIT", "READY", "MAIL", "RCPT", "DATA",
+                                          "BDAT", "CHUNK", "AUTH", "QUIT"};
+_Static_assert(sizeof state_names / sizeof state_names[0] == SMTP_ST_COUNT,
+               "state_names must name every state");
 
 #define ST(x) (1u << (x))
 
@@ -67,7 +70,6 @@ struct smtp_session {
     enum pending_kind pending;
     void *pending_handle;
     struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
-    struct smtp_cmd pending_mail;  /* the MAIL being judged */
     /* AUTH exchange */
     char auth_mech[8];     /* "PLAIN" or "LOGIN" */
     char *auth_login_user; /* LOGIN: the user name, waiting for the password */
