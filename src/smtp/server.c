@@ -19,80 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtp/smtp.h"
-
-enum smtp_state {
-    SMTP_ST_INIT = 0, /* greeted, no HELO/EHLO yet */
-    SMTP_ST_READY,    /* HELO/EHLO done, no transaction */
-    SMTP_ST_MAIL,     /* MAIL accepted, no recipient yet */
-    SMTP_ST_RCPT,     /* at least one recipient */
-    SMTP_ST_DATA,     /* reading DATA content */
-    SMTP_ST_BDAT,     /* BDAT chunks being received (between chunks) */
-    SMTP_ST_CHUNK,    /* reading the bytes of one BDAT chunk */
-    SMTP_ST_AUTH,     /* AUTH exchange: the next line is a SASL response */
-    SMTP_ST_QUIT,     /* closing */
-    SMTP_ST_COUNT
-};
+#include "smtp/session.h"
 
 /* Indexed by enum smtp_state; the static assert keeps the two in step. */
 static const char *const state_names[] = {"INIT", "READY", "MAIL", "RCPT", "DATA",
                                           "BDAT", "CHUNK", "AUTH", "QUIT"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == SMTP_ST_COUNT,
                "state_names must name every state");
-
-#define ST(x) (1u << (x))
-
-enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUTH, PENDING_LOOKUP };
-
-struct smtp_server {
-    struct event_base *base;
-    struct evconnlistener *lev;
-    const struct kconf *conf;
-    const struct conf_listen *listen;
-    const struct smtp_ops *ops;
-    struct smtp_tls *tls;
-};
-
-struct smtp_session {
-    struct smtp_server *srv;
-    const struct kconf *conf;
-    struct bufferevent *bev;
-    struct smtp_peer peer;
-    enum smtp_state state;
-    struct smtp_txn txn;
-    int have_txn;
-    int errors;
-    int closing;            /* no more input is processed; freed once output is flushed */
-    int discard_line;       /* dropping the rest of an over-long command line */
-    int close_after_commit; /* shutting down: answer the message, then 421 */
-    int free_tries;         /* waits for the last bytes to leave before the free */
-    char logname[32];       /* "smtpd[N]": this session's lines share N */
-    enum pending_kind pending;
-    void *pending_handle;
-    struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
-    /* AUTH exchange */
-    char auth_mech[8];     /* "PLAIN" or "LOGIN" */
-    char *auth_login_user; /* LOGIN: the user name, waiting for the password */
-    /* header section buffered until it ends, for EOM checks and fix-ups */
-    struct buf hdr;
-    int hdr_done;
-    /* message content */
-    void *msg;
-    char id[32];
-    struct smtp_data data;
-    struct buf out;
-    int msg_failed; /* disk write failed: answer 451 at the end */
-    int too_big;    /* over message_size: answer 552 at the end */
-    unsigned long long chunk_left;
-    int chunk_last;
-    double t_start;
-    /* counters for the disconnect line, as Postfix's */
-    int n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_quit, n_other, n_cmds;
-    int n_starttls, n_auth;
-    char *auth_user_try; /* the user name being checked */
-    struct event *ev_free;
-    struct smtp_session *prev, *next;
-};
 
 static struct smtp_session *sessions;
 static size_t nsessions;
@@ -105,9 +38,7 @@ size_t smtp_sessions_count(void)
 /* --- replies --------------------------------------------------------------- */
 
 /* The one function that sends a reply: it only sends. */
-static void reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 {
     char text[1024];
     va_list ap;
@@ -123,30 +54,28 @@ static void reply(struct smtp_session *s, int code, const char *enh, const char 
 }
 
 static void session_close(struct smtp_session *s);
-static void process_input(struct smtp_session *s);
+void session_process_input(struct smtp_session *s);
 
 /* A client error: reply, count it, hang up after too many (Postfix's
  * smtpd_hard_error_limit). */
-static void fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+void session_fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 {
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    reply(s, code, enh, "%s", text);
+    session_reply(s, code, enh, "%s", text);
     if (++s->errors >= s->conf->errors) {
         log_info(s->logname, "too many errors after %s from %s[%s]", state_names[s->state],
                  s->peer.name, s->peer.addr);
-        reply(s, 421, "4.7.0", "%s Error: too many errors, closing the connection",
-              s->conf->hostname);
+        session_reply(s, 421, "4.7.0", "%s Error: too many errors, closing the connection",
+                      s->conf->hostname);
         session_close(s);
     }
 }
 
-static void set_state(struct smtp_session *s, enum smtp_state st)
+void session_set_state(struct smtp_session *s, enum smtp_state st)
 {
     if (s->state != st)
         log_debug("smtp", "%s[%s]: %s -> %s", s->peer.name, s->peer.addr, state_names[s->state],
@@ -215,7 +144,7 @@ static int starttls_offered(const struct smtp_session *s)
 }
 
 /* RFC 4954 4: no AUTH over plaintext unless the listener explicitly allows it. */
-static int auth_offered(const struct smtp_session *s)
+int session_auth_offered(const struct smtp_session *s)
 {
     return s->srv->listen->auth && !s->peer.auth_user &&
            (s->peer.tls || s->srv->listen->auth_plaintext);
@@ -232,7 +161,7 @@ static void ehlo_reply(struct smtp_session *s)
     evbuffer_add_printf(o, "250-ENHANCEDSTATUSCODES\r\n");
     evbuffer_add_printf(o, "250-CHUNKING\r\n");
     if (starttls_offered(s)) evbuffer_add_printf(o, "250-STARTTLS\r\n");
-    if (auth_offered(s)) evbuffer_add_printf(o, "250-AUTH PLAIN LOGIN\r\n");
+    if (session_auth_offered(s)) evbuffer_add_printf(o, "250-AUTH PLAIN LOGIN\r\n");
     evbuffer_add_printf(o, "250 DSN\r\n");
 }
 
@@ -248,11 +177,11 @@ static void cmd_helo(struct smtp_session *s, struct smtp_cmd *c)
     free(s->peer.helo);
     s->peer.helo = xstrdup(c->arg ? c->arg : "");
     s->peer.esmtp = esmtp;
-    set_state(s, SMTP_ST_READY);
+    session_set_state(s, SMTP_ST_READY);
     if (esmtp)
         ehlo_reply(s);
     else
-        reply(s, 250, NULL, "%s", s->conf->hostname);
+        session_reply(s, 250, NULL, "%s", s->conf->hostname);
 }
 
 static void mail_judged(void *arg, const struct smtp_verdict *v);
@@ -262,17 +191,17 @@ static void cmd_mail(struct smtp_session *s, struct smtp_cmd *c)
     s->n_mail++;
     if (s->srv->listen->require_auth && !s->peer.auth_user) {
         log_reject(s, "MAIL", 530, "5.7.0", "Authentication required", NULL);
-        fail(s, 530, "5.7.0", "Authentication required: log in with AUTH first");
+        session_fail(s, 530, "5.7.0", "Authentication required: log in with AUTH first");
         return;
     }
     if (c->size >= 0 && (unsigned long long)c->size > s->conf->message_size) {
         log_reject(s, "MAIL", 552, "5.3.4", "Message size exceeds fixed limit", NULL);
-        fail(s, 552, "5.3.4", "Message size exceeds fixed limit of %zu bytes",
-             s->conf->message_size);
+        session_fail(s, 552, "5.3.4", "Message size exceeds fixed limit of %zu bytes",
+                     s->conf->message_size);
         return;
     }
     if ((c->path.flags & ADDR_F_UTF8) && !c->smtputf8) {
-        fail(s, 553, "5.6.7", "Sender address needs SMTPUTF8: add the SMTPUTF8 parameter");
+        session_fail(s, 553, "5.6.7", "Sender address needs SMTPUTF8: add the SMTPUTF8 parameter");
         return;
     }
     txn_clear(s);
@@ -299,12 +228,12 @@ static void mail_judged(void *arg, const struct smtp_verdict *v)
     if (v->code) {
         log_reject(s, "MAIL", v->code, v->enh, v->text, NULL);
         txn_clear(s);
-        fail(s, v->code, v->enh, "%s", v->text);
+        session_fail(s, v->code, v->enh, "%s", v->text);
     } else {
-        set_state(s, SMTP_ST_MAIL);
-        reply(s, 250, "2.1.0", "Ok");
+        session_set_state(s, SMTP_ST_MAIL);
+        session_reply(s, 250, "2.1.0", "Ok");
     }
-    process_input(s);
+    session_process_input(s);
 }
 
 static void rcpt_judged(void *arg, const struct smtp_verdict *v);
@@ -314,12 +243,13 @@ static void cmd_rcpt(struct smtp_session *s, struct smtp_cmd *c)
     s->n_rcpt++;
     struct smtp_txn *t = &s->txn;
     if (t->nrcpts >= (size_t)s->conf->recipients) {
-        fail(s, 452, "4.5.3", "Too many recipients in one message; send the rest in another");
+        session_fail(s, 452, "4.5.3",
+                     "Too many recipients in one message; send the rest in another");
         return;
     }
     if ((c->path.flags & ADDR_F_UTF8) && !t->smtputf8) {
-        fail(s, 553, "5.6.7",
-             "Recipient address needs SMTPUTF8: give the SMTPUTF8 parameter with MAIL");
+        session_fail(s, 553, "5.6.7",
+                     "Recipient address needs SMTPUTF8: give the SMTPUTF8 parameter with MAIL");
         return;
     }
     struct smtp_rcpt *r = &s->pending_rcpt;
@@ -348,7 +278,7 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
         free(a);
         addr_clear(&r->addr);
         free(r->orcpt);
-        fail(s, v->code, v->enh, "%s", v->text);
+        session_fail(s, v->code, v->enh, "%s", v->text);
     } else {
         struct smtp_txn *t = &s->txn;
         if (t->nrcpts == t->cap) {
@@ -356,11 +286,11 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
             t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);
         }
         t->rcpts[t->nrcpts++] = *r;
-        set_state(s, SMTP_ST_RCPT);
-        reply(s, 250, "2.1.5", "Ok");
+        session_set_state(s, SMTP_ST_RCPT);
+        session_reply(s, 250, "2.1.5", "Ok");
     }
     memset(r, 0, sizeof *r);
-    process_input(s);
+    session_process_input(s);
 }
 
 /* Open the queue file. Our Received: header and submission fix-ups are written
@@ -442,11 +372,12 @@ static void cmd_data(struct smtp_session *s, struct smtp_cmd *c)
     memset(&s->data, 0, sizeof s->data);
     s->data.max_line = 998;
     if (message_open(s) != 0) {
-        reply(s, 451, "4.3.0", "Temporary local problem storing the message, try again later");
+        session_reply(s, 451, "4.3.0",
+                      "Temporary local problem storing the message, try again later");
         return;
     }
-    set_state(s, SMTP_ST_DATA);
-    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    session_set_state(s, SMTP_ST_DATA);
+    session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->data_timeout}, NULL);
 }
 
@@ -461,7 +392,7 @@ static void cmd_bdat(struct smtp_session *s, struct smtp_cmd *c)
     }
     s->chunk_left = c->chunk_size;
     s->chunk_last = c->last;
-    set_state(s, SMTP_ST_CHUNK);
+    session_set_state(s, SMTP_ST_CHUNK);
     bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->data_timeout}, NULL);
 }
 
@@ -469,42 +400,43 @@ static void cmd_rset(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_rset++;
     txn_clear(s);
-    set_state(s, s->peer.helo ? SMTP_ST_READY : SMTP_ST_INIT);
-    reply(s, 250, "2.0.0", "Ok");
+    session_set_state(s, s->peer.helo ? SMTP_ST_READY : SMTP_ST_INIT);
+    session_reply(s, 250, "2.0.0", "Ok");
 }
 
 static void cmd_noop(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_other++;
-    reply(s, 250, "2.0.0", "Ok");
+    session_reply(s, 250, "2.0.0", "Ok");
 }
 
 static void cmd_quit(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_quit++;
-    reply(s, 221, "2.0.0", "Bye");
-    set_state(s, SMTP_ST_QUIT);
+    session_reply(s, 221, "2.0.0", "Bye");
+    session_set_state(s, SMTP_ST_QUIT);
     session_close(s);
 }
 
 static void cmd_help(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_other++;
-    reply(s, 214, "2.0.0",
-          "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321");
+    session_reply(s, 214, "2.0.0",
+                  "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321");
 }
 
 static void cmd_vrfy(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_other++;
     /* RFC 5321 3.5.3: 252 without disclosing who exists. */
-    reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept the message and attempt delivery");
+    session_reply(s, 252, "2.5.0",
+                  "Cannot VRFY user, but will accept the message and attempt delivery");
 }
 
 static void cmd_expn(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_other++;
-    fail(s, 502, "5.5.1", "EXPN is not available");
+    session_fail(s, 502, "5.5.1", "EXPN is not available");
 }
 
 static void session_callbacks(struct smtp_session *s);
@@ -513,16 +445,16 @@ static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
 {
     s->n_starttls++;
     if (!starttls_offered(s)) {
-        fail(s, s->peer.tls ? 503 : 502, "5.5.1",
-             s->peer.tls ? "TLS is already active" : "STARTTLS is not offered here");
+        session_fail(s, s->peer.tls ? 503 : 502, "5.5.1",
+                     s->peer.tls ? "TLS is already active" : "STARTTLS is not offered here");
         return;
     }
     SSL *ssl = smtp_tls_ssl_new(s->srv->tls);
     if (!ssl) {
-        reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
+        session_reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
         return;
     }
-    reply(s, 220, "2.0.0", "Ready to start TLS");
+    session_reply(s, 220, "2.0.0", "Ready to start TLS");
     /* RFC 3207 4.2 / CVE-2011-0411: whatever the client pipelined after STARTTLS was
      * sent in plaintext and must never be executed inside TLS. */
     struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -537,7 +469,7 @@ static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
         s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!tls) {
         SSL_free(ssl);
-        reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
+        session_reply(s, 454, "4.7.0", "TLS not available due to a temporary reason");
         return;
     }
     s->bev = tls;
@@ -549,169 +481,7 @@ static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
     free(s->peer.helo);
     s->peer.helo = NULL;
     txn_clear(s);
-    set_state(s, SMTP_ST_INIT);
-}
-
-/* --- AUTH (RFC 4954) ------------------------------------------------------------- */
-
-static void auth_checked(void *arg, int result);
-
-static void auth_reset(struct smtp_session *s)
-{
-    free(s->auth_login_user);
-    s->auth_login_user = NULL;
-    s->auth_mech[0] = '\0';
-}
-
-/* Credentials complete: ask the layer above (directory, brute-force limits). */
-static void auth_check(struct smtp_session *s, const char *user, const char *pass)
-{
-    set_state(s, SMTP_ST_READY);
-    s->pending = PENDING_AUTH;
-    free(s->auth_user_try);
-    s->auth_user_try = xstrdup(user);
-    s->pending_handle =
-        s->srv->ops->auth(s->srv->ops->ctx, &s->peer, s->auth_mech, user, pass, auth_checked, s);
-}
-
-static void auth_checked(void *arg, int result)
-{
-    struct smtp_session *s = arg;
-    s->pending = PENDING_NONE;
-    s->pending_handle = NULL;
-    char user[400];
-    log_escape(user, sizeof user, s->auth_user_try, strlen(s->auth_user_try));
-    switch (result) {
-    case 0:
-        s->peer.auth_user = s->auth_user_try;
-        s->auth_user_try = NULL;
-        log_info(s->logname, "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
-                 s->auth_mech, user);
-        reply(s, 235, "2.7.0", "Authentication successful");
-        break;
-    case 1:
-        /* fail2ban's postfix-sasl filter matches this line */
-        log_warn(s->logname,
-                 "%s[%s]: SASL %s authentication failed: authentication failure, "
-                 "sasl_username=%s",
-                 s->peer.name, s->peer.addr, s->auth_mech, user);
-        fail(s, 535, "5.7.8", "Authentication credentials invalid");
-        break;
-    case 2:
-        log_warn(s->logname,
-                 "%s[%s]: SASL %s authentication failed: too many failures, "
-                 "sasl_username=%s",
-                 s->peer.name, s->peer.addr, s->auth_mech, user);
-        fail(s, 454, "4.7.0",
-             "Too many failed logins from your address or for this account; try again later");
-        break;
-    default:
-        fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");
-        break;
-    }
-    free(s->auth_user_try);
-    s->auth_user_try = NULL;
-    auth_reset(s);
-    process_input(s);
-}
-
-/* Handle one SASL response (the initial response or a line after 334). */
-static void auth_step(struct smtp_session *s, const char *line, size_t len)
-{
-    if (len == 1 && line[0] == '*') {
-        auth_reset(s);
-        set_state(s, SMTP_ST_READY);
-        fail(s, 501, "5.0.0", "Authentication cancelled");
-        return;
-    }
-    unsigned char dec[1024];
-    size_t n = 0;
-    if (!(len == 1 && line[0] == '=') && smtp_b64_decode(line, len, dec, sizeof dec - 1, &n) != 0) {
-        auth_reset(s);
-        set_state(s, SMTP_ST_READY);
-        fail(s, 501, "5.5.2", "Invalid base64 data in the AUTH response");
-        return;
-    }
-    dec[n] = '\0';
-    if (strcmp(s->auth_mech, "PLAIN") == 0) {
-        char authz[256], authc[256], pass[256];
-        if (smtp_sasl_plain_parse(dec, n, authz, sizeof authz, authc, sizeof authc, pass,
-                                  sizeof pass) != 0) {
-            auth_reset(s);
-            set_state(s, SMTP_ST_READY);
-            fail(s, 501, "5.5.2", "Malformed PLAIN authentication data");
-            return;
-        }
-        if (authz[0] && strcmp(authz, authc) != 0) { /* no proxy authorization */
-            auth_reset(s);
-            set_state(s, SMTP_ST_READY);
-            fail(s, 535, "5.7.8", "Authentication credentials invalid");
-            return;
-        }
-        auth_check(s, authc, pass);
-        explicit_bzero(pass, sizeof pass);
-    } else if (!s->auth_login_user) { /* LOGIN: user name, then the password */
-        if (memchr(dec, '\0', n) || n == 0) {
-            auth_reset(s);
-            set_state(s, SMTP_ST_READY);
-            fail(s, 501, "5.5.2", "Malformed LOGIN user name");
-            return;
-        }
-        s->auth_login_user = xstrndup((const char *)dec, n);
-        set_state(s, SMTP_ST_AUTH);
-        reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
-    } else {
-        char *user = s->auth_login_user;
-        s->auth_login_user = NULL;
-        auth_check(s, user, (const char *)dec);
-        free(user);
-    }
-    explicit_bzero(dec, sizeof dec);
-}
-
-static void cmd_auth(struct smtp_session *s, struct smtp_cmd *c)
-{
-    s->n_auth++;
-    if (s->peer.auth_user) {
-        fail(s, 503, "5.5.1", "Already authenticated");
-        return;
-    }
-    if (!s->srv->listen->auth) {
-        fail(s, 503, "5.5.1", "AUTH is not offered here");
-        return;
-    }
-    if (!auth_offered(s)) { /* RFC 4954 6 */
-        fail(s, 538, "5.7.11",
-             "Encryption required for requested authentication mechanism: use STARTTLS first");
-        return;
-    }
-    if (!c->arg || !*c->arg) {
-        fail(s, 501, "5.5.4", "AUTH needs a mechanism: PLAIN or LOGIN");
-        return;
-    }
-    char mech[16];
-    const char *sp = strchr(c->arg, ' ');
-    size_t ml = sp ? (size_t)(sp - c->arg) : strlen(c->arg);
-    if (ml >= sizeof mech) ml = sizeof mech - 1;
-    memcpy(mech, c->arg, ml);
-    mech[ml] = '\0';
-    for (char *p = mech; *p; p++)
-        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
-    const char *initial = sp ? sp + 1 : NULL;
-    if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
-        fail(s, 504, "5.5.4", "Unrecognized authentication mechanism; use PLAIN or LOGIN");
-        return;
-    }
-    str_copy(s->auth_mech, mech, sizeof s->auth_mech);
-    if (initial && *initial) {
-        auth_step(s, initial, strlen(initial));
-        return;
-    }
-    set_state(s, SMTP_ST_AUTH);
-    if (strcmp(mech, "PLAIN") == 0)
-        reply(s, 334, NULL, " "); /* empty challenge: "334 " */
-    else
-        reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
+    session_set_state(s, SMTP_ST_INIT);
 }
 
 /* The dialogue: each verb, the states it is allowed in, its handler. */
@@ -736,7 +506,7 @@ static const struct {
     {SMTP_V_VRFY, ~0u, cmd_vrfy, NULL},
     {SMTP_V_EXPN, ~0u, cmd_expn, NULL},
     {SMTP_V_STARTTLS, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY), cmd_starttls, NULL},
-    {SMTP_V_AUTH, ST(SMTP_ST_READY), cmd_auth, NULL},
+    {SMTP_V_AUTH, ST(SMTP_ST_READY), session_cmd_auth, NULL},
 };
 
 static void sequence_error(struct smtp_session *s, enum smtp_verb v)
@@ -754,7 +524,7 @@ static void sequence_error(struct smtp_session *s, enum smtp_verb v)
         why = s->state == SMTP_ST_MAIL ? "no valid recipients" : "send MAIL and RCPT first";
     else
         why = "finish the message first";
-    fail(s, 503, "5.5.1", "Bad sequence of commands: %s", why);
+    session_fail(s, 503, "5.5.1", "Bad sequence of commands: %s", why);
 }
 
 static void handle_line(struct smtp_session *s, const char *line, size_t len)
@@ -768,7 +538,7 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
                   log_escape(esc, sizeof esc, line, len));
     }
     if (s->state == SMTP_ST_AUTH) {
-        auth_step(s, line, len);
+        session_auth_step(s, line, len);
         return;
     }
     memset(&c, 0, sizeof c);
@@ -776,7 +546,7 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
         if (c.verb == SMTP_V_UNKNOWN) s->n_other++;
         if (c.verb == SMTP_V_MAIL || c.verb == SMTP_V_RCPT)
             log_reject(s, smtp_verb_name(c.verb), err.code, err.enh, err.text, NULL);
-        fail(s, err.code, err.enh, "%s", err.text);
+        session_fail(s, err.code, err.enh, "%s", err.text);
         smtp_cmd_clear(&c);
         return;
     }
@@ -790,7 +560,7 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
         return;
     }
     s->n_other++;
-    fail(s, 500, "5.5.2", "Command not recognized");
+    session_fail(s, 500, "5.5.2", "Command not recognized");
     smtp_cmd_clear(&c);
 }
 
@@ -867,8 +637,8 @@ static void message_end(struct smtp_session *s)
     if (code) {
         log_reject(s, cmd, code, enh, text, NULL);
         txn_clear(s);
-        set_state(s, SMTP_ST_READY);
-        fail(s, code, enh, "%s", text);
+        session_set_state(s, SMTP_ST_READY);
+        session_fail(s, code, enh, "%s", text);
         return;
     }
     /* the content checks of the policy pipeline (sender binding on From:, ...) */
@@ -885,9 +655,9 @@ static void eom_judged(void *arg, const struct smtp_verdict *v)
     if (v->code) {
         log_reject(s, s->data.bdat ? "BDAT" : "DATA", v->code, v->enh, v->text, NULL);
         txn_clear(s);
-        set_state(s, SMTP_ST_READY);
-        fail(s, v->code, v->enh, "%s", v->text);
-        process_input(s);
+        session_set_state(s, SMTP_ST_READY);
+        session_fail(s, v->code, v->enh, "%s", v->text);
+        session_process_input(s);
         return;
     }
     void *msg = s->msg;
@@ -906,17 +676,19 @@ static void committed(void *arg, int ok)
         log_info(s->logname, "%s: client=%s[%s]%s%s", s->id, s->peer.name, s->peer.addr,
                  s->peer.auth_user ? ", sasl_username=" : "",
                  s->peer.auth_user ? s->peer.auth_user : "");
-        if (!s->closing) reply(s, 250, "2.0.0", "Ok: queued as %s", s->id);
+        if (!s->closing) session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->id);
     } else {
         log_warn(s->logname, "%s: message from %s[%s] could not be stored", s->id, s->peer.name,
                  s->peer.addr);
         if (!s->closing)
-            reply(s, 451, "4.3.0", "Temporary local problem storing the message, try again");
+            session_reply(s, 451, "4.3.0",
+                          "Temporary local problem storing the message, try again");
     }
     txn_clear(s);
-    set_state(s, SMTP_ST_READY);
+    session_set_state(s, SMTP_ST_READY);
     if (s->close_after_commit && !s->closing) {
-        reply(s, 421, "4.3.2", "%s Service shutting down, try again later", s->conf->hostname);
+        session_reply(s, 421, "4.3.2", "%s Service shutting down, try again later",
+                      s->conf->hostname);
         s->closing = 1;
     }
     if (s->closing) {
@@ -924,7 +696,7 @@ static void committed(void *arg, int ok)
         session_close(s);
         return;
     }
-    process_input(s);
+    session_process_input(s);
 }
 
 /* Feed DATA bytes from the input buffer. */
@@ -957,14 +729,14 @@ static void read_chunk(struct smtp_session *s, struct evbuffer *in)
         message_end(s);
         return;
     }
-    set_state(s, SMTP_ST_BDAT);
+    session_set_state(s, SMTP_ST_BDAT);
     if (s->msg_failed)
-        fail(s, 451, "4.3.0", "Temporary local problem storing the message, try again");
+        session_fail(s, 451, "4.3.0", "Temporary local problem storing the message, try again");
     else
-        reply(s, 250, "2.0.0", "%zu bytes received so far", s->txn.msg_size + s->out.len);
+        session_reply(s, 250, "2.0.0", "%zu bytes received so far", s->txn.msg_size + s->out.len);
 }
 
-static void process_input(struct smtp_session *s)
+void session_process_input(struct smtp_session *s)
 {
     while (!s->closing && s->pending == PENDING_NONE) {
         /* fetched each time: STARTTLS replaces the bufferevent */
@@ -988,7 +760,8 @@ static void process_input(struct smtp_session *s)
                 evbuffer_drain(in, evbuffer_get_length(in));
                 if (!s->discard_line) {
                     s->discard_line = 1;
-                    fail(s, 500, "5.5.2", "Line too long (the limit is %zu bytes)", maxline);
+                    session_fail(s, 500, "5.5.2", "Line too long (the limit is %zu bytes)",
+                                 maxline);
                 }
             }
             break;
@@ -1001,7 +774,7 @@ static void process_input(struct smtp_session *s)
         }
         if (n > maxline) {
             evbuffer_drain(in, n);
-            fail(s, 500, "5.5.2", "Line too long (the limit is %zu bytes)", maxline);
+            session_fail(s, 500, "5.5.2", "Line too long (the limit is %zu bytes)", maxline);
             continue;
         }
         char *line = xmalloc(n + 1);
@@ -1049,7 +822,7 @@ static void session_free(struct smtp_session *s)
     if (s->pending == PENDING_LOOKUP && s->pending_handle)
         s->srv->ops->lookup_cancel(s->pending_handle);
     free(s->auth_user_try);
-    auth_reset(s);
+    session_auth_reset(s);
     /* Postfix's shape: only the commands that were used, then the total. */
     char counts[256] = "";
     size_t o = 0;
@@ -1100,7 +873,7 @@ static void session_close(struct smtp_session *s)
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-    process_input(arg);
+    session_process_input(arg);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -1132,7 +905,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_TIMEOUT) {
         log_info(s->logname, "timeout after %s from %s[%s]", state_names[s->state], s->peer.name,
                  s->peer.addr);
-        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->conf->hostname);
+        session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->conf->hostname);
         session_close(s);
         return;
     }
@@ -1175,7 +948,7 @@ static size_t sessions_from(const struct sockaddr_storage *sa)
 static void greet(struct smtp_session *s)
 {
     log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
-    reply(s, 220, NULL, "%s ESMTP kurier", s->conf->hostname);
+    session_reply(s, 220, NULL, "%s ESMTP kurier", s->conf->hostname);
 }
 
 static void name_found(void *arg, const char *name)
@@ -1185,7 +958,7 @@ static void name_found(void *arg, const char *name)
     s->pending_handle = NULL;
     str_copy(s->peer.name, name && *name ? name : "unknown", sizeof s->peer.name);
     greet(s);
-    process_input(s); /* an early talker's commands */
+    session_process_input(s); /* an early talker's commands */
 }
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -1228,15 +1001,17 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
         log_warn(s->logname, "too many connections: %zu, refusing %s[%s]", nsessions - 1,
                  s->peer.name, s->peer.addr);
-        reply(s, 421, "4.7.0", "%s Error: too many connections, try again later", conf->hostname);
+        session_reply(s, 421, "4.7.0", "%s Error: too many connections, try again later",
+                      conf->hostname);
         session_close(s);
         return;
     }
     if (sessions_from(&s->peer.sa) > (size_t)conf->connections_per_ip) {
         log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
         log_warn(s->logname, "too many connections from %s[%s]", s->peer.name, s->peer.addr);
-        reply(s, 421, "4.7.0", "%s Error: too many connections from your address, try later",
-              conf->hostname);
+        session_reply(s, 421, "4.7.0",
+                      "%s Error: too many connections from your address, try later",
+                      conf->hostname);
         session_close(s);
         return;
     }
@@ -1327,7 +1102,8 @@ void smtp_sessions_close_all(void)
             s->close_after_commit = 1;
             continue;
         }
-        reply(s, 421, "4.3.2", "%s Service shutting down, try again later", s->conf->hostname);
+        session_reply(s, 421, "4.3.2", "%s Service shutting down, try again later",
+                      s->conf->hostname);
         session_close(s);
     }
 }

@@ -1,0 +1,172 @@
+/* server_auth.c: the AUTH exchange of an inbound session (RFC 4954, PLAIN and LOGIN):
+ * decoding responses and asking the layer above (directory or Dovecot, brute-force
+ * limits) through smtp_ops.auth. The dialogue around it is server.c's. */
+#include "core/compat.h"
+
+#include <strings.h>
+
+#include "smtp/session.h"
+
+/* --- AUTH (RFC 4954) ------------------------------------------------------------- */
+
+static void auth_checked(void *arg, int result);
+
+void session_auth_reset(struct smtp_session *s)
+{
+    free(s->auth_login_user);
+    s->auth_login_user = NULL;
+    s->auth_mech[0] = '\0';
+}
+
+/* Credentials complete: ask the layer above (directory, brute-force limits). */
+static void auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+    session_set_state(s, SMTP_ST_READY);
+    s->pending = PENDING_AUTH;
+    free(s->auth_user_try);
+    s->auth_user_try = xstrdup(user);
+    s->pending_handle =
+        s->srv->ops->auth(s->srv->ops->ctx, &s->peer, s->auth_mech, user, pass, auth_checked, s);
+}
+
+static void auth_checked(void *arg, int result)
+{
+    struct smtp_session *s = arg;
+    s->pending = PENDING_NONE;
+    s->pending_handle = NULL;
+    char user[400];
+    log_escape(user, sizeof user, s->auth_user_try, strlen(s->auth_user_try));
+    switch (result) {
+    case 0:
+        s->peer.auth_user = s->auth_user_try;
+        s->auth_user_try = NULL;
+        log_info(s->logname, "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
+                 s->auth_mech, user);
+        session_reply(s, 235, "2.7.0", "Authentication successful");
+        break;
+    case 1:
+        /* fail2ban's postfix-sasl filter matches this line */
+        log_warn(s->logname,
+                 "%s[%s]: SASL %s authentication failed: authentication failure, "
+                 "sasl_username=%s",
+                 s->peer.name, s->peer.addr, s->auth_mech, user);
+        session_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+        break;
+    case 2:
+        log_warn(s->logname,
+                 "%s[%s]: SASL %s authentication failed: too many failures, "
+                 "sasl_username=%s",
+                 s->peer.name, s->peer.addr, s->auth_mech, user);
+        session_fail(
+            s, 454, "4.7.0",
+            "Too many failed logins from your address or for this account; try again later");
+        break;
+    default:
+        session_fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");
+        break;
+    }
+    free(s->auth_user_try);
+    s->auth_user_try = NULL;
+    session_auth_reset(s);
+    session_process_input(s);
+}
+
+/* Handle one SASL response (the initial response or a line after 334). */
+void session_auth_step(struct smtp_session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') {
+        session_auth_reset(s);
+        session_set_state(s, SMTP_ST_READY);
+        session_fail(s, 501, "5.0.0", "Authentication cancelled");
+        return;
+    }
+    unsigned char dec[1024];
+    size_t n = 0;
+    if (!(len == 1 && line[0] == '=') && smtp_b64_decode(line, len, dec, sizeof dec - 1, &n) != 0) {
+        session_auth_reset(s);
+        session_set_state(s, SMTP_ST_READY);
+        session_fail(s, 501, "5.5.2", "Invalid base64 data in the AUTH response");
+        return;
+    }
+    dec[n] = '\0';
+    if (strcmp(s->auth_mech, "PLAIN") == 0) {
+        char authz[256], authc[256], pass[256];
+        if (smtp_sasl_plain_parse(dec, n, authz, sizeof authz, authc, sizeof authc, pass,
+                                  sizeof pass) != 0) {
+            session_auth_reset(s);
+            session_set_state(s, SMTP_ST_READY);
+            session_fail(s, 501, "5.5.2", "Malformed PLAIN authentication data");
+            return;
+        }
+        if (authz[0] && strcmp(authz, authc) != 0) { /* no proxy authorization */
+            session_auth_reset(s);
+            session_set_state(s, SMTP_ST_READY);
+            session_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+            return;
+        }
+        auth_check(s, authc, pass);
+        explicit_bzero(pass, sizeof pass);
+    } else if (!s->auth_login_user) { /* LOGIN: user name, then the password */
+        if (memchr(dec, '\0', n) || n == 0) {
+            session_auth_reset(s);
+            session_set_state(s, SMTP_ST_READY);
+            session_fail(s, 501, "5.5.2", "Malformed LOGIN user name");
+            return;
+        }
+        s->auth_login_user = xstrndup((const char *)dec, n);
+        session_set_state(s, SMTP_ST_AUTH);
+        session_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+    } else {
+        char *user = s->auth_login_user;
+        s->auth_login_user = NULL;
+        auth_check(s, user, (const char *)dec);
+        free(user);
+    }
+    explicit_bzero(dec, sizeof dec);
+}
+
+void session_cmd_auth(struct smtp_session *s, struct smtp_cmd *c)
+{
+    s->n_auth++;
+    if (s->peer.auth_user) {
+        session_fail(s, 503, "5.5.1", "Already authenticated");
+        return;
+    }
+    if (!s->srv->listen->auth) {
+        session_fail(s, 503, "5.5.1", "AUTH is not offered here");
+        return;
+    }
+    if (!session_auth_offered(s)) { /* RFC 4954 6 */
+        session_fail(
+            s, 538, "5.7.11",
+            "Encryption required for requested authentication mechanism: use STARTTLS first");
+        return;
+    }
+    if (!c->arg || !*c->arg) {
+        session_fail(s, 501, "5.5.4", "AUTH needs a mechanism: PLAIN or LOGIN");
+        return;
+    }
+    char mech[16];
+    const char *sp = strchr(c->arg, ' ');
+    size_t ml = sp ? (size_t)(sp - c->arg) : strlen(c->arg);
+    if (ml >= sizeof mech) ml = sizeof mech - 1;
+    memcpy(mech, c->arg, ml);
+    mech[ml] = '\0';
+    for (char *p = mech; *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    const char *initial = sp ? sp + 1 : NULL;
+    if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
+        session_fail(s, 504, "5.5.4", "Unrecognized authentication mechanism; use PLAIN or LOGIN");
+        return;
+    }
+    str_copy(s->auth_mech, mech, sizeof s->auth_mech);
+    if (initial && *initial) {
+        session_auth_step(s, initial, strlen(initial));
+        return;
+    }
+    session_set_state(s, SMTP_ST_AUTH);
+    if (strcmp(mech, "PLAIN") == 0)
+        session_reply(s, 334, NULL, " "); /* empty challenge: "334 " */
+    else
+        session_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
+}

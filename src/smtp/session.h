@@ -1,0 +1,101 @@
+/* session.h: private to src/smtp/server*.c (not part of smtp.h): one inbound SMTP
+ * session's state, shared by the dialogue (server.c) and the AUTH exchange
+ * (server_auth.c). Nothing outside the smtp folder includes it. */
+#ifndef KURIER_SMTP_SESSION_H
+#define KURIER_SMTP_SESSION_H
+
+#include "smtp/smtp.h"
+
+struct bufferevent;
+struct evconnlistener;
+struct event;
+
+enum smtp_state {
+    SMTP_ST_INIT = 0, /* greeted, no HELO/EHLO yet */
+    SMTP_ST_READY,    /* HELO/EHLO done, no transaction */
+    SMTP_ST_MAIL,     /* MAIL accepted, no recipient yet */
+    SMTP_ST_RCPT,     /* at least one recipient */
+    SMTP_ST_DATA,     /* reading DATA content */
+    SMTP_ST_BDAT,     /* BDAT chunks being received (between chunks) */
+    SMTP_ST_CHUNK,    /* reading the bytes of one BDAT chunk */
+    SMTP_ST_AUTH,     /* AUTH exchange: the next line is a SASL response */
+    SMTP_ST_QUIT,     /* closing */
+    SMTP_ST_COUNT
+};
+
+#define ST(x) (1u << (x))
+
+enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUTH, PENDING_LOOKUP };
+
+struct smtp_server {
+    struct event_base *base;
+    struct evconnlistener *lev;
+    const struct kconf *conf;
+    const struct conf_listen *listen;
+    const struct smtp_ops *ops;
+    struct smtp_tls *tls;
+};
+
+struct smtp_session {
+    struct smtp_server *srv;
+    const struct kconf *conf;
+    struct bufferevent *bev;
+    struct smtp_peer peer;
+    enum smtp_state state;
+    struct smtp_txn txn;
+    int have_txn;
+    int errors;
+    int closing;            /* no more input is processed; freed once output is flushed */
+    int discard_line;       /* dropping the rest of an over-long command line */
+    int close_after_commit; /* shutting down: answer the message, then 421 */
+    int free_tries;         /* waits for the last bytes to leave before the free */
+    char logname[32];       /* "smtpd[N]": this session's lines share N */
+    enum pending_kind pending;
+    void *pending_handle;
+    struct smtp_rcpt pending_rcpt; /* the RCPT being judged */
+    /* AUTH exchange */
+    char auth_mech[8];     /* "PLAIN" or "LOGIN" */
+    char *auth_login_user; /* LOGIN: the user name, waiting for the password */
+    /* header section buffered until it ends, for EOM checks and fix-ups */
+    struct buf hdr;
+    int hdr_done;
+    /* message content */
+    void *msg;
+    char id[32];
+    struct smtp_data data;
+    struct buf out;
+    int msg_failed; /* disk write failed: answer 451 at the end */
+    int too_big;    /* over message_size: answer 552 at the end */
+    unsigned long long chunk_left;
+    int chunk_last;
+    double t_start;
+    /* counters for the disconnect line, as Postfix's */
+    int n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_quit, n_other, n_cmds;
+    int n_starttls, n_auth;
+    char *auth_user_try; /* the user name being checked */
+    struct event *ev_free;
+    struct smtp_session *prev, *next;
+};
+
+/* server.c */
+/* The one function that sends a reply: it only sends. */
+void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A client error: reply, count it, hang up after too many. */
+void session_fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void session_set_state(struct smtp_session *s, enum smtp_state st);
+/* Go on with buffered input (after an asynchronous step finished). */
+void session_process_input(struct smtp_session *s);
+/* AUTH is offered now: the listener allows it, not yet authenticated, and TLS is on
+ * (or auth_plaintext). */
+int session_auth_offered(const struct smtp_session *s);
+
+/* server_auth.c: AUTH PLAIN/LOGIN (RFC 4954) */
+void session_cmd_auth(struct smtp_session *s, struct smtp_cmd *c);
+/* The next line of an AUTH exchange (state SMTP_ST_AUTH). */
+void session_auth_step(struct smtp_session *s, const char *line, size_t len);
+/* Forget a half-done exchange. */
+void session_auth_reset(struct smtp_session *s);
+
+#endif
