@@ -206,11 +206,17 @@ static char *path_clean(const char *abs)
     return out;
 }
 
+/* set by conf_set_start_dir() (kurierd, once it works inside its state folder) */
+static char *start_dir;
+
 static char *path_resolve(const char *s)
 {
     if (s[0] == '/') return path_clean(s);
     char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    if (start_dir)
+        str_copy(cwd, start_dir, sizeof cwd);
+    else if (!getcwd(cwd, sizeof cwd))
+        return NULL;
     char *joined = xasprintf("%s/%s", cwd, s);
     char *r = path_clean(joined);
     free(joined);
@@ -906,6 +912,9 @@ static struct conf_node *load_file(struct loader *L, const char *path, const str
     L->files[L->nfiles++] = name;
 
     char *real = realpath(path, NULL);
+    /* After kurierd's privilege drop a folder above may be closed (/root, mode 0700)
+     * while the file is reachable from the working folder: compare names then. */
+    if (!real && errno == EACCES) real = xstrdup(path);
     if (real) {
         for (size_t i = 0; i < L->nstack; i++)
             if (strcmp(L->stack[i], real) == 0) {
@@ -1012,6 +1021,35 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     c = kconf_finish(c, errs, nerr);
     conf_errors_free(&local);
     return c;
+}
+
+void conf_set_start_dir(const char *dir)
+{
+    free(start_dir);
+    start_dir = dir ? xstrdup(dir) : NULL;
+}
+
+static void map_paths(enum kblock blk, void *base, char *(*fn)(const char *, void *), void *arg)
+{
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        if (k->block != blk || k->type != KT_PATH) continue;
+        char **p = field(base, k);
+        char *nv = *p ? fn(*p, arg) : NULL;
+        if (!nv) continue;
+        free(*p);
+        *p = nv;
+    }
+}
+
+void conf_map_paths(struct kconf *c, char *(*fn)(const char *path, void *arg), void *arg)
+{
+    for (enum kblock b = KB_MAIN; b < KB_LISTEN; b++)
+        map_paths(b, c, fn, arg);
+    for (struct conf_listen *l = c->listeners; l; l = l->next)
+        map_paths(KB_LISTEN, l, fn, arg);
+    for (struct conf_transport *t = c->transports; t; t = t->next)
+        map_paths(KB_TRANSPORT, t, fn, arg);
 }
 
 void conf_free(struct kconf *c)

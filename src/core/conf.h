@@ -154,6 +154,14 @@ struct kconf {
  * current directory. Returns a new kconf, or NULL with every error in errs. */
 struct kconf *conf_load(const char *file, struct conf_errors *errs);
 void conf_free(struct kconf *c);
+/* From now on conf_load() resolves relative paths in files against dir, not the
+ * current folder (kurierd: the folder it was started in, once it works inside its
+ * state folder); NULL: the current folder again. dir is copied. */
+void conf_set_start_dir(const char *dir);
+/* Every path setting of c, in every block (each key of type path in the key table):
+ * replaced by fn(path, arg) when that returns a new string (c takes it), kept when
+ * it returns NULL. */
+void conf_map_paths(struct kconf *c, char *(*fn)(const char *path, void *arg), void *arg);
 /* Added: apply an already parsed tree (from conf_parse(); nodes' file names are used
  * in messages) as conf_load() does, without reading files: an "include" node is an
  * error. Returns a new kconf (c->file = file), or NULL with every error in errs.

@@ -62,6 +62,42 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
+char *path_relative(const char *base, const char *path)
+{
+    /* the longest common prefix that ends at a folder boundary in both */
+    size_t common = 0;
+    for (size_t i = 0;; i++) {
+        int bend = base[i] == '\0' || base[i] == '/', pend = path[i] == '\0' || path[i] == '/';
+        if (bend && pend) {
+            common = i;
+            if (!base[i] || !path[i]) break;
+        } else if (base[i] != path[i]) {
+            break;
+        }
+    }
+    if (common == 0) return xstrdup(path);
+    size_t ups = 0;
+    for (const char *b = base + common; *b; b++)
+        ups += *b == '/';
+    const char *rest = path[common] ? path + common + 1 : "";
+    char *out = xmalloc(ups * 3 + strlen(rest) + 2);
+    size_t o = 0;
+    for (size_t i = 0; i < ups; i++) {
+        memcpy(out + o, "../", 3);
+        o += 3;
+    }
+    if (*rest) {
+        memcpy(out + o, rest, strlen(rest));
+        o += strlen(rest);
+    } else if (o > 0) {
+        o--; /* "../.." */
+    } else {
+        out[o++] = '.';
+    }
+    out[o] = '\0';
+    return out;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

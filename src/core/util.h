@@ -19,6 +19,11 @@ void time_rfc5322(char *dst, size_t size, time_t t);
 int fsync_dir(const char *path);
 /* mkdir -p with mode; 0 done or existed, -1 failed (errno set). */
 int mkdir_p(const char *path, mode_t mode);
+/* The way from folder base to path, both absolute and clean: ("/a/b/var",
+ * "/a/b/var/spool") -> "spool", ("/a/b/var", "/a/b/etc/k.conf") -> "../etc/k.conf",
+ * ("/a/b", "/a/b") -> ".". When they share no folder but "/", a copy of path: a
+ * way up to "/" gains nothing. Purely lexical. Returns a new string. */
+char *path_relative(const char *base, const char *path);
 /* Write all of buf to fd, retrying on EINTR/short writes. 0 done, -1 failed. */
 int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.

@@ -1,5 +1,6 @@
 /* test_conf.c: kurier.conf parser and loader: values and units, defaults, listeners,
- * networks, includes, exact error messages, dump re-parsing, conf_net_match. */
+ * networks, includes, exact error messages, dump re-parsing, conf_net_match, path
+ * settings (conf_map_paths, conf_set_start_dir). */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -481,6 +482,47 @@ static void test_nets(void)
     }
 }
 
+static char *prefix_work(const char *path, void *arg)
+{
+    return strcmp(path, "/elsewhere") == 0 ? NULL : xasprintf("%s%s", (const char *)arg, path);
+}
+
+/* kurierd after it moved into its state folder: a reload resolves relative paths
+ * against the folder it started in, and every path setting can be renamed. */
+static void test_paths(void)
+{
+    struct conf_errors errs = {0};
+    write_file("paths/k.conf", "state_dir ./var;\nmaildir_root /elsewhere;\n"
+                               "outbound { ca_file ca.pem; }\n"
+                               "listen 2587 { tls starttls; cert c.pem; key k.pem; }\n");
+    conf_set_start_dir("/started/here");
+    struct kconf *c = conf_load("paths/k.conf", &errs);
+    conf_set_start_dir(NULL);
+    CHECK(c && strcmp(c->state_dir, "/started/here/var") == 0 &&
+              strcmp(c->listeners->tls_cert, "/started/here/c.pem") == 0,
+          "start dir: %s", c ? c->state_dir : "(failed)");
+    if (!c) return;
+    conf_map_paths(c, prefix_work, "W:");
+    CHECK(strcmp(c->state_dir, "W:/started/here/var") == 0 &&
+              strcmp(c->spool_dir, "W:/started/here/var/spool") == 0 &&
+              strcmp(c->directory, "W:/started/here/var/kurier.db") == 0 &&
+              strcmp(c->control_socket, "W:/started/here/var/control.sock") == 0 &&
+              strcmp(c->maildir_root, "/elsewhere") == 0 &&
+              strcmp(c->out_ca_file, "W:/started/here/ca.pem") == 0 &&
+              strcmp(c->listeners->tls_cert, "W:/started/here/c.pem") == 0 &&
+              strcmp(c->listeners->tls_key, "W:/started/here/k.pem") == 0 &&
+              c->listeners->sni_certs == NULL,
+          "map paths: %s %s %s", c->state_dir, c->maildir_root, c->listeners->tls_key);
+    conf_free(c);
+    /* without a start dir: the current folder again */
+    c = conf_load("paths/k.conf", &errs);
+    char *want = xasprintf("%s/var", cwd);
+    CHECK(c && strcmp(c->state_dir, want) == 0, "current folder: %s", c ? c->state_dir : "-");
+    free(want);
+    conf_free(c);
+    conf_errors_free(&errs);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/test_conf.XXXXXX";
@@ -494,6 +536,7 @@ int main(void)
     test_bad();
     test_include();
     test_nets();
+    test_paths();
     char *cmd = xasprintf("rm -rf '%s'", tmpl);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", tmpl);
     free(cmd);

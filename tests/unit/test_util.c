@@ -1,5 +1,5 @@
 /* test_util.c: ip_parse() for IP literals, and err_set(), the formatter behind every
- * (err, errsize) pair. */
+ * (err, errsize) pair, and path_relative(). */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -60,9 +60,36 @@ static void test_ip_parse(void)
     CHECK(ip_parse("192.0.2.1", &ss, NULL) == 0, "NULL len refused");
 }
 
+/* The way from kurierd's working folder (its state_dir) to every configured path. */
+static void test_path_relative(void)
+{
+    static const struct {
+        const char *base, *path, *want;
+    } cases[] = {
+        {"/a/b/var", "/a/b/var/spool", "spool"},
+        {"/a/b/var", "/a/b/var", "."},
+        {"/a/b/var", "/a/b/etc/k.conf", "../etc/k.conf"},
+        {"/a/b/var", "/a/b", ".."},
+        {"/a/b/var", "/a", "../.."},
+        {"/a/b/var", "/a/bc/x", "../../bc/x"},
+        {"/a/b/var", "/a/b/variant/x", "../variant/x"},
+        {"/a/b/var", "/etc/k.conf", "/etc/k.conf"}, /* only "/" in common */
+        {"/", "/x", "/x"},
+        {"/a/b", "/a/b/c/d", "c/d"},
+        {"/root/kurier/var", "/root/kurier/var/tls/*.pem", "tls/*.pem"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *r = path_relative(cases[i].base, cases[i].path);
+        CHECK(strcmp(r, cases[i].want) == 0, "(%s, %s): got \"%s\", want \"%s\"", cases[i].base,
+              cases[i].path, r, cases[i].want);
+        free(r);
+    }
+}
+
 int main(void)
 {
     test_ip_parse();
+    test_path_relative();
     static const struct {
         size_t size; /* buffer bytes offered */
         const char *want;
