@@ -25,6 +25,9 @@
 struct daemon {
     struct event_base *base;
     const char *conf_path;
+    char *conf_file;     /* conf_path as reached from the working folder (reloads) */
+    char *work_lexical;  /* state_dir as configured: the working folder ... */
+    char *work_physical; /* ... and where it really is (symbolic links resolved) */
     struct kconf *conf;
     struct kconf **old_confs; /* kept until exit: running sessions point into them */
     size_t nold;
@@ -441,6 +444,68 @@ static int prepare_dirs(const struct kconf *c, const struct passwd *pw)
     return 0;
 }
 
+/* Where path is: its folder with symbolic links resolved (as ".." from the working
+ * folder walks the real tree), its last part as written (a link there is followed
+ * when the file is opened, e.g. a renewed certificate). NULL when the folder cannot
+ * be resolved (not there, or not reachable by us). */
+static char *physical_path(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash          ? xstrdup(".")
+                : slash == path ? xstrdup("/")
+                                : xstrndup(path, (size_t)(slash - path));
+    char *rdir = realpath(dir, NULL);
+    free(dir);
+    if (!rdir) return NULL;
+    const char *leaf = slash ? slash + 1 : path;
+    char *r = !*leaf ? xstrdup(rdir) : xasprintf("%s%s%s", rdir, rdir[1] ? "/" : "", leaf);
+    free(rdir);
+    return r;
+}
+
+/* conf_map_paths() callback: an absolute configured path as reached from the working
+ * folder. Below state_dir: the rest of it ("spool", "tls/key.pem"); otherwise the way
+ * from the working folder up to the nearest folder both share (path_relative()), or
+ * the path itself when that is "/". */
+static char *from_workdir(const char *path, void *arg)
+{
+    const struct daemon *d = arg;
+    size_t n = strlen(d->work_lexical);
+    if (n > 1 && strncmp(path, d->work_lexical, n) == 0 && (path[n] == '/' || !path[n]))
+        return xstrdup(path[n] ? path + n + 1 : ".");
+    char *phys = physical_path(path); /* fails for unreachable folders after the drop */
+    char *r = path_relative(d->work_physical, phys ? phys : path);
+    free(phys);
+    return r;
+}
+
+/* Move into state_dir, as root, and name every configured path relative to it, as
+ * Postfix's daemons work inside the queue directory after chdir. Lookups from the
+ * working folder never pass through the folders above the nearest common one, so
+ * after the drop the kurier user still reaches the spool, the directory database, the
+ * Maildirs, the certificates (SIGHUP) and the configuration of a clone in /root (mode
+ * 0700). Relative paths in the configuration keep meaning the folder we started in. */
+static int enter_workdir(struct daemon *d)
+{
+    char *start = getcwd(NULL, 0);
+    char *conf = physical_path(d->conf_path); /* it was read: its folder is there */
+    d->work_lexical = xstrdup(d->conf->state_dir);
+    d->work_physical = realpath(d->conf->state_dir, NULL);
+    if (!start || !conf || !d->work_physical || chdir(d->work_physical) != 0) {
+        log_err("kurierd", "cannot work in %s: %s", d->conf->state_dir, strerror(errno));
+        free(conf);
+        free(start);
+        return -1;
+    }
+    conf_set_start_dir(start);
+    d->conf_file = from_workdir(conf, d);
+    free(conf);
+    free(start);
+    conf_map_paths(d->conf, from_workdir, d);
+    log_info("kurierd", "working in %s", d->work_physical);
+    return 0;
+}
+
 static int drop_privileges(const struct passwd *pw)
 {
     if (!pw) return 0;
@@ -475,15 +540,20 @@ static void reload(void *arg)
 {
     struct daemon *d = arg;
     struct conf_errors errs = {0};
-    struct kconf *c = conf_load(d->conf_path, &errs);
+    struct kconf *c = conf_load(d->conf_file, &errs);
     if (!c) {
-        for (size_t i = 0; i < errs.n; i++)
-            log_err("kurierd", "reload refused, keeping the running configuration: %s",
-                    errs.msgs[i]);
+        size_t n = strlen(d->conf_file);
+        for (size_t i = 0; i < errs.n; i++) {
+            const char *m = errs.msgs[i]; /* name the file as the admin did */
+            int main_file = strncmp(m, d->conf_file, n) == 0 && m[n] == ':';
+            log_err("kurierd", "reload refused, keeping the running configuration: %s%s",
+                    main_file ? d->conf_path : "", main_file ? m + n : m);
+        }
         conf_errors_free(&errs);
         return;
     }
     conf_errors_free(&errs);
+    conf_map_paths(c, from_workdir, d);
     /* Listeners are bound once, as root; a reload keeps the sockets and applies the
      * new settings of listeners with the same address. */
     for (size_t i = 0; i < d->nservers; i++) {
@@ -620,7 +690,7 @@ int main(int argc, char **argv)
     event_add(d.ev_term, NULL);
     event_add(d.ev_int, NULL);
     event_add(d.ev_hup, NULL);
-    if (prepare_dirs(d.conf, pw) != 0) return 1;
+    if (prepare_dirs(d.conf, pw) != 0 || enter_workdir(&d) != 0) return 1;
     char err[512];
     d.spool = spool_open(d.conf->spool_dir, err, sizeof err);
     if (!d.spool) {
@@ -724,5 +794,9 @@ int main(int argc, char **argv)
         conf_free(d.old_confs[i]);
     free(d.old_confs);
     conf_free(d.conf);
+    conf_set_start_dir(NULL);
+    free(d.conf_file);
+    free(d.work_lexical);
+    free(d.work_physical);
     return 0;
 }

@@ -3,6 +3,7 @@
 certificate and demo mailbox, swaks to 2525 and to 2587 with STARTTLS and AUTH."""
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -63,3 +64,116 @@ def test_make_run_demo():
             log.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_for(pred, what, log_path, timeout=60):
+    deadline = time.time() + timeout  # a safety net only: the machine may be slow
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    with open(log_path, errors="replace") as f:
+        raise AssertionError("%s never happened:\n%s" % (what, f.read()[-3000:]))
+
+
+def submit(port, tls_flag):
+    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % port, tls_flag, "--auth", "PLAIN",
+                        "--auth-user", "demo@example.test", "--auth-password", "demo",
+                        "--from", "demo@example.test", "--to", "demo@example.test"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout.decode(errors="replace")
+
+
+def served_subject(port):
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    return [l for l in r.stdout.decode(errors="replace").splitlines()
+            if l.startswith("subject=")]
+
+
+def test_make_run_from_a_folder_kurier_cannot_enter():
+    """Issue 9 item 12: a newcomer clones into /root (mode 0700) and types make run.
+    run-demo starts kurierd as root; after the drop to user kurier it must still take
+    mail, deliver it, authenticate, answer the control socket and reload its
+    certificates, although kurier cannot pass through the clone's parent."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (kurierd drops to user kurier)")
+    try:
+        kurier_pw = pwd.getpwnam("kurier")
+    except KeyError:
+        pytest.skip("no user kurier (make deps creates it)")
+    if not all(port_free(p) for p in (2525, 2587, 2465)):
+        pytest.skip("ports 2525/2587/2465 are in use (is `make run` running?)")
+    home = tempfile.mkdtemp(prefix="kurier-home-")  # like /root: mode 0700, root's
+    os.chmod(home, 0o700)
+    d = os.path.join(home, "kurier")  # the clone itself: 0755 as git makes it
+    try:
+        for sub in ("examples", "scripts"):
+            os.makedirs(os.path.join(d, sub))
+        os.chmod(d, 0o755)
+        shutil.copy(os.path.join(ROOT, "examples", "kurier.conf"), os.path.join(d, "examples"))
+        shutil.copy(os.path.join(ROOT, "scripts", "run-demo"), os.path.join(d, "scripts"))
+        log_path = os.path.join(home, "demo.log")
+        log = open(log_path, "wb")
+        # what `make run` runs after building, from the clone's root
+        p = subprocess.Popen([os.path.join(d, "scripts", "run-demo"), BUILD], cwd=d,
+                             stdout=log, stderr=log, start_new_session=True)
+        try:
+            wait_port("127.0.0.1", 2525, timeout=60, proc=p)
+            wait_port("127.0.0.1", 2587, timeout=60, proc=p)
+            wait_port("127.0.0.1", 2465, timeout=60, proc=p)
+            wait_for(lambda: "daemon started" in open(log_path, errors="replace").read(),
+                     "daemon started", log_path)
+            # run-demo exec'd kurierd: p is the daemon, now running as kurier
+            with open("/proc/%d/status" % p.pid) as f:
+                uids = [l.split()[1:] for l in f if l.startswith("Uid:")][0]
+            assert all(int(u) == kurier_pw.pw_uid for u in uids), uids
+            # kurier itself cannot reach the state folder from "/"
+            reach = subprocess.run(["su", "-s", "/bin/sh", "-c", "test -x '%s/var'" % d,
+                                    "kurier"], capture_output=True)
+            assert reach.returncode != 0
+
+            a = subprocess.run(["swaks", "--server", "127.0.0.1:2525", "--to",
+                                "demo@example.test"], capture_output=True, timeout=60)
+            assert a.returncode == 0, a.stdout.decode(errors="replace")
+            submit(2587, "--tls")
+            new = os.path.join(d, "var", "mail", "example.test", "demo", "Maildir", "new")
+            wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 2,
+                     "two deliveries", log_path)
+
+            # the control socket answers the CLI
+            cli = [os.path.join(BUILD, "kurier"), "-c", "examples/kurier.conf"]
+            r = subprocess.run(cli + ["queue", "flush"], cwd=d, capture_output=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+
+            # a renewed certificate, then SIGHUP: read again through the working folder.
+            # The key is made readable by the daemon's group (item 13 has kurier tls
+            # selfsigned write it so).
+            assert served_subject(2465) == ["subject=CN = mx.example.test"]
+            r = subprocess.run(cli + ["tls", "selfsigned", "mx2.example.test", "--force"], cwd=d,
+                               capture_output=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            key = os.path.join(d, "var", "tls", "key.pem")
+            os.chown(key, 0, kurier_pw.pw_gid)
+            os.chmod(key, 0o640)
+            os.kill(p.pid, signal.SIGHUP)
+            wait_for(lambda: "reloaded configuration from examples/kurier.conf"
+                     in open(log_path, errors="replace").read(), "the reload", log_path)
+            assert served_subject(2465) == ["subject=CN = mx2.example.test"]
+            submit(2465, "--tlsc")
+            wait_for(lambda: len(os.listdir(new)) == 3, "the third delivery", log_path)
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=60)
+            with open(log_path, errors="replace") as f:
+                text = f.read()
+            assert p.returncode == 0, text[-3000:]
+            assert "Permission denied" not in text, text[-3000:]
+            assert "keeps its old TLS certificate" not in text, text[-3000:]
+            assert "stopped" in text
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=60)
+            log.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
