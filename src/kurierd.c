@@ -463,10 +463,32 @@ static char *physical_path(const char *path)
     return r;
 }
 
+/* 1 when everyone may pass through "/" and every folder below it down to the parent
+ * of folder (absolute, clean), so that a lookup from "/" reaches folder as well as
+ * one from the working folder. */
+static int open_above(const char *folder)
+{
+    char *p = xstrdup(folder);
+    int open = 1;
+    for (char *slash = p;; slash = strchr(slash + 1, '/')) {
+        if (!slash) break;
+        char c = slash[slash == p];
+        slash[slash == p] = '\0'; /* "/", then "/a", "/a/b", ... below folder */
+        struct stat st;
+        open = stat(p, &st) == 0 && (st.st_mode & S_IXOTH);
+        slash[slash == p] = c;
+        if (!open) break;
+    }
+    free(p);
+    return open;
+}
+
 /* conf_map_paths() callback: an absolute configured path as reached from the working
- * folder. Below state_dir: the rest of it ("spool", "tls/key.pem"); otherwise the way
- * from the working folder up to the nearest folder both share (path_relative()), or
- * the path itself when that is "/". */
+ * folder. Below state_dir: the rest of it ("spool", "tls/key.pem"). Elsewhere the
+ * path as written when everyone may pass through the folders above the nearest
+ * folder it shares with state_dir (the usual /var/mail, /etc/kurier), else the way
+ * up to that folder and down (path_relative()): "../examples/kurier.conf" for a
+ * clone in /root. */
 static char *from_workdir(const char *path, void *arg)
 {
     const struct daemon *d = arg;
@@ -476,7 +498,18 @@ static char *from_workdir(const char *path, void *arg)
     char *phys = physical_path(path); /* fails for unreachable folders after the drop */
     char *r = path_relative(d->work_physical, phys ? phys : path);
     free(phys);
-    return r;
+    if (r[0] == '/') return r;
+    /* the shared folder: the working folder less one part per ".." */
+    char *shared = xstrdup(d->work_physical);
+    for (const char *u = r; strncmp(u, "..", 2) == 0 && (u[2] == '/' || !u[2]); u += 3) {
+        *strrchr(shared, '/') = '\0';
+        if (!u[2]) break;
+    }
+    int open = shared[0] && open_above(shared);
+    free(shared);
+    if (!open) return r;
+    free(r);
+    return xstrdup(path);
 }
 
 /* Move into state_dir, as root, and name every configured path relative to it, as

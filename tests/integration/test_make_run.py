@@ -145,6 +145,23 @@ def test_make_run_from_a_folder_kurier_cannot_enter():
             cli = [os.path.join(BUILD, "kurier"), "-c", "examples/kurier.conf"]
             r = subprocess.run(cli + ["queue", "flush"], cwd=d, capture_output=True, timeout=60)
             assert r.returncode == 0, r.stdout + r.stderr
+            # a mailbox added while the daemon runs is found in the directory, and mail
+            # dropped by sendmail is picked up from the maildrop
+            r = subprocess.run(cli + ["mailbox", "add", "new@example.test", "--password", "x"],
+                               cwd=d, capture_output=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            a = subprocess.run(["swaks", "--server", "127.0.0.1:2525", "--to",
+                                "new@example.test"], capture_output=True, timeout=60)
+            assert a.returncode == 0, a.stdout.decode(errors="replace")
+            r = subprocess.run([os.path.join(BUILD, "sendmail"), "demo@example.test"], cwd=d,
+                               env=dict(os.environ, KURIER_CONF="examples/kurier.conf"),
+                               input=b"Subject: dropped\n\nby sendmail\n", capture_output=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            new2 = os.path.join(d, "var", "mail", "example.test", "new", "Maildir", "new")
+            wait_for(lambda: os.path.isdir(new2) and len(os.listdir(new2)) == 1,
+                     "the delivery to the new mailbox", log_path)
+            wait_for(lambda: len(os.listdir(new)) == 3, "the maildrop's delivery", log_path)
 
             # a renewed certificate, then SIGHUP: read again through the working folder.
             # The key is made readable by the daemon's group (item 13 has kurier tls
@@ -161,7 +178,7 @@ def test_make_run_from_a_folder_kurier_cannot_enter():
                      in open(log_path, errors="replace").read(), "the reload", log_path)
             assert served_subject(2465) == ["subject=CN = mx2.example.test"]
             submit(2465, "--tlsc")
-            wait_for(lambda: len(os.listdir(new)) == 3, "the third delivery", log_path)
+            wait_for(lambda: len(os.listdir(new)) == 4, "the delivery after the reload", log_path)
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=60)
             with open(log_path, errors="replace") as f:
