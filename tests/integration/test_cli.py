@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from conftest import Raw
+from conftest import KURIER, Raw
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -356,3 +356,42 @@ def test_quota_message_larger_than_quota_waits_in_queue(kurier):
     kurier.cli("mailbox", "quota", "demo@example.test", "1M")
     body = read(kurier.wait_mail("demo@example.test", timeout=20)[0])
     assert b"Subject: too big" in body
+
+
+# --- relay routes (issue 9 item 14) -----------------------------------------------
+
+
+@pytest.mark.parametrize("hosts, words", [
+    ("127.0.0.1:99999", ["127.0.0.1:99999", "port is out of range"]),
+    ("smtp.example.net:0", ["smtp.example.net:0", "port is out of range"]),
+    ("smtp.example.net:smtp", ["smtp.example.net:smtp", "port is not a number"]),
+    ("host with space", ["host with space", "no spaces"]),
+    ("a.example:587,,b.example", ["empty entry"]),
+    ("[not:an:ip6]:25", ["[not:an:ip6]:25", "not an IPv6 address"]),
+    ("smtp.example.net:", ["port is not a number"]),
+])
+def test_relay_add_refuses_bad_hosts(kurier_factory, hosts, words):
+    """relay add checks the hosts with the config file's parser for relay_host: a bad
+    port is refused, not silently turned into 25."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    r = k.cli("relay", "add", "bob@example.test", hosts, check=False)
+    assert r.returncode == 1, (hosts, out(r), err(r))
+    assert err(r).startswith("kurier: "), err(r)
+    for w in words:
+        assert w in err(r), (hosts, err(r))
+    assert out(k.cli("relay", "list")).strip() == ""
+    # the config file says the same about the same host
+    bad = write(k, "bad.conf", "relay_host %s;\n" % hosts.split(",")[0])
+    if " " not in hosts and ",," not in hosts:
+        c = k.cli("-c", bad, "config", "check", prog=KURIER, check=False)
+        assert c.returncode != 0 and words[-1] in err(c) + out(c), err(c)
+
+
+def test_relay_add_good_hosts(kurier_factory):
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.cli("relay", "add", "bob@example.test", "smtp.example.net:587, [2001:db8::1]:25,b.example")
+    k.cli("relay", "add", "@example.test", "127.0.0.1:65535")
+    rows = sorted(l.split()[0] for l in out(k.cli("relay", "list")).splitlines())
+    assert rows == ["@example.test", "bob@example.test"]
