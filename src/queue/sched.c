@@ -1206,6 +1206,12 @@ static void pickup_scan_run(void *arg)
             pickup_move_aside(dir, names[i]);
             continue;
         }
+        /* any local user can write here, not only sendmail: no bare CR or LF goes on */
+        size_t clen;
+        char *crlf = maildrop_crlf(content, len, &clen);
+        free(content);
+        content = crlf;
+        len = clen;
         struct pickup_item *it = xcalloc(1, sizeof *it);
         it->name = xstrdup(names[i]);
         it->env = f.env;
