@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -332,6 +333,7 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
     case KT_STR:
     case KT_HOST:
     case KT_PATH:
+    case KT_ADDR:
     case KT_CHOICE: {
         char **dst = field(base, k);
         char *nv;
@@ -342,6 +344,20 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
             return bad_value(why, whylen, s, k, "a host name like mx.example.org");
         if (k->type == KT_CHOICE && choice_index(k->choices, s) < 0)
             return bad_value(why, whylen, s, k, NULL);
+        if (k->type == KT_ADDR) {
+            struct addr a = {0};
+            const char *aerr = NULL;
+            int n = *s ? addr_parse(s, strlen(s), ADDR_O_NO_BRACKETS | ADDR_O_UTF8, &a, &aerr) : -1;
+            if (n < 0 || (size_t)n != strlen(s)) {
+                addr_clear(&a);
+                return bad_value(why, whylen, s, k, "an address like admin@example.org");
+            }
+            nv = addr_format(&a);
+            addr_clear(&a);
+            free(*dst);
+            *dst = nv;
+            return 0;
+        }
         if (k->type == KT_PATH) {
             if (!*s) {
                 snprintf(why, whylen, "empty path for \"%s\"", k->name);
@@ -457,6 +473,7 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_STR:
     case KT_HOST:
     case KT_PATH:
+    case KT_ADDR:
     case KT_CHOICE:
     case KT_HOSTLIST: {
         const char *s = *(char *const *)f;
@@ -1024,6 +1041,7 @@ static struct kconf *kconf_finish(struct kconf *c, const struct conf_errors *err
         h[sizeof h - 1] = '\0';
         c->hostname = xstrdup(h);
     }
+    if (!c->postmaster) c->postmaster = xasprintf("root@%s", c->hostname);
     derive(&c->spool_dir, c->state_dir, "spool");
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
@@ -1071,11 +1089,10 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
 void conf_free(struct kconf *c)
 {
     if (!c) return;
-    char **strs[] = {&c->file,        &c->hostname,           &c->user,
-                     &c->state_dir,   &c->spool_dir,          &c->maildir_root,
-                     &c->directory,   &c->control_socket,     &c->locale,
-                     &c->log_target,  &c->log_name,           &c->log_debug,
-                     &c->resolver,    &c->relay_host,         &c->out_helo,
+    char **strs[] = {&c->file,        &c->hostname,           &c->user,      &c->state_dir,
+                     &c->spool_dir,   &c->maildir_root,       &c->directory, &c->control_socket,
+                     &c->locale,      &c->log_target,         &c->log_name,  &c->log_debug,
+                     &c->resolver,    &c->relay_host,         &c->out_helo,  &c->postmaster,
                      &c->out_ca_file, &c->auth_dovecot_socket};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
@@ -1151,6 +1168,7 @@ static void doc_type(FILE *out, const struct conf_key *k)
         [KT_INT] = "integer",   [KT_SIZE] = "size",      [KT_DUR] = "duration",
         [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",    [KT_ENUM] = "",
         [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
+        [KT_ADDR] = "address",
     };
     if (k->choices) {
         fputs("one of ", out);

@@ -95,6 +95,8 @@ struct kconf {
     char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
     int reverse_dns;      /* look up client names before the greeting (default on) */
     char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
+    char *postmaster;     /* where postmaster@ goes without an alias or mailbox
+                             (RFC 5321 4.5.1); default "root@HOSTNAME" */
 
     /* outbound { }: remote delivery (deliver/remote.c) */
     char *out_helo;          /* EHLO name, NULL = hostname */
