@@ -298,7 +298,9 @@ int cmd_sendmail(int argc, char **argv)
         goto out;
     }
 
-    /* read stdin; normalise line ends to CRLF; a lone "." ends it unless -i */
+    /* read stdin; normalise line ends to CRLF (a bare LF or a bare CR ends a line, so
+     * no bare CR reaches the next hop: "\r.\r\n" ends DATA for some servers); a lone
+     * "." ends it unless -i */
     char chunk[65536];
     for (;;) {
         ssize_t n = read(0, chunk, sizeof chunk);
@@ -321,10 +323,12 @@ int cmd_sendmail(int argc, char **argv)
     size_t pos = 0;
     while (pos < in.len) {
         const char *line = in.data + pos;
-        const char *nl = memchr(line, '\n', in.len - pos);
-        size_t len = nl ? (size_t)(nl - line) : in.len - pos;
-        pos += len + (nl ? 1 : 0);
-        if (len && line[len - 1] == '\r') len--;
+        size_t rest = in.len - pos, len = 0;
+        while (len < rest && line[len] != '\n' && line[len] != '\r')
+            len++;
+        pos += len;
+        if (len < rest) /* CRLF, LF or CR */
+            pos += line[len] == '\r' && len + 1 < rest && line[len + 1] == '\n' ? 2 : 1;
         if (!ignore_dots && len == 1 && line[0] == '.') break;
         if (in_header) {
             int cont = len && (line[0] == ' ' || line[0] == '\t');

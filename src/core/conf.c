@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -223,38 +224,92 @@ static char *path_resolve(const char *s)
     return r;
 }
 
-/* "host", "host:port", "192.0.2.1:587", "[2001:db8::1]:25". 0 ok, -1 with why. */
-static int hostport_check(const char *s, char *why, size_t whylen)
+/* "host", "host:port", "192.0.2.1:587", "[2001:db8::1]:25". 0 ok, -1 with why
+ * naming what is wrong. */
+int conf_host_check(const char *s, char *why, size_t whylen)
 {
-    const char *port = NULL;
+    const char *port = NULL, *what = NULL;
     size_t hlen;
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
         char a[64];
         struct in6_addr a6;
-        if (!rb || (size_t)(rb - s - 1) >= sizeof a || (rb[1] && rb[1] != ':')) goto bad;
+        if (!rb || (rb[1] && rb[1] != ':')) {
+            what = "an IPv6 address is written [ADDRESS] or [ADDRESS]:PORT";
+            goto bad;
+        }
+        if ((size_t)(rb - s - 1) >= sizeof a) {
+            what = "not an IPv6 address";
+            goto bad;
+        }
         memcpy(a, s + 1, (size_t)(rb - s - 1));
         a[rb - s - 1] = '\0';
-        if (inet_pton(AF_INET6, a, &a6) != 1) goto bad;
+        if (inet_pton(AF_INET6, a, &a6) != 1) {
+            what = "not an IPv6 address";
+            goto bad;
+        }
         if (rb[1] == ':') port = rb + 2;
     } else {
         const char *colon = strchr(s, ':');
         hlen = colon ? (size_t)(colon - s) : strlen(s);
-        if (!hlen || hlen > 253 ||
-            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != hlen)
+        if (!hlen) {
+            what = "the host name is missing";
             goto bad;
+        }
+        if (hlen > 253) {
+            what = "the host name is longer than 253 characters";
+            goto bad;
+        }
+        size_t ok = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_");
+        if (ok != hlen) {
+            what = s[ok] == ' ' || s[ok] == '\t' ? "a host name has no spaces"
+                                                 : "a host name has only letters, digits, "
+                                                   "'.', '-' and '_'";
+            goto bad;
+        }
         if (colon) port = colon + 1;
     }
-    if (port && (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
-                 atoi(port) < 1 || atoi(port) > 65535))
+    if (port && (!*port || strspn(port, "0123456789") != strlen(port))) {
+        what = "the port is not a number";
         goto bad;
+    }
+    if (port && (strlen(port) > 5 || atoi(port) < 1 || atoi(port) > 65535)) {
+        what = "the port is out of range (1-65535)";
+        goto bad;
+    }
     return 0;
 bad:
     snprintf(why, whylen,
-             "invalid relay host \"%s\": expected HOST, HOST:PORT or [IPV6]:PORT, e.g. "
+             "invalid relay host \"%s\": %s; expected HOST, HOST:PORT or [IPV6]:PORT, e.g. "
              "smtp.example.net:587",
-             s);
+             s, what);
     return -1;
+}
+
+int conf_hostlist_check(const char *list, char *why, size_t whylen)
+{
+    const char *p = list ? list : "";
+    size_t n = 0;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (!len) {
+            snprintf(why, whylen, "invalid relay host list \"%s\": %s", list ? list : "",
+                     n || e ? "empty entry between commas" : "no host given");
+            return -1;
+        }
+        char *one = xstrndup(p, len);
+        int r = conf_host_check(one, why, whylen);
+        free(one);
+        if (r != 0) return -1;
+        n++;
+        if (!e) return 0;
+        p = e + 1;
+    }
 }
 
 static void *field(void *base, const struct conf_key *k)
@@ -284,6 +339,7 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
     case KT_STR:
     case KT_HOST:
     case KT_PATH:
+    case KT_ADDR:
     case KT_CHOICE: {
         char **dst = field(base, k);
         char *nv;
@@ -294,6 +350,20 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
             return bad_value(why, whylen, s, k, "a host name like mx.example.org");
         if (k->type == KT_CHOICE && choice_index(k->choices, s) < 0)
             return bad_value(why, whylen, s, k, NULL);
+        if (k->type == KT_ADDR) {
+            struct addr a = {0};
+            const char *aerr = NULL;
+            int n = *s ? addr_parse(s, strlen(s), ADDR_O_NO_BRACKETS | ADDR_O_UTF8, &a, &aerr) : -1;
+            if (n < 0 || (size_t)n != strlen(s)) {
+                addr_clear(&a);
+                return bad_value(why, whylen, s, k, "an address like admin@example.org");
+            }
+            nv = addr_format(&a);
+            addr_clear(&a);
+            free(*dst);
+            *dst = nv;
+            return 0;
+        }
         if (k->type == KT_PATH) {
             if (!*s) {
                 snprintf(why, whylen, "empty path for \"%s\"", k->name);
@@ -361,7 +431,7 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
     }
     case KT_HOSTLIST: {
         char **dst = field(base, k);
-        if (hostport_check(s, why, whylen) != 0) return -1;
+        if (conf_host_check(s, why, whylen) != 0) return -1;
         char *nv = *dst ? xasprintf("%s %s", *dst, s) : xstrdup(s);
         free(*dst);
         *dst = nv;
@@ -409,6 +479,7 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_STR:
     case KT_HOST:
     case KT_PATH:
+    case KT_ADDR:
     case KT_CHOICE:
     case KT_HOSTLIST: {
         const char *s = *(char *const *)f;
@@ -979,6 +1050,7 @@ static struct kconf *kconf_finish(struct kconf *c, const struct conf_errors *err
         h[sizeof h - 1] = '\0';
         c->hostname = xstrdup(h);
     }
+    if (!c->postmaster) c->postmaster = xasprintf("root@%s", c->hostname);
     derive(&c->spool_dir, c->state_dir, "spool");
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
@@ -1055,11 +1127,10 @@ void conf_map_paths(struct kconf *c, char *(*fn)(const char *path, void *arg), v
 void conf_free(struct kconf *c)
 {
     if (!c) return;
-    char **strs[] = {&c->file,        &c->hostname,           &c->user,
-                     &c->state_dir,   &c->spool_dir,          &c->maildir_root,
-                     &c->directory,   &c->control_socket,     &c->locale,
-                     &c->log_target,  &c->log_name,           &c->log_debug,
-                     &c->resolver,    &c->relay_host,         &c->out_helo,
+    char **strs[] = {&c->file,        &c->hostname,           &c->user,      &c->state_dir,
+                     &c->spool_dir,   &c->maildir_root,       &c->directory, &c->control_socket,
+                     &c->locale,      &c->log_target,         &c->log_name,  &c->log_debug,
+                     &c->resolver,    &c->relay_host,         &c->out_helo,  &c->postmaster,
                      &c->out_ca_file, &c->auth_dovecot_socket};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
@@ -1135,6 +1206,7 @@ static void doc_type(FILE *out, const struct conf_key *k)
         [KT_INT] = "integer",   [KT_SIZE] = "size",      [KT_DUR] = "duration",
         [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",    [KT_ENUM] = "",
         [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
+        [KT_ADDR] = "address",
     };
     if (k->choices) {
         fputs("one of ", out);

@@ -95,6 +95,8 @@ struct kconf {
     char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
     int reverse_dns;      /* look up client names before the greeting (default on) */
     char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
+    char *postmaster;     /* where postmaster@ goes without an alias or mailbox
+                             (RFC 5321 4.5.1); default "root@HOSTNAME" */
 
     /* outbound { }: remote delivery (deliver/remote.c) */
     char *out_helo;          /* EHLO name, NULL = hostname */
@@ -172,6 +174,13 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
 void conf_dump(const struct kconf *c, FILE *out);
 /* Print docs/config.md (generated from the key table). */
 void conf_doc_markdown(FILE *out);
+
+/* One relay host as the config file takes it: "host", "host:port", "192.0.2.1:587",
+ * "[2001:db8::1]:25" (port 1-65535). 0 ok, -1 with why naming the problem. */
+int conf_host_check(const char *s, char *why, size_t whylen);
+/* A comma-separated list of such hosts ("a.example:587, b.example"), as "kurier relay
+ * add" takes it; spaces only around the commas. 0 ok, -1 with why. */
+int conf_hostlist_check(const char *list, char *why, size_t whylen);
 
 /* Parse "1.2.3.0/24", "::1", "2001:db8::/32". 0 done, -1 bad. */
 int conf_net_parse(const char *s, struct conf_net *out);

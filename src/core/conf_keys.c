@@ -45,6 +45,12 @@ const struct conf_key conf_keys[] = {
      KC(relay_host),
      "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
      "fallbacks tried in order when the first is unreachable."},
+    {KB_MAIN, "postmaster", KT_ADDR, NULL, "root@hostname", 0, 0, NULL, KC(postmaster),
+     "Where mail for postmaster goes when its domain has no alias, mailbox or catch-all "
+     "for it (RFC 5321 4.5.1: postmaster of every hosted domain, and a bare RCPT TO "
+     "Postmaster taken as postmaster@hostname, are always accepted): a mailbox, an alias "
+     "or a remote address. An address in hostname is refused when hostname is not a "
+     "hosted domain (mail to it would come back here)."},
 
     {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
      "Where log lines go."},

@@ -18,7 +18,8 @@ enum ktype {
     KT_ENUM,
     KT_CHOICE,
     KT_NETS,
-    KT_HOSTLIST /* one or more HOST[:PORT] arguments, stored space-separated */
+    KT_HOSTLIST, /* one or more HOST[:PORT] arguments, stored space-separated */
+    KT_ADDR      /* a mailbox local@domain, stored as kurier writes addresses */
 };
 
 enum kblock {

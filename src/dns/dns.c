@@ -317,11 +317,45 @@ static int set_opt(struct ub_ctx *ctx, const char *opt, const char *val, char *e
     return e ? -1 : 0;
 }
 
+/* libunbound's built-in empty zones (RFC 6761, 6762, 7686, 8375 names and the
+ * private and loopback reverse zones) answer NXDOMAIN without asking anybody. When
+ * we forward to a resolver (configured or from resolv.conf), that resolver is the
+ * admin's and may serve them (a lab's "remote.test", a LAN's "home.arpa", PTRs of
+ * 10/8): like the system resolver Postfix uses, ask it for every name but
+ * localhost. "transparent" with no local data lifts a built-in zone (libunbound
+ * 1.17 ignores "nodefault"); these names are not in the signed root, so they are
+ * not DNSSEC-validated either. */
+static const char *const special_zones[] = {
+    "test.",
+    "invalid.",
+    "onion.",
+    "home.arpa.",
+    "127.in-addr.arpa.",
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+    NULL,
+};
+
+static int forward_everything(struct ub_ctx *ctx, char *err, size_t errsize)
+{
+    const char *const *zones = special_zones;
+    if (set_opt(ctx, "unblock-lan-zones:", "yes", err, errsize) ||
+        set_opt(ctx, "insecure-lan-zones:", "yes", err, errsize))
+        return -1;
+    for (size_t i = 0; zones[i]; i++) {
+        char zone[128];
+        snprintf(zone, sizeof zone, "%s transparent", zones[i]);
+        if (set_opt(ctx, "local-zone:", zone, err, errsize) ||
+            set_opt(ctx, "domain-insecure:", zones[i], err, errsize))
+            return -1;
+    }
+    return 0;
+}
+
 struct dns *dns_new(struct event_base *base, const char *resolver, const char *trust_anchor,
                     const char *const *insecure_domains, char *err, size_t errsize)
 {
     struct ub_ctx *ctx = ub_ctx_create();
-    int e;
+    int e, forwarding = 0;
     if (!ctx) {
         snprintf(err, errsize, "cannot create the resolver (libunbound)");
         return NULL;
@@ -337,17 +371,17 @@ struct dns *dns_new(struct event_base *base, const char *resolver, const char *t
                      ub_strerror(e));
             goto fail;
         }
-        /* The forwarder knows our networks: let reverse lookups of loopback and
-         * private ranges reach it instead of libunbound's built-in empty zones. */
-        if (set_opt(ctx, "local-zone:", "127.in-addr.arpa. transparent", err, errsize) ||
-            set_opt(ctx, "unblock-lan-zones:", "yes", err, errsize) ||
-            set_opt(ctx, "insecure-lan-zones:", "yes", err, errsize))
-            goto fail;
+        if (forward_everything(ctx, err, errsize) != 0) goto fail;
+        forwarding = 1;
     } else {
         e = ub_ctx_resolvconf(ctx, NULL);
         if (e) /* no usable resolv.conf: resolve from the root servers ourselves */
             log_warn("dns", "/etc/resolv.conf: %s; resolving from the root servers",
                      ub_strerror(e));
+        else if (forward_everything(ctx, err, errsize) != 0)
+            goto fail;
+        else
+            forwarding = 1;
         e = ub_ctx_hosts(ctx, "/etc/hosts");
         if (e) log_debug("dns", "/etc/hosts: %s", ub_strerror(e));
     }
@@ -372,9 +406,14 @@ struct dns *dns_new(struct event_base *base, const char *resolver, const char *t
         char zone[300];
         snprintf(zone, sizeof zone, "%s%s transparent", dom, dom[n - 1] == '.' ? "" : ".");
         /* libunbound 1.17 ignores "nodefault"; "transparent" lifts built-in zones
-         * such as test. (testing-peers.md). */
+         * such as test. (testing-peers.md). Once is enough: a second local-zone for
+         * the same name makes libunbound warn. */
+        int lifted = 0;
+        for (size_t k = 0; forwarding && special_zones[k]; k++)
+            lifted |= strncasecmp(zone, special_zones[k], strlen(special_zones[k])) == 0 &&
+                      zone[strlen(special_zones[k])] == ' ';
         if (set_opt(ctx, "domain-insecure:", dom, err, errsize) ||
-            set_opt(ctx, "local-zone:", zone, err, errsize))
+            (!lifted && set_opt(ctx, "local-zone:", zone, err, errsize)))
             goto fail;
     }
 

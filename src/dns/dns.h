@@ -56,8 +56,11 @@ struct dns_result {
  * else "IP" or "IP@PORT" of a forwarder (tests use "127.0.0.1@5353"). trust_anchor:
  * a root key file for DNSSEC validation, or NULL for none. insecure_domains: NULL or
  * a NULL-terminated list of domains below which answers are not validated and
- * built-in empty zones are lifted ("test." for the test zones). NULL on error with
- * err filled. */
+ * built-in empty zones are lifted ("test." for the test zones). When forwarding
+ * (a resolver given, or one from resolv.conf), every name but localhost goes to the
+ * forwarder, also the special-use names (test., home.arpa., onion., invalid.,
+ * private and loopback reverse zones) that libunbound would answer itself. NULL
+ * on error with err filled. */
 struct dns *dns_new(struct event_base *base, const char *resolver, const char *trust_anchor,
                     const char *const *insecure_domains, char *err, size_t errsize);
 /* Cancel every query (no callback runs) and free. NULL-safe. */

@@ -12,6 +12,7 @@ struct rcpt_job {
     struct work_job *job;
     struct store *store;
     const char *maildir_root;
+    char *hostname, *postmaster; /* copies: a reload may free the config */
     char *address;
     int may_relay;
     struct policy_verdict v;
@@ -25,7 +26,8 @@ static void rcpt_run(void *arg)
     struct rcpt_job *j = arg;
     struct route_result rr;
     struct policy_verdict *v = &j->v;
-    enum route_kind k = route_resolve(j->store, j->address, &rr);
+    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     memset(v, 0, sizeof *v);
     v->kind = POLICY_PASS;
     switch (k) {
@@ -69,14 +71,21 @@ static void rcpt_run(void *arg)
     route_result_clear(&rr);
 }
 
+static void rcpt_job_free(struct rcpt_job *j)
+{
+    free(j->hostname);
+    free(j->postmaster);
+    free(j->address);
+    free(j);
+}
+
 static void rcpt_done(void *arg)
 {
     struct rcpt_job *j = arg;
     struct policy_verdict v = j->v;
     void (*done)(void *, const struct policy_verdict *) = j->done;
     void *darg = j->arg;
-    free(j->address);
-    free(j);
+    rcpt_job_free(j);
     done(darg, &v);
 }
 
@@ -86,6 +95,8 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     struct rcpt_job *j = xcalloc(1, sizeof *j);
     j->store = ctx->store;
     j->maildir_root = ctx->conf->maildir_root;
+    j->hostname = xstrdup(ctx->conf->hostname);
+    j->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;
     j->address = addr_format(ctx->rcpt);
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
     j->done = done;
@@ -98,8 +109,7 @@ static void rcpt_cancel(void *handle)
 {
     struct rcpt_job *j = handle;
     work_cancel(j->job);
-    free(j->address);
-    free(j);
+    rcpt_job_free(j);
 }
 
 const struct policy_check policy_check_recipient = {

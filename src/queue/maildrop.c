@@ -124,11 +124,52 @@ void maildrop_list_free(char **names, size_t n)
     free(names);
 }
 
-/* "<...>" at v..v+len into a new string, NULL when not bracketed */
-static char *bracketed(const char *v, size_t len)
+/* "<...>" at v..v+len, parsed as SMTP's MAIL FROM and RCPT TO paths are (a local
+ * user must not get past the checks a remote client meets): the address in a new
+ * string, NULL with *why set. */
+static char *path_parse(const char *v, size_t len, int sender, int *utf8, const char **why)
 {
-    if (len < 2 || v[0] != '<' || v[len - 1] != '>') return NULL;
-    return xstrndup(v + 1, len - 2);
+    struct addr a = {0};
+    int n = addr_parse(v, len, ADDR_O_UTF8 | (sender ? ADDR_O_ALLOW_NULL : 0), &a, why);
+    if (n < 0) return NULL;
+    if ((size_t)n != len) {
+        *why = "trailing characters after the address";
+        addr_clear(&a);
+        return NULL;
+    }
+    if (a.flags & ADDR_F_ROUTE) {
+        *why = "source routes are not allowed here";
+        addr_clear(&a);
+        return NULL;
+    }
+    if (a.flags & ADDR_F_UTF8) *utf8 = 1;
+    char *s = addr_format(&a);
+    addr_clear(&a);
+    return s;
+}
+
+/* A line's bytes for a log message: escaped, and cut to a readable length. */
+static void quote_line(char *dst, size_t size, const char *p, size_t n)
+{
+    log_escape(dst, size, p, n > 300 ? 300 : n);
+}
+
+char *maildrop_crlf(const char *p, size_t len, size_t *outlen)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != '\r' && p[i] != '\n') continue;
+        buf_append(&b, p + start, i - start);
+        buf_append(&b, "\r\n", 2);
+        if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') i++;
+        start = i + 1;
+    }
+    buf_append(&b, p + start, len - start);
+    *outlen = b.len;
+    char *s = buf_take(&b);
+    return s ? s : xstrdup("");
 }
 
 #define MAILDROP_HEAD_MAX (1024 * 1024)
@@ -186,11 +227,12 @@ int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file 
         const char *p = b.data + i;
         i += n + 1;
         if (n == 0) break;
+        const char *why = NULL;
         if (n > 8 && memcmp(p, "sender: ", 8) == 0 && !e->sender) {
-            if ((e->sender = bracketed(p + 8, n - 8))) continue;
+            if ((e->sender = path_parse(p + 8, n - 8, 1, &e->smtputf8, &why))) continue;
         } else if (n > 6 && memcmp(p, "rcpt: ", 6) == 0) {
-            char *a = bracketed(p + 6, n - 6);
-            if (a && *a) {
+            char *a = path_parse(p + 6, n - 6, 0, &e->smtputf8, &why);
+            if (a) {
                 e->rcpts = xrealloc(e->rcpts, (e->nrcpts + 1) * sizeof *e->rcpts);
                 memset(&e->rcpts[e->nrcpts], 0, sizeof *e->rcpts);
                 e->rcpts[e->nrcpts].addr = a;
@@ -198,12 +240,17 @@ int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file 
                 e->nrcpts++;
                 continue;
             }
-            free(a);
         } else if (n > 6 && memcmp(p, "user: ", 6) == 0 && !out->user) {
             out->user = xstrndup(p + 6, n - 6);
             continue;
         }
-        snprintf(err, errsize, "%s:%d: malformed maildrop line", path, line);
+        char q[1300];
+        quote_line(q, sizeof q, p, n);
+        if (why)
+            snprintf(err, errsize, "%s:%d: bad %s address (%s): %s", path, line,
+                     p[0] == 's' ? "sender" : "recipient", why, q);
+        else
+            snprintf(err, errsize, "%s:%d: malformed maildrop line: %s", path, line, q);
         goto bad;
     }
     if (!e->sender || !e->nrcpts) {

@@ -136,7 +136,9 @@ struct maildrop_file {
     int fd;                /* read-only, positioned at the content */
     long long offset;      /* where the content starts in the file */
 };
-/* Open and parse one file. Refuses symlinks, hard links and non-regular files.
+/* Open and parse one file. Refuses symlinks, hard links and non-regular files, and
+ * addresses that SMTP's MAIL FROM / RCPT TO parser would refuse, and source routes
+ * (sendmail never writes them): err names the line.
  * 0 done (close with maildrop_close), -1 bad or unreadable (err says; a bad file
  * should be moved aside or removed by the caller). */
 int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file *out, char *err,
@@ -144,6 +146,11 @@ int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file 
 void maildrop_close(struct maildrop_file *f);
 /* Remove a picked-up file (after the spool commit said ok). 0 done, -1 failed. */
 int maildrop_remove(const char *spool_dir, const char *name);
+/* Maildrop content with every line ending made CRLF: a bare LF or a bare CR ends a
+ * line as CRLF does (RFC 5321 2.3.8), so no bare CR or LF reaches the spool and the
+ * next hop (a bare CR before "." is read as end of data by some servers). New string
+ * (caller frees), its length in *outlen. */
+char *maildrop_crlf(const char *p, size_t len, size_t *outlen);
 
 /* --- the scheduler (daemon only, event-loop thread) ----------------------- */
 struct event_base;

@@ -340,7 +340,8 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct route_result rr;
     memset(&rr, 0, sizeof rr);
     double t0 = time_mono();
-    enum route_kind kind = route_resolve(q->store, r->addr, &rr);
+    struct route_postmaster pm = {.hostname = j->conf->hostname, .address = j->conf->postmaster};
+    enum route_kind kind = route_resolve(q->store, &pm, r->addr, &rr);
     double troute = time_mono() - t0;
     size_t n = rr.ntargets > 0 && (kind == ROUTE_LOCAL || kind == ROUTE_REMOTE) ? rr.ntargets : 1;
     struct outcome *o = xcalloc(n, sizeof *o);
@@ -1206,6 +1207,12 @@ static void pickup_scan_run(void *arg)
             pickup_move_aside(dir, names[i]);
             continue;
         }
+        /* any local user can write here, not only sendmail: no bare CR or LF goes on */
+        size_t clen;
+        char *crlf = maildrop_crlf(content, len, &clen);
+        free(content);
+        content = crlf;
+        len = clen;
         struct pickup_item *it = xcalloc(1, sizeof *it);
         it->name = xstrdup(names[i]);
         it->env = f.env;

@@ -11,6 +11,7 @@
 
 struct expand {
     struct store *st;
+    const struct route_postmaster *pm; /* or NULL */
     struct route_result *res;
     size_t cap;
     const char *stack[ROUTE_MAX_DEPTH + 1]; /* addresses being expanded (cycle check) */
@@ -41,6 +42,42 @@ static enum route_kind mailbox_only(struct expand *x, const char *addr)
     return ROUTE_LOCAL;
 }
 
+static enum route_kind expand(struct expand *x, const char *addr, int depth, int catchall_ok);
+
+static int is_postmaster(const char *addr)
+{
+    return strncmp(addr, "postmaster@", 11) == 0;
+}
+
+/* postmaster@ one of ours with no alias, mailbox or catch-all of its own: the
+ * configured postmaster address (RFC 5321 4.5.1). */
+static enum route_kind to_postmaster(struct expand *x, const char *addr, int depth)
+{
+    const struct route_postmaster *pm = x->pm;
+    if (!pm || !pm->address || !*pm->address) return ROUTE_NOUSER;
+    char *t = xstrdup(pm->address);
+    str_lower(t);
+    const char *at = strrchr(t, '@');
+    if (at && pm->hostname && str_ieq(at + 1, pm->hostname)) {
+        /* hostname is not a hosted domain: sending there would come back to us */
+        struct store_domain dom;
+        int r = store_domain_get(x->st, at + 1, &dom);
+        if (r <= 0) {
+            if (r == 0)
+                log_warn("route",
+                         "%s: postmaster address %s is not in a hosted domain; set "
+                         "\"postmaster\" in kurier.conf or add the domain",
+                         addr, t);
+            free(t);
+            return r < 0 ? ROUTE_ERROR : ROUTE_NOUSER;
+        }
+    }
+    x->stack[depth] = addr;
+    enum route_kind k = expand(x, t, depth + 1, 1);
+    free(t);
+    return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+}
+
 /* Expand addr (lowercased) at depth into x->res. Returns ROUTE_REMOTE when addr is not
  * in a local domain, ROUTE_LOCAL when addr is local and yielded at least one target
  * (which may itself be remote), else NOUSER, ERROR or LOOP. */
@@ -55,6 +92,9 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
     struct store_domain dom;
     int r = store_domain_get(x->st, at + 1, &dom);
     if (r < 0) return ROUTE_ERROR;
+    if (r == 0 && is_postmaster(addr) && x->pm && x->pm->hostname &&
+        str_ieq(at + 1, x->pm->hostname))
+        return to_postmaster(x, addr, depth); /* "RCPT TO:<Postmaster>" */
     if (r == 0) {
         add_target(x, ROUTE_REMOTE, addr, 0);
         return ROUTE_REMOTE;
@@ -97,8 +137,8 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
     }
 
     /* Catch-all: only for a local part that is neither alias nor mailbox, and not
-     * again for the catch-all's own target. postmaster@ takes this same path (see
-     * docs/directory.md). */
+     * again for the catch-all's own target. postmaster@ takes this same path, then
+     * goes to the configured postmaster (see docs/directory.md). */
     if (catchall_ok && dom.catchall[0]) {
         char *t = strchr(dom.catchall, '@') ? xstrdup(dom.catchall)
                                             : xasprintf("%s@%s", dom.catchall, at + 1);
@@ -107,13 +147,15 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
         free(t);
         return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
     }
+    if (is_postmaster(addr)) return to_postmaster(x, addr, depth);
     return ROUTE_NOUSER;
 }
 
-enum route_kind route_resolve(struct store *st, const char *address, struct route_result *result)
+enum route_kind route_resolve(struct store *st, const struct route_postmaster *pm,
+                              const char *address, struct route_result *result)
 {
     *result = (struct route_result){0};
-    struct expand x = {.st = st, .res = result};
+    struct expand x = {.st = st, .pm = pm, .res = result};
     char *a = xstrdup(address ? address : "");
     str_lower(a);
     enum route_kind k = expand(&x, a, 0, 1);

@@ -27,11 +27,24 @@ struct route_result {
     size_t ntargets;
 };
 
+/* RFC 5321 4.5.1: postmaster@ each of our domains, and postmaster@hostname (what a
+ * bare "RCPT TO:<Postmaster>" becomes), must be accepted and reach somebody. */
+struct route_postmaster {
+    const char *hostname; /* our host name: postmaster@it is ours even when it is not
+                             a hosted domain */
+    const char *address;  /* where postmaster goes when the domain has no alias,
+                             mailbox or catch-all for it (conf "postmaster") */
+};
+
 /* Resolve address (local@domain, domain lowercased). Aliases expand recursively
  * (depth 10); a catch-all applies only to a local part that is neither a mailbox nor
- * an alias. result is filled in every case; free with route_result_clear(). Returns
+ * an alias. postmaster@ a hosted domain or pm->hostname with none of these goes to
+ * pm->address (resolved the same way; pm NULL: no such fallback); that address in
+ * pm->hostname when it is not a hosted domain gives ROUTE_NOUSER (it would come back
+ * to us). result is filled in every case; free with route_result_clear(). Returns
  * result->kind. */
-enum route_kind route_resolve(struct store *st, const char *address, struct route_result *result);
+enum route_kind route_resolve(struct store *st, const struct route_postmaster *pm,
+                              const char *address, struct route_result *result);
 void route_result_clear(struct route_result *r);
 
 #endif

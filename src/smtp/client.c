@@ -689,11 +689,12 @@ static void txn_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 }
 
 /* Queue content until the output holds PUMP_HIGH bytes: dot-stuffed (RFC 5321
- * 4.5.2), bare LF sent as CRLF, ending in CRLF "." CRLF. */
+ * 4.5.2), a bare LF or a bare CR sent as CRLF (RFC 5321 2.3.8: never a bare CR or LF
+ * to the next hop; some read "\r.\r\n" as the end of data), ending in CRLF "." CRLF. */
 static void pump(struct smtp_client *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char in[16384], stuffed[2 * sizeof in];
+    char in[16384], stuffed[3 * sizeof in]; /* "\r." becomes "\r\n.." */
     while (c->state == CL_CONTENT && evbuffer_get_length(out) < PUMP_HIGH) {
         ssize_t n = pread(c->msg->content_fd, in, sizeof in, c->off);
         if (n < 0 && errno == EINTR) continue;
@@ -716,6 +717,8 @@ static void pump(struct smtp_client *c)
         unsigned char prev = c->prev;
         for (ssize_t i = 0; i < n; i++) {
             unsigned char b = (unsigned char)in[i];
+            if (prev == '\r' && b != '\n') /* a bare CR ends its line */
+                *o++ = (char)(prev = '\n');
             if (b == '\n' && prev != '\r') *o++ = '\r';
             if (b == '.' && prev == '\n') *o++ = '.';
             *o++ = (char)b;

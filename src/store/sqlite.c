@@ -998,24 +998,16 @@ void store_strv_free(char **v, size_t n)
 
 /* --- relay routes (per sender / sender domain) ------------------------------ */
 
-/* "host[:port]" list separated by commas or spaces; each host a name or an IP
- * literal ("[2001:db8::1]:587"). */
-static int relay_hosts_valid(const char *hosts)
-{
-    if (!hosts || !*hosts || strlen(hosts) >= 1024) return 0;
-    return strspn(hosts,
-                  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[], ") ==
-           strlen(hosts);
-}
-
 int store_relay_add(struct store *st, const char *match, const char *hosts, const char *username,
                     const char *password, const char *tls, char *err, size_t errsize)
 {
     char m[ADDR_SIZE];
     if (norm_grant(match, m, err, errsize) != 0) return -1;
-    if (!relay_hosts_valid(hosts)) {
-        err_set(err, errsize, "invalid relay host list \"%s\" (expected HOST[:PORT][,HOST...])",
-                hosts ? hosts : "");
+    /* the config file's parser for relay_host: a bad port must not become 25 */
+    if (conf_hostlist_check(hosts, err, errsize) != 0) return -1;
+    if (strlen(hosts) >= sizeof((struct store_relay *)0)->hosts) {
+        err_set(err, errsize, "relay host list too long (at most %zu bytes)",
+                sizeof((struct store_relay *)0)->hosts - 1);
         return -1;
     }
     if (!tls) tls = "";

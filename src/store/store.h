@@ -120,7 +120,8 @@ struct store_relay {
     char tls[16]; /* "" (default: encrypt with credentials), "none", "may", "encrypt",
                      "verify" */
 };
-/* Add, or replace the route of match. Errors: invalid match, hosts or tls, only one
+/* Add, or replace the route of match. hosts: "HOST[:PORT][,HOST[:PORT]...]", checked by
+ * conf_hostlist_check(). Errors: invalid match, hosts or tls, only one
  * of username and password. */
 int store_relay_add(struct store *st, const char *match, const char *hosts, const char *username,
                     const char *password, const char *tls, char *err, size_t errsize);

@@ -20,7 +20,7 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 # Answers come only from the zones given (they end in `local-zone: "." static`): no
 # recursion, no caching, so a test sees each change of its zones at once.
 UNBOUND_CONF = """server:
-    interface: 127.0.0.1@%(port)d
+    interface: %(host)s@%(port)d
     do-daemonize: no
     username: ""
     chroot: ""
@@ -49,8 +49,8 @@ def dns_query_bytes(name, qtype=1, qid=0x1234):
     return q + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
 
 
-def wait_dns(port, probe, timeout=10.0, proc=None):
-    """Wait until a DNS server on 127.0.0.1:port answers an MX query for probe."""
+def wait_dns(port, probe, timeout=10.0, proc=None, host="127.0.0.1"):
+    """Wait until a DNS server on host:port answers an MX query for probe."""
     deadline = time.time() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
@@ -58,7 +58,7 @@ def wait_dns(port, probe, timeout=10.0, proc=None):
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError("unbound exited with %s" % proc.returncode)
             try:
-                s.sendto(dns_query_bytes(probe, 15), ("127.0.0.1", port))
+                s.sendto(dns_query_bytes(probe, 15), (host, port))
                 s.recvfrom(4096)
                 return
             except OSError:
@@ -67,21 +67,22 @@ def wait_dns(port, probe, timeout=10.0, proc=None):
 
 
 @contextlib.contextmanager
-def unbound(zones, probe):
-    """A real unbound on a free loopback port serving zones (unbound.conf server:
-    lines); ready once it answers for the name probe. Yields "127.0.0.1@PORT"."""
+def unbound(zones, probe, host="127.0.0.1", port=None):
+    """A real unbound on a free loopback port (or host:port) serving zones
+    (unbound.conf server: lines); ready once it answers for the name probe. Yields
+    "HOST@PORT"."""
     d = tempfile.mkdtemp(prefix="kurier-unbound-")
-    port = free_port()
+    port = port or free_port(host)
     conf = os.path.join(d, "unbound.conf")
     with open(conf, "w") as f:
-        f.write(UNBOUND_CONF % {"port": port, "dir": d, "zones": zones})
+        f.write(UNBOUND_CONF % {"host": host, "port": port, "dir": d, "zones": zones})
     chk = subprocess.run(["unbound-checkconf", conf], capture_output=True)
     assert chk.returncode == 0, chk.stdout + chk.stderr
     log = open(os.path.join(d, "unbound.log"), "wb")
     proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], cwd=d, stdout=log, stderr=log)
     try:
-        wait_dns(port, probe, proc=proc)
-        yield "127.0.0.1@%d" % port
+        wait_dns(port, probe, proc=proc, host=host)
+        yield "%s@%d" % (host, port)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

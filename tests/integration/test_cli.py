@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from conftest import Raw
+from conftest import KURIER, Raw
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -356,3 +356,99 @@ def test_quota_message_larger_than_quota_waits_in_queue(kurier):
     kurier.cli("mailbox", "quota", "demo@example.test", "1M")
     body = read(kurier.wait_mail("demo@example.test", timeout=20)[0])
     assert b"Subject: too big" in body
+
+
+# --- relay routes (issue 9 item 14) -----------------------------------------------
+
+
+@pytest.mark.parametrize("hosts, words", [
+    ("127.0.0.1:99999", ["127.0.0.1:99999", "port is out of range"]),
+    ("smtp.example.net:0", ["smtp.example.net:0", "port is out of range"]),
+    ("smtp.example.net:smtp", ["smtp.example.net:smtp", "port is not a number"]),
+    ("host with space", ["host with space", "no spaces"]),
+    ("a.example:587,,b.example", ["empty entry"]),
+    ("[not:an:ip6]:25", ["[not:an:ip6]:25", "not an IPv6 address"]),
+    ("smtp.example.net:", ["port is not a number"]),
+])
+def test_relay_add_refuses_bad_hosts(kurier_factory, hosts, words):
+    """relay add checks the hosts with the config file's parser for relay_host: a bad
+    port is refused, not silently turned into 25."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    r = k.cli("relay", "add", "bob@example.test", hosts, check=False)
+    assert r.returncode == 1, (hosts, out(r), err(r))
+    assert err(r).startswith("kurier: "), err(r)
+    for w in words:
+        assert w in err(r), (hosts, err(r))
+    assert out(k.cli("relay", "list")).strip() == ""
+    # the config file says the same about the same host
+    bad = write(k, "bad.conf", "relay_host %s;\n" % hosts.split(",")[0])
+    if " " not in hosts and ",," not in hosts:
+        c = k.cli("-c", bad, "config", "check", prog=KURIER, check=False)
+        assert c.returncode != 0 and words[-1] in err(c) + out(c), err(c)
+
+
+def test_relay_add_good_hosts(kurier_factory):
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.cli("relay", "add", "bob@example.test", "smtp.example.net:587, [2001:db8::1]:25,b.example")
+    k.cli("relay", "add", "@example.test", "127.0.0.1:65535")
+    rows = sorted(l.split()[0] for l in out(k.cli("relay", "list")).splitlines())
+    assert rows == ["@example.test", "bob@example.test"]
+
+
+# --- postmaster (issue 9 item 10) ----------------------------------------------------
+
+
+def test_postmaster_always_accepted_and_delivered(kurier_factory):
+    """RFC 5321 4.5.1, 4.1.1.3: RCPT TO:<Postmaster> in any case and postmaster@ every
+    hosted domain get 250 with no such mailbox, and reach the configured address."""
+    k = kurier_factory(extra="postmaster Admin@Example.test;\n")
+    k.add_domain("example.test")
+    k.add_domain("other.test")
+    k.add_mailbox("admin@example.test")
+    k.start()
+    rcpts = ["Postmaster", "POSTMASTER", "postmaster@example.test", "PostMaster@Other.Test",
+             "postmaster@mx.example.test"]
+    for r in rcpts:
+        code, text = rcpt_reply(k, r)
+        assert code == 250, (r, code, text)
+    for i, r in enumerate(rcpts):
+        send(k, [r], subject="to %s" % r)
+        files = k.wait_mail("admin@example.test", count=i + 1)
+    got = sorted(re.search(rb"^Subject: (.*)$", read(f), re.M).group(1) for f in files)
+    assert got == sorted(("to %s" % r).encode() for r in rcpts)
+    # still no relaying for other domains' postmaster, and other unknown users are unknown
+    assert rcpt_reply(k, "postmaster@remote.test")[0] == 554
+    assert rcpt_reply(k, "ghost@example.test")[0] == 550
+    # a postmaster alias of the domain's own wins over the configured address
+    k.add_mailbox("boss@other.test")
+    k.cli("alias", "add", "postmaster@other.test", "boss@other.test")
+    send(k, ["postmaster@other.test"], subject="own alias")
+    body = read(k.wait_mail("boss@other.test")[0])
+    assert b"Subject: own alias" in body
+    assert len(k.maildir_new("admin@example.test")) == len(rcpts)
+
+
+def test_postmaster_config_key_checked(kurier_factory):
+    k = kurier_factory()
+    bad = write(k, "bad.conf", "postmaster not-an-address@;\n")
+    r = k.cli("-c", bad, "config", "check", prog=KURIER, check=False)
+    assert r.returncode != 0 and "postmaster" in err(r) + out(r), err(r)
+    good = write(k, "good.conf", "hostname mx.example.test;\n")
+    dump = out(k.cli("-c", good, "config", "dump", prog=KURIER))
+    assert 'postmaster "root@mx.example.test";' in dump, dump
+
+
+def test_postmaster_default_is_root_at_hostname(kurier_factory):
+    """No postmaster key: postmaster mail goes to root@HOSTNAME (as Postfix's
+    postmaster alias goes to root), here a mailbox in the hosted host name."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_domain("mx.example.test")
+    k.add_mailbox("root@mx.example.test")
+    k.start()
+    for r in ["postmaster", "postmaster@example.test"]:
+        assert rcpt_reply(k, r)[0] == 250, r
+        send(k, [r], subject="default %s" % r)
+    k.wait_mail("root@mx.example.test", count=2)

@@ -4,6 +4,8 @@ zones on a loopback port, driven through `kurier dns lookup`: MX order and null 
 A/AAAA, multi-string TXT, PTR (IPv4, private IPv4 and IPv6), TLSA, NXDOMAIN, NODATA,
 SERVFAIL, timeouts, DNSSEC bogus answers, and the resolver taken from kurier.conf."""
 
+import os
+import random
 import socket
 import subprocess
 import threading
@@ -47,6 +49,12 @@ ZONES = r"""
     local-data-ptr: "10.1.2.3 relay.remote.test."
     local-zone: "d.f.ip6.arpa." static
     local-data-ptr: "fd00::25 mx.remote.test."
+    local-zone: "home.arpa." static
+    local-data: "printer.home.arpa. 60 IN A 127.0.0.31"
+    local-zone: "invalid." static
+    local-data: "lab.invalid. 60 IN A 127.0.0.32"
+    local-zone: "onion." static
+    local-data: "hidden.onion. 60 IN A 127.0.0.33"
     local-zone: "signed.example." static
     local-data: "www.signed.example. 60 IN A 127.0.0.40"
     local-zone: "." static
@@ -154,10 +162,52 @@ def test_nxdomain_and_nodata(unbound):
     assert (rc, out) == (1, ["nodata"])
 
 
-def test_test_zone_hidden_without_insecure(unbound):
-    # libunbound's built-in test. zone answers NXDOMAIN unless it is lifted.
-    rc, out, _ = lookup("mx", "remote.test", unbound, insecure=False)
-    assert (rc, out) == (1, ["nxdomain"])
+# Issue 9 item 16: names libunbound answers itself (built-in empty zones for test.,
+# home.arpa., onion., invalid., private and loopback reverse zones) must reach the
+# resolver kurier forwards to, with no --insecure given: that resolver is the admin's.
+SPECIAL_NAMES = [
+    ("mx", "remote.test", ["mx 10 mx.remote.test", "mx 20 mx2.remote.test",
+                           "mx 30 backup.remote.test"]),
+    ("a", "printer.home.arpa", ["a 127.0.0.31"]),
+    ("a", "lab.invalid", ["a 127.0.0.32"]),
+    ("a", "hidden.onion", ["a 127.0.0.33"]),
+    ("ptr", "10.1.2.3", ["ptr relay.remote.test"]),
+    ("ptr", "127.0.0.20", ["ptr mx.remote.test"]),
+]
+
+
+def test_special_names_reach_the_configured_resolver(unbound, tmp_path):
+    conf = tmp_path / "kurier.conf"
+    conf.write_text("hostname mx.example.test;\nstate_dir %s;\nresolver %s;\n"
+                    % (tmp_path, unbound))
+    for qtype, name, want in SPECIAL_NAMES:
+        rc, out, err = lookup(qtype, name, None, insecure=False, conf=str(conf))
+        assert (rc, out) == (0, want), (name, err)
+    # localhost stays libunbound's own
+    rc, out, err = lookup("a", "localhost", None, insecure=False, conf=str(conf))
+    assert (rc, out) == (0, ["a 127.0.0.1"]), err
+
+
+def test_special_names_reach_the_resolv_conf_resolver(tmp_path):
+    """No resolver in kurier.conf: the one in /etc/resolv.conf gets every name. The
+    command runs in its own mount namespace with a resolv.conf bound over the
+    system's, naming an unbound on port 53 of a loopback address of its own."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and unshare -m to replace /etc/resolv.conf")
+    host = "127.53.%d.%d" % (random.randint(1, 254), random.randint(1, 254))
+    with peers.unbound(ZONES, "remote.test", host=host, port=53):
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text("nameserver %s\n" % host)
+        conf = tmp_path / "kurier.conf"
+        conf.write_text("hostname mx.example.test;\nstate_dir %s;\n" % tmp_path)
+        for qtype, name, want in SPECIAL_NAMES:
+            argv = ["unshare", "-m", "sh", "-c",
+                    'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv),
+                    KURIER, "-c", str(conf), "dns", "lookup", qtype, name]
+            r = subprocess.run(argv, capture_output=True, timeout=30)
+            out = [l for l in r.stdout.decode().splitlines() if not l.startswith("ttl ")]
+            assert (r.returncode, out) == (0, want), (name, r.stderr)
 
 
 def test_invalid_names(unbound):

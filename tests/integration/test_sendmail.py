@@ -6,10 +6,11 @@ Maildir. Run as root and as an unprivileged user, with the daemon up and down.""
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, free_port
 
 SENDMAIL = os.path.join(BUILD, "sendmail")
 
@@ -241,3 +242,109 @@ def test_spool_missing_is_a_temporary_failure(kurier_factory):
     r = sendmail(k, "demo@example.test", input=b"Subject: early\n\nbody\n", check=False)
     assert r.returncode == 75, r
     assert b"maildrop" in r.stderr
+
+
+# --- bare CR and maildrop envelopes (issue 9 item 9) ---------------------------------
+
+
+class Capture:
+    """aiosmtpd handler keeping each message's bytes as they came over the wire
+    (only the dot-stuffing undone)."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 Ok: captured"
+
+
+@pytest.fixture
+def relayed(kurier_factory):
+    """A kurierd sending all remote mail to an aiosmtpd receiver on loopback
+    (relay_host); yields (kurier, Capture)."""
+    from aiosmtpd.controller import Controller
+    port = free_port()
+    cap = Capture()
+    ctl = Controller(cap, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        k = kurier_factory(extra="relay_host 127.0.0.1:%d;\n" % port)
+        k.add_domain("example.test")
+        k.add_mailbox("demo@example.test")
+        k.start()
+        yield k, cap
+    finally:
+        ctl.stop()
+
+
+def wait_captured(k, cap, timeout=30.0):
+    deadline = time.time() + timeout
+    while not cap.messages:
+        assert time.time() < deadline, k.log()[-3000:]
+        time.sleep(0.05)
+    return cap.messages[0]
+
+
+BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def test_bare_cr_from_sendmail_never_reaches_the_next_hop(relayed):
+    """A bare CR ends a line as LF does: "\r.\r\n" must not go out as a bare CR
+    before a dot (end of data for some servers), and nothing after it is lost."""
+    k, cap = relayed
+    sendmail(k, "-i", "someone@remote.test",
+             input=b"Subject: cr\n\nfirst\r.\r\nsecond\rthird\r\r\nlast\n")
+    data = wait_captured(k, cap)
+    assert BARE.search(data) is None, data
+    assert data.endswith(b"\r\n\r\nfirst\r\n.\r\nsecond\r\nthird\r\n\r\nlast\r\n"), data
+
+
+def drop_file(k, text, name="0TESTDROP1.0123456789abcdef"):
+    """Write a maildrop file by hand, as any local user could without sendmail."""
+    path = os.path.join(k.dir, "var", "spool", "maildrop", name)
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + name)
+    with open(tmp, "wb") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    return path
+
+
+def test_bare_cr_in_a_maildrop_file_is_made_crlf_at_pickup(relayed):
+    k, cap = relayed
+    drop_file(k, b"sender: <me@example.test>\nrcpt: <someone@remote.test>\n"
+                 b"rcpt: <demo@example.test>\n\n"
+                 b"Subject: hand made\r\n\r\nfirst\r.\r\nsecond\nthird\r")
+    data = wait_captured(k, cap)
+    assert BARE.search(data) is None, data
+    assert data.endswith(b"\r\n\r\nfirst\r\n.\r\nsecond\r\nthird\r\n"), data
+    # the spool holds CRLF lines: the Maildir copy (LF lines) has no CR left
+    body = read(k.wait_mail("demo@example.test")[0])
+    assert b"\r" not in body and body.endswith(b"\n\nfirst\n.\nsecond\nthird\n"), body
+
+
+@pytest.mark.parametrize("envelope, what", [
+    (b"sender: <me@example.test>\nrcpt: <demo@example.test>\nrcpt: <bad address@x.test>\n",
+     "bad recipient address"),
+    (b"sender: <me@example.test>\nrcpt: <demo@example.test>\nrcpt: <demo@example.test\r>\n",
+     "bad recipient address"),
+    (b"sender: <a@b@c.test>\nrcpt: <demo@example.test>\n", "bad sender address"),
+    (b"sender: <me@example.test>\nrcpt: <@relay.test:demo@example.test>\n",
+     "bad recipient address"),
+])
+def test_bad_maildrop_envelope_is_refused_and_logged(k, envelope, what):
+    """Maildrop envelopes go through SMTP's address parser: a bad one is moved aside
+    with a log line naming it, and nothing of the file is delivered."""
+    path = drop_file(k, envelope + b"\nSubject: bad envelope\r\n\r\nbody\r\n")
+    k.wait_log(what)
+    name = os.path.basename(path)
+    assert re.search(r"kurier/pickup\[\d+\]: error: bad maildrop file %s \(moved aside as \.bad-%s\)"
+                     % (re.escape(name), re.escape(name)), k.log()), k.log()[-2000:]
+    assert os.path.exists(os.path.join(os.path.dirname(path), ".bad-" + name))
+    assert not os.path.exists(path)
+    # a good message dropped after it is delivered, the bad one never
+    sendmail(k, "demo@example.test", input=b"Subject: good\n\nbody\n")
+    files = k.wait_mail("demo@example.test")
+    assert len(files) == 1 and b"Subject: good" in read(files[0])
+    assert "uid=0 from=<me@example.test>" not in k.log()

@@ -393,6 +393,23 @@ def test_mixed_recipients_without_pipelining(scripted, tmpdir_):
                                   b"last line without newline\r\n")
 
 
+def test_bare_cr_never_sent(scripted, tmpdir_):
+    """Issue 9 item 9: content with bare CRs (as a maildrop file may hold) goes out
+    with every line ending as CRLF; "\\r.\\r\\n" becomes a dot-stuffed line, never
+    a bare CR before a dot that some servers take as the end of data."""
+    s = scripted()
+    p = os.path.join(tmpdir_, "cr.eml")
+    with open(p, "wb") as f:
+        f.write(b"Subject: cr\r\n\r\nfirst\r.\r\nsecond\rthird\r\r\nfourth\n.\rend\r")
+    r = send("--to", "127.0.0.1:%d" % s.port, "--from", "a@example.test",
+             "--rcpt", "b@remote.test", p)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = s.contents[0]
+    assert re.search(rb"\r(?!\n)|(?<!\r)\n", data) is None, data
+    assert data == (b"Subject: cr\r\n\r\nfirst\r\n..\r\nsecond\r\nthird\r\n\r\n"
+                    b"fourth\r\n..\r\nend\r\n")
+
+
 def test_no_recipient_accepted_sends_rset(scripted, tmpdir_):
     s = scripted(rcpt={"x@remote.test": "550 5.1.1 unknown", "y@remote.test": "550 no such user"})
     r = send("--to", "127.0.0.1:%d" % s.port, "--from", "a@example.test",

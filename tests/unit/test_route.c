@@ -69,40 +69,62 @@ struct want {
     const char *addr;
     enum route_kind kind;
     const char *targets; /* "L:addr R:addr ..." in order, NULL = no targets */
+    int pm;              /* index into pms: the configured postmaster, 0 = none */
+};
+
+/* RFC 5321 4.5.1: where postmaster@ goes without an alias, mailbox or catch-all */
+static const struct route_postmaster pms[] = {
+    {NULL, NULL},
+    {"mx.example.test", "Bob@example.test"},
+    {"mx.example.test", "root@mx.example.test"},    /* hostname not hosted: would loop */
+    {"mx.example.test", "postmaster@example.test"}, /* itself */
+    {"mx.example.test", "admin@remote.example"},
 };
 
 static const struct want wants[] = {
-    {"demo@example.test", ROUTE_LOCAL, "L:demo@example.test"},
-    {"DEMO@Example.TEST", ROUTE_LOCAL, "L:demo@example.test"},
-    {"ghost@example.test", ROUTE_NOUSER, NULL},
-    {"someone@remote.example", ROUTE_REMOTE, "R:someone@remote.example"},
-    {"Someone@Remote.Example", ROUTE_REMOTE, "R:someone@remote.example"},
-    {"info@example.test", ROUTE_LOCAL, "L:demo@example.test"},
+    {"demo@example.test", ROUTE_LOCAL, "L:demo@example.test", 0},
+    {"DEMO@Example.TEST", ROUTE_LOCAL, "L:demo@example.test", 0},
+    {"ghost@example.test", ROUTE_NOUSER, NULL, 0},
+    {"someone@remote.example", ROUTE_REMOTE, "R:someone@remote.example", 0},
+    {"Someone@Remote.Example", ROUTE_REMOTE, "R:someone@remote.example", 0},
+    {"info@example.test", ROUTE_LOCAL, "L:demo@example.test", 0},
     {"team@example.test", ROUTE_LOCAL,
-     "L:bob@example.test L:demo@example.test R:friend@remote.example"},
-    {"both@example.test", ROUTE_LOCAL, "L:bob@example.test"},
-    {"loop1@example.test", ROUTE_LOOP, NULL},
-    {"selfloop@example.test", ROUTE_NOUSER, NULL},
-    {"self@example.test", ROUTE_LOCAL, "R:copy@remote.example L:self@example.test"},
-    {"stale@example.test", ROUTE_LOCAL, "L:bob@example.test"},
-    {"dead@example.test", ROUTE_NOUSER, NULL},
-    {"fwd@example.test", ROUTE_LOCAL, "R:someone@remote.example"},
-    {"c1@example.test", ROUTE_LOCAL, "L:bob@example.test"},
-    {"c0@example.test", ROUTE_LOOP, NULL},
-    {"anything@catch.test", ROUTE_LOCAL, "L:all@catch.test"},
-    {"all@catch.test", ROUTE_LOCAL, "L:all@catch.test"},
-    {"alias@catch.test", ROUTE_LOCAL, "L:bob@example.test"},
-    {"postmaster@catch.test", ROUTE_LOCAL, "L:all@catch.test"},
-    {"postmaster@example.test", ROUTE_NOUSER, NULL},
-    {"whoever@far.test", ROUTE_LOCAL, "R:elsewhere@remote.example"},
-    {"nodomain", ROUTE_NOUSER, NULL},
-    {"", ROUTE_NOUSER, NULL},
+     "L:bob@example.test L:demo@example.test R:friend@remote.example", 0},
+    {"both@example.test", ROUTE_LOCAL, "L:bob@example.test", 0},
+    {"loop1@example.test", ROUTE_LOOP, NULL, 0},
+    {"selfloop@example.test", ROUTE_NOUSER, NULL, 0},
+    {"self@example.test", ROUTE_LOCAL, "R:copy@remote.example L:self@example.test", 0},
+    {"stale@example.test", ROUTE_LOCAL, "L:bob@example.test", 0},
+    {"dead@example.test", ROUTE_NOUSER, NULL, 0},
+    {"fwd@example.test", ROUTE_LOCAL, "R:someone@remote.example", 0},
+    {"c1@example.test", ROUTE_LOCAL, "L:bob@example.test", 0},
+    {"c0@example.test", ROUTE_LOOP, NULL, 0},
+    {"anything@catch.test", ROUTE_LOCAL, "L:all@catch.test", 0},
+    {"all@catch.test", ROUTE_LOCAL, "L:all@catch.test", 0},
+    {"alias@catch.test", ROUTE_LOCAL, "L:bob@example.test", 0},
+    {"postmaster@catch.test", ROUTE_LOCAL, "L:all@catch.test", 0},
+    {"postmaster@example.test", ROUTE_NOUSER, NULL, 0},
+    {"postmaster@example.test", ROUTE_LOCAL, "L:bob@example.test", 1},
+    {"PostMaster@Example.Test", ROUTE_LOCAL, "L:bob@example.test", 1},
+    {"postmaster@mx.example.test", ROUTE_LOCAL, "L:bob@example.test", 1},
+    {"postmaster@far.test", ROUTE_LOCAL, "R:elsewhere@remote.example", 1},
+    {"postmaster@catch.test", ROUTE_LOCAL, "L:all@catch.test", 1},
+    {"postmaster@remote.example", ROUTE_REMOTE, "R:postmaster@remote.example", 1},
+    {"root@mx.example.test", ROUTE_REMOTE, "R:root@mx.example.test", 1},
+    {"ghost@example.test", ROUTE_NOUSER, NULL, 1},
+    {"postmaster@example.test", ROUTE_NOUSER, NULL, 2},
+    {"postmaster@mx.example.test", ROUTE_NOUSER, NULL, 2},
+    {"postmaster@example.test", ROUTE_LOOP, NULL, 3},
+    {"postmaster@example.test", ROUTE_LOCAL, "R:admin@remote.example", 4},
+    {"whoever@far.test", ROUTE_LOCAL, "R:elsewhere@remote.example", 0},
+    {"nodomain", ROUTE_NOUSER, NULL, 0},
+    {"", ROUTE_NOUSER, NULL, 0},
 };
 
 static void check(struct store *st, size_t i, const struct want *w)
 {
     struct route_result r;
-    enum route_kind k = route_resolve(st, w->addr, &r);
+    enum route_kind k = route_resolve(st, w->pm ? &pms[w->pm] : NULL, w->addr, &r);
     char got[1024] = "";
     size_t off = 0;
     for (size_t j = 0; j < r.ntargets && off < sizeof got; j++) {
@@ -155,7 +177,7 @@ int main(void)
 
     /* Quota is carried to the target. */
     struct route_result r;
-    if (route_resolve(st, "info@example.test", &r) == ROUTE_LOCAL && r.ntargets == 1 &&
+    if (route_resolve(st, NULL, "info@example.test", &r) == ROUTE_LOCAL && r.ntargets == 1 &&
         r.targets[0].quota == 1024)
         passed++;
     else {
@@ -169,7 +191,7 @@ int main(void)
     sqlite3 *db;
     if (sqlite3_open(path, &db) == SQLITE_OK &&
         sqlite3_exec(db, "DROP TABLE aliases", NULL, NULL, NULL) == SQLITE_OK) {
-        enum route_kind k = route_resolve(st, "demo@example.test", &r);
+        enum route_kind k = route_resolve(st, NULL, "demo@example.test", &r);
         if (k == ROUTE_ERROR && r.ntargets == 0)
             passed++;
         else {
