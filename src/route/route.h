@@ -100,7 +100,8 @@ void route_relay_free(struct store_relay *r);
  * and rc 0 when none was looked up, e.g. for the null sender); a directory error
  * (-1) is a temporary failure. A relay route with a login but tls none or may is a
  * temporary failure too: a password never goes out without TLS. The result borrows
- * relay's credentials. Pure: no I/O, no globals. Returns out->status. */
+ * relay's credentials. A ROUTE_HOP_MX hop is always the only hop. Pure: no I/O, no
+ * globals. Returns out->status. */
 enum route_next_status route_next(const struct kconf *c, const char *domain,
                                   const struct store_relay *relay, int relay_rc,
                                   struct route_next *out);
