@@ -12,5 +12,6 @@
 #include "core/addr.h"
 #include "core/conf.h"
 #include "core/header.h"
+#include "core/maildir.h"
 
 #endif

@@ -33,18 +33,14 @@ struct deliver_maildir_req {
  * (over quota for good after the lifetime). Returns res->status. */
 enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
                                     struct deliver_result *res);
-/* Bytes used by a mailbox's Maildir (new + cur), -1 when unknown. For the RCPT-time
- * quota check. */
-long long deliver_maildir_usage(const char *root, const char *address);
 
 /* --- remote delivery (remote.c): asynchronous, on the loop thread -----------------
- * Where a remote recipient goes: a route from the config (smarthost for everything,
- * per recipient domain, per sender or sender domain with credentials from the
- * directory, with fallback relays), else the domain's MX hosts by preference (equal
- * preferences shuffled), else its A/AAAA (implicit MX); a null MX fails at once
- * (5.1.10); our own hostname among the MX targets is a loop (5.4.6). Each host's
- * addresses are tried in turn (IPv6 and IPv4); connections are reused per
- * destination, with a per-destination concurrency limit. */
+ * Where a remote recipient goes is route/'s decision (route_next, route_mx: sender
+ * relay with its login, transport, relay_host with fallbacks, else the domain's MX
+ * hosts by preference, its A/AAAA as implicit MX; null MX 5.1.10, loops 5.4.6).
+ * remote.c looks up the sender's relay route on a worker, the MX in dns/, tries the
+ * hops in turn and each host's addresses (IPv4 then IPv6); connections are reused
+ * per destination, with a per-destination concurrency limit. */
 
 struct dns;
 struct store;

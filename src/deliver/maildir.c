@@ -1,9 +1,8 @@
 /* maildir.c: local delivery into <root>/<domain>/<local>/Maildir (Dovecot-compatible
  * names with S=size, LF line ends). Blocking; runs on a worker. Routing and quota
- * policy at RCPT time are the router's; this file only writes and measures. */
+ * policy at RCPT time are the router's; the layout and its usage are core/maildir.c's. */
 #include "core/compat.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,29 +31,6 @@ static enum deliver_status result(struct deliver_result *res, enum deliver_statu
     if (vsnprintf(res->text, sizeof res->text, fmt, ap) < 0) res->text[0] = '\0';
     va_end(ap);
     return st;
-}
-
-/* A path component taken from an address: not empty, no '/', not hidden (which
- * covers "." and ".."). */
-static int component_ok(const char *s, size_t len)
-{
-    return len > 0 && s[0] != '.' && !memchr(s, '/', len) && !memchr(s, '\0', len);
-}
-
-/* <root>/<domain>/<local>/Maildir into a new string, or NULL when the address cannot
- * name a mailbox directory. */
-static char *maildir_path(const char *root, const char *address)
-{
-    const char *at = strrchr(address, '@');
-    if (!at) return NULL;
-    size_t ll = (size_t)(at - address);
-    const char *dom = at + 1;
-    if (!component_ok(address, ll) || !component_ok(dom, strlen(dom))) return NULL;
-    char *d = xstrdup(dom);
-    str_lower(d);
-    char *p = xasprintf("%s/%s/%.*s/Maildir", root, d, (int)ll, address);
-    free(d);
-    return p;
 }
 
 static int ensure_dir(const char *path, unsigned uid, unsigned gid)
@@ -159,7 +135,7 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
                                     struct deliver_result *res)
 {
     memset(res, 0, sizeof *res);
-    char *md = maildir_path(req->root, req->address);
+    char *md = maildir_path_new(req->root, req->address);
     if (!md)
         return result(res, DELIVER_PERM, "5.1.3", "bad mailbox address for a Maildir: %s",
                       req->address);
@@ -173,7 +149,7 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
         goto out;
     }
     if (req->quota > 0) {
-        long long used = deliver_maildir_usage(req->root, req->address);
+        long long used = maildir_usage(req->root, req->address);
         if (used < 0) used = 0;
         if (used + (long long)cst.st_size > req->quota) {
             st = result(res, DELIVER_TEMP, "4.2.2", "mailbox full (%lld of %lld bytes used)", used,
@@ -259,51 +235,4 @@ out:
     free(newdir);
     free(md);
     return st;
-}
-
-/* ",S=1234" in a Maildir file name, -1 when absent */
-static long long size_from_name(const char *n)
-{
-    const char *s = strstr(n, ",S=");
-    if (!s) return -1;
-    s += 3;
-    long long v = 0;
-    if (*s < '0' || *s > '9') return -1;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        if (v > (1LL << 50)) return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v;
-}
-
-long long deliver_maildir_usage(const char *root, const char *address)
-{
-    char *md = maildir_path(root, address);
-    if (!md) return -1;
-    long long total = 0;
-    static const char *subs[] = {"new", "cur"};
-    for (size_t i = 0; i < 2; i++) {
-        char *dir = xasprintf("%s/%s", md, subs[i]);
-        DIR *d = opendir(dir);
-        free(dir);
-        if (!d) {
-            if (errno == ENOENT) continue; /* no Maildir yet: nothing used */
-            free(md);
-            return -1;
-        }
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (de->d_name[0] == '.') continue;
-            long long sz = size_from_name(de->d_name);
-            if (sz < 0) {
-                struct stat st;
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-                sz = (long long)st.st_size;
-            }
-            total += sz;
-        }
-        closedir(d);
-    }
-    free(md);
-    return total;
 }

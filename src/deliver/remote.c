@@ -1,7 +1,7 @@
-/* remote.c: remote delivery (deliver.h): picks the route (sender route from the
- * directory, transport, relay_host, MX), resolves hosts, keeps connections per
- * destination with a concurrency limit, and turns replies into per-recipient
- * results. The SMTP dialogue is smtp/client.c's; DSNs are queue/'s. Loop thread. */
+/* remote.c: remote delivery (deliver.h): asks route/ for the next hops, resolves
+ * hosts, keeps connections per destination with a concurrency limit, and turns
+ * replies into per-recipient results. Which hops and in what order is route/'s; the
+ * SMTP dialogue is smtp/client.c's; DSNs are queue/'s. Loop thread. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -11,17 +11,17 @@
 #include "core/core.h"
 #include "deliver/deliver.h"
 #include "dns/dns.h"
+#include "route/route.h"
 #include "smtp/smtp.h"
-#include "store/store.h"
 
-#define MAX_HOSTS 16 /* MX hosts or relays tried per job */
-#define MAX_ADDRS 8  /* addresses per family and host */
+#define MAX_ADDRS 8 /* addresses per family and host */
 
-struct rhost {
-    char name[256]; /* host name or IP literal (without brackets) */
-    int port;
-    int pref; /* MX preference, -1 for relays */
-};
+/* route/ gives conf's TLS levels; the client takes smtp/'s: the same order. */
+_Static_assert((int)CONF_TLS_NONE == (int)SMTP_CTLS_NONE &&
+                   (int)CONF_TLS_MAY == (int)SMTP_CTLS_MAY &&
+                   (int)CONF_TLS_ENCRYPT == (int)SMTP_CTLS_ENCRYPT &&
+                   (int)CONF_TLS_VERIFY == (int)SMTP_CTLS_VERIFY,
+               "enum conf_out_tls and enum smtp_client_tls differ");
 
 struct dest;
 
@@ -68,17 +68,13 @@ struct remote_req {
     void (*done)(void *arg);
     void *arg;
     enum req_state state;
-    /* the sender route lookup (worker) */
+    /* the sender's relay route (looked up on a worker; holds the login the hops borrow) */
     struct work_job *wj;
-    struct store_relay sr;
-    int sr_rc;
-    /* the route */
-    const char *via; /* "sender route", "transport", "relay_host", "MX" (debug) */
-    struct rhost hosts[MAX_HOSTS];
-    size_t nhosts, hi;
-    int implicit_mx;
-    enum smtp_client_tls tls;
-    char *auth_user, *auth_pass;
+    struct store_relay *relay;
+    int relay_rc;
+    /* the next hops (route/), tried in turn from hi */
+    struct route_next route;
+    size_t hi;
     /* the current host */
     struct dest *dest;
     int slot; /* holds one of dest->active */
@@ -110,13 +106,6 @@ static void connect_next(struct remote_req *q);
 static void send_msg(struct remote_req *q, struct conn *cn);
 
 /* --- small helpers ---------------------------------------------------------- */
-
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -379,9 +368,7 @@ static void req_free(struct remote_req *q)
 {
     if (q->ev_done) event_free(q->ev_done);
     free(q->rreply);
-    free(q->auth_user);
-    wipe_free(q->auth_pass);
-    explicit_bzero(q->sr.password, sizeof q->sr.password);
+    route_relay_free(q->relay);
     free(q);
 }
 
@@ -411,7 +398,7 @@ static void finish_fail(struct remote_req *q)
     for (size_t i = 0; i < job->nrcpts; i++)
         result_set(&job->results[i], q->fail_st, q->fail_dsn, q->fail_code, q->fail_stage,
                    q->fail_relay[0] ? q->fail_relay : "none", q->fail_text);
-    log_debug("smtp", "%s: %s via %s: %s", job->id, job->domain, q->via ? q->via : "-",
+    log_debug("smtp", "%s: %s via %s: %s", job->id, job->domain, q->route.via ? q->route.via : "-",
               q->fail_text);
     finish(q);
 }
@@ -539,7 +526,7 @@ static void on_ready(void *arg, struct smtp_client *c, int ok)
     int tls_failed = rp->code == 0 && strcmp(stage, "STARTTLS") == 0;
     int answered = rp->code != 0;
     bury(q->r, c);
-    if (tls_failed && q->tls == SMTP_CTLS_MAY && !q->tls_fallback) {
+    if (tls_failed && q->route.hops[q->hi].tls == CONF_TLS_MAY && !q->tls_fallback) {
         /* opportunistic TLS: a broken handshake falls back to plain on a new
          * connection (RFC 3207 leaves the choice to the client) */
         q->tls_fallback = 1;
@@ -563,7 +550,7 @@ static void connect_next(struct remote_req *q)
     const struct kconf *c = q->conf;
     while (q->ai < q->naddrs) {
         struct sockaddr_storage *sa = &q->addrs[q->ai];
-        const struct rhost *h = &q->hosts[q->hi];
+        const struct route_hop *h = &q->route.hops[q->hi];
         socklen_t len;
         if (sa->ss_family == AF_INET6) {
             ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)h->port);
@@ -577,10 +564,10 @@ static void connect_next(struct remote_req *q)
             .dst = (const struct sockaddr *)sa,
             .dstlen = len,
             .peer_name = h->name,
-            .tls = q->tls_fallback ? SMTP_CTLS_NONE : q->tls,
+            .tls = q->tls_fallback ? SMTP_CTLS_NONE : (enum smtp_client_tls)h->tls,
             .ca_file = c->out_ca_file,
-            .auth_user = q->auth_user,
-            .auth_pass = q->auth_pass,
+            .auth_user = h->auth_user,
+            .auth_pass = h->auth_pass,
             .connect_timeout = c->out_connect_timeout,
             .command_timeout = c->out_command_timeout,
             .data_timeout = c->out_data_timeout,
@@ -611,7 +598,7 @@ static void copy_addrs(struct sockaddr_storage *dst, size_t *n, const struct dns
 static void addrs_ready(struct remote_req *q)
 {
     if (!q->a_done || !q->aaaa_done) return;
-    const struct rhost *h = &q->hosts[q->hi];
+    const struct route_hop *h = &q->route.hops[q->hi];
     q->naddrs = 0;
     /* IPv4 first, then IPv6: both families are tried in turn */
     for (size_t i = 0; i < q->na4; i++)
@@ -626,7 +613,7 @@ static void addrs_ready(struct remote_req *q)
                      "Host or domain name not found. Name service error for name=%s type=A: "
                      "Host not found, try again",
                      h->name);
-        else if (q->implicit_mx)
+        else if (h->implicit_mx)
             fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "",
                      "Host or domain name not found. Name service error for name=%s type=A: "
                      "Host found but no data record of requested type",
@@ -669,7 +656,7 @@ static void on_aaaa(void *arg, const struct dns_result *res)
 /* Addresses of the current host (q holds a slot). */
 static void host_resolve(struct remote_req *q)
 {
-    const struct rhost *h = &q->hosts[q->hi];
+    const struct route_hop *h = &q->route.hops[q->hi];
     q->state = RQ_ADDR;
     q->a_done = q->aaaa_done = 0;
     q->na4 = q->na6 = q->naddrs = q->ai = 0;
@@ -691,19 +678,19 @@ static void host_resolve(struct remote_req *q)
     if (q->a_done && q->aaaa_done) addrs_ready(q);
 }
 
-/* Start on host q->hosts[q->hi]: reuse an idle connection, wait for a slot, or
+/* Start on hop q->route.hops[q->hi]: reuse an idle connection, wait for a slot, or
  * resolve and connect. After the last host, every recipient gets the last failure. */
 static void host_start(struct remote_req *q)
 {
     struct remote *r = q->r;
-    if (q->hi >= q->nhosts) {
+    if (q->hi >= q->route.nhops) {
         finish_fail(q);
         return;
     }
-    const struct rhost *h = &q->hosts[q->hi];
+    const struct route_hop *h = &q->route.hops[q->hi];
     char key[700];
-    snprintf(key, sizeof key, "%s:%d|%d|%s", h->name, h->port, (int)q->tls,
-             q->auth_user ? q->auth_user : "");
+    snprintf(key, sizeof key, "%s:%d|%d|%s", h->name, h->port, (int)h->tls,
+             h->auth_user ? h->auth_user : "");
     struct dest *d = dest_get(r, key);
     q->dest = d;
     if (!q->no_reuse && d->idle) {
@@ -733,220 +720,48 @@ static void host_start(struct remote_req *q)
     host_resolve(q);
 }
 
-/* --- routes --------------------------------------------------------------------- */
+/* --- routes (decided by route/) ---------------------------------------------- */
 
-/* "a.example:587, [2001:db8::1]:25 b.example" into q->hosts. */
-static void hosts_parse(struct remote_req *q, const char *list)
+/* A route/ failure: every recipient gets it. */
+static void route_fail(struct remote_req *q)
 {
-    const char *p = list;
-    q->nhosts = 0;
-    while (*p && q->nhosts < MAX_HOSTS) {
-        p += strspn(p, " ,\t");
-        size_t n = strcspn(p, " ,\t");
-        if (!n) break;
-        char tok[300];
-        if (n >= sizeof tok) {
-            p += n;
-            continue;
-        }
-        memcpy(tok, p, n);
-        tok[n] = '\0';
-        p += n;
-        struct rhost *h = &q->hosts[q->nhosts];
-        h->pref = -1;
-        h->port = q->conf->out_port;
-        char *port = NULL;
-        if (tok[0] == '[') {
-            char *rb = strchr(tok, ']');
-            if (!rb) continue;
-            *rb = '\0';
-            if (rb[1] == ':') port = rb + 2;
-            str_copy(h->name, tok + 1, sizeof h->name);
-        } else {
-            char *colon = strchr(tok, ':');
-            if (colon) {
-                *colon = '\0';
-                port = colon + 1;
-            }
-            str_copy(h->name, tok, sizeof h->name);
-        }
-        if (port && atoi(port) > 0 && atoi(port) < 65536) h->port = atoi(port);
-        str_lower(h->name);
-        if (h->name[0]) q->nhosts++;
-    }
-}
-
-static const struct conf_transport *transport_match(const struct kconf *c, const char *domain)
-{
-    const struct conf_transport *best = NULL;
-    size_t best_score = 0, dl = strlen(domain);
-    for (const struct conf_transport *t = c->transports; t; t = t->next) {
-        const char *td = t->domain;
-        size_t score = 0;
-        if (td[0] == '.') {
-            size_t tl = strlen(td);
-            if (str_ieq(td + 1, domain))
-                score = 2 * (tl - 1);
-            else if (dl > tl && str_ieq(domain + dl - tl, td))
-                score = 2 * (tl - 1);
-        } else if (str_ieq(td, domain)) {
-            score = 2 * strlen(td) + 1; /* the exact name beats ".name" */
-        }
-        if (score > best_score) {
-            best = t;
-            best_score = score;
-        }
-    }
-    return best;
-}
-
-static int is_self(const struct kconf *c, const char *host)
-{
-    return (c->hostname && str_ieq(host, c->hostname)) ||
-           (c->out_helo && str_ieq(host, c->out_helo));
+    fail_set(q, q->route.status == ROUTE_NEXT_PERM ? DELIVER_PERM : DELIVER_TEMP, q->route.dsn, 0,
+             NULL, "none", "%s", q->route.text);
+    finish_fail(q);
 }
 
 static void on_mx(void *arg, const struct dns_result *res)
 {
     struct remote_req *q = arg;
-    struct remote_job *job = q->job;
-    const struct kconf *c = q->conf;
     q->qmx = NULL;
-    switch (res->status) {
-    case DNS_OK:
-        break;
-    case DNS_NXDOMAIN:
-        fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "none",
-                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
-                 "not found",
-                 job->domain);
-        finish_fail(q);
-        return;
-    case DNS_NODATA: /* RFC 5321 5.1: the domain itself is the implicit MX */
-        str_copy(q->hosts[0].name, job->domain, sizeof q->hosts[0].name);
-        str_lower(q->hosts[0].name);
-        q->hosts[0].port = c->out_port;
-        q->hosts[0].pref = 0;
-        q->nhosts = 1;
-        q->implicit_mx = 1;
-        if (is_self(c, q->hosts[0].name)) {
-            fail_set(q, DELIVER_PERM, "5.4.6", 0, NULL, "none",
-                     "mail loop: MX points back to us (mail for %s loops back to myself)",
-                     job->domain);
-            finish_fail(q);
-            return;
-        }
-        host_start(q);
-        return;
-    default:
-        fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "none",
-                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
-                 "not found, try again (%s)",
-                 job->domain, res->why ? res->why : dns_status_name(res->status));
-        finish_fail(q);
+    if (route_mx(q->conf, &q->route.hops[0], res, &q->route) != ROUTE_NEXT_OK) {
+        route_fail(q);
         return;
     }
-    if (res->null_mx || res->nmx == 0) {
-        fail_set(q, DELIVER_PERM, "5.1.10", 0, NULL, "none",
-                 "the domain %s accepts no mail (null MX)", job->domain);
-        finish_fail(q);
-        return;
-    }
-    /* RFC 5321 5.1: when we are among the MX hosts, only better ones may be used */
-    int self_pref = -1;
-    for (size_t i = 0; i < res->nmx; i++)
-        if (is_self(c, res->mx[i].host) && (self_pref < 0 || res->mx[i].pref < self_pref))
-            self_pref = res->mx[i].pref;
-    q->nhosts = 0;
-    for (size_t i = 0; i < res->nmx && q->nhosts < MAX_HOSTS; i++) {
-        if (!res->mx[i].host[0]) continue;
-        if (self_pref >= 0 && res->mx[i].pref >= self_pref) continue;
-        struct rhost *h = &q->hosts[q->nhosts++];
-        str_copy(h->name, res->mx[i].host, sizeof h->name);
-        h->port = c->out_port;
-        h->pref = res->mx[i].pref;
-    }
-    if (q->nhosts == 0) {
-        fail_set(q, DELIVER_PERM, self_pref >= 0 ? "5.4.6" : "5.1.10", 0, NULL, "none",
-                 self_pref >= 0 ? "mail loop: MX points back to us (mail for %s loops back to "
-                                  "myself)"
-                                : "the domain %s accepts no mail (null MX)",
-                 job->domain);
-        finish_fail(q);
-        return;
-    }
+    q->hi = 0;
     host_start(q);
 }
 
-static enum smtp_client_tls tls_parse(const char *s, enum smtp_client_tls def)
-{
-    if (!s || !*s) return def;
-    if (strcmp(s, "none") == 0) return SMTP_CTLS_NONE;
-    if (strcmp(s, "may") == 0) return SMTP_CTLS_MAY;
-    if (strcmp(s, "encrypt") == 0) return SMTP_CTLS_ENCRYPT;
-    if (strcmp(s, "verify") == 0) return SMTP_CTLS_VERIFY;
-    return def;
-}
-
-/* Sender route > transport (recipient domain) > relay_host > MX. */
+/* The sender's relay route is known (or none was looked up): take route/'s hops;
+ * a lone MX hop is looked up first. */
 static void route_start(struct remote_req *q)
 {
-    const struct kconf *c = q->conf;
     struct remote_job *job = q->job;
-    enum smtp_client_tls deftls = (enum smtp_client_tls)c->out_tls;
     q->state = RQ_MX;
-    if (q->sr_rc < 0) {
-        fail_set(q, DELIVER_TEMP, "4.3.0", 0, NULL, "none",
-                 "directory lookup failed (relay routes); will retry");
-        finish_fail(q);
+    if (route_next(q->conf, job->domain, q->relay, q->relay_rc, &q->route) != ROUTE_NEXT_OK) {
+        route_fail(q);
         return;
     }
-    if (q->sr_rc > 0) {
-        q->via = "sender route";
-        int creds = q->sr.username[0] != 0;
-        q->tls =
-            tls_parse(q->sr.tls, creds && deftls < SMTP_CTLS_ENCRYPT ? SMTP_CTLS_ENCRYPT : deftls);
-        if (creds && q->tls < SMTP_CTLS_ENCRYPT) {
-            /* never send a password in clear (issue 4 item 7) */
-            fail_set(q, DELIVER_TEMP, "4.7.0", 0, NULL, "none",
-                     "relay route %s has a login but tls %s: the password is never sent "
-                     "without TLS; set --tls encrypt or verify",
-                     q->sr.match, q->sr.tls);
+    if (q->route.nhops == 1 && q->route.hops[0].kind == ROUTE_HOP_MX) {
+        q->qmx = dns_query_mx(q->r->dns, q->route.hops[0].name, on_mx, q);
+        if (!q->qmx) {
+            fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "none", "cannot start a DNS query");
             finish_fail(q);
-            return;
         }
-        if (creds) {
-            q->auth_user = xstrdup(q->sr.username);
-            q->auth_pass = xstrdup(q->sr.password);
-        }
-        explicit_bzero(q->sr.password, sizeof q->sr.password);
-        hosts_parse(q, q->sr.hosts);
-    } else {
-        const struct conf_transport *t = transport_match(c, job->domain);
-        const char *relays;
-        if (t) {
-            q->via = "transport";
-            q->tls = t->tls > 0 ? (enum smtp_client_tls)(t->tls - 1) : deftls;
-            relays = t->relay; /* NULL: this domain's MX with the transport's tls */
-        } else {
-            q->via = "relay_host";
-            q->tls = deftls;
-            relays = c->relay_host;
-        }
-        if (relays) {
-            hosts_parse(q, relays);
-        } else {
-            q->via = "MX";
-            q->qmx = dns_query_mx(q->r->dns, job->domain, on_mx, q);
-            if (!q->qmx) {
-                fail_set(q, DELIVER_TEMP, "4.4.3", 0, NULL, "none", "cannot start a DNS query");
-                finish_fail(q);
-            }
-            return;
-        }
+        return;
     }
-    log_debug("smtp", "%s: %s via %s (%zu host%s)", job->id, job->domain, q->via, q->nhosts,
-              q->nhosts == 1 ? "" : "s");
+    log_debug("smtp", "%s: %s via %s (%zu host%s)", job->id, job->domain, q->route.via,
+              q->route.nhops, q->route.nhops == 1 ? "" : "s");
     q->hi = 0;
     host_start(q);
 }
@@ -954,7 +769,7 @@ static void route_start(struct remote_req *q)
 static void route_lookup_run(void *arg)
 {
     struct remote_req *q = arg;
-    q->sr_rc = store_relay_get(q->r->st, q->job->sender, &q->sr);
+    q->relay_rc = route_relay_lookup(q->r->st, q->job->sender, &q->relay);
 }
 
 static void route_lookup_done(void *arg)

@@ -3,7 +3,6 @@
  * local users are refused here, never bounced later (no backscatter). */
 #include "core/compat.h"
 
-#include "deliver/deliver.h"
 #include "policy/policy.h"
 #include "route/route.h"
 #include "store/store.h"
@@ -35,7 +34,7 @@ static void rcpt_run(void *arg)
         for (size_t i = 0; i < rr.ntargets; i++) {
             const struct route_target *t = &rr.targets[i];
             if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
-            long long used = deliver_maildir_usage(j->maildir_root, t->addr);
+            long long used = maildir_usage(j->maildir_root, t->addr);
             if (used >= t->quota) {
                 policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
                                    "<%s>: Recipient address rejected: mailbox is full, "

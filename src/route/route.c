@@ -1,9 +1,11 @@
 /* route.c: where a recipient goes: remote domain, local mailbox, alias expansion
- * (recursive, loop-checked, deduplicated) and catch-all. Pure decisions over the
- * directory in store/; delivery and SRS are left to others. */
+ * (recursive, loop-checked, deduplicated) and catch-all; for remote mail the next
+ * hops (sender relay, transport, relay_host, MX). Pure decisions over the directory
+ * in store/ and a given MX answer; delivery, DNS and SRS are left to others. */
 #include "core/compat.h"
 
 #include "core/core.h"
+#include "dns/dns.h"
 #include "route/route.h"
 #include "store/store.h"
 
@@ -177,4 +179,247 @@ void route_result_clear(struct route_result *r)
     free(r->targets);
     r->targets = NULL;
     r->ntargets = 0;
+}
+
+/* --- next hops ------------------------------------------------------------------ */
+
+/* snprintf into a fixed result field; a long text is cut. */
+static void text_set(struct route_next *out, enum route_next_status st, const char *dsn,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void text_set(struct route_next *out, enum route_next_status st, const char *dsn,
+                     const char *fmt, ...)
+{
+    out->status = st;
+    str_copy(out->dsn, dsn, sizeof out->dsn);
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(out->text, sizeof out->text, fmt, ap) < 0) out->text[0] = '\0';
+    va_end(ap);
+}
+
+/* "a.example:587, [2001:db8::1]:25 b.example" into out->hops, each with tls and the
+ * login. Tokens too long, or an unclosed "[", are skipped. */
+static void hosts_parse(const struct kconf *c, const char *list, enum conf_out_tls tls,
+                        const char *user, const char *pass, struct route_next *out)
+{
+    const char *p = list;
+    out->nhops = 0;
+    while (*p && out->nhops < ROUTE_MAX_HOPS) {
+        p += strspn(p, " ,\t");
+        size_t n = strcspn(p, " ,\t");
+        if (!n) break;
+        char tok[300];
+        if (n >= sizeof tok) {
+            p += n;
+            continue;
+        }
+        memcpy(tok, p, n);
+        tok[n] = '\0';
+        p += n;
+        struct route_hop *h = &out->hops[out->nhops];
+        *h = (struct route_hop){.kind = ROUTE_HOP_HOST,
+                                .port = c->out_port,
+                                .pref = -1,
+                                .tls = tls,
+                                .auth_user = user,
+                                .auth_pass = pass};
+        char *port = NULL;
+        if (tok[0] == '[') {
+            char *rb = strchr(tok, ']');
+            if (!rb) continue;
+            *rb = '\0';
+            if (rb[1] == ':') port = rb + 2;
+            str_copy(h->name, tok + 1, sizeof h->name);
+        } else {
+            char *colon = strchr(tok, ':');
+            if (colon) {
+                *colon = '\0';
+                port = colon + 1;
+            }
+            str_copy(h->name, tok, sizeof h->name);
+        }
+        if (port && atoi(port) > 0 && atoi(port) < 65536) h->port = atoi(port);
+        str_lower(h->name);
+        if (h->name[0]) out->nhops++;
+    }
+}
+
+/* The transport block for domain: an exact name scores above ".name", a longer
+ * ".name" above a shorter one; NULL when none matches. */
+static const struct conf_transport *transport_match(const struct kconf *c, const char *domain)
+{
+    const struct conf_transport *best = NULL;
+    size_t best_score = 0, dl = strlen(domain);
+    for (const struct conf_transport *t = c->transports; t; t = t->next) {
+        const char *td = t->domain;
+        size_t score = 0;
+        if (td[0] == '.') {
+            size_t tl = strlen(td);
+            if (str_ieq(td + 1, domain))
+                score = 2 * (tl - 1);
+            else if (dl > tl && str_ieq(domain + dl - tl, td))
+                score = 2 * (tl - 1);
+        } else if (str_ieq(td, domain)) {
+            score = 2 * strlen(td) + 1; /* the exact name beats ".name" */
+        }
+        if (score > best_score) {
+            best = t;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
+{
+    if (!s || !*s) return def;
+    if (strcmp(s, "none") == 0) return CONF_TLS_NONE;
+    if (strcmp(s, "may") == 0) return CONF_TLS_MAY;
+    if (strcmp(s, "encrypt") == 0) return CONF_TLS_ENCRYPT;
+    if (strcmp(s, "verify") == 0) return CONF_TLS_VERIFY;
+    return def;
+}
+
+int route_relay_lookup(struct store *st, const char *sender, struct store_relay **out)
+{
+    struct store_relay *r = xcalloc(1, sizeof *r);
+    int rc = store_relay_get(st, sender, r);
+    if (rc <= 0) {
+        route_relay_free(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+void route_relay_free(struct store_relay *r)
+{
+    if (!r) return;
+    explicit_bzero(r->password, sizeof r->password);
+    free(r);
+}
+
+enum route_next_status route_next(const struct kconf *c, const char *domain,
+                                  const struct store_relay *relay, int relay_rc,
+                                  struct route_next *out)
+{
+    *out = (struct route_next){.status = ROUTE_NEXT_OK};
+    enum conf_out_tls deftls = (enum conf_out_tls)c->out_tls;
+    if (relay_rc < 0) {
+        text_set(out, ROUTE_NEXT_TEMP, "4.3.0",
+                 "directory lookup failed (relay routes); will retry");
+        return out->status;
+    }
+    if (relay_rc > 0 && relay) {
+        out->via = "sender route";
+        int creds = relay->username[0] != 0;
+        enum conf_out_tls tls =
+            tls_parse(relay->tls, creds && deftls < CONF_TLS_ENCRYPT ? CONF_TLS_ENCRYPT : deftls);
+        if (creds && tls < CONF_TLS_ENCRYPT) {
+            /* never send a password in clear (issue 4 item 7) */
+            text_set(out, ROUTE_NEXT_TEMP, "4.7.0",
+                     "relay route %s has a login but tls %s: the password is never sent "
+                     "without TLS; set --tls encrypt or verify",
+                     relay->match, relay->tls);
+            return out->status;
+        }
+        hosts_parse(c, relay->hosts, tls, creds ? relay->username : NULL,
+                    creds ? relay->password : NULL, out);
+        return out->status;
+    }
+    const struct conf_transport *t = transport_match(c, domain);
+    const char *relays;
+    enum conf_out_tls tls;
+    if (t) {
+        out->via = "transport";
+        tls = t->tls > 0 ? (enum conf_out_tls)(t->tls - 1) : deftls;
+        relays = t->relay; /* NULL: this domain's MX with the transport's tls */
+    } else {
+        out->via = "relay_host";
+        tls = deftls;
+        relays = c->relay_host;
+    }
+    if (relays) {
+        hosts_parse(c, relays, tls, NULL, NULL, out);
+        return out->status;
+    }
+    out->via = "MX";
+    struct route_hop *h = &out->hops[0];
+    *h = (struct route_hop){.kind = ROUTE_HOP_MX, .port = c->out_port, .pref = -1, .tls = tls};
+    str_copy(h->name, domain, sizeof h->name);
+    out->nhops = 1;
+    return out->status;
+}
+
+static int is_self(const struct kconf *c, const char *host)
+{
+    return (c->hostname && str_ieq(host, c->hostname)) ||
+           (c->out_helo && str_ieq(host, c->out_helo));
+}
+
+enum route_next_status route_mx(const struct kconf *c, const struct route_hop *mx,
+                                const struct dns_result *res, struct route_next *out)
+{
+    const struct route_hop m = *mx; /* mx may be out->hops[0] */
+    const char *domain = m.name;
+    out->status = ROUTE_NEXT_OK;
+    out->nhops = 0;
+    switch (res->status) {
+    case DNS_OK:
+        break;
+    case DNS_NXDOMAIN:
+        text_set(out, ROUTE_NEXT_PERM, "5.1.2",
+                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
+                 "not found",
+                 domain);
+        return out->status;
+    case DNS_NODATA: { /* RFC 5321 5.1: the domain itself is the implicit MX */
+        struct route_hop *h = &out->hops[0];
+        *h = m;
+        h->kind = ROUTE_HOP_HOST;
+        h->pref = 0;
+        h->implicit_mx = 1;
+        str_lower(h->name);
+        if (is_self(c, h->name)) {
+            text_set(out, ROUTE_NEXT_PERM, "5.4.6",
+                     "mail loop: MX points back to us (mail for %s loops back to myself)", m.name);
+            return out->status;
+        }
+        out->nhops = 1;
+        return out->status;
+    }
+    default:
+        text_set(out, ROUTE_NEXT_TEMP, "4.4.3",
+                 "Host or domain name not found. Name service error for name=%s type=MX: Host "
+                 "not found, try again (%s)",
+                 domain, res->why ? res->why : dns_status_name(res->status));
+        return out->status;
+    }
+    if (res->null_mx || res->nmx == 0) {
+        text_set(out, ROUTE_NEXT_PERM, "5.1.10", "the domain %s accepts no mail (null MX)", domain);
+        return out->status;
+    }
+    /* RFC 5321 5.1: when we are among the MX hosts, only better ones may be used */
+    int self_pref = -1;
+    for (size_t i = 0; i < res->nmx; i++)
+        if (is_self(c, res->mx[i].host) && (self_pref < 0 || res->mx[i].pref < self_pref))
+            self_pref = res->mx[i].pref;
+    for (size_t i = 0; i < res->nmx && out->nhops < ROUTE_MAX_HOPS; i++) {
+        if (!res->mx[i].host[0]) continue;
+        if (self_pref >= 0 && res->mx[i].pref >= self_pref) continue;
+        struct route_hop *h = &out->hops[out->nhops++];
+        *h = m;
+        h->kind = ROUTE_HOP_HOST;
+        str_copy(h->name, res->mx[i].host, sizeof h->name);
+        h->pref = res->mx[i].pref;
+    }
+    if (out->nhops == 0) {
+        if (self_pref >= 0)
+            text_set(out, ROUTE_NEXT_PERM, "5.4.6",
+                     "mail loop: MX points back to us (mail for %s loops back to myself)", domain);
+        else
+            text_set(out, ROUTE_NEXT_PERM, "5.1.10", "the domain %s accepts no mail (null MX)",
+                     domain);
+    }
+    return out->status;
 }

@@ -1,11 +1,17 @@
-/* route.h: where each recipient goes. Pure decisions over the directory: no I/O of
- * its own beyond store lookups (call from a worker thread). */
+/* route.h: where each recipient goes (route_resolve: local mailbox, alias, remote)
+ * and, for remote mail, the next hops (route_next: sender relay, transport,
+ * relay_host, MX). Pure decisions: no I/O of its own beyond store lookups (call those
+ * from a worker thread). */
 #ifndef KURIER_ROUTE_H
 #define KURIER_ROUTE_H
 
 #include <stddef.h>
 
+#include "core/core.h"
+
 struct store;
+struct store_relay;
+struct dns_result;
 
 enum route_kind {
     ROUTE_LOCAL = 0, /* a local mailbox: deliver to maildir */
@@ -46,5 +52,82 @@ struct route_postmaster {
 enum route_kind route_resolve(struct store *st, const struct route_postmaster *pm,
                               const char *address, struct route_result *result);
 void route_result_clear(struct route_result *r);
+
+/* --- the next hop of remote mail (deliver/remote.c asks) -------------------------
+ * The order, first match wins (as Postfix's trivial-rewrite with sender_dependent_
+ * relayhost_maps, transport_maps and relayhost):
+ *   1. a relay route for the envelope sender (kurier relay add: "user@domain", then
+ *      "@domain"), with the customer's login there;
+ *   2. transport DOMAIN { } for the recipient domain (exact name beats ".name", the
+ *      longest ".name" wins): its relay hosts, or the domain's MX with its tls;
+ *   3. relay_host (smarthosts, in order);
+ *   4. the recipient domain's MX (route_mx turns the answer into hosts).
+ * Each host is tried in turn; remote.c owns connections, DNS and the SMTP dialogue. */
+
+#define ROUTE_MAX_HOPS 16 /* hosts tried per job; later ones are ignored */
+
+enum route_hop_kind {
+    ROUTE_HOP_HOST = 0, /* connect to name:port (a relay, an MX host, an IP literal) */
+    ROUTE_HOP_MX,       /* look up the MX of name first, then route_mx() */
+};
+
+struct route_hop {
+    enum route_hop_kind kind;
+    char name[256]; /* host name (lowercased) or IP literal without brackets; for
+                       ROUTE_HOP_MX the recipient domain as given */
+    int port;
+    int pref;              /* MX preference; -1 for relays and ROUTE_HOP_MX */
+    int implicit_mx;       /* the domain itself (no MX record): no A/AAAA is permanent */
+    enum conf_out_tls tls; /* STARTTLS policy towards this hop */
+    /* Credentials reference: borrowed from the relay route given to route_next()
+     * (live as long as it); NULL = no AUTH. */
+    const char *auth_user, *auth_pass;
+};
+
+enum route_next_status {
+    ROUTE_NEXT_OK = 0, /* hops filled (nhops may be 0: nothing usable in a host list) */
+    ROUTE_NEXT_TEMP,   /* try again later: dsn and text say why */
+    ROUTE_NEXT_PERM,   /* never deliverable this way: dsn and text say why */
+};
+
+struct route_next {
+    enum route_next_status status;
+    char dsn[8];     /* when not OK: "4.3.0", "5.1.10", ... */
+    char text[512];  /* when not OK: for the log line and the DSN */
+    const char *via; /* static, for debug logs: "sender route", "transport",
+                        "relay_host", "MX" */
+    struct route_hop hops[ROUTE_MAX_HOPS];
+    size_t nhops;
+};
+
+/* The relay route of an envelope sender (store_relay_get(): the exact address first,
+ * then "@domain"; none for the null sender) as a new object in *out (NULL when none
+ * or on error). Blocks on the directory: call from a worker thread. Returns 1 found,
+ * 0 none, -1 directory error. Free with route_relay_free(). */
+int route_relay_lookup(struct store *st, const char *sender, struct store_relay **out);
+/* Wipe the password and free. NULL does nothing. */
+void route_relay_free(struct store_relay *r);
+
+/* The next hops for mail to domain (a recipient domain; one job, one domain).
+ * relay/relay_rc: route_relay_lookup()'s answer for the envelope sender (relay NULL
+ * and rc 0 when none was looked up, e.g. for the null sender); a directory error
+ * (-1) is a temporary failure. A relay route with a login but tls none or may is a
+ * temporary failure too: a password never goes out without TLS. The result borrows
+ * relay's credentials. A ROUTE_HOP_MX hop is always the only hop. Pure: no I/O, no
+ * globals. Returns out->status. */
+enum route_next_status route_next(const struct kconf *c, const char *domain,
+                                  const struct store_relay *relay, int relay_rc,
+                                  struct route_next *out);
+
+/* Replace out's hops with the hosts behind the ROUTE_HOP_MX hop mx (copied first:
+ * mx may point into out), given the MX answer res for its domain (RFC 5321 5.1):
+ * the MX hosts by preference (as ordered by dns/); no MX record (NODATA): the domain
+ * itself, an implicit MX; a null MX (RFC 7505) or no usable host: 5.1.10; no such
+ * domain: 5.1.2; a DNS failure: temporary 4.4.3; when our hostname (or outbound
+ * helo) is among the MX hosts, only better preferences are kept, and none left is a
+ * loop (5.4.6). Hosts inherit mx's port, tls and credentials. Pure. Returns
+ * out->status. */
+enum route_next_status route_mx(const struct kconf *c, const struct route_hop *mx,
+                                const struct dns_result *res, struct route_next *out);
 
 #endif

@@ -95,12 +95,12 @@ static void test_deliver(void)
               "%s missing or mode %o", d, (unsigned)(st.st_mode & 0777));
         CHECK(only_file(d, name, sizeof name) == -1, "%s not empty", d);
     }
-    long long used = deliver_maildir_usage(root, "bob@example.org");
+    long long used = maildir_usage(root, "bob@example.org");
     CHECK(used == (long long)strlen(want), "usage %lld", used);
-    CHECK(deliver_maildir_usage(root, "nobody@example.org") == 0, "usage of missing maildir");
+    CHECK(maildir_usage(root, "nobody@example.org") == 0, "usage of missing maildir");
     /* a second delivery gets another name */
     CHECK(deliver("bob@example.org", "x\r\n", 0, &res) == DELIVER_OK, "second: %s", res.text);
-    used = deliver_maildir_usage(root, "bob@example.org");
+    used = maildir_usage(root, "bob@example.org");
     CHECK(used == (long long)strlen(want) + (long long)strlen("Return-Path: <alice@example.com>\n"
                                                               "Delivered-To: bob@example.org\nx\n"),
           "usage after two %lld", used);
@@ -155,7 +155,7 @@ static void test_bad_local(void)
         struct deliver_result res;
         CHECK(deliver(bad[i], "x\r\n", 0, &res) == DELIVER_PERM && strcmp(res.dsn, "5.1.3") == 0,
               "%s: %d %s", bad[i], res.status, res.dsn);
-        CHECK(deliver_maildir_usage(root, bad[i]) == -1, "usage of %s", bad[i]);
+        CHECK(maildir_usage(root, bad[i]) == -1, "usage of %s", bad[i]);
     }
     /* disk errors are temporary */
     char file[600];
