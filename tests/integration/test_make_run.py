@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, wait_port
+from conftest import BUILD, SAFETY, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -43,9 +43,14 @@ def test_make_run_demo():
         p = subprocess.Popen([os.path.join(d, "scripts", "run-demo"), BUILD], cwd=d,
                              stdout=log, stderr=log, start_new_session=True)
         try:
-            wait_port("127.0.0.1", 2525, timeout=20, proc=p)
-            wait_port("127.0.0.1", 2587, timeout=5, proc=p)
-            time.sleep(0.3)
+            wait_port("127.0.0.1", 2525, proc=p)
+            wait_port("127.0.0.1", 2587, proc=p)
+            # the ports accept before the start-up is over: wait for its last line
+            deadline = time.time() + SAFETY
+            while b"daemon started" not in open(os.path.join(d, "demo.log"), "rb").read():
+                assert p.poll() is None and time.time() < deadline, open(
+                    os.path.join(d, "demo.log"), "rb").read()[-3000:]
+                time.sleep(0.05)
             a = subprocess.run(["swaks", "--server", "127.0.0.1:2525", "--to",
                                 "demo@example.test"], capture_output=True, timeout=30)
             assert a.returncode == 0, a.stdout.decode()
@@ -55,13 +60,13 @@ def test_make_run_demo():
                                 "demo@example.test"], capture_output=True, timeout=30)
             assert b.returncode == 0, b.stdout.decode()
             new = os.path.join(d, "var", "mail", "example.test", "demo", "Maildir", "new")
-            deadline = time.time() + 15
+            deadline = time.time() + SAFETY
             while time.time() < deadline and len(os.listdir(new) if os.path.isdir(new) else []) < 2:
                 time.sleep(0.1)
             assert len(os.listdir(new)) == 2
         finally:
             os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=30)
+            p.wait(timeout=SAFETY)
             log.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
