@@ -7,11 +7,15 @@ SANITIZE ?=
 BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# pkg-config runs when a recipe first needs its answer, not when this file is read:
+# on a fresh machine "make run" reads this file before "deps" has installed the
+# libraries (each variable is computed once, then kept). pkg-check stops the build
+# with pkg-config's own message when the libraries are still missing.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm)$(PKG_LIBS)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
 OPT     ?= -O2 -g
-CFLAGS  := $(OPT) -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS   = $(OPT) -std=c17 -D_GNU_SOURCE $(WARN) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -28,14 +32,18 @@ FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all run check check-unit check-integration check-fuzz-replay fuzz bench \
-        bench-smoke install deps format clean
+        bench-smoke install deps pkg-check format clean
 
 all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq
 
 deps:
 	@scripts/install-deps
 
-$(BUILD)/obj/%.o: src/%.c
+pkg-check:
+	@pkg-config --exists --print-errors $(PKGS) || { echo "make: pkg-config does not" \
+	  "find the libraries kurier needs: run \"make deps\" (scripts/install-deps)" >&2; exit 1; }
+
+$(BUILD)/obj/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -43,26 +51,28 @@ $(BUILD)/libkurier.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kurierd: $(BUILD)/obj/kurierd.o $(BUILD)/libkurier.a
+$(BUILD)/kurierd: $(BUILD)/obj/kurierd.o $(BUILD)/libkurier.a | pkg-check
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a
+$(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a | pkg-check
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # sendmail(1) and mailq(1) are the same binary, chosen by argv[0].
 $(BUILD)/sendmail $(BUILD)/mailq: $(BUILD)/kurier
 	ln -sf kurier $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkurier.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkurier.a | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 # Fuzz targets built without libFuzzer: a small main replays the corpus.
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libkurier.a
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libkurier.a | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
-run: deps all
+# A new make builds, one that reads pkg-config after deps has installed the libraries.
+run: deps
+	$(MAKE) all
 	scripts/run-demo $(BUILD)
 
 # make check: normal -Werror build, then the ASan+UBSan build runs every suite.

@@ -375,22 +375,18 @@ static void ops_lookup_cancel(void *handle)
 
 /* --- TLS -------------------------------------------------------------------------- */
 
-/* The listener's TLS context: its certificate, plus one per file of sni_certs. */
-static struct smtp_tls *tls_for(const struct conf_listen *l)
+/* The listener's TLS context: its certificate, plus one per file of sni_certs.
+ * NULL with err filled (the file and why); the caller logs it. */
+static struct smtp_tls *tls_for(const struct conf_listen *l, char *err, size_t errsize)
 {
     if (l->tls == LISTEN_TLS_NONE) return NULL;
-    char err[512];
-    struct smtp_tls *t = smtp_tls_new(l->tls_cert, l->tls_key, err, sizeof err);
-    if (!t) {
-        log_err("kurierd", "listen %s: %s", l->address, err);
-        return NULL;
-    }
+    struct smtp_tls *t = smtp_tls_new(l->tls_cert, l->tls_key, err, errsize);
+    if (!t) return NULL;
     if (l->sni_certs) {
         glob_t g;
         if (glob(l->sni_certs, 0, NULL, &g) == 0) {
             for (size_t i = 0; i < g.gl_pathc; i++) {
-                if (smtp_tls_add_sni(t, g.gl_pathv[i], g.gl_pathv[i], err, sizeof err) != 0) {
-                    log_err("kurierd", "listen %s: %s", l->address, err);
+                if (smtp_tls_add_sni(t, g.gl_pathv[i], g.gl_pathv[i], err, errsize) != 0) {
                     globfree(&g);
                     smtp_tls_free(t);
                     return NULL;
@@ -598,10 +594,15 @@ static void reload(void *arg)
         }
         /* certificates are read again (renewed ones take effect); the keys must be
          * readable by the user we run as. On failure the old ones stay. */
-        struct smtp_tls *t = nl->tls != LISTEN_TLS_NONE ? tls_for(nl) : NULL;
+        char err[512];
+        struct smtp_tls *t = nl->tls != LISTEN_TLS_NONE ? tls_for(nl, err, sizeof err) : NULL;
         if (nl->tls != LISTEN_TLS_NONE && !t) {
-            log_warn("kurierd", "reload: listener %s keeps its old TLS certificate", nl->address);
+            log_err("kurierd",
+                    "reload: TLS certificate reload for %s failed, the running certificate "
+                    "stays: %s",
+                    nl->address, err);
         } else {
+            if (t) log_info("kurierd", "reload: TLS certificates for %s reloaded", nl->address);
             smtp_server_set_tls(d->servers[i], t);
             smtp_tls_free(d->tls[i]); /* sessions using it keep it until they end */
             d->tls[i] = t;
@@ -764,8 +765,12 @@ int main(int argc, char **argv)
         d.servers[i] = smtp_server_new(d.base, l, d.conf, &d.ops);
         if (!d.servers[i]) return 1;
         if (l->tls != LISTEN_TLS_NONE) { /* keys are read now, before the drop */
-            d.tls[i] = tls_for(l);
-            if (!d.tls[i]) return 1;
+            char terr[512];
+            d.tls[i] = tls_for(l, terr, sizeof terr);
+            if (!d.tls[i]) {
+                log_err("kurierd", "listen %s: %s", l->address, terr);
+                return 1;
+            }
             smtp_server_set_tls(d.servers[i], d.tls[i]);
         }
     }

@@ -3,7 +3,9 @@
 #include "core/compat.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,17 +50,34 @@ static int selfsigned(int argc, char **argv)
     }
     if (!host) return tls_usage();
 
+    int rc = 1;
     struct kconf *conf = NULL;
     char *cert_def = NULL, *key_def = NULL;
-    if (!cert || !key) {
+    if (!cert || !key || geteuid() == 0) {
         conf = cli_load_conf();
         cert_def = xasprintf("%s/tls/cert.pem", conf->state_dir);
         key_def = xasprintf("%s/tls/key.pem", conf->state_dir);
         if (!cert) cert = cert_def;
         if (!key) key = key_def;
     }
+    /* kurierd reads the key again on SIGHUP, after dropping to conf's user: as root
+     * the key gets that user's group (0640); otherwise the daemon runs as us (0600). */
+    gid_t key_group = (gid_t)-1;
+    const char *group_name = NULL;
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam(conf->user);
+        if (!pw) {
+            fprintf(stderr,
+                    "kurier: user \"%s\" (\"user\" in %s) does not exist: create it first "
+                    "(useradd --system %s), kurierd must be able to read the key\n",
+                    conf->user, cli_conf_path(), conf->user);
+            goto out;
+        }
+        key_group = pw->pw_gid;
+        struct group *gr = getgrgid(key_group);
+        group_name = gr ? gr->gr_name : conf->user;
+    }
 
-    int rc = 1;
     struct stat st;
     if (strcmp(cert, key) == 0) {
         fprintf(stderr, "kurier: certificate and key must be different files\n");
@@ -71,13 +90,17 @@ static int selfsigned(int argc, char **argv)
     }
     if (make_parent(cert) != 0 || make_parent(key) != 0) goto out;
     char err[1024];
-    if (smtp_tls_selfsigned(host, cert, key, err, sizeof err) != 0) {
+    if (smtp_tls_selfsigned(host, cert, key, key_group, err, sizeof err) != 0) {
         fprintf(stderr, "kurier: %s\n", err);
         goto out;
     }
-    printf("wrote %s (self-signed for %s, valid 2 years) and %s (mode 0600)\n"
-           "in a listen block: tls starttls; cert %s; key %s;\n",
-           cert, host, key, cert, key);
+    if (group_name)
+        printf("wrote %s (self-signed for %s, valid 2 years) and %s (mode 0640, group %s)\n", cert,
+               host, key, group_name);
+    else
+        printf("wrote %s (self-signed for %s, valid 2 years) and %s (mode 0600)\n", cert, host,
+               key);
+    printf("in a listen block: tls starttls; cert %s; key %s;\n", cert, key);
     rc = 0;
 out:
     free(cert_def);

@@ -6,6 +6,7 @@
 #define KURIER_SMTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include "core/core.h"
 
 /* An error reply decided by a parser or a check: code, enhanced code, text. */
@@ -254,10 +255,13 @@ void smtp_tls_free(struct smtp_tls *t);
  * buf (always NUL-terminated) and returns buf. */
 const char *smtp_tls_describe(SSL *ssl, char *buf, size_t size);
 /* Write a new self-signed certificate for host (CN=host, SAN DNS:host, ECDSA P-256,
- * valid 2 years): key to keyfile (mode 0600), certificate to certfile (0644),
- * replacing existing files. 0 done, -1 with err filled. */
-int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyfile, char *err,
-                        size_t errsize);
+ * valid 2 years): certificate to certfile (0644), key to keyfile: mode 0640 with
+ * group key_group (the daemon's, so that it reads the key again on SIGHUP after
+ * dropping privileges), or 0600 when key_group is (gid_t)-1. Each file appears
+ * whole with its final mode and group, replacing an existing one. 0 done, -1 with
+ * err filled. */
+int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyfile,
+                        gid_t key_group, char *err, size_t errsize);
 
 /* --- SASL helpers for AUTH (sasl.c): pure, no I/O --------------------------- */
 

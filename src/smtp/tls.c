@@ -237,9 +237,10 @@ const char *smtp_tls_describe(SSL *ssl, char *buf, size_t size)
 /* --- self-signed certificates ----------------------------------------------- */
 
 /* Write a PEM object to path atomically (temporary file, fsync, rename) with
- * exactly the given mode. 0 done, -1 with err filled. */
-static int write_pem(const char *path, mode_t mode, EVP_PKEY *pkey, X509 *x509, char *err,
-                     size_t errsize)
+ * exactly the given mode and group (unchanged when (gid_t)-1). 0 done, -1 with err
+ * filled. */
+static int write_pem(const char *path, mode_t mode, gid_t group, EVP_PKEY *pkey, X509 *x509,
+                     char *err, size_t errsize)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) {
@@ -252,7 +253,9 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *pkey, X509 *x509, 
         snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
         return -1;
     }
-    if (fchmod(fd, mode) != 0) { /* the umask may have taken bits of 0644 */
+    /* group first: the key is readable by that group only once it is the right one */
+    if ((group != (gid_t)-1 && fchown(fd, (uid_t)-1, group) != 0) ||
+        fchmod(fd, mode) != 0) { /* the umask may have taken bits of 0644 */
         snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -365,8 +368,8 @@ static X509 *make_cert(const char *host, EVP_PKEY *pkey)
     return x;
 }
 
-int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyfile, char *err,
-                        size_t errsize)
+int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyfile,
+                        gid_t key_group, char *err, size_t errsize)
 {
     ERR_clear_error();
     size_t hlen = host ? strlen(host) : 0;
@@ -385,8 +388,9 @@ int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyf
         EVP_PKEY_free(pkey);
         return -1;
     }
-    int r = write_pem(keyfile, 0600, pkey, NULL, err, errsize);
-    if (r == 0) r = write_pem(certfile, 0644, NULL, x, err, errsize);
+    mode_t key_mode = key_group != (gid_t)-1 ? 0640 : 0600;
+    int r = write_pem(keyfile, key_mode, key_group, pkey, NULL, err, errsize);
+    if (r == 0) r = write_pem(certfile, 0644, (gid_t)-1, NULL, x, err, errsize);
     X509_free(x);
     EVP_PKEY_free(pkey);
     return r;

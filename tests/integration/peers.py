@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from conftest import free_port, wait_port
+from conftest import SAFETY, free_port, wait_port
 
 UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -49,7 +49,7 @@ def dns_query_bytes(name, qtype=1, qid=0x1234):
     return q + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
 
 
-def wait_dns(port, probe, timeout=10.0, proc=None, host="127.0.0.1"):
+def wait_dns(port, probe, timeout=SAFETY, proc=None, host="127.0.0.1"):
     """Wait until a DNS server on host:port answers an MX query for probe."""
     deadline = time.time() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

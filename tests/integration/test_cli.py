@@ -354,7 +354,7 @@ def test_quota_message_larger_than_quota_waits_in_queue(kurier):
     assert "demo@example.test" in listing
     # with room it is delivered on the next retry
     kurier.cli("mailbox", "quota", "demo@example.test", "1M")
-    body = read(kurier.wait_mail("demo@example.test", timeout=20)[0])
+    body = read(kurier.wait_mail("demo@example.test")[0])
     assert b"Subject: too big" in body
 
 

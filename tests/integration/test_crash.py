@@ -3,7 +3,13 @@
 with SIGKILL at random moments and restarted. Every message that got 250 after its
 DATA must end up in the Maildir (a message may arrive twice: the client retries what
 it did not see acknowledged, and a crash between delivery and the recipient's state
-write delivers again; duplicates are counted and printed, not failed)."""
+write delivers again; duplicates are counted and printed, not failed).
+
+The work is sized by count: the kills come after given numbers of acknowledged
+messages, and the test waits as long as messages keep being acknowledged (a slow,
+busy machine only takes longer). What fails is a stall: no progress for STALL
+seconds (issue 9 item 17: a fixed 150 s for 2,000 messages failed on a busy 2-core
+machine, where each commit's fsync was slow; it was slowness, not a hang)."""
 
 import os
 import random
@@ -14,10 +20,12 @@ import time
 
 SEED = 20261125
 KILLS = 5
+# safety net only: seconds without any progress (a message acknowledged, or
+# delivered while the queue drains) before the test calls it a stall
+STALL = 180
 
 
 def message_count():
-    # 2000 fits in well under a minute of sending even on the ASan build
     return int(os.environ.get("KURIER_CRASH_MESSAGES") or 2000)
 
 
@@ -32,23 +40,22 @@ class Sender(threading.Thread):
     """Sends seq 0..n-1, a few per connection; records each seq that got 250 for its
     DATA; on any error puts the unacknowledged seqs back and tries them again."""
 
-    def __init__(self, port, n, deadline):
+    def __init__(self, port, n):
         super().__init__(daemon=True)
         self.port = port
         self.pending = list(range(n))
         self.acked = set()
         self.attempts = 0
         self.errors = 0
-        self.deadline = deadline
         self.stop = threading.Event()
         self.rng = random.Random(SEED + 1)
 
     def run(self):
-        while self.pending and not self.stop.is_set() and time.time() < self.deadline:
+        while self.pending and not self.stop.is_set():
             batch = self.pending[:self.rng.randint(1, 5)]
             done = []
             try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
                     for seq in batch:
                         self.attempts += 1
                         s.sendmail("load@remote.test", ["demo@example.test"], message(seq))
@@ -83,9 +90,23 @@ def delivered_seqs(k):
     return counts
 
 
-def queue_empty(k):
-    r = k.cli("queue", "list", check=False)
-    return r.returncode == 0 and "empty" in r.stdout.decode().lower()
+def maildir_files(k):
+    base = os.path.join(k.maildir_root, "example.test", "demo", "Maildir")
+    return sum(len(os.listdir(os.path.join(base, sub)))
+               for sub in ("new", "cur") if os.path.isdir(os.path.join(base, sub)))
+
+
+def wait_progress(k, done, progress, what, interval=0.1):
+    """Wait until done(); fails only when progress() has not changed for STALL
+    seconds (a stall), never because the machine is slow."""
+    last, since = progress(), time.time()
+    while not done():
+        time.sleep(interval)
+        now = progress()
+        if now != last:
+            last, since = now, time.time()
+        assert time.time() - since < STALL, "stall: no progress for %d s while %s (at %r)" \
+            "\nlog:\n%s" % (STALL, what, last, k.log()[-3000:])
 
 
 def test_kill9_loses_no_acknowledged_message(kurier_factory):
@@ -95,28 +116,31 @@ def test_kill9_loses_no_acknowledged_message(kurier_factory):
     k.add_mailbox("demo@example.test", "demo")
     k.start()
     rng = random.Random(SEED)
-    sender = Sender(k.port, n, deadline=time.time() + 150)
+    # kill after these numbers of acknowledged messages (spread over the run), each
+    # a random moment later so that the kill lands anywhere in a session or commit
+    at = sorted(rng.sample(range(n // 10, n * 9 // 10), KILLS))
+    sender = Sender(k.port, n)
     sender.start()
     kills = 0
     try:
-        for _ in range(KILLS):
-            time.sleep(rng.uniform(0.3, 1.5))
-            if not sender.is_alive():
-                break
+        for target in at:
+            wait_progress(k, lambda: len(sender.acked) >= target or not sender.is_alive(),
+                          lambda: len(sender.acked), "sending (kill %d)" % (kills + 1))
+            time.sleep(rng.uniform(0, 0.5))
             k.kill9()
             kills += 1
             k.start()
-        sender.join(timeout=160)
+        wait_progress(k, lambda: not sender.is_alive(), lambda: len(sender.acked),
+                      "sending")
     finally:
         sender.stop.set()
-        sender.join(timeout=30)
+        sender.join(timeout=60)
     assert not sender.is_alive()
     # one more crash and restart after the last message, then let the queue drain
     k.kill9()
     k.start()
-    deadline = time.time() + 60
-    while time.time() < deadline and not queue_empty(k):
-        time.sleep(0.5)
+    wait_progress(k, k.queue_empty, lambda: maildir_files(k), "the queue drains",
+                  interval=0.5)
     queue = k.cli("queue", "list", check=False).stdout.decode()
     counts = delivered_seqs(k)
     lost = sorted(sender.acked - set(counts))
@@ -125,9 +149,8 @@ def test_kill9_loses_no_acknowledged_message(kurier_factory):
           "delivered distinct %d, files %d, duplicates %d %s" % (
               n, len(sender.acked), sender.attempts, sender.errors, kills, len(counts),
               sum(counts.values()), len(dups), dups[:20]))
-    assert kills >= 2, "the daemon was killed only %d times" % kills
-    assert not sender.pending, "%d messages never got 250 within the time limit" % len(
-        sender.pending)
+    assert kills == KILLS, "the daemon was killed only %d times" % kills
+    assert not sender.pending, "%d messages never got 250" % len(sender.pending)
     assert not lost, "%d acknowledged messages lost: %s\nqueue:\n%s\nlog:\n%s" % (
         len(lost), lost[:50], queue[-2000:], k.log()[-3000:])
     assert set(counts) <= set(range(n))

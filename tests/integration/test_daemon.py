@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KURIERD, Raw, free_port, wait_port
+from conftest import KURIERD, SAFETY, Raw, free_port, wait_port
 
 MSG = b"From: a@remote.test\r\nTo: demo@example.test\r\nSubject: %s\r\n\r\nbody\r\n"
 
@@ -54,7 +54,7 @@ def rewrite_conf(k, old, new):
         f.write(text.replace(old, new, 1))
 
 
-def wait_exit(k, timeout=30):
+def wait_exit(k, timeout=SAFETY):
     """Wait for the daemon process to end by itself; returns its exit code."""
     rc = k.proc.wait(timeout=timeout)
     k.stop()  # reaps nothing more, closes the log file
@@ -155,7 +155,8 @@ def test_sighup_with_broken_config_keeps_the_old_one(kurier):
 # --- SIGTERM --------------------------------------------------------------------------
 
 def test_sigterm_lets_a_transaction_finish(kurier_factory):
-    k = started(kurier_factory, limits={"shutdown_grace": "20s"})
+    # the grace is a safety net: the daemon ends as soon as the session is over
+    k = started(kurier_factory, limits={"shutdown_grace": "5m"})
     c = Raw(k.port)
     try:
         begin_transaction(c)
@@ -192,10 +193,10 @@ def test_sigterm_grace_over_closes_idle_session(kurier_factory):
         assert c.reply()[0] == 220
         c.cmd("EHLO client.example")
         k.proc.send_signal(signal.SIGTERM)
-        c.s.settimeout(15)
+        c.s.settimeout(SAFETY)
         code, text = c.reply()
         assert code == 421 and "4.3.2" in text, text
-        assert c.closed(timeout=10)
+        assert c.closed()
     finally:
         c.close()
     assert wait_exit(k) == 0
@@ -221,7 +222,7 @@ def test_signal_right_after_the_port_opens(kurier_factory):
     for attempt in range(5):
         k.start()
         k.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 20
+        deadline = time.time() + SAFETY
         while "reloaded configuration" not in k.log() and time.time() < deadline:
             assert k.proc.poll() is None, "SIGHUP killed kurierd (attempt %d): exit %s" % (
                 attempt, k.proc.returncode)
@@ -234,7 +235,7 @@ def test_signal_right_after_the_port_opens(kurier_factory):
     for attempt in range(5):
         k.start()
         k.proc.send_signal(signal.SIGTERM)
-        rc = k.proc.wait(timeout=30)
+        rc = k.proc.wait(timeout=SAFETY)
         k.stop()
         assert rc == 0, "SIGTERM right after start: exit %s (attempt %d)" % (rc, attempt)
 
@@ -313,7 +314,7 @@ def test_message_acknowledged_before_stop_is_delivered_after_restart(kurier):
     assert kurier.stop() == 0
     kurier.start()
     files = kurier.wait_mail("demo@example.test")
-    time.sleep(1)  # let a duplicate show up, were there one
+    kurier.wait_queue_empty()  # a duplicate would come from the queue
     files = kurier.maildir_new("demo@example.test")
     assert len(files) == 1, files
     assert b"Subject: stop right after" in read(files[0])
@@ -338,7 +339,7 @@ def test_deferred_message_is_delivered_by_the_next_daemon(kurier):
     assert "demo@example.test" in out, out
     os.unlink(blocker)
     kurier.start()
-    files = kurier.wait_mail("demo@example.test", timeout=20)
+    files = kurier.wait_mail("demo@example.test")
     assert len(files) == 1
     assert b"Subject: queued across a restart" in read(files[0])
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import KURIERD, Raw
+from conftest import KURIERD, SAFETY, Raw
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 AUTH_LISTENER = "    auth on;\n    auth_plaintext on;\n"
@@ -66,7 +66,7 @@ class Dovecot:
                 % {"d": self.dir, "log": self.logfile, "internal": internal, "login": login,
                    "users": users})
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=SAFETY):
         # Its own process group: the children (auth, log, anvil, stats) outlive the
         # master while clients stay connected, and stop() must end them too.
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
@@ -201,7 +201,7 @@ def test_bad_password_and_directory_user(k):
     assert ("SASL PLAIN authentication failed: authentication failure, sasl_username=%s"
             % USER) in k.log()
     # Dovecot saw the client's address (rip=) and refused the password itself.
-    deadline = time.time() + 5
+    deadline = time.time() + SAFETY
     while "Password mismatch" not in k.dovecot.log() and time.time() < deadline:
         time.sleep(0.05)
     log = k.dovecot.log()

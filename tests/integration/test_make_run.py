@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """What the README promises for `make run`: the demo config with its self-signed
-certificate and demo mailbox, swaks to 2525 and to 2587 with STARTTLS and AUTH."""
+certificate and demo mailbox, swaks to 2525 and to 2587 with STARTTLS and AUTH; and
+that `make run` builds on the first try on a machine where `make deps` has still to
+install the libraries."""
 
 import os
 import pwd
@@ -13,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, wait_port
+from conftest import BUILD, SAFETY, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -42,9 +44,14 @@ def test_make_run_demo():
         p = subprocess.Popen([os.path.join(d, "scripts", "run-demo"), BUILD], cwd=d,
                              stdout=log, stderr=log, start_new_session=True)
         try:
-            wait_port("127.0.0.1", 2525, timeout=20, proc=p)
-            wait_port("127.0.0.1", 2587, timeout=5, proc=p)
-            time.sleep(0.3)
+            wait_port("127.0.0.1", 2525, proc=p)
+            wait_port("127.0.0.1", 2587, proc=p)
+            # the ports accept before the start-up is over: wait for its last line
+            deadline = time.time() + SAFETY
+            while b"daemon started" not in open(os.path.join(d, "demo.log"), "rb").read():
+                assert p.poll() is None and time.time() < deadline, open(
+                    os.path.join(d, "demo.log"), "rb").read()[-3000:]
+                time.sleep(0.05)
             a = subprocess.run(["swaks", "--server", "127.0.0.1:2525", "--to",
                                 "demo@example.test"], capture_output=True, timeout=30)
             assert a.returncode == 0, a.stdout.decode()
@@ -54,13 +61,13 @@ def test_make_run_demo():
                                 "demo@example.test"], capture_output=True, timeout=30)
             assert b.returncode == 0, b.stdout.decode()
             new = os.path.join(d, "var", "mail", "example.test", "demo", "Maildir", "new")
-            deadline = time.time() + 15
+            deadline = time.time() + SAFETY
             while time.time() < deadline and len(os.listdir(new) if os.path.isdir(new) else []) < 2:
                 time.sleep(0.1)
             assert len(os.listdir(new)) == 2
         finally:
             os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=30)
+            p.wait(timeout=SAFETY)
             log.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -194,3 +201,70 @@ def test_make_run_from_a_folder_kurier_cannot_enter():
             log.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+FAKE_INSTALL_DEPS = """#!/bin/sh
+# stand-in for scripts/install-deps: "installs" the libraries by putting their
+# pkg-config files where pkg-config (PKG_CONFIG_LIBDIR) looks, as apt-get would
+set -e
+IFS=:
+for d in $REAL_PC_PATH; do
+    [ -d "$d" ] && find "$d" -maxdepth 1 -name '*.pc' -exec cp {} "$PKG_CONFIG_LIBDIR/" \\;
+done
+echo "install-deps: installed"
+"""
+
+FAKE_RUN_DEMO = """#!/bin/sh
+# stand-in for scripts/run-demo: the binaries were linked and run
+set -e
+"$1/kurierd" -t -c examples/kurier.conf
+"$1/kurier" -c examples/kurier.conf config check
+"""
+
+
+def test_make_run_first_try_on_a_fresh_machine(tmp_path):
+    """Issue 9 item 11. A copy of the tree whose pkg-config finds no library until
+    `deps` has run (real pkg-config, empty PKG_CONFIG_LIBDIR; the stand-in for
+    install-deps copies the system's .pc files there). A build before deps stops at
+    once with a message that says what to do; `make run` then builds and links on
+    the first try, so pkg-config was asked after deps had installed the libraries."""
+    real_pc_path = subprocess.run(["pkg-config", "--variable", "pc_path", "pkg-config"],
+                                  capture_output=True, check=True).stdout.decode().strip()
+    tree = tmp_path / "kurier"
+    shutil.copytree(os.path.join(ROOT, "src"), tree / "src")
+    shutil.copytree(os.path.join(ROOT, "examples"), tree / "examples")
+    shutil.copy(os.path.join(ROOT, "Makefile"), tree / "Makefile")
+    (tree / "scripts").mkdir()
+    for name, text in (("install-deps", FAKE_INSTALL_DEPS), ("run-demo", FAKE_RUN_DEMO)):
+        (tree / "scripts" / name).write_text(text)
+        os.chmod(tree / "scripts" / name, 0o755)
+    pcdir = tmp_path / "pkgconfig"
+    pcdir.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
+                        "PKG_CONFIG_PATH", "CFLAGS", "LDFLAGS")}
+    env.update(PKG_CONFIG_LIBDIR=str(pcdir), REAL_PC_PATH=real_pc_path, LC_ALL="C")
+    build = str(tmp_path / "build")
+    # -O0: only whether it builds and links matters here, not the code
+    args = ["make", "-j2", "BUILD=" + build, "OPT=-O0"]
+
+    def make(*goals):
+        return subprocess.run(args + list(goals), cwd=tree, env=env, capture_output=True,
+                              timeout=1800)  # safety net only
+
+    # before deps: pkg-config knows nothing; the build says so before compiling
+    r = make("all")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode != 0, r.stdout.decode(errors="replace")
+    assert 'run "make deps"' in err, err[-3000:]
+    assert not os.path.exists(os.path.join(build, "kurierd"))
+    assert not os.path.exists(os.path.join(build, "obj")), "compiled without libraries"
+
+    # make run: deps installs, then the build finds the libraries
+    r = make("run")
+    out = r.stdout.decode(errors="replace")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0, (out + err)[-4000:]
+    assert "install-deps: installed" in out
+    assert "examples/kurier.conf: ok" in out, out[-3000:]
+    assert "undefined reference" not in err

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, SAFETY
 
 MAILQ = os.path.join(BUILD, "mailq")
 REMOTE = "someone@remote.test"
@@ -76,7 +76,7 @@ def attempts(k, qid, rcpt=REMOTE):
                           k.log()))
 
 
-def wait_attempts(k, qid, n, rcpt=REMOTE, timeout=15.0):
+def wait_attempts(k, qid, n, rcpt=REMOTE, timeout=SAFETY):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if attempts(k, qid, rcpt) >= n:

@@ -21,7 +21,7 @@ import time
 import pytest
 
 import peers
-from conftest import KURIER, free_port, wait_port
+from conftest import KURIER, SAFETY, free_port, wait_port
 
 AIOSMTPD = shutil.which("aiosmtpd") or "/usr/bin/aiosmtpd"
 
@@ -72,19 +72,20 @@ def sink(tmpdir_):
         yield port, dump
 
 
-def sink_files(dump, count, timeout=10.0):
+def sink_files(dump, count, timeout=SAFETY):
+    """The count dump files of smtp-sink, each whole: smtp-sink ends a dumped
+    transaction with an empty line (its DUMP FILE FORMAT)."""
     deadline = time.time() + timeout
+    out = []
     while time.time() < deadline:
-        names = sorted(os.listdir(dump))
-        if len(names) >= count:
-            time.sleep(0.2)  # let smtp-sink finish writing
-            out = []
-            for n in sorted(os.listdir(dump)):
-                with open(os.path.join(dump, n), "rb") as f:
-                    out.append(f.read().decode())
+        out = []
+        for n in sorted(os.listdir(dump)):
+            with open(os.path.join(dump, n), "rb") as f:
+                out.append(f.read().decode())
+        if len(out) >= count and all(t.endswith("\n\n") for t in out):
             return out
         time.sleep(0.05)
-    raise AssertionError("smtp-sink stored %d files" % len(os.listdir(dump)))
+    raise AssertionError("smtp-sink stored %d files: %r" % (len(out), [t[-200:] for t in out]))
 
 
 def test_sink_round_trip_with_dsn_params(sink, tmpdir_):
@@ -168,7 +169,7 @@ def aio(tmpdir_):
         out.close()
 
 
-def aio_output(out, text, timeout=10.0):
+def aio_output(out, text, timeout=SAFETY):
     deadline = time.time() + timeout
     while time.time() < deadline:
         out.seek(0)

@@ -123,8 +123,8 @@ static void test_selfsigned(void)
 {
     char err[512];
     char *crt = path("a.crt"), *key = path("a.key");
-    CHECK(smtp_tls_selfsigned("mx.example.org", crt, key, err, sizeof err) == 0, "selfsigned: %s",
-          err);
+    CHECK(smtp_tls_selfsigned("mx.example.org", crt, key, (gid_t)-1, err, sizeof err) == 0,
+          "selfsigned: %s", err);
     struct stat st;
     CHECK(stat(key, &st) == 0 && (st.st_mode & 07777) == 0600, "key mode %o",
           (unsigned)(st.st_mode & 07777));
@@ -156,22 +156,27 @@ static void test_selfsigned(void)
 
     /* overwriting replaces the files and keeps the modes */
     CHECK(chmod(key, 0644) == 0 &&
-              smtp_tls_selfsigned("mx.example.org", crt, key, err, sizeof err) == 0 &&
+              smtp_tls_selfsigned("mx.example.org", crt, key, (gid_t)-1, err, sizeof err) == 0 &&
               stat(key, &st) == 0 && (st.st_mode & 07777) == 0600,
           "replacing restores 0600");
+
+    /* with the daemon's group: 0640 and that group, from the moment it is there */
+    CHECK(smtp_tls_selfsigned("mx.example.org", crt, key, getegid(), err, sizeof err) == 0 &&
+              stat(key, &st) == 0 && (st.st_mode & 07777) == 0640 && st.st_gid == getegid(),
+          "key for a group: mode %o gid %u", (unsigned)(st.st_mode & 07777), (unsigned)st.st_gid);
 
     /* bad host names and unwritable places */
     static const char *bad_hosts[] = {"", "bad host", "a,DNS:evil.test", "-x.test", "a..b"};
     for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
         char *c2 = path("bad.crt"), *k2 = path("bad.key");
-        CHECK(smtp_tls_selfsigned(bad_hosts[i], c2, k2, err, sizeof err) == -1 &&
+        CHECK(smtp_tls_selfsigned(bad_hosts[i], c2, k2, (gid_t)-1, err, sizeof err) == -1 &&
                   access(k2, F_OK) != 0,
               "host \"%s\" refused", bad_hosts[i]);
         free(c2);
         free(k2);
     }
     CHECK(smtp_tls_selfsigned("mx.example.org", "/nonexistent-dir/c.pem", "/nonexistent-dir/k.pem",
-                              err, sizeof err) == -1 &&
+                              (gid_t)-1, err, sizeof err) == -1 &&
               strstr(err, "/nonexistent-dir/k.pem"),
           "unwritable: %s", err);
     free(crt);
@@ -189,7 +194,7 @@ static void test_load_errors(void)
         fputs("not a certificate\n", f);
         fclose(f);
     }
-    smtp_tls_selfsigned("other.example.org", bcrt, bkey, err, sizeof err);
+    smtp_tls_selfsigned("other.example.org", bcrt, bkey, (gid_t)-1, err, sizeof err);
 
     struct {
         const char *cert, *key, *want1, *want2;
@@ -272,7 +277,8 @@ static void test_sni(void)
     char *wcrt = path("w.crt"), *wkey = path("w.key");
     char *ccrt = path("c.crt"), *ckey = path("c.key");
     char *ncrt = path("n.crt"), *nkey = path("n.key");
-    CHECK(smtp_tls_selfsigned("mail.other.test", bcrt, bkey, err, sizeof err) == 0, "b: %s", err);
+    CHECK(smtp_tls_selfsigned("mail.other.test", bcrt, bkey, (gid_t)-1, err, sizeof err) == 0,
+          "b: %s", err);
     CHECK(write_custom("wildcard", "DNS:*.wild.test", wcrt, wkey) == 0, "wildcard cert");
     CHECK(write_custom("cn-only.test", NULL, ccrt, ckey) == 0, "CN-only cert");
     CHECK(write_custom("cn-of-named.test", "DNS:named.test", ncrt, nkey) == 0, "named cert");
