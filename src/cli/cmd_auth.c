@@ -49,9 +49,9 @@ static int list_blocks(const struct kconf *conf)
         }
         if (k != 3) continue;
         if (n++ == 0)
-            printf("%-40s %-40s %8s  %s\n", "-Client address-", "-Account-", "-Failures-",
+            printf("%-24s %-32s %10s  %s\n", "-Client address-", "-Account-", "-Failures-",
                    "-Blocked for-");
-        printf("%-40s %-40s %8s  ", f[0], f[1][0] ? f[1] : "(every account)", f[2]);
+        printf("%-24s %-32s %10s  ", f[0], f[1][0] ? f[1] : "(every account)", f[2]);
         print_duration(strtol(f[3], NULL, 10));
     }
     free(text);

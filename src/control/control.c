@@ -278,8 +278,10 @@ static void on_read(struct bufferevent *bev, void *arg)
         log_debug("control", "request: %s", log_escape(esc, sizeof esc, line, n));
         k->replied = 1; /* no second request on this connection */
         if (dispatch(k, line, reply, sizeof reply) == 1) {
-            bufferevent_disable(k->bev, EV_READ);
-            bufferevent_set_timeouts(k->bev, NULL, NULL);
+            if (k->job) { /* the reply comes when the worker is done */
+                bufferevent_disable(k->bev, EV_READ);
+                bufferevent_set_timeouts(k->bev, NULL, NULL);
+            }
             free(line);
             return;
         }
