@@ -283,6 +283,13 @@ static int change(const struct kconf *conf, const char *verb, const char *id)
         printf("kurierd is not running; queued messages will be tried when it starts\n");
         return 0;
     }
+    char qdir[4096]; /* a user who may not change the spool is told so, not "no such message" */
+    if (snprintf(qdir, sizeof qdir, "%s/queue", conf->spool_dir) < (int)sizeof qdir &&
+        access(qdir, W_OK | X_OK) != 0 && errno == EACCES) {
+        fprintf(stderr, "kurier: permission denied: cannot change the queue in %s (%s)\n",
+                conf->spool_dir, reply);
+        return 1;
+    }
     return direct(conf, verb, id);
 }
 

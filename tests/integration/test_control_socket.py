@@ -64,11 +64,15 @@ def test_changes_are_refused_with_the_right_error(relay):
 
 def test_mailq_for_users_while_the_daemon_is_down(relay):
     k = relay
-    submit(k, "queued")
+    qid = submit(k, "queued")
     k.stop()
     r = as_nobody(k, [MAILQ])
     err = r.stderr.decode()
     assert r.returncode == 1, (r.stdout, err)
     assert "Permission denied" in err and "kurierd is not running" in err, err
+    r = as_nobody(k, [KURIER, "queue", "delete", qid])
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "permission denied" in err, err
+    assert "no such message" not in err, err
     # root reads the spool itself
     assert "1 Request" in k.cli("queue", "list").stdout.decode()
