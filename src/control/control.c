@@ -258,18 +258,9 @@ static void reply_and_close(struct conn *k, const char *reply)
     /* closed from the write callback once the output buffer drained */
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Answer the request line (n bytes, NUL-terminated, no line end); frees line. */
+static void on_line(struct conn *k, char *line, size_t n)
 {
-    struct conn *k = arg;
-    if (k->replied) return;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t n = 0;
-    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-    if (!line) {
-        if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
-            reply_and_close(k, "error request too long");
-        return;
-    }
     char reply[256];
     if (n > CONTROL_LINE_MAX || strlen(line) != n) {
         str_copy(reply, "error request too long", sizeof reply);
@@ -290,6 +281,21 @@ static void on_read(struct bufferevent *bev, void *arg)
     reply_and_close(k, reply);
 }
 
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *k = arg;
+    if (k->replied) return;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = 0;
+    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    if (!line) {
+        if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
+            reply_and_close(k, "error request too long");
+        return;
+    }
+    on_line(k, line, n);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct conn *k = arg;
@@ -300,10 +306,16 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *k = arg;
     if ((what & BEV_EVENT_EOF) && !k->replied) {
-        /* a request without the final newline, then shutdown(SHUT_WR) */
+        /* a request without the final newline, then shutdown(SHUT_WR); the end of
+         * the input buffer is frozen outside libevent's read: take the bytes out */
         struct evbuffer *in = bufferevent_get_input(bev);
-        if (evbuffer_get_length(in) > 0 && evbuffer_add(in, "\n", 1) == 0) {
-            on_read(bev, k);
+        size_t n = evbuffer_get_length(in);
+        if (n > 0 && n <= CONTROL_LINE_MAX) {
+            char *line = xmalloc(n + 1);
+            evbuffer_remove(in, line, n);
+            line[n] = '\0';
+            if (line[n - 1] == '\r') line[--n] = '\0';
+            on_line(k, line, n);
             return;
         }
     }

@@ -18,6 +18,30 @@ def as_nobody(k, argv, input=None):
                           capture_output=True, timeout=30, env=env)
 
 
+RAW = """import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode())
+s.shutdown(socket.SHUT_WR)
+b = b""
+while True:
+    c = s.recv(65536)
+    if not c:
+        break
+    b += c
+sys.stdout.write(b.decode())
+"""
+
+
+def raw_request(k, request, user="nobody"):
+    """Send request on the control socket as user, half-close, return the answer."""
+    sock = os.path.join(k.dir, "var", "control.sock")
+    r = subprocess.run([sys.executable, "-c", RAW, sock, request], user=user,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode()
+
+
 def test_mailq_for_every_user_read_only(relay):
     k = relay
     qid = submit(k, "listed for all", sender="alice@example.test")
@@ -34,15 +58,8 @@ def test_mailq_for_every_user_read_only(relay):
     r = as_nobody(k, [KURIER, "queue", "list"])
     assert r.returncode == 0 and qid in r.stdout.decode(), r.stderr
     # what the daemon tells anyone: no client address, login or original addresses
-    code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-            "s.sendall(b'list\\n'); b=b''\n"
-            "while True:\n    c=s.recv(65536)\n    if not c: break\n    b+=c\n"
-            "sys.stdout.write(b.decode())")
-    sock = os.path.join(k.dir, "var", "control.sock")
-    r = subprocess.run([sys.executable, "-c", code, sock], user="nobody", capture_output=True,
-                       timeout=30)
-    raw = r.stdout.decode()
-    assert raw.startswith("ok\n") and raw.endswith("\n.\n") and qid in raw, (raw, r.stderr)
+    raw = raw_request(k, "list\n")
+    assert raw.startswith("ok\n") and raw.endswith("\n.\n") and qid in raw, raw
     for leak in ("client:", "helo:", "proto:", "orig=", "relay="):
         assert leak not in raw, (leak, raw)
 
@@ -76,3 +93,13 @@ def test_mailq_for_users_while_the_daemon_is_down(relay):
     assert "no such message" not in err, err
     # root reads the spool itself
     assert "1 Request" in k.cli("queue", "list").stdout.decode()
+
+
+def test_request_without_newline_then_half_close(relay):
+    """printf 'ping' | socat - UNIX-CONNECT:...: the request ends with the stream (the
+    daemon used to append the newline to a frozen buffer and close without a word)."""
+    k = relay
+    assert raw_request(k, "ping") == "ok pong\n"
+    assert raw_request(k, "list") == "ok\n.\n"
+    assert raw_request(k, "flush").startswith("error permission denied: ")
+    assert raw_request(k, "flush", user="root") == "ok flushed\n"
