@@ -14,6 +14,7 @@
 #include "core/core.h"
 
 #define CONTROL_TIMEOUT_MS 10000
+#define CONTROL_TEXT_TIMEOUT_MS 60000 /* a listing is built first: allow for a big queue */
 
 static void set_reply(char *reply, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -162,6 +163,7 @@ int control_request_text(const char *path, const char *request, char **text, siz
     int rc = send_request(path, request, reply, replysize, &fd, &deadline);
     if (rc != 0) return rc;
     rc = 1;
+    deadline = time_mono() + CONTROL_TEXT_TIMEOUT_MS / 1000.0;
     /* read everything up to the daemon's close, then take it apart */
     struct buf in;
     buf_init(&in, 0);
@@ -170,7 +172,7 @@ int control_request_text(const char *path, const char *request, char **text, siz
         ssize_t n = recv(fd, chunk, sizeof chunk, 0);
         if (n > 0) {
             buf_append(&in, chunk, (size_t)n);
-            deadline = time_mono() + CONTROL_TIMEOUT_MS / 1000.0;
+            deadline = time_mono() + CONTROL_TEXT_TIMEOUT_MS / 1000.0;
             continue;
         }
         if (n == 0) break;
@@ -178,14 +180,14 @@ int control_request_text(const char *path, const char *request, char **text, siz
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (wait_fd(fd, POLLIN, deadline) > 0) continue;
             set_reply(reply, replysize, "kurierd did not answer within %d seconds",
-                      CONTROL_TIMEOUT_MS / 1000);
+                      CONTROL_TEXT_TIMEOUT_MS / 1000);
             goto out;
         }
         set_reply(reply, replysize, "cannot read from kurierd (%s)", strerror(errno));
         goto out;
     }
-    char *p = in.data ? in.data : "";
-    char *nl = memchr(p, '\n', in.len);
+    char *p = in.data;
+    char *nl = p ? memchr(p, '\n', in.len) : NULL;
     if (!nl) {
         set_reply(reply, replysize, "kurierd closed the connection without an answer");
         goto out;

@@ -162,7 +162,7 @@ static void block_line(void *arg, const char *addr, const char *account, int fai
     struct buf *b = arg;
     char esc[1024] = "";
     if (account) log_escape(esc, sizeof esc, account, strlen(account)); /* client's bytes */
-    buf_printf(b, "%s\t%s\t%d\t%.0f\n", addr, esc, failures, seconds_left + 0.5);
+    buf_printf(b, "%s\t%s\t%d\t%.0f\n", addr, esc, failures, seconds_left);
 }
 
 /* Run one request: 0 with a one-line reply (without newline) in reply, 1 when the

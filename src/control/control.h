@@ -43,7 +43,7 @@ void control_free(struct control *c);
 int control_request(const char *path, const char *request, char *reply, size_t replysize);
 /* The same for a request answered with text ("list", "auth-blocks"): on 0, *text is
  * the text (lines ending in LF, dots undone; caller frees) and *len its length. The
- * 10 s timeout counts from the last byte received. On 1 and -1 *text is NULL and
+ * timeout is 60 s, counted from the last byte received. On 1 and -1 *text is NULL and
  * reply says why (also 1 when the text ended early). */
 int control_request_text(const char *path, const char *request, char **text, size_t *len,
                          char *reply, size_t replysize);
