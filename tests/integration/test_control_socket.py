@@ -7,6 +7,7 @@ is not running. Unprivileged commands run as user nobody."""
 import os
 import subprocess
 import sys
+import time
 
 from conftest import KURIER
 from test_queue_tools import MAILQ, REASON, REMOTE, dead_port, relay, submit, wait_attempts  # noqa: F401
@@ -103,3 +104,38 @@ def test_request_without_newline_then_half_close(relay):
     assert raw_request(k, "list") == "ok\n.\n"
     assert raw_request(k, "flush").startswith("error permission denied: ")
     assert raw_request(k, "flush", user="root") == "ok flushed\n"
+
+
+HOLD = """import socket, sys
+conns = []
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    conns.append(s)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"ping\\n")
+print(s.recv(100).decode().strip())
+sys.stdout.flush()
+sys.stdin.read()  # hold them until told
+"""
+
+
+def test_ordinary_users_cannot_crowd_out_the_admin(relay):
+    k = relay
+    sock = os.path.join(k.dir, "var", "control.sock")
+    p = subprocess.Popen([sys.executable, "-c", HOLD, sock, "16"], user="nobody",
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().decode().strip() == "error busy, try again"
+        assert "flushed" in k.cli("queue", "flush").stdout.decode()
+        assert raw_request(k, "ping", user="root") == "ok pong\n"
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+    # the idle ones were closed: ordinary users are served again (once the daemon
+    # has seen those closes)
+    deadline = time.time() + 30
+    while raw_request(k, "ping") != "ok pong\n":
+        assert time.time() < deadline, "still busy after the idle connections closed"
+        time.sleep(0.1)
