@@ -53,8 +53,7 @@ int main(void)
     CHECK(!auth_limits_blocked(al, &conf, "192.0.2.1", "x@example.test", t + 3601), "ends");
     struct seen s = {0};
     auth_limits_each_block(al, t + 10, each, &s);
-    CHECK(s.n == 1 && strcmp(s.last, "192.0.2.1 x@example.test 3 3590") == 0, "%d %s", s.n,
-          s.last);
+    CHECK(s.n == 1 && strcmp(s.last, "192.0.2.1 x@example.test 3 3590") == 0, "%d %s", s.n, s.last);
 
     /* the address is blocked after max_failures_address over any accounts */
     for (int i = 0; i < 6; i++) {
@@ -100,8 +99,8 @@ int main(void)
     s = (struct seen){0};
     auth_limits_clear(al, "203.0.113.1", t);
     auth_limits_each_block(al, t, each, &s);
-    CHECK(s.n == 1 && strcmp(s.last, "2001:db8:1:2::/64 x@example.test 3 3600") == 0, "%d %s",
-          s.n, s.last);
+    CHECK(s.n == 1 && strcmp(s.last, "2001:db8:1:2::/64 x@example.test 3 3600") == 0, "%d %s", s.n,
+          s.last);
     CHECK(auth_limits_clear(al, "2001:db8:1:2::/64", t) == 1, "clear by prefix");
     fail_n(al, "::ffff:192.0.2.77", "x@example.test", 3, t);
     CHECK(auth_limits_blocked(al, &conf, "192.0.2.77", "x@example.test", t), "mapped");
