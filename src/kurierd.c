@@ -793,6 +793,7 @@ int main(int argc, char **argv)
     queue_set_remote(d.queue, d.remote);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
+    control_set_state(d.control, d.spool, d.auth_limits);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);

@@ -41,5 +41,6 @@ int cmd_tls(int argc, char **argv);      /* tls selfsigned HOST [--cert F] [--ke
 int cmd_relay(int argc, char **argv);    /* relay add|del|list: per-sender smarthosts */
 int cmd_smtp(int argc, char **argv);     /* smtp send --to HOST:PORT ... FILE */
 int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@PORT] */
+int cmd_auth(int argc, char **argv);     /* auth blocks [--clear ADDRESS|ACCOUNT] */
 
 #endif

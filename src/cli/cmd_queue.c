@@ -1,6 +1,7 @@
-/* cmd_queue.c: "kurier queue ..." and mailq(1). Reads the spool directly; changes
- * go through the daemon's control socket, or straight to the spool when no daemon
- * runs (the scheduler must not act on a message behind its back). */
+/* cmd_queue.c: "kurier queue ..." and mailq(1). Reads the spool directly (users who
+ * may not read it get the listing from the daemon); changes go through the daemon's
+ * control socket, or straight to the spool when no daemon runs (the scheduler must
+ * not act on a message behind its back). */
 #include "core/compat.h"
 
 #include <errno.h>
@@ -47,16 +48,8 @@ struct list_ctx {
     unsigned long long bytes;
 };
 
-static void list_one(void *arg, const char *id)
+static void list_env(struct list_ctx *c, const struct spool_env *e)
 {
-    struct list_ctx *c = arg;
-    char err[512];
-    struct spool_env *e = spool_load(c->s, id, err, sizeof err);
-    if (!e) {
-        if (!strstr(err, "no such message")) /* removed meanwhile: not an error */
-            fprintf(stderr, "kurier: %s\n", err);
-        return;
-    }
     if (c->n == 0)
         printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
     c->n++;
@@ -83,11 +76,72 @@ static void list_one(void *arg, const char *id)
         }
     }
     printf("\n");
+}
+
+static void list_one(void *arg, const char *id)
+{
+    struct list_ctx *c = arg;
+    char err[512];
+    struct spool_env *e = spool_load(c->s, id, err, sizeof err);
+    if (!e) {
+        if (!strstr(err, "no such message")) /* removed meanwhile: not an error */
+            fprintf(stderr, "kurier: %s\n", err);
+        return;
+    }
+    list_env(c, e);
     spool_env_free(e);
+}
+
+static void list_end(const struct list_ctx *c)
+{
+    if (c->n == 0)
+        printf("Mail queue is empty\n");
+    else
+        printf("-- %llu Kbytes in %zu Request%s.\n", (c->bytes + 1023) / 1024, c->n,
+               c->n == 1 ? "" : "s");
+}
+
+/* A user who may not read the spool (as Postfix's showq does for mailq): the daemon
+ * sends the envelopes, cut down to what the listing shows, read-only. */
+static int queue_list_daemon(const struct kconf *conf)
+{
+    char *text, reply[1024];
+    size_t len;
+    int r = control_request_text(conf->control_socket, "list", &text, &len, reply, sizeof reply);
+    if (r != 0) {
+        if (r < 0) /* no daemon to ask */
+            fprintf(stderr, "kurier: cannot read the queue in %s: %s; %s\n", conf->spool_dir,
+                    strerror(EACCES), reply);
+        else
+            fprintf(stderr, "kurier: %s\n", reply);
+        return 1;
+    }
+    struct list_ctx c = {0};
+    for (size_t i = 0; i < len;) { /* envelopes, each followed by an empty line */
+        const char *end = strstr(text + i, "\n\n");
+        size_t n = end ? (size_t)(end - (text + i)) + 1 : len - i;
+        struct spool_env *e = xcalloc(1, sizeof *e);
+        int bad;
+        if (spool_env_parse(text + i, n, e, &bad) == 0) {
+            list_env(&c, e);
+            spool_env_free(e);
+        } else {
+            free(e);
+            fprintf(stderr, "kurier: a malformed queue listing from kurierd (line %d)\n", bad);
+        }
+        i += n + 1;
+    }
+    free(text);
+    list_end(&c);
+    return 0;
 }
 
 static int queue_list(const struct kconf *conf)
 {
+    char qdir[4096];
+    if (snprintf(qdir, sizeof qdir, "%s/queue", conf->spool_dir) < (int)sizeof qdir &&
+        access(qdir, R_OK | X_OK) != 0 && errno == EACCES)
+        return queue_list_daemon(conf);
     struct spool *s = open_spool(conf);
     if (!s) return 1;
     struct list_ctx c = {.s = s};
@@ -98,11 +152,7 @@ static int queue_list(const struct kconf *conf)
                 strerror(errno));
         return 1;
     }
-    if (c.n == 0)
-        printf("Mail queue is empty\n");
-    else
-        printf("-- %llu Kbytes in %zu Request%s.\n", (c.bytes + 1023) / 1024, c.n,
-               c.n == 1 ? "" : "s");
+    list_end(&c);
     return 0;
 }
 
@@ -232,6 +282,13 @@ static int change(const struct kconf *conf, const char *verb, const char *id)
     if (strcmp(verb, "flush") == 0) {
         printf("kurierd is not running; queued messages will be tried when it starts\n");
         return 0;
+    }
+    char qdir[4096]; /* a user who may not change the spool is told so, not "no such message" */
+    if (snprintf(qdir, sizeof qdir, "%s/queue", conf->spool_dir) < (int)sizeof qdir &&
+        access(qdir, W_OK | X_OK) != 0 && errno == EACCES) {
+        fprintf(stderr, "kurier: permission denied: cannot change the queue in %s (%s)\n",
+                conf->spool_dir, reply);
+        return 1;
     }
     return direct(conf, verb, id);
 }

@@ -1,9 +1,12 @@
 /* control.c: the daemon side of the control socket. One request line per
- * connection, dispatched to the scheduler; one reply line, then close.
+ * connection, dispatched to the scheduler or the AUTH limiter; one reply (a line, or
+ * "ok" and a dot-terminated text), then close. Who asks is told by SO_PEERCRED: root
+ * and the daemon's user may do everything, others only read the queue listing.
  * The client side (control_request) lives in client.c. */
 #include "core/compat.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -15,10 +18,13 @@
 
 #include "control/control.h"
 #include "core/core.h"
+#include "policy/policy.h"
 #include "queue/queue.h"
 
 #define CONTROL_LINE_MAX 512
-#define CONTROL_TIMEOUT 5 /* seconds to send the request line */
+#define CONTROL_TIMEOUT 5        /* seconds to send the request line */
+#define CONTROL_WRITE_TIMEOUT 30 /* seconds without progress sending a reply */
+#define CONTROL_UNPRIV_MAX 16    /* connections of unprivileged users at once */
 
 struct control {
     struct event_base *base;
@@ -28,12 +34,20 @@ struct control {
     void (*reload_cb)(void *arg);
     void *arg;
     struct conn *conns;
+    struct spool *spool;        /* for "list"; NULL: not offered */
+    struct auth_limits *limits; /* for "auth-blocks", "auth-clear"; NULL: not offered */
+    uid_t uid;                  /* the daemon's user */
+    char user[64];              /* its name, for the refusal */
+    size_t nunpriv;
 };
 
 struct conn {
     struct control *c;
     struct bufferevent *bev;
     int replied;
+    int privileged;       /* root or the daemon's user (SO_PEERCRED) */
+    struct work_job *job; /* "list" being built on a worker */
+    struct buf text;      /* its result */
     struct conn *prev, *next;
 };
 
@@ -45,6 +59,9 @@ static void conn_free(struct conn *k)
     else
         c->conns = k->next;
     if (k->next) k->next->prev = k->prev;
+    if (k->job) work_cancel(k->job);
+    buf_release(&k->text);
+    if (!k->privileged) c->nunpriv--;
     bufferevent_free(k->bev);
     free(k);
 }
@@ -60,9 +77,99 @@ static int is_queue_id(const char *s)
     return 1;
 }
 
-/* Run one request; the reply (without newline) goes into reply. */
-static void dispatch(struct control *c, char *line, char *reply, size_t size)
+static void reply_and_close(struct conn *k, const char *reply);
+
+/* Reply "ok", then text line by line (a line starting with "." gets another "."
+ * in front, as in SMTP's DATA), then "." alone; then close. */
+static void reply_text_and_close(struct conn *k, const char *text, size_t len)
 {
+    struct evbuffer *out = bufferevent_get_output(k->bev);
+    evbuffer_add(out, "ok\n", 3);
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+        if (text[i] == '.') evbuffer_add(out, ".", 1);
+        evbuffer_add(out, text + i, n);
+        evbuffer_add(out, "\n", 1);
+        i += n + 1;
+    }
+    reply_and_close(k, ".");
+}
+
+/* --- "list": the queue as mailq shows it, for anyone --------------------------- */
+
+/* One envelope with only what mailq shows (no client, login, relay or original
+ * addresses: anyone may ask), in the envelope format, then an empty line. */
+static void list_one(void *arg, const char *id)
+{
+    struct conn *k = arg;
+    char err[512];
+    struct spool_env *e = spool_load(k->c->spool, id, err, sizeof err);
+    if (!e) {
+        if (!strstr(err, "no such message")) log_warn("control", "queue listing: %s", err);
+        return;
+    }
+    struct spool_env r = {.sender = e->sender,
+                          .arrival = e->arrival,
+                          .size = e->size,
+                          .held = e->held,
+                          .nrcpts = e->nrcpts};
+    memcpy(r.id, e->id, sizeof r.id);
+    r.rcpts = xcalloc(e->nrcpts ? e->nrcpts : 1, sizeof *r.rcpts);
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        struct spool_rcpt *d = &r.rcpts[i];
+        const struct spool_rcpt *src = &e->rcpts[i];
+        d->addr = src->addr;
+        d->state = src->state;
+        d->attempts = src->attempts;
+        memcpy(d->dsn, src->dsn, sizeof d->dsn);
+        d->diag = src->diag;
+    }
+    char *text = spool_env_format(&r);
+    buf_puts(&k->text, text);
+    buf_puts(&k->text, "\n");
+    free(text);
+    free(r.rcpts);
+    spool_env_free(e);
+}
+
+static void list_run(void *arg)
+{
+    struct conn *k = arg;
+    if (spool_scan(k->c->spool, list_one, k) != 0) {
+        buf_reset(&k->text);
+        buf_printf(&k->text, "error cannot read the queue: %s", strerror(errno));
+    }
+}
+
+static void list_done(void *arg)
+{
+    struct conn *k = arg;
+    k->job = NULL;
+    if (strncmp(k->text.data ? k->text.data : "", "error ", 6) == 0)
+        reply_and_close(k, k->text.data);
+    else
+        reply_text_and_close(k, k->text.data ? k->text.data : "", k->text.len);
+    buf_release(&k->text);
+}
+
+/* --- "auth-blocks", "auth-clear WHAT" ----------------------------------------------- */
+
+static void block_line(void *arg, const char *addr, const char *account, int failures,
+                       double seconds_left)
+{
+    struct buf *b = arg;
+    char esc[1024] = "";
+    if (account) log_escape(esc, sizeof esc, account, strlen(account)); /* client's bytes */
+    buf_printf(b, "%s\t%s\t%d\t%.0f\n", addr, esc, failures, seconds_left);
+}
+
+/* Run one request: 0 with a one-line reply (without newline) in reply, 1 when the
+ * reply is sent (or will be, from a worker's completion). */
+static int dispatch(struct conn *k, char *line, char *reply, size_t size)
+{
+    struct control *c = k->c;
     char *arg = strchr(line, ' ');
     if (arg) {
         *arg++ = '\0';
@@ -70,8 +177,35 @@ static void dispatch(struct control *c, char *line, char *reply, size_t size)
             arg++;
     }
     int has_arg = arg && *arg;
+    /* everyone may ping and read the queue listing (as Postfix's showq); changing
+     * anything, or seeing who is blocked, is for root and the daemon's user */
+    int everyone = (strcmp(line, "ping") == 0 || strcmp(line, "list") == 0) && !has_arg;
+    if (!everyone && !k->privileged) {
+        char esc[40];
+        log_escape(esc, sizeof esc, line, strlen(line));
+        snprintf(reply, size, "error permission denied: \"%s\" is for root and user %s only", esc,
+                 c->user);
+        return 0;
+    }
     if (strcmp(line, "ping") == 0 && !has_arg) {
         str_copy(reply, "ok pong", size);
+    } else if (strcmp(line, "list") == 0 && !has_arg && c->spool) {
+        buf_init(&k->text, 0);
+        k->job = work_submit(list_run, list_done, k);
+        return 1;
+    } else if (strcmp(line, "auth-blocks") == 0 && !has_arg && c->limits) {
+        struct buf b;
+        buf_init(&b, 0);
+        auth_limits_each_block(c->limits, time_mono(), block_line, &b);
+        reply_text_and_close(k, b.data ? b.data : "", b.len);
+        buf_release(&b);
+        return 1;
+    } else if (strcmp(line, "auth-clear") == 0 && has_arg && c->limits) {
+        int n = auth_limits_clear(c->limits, arg, time_mono());
+        char esc[160];
+        log_escape(esc, sizeof esc, arg, strlen(arg));
+        log_info("control", "auth blocks cleared for %s by admin: %d", esc, n);
+        snprintf(reply, size, "ok cleared %d block%s for %s", n, n == 1 ? "" : "s", esc);
     } else if (strcmp(line, "flush") == 0 && !has_arg) {
         queue_flush(c->q);
         str_copy(reply, "ok flushed", size);
@@ -88,7 +222,7 @@ static void dispatch(struct control *c, char *line, char *reply, size_t size)
             char esc[64];
             log_escape(esc, sizeof esc, arg, strlen(arg));
             snprintf(reply, size, "error no such message %s", esc);
-            return;
+            return 0;
         }
         int r;
         const char *done;
@@ -109,16 +243,42 @@ static void dispatch(struct control *c, char *line, char *reply, size_t size)
     } else {
         str_copy(reply, "error unknown request", size);
     }
+    return 0;
 }
 
 static void reply_and_close(struct conn *k, const char *reply)
 {
     k->replied = 1;
     bufferevent_disable(k->bev, EV_READ);
-    bufferevent_set_timeouts(k->bev, NULL, NULL);
+    /* a client that stops reading a long listing does not hold its slot forever */
+    struct timeval wt = {CONTROL_WRITE_TIMEOUT, 0};
+    bufferevent_set_timeouts(k->bev, NULL, &wt);
     struct evbuffer *out = bufferevent_get_output(k->bev);
     evbuffer_add_printf(out, "%s\n", reply);
     /* closed from the write callback once the output buffer drained */
+}
+
+/* Answer the request line (n bytes, NUL-terminated, no line end); frees line. */
+static void on_line(struct conn *k, char *line, size_t n)
+{
+    char reply[256];
+    if (n > CONTROL_LINE_MAX || strlen(line) != n) {
+        str_copy(reply, "error request too long", sizeof reply);
+    } else {
+        char esc[CONTROL_LINE_MAX * 4 + 1];
+        log_debug("control", "request: %s", log_escape(esc, sizeof esc, line, n));
+        k->replied = 1; /* no second request on this connection */
+        if (dispatch(k, line, reply, sizeof reply) == 1) {
+            if (k->job) { /* the reply comes when the worker is done */
+                bufferevent_disable(k->bev, EV_READ);
+                bufferevent_set_timeouts(k->bev, NULL, NULL);
+            }
+            free(line);
+            return;
+        }
+    }
+    free(line);
+    reply_and_close(k, reply);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -133,16 +293,7 @@ static void on_read(struct bufferevent *bev, void *arg)
             reply_and_close(k, "error request too long");
         return;
     }
-    char reply[256];
-    if (n > CONTROL_LINE_MAX || strlen(line) != n) {
-        str_copy(reply, "error request too long", sizeof reply);
-    } else {
-        char esc[CONTROL_LINE_MAX * 4 + 1];
-        log_debug("control", "request: %s", log_escape(esc, sizeof esc, line, n));
-        dispatch(k->c, line, reply, sizeof reply);
-    }
-    free(line);
-    reply_and_close(k, reply);
+    on_line(k, line, n);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -155,16 +306,24 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *k = arg;
     if ((what & BEV_EVENT_EOF) && !k->replied) {
-        /* a request without the final newline, then shutdown(SHUT_WR) */
+        /* a request without the final newline, then shutdown(SHUT_WR); the end of
+         * the input buffer is frozen outside libevent's read: take the bytes out */
         struct evbuffer *in = bufferevent_get_input(bev);
-        if (evbuffer_get_length(in) > 0 && evbuffer_add(in, "\n", 1) == 0) {
-            on_read(bev, k);
+        size_t n = evbuffer_get_length(in);
+        if (n > 0 && n <= CONTROL_LINE_MAX) {
+            char *line = xmalloc(n + 1);
+            evbuffer_remove(in, line, n);
+            line[n] = '\0';
+            if (line[n - 1] == '\r') line[--n] = '\0';
+            on_line(k, line, n);
             return;
         }
     }
     if ((what & BEV_EVENT_EOF) && k->replied &&
-        evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-        return; /* the reply still goes out; on_write closes */
+        (k->job || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+        bufferevent_disable(bev, EV_READ);
+        return; /* the reply still goes out (after the listing is built); on_write closes */
+    }
     if (what & BEV_EVENT_TIMEOUT) log_debug("control", "request timed out");
     conn_free(k); /* error, timeout or EOF: nothing more to say */
 }
@@ -173,6 +332,17 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                       int salen, void *arg)
 {
     struct control *c = arg;
+    struct ucred cred;
+    socklen_t credlen = sizeof cred;
+    int privileged = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 &&
+                     (cred.uid == 0 || cred.uid == c->uid);
+    if (!privileged && c->nunpriv >= CONTROL_UNPRIV_MAX) {
+        static const char busy[] = "error busy, try again\n";
+        ssize_t w = send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+        evutil_closesocket(fd);
+        return;
+    }
     struct bufferevent *bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         evutil_closesocket(fd);
@@ -181,6 +351,8 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     struct conn *k = xcalloc(1, sizeof *k);
     k->c = c;
     k->bev = bev;
+    k->privileged = privileged;
+    if (!privileged) c->nunpriv++;
     k->next = c->conns;
     if (c->conns) c->conns->prev = k;
     c->conns = k;
@@ -216,8 +388,9 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
         }
         unlink(path);
     }
-    /* create the socket with mode 0600 from the start (no window for others) */
-    mode_t old = umask(0177);
+    /* mode 0666: anyone may connect; what they may ask is decided per request from
+     * the peer's credentials (SO_PEERCRED) */
+    mode_t old = umask(0111);
     /* no callback yet: the listener stays disabled until control_new set it */
     struct evconnlistener *lis =
         evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
@@ -228,8 +401,14 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
         log_err("control", "cannot listen on %s: %s", path, strerror(e));
         return NULL;
     }
-    if (chmod(path, 0600) != 0) log_warn("control", "cannot chmod %s: %s", path, strerror(errno));
+    if (chmod(path, 0666) != 0) log_warn("control", "cannot chmod %s: %s", path, strerror(errno));
     struct control *c = xcalloc(1, sizeof *c);
+    c->uid = geteuid();
+    struct passwd *pw = getpwuid(c->uid);
+    if (pw)
+        str_copy(c->user, pw->pw_name, sizeof c->user);
+    else
+        snprintf(c->user, sizeof c->user, "%u", (unsigned)c->uid);
     c->base = base;
     c->lis = lis;
     c->path = xstrdup(path);
@@ -239,6 +418,12 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
     evconnlistener_set_cb(lis, on_accept, c);
     evconnlistener_set_error_cb(lis, on_accept_error);
     return c;
+}
+
+void control_set_state(struct control *c, struct spool *spool, struct auth_limits *limits)
+{
+    c->spool = spool;
+    c->limits = limits;
 }
 
 void control_free(struct control *c)

@@ -1,11 +1,20 @@
 /* control.h: the control socket (a Unix stream socket, conf control_socket) through
- * which the CLI asks the running daemon to act on its queue. One request line, one
- * reply line, then the daemon closes:
+ * which the CLI asks the running daemon to act on its queue and its AUTH limiter.
+ * One request line, one reply, then the daemon closes:
  *   request:  "flush" | "delete ID" | "delete ALL" | "hold ID" | "release ID" |
- *             "pickup" | "reload" | "ping"
- *   reply:    "ok <text>" | "error <text>"
- * The socket is mode 0600, owned by the daemon's user: only root and that user may
- * talk to it. Later: the HTTP admin API and metrics live here too. */
+ *             "pickup" | "reload" | "ping" | "list" | "auth-blocks" |
+ *             "auth-clear ADDRESS|ACCOUNT"
+ *   reply:    "ok <text>" | "error <text>", one line; for "list" and "auth-blocks"
+ *             "ok" then text lines (a leading "." doubled) and a line "." alone
+ *   list:        the queue, one envelope (spool format, only what mailq shows: ID,
+ *                sender, arrival, size, held, recipients with state and last error)
+ *                followed by an empty line per message
+ *   auth-blocks: one block per line: ADDRESS TAB ACCOUNT (escaped; empty: the whole
+ *                address) TAB FAILURES TAB SECONDS-LEFT
+ * The socket is mode 0666 in a folder others may pass through; the daemon asks the
+ * kernel who connected (SO_PEERCRED): anyone may "ping" and "list" (as Postfix's
+ * mailq works for every user), everything else is for root and the daemon's user
+ * ("error permission denied: ..."). Later: the HTTP admin API and metrics live here. */
 #ifndef KURIER_CONTROL_H
 #define KURIER_CONTROL_H
 
@@ -13,18 +22,30 @@
 
 struct event_base;
 struct queue;
+struct spool;
+struct auth_limits;
 struct control;
 
 /* Daemon side: listen on path (replacing a stale socket). reload_cb runs for
  * "reload". NULL on error (logged). */
 struct control *control_new(struct event_base *base, const char *path, struct queue *q,
                             void (*reload_cb)(void *arg), void *arg);
+/* What "list" reads and what "auth-blocks"/"auth-clear" act on; both borrowed until
+ * control_free. Without them (NULL) those requests are unknown. */
+void control_set_state(struct control *c, struct spool *spool, struct auth_limits *limits);
 void control_free(struct control *c);
 
 /* Client side (CLI; blocking, 10 s timeout): send one request, read the reply line
  * into reply (without the newline).
- * Returns 0 when the daemon answered "ok", 1 when it answered "error", -1 when no
- * daemon listens there (reply says why: "kurierd is not running (...)"). */
+ * Returns 0 when the daemon answered "ok", 1 when it answered "error" or the socket
+ * refused us (reply says "permission denied: ..."), -1 when no daemon listens there
+ * (reply says why: "kurierd is not running (...)"). */
 int control_request(const char *path, const char *request, char *reply, size_t replysize);
+/* The same for a request answered with text ("list", "auth-blocks"): on 0, *text is
+ * the text (lines ending in LF, dots undone; caller frees) and *len its length. The
+ * timeout is 60 s, counted from the last byte received. On 1 and -1 *text is NULL and
+ * reply says why (also 1 when the text ended early). */
+int control_request_text(const char *path, const char *request, char **text, size_t *len,
+                         char *reply, size_t replysize);
 
 #endif

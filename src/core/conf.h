@@ -136,12 +136,13 @@ struct kconf {
     int maildrop_scan;    /* seconds between maildrop scans (default 5) */
 
     /* auth { }: brute-force protection */
-    int auth_max_failures;     /* failures per address or account in the window (10) */
-    int auth_window;           /* seconds (15m) */
-    int auth_block_time;       /* seconds (1h) */
-    int auth_delay_max;        /* seconds, longest answer delay after failures (8s) */
-    int auth_backend;          /* enum conf_auth_backend (default directory) */
-    char *auth_dovecot_socket; /* Dovecot's auth-client socket (/run/dovecot/auth-client) */
+    int auth_max_failures;         /* failures per (address, account) in the window (10) */
+    int auth_max_failures_address; /* failures per client address in the window (30) */
+    int auth_window;               /* seconds (15m) */
+    int auth_block_time;           /* seconds (1h) */
+    int auth_delay_max;            /* seconds, longest answer delay after failures (8s) */
+    int auth_backend;              /* enum conf_auth_backend (default directory) */
+    char *auth_dovecot_socket;     /* Dovecot's auth-client socket (/run/dovecot/auth-client) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

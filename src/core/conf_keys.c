@@ -100,12 +100,18 @@ const struct conf_key conf_keys[] = {
      "add up); keep it short."},
 
     {KB_AUTH, "max_failures", KT_INT, "10", NULL, 1, 100000, NULL, KC(auth_max_failures),
-     "Failed logins from one client address, or for one account, within auth window "
-     "before further attempts are refused for block_time (454 4.7.0)."},
+     "Failed logins for one account from one client address within auth window before "
+     "that account is refused to that address for block_time (454 4.7.0). Never per "
+     "account alone: nobody can lock a user out from elsewhere."},
+    {KB_AUTH, "max_failures_address", KT_INT, "30", NULL, 1, 100000, NULL,
+     KC(auth_max_failures_address),
+     "Failed logins from one client address (IPv6: one /64), whatever the accounts, "
+     "within auth window before the address is refused for block_time (454 4.7.0)."},
     {KB_AUTH, "window", KT_DUR, "15m", NULL, 1, DAY_, NULL, KC(auth_window),
      "Time over which failed logins are counted."},
     {KB_AUTH, "block_time", KT_DUR, "1h", NULL, 1, 7 * DAY_, NULL, KC(auth_block_time),
-     "How long a client address or account stays refused after too many failures."},
+     "How long a client address, or an account from it, stays refused after too many "
+     "failures (list and lift blocks with kurier auth blocks)."},
     {KB_AUTH, "delay_max", KT_DUR, "8s", NULL, 0, MIN_, NULL, KC(auth_delay_max),
      "Longest answer delay after failed logins (grows 1s, 2s, 4s, ... per failure)."},
     {KB_AUTH, "backend", KT_ENUM, "directory", NULL, 0, 0, "directory|dovecot", KC(auth_backend),

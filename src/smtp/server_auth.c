@@ -57,9 +57,7 @@ static void auth_checked(void *arg, int result)
                  "%s[%s]: SASL %s authentication failed: too many failures, "
                  "sasl_username=%s",
                  s->peer.name, s->peer.addr, s->auth_mech, user);
-        session_fail(
-            s, 454, "4.7.0",
-            "Too many failed logins from your address or for this account; try again later");
+        session_fail(s, 454, "4.7.0", "Too many failed logins from your address; try again later");
         break;
     default:
         session_fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");
