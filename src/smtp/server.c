@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -552,15 +553,34 @@ static void sequence_error(struct smtp_session *s, enum smtp_verb v)
     session_fail(s, 503, "5.5.1", "Bad sequence of commands: %s", why);
 }
 
+/* The command line as the debug trace shows it: never a SASL response, neither a line
+ * of the AUTH exchange nor AUTH's initial response (base64 of user and password). */
+static const char *trace_line(const struct smtp_session *s, const char *line, size_t len, char *esc,
+                              size_t size)
+{
+    if (s->state == SMTP_ST_AUTH) return "(SASL response not logged)";
+    if (len >= 4 && strncasecmp(line, "AUTH", 4) == 0 && (len == 4 || line[4] == ' ')) {
+        size_t m = 5;
+        while (m < len && line[m] != ' ')
+            m++;
+        if (m >= len) return log_escape(esc, size, line, len); /* no initial response */
+        char shown[64];
+        snprintf(shown, sizeof shown, "%.*s (initial response not logged)", (int)(m > 32 ? 32 : m),
+                 line);
+        return log_escape(esc, size, shown, strlen(shown));
+    }
+    return log_escape(esc, size, line, len);
+}
+
 static void handle_line(struct smtp_session *s, const char *line, size_t len)
 {
     struct smtp_cmd c;
     struct smtp_err err;
     s->n_cmds++;
-    if (log_debug_on("smtp") && s->state != SMTP_ST_AUTH) { /* never log credentials */
+    if (log_debug_on("smtp")) {
         char esc[600];
         log_debug("smtp", "%s[%s]: < %s", s->peer.name, s->peer.addr,
-                  log_escape(esc, sizeof esc, line, len));
+                  trace_line(s, line, len, esc, sizeof esc));
     }
     if (s->state == SMTP_ST_AUTH) {
         session_auth_step(s, line, len);
