@@ -44,33 +44,93 @@ struct daemon {
     char **server_addrs;          /* the address each server was bound for */
     size_t nservers;
     struct smtp_ops ops;
-    struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain;
+    struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain, *ev_deadline;
     int stopping;
 };
+
+/* After the grace period sessions end within seconds, but for those storing a
+ * message: they get this many seconds before the daemon exits without their answer
+ * (their message is on disk or not; the client did not get 250 either way and
+ * sends it again). */
+#define SHUTDOWN_COMMIT_MAX 30
+
+/* Test hook, for tests/integration/test_session_lifecycle.py only: the environment
+ * variable KURIER_TEST_DELAY="judge=MS,commit=MS" holds every policy verdict, and
+ * every commit's answer (the message is on disk already), for MS milliseconds, as a
+ * slow check or a slow disk would, so that a test can hang up while a session waits
+ * on them. Unset: no delay. */
+static struct {
+    int judge, commit;
+} test_delay;
+
+static void test_delay_init(void)
+{
+    const char *p = getenv("KURIER_TEST_DELAY");
+    while (p && *p) {
+        int *slot = strncmp(p, "judge=", 6) == 0    ? &test_delay.judge
+                    : strncmp(p, "commit=", 7) == 0 ? &test_delay.commit
+                                                    : NULL;
+        const char *eq = strchr(p, '=');
+        if (slot && eq) *slot = atoi(eq + 1);
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (test_delay.judge || test_delay.commit)
+        log_warn("kurierd", "KURIER_TEST_DELAY: verdicts wait %d ms, commits %d ms (tests only)",
+                 test_delay.judge, test_delay.commit);
+}
+
+static struct event *test_hold(struct event_base *base, int ms,
+                               void (*cb)(evutil_socket_t, short, void *), void *arg)
+{
+    struct event *e = evtimer_new(base, cb, arg);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(e, &tv);
+    return e;
+}
 
 /* --- smtp_ops: the session's view of policy and spool ----------------------- */
 
 struct judge {
+    struct daemon *d;
     struct policy_ctx ctx;
-    struct policy_run *run;
+    struct policy_run *run; /* NULL once the pipeline answered */
+    struct event *hold;     /* test hook: the verdict waits */
+    struct smtp_verdict v;
     void (*done)(void *, const struct smtp_verdict *);
     void *arg;
 };
 
+static void judge_answer(struct judge *j)
+{
+    void (*done)(void *, const struct smtp_verdict *) = j->done;
+    void *darg = j->arg;
+    struct smtp_verdict v = j->v;
+    if (j->hold) event_free(j->hold);
+    free(j);
+    done(darg, &v);
+}
+
+static void judge_held(evutil_socket_t fd, short what, void *arg)
+{
+    judge_answer(arg);
+}
+
 static void judge_done(void *arg, const struct policy_verdict *pv)
 {
     struct judge *j = arg;
-    struct smtp_verdict v = {0};
+    j->run = NULL;
     if (pv->kind == POLICY_REJECT || pv->kind == POLICY_TEMPFAIL || pv->kind == POLICY_GREYLIST) {
-        v.code = pv->code;
-        str_copy(v.enh, pv->enh, sizeof v.enh);
-        str_copy(v.text, pv->text, sizeof v.text);
-        v.check = pv->check;
+        j->v.code = pv->code;
+        str_copy(j->v.enh, pv->enh, sizeof j->v.enh);
+        str_copy(j->v.text, pv->text, sizeof j->v.text);
+        j->v.check = pv->check;
     }
-    void (*done)(void *, const struct smtp_verdict *) = j->done;
-    void *darg = j->arg;
-    free(j);
-    done(darg, &v);
+    if (test_delay.judge > 0) {
+        j->hold = test_hold(j->d->base, test_delay.judge, judge_held, j);
+        return;
+    }
+    judge_answer(j);
 }
 
 static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
@@ -79,6 +139,7 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
 {
     struct daemon *d = ctx;
     struct judge *j = xcalloc(1, sizeof *j);
+    j->d = d;
     j->ctx.conf = peer->conf;
     j->ctx.listener = peer->listener;
     j->ctx.store = d->store;
@@ -102,7 +163,8 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
 static void ops_judge_cancel(void *handle)
 {
     struct judge *j = handle;
-    policy_run_cancel(j->run);
+    if (j->run) policy_run_cancel(j->run);
+    if (j->hold) event_free(j->hold);
     free(j);
 }
 
@@ -127,19 +189,40 @@ static void ops_msg_abort(void *msg)
 struct commit {
     struct daemon *d;
     struct spool_env *env;
+    char id[QUEUE_ID_LEN + 1];
+    int ok;
+    struct event *hold; /* test hook: the answer waits */
     void (*done)(void *, int);
     void *arg;
 };
 
+static void commit_answer(struct commit *c)
+{
+    c->done(c->arg, c->ok);
+    /* after an exit past SHUTDOWN_COMMIT_MAX the queue is gone: the next start finds
+     * the message in the spool */
+    if (c->ok && c->d->queue) queue_add(c->d->queue, c->id);
+    if (c->hold) event_free(c->hold);
+    free(c);
+}
+
+static void commit_held(evutil_socket_t fd, short what, void *arg)
+{
+    commit_answer(arg);
+}
+
 static void commit_done(void *arg, int ok)
 {
     struct commit *c = arg;
-    char id[QUEUE_ID_LEN + 1];
-    str_copy(id, c->env->id, sizeof id);
+    str_copy(c->id, c->env->id, sizeof c->id);
     spool_env_free(c->env);
-    c->done(c->arg, ok);
-    if (ok) queue_add(c->d->queue, id);
-    free(c);
+    c->env = NULL;
+    c->ok = ok;
+    if (test_delay.commit > 0) {
+        c->hold = test_hold(c->d->base, test_delay.commit, commit_held, c);
+        return;
+    }
+    commit_answer(c);
 }
 
 static char *opt_dup(const char *s)
@@ -632,10 +715,21 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
     if (smtp_sessions_count() == 0) event_base_loopexit(d->base, NULL);
 }
 
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    log_warn("kurierd", "stopping: %zu sessions still open %d s after the grace period; exiting",
+             smtp_sessions_count(), SHUTDOWN_COMMIT_MAX);
+    event_base_loopexit(d->base, NULL);
+}
+
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
+    struct daemon *d = arg;
     log_info("kurierd", "grace period over: closing %zu sessions", smtp_sessions_count());
     smtp_sessions_close_all();
+    d->ev_deadline = evtimer_new(d->base, on_deadline, d);
+    evtimer_add(d->ev_deadline, &(struct timeval){.tv_sec = SHUTDOWN_COMMIT_MAX});
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -696,6 +790,7 @@ int main(int argc, char **argv)
         return 0;
     }
     apply_log(d.conf);
+    test_delay_init();
 
     struct passwd *pw = NULL;
     if (geteuid() == 0) {
@@ -808,6 +903,7 @@ int main(int argc, char **argv)
     log_info("kurierd", "stopped");
     control_free(d.control);
     queue_free(d.queue); /* cancels its remote deliveries first */
+    d.queue = NULL;
     remote_free(d.remote);
     dns_free(d.dns);
     work_shutdown();
@@ -825,6 +921,7 @@ int main(int argc, char **argv)
     spool_free(d.spool);
     if (d.ev_grace) event_free(d.ev_grace);
     if (d.ev_drain) event_free(d.ev_drain);
+    if (d.ev_deadline) event_free(d.ev_deadline);
     event_free(d.ev_term);
     event_free(d.ev_int);
     event_free(d.ev_hup);

@@ -70,7 +70,8 @@ const struct conf_key conf_keys[] = {
     {KB_LIMITS, "errors", KT_INT, "20", NULL, 1, 1000, NULL, KC(errors),
      "Bad commands per session before the server says 421 and closes."},
     {KB_LIMITS, "command_timeout", KT_DUR, "5m", NULL, 1, HOUR_, NULL, KC(command_timeout),
-     "Idle time allowed while waiting for a command (RFC 5321 4.5.3.2.7: 5m)."},
+     "Idle time allowed while waiting for a command, and for a client to read its replies "
+     "(RFC 5321 4.5.3.2.7: 5m)."},
     {KB_LIMITS, "data_timeout", KT_DUR, "10m", NULL, 1, 2 * HOUR_, NULL, KC(data_timeout),
      "Idle time allowed while receiving message data (RFC 5321 4.5.3.2.6)."},
     {KB_LIMITS, "connections", KT_INT, "1000", NULL, 1, 1000000, NULL, KC(connections),

@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,29 @@ _Static_assert(sizeof state_names / sizeof state_names[0] == SMTP_ST_COUNT,
 
 static struct smtp_session *sessions;
 static size_t nsessions;
+static int shutting_down; /* smtp_sessions_close_all() ran: closing sessions do not linger */
+
+/* Replies a client has not read yet: above OUT_MAX its commands wait (as Postfix's
+ * smtpd blocks on a full socket) until the output drained to OUT_MAX / 2, so a
+ * client that pipelines without reading costs a bounded amount of memory. Under
+ * TLS the socket below the filter holds at most OUT_LOW of encrypted bytes. */
+#define OUT_MAX (256 * 1024)
+#define OUT_LOW (64 * 1024)
+/* Seconds the last replies of a closing session get to leave (no progress). */
+#define CLOSE_LINGER 10
+
+static size_t output_pending(struct smtp_session *s);
+
+/* Seconds without input (0: none), and without progress sending replies: a client
+ * that does not read them is gone (RFC 5321 4.5.3.2.7: the server timeout). Under
+ * TLS the socket below the filter gets the write timeout too. */
+static void session_timeouts(struct smtp_session *s, int rd, int wr)
+{
+    struct timeval r = {.tv_sec = rd}, w = {.tv_sec = wr};
+    bufferevent_set_timeouts(s->bev, rd ? &r : NULL, &w);
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    if (under) bufferevent_set_timeouts(under, NULL, &w);
+}
 
 size_t smtp_sessions_count(void)
 {
@@ -54,6 +78,8 @@ void session_reply(struct smtp_session *s, int code, const char *enh, const char
 }
 
 static void session_close(struct smtp_session *s);
+static void maybe_free(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
 void session_process_input(struct smtp_session *s);
 
 /* A client error: reply, count it, hang up after too many (Postfix's
@@ -378,7 +404,7 @@ static void cmd_data(struct smtp_session *s, struct smtp_cmd *c)
     }
     session_set_state(s, SMTP_ST_DATA);
     session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->data_timeout}, NULL);
+    session_timeouts(s, s->conf->data_timeout, s->conf->command_timeout);
 }
 
 static void cmd_bdat(struct smtp_session *s, struct smtp_cmd *c)
@@ -393,7 +419,7 @@ static void cmd_bdat(struct smtp_session *s, struct smtp_cmd *c)
     s->chunk_left = c->chunk_size;
     s->chunk_last = c->last;
     session_set_state(s, SMTP_ST_CHUNK);
-    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->data_timeout}, NULL);
+    session_timeouts(s, s->conf->data_timeout, s->conf->command_timeout);
 }
 
 static void cmd_rset(struct smtp_session *s, struct smtp_cmd *c)
@@ -527,15 +553,34 @@ static void sequence_error(struct smtp_session *s, enum smtp_verb v)
     session_fail(s, 503, "5.5.1", "Bad sequence of commands: %s", why);
 }
 
+/* The command line as the debug trace shows it: never a SASL response, neither a line
+ * of the AUTH exchange nor AUTH's initial response (base64 of user and password). */
+static const char *trace_line(const struct smtp_session *s, const char *line, size_t len, char *esc,
+                              size_t size)
+{
+    if (s->state == SMTP_ST_AUTH) return "(SASL response not logged)";
+    if (len >= 4 && strncasecmp(line, "AUTH", 4) == 0 && (len == 4 || line[4] == ' ')) {
+        size_t m = 5;
+        while (m < len && line[m] != ' ')
+            m++;
+        if (m >= len) return log_escape(esc, size, line, len); /* no initial response */
+        char shown[64];
+        snprintf(shown, sizeof shown, "%.*s (initial response not logged)", (int)(m > 32 ? 32 : m),
+                 line);
+        return log_escape(esc, size, shown, strlen(shown));
+    }
+    return log_escape(esc, size, line, len);
+}
+
 static void handle_line(struct smtp_session *s, const char *line, size_t len)
 {
     struct smtp_cmd c;
     struct smtp_err err;
     s->n_cmds++;
-    if (log_debug_on("smtp") && s->state != SMTP_ST_AUTH) { /* never log credentials */
+    if (log_debug_on("smtp")) {
         char esc[600];
         log_debug("smtp", "%s[%s]: < %s", s->peer.name, s->peer.addr,
-                  log_escape(esc, sizeof esc, line, len));
+                  trace_line(s, line, len, esc, sizeof esc));
     }
     if (s->state == SMTP_ST_AUTH) {
         session_auth_step(s, line, len);
@@ -599,7 +644,7 @@ static void eom_judged(void *arg, const struct smtp_verdict *v);
 static void message_end(struct smtp_session *s)
 {
     content_flush(s, 1);
-    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->command_timeout}, NULL);
+    session_timeouts(s, s->conf->command_timeout, s->conf->command_timeout);
     const char *cmd = s->data.bdat ? "BDAT" : "DATA";
     int code = 0;
     const char *enh = NULL;
@@ -642,9 +687,20 @@ static void message_end(struct smtp_session *s)
         return;
     }
     /* the content checks of the policy pipeline (sender binding on From:, ...) */
+    log_debug("smtp", "%s[%s]: %s: end of data, %zu bytes: judging", s->peer.name, s->peer.addr,
+              s->id, s->txn.msg_size);
     s->pending = PENDING_JUDGE;
     s->pending_handle = s->srv->ops->judge(s->srv->ops->ctx, &s->peer, &s->txn, SMTP_STAGE_EOM,
                                            NULL, eom_judged, s);
+}
+
+/* Shutting down and the message is answered: say so and close. 1 when closed. */
+static int close_after_message(struct smtp_session *s)
+{
+    if (!s->close_after_commit || s->closing) return 0;
+    session_reply(s, 421, "4.3.2", "%s Service shutting down, try again later", s->conf->hostname);
+    session_close(s);
+    return 1;
 }
 
 static void eom_judged(void *arg, const struct smtp_verdict *v)
@@ -652,21 +708,32 @@ static void eom_judged(void *arg, const struct smtp_verdict *v)
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
     s->pending_handle = NULL;
+    if (s->closing) {
+        /* the client left before its answer: it sends the message again, so it is not
+         * stored (committing now would also outlive the session) */
+        log_info(s->logname,
+                 "%s: message from %s[%s] dropped: the client left before the end "
+                 "of data was answered",
+                 s->id, s->peer.name, s->peer.addr);
+        txn_clear(s);
+        maybe_free(s);
+        return;
+    }
     if (v->code) {
         log_reject(s, s->data.bdat ? "BDAT" : "DATA", v->code, v->enh, v->text, NULL);
         txn_clear(s);
         session_set_state(s, SMTP_ST_READY);
         session_fail(s, v->code, v->enh, "%s", v->text);
-        session_process_input(s);
+        if (!close_after_message(s)) session_process_input(s);
         return;
     }
+    log_debug("smtp", "%s[%s]: %s: end of data accepted, committing", s->peer.name, s->peer.addr,
+              s->id);
     void *msg = s->msg;
     s->msg = NULL;
     s->pending = PENDING_COMMIT;
     s->srv->ops->msg_commit(s->srv->ops->ctx, msg, &s->peer, &s->txn, committed, s);
 }
-
-static void session_free(struct smtp_session *s);
 
 static void committed(void *arg, int ok)
 {
@@ -686,14 +753,11 @@ static void committed(void *arg, int ok)
     }
     txn_clear(s);
     session_set_state(s, SMTP_ST_READY);
-    if (s->close_after_commit && !s->closing) {
-        session_reply(s, 421, "4.3.2", "%s Service shutting down, try again later",
-                      s->conf->hostname);
-        s->closing = 1;
-    }
+    if (close_after_message(s)) return;
     if (s->closing) {
-        /* the client went away while we synced: the message is queued all the same */
-        session_close(s);
+        /* the client went away while we synced: the message is queued all the same;
+         * the session waited for this callback to be freed */
+        maybe_free(s);
         return;
     }
     session_process_input(s);
@@ -739,6 +803,10 @@ static void read_chunk(struct smtp_session *s, struct evbuffer *in)
 void session_process_input(struct smtp_session *s)
 {
     while (!s->closing && s->pending == PENDING_NONE) {
+        if (output_pending(s) > OUT_MAX) { /* write_cb goes on once the client read */
+            s->out_full = 1;
+            break;
+        }
         /* fetched each time: STARTTLS replaces the bufferevent */
         struct evbuffer *in = bufferevent_get_input(s->bev);
         /* RFC 4954 4: SASL responses may be up to 12288 octets */
@@ -801,9 +869,11 @@ static size_t output_pending(struct smtp_session *s)
 static void free_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtp_session *s = arg;
+    /* a message being committed cannot be called back: committed() frees */
+    if (s->pending == PENDING_COMMIT) return;
     /* under a TLS filter the last reply may still sit in the socket's buffer: give
      * it a moment (bounded) to leave */
-    if (output_pending(s) > 0 && s->free_tries++ < 100) {
+    if (!s->gone && output_pending(s) > 0 && s->free_tries++ < 100) {
         evtimer_add(s->ev_free, &(struct timeval){.tv_usec = 20000});
         return;
     }
@@ -855,17 +925,22 @@ static void session_free(struct smtp_session *s)
 }
 
 /* Free the session after its pending output went out (never from inside a callback
- * that its own I/O is on the stack of: the free is deferred to the loop). */
+ * that its own I/O is on the stack of: the free is deferred to the loop). A client
+ * that is gone, or a shutdown, does not wait for the output: free_cb gives it a
+ * bounded moment. A commit in flight keeps the session until committed(). */
 static void maybe_free(struct smtp_session *s)
 {
     if (!s->closing || s->pending == PENDING_COMMIT) return;
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) return;
+    if (!s->gone && !shutting_down && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+        return; /* write_cb comes back, or the write timeout */
     if (!s->ev_free) s->ev_free = evtimer_new(s->srv->base, free_cb, s);
     if (!evtimer_pending(s->ev_free, NULL)) event_active(s->ev_free, EV_TIMEOUT, 0);
 }
 
 static void session_close(struct smtp_session *s)
 {
+    if (!s->closing) /* the last replies get a short, fixed time to leave */
+        session_timeouts(s, 0, CLOSE_LINGER);
     s->closing = 1;
     bufferevent_disable(s->bev, EV_READ);
     maybe_free(s);
@@ -876,9 +951,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
     session_process_input(arg);
 }
 
+/* Output went out (down to the low watermark). */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-    maybe_free(arg);
+    struct smtp_session *s = arg;
+    if (s->out_full && output_pending(s) <= OUT_MAX / 2) {
+        s->out_full = 0;
+        session_process_input(s); /* the commands that waited for the client to read */
+    }
+    maybe_free(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -902,6 +983,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (why[0])
             log_info(s->logname, "TLS error from %s[%s]: %s", s->peer.name, s->peer.addr, why);
     }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+        /* the client does not read its replies: nothing more can reach it */
+        if (!s->closing)
+            log_info(s->logname, "timeout sending replies after %s to %s[%s]",
+                     state_names[s->state], s->peer.name, s->peer.addr);
+        s->gone = 1;
+        session_close(s);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info(s->logname, "timeout after %s from %s[%s]", state_names[s->state], s->peer.name,
                  s->peer.addr);
@@ -910,11 +1000,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (s->state != SMTP_ST_QUIT)
+        if (s->state != SMTP_ST_QUIT && !s->closing)
             log_info(s->logname, "lost connection after %s from %s[%s]", state_names[s->state],
                      s->peer.name, s->peer.addr);
-        evbuffer_drain(bufferevent_get_output(bev),
-                       evbuffer_get_length(bufferevent_get_output(bev)));
+        /* After an error nothing can be sent any more: free without flushing. After
+         * EOF the client may still read (a half-close): the replies get CLOSE_LINGER
+         * seconds, and a reset ends it at once. */
+        if (what & BEV_EVENT_ERROR) s->gone = 1;
         session_close(s);
     }
 }
@@ -922,16 +1014,21 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void session_callbacks(struct smtp_session *s)
 {
     bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-    /* Bound what a pipelining client can make us buffer while we think. */
+    /* Bound what a pipelining client can make us buffer while we think, and what it
+     * can make us hold of replies it does not read (OUT_MAX). */
     bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
-    bufferevent_set_timeouts(s->bev, &(struct timeval){.tv_sec = s->conf->command_timeout}, NULL);
+    bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    if (under) bufferevent_setwatermark(under, EV_WRITE, 0, OUT_LOW);
+    session_timeouts(s, s->conf->command_timeout, s->conf->command_timeout);
 }
 
 static size_t sessions_from(const struct sockaddr_storage *sa)
 {
     size_t n = 0;
     for (struct smtp_session *s = sessions; s; s = s->next) {
-        if (s->closing || s->peer.sa.ss_family != sa->ss_family) continue;
+        /* closing sessions count: their socket and buffers are still held */
+        if (s->peer.sa.ss_family != sa->ss_family) continue;
         if (sa->ss_family == AF_INET &&
             ((const struct sockaddr_in *)&s->peer.sa)->sin_addr.s_addr ==
                 ((const struct sockaddr_in *)sa)->sin_addr.s_addr)
@@ -1096,9 +1193,17 @@ void smtp_server_free(struct smtp_server *srv)
 
 void smtp_sessions_close_all(void)
 {
+    shutting_down = 1;
     for (struct smtp_session *s = sessions; s; s = s->next) {
-        if (s->closing) continue;
-        if (s->pending == PENDING_COMMIT) { /* answer the message first */
+        if (s->closing) {
+            maybe_free(s); /* no more waiting for a client that does not read */
+            continue;
+        }
+        /* A message whose end is being judged or committed is answered first: a 421
+         * now, and the message stored after all, would be sent twice. */
+        if (s->pending == PENDING_COMMIT ||
+            (s->pending == PENDING_JUDGE &&
+             (s->state == SMTP_ST_DATA || s->state == SMTP_ST_CHUNK))) {
             s->close_after_commit = 1;
             continue;
         }

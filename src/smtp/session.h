@@ -46,8 +46,12 @@ struct smtp_session {
     int have_txn;
     int errors;
     int closing;            /* no more input is processed; freed once output is flushed */
+    int gone;               /* the client cannot be written to (reset, write timeout): freed
+                               without flushing */
+    int out_full;           /* too many unread replies: input waits (server.c OUT_MAX) */
     int discard_line;       /* dropping the rest of an over-long command line */
-    int close_after_commit; /* shutting down: answer the message, then 421 */
+    int close_after_commit; /* shutting down while the message's end is judged or committed:
+                               answer the message, then 421 */
     int free_tries;         /* waits for the last bytes to leave before the free */
     char logname[32];       /* "smtpd[N]": this session's lines share N */
     enum pending_kind pending;
