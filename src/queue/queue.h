@@ -66,6 +66,10 @@ void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
 /* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */
 char *spool_env_format(const struct spool_env *e);
 int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line);
+/* Decode one value of the envelope text: "\xNN" escapes, nothing else. Reads only
+ * p[0..len). A new string (caller frees), or NULL when an escape is bad, cut short or
+ * decodes to NUL. */
+char *spool_unescape(const char *p, size_t len);
 const char *rcpt_state_name(enum rcpt_state s); /* "queued", "sent", "bounced" */
 
 struct spool;

@@ -310,7 +310,8 @@ static char *unesc(const char *p, size_t len)
             *o++ = p[i];
             continue;
         }
-        if (i + 3 > len || p[i + 1] != 'x') goto bad;
+        /* an escape is 4 bytes, p[i..i+3], all inside the value */
+        if (len - i < 4 || p[i + 1] != 'x') goto bad;
         int h = hexval((unsigned char)p[i + 2]), l = hexval((unsigned char)p[i + 3]);
         if (h < 0 || l < 0 || (h == 0 && l == 0)) goto bad;
         *o++ = (char)(h * 16 + l);
@@ -321,6 +322,11 @@ static char *unesc(const char *p, size_t len)
 bad:
     free(out);
     return NULL;
+}
+
+char *spool_unescape(const char *p, size_t len)
+{
+    return unesc(p, len);
 }
 
 static int parse_ll(const char *p, size_t len, long long max, long long *out)

@@ -193,6 +193,43 @@ static void test_env_bad(void)
     spool_env_free(o);
 }
 
+/* The value decoder reads p[0..len) only: each case is copied into a buffer of
+ * exactly its length, so ASan reports a read of p[len]. The old test "i + 3 > len"
+ * let an escape cut short at the end ("\\x4": p[3] is p[len]) read past it. */
+static void test_unescape(void)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused */
+    } cases[] = {
+        {"", ""},
+        {"plain", "plain"},
+        {"a\\x41b", "aAb"},
+        {"\\x5C\\x20", "\\ "},
+        {"ab\\x41", "abA"},
+        {"\\x4", NULL},
+        {"ab\\x4", NULL},
+        {"a\\x", NULL},
+        {"a\\", NULL},
+        {"\\x00", NULL},
+        {"\\y41", NULL},
+        {"\\xG1", NULL},
+        {"\\x41\\x4", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].in);
+        char *p = xmalloc(len ? len : 1);
+        memcpy(p, cases[i].in, len);
+        char *out = spool_unescape(p, len);
+        if (cases[i].out)
+            CHECK(out && strcmp(out, cases[i].out) == 0, "unescape case %zu: got %s", i,
+                  out ? out : "(refused)");
+        else
+            CHECK(out == NULL, "unescape case %zu accepted: %s", i, out);
+        free(out);
+        free(p);
+    }
+}
+
 static void test_ids(void)
 {
     enum { N = 10000 };
@@ -467,6 +504,7 @@ int main(void)
     }
     test_env_roundtrip();
     test_env_bad();
+    test_unescape();
     test_ids();
     test_spool_ops(root);
     test_maildrop(root);
