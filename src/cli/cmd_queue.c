@@ -47,24 +47,61 @@ struct list_ctx {
     unsigned long long bytes;
 };
 
+static void list_head(struct list_ctx *c)
+{
+    if (c->n == 0)
+        printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    c->n++;
+}
+
+static void list_date(char *date, size_t size, time_t t)
+{
+    struct tm tm;
+    localtime_r(&t, &tm);
+    if (strftime(date, size, "%a %b %d %H:%M:%S", &tm) == 0) date[0] = '\0';
+}
+
+/* A message whose envelope does not load, still in queue/ (the daemon moves it
+ * aside when it next tries it) or in corrupt/: its ID, content size, when the
+ * envelope last changed, and why it does not load. */
+static void list_corrupt(struct list_ctx *c, const char *id, int moved)
+{
+    char why[600], date[32];
+    size_t size = 0;
+    time_t mtime = 0;
+    if (spool_corrupt_info(c->s, id, moved, why, sizeof why, &size, &mtime) != 0)
+        return; /* gone meanwhile */
+    list_head(c);
+    c->bytes += size;
+    list_date(date, sizeof date, mtime);
+    printf("%-14s %9zu %-20s  (corrupt envelope%s)\n", id, size, date,
+           moved ? ", kept in corrupt/ for an admin" : "");
+    printf("%49s(", "");
+    put_safe(stdout, why);
+    printf(")\n\n");
+}
+
+static void list_corrupt_one(void *arg, const char *id)
+{
+    list_corrupt(arg, id, 1);
+}
+
 static void list_one(void *arg, const char *id)
 {
     struct list_ctx *c = arg;
     char err[512];
     struct spool_env *e = spool_load(c->s, id, err, sizeof err);
     if (!e) {
-        if (!strstr(err, "no such message")) /* removed meanwhile: not an error */
+        if (errno == EBADMSG)
+            list_corrupt(c, id, 0);
+        else if (errno != ENOENT) /* removed meanwhile: not an error */
             fprintf(stderr, "kurier: %s\n", err);
         return;
     }
-    if (c->n == 0)
-        printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-    c->n++;
+    list_head(c);
     c->bytes += e->size;
     char date[32];
-    struct tm tm;
-    localtime_r(&e->arrival, &tm);
-    if (strftime(date, sizeof date, "%a %b %d %H:%M:%S", &tm) == 0) date[0] = '\0';
+    list_date(date, sizeof date, e->arrival);
     printf("%-14s %9zu %-20s  ", e->id, e->size, date);
     put_safe(stdout, e->sender[0] ? e->sender : "MAILER-DAEMON");
     printf("%s\n", e->held ? " (held)" : "");
@@ -92,6 +129,7 @@ static int queue_list(const struct kconf *conf)
     if (!s) return 1;
     struct list_ctx c = {.s = s};
     int rc = spool_scan(s, list_one, &c);
+    if (rc == 0) rc = spool_scan_corrupt(s, list_corrupt_one, &c);
     spool_free(s);
     if (rc != 0) {
         fprintf(stderr, "kurier: cannot read the queue in %s: %s\n", conf->spool_dir,
@@ -115,7 +153,16 @@ static int queue_show(const struct kconf *conf, const char *id, int body)
     char err[512];
     struct spool_env *e = spool_load(s, id, err, sizeof err);
     if (!e) {
-        if (strstr(err, "no such message"))
+        int en = errno;
+        char why[600];
+        size_t size;
+        time_t mtime;
+        if (en == EBADMSG)
+            fprintf(stderr, "kurier: %s: corrupt envelope: %s\n", id, err);
+        else if (en == ENOENT && spool_corrupt_info(s, id, 1, why, sizeof why, &size, &mtime) == 0)
+            fprintf(stderr, "kurier: %s: corrupt envelope, kept in %s/corrupt/: %s\n", id,
+                    conf->spool_dir, why);
+        else if (en == ENOENT)
             fprintf(stderr, "kurier: no such message %s\n", id);
         else
             fprintf(stderr, "kurier: %s\n", err);

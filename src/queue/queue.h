@@ -8,6 +8,9 @@
  *                   carrying its state; rewritten atomically (tmp, fsync, rename,
  *                   dir fsync) whenever a recipient's state changes
  *   maildrop/       sendmail(1) drops files here (mode 1733), picked up by the daemon
+ *   corrupt/ID.env, corrupt/ID.msg  a message whose envelope could not be read (cut
+ *                   short, garbled): moved out of queue/ by the scheduler, kept for an
+ *                   admin; created when first needed
  * A message is in the queue iff queue/ID.env exists; .msg is renamed first. */
 #ifndef KURIER_QUEUE_H
 #define KURIER_QUEUE_H
@@ -107,7 +110,10 @@ void spool_msg_abort(struct spool_msg *m);
 /* --- the queue, for the scheduler and the tools --------------------------- */
 /* Call cb for every queued message (sorted by ID). 0 done, -1 error. */
 int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
-/* Load an envelope. NULL when missing or unreadable (err says why). Caller frees. */
+/* Load an envelope. NULL when missing or unreadable (err says why), with errno
+ * ENOENT when there is no such message, EBADMSG when the envelope is corrupt (does
+ * not parse, names another ID, or has no recipients: cut short); another errno is a
+ * read error that may pass. Caller frees. */
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
 /* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
 int spool_update(struct spool *s, const struct spool_env *env);
@@ -116,6 +122,19 @@ int spool_update(struct spool *s, const struct spool_env *env);
 int spool_remove(struct spool *s, const char *id);
 /* Path of queue/ID.msg for reading by transports (borrowed until next call). */
 int spool_open_content(struct spool *s, const char *id); /* fd or -1 */
+
+/* Corrupt messages (spool_load failed with EBADMSG), as Postfix's corrupt queue:
+ * move queue/ID.msg and queue/ID.env to corrupt/ (blocking; worker or CLI), so the
+ * scheduler stops trying them. 0 done, -1 failed (errno set). */
+int spool_quarantine(struct spool *s, const char *id);
+/* Call cb for every message in corrupt/ (sorted by ID). 0 done (also when corrupt/
+ * does not exist), -1 error. */
+int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
+/* For the tools: about a corrupt message in corrupt/ (moved = 1) or still in queue/
+ * (moved = 0), why its envelope does not load (into why), the size of its content
+ * (0 when missing) and when its envelope last changed. 0 done, -1 no such file. */
+int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, size_t whysize,
+                       size_t *size, time_t *mtime);
 
 /* --- sendmail(1) maildrop --------------------------------------------------- */
 /* Write a maildrop file (envelope + content) as an unprivileged user. The file is

@@ -33,7 +33,8 @@ struct qjob {
     int hold;     /* JOB_HOLD: 1 hold, 0 release */
     double t_submit;
     /* outputs */
-    int gone;                  /* the envelope is missing: forget the message */
+    int gone;                  /* the envelope is missing (or corrupt, moved aside) */
+    int loaded;                /* the envelope was read: held is what it says */
     int announced;             /* the qmgr "from=" line was logged */
     int failed;                /* could not load/update: try again later */
     int held;                  /* the envelope says held */
@@ -238,6 +239,38 @@ static int env_exists(struct queue *q, const char *id)
     int n = snprintf(path, sizeof path, "%s/queue/%s.env", spool_dir(q->spool), id);
     if (n < 0 || (size_t)n >= sizeof path) return 1;
     return access(path, F_OK) == 0 || errno != ENOENT;
+}
+
+/* Worker: load the job's envelope. NULL when that failed: j->gone when the message
+ * left the queue, or its envelope was corrupt and the message is now in corrupt/
+ * (kept for an admin, never retried); j->failed when it may work later. */
+static struct spool_env *job_load(struct qjob *j)
+{
+    char err[512] = "";
+    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
+    if (env) {
+        j->loaded = 1;
+        return env;
+    }
+    if (errno == EBADMSG) {
+        if (spool_quarantine(j->q->spool, j->id) == 0) {
+            log_err("qmgr", "%s: corrupt envelope, message moved to %s/corrupt/: %s", j->id,
+                    spool_dir(j->q->spool), err);
+            j->gone = 1;
+        } else {
+            log_err("qmgr", "%s: corrupt envelope, cannot move it to %s/corrupt/ (%s): %s", j->id,
+                    spool_dir(j->q->spool), strerror(errno), err);
+            j->failed = 1;
+        }
+        return NULL;
+    }
+    if (!env_exists(j->q, j->id)) {
+        j->gone = 1;
+        return NULL;
+    }
+    log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+    j->failed = 1;
+    return NULL;
 }
 
 /* --- delivery (worker side) ------------------------------------------------ */
@@ -596,18 +629,9 @@ static void deliver_run(void *arg)
 {
     struct qjob *j = arg;
     struct queue *q = j->q;
-    char err[256] = "";
     j->t_start = time_wall();
-    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(q, j->id)) {
-            j->gone = 1;
-            return;
-        }
-        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
-        j->failed = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     if (env->held) {
         j->held = 1;
         spool_env_free(env);
@@ -786,12 +810,8 @@ static void dsn_record_run(void *arg)
 {
     struct qjob *j = arg;
     struct queue *q = j->q;
-    char err[256] = "";
-    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(q, j->id)) j->gone = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
         if (!j->dsn_queued[k]) continue;
         for (size_t i = 0; i < j->dsn_n[k]; i++)
@@ -904,17 +924,8 @@ static void remove_run(void *arg)
 static void hold_run(void *arg)
 {
     struct qjob *j = arg;
-    char err[256] = "";
-    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(j->q, j->id)) {
-            j->gone = 1;
-            return;
-        }
-        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
-        j->failed = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     if (env->held != j->hold) {
         env->held = j->hold;
         if (spool_update(j->q->spool, env) != 0) {

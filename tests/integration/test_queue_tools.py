@@ -329,3 +329,53 @@ def test_delete_all_while_stopped(relay):
     relay.wait_log("scheduler started: 0 messages in the queue")
     assert "Mail queue is empty" in listing(relay)
     assert attempts(relay, a) == 1 and attempts(relay, b) == 1
+
+
+# --- corrupt envelopes (issue 9 item 7) --------------------------------------------------
+
+def test_corrupt_envelope_is_moved_aside_listed_and_not_retried(relay):
+    good = queued(relay, "good")
+    bad = queued(relay, "bad")
+    relay.stop()
+    spool = os.path.join(relay.dir, "var", "spool")
+    env = os.path.join(spool, "queue", bad + ".env")
+    with open(env, "rb") as f:
+        data = f.read()
+    with open(env, "wb") as f:  # cut short in the middle of a line, as a bad disk might
+        f.write(data[:len(data) // 2])
+
+    # the daemon is stopped: the listing names it corrupt instead of hiding it
+    r = relay.cli("queue", "list")
+    text = out(r)
+    assert "Mail queue is empty" not in text, text
+    e = entry(text, bad)
+    assert e is not None and "corrupt" in e, text
+    assert good in text and "2 Requests" in text, text
+
+    relay.start()
+    relay.wait_log("%s: corrupt envelope" % bad)
+    assert not os.path.exists(env)
+    kept = os.path.join(spool, "corrupt", bad)
+    assert open(kept + ".env", "rb").read() == data[:len(data) // 2]
+    assert os.path.getsize(kept + ".msg") > 0
+    text = listing(relay)
+    e = entry(text, bad)
+    assert e is not None and "corrupt" in e and "kept in corrupt/" in e, text
+    assert "malformed envelope line" in e, e
+    assert entry(text, good) is not None
+    r = relay.cli("queue", "show", bad, check=False)
+    assert r.returncode == 1 and "corrupt" in err(r), out(r) + err(r)
+
+    # the scheduler does not come back to it: two flushes retry the good message
+    # twice; the corrupt one was handled once
+    relay.cli("queue", "flush")
+    wait_attempts(relay, good, 2)
+    relay.cli("queue", "flush")
+    wait_attempts(relay, good, 3)
+    assert relay.log().count("%s: corrupt envelope" % bad) == 1, relay.log()[-3000:]
+    assert "%s: cannot load envelope" % bad not in relay.log()
+    # kept over a restart too
+    relay.stop()
+    relay.start()
+    relay.wait_log("scheduler started: 1 message in the queue")
+    assert os.path.exists(kept + ".env")
