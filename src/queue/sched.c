@@ -72,6 +72,8 @@ struct qent {
     int hold_op;   /* -1 none, 0 release, 1 hold requested */
     int flush;     /* retry every queued recipient now */
     int announced; /* qmgr "from=" logged in this process */
+    /* notices that could not be queued, in a row (backoff) */
+    int dsn_fails;
     struct qent *prev, *next;
 };
 
@@ -894,6 +896,18 @@ static void deliver_done(void *arg)
             e->due = time(NULL) + (q->conf->retry_first > 0 ? q->conf->retry_first : 60);
         else if (!j->held)
             e->due = j->next_due;
+        int dsn_failed = 0;
+        for (int k = DSN_FAILED; j->phase == 3 && k <= DSN_DELIVERED; k++)
+            if (j->dsn_n[k] && !j->dsn_queued[k]) dsn_failed = 1;
+        if (dsn_failed && !j->failed && !j->held) {
+            /* A notice could not be queued (disk full...) and the message waits for
+             * it: back off as for a deferred recipient. Without this a message with
+             * no recipient left would be due at once, again and again. */
+            time_t at = time(NULL) + retry_delay(q->conf, ++e->dsn_fails);
+            if (!e->due || e->due > at) e->due = at;
+        } else if (j->phase == 3) {
+            e->dsn_fails = 0;
+        }
         entry_maint(q, e);
     }
     job_free(j);
