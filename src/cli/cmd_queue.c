@@ -12,6 +12,7 @@
 #include "control/control.h"
 #include "core/core.h"
 #include "queue/queue.h"
+#include "smtp/smtp.h"
 
 static void usage(void)
 {
@@ -146,6 +147,111 @@ static int queue_list(const struct kconf *conf)
 
 /* --- show -------------------------------------------------------------------- */
 
+/* "Sun, 06 Dec 2026 14:54:48 +0000" */
+static void put_date(const char *label, time_t t)
+{
+    char date[64];
+    time_rfc5322(date, sizeof date, t);
+    printf("%s%s", label, date);
+}
+
+static void put_field(const char *key, const char *val)
+{
+    if (!val) return;
+    printf("%s: ", key);
+    put_safe(stdout, val);
+    printf("\n");
+}
+
+/* The envelope for people: its keys, with dates instead of epoch seconds. */
+static void show_env(const struct spool_env *e)
+{
+    printf("id: %s\n", e->id);
+    printf("sender: <");
+    put_safe(stdout, e->sender);
+    printf(">\n");
+    put_date("arrival: ", e->arrival);
+    printf("\nsize: %zu bytes\n", e->size);
+    if (e->client_name || e->client_addr) {
+        printf("client: ");
+        put_safe(stdout, e->client_name ? e->client_name : "unknown");
+        printf(" [");
+        put_safe(stdout, e->client_addr ? e->client_addr : "");
+        printf("]\n");
+    }
+    put_field("helo", e->helo);
+    put_field("proto", e->proto);
+    put_field("auth", e->auth_user);
+    put_field("envid", e->envid);
+    if (e->ret) printf("ret: %s\n", e->ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+    static const char *const body[] = {NULL, "7BIT", "8BITMIME", "BINARYMIME"};
+    if (e->body > 0 && e->body <= SMTP_BODY_BINARYMIME) printf("body: %s\n", body[e->body]);
+    if (e->smtputf8) printf("smtputf8: yes\n");
+    if (e->held) printf("held: yes (not delivered until released)\n");
+    if (e->delay_warned) printf("delay notice: sent\n");
+    const char *why = NULL;
+    if (!dsn_allowed(e, &why)) printf("delivery reports: none (%s)\n", why);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct spool_rcpt *r = &e->rcpts[i];
+        printf("rcpt: <");
+        put_safe(stdout, r->addr);
+        printf(">\n");
+        if (r->orig && strcmp(r->orig, r->addr) != 0) {
+            printf("    orig: <");
+            put_safe(stdout, r->orig);
+            printf(">\n");
+        }
+        if (r->orcpt) put_field("    orcpt", r->orcpt);
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } notify[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+                      {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+                      {SMTP_NOTIFY_FAILURE, "FAILURE"},
+                      {SMTP_NOTIFY_DELAY, "DELAY"}};
+        const char *sep = "    notify: ";
+        for (size_t k = 0; k < sizeof notify / sizeof notify[0]; k++)
+            if (r->notify & notify[k].bit) {
+                printf("%s%s", sep, notify[k].name);
+                sep = ",";
+            }
+        if (r->notify) printf("\n");
+        printf("    state: %s, %d attempt%s\n", rcpt_state_name(r->state), r->attempts,
+               r->attempts == 1 ? "" : "s");
+        if (r->last_try) {
+            put_date("    last attempt: ", r->last_try);
+            if (r->relay) {
+                printf(" (relay ");
+                put_safe(stdout, r->relay);
+                printf(")");
+            }
+            printf("\n");
+        }
+        if (r->state == RCPT_ST_QUEUED) {
+            if (e->held)
+                printf("    next attempt: when released\n");
+            else if (r->next_try <= now)
+                printf("    next attempt: now (when the daemon runs)\n");
+            else
+                put_date("    next attempt: ", r->next_try), printf("\n");
+        }
+        static const char *const kinds[] = {"failure", "delay", "success"};
+        sep = "    notified: ";
+        for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++)
+            if (r->notified & DSN_BIT(k)) {
+                printf("%s%s", sep, kinds[k]);
+                sep = ", ";
+            }
+        if (r->notified) printf("\n");
+        if (r->dsn[0] || r->diag) {
+            printf("    last result: %s%s", r->dsn, r->dsn[0] && r->diag ? " " : "");
+            put_safe(stdout, r->diag ? r->diag : "");
+            printf("\n");
+        }
+    }
+}
+
 static int queue_show(const struct kconf *conf, const char *id, int body)
 {
     struct spool *s = open_spool(conf);
@@ -169,9 +275,7 @@ static int queue_show(const struct kconf *conf, const char *id, int body)
         spool_free(s);
         return 1;
     }
-    char *text = spool_env_format(e);
-    fputs(text, stdout);
-    free(text);
+    show_env(e);
     spool_env_free(e);
     int fd = spool_open_content(s, id);
     spool_free(s);
@@ -240,6 +344,9 @@ static int direct(const struct kconf *conf, const char *verb, const char *id)
                 fprintf(stderr, "kurier: no such message %s\n", id);
             else
                 fprintf(stderr, "kurier: %s\n", err);
+            rc = 1;
+        } else if (!hold && !e->held) {
+            fprintf(stderr, "kurier: %s is not held\n", id);
             rc = 1;
         } else {
             e->held = hold;

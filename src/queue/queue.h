@@ -193,7 +193,7 @@ void queue_flush(struct queue *q);
 /* Tools through the control socket: 0 done, -1 no such message. */
 int queue_delete(struct queue *q, const char *id); /* id "ALL" deletes everything */
 int queue_hold(struct queue *q, const char *id);
-int queue_release(struct queue *q, const char *id);
+int queue_release(struct queue *q, const char *id); /* also 1: the message is not held */
 /* Pick up maildrop files now (also done on a timer). */
 void queue_pickup(struct queue *q);
 

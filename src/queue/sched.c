@@ -72,6 +72,8 @@ struct qent {
     int hold_op;   /* -1 none, 0 release, 1 hold requested */
     int flush;     /* retry every queued recipient now */
     int announced; /* qmgr "from=" logged in this process */
+    /* held is what the envelope says (read or changed since the start) */
+    int held_known;
     /* notices that could not be queued, in a row (backoff) */
     int dsn_fails;
     struct qent *prev, *next;
@@ -892,6 +894,7 @@ static void deliver_done(void *arg)
         entry_free(q, e);
     } else {
         if (j->held) e->held = 1;
+        if (j->loaded) e->held_known = 1;
         if (j->failed)
             e->due = time(NULL) + (q->conf->retry_first > 0 ? q->conf->retry_first : 60);
         else if (!j->held)
@@ -964,7 +967,10 @@ static void admin_done(void *arg)
     if (j->kind == JOB_REMOVE || j->gone) {
         entry_free(q, e); /* a failed removal is logged by the spool; forget it */
     } else {
-        if (!j->failed) e->held = j->held;
+        if (!j->failed) {
+            e->held = j->held;
+            e->held_known = 1;
+        }
         if (!e->held) e->due = 0;
         entry_maint(q, e);
     }
@@ -1122,6 +1128,7 @@ int queue_hold(struct queue *q, const char *id)
     struct qent *e = entry_find(q, id);
     if (!e || e->deleted) return -1;
     e->held = 1;
+    e->held_known = 1;
     e->hold_op = 1;
     entry_maint(q, e);
     return 0;
@@ -1131,6 +1138,17 @@ int queue_release(struct queue *q, const char *id)
 {
     struct qent *e = entry_find(q, id);
     if (!e || e->deleted) return -1;
+    int held = e->hold_op >= 0 ? e->hold_op : e->held;
+    if (e->hold_op < 0 && !e->held_known) {
+        /* Not read since the start yet: ask the envelope. One small file read on the
+         * loop thread, for a rare admin request; a job that changes "held" would
+         * have made it known. Unreadable: release anyway (the job reports it). */
+        char err[256];
+        struct spool_env *env = spool_load(q->spool, id, err, sizeof err);
+        held = !env || env->held;
+        spool_env_free(env);
+    }
+    if (!held) return 1;
     e->hold_op = 0;
     entry_maint(q, e);
     return 0;
