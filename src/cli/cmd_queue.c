@@ -13,6 +13,7 @@
 #include "control/control.h"
 #include "core/core.h"
 #include "queue/queue.h"
+#include "smtp/smtp.h"
 
 static void usage(void)
 {
@@ -48,16 +49,51 @@ struct list_ctx {
     unsigned long long bytes;
 };
 
-static void list_env(struct list_ctx *c, const struct spool_env *e)
+static void list_head(struct list_ctx *c)
 {
     if (c->n == 0)
         printf("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
     c->n++;
+}
+
+static void list_date(char *date, size_t size, time_t t)
+{
+    struct tm tm;
+    localtime_r(&t, &tm);
+    if (strftime(date, size, "%a %b %d %H:%M:%S", &tm) == 0) date[0] = '\0';
+}
+
+/* A message whose envelope does not load, still in queue/ (the daemon moves it
+ * aside when it next tries it) or in corrupt/: its ID, content size, when the
+ * envelope last changed, and why it does not load. */
+static void list_corrupt(struct list_ctx *c, const char *id, int moved)
+{
+    char why[600], date[32];
+    size_t size = 0;
+    time_t mtime = 0;
+    if (spool_corrupt_info(c->s, id, moved, why, sizeof why, &size, &mtime) != 0)
+        return; /* gone meanwhile */
+    list_head(c);
+    c->bytes += size;
+    list_date(date, sizeof date, mtime);
+    printf("%-14s %9zu %-20s  (corrupt envelope%s)\n", id, size, date,
+           moved ? ", kept in corrupt/ for an admin" : "");
+    printf("%49s(", "");
+    put_safe(stdout, why);
+    printf(")\n\n");
+}
+
+static void list_corrupt_one(void *arg, const char *id)
+{
+    list_corrupt(arg, id, 1);
+}
+
+static void list_env(struct list_ctx *c, const struct spool_env *e)
+{
+    list_head(c);
     c->bytes += e->size;
     char date[32];
-    struct tm tm;
-    localtime_r(&e->arrival, &tm);
-    if (strftime(date, sizeof date, "%a %b %d %H:%M:%S", &tm) == 0) date[0] = '\0';
+    list_date(date, sizeof date, e->arrival);
     printf("%-14s %9zu %-20s  ", e->id, e->size, date);
     put_safe(stdout, e->sender[0] ? e->sender : "MAILER-DAEMON");
     printf("%s\n", e->held ? " (held)" : "");
@@ -84,7 +120,9 @@ static void list_one(void *arg, const char *id)
     char err[512];
     struct spool_env *e = spool_load(c->s, id, err, sizeof err);
     if (!e) {
-        if (!strstr(err, "no such message")) /* removed meanwhile: not an error */
+        if (errno == EBADMSG)
+            list_corrupt(c, id, 0);
+        else if (errno != ENOENT) /* removed meanwhile: not an error */
             fprintf(stderr, "kurier: %s\n", err);
         return;
     }
@@ -146,6 +184,7 @@ static int queue_list(const struct kconf *conf)
     if (!s) return 1;
     struct list_ctx c = {.s = s};
     int rc = spool_scan(s, list_one, &c);
+    if (rc == 0) rc = spool_scan_corrupt(s, list_corrupt_one, &c);
     spool_free(s);
     if (rc != 0) {
         fprintf(stderr, "kurier: cannot read the queue in %s: %s\n", conf->spool_dir,
@@ -158,6 +197,111 @@ static int queue_list(const struct kconf *conf)
 
 /* --- show -------------------------------------------------------------------- */
 
+/* "Sun, 06 Dec 2026 14:54:48 +0000" */
+static void put_date(const char *label, time_t t)
+{
+    char date[64];
+    time_rfc5322(date, sizeof date, t);
+    printf("%s%s", label, date);
+}
+
+static void put_field(const char *key, const char *val)
+{
+    if (!val) return;
+    printf("%s: ", key);
+    put_safe(stdout, val);
+    printf("\n");
+}
+
+/* The envelope for people: its keys, with dates instead of epoch seconds. */
+static void show_env(const struct spool_env *e)
+{
+    printf("id: %s\n", e->id);
+    printf("sender: <");
+    put_safe(stdout, e->sender);
+    printf(">\n");
+    put_date("arrival: ", e->arrival);
+    printf("\nsize: %zu bytes\n", e->size);
+    if (e->client_name || e->client_addr) {
+        printf("client: ");
+        put_safe(stdout, e->client_name ? e->client_name : "unknown");
+        printf(" [");
+        put_safe(stdout, e->client_addr ? e->client_addr : "");
+        printf("]\n");
+    }
+    put_field("helo", e->helo);
+    put_field("proto", e->proto);
+    put_field("auth", e->auth_user);
+    put_field("envid", e->envid);
+    if (e->ret) printf("ret: %s\n", e->ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+    static const char *const body[] = {NULL, "7BIT", "8BITMIME", "BINARYMIME"};
+    if (e->body > 0 && e->body <= SMTP_BODY_BINARYMIME) printf("body: %s\n", body[e->body]);
+    if (e->smtputf8) printf("smtputf8: yes\n");
+    if (e->held) printf("held: yes (not delivered until released)\n");
+    if (e->delay_warned) printf("delay notice: sent\n");
+    const char *why = NULL;
+    if (!dsn_allowed(e, &why)) printf("delivery reports: none (%s)\n", why);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct spool_rcpt *r = &e->rcpts[i];
+        printf("rcpt: <");
+        put_safe(stdout, r->addr);
+        printf(">\n");
+        if (r->orig && strcmp(r->orig, r->addr) != 0) {
+            printf("    orig: <");
+            put_safe(stdout, r->orig);
+            printf(">\n");
+        }
+        if (r->orcpt) put_field("    orcpt", r->orcpt);
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } notify[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+                      {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+                      {SMTP_NOTIFY_FAILURE, "FAILURE"},
+                      {SMTP_NOTIFY_DELAY, "DELAY"}};
+        const char *sep = "    notify: ";
+        for (size_t k = 0; k < sizeof notify / sizeof notify[0]; k++)
+            if (r->notify & notify[k].bit) {
+                printf("%s%s", sep, notify[k].name);
+                sep = ",";
+            }
+        if (r->notify) printf("\n");
+        printf("    state: %s, %d attempt%s\n", rcpt_state_name(r->state), r->attempts,
+               r->attempts == 1 ? "" : "s");
+        if (r->last_try) {
+            put_date("    last attempt: ", r->last_try);
+            if (r->relay) {
+                printf(" (relay ");
+                put_safe(stdout, r->relay);
+                printf(")");
+            }
+            printf("\n");
+        }
+        if (r->state == RCPT_ST_QUEUED) {
+            if (e->held)
+                printf("    next attempt: when released\n");
+            else if (r->next_try <= now)
+                printf("    next attempt: now (when the daemon runs)\n");
+            else
+                put_date("    next attempt: ", r->next_try), printf("\n");
+        }
+        static const char *const kinds[] = {"failure", "delay", "success"};
+        sep = "    notified: ";
+        for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++)
+            if (r->notified & DSN_BIT(k)) {
+                printf("%s%s", sep, kinds[k]);
+                sep = ", ";
+            }
+        if (r->notified) printf("\n");
+        if (r->dsn[0] || r->diag) {
+            printf("    last result: %s%s", r->dsn, r->dsn[0] && r->diag ? " " : "");
+            put_safe(stdout, r->diag ? r->diag : "");
+            printf("\n");
+        }
+    }
+}
+
 static int queue_show(const struct kconf *conf, const char *id, int body)
 {
     struct spool *s = open_spool(conf);
@@ -165,16 +309,23 @@ static int queue_show(const struct kconf *conf, const char *id, int body)
     char err[512];
     struct spool_env *e = spool_load(s, id, err, sizeof err);
     if (!e) {
-        if (strstr(err, "no such message"))
+        int en = errno;
+        char why[600];
+        size_t size;
+        time_t mtime;
+        if (en == EBADMSG)
+            fprintf(stderr, "kurier: %s: corrupt envelope: %s\n", id, err);
+        else if (en == ENOENT && spool_corrupt_info(s, id, 1, why, sizeof why, &size, &mtime) == 0)
+            fprintf(stderr, "kurier: %s: corrupt envelope, kept in %s/corrupt/: %s\n", id,
+                    conf->spool_dir, why);
+        else if (en == ENOENT)
             fprintf(stderr, "kurier: no such message %s\n", id);
         else
             fprintf(stderr, "kurier: %s\n", err);
         spool_free(s);
         return 1;
     }
-    char *text = spool_env_format(e);
-    fputs(text, stdout);
-    free(text);
+    show_env(e);
     spool_env_free(e);
     int fd = spool_open_content(s, id);
     spool_free(s);
@@ -243,6 +394,9 @@ static int direct(const struct kconf *conf, const char *verb, const char *id)
                 fprintf(stderr, "kurier: no such message %s\n", id);
             else
                 fprintf(stderr, "kurier: %s\n", err);
+            rc = 1;
+        } else if (!hold && !e->held) {
+            fprintf(stderr, "kurier: %s is not held\n", id);
             rc = 1;
         } else {
             e->held = hold;

@@ -238,6 +238,8 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         }
         if (r == 0)
             snprintf(reply, size, "ok %s %s", done, arg);
+        else if (r == 1) /* release of a message that is not held */
+            snprintf(reply, size, "error %s is not held", arg);
         else
             snprintf(reply, size, "error no such message %s", arg);
     } else {

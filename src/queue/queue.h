@@ -8,6 +8,9 @@
  *                   carrying its state; rewritten atomically (tmp, fsync, rename,
  *                   dir fsync) whenever a recipient's state changes
  *   maildrop/       sendmail(1) drops files here (mode 1733), picked up by the daemon
+ *   corrupt/ID.env, corrupt/ID.msg  a message whose envelope could not be read (cut
+ *                   short, garbled): moved out of queue/ by the scheduler, kept for an
+ *                   admin; created when first needed
  * A message is in the queue iff queue/ID.env exists; .msg is renamed first. */
 #ifndef KURIER_QUEUE_H
 #define KURIER_QUEUE_H
@@ -66,6 +69,10 @@ void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
 /* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */
 char *spool_env_format(const struct spool_env *e);
 int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line);
+/* Decode one value of the envelope text: "\xNN" escapes, nothing else. Reads only
+ * p[0..len). A new string (caller frees), or NULL when an escape is bad, cut short or
+ * decodes to NUL. */
+char *spool_unescape(const char *p, size_t len);
 const char *rcpt_state_name(enum rcpt_state s); /* "queued", "sent", "bounced" */
 
 struct spool;
@@ -103,7 +110,10 @@ void spool_msg_abort(struct spool_msg *m);
 /* --- the queue, for the scheduler and the tools --------------------------- */
 /* Call cb for every queued message (sorted by ID). 0 done, -1 error. */
 int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
-/* Load an envelope. NULL when missing or unreadable (err says why). Caller frees. */
+/* Load an envelope. NULL when missing or unreadable (err says why), with errno
+ * ENOENT when there is no such message, EBADMSG when the envelope is corrupt (does
+ * not parse, names another ID, or has no recipients: cut short); another errno is a
+ * read error that may pass. Caller frees. */
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
 /* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
 int spool_update(struct spool *s, const struct spool_env *env);
@@ -112,6 +122,19 @@ int spool_update(struct spool *s, const struct spool_env *env);
 int spool_remove(struct spool *s, const char *id);
 /* Path of queue/ID.msg for reading by transports (borrowed until next call). */
 int spool_open_content(struct spool *s, const char *id); /* fd or -1 */
+
+/* Corrupt messages (spool_load failed with EBADMSG), as Postfix's corrupt queue:
+ * move queue/ID.msg and queue/ID.env to corrupt/ (blocking; worker or CLI), so the
+ * scheduler stops trying them. 0 done, -1 failed (errno set). */
+int spool_quarantine(struct spool *s, const char *id);
+/* Call cb for every message in corrupt/ (sorted by ID). 0 done (also when corrupt/
+ * does not exist), -1 error. */
+int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
+/* For the tools: about a corrupt message in corrupt/ (moved = 1) or still in queue/
+ * (moved = 0), why its envelope does not load (into why), the size of its content
+ * (0 when missing) and when its envelope last changed. 0 done, -1 no such file. */
+int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, size_t whysize,
+                       size_t *size, time_t *mtime);
 
 /* --- sendmail(1) maildrop --------------------------------------------------- */
 /* Write a maildrop file (envelope + content) as an unprivileged user. The file is
@@ -177,7 +200,7 @@ void queue_flush(struct queue *q);
 /* Tools through the control socket: 0 done, -1 no such message. */
 int queue_delete(struct queue *q, const char *id); /* id "ALL" deletes everything */
 int queue_hold(struct queue *q, const char *id);
-int queue_release(struct queue *q, const char *id);
+int queue_release(struct queue *q, const char *id); /* also 1: the message is not held */
 /* Pick up maildrop files now (also done on a timer). */
 void queue_pickup(struct queue *q);
 

@@ -33,7 +33,8 @@ struct qjob {
     int hold;     /* JOB_HOLD: 1 hold, 0 release */
     double t_submit;
     /* outputs */
-    int gone;                  /* the envelope is missing: forget the message */
+    int gone;                  /* the envelope is missing (or corrupt, moved aside) */
+    int loaded;                /* the envelope was read: held is what it says */
     int announced;             /* the qmgr "from=" line was logged */
     int failed;                /* could not load/update: try again later */
     int held;                  /* the envelope says held */
@@ -71,6 +72,10 @@ struct qent {
     int hold_op;   /* -1 none, 0 release, 1 hold requested */
     int flush;     /* retry every queued recipient now */
     int announced; /* qmgr "from=" logged in this process */
+    /* held is what the envelope says (read or changed since the start) */
+    int held_known;
+    /* notices that could not be queued, in a row (backoff) */
+    int dsn_fails;
     struct qent *prev, *next;
 };
 
@@ -238,6 +243,38 @@ static int env_exists(struct queue *q, const char *id)
     int n = snprintf(path, sizeof path, "%s/queue/%s.env", spool_dir(q->spool), id);
     if (n < 0 || (size_t)n >= sizeof path) return 1;
     return access(path, F_OK) == 0 || errno != ENOENT;
+}
+
+/* Worker: load the job's envelope. NULL when that failed: j->gone when the message
+ * left the queue, or its envelope was corrupt and the message is now in corrupt/
+ * (kept for an admin, never retried); j->failed when it may work later. */
+static struct spool_env *job_load(struct qjob *j)
+{
+    char err[512] = "";
+    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
+    if (env) {
+        j->loaded = 1;
+        return env;
+    }
+    if (errno == EBADMSG) {
+        if (spool_quarantine(j->q->spool, j->id) == 0) {
+            log_err("qmgr", "%s: corrupt envelope, message moved to %s/corrupt/: %s", j->id,
+                    spool_dir(j->q->spool), err);
+            j->gone = 1;
+        } else {
+            log_err("qmgr", "%s: corrupt envelope, cannot move it to %s/corrupt/ (%s): %s", j->id,
+                    spool_dir(j->q->spool), strerror(errno), err);
+            j->failed = 1;
+        }
+        return NULL;
+    }
+    if (!env_exists(j->q, j->id)) {
+        j->gone = 1;
+        return NULL;
+    }
+    log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+    j->failed = 1;
+    return NULL;
 }
 
 /* --- delivery (worker side) ------------------------------------------------ */
@@ -597,18 +634,9 @@ static void deliver_run(void *arg)
 {
     struct qjob *j = arg;
     struct queue *q = j->q;
-    char err[256] = "";
     j->t_start = time_wall();
-    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(q, j->id)) {
-            j->gone = 1;
-            return;
-        }
-        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
-        j->failed = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     if (env->held) {
         j->held = 1;
         spool_env_free(env);
@@ -787,12 +815,8 @@ static void dsn_record_run(void *arg)
 {
     struct qjob *j = arg;
     struct queue *q = j->q;
-    char err[256] = "";
-    struct spool_env *env = spool_load(q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(q, j->id)) j->gone = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     for (int k = DSN_FAILED; k <= DSN_DELIVERED; k++) {
         if (!j->dsn_queued[k]) continue;
         for (size_t i = 0; i < j->dsn_n[k]; i++)
@@ -871,10 +895,23 @@ static void deliver_done(void *arg)
         entry_free(q, e);
     } else {
         if (j->held) e->held = 1;
+        if (j->loaded) e->held_known = 1;
         if (j->failed)
             e->due = time(NULL) + (q->conf->retry_first > 0 ? q->conf->retry_first : 60);
         else if (!j->held)
             e->due = j->next_due;
+        int dsn_failed = 0;
+        for (int k = DSN_FAILED; j->phase == 3 && k <= DSN_DELIVERED; k++)
+            if (j->dsn_n[k] && !j->dsn_queued[k]) dsn_failed = 1;
+        if (dsn_failed && !j->failed && !j->held) {
+            /* A notice could not be queued (disk full...) and the message waits for
+             * it: back off as for a deferred recipient. Without this a message with
+             * no recipient left would be due at once, again and again. */
+            time_t at = time(NULL) + retry_delay(q->conf, ++e->dsn_fails);
+            if (!e->due || e->due > at) e->due = at;
+        } else if (j->phase == 3) {
+            e->dsn_fails = 0;
+        }
         entry_maint(q, e);
     }
     job_free(j);
@@ -905,17 +942,8 @@ static void remove_run(void *arg)
 static void hold_run(void *arg)
 {
     struct qjob *j = arg;
-    char err[256] = "";
-    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
-    if (!env) {
-        if (!env_exists(j->q, j->id)) {
-            j->gone = 1;
-            return;
-        }
-        log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
-        j->failed = 1;
-        return;
-    }
+    struct spool_env *env = job_load(j);
+    if (!env) return;
     if (env->held != j->hold) {
         env->held = j->hold;
         if (spool_update(j->q->spool, env) != 0) {
@@ -940,7 +968,10 @@ static void admin_done(void *arg)
     if (j->kind == JOB_REMOVE || j->gone) {
         entry_free(q, e); /* a failed removal is logged by the spool; forget it */
     } else {
-        if (!j->failed) e->held = j->held;
+        if (!j->failed) {
+            e->held = j->held;
+            e->held_known = 1;
+        }
         if (!e->held) e->due = 0;
         entry_maint(q, e);
     }
@@ -1098,6 +1129,7 @@ int queue_hold(struct queue *q, const char *id)
     struct qent *e = entry_find(q, id);
     if (!e || e->deleted) return -1;
     e->held = 1;
+    e->held_known = 1;
     e->hold_op = 1;
     entry_maint(q, e);
     return 0;
@@ -1107,6 +1139,17 @@ int queue_release(struct queue *q, const char *id)
 {
     struct qent *e = entry_find(q, id);
     if (!e || e->deleted) return -1;
+    int held = e->hold_op >= 0 ? e->hold_op : e->held;
+    if (e->hold_op < 0 && !e->held_known) {
+        /* Not read since the start yet: ask the envelope. One small file read on the
+         * loop thread, for a rare admin request; a job that changes "held" would
+         * have made it known. Unreadable: release anyway (the job reports it). */
+        char err[256];
+        struct spool_env *env = spool_load(q->spool, id, err, sizeof err);
+        held = !env || env->held;
+        spool_env_free(env);
+    }
+    if (!held) return 1;
     e->hold_op = 0;
     entry_maint(q, e);
     return 0;

@@ -310,7 +310,8 @@ static char *unesc(const char *p, size_t len)
             *o++ = p[i];
             continue;
         }
-        if (i + 3 > len || p[i + 1] != 'x') goto bad;
+        /* an escape is 4 bytes, p[i..i+3], all inside the value */
+        if (len - i < 4 || p[i + 1] != 'x') goto bad;
         int h = hexval((unsigned char)p[i + 2]), l = hexval((unsigned char)p[i + 3]);
         if (h < 0 || l < 0 || (h == 0 && l == 0)) goto bad;
         *o++ = (char)(h * 16 + l);
@@ -321,6 +322,11 @@ static char *unesc(const char *p, size_t len)
 bad:
     free(out);
     return NULL;
+}
+
+char *spool_unescape(const char *p, size_t len)
+{
+    return unesc(p, len);
 }
 
 static int parse_ll(const char *p, size_t len, long long max, long long *out)
@@ -942,9 +948,17 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Call cb for every ID with a DIR/ID.env, sorted. 0 done, -1 cannot read DIR. */
+static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void *arg);
+
 int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
 {
-    DIR *d = opendir(s->queue);
+    return scan_dir(s->queue, cb, arg);
+}
+
+static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void *arg)
+{
+    DIR *d = opendir(dir);
     if (!d) return -1;
     char **ids = NULL;
     size_t n = 0, cap = 0;
@@ -973,21 +987,19 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
     return 0;
 }
 
-struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize)
+/* Load the envelope at path p, which must be id's. NULL with err set, and errno
+ * EBADMSG when the file is there but corrupt. */
+static struct spool_env *load_path(const char *p, const char *id, char *err, size_t errsize)
 {
-    if (!id_valid(id)) {
-        snprintf(err, errsize, "no such message %s", id);
-        return NULL;
-    }
-    char *p = path_of(s->queue, id, ".env");
     size_t len;
     char *text = file_read(p, &len);
     if (!text) {
-        if (errno == ENOENT)
+        int e = errno;
+        if (e == ENOENT)
             snprintf(err, errsize, "no such message %s", id);
         else
-            snprintf(err, errsize, "cannot read %s: %s", p, strerror(errno));
-        free(p);
+            snprintf(err, errsize, "cannot read %s: %s", p, strerror(e));
+        errno = e;
         return NULL;
     }
     struct spool_env *e = xcalloc(1, sizeof *e);
@@ -1000,9 +1012,28 @@ struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t 
         snprintf(err, errsize, "%s: envelope names another ID %s", p, e->id);
         spool_env_free(e);
         e = NULL;
+    } else if (e->nrcpts == 0) { /* every writer puts one at least: cut short */
+        snprintf(err, errsize, "%s: envelope has no recipients (truncated?)", p);
+        spool_env_free(e);
+        e = NULL;
     }
     free(text);
+    if (!e) errno = EBADMSG;
+    return e;
+}
+
+struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize)
+{
+    if (!id_valid(id)) {
+        snprintf(err, errsize, "no such message %s", id);
+        errno = ENOENT;
+        return NULL;
+    }
+    char *p = path_of(s->queue, id, ".env");
+    struct spool_env *e = load_path(p, id, err, errsize);
+    int en = errno;
     free(p);
+    errno = en;
     return e;
 }
 
@@ -1071,6 +1102,72 @@ int spool_remove(struct spool *s, const char *id)
     /* No directory fsync, as Postfix: if a crash undoes the unlink, the message is
      * simply tried again (a recipient delivered twice at most, DESIGN.md). */
     return 0;
+}
+
+/* ------------------------------------------------- corrupt messages */
+
+static char *corrupt_dir(const struct spool *s)
+{
+    return xasprintf("%s/corrupt", s->dir);
+}
+
+int spool_quarantine(struct spool *s, const char *id)
+{
+    if (!id_valid(id)) {
+        errno = EINVAL;
+        return -1;
+    }
+    char *cdir = corrupt_dir(s);
+    int r = -1;
+    if (mkdir(cdir, 0700) != 0 && errno != EEXIST) goto out;
+    /* content first, as a commit renames it: queue/ID.env is the last to go */
+    static const char *const ext[] = {".msg", ".env"};
+    for (int i = 0; i < 2; i++) {
+        char *from = path_of(s->queue, id, ext[i]), *to = path_of(cdir, id, ext[i]);
+        int bad = rename(from, to) != 0 && (i == 1 || errno != ENOENT);
+        free(from);
+        free(to);
+        if (bad) goto out;
+    }
+    if (fsync_dir(cdir) != 0 || fsync_dir(s->queue) != 0) goto out;
+    r = 0;
+out:;
+    int e = errno;
+    free(cdir);
+    errno = e;
+    return r;
+}
+
+int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
+{
+    char *cdir = corrupt_dir(s);
+    int r = scan_dir(cdir, cb, arg);
+    if (r != 0 && errno == ENOENT) r = 0; /* nothing was ever corrupt */
+    free(cdir);
+    return r;
+}
+
+int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, size_t whysize,
+                       size_t *size, time_t *mtime)
+{
+    if (!id_valid(id)) return -1;
+    char *dir = moved ? corrupt_dir(s) : xstrdup(s->queue);
+    char *env = path_of(dir, id, ".env"), *msg = path_of(dir, id, ".msg");
+    struct stat st;
+    int r = -1;
+    if (stat(env, &st) == 0) {
+        *mtime = st.st_mtime;
+        *size = stat(msg, &st) == 0 ? (size_t)st.st_size : 0;
+        struct spool_env *e = load_path(env, id, why, whysize);
+        if (e) /* an admin repaired it: it still waits in corrupt/ */
+            snprintf(why, whysize, "%s: the envelope reads well now", env);
+        spool_env_free(e);
+        r = 0;
+    }
+    free(env);
+    free(msg);
+    free(dir);
+    return r;
 }
 
 int spool_open_content(struct spool *s, const char *id)

@@ -5,8 +5,10 @@ untrusted senders get none (no backscatter)."""
 
 import email
 import email.policy
+import os
 import smtplib
 import socket
+import subprocess
 import threading
 import time
 
@@ -17,7 +19,8 @@ from conftest import SAFETY, free_port
 
 class Receiver:
     """A scripted SMTP receiver on 127.0.0.1: RCPT to an address containing "bad"
-    gets 550 5.1.1, "slow" gets 451 4.2.0, anything else 250."""
+    (or any address once refuse is set) gets 550 5.1.1, "slow" gets 451 4.2.0,
+    anything else 250."""
 
     def __init__(self, ehlo_extra=b""):
         self.ehlo_extra = ehlo_extra
@@ -28,6 +31,7 @@ class Receiver:
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.stop_flag = False
+        self.refuse = False
         self.messages = []
         self.t = threading.Thread(target=self.loop, daemon=True)
         self.t.start()
@@ -53,7 +57,7 @@ class Receiver:
                 elif verb == "MAIL":
                     c.sendall(b"250 2.1.0 ok\r\n")
                 elif verb == "RCPT":
-                    if "bad" in line:
+                    if "bad" in line or self.refuse:
                         c.sendall(b"550 5.1.1 <" + line.split("<")[1].split(">")[0].encode()
                                   + b">: user unknown\r\n")
                     elif "slow" in line:
@@ -243,3 +247,70 @@ def test_smtputf8_needed_but_not_offered(kurier_factory, rx):
     g = [g for g in groups if "Final-Recipient" in g][0]
     assert g["Status"] == "5.6.7", g
     assert rx.messages == []
+
+
+def fill(path, leave):
+    """Fill the file system of path until about leave bytes are free."""
+    with open(os.path.join(path, "filler"), "wb") as f:
+        chunk = b"\0" * 65536
+        while True:
+            st = os.statvfs(path)
+            free = st.f_bavail * st.f_frsize
+            if free <= leave:
+                break
+            try:
+                f.write(chunk[:min(len(chunk), free - leave)])
+                f.flush()
+            except OSError:
+                break
+    return os.path.join(path, "filler")
+
+
+def test_bounce_that_cannot_be_queued_is_retried_later_not_at_once(kurier_factory, rx):
+    """Issue 9 item 6: the spool's disk is nearly full, so a bounce with the whole
+    1 MB message (RET=FULL) does not fit while envelope updates still do. The
+    message, with no recipient left to try, waits for its bounce; it must back off
+    like a deferred recipient, not be picked up again at once, over and over."""
+    if os.geteuid() != 0:
+        pytest.skip("puts the spool on a small tmpfs: needs root")
+    k = kurier_factory(extra="relay_host 127.0.0.1:%d;\n"
+                       "relay {\n    trusted_networks 127.0.0.0/8;\n}\n" % rx.port,
+                       queue={"retry_first": "1h", "retry_max": "1h"})
+    spool = os.path.join(k.dir, "var", "spool")
+    os.makedirs(spool)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0711", "tmpfs", spool],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode(errors="replace"))
+    try:
+        k.add_domain("example.test")
+        k.add_mailbox("alice@example.test")
+        k.start()
+        body = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + \
+            (b"y" * 998 + b"\r\n") * 1000
+        with smtplib.SMTP("127.0.0.1", k.port, timeout=30) as s:
+            s.ehlo()
+            s.sendmail("alice@example.test", ["slow@remote.test"], body,
+                       mail_options=["RET=FULL"])
+        k.wait_log("status=deferred", timeout=30)  # 451 now; next try in an hour
+        filler = fill(spool, 256 * 1024)
+        rx.refuse = True
+        k.cli("queue", "flush")  # now 550: bounced, and the bounce does not fit
+        failed = "cannot queue the sender non-delivery notification"
+        k.wait_log(failed, timeout=60)
+        # A window to count in, not a deadline: the busy loop made hundreds of
+        # attempts in it; backing off (retry_first 1h) makes no second one.
+        time.sleep(10)
+        n = k.log().count(failed)
+        assert n < 20, "%d attempts to queue the bounce:\n%s" % (n, k.log()[-2000:])
+        assert k.maildir_new("alice@example.test") == []
+        # room again: the next run (here: a flush) queues and delivers the bounce
+        os.unlink(filler)
+        k.cli("queue", "flush")
+        files = k.wait_mail("alice@example.test", 1, timeout=60)
+        msg, parts, groups = report(files[0])
+        assert [g for g in groups if "Final-Recipient" in g][0]["Status"] == "5.1.1"
+        k.wait_log(": removed")
+    finally:
+        k.stop()
+        subprocess.run(["umount", spool], capture_output=True)

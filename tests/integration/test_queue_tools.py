@@ -329,3 +329,98 @@ def test_delete_all_while_stopped(relay):
     relay.wait_log("scheduler started: 0 messages in the queue")
     assert "Mail queue is empty" in listing(relay)
     assert attempts(relay, a) == 1 and attempts(relay, b) == 1
+
+
+# --- readable output (issue 9 item 18) ---------------------------------------------------
+
+DATE = r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
+
+
+def test_show_prints_dates_not_epoch_seconds(relay):
+    qid = queued(relay, "when")
+    text = out(relay.cli("queue", "show", qid))
+    assert re.search(r"^arrival: " + DATE + "$", text, re.M), text
+    # tried once, deferred for retry_first (1h): both times as dates
+    assert re.search(r"^\s+last attempt: " + DATE, text, re.M), text
+    assert re.search(r"^\s+next attempt: " + DATE + "$", text, re.M), text
+    assert re.search(r"^\s+state: queued, 1 attempt$", text, re.M), text
+    envelope = text.split("\n\n")[0]  # the message's header follows a blank line
+    assert not re.search(r"\b1\d{9}\b", envelope), envelope  # no epoch seconds
+    relay.cli("queue", "hold", qid)
+    relay.wait_log("%s: held by admin" % qid)
+    text = out(relay.cli("queue", "show", qid))
+    assert re.search(r"^held: yes", text, re.M), text
+    assert re.search(r"^\s+next attempt: when released$", text, re.M), text
+
+
+def test_release_of_a_message_that_is_not_held(relay):
+    qid = queued(relay, "never held")
+    r = relay.cli("queue", "release", qid, check=False)
+    assert r.returncode == 1, out(r) + err(r)
+    assert "%s is not held" % qid in err(r)
+    assert "released" not in out(r) + err(r)
+    # held and released once: the second release is refused, the first one worked
+    relay.cli("queue", "hold", qid)
+    assert "released %s" % qid in out(relay.cli("queue", "release", qid))
+    r = relay.cli("queue", "release", qid, check=False)
+    assert r.returncode == 1 and "%s is not held" % qid in err(r), out(r) + err(r)
+    relay.wait_log("%s: released by admin" % qid)
+    assert relay.log().count("%s: released by admin" % qid) == 1
+    # right after a start, before the scheduler has read the envelope
+    relay.stop()
+    r = relay.cli("queue", "release", qid, check=False)
+    assert r.returncode == 1 and "%s is not held" % qid in err(r), out(r) + err(r)
+    relay.start()
+    r = relay.cli("queue", "release", qid, check=False)
+    assert r.returncode == 1 and "%s is not held" % qid in err(r), out(r) + err(r)
+    assert relay.log().count("%s: released by admin" % qid) == 1
+
+
+# --- corrupt envelopes (issue 9 item 7) --------------------------------------------------
+
+def test_corrupt_envelope_is_moved_aside_listed_and_not_retried(relay):
+    good = queued(relay, "good")
+    bad = queued(relay, "bad")
+    relay.stop()
+    spool = os.path.join(relay.dir, "var", "spool")
+    env = os.path.join(spool, "queue", bad + ".env")
+    with open(env, "rb") as f:
+        data = f.read()
+    with open(env, "wb") as f:  # cut short in the middle of a line, as a bad disk might
+        f.write(data[:len(data) // 2])
+
+    # the daemon is stopped: the listing names it corrupt instead of hiding it
+    r = relay.cli("queue", "list")
+    text = out(r)
+    assert "Mail queue is empty" not in text, text
+    e = entry(text, bad)
+    assert e is not None and "corrupt" in e, text
+    assert good in text and "2 Requests" in text, text
+
+    relay.start()
+    relay.wait_log("%s: corrupt envelope" % bad)
+    assert not os.path.exists(env)
+    kept = os.path.join(spool, "corrupt", bad)
+    assert open(kept + ".env", "rb").read() == data[:len(data) // 2]
+    assert os.path.getsize(kept + ".msg") > 0
+    text = listing(relay)
+    e = entry(text, bad)
+    assert e is not None and "corrupt" in e and "kept in corrupt/" in e, text
+    assert "malformed envelope line" in e, e
+    assert entry(text, good) is not None
+    r = relay.cli("queue", "show", bad, check=False)
+    assert r.returncode == 1 and "corrupt" in err(r), out(r) + err(r)
+
+    # the scheduler does not come back to it: two flushes retry the good message
+    # twice; the corrupt one was handled once
+    relay.cli("queue", "flush")
+    wait_attempts(relay, good, 2)
+    relay.cli("queue", "flush")
+    wait_attempts(relay, good, 3)
+    assert relay.log().count("%s: corrupt envelope" % bad) == 1, relay.log()[-3000:]
+    assert "%s: cannot load envelope" % bad not in relay.log()
+    # kept over a restart too
+    relay.stop()
+    relay.start()
+    relay.wait_log("scheduler started: 1 message in the queue")
+    assert os.path.exists(kept + ".env")

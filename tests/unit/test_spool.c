@@ -3,6 +3,7 @@
 #include "core/compat.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <sys/stat.h>
@@ -193,6 +194,43 @@ static void test_env_bad(void)
     spool_env_free(o);
 }
 
+/* The value decoder reads p[0..len) only: each case is copied into a buffer of
+ * exactly its length, so ASan reports a read of p[len]. The old test "i + 3 > len"
+ * let an escape cut short at the end ("\\x4": p[3] is p[len]) read past it. */
+static void test_unescape(void)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused */
+    } cases[] = {
+        {"", ""},
+        {"plain", "plain"},
+        {"a\\x41b", "aAb"},
+        {"\\x5C\\x20", "\\ "},
+        {"ab\\x41", "abA"},
+        {"\\x4", NULL},
+        {"ab\\x4", NULL},
+        {"a\\x", NULL},
+        {"a\\", NULL},
+        {"\\x00", NULL},
+        {"\\y41", NULL},
+        {"\\xG1", NULL},
+        {"\\x41\\x4", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].in);
+        char *p = xmalloc(len ? len : 1);
+        memcpy(p, cases[i].in, len);
+        char *out = spool_unescape(p, len);
+        if (cases[i].out)
+            CHECK(out && strcmp(out, cases[i].out) == 0, "unescape case %zu: got %s", i,
+                  out ? out : "(refused)");
+        else
+            CHECK(out == NULL, "unescape case %zu accepted: %s", i, out);
+        free(out);
+        free(p);
+    }
+}
+
 static void test_ids(void)
 {
     enum { N = 10000 };
@@ -342,6 +380,64 @@ static void test_spool_ops(const char *root)
     CHECK(spool_load(s, ids[5], err, sizeof err) == NULL, "aborted message loads");
     CHECK(spool_load(s, "../../etc/pass", err, sizeof err) == NULL, "path in id");
 
+    /* a corrupt envelope: cut short, or rewritten without its recipients */
+    char envp[700], corr[600], cenv[700];
+    snprintf(envp, sizeof envp, "%s/%s.env", q, ids[8]);
+    snprintf(corr, sizeof corr, "%s/corrupt", dir);
+    snprintf(cenv, sizeof cenv, "%s/%s.env", corr, ids[8]);
+    CHECK(truncate(envp, 30) == 0, "truncate");
+    errno = 0;
+    CHECK(spool_load(s, ids[8], err, sizeof err) == NULL && errno == EBADMSG,
+          "truncated envelope: errno %d", errno);
+    CHECK(strstr(err, "malformed") != NULL, "err: %s", err);
+    errno = 0;
+    CHECK(spool_load(s, "0000000000000A", err, sizeof err) == NULL && errno == ENOENT,
+          "missing envelope: errno %d", errno);
+    char why[600];
+    size_t csize = 0;
+    time_t cmtime = 0;
+    CHECK(spool_corrupt_info(s, ids[8], 0, why, sizeof why, &csize, &cmtime) == 0 &&
+              strstr(why, "malformed") && csize == strlen("Subject: 8\r\n\r\nbody 8\r\n") &&
+              cmtime > 0,
+          "info in queue/: %s size %zu", why, csize);
+    buf_reset(&b);
+    CHECK(spool_scan_corrupt(s, collect_id, &b) == 0 && b.len == 0, "corrupt/ before: %s",
+          b.data ? b.data : "");
+    CHECK(spool_quarantine(s, ids[8]) == 0, "quarantine: %s", strerror(errno));
+    CHECK(access(envp, F_OK) != 0 && access(cenv, F_OK) == 0, "not moved to corrupt/");
+    CHECK(stat(corr, &st) == 0 && (st.st_mode & 0777) == 0700, "corrupt/ mode %o",
+          (unsigned)(st.st_mode & 0777));
+    CHECK(spool_open_content(s, ids[8]) == -1, "content left in queue/");
+    buf_reset(&b);
+    CHECK(spool_scan_corrupt(s, collect_id, &b) == 0 && b.len == QUEUE_ID_LEN + 1 &&
+              strncmp(b.data, ids[8], QUEUE_ID_LEN) == 0,
+          "corrupt/ lists: %s", b.data ? b.data : "");
+    CHECK(spool_corrupt_info(s, ids[8], 1, why, sizeof why, &csize, &cmtime) == 0 &&
+              strstr(why, "corrupt/") && strstr(why, "malformed"),
+          "info in corrupt/: %s", why);
+    CHECK(spool_corrupt_info(s, ids[8], 0, why, sizeof why, &csize, &cmtime) == -1,
+          "info finds a moved message in queue/");
+    buf_reset(&b);
+    CHECK(spool_scan(s, collect_id, &b) == 0 && !strstr(b.data ? b.data : "", ids[8]),
+          "scan still lists the corrupt message");
+    e = spool_load(s, ids[9], err, sizeof err);
+    CHECK(e != NULL, "load 9: %s", err);
+    if (e) { /* an envelope cut at a line end, before its recipients */
+        for (size_t i = 0; i < e->nrcpts; i++) {
+            free(e->rcpts[i].addr);
+            free(e->rcpts[i].orig);
+        }
+        e->nrcpts = 0;
+        CHECK(spool_update(s, e) == 0, "update 9");
+        errno = 0;
+        CHECK(spool_load(s, ids[9], err, sizeof err) == NULL && errno == EBADMSG &&
+                  strstr(err, "no recipients"),
+              "envelope without recipients: errno %d %s", errno, err);
+        spool_env_free(e);
+    }
+    CHECK(spool_quarantine(s, ids[9]) == 0, "quarantine 9");
+    CHECK(spool_quarantine(s, ids[9]) == -1, "quarantine twice");
+
     /* remove */
     CHECK(spool_remove(s, ids[3]) == 0, "remove");
     CHECK(spool_remove(s, ids[3]) == -1, "remove twice");
@@ -352,7 +448,7 @@ static void test_spool_ops(const char *root)
     str_copy(e->id, ids[3], sizeof e->id);
     CHECK(spool_update(s, e) == -1, "update resurrects a removed message");
     spool_env_free(e);
-    CHECK(count_files(q) == 2 * (NMSG - 2), "queue/ holds %d files", count_files(q));
+    CHECK(count_files(q) == 2 * (NMSG - 4), "queue/ holds %d files", count_files(q));
 
     /* a second round of commits after the first batch finished */
     cs.ndone = cs.nok = 0;
@@ -467,6 +563,7 @@ int main(void)
     }
     test_env_roundtrip();
     test_env_bad();
+    test_unescape();
     test_ids();
     test_spool_ops(root);
     test_maildrop(root);
