@@ -23,7 +23,10 @@ def dsn_dir(tmp_path_factory):
     if not binary:
         rel = os.path.relpath(BUILD, ROOT)
         binary = os.path.join(BUILD, "tests", "test_dsn")
-        r = subprocess.run(["make", "-s", "BUILD=" + rel, os.path.join(rel, "tests", "test_dsn")],
+        args = ["make", "-s", "BUILD=" + rel]
+        if os.path.basename(BUILD) == "build-asan":  # make's default name for that build
+            args.append("SANITIZE=address,undefined")
+        r = subprocess.run(args + [os.path.join(rel, "tests", "test_dsn")],
                            cwd=ROOT, capture_output=True, text=True)
         if r.returncode != 0:
             pytest.fail("cannot build test_dsn:\n" + r.stdout + r.stderr)
