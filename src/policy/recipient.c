@@ -1,6 +1,9 @@
 /* recipient.c: the RCPT check every listener runs first: is the recipient ours (a
  * mailbox, alias or catch-all with room left), or may this client relay? Unknown
- * local users are refused here, never bounced later (no backscatter). */
+ * local users are refused here, never bounced later (no backscatter). At the end of
+ * the message it checks the real size against every local recipient's room left:
+ * a message that would sit in the queue as "mailbox full" and expire is refused
+ * while the client can still tell its sender (docs/dsn.md). */
 #include "core/compat.h"
 
 #include "deliver/deliver.h"
@@ -12,35 +15,64 @@ struct rcpt_job {
     struct work_job *job;
     struct store *store;
     const char *maildir_root;
-    char *address;
+    enum policy_stage stage;
+    char **addresses; /* RCPT: the one recipient; EOM: every recipient */
+    size_t naddresses;
+    long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
     int may_relay;
+    int gets_bounce; /* EOM: the sender would be told of a later failure */
     struct policy_verdict v;
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
 };
 
-/* Worker thread: directory lookup and quota check. */
-static void rcpt_run(void *arg)
+/* Room in the local mailboxes that address leads to, for a message of size bytes
+ * (-1: only "is any of them full"): 0 fits everywhere, 1 some mailbox is full or too
+ * small for now (temporary), 2 the message is bigger than a mailbox's whole quota. */
+static int room(const struct rcpt_job *j, const struct route_result *rr, long long size)
 {
-    struct rcpt_job *j = arg;
+    int worst = 0;
+    for (size_t i = 0; i < rr->ntargets; i++) {
+        const struct route_target *t = &rr->targets[i];
+        if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
+        long long used = deliver_maildir_usage(j->maildir_root, t->addr);
+        if (used < 0) used = 0; /* as deliver_maildir counts it */
+        if (size > t->quota) return 2;
+        if (used >= t->quota || (size > 0 && used + size > t->quota)) worst = 1;
+    }
+    return worst;
+}
+
+/* Worker thread, RCPT: directory lookup and quota check. */
+static void rcpt_run_one(struct rcpt_job *j)
+{
     struct route_result rr;
     struct policy_verdict *v = &j->v;
-    enum route_kind k = route_resolve(j->store, j->address, &rr);
-    memset(v, 0, sizeof *v);
-    v->kind = POLICY_PASS;
+    const char *address = j->addresses[0];
+    enum route_kind k = route_resolve(j->store, address, &rr);
     switch (k) {
     case ROUTE_LOCAL:
-        for (size_t i = 0; i < rr.ntargets; i++) {
-            const struct route_target *t = &rr.targets[i];
-            if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
-            long long used = deliver_maildir_usage(j->maildir_root, t->addr);
-            if (used >= t->quota) {
+        switch (room(j, &rr, j->size)) {
+        case 0:
+            break;
+        case 1:
+            if (j->size > 0)
+                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
+                                   "<%s>: Recipient address rejected: not enough room left in "
+                                   "the mailbox for a message of %lld bytes, try again later",
+                                   address, j->size);
+            else
                 policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
                                    "<%s>: Recipient address rejected: mailbox is full, "
                                    "try again later",
-                                   j->address);
-                break;
-            }
+                                   address);
+            break;
+        default:
+            policy_verdict_set(v, POLICY_REJECT, 552, "5.2.2",
+                               "<%s>: Recipient address rejected: a message of %lld bytes is "
+                               "bigger than the mailbox can hold",
+                               address, j->size);
+            break;
         }
         break;
     case ROUTE_REMOTE:
@@ -48,25 +80,76 @@ static void rcpt_run(void *arg)
             policy_verdict_set(v, POLICY_REJECT, 554, "5.7.1",
                                "<%s>: Relay access denied: this server only accepts mail "
                                "for the domains it hosts",
-                               j->address);
+                               address);
         break;
     case ROUTE_NOUSER:
         policy_verdict_set(v, POLICY_REJECT, 550, "5.1.1",
-                           "<%s>: Recipient address rejected: no such user here", j->address);
+                           "<%s>: Recipient address rejected: no such user here", address);
         break;
     case ROUTE_LOOP:
         policy_verdict_set(v, POLICY_REJECT, 550, "5.4.6",
                            "<%s>: Recipient address rejected: alias loop in our directory",
-                           j->address);
+                           address);
         break;
     case ROUTE_ERROR:
         policy_verdict_set(v, POLICY_TEMPFAIL, 451, "4.3.0",
                            "<%s>: Recipient address rejected: temporary directory failure, "
                            "try again later",
-                           j->address);
+                           address);
         break;
     }
     route_result_clear(&rr);
+}
+
+/* Worker thread, end of message: does the message fit the mailboxes of its local
+ * recipients? Recipients that are not local mailboxes (any more) are the queue's
+ * business. Fits none: 552 5.2.2. Fits some: accepted when the sender gets a bounce
+ * for the others, else 452 4.2.2 for the message (one reply ends DATA, and an
+ * accepted message that later expires unannounced would be lost). */
+static void rcpt_run_eom(struct rcpt_job *j)
+{
+    size_t nfit = 0;
+    const char *first_full = NULL;
+    for (size_t i = 0; i < j->naddresses; i++) {
+        struct route_result rr;
+        int r = 0;
+        if (route_resolve(j->store, j->addresses[i], &rr) == ROUTE_LOCAL) r = room(j, &rr, j->size);
+        route_result_clear(&rr);
+        if (r == 0)
+            nfit++;
+        else if (!first_full)
+            first_full = j->addresses[i];
+    }
+    if (!first_full) return;
+    if (nfit == 0)
+        policy_verdict_set(&j->v, POLICY_REJECT, 552, "5.2.2",
+                           "Message refused: %lld bytes do not fit in the mailbox of <%s>%s",
+                           j->size, first_full,
+                           j->naddresses > 1 ? " nor of any other recipient" : "");
+    else if (!j->gets_bounce)
+        policy_verdict_set(&j->v, POLICY_TEMPFAIL, 452, "4.2.2",
+                           "Message not accepted: %lld bytes do not fit in the mailbox of <%s>; "
+                           "try again later, or send it to the other recipients without <%s>",
+                           j->size, first_full, first_full);
+}
+
+static void rcpt_run(void *arg)
+{
+    struct rcpt_job *j = arg;
+    memset(&j->v, 0, sizeof j->v);
+    j->v.kind = POLICY_PASS;
+    if (j->stage == POLICY_RCPT)
+        rcpt_run_one(j);
+    else
+        rcpt_run_eom(j);
+}
+
+static void rcpt_job_free(struct rcpt_job *j)
+{
+    for (size_t i = 0; i < j->naddresses; i++)
+        free(j->addresses[i]);
+    free(j->addresses);
+    free(j);
 }
 
 static void rcpt_done(void *arg)
@@ -75,8 +158,7 @@ static void rcpt_done(void *arg)
     struct policy_verdict v = j->v;
     void (*done)(void *, const struct policy_verdict *) = j->done;
     void *darg = j->arg;
-    free(j->address);
-    free(j);
+    rcpt_job_free(j);
     done(darg, &v);
 }
 
@@ -86,8 +168,23 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     struct rcpt_job *j = xcalloc(1, sizeof *j);
     j->store = ctx->store;
     j->maildir_root = ctx->conf->maildir_root;
-    j->address = addr_format(ctx->rcpt);
+    j->stage = stage;
+    if (stage == POLICY_RCPT) {
+        j->addresses = xcalloc(1, sizeof *j->addresses);
+        j->addresses[0] = addr_format(ctx->rcpt);
+        j->naddresses = 1;
+        j->size = ctx->size_declared;
+    } else {
+        size_t n = ctx->rcpts ? ctx->nrcpts : 0;
+        j->addresses = xcalloc(n ? n : 1, sizeof *j->addresses);
+        for (size_t i = 0; i < n; i++)
+            j->addresses[i] = addr_format(ctx->rcpts[i]);
+        j->naddresses = n;
+        j->size = (long long)ctx->msg_size;
+    }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
+    /* as the queue decides (dsn_allowed): a trusted sender, never the null sender */
+    j->gets_bounce = j->may_relay && ctx->sender && ctx->sender->local;
     j->done = done;
     j->arg = arg;
     j->job = work_submit(rcpt_run, rcpt_done, j);
@@ -98,13 +195,12 @@ static void rcpt_cancel(void *handle)
 {
     struct rcpt_job *j = handle;
     work_cancel(j->job);
-    free(j->address);
-    free(j);
+    rcpt_job_free(j);
 }
 
 const struct policy_check policy_check_recipient = {
     .name = "recipient",
-    .stages = 1u << POLICY_RCPT,
+    .stages = 1u << POLICY_RCPT | 1u << POLICY_EOM,
     .judges_client_ip = 0,
     .start = rcpt_start,
     .cancel = rcpt_cancel,
