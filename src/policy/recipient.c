@@ -15,90 +15,33 @@ struct rcpt_job {
     struct work_job *job;
     struct store *store;
     const char *maildir_root;
-    enum policy_stage stage;
-    char **addresses; /* RCPT: the one recipient; EOM: every recipient */
-    size_t naddresses;
-    long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
+    char *address;
     int may_relay;
+    enum policy_stage stage;
+    long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
+    char **rcpts;   /* EOM: every recipient */
+    size_t nrcpts;
     int gets_bounce; /* EOM: the sender would be told of a later failure */
     struct policy_verdict v;
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
 };
 
-/* Room in the local mailboxes that address leads to, for a message of size bytes
- * (-1: only "is any of them full"): 0 fits everywhere, 1 some mailbox is full or too
- * small for now (temporary), 2 the message is bigger than a mailbox's whole quota. */
+/* Room in the local mailboxes of a route for a message of size bytes (-1: only "is
+ * any of them full"): 0 fits everywhere, 1 some mailbox is full or has too little
+ * room left (for now), 2 the message is bigger than a mailbox's whole quota. */
 static int room(const struct rcpt_job *j, const struct route_result *rr, long long size)
 {
     int worst = 0;
     for (size_t i = 0; i < rr->ntargets; i++) {
         const struct route_target *t = &rr->targets[i];
         if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
+        if (size > t->quota) return 2;
         long long used = deliver_maildir_usage(j->maildir_root, t->addr);
         if (used < 0) used = 0; /* as deliver_maildir counts it */
-        if (size > t->quota) return 2;
         if (used >= t->quota || (size > 0 && used + size > t->quota)) worst = 1;
     }
     return worst;
-}
-
-/* Worker thread, RCPT: directory lookup and quota check. */
-static void rcpt_run_one(struct rcpt_job *j)
-{
-    struct route_result rr;
-    struct policy_verdict *v = &j->v;
-    const char *address = j->addresses[0];
-    enum route_kind k = route_resolve(j->store, address, &rr);
-    switch (k) {
-    case ROUTE_LOCAL:
-        switch (room(j, &rr, j->size)) {
-        case 0:
-            break;
-        case 1:
-            if (j->size > 0)
-                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
-                                   "<%s>: Recipient address rejected: not enough room left in "
-                                   "the mailbox for a message of %lld bytes, try again later",
-                                   address, j->size);
-            else
-                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
-                                   "<%s>: Recipient address rejected: mailbox is full, "
-                                   "try again later",
-                                   address);
-            break;
-        default:
-            policy_verdict_set(v, POLICY_REJECT, 552, "5.2.2",
-                               "<%s>: Recipient address rejected: a message of %lld bytes is "
-                               "bigger than the mailbox can hold",
-                               address, j->size);
-            break;
-        }
-        break;
-    case ROUTE_REMOTE:
-        if (!j->may_relay)
-            policy_verdict_set(v, POLICY_REJECT, 554, "5.7.1",
-                               "<%s>: Relay access denied: this server only accepts mail "
-                               "for the domains it hosts",
-                               address);
-        break;
-    case ROUTE_NOUSER:
-        policy_verdict_set(v, POLICY_REJECT, 550, "5.1.1",
-                           "<%s>: Recipient address rejected: no such user here", address);
-        break;
-    case ROUTE_LOOP:
-        policy_verdict_set(v, POLICY_REJECT, 550, "5.4.6",
-                           "<%s>: Recipient address rejected: alias loop in our directory",
-                           address);
-        break;
-    case ROUTE_ERROR:
-        policy_verdict_set(v, POLICY_TEMPFAIL, 451, "4.3.0",
-                           "<%s>: Recipient address rejected: temporary directory failure, "
-                           "try again later",
-                           address);
-        break;
-    }
-    route_result_clear(&rr);
 }
 
 /* Worker thread, end of message: does the message fit the mailboxes of its local
@@ -109,46 +52,99 @@ static void rcpt_run_one(struct rcpt_job *j)
 static void rcpt_run_eom(struct rcpt_job *j)
 {
     size_t nfit = 0;
-    const char *first_full = NULL;
-    for (size_t i = 0; i < j->naddresses; i++) {
+    const char *full = NULL;
+    for (size_t i = 0; i < j->nrcpts; i++) {
         struct route_result rr;
         int r = 0;
-        if (route_resolve(j->store, j->addresses[i], &rr) == ROUTE_LOCAL) r = room(j, &rr, j->size);
+        if (route_resolve(j->store, j->rcpts[i], &rr) == ROUTE_LOCAL) r = room(j, &rr, j->size);
         route_result_clear(&rr);
         if (r == 0)
             nfit++;
-        else if (!first_full)
-            first_full = j->addresses[i];
+        else if (!full)
+            full = j->rcpts[i];
     }
-    if (!first_full) return;
+    if (!full) return;
     if (nfit == 0)
         policy_verdict_set(&j->v, POLICY_REJECT, 552, "5.2.2",
                            "Message refused: %lld bytes do not fit in the mailbox of <%s>%s",
-                           j->size, first_full,
-                           j->naddresses > 1 ? " nor of any other recipient" : "");
+                           j->size, full, j->nrcpts > 1 ? " nor of any other recipient" : "");
     else if (!j->gets_bounce)
         policy_verdict_set(&j->v, POLICY_TEMPFAIL, 452, "4.2.2",
                            "Message not accepted: %lld bytes do not fit in the mailbox of <%s>; "
                            "try again later, or send it to the other recipients without <%s>",
-                           j->size, first_full, first_full);
+                           j->size, full, full);
 }
 
+/* Worker thread: directory lookup and quota check. */
 static void rcpt_run(void *arg)
 {
     struct rcpt_job *j = arg;
-    memset(&j->v, 0, sizeof j->v);
-    j->v.kind = POLICY_PASS;
-    if (j->stage == POLICY_RCPT)
-        rcpt_run_one(j);
-    else
+    struct route_result rr;
+    struct policy_verdict *v = &j->v;
+    memset(v, 0, sizeof *v);
+    v->kind = POLICY_PASS;
+    if (j->stage == POLICY_EOM) {
         rcpt_run_eom(j);
+        return;
+    }
+    enum route_kind k = route_resolve(j->store, j->address, &rr);
+    switch (k) {
+    case ROUTE_LOCAL:
+        switch (room(j, &rr, j->size)) {
+        case 0:
+            break;
+        case 1:
+            if (j->size > 0)
+                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
+                                   "<%s>: Recipient address rejected: not enough room left in "
+                                   "the mailbox for a message of %lld bytes, try again later",
+                                   j->address, j->size);
+            else
+                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
+                                   "<%s>: Recipient address rejected: mailbox is full, "
+                                   "try again later",
+                                   j->address);
+            break;
+        default:
+            policy_verdict_set(v, POLICY_REJECT, 552, "5.2.2",
+                               "<%s>: Recipient address rejected: a message of %lld bytes is "
+                               "bigger than the mailbox can hold",
+                               j->address, j->size);
+            break;
+        }
+        break;
+    case ROUTE_REMOTE:
+        if (!j->may_relay)
+            policy_verdict_set(v, POLICY_REJECT, 554, "5.7.1",
+                               "<%s>: Relay access denied: this server only accepts mail "
+                               "for the domains it hosts",
+                               j->address);
+        break;
+    case ROUTE_NOUSER:
+        policy_verdict_set(v, POLICY_REJECT, 550, "5.1.1",
+                           "<%s>: Recipient address rejected: no such user here", j->address);
+        break;
+    case ROUTE_LOOP:
+        policy_verdict_set(v, POLICY_REJECT, 550, "5.4.6",
+                           "<%s>: Recipient address rejected: alias loop in our directory",
+                           j->address);
+        break;
+    case ROUTE_ERROR:
+        policy_verdict_set(v, POLICY_TEMPFAIL, 451, "4.3.0",
+                           "<%s>: Recipient address rejected: temporary directory failure, "
+                           "try again later",
+                           j->address);
+        break;
+    }
+    route_result_clear(&rr);
 }
 
 static void rcpt_job_free(struct rcpt_job *j)
 {
-    for (size_t i = 0; i < j->naddresses; i++)
-        free(j->addresses[i]);
-    free(j->addresses);
+    for (size_t i = 0; i < j->nrcpts; i++)
+        free(j->rcpts[i]);
+    free(j->rcpts);
+    free(j->address);
     free(j);
 }
 
@@ -170,16 +166,13 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     j->maildir_root = ctx->conf->maildir_root;
     j->stage = stage;
     if (stage == POLICY_RCPT) {
-        j->addresses = xcalloc(1, sizeof *j->addresses);
-        j->addresses[0] = addr_format(ctx->rcpt);
-        j->naddresses = 1;
+        j->address = addr_format(ctx->rcpt);
         j->size = ctx->size_declared;
     } else {
-        size_t n = ctx->rcpts ? ctx->nrcpts : 0;
-        j->addresses = xcalloc(n ? n : 1, sizeof *j->addresses);
-        for (size_t i = 0; i < n; i++)
-            j->addresses[i] = addr_format(ctx->rcpts[i]);
-        j->naddresses = n;
+        j->nrcpts = ctx->rcpts ? ctx->nrcpts : 0;
+        j->rcpts = xcalloc(j->nrcpts ? j->nrcpts : 1, sizeof *j->rcpts);
+        for (size_t i = 0; i < j->nrcpts; i++)
+            j->rcpts[i] = addr_format(ctx->rcpts[i]);
         j->size = (long long)ctx->msg_size;
     }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
