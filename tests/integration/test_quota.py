@@ -184,6 +184,10 @@ def test_fits_some_recipients_trusted_sender_is_accepted(k, session):
     k.wait_mail("big@example.test")
     # small@ waits in the queue; u@ would get the bounce if it never fits
     k.wait_log("dsn=4.2.2, status=deferred (mailbox full", timeout=30)
+    assert "small@example.test" in k.cli("queue", "list").stdout.decode()
+    # with room it is delivered on the next retry
+    k.cli("mailbox", "quota", "small@example.test", "0")
+    k.wait_mail("small@example.test", 2, timeout=30)
 
 
 def test_fits_no_recipient_trusted_sender_is_refused_too(k, session):
