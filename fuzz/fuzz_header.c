@@ -1,27 +1,34 @@
 /* fuzz_header.c: iterate the header fields of the input with hdr_next (skipping
- * malformed lines), unfold each value and parse it as an address list; the whole
- * input is also parsed as one address list. Checks bounds and output shape. */
+ * malformed lines), unfold each value and parse it as an address list and as a
+ * mailbox list; so is the whole input. Checks bounds and output shape. */
 #include "core/compat.h"
 
 #include <stdint.h>
 
 #include "core/core.h"
 
-static void parse(const char *v, size_t len)
+static void parse_one(const char *v, size_t len, int mailboxes)
 {
     char **out = (char **)1;
     size_t n = 99;
-    int r = hdr_parse_addresses(v, len, &out, &n);
+    int r =
+        mailboxes ? hdr_parse_mailboxes(v, len, &out, &n) : hdr_parse_addresses(v, len, &out, &n);
     if (r < 0) {
         if (r != -1 || out || n) abort();
         return;
     }
-    if (r != 0 || (n && !out)) abort();
+    if (r != 0 || (n && !out) || (mailboxes && n == 0)) abort();
     for (size_t i = 0; i < n; i++) {
         /* Every address is non-empty text with no line ends. */
         if (!out[i] || !out[i][0] || strpbrk(out[i], "\r\n")) abort();
     }
     hdr_addresses_free(out, n);
+}
+
+static void parse(const char *v, size_t len)
+{
+    parse_one(v, len, 0);
+    parse_one(v, len, 1); /* From:, Sender: */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -94,8 +94,9 @@ static struct event *test_hold(struct event_base *base, int ms,
 struct judge {
     struct daemon *d;
     struct policy_ctx ctx;
-    struct policy_run *run; /* NULL once the pipeline answered */
-    struct event *hold;     /* test hook: the verdict waits */
+    const struct addr **rcpts; /* EOM: ctx.rcpts */
+    struct policy_run *run;    /* NULL once the pipeline answered */
+    struct event *hold;        /* test hook: the verdict waits */
     struct smtp_verdict v;
     void (*done)(void *, const struct smtp_verdict *);
     void *arg;
@@ -107,6 +108,7 @@ static void judge_answer(struct judge *j)
     void *darg = j->arg;
     struct smtp_verdict v = j->v;
     if (j->hold) event_free(j->hold);
+    free(j->rcpts);
     free(j);
     done(darg, &v);
 }
@@ -152,8 +154,17 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.sender = txn ? &txn->sender : NULL;
     j->ctx.rcpt = rcpt;
     j->ctx.nrcpts = txn ? txn->nrcpts : 0;
+    j->ctx.size_declared = txn ? txn->size : -1;
+    if (txn && stage == SMTP_STAGE_EOM) {
+        j->rcpts = xcalloc(txn->nrcpts ? txn->nrcpts : 1, sizeof *j->rcpts);
+        for (size_t i = 0; i < txn->nrcpts; i++)
+            j->rcpts[i] = &txn->rcpts[i].addr;
+        j->ctx.rcpts = j->rcpts;
+        j->ctx.msg_size = (unsigned long long)txn->msg_size + txn->added_size;
+    }
     j->ctx.headers = txn ? txn->headers : NULL;
     j->ctx.headers_len = txn ? txn->headers_len : 0;
+    j->ctx.headers_cut = txn ? txn->headers_cut : 0;
     j->done = done;
     j->arg = arg;
     j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);
@@ -165,6 +176,7 @@ static void ops_judge_cancel(void *handle)
     struct judge *j = handle;
     if (j->run) policy_run_cancel(j->run);
     if (j->hold) event_free(j->hold);
+    free(j->rcpts);
     free(j);
 }
 

@@ -117,7 +117,8 @@ struct ps {
     size_t nt, cap_t, i;
     char **out;
     size_t nout, cap_out;
-    int groups; /* groups seen: "undisclosed-recipients:;" is a valid empty list */
+    int groups;    /* groups seen: "undisclosed-recipients:;" is a valid empty list */
+    int no_groups; /* a mailbox-list: a group is malformed */
 };
 
 static void tok_add(struct ps *s, int type, size_t off, size_t len)
@@ -375,7 +376,7 @@ static int parse_address(struct ps *s, int in_group)
         return parse_angle(s);
     }
     if (j < s->nt && s->t[j].type == ':') {
-        if (in_group) return -1; /* groups do not nest */
+        if (in_group || s->no_groups) return -1; /* groups do not nest */
         s->i = j + 1;
         return parse_group(s);
     }
@@ -390,13 +391,15 @@ void hdr_addresses_free(char **v, size_t n)
     free(v);
 }
 
-int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n)
+/* Both lists; mailboxes_only: RFC 5322 3.6.2 mailbox-list (no group, one mailbox
+ * at least). */
+static int parse_list(const char *value, size_t len, int mailboxes_only, char ***out, size_t *n)
 {
-    struct ps s = {.p = value};
+    struct ps s = {.p = value, .no_groups = mailboxes_only};
     *out = NULL;
     *n = 0;
     if (lex(&s, len) < 0) goto bad;
-    /* obs-addr-list: empty elements between commas are allowed. */
+    /* obs-addr-list, obs-mbox-list: empty elements between commas are allowed. */
     for (;;) {
         while (peek(&s) == ',')
             s.i++;
@@ -405,7 +408,7 @@ int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n)
         int ty = peek(&s);
         if (ty != ',' && ty != 0) goto bad;
     }
-    if (s.nout == 0 && s.groups == 0) goto bad; /* nothing parseable */
+    if (s.nout == 0 && (s.groups == 0 || mailboxes_only)) goto bad; /* nothing parseable */
     free(s.t);
     *out = s.out;
     *n = s.nout;
@@ -414,4 +417,14 @@ bad:
     free(s.t);
     hdr_addresses_free(s.out, s.nout);
     return -1;
+}
+
+int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n)
+{
+    return parse_list(value, len, 0, out, n);
+}
+
+int hdr_parse_mailboxes(const char *value, size_t len, char ***out, size_t *n)
+{
+    return parse_list(value, len, 1, out, n);
 }

@@ -31,6 +31,10 @@ char *hdr_unfold(const char *value, size_t len, char *dst, size_t dstsize);
  * part as written without quotes), *n their count. Returns 0, or -1 when the value
  * is malformed (nothing returned). Free with hdr_addresses_free(). */
 int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n);
+/* The same for an RFC 5322 3.6.2 mailbox-list (From:, Sender:, Resent-From:,
+ * Resent-Sender:): -1 also for a group ("x:;", "team: a@b;") and for a list
+ * without any mailbox, so *n is at least 1 on success. */
+int hdr_parse_mailboxes(const char *value, size_t len, char ***out, size_t *n);
 void hdr_addresses_free(char **v, size_t n);
 
 #endif

@@ -56,6 +56,12 @@ struct policy_ctx {
     size_t nrcpts;             /* recipients accepted so far */
     const char *headers;       /* EOM: the message's header section (at most 64 KiB) */
     size_t headers_len;
+
+    int headers_cut;         /* EOM: the header section was longer; headers holds its start */
+    long long size_declared; /* MAIL's SIZE=, -1 when not given */
+    const struct addr *const *rcpts; /* EOM: the nrcpts recipients */
+    /* EOM: bytes of the message as queued, with our Received: and fix-up headers */
+    unsigned long long msg_size;
 };
 
 /* A check. judges_client_ip: the check judges the client's IP address (DNSBLs,
@@ -74,9 +80,12 @@ struct policy_check {
 };
 
 /* Checks known today (one file each under src/policy/). */
-extern const struct policy_check policy_check_recipient; /* recipient.c: relay + local users */
+/* recipient.c: relay and local users; mailbox quotas at RCPT (full, or SIZE= too big)
+ * and at the end of the message (its real size against every local recipient). */
+extern const struct policy_check policy_check_recipient;
 /* sender_login.c: authenticated users may use only addresses they own, in MAIL FROM
- * and in the From:/Sender: headers (per-domain mode enforce|log|off). */
+ * and in the From:/Sender:/Resent-From:/Resent-Sender: headers (per-domain mode
+ * enforce|log|off). */
 extern const struct policy_check policy_check_sender_login;
 
 struct event_base;

@@ -1,6 +1,9 @@
 /* recipient.c: the RCPT check every listener runs first: is the recipient ours (a
  * mailbox, alias or catch-all with room left), or may this client relay? Unknown
- * local users are refused here, never bounced later (no backscatter). */
+ * local users are refused here, never bounced later (no backscatter). At the end of
+ * the message it checks the real size against every local recipient's room left:
+ * a message that would sit in the queue as "mailbox full" and expire is refused
+ * while the client can still tell its sender (docs/dsn.md). */
 #include "core/compat.h"
 
 #include "policy/policy.h"
@@ -14,10 +17,65 @@ struct rcpt_job {
     char *hostname, *postmaster; /* copies: a reload may free the config */
     char *address;
     int may_relay;
+    enum policy_stage stage;
+    long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
+    char **rcpts;   /* EOM: every recipient */
+    size_t nrcpts;
+    int gets_bounce; /* EOM: the sender would be told of a later failure */
     struct policy_verdict v;
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
 };
+
+/* Room in the local mailboxes of a route for a message of size bytes (-1: only "is
+ * any of them full"): 0 fits everywhere, 1 some mailbox is full or has too little
+ * room left (for now), 2 the message is bigger than a mailbox's whole quota. */
+static int room(const struct rcpt_job *j, const struct route_result *rr, long long size)
+{
+    int worst = 0;
+    for (size_t i = 0; i < rr->ntargets; i++) {
+        const struct route_target *t = &rr->targets[i];
+        if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
+        if (size > t->quota) return 2;
+        long long used = maildir_usage(j->maildir_root, t->addr);
+        if (used < 0) used = 0; /* as deliver_maildir counts it */
+        if (used >= t->quota || (size > 0 && used + size > t->quota)) worst = 1;
+    }
+    return worst;
+}
+
+/* Worker thread, end of message: does the message fit the mailboxes of its local
+ * recipients? Recipients that are not local mailboxes (any more) are the queue's
+ * business. Fits none: 552 5.2.2. Fits some: accepted when the sender gets a bounce
+ * for the others, else 452 4.2.2 for the message (one reply ends DATA, and an
+ * accepted message that later expires unannounced would be lost). */
+static void rcpt_run_eom(struct rcpt_job *j)
+{
+    size_t nfit = 0;
+    const char *full = NULL;
+    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    for (size_t i = 0; i < j->nrcpts; i++) {
+        struct route_result rr;
+        int r = 0;
+        if (route_resolve(j->store, &pm, j->rcpts[i], &rr) == ROUTE_LOCAL)
+            r = room(j, &rr, j->size);
+        route_result_clear(&rr);
+        if (r == 0)
+            nfit++;
+        else if (!full)
+            full = j->rcpts[i];
+    }
+    if (!full) return;
+    if (nfit == 0)
+        policy_verdict_set(&j->v, POLICY_REJECT, 552, "5.2.2",
+                           "Message refused: %lld bytes do not fit in the mailbox of <%s>%s",
+                           j->size, full, j->nrcpts > 1 ? " nor of any other recipient" : "");
+    else if (!j->gets_bounce)
+        policy_verdict_set(&j->v, POLICY_TEMPFAIL, 452, "4.2.2",
+                           "Message not accepted: %lld bytes do not fit in the mailbox of <%s>; "
+                           "try again later, or send it to the other recipients without <%s>",
+                           j->size, full, full);
+}
 
 /* Worker thread: directory lookup and quota check. */
 static void rcpt_run(void *arg)
@@ -25,23 +83,37 @@ static void rcpt_run(void *arg)
     struct rcpt_job *j = arg;
     struct route_result rr;
     struct policy_verdict *v = &j->v;
-    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
-    enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     memset(v, 0, sizeof *v);
     v->kind = POLICY_PASS;
+    if (j->stage == POLICY_EOM) {
+        rcpt_run_eom(j);
+        return;
+    }
+    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     switch (k) {
     case ROUTE_LOCAL:
-        for (size_t i = 0; i < rr.ntargets; i++) {
-            const struct route_target *t = &rr.targets[i];
-            if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
-            long long used = maildir_usage(j->maildir_root, t->addr);
-            if (used >= t->quota) {
+        switch (room(j, &rr, j->size)) {
+        case 0:
+            break;
+        case 1:
+            if (j->size > 0)
+                policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
+                                   "<%s>: Recipient address rejected: not enough room left in "
+                                   "the mailbox for a message of %lld bytes, try again later",
+                                   j->address, j->size);
+            else
                 policy_verdict_set(v, POLICY_TEMPFAIL, 452, "4.2.2",
                                    "<%s>: Recipient address rejected: mailbox is full, "
                                    "try again later",
                                    j->address);
-                break;
-            }
+            break;
+        default:
+            policy_verdict_set(v, POLICY_REJECT, 552, "5.2.2",
+                               "<%s>: Recipient address rejected: a message of %lld bytes is "
+                               "bigger than the mailbox can hold",
+                               j->address, j->size);
+            break;
         }
         break;
     case ROUTE_REMOTE:
@@ -74,6 +146,9 @@ static void rcpt_job_free(struct rcpt_job *j)
 {
     free(j->hostname);
     free(j->postmaster);
+    for (size_t i = 0; i < j->nrcpts; i++)
+        free(j->rcpts[i]);
+    free(j->rcpts);
     free(j->address);
     free(j);
 }
@@ -96,8 +171,20 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     j->maildir_root = ctx->conf->maildir_root;
     j->hostname = xstrdup(ctx->conf->hostname);
     j->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;
-    j->address = addr_format(ctx->rcpt);
+    j->stage = stage;
+    if (stage == POLICY_RCPT) {
+        j->address = addr_format(ctx->rcpt);
+        j->size = ctx->size_declared;
+    } else {
+        j->nrcpts = ctx->rcpts ? ctx->nrcpts : 0;
+        j->rcpts = xcalloc(j->nrcpts ? j->nrcpts : 1, sizeof *j->rcpts);
+        for (size_t i = 0; i < j->nrcpts; i++)
+            j->rcpts[i] = addr_format(ctx->rcpts[i]);
+        j->size = (long long)ctx->msg_size;
+    }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
+    /* as the queue decides (dsn_allowed): a trusted sender, never the null sender */
+    j->gets_bounce = j->may_relay && ctx->sender && ctx->sender->local;
     j->done = done;
     j->arg = arg;
     j->job = work_submit(rcpt_run, rcpt_done, j);
@@ -113,7 +200,7 @@ static void rcpt_cancel(void *handle)
 
 const struct policy_check policy_check_recipient = {
     .name = "recipient",
-    .stages = 1u << POLICY_RCPT,
+    .stages = 1u << POLICY_RCPT | 1u << POLICY_EOM,
     .judges_client_ip = 0,
     .start = rcpt_start,
     .cancel = rcpt_cancel,

@@ -1,6 +1,7 @@
 /* sender_login.c: an authenticated user may use as envelope sender (MAIL) and in the
- * From:/Sender: headers (end of message) only the addresses they own; what "own"
- * means is the store's (store_sender_owned). Unauthenticated sessions pass. */
+ * From:/Sender:/Resent-From:/Resent-Sender: headers (end of message) only the
+ * addresses they own; what "own" means is the store's (store_sender_owned).
+ * Unauthenticated sessions pass. */
 #include "core/compat.h"
 
 #include "core/core.h"
@@ -17,6 +18,7 @@ struct sl_job {
     char *sender;        /* MAIL stage: the reverse-path, "" for <> */
     const char *headers; /* EOM stage: borrowed from the session (valid while we run) */
     size_t headers_len;
+    int headers_cut; /* the session kept only the first headers_len bytes of headers */
     struct policy_verdict v;
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
@@ -55,10 +57,37 @@ static int judge_addr(struct sl_job *j, int mode, const char *address)
     return 1;
 }
 
-/* Every address of every From: and Sender: field. A field we cannot parse cannot
- * be checked: refused under enforce (else a crafted From: would slip through). */
+/* The fields that name the author or the sender: each is a mailbox-list
+ * (RFC 5322 3.6.2, 3.6.6). */
+static const char *sender_field(const struct hdr_field *f)
+{
+    static const char *const names[] = {"From", "Sender", "Resent-From", "Resent-Sender"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (hdr_name_is(f, names[i])) return names[i];
+    return NULL;
+}
+
+/* Every address of every From:, Sender:, Resent-From: and Resent-Sender: field. A
+ * field we cannot check is refused under enforce, else a crafted one would slip
+ * through: unparseable, a group ("x@victim.example" :;) or no mailbox at all, and
+ * a header section longer than the session kept (headers_cut). */
 static void judge_headers(struct sl_job *j, int mode)
 {
+    if (j->headers_cut) {
+        char u[200];
+        log_escape(u, sizeof u, j->user, strlen(j->user));
+        if (mode == SL_LOG) {
+            log_warn("smtpd",
+                     "header section from user %s too long to check the sender (binding mode log)",
+                     u);
+        } else {
+            policy_verdict_set(&j->v, POLICY_REJECT, 552, "5.3.4",
+                               "Message header section too long: the sender cannot be checked "
+                               "against user %s beyond %zu bytes of headers",
+                               u, j->headers_len);
+            return;
+        }
+    }
     const char *p = j->headers;
     size_t len = j->headers_len;
     while (len > 0) {
@@ -72,13 +101,11 @@ static void judge_headers(struct sl_job *j, int mode)
         } else {
             used = (size_t)r;
         }
-        const char *name = hdr_name_is(&f, "From")     ? "From"
-                           : hdr_name_is(&f, "Sender") ? "Sender"
-                                                       : NULL;
-        if (r > 0 && name) {
+        const char *name = r > 0 ? sender_field(&f) : NULL;
+        if (name) {
             char **v = NULL;
             size_t n = 0;
-            if (hdr_parse_addresses(f.value, f.value_len, &v, &n) != 0) {
+            if (hdr_parse_mailboxes(f.value, f.value_len, &v, &n) != 0) {
                 char u[200];
                 log_escape(u, sizeof u, j->user, strlen(j->user));
                 if (mode == SL_LOG) {
@@ -86,8 +113,8 @@ static void judge_headers(struct sl_job *j, int mode)
                              u);
                 } else {
                     policy_verdict_set(&j->v, POLICY_REJECT, 553, "5.7.1",
-                                       "Malformed %s: header: cannot check the sender against "
-                                       "user %s",
+                                       "Malformed %s: header (a list of mailboxes is required, "
+                                       "no group): cannot check the sender against user %s",
                                        name, u);
                     return;
                 }
@@ -111,7 +138,7 @@ static void sl_run(void *arg)
     j->v.kind = POLICY_PASS;
     if (!j->user) return;
     if (j->stage == POLICY_MAIL && (!j->sender || !*j->sender)) return; /* <> */
-    if (j->stage == POLICY_EOM && (!j->headers || !j->headers_len)) return;
+    if (j->stage == POLICY_EOM && (!j->headers || !j->headers_len) && !j->headers_cut) return;
     int mode = user_mode(j);
     if (mode < 0) {
         policy_verdict_set(&j->v, POLICY_TEMPFAIL, 451, "4.3.0",
@@ -157,6 +184,7 @@ static void *sl_start(const struct policy_ctx *ctx, enum policy_stage stage,
     if (stage == POLICY_EOM) {
         j->headers = ctx->headers;
         j->headers_len = ctx->headers ? ctx->headers_len : 0;
+        j->headers_cut = ctx->headers_cut;
     }
     j->done = done;
     j->arg = arg;

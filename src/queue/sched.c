@@ -472,7 +472,7 @@ static void ro_free(struct qjob *j)
  * decided on the new recipient states before they are persisted. No backscatter: an
  * untrusted or null sender gets none, and that is logged once per newly bounced
  * message. A delay notice nobody may or wants to get is marked as done. */
-static void dsn_plan(struct qjob *j, size_t nbounced)
+static void dsn_plan(struct qjob *j, const size_t *bounced, size_t nbounced)
 {
     struct spool_env *env = j->env;
     const struct kconf *c = j->conf;
@@ -484,9 +484,19 @@ static void dsn_plan(struct qjob *j, size_t nbounced)
     delay_due = delay_due && !env->delay_warned && c->delay_warning > 0 &&
                 time(NULL) >= env->arrival + c->delay_warning;
     if (!allowed) {
-        if (nbounced)
-            log_info("qmgr", "%s: sender %s notification suppressed (%s)", j->id,
-                     dsn_kind_notice(DSN_FAILED), why);
+        if (nbounced) { /* a warning: nobody will hear of this failure but the admin */
+            const struct spool_rcpt *r = &env->rcpts[bounced[0]];
+            char from[520], to[520], diag[600], more[32] = "";
+            log_escape(from, sizeof from, env->sender ? env->sender : "",
+                       env->sender ? strlen(env->sender) : 0);
+            log_escape(to, sizeof to, r->addr, strlen(r->addr));
+            log_escape(diag, sizeof diag, r->diag ? r->diag : "", r->diag ? strlen(r->diag) : 0);
+            if (nbounced > 1) snprintf(more, sizeof more, " and %zu more", nbounced - 1);
+            log_warn("qmgr",
+                     "%s: sender %s notification suppressed (%s): from=<%s>, to=<%s>%s, "
+                     "dsn=%s, reason=%s",
+                     j->id, dsn_kind_notice(DSN_FAILED), why, from, to, more, r->dsn, diag);
+        }
         if (delay_due) env->delay_warned = 1; /* nobody may get one: done with it */
         return;
     }
@@ -585,7 +595,6 @@ static void deliver_record(struct qjob *j)
     if (j->content_fd >= 0) close(j->content_fd);
     j->content_fd = -1;
 
-    free(bounced);
     size_t nqueued = 0;
     time_t due = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
@@ -598,7 +607,8 @@ static void deliver_record(struct qjob *j)
     /* The notices the sender is owed. A message stays in the spool until its bounce
      * is durable in the queue, so a crash in between loses nothing. */
     int warned = env->delay_warned;
-    dsn_plan(j, nbounced);
+    dsn_plan(j, bounced, nbounced);
+    free(bounced);
     changed |= env->delay_warned != warned;
 
     /* DESIGN.md durability: persist the states before they are reported. When

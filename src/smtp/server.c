@@ -385,6 +385,7 @@ static void header_end(struct smtp_session *s)
     }
     if (!s->msg_failed && s->msg && s->srv->ops->msg_write(s->msg, h.data, h.len) != 0)
         s->msg_failed = 1;
+    s->txn.added_size = h.len;
     buf_release(&h);
     if (s->hdr.len && !s->msg_failed && s->msg &&
         s->srv->ops->msg_write(s->msg, s->hdr.data, s->hdr.len) != 0)
@@ -613,8 +614,21 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
 
 #define HDR_KEEP_MAX (64 * 1024) /* header bytes kept in memory for EOM checks */
 
+/* 1 when p holds the empty line that ends the header section (RFC 5322 2.1). */
+static int header_section_ends(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) { /* i: the start of a line */
+        if (p[i] == '\n' || (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')) return 1;
+        const char *nl = memchr(p + i, '\n', len - i);
+        if (!nl) break;
+        i = (size_t)(nl - p);
+    }
+    return 0;
+}
+
 /* Move scanned content from s->out to the queue file. Until the header section
- * ended it is kept in s->hdr (bounded), so that EOM checks can read it. */
+ * ended it is kept in s->hdr (bounded), so that EOM checks can read it; a longer
+ * header section is marked cut (the checks that need all of it refuse it). */
 static void content_flush(struct smtp_session *s, int force)
 {
     if (!s->hdr_done) {
@@ -622,7 +636,12 @@ static void content_flush(struct smtp_session *s, int force)
         if (s->hdr.len + cut > HDR_KEEP_MAX) cut = HDR_KEEP_MAX - s->hdr.len;
         buf_append(&s->hdr, s->out.data ? s->out.data : "", cut);
         buf_consume(&s->out, cut);
-        if (!s->data.in_headers || force || s->hdr.len >= HDR_KEEP_MAX) header_end(s);
+        if (!s->data.in_headers || force || s->hdr.len >= HDR_KEEP_MAX) {
+            if (s->hdr.len >= HDR_KEEP_MAX && (s->out.len > 0 || !force) &&
+                !header_section_ends(s->hdr.data, s->hdr.len))
+                s->txn.headers_cut = 1;
+            header_end(s);
+        }
         if (!s->hdr_done) return;
     }
     if (s->out.len == 0 || (!force && s->out.len < 65536)) return;

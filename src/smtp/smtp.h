@@ -154,10 +154,12 @@ struct smtp_txn {
     char *envid;
     struct smtp_rcpt *rcpts;
     size_t nrcpts, cap;
-    size_t msg_size; /* content bytes received so far */
+    size_t msg_size;   /* content bytes received so far */
+    size_t added_size; /* our Received: and fix-up headers, queued before the content */
     /* the message's header section as received (at most 64 KiB), for EOM checks */
     const char *headers;
     size_t headers_len;
+    int headers_cut; /* the header section was longer: headers holds only its start */
 };
 
 /* A verdict from the layers above: code 0 = go on; otherwise the reply to send. */

@@ -6,6 +6,7 @@ untrusted senders get none (no backscatter)."""
 import email
 import email.policy
 import os
+import re
 import smtplib
 import socket
 import subprocess
@@ -165,6 +166,13 @@ def test_no_backscatter_to_untrusted_sender(kurier_factory, rx):
     k.wait_log("notification suppressed (untrusted sender)")
     k.wait_log(": removed")
     assert "sender non-delivery notification:" not in k.log()
+    # nobody but the admin hears of this failure: a warning with the message ID, the
+    # sender and the reason (issue 9 item 5)
+    line = [l for l in k.log().splitlines() if "notification suppressed" in l][0]
+    assert re.search(r"qmgr\[\d+\]: warning: [0-9A-Z]+: sender non-delivery notification "
+                     r"suppressed \(untrusted sender\): from=<stranger@remote\.test>, "
+                     r"to=<fwd@example\.test>, dsn=5\.1\.1, reason=.*<bad@remote\.test>: user unknown",
+                     line), line
     assert k.maildir_new("alice@example.test") == []
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Senders bound to their login: an authenticated user may use as envelope sender and
-in the From:/Sender: headers only addresses they own (their mailbox, its aliases,
+in the From:/Sender:/Resent-From:/Resent-Sender: headers only addresses they own (their mailbox, its aliases,
 granted addresses and domains). Per domain: enforce (553 5.7.1), log, off.
 Unauthenticated MX sessions are not affected. AUTH PLAIN on a plaintext MX listener
 (auth_plaintext, tests only)."""
@@ -256,6 +256,100 @@ def test_from_in_the_body_is_not_a_header(k, session):
     s = session()
     code, text = s.message(USER, headers("u@example.test"), body="From: v@example.test\r\n")
     assert code == 250, text
+
+
+# --- issue 9 item 3: no way around the From: check ------------------------------------
+
+def padding(n=1000):
+    """n header fields, together longer than the 64 KiB of headers a session keeps."""
+    return "".join("X-Padding-%04d: %s\r\n" % (i, "p" * 60) for i in range(n))
+
+
+def test_from_after_64k_of_padding_is_refused(k, session):
+    # 1,000 padding fields first, then the forged From: past what the session keeps
+    s = session()
+    h = padding() + "From: ceo@victim.example\r\nSubject: padded\r\n"
+    assert len(h) > 64 * 1024
+    code, text = s.message(USER, h)
+    assert code == 552, text
+    assert "5.3.4" in text and "header section too long" in text, text
+    k.wait_log("552 5.3.4")
+    # even the user's own From: cannot be seen there: refused all the same, and nothing
+    # was queued
+    code, text = s.message(USER, padding() + "From: u@example.test\r\n")
+    assert code == 552 and "5.3.4" in text, text
+    code, text = s.message(USER, headers("u@example.test", subject="short"))
+    assert code == 250, text
+    files = k.wait_mail("demo@example.test")
+    assert len(files) == 1
+
+
+def test_from_after_64k_of_padding_in_bdat_chunks_is_refused(k, session):
+    s = session()
+    msg = (padding() + "From: ceo@victim.example\r\n\r\nbody\r\n").encode()
+    assert s.mail(USER)[0] == 250
+    assert s.c.cmd("RCPT TO:<demo@example.test>")[0] == 250
+    half = len(msg) // 2
+    s.c.send(b"BDAT %d\r\n" % half + msg[:half])
+    code, text = s.c.reply()
+    assert code == 250, text
+    s.c.send(b"BDAT %d LAST\r\n" % (len(msg) - half) + msg[half:])
+    code, text = s.c.reply()
+    assert code == 552 and "5.3.4" in text, text
+
+
+def test_long_headers_within_the_limit_are_checked(k, session):
+    # 800 padding fields (under 64 KiB): everything is seen, own From: passes, a forged
+    # one is refused as usual
+    s = session()
+    code, text = s.message(USER, padding(800) + "From: u@example.test\r\n")
+    assert code == 250, text
+    code, text = s.message(USER, padding(800) + "From: ceo@victim.example\r\n")
+    assert code == 553 and refusal("ceo@victim.example") in text, text
+
+
+def test_long_headers_from_unauthenticated_clients_pass(k, session):
+    # nothing checks the headers of MX traffic: a long header section is accepted
+    s = session(user=None)
+    code, text = s.message("stranger@remote.example",
+                           padding() + "From: stranger@remote.example\r\n")
+    assert code == 250, text
+    k.wait_mail("demo@example.test")
+
+
+@pytest.mark.parametrize("frm", [
+    '"ceo@victim.example" :;',
+    '"ceo@victim.example":;',
+    "victim: ceo@victim.example;",
+    "undisclosed-recipients:;",
+    "",
+])
+def test_group_or_empty_from_is_refused(k, session, frm):
+    s = session()
+    code, text = s.message(USER, "From: %s\r\nSubject: group\r\n" % frm)
+    assert code == 553, text
+    assert "5.7.1" in text and "Malformed From: header" in text, text
+
+
+def test_group_sender_is_refused(k, session):
+    s = session()
+    code, text = s.message(USER, headers("u@example.test", sender='"ceo@victim.example" :;'))
+    assert code == 553 and "Malformed Sender: header" in text, text
+
+
+@pytest.mark.parametrize("field", ["Resent-From", "Resent-Sender"])
+def test_resent_fields_are_checked(k, session, field):
+    s = session()
+    code, text = s.message(USER, headers("u@example.test") + "%s: v@example.test\r\n" % field)
+    assert code == 553 and refusal("v@example.test") in text, text
+    code, text = s.message(USER, headers("u@example.test") + "%s: info@example.test\r\n" % field)
+    assert code == 250, text
+
+
+def test_every_from_field_is_checked(k, session):
+    s = session()
+    code, text = s.message(USER, headers("u@example.test") + "From: v@example.test\r\n")
+    assert code == 553 and refusal("v@example.test") in text, text
 
 
 # --- unauthenticated MX traffic --------------------------------------------------------

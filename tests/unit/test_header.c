@@ -368,6 +368,43 @@ static void test_addresses(void)
     hdr_addresses_free(NULL, 0);
 }
 
+/* RFC 5322 3.6.2: From:, Sender: and their Resent- forms hold mailboxes only. A
+ * group or an empty list would leave nothing to check (issue 9 item 3). */
+static void test_mailboxes(void)
+{
+    static const struct addr_case cases[] = {
+        {"a@b", 0, "a@b"},
+        {"Name <a@b>, c@d", 0, "a@b|c@d"},
+        {", a@b,,", 0, "a@b"},
+        {"\"ceo@victim.example\" :;", BAD},
+        {"\"ceo@victim.example\":;", BAD},
+        {"undisclosed-recipients:;", BAD},
+        {"team: a@b, c@d;", BAD},
+        {"a@b, team: c@d;", BAD},
+        {"", BAD},
+        {" , ,", BAD},
+        {"(only a comment)", BAD},
+        {"<<<", BAD},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const struct addr_case *c = &cases[k];
+        char **v = (char **)1;
+        size_t n = 99;
+        int r = hdr_parse_mailboxes(c->in, strlen(c->in), &v, &n);
+        CHECK(r == c->ret, "hdr_parse_mailboxes case %zu [%s]: ret %d want %d", k, c->in, r,
+              c->ret);
+        if (r < 0) {
+            CHECK(!v && n == 0, "mailboxes case %zu: output left on failure", k);
+            continue;
+        }
+        char *got = join(v, n);
+        CHECK(n >= 1 && strcmp(got, c->want) == 0, "mailboxes case %zu [%s]: [%s] want [%s]", k,
+              c->in, got, c->want);
+        free(got);
+        hdr_addresses_free(v, n);
+    }
+}
+
 /* Bounded comment nesting (64) and values with embedded NUL bytes. */
 static void test_addresses_limits(void)
 {
@@ -418,6 +455,7 @@ int main(void)
     test_next();
     test_iterate();
     test_name_is();
+    test_mailboxes();
     test_unfold();
     test_addresses();
     test_addresses_limits();

@@ -25,6 +25,9 @@ struct tcase {
 
 #define U "u@example.test"
 #define REJ(x, u) "Sender address <" x "> not owned by user " u
+#define MAL(f, u)                                                                                  \
+    "Malformed " f ": header (a list of mailboxes is required, no group): cannot check the "       \
+    "sender against user " u
 
 static const struct tcase cases[] = {
     /* MAIL: the envelope sender. */
@@ -67,8 +70,24 @@ static const struct tcase cases[] = {
      REJ("v@example.test", U), NULL},
     {POLICY_EOM, U, NULL, "Subject: no from\r\n\r\n", POLICY_PASS, 0, NULL, NULL},
     {POLICY_EOM, U, NULL, "", POLICY_PASS, 0, NULL, NULL},
-    {POLICY_EOM, U, NULL, "From: <<<\r\n\r\n", POLICY_REJECT, 553,
-     "Malformed From: header: cannot check the sender against user " U, NULL},
+    {POLICY_EOM, U, NULL, "From: <<<\r\n\r\n", POLICY_REJECT, 553, MAL("From", U), NULL},
+    /* RFC 5322 3.6.2: mailboxes only; a group or an empty list names nobody to check. */
+    {POLICY_EOM, U, NULL, "From: \"ceo@victim.example\" :;\r\n\r\n", POLICY_REJECT, 553,
+     MAL("From", U), NULL},
+    {POLICY_EOM, U, NULL, "From: team: u@example.test;\r\n\r\n", POLICY_REJECT, 553, MAL("From", U),
+     NULL},
+    {POLICY_EOM, U, NULL, "From: u@example.test\r\nSender: x:;\r\n\r\n", POLICY_REJECT, 553,
+     MAL("Sender", U), NULL},
+    {POLICY_EOM, U, NULL, "From:\r\n\r\n", POLICY_REJECT, 553, MAL("From", U), NULL},
+    {POLICY_EOM, "l@logdom.test", NULL, "From: \"v@example.test\" :;\r\n\r\n", POLICY_PASS, 0, NULL,
+     "malformed From: header from user l@logdom.test (binding mode log)"},
+    /* The Resent- fields name a sender too (RFC 5322 3.6.6). */
+    {POLICY_EOM, U, NULL, "From: u@example.test\r\nResent-From: v@example.test\r\n\r\n",
+     POLICY_REJECT, 553, REJ("v@example.test", U), NULL},
+    {POLICY_EOM, U, NULL, "Resent-Sender: V <v@example.test>\r\nFrom: u@example.test\r\n\r\n",
+     POLICY_REJECT, 553, REJ("v@example.test", U), NULL},
+    {POLICY_EOM, U, NULL, "Resent-From: info@example.test\r\nFrom: u@example.test\r\n\r\n",
+     POLICY_PASS, 0, NULL, NULL},
     {POLICY_EOM, NULL, NULL, "From: v@example.test\r\n\r\n", POLICY_PASS, 0, NULL, NULL},
     {POLICY_EOM, "l@logdom.test", NULL, "From: v@example.test\r\n\r\n", POLICY_PASS, 0, NULL,
      "sender <v@example.test> not owned by user l@logdom.test (binding mode log)"},
