@@ -24,6 +24,27 @@ KURIERD = os.path.join(BUILD, "kurierd")
 KURIER = os.path.join(BUILD, "kurier")
 
 
+_user_bin_dir = None
+
+
+def for_user(path):
+    """The path of a copy of the built program `path` (kurier, sendmail, mailq) that
+    any local user can run: tests run commands as `nobody`, and a checkout in root's
+    home (mode 0700) is out of their reach. One copy per test run, removed at exit."""
+    global _user_bin_dir
+    if _user_bin_dir is None:
+        import atexit
+        d = tempfile.mkdtemp(prefix="kurier-bin-")
+        os.chmod(d, 0o755)
+        shutil.copy2(KURIER, os.path.join(d, "kurier"))
+        os.chmod(os.path.join(d, "kurier"), 0o755)
+        for name in ("sendmail", "mailq"):  # chosen by argv[0], as in the build
+            os.symlink("kurier", os.path.join(d, name))
+        atexit.register(shutil.rmtree, d, True)
+        _user_bin_dir = d
+    return os.path.join(_user_bin_dir, os.path.basename(path))
+
+
 def free_port(host="127.0.0.1"):
     with socket.socket() as s:
         s.bind((host, 0))

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import KURIER
+from conftest import KURIER, for_user
 
 
 def b64(s):
@@ -90,7 +90,7 @@ def test_clear_by_account(k):
 
 def test_auth_blocks_is_for_root_and_the_kurier_user(k):
     for args in (["auth", "blocks"], ["auth", "blocks", "--clear", "127.0.0.2"]):
-        r = subprocess.run(["runuser", "-u", "nobody", "--", KURIER, "-c", k.conf] + args,
+        r = subprocess.run(["runuser", "-u", "nobody", "--", for_user(KURIER), "-c", k.conf] + args,
                            capture_output=True, timeout=30)
         err = r.stderr.decode()
         assert r.returncode == 1 and "permission denied" in err, (args, err)

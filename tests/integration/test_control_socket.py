@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 
-from conftest import KURIER
+from conftest import KURIER, for_user
 from test_queue_tools import MAILQ, REASON, REMOTE, dead_port, relay, submit, wait_attempts  # noqa: F401
 
 
 def as_nobody(k, argv, input=None):
     env = dict(os.environ, KURIER_CONF=k.conf)
+    argv = [for_user(argv[0])] + list(argv[1:])
     return subprocess.run(["runuser", "-u", "nobody", "--"] + argv, input=input,
                           capture_output=True, timeout=30, env=env)
 

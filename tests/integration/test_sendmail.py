@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, free_port
+from conftest import BUILD, for_user, free_port
 
 SENDMAIL = os.path.join(BUILD, "sendmail")
 
@@ -28,7 +28,7 @@ def sendmail(k, *args, input=b"", user=None, check=True):
     """Run sendmail ARGS < input with KURIER_CONF=<the test's config>."""
     argv = [SENDMAIL] + list(args)
     if user:
-        argv = ["runuser", "-u", user, "--"] + argv
+        argv = ["runuser", "-u", user, "--", for_user(SENDMAIL)] + list(args)
     env = dict(os.environ, KURIER_CONF=k.conf)
     r = subprocess.run(argv, input=input, capture_output=True, timeout=30, env=env)
     if check:
