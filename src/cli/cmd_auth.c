@@ -1,5 +1,5 @@
 /* cmd_auth.c: "kurier auth blocks [--clear ADDRESS|ACCOUNT]": list and lift the
- * brute-force blocks the running daemon holds in memory (policy/authlimit.c), through
+ * brute-force blocks the running daemon holds in memory (auth/limits.c), through
  * its control socket. */
 #include "core/compat.h"
 

@@ -18,7 +18,7 @@
 
 #include "control/control.h"
 #include "core/core.h"
-#include "policy/policy.h"
+#include "auth/auth.h"
 #include "queue/queue.h"
 
 #define CONTROL_LINE_MAX 512

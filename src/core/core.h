@@ -13,5 +13,6 @@
 #include "core/conf.h"
 #include "core/header.h"
 #include "core/maildir.h"
+#include "core/auth_result.h"
 
 #endif

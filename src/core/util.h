@@ -42,4 +42,32 @@ void err_set(char *err, size_t errsize, const char *fmt, ...) __attribute__((for
 void err_vset(char *err, size_t errsize, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* --- the daemon's working folder (workdir.c) --------------------------------------- */
+
+/* Where path is: its folder with symbolic links resolved (as ".." from the working
+ * folder walks the real tree), its last part as written (a link there is followed
+ * when the file is opened, e.g. a renewed certificate). A new string, or NULL when
+ * the folder cannot be resolved (not there, or not reachable by us). */
+char *path_physical(const char *path);
+
+/* The working folder: state_dir as configured, and where it really is. */
+struct workdir {
+    char *lexical;
+    char *physical; /* symbolic links resolved */
+};
+/* Move into dir (kurierd: state_dir, as root, before the privilege drop), filling w.
+ * 0 done, -1 failed (errno set); workdir_clear() w either way. */
+int workdir_enter(struct workdir *w, const char *dir);
+void workdir_clear(struct workdir *w);
+/* conf_map_paths() callback, arg a struct workdir *: an absolute configured path as
+ * reached from the working folder. Below it: the rest of it ("spool",
+ * "tls/key.pem"). Elsewhere the path as written when everyone may pass through the
+ * folders above the nearest folder it shares with the working folder (the usual
+ * /var/mail, /etc/kurier), else the way up to that folder and down
+ * (path_relative()): "../examples/kurier.conf" for a clone in /root. So after the
+ * drop the kurier user still reaches the spool, the directory database, the
+ * Maildirs, the certificates (SIGHUP) and the configuration of a clone in /root
+ * (mode 0700). A new string. */
+char *workdir_path(const char *path, void *arg);
+
 #endif

@@ -1,6 +1,7 @@
 /* dns.c: the async resolver: libunbound in thread mode, its answer pipe watched by a
  * libevent event, answers turned into struct dns_result with the parsers of
- * parse.c. Callbacks always run from the loop, never inside a dns_query_*() call. */
+ * parse.c. Callbacks always run from the loop, never inside a dns_query_*() call.
+ * Also the client-name check (PTR, then forward confirmation) built on them. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -574,4 +575,96 @@ struct dns_query *dns_query_tlsa(struct dns *d, const char *host, int port, dns_
         return query_fail(q, DNS_NXDOMAIN, "invalid name");
     }
     return query_start(d, name, RR_TLSA, cb, arg);
+}
+/* --- the client's name: PTR, confirmed by A/AAAA (forward-confirmed rDNS) ------- */
+
+#define NAME_LOOKUP_MAX 10 /* seconds before the client is greeted as "unknown" */
+
+struct dns_client_name {
+    struct dns *d;
+    struct sockaddr_storage sa;
+    struct dns_query *q;
+    struct event *timer;
+    char name[256];
+    void (*done)(void *, const char *);
+    void *arg;
+};
+
+static void name_finish(struct dns_client_name *n, const char *name)
+{
+    void (*done)(void *, const char *) = n->done;
+    void *arg = n->arg;
+    char copy[256]; /* name may point into n */
+    str_copy(copy, name, sizeof copy);
+    if (n->q) dns_cancel(n->q);
+    event_free(n->timer);
+    free(n);
+    done(arg, copy);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void name_forward(void *arg, const struct dns_result *r)
+{
+    struct dns_client_name *n = arg;
+    n->q = NULL;
+    for (size_t i = 0; r->status == DNS_OK && i < r->naddrs; i++)
+        if (same_addr(&r->addrs[i], &n->sa)) {
+            name_finish(n, n->name);
+            return;
+        }
+    name_finish(n, "unknown"); /* the name does not lead back: not trusted */
+}
+
+static void name_ptr(void *arg, const struct dns_result *r)
+{
+    struct dns_client_name *n = arg;
+    n->q = NULL;
+    if (r->status != DNS_OK || r->nstrs == 0 || !r->strs[0][0]) {
+        name_finish(n, "unknown");
+        return;
+    }
+    str_copy(n->name, r->strs[0], sizeof n->name);
+    n->q = n->sa.ss_family == AF_INET6 ? dns_query_aaaa(n->d, n->name, name_forward, n)
+                                       : dns_query_a(n->d, n->name, name_forward, n);
+    if (!n->q) name_finish(n, "unknown");
+}
+
+static void name_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    name_finish(arg, "unknown");
+}
+
+struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa,
+                                        void (*done)(void *arg, const char *name), void *arg)
+{
+    struct dns_client_name *n = xcalloc(1, sizeof *n);
+    n->d = d;
+    memcpy(&n->sa, sa,
+           sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    n->done = done;
+    n->arg = arg;
+    n->timer = evtimer_new(d->base, name_timeout, n);
+    evtimer_add(n->timer, &(struct timeval){.tv_sec = NAME_LOOKUP_MAX});
+    n->q = dns_query_ptr(d, sa, name_ptr, n); /* never calls back before returning */
+    if (!n->q) { /* cannot even ask: greet as unknown, on the next loop turn */
+        evtimer_del(n->timer);
+        evtimer_add(n->timer, &(struct timeval){0});
+    }
+    return n;
+}
+
+void dns_client_name_cancel(struct dns_client_name *n)
+{
+    if (n->q) dns_cancel(n->q);
+    event_free(n->timer);
+    free(n);
 }

@@ -111,4 +111,15 @@ void dns_set_timeout(struct dns *d, int seconds);
 /* Added. "ok", "nxdomain", "nodata", "tempfail", "bogus". */
 const char *dns_status_name(enum dns_status s);
 
+struct dns_client_name;
+/* The verified name of a client at sa (forward-confirmed reverse DNS): its PTR name,
+ * when that name's A (IPv4) or AAAA (IPv6) records include the address. done(arg,
+ * name) runs once on the loop, never inside this call: the host name, or "unknown"
+ * (no PTR, not confirmed, a DNS failure, or no answer within 10 seconds); name is
+ * borrowed for the call. Returns a handle for dns_client_name_cancel(). */
+struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa,
+                                        void (*done)(void *arg, const char *name), void *arg);
+/* done will not run. */
+void dns_client_name_cancel(struct dns_client_name *n);
+
 #endif

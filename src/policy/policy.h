@@ -88,6 +88,18 @@ extern const struct policy_check policy_check_recipient;
  * enforce|log|off). */
 extern const struct policy_check policy_check_sender_login;
 
+/* --- who may receive delivery reports (dsn_trust.c) ---------------------------------
+ * DESIGN.md "No backscatter": bounces, delay notices and success reports go only to
+ * senders we know, never to the null sender. */
+/* At reception: 1 when the sender of mail from this client is known (authenticated,
+ * or a client in relay.trusted_networks), so it may get reports. Stored with the
+ * message (spool_env.dsn_trusted); local submission is known too. */
+int policy_dsn_trusted(const char *auth_user, int trusted);
+/* 1 when a report may go to the sender: not the null sender (null_sender 0), and
+ * dsn_trusted (as policy_dsn_trusted said at reception). 0 with *why (when why is
+ * non-NULL) set to "null sender" or "untrusted sender", static; NULL for 1. */
+int policy_dsn_allowed(int null_sender, int dsn_trusted, const char **why);
+
 struct event_base;
 /* Once at start: the loop the pipeline defers its callbacks on. */
 void policy_init(struct event_base *base);
@@ -116,41 +128,5 @@ const char *policy_stage_name(enum policy_stage s);
 /* Fill v as a refusal. */
 void policy_verdict_set(struct policy_verdict *v, enum policy_kind kind, int code, const char *enh,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* --- brute-force protection for AUTH (authlimit.c) -------------------------------
- * Failed logins are counted per client address (IPv6: per /64) and per (address,
- * account) pair over auth.window, never per account alone: nobody can lock a user out
- * from elsewhere. Each failure delays the answer a little more (1s, 2s, 4s ...
- * auth.delay_max); past auth.max_failures the pair, past auth.max_failures_address the
- * whole address, is refused for auth.block_time. The table is keyed with SipHash (a
- * random key per start: its keys include names the client chose) and holds at most
- * 100,000 entries (then the least recently used go). In memory on this node (later:
- * shared through the state store). Loop thread only. */
-struct auth_limits;
-/* Aborts when OpenSSL has no SipHash or no random key (cannot happen on OpenSSL 3). */
-struct auth_limits *auth_limits_new(void);
-void auth_limits_free(struct auth_limits *al);
-/* Before a login is checked: 1 when the address, or this account from this address,
- * is blocked now. */
-int auth_limits_blocked(struct auth_limits *al, const struct kconf *c, const char *ip,
-                        const char *user, double now);
-/* Record the outcome. Returns the delay in seconds to wait before answering a
- * failure (0 for success). */
-double auth_limits_record(struct auth_limits *al, const struct kconf *c, const char *ip,
-                          const char *user, int ok, double now);
-/* Call cb for every block in force (least recently used first): addr is the address
- * ("192.0.2.7", "2001:db8:1:2::/64"), account the account (lower case, as the client
- * sent it: escape before printing) or NULL for a block of the whole address. The
- * strings are borrowed for the call. */
-void auth_limits_each_block(struct auth_limits *al, double now,
-                            void (*cb)(void *arg, const char *addr, const char *account,
-                                       int failures, double seconds_left),
-                            void *arg);
-/* Forget everything counted about what: a client address (an IPv6 address or its
- * "/64" stands for its /64) with all its pairs, or else an account in every pair.
- * Returns how many blocks were lifted. */
-int auth_limits_clear(struct auth_limits *al, const char *what, double now);
-/* Entries held now (addresses and pairs, blocked or counting); for tests. */
-size_t auth_limits_size(const struct auth_limits *al);
 
 #endif

@@ -184,7 +184,8 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
     /* as the queue decides (dsn_allowed): a trusted sender, never the null sender */
-    j->gets_bounce = j->may_relay && ctx->sender && ctx->sender->local;
+    j->gets_bounce = policy_dsn_allowed(!ctx->sender || !ctx->sender->local,
+                                        policy_dsn_trusted(ctx->auth_user, ctx->trusted), NULL);
     j->done = done;
     j->arg = arg;
     j->job = work_submit(rcpt_run, rcpt_done, j);

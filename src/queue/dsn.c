@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "policy/policy.h"
 #include "queue/queue.h"
 #include "smtp/smtp.h"
 
@@ -897,13 +898,7 @@ int dsn_wanted(const struct spool_rcpt *r, enum dsn_kind kind)
 
 int dsn_allowed(const struct spool_env *env, const char **why)
 {
-    const char *w = NULL;
-    if (!env->sender || !*env->sender)
-        w = "null sender";
-    else if (!env->dsn_trusted)
-        w = "untrusted sender";
-    if (why) *why = w;
-    return w == NULL;
+    return policy_dsn_allowed(!env->sender || !*env->sender, env->dsn_trusted, why);
 }
 
 size_t dsn_pending(const struct spool_env *env, enum dsn_kind kind, size_t *idx)

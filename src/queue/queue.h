@@ -234,7 +234,7 @@ int dsn_wanted(const struct spool_rcpt *r, enum dsn_kind kind);
  * (never answer a bounce) or "untrusted sender" (env->dsn_trusted is 0: the sender
  * address may be forged, a DSN could be backscatter). why may be NULL. The caller
  * logs the refusal, e.g. "ID: sender non-delivery notification suppressed
- * (untrusted sender)" with dsn_kind_notice(). */
+ * (untrusted sender)" with dsn_kind_notice(). The rule is policy_dsn_allowed()'s. */
 int dsn_allowed(const struct spool_env *env, const char **why);
 /* "non-delivery", "delay", "delivery status": Postfix's names in log lines
  * "ID: sender non-delivery notification: NEWID". */

@@ -9,7 +9,7 @@
 
 /* --- AUTH (RFC 4954) ------------------------------------------------------------- */
 
-static void auth_checked(void *arg, int result);
+static void auth_checked(void *arg, enum auth_result result);
 
 void session_auth_reset(struct smtp_session *s)
 {
@@ -29,7 +29,7 @@ static void auth_check(struct smtp_session *s, const char *user, const char *pas
         s->srv->ops->auth(s->srv->ops->ctx, &s->peer, s->auth_mech, user, pass, auth_checked, s);
 }
 
-static void auth_checked(void *arg, int result)
+static void auth_checked(void *arg, enum auth_result result)
 {
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
@@ -37,14 +37,14 @@ static void auth_checked(void *arg, int result)
     char user[400];
     log_escape(user, sizeof user, s->auth_user_try, strlen(s->auth_user_try));
     switch (result) {
-    case 0:
+    case AUTH_OK:
         s->peer.auth_user = s->auth_user_try;
         s->auth_user_try = NULL;
         log_info(s->logname, "%s[%s]: sasl_method=%s, sasl_username=%s", s->peer.name, s->peer.addr,
                  s->auth_mech, user);
         session_reply(s, 235, "2.7.0", "Authentication successful");
         break;
-    case 1:
+    case AUTH_DENIED:
         /* fail2ban's postfix-sasl filter matches this line */
         log_warn(s->logname,
                  "%s[%s]: SASL %s authentication failed: authentication failure, "
@@ -52,13 +52,14 @@ static void auth_checked(void *arg, int result)
                  s->peer.name, s->peer.addr, s->auth_mech, user);
         session_fail(s, 535, "5.7.8", "Authentication credentials invalid");
         break;
-    case 2:
+    case AUTH_BLOCKED:
         log_warn(s->logname,
                  "%s[%s]: SASL %s authentication failed: too many failures, "
                  "sasl_username=%s",
                  s->peer.name, s->peer.addr, s->auth_mech, user);
         session_fail(s, 454, "4.7.0", "Too many failed logins from your address; try again later");
         break;
+    case AUTH_TEMPFAIL:
     default:
         session_fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");
         break;

@@ -189,10 +189,10 @@ struct smtp_ops {
                        const struct smtp_txn *txn, void (*done)(void *arg, int ok), void *arg);
     void (*msg_abort)(void *msg);
     /* Check a login (AUTH). done(arg, result) runs later, after any brute-force
-     * delay: 0 accepted, 1 wrong credentials, 2 refused for now (too many failures
-     * from this address or for this account), -1 temporary failure. */
+     * delay: AUTH_OK, AUTH_DENIED (wrong credentials), AUTH_BLOCKED (refused for now:
+     * too many failures from this address or for this account), AUTH_TEMPFAIL. */
     void *(*auth)(void *ctx, const struct smtp_peer *peer, const char *mech, const char *user,
-                  const char *pass, void (*done)(void *arg, int result), void *arg);
+                  const char *pass, void (*done)(void *arg, enum auth_result result), void *arg);
     void (*auth_cancel)(void *handle);
     /* The client's verified name (PTR confirmed by A/AAAA), asked before the greeting
      * when the config says reverse_dns on. done(arg, name) runs once, later: name is
@@ -247,6 +247,11 @@ struct smtp_tls *smtp_tls_new(const char *cert, const char *key, char *err, size
  * filled. */
 int smtp_tls_add_sni(struct smtp_tls *t, const char *cert, const char *key, char *err,
                      size_t errsize);
+/* The context of a listen { } block: tls_cert and tls_key, plus one certificate per
+ * file matching sni_certs (a glob; each file holds certificate and key). NULL for a
+ * listener without TLS, or on failure with err filled (the file and why). Read at
+ * start (before the privilege drop) and again on reload. */
+struct smtp_tls *smtp_tls_for_listener(const struct conf_listen *l, char *err, size_t errsize);
 /* A new SSL in server mode for one connection (caller frees with SSL_free; it keeps
  * the context alive by itself). NULL on failure (OpenSSL out of memory). */
 SSL *smtp_tls_ssl_new(struct smtp_tls *t);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -199,6 +200,27 @@ int smtp_tls_add_sni(struct smtp_tls *t, const char *cert, const char *key, char
     if (!ctx) return -1;
     certs_push(t, ctx);
     return 0;
+}
+
+struct smtp_tls *smtp_tls_for_listener(const struct conf_listen *l, char *err, size_t errsize)
+{
+    if (l->tls == LISTEN_TLS_NONE) return NULL;
+    struct smtp_tls *t = smtp_tls_new(l->tls_cert, l->tls_key, err, errsize);
+    if (!t) return NULL;
+    if (l->sni_certs) {
+        glob_t g;
+        if (glob(l->sni_certs, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc; i++) {
+                if (smtp_tls_add_sni(t, g.gl_pathv[i], g.gl_pathv[i], err, errsize) != 0) {
+                    globfree(&g);
+                    smtp_tls_free(t);
+                    return NULL;
+                }
+            }
+            globfree(&g);
+        }
+    }
+    return t;
 }
 
 SSL *smtp_tls_ssl_new(struct smtp_tls *t)

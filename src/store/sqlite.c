@@ -773,7 +773,7 @@ int store_mailbox_list(struct store *st, const char *domain,
     return rc;
 }
 
-int store_mailbox_auth(struct store *st, const char *address, const char *password)
+enum auth_result store_mailbox_auth(struct store *st, const char *address, const char *password)
 {
     char a[ADDR_SIZE];
     char *stored = NULL;
@@ -796,7 +796,7 @@ int store_mailbox_auth(struct store *st, const char *address, const char *passwo
         }
         stmt_close(st, s);
     }
-    if (rc < 0) return -1;
+    if (rc < 0) return AUTH_TEMPFAIL;
     /* Same work whether or not the mailbox exists (or is locked). */
     const char *setting = found ? stored : dummy_hash;
     struct crypt_data *cd = xcalloc(1, sizeof *cd);
@@ -808,7 +808,7 @@ int store_mailbox_auth(struct store *st, const char *address, const char *passwo
         explicit_bzero(stored, strlen(stored));
         free(stored);
     }
-    return found && match;
+    return found && match ? AUTH_OK : AUTH_DENIED;
 }
 
 /* --- aliases --------------------------------------------------------------- */

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "core/auth_result.h"
+
 struct store;
 
 /* Open the directory database at path; create the file and schema when create is
@@ -57,9 +59,11 @@ int store_mailbox_get(struct store *st, const char *address, struct store_mailbo
 int store_mailbox_lookup(struct store *st, const char *address, struct store_mailbox *out);
 int store_mailbox_list(struct store *st, const char *domain /* NULL = all */,
                        void (*cb)(void *arg, const struct store_mailbox *m), void *arg);
-/* 1 password matches, 0 does not (or no such mailbox), -1 error. Constant effort
- * whether or not the mailbox exists (a dummy hash is checked). */
-int store_mailbox_auth(struct store *st, const char *address, const char *password);
+/* The directory as a credential backend (auth/auth.c asks it on a worker): AUTH_OK
+ * password matches, AUTH_DENIED does not (or no such or disabled mailbox),
+ * AUTH_TEMPFAIL database error. Constant effort whether or not the mailbox exists (a
+ * dummy hash is checked). */
+enum auth_result store_mailbox_auth(struct store *st, const char *address, const char *password);
 
 /* Aliases: source address -> target address (local mailbox, another alias, or an
  * external address once outbound delivery exists). Several rows per source. */
@@ -133,55 +137,5 @@ int store_relay_get(struct store *st, const char *sender, struct store_relay *ou
 /* Every route ordered by match; cb runs inside the call. 0 done, -1 database error. */
 int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
                      void *arg);
-
-/* --- Dovecot authentication (store/dovecot.c, docs/submission.md) -------------
- * Optional AUTH backend (kurier.conf auth { backend dovecot; }): passwords are
- * checked by Dovecot's auth service over its auth-client unix socket, the SASL
- * protocol Postfix speaks to Dovecot (version 1). Calls block (one round trip,
- * Dovecot's own failure delay included): the daemon makes them on worker threads.
- * One handle may be used from several threads at once: each call takes an idle
- * connection from a small pool or opens a new one; a connection that failed is
- * closed, and the next call connects again. */
-struct dovecot_auth;
-
-/* A handle for the socket at socket_path (copied). Connects lazily, on the first
- * check, so Dovecot may start later. Never NULL. */
-struct dovecot_auth *dovecot_auth_new(const char *socket_path);
-/* Check user and pass with mechanism PLAIN, service "smtp", client_ip (may be NULL
- * or "" when unknown) as the remote address Dovecot sees. 1 accepted, 0 rejected
- * (bad credentials, unknown or disabled user), -1 temporary failure with err filled
- * (socket missing or closed, timeout after 20s, protocol error, or Dovecot's own
- * temporary failure such as its passdb being down). */
-int dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pass,
-                       const char *client_ip, char *err, size_t errsize);
-/* Close every connection and free the handle. NULL does nothing. No check may run. */
-void dovecot_auth_free(struct dovecot_auth *d);
-
-/* The protocol's pure parts, exposed for tests/unit/test_dovecot.c. */
-struct dovecot_handshake {
-    int version; /* server's VERSION line seen with major 1 */
-    int plain;   /* server offers MECH PLAIN */
-};
-/* Feed one server line of the handshake (len bytes, without the LF) into h. 0 more
- * lines expected, 1 DONE and usable, -1 unusable with err filled (other major
- * version, PLAIN not offered, DONE before VERSION). Unknown lines are skipped. */
-int dovecot_handshake_line(struct dovecot_handshake *h, const char *line, size_t len, char *err,
-                           size_t errsize);
-/* A new AUTH request line for request id, LF-terminated: PLAIN with user and pass
- * as the initial response (base64), service=smtp, nologin, secured, no-penalty,
- * rip=client_ip when it is an IP address. Holds the password: the caller wipes and frees it. */
-char *dovecot_request_new(unsigned id, const char *user, const char *pass, const char *client_ip);
-enum dovecot_reply {
-    DOVECOT_R_BAD = -1,  /* malformed OK/FAIL/CONT line */
-    DOVECOT_R_OTHER = 0, /* another request's answer or an unknown line: skip it */
-    DOVECOT_R_OK,
-    DOVECOT_R_FAIL,     /* credentials refused */
-    DOVECOT_R_TEMPFAIL, /* FAIL with "temp" or code=temp_fail */
-    DOVECOT_R_CONT      /* a challenge: never expected for PLAIN with a response */
-};
-/* Judge one server line (len bytes, without the LF) as the answer to request id.
- * reason (may be NULL) gets the reply's reason= text, or "". */
-enum dovecot_reply dovecot_reply_parse(const char *line, size_t len, unsigned id, char *reason,
-                                       size_t reasonsize);
 
 #endif

@@ -1,10 +1,10 @@
-/* test_authlimit.c: the AUTH brute-force limiter (policy/authlimit.c): blocks per
+/* test_authlimit.c: the AUTH brute-force limiter (auth/limits.c): blocks per
  * (address, account) and per address, never per account alone; IPv6 per /64; the
  * table's bound; listing and clearing blocks. No network. */
 #include "core/compat.h"
 
 #include "core/core.h"
-#include "policy/policy.h"
+#include "auth/auth.h"
 
 #include "check.h"
 

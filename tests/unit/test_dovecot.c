@@ -1,4 +1,4 @@
-/* test_dovecot.c: Dovecot auth-client protocol (store/dovecot.c): table tests of the
+/* test_dovecot.c: Dovecot auth-client protocol (auth/dovecot.c): table tests of the
  * handshake and reply parsers and the request line, then dovecot_auth_check against
  * a scripted fake server on a unix socket (reconnects, temporary failures). */
 #include "core/compat.h"
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
-#include "store/store.h"
+#include "auth/auth.h"
 
 #include "check.h"
 

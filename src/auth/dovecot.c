@@ -1,7 +1,7 @@
 /* dovecot.c: the client side of Dovecot's authentication protocol (auth-client
  * socket, version 1; what Postfix's smtpd_sasl_type = dovecot speaks). Owns the
- * connections to the socket; the daemon's brute-force limits and replies stay in
- * kurierd.c and smtp/server.c. */
+ * connections to the socket; the brute-force limits are auth.c's, the replies
+ * smtp/server_auth.c's. */
 #include "core/compat.h"
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
-#include "store/store.h"
+#include "auth/auth.h"
 
 #define DV_TIMEOUT 20  /* seconds for connect, each write and each read */
 #define DV_LINE 16384  /* longest server line (handshake lines are short) */
@@ -331,11 +331,11 @@ static struct dv_conn *conn_open(const char *path, char *err, size_t errsize)
     }
 }
 
-/* One request on c. 1, 0, -1 as dovecot_auth_check. After -1, *broken is 0 when
+/* One request on c, answered as dovecot_auth_check. After AUTH_TEMPFAIL, *broken is 0 when
  * Dovecot answered a temporary failure (c stays usable), 1 after a protocol error,
  * 2 when the connection failed (worth one retry on a fresh one). */
-static int conn_check(struct dv_conn *c, const char *user, const char *pass, const char *ip,
-                      int *broken, char *err, size_t errsize)
+static enum auth_result conn_check(struct dv_conn *c, const char *user, const char *pass,
+                                   const char *ip, int *broken, char *err, size_t errsize)
 {
     *broken = 1;
     unsigned id = c->next_id++;
@@ -346,33 +346,33 @@ static int conn_check(struct dv_conn *c, const char *user, const char *pass, con
     free(req);
     if (r != 0) {
         *broken = 2;
-        return -1;
+        return AUTH_TEMPFAIL;
     }
     for (;;) {
         const char *line;
         size_t len;
         if (conn_line(c, &line, &len, err, errsize) != 0) {
             *broken = 2;
-            return -1;
+            return AUTH_TEMPFAIL;
         }
         char reason[256];
         switch (dovecot_reply_parse(line, len, id, reason, sizeof reason)) {
         case DOVECOT_R_OK:
-            return 1;
+            return AUTH_OK;
         case DOVECOT_R_FAIL:
-            return 0;
+            return AUTH_DENIED;
         case DOVECOT_R_TEMPFAIL:
             err_set(err, errsize, "temporary failure: %s", reason[0] ? reason : "(no reason)");
             *broken = 0;
-            return -1;
+            return AUTH_TEMPFAIL;
         case DOVECOT_R_CONT:
             err_set(err, errsize, "unexpected challenge to PLAIN with a response");
-            return -1;
+            return AUTH_TEMPFAIL;
         case DOVECOT_R_BAD: {
             char esc[200];
             log_escape(esc, sizeof esc, line, len > 80 ? 80 : len);
             err_set(err, errsize, "bad reply \"%s\"", esc);
-            return -1;
+            return AUTH_TEMPFAIL;
         }
         case DOVECOT_R_OTHER:
             break;
@@ -419,8 +419,8 @@ static struct dv_conn *take_idle(struct dovecot_auth *d)
     return c;
 }
 
-int dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pass,
-                       const char *client_ip, char *err, size_t errsize)
+enum auth_result dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pass,
+                                    const char *client_ip, char *err, size_t errsize)
 {
     char why[256] = "";
     /* A pooled connection may have died with a Dovecot restart: then try once more
@@ -434,8 +434,8 @@ int dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pas
         }
         c->next = NULL;
         int broken;
-        int r = conn_check(c, user, pass, client_ip, &broken, why, sizeof why);
-        if (r < 0 && broken) {
+        enum auth_result r = conn_check(c, user, pass, client_ip, &broken, why, sizeof why);
+        if (r == AUTH_TEMPFAIL && broken) {
             int retry = broken == 2 && pooled && !c->timed_out;
             conn_close(c);
             if (retry) continue;
@@ -451,11 +451,11 @@ int dovecot_auth_check(struct dovecot_auth *d, const char *user, const char *pas
         }
         pthread_mutex_unlock(&d->lock);
         conn_close(c);
-        if (r >= 0) return r;
+        if (r != AUTH_TEMPFAIL) return r;
         break;
     }
     err_set(err, errsize, "dovecot auth socket %s: %s", d->path, why);
-    return -1;
+    return AUTH_TEMPFAIL;
 }
 
 void dovecot_auth_free(struct dovecot_auth *d)

@@ -1,4 +1,4 @@
-/* authlimit.c: brute-force protection for AUTH. Failed logins are counted per client
+/* limits.c: brute-force protection for AUTH. Failed logins are counted per client
  * address and per (address, account) pair, never per account alone (anyone could lock
  * a user out); answers to failures slow down, and past the limits the pair or the
  * address is refused for a while. In memory, loop thread only. */
@@ -11,7 +11,7 @@
 #include <openssl/rand.h>
 #include <stdint.h>
 
-#include "policy/policy.h"
+#include "auth/auth.h"
 
 /* One address ("192.0.2.7", IPv6 as its /64) or one (address, account) pair. */
 struct al_entry {

@@ -1,0 +1,279 @@
+/* smtp_ops.c: struct smtp_ops for the daemon's sessions (glue.h): judge runs the policy
+ * pipeline, msg_open/write/commit/abort go to the spool (a committed message is handed
+ * to the scheduler), auth asks auth/, lookup_name dns/. Decisions are the modules';
+ * this file only translates between their structs. */
+#include "core/compat.h"
+
+#include <event2/event.h>
+
+#include "auth/auth.h"
+#include "dns/dns.h"
+#include "glue/glue.h"
+#include "policy/policy.h"
+#include "queue/queue.h"
+#include "smtp/smtp.h"
+
+/* The KURIER_TEST_DELAY hook (glue.h): milliseconds, 0 = none. */
+static struct {
+    int judge, commit;
+} test_delay;
+
+void glue_test_delay_init(void)
+{
+    const char *p = getenv("KURIER_TEST_DELAY");
+    while (p && *p) {
+        int *slot = strncmp(p, "judge=", 6) == 0    ? &test_delay.judge
+                    : strncmp(p, "commit=", 7) == 0 ? &test_delay.commit
+                                                    : NULL;
+        const char *eq = strchr(p, '=');
+        if (slot && eq) *slot = atoi(eq + 1);
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (test_delay.judge || test_delay.commit)
+        log_warn("kurierd", "KURIER_TEST_DELAY: verdicts wait %d ms, commits %d ms (tests only)",
+                 test_delay.judge, test_delay.commit);
+}
+
+static struct event *test_hold(struct event_base *base, int ms,
+                               void (*cb)(evutil_socket_t, short, void *), void *arg)
+{
+    struct event *e = evtimer_new(base, cb, arg);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(e, &tv);
+    return e;
+}
+
+/* --- smtp_ops: the session's view of policy and spool ----------------------- */
+
+struct judge {
+    struct glue *g;
+    struct policy_ctx ctx;
+    const struct addr **rcpts; /* EOM: ctx.rcpts */
+    struct policy_run *run;    /* NULL once the pipeline answered */
+    struct event *hold;        /* test hook: the verdict waits */
+    struct smtp_verdict v;
+    void (*done)(void *, const struct smtp_verdict *);
+    void *arg;
+};
+
+static void judge_answer(struct judge *j)
+{
+    void (*done)(void *, const struct smtp_verdict *) = j->done;
+    void *darg = j->arg;
+    struct smtp_verdict v = j->v;
+    if (j->hold) event_free(j->hold);
+    free(j->rcpts);
+    free(j);
+    done(darg, &v);
+}
+
+static void judge_held(evutil_socket_t fd, short what, void *arg)
+{
+    judge_answer(arg);
+}
+
+static void judge_done(void *arg, const struct policy_verdict *pv)
+{
+    struct judge *j = arg;
+    j->run = NULL;
+    if (pv->kind == POLICY_REJECT || pv->kind == POLICY_TEMPFAIL || pv->kind == POLICY_GREYLIST) {
+        j->v.code = pv->code;
+        str_copy(j->v.enh, pv->enh, sizeof j->v.enh);
+        str_copy(j->v.text, pv->text, sizeof j->v.text);
+        j->v.check = pv->check;
+    }
+    if (test_delay.judge > 0) {
+        j->hold = test_hold(j->g->base, test_delay.judge, judge_held, j);
+        return;
+    }
+    judge_answer(j);
+}
+
+static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                       enum smtp_stage stage, const struct addr *rcpt,
+                       void (*done)(void *, const struct smtp_verdict *), void *arg)
+{
+    struct glue *g = ctx;
+    struct judge *j = xcalloc(1, sizeof *j);
+    j->g = g;
+    j->ctx.conf = peer->conf;
+    j->ctx.listener = peer->listener;
+    j->ctx.store = g->store;
+    j->ctx.client_sa = peer->sa;
+    str_copy(j->ctx.client_addr, peer->addr, sizeof j->ctx.client_addr);
+    str_copy(j->ctx.client_name, peer->name, sizeof j->ctx.client_name);
+    j->ctx.helo = peer->helo;
+    j->ctx.auth_user = peer->auth_user;
+    j->ctx.trusted = peer->trusted;
+    j->ctx.sender = txn ? &txn->sender : NULL;
+    j->ctx.rcpt = rcpt;
+    j->ctx.nrcpts = txn ? txn->nrcpts : 0;
+    j->ctx.size_declared = txn ? txn->size : -1;
+    if (txn && stage == SMTP_STAGE_EOM) {
+        j->rcpts = xcalloc(txn->nrcpts ? txn->nrcpts : 1, sizeof *j->rcpts);
+        for (size_t i = 0; i < txn->nrcpts; i++)
+            j->rcpts[i] = &txn->rcpts[i].addr;
+        j->ctx.rcpts = j->rcpts;
+        j->ctx.msg_size = (unsigned long long)txn->msg_size + txn->added_size;
+    }
+    j->ctx.headers = txn ? txn->headers : NULL;
+    j->ctx.headers_len = txn ? txn->headers_len : 0;
+    j->ctx.headers_cut = txn ? txn->headers_cut : 0;
+    j->done = done;
+    j->arg = arg;
+    j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);
+    return j;
+}
+
+static void ops_judge_cancel(void *handle)
+{
+    struct judge *j = handle;
+    if (j->run) policy_run_cancel(j->run);
+    if (j->hold) event_free(j->hold);
+    free(j->rcpts);
+    free(j);
+}
+
+static void *ops_msg_open(void *ctx, char *id, size_t idsize)
+{
+    struct glue *g = ctx;
+    struct spool_msg *m = spool_msg_new(g->spool);
+    if (m) str_copy(id, spool_msg_id(m), idsize);
+    return m;
+}
+
+static int ops_msg_write(void *msg, const void *p, size_t len)
+{
+    return spool_msg_write(msg, p, len);
+}
+
+static void ops_msg_abort(void *msg)
+{
+    spool_msg_abort(msg);
+}
+
+struct commit {
+    struct glue *g;
+    struct spool_env *env;
+    char id[QUEUE_ID_LEN + 1];
+    int ok;
+    struct event *hold; /* test hook: the answer waits */
+    void (*done)(void *, int);
+    void *arg;
+};
+
+static void commit_answer(struct commit *c)
+{
+    c->done(c->arg, c->ok);
+    /* after an exit past the shutdown deadline the queue is gone: the next start finds
+     * the message in the spool */
+    if (c->ok && c->g->queue) queue_add(c->g->queue, c->id);
+    if (c->hold) event_free(c->hold);
+    free(c);
+}
+
+static void commit_held(evutil_socket_t fd, short what, void *arg)
+{
+    commit_answer(arg);
+}
+
+static void commit_done(void *arg, int ok)
+{
+    struct commit *c = arg;
+    str_copy(c->id, c->env->id, sizeof c->id);
+    spool_env_free(c->env);
+    c->env = NULL;
+    c->ok = ok;
+    if (test_delay.commit > 0) {
+        c->hold = test_hold(c->g->base, test_delay.commit, commit_held, c);
+        return;
+    }
+    commit_answer(c);
+}
+
+static char *opt_dup(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
+                           const struct smtp_txn *txn, void (*done)(void *, int), void *arg)
+{
+    struct glue *g = ctx;
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    e->sender = addr_format(&txn->sender);
+    e->arrival = time(NULL);
+    e->client_name = xstrdup(peer->name);
+    e->client_addr = xstrdup(peer->addr);
+    e->helo = opt_dup(peer->helo);
+    e->proto = xstrdup(!peer->esmtp      ? "SMTP"
+                       : peer->auth_user ? (peer->tls ? "ESMTPSA" : "ESMTPA")
+                       : peer->tls       ? "ESMTPS"
+                                         : "ESMTP");
+    e->auth_user = opt_dup(peer->auth_user);
+    e->envid = opt_dup(txn->envid);
+    e->ret = txn->ret;
+    e->body = txn->body;
+    e->smtputf8 = txn->smtputf8;
+    e->dsn_trusted = policy_dsn_trusted(peer->auth_user, peer->trusted);
+    e->rcpts = xcalloc(txn->nrcpts, sizeof *e->rcpts);
+    e->nrcpts = txn->nrcpts;
+    for (size_t i = 0; i < txn->nrcpts; i++) {
+        struct spool_rcpt *r = &e->rcpts[i];
+        r->addr = addr_format(&txn->rcpts[i].addr);
+        r->orig = xstrdup(r->addr);
+        r->orcpt = opt_dup(txn->rcpts[i].orcpt);
+        r->notify = txn->rcpts[i].notify;
+        r->state = RCPT_ST_QUEUED;
+    }
+    struct commit *c = xcalloc(1, sizeof *c);
+    c->g = g;
+    c->env = e;
+    c->done = done;
+    c->arg = arg;
+    spool_msg_commit(msg, e, commit_done, c);
+}
+
+/* --- AUTH and the client's name: the modules do it all ------------------------- */
+
+static void *ops_auth(void *ctx, const struct smtp_peer *peer, const char *mech, const char *user,
+                      const char *pass, void (*done)(void *, enum auth_result), void *arg)
+{
+    struct glue *g = ctx;
+    return auth_check_start(g->auth, peer->conf, peer->addr, user, pass, done, arg);
+}
+
+static void ops_auth_cancel(void *handle)
+{
+    auth_check_cancel(handle);
+}
+
+static void *ops_lookup_name(void *ctx, const struct sockaddr *sa,
+                             void (*done)(void *, const char *), void *arg)
+{
+    struct glue *g = ctx;
+    return dns_client_name(g->dns, sa, done, arg);
+}
+
+static void ops_lookup_cancel(void *handle)
+{
+    dns_client_name_cancel(handle);
+}
+
+void glue_smtp_ops(struct glue *g, struct smtp_ops *ops)
+{
+    *ops = (struct smtp_ops){
+        .ctx = g,
+        .judge = ops_judge,
+        .judge_cancel = ops_judge_cancel,
+        .msg_open = ops_msg_open,
+        .msg_write = ops_msg_write,
+        .msg_commit = ops_msg_commit,
+        .msg_abort = ops_msg_abort,
+        .auth = ops_auth,
+        .auth_cancel = ops_auth_cancel,
+        .lookup_name = ops_lookup_name,
+        .lookup_cancel = ops_lookup_cancel,
+    };
+}
