@@ -10,8 +10,10 @@
 #include "core/util.h"
 #include "core/work.h"
 #include "core/addr.h"
+#include "core/esmtp.h"
 #include "core/conf.h"
 #include "core/header.h"
 #include "core/maildir.h"
+#include "core/mime.h"
 
 #endif

@@ -65,7 +65,10 @@ struct spool_env {
                         written before this field existed */
 };
 
+/* --- the envelope (envelope.c: pure, no files) ------------------------------ */
 void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
+/* A deep copy of e (every field and recipient); caller frees with spool_env_free. */
+struct spool_env *envelope_dup(const struct spool_env *e);
 /* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */
 char *spool_env_format(const struct spool_env *e);
 int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line);
@@ -88,6 +91,8 @@ void spool_free(struct spool *s);
 const char *spool_dir(const struct spool *s);
 /* A new unique queue ID, sortable by arrival (microseconds + counter). */
 void spool_new_id(char id[QUEUE_ID_LEN + 1]);
+/* 1 when id has the form spool_new_id() gives (QUEUE_ID_LEN letters of its alphabet). */
+int spool_id_valid(const char *id);
 
 /* --- receiving a message (event-loop thread) ------------------------------ */
 struct spool_msg;
