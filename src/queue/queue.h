@@ -180,6 +180,27 @@ int maildrop_remove(const char *spool_dir, const char *name);
  * (caller frees), its length in *outlen. */
 char *maildrop_crlf(const char *p, size_t len, size_t *outlen);
 
+/* --- maildrop pickup (pickup.c: daemon only, event-loop thread) ------------- */
+struct event_base;
+struct kconf;
+struct pickup;
+/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5)
+ * and on pickup_now(). A worker lists and reads the files (at most 100 a scan, each
+ * within conf->message_size; a bad one is moved aside as .bad-NAME); on the loop each
+ * becomes a new message (our Received: header naming the file's owner, proto "local",
+ * dsn_trusted 1) committed through the spool, its file removed once durable, then
+ * queued(arg, id) runs on the loop thread. conf and s are borrowed. NULL when the
+ * timer cannot be created. */
+struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, struct spool *s,
+                          void (*queued)(void *arg, const char *id), void *arg);
+/* Use a new configuration from the next scan on (the timer interval at once). */
+void pickup_set_conf(struct pickup *p, const struct kconf *conf);
+/* Scan now, unless a scan or its commits are still in progress. */
+void pickup_now(struct pickup *p);
+/* Stop: cancels a running scan. Commits already handed to the spool finish and
+ * remove their files, but queued is not called any more. NULL-safe. */
+void pickup_free(struct pickup *p);
+
 /* --- the scheduler (daemon only, event-loop thread) ----------------------- */
 struct event_base;
 struct kconf;
