@@ -241,16 +241,13 @@ static struct spool_env *job_load(struct qjob *j)
 
 /* --- delivery (worker side) ------------------------------------------------ */
 
+/* One target's result: the transport's, or the scheduler's own (no route...). */
 struct outcome {
-    const char *comp; /* "local", "smtp" or "qmgr" */
-    char *to;         /* target address */
-    const char *relay;
-    enum deliver_status st;
-    char dsn[8];
-    char text[512];
-    double c, d;         /* route time, transport time */
-    int remote;          /* waits for remote delivery (loop thread, remote.c) */
-    char relay_buf[300]; /* relay points here for remote results */
+    const char *comp;          /* "local", "smtp" or "qmgr" */
+    char *to;                  /* target address */
+    struct deliver_result res; /* relay: "local", "none" or the next hop */
+    double c, d;               /* route time, transport time */
+    int remote;                /* waits for remote delivery (loop thread, remote.c) */
 };
 
 /* The outcomes of one recipient's attempt (one per target after alias expansion). */
@@ -298,9 +295,14 @@ static void lines_free(struct loglines *l)
 static void outcome_set(struct outcome *o, enum deliver_status st, const char *dsn,
                         const char *text)
 {
-    o->st = st;
-    str_copy(o->dsn, dsn, sizeof o->dsn);
-    str_copy(o->text, text, sizeof o->text);
+    o->res.status = st;
+    str_copy(o->res.dsn, dsn, sizeof o->res.dsn);
+    str_copy(o->res.text, text, sizeof o->res.text);
+}
+
+static void outcome_relay(struct outcome *o, const char *relay)
+{
+    str_copy(o->res.relay, relay, sizeof o->res.relay);
 }
 
 /* Seconds as Postfix prints delays: "0" when below 10 ms, else 2 decimals. */
@@ -346,7 +348,7 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct outcome *o = xcalloc(n, sizeof *o);
     for (size_t i = 0; i < n; i++) {
         o[i].comp = "local";
-        o[i].relay = "local";
+        outcome_relay(&o[i], "local");
         o[i].c = troute;
     }
     switch (kind) {
@@ -361,7 +363,7 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     case ROUTE_ERROR:
         o[0].to = xstrdup(r->addr);
         o[0].comp = "qmgr";
-        o[0].relay = "none";
+        outcome_relay(&o[0], "none");
         outcome_set(&o[0], DELIVER_TEMP, "4.3.0", "directory lookup failed");
         break;
     case ROUTE_LOCAL:
@@ -374,13 +376,13 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 /* delivered on the loop thread after this worker part (remote_start) */
                 o[i].remote = 1;
                 o[i].comp = "smtp";
-                o[i].relay = "none";
+                outcome_relay(&o[i], "none");
                 continue;
             }
             if (tk != ROUTE_LOCAL) {
                 /* no remote transport wired in: keep the recipient queued */
                 o[i].comp = "qmgr";
-                o[i].relay = "none";
+                outcome_relay(&o[i], "none");
                 outcome_set(&o[i], DELIVER_TEMP, "4.4.0", "remote delivery is not available yet");
                 continue;
             }
@@ -399,16 +401,16 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 .uid = 0,
                 .gid = 0,
             };
-            struct deliver_result res;
-            memset(&res, 0, sizeof res);
+            struct deliver_result *res = &o[i].res;
             double t1 = time_mono();
-            deliver_maildir(&req, &res);
+            deliver_maildir(&req, res);
             o[i].d = time_mono() - t1;
-            outcome_set(&o[i], res.status, res.dsn[0] ? res.dsn : "4.3.0",
-                        res.text[0] ? res.text : "delivery failed");
-            if (res.status == DELIVER_OK && !res.text[0])
-                str_copy(o[i].text, "delivered to maildir", sizeof o[i].text);
-            if (res.status == DELIVER_OK && !res.dsn[0]) str_copy(o[i].dsn, "2.0.0", 8);
+            int ok = res->status == DELIVER_OK;
+            if (!res->dsn[0]) str_copy(res->dsn, ok ? "2.0.0" : "4.3.0", sizeof res->dsn);
+            if (!res->text[0])
+                str_copy(res->text, ok ? "delivered to maildir" : "delivery failed",
+                         sizeof res->text);
+            outcome_relay(&o[i], "local");
         }
         break;
     }
@@ -495,8 +497,9 @@ static void deliver_record(struct qjob *j)
         enum deliver_status agg = DELIVER_OK;
         const struct outcome *worst = &o[0];
         for (size_t k = 0; k < n; k++) {
-            if (o[k].st == DELIVER_TEMP || (o[k].st == DELIVER_PERM && agg == DELIVER_OK)) {
-                agg = o[k].st;
+            if (o[k].res.status == DELIVER_TEMP ||
+                (o[k].res.status == DELIVER_PERM && agg == DELIVER_OK)) {
+                agg = o[k].res.status;
                 worst = &o[k];
             }
         }
@@ -507,18 +510,19 @@ static void deliver_record(struct qjob *j)
             lifetime_text(life, sizeof life, c->lifetime);
             int tn =
                 snprintf(text, sizeof text, "message expired after %s in the queue; last error: %s",
-                         life, worst->text);
+                         life, worst->res.text);
             if (tn < 0) str_copy(text, "message expired in the queue", sizeof text);
             for (size_t k = 0; k < n; k++)
-                if (o[k].st == DELIVER_TEMP) outcome_set(&o[k], DELIVER_PERM, "5.4.7", text);
+                if (o[k].res.status == DELIVER_TEMP)
+                    outcome_set(&o[k], DELIVER_PERM, "5.4.7", text);
             agg = DELIVER_PERM;
         }
         changed = 1;
-        str_copy(r->dsn, worst->dsn, sizeof r->dsn);
+        str_copy(r->dsn, worst->res.dsn, sizeof r->dsn);
         free(r->diag);
-        r->diag = xstrdup(worst->text);
+        r->diag = xstrdup(worst->res.text);
         free(r->relay); /* for DSNs: Remote-MTA, Last-Attempt-Date */
-        r->relay = strcmp(worst->relay, "none") != 0 ? xstrdup(worst->relay) : NULL;
+        r->relay = strcmp(worst->res.relay, "none") != 0 ? xstrdup(worst->res.relay) : NULL;
         r->last_try = tnow;
         if (agg == DELIVER_OK) {
             r->state = RCPT_ST_SENT;
@@ -534,7 +538,7 @@ static void deliver_record(struct qjob *j)
             char to[600], origx[600], text[1100], total[32], a[32], b[32], cc[32], d[32];
             log_escape(to, sizeof to, o[k].to, strlen(o[k].to));
             log_escape(origx, sizeof origx, orig, strlen(orig));
-            log_escape(text, sizeof text, o[k].text, strlen(o[k].text));
+            log_escape(text, sizeof text, o[k].res.text, strlen(o[k].res.text));
             for (char *p = text; *p; p++) /* pflogsumm reads the reason up to ')' */
                 if (*p == '(' || *p == ')') *p = *p == '(' ? '[' : ']';
             double t_end = time_wall();
@@ -544,12 +548,12 @@ static void deliver_record(struct qjob *j)
             fmt_delay(cc, sizeof cc, o[k].c);
             fmt_delay(d, sizeof d, o[k].d);
             static const char *stname[] = {"sent", "deferred", "bounced"};
-            char *line =
-                xasprintf("%s\t%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
-                          "status=%s (%s)",
-                          o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
-                          str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
-                          o[k].relay, total, a, b, cc, d, o[k].dsn, stname[o[k].st], text);
+            char *line = xasprintf(
+                "%s\t%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
+                "status=%s (%s)",
+                o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
+                str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
+                o[k].res.relay, total, a, b, cc, d, o[k].res.dsn, stname[o[k].res.status], text);
             lines_add(&lines, line);
         }
     }
@@ -703,10 +707,10 @@ static void group_done(void *arg)
         struct outcome *o = g->outs[k];
         const struct deliver_result *res = &g->res[k];
         static const char *const defdsn[] = {"2.0.0", "4.0.0", "5.0.0"};
-        outcome_set(o, res->status, res->dsn[0] ? res->dsn : defdsn[res->status],
-                    res->text[0] ? res->text : "delivery failed");
-        str_copy(o->relay_buf, res->relay[0] ? res->relay : "none", sizeof o->relay_buf);
-        o->relay = o->relay_buf;
+        o->res = *res;
+        if (!o->res.dsn[0]) str_copy(o->res.dsn, defdsn[res->status], sizeof o->res.dsn);
+        if (!o->res.text[0]) str_copy(o->res.text, "delivery failed", sizeof o->res.text);
+        if (!o->res.relay[0]) outcome_relay(o, "none");
         o->d = d;
         o->remote = 0;
     }
