@@ -122,6 +122,11 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
 /* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
 int spool_update(struct spool *s, const struct spool_env *env);
+/* Hold (held 1) or release (held 0) the message of the loaded envelope env, for the
+ * scheduler and the CLI alike: sets env->held and, on release, makes every recipient
+ * due now (next_try 0), then rewrites the envelope (spool_update; blocking). 0 done,
+ * 1 env is already held / not held (nothing written), -1 the rewrite failed (errno). */
+int spool_set_held(struct spool *s, struct spool_env *env, int held);
 /* Remove a message (envelope first, then content). 0 done, -1 no such message. The
  * folder is not fsync'd: after a crash the message may come back and be tried again. */
 int spool_remove(struct spool *s, const char *id);

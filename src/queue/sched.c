@@ -920,14 +920,11 @@ static void hold_run(void *arg)
     struct qjob *j = arg;
     struct spool_env *env = job_load(j);
     if (!env) return;
-    if (env->held != j->hold) {
-        env->held = j->hold;
-        if (spool_update(j->q->spool, env) != 0) {
-            log_err("qmgr", "%s: cannot update envelope", j->id);
-            j->failed = 1;
-            spool_env_free(env);
-            return;
-        }
+    if (spool_set_held(j->q->spool, env, j->hold) < 0) {
+        log_err("qmgr", "%s: cannot update envelope", j->id);
+        j->failed = 1;
+        spool_env_free(env);
+        return;
     }
     log_info("qmgr", "%s: %s by admin", j->id, j->hold ? "held" : "released");
     j->held = env->held;

@@ -590,6 +590,17 @@ out:
     return r;
 }
 
+int spool_set_held(struct spool *s, struct spool_env *env, int held)
+{
+    held = held != 0;
+    if (env->held == held) return 1;
+    env->held = held;
+    if (!held) /* released: try it now, not when the last deferral said */
+        for (size_t i = 0; i < env->nrcpts; i++)
+            env->rcpts[i].next_try = 0;
+    return spool_update(s, env);
+}
+
 int spool_remove(struct spool *s, const char *id)
 {
     if (!spool_id_valid(id)) return -1;
