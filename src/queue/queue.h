@@ -1,5 +1,6 @@
-/* queue.h: the spool on disk (the only writer of spool/), and the scheduler that
- * walks it. Callers get queue IDs, never paths.
+/* queue.h: the spool on disk (spool.c, the only writer of spool/), the envelope
+ * (envelope.c), the maildrop (maildrop.c) and its pickup (pickup.c), the scheduler
+ * that walks the spool (sched.c) and DSNs (dsn.c). Callers get queue IDs, never paths.
  *
  * Layout under spool_dir (a person can read every file):
  *   incoming/ID.msg, incoming/ID.env  being received; never delivered from
