@@ -174,30 +174,30 @@ static void pickup_scan_run(void *arg)
 static void pickup_commit_done(void *arg, int ok)
 {
     struct pickup_commit *pc = arg;
-    struct pickup *ctx = pc->p;
+    struct pickup *p = pc->p;
     struct pickup_item *it = pc->item;
-    ctx->pending--;
+    p->pending--;
     if (ok) {
         /* Blocking unlink on the loop thread: one small metadata operation. A crash
          * just before it means the message is queued twice, never lost. */
-        if (maildrop_remove(ctx->spool_dir, it->name) != 0)
+        if (maildrop_remove(p->spool_dir, it->name) != 0)
             log_err("pickup", "%s: cannot remove maildrop file %s", it->env->id, it->name);
         char sender[600];
         const char *snd = it->env->sender ? it->env->sender : "";
         log_escape(sender, sizeof sender, snd, strlen(snd));
         log_info("pickup", "%s: uid=%u from=<%s>", it->env->id, it->uid, sender);
-        if (!ctx->freed) ctx->queued(ctx->arg, it->env->id);
+        if (!p->freed) p->queued(p->arg, it->env->id);
     } else {
         log_err("pickup", "cannot queue maildrop file %s from uid %u; will retry", it->name,
                 it->uid);
     }
     pickup_item_free(it);
     free(pc);
-    if (!ctx->freed) {
-        if (!ctx->pending) ctx->busy = 0;
-    } else if (!ctx->pending) {
-        free(ctx->spool_dir);
-        free(ctx);
+    if (!p->freed) {
+        if (!p->pending) p->busy = 0;
+    } else if (!p->pending) {
+        free(p->spool_dir);
+        free(p);
     }
 }
 
