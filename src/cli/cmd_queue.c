@@ -395,15 +395,12 @@ static int direct(const struct kconf *conf, const char *verb, const char *id)
             else
                 fprintf(stderr, "kurier: %s\n", err);
             rc = 1;
-        } else if (!hold && !e->held) {
-            fprintf(stderr, "kurier: %s is not held\n", id);
-            rc = 1;
         } else {
-            e->held = hold;
-            if (!hold) /* released: try it as soon as the daemon runs */
-                for (size_t i = 0; i < e->nrcpts; i++)
-                    e->rcpts[i].next_try = 0;
-            if (spool_update(s, e) == 0) {
+            int r = spool_set_held(s, e, hold); /* a release is tried as soon as the daemon runs */
+            if (r == 1 && !hold) {
+                fprintf(stderr, "kurier: %s is not held\n", id);
+                rc = 1;
+            } else if (r >= 0) {
                 printf("%s %s\n", hold ? "held" : "released", id);
             } else {
                 fprintf(stderr, "kurier: cannot update %s: %s\n", id, strerror(errno));

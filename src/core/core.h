@@ -10,9 +10,11 @@
 #include "core/util.h"
 #include "core/work.h"
 #include "core/addr.h"
+#include "core/esmtp.h"
 #include "core/conf.h"
 #include "core/header.h"
 #include "core/maildir.h"
 #include "core/auth_result.h"
+#include "core/mime.h"
 
 #endif

@@ -8,8 +8,8 @@
 
 #include "core/core.h"
 #include "policy/policy.h"
+#include "queue/dsn.h"
 #include "queue/queue.h"
-#include "smtp/smtp.h"
 
 #define DSN_HEADERS_MAX (256 * 1024)    /* original header section returned at most */
 #define DSN_FULL_MAX (10 * 1024 * 1024) /* RET=FULL above this returns headers only */
@@ -17,290 +17,7 @@
 
 enum lang { LANG_EN = 0, LANG_DE };
 
-/* The classes of problem we explain in plain words (by enhanced code and text). */
-enum dsn_class {
-    CL_NONE = 0,   /* nothing specific to say */
-    CL_USER,       /* x.1.1 unknown user */
-    CL_FULL,       /* x.2.2 mailbox full */
-    CL_SIZE,       /* x.3.4 / x.2.3 message too big */
-    CL_BLOCKED,    /* our sending address is on a blocklist */
-    CL_AUTH,       /* SPF / DKIM / DMARC */
-    CL_POLICY,     /* other x.7.x */
-    CL_DOMAIN,     /* x.1.2, x.1.10 (null MX), x.4.4 */
-    CL_LOOP,       /* x.4.6 */
-    CL_EXPIRED,    /* x.4.7 */
-    CL_UTF8,       /* x.6.7 */
-    CL_PERM_OTHER, /* any other permanent failure */
-};
-
-/* --------------------------------------------------------------- texts */
-
-struct texts {
-    const char *subject[3];
-    const char *intro[3];                  /* "%s" = our hostname */
-    const char *retry_until;               /* "%s" = date */
-    const char *msg_line;                  /* "%s" date, "%s" queue ID */
-    const char *we_said;                   /* local result: "%s" hostname */
-    const char *delivered_local, *relayed; /* "%s" relay */
-    const char *no_content, *headers_only;
-    const char *cls[CL_PERM_OTHER + 1];
-    const char *blocked_delay; /* a blocklist refusal while we still retry */
-    const char *temp;          /* delays: "%s" = date */
-    const char *url;           /* blocked and the reply has a web address */
-};
-
-/* Class texts: "%H" becomes our hostname, "%L" the queue lifetime ("5 days"). */
-static const struct texts texts_en = {
-    .subject = {"Undelivered Mail Returned to Sender", "Delayed Mail (still being retried)",
-                "Successful Mail Delivery Report"},
-    .intro = {"This is the mail system at %s.\n\nYour message could not be delivered to the "
-              "recipients below. We will not try again. For each recipient you find what the "
-              "receiving mail server answered, what it means and what you can do.",
-              "This is the mail system at %s.\n\nYour message has not been delivered yet to the "
-              "recipients below. This is only a warning: you do not need to send the message "
-              "again. We keep trying, and you will hear from us again only if it finally cannot "
-              "be delivered.",
-              "This is the mail system at %s.\n\nYour message was delivered to the recipients "
-              "below, as you asked when sending it."},
-    .retry_until = "We keep trying until %s.",
-    .msg_line = "Your message: received %s, queue ID %s.",
-    .we_said = "the mail system at %s said:",
-    .delivered_local = "delivered to the recipient's mailbox.",
-    .relayed = "handed on to %s. That server sends no delivery reports, so this is the "
-               "last report you get about this recipient.",
-    .no_content = "(The original message could not be read any more.)",
-    .headers_only = "(Your message was too large to return whole: only its headers are "
-                    "attached.)",
-    .cls =
-        {
-            [CL_USER] = "What this means: the receiving server says this address does not "
-                        "exist. Please check the address for typing errors, both the part "
-                        "before the @ and the domain. If it is right, the person may have "
-                        "left or changed address: ask them for the current one another way.",
-            [CL_FULL] = "What this means: the recipient's mailbox is full. This is not a "
-                        "problem with your message; the recipient has to make room. You may "
-                        "let them know another way.",
-            [CL_SIZE] = "What this means: your message is larger than the receiving server "
-                        "accepts. Send large files another way (for example as a download "
-                        "link), or spread the attachments over several smaller messages.",
-            [CL_BLOCKED] = "What this means: the receiving server refused mail from the "
-                           "address of our server, because it found that address on a "
-                           "blocklist (or in its own reputation data). This is not your fault "
-                           "and has nothing to do with your message. The operators of %H are "
-                           "responsible for the address and will have it removed from the "
-                           "list. Please send your message again later, for example in an "
-                           "hour. If it is refused again, forward this notice to your "
-                           "provider's support (postmaster@%H).",
-            [CL_AUTH] = "What this means: the receiving server refused the message because "
-                        "the domain of your sender address did not authorise the sending "
-                        "server (SPF, DKIM or DMARC check). If you send with an address of "
-                        "your own domain, its DNS records (SPF) must list the servers you "
-                        "send through: ask whoever manages your domain. If the recipient "
-                        "forwards mail to another provider, the forwarding broke the check: "
-                        "ask the recipient to use the final address directly.",
-            [CL_POLICY] = "What this means: the receiving server refused the message because "
-                          "of its own rules (for example a spam filter, or a limit on who may "
-                          "write to this address). Its answer above usually names the rule. If "
-                          "your message is legitimate, contact the recipient another way or "
-                          "write to the postmaster of the recipient's domain.",
-            [CL_DOMAIN] = "What this means: the domain of this address (the part after the "
-                          "@) does not exist or accepts no mail at all. Please check how the "
-                          "domain is spelt.",
-            [CL_LOOP] = "What this means: the message went round in a loop between mail "
-                        "servers (for example two forwardings pointing at each other, or a "
-                        "domain whose mail servers point back to us). Only the administrator "
-                        "of the recipient's domain can fix this: please forward this notice "
-                        "to them, or to postmaster@%H.",
-            [CL_EXPIRED] = "What this means: we tried to deliver your message for %L, but the "
-                           "receiving side never took it; the last answer is quoted above. "
-                           "Please check the address. If it is right, the recipient's mail "
-                           "server has been out of order for a long time: contact the "
-                           "recipient another way, then send the message again.",
-            [CL_UTF8] = "What this means: the address or the message needs internationalised "
-                        "mail (SMTPUTF8), which the receiving server does not support. Use an "
-                        "address of the recipient in plain ASCII letters, if there is one.",
-            [CL_PERM_OTHER] = "What this means: the receiving server refused the message for "
-                              "good; its answer above gives the reason. If the reason is not "
-                              "clear to you, forward this notice to your provider's support "
-                              "(postmaster@%H).",
-        },
-    .blocked_delay = "What this means: the receiving server refuses mail from the address of our "
-                     "server for now, because it found that address on a blocklist. This is "
-                     "not your fault and has nothing to do with your message. The operators "
-                     "of %H are responsible for the address and will have it removed from "
-                     "the list; meanwhile we try other ways.",
-    .temp = "This is a temporary problem at the receiving side or on the way there. There "
-            "is nothing you need to do: we keep trying until %s and tell you if the message "
-            "cannot be delivered by then.",
-    .url = "The receiving server's answer contains a web address with more about the listing.",
-};
-
-static const struct texts texts_de = {
-    .subject = {"Unzustellbare Nachricht", "Verzögerte Zustellung (wird weiter versucht)",
-                "Zustellbericht"},
-    .intro = {"Dies ist das Mailsystem von %s.\n\nIhre Nachricht konnte an die unten genannten "
-              "Empfänger nicht zugestellt werden. Wir versuchen es nicht weiter. Zu jedem "
-              "Empfänger finden Sie, was der empfangende Mailserver geantwortet hat, was das "
-              "bedeutet und was Sie tun können.",
-              "Dies ist das Mailsystem von %s.\n\nIhre Nachricht ist an die unten genannten "
-              "Empfänger noch nicht zugestellt. Dies ist nur eine Warnung: Sie müssen die "
-              "Nachricht nicht erneut senden. Wir versuchen es weiter und melden uns nur dann "
-              "wieder, wenn sie endgültig nicht zugestellt werden kann.",
-              "Dies ist das Mailsystem von %s.\n\nIhre Nachricht wurde den unten genannten "
-              "Empfängern zugestellt, wie Sie es beim Senden angefordert haben."},
-    .retry_until = "Wir versuchen es weiter bis %s.",
-    .msg_line = "Ihre Nachricht: angenommen %s, Queue-ID %s.",
-    .we_said = "das Mailsystem von %s meldete:",
-    .delivered_local = "in das Postfach des Empfängers zugestellt.",
-    .relayed = "an %s übergeben. Dieser Server sendet keine Zustellberichte; dies ist also "
-               "der letzte Bericht, den Sie zu diesem Empfänger erhalten.",
-    .no_content = "(Die ursprüngliche Nachricht war nicht mehr lesbar.)",
-    .headers_only = "(Ihre Nachricht war zu groß, um sie ganz zurückzuschicken: Angehängt "
-                    "sind nur ihre Kopfzeilen.)",
-    .cls =
-        {
-            [CL_USER] = "Was das bedeutet: Der empfangende Server kennt diese Adresse nicht. "
-                        "Bitte prüfen Sie die Adresse auf Tippfehler, sowohl den Teil vor dem "
-                        "@ als auch die Domain. Ist sie richtig, hat die Person vielleicht "
-                        "gewechselt oder eine neue Adresse: Fragen Sie auf anderem Weg nach "
-                        "der aktuellen.",
-            [CL_FULL] = "Was das bedeutet: Das Postfach des Empfängers ist voll. Das liegt "
-                        "nicht an Ihrer Nachricht; der Empfänger muss Platz schaffen. Sie "
-                        "können ihm auf anderem Weg Bescheid geben.",
-            [CL_SIZE] = "Was das bedeutet: Ihre Nachricht ist größer, als der empfangende "
-                        "Server annimmt. Versenden Sie große Dateien auf anderem Weg (zum "
-                        "Beispiel als Download-Link) oder verteilen Sie die Anhänge auf "
-                        "mehrere kleinere Nachrichten.",
-            [CL_BLOCKED] = "Was das bedeutet: Der empfangende Server hat Mail von der Adresse "
-                           "unseres Servers abgelehnt, weil er diese Adresse auf einer "
-                           "Sperrliste (Blacklist) oder in eigenen Reputationsdaten gefunden "
-                           "hat. Das ist nicht Ihr Fehler und hat nichts mit Ihrer Nachricht "
-                           "zu tun. Die Betreiber von %H sind für die Adresse zuständig und "
-                           "sorgen dafür, dass sie von der Liste entfernt wird. Bitte senden "
-                           "Sie Ihre Nachricht später erneut, zum Beispiel in einer Stunde. "
-                           "Wird sie wieder abgelehnt, leiten Sie diese Nachricht an den "
-                           "Support Ihres Anbieters weiter (postmaster@%H).",
-            [CL_AUTH] = "Was das bedeutet: Der empfangende Server hat die Nachricht "
-                        "abgelehnt, weil die Domain Ihrer Absenderadresse den sendenden "
-                        "Server nicht berechtigt (Prüfung von SPF, DKIM oder DMARC). Senden "
-                        "Sie mit einer Adresse Ihrer eigenen Domain, müssen deren "
-                        "DNS-Einträge (SPF) die Server nennen, über die Sie senden: Fragen "
-                        "Sie, wer Ihre Domain verwaltet. Leitet der Empfänger seine Mail zu "
-                        "einem anderen Anbieter weiter, ist die Prüfung an der Weiterleitung "
-                        "gescheitert: Bitten Sie ihn um seine endgültige Adresse.",
-            [CL_POLICY] = "Was das bedeutet: Der empfangende Server hat die Nachricht wegen "
-                          "eigener Regeln abgelehnt (zum Beispiel ein Spamfilter oder eine "
-                          "Beschränkung, wer an diese Adresse schreiben darf). Seine Antwort "
-                          "oben nennt meist die Regel. Ist Ihre Nachricht berechtigt, wenden "
-                          "Sie sich auf anderem Weg an den Empfänger oder an den Postmaster "
-                          "der Empfänger-Domain.",
-            [CL_DOMAIN] = "Was das bedeutet: Die Domain dieser Adresse (der Teil nach dem @) "
-                          "existiert nicht oder nimmt überhaupt keine Mail an. Bitte prüfen "
-                          "Sie die Schreibweise der Domain.",
-            [CL_LOOP] = "Was das bedeutet: Die Nachricht ist zwischen Mailservern im Kreis "
-                        "gelaufen (zum Beispiel zwei Weiterleitungen, die aufeinander zeigen, "
-                        "oder eine Domain, deren Mailserver wieder auf uns verweisen). Das "
-                        "kann nur der Administrator der Empfänger-Domain beheben: Leiten Sie "
-                        "diese Nachricht bitte an ihn weiter oder an postmaster@%H.",
-            [CL_EXPIRED] = "Was das bedeutet: Wir haben %L lang versucht, Ihre Nachricht "
-                           "zuzustellen, aber die Gegenseite hat sie nie angenommen; die "
-                           "letzte Antwort steht oben. Bitte prüfen Sie die Adresse. Ist sie "
-                           "richtig, ist der Mailserver des Empfängers schon lange gestört: "
-                           "Erreichen Sie den Empfänger auf anderem Weg und senden Sie die "
-                           "Nachricht dann erneut.",
-            [CL_UTF8] = "Was das bedeutet: Die Adresse oder die Nachricht braucht "
-                        "internationalisierte Mail (SMTPUTF8), die der empfangende Server "
-                        "nicht beherrscht. Verwenden Sie, falls vorhanden, eine Adresse des "
-                        "Empfängers nur aus ASCII-Zeichen.",
-            [CL_PERM_OTHER] = "Was das bedeutet: Der empfangende Server hat die Nachricht "
-                              "endgültig abgelehnt; den Grund nennt seine Antwort oben. Ist er "
-                              "Ihnen nicht klar, leiten Sie diese Nachricht an den Support "
-                              "Ihres Anbieters weiter (postmaster@%H).",
-        },
-    .blocked_delay = "Was das bedeutet: Der empfangende Server lehnt Mail von der Adresse unseres "
-                     "Servers vorerst ab, weil er diese Adresse auf einer Sperrliste gefunden "
-                     "hat. Das ist nicht Ihr Fehler und hat nichts mit Ihrer Nachricht zu tun. "
-                     "Die Betreiber von %H sind für die Adresse zuständig und sorgen dafür, "
-                     "dass sie von der Liste entfernt wird; bis dahin versuchen wir andere "
-                     "Wege.",
-    .temp = "Das ist ein vorübergehendes Problem beim Empfänger oder auf dem Weg dorthin. "
-            "Sie müssen nichts tun: Wir versuchen es weiter bis %s und benachrichtigen Sie, "
-            "falls die Nachricht bis dahin nicht zugestellt werden kann.",
-    .url = "Die Antwort des empfangenden Servers enthält eine Web-Adresse mit mehr zum "
-           "Eintrag auf der Sperrliste.",
-};
-
 /* ------------------------------------------------------------- helpers */
-
-static int has_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (const char *p = hay; *p; p++)
-        if (strncasecmp(p, needle, n) == 0) return 1;
-    return 0;
-}
-
-static int any_ci(const char *text, const char *const *words)
-{
-    for (; *words; words++)
-        if (has_ci(text, *words)) return 1;
-    return 0;
-}
-
-/* "5.1.10" -> subject 1, detail 10; 0 when not an enhanced code. */
-static int parse_enh(const char *s, int *cls, int *subj, int *det)
-{
-    if (!s || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.') return 0;
-    char *end;
-    long a = strtol(s + 2, &end, 10);
-    if (end == s + 2 || *end != '.') return 0;
-    const char *d = end + 1;
-    long b = strtol(d, &end, 10);
-    if (end == d) return 0;
-    *cls = s[0] - '0';
-    *subj = (int)a;
-    *det = (int)b;
-    return 1;
-}
-
-static enum dsn_class classify(const char *dsn, const char *diag)
-{
-    static const char *const blocked_words[] = {
-        "spamhaus",   "spamcop",     "barracuda", "blocked",    "blacklist",
-        "blocklist",  "block list",  "listed",    "dnsbl",      "rbl",
-        "reputation", "client host", "your ip",   "ip address", NULL};
-    static const char *const auth_words[] = {"spf", "dkim", "dmarc", "sender policy", NULL};
-    const char *t = diag ? diag : "";
-    int c = 0, s = 0, d = 0;
-    int ok = parse_enh(dsn, &c, &s, &d);
-    if (ok && s == 4 && d == 7) return CL_EXPIRED;
-    if (ok && s == 4 && d == 6) return CL_LOOP;
-    if (ok && s == 6 && d == 7) return CL_UTF8;
-    if (any_ci(t, auth_words) && (!ok || s == 7)) return CL_AUTH;
-    static const char *const grey_words[] = {"greylist", "graylist", "grey-list", NULL};
-    if (any_ci(t, blocked_words) && !any_ci(t, grey_words) &&
-        (!ok || s == 7 || s == 0 || (s == 3 && d == 2)))
-        return CL_BLOCKED;
-    if (ok && s == 1 && d == 1) return CL_USER;
-    if (ok && s == 2 && d == 2) return CL_FULL;
-    if (ok && ((s == 3 && d == 4) || (s == 2 && d == 3))) return CL_SIZE;
-    if (ok && ((s == 1 && (d == 2 || d == 10)) || (s == 4 && d == 4))) return CL_DOMAIN;
-    if (ok && s == 7) return CL_POLICY;
-    /* a generic code (5.0.0, or none): fall back on the words */
-    static const char *const user_words[] = {"user unknown",
-                                             "unknown user",
-                                             "no such user",
-                                             "no such mailbox",
-                                             "mailbox unavailable",
-                                             "does not exist",
-                                             NULL};
-    static const char *const full_words[] = {"mailbox full", "over quota", "quota exceeded",
-                                             "mailbox is full", NULL};
-    if (any_ci(t, user_words)) return CL_USER;
-    if (any_ci(t, full_words)) return CL_FULL;
-    if ((ok && c == 5) || (!ok && diag)) return CL_PERM_OTHER;
-    return CL_NONE;
-}
 
 /* Replace control bytes with spaces (remote words go into header fields). */
 static char *clean_dup(const char *s)
@@ -466,95 +183,6 @@ static void put_wrapped(struct buf *b, const char *text, int indent)
     }
 }
 
-/* A header field folded at spaces so no line passes 78 columns where possible. */
-static void put_field(struct buf *b, const char *name, const char *value)
-{
-    size_t col = strlen(name) + 1;
-    buf_printf(b, "%s:", name);
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        const char *w = p;
-        while (*w && *w != ' ')
-            w++;
-        if (w == p) break;
-        size_t wl = (size_t)(w - p);
-        if (col > strlen(name) + 1 && col + 1 + wl > 78) {
-            buf_puts(b, "\r\n");
-            col = 0;
-        }
-        buf_puts(b, " ");
-        buf_append(b, p, wl);
-        col += 1 + wl;
-        p = w;
-    }
-    buf_puts(b, "\r\n");
-}
-
-/* RFC 2047 Q-encoded words for a UTF-8 header text, each at most 75 characters. */
-static void put_encoded_words(struct buf *b, const char *s)
-{
-    const char *pre = "=?UTF-8?Q?";
-    size_t wl = 0;
-    int open = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char enc[16];
-        if (*p == ' ')
-            str_copy(enc, "_", sizeof enc);
-        else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                 strchr("!*+-/", *p))
-            snprintf(enc, sizeof enc, "%c", *p);
-        else
-            snprintf(enc, sizeof enc, "=%02X", *p);
-        /* a multibyte character stays in one word: measure it whole */
-        size_t need = strlen(enc);
-        if (*p >= 0xC0)
-            for (const unsigned char *q = p + 1; (*q & 0xC0) == 0x80; q++)
-                need += 3;
-        if (open && (*p & 0xC0) != 0x80 && wl + need + 2 > 75) {
-            buf_puts(b, "?=\r\n ");
-            open = 0;
-        }
-        if (!open) {
-            buf_puts(b, pre);
-            wl = strlen(pre);
-            open = 1;
-        }
-        buf_puts(b, enc);
-        wl += strlen(enc);
-    }
-    if (open) buf_puts(b, "?=");
-}
-
-/* Quoted-printable (RFC 2045 6.7) of CRLF text. */
-static void put_qp(struct buf *b, const char *p, size_t n)
-{
-    size_t col = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r' && i + 1 < n && p[i + 1] == '\n') {
-            buf_puts(b, "\r\n");
-            col = 0;
-            i++;
-            continue;
-        }
-        int at_eol = i + 1 >= n || p[i + 1] == '\r';
-        char enc[4];
-        if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !at_eol))
-            snprintf(enc, sizeof enc, "%c", c);
-        else
-            snprintf(enc, sizeof enc, "=%02X", c);
-        size_t el = strlen(enc);
-        if (col + el > 75) {
-            buf_puts(b, "=\r\n");
-            col = 0;
-        }
-        buf_puts(b, enc);
-        col += el;
-    }
-}
-
 /* Read up to max bytes of the original from offset 0. NULL when unreadable. */
 static char *read_original(int fd, size_t max, size_t *len)
 {
@@ -630,7 +258,7 @@ static void default_status(enum dsn_kind kind, const struct spool_rcpt *r, char 
     /* RFC 3463: the class digit follows the action; subject and detail are kept */
     char want = kind == DSN_FAILED ? '5' : kind == DSN_DELAYED ? '4' : '2';
     int c, s, d;
-    if (!parse_enh(r->dsn, &c, &s, &d) || (kind != DSN_DELIVERED && c == 2))
+    if (!reply_parse_enh(r->dsn, &c, &s, &d) || (kind != DSN_DELIVERED && c == 2))
         snprintf(dst, size, "%c.0.0", want);
     else if (kind == DSN_DELIVERED && c != 2)
         str_copy(dst, "2.0.0", size);
@@ -675,10 +303,10 @@ static void human_rcpt(struct buf *t, const struct texts *tx, const struct kconf
         free(reply);
     }
     if (kind != DSN_DELIVERED) {
-        enum dsn_class cl = classify(r->dsn, diag);
+        enum dsn_class cl = reply_classify(r->dsn, diag);
         /* expiry: also explain what the last error was about (a blocklist, say) */
         const char *last = diag ? strstr(diag, "last error: ") : NULL;
-        enum dsn_class cl2 = cl == CL_EXPIRED && last ? classify(NULL, last + 12) : CL_NONE;
+        enum dsn_class cl2 = cl == CL_EXPIRED && last ? reply_classify(NULL, last + 12) : CL_NONE;
         if (cl2 == CL_PERM_OTHER) cl2 = CL_NONE;
         /* while we retry, only say what helps now; the rest is in the retry text */
         if (kind == DSN_DELAYED && cl != CL_FULL && cl != CL_BLOCKED && cl != CL_SIZE) cl = CL_NONE;
@@ -693,7 +321,8 @@ static void human_rcpt(struct buf *t, const struct texts *tx, const struct kconf
             buf_puts(t, "\n");
             put_wrapped(t, s, 4);
             free(s);
-            if (list[k] == CL_BLOCKED && diag && has_ci(diag, "http")) put_wrapped(t, tx->url, 4);
+            if (list[k] == CL_BLOCKED && diag && strcasestr(diag, "http"))
+                put_wrapped(t, tx->url, 4);
         }
         if (kind == DSN_DELAYED) {
             char until[64] = "";
@@ -719,13 +348,13 @@ static void status_rcpt(struct buf *b, const struct kconf *conf, const struct sp
     if (r->orcpt) {
         char *o = orcpt_field(r->orcpt);
         char *c = clean_dup(o);
-        put_field(b, "Original-Recipient", c);
+        mime_put_field(b, "Original-Recipient", c);
         free(c);
         free(o);
     }
     char *addr = clean_dup(r->addr);
     char *fr = xasprintf("%s; %s", is_ascii(addr) ? "rfc822" : "utf-8", addr);
-    put_field(b, "Final-Recipient", fr);
+    mime_put_field(b, "Final-Recipient", fr);
     free(fr);
     free(addr);
     buf_printf(b, "Action: %s\r\n", action_name(kind, r));
@@ -736,16 +365,16 @@ static void status_rcpt(struct buf *b, const struct kconf *conf, const struct sp
     if (!rh[0]) relay_host(r->relay, rh, sizeof rh);
     if (rh[0]) {
         char *m = xasprintf("dns; %s", rh);
-        put_field(b, "Remote-MTA", m);
+        mime_put_field(b, "Remote-MTA", m);
         free(m);
     }
     if (remote) {
         char *d = xasprintf("smtp; %s", reply);
-        put_field(b, "Diagnostic-Code", d);
+        mime_put_field(b, "Diagnostic-Code", d);
         free(d);
     } else if (diag && kind != DSN_DELIVERED) {
         char *d = xasprintf("X-Kurier; %s", diag);
-        put_field(b, "Diagnostic-Code", d);
+        mime_put_field(b, "Diagnostic-Code", d);
         free(d);
     }
     if (r->last_try) {
@@ -767,7 +396,7 @@ char *dsn_build(const struct kconf *conf, const struct spool_env *env, int conte
     for (size_t i = 0; i < n; i++)
         if (idx[i] >= env->nrcpts) return NULL;
     enum lang lang = conf->locale && strcmp(conf->locale, "de") == 0 ? LANG_DE : LANG_EN;
-    const struct texts *tx = lang == LANG_DE ? &texts_de : &texts_en;
+    const struct texts *tx = lang == LANG_DE ? &dsn_texts_de : &dsn_texts_en;
     const char *host = conf->hostname ? conf->hostname : "localhost";
     char date[64], uniq[QUEUE_ID_LEN + 1];
     spool_new_id(uniq);
@@ -819,7 +448,7 @@ char *dsn_build(const struct kconf *conf, const struct spool_env *env, int conte
     if (is_ascii(tx->subject[kind]))
         buf_puts(&b, tx->subject[kind]);
     else
-        put_encoded_words(&b, tx->subject[kind]);
+        mime_put_encoded_words(&b, tx->subject[kind]);
     buf_puts(&b, "\r\n");
     buf_printf(&b, "Date: %s\r\n", date);
     buf_printf(&b, "Message-ID: <%s.%s@%s>\r\n", uniq, env->id, host);
@@ -838,7 +467,7 @@ char *dsn_build(const struct kconf *conf, const struct spool_env *env, int conte
     buf_puts(&b, "Content-Type: text/plain; charset=utf-8\r\n");
     if (has_8bit(t.data, t.len)) {
         buf_puts(&b, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-        put_qp(&b, t.data, t.len);
+        mime_put_qp(&b, t.data, t.len);
     } else {
         buf_puts(&b, "Content-Transfer-Encoding: 7bit\r\n\r\n");
         buf_append(&b, t.data, t.len);
@@ -856,7 +485,7 @@ char *dsn_build(const struct kconf *conf, const struct spool_env *env, int conte
     free(snd);
     if (env->envid) {
         char *e = clean_dup(env->envid);
-        put_field(&b, "Original-Envelope-Id", e);
+        mime_put_field(&b, "Original-Envelope-Id", e);
         free(e);
     }
     time_rfc5322(date, sizeof date, env->arrival);
@@ -1041,23 +670,10 @@ struct dsn_req *dsn_queue(struct spool *s, const struct kconf *conf, const struc
         free(keep);
         return NULL;
     }
-    /* copy env through its text form: every field, no second copy routine to keep */
-    char *text = spool_env_format(env);
-    struct spool_env *copy = xcalloc(1, sizeof *copy);
-    int bad = 0;
-    if (spool_env_parse(text, strlen(text), copy, &bad) != 0) {
-        free(text);
-        free(copy);
-        free(keep);
-        log_err("bounce", "%s: cannot queue the sender %s notification: bad envelope line %d",
-                env->id, dsn_kind_notice(kind), bad);
-        return NULL;
-    }
-    free(text);
     struct dsn_req *r = xcalloc(1, sizeof *r);
     r->s = s;
     r->conf = conf;
-    r->env = copy;
+    r->env = envelope_dup(env);
     r->kind = kind;
     r->idx = keep;
     r->n = k;

@@ -1,5 +1,6 @@
-/* queue.h: the spool on disk (the only writer of spool/), and the scheduler that
- * walks it. Callers get queue IDs, never paths.
+/* queue.h: the spool on disk (spool.c, the only writer of spool/), the envelope
+ * (envelope.c), the maildrop (maildrop.c) and its pickup (pickup.c), the scheduler
+ * that walks the spool (sched.c) and DSNs (dsn.c). Callers get queue IDs, never paths.
  *
  * Layout under spool_dir (a person can read every file):
  *   incoming/ID.msg, incoming/ID.env  being received; never delivered from
@@ -65,7 +66,10 @@ struct spool_env {
                         written before this field existed */
 };
 
+/* --- the envelope (envelope.c: pure, no files) ------------------------------ */
 void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
+/* A deep copy of e (every field and recipient); caller frees with spool_env_free. */
+struct spool_env *envelope_dup(const struct spool_env *e);
 /* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */
 char *spool_env_format(const struct spool_env *e);
 int spool_env_parse(const char *text, size_t len, struct spool_env *out, int *bad_line);
@@ -88,6 +92,8 @@ void spool_free(struct spool *s);
 const char *spool_dir(const struct spool *s);
 /* A new unique queue ID, sortable by arrival (microseconds + counter). */
 void spool_new_id(char id[QUEUE_ID_LEN + 1]);
+/* 1 when id has the form spool_new_id() gives (QUEUE_ID_LEN letters of its alphabet). */
+int spool_id_valid(const char *id);
 
 /* --- receiving a message (event-loop thread) ------------------------------ */
 struct spool_msg;
@@ -117,6 +123,11 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
 /* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
 int spool_update(struct spool *s, const struct spool_env *env);
+/* Hold (held 1) or release (held 0) the message of the loaded envelope env, for the
+ * scheduler and the CLI alike: sets env->held and, on release, makes every recipient
+ * due now (next_try 0), then rewrites the envelope (spool_update; blocking). 0 done,
+ * 1 env is already held / not held (nothing written), -1 the rewrite failed (errno). */
+int spool_set_held(struct spool *s, struct spool_env *env, int held);
 /* Remove a message (envelope first, then content). 0 done, -1 no such message. The
  * folder is not fsync'd: after a crash the message may come back and be tried again. */
 int spool_remove(struct spool *s, const char *id);
@@ -174,6 +185,27 @@ int maildrop_remove(const char *spool_dir, const char *name);
  * next hop (a bare CR before "." is read as end of data by some servers). New string
  * (caller frees), its length in *outlen. */
 char *maildrop_crlf(const char *p, size_t len, size_t *outlen);
+
+/* --- maildrop pickup (pickup.c: daemon only, event-loop thread) ------------- */
+struct event_base;
+struct kconf;
+struct pickup;
+/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5)
+ * and on pickup_now(). A worker lists and reads the files (at most 100 a scan, each
+ * within conf->message_size; a bad one is moved aside as .bad-NAME); on the loop each
+ * becomes a new message (our Received: header naming the file's owner, proto "local",
+ * dsn_trusted 1) committed through the spool, its file removed once durable, then
+ * queued(arg, id) runs on the loop thread. conf and s are borrowed. NULL when the
+ * timer cannot be created. */
+struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, struct spool *s,
+                          void (*queued)(void *arg, const char *id), void *arg);
+/* Use a new configuration from the next scan on (the timer interval at once). */
+void pickup_set_conf(struct pickup *p, const struct kconf *conf);
+/* Scan now, unless a scan or its commits are still in progress. */
+void pickup_now(struct pickup *p);
+/* Stop: cancels a running scan. Commits already handed to the spool finish and
+ * remove their files, but queued is not called any more. NULL-safe. */
+void pickup_free(struct pickup *p);
 
 /* --- the scheduler (daemon only, event-loop thread) ----------------------- */
 struct event_base;

@@ -1,14 +1,11 @@
 /* sched.c: the scheduler. Keeps a small in-memory index of queued messages, runs
- * deliveries (route + maildir), retries with backoff, expiry, admin operations and
- * maildrop pickup. Loop thread only; all disk and directory work runs in worker jobs. */
+ * deliveries (route + maildir), retries with backoff, expiry and admin operations;
+ * maildrop pickup is pickup.c's. Loop thread only; all disk and directory work runs
+ * in worker jobs. */
 #include "core/compat.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <pwd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -16,7 +13,7 @@
 #include "queue/queue.h"
 #include "route/route.h"
 
-enum job_kind { JOB_DELIVER = 0, JOB_REMOVE, JOB_HOLD, JOB_PICKUP_SCAN };
+enum job_kind { JOB_DELIVER = 0, JOB_REMOVE, JOB_HOLD };
 
 struct qent;
 
@@ -24,7 +21,7 @@ struct qjob {
     enum job_kind kind;
     struct queue *q;
     const struct kconf *conf; /* the configuration when the job started */
-    struct qent *e;           /* NULL for pickup scans */
+    struct qent *e;
     struct work_job *wj;
     char id[QUEUE_ID_LEN + 1];
     /* inputs */
@@ -33,14 +30,13 @@ struct qjob {
     int hold;     /* JOB_HOLD: 1 hold, 0 release */
     double t_submit;
     /* outputs */
-    int gone;                  /* the envelope is missing (or corrupt, moved aside) */
-    int loaded;                /* the envelope was read: held is what it says */
-    int announced;             /* the qmgr "from=" line was logged */
-    int failed;                /* could not load/update: try again later */
-    int held;                  /* the envelope says held */
-    int removed;               /* the message left the queue */
-    time_t next_due;           /* earliest next_try of the queued recipients */
-    struct pickup_item *items; /* JOB_PICKUP_SCAN result */
+    int gone;        /* the envelope is missing (or corrupt, moved aside) */
+    int loaded;      /* the envelope was read: held is what it says */
+    int announced;   /* the qmgr "from=" line was logged */
+    int failed;      /* could not load/update: try again later */
+    int held;        /* the envelope says held */
+    int removed;     /* the message left the queue */
+    time_t next_due; /* earliest next_try of the queued recipients */
     /* delivery in phases: worker (route, local) -> loop (remote) -> worker (record) */
     int phase;              /* 0 attempt, 1 remote deliveries running, 2 record */
     struct spool_env *env;  /* kept between the phases */
@@ -79,29 +75,6 @@ struct qent {
     struct qent *prev, *next;
 };
 
-/* Pickup of maildrop files: the commits may outlive the queue (no cancel in the
- * spool API), so the context is shared and knows when the queue is gone. */
-struct pickup_item {
-    char *name;            /* maildrop file name */
-    struct spool_env *env; /* from the file; handed to the commit */
-    char *user;            /* the submitter's user name (from the file's owner) */
-    unsigned uid;
-    char *content;
-    size_t len;
-    struct pickup_item *next;
-};
-
-struct pickup_ctx {
-    struct queue *q; /* NULL once the queue is freed */
-    int pending;     /* commits outstanding */
-    char *spool_dir; /* for removing picked-up files after the queue is gone */
-};
-
-struct pickup_commit {
-    struct pickup_ctx *ctx;
-    struct pickup_item *item;
-};
-
 struct queue {
     struct event_base *base;
     const struct kconf *conf;
@@ -114,9 +87,7 @@ struct queue {
     struct remote *remote; /* NULL: remote recipients stay queued */
     struct event *ev_run;
     time_t run_at; /* when ev_run fires, valid while pending */
-    struct event *ev_pickup;
-    struct pickup_ctx *pctx;
-    int pickup_busy; /* a scan or its commits are in progress */
+    struct pickup *pickup;
 };
 
 /* Messages waiting for remote deliveries at once (each holds its envelope and an
@@ -125,7 +96,6 @@ struct queue {
 
 static void run_queue(struct queue *q);
 static void entry_maint(struct queue *q, struct qent *e);
-static void pickup_start(struct queue *q);
 
 /* --- index ----------------------------------------------------------------- */
 
@@ -184,11 +154,6 @@ static void on_run(evutil_socket_t fd, short what, void *arg)
     run_queue(arg);
 }
 
-static void on_pickup_timer(evutil_socket_t fd, short what, void *arg)
-{
-    queue_pickup(arg);
-}
-
 /* --- jobs ------------------------------------------------------------------ */
 
 static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
@@ -217,14 +182,11 @@ static void job_unlink(struct queue *q, struct qjob *j)
     if (j->next) j->next->prev = j->prev;
 }
 
-static void pickup_items_free(struct pickup_item *it);
-
 static void groups_free(struct qjob *j);
 static void ro_free(struct qjob *j);
 
 static void job_free(struct qjob *j)
 {
-    pickup_items_free(j->items);
     groups_free(j);
     ro_free(j);
     if (j->content_fd >= 0) close(j->content_fd);
@@ -279,16 +241,13 @@ static struct spool_env *job_load(struct qjob *j)
 
 /* --- delivery (worker side) ------------------------------------------------ */
 
+/* One target's result: the transport's, or the scheduler's own (no route...). */
 struct outcome {
-    const char *comp; /* "local", "smtp" or "qmgr" */
-    char *to;         /* target address */
-    const char *relay;
-    enum deliver_status st;
-    char dsn[8];
-    char text[512];
-    double c, d;         /* route time, transport time */
-    int remote;          /* waits for remote delivery (loop thread, remote.c) */
-    char relay_buf[300]; /* relay points here for remote results */
+    const char *comp;          /* "local", "smtp" or "qmgr" */
+    char *to;                  /* target address */
+    struct deliver_result res; /* relay: "local", "none" or the next hop */
+    double c, d;               /* route time, transport time */
+    int remote;                /* waits for remote delivery (loop thread, remote.c) */
 };
 
 /* The outcomes of one recipient's attempt (one per target after alias expansion). */
@@ -336,9 +295,14 @@ static void lines_free(struct loglines *l)
 static void outcome_set(struct outcome *o, enum deliver_status st, const char *dsn,
                         const char *text)
 {
-    o->st = st;
-    str_copy(o->dsn, dsn, sizeof o->dsn);
-    str_copy(o->text, text, sizeof o->text);
+    o->res.status = st;
+    str_copy(o->res.dsn, dsn, sizeof o->res.dsn);
+    str_copy(o->res.text, text, sizeof o->res.text);
+}
+
+static void outcome_relay(struct outcome *o, const char *relay)
+{
+    str_copy(o->res.relay, relay, sizeof o->res.relay);
 }
 
 /* Seconds as Postfix prints delays: "0" when below 10 ms, else 2 decimals. */
@@ -384,7 +348,7 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct outcome *o = xcalloc(n, sizeof *o);
     for (size_t i = 0; i < n; i++) {
         o[i].comp = "local";
-        o[i].relay = "local";
+        outcome_relay(&o[i], "local");
         o[i].c = troute;
     }
     switch (kind) {
@@ -399,7 +363,7 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     case ROUTE_ERROR:
         o[0].to = xstrdup(r->addr);
         o[0].comp = "qmgr";
-        o[0].relay = "none";
+        outcome_relay(&o[0], "none");
         outcome_set(&o[0], DELIVER_TEMP, "4.3.0", "directory lookup failed");
         break;
     case ROUTE_LOCAL:
@@ -412,13 +376,13 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 /* delivered on the loop thread after this worker part (remote_start) */
                 o[i].remote = 1;
                 o[i].comp = "smtp";
-                o[i].relay = "none";
+                outcome_relay(&o[i], "none");
                 continue;
             }
             if (tk != ROUTE_LOCAL) {
                 /* no remote transport wired in: keep the recipient queued */
                 o[i].comp = "qmgr";
-                o[i].relay = "none";
+                outcome_relay(&o[i], "none");
                 outcome_set(&o[i], DELIVER_TEMP, "4.4.0", "remote delivery is not available yet");
                 continue;
             }
@@ -437,16 +401,16 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 .uid = 0,
                 .gid = 0,
             };
-            struct deliver_result res;
-            memset(&res, 0, sizeof res);
+            struct deliver_result *res = &o[i].res;
             double t1 = time_mono();
-            deliver_maildir(&req, &res);
+            deliver_maildir(&req, res);
             o[i].d = time_mono() - t1;
-            outcome_set(&o[i], res.status, res.dsn[0] ? res.dsn : "4.3.0",
-                        res.text[0] ? res.text : "delivery failed");
-            if (res.status == DELIVER_OK && !res.text[0])
-                str_copy(o[i].text, "delivered to maildir", sizeof o[i].text);
-            if (res.status == DELIVER_OK && !res.dsn[0]) str_copy(o[i].dsn, "2.0.0", 8);
+            int ok = res->status == DELIVER_OK;
+            if (!res->dsn[0]) str_copy(res->dsn, ok ? "2.0.0" : "4.3.0", sizeof res->dsn);
+            if (!res->text[0])
+                str_copy(res->text, ok ? "delivered to maildir" : "delivery failed",
+                         sizeof res->text);
+            outcome_relay(&o[i], "local");
         }
         break;
     }
@@ -533,8 +497,9 @@ static void deliver_record(struct qjob *j)
         enum deliver_status agg = DELIVER_OK;
         const struct outcome *worst = &o[0];
         for (size_t k = 0; k < n; k++) {
-            if (o[k].st == DELIVER_TEMP || (o[k].st == DELIVER_PERM && agg == DELIVER_OK)) {
-                agg = o[k].st;
+            if (o[k].res.status == DELIVER_TEMP ||
+                (o[k].res.status == DELIVER_PERM && agg == DELIVER_OK)) {
+                agg = o[k].res.status;
                 worst = &o[k];
             }
         }
@@ -545,18 +510,19 @@ static void deliver_record(struct qjob *j)
             lifetime_text(life, sizeof life, c->lifetime);
             int tn =
                 snprintf(text, sizeof text, "message expired after %s in the queue; last error: %s",
-                         life, worst->text);
+                         life, worst->res.text);
             if (tn < 0) str_copy(text, "message expired in the queue", sizeof text);
             for (size_t k = 0; k < n; k++)
-                if (o[k].st == DELIVER_TEMP) outcome_set(&o[k], DELIVER_PERM, "5.4.7", text);
+                if (o[k].res.status == DELIVER_TEMP)
+                    outcome_set(&o[k], DELIVER_PERM, "5.4.7", text);
             agg = DELIVER_PERM;
         }
         changed = 1;
-        str_copy(r->dsn, worst->dsn, sizeof r->dsn);
+        str_copy(r->dsn, worst->res.dsn, sizeof r->dsn);
         free(r->diag);
-        r->diag = xstrdup(worst->text);
+        r->diag = xstrdup(worst->res.text);
         free(r->relay); /* for DSNs: Remote-MTA, Last-Attempt-Date */
-        r->relay = strcmp(worst->relay, "none") != 0 ? xstrdup(worst->relay) : NULL;
+        r->relay = strcmp(worst->res.relay, "none") != 0 ? xstrdup(worst->res.relay) : NULL;
         r->last_try = tnow;
         if (agg == DELIVER_OK) {
             r->state = RCPT_ST_SENT;
@@ -572,7 +538,7 @@ static void deliver_record(struct qjob *j)
             char to[600], origx[600], text[1100], total[32], a[32], b[32], cc[32], d[32];
             log_escape(to, sizeof to, o[k].to, strlen(o[k].to));
             log_escape(origx, sizeof origx, orig, strlen(orig));
-            log_escape(text, sizeof text, o[k].text, strlen(o[k].text));
+            log_escape(text, sizeof text, o[k].res.text, strlen(o[k].res.text));
             for (char *p = text; *p; p++) /* pflogsumm reads the reason up to ')' */
                 if (*p == '(' || *p == ')') *p = *p == '(' ? '[' : ']';
             double t_end = time_wall();
@@ -582,12 +548,12 @@ static void deliver_record(struct qjob *j)
             fmt_delay(cc, sizeof cc, o[k].c);
             fmt_delay(d, sizeof d, o[k].d);
             static const char *stname[] = {"sent", "deferred", "bounced"};
-            char *line =
-                xasprintf("%s\t%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
-                          "status=%s (%s)",
-                          o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
-                          str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
-                          o[k].relay, total, a, b, cc, d, o[k].dsn, stname[o[k].st], text);
+            char *line = xasprintf(
+                "%s\t%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, "
+                "status=%s (%s)",
+                o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
+                str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
+                o[k].res.relay, total, a, b, cc, d, o[k].res.dsn, stname[o[k].res.status], text);
             lines_add(&lines, line);
         }
     }
@@ -741,10 +707,10 @@ static void group_done(void *arg)
         struct outcome *o = g->outs[k];
         const struct deliver_result *res = &g->res[k];
         static const char *const defdsn[] = {"2.0.0", "4.0.0", "5.0.0"};
-        outcome_set(o, res->status, res->dsn[0] ? res->dsn : defdsn[res->status],
-                    res->text[0] ? res->text : "delivery failed");
-        str_copy(o->relay_buf, res->relay[0] ? res->relay : "none", sizeof o->relay_buf);
-        o->relay = o->relay_buf;
+        o->res = *res;
+        if (!o->res.dsn[0]) str_copy(o->res.dsn, defdsn[res->status], sizeof o->res.dsn);
+        if (!o->res.text[0]) str_copy(o->res.text, "delivery failed", sizeof o->res.text);
+        if (!o->res.relay[0]) outcome_relay(o, "none");
         o->d = d;
         o->remote = 0;
     }
@@ -954,14 +920,11 @@ static void hold_run(void *arg)
     struct qjob *j = arg;
     struct spool_env *env = job_load(j);
     if (!env) return;
-    if (env->held != j->hold) {
-        env->held = j->hold;
-        if (spool_update(j->q->spool, env) != 0) {
-            log_err("qmgr", "%s: cannot update envelope", j->id);
-            j->failed = 1;
-            spool_env_free(env);
-            return;
-        }
+    if (spool_set_held(j->q->spool, env, j->hold) < 0) {
+        log_err("qmgr", "%s: cannot update envelope", j->id);
+        j->failed = 1;
+        spool_env_free(env);
+        return;
     }
     log_info("qmgr", "%s: %s by admin", j->id, j->hold ? "held" : "released");
     j->held = env->held;
@@ -1029,6 +992,11 @@ static void scan_cb(void *arg, const char *id)
     entry_add(arg, id);
 }
 
+static void pickup_queued(void *arg, const char *id)
+{
+    queue_add(arg, id);
+}
+
 struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
                         struct store *st)
 {
@@ -1038,11 +1006,8 @@ struct queue *queue_new(struct event_base *base, const struct kconf *conf, struc
     q->spool = s;
     q->store = st;
     q->ev_run = evtimer_new(base, on_run, q);
-    q->ev_pickup = event_new(base, -1, EV_PERSIST, on_pickup_timer, q);
-    q->pctx = xcalloc(1, sizeof *q->pctx);
-    q->pctx->q = q;
-    q->pctx->spool_dir = xstrdup(spool_dir(s));
-    if (!q->ev_run || !q->ev_pickup) {
+    q->pickup = pickup_new(base, conf, s, pickup_queued, q);
+    if (!q->ev_run || !q->pickup) {
         log_err("qmgr", "cannot create scheduler timers");
         queue_free(q);
         return NULL;
@@ -1053,9 +1018,7 @@ struct queue *queue_new(struct event_base *base, const struct kconf *conf, struc
     for (struct qent *e = q->head; e; e = e->next)
         n++;
     log_info("qmgr", "scheduler started: %zu message%s in the queue", n, n == 1 ? "" : "s");
-    struct timeval tv = {conf->maildrop_scan > 0 ? conf->maildrop_scan : 5, 0};
-    event_add(q->ev_pickup, &tv);
-    pickup_start(q);
+    pickup_now(q->pickup);
     arm(q, 0);
     return q;
 }
@@ -1072,14 +1035,7 @@ void queue_free(struct queue *q)
     while (q->head)
         entry_free(q, q->head);
     if (q->ev_run) event_free(q->ev_run);
-    if (q->ev_pickup) event_free(q->ev_pickup);
-    if (q->pctx) {
-        q->pctx->q = NULL;
-        if (!q->pctx->pending) {
-            free(q->pctx->spool_dir);
-            free(q->pctx);
-        }
-    }
+    pickup_free(q->pickup);
     free(q);
 }
 
@@ -1091,10 +1047,7 @@ void queue_set_remote(struct queue *q, struct remote *r)
 void queue_set_conf(struct queue *q, const struct kconf *conf)
 {
     q->conf = conf;
-    if (evtimer_pending(q->ev_pickup, NULL)) {
-        struct timeval tv = {conf->maildrop_scan > 0 ? conf->maildrop_scan : 5, 0};
-        event_add(q->ev_pickup, &tv);
-    }
+    pickup_set_conf(q->pickup, conf);
     arm(q, 0);
 }
 
@@ -1165,217 +1118,7 @@ int queue_release(struct queue *q, const char *id)
     return 0;
 }
 
-/* --- maildrop pickup ------------------------------------------------------- */
-
-static void pickup_item_free(struct pickup_item *it)
-{
-    free(it->name);
-    spool_env_free(it->env);
-    free(it->user);
-    free(it->content);
-    free(it);
-}
-
-static void pickup_items_free(struct pickup_item *it)
-{
-    while (it) {
-        struct pickup_item *next = it->next;
-        pickup_item_free(it);
-        it = next;
-    }
-}
-
-#define PICKUP_BATCH 100 /* files per scan: bounds the memory of one scan */
-
-/* Move a bad file aside as .bad-NAME (not listed again), keep it for a person. */
-static void pickup_move_aside(const char *dir, const char *name)
-{
-    char from[4096], to[4096];
-    int a = snprintf(from, sizeof from, "%s/maildrop/%s", dir, name);
-    int b = snprintf(to, sizeof to, "%s/maildrop/.bad-%s", dir, name);
-    if (a < 0 || (size_t)a >= sizeof from || b < 0 || (size_t)b >= sizeof to) return;
-    if (rename(from, to) != 0) unlink(from);
-}
-
-static char *read_content(int fd, long long offset, size_t max, size_t *len, char *err,
-                          size_t errsize)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < offset) {
-        snprintf(err, errsize, "cannot stat: %s", strerror(errno));
-        return NULL;
-    }
-    size_t n = (size_t)(st.st_size - offset);
-    if (max && n > max) {
-        snprintf(err, errsize, "message too large (%zu bytes, limit %zu)", n, max);
-        return NULL;
-    }
-    char *p = xmalloc(n + 1);
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, (off_t)(offset + (long long)got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            snprintf(err, errsize, "cannot read: %s", r < 0 ? strerror(errno) : "short file");
-            free(p);
-            return NULL;
-        }
-        got += (size_t)r;
-    }
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
-
-/* Worker: list the maildrop, parse and read the files. */
-static void pickup_scan_run(void *arg)
-{
-    struct qjob *j = arg;
-    const char *dir = spool_dir(j->q->spool);
-    char **names = NULL;
-    size_t n = 0;
-    if (maildrop_list(dir, &names, &n) != 0) {
-        log_err("pickup", "cannot read %s/maildrop: %s", dir, strerror(errno));
-        return;
-    }
-    struct pickup_item **tail = &j->items;
-    for (size_t i = 0; i < n && i < PICKUP_BATCH; i++) {
-        struct maildrop_file f;
-        char err[512] = "";
-        if (maildrop_open(dir, names[i], &f, err, sizeof err) != 0) {
-            char name[300];
-            log_escape(name, sizeof name, names[i], strlen(names[i]));
-            log_err("pickup", "bad maildrop file %s (moved aside as .bad-%s): %s", name, name, err);
-            pickup_move_aside(dir, names[i]);
-            continue;
-        }
-        size_t len = 0;
-        char *content = read_content(f.fd, f.offset, j->conf->message_size, &len, err, sizeof err);
-        if (!content) {
-            char name[300];
-            log_escape(name, sizeof name, names[i], strlen(names[i]));
-            log_err("pickup", "maildrop file %s from uid %u (moved aside as .bad-%s): %s", name,
-                    f.uid, name, err);
-            maildrop_close(&f);
-            pickup_move_aside(dir, names[i]);
-            continue;
-        }
-        /* any local user can write here, not only sendmail: no bare CR or LF goes on */
-        size_t clen;
-        char *crlf = maildrop_crlf(content, len, &clen);
-        free(content);
-        content = crlf;
-        len = clen;
-        struct pickup_item *it = xcalloc(1, sizeof *it);
-        it->name = xstrdup(names[i]);
-        it->env = f.env;
-        f.env = NULL;
-        it->uid = f.uid;
-        /* the file's owner is who submitted it; the claimed name is not trusted */
-        struct passwd pw, *pwp = NULL;
-        char pwbuf[4096];
-        if (getpwuid_r(f.uid, &pw, pwbuf, sizeof pwbuf, &pwp) == 0 && pwp)
-            it->user = xstrdup(pw.pw_name);
-        else
-            it->user = xasprintf("%u", f.uid);
-        it->content = content;
-        it->len = len;
-        maildrop_close(&f);
-        *tail = it;
-        tail = &it->next;
-    }
-    maildrop_list_free(names, n);
-}
-
-static void pickup_commit_done(void *arg, int ok)
-{
-    struct pickup_commit *pc = arg;
-    struct pickup_ctx *ctx = pc->ctx;
-    struct pickup_item *it = pc->item;
-    ctx->pending--;
-    if (ok) {
-        /* Blocking unlink on the loop thread: one small metadata operation. A crash
-         * just before it means the message is queued twice, never lost. */
-        if (maildrop_remove(ctx->spool_dir, it->name) != 0)
-            log_err("pickup", "%s: cannot remove maildrop file %s", it->env->id, it->name);
-        char sender[600];
-        const char *snd = it->env->sender ? it->env->sender : "";
-        log_escape(sender, sizeof sender, snd, strlen(snd));
-        log_info("pickup", "%s: uid=%u from=<%s>", it->env->id, it->uid, sender);
-        if (ctx->q) queue_add(ctx->q, it->env->id);
-    } else {
-        log_err("pickup", "cannot queue maildrop file %s from uid %u; will retry", it->name,
-                it->uid);
-    }
-    pickup_item_free(it);
-    free(pc);
-    if (ctx->q) {
-        if (!ctx->pending) ctx->q->pickup_busy = 0;
-    } else if (!ctx->pending) {
-        free(ctx->spool_dir);
-        free(ctx);
-    }
-}
-
-/* Loop thread: turn one maildrop file into a queued message. */
-static void pickup_queue_item(struct queue *q, struct pickup_item *it)
-{
-    struct spool_msg *m = spool_msg_new(q->spool);
-    if (!m) { /* logged by the spool; the file stays for the next scan */
-        pickup_item_free(it);
-        return;
-    }
-    char date[64];
-    time_rfc5322(date, sizeof date, time(NULL));
-    /* as Postfix's pickup: "(Postfix, from userid 1000)" */
-    char *hdr = xasprintf("Received: by %s (kurier, from userid %s) id %s; %s\r\n",
-                          q->conf->hostname, it->user, spool_msg_id(m), date);
-    int r = spool_msg_write(m, hdr, strlen(hdr));
-    free(hdr);
-    if (r == 0) r = spool_msg_write(m, it->content, it->len);
-    if (r != 0) {
-        spool_msg_abort(m);
-        pickup_item_free(it);
-        return;
-    }
-    free(it->content);
-    it->content = NULL;
-    free(it->env->proto);
-    it->env->proto = xstrdup("local");
-    it->env->dsn_trusted = 1; /* a local user: bounces may go back to them */
-    struct pickup_commit *pc = xcalloc(1, sizeof *pc);
-    pc->ctx = q->pctx;
-    pc->item = it;
-    q->pctx->pending++;
-    spool_msg_commit(m, it->env, pickup_commit_done, pc);
-}
-
-static void pickup_scan_done(void *arg)
-{
-    struct qjob *j = arg;
-    struct queue *q = j->q;
-    job_unlink(q, j);
-    struct pickup_item *it = j->items;
-    j->items = NULL;
-    job_free(j);
-    while (it) {
-        struct pickup_item *next = it->next;
-        it->next = NULL;
-        pickup_queue_item(q, it);
-        it = next;
-    }
-    if (!q->pctx->pending) q->pickup_busy = 0;
-}
-
-static void pickup_start(struct queue *q)
-{
-    if (q->pickup_busy) return; /* one scan at a time: a file is never picked twice */
-    q->pickup_busy = 1;
-    struct qjob *j = job_new(q, NULL, JOB_PICKUP_SCAN);
-    j->wj = work_submit(pickup_scan_run, pickup_scan_done, j);
-}
-
 void queue_pickup(struct queue *q)
 {
-    pickup_start(q);
+    pickup_now(q->pickup);
 }

@@ -35,14 +35,7 @@ enum smtp_verb {
     SMTP_V_COUNT
 };
 
-enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
-enum smtp_ret { SMTP_RET_NONE = 0, SMTP_RET_FULL, SMTP_RET_HDRS };
-enum smtp_notify { /* RFC 3461 4.1; 0 = not given */
-                   SMTP_NOTIFY_NEVER = 1,
-                   SMTP_NOTIFY_SUCCESS = 2,
-                   SMTP_NOTIFY_FAILURE = 4,
-                   SMTP_NOTIFY_DELAY = 8,
-};
+/* enum smtp_body, smtp_ret, smtp_notify: core/esmtp.h (the queue stores them too) */
 
 struct smtp_cmd {
     enum smtp_verb verb;

@@ -205,6 +205,18 @@ def test_hold_keeps_message_from_delivery_and_release_undoes_it(relay):
     wait_attempts(relay, held, 2)
 
 
+def test_release_running_is_tried_at_once(relay):
+    # the daemon releases as the CLI does without it (spool_set_held): released means
+    # "try it now", no flush needed although the next retry is an hour away
+    qid = queued(relay, "released online")
+    relay.cli("queue", "hold", qid)
+    relay.wait_log("%s: held by admin" % qid)
+    relay.cli("queue", "release", qid)
+    relay.wait_log("%s: released by admin" % qid)
+    wait_attempts(relay, qid, 2)
+    assert "queue flushed by admin" not in relay.log()
+
+
 def test_delete_one_then_all(relay):
     a = queued(relay, "a")
     b = queued(relay, "b")

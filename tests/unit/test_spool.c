@@ -194,6 +194,47 @@ static void test_env_bad(void)
     spool_env_free(o);
 }
 
+/* envelope_dup copies every field: the copy formats as the original does, owns its
+ * strings (the original freed first, ASan sees any shared one), and a change to the
+ * copy leaves the original alone. */
+static void test_env_dup(void)
+{
+    const char *text =
+        "id: 0123456789ABCD\n"
+        "sender: <a@b.example>\n"
+        "arrival: 1764076800\n"
+        "size: 42\n"
+        "client: mx.example [192.0.2.7]\n"
+        "helo: mx.example\n"
+        "proto: ESMTPSA\n"
+        "auth: alice\n"
+        "envid: QQ314159\n"
+        "ret: HDRS\n"
+        "body: 8BITMIME\n"
+        "smtputf8: 1\n"
+        "held: 1\n"
+        "delay_warned: 1\n"
+        "dsn_trusted: 1\n"
+        "rcpt: <bob@example.org> orig=<Bob@example.org> orcpt=rfc822;bob@example.org "
+        "notify=FAILURE,DELAY state=queued attempts=3 next=1764080000 "
+        "last=1764079000 relay=mx.example.org[192.0.2.9]:25 notified=delayed "
+        "dsn=4.2.0 diag=451 greylisted\n"
+        "rcpt: <carol@example.org> state=bounced attempts=1 next=0 dsn=5.1.1 "
+        "diag=550 no such user\n";
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    int line = -1;
+    CHECK(spool_env_parse(text, strlen(text), e, &line) == 0, "dup example at line %d", line);
+    char *want = spool_env_format(e);
+    struct spool_env *d = envelope_dup(e);
+    spool_env_free(e);
+    char *got = spool_env_format(d);
+    CHECK(strcmp(want, got) == 0, "dup differs:\n%s\nwant:\n%s", got, want);
+    CHECK(d->nrcpts == 2 && d->rcpts[0].notified && d->held && d->dsn_trusted, "dup fields");
+    free(got);
+    free(want);
+    spool_env_free(d);
+}
+
 /* The value decoder reads p[0..len) only: each case is copied into a buffer of
  * exactly its length, so ASan reports a read of p[len]. The old test "i + 3 > len"
  * let an escape cut short at the end ("\\x4": p[3] is p[len]) read past it. */
@@ -563,6 +604,7 @@ int main(void)
     }
     test_env_roundtrip();
     test_env_bad();
+    test_env_dup();
     test_unescape();
     test_ids();
     test_spool_ops(root);
