@@ -28,9 +28,7 @@ struct daemon {
     char *conf_file;     /* conf_path as reached from the working folder (reloads) */
     char *work_lexical;  /* state_dir as configured: the working folder ... */
     char *work_physical; /* ... and where it really is (symbolic links resolved) */
-    struct kconf *conf;
-    struct kconf **old_confs; /* kept until exit: running sessions point into them */
-    size_t nold;
+    struct kconf *conf;  /* the current one: our reference (sessions, jobs hold theirs) */
     struct spool *spool;
     struct store *store;
     struct queue *queue;
@@ -707,11 +705,11 @@ static void reload(void *arg)
     for (const struct conf_listen *l = c->listeners; l; l = l->next)
         if (!find_listener(d->conf, l->address))
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
-    d->old_confs = xrealloc(d->old_confs, (d->nold + 1) * sizeof *d->old_confs);
-    d->old_confs[d->nold++] = d->conf;
-    d->conf = c;
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
+    /* the old configuration goes when its last session or job ends: maybe now */
+    conf_unref(d->conf);
+    d->conf = c;
     apply_log(c);
     log_info("kurierd", "reloaded configuration from %s", d->conf_path);
 }
@@ -938,10 +936,7 @@ int main(int argc, char **argv)
     event_free(d.ev_int);
     event_free(d.ev_hup);
     event_base_free(d.base);
-    for (i = 0; i < d.nold; i++)
-        conf_free(d.old_confs[i]);
-    free(d.old_confs);
-    conf_free(d.conf);
+    conf_unref(d.conf); /* the modules dropped theirs */
     conf_set_start_dir(NULL);
     free(d.conf_file);
     free(d.work_lexical);
