@@ -26,11 +26,9 @@
 struct daemon {
     struct event_base *base;
     const char *conf_path;
-    char *conf_file;   /* conf_path as reached from the working folder (reloads) */
-    struct workdir wd; /* state_dir */
-    struct kconf *conf;
-    struct kconf **old_confs; /* kept until exit: running sessions point into them */
-    size_t nold;
+    char *conf_file;    /* conf_path as reached from the working folder (reloads) */
+    struct workdir wd;  /* state_dir */
+    struct kconf *conf; /* the current one: our reference (sessions, jobs hold theirs) */
     struct spool *spool;
     struct store *store;
     struct queue *queue;
@@ -199,11 +197,11 @@ static void reload(void *arg)
     for (const struct conf_listen *l = c->listeners; l; l = l->next)
         if (!find_listener(d->conf, l->address))
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
-    d->old_confs = xrealloc(d->old_confs, (d->nold + 1) * sizeof *d->old_confs);
-    d->old_confs[d->nold++] = d->conf;
-    d->conf = c;
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
+    /* the old configuration goes when its last session or job ends: maybe now */
+    conf_unref(d->conf);
+    d->conf = c;
     apply_log(c);
     log_info("kurierd", "reloaded configuration from %s", d->conf_path);
 }
@@ -417,10 +415,7 @@ int main(int argc, char **argv)
     event_free(d.ev_int);
     event_free(d.ev_hup);
     event_base_free(d.base);
-    for (i = 0; i < d.nold; i++)
-        conf_free(d.old_confs[i]);
-    free(d.old_confs);
-    conf_free(d.conf);
+    conf_unref(d.conf); /* the modules dropped theirs */
     conf_set_start_dir(NULL);
     free(d.conf_file);
     workdir_clear(&d.wd);

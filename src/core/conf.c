@@ -1030,6 +1030,7 @@ static void derive(char **dst, const char *state_dir, const char *leaf)
 static struct kconf *kconf_new(const char *file)
 {
     struct kconf *c = xcalloc(1, sizeof *c);
+    atomic_init(&c->refs, 1);
     c->file = xstrdup(file ? file : "-");
     apply_defaults(KB_MAIN, c);
     apply_defaults(KB_LOG, c);
@@ -1124,9 +1125,8 @@ void conf_map_paths(struct kconf *c, char *(*fn)(const char *path, void *arg), v
         map_paths(KB_TRANSPORT, t, fn, arg);
 }
 
-void conf_free(struct kconf *c)
+static void kconf_destroy(struct kconf *c)
 {
-    if (!c) return;
     char **strs[] = {&c->file,        &c->hostname,           &c->user,      &c->state_dir,
                      &c->spool_dir,   &c->maildir_root,       &c->directory, &c->control_socket,
                      &c->locale,      &c->log_target,         &c->log_name,  &c->log_debug,
@@ -1146,6 +1146,27 @@ void conf_free(struct kconf *c)
         c->transports = next;
     }
     free(c);
+}
+
+/* The count is not part of the settings: holders keep const pointers, and every
+ * kconf with a count was allocated (writable) by kconf_new(). */
+const struct kconf *conf_ref(const struct kconf *c)
+{
+    struct kconf *m = (struct kconf *)c;
+    if (m && atomic_load(&m->refs) > 0) atomic_fetch_add(&m->refs, 1);
+    return c;
+}
+
+void conf_unref(const struct kconf *c)
+{
+    struct kconf *m = (struct kconf *)c;
+    if (!m || atomic_load(&m->refs) == 0) return; /* not counted */
+    if (atomic_fetch_sub(&m->refs, 1) == 1) kconf_destroy(m);
+}
+
+void conf_free(struct kconf *c)
+{
+    conf_unref(c);
 }
 
 static void dump_block(FILE *out, enum kblock blk, const void *base, const char *indent)

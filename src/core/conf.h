@@ -5,6 +5,7 @@
 #ifndef KURIER_CONF_H
 #define KURIER_CONF_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <netinet/in.h>
@@ -80,7 +81,8 @@ struct conf_transport {
 };
 
 struct kconf {
-    char *file; /* the main file as given */
+    atomic_int refs; /* conf_ref()/conf_unref(); 0: filled by hand, not counted */
+    char *file;      /* the main file as given */
 
     /* top level */
     char *hostname;       /* default: gethostname() */
@@ -154,8 +156,19 @@ struct kconf {
 
 /* Read FILE (following includes, relative to the including file's folder; glob
  * patterns allowed), apply defaults and limits, resolve relative paths against the
- * current directory. Returns a new kconf, or NULL with every error in errs. */
+ * current directory. Returns a new kconf holding one reference (the caller's), or
+ * NULL with every error in errs. */
 struct kconf *conf_load(const char *file, struct conf_errors *errs);
+/* Lifetime: whoever keeps a configuration beyond the call that handed it over (a
+ * session, a job, a module's current configuration) holds a reference of its own.
+ * conf_ref() adds one and returns c; conf_unref() drops one and frees c with the
+ * last. Both are atomic (any thread may drop a reference), and NULL does nothing.
+ * A kconf filled by hand (refs 0, in tests) is not counted: both leave it alone and
+ * its owner keeps it alive for as long as anyone uses it. Change a configuration
+ * (conf_map_paths()) only while the caller's reference is the only one. */
+const struct kconf *conf_ref(const struct kconf *c);
+void conf_unref(const struct kconf *c);
+/* Drop the reference conf_load()/conf_apply() gave: conf_unref(). */
 void conf_free(struct kconf *c);
 /* From now on conf_load() resolves relative paths in files against dir, not the
  * current folder (kurierd: the folder it was started in, once it works inside its

@@ -65,8 +65,12 @@ struct remote_job {
     struct deliver_result *results;
 };
 
+/* The remote holds a reference to conf (conf_ref()), and each request one to the
+ * configuration it started with. */
 struct remote *remote_new(struct event_base *base, const struct kconf *conf, struct dns *dns,
                           struct store *st);
+/* Requests started from now on use conf (a reload): takes a reference to it and
+ * drops the old one; running requests keep theirs. */
 void remote_set_conf(struct remote *r, const struct kconf *conf);
 void remote_free(struct remote *r); /* cancels every job: no done runs */
 

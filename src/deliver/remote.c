@@ -63,7 +63,7 @@ enum req_state { RQ_ROUTE = 0, RQ_MX, RQ_WAIT, RQ_ADDR, RQ_CONNECT, RQ_SEND, RQ_
 
 struct remote_req {
     struct remote *r;
-    const struct kconf *conf;
+    const struct kconf *conf; /* the configuration when it started (a reference) */
     struct remote_job *job;
     void (*done)(void *arg);
     void *arg;
@@ -369,6 +369,7 @@ static void req_free(struct remote_req *q)
     if (q->ev_done) event_free(q->ev_done);
     free(q->rreply);
     route_relay_free(q->relay);
+    conf_unref(q->conf);
     free(q);
 }
 
@@ -786,7 +787,7 @@ struct remote *remote_new(struct event_base *base, const struct kconf *conf, str
 {
     struct remote *r = xcalloc(1, sizeof *r);
     r->base = base;
-    r->conf = conf;
+    r->conf = conf_ref(conf);
     r->dns = dns;
     r->st = st;
     char err[256] = "";
@@ -795,6 +796,7 @@ struct remote *remote_new(struct event_base *base, const struct kconf *conf, str
     r->ev_reap = evtimer_new(base, on_reap, r);
     if (!r->ev_reap) {
         smtp_client_tls_free(r->tls);
+        conf_unref(r->conf);
         free(r);
         return NULL;
     }
@@ -803,7 +805,9 @@ struct remote *remote_new(struct event_base *base, const struct kconf *conf, str
 
 void remote_set_conf(struct remote *r, const struct kconf *conf)
 {
-    r->conf = conf;
+    const struct kconf *old = r->conf;
+    r->conf = conf_ref(conf);
+    conf_unref(old);
 }
 
 struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void (*done)(void *arg),
@@ -811,7 +815,7 @@ struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void
 {
     struct remote_req *q = xcalloc(1, sizeof *q);
     q->r = r;
-    q->conf = r->conf;
+    q->conf = conf_ref(r->conf);
     q->job = job;
     q->done = done;
     q->arg = arg;
@@ -874,5 +878,6 @@ void remote_free(struct remote *r)
     on_reap(-1, 0, r);
     event_free(r->ev_reap);
     smtp_client_tls_free(r->tls);
+    conf_unref(r->conf);
     free(r);
 }

@@ -42,7 +42,8 @@ struct policy_verdict {
 
 /* What a check may look at. Owned by the session; valid while the check runs. */
 struct policy_ctx {
-    const struct kconf *conf;
+    const struct kconf *conf; /* the session's: it holds the reference, and cancels a
+                                 run before it ends, so a check's jobs may borrow it */
     const struct conf_listen *listener;
     struct store *store;
     struct sockaddr_storage client_sa;

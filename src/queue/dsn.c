@@ -558,8 +558,8 @@ const char *dsn_kind_notice(enum dsn_kind kind)
 
 struct dsn_req {
     struct spool *s;
-    const struct kconf *conf;
-    struct spool_env *env; /* our copy */
+    const struct kconf *conf; /* a reference */
+    struct spool_env *env;    /* our copy */
     enum dsn_kind kind;
     size_t *idx, n;
     struct work_job *job; /* while building */
@@ -577,6 +577,7 @@ static void req_free(struct dsn_req *r)
     spool_env_free(r->out);
     free(r->idx);
     free(r->text);
+    conf_unref(r->conf);
     free(r);
 }
 
@@ -672,7 +673,7 @@ struct dsn_req *dsn_queue(struct spool *s, const struct kconf *conf, const struc
     }
     struct dsn_req *r = xcalloc(1, sizeof *r);
     r->s = s;
-    r->conf = conf;
+    r->conf = conf_ref(conf);
     r->env = envelope_dup(env);
     r->kind = kind;
     r->idx = keep;

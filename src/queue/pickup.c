@@ -28,8 +28,8 @@ struct pickup_item {
  * only marks p freed while commits are outstanding; the last one frees it. */
 struct pickup {
     struct spool *spool;
-    const struct kconf *conf;
-    struct event *ev; /* the scan timer */
+    const struct kconf *conf; /* a reference */
+    struct event *ev;         /* the scan timer */
     void (*queued)(void *arg, const char *id);
     void *arg;
     struct pickup_scan *scan; /* running on a worker, or NULL */
@@ -41,7 +41,7 @@ struct pickup {
 
 struct pickup_scan {
     struct pickup *p;
-    const struct kconf *conf; /* the configuration when the scan started */
+    const struct kconf *conf; /* the configuration when the scan started (a reference) */
     struct work_job *wj;
     struct pickup_item *items; /* result */
 };
@@ -196,6 +196,7 @@ static void pickup_commit_done(void *arg, int ok)
     if (!p->freed) {
         if (!p->pending) p->busy = 0;
     } else if (!p->pending) {
+        conf_unref(p->conf);
         free(p->spool_dir);
         free(p);
     }
@@ -240,6 +241,7 @@ static void pickup_scan_done(void *arg)
     struct pickup *p = j->p;
     struct pickup_item *it = j->items;
     p->scan = NULL;
+    conf_unref(j->conf);
     free(j);
     while (it) {
         struct pickup_item *next = it->next;
@@ -256,7 +258,7 @@ void pickup_now(struct pickup *p)
     p->busy = 1;
     struct pickup_scan *j = xcalloc(1, sizeof *j);
     j->p = p;
-    j->conf = p->conf;
+    j->conf = conf_ref(p->conf);
     p->scan = j;
     j->wj = work_submit(pickup_scan_run, pickup_scan_done, j);
 }
@@ -277,12 +279,13 @@ struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, str
 {
     struct pickup *p = xcalloc(1, sizeof *p);
     p->spool = s;
-    p->conf = conf;
+    p->conf = conf_ref(conf);
     p->queued = queued;
     p->arg = arg;
     p->spool_dir = xstrdup(spool_dir(s));
     p->ev = event_new(base, -1, EV_PERSIST, on_timer, p);
     if (!p->ev) {
+        conf_unref(p->conf);
         free(p->spool_dir);
         free(p);
         return NULL;
@@ -293,7 +296,9 @@ struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, str
 
 void pickup_set_conf(struct pickup *p, const struct kconf *conf)
 {
-    p->conf = conf;
+    const struct kconf *old = p->conf;
+    p->conf = conf_ref(conf);
+    conf_unref(old);
     if (evtimer_pending(p->ev, NULL)) arm_timer(p);
 }
 
@@ -303,6 +308,7 @@ void pickup_free(struct pickup *p)
     if (p->scan) {
         work_cancel(p->scan->wj);
         pickup_items_free(p->scan->items);
+        conf_unref(p->scan->conf);
         free(p->scan);
         p->scan = NULL;
     }
@@ -310,6 +316,7 @@ void pickup_free(struct pickup *p)
     p->ev = NULL;
     p->freed = 1;
     if (!p->pending) {
+        conf_unref(p->conf);
         free(p->spool_dir);
         free(p);
     }

@@ -212,12 +212,13 @@ struct event_base;
 struct kconf;
 struct store;
 struct queue;
+/* The queue holds a reference to conf (conf_ref()), and each job one to the
+ * configuration it started with. */
 struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
                         struct store *st);
 void queue_free(struct queue *q);
-/* Use a new configuration (after a reload) for the jobs started from now on. conf is
- * borrowed: the caller keeps the old one alive until jobs that use it have ended
- * (kurierd keeps every old configuration until exit). */
+/* Use a new configuration (after a reload) for the jobs started from now on: takes a
+ * reference to conf and drops the old one; running jobs keep theirs. */
 void queue_set_conf(struct queue *q, const struct kconf *conf);
 /* Added. The remote transport (deliver/remote.c) for recipients outside our
  * domains; borrowed, set once before the loop runs. Without it they stay queued
@@ -284,8 +285,8 @@ struct dsn_req;
  * dsn_wanted() says yes; builds the DSN on a worker (content from the spool by
  * env->id), then commits it into s as a new message from <> to env->sender
  * (proto "local", dsn_trusted 0, NOTIFY=NEVER: a bounce never bounces) and logs
- * "ID: sender non-delivery notification: NEWID". env and idx are copied; conf is
- * borrowed until done runs (kurierd keeps old configurations alive).
+ * "ID: sender non-delivery notification: NEWID". env and idx are copied; the request
+ * holds a reference to conf until it ends.
  * Returns a handle, or NULL when nothing was queued (dsn_allowed says no, no
  * recipient wants this notice): then done never runs.
  * done(arg, new_id) runs once on the loop thread: new_id is the DSN's queue ID (now

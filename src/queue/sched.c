@@ -20,7 +20,7 @@ struct qent;
 struct qjob {
     enum job_kind kind;
     struct queue *q;
-    const struct kconf *conf; /* the configuration when the job started */
+    const struct kconf *conf; /* the configuration when the job started (a reference) */
     struct qent *e;
     struct work_job *wj;
     char id[QUEUE_ID_LEN + 1];
@@ -161,7 +161,7 @@ static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
     struct qjob *j = xcalloc(1, sizeof *j);
     j->kind = kind;
     j->q = q;
-    j->conf = q->conf;
+    j->conf = conf_ref(q->conf);
     j->e = e;
     if (e) str_copy(j->id, e->id, sizeof j->id);
     j->t_submit = time_wall();
@@ -195,6 +195,7 @@ static void job_free(struct qjob *j)
         dsn_cancel(j->dsn_req[k]);
         free(j->dsn_idx[k]);
     }
+    conf_unref(j->conf);
     free(j);
 }
 
@@ -1002,7 +1003,7 @@ struct queue *queue_new(struct event_base *base, const struct kconf *conf, struc
 {
     struct queue *q = xcalloc(1, sizeof *q);
     q->base = base;
-    q->conf = conf;
+    q->conf = conf_ref(conf);
     q->spool = s;
     q->store = st;
     q->ev_run = evtimer_new(base, on_run, q);
@@ -1036,6 +1037,7 @@ void queue_free(struct queue *q)
         entry_free(q, q->head);
     if (q->ev_run) event_free(q->ev_run);
     pickup_free(q->pickup);
+    conf_unref(q->conf);
     free(q);
 }
 
@@ -1046,7 +1048,9 @@ void queue_set_remote(struct queue *q, struct remote *r)
 
 void queue_set_conf(struct queue *q, const struct kconf *conf)
 {
-    q->conf = conf;
+    const struct kconf *old = q->conf; /* freed here unless others still hold it */
+    q->conf = conf_ref(conf);
+    conf_unref(old);
     pickup_set_conf(q->pickup, conf);
     arm(q, 0);
 }

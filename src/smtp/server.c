@@ -940,6 +940,7 @@ static void session_free(struct smtp_session *s)
         sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     nsessions--;
+    conf_unref(s->conf); /* after the cancels: a policy run borrows it */
     free(s);
 }
 
@@ -1081,7 +1082,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
                       int salen, void *arg)
 {
     struct smtp_server *srv = arg;
-    const struct kconf *conf = srv->conf;
+    const struct kconf *conf = conf_ref(srv->conf); /* dropped in session_free */
     struct smtp_session *s = xcalloc(1, sizeof *s);
     s->srv = srv;
     s->conf = conf;
@@ -1163,7 +1164,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_l
     }
     struct smtp_server *srv = xcalloc(1, sizeof *srv);
     srv->base = base;
-    srv->conf = conf;
+    srv->conf = conf_ref(conf);
     srv->listen = l;
     srv->ops = ops;
     srv->lev = evconnlistener_new_bind(base, accept_cb, srv,
@@ -1173,6 +1174,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_l
     freeaddrinfo(res);
     if (!srv->lev) {
         log_err("kurierd", "listen %s: %s", l->address, strerror(errno));
+        conf_unref(srv->conf);
         free(srv);
         return NULL;
     }
@@ -1193,8 +1195,10 @@ void smtp_server_start(struct smtp_server *srv)
 void smtp_server_set_conf(struct smtp_server *srv, const struct kconf *conf,
                           const struct conf_listen *l)
 {
-    srv->conf = conf;
+    const struct kconf *old = srv->conf;
+    srv->conf = conf_ref(conf);
     srv->listen = l;
+    conf_unref(old);
 }
 
 void smtp_server_stop(struct smtp_server *srv)
@@ -1207,6 +1211,7 @@ void smtp_server_free(struct smtp_server *srv)
 {
     if (!srv) return;
     smtp_server_stop(srv);
+    conf_unref(srv->conf);
     free(srv);
 }
 

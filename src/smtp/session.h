@@ -30,15 +30,15 @@ enum pending_kind { PENDING_NONE = 0, PENDING_JUDGE, PENDING_COMMIT, PENDING_AUT
 struct smtp_server {
     struct event_base *base;
     struct evconnlistener *lev;
-    const struct kconf *conf;
-    const struct conf_listen *listen;
+    const struct kconf *conf;         /* for new sessions; a reference (conf_ref()) */
+    const struct conf_listen *listen; /* in conf */
     const struct smtp_ops *ops;
     struct smtp_tls *tls;
 };
 
 struct smtp_session {
     struct smtp_server *srv;
-    const struct kconf *conf;
+    const struct kconf *conf; /* the one it started with; a reference, also peer.conf */
     struct bufferevent *bev;
     struct smtp_peer peer;
     enum smtp_state state;

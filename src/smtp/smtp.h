@@ -118,8 +118,9 @@ enum smtp_stage { /* same order as policy stages */
 
 /* Who is talking to us. Owned by the session. */
 struct smtp_peer {
-    const struct kconf *conf; /* the configuration the session started with */
-    const struct conf_listen *listener;
+    const struct kconf *conf;           /* the configuration the session started with; the
+                                           session holds a reference until it is freed */
+    const struct conf_listen *listener; /* in conf */
     struct sockaddr_storage sa;
     char addr[64];      /* "192.0.2.7", "2001:db8::1" */
     char name[256];     /* verified reverse name, or "unknown" */
@@ -196,16 +197,18 @@ struct smtp_ops {
 };
 
 struct smtp_server;
-/* Bind and listen on l's address (call as root, before dropping privileges).
- * NULL on error (logged). The listener does not accept until smtp_server_start. */
+/* Bind and listen on l's address (call as root, before dropping privileges); l is
+ * conf's, and the server holds a reference to conf (conf_ref()). NULL on error
+ * (logged). The listener does not accept until smtp_server_start. */
 struct smtp_tls;
 struct smtp_server *smtp_server_new(struct event_base *base, const struct conf_listen *l,
                                     const struct kconf *conf, const struct smtp_ops *ops);
 /* The TLS context for STARTTLS / implicit TLS (borrowed; NULL = no TLS). */
 void smtp_server_set_tls(struct smtp_server *srv, struct smtp_tls *tls);
 void smtp_server_start(struct smtp_server *srv);
-/* New sessions use conf from now on (SIGHUP); running sessions keep theirs, so the
- * caller keeps old configurations alive until smtp_sessions_count() is 0. */
+/* New sessions use conf and its listener l from now on (SIGHUP): the server takes a
+ * reference to conf and drops the old one. Each session holds a reference to the
+ * configuration it started with, so running sessions keep theirs until they end. */
 void smtp_server_set_conf(struct smtp_server *srv, const struct kconf *conf,
                           const struct conf_listen *l);
 /* Stop accepting and close the listening socket. */

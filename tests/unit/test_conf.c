@@ -1,6 +1,7 @@
 /* test_conf.c: kurier.conf parser and loader: values and units, defaults, listeners,
  * networks, includes, exact error messages, dump re-parsing, conf_net_match, path
- * settings (conf_map_paths, conf_set_start_dir). */
+ * settings (conf_map_paths, conf_set_start_dir), reference counts (conf_ref,
+ * conf_unref). */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -523,6 +524,34 @@ static void test_paths(void)
     conf_errors_free(&errs);
 }
 
+/* A loaded config lives until its last reference goes (ASan reports a leak or a use
+ * after free otherwise); one filled by hand is not counted. */
+static void test_refs(void)
+{
+    write_file("refs.conf", "hostname refs.example;\n");
+    struct kconf *c = conf_load("refs.conf", NULL);
+    CHECK(c != NULL, "load");
+    if (!c) return;
+    const struct kconf *session = conf_ref(c);
+    CHECK(session == c, "conf_ref returns its argument");
+    const struct kconf *job = conf_ref(c);
+    conf_free(c); /* the loader's reference: the holders keep it */
+    CHECK(strcmp(session->hostname, "refs.example") == 0, "alive after conf_free");
+    conf_unref(session);
+    CHECK(strcmp(job->hostname, "refs.example") == 0, "alive with one reference");
+    conf_unref(job); /* the last one: freed */
+    conf_unref(NULL);
+    CHECK(conf_ref(NULL) == NULL, "conf_ref(NULL)");
+
+    struct kconf hand;
+    memset(&hand, 0, sizeof hand);
+    hand.hostname = "hand.example";
+    CHECK(conf_ref(&hand) == &hand, "hand-filled: conf_ref");
+    conf_unref(&hand); /* not counted: never freed */
+    conf_unref(&hand);
+    CHECK(strcmp(hand.hostname, "hand.example") == 0, "hand-filled stays");
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/test_conf.XXXXXX";
@@ -537,6 +566,7 @@ int main(void)
     test_include();
     test_nets();
     test_paths();
+    test_refs();
     char *cmd = xasprintf("rm -rf '%s'", tmpl);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", tmpl);
     free(cmd);
