@@ -1,7 +1,8 @@
 /* smtp.h: the SMTP protocol module. parse.c: pure parsers for command lines, ESMTP
  * parameters and the DATA/BDAT byte stream (fuzzed). server.c: the inbound
- * dialogue as one state machine; it asks policy and spool through small
- * interfaces and never decides delivery itself. */
+ * dialogue as one state machine (server_auth.c its AUTH exchange); it asks policy
+ * and spool through small interfaces and never decides delivery itself. sasl.c: the
+ * PLAIN message; tls.c: server TLS contexts; client.c: the outbound client. */
 #ifndef KURIER_SMTP_H
 #define KURIER_SMTP_H
 
@@ -114,7 +115,7 @@ char *smtp_xtext_decode(const char *p, size_t len);
 
 struct event_base;
 
-enum smtp_stage { /* same order as policy stages */
+enum smtp_stage { /* enum policy_stage's values: pinned where the two meet (ops_judge) */
                   SMTP_STAGE_CONNECT = 0,
                   SMTP_STAGE_HELO,
                   SMTP_STAGE_MAIL,
