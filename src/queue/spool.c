@@ -1093,7 +1093,10 @@ out:
 
 int spool_remove(struct spool *s, const char *id)
 {
-    if (!id_valid(id)) return -1;
+    if (!id_valid(id)) {
+        errno = ENOENT;
+        return -1;
+    }
     char *p = path_of(s->queue, id, ".env");
     int r = unlink(p);
     free(p);
