@@ -119,22 +119,6 @@ int dovecot_handshake_line(struct dovecot_handshake *h, const char *line, size_t
     return 0; /* SPID, CUID, COOKIE and whatever later versions add */
 }
 
-static void base64_encode(char *out, const unsigned char *in, size_t len)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < len) v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < len) v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
 /* An IPv4 or IPv6 address as text: only these go into rip=, so no peer-chosen byte
  * can reach the TAB-separated request. */
 static int looks_like_ip(const char *s)
@@ -155,8 +139,9 @@ char *dovecot_request_new(unsigned id, const char *user, const char *pass, const
     memcpy(raw + 1, user, ulen);
     raw[1 + ulen] = '\0';
     memcpy(raw + 2 + ulen, pass, plen);
-    char *b64 = xmalloc((rawlen + 2) / 3 * 4 + 1);
-    base64_encode(b64, raw, rawlen);
+    size_t b64size = (rawlen + 2) / 3 * 4 + 1;
+    char *b64 = xmalloc(b64size);
+    if (base64_encode(raw, rawlen, b64, b64size, NULL) != 0) abort(); /* sized above */
     explicit_bzero(raw, rawlen);
     free(raw);
     char rip[64] = "";

@@ -383,14 +383,17 @@ static int direct(const struct kconf *conf, const char *verb, const char *id)
         if (spool_remove(s, id) == 0) {
             printf("deleted %s\n", id);
         } else {
-            fprintf(stderr, "kurier: no such message %s\n", id);
+            if (errno == ENOENT)
+                fprintf(stderr, "kurier: no such message %s\n", id);
+            else
+                fprintf(stderr, "kurier: cannot delete %s: %s\n", id, strerror(errno));
             rc = 1;
         }
     } else {
         int hold = strcmp(verb, "hold") == 0;
         struct spool_env *e = spool_load(s, id, err, sizeof err);
         if (!e) {
-            if (strstr(err, "no such message"))
+            if (errno == ENOENT)
                 fprintf(stderr, "kurier: no such message %s\n", id);
             else
                 fprintf(stderr, "kurier: %s\n", err);

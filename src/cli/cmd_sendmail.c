@@ -145,36 +145,26 @@ static int name_is(const char *line, size_t nl, const char *name)
     return strlen(name) == nl && strncasecmp(line, name, nl) == 0;
 }
 
-/* Add the header fields a message must have (RFC 5322 3.6) when missing. The From:
- * is the envelope sender, or the user's own address for a null sender. */
-static void complete_header(struct buf *out, int has_from, int has_date, int has_msgid,
-                            const char *sender, const char *login, const char *full_name,
-                            const char *hostname)
+/* Add the header fields a message must have (RFC 5322 3.6) when missing, after the
+ * header lines out holds so far. The From: is the envelope sender, or the user's own
+ * address for a null sender. */
+static void complete_header(struct buf *out, const char *sender, const char *login,
+                            const char *full_name, const char *hostname)
 {
-    if (!has_from) {
-        char *addr = *sender ? xstrdup(sender) : xasprintf("%s@%s", login, hostname);
-        if (full_name && *full_name) {
-            buf_puts(out, "From: \"");
-            for (const char *p = full_name; *p; p++) {
-                if (*p == '"' || *p == '\\') buf_puts(out, "\\");
-                if (*p != '\r' && *p != '\n') buf_append(out, p, 1);
-            }
-            buf_printf(out, "\" <%s>\r\n", addr);
-        } else {
-            buf_printf(out, "From: %s\r\n", addr);
-        }
-        free(addr);
-    }
-    if (!has_date) {
-        char date[64];
-        time_rfc5322(date, sizeof date, time(NULL));
-        buf_printf(out, "Date: %s\r\n", date);
-    }
-    if (!has_msgid) {
-        char id[QUEUE_ID_LEN + 1];
-        spool_new_id(id);
-        buf_printf(out, "Message-ID: <%s.%s@%s>\r\n", id, login, hostname);
-    }
+    char *addr = *sender ? xstrdup(sender) : xasprintf("%s@%s", login, hostname);
+    char date[64];
+    time_rfc5322(date, sizeof date, time(NULL));
+    char id[QUEUE_ID_LEN + 1];
+    spool_new_id(id);
+    char *left = xasprintf("%s.%s", id, login);
+    header_complete(out, out->data ? out->data : "", out->len,
+                    &(struct hdr_complete){.from_addr = addr,
+                                           .from_name = full_name,
+                                           .date = date,
+                                           .msgid_left = left,
+                                           .msgid_domain = hostname});
+    free(left);
+    free(addr);
 }
 
 static int refuse(const char *opt, const char *why)
@@ -318,7 +308,7 @@ int cmd_sendmail(int argc, char **argv)
         }
     }
 
-    int in_header = 1, saw_field = 0, has_from = 0, has_date = 0, has_msgid = 0, in_bcc = 0;
+    int in_header = 1, saw_field = 0, in_bcc = 0;
     int in_to = 0;
     size_t pos = 0;
     while (pos < in.len) {
@@ -351,9 +341,6 @@ int cmd_sendmail(int argc, char **argv)
                     buf_puts(&tovals, "\n");
                     buf_append(&tovals, line + fn + 1, len - fn - 1);
                 }
-                has_from |= name_is(line, fn, "From");
-                has_date |= name_is(line, fn, "Date");
-                has_msgid |= name_is(line, fn, "Message-ID");
                 if (in_bcc) continue;
                 buf_append(&out, line, len);
                 buf_puts(&out, "\r\n");
@@ -361,8 +348,7 @@ int cmd_sendmail(int argc, char **argv)
             }
             /* the header ends here: add what is missing, then the separator */
             in_header = 0;
-            complete_header(&out, has_from, has_date, has_msgid, sender, login, full_name,
-                            conf->hostname);
+            complete_header(&out, sender, login, full_name, conf->hostname);
             buf_puts(&out, "\r\n");
             if (len == 0) continue; /* that was the separator */
         }
@@ -370,8 +356,7 @@ int cmd_sendmail(int argc, char **argv)
         buf_puts(&out, "\r\n");
     }
     if (in_header) { /* header only, no body: still complete the header */
-        complete_header(&out, has_from, has_date, has_msgid, sender, login, full_name,
-                        conf->hostname);
+        complete_header(&out, sender, login, full_name, conf->hostname);
         buf_puts(&out, "\r\n");
     }
     if (from_headers && tovals.len) {

@@ -107,7 +107,8 @@ static void list_one(void *arg, const char *id)
     char err[512];
     struct spool_env *e = spool_load(k->c->spool, id, err, sizeof err);
     if (!e) {
-        if (!strstr(err, "no such message")) log_warn("control", "queue listing: %s", err);
+        if (errno != ENOENT) /* removed meanwhile: not an error */
+            log_warn("control", "queue listing: %s", err);
         return;
     }
     struct spool_env r = {.sender = e->sender,

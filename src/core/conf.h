@@ -69,14 +69,25 @@ struct conf_listen {
 /* auth { backend }: where AUTH passwords are checked. */
 enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };
 
-/* TLS towards a remote host; same order as enum smtp_client_tls. */
+/* TLS towards a remote host (outbound { tls }, in the order of its choices in
+ * conf_keys.c). deliver/remote.c pins it to enum smtp_client_tls. */
 enum conf_out_tls { CONF_TLS_NONE = 0, CONF_TLS_MAY, CONF_TLS_ENCRYPT, CONF_TLS_VERIFY };
+
+/* transport { tls }: "default" (outbound's tls) or a level of its own, in the order
+ * of its choices in conf_keys.c. route.c maps it to enum conf_out_tls. */
+enum conf_transport_tls {
+    CONF_TTLS_DEFAULT = 0,
+    CONF_TTLS_NONE,
+    CONF_TTLS_MAY,
+    CONF_TTLS_ENCRYPT,
+    CONF_TTLS_VERIFY
+};
 
 /* transport DOMAIN { }: where mail for a recipient domain goes. */
 struct conf_transport {
     char *domain; /* "example.org", or ".example.org" for its subdomains too */
     char *relay;  /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
-    int tls;      /* 0 = as outbound { tls }, else enum conf_out_tls + 1 */
+    int tls;      /* enum conf_transport_tls */
     struct conf_transport *next;
 };
 

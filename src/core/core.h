@@ -1,6 +1,6 @@
 /* core.h: the public contract of src/core (buffers, logging, config, addresses,
- * time and files, worker pool). Split into one section file per concern; nothing in
- * core depends on any other module. */
+ * header fields, time, files and base64, worker pool, Maildir layout). Split into one
+ * header per concern; nothing in core depends on any other module. */
 #ifndef KURIER_CORE_H
 #define KURIER_CORE_H
 

@@ -1,6 +1,7 @@
-/* header.c: RFC 5322 header fields (2.2, 3.2.2 folding) and address-list parsing
- * (3.4 with the 4.4 obsolete forms). Pure: no I/O, no globals. What an address
- * means (a bare local part, an odd domain) is left to the callers. */
+/* header.c: RFC 5322 header fields (2.2, 3.2.2 folding), address-list parsing (3.4
+ * with the 4.4 obsolete forms) and header completion (3.6). Pure: no I/O, no
+ * globals. What an address means (a bare local part, an odd domain) is left to the
+ * callers. */
 #include "core/compat.h"
 
 #include <strings.h>
@@ -427,4 +428,34 @@ int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n)
 int hdr_parse_mailboxes(const char *value, size_t len, char ***out, size_t *n)
 {
     return parse_list(value, len, 1, out, n);
+}
+
+void header_complete(struct buf *out, const char *hdr, size_t hdr_len, const struct hdr_complete *c)
+{
+    int has_from = 0, has_date = 0, has_msgid = 0;
+    struct hdr_field f;
+    size_t off = 0;
+    while (off < hdr_len) {
+        int n = hdr_next(hdr + off, hdr_len - off, &f);
+        if (n <= 0) break; /* as Postfix: a line that is not a field ends the headers */
+        has_from |= hdr_name_is(&f, "From");
+        has_date |= hdr_name_is(&f, "Date");
+        has_msgid |= hdr_name_is(&f, "Message-ID");
+        off += (size_t)n;
+    }
+    /* hdr may be inside out: nothing is appended before this line. */
+    if (!has_from && c->from_addr) {
+        if (c->from_name && *c->from_name) {
+            buf_puts(out, "From: \"");
+            for (const char *p = c->from_name; *p; p++) {
+                if (*p == '"' || *p == '\\') buf_puts(out, "\\");
+                if (*p != '\r' && *p != '\n') buf_append(out, p, 1);
+            }
+            buf_printf(out, "\" <%s>\r\n", c->from_addr);
+        } else {
+            buf_printf(out, "From: %s\r\n", c->from_addr);
+        }
+    }
+    if (!has_date) buf_printf(out, "Date: %s\r\n", c->date);
+    if (!has_msgid) buf_printf(out, "Message-ID: <%s@%s>\r\n", c->msgid_left, c->msgid_domain);
 }

@@ -1,9 +1,12 @@
 /* header.h: RFC 5322 header section parsing (pure, fuzzed): iterate header fields
- * and extract the addresses of address fields (From:, Sender:, To:, Cc:, Bcc:). */
+ * and extract the addresses of address fields (From:, Sender:, To:, Cc:, Bcc:); and
+ * the completion of a submitted message's header (From:, Date:, Message-ID:). */
 #ifndef KURIER_HEADER_H
 #define KURIER_HEADER_H
 
 #include <stddef.h>
+
+struct buf;
 
 struct hdr_field {
     const char *name; /* points into the input */
@@ -36,5 +39,23 @@ int hdr_parse_addresses(const char *value, size_t len, char ***out, size_t *n);
  * without any mailbox, so *n is at least 1 on success. */
 int hdr_parse_mailboxes(const char *value, size_t len, char ***out, size_t *n);
 void hdr_addresses_free(char **v, size_t n);
+
+/* What header_complete() writes for a field the header lacks (RFC 5322 3.6: a message
+ * must have From: and Date:, should have Message-ID:; RFC 6409 8.1-8.3 lets a
+ * submission server add them). All strings borrowed. */
+struct hdr_complete {
+    const char *from_addr;  /* From: <from_addr>; NULL: From: is never added */
+    const char *from_name;  /* its display name, quoted; NULL or "" for none */
+    const char *date;       /* Date: value, an RFC 5322 date (time_rfc5322) */
+    const char *msgid_left; /* Message-ID: <msgid_left@msgid_domain> */
+    const char *msgid_domain;
+};
+/* Complete a message's header, for sendmail(1) and submission alike: look through the
+ * header section hdr (hdr_len bytes, read as hdr_next() does: up to its end or the
+ * first line that is not a field) for From:, Date: and Message-ID:, then append to
+ * out, in that order, each one that is missing as one CRLF-ended line. hdr may point
+ * into out: it is read before anything is appended. */
+void header_complete(struct buf *out, const char *hdr, size_t hdr_len,
+                     const struct hdr_complete *c);
 
 #endif

@@ -1,4 +1,5 @@
-/* log.c: syslog-shaped log lines to stderr or syslog(3). One line per event. */
+/* log.c: syslog-shaped log lines to stderr or syslog(3). One line per event. Needs
+ * nothing else from core/ (buf.c's allocators log their fatal error through it). */
 #include "core/compat.h"
 
 #include <pthread.h>
@@ -7,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "core/log.h"
 
 static int use_syslog;
@@ -22,9 +22,10 @@ void log_init(const char *target, const char *name, enum log_level level)
     pthread_mutex_lock(&log_lock);
     if (use_syslog) closelog();
     use_syslog = target && strcmp(target, "syslog") == 0;
-    if (name && *name) str_copy(prog, name, sizeof prog);
+    /* snprintf cuts over-long names, as wanted */
+    if (name && *name) snprintf(prog, sizeof prog, "%s", name);
     max_level = level;
-    if (gethostname(host, sizeof host) != 0) str_copy(host, "localhost", sizeof host);
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
     char *dot = strchr(host, '.');
     if (dot) *dot = '\0';
@@ -42,7 +43,7 @@ int log_level_parse(const char *s)
 
 void log_debug_enable(const char *subsystems)
 {
-    str_copy(debug_subsys, subsystems ? subsystems : "", sizeof debug_subsys);
+    snprintf(debug_subsys, sizeof debug_subsys, "%s", subsystems ? subsystems : "");
 }
 
 int log_debug_on(const char *subsys)

@@ -1,14 +1,17 @@
-/* util.c: time, file and directory helpers, IP literals, and the error-buffer
- * formatter. */
+/* util.c: time, file and directory helpers, base64 (on OpenSSL's EVP block coder),
+ * IP literals, and the error-buffer formatter. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "core/buf.h"
 #include "core/util.h"
@@ -136,6 +139,59 @@ char *file_read(const char *path, size_t *len)
     close(fd);
     if (len) *len = b.len;
     return buf_take(&b);
+}
+
+/* RFC 4648 4: the standard alphabet, without '='. */
+static int b64_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+int base64_decode(const char *in, size_t len, unsigned char *out, size_t outsize, size_t *outlen)
+{
+    *outlen = 0;
+    /* RFC 4954 4: a lone "=" is an empty initial response. */
+    if (len == 0 || (len == 1 && in[0] == '=')) {
+        if (outsize > 0) out[0] = '\0';
+        return 0;
+    }
+    if (len % 4 != 0 || len > INT_MAX) return -1;
+    size_t pad = 0;
+    if (in[len - 1] == '=') pad = in[len - 2] == '=' ? 2 : 1;
+    size_t need = len / 4 * 3 - pad;
+    if (need > outsize) return -1;
+    /* EVP_DecodeBlock is lenient: it skips leading white space and trailing white
+     * space, line ends and '-', and reads '=' anywhere as zero bits. Only the strict
+     * form may reach it. */
+    for (size_t i = 0; i < len - pad; i++)
+        if (!b64_char((unsigned char)in[i])) return -1;
+    /* All groups but the last decode straight into out; the last one (up to three
+     * bytes, padding read as zero bits) goes through a small buffer, as out may have
+     * room only for its real bytes. */
+    size_t head = len - 4;
+    if (head && EVP_DecodeBlock(out, (const unsigned char *)in, (int)head) != (int)(head / 4 * 3))
+        return -1;
+    unsigned char last[3];
+    if (EVP_DecodeBlock(last, (const unsigned char *)in + head, 4) != 3) return -1;
+    /* RFC 4648 3.5: the bits under the padding must be zero. */
+    for (size_t k = 3 - pad; k < 3; k++)
+        if (last[k] != 0) return -1;
+    memcpy(out + head / 4 * 3, last, 3 - pad);
+    if (need < outsize) out[need] = '\0';
+    *outlen = need;
+    return 0;
+}
+
+int base64_encode(const unsigned char *in, size_t len, char *out, size_t outsize, size_t *outlen)
+{
+    if (outlen) *outlen = 0;
+    if (len > (size_t)INT_MAX / 4 * 3 - 3) return -1; /* EVP counts in int */
+    size_t need = (len + 2) / 3 * 4;
+    if (outsize < need + 1) return -1;
+    int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len); /* NUL-terminates */
+    if (outlen) *outlen = (size_t)n;
+    return 0;
 }
 
 int ip_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)

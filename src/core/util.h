@@ -1,4 +1,4 @@
-/* util.h: time, files and small system helpers shared by every module. */
+/* util.h: time, files, base64 and small system helpers shared by every module. */
 #ifndef KURIER_UTIL_H
 #define KURIER_UTIL_H
 
@@ -34,6 +34,18 @@ char *file_read(const char *path, size_t *len);
  * address with port 0; *len (when non-NULL) gets its size. 0 done, -1 not an IP
  * literal (ss and *len untouched). */
 int ip_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Strict base64 (RFC 4648 4) of len bytes: the standard alphabet, length a multiple
+ * of 4, "=" only as the final one or two padding characters, unused bits zero; no
+ * whitespace. The empty string (and AUTH's lone "=", RFC 4954 4) decode to 0 bytes.
+ * 0 with *outlen set (out is NUL-terminated when there is room, outsize must be at
+ * least the decoded length), -1 on bad base64 or when out is too small. */
+int base64_decode(const char *in, size_t len, unsigned char *out, size_t outsize, size_t *outlen);
+/* Encode len bytes into out as a NUL-terminated string (no line breaks). 0 done
+ * (*outlen = characters written, without the NUL; outlen may be NULL), -1 when out
+ * is smaller than 4 * ceil(len / 3) + 1. Zero bytes encode as "" (callers sending an
+ * empty challenge send "334 " themselves). */
+int base64_encode(const unsigned char *in, size_t len, char *out, size_t outsize, size_t *outlen);
 
 /* Format a message into the caller's error buffer err (errsize bytes), the
  * (char *err, size_t errsize) pair that functions returning -1 fill. Does nothing

@@ -1,5 +1,6 @@
-/* deliver.h: transports. One result type for all; each transport blocks and runs on
- * a worker thread. Today: maildir. Next: lmtp, remote smtp. */
+/* deliver.h: transports, one result type for all: Maildir delivery (maildir.c,
+ * blocking, on a worker thread) and remote SMTP delivery (remote.c, asynchronous, on
+ * the loop thread). Where mail goes is route/'s decision. */
 #ifndef KURIER_DELIVER_H
 #define KURIER_DELIVER_H
 

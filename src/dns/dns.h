@@ -93,22 +93,22 @@ int dns_parse_name(const unsigned char *rdata, size_t len, char *out, size_t out
  * -1 when shorter than 4 bytes or a SHA-256/512 digest has the wrong length. */
 int dns_parse_tlsa(const unsigned char *rdata, size_t len, struct dns_tlsa *out);
 
-/* Added. The reverse name of an address: "20.0.0.127.in-addr.arpa", nibbles under
+/* The reverse name of an address: "20.0.0.127.in-addr.arpa", nibbles under
  * "ip6.arpa" (a v4-mapped IPv6 address as IPv4). 0 done, -1 unknown family or out
  * too small (73 bytes always suffice). */
 int dns_ptr_name(const struct sockaddr *sa, char *out, size_t outsize);
-/* Added. Order MX records in place: null-MX entries (host "") dropped when real
+/* Order MX records in place: null-MX entries (host "") dropped when real
  * hosts exist, the rest sorted by preference, equal preferences shuffled with
  * rnd(rnd_arg) (NULL rnd: not shuffled, order among equals unspecified). Returns
  * the new count; when every record names the root, *null_mx = 1 and one "0 ."
  * record is left (RFC 7505). */
 size_t dns_mx_sort(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rnd_arg,
                    int *null_mx);
-/* Added. Give up on a query after seconds (default 30): the callback gets
+/* Give up on a query after seconds (default 30): the callback gets
  * DNS_TEMPFAIL with why "timeout". libunbound's own retries may end sooner with
  * SERVFAIL. */
 void dns_set_timeout(struct dns *d, int seconds);
-/* Added. "ok", "nxdomain", "nodata", "tempfail", "bogus". */
+/* "ok", "nxdomain", "nodata", "tempfail", "bogus". */
 const char *dns_status_name(enum dns_status s);
 
 struct dns_client_name;

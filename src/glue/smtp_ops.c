@@ -122,6 +122,12 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.headers_cut = txn ? txn->headers_cut : 0;
     j->done = done;
     j->arg = arg;
+    _Static_assert(
+        (int)SMTP_STAGE_CONNECT == (int)POLICY_CONNECT &&
+            (int)SMTP_STAGE_HELO == (int)POLICY_HELO && (int)SMTP_STAGE_MAIL == (int)POLICY_MAIL &&
+            (int)SMTP_STAGE_RCPT == (int)POLICY_RCPT && (int)SMTP_STAGE_DATA == (int)POLICY_DATA &&
+            (int)SMTP_STAGE_EOM == (int)POLICY_EOM,
+        "enum smtp_stage and enum policy_stage differ");
     j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);
     return j;
 }

@@ -128,11 +128,13 @@ int spool_update(struct spool *s, const struct spool_env *env);
  * due now (next_try 0), then rewrites the envelope (spool_update; blocking). 0 done,
  * 1 env is already held / not held (nothing written), -1 the rewrite failed (errno). */
 int spool_set_held(struct spool *s, struct spool_env *env, int held);
-/* Remove a message (envelope first, then content). 0 done, -1 no such message. The
+/* Remove a message (envelope first, then content). 0 done, -1 failed: errno ENOENT
+ * when there is no such message (as for spool_load, also for an invalid ID). The
  * folder is not fsync'd: after a crash the message may come back and be tried again. */
 int spool_remove(struct spool *s, const char *id);
-/* Path of queue/ID.msg for reading by transports (borrowed until next call). */
-int spool_open_content(struct spool *s, const char *id); /* fd or -1 */
+/* Open queue/ID.msg read-only for the transports: a new file descriptor the caller
+ * closes, or -1 (no such message, or it cannot be opened). */
+int spool_open_content(struct spool *s, const char *id);
 
 /* Corrupt messages (spool_load failed with EBADMSG), as Postfix's corrupt queue:
  * move queue/ID.msg and queue/ID.env to corrupt/ (blocking; worker or CLI), so the
@@ -220,7 +222,7 @@ void queue_free(struct queue *q);
 /* Use a new configuration (after a reload) for the jobs started from now on: takes a
  * reference to conf and drops the old one; running jobs keep theirs. */
 void queue_set_conf(struct queue *q, const struct kconf *conf);
-/* Added. The remote transport (deliver/remote.c) for recipients outside our
+/* The remote transport (deliver/remote.c) for recipients outside our
  * domains; borrowed, set once before the loop runs. Without it they stay queued
  * ("remote delivery is not available yet"). A message's due remote recipients are
  * grouped by domain, one remote_deliver() per domain, on the loop thread. */

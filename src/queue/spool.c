@@ -603,7 +603,10 @@ int spool_set_held(struct spool *s, struct spool_env *env, int held)
 
 int spool_remove(struct spool *s, const char *id)
 {
-    if (!spool_id_valid(id)) return -1;
+    if (!spool_id_valid(id)) {
+        errno = ENOENT;
+        return -1;
+    }
     char *p = path_of(s->queue, id, ".env");
     int r = unlink(p);
     free(p);

@@ -280,6 +280,24 @@ static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
     return def;
 }
 
+/* A transport's tls (enum conf_transport_tls): its own level, or def for "default". */
+static enum conf_out_tls transport_tls(int tls, enum conf_out_tls def)
+{
+    switch ((enum conf_transport_tls)tls) {
+    case CONF_TTLS_NONE:
+        return CONF_TLS_NONE;
+    case CONF_TTLS_MAY:
+        return CONF_TLS_MAY;
+    case CONF_TTLS_ENCRYPT:
+        return CONF_TLS_ENCRYPT;
+    case CONF_TTLS_VERIFY:
+        return CONF_TLS_VERIFY;
+    case CONF_TTLS_DEFAULT:
+        break;
+    }
+    return def;
+}
+
 int route_relay_lookup(struct store *st, const char *sender, struct store_relay **out)
 {
     struct store_relay *r = xcalloc(1, sizeof *r);
@@ -332,7 +350,7 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
     enum conf_out_tls tls;
     if (t) {
         out->via = "transport";
-        tls = t->tls > 0 ? (enum conf_out_tls)(t->tls - 1) : deftls;
+        tls = transport_tls(t->tls, deftls);
         relays = t->relay; /* NULL: this domain's MX with the transport's tls */
     } else {
         out->via = "relay_host";

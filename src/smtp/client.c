@@ -400,7 +400,7 @@ static char *b64(const char *p, size_t n)
 {
     size_t size = 4 * ((n + 2) / 3) + 1;
     char *out = xmalloc(size);
-    if (smtp_b64_encode((const unsigned char *)p, n, out, size, NULL) < 0) out[0] = 0;
+    if (base64_encode((const unsigned char *)p, n, out, size, NULL) < 0) out[0] = 0;
     return out;
 }
 

@@ -331,21 +331,6 @@ static int message_open(struct smtp_session *s)
     return 0;
 }
 
-/* Which fields the client's header section has. */
-static void header_scan(const char *p, size_t len, int *has_date, int *has_msgid)
-{
-    struct hdr_field f;
-    size_t off = 0;
-    *has_date = *has_msgid = 0;
-    while (off < len) {
-        int n = hdr_next(p + off, len - off, &f);
-        if (n <= 0) break; /* as Postfix: a line that is not a field ends the headers */
-        if (hdr_name_is(&f, "Date")) *has_date = 1;
-        if (hdr_name_is(&f, "Message-ID")) *has_msgid = 1;
-        off += (size_t)n;
-    }
-}
-
 /* The header section is complete (or too long to keep): write our Received:
  * header (RFC 5321 4.4), the submission fix-ups (RFC 6409 8.2, 8.3), then the
  * client's headers. */
@@ -377,12 +362,10 @@ static void header_end(struct smtp_session *s)
         free(a);
     }
     buf_printf(&h, "; %s\r\n", date);
-    if (s->peer.auth_user || s->srv->listen->role == LISTEN_SUBMISSION) {
-        int has_date, has_msgid;
-        header_scan(s->hdr.data ? s->hdr.data : "", s->hdr.len, &has_date, &has_msgid);
-        if (!has_date) buf_printf(&h, "Date: %s\r\n", date);
-        if (!has_msgid) buf_printf(&h, "Message-ID: <%s@%s>\r\n", s->id, s->conf->hostname);
-    }
+    if (s->peer.auth_user || s->srv->listen->role == LISTEN_SUBMISSION)
+        header_complete(&h, s->hdr.data ? s->hdr.data : "", s->hdr.len,
+                        &(struct hdr_complete){
+                            .date = date, .msgid_left = s->id, .msgid_domain = s->conf->hostname});
     if (!s->msg_failed && s->msg && s->srv->ops->msg_write(s->msg, h.data, h.len) != 0)
         s->msg_failed = 1;
     s->txn.added_size = h.len;
@@ -516,24 +499,23 @@ static const struct {
     enum smtp_verb verb;
     unsigned states;
     void (*fn)(struct smtp_session *, struct smtp_cmd *);
-    const char *sequence_hint; /* 503 text when sent in the wrong state */
 } commands[] = {
     {SMTP_V_EHLO, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY) | ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT),
-     cmd_helo, "finish the message first"},
+     cmd_helo},
     {SMTP_V_HELO, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY) | ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT),
-     cmd_helo, "finish the message first"},
-    {SMTP_V_MAIL, ST(SMTP_ST_READY), cmd_mail, NULL},
-    {SMTP_V_RCPT, ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT), cmd_rcpt, "send MAIL first"},
-    {SMTP_V_DATA, ST(SMTP_ST_RCPT), cmd_data, NULL},
-    {SMTP_V_BDAT, ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT), cmd_bdat, NULL},
-    {SMTP_V_RSET, ~0u, cmd_rset, NULL},
-    {SMTP_V_NOOP, ~0u, cmd_noop, NULL},
-    {SMTP_V_QUIT, ~0u, cmd_quit, NULL},
-    {SMTP_V_HELP, ~0u, cmd_help, NULL},
-    {SMTP_V_VRFY, ~0u, cmd_vrfy, NULL},
-    {SMTP_V_EXPN, ~0u, cmd_expn, NULL},
-    {SMTP_V_STARTTLS, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY), cmd_starttls, NULL},
-    {SMTP_V_AUTH, ST(SMTP_ST_READY), session_cmd_auth, NULL},
+     cmd_helo},
+    {SMTP_V_MAIL, ST(SMTP_ST_READY), cmd_mail},
+    {SMTP_V_RCPT, ST(SMTP_ST_MAIL) | ST(SMTP_ST_RCPT), cmd_rcpt},
+    {SMTP_V_DATA, ST(SMTP_ST_RCPT), cmd_data},
+    {SMTP_V_BDAT, ST(SMTP_ST_RCPT) | ST(SMTP_ST_BDAT), cmd_bdat},
+    {SMTP_V_RSET, ~0u, cmd_rset},
+    {SMTP_V_NOOP, ~0u, cmd_noop},
+    {SMTP_V_QUIT, ~0u, cmd_quit},
+    {SMTP_V_HELP, ~0u, cmd_help},
+    {SMTP_V_VRFY, ~0u, cmd_vrfy},
+    {SMTP_V_EXPN, ~0u, cmd_expn},
+    {SMTP_V_STARTTLS, ST(SMTP_ST_INIT) | ST(SMTP_ST_READY), cmd_starttls},
+    {SMTP_V_AUTH, ST(SMTP_ST_READY), session_cmd_auth},
 };
 
 static void sequence_error(struct smtp_session *s, enum smtp_verb v)

@@ -81,7 +81,7 @@ void session_auth_step(struct smtp_session *s, const char *line, size_t len)
     }
     unsigned char dec[1024];
     size_t n = 0;
-    if (!(len == 1 && line[0] == '=') && smtp_b64_decode(line, len, dec, sizeof dec - 1, &n) != 0) {
+    if (!(len == 1 && line[0] == '=') && base64_decode(line, len, dec, sizeof dec - 1, &n) != 0) {
         session_auth_reset(s);
         session_set_state(s, SMTP_ST_READY);
         session_fail(s, 501, "5.5.2", "Invalid base64 data in the AUTH response");

@@ -1,7 +1,8 @@
 /* smtp.h: the SMTP protocol module. parse.c: pure parsers for command lines, ESMTP
  * parameters and the DATA/BDAT byte stream (fuzzed). server.c: the inbound
- * dialogue as one state machine; it asks policy and spool through small
- * interfaces and never decides delivery itself. */
+ * dialogue as one state machine (server_auth.c its AUTH exchange); it asks policy
+ * and spool through small interfaces and never decides delivery itself. sasl.c: the
+ * PLAIN message; tls.c: server TLS contexts; client.c: the outbound client. */
 #ifndef KURIER_SMTP_H
 #define KURIER_SMTP_H
 
@@ -107,7 +108,7 @@ char *smtp_xtext_decode(const char *p, size_t len);
 
 struct event_base;
 
-enum smtp_stage { /* same order as policy stages */
+enum smtp_stage { /* enum policy_stage's values: pinned where the two meet (ops_judge) */
                   SMTP_STAGE_CONNECT = 0,
                   SMTP_STAGE_HELO,
                   SMTP_STAGE_MAIL,
@@ -268,17 +269,6 @@ int smtp_tls_selfsigned(const char *host, const char *certfile, const char *keyf
 
 /* --- SASL helpers for AUTH (sasl.c): pure, no I/O --------------------------- */
 
-/* Strict base64 (RFC 4648 4) of len bytes: the standard alphabet, length a multiple
- * of 4, "=" only as the final one or two padding characters, unused bits zero; no
- * whitespace. The empty string (and AUTH's lone "=", RFC 4954 4) decode to 0 bytes.
- * 0 with *outlen set (out is NUL-terminated when there is room, outsize must be at
- * least the decoded length), -1 on bad base64 or when out is too small. */
-int smtp_b64_decode(const char *in, size_t len, unsigned char *out, size_t outsize, size_t *outlen);
-/* Encode len bytes into out as a NUL-terminated string (no line breaks). 0 done
- * (*outlen = characters written, without the NUL; outlen may be NULL), -1 when out
- * is smaller than 4 * ceil(len / 3) + 1. Zero bytes encode as "" (callers sending an
- * empty challenge send "334 " themselves). */
-int smtp_b64_encode(const unsigned char *in, size_t len, char *out, size_t outsize, size_t *outlen);
 /* RFC 4616 PLAIN message: [authzid] NUL authcid NUL passwd. Copies the three fields
  * as NUL-terminated strings (authzid "" when absent). 0 done; -1 when malformed:
  * not exactly two NULs, empty authcid or passwd, or a field not fitting its buffer. */

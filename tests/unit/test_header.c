@@ -1,5 +1,5 @@
-/* test_header.c: table tests for the RFC 5322 header field iterator, unfolding and
- * address-list parser (core/header.c). */
+/* test_header.c: table tests for the RFC 5322 header field iterator, unfolding,
+ * address-list parser and header completion (core/header.c). */
 #include "core/compat.h"
 
 #include "core/core.h"
@@ -450,6 +450,65 @@ static void test_addresses_limits(void)
     buf_release(&b);
 }
 
+/* header_complete(): which fields get added, in which order, how a display name is
+ * quoted; the header may live in the buffer being appended to (sendmail). */
+static void test_complete(void)
+{
+    static const struct {
+        const char *hdr;
+        int with_from; /* sendmail: From: may be added */
+        const char *name;
+        const char *want;
+    } cases[] = {
+        {"", 1, NULL, "From: a@h.example\r\nDate: DATE\r\nMessage-ID: <ID@h.example>\r\n"},
+        {"", 0, NULL, "Date: DATE\r\nMessage-ID: <ID@h.example>\r\n"},
+        {"Subject: x\r\n", 1, "Ann \"Q\" B\\",
+         "From: \"Ann \\\"Q\\\" B\\\\\" <a@h.example>\r\nDate: DATE\r\n"
+         "Message-ID: <ID@h.example>\r\n"},
+        {"Subject: x\r\n", 1, "",
+         "From: a@h.example\r\nDate: DATE\r\nMessage-ID: <ID@h.example>\r\n"},
+        {"from: me\r\nDATE: now\r\nmessage-id: <x@y>\r\n", 1, "N", ""},
+        {"Message-Id: <x@y>\r\n", 0, NULL, "Date: DATE\r\n"},
+        {"Date : obs\r\n", 0, NULL, "Message-ID: <ID@h.example>\r\n"},
+        {"Subject: x\r\n folded\r\nDate: now\r\n", 0, NULL, "Message-ID: <ID@h.example>\r\n"},
+        /* the header ends at the empty line: a Date: in the body does not count */
+        {"Subject: x\r\n\r\nDate: now\r\n", 0, NULL,
+         "Date: DATE\r\nMessage-ID: <ID@h.example>\r\n"},
+        /* and at a line that is not a field */
+        {"Subject: x\r\nno field\r\nDate: now\r\n", 0, NULL,
+         "Date: DATE\r\nMessage-ID: <ID@h.example>\r\n"},
+        {"Subject: x\nDate: now\n", 0, NULL, "Message-ID: <ID@h.example>\r\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct hdr_complete c = {.from_addr = cases[i].with_from ? "a@h.example" : NULL,
+                                 .from_name = cases[i].name,
+                                 .date = "DATE",
+                                 .msgid_left = "ID",
+                                 .msgid_domain = "h.example"};
+        struct buf b;
+        buf_init(&b, 0);
+        header_complete(&b, cases[i].hdr, strlen(cases[i].hdr), &c);
+        CHECK(strcmp(b.data ? b.data : "", cases[i].want) == 0, "case %zu: got \"%s\"", i,
+              b.data ? b.data : "");
+        buf_release(&b);
+    }
+    /* The header already in out (sendmail builds it there): the fields go after it,
+     * even when out has to grow. */
+    struct buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, "Subject: x\r\n");
+    header_complete(&b, b.data, b.len,
+                    &(struct hdr_complete){.from_addr = "a@h.example",
+                                           .from_name = "A",
+                                           .date = "DATE",
+                                           .msgid_left = "ID",
+                                           .msgid_domain = "h.example"});
+    CHECK(strcmp(b.data, "Subject: x\r\nFrom: \"A\" <a@h.example>\r\nDate: DATE\r\n"
+                         "Message-ID: <ID@h.example>\r\n") == 0,
+          "appended after the header in the same buffer: \"%s\"", b.data);
+    buf_release(&b);
+}
+
 int main(void)
 {
     test_next();
@@ -459,6 +518,7 @@ int main(void)
     test_unfold();
     test_addresses();
     test_addresses_limits();
+    test_complete();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
