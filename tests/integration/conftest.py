@@ -67,7 +67,7 @@ def wait_port(host, port, timeout=SAFETY, proc=None):
 class Kurier:
     """One kurierd instance with its own state folder, config and ports."""
 
-    def __init__(self, extra="", listen_extra="", queue=None, limits=None):
+    def __init__(self, extra="", listen_extra="", queue=None, limits=None, reverse_dns=False):
         self.dir = tempfile.mkdtemp(prefix="kurier-test-")
         os.chmod(self.dir, 0o755)  # the daemon runs as user kurier after the drop
         self.port = free_port()
@@ -86,14 +86,15 @@ class Kurier:
                 "hostname mx.example.test;\n"
                 # client names come from the system's resolver otherwise; tests that
                 # want them give their own (test_reverse_dns.py)
-                "reverse_dns off;\n"
+                "reverse_dns %s;\n"
                 "state_dir %s/var;\n"
                 "maildir_root %s;\n"
                 "log {\n    target stderr;\n    level info;\n}\n"
                 "queue {\n%s}\n"
                 "limits {\n%s}\n"
                 "listen 127.0.0.1:%d {\n    role mx;\n%s}\n"
-                "%s\n" % (self.dir, self.maildir_root, qtext, ltext, self.port,
+                "%s\n" % ("on" if reverse_dns else "off", self.dir, self.maildir_root, qtext,
+                          ltext, self.port,
                           listen_extra, extra))
 
     # --- CLI -------------------------------------------------------------------

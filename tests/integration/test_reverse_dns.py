@@ -32,11 +32,7 @@ def session_from(k, source):
 
 def test_client_names_are_forward_confirmed(kurier_factory):
     with peers.unbound(ZONES, "clients.test") as resolver:
-        k = kurier_factory(extra="resolver %s;\n" % resolver)
-        with open(k.conf) as f:
-            text = f.read()
-        with open(k.conf, "w") as f:
-            f.write(text.replace("reverse_dns off;", "reverse_dns on;"))
+        k = kurier_factory(extra="resolver %s;\n" % resolver, reverse_dns=True)
         k.add_domain("example.test")
         k.add_mailbox("demo@example.test")
         k.start()
@@ -68,11 +64,7 @@ def test_client_names_are_forward_confirmed(kurier_factory):
 def test_early_talker_waits_for_the_lookup(kurier_factory):
     """Commands sent before the greeting are answered after it, in order."""
     with peers.unbound(ZONES, "clients.test") as resolver:
-        k = kurier_factory(extra="resolver %s;\n" % resolver)
-        with open(k.conf) as f:
-            text = f.read()
-        with open(k.conf, "w") as f:
-            f.write(text.replace("reverse_dns off;", "reverse_dns on;"))
+        k = kurier_factory(extra="resolver %s;\n" % resolver, reverse_dns=True)
         k.add_domain("example.test")
         k.start()
         s = socket.socket()

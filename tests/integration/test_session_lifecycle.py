@@ -324,11 +324,7 @@ def test_hang_up_during_the_client_name_lookup(kurier_factory):
     silent.bind(("127.0.0.1", 0))
     silent.settimeout(20)
     try:
-        k = kurier_factory(extra="resolver 127.0.0.1@%d;\n" % silent.getsockname()[1])
-        with open(k.conf) as f:
-            text = f.read()
-        with open(k.conf, "w") as f:
-            f.write(text.replace("reverse_dns off;", "reverse_dns on;"))
+        k = kurier_factory(extra="resolver 127.0.0.1@%d;\n" % silent.getsockname()[1], reverse_dns=True)
         k.add_domain("example.test")
         k.start()
         wait_sessions(k, 0)
