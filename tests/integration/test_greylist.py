@@ -207,3 +207,26 @@ def test_hangup_during_sender_lookup(kurier_factory):
         assert "ERROR: AddressSanitizer" not in k.log()
     finally:
         hole.close()
+
+
+def test_expired_entries_purged_on_timer(dns, kurier_factory):
+    """A triplet never retried within delay + retry_window leaves the directory
+    database at the next purge (greylist { purge_interval })."""
+    import glob
+    import sqlite3
+    k = make(kurier_factory, dict(
+        extra="resolver %s;\ngreylist {\n    delay 1s;\n    retry_window 1s;\n"
+              "    purge_interval 1s;\n}\n" % dns,
+        listen_extra="    greylist always;\n"))
+    assert attempt(k, "gone@good.test")[0] == 451
+    db = glob.glob(k.dir + "/var/*.db")[0]
+
+    def triplets():
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT count(*) FROM grey_triplets").fetchone()[0]
+
+    assert triplets() == 1
+    deadline = time.time() + SAFETY
+    while triplets():
+        assert time.time() < deadline, k.log()[-2000:]
+        time.sleep(0.2)
