@@ -14,7 +14,7 @@ import time
 import pytest
 
 import peers
-from conftest import SAFETY
+from conftest import SAFETY, Raw
 
 ZONES = r"""
     local-zone: "good.test." static
@@ -185,22 +185,32 @@ def test_authenticated_submission_never_greylisted(dns, kurier_factory):
 
 
 def test_hangup_during_sender_lookup(kurier_factory):
-    """The resolver never answers: the client hangs up while its sender is being
-    looked up; the query is cancelled with the session (ASan build: no use after
-    free), and the daemon goes on and stops cleanly."""
+    """The resolver holds the sender's MX query until the client has hung up, then
+    answers: the query was cancelled with the session, so the late answer touches
+    nothing (ASan build: no use after free), and the daemon goes on and stops
+    cleanly."""
     hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     hole.bind(("127.0.0.1", 0))
     hole.settimeout(SAFETY)
     try:
         k = make(kurier_factory, grey_conf("127.0.0.1@%d" % hole.getsockname()[1],
                                            mode="suspicious", verify="greylist"))
-        for _ in range(3):
-            s = socket.create_connection(("127.0.0.1", k.port), timeout=SAFETY)
-            f = s.makefile("rb")
-            f.readline()
-            s.sendall(b"EHLO c.test\r\nMAIL FROM:<a@slow.test>\r\nRCPT TO:<demo@example.test>\r\n")
-            hole.recvfrom(4096)  # the sender's MX query is pending now
-            s.close()
+        for i in range(3):
+            gone = k.log().count("disconnect from")
+            r = Raw(k.port)
+            assert r.reply()[0] == 220
+            assert r.cmd("EHLO c.test")[0] == 250
+            assert r.cmd("MAIL FROM:<a@slow%d.test>" % i)[0] == 250
+            r.send("RCPT TO:<demo@example.test>\r\n")
+            query, peer = hole.recvfrom(4096)  # the sender's MX query is pending now
+            r.close()
+            deadline = time.time() + SAFETY
+            while k.log().count("disconnect from") == gone:  # the session is gone
+                assert time.time() < deadline, k.log()[-3000:]
+                time.sleep(0.05)
+            # the late answer: NXDOMAIN for the question asked
+            hole.sendto(query[:2] + b"\x81\x83" + query[4:6] + b"\0\0\0\0\0\0" + query[12:],
+                        peer)
         # still serving
         assert attempt(k, "demo@example.test")[0] == 250
         assert k.stop() == 0
