@@ -379,6 +379,7 @@ int main(int argc, char **argv)
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
+    policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -392,6 +393,7 @@ int main(int argc, char **argv)
 
     log_info("kurierd", "stopped");
     control_free(d.control);
+    policy_greylist_purge_stop();
     queue_free(d.queue); /* cancels its remote deliveries first */
     d.queue = d.glue.queue = NULL;
     remote_free(d.remote);

@@ -438,7 +438,8 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         return 0;
     }
     case KT_NETS: {
-        struct kconf *c = base;
+        struct conf_net **list = field(base, k);
+        size_t *count = (size_t *)(list + 1);
         struct conf_net net;
         if (conf_net_parse(s, &net) != 0) {
             snprintf(why, whylen,
@@ -447,12 +448,12 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
                      s, k->name);
             return -1;
         }
-        if (c->ntrusted >= 1024) {
+        if (*count >= 1024) {
             snprintf(why, whylen, "too many networks for \"%s\" (at most 1024)", k->name);
             return -1;
         }
-        c->trusted = xrealloc(c->trusted, (c->ntrusted + 1) * sizeof *c->trusted);
-        c->trusted[c->ntrusted++] = net;
+        *list = xrealloc(*list, (*count + 1) * sizeof **list);
+        (*list)[(*count)++] = net;
         return 0;
     }
     }
@@ -520,12 +521,13 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
         fmt_double(tmp, sizeof tmp, *(const double *)f);
         break;
     case KT_NETS: {
-        const struct kconf *c = base;
-        if (c->ntrusted == 0) return -1;
-        for (size_t i = 0; i < c->ntrusted; i++) {
+        const struct conf_net *const *list = f;
+        size_t count = *(const size_t *)(list + 1);
+        if (count == 0) return -1;
+        for (size_t i = 0; i < count; i++) {
             char a[INET6_ADDRSTRLEN];
-            inet_ntop(c->trusted[i].family, c->trusted[i].addr, a, sizeof a);
-            buf_printf(out, "%s%s/%d", i ? " " : "", a, c->trusted[i].prefix);
+            inet_ntop((*list)[i].family, (*list)[i].addr, a, sizeof a);
+            buf_printf(out, "%s%s/%d", i ? " " : "", a, (*list)[i].prefix);
         }
         return 0;
     }
@@ -1039,6 +1041,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_RELAY, c);
     apply_defaults(KB_AUTH, c);
     apply_defaults(KB_OUTBOUND, c);
+    apply_defaults(KB_GREYLIST, c);
     return c;
 }
 
@@ -1135,6 +1138,8 @@ static void kconf_destroy(struct kconf *c)
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->trusted);
+    free(c->grey_allow_nets);
+    free(c->grey_allow_domains);
     while (c->listeners) {
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);

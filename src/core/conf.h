@@ -63,8 +63,14 @@ struct conf_listen {
     int require_auth;         /* default on for submission */
     char *sni_certs;          /* glob of PEM files (chain + key) picked by SNI; NULL none */
     int hide_client;          /* leave the client out of our Received: header */
+    int greylist;             /* enum conf_greylist (default suspicious) */
+    int sender_verify;        /* enum conf_sender_verify (default off) */
     struct conf_listen *next;
 };
+
+/* listen { greylist } and { sender_verify }, in the order of their choices. */
+enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS };
+enum conf_sender_verify { CONF_SV_OFF = 0, CONF_SV_GREYLIST, CONF_SV_REJECT };
 
 /* auth { backend }: where AUTH passwords are checked. */
 enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };
@@ -156,6 +162,16 @@ struct kconf {
     int auth_delay_max;            /* seconds, longest answer delay after failures (8s) */
     int auth_backend;              /* enum conf_auth_backend (default directory) */
     char *auth_dovecot_socket;     /* Dovecot's auth-client socket (/run/dovecot/auth-client) */
+
+    /* greylist { } (policy/greylist.c) */
+    int grey_delay;                   /* seconds (5m) */
+    int grey_retry_window;            /* seconds (2d) */
+    int grey_lifetime;                /* seconds (36d) */
+    int grey_auto_allowlist;          /* passed triplets per network, 0 off (5) */
+    struct conf_net *grey_allow_nets; /* allow_networks (KT_NETS: count follows) */
+    size_t ngrey_allow_nets;
+    char *grey_allow_domains; /* "DOMAIN ..." or NULL */
+    int grey_purge_interval;  /* seconds (1h) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

@@ -6,8 +6,8 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 
-const char *const conf_block_names[KB_COUNT] = {"",     "log",      "limits", "queue",    "relay",
-                                                "auth", "outbound", "listen", "transport"};
+const char *const conf_block_names[KB_COUNT] = {
+    "", "log", "limits", "queue", "relay", "auth", "outbound", "greylist", "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -145,6 +145,25 @@ const struct conf_key conf_keys[] = {
     {KB_OUTBOUND, "idle_time", KT_DUR, "5s", NULL, 0, 10 * MIN_, NULL, KC(out_idle),
      "How long an idle connection is kept for the next message to the same destination."},
 
+    {KB_GREYLIST, "delay", KT_DUR, "5m", NULL, 1, DAY_, NULL, KC(grey_delay),
+     "How long a new (client network, sender, recipient) triplet is refused with 451 4.7.1 "
+     "before a retry is accepted."},
+    {KB_GREYLIST, "retry_window", KT_DUR, "2d", NULL, 1, 30 * DAY_, NULL, KC(grey_retry_window),
+     "Time after the delay within which the retry must come; a later retry starts over."},
+    {KB_GREYLIST, "lifetime", KT_DUR, "36d", NULL, 1, 365 * DAY_, NULL, KC(grey_lifetime),
+     "How long a passed triplet, and an auto-allowlisted network, are remembered after they "
+     "were last seen."},
+    {KB_GREYLIST, "auto_allowlist", KT_INT, "5", NULL, 0, 100000, NULL, KC(grey_auto_allowlist),
+     "Passed retries (triplets) after which mail from a client network (/24, /64) is no "
+     "longer greylisted; 0 turns it off."},
+    {KB_GREYLIST, "allow_networks", KT_NETS, NULL, "none", 0, 0, NULL, KC(grey_allow_nets),
+     "Client networks never greylisted (CIDR; repeated lines add up), e.g. big providers "
+     "that retry from other addresses."},
+    {KB_GREYLIST, "allow_domains", KT_HOSTLIST, NULL, "none", 0, 0, NULL, KC(grey_allow_domains),
+     "Envelope sender domains never greylisted (subdomains included)."},
+    {KB_GREYLIST, "purge_interval", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(grey_purge_interval),
+     "How often expired greylisting entries are deleted from the directory database."},
+
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
     {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
@@ -164,6 +183,16 @@ const struct conf_key conf_keys[] = {
      "one of their names (SNI) get that certificate instead of cert."},
     {KB_LISTEN, "hide_client", KT_BOOL, "off", NULL, 0, 0, NULL, KL(hide_client),
      "Leave the client's name and address out of our Received: header (submission)."},
+    {KB_LISTEN, "greylist", KT_ENUM, "suspicious", NULL, 0, 0, "off|suspicious|always",
+     KL(greylist),
+     "Greylisting of unauthenticated clients (docs/inbound.md): always every triplet; "
+     "suspicious only mail whose sender verification failed (sender_verify greylist); off "
+     "never, not even then (such mail is accepted and logged)."},
+    {KB_LISTEN, "sender_verify", KT_ENUM, "off", NULL, 0, 0, "off|greylist|reject",
+     KL(sender_verify),
+     "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
+     "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
+     "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
 
     {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
      KT(relay),
@@ -176,3 +205,8 @@ const struct conf_key conf_keys[] = {
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
 _Static_assert(sizeof conf_keys / sizeof conf_keys[0] <= CONF_KEYS_MAX,
                "raise CONF_KEYS_MAX in conf_keys.h");
+_Static_assert(offsetof(struct kconf, ntrusted) ==
+                       offsetof(struct kconf, trusted) + sizeof(struct conf_net *) &&
+                   offsetof(struct kconf, ngrey_allow_nets) ==
+                       offsetof(struct kconf, grey_allow_nets) + sizeof(struct conf_net *),
+               "KT_NETS: the count must follow the list");

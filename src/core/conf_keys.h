@@ -30,6 +30,7 @@ enum kblock {
     KB_RELAY,
     KB_AUTH,
     KB_OUTBOUND,
+    KB_GREYLIST,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT
@@ -43,7 +44,8 @@ struct conf_key {
     const char *defdoc;  /* default as shown in docs, when it differs from def */
     double min, max;     /* KT_INT, KT_SIZE, KT_DUR, KT_DOUBLE */
     const char *choices; /* KT_ENUM (stored as int index), KT_CHOICE (stored as string) */
-    size_t off;          /* into struct kconf, or struct conf_listen for KB_LISTEN */
+    size_t off;          /* into struct kconf, or struct conf_listen for KB_LISTEN; KT_NETS:
+                            a struct conf_net * directly followed by its size_t count */
     const char *help;
 };
 

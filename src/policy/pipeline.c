@@ -12,6 +12,8 @@
 static const struct policy_check *const all_checks[] = {
     &policy_check_recipient,
     &policy_check_sender_login,
+    &policy_check_sender_verify,
+    &policy_check_greylist,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 
@@ -34,6 +36,11 @@ static struct event_base *loop_base;
 void policy_init(struct event_base *base)
 {
     loop_base = base;
+}
+
+struct event_base *policy_loop(void)
+{
+    return loop_base;
 }
 
 const char *policy_stage_name(enum policy_stage s)

@@ -10,6 +10,8 @@
 
 #include "core/core.h"
 
+struct dns;
+struct event_base;
 struct store;
 
 enum policy_stage {
@@ -46,6 +48,7 @@ struct policy_ctx {
                                  run before it ends, so a check's jobs may borrow it */
     const struct conf_listen *listener;
     struct store *store;
+    struct dns *dns; /* the daemon's resolver (NULL: checks that need DNS pass) */
     struct sockaddr_storage client_sa;
     char client_addr[64];      /* "192.0.2.7" */
     char client_name[256];     /* reverse name or "unknown" */
@@ -88,6 +91,17 @@ extern const struct policy_check policy_check_recipient;
  * and in the From:/Sender:/Resent-From:/Resent-Sender: headers (per-domain mode
  * enforce|log|off). */
 extern const struct policy_check policy_check_sender_login;
+/* sender_verify.c: the envelope sender's domain has MX or A/AAAA (null MX: 550), a
+ * sender in our domains exists; failures greylisted or refused (listen sender_verify). */
+extern const struct policy_check policy_check_sender_verify;
+/* greylist.c: greylisting at RCPT (listen greylist always|suspicious|off). */
+extern const struct policy_check policy_check_greylist;
+/* Purge expired greylisting entries every greylist { purge_interval } (*conf read at
+ * each run: the daemon's current configuration), on a worker. Stop before the store
+ * and the worker pool go. */
+void policy_greylist_purge_start(struct event_base *base, struct store *st,
+                                 const struct kconf *const *conf);
+void policy_greylist_purge_stop(void);
 
 /* --- who may receive delivery reports (dsn_trust.c) ---------------------------------
  * DESIGN.md "No backscatter": bounces, delay notices and success reports go only to
@@ -101,9 +115,10 @@ int policy_dsn_trusted(const char *auth_user, int trusted);
  * non-NULL) set to "null sender" or "untrusted sender", static; NULL for 1. */
 int policy_dsn_allowed(int null_sender, int dsn_trusted, const char **why);
 
-struct event_base;
 /* Once at start: the loop the pipeline defers its callbacks on. */
 void policy_init(struct event_base *base);
+/* That loop, for checks that defer an answer. */
+struct event_base *policy_loop(void);
 
 struct policy_run;
 /* Run the checks for stage in order. done(arg, v) gets the first non-pass verdict

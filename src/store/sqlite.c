@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -56,6 +56,21 @@ static const char *const migrations[] = {
     "  password TEXT NOT NULL DEFAULT '',"
     "  tls TEXT NOT NULL DEFAULT '');"
     "UPDATE schema_version SET version = 3;",
+    /* 4: greylisting state (policy/greylist.c): triplets (client network, sender,
+     * recipient) and client networks with their passed retries (auto-allowlist). */
+    "CREATE TABLE IF NOT EXISTS grey_triplets ("
+    "  net TEXT NOT NULL,"
+    "  sender TEXT NOT NULL,"
+    "  rcpt TEXT NOT NULL,"
+    "  first_seen INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL,"
+    "  passed INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (net, sender, rcpt));"
+    "CREATE TABLE IF NOT EXISTS grey_networks ("
+    "  net TEXT PRIMARY KEY,"
+    "  passes INTEGER NOT NULL DEFAULT 0,"
+    "  last_seen INTEGER NOT NULL);"
+    "UPDATE schema_version SET version = 4;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1086,5 +1101,128 @@ int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_
         cb(arg, &rr);
     }
     stmt_close(st, s);
+    return rc;
+}
+
+/* --- greylisting state ------------------------------------------------------- */
+
+/* Run sql with the strings v[0..n) at ?1.. and the integers iv[0..ni) after them; 1
+ * a row is ready (read it, then stmt_close()), 0 none / done, -1 error. The lock is
+ * held until stmt_close(). */
+static int grey_step(struct store *st, sqlite3_stmt **out, const char *sql, const char *const *v,
+                     int n, const long long *iv, int ni)
+{
+    sqlite3_stmt *s = stmt_open(st, sql, v, n);
+    for (int i = 0; s && i < ni; i++)
+        sqlite3_bind_int64(s, n + i + 1, iv[i]);
+    *out = s;
+    return stmt_row(s);
+}
+
+static int grey_exec(struct store *st, const char *sql, const char *const *v, int n,
+                     const long long *iv, int ni)
+{
+    sqlite3_stmt *s;
+    int rc = grey_step(st, &s, sql, v, n, iv, ni);
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+static int grey_check_locked(struct store *st, const char *net, const char *sender,
+                             const char *rcpt, const struct store_grey_params *p, long long now,
+                             struct store_grey_result *out)
+{
+    sqlite3_stmt *s;
+    const char *k1[] = {net};
+    const char *k3[] = {net, sender, rcpt};
+    if (p->auto_allowlist > 0) {
+        int rc = grey_step(st, &s, "SELECT passes, last_seen FROM grey_networks WHERE net = ?1", k1,
+                           1, NULL, 0);
+        long long passes = rc > 0 ? sqlite3_column_int64(s, 0) : 0;
+        long long last = rc > 0 ? sqlite3_column_int64(s, 1) : 0;
+        stmt_close(st, s);
+        if (rc < 0) return -1;
+        if (rc > 0 && passes >= p->auto_allowlist && now - last <= p->lifetime) {
+            out->net_allowlisted = 1;
+            return grey_exec(st, "UPDATE grey_networks SET last_seen = ?2 WHERE net = ?1", k1, 1,
+                             (long long[]){now}, 1);
+        }
+    }
+    int rc = grey_step(st, &s,
+                       "SELECT first_seen, last_seen, passed FROM grey_triplets "
+                       "WHERE net = ?1 AND sender = ?2 AND rcpt = ?3",
+                       k3, 3, NULL, 0);
+    long long first = rc > 0 ? sqlite3_column_int64(s, 0) : 0;
+    long long last = rc > 0 ? sqlite3_column_int64(s, 1) : 0;
+    int passed = rc > 0 ? sqlite3_column_int(s, 2) : 0;
+    stmt_close(st, s);
+    if (rc < 0) return -1;
+    if (rc == 0 || (passed && now - last > p->lifetime) ||
+        (!passed && now - first > (long long)p->delay + p->retry_window)) {
+        /* new, forgotten, or retried too late: the delay starts (again) now */
+        out->greylisted = 1;
+        out->wait = p->delay;
+        return grey_exec(st,
+                         "INSERT OR REPLACE INTO grey_triplets (net, sender, rcpt, first_seen, "
+                         "last_seen, passed) VALUES (?1, ?2, ?3, ?4, ?4, 0)",
+                         k3, 3, (long long[]){now}, 1);
+    }
+    if (!passed && now - first < p->delay) {
+        out->greylisted = 1;
+        out->wait = (int)(p->delay - (now - first));
+        return grey_exec(st,
+                         "UPDATE grey_triplets SET last_seen = ?4 "
+                         "WHERE net = ?1 AND sender = ?2 AND rcpt = ?3",
+                         k3, 3, (long long[]){now}, 1);
+    }
+    if (grey_exec(st,
+                  "UPDATE grey_triplets SET last_seen = ?4, passed = 1 "
+                  "WHERE net = ?1 AND sender = ?2 AND rcpt = ?3",
+                  k3, 3, (long long[]){now}, 1) != 0)
+        return -1;
+    if (passed) return 0;
+    out->first_pass = 1;
+    /* a network forgotten (lifetime) starts counting again */
+    return grey_exec(st,
+                     "INSERT INTO grey_networks (net, passes, last_seen) VALUES (?1, 1, ?2) "
+                     "ON CONFLICT(net) DO UPDATE SET passes = CASE WHEN ?2 - last_seen > ?3 "
+                     "THEN 1 ELSE passes + 1 END, last_seen = ?2",
+                     k1, 1, (long long[]){now, p->lifetime}, 2);
+}
+
+int store_grey_check(struct store *st, const char *net, const char *sender, const char *rcpt,
+                     const struct store_grey_params *p, long long now,
+                     struct store_grey_result *out)
+{
+    char sl[ADDR_SIZE], rl[ADDR_SIZE];
+    memset(out, 0, sizeof *out);
+    str_copy(sl, sender ? sender : "", sizeof sl);
+    str_copy(rl, rcpt, sizeof rl);
+    str_lower(sl);
+    str_lower(rl);
+    lock(st); /* recursive: held over the whole transaction, as the statements lock too */
+    int rc = -1;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+        rc = grey_check_locked(st, net, sl, rl, p, now, out);
+        if (sqlite3_exec(st->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+            rc = -1;
+    }
+    if (rc != 0) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    unlock(st);
+    return rc;
+}
+
+int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now)
+{
+    lock(st);
+    int rc =
+        grey_exec(st,
+                  "DELETE FROM grey_triplets WHERE (passed = 0 AND first_seen < ?1) OR "
+                  "(passed = 1 AND last_seen < ?2)",
+                  NULL, 0, (long long[]){now - p->delay - p->retry_window, now - p->lifetime}, 2);
+    if (rc == 0)
+        rc = grey_exec(st, "DELETE FROM grey_networks WHERE last_seen < ?1", NULL, 0,
+                       (long long[]){now - p->lifetime}, 1);
+    unlock(st);
     return rc;
 }

@@ -138,4 +138,33 @@ int store_relay_get(struct store *st, const char *sender, struct store_relay *ou
 int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
                      void *arg);
 
+/* --- greylisting state (policy/greylist.c, docs/inbound.md) ---------------------
+ * The interface a shared store (Redis) would implement too: one call judges a
+ * triplet atomically, one purges expired entries. Times are Unix seconds. */
+struct store_grey_params {
+    int delay;          /* seconds a new triplet must wait before a retry passes */
+    int retry_window;   /* seconds after the delay within which the retry must come */
+    int lifetime;       /* seconds a passed triplet, or a network's passes, are kept */
+    int auto_allowlist; /* passed triplets after which a network passes at once; 0 off */
+};
+struct store_grey_result {
+    int greylisted;      /* 1: refuse for now */
+    int wait;            /* greylisted: seconds until a retry passes */
+    int net_allowlisted; /* passed because the network is auto-allowlisted */
+    int first_pass;      /* passed now for the first time (the retry after the delay) */
+};
+/* Judge the triplet (net: the client's /24 or /64 as text; sender "" for the null
+ * sender; both addresses compared case-insensitively) at time now, and record it: a
+ * new triplet (or one retried after delay + retry_window, or unseen for lifetime) is
+ * greylisted for delay; a retry before the delay is greylisted for the rest; a retry
+ * after it passes and counts for the network; a passed triplet passes. With
+ * auto_allowlist N, a network that passed N triplets (within lifetime) passes. 0 done
+ * (out filled), -1 database error. */
+int store_grey_check(struct store *st, const char *net, const char *sender, const char *rcpt,
+                     const struct store_grey_params *p, long long now,
+                     struct store_grey_result *out);
+/* Delete triplets never retried within delay + retry_window, and passed triplets and
+ * networks unseen for lifetime. 0 done, -1 database error. */
+int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now);
+
 #endif

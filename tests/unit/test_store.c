@@ -356,6 +356,59 @@ static void test_migration_v1(const char *dir)
     free(path);
 }
 
+/* Greylisting state: a timeline of (time, triplet) -> expected answer, with the
+ * retry window, lifetime, auto-allowlisting and purging; then it survives a reopen. */
+static void test_greylist(const char *dir)
+{
+    char *path = xasprintf("%s/grey.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) goto out;
+    const struct store_grey_params p = {
+        .delay = 300, .retry_window = 1000, .lifetime = 5000, .auto_allowlist = 2};
+    static const struct {
+        long long t;
+        const char *net, *from, *to;
+        int grey, wait, allowlisted;
+    } tl[] = {
+        {1000, "192.0.2.0/24", "a@x.test", "u@y.test", 1, 300, 0},    /* new */
+        {1100, "192.0.2.0/24", "A@X.test", "u@y.test", 1, 200, 0},    /* early, case folded */
+        {1300, "192.0.2.0/24", "a@x.test", "u@y.test", 0, 0, 0},      /* after the delay */
+        {1301, "192.0.2.0/24", "a@x.test", "u@y.test", 0, 0, 0},      /* known */
+        {1400, "192.0.2.0/24", "", "u@y.test", 1, 300, 0},            /* null sender */
+        {3000, "192.0.2.0/24", "", "u@y.test", 1, 300, 0},            /* too late: anew */
+        {3300, "192.0.2.0/24", "", "u@y.test", 0, 0, 0},              /* 2nd pass */
+        {3301, "192.0.2.0/24", "new@x.test", "u@y.test", 0, 0, 1},    /* allowlisted */
+        {3302, "2001:db8::/64", "new@x.test", "u@y.test", 1, 300, 0}, /* another net */
+        {9000, "192.0.2.0/24", "b@x.test", "u@y.test", 1, 300, 0},    /* net forgotten */
+    };
+    for (size_t i = 0; i < sizeof tl / sizeof tl[0]; i++) {
+        struct store_grey_result r;
+        int rc = store_grey_check(st, tl[i].net, tl[i].from, tl[i].to, &p, tl[i].t, &r);
+        CHECK(rc == 0 && r.greylisted == tl[i].grey && r.wait == tl[i].wait &&
+                  r.net_allowlisted == tl[i].allowlisted,
+              "grey step %zu: rc %d greylisted %d wait %d allowlisted %d", i, rc, r.greylisted,
+              r.wait, r.net_allowlisted);
+    }
+    store_free(st);
+    /* after a reopen (a restart) the state is there; a purge forgets expired entries */
+    st = store_open(path, 0, NULL, err, sizeof err);
+    CHECK(st != NULL, "reopen: %s", err);
+    if (!st) goto out;
+    struct store_grey_result r;
+    CHECK(store_grey_check(st, "2001:db8::/64", "new@x.test", "u@y.test", &p, 3700, &r) == 0 &&
+              !r.greylisted && r.first_pass,
+          "state lost in reopen");
+    CHECK(store_grey_purge(st, &p, 9001) == 0, "purge");
+    CHECK(store_grey_check(st, "2001:db8::/64", "new@x.test", "u@y.test", &p, 9002, &r) == 0 &&
+              r.greylisted,
+          "purged triplet still known");
+    store_free(st);
+out:
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -376,6 +429,7 @@ int main(void)
     CHECK(st != NULL, "open: %s", err);
     if (!st) goto done;
 
+    test_greylist(dir);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         run_step(st, i, &steps[i]);
 
