@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SAFETY, free_port
+from conftest import KURIER, SAFETY, free_port
 from peers import rbldnsd
 
 BL_ZONE = """$SOA 60 bl.test. hostmaster.bl.test. 1 600 60 3600 60
@@ -191,3 +191,26 @@ def test_hang_up_during_the_lookup(kurier_factory):
         assert "runtime error:" not in k.log()
     finally:
         hole.close()
+
+
+def test_config_errors_and_dump(kurier_factory, tmp_path):
+    k = kurier_factory()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("listen 127.0.0.1:2525 {\n    checks dnsbl greylisting;\n"
+                   "    dnsbl_sites zen.example=127.0.0.[2..1]*3;\n"
+                   "    rhsbl_sites dbl.example*x;\n}\n")
+    r = k.cli("config", "check", str(bad), check=False)
+    err = r.stderr.decode() + r.stdout.decode()
+    assert r.returncode != 0
+    assert ('bad.conf:2:5: invalid value "greylisting" for "checks": expected one of '
+            'dnsbl|rhsbl|none') in err, err
+    assert "bad.conf:3:5: invalid filter in DNS list \"zen.example=127.0.0.[2..1]*3\"" in err, err
+    assert "bad.conf:4:5: invalid weight in DNS list \"dbl.example*x\"" in err, err
+    good = tmp_path / "good.conf"
+    good.write_text("listen 127.0.0.1:2525 {\n    checks rhsbl dnsbl;\n"
+                    "    dnsbl_sites zen.example=127.0.0.[2..11]*3;\n"
+                    "    dnsbl_sites wl.example*-5;\n    reject_score 7;\n}\n")
+    out = k.cli("-c", str(good), "config", "dump", prog=KURIER).stdout.decode()
+    assert "checks rhsbl dnsbl;" in out, out
+    assert "dnsbl_sites zen.example=127.0.0.[2..11]*3 wl.example*-5;" in out, out
+    assert "reject_score 7;" in out and "greylist_score 0;" in out, out
