@@ -156,6 +156,7 @@ static void job_finish(struct dnsbl_job *j)
         if (n > 0 && dlen + (size_t)n < sizeof v.detail) dlen += (size_t)n;
     }
     v.score = score;
+    if (!dlen && j->nlk) str_copy(v.detail, "not listed", sizeof v.detail);
     if (j->top) {
         char subj[300];
         v.code = 554;

@@ -53,6 +53,8 @@ struct policy_run {
     struct buf log;             /* "dnsbl=+4 (...) rhsbl=0" */
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
+    void (*trace)(void *, const struct policy_check *, const struct policy_verdict *);
+    void *trace_arg;
     struct event *ev_start; /* defers the first step out of policy_run_start */
 };
 
@@ -102,11 +104,11 @@ static void run_free(struct policy_run *r)
 }
 
 /* The stage's log line: each check's result and the sum (only when a check that
- * judges the client ran; the built-in checks log their refusals through the
- * session's reject line). */
+ * judges the client had something to say; the built-in checks log their refusals
+ * through the session's reject line). */
 static void log_stage(struct policy_run *r, const struct policy_verdict *v)
 {
-    if (!r->judged) return;
+    if (!r->log.len) return;
     const struct conf_listen *l = r->ctx.listener;
     char to[300] = "";
     if (r->ctx.rcpt) {
@@ -164,13 +166,16 @@ static void check_done(void *arg, const struct policy_verdict *v)
     struct policy_run *r = arg;
     const struct policy_check *c = r->running;
     r->handle = NULL;
-    if (c->judges_client_ip) {
+    /* the stage's log line: checks that judge the client and found something (a
+     * check without lists says nothing) */
+    if (c->judges_client_ip && (v->detail[0] || v->kind != POLICY_PASS)) {
         if (v->kind == POLICY_SCORE)
             buf_printf(&r->log, "%s%s=%+d", r->log.len ? " " : "", c->name, v->score);
         else
             buf_printf(&r->log, "%s%s=%s", r->log.len ? " " : "", c->name, kind_name(v->kind));
         if (v->detail[0]) buf_printf(&r->log, " (%s)", v->detail);
     }
+    if (r->trace) r->trace(r->trace_arg, c, v);
     switch (v->kind) {
     case POLICY_PASS:
         if (c->acts_on_score) r->score_handled = 1;
@@ -223,7 +228,6 @@ static void run_next(struct policy_run *r)
         return;
     }
     r->running = r->checks[r->next++];
-    if (r->running->judges_client_ip) r->judged = 1;
     r->ctx.score = r->score;
     r->handle = r->running->start(&r->ctx, r->stage, check_done, r);
 }
@@ -299,6 +303,15 @@ struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum poli
     r->ev_start = event_new(loop_base, -1, 0, start_cb, r);
     event_active(r->ev_start, EV_TIMEOUT, 0);
     return r;
+}
+
+void policy_run_trace(struct policy_run *r,
+                      void (*fn)(void *arg, const struct policy_check *c,
+                                 const struct policy_verdict *v),
+                      void *arg)
+{
+    r->trace = fn;
+    r->trace_arg = arg;
 }
 
 void policy_run_cancel(struct policy_run *r)

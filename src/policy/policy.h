@@ -41,7 +41,8 @@ struct policy_verdict {
     char enh[8];       /* enhanced status code "5.7.1" */
     char text[300];    /* a sentence a person understands (+ lookup URL where one exists) */
     const char *check; /* name of the check that decided (static), NULL for pass */
-    char detail[200];  /* what the check found, for the stage's log line ("" nothing) */
+    char detail[200];  /* what the check found, for the stage's log line; "" when it had
+                          nothing to judge (a check without lists is not logged) */
 };
 
 /* What a check may look at. Owned by the session; valid while the check runs. */
@@ -157,6 +158,13 @@ struct policy_run *policy_run_start(const struct policy_ctx *ctx, enum policy_st
                                     void (*done)(void *arg, const struct policy_verdict *v),
                                     void *arg);
 void policy_run_cancel(struct policy_run *r);
+/* Call fn(arg, check, verdict) with each check's own verdict as it comes in (kurier
+ * check-client prints them). Set it right after policy_run_start*(), before the
+ * loop runs. */
+void policy_run_trace(struct policy_run *r,
+                      void (*fn)(void *arg, const struct policy_check *c,
+                                 const struct policy_verdict *v),
+                      void *arg);
 /* The same with an explicit list of checks (tests, and later per-listener lists). */
 struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum policy_stage stage,
                                          const struct policy_check *const *checks, size_t nchecks,

@@ -214,3 +214,30 @@ def test_config_errors_and_dump(kurier_factory, tmp_path):
     assert "checks rhsbl dnsbl;" in out, out
     assert "dnsbl_sites zen.example=127.0.0.[2..11]*3 wl.example*-5;" in out, out
     assert "reject_score 7;" in out and "greylist_score 0;" in out, out
+
+
+def test_check_client_prints_each_checks_verdict(k):
+    r = k.cli("check-client", "127.0.0.9", "--helo", "client.example", "--from",
+              "a@sender.test", "--to", "demo@example.test", check=False)
+    out = r.stdout.decode()
+    assert r.returncode == 1, out + r.stderr.decode()
+    assert "client [127.0.0.9] on listen 127.0.0.1:%d" % k.port in out, out
+    assert "recipient    pass" in out, out
+    assert "dnsbl        score +10 (127.0.0.9 bl.test=127.0.0.2*10)" in out, out
+    assert ("=> reject: 554 5.7.1 Service unavailable; client [127.0.0.9] blocked using "
+            "bl.test; Listed in bl.test, see https://bl.test/lookup?ip=127.0.0.9 (score 10, "
+            "reject_score 10, greylist_score 5)") in out, out
+    assert out.rstrip().endswith("refused"), out
+    # an allowlisted listing, and a listed sender domain, on another listener
+    r = k.cli("check-client", "127.0.0.13", "--to", "demo@example.test", check=False)
+    out = r.stdout.decode()
+    assert r.returncode == 0 and "wl.test=127.0.10.2*-10" in out, out
+    assert out.rstrip().endswith("accepted"), out
+    r = k.cli("check-client", "127.0.0.20", "--from", "x@bad.example", "--to",
+              "demo@example.test", "--listen",
+              "127.0.0.1:%d" % k.sub_port, check=False)
+    out = r.stdout.decode()
+    assert r.returncode == 1 and "rhsbl        score +10" in out, out
+    assert "sender domain bad.example blocked using dbl.test" in out, out
+    r = k.cli("check-client", "not-an-ip", check=False)
+    assert r.returncode == 1 and b"invalid client address" in r.stderr, r.stderr
