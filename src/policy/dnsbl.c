@@ -17,8 +17,7 @@
 #include "dns/dns.h"
 #include "policy/policy.h"
 
-#define MAX_SITES 32   /* entries per listener taken into account */
-#define MAX_LOOKUPS 64 /* (name, zone) pairs of one run */
+#define MAX_SITES 64 /* entries per listener taken into account */
 
 /* --- pure helpers ------------------------------------------------------------ */
 
@@ -93,11 +92,11 @@ struct lookup {
 
 struct dnsbl_job {
     struct dns *dns;
-    const char *check; /* "dnsbl" or "rhsbl" */
-    struct conf_dnsbl_site sites[MAX_SITES];
+    const char *check;             /* "dnsbl" or "rhsbl" */
+    struct conf_dnsbl_site *sites; /* the listener's, parsed (nsites) */
     size_t nsites;
-    struct lookup *lk;
-    size_t nlk, pending;
+    struct lookup *lk; /* room for maxlk */
+    size_t nlk, maxlk, pending;
     struct lookup *top;     /* the lookup whose TXT names the refusal */
     struct dns_query *txtq; /* its TXT query */
     struct event *ev;       /* answers "nothing listed" without any query */
@@ -112,6 +111,7 @@ static void job_free(struct dnsbl_job *j)
         dns_cancel(j->lk[i].q);
     dns_cancel(j->txtq);
     if (j->ev) event_free(j->ev);
+    free(j->sites);
     free(j->lk);
     free(j);
 }
@@ -250,7 +250,7 @@ static void add_lookups(struct dnsbl_job *j, enum subject subj, const char *name
         int dup = 0;
         for (size_t i = 0; i < j->nlk && !dup; i++)
             dup = strcmp(j->lk[i].zone, j->sites[s].zone) == 0 && strcmp(j->lk[i].name, name) == 0;
-        if (dup || j->nlk >= MAX_LOOKUPS) continue;
+        if (dup || j->nlk >= j->maxlk) continue;
         struct lookup *l = &j->lk[j->nlk];
         memset(l, 0, sizeof *l);
         l->job = j;
@@ -283,8 +283,15 @@ static void *start(const struct policy_ctx *ctx, const char *check, const char *
     j->check = check;
     j->done = done;
     j->arg = arg;
-    j->lk = xcalloc(MAX_LOOKUPS, sizeof *j->lk);
-    for (const char *p = sites ? sites : ""; *p && j->nsites < MAX_SITES;) {
+    /* sized by the config: a job without lists costs nothing more */
+    size_t words = 0;
+    for (const char *p = sites ? sites : ""; *p; p++)
+        words += (p == sites || p[-1] == ' ') && *p != ' ';
+    if (words > MAX_SITES) words = MAX_SITES;
+    j->sites = words ? xcalloc(words, sizeof *j->sites) : NULL;
+    j->maxlk = 2 * words; /* a name per site and subject: client, or sender and HELO */
+    j->lk = j->maxlk ? xcalloc(j->maxlk, sizeof *j->lk) : NULL;
+    for (const char *p = sites ? sites : ""; *p && j->nsites < words;) {
         size_t len = strcspn(p, " ");
         char one[600], why[300];
         if (len > 0 && len < sizeof one) {

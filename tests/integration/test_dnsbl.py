@@ -29,6 +29,11 @@ $NS 60 ns.wl.test.
 :127.0.10.2:Allowlisted
 127.0.0.13
 """
+BL6_ZONE = """$SOA 60 bl6.test. hostmaster.bl6.test. 1 600 60 3600 60
+$NS 60 ns.bl6.test.
+:127.0.0.2:Listed in bl6.test: $
+::1
+"""
 DBL_ZONE = """$SOA 60 dbl.test. hostmaster.dbl.test. 1 600 60 3600 60
 $NS 60 ns.dbl.test.
 :127.0.1.2:Domain listed: $
@@ -46,7 +51,8 @@ SITES = ("    dnsbl_sites bl.test=127.0.0.2*10 bl.test=127.0.0.3*5;\n"
 @pytest.fixture(scope="module")
 def lists():
     with rbldnsd({"bl.test": ("ip4set", BL_ZONE), "wl.test": ("ip4set", WL_ZONE),
-                  "dbl.test": ("dnset", DBL_ZONE)}, "bl.test") as addr:
+                  "bl6.test": ("ip6trie", BL6_ZONE), "dbl.test": ("dnset", DBL_ZONE)},
+                 "bl.test") as addr:
         yield addr
 
 
@@ -152,6 +158,24 @@ def test_authenticated_client_from_a_listed_address_submits(k):
                       login=("demo@example.test", "demo"))
     assert code == 250, text
     k.wait_mail("demo@example.test", 1)
+
+
+def test_ipv6_client_looked_up_by_nibbles(kurier_factory, lists):
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    k = kurier_factory(extra="resolver %s;\nlisten [::1]:%d {\n"
+                             "    dnsbl_sites bl6.test*10;\n}\n" % (lists, port))
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    with smtplib.SMTP("::1", port, timeout=SAFETY) as s:
+        s.ehlo("client.example")
+        s.mail("a@sender.test")
+        code, text = s.rcpt("demo@example.test")
+    assert code == 554, text
+    assert text.decode() == ("5.7.1 Service unavailable; client [::1] blocked using bl6.test; "
+                             "Listed in bl6.test: ::1"), text
 
 
 def test_hang_up_during_the_lookup(kurier_factory):
