@@ -131,7 +131,7 @@ static void job_finish(struct dnsbl_job *j)
 {
     struct policy_verdict v;
     memset(&v, 0, sizeof v);
-    v.kind = POLICY_SCORE;
+    v.kind = j->nlk ? POLICY_SCORE : POLICY_PASS; /* no list, nothing asked: pass */
     v.check = j->check;
     int score = 0;
     size_t dlen = 0;

@@ -168,7 +168,8 @@ static void check_done(void *arg, const struct policy_verdict *v)
     r->handle = NULL;
     /* the stage's log line: checks that judge the client and found something (a
      * check without lists says nothing) */
-    if (c->judges_client_ip && (v->detail[0] || v->kind != POLICY_PASS)) {
+    if (c->judges_client_ip &&
+        (v->detail[0] || (v->kind != POLICY_PASS && !(v->kind == POLICY_SCORE && !v->score)))) {
         if (v->kind == POLICY_SCORE)
             buf_printf(&r->log, "%s%s=%+d", r->log.len ? " " : "", c->name, v->score);
         else
