@@ -437,6 +437,38 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         *dst = nv;
         return 0;
     }
+    case KT_WORDS: {
+        /* s: one word, or the default's words separated by spaces */
+        char **dst = field(base, k);
+        char word[64];
+        for (const char *p = s; *p;) {
+            size_t n = strcspn(p, " ");
+            if (n == 0) {
+                p++;
+                continue;
+            }
+            if (n >= sizeof word) n = sizeof word - 1;
+            memcpy(word, p, n);
+            word[n] = '\0';
+            p += strcspn(p, " ");
+            if (choice_index(k->choices, word) < 0) return bad_value(why, whylen, word, k, NULL);
+            if (strcmp(word, "none") == 0) continue; /* "checks none;": no optional check */
+            char *nv = *dst && **dst ? xasprintf("%s %s", *dst, word) : xstrdup(word);
+            free(*dst);
+            *dst = nv;
+        }
+        if (!*dst) *dst = xstrdup("");
+        return 0;
+    }
+    case KT_DNSBL: {
+        char **dst = field(base, k);
+        struct conf_dnsbl_site site;
+        if (conf_dnsbl_site_parse(s, &site, why, whylen) != 0) return -1;
+        char *nv = *dst ? xasprintf("%s %s", *dst, s) : xstrdup(s);
+        free(*dst);
+        *dst = nv;
+        return 0;
+    }
     case KT_NETS: {
         struct conf_net **list = field(base, k);
         size_t *count = (size_t *)(list + 1);
@@ -482,10 +514,15 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_PATH:
     case KT_ADDR:
     case KT_CHOICE:
-    case KT_HOSTLIST: {
+    case KT_HOSTLIST:
+    case KT_WORDS:
+    case KT_DNSBL: {
         const char *s = *(char *const *)f;
         if (!s) return -1;
-        if (k->type == KT_CHOICE || k->type == KT_HOSTLIST) return buf_puts(out, s), 0;
+        if (k->type == KT_WORDS && !*s) return buf_puts(out, "none"), 0;
+        if (k->type == KT_CHOICE || k->type == KT_HOSTLIST || k->type == KT_WORDS ||
+            k->type == KT_DNSBL)
+            return buf_puts(out, s), 0;
         buf_puts(out, "\"");
         for (const char *p = s; *p; p++) {
             if (*p == '"' || *p == '\\')
@@ -648,7 +685,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
     size_t idx = (size_t)(k - conf_keys);
     if (n->children)
         conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" takes no block", n->name);
-    if (seen[idx] && k->type != KT_NETS) {
+    if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "duplicate key \"%s\" (first set at %s:%d:%d)", n->name, seen[idx]->file,
                         seen[idx]->line, seen[idx]->col);
@@ -659,7 +696,8 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         conf_errors_add(L->errs, n->file, n->line, n->col, "missing argument for \"%s\"", n->name);
         return;
     }
-    if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST) {
+    if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST && k->type != KT_WORDS &&
+        k->type != KT_DNSBL) {
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
@@ -677,8 +715,19 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
                             n->nargs);
         return;
     }
+    if (k->type == KT_WORDS) { /* the line replaces the default */
+        char **dst = field(base, k);
+        free(*dst);
+        *dst = NULL;
+    }
     for (size_t i = 0; i < n->nargs; i++) {
         char why[512];
+        if (k->type == KT_WORDS && strchr(n->args[i], ' ')) {
+            conf_errors_add(L->errs, n->file, n->line, n->col,
+                            "invalid value \"%s\" for \"%s\": give each name as an argument",
+                            n->args[i], k->name);
+            continue;
+        }
         if (value_set(k, base, n->args[i], why, sizeof why) != 0)
             conf_errors_add(L->errs, n->file, n->line, n->col, "%s", why);
     }
@@ -799,6 +848,9 @@ static void listen_free(struct conf_listen *l)
     free(l->tls_cert);
     free(l->tls_key);
     free(l->sni_certs);
+    free(l->checks);
+    free(l->dnsbl_sites);
+    free(l->rhsbl_sites);
     free(l);
 }
 
@@ -1232,9 +1284,12 @@ static void doc_type(FILE *out, const struct conf_key *k)
         [KT_INT] = "integer",   [KT_SIZE] = "size",      [KT_DUR] = "duration",
         [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",    [KT_ENUM] = "",
         [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
-        [KT_ADDR] = "address",
+        [KT_ADDR] = "address",  [KT_WORDS] = "",         [KT_DNSBL] = "DNS lists",
     };
-    if (k->choices) {
+    if (k->type == KT_WORDS) {
+        fputs("some of ", out);
+        md_cell(out, k->choices);
+    } else if (k->choices) {
         fputs("one of ", out);
         md_cell(out, k->choices);
     } else {

@@ -65,6 +65,12 @@ struct conf_listen {
     int hide_client;          /* leave the client out of our Received: header */
     int greylist;             /* enum conf_greylist (default suspicious) */
     int sender_verify;        /* enum conf_sender_verify (default off) */
+    /* inbound checks (docs/inbound.md), never for authenticated clients */
+    char *checks;       /* optional policy checks in order, space-separated ("dnsbl rhsbl") */
+    char *dnsbl_sites;  /* client IP lists: "ZONE[=FILTER][*WEIGHT] ...", NULL none */
+    char *rhsbl_sites;  /* sender/HELO domain lists, same syntax, NULL none */
+    int reject_score;   /* score at which a client is refused (554 5.7.1), 0 = never */
+    int greylist_score; /* score at which a client is greylisted (451 4.7.1), 0 = never */
     struct conf_listen *next;
 };
 
@@ -222,6 +228,21 @@ int conf_host_check(const char *s, char *why, size_t whylen);
 /* A comma-separated list of such hosts ("a.example:587, b.example"), as "kurier relay
  * add" takes it; spaces only around the commas. 0 ok, -1 with why. */
 int conf_hostlist_check(const char *list, char *why, size_t whylen);
+
+/* One DNS list site of dnsbl_sites/rhsbl_sites, in Postfix's postscreen_dnsbl_sites
+ * syntax: ZONE[=FILTER][*WEIGHT]. FILTER is an IPv4 pattern whose octets are a number
+ * or a bracketed list of numbers and ranges ("127.0.0.[2..11]", "127.0.[0..255].[1;3]");
+ * without one, any answer in 127.0.0.0/8 matches. WEIGHT is an integer, negative for
+ * allowlists (default 1). */
+struct conf_dnsbl_site {
+    char zone[254];            /* lowercased, no trailing dot */
+    unsigned char mask[4][32]; /* bit v of mask[i]: octet i may be v */
+    int weight;
+};
+/* Parse one site (s up to the end of the string). 0 done; -1 with why filled. */
+int conf_dnsbl_site_parse(const char *s, struct conf_dnsbl_site *out, char *why, size_t whylen);
+/* 1 when the answer address a (4 bytes, network order) passes the site's filter. */
+int conf_dnsbl_site_match(const struct conf_dnsbl_site *site, const unsigned char a[4]);
 
 /* Parse "1.2.3.0/24", "::1", "2001:db8::/32". 0 done, -1 bad. */
 int conf_net_parse(const char *s, struct conf_net *out);

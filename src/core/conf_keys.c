@@ -193,6 +193,25 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
+    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|none", KL(checks),
+     "Inbound checks for clients that did not log in, in the order they run (after the "
+     "recipient check); none for no check. A check without its lists does nothing "
+     "(docs/inbound.md)."},
+    {KB_LISTEN, "dnsbl_sites", KT_DNSBL, NULL, "none", 0, 0, NULL, KL(dnsbl_sites),
+     "DNS lists of client IPv4/IPv6 addresses (RFC 5782) as ZONE[=FILTER][*WEIGHT], e.g. "
+     "zen.spamhaus.org=127.0.0.[2..11]*10 list.dnswl.org=127.0.[0..255].[1..3]*-5; a "
+     "listing adds WEIGHT (default 1) to the client's score; repeated lines add up. "
+     "Answers outside 127.0.0.0/8 or in 127.255.255.252-255 are never listings (a warning "
+     "is logged)."},
+    {KB_LISTEN, "rhsbl_sites", KT_DNSBL, NULL, "none", 0, 0, NULL, KL(rhsbl_sites),
+     "DNS lists of domains (RHSBL), same syntax as dnsbl_sites: the MAIL FROM domain and "
+     "the HELO name are looked up."},
+    {KB_LISTEN, "reject_score", KT_INT, "10", NULL, 0, 100000, NULL, KL(reject_score),
+     "A client whose checks add up to this score is refused (554 5.7.1, naming the list "
+     "that weighed most); 0 never refuses by score."},
+    {KB_LISTEN, "greylist_score", KT_INT, "0", NULL, 0, 100000, NULL, KL(greylist_score),
+     "A client whose checks add up to this score (but less than reject_score) is told to "
+     "try again later (451 4.7.1); 0 turns this off."},
 
     {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
      KT(relay),

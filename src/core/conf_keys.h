@@ -19,7 +19,10 @@ enum ktype {
     KT_CHOICE,
     KT_NETS,
     KT_HOSTLIST, /* one or more HOST[:PORT] arguments, stored space-separated */
-    KT_ADDR      /* a mailbox local@domain, stored as kurier writes addresses */
+    KT_ADDR,     /* a mailbox local@domain, stored as kurier writes addresses */
+    KT_WORDS,    /* one or more of choices (one line), stored space-separated in order */
+    KT_DNSBL     /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
+                    lines add up; stored space-separated */
 };
 
 enum kblock {

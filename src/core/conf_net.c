@@ -3,6 +3,8 @@
 #include "core/compat.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -79,4 +81,103 @@ int conf_net_match(const struct conf_net *net, const struct sockaddr *sa)
     if (net->family == AF_INET) return has4 && prefix_eq(v4, net->addr, net->prefix);
     if (net->family == AF_INET6) return has6 && prefix_eq(v6, net->addr, net->prefix);
     return 0;
+}
+
+/* --- DNS list sites (dnsbl_sites, rhsbl_sites) ------------------------------------ */
+
+/* One octet of a filter at *pp: "N" or "[N;N..M;...]" into mask. 0 done, -1 bad. */
+static int octet_parse(const char **pp, unsigned char mask[32])
+{
+    const char *p = *pp;
+    int bracket = *p == '[';
+    if (bracket) p++;
+    for (;;) {
+        char *end;
+        if (*p < '0' || *p > '9') return -1;
+        long lo = strtol(p, &end, 10), hi = lo;
+        p = end;
+        if (bracket && p[0] == '.' && p[1] == '.') {
+            p += 2;
+            if (*p < '0' || *p > '9') return -1;
+            hi = strtol(p, &end, 10);
+            p = end;
+        }
+        if (lo > 255 || hi > 255 || lo > hi) return -1;
+        for (long v = lo; v <= hi; v++)
+            mask[v / 8] |= (unsigned char)(1u << (v % 8));
+        if (!bracket) break;
+        if (*p == ';') {
+            p++;
+            continue;
+        }
+        if (*p != ']') return -1;
+        p++;
+        break;
+    }
+    *pp = p;
+    return 0;
+}
+
+int conf_dnsbl_site_parse(const char *s, struct conf_dnsbl_site *out, char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    out->weight = 1;
+    size_t zlen = strcspn(s, "=*");
+    if (zlen > 0 && s[zlen - 1] == '.') zlen--; /* "zen.spamhaus.org." */
+    if (zlen == 0 || zlen >= sizeof out->zone ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") < zlen ||
+        s[0] == '.' || memmem(s, zlen, "..", 2) != NULL) {
+        snprintf(why, whylen,
+                 "invalid DNS list \"%s\": expected ZONE[=FILTER][*WEIGHT] like "
+                 "zen.spamhaus.org=127.0.0.[2..11]*3",
+                 s);
+        return -1;
+    }
+    for (size_t i = 0; i < zlen; i++)
+        out->zone[i] = (char)tolower((unsigned char)s[i]);
+    const char *p = s + strcspn(s, "=*");
+    if (*p == '=') {
+        p++;
+        for (int i = 0; i < 4; i++) {
+            if (octet_parse(&p, out->mask[i]) != 0 || (i < 3 && *p++ != '.')) {
+                snprintf(why, whylen,
+                         "invalid filter in DNS list \"%s\": expected four octets, "
+                         "each N or [N;N..M], like 127.0.0.[2..11]",
+                         s);
+                return -1;
+            }
+        }
+    } else {
+        /* any answer in 127.0.0.0/8 */
+        memset(out->mask, 0xff, sizeof out->mask);
+        memset(out->mask[0], 0, sizeof out->mask[0]);
+        out->mask[0][127 / 8] = (unsigned char)(1u << (127 % 8));
+    }
+    if (*p == '*') {
+        p++;
+        char *end;
+        errno = 0;
+        long w = strtol(p, &end, 10);
+        if (end == p || *end || errno || w < -1000 || w > 1000) {
+            snprintf(why, whylen,
+                     "invalid weight in DNS list \"%s\": expected an integer "
+                     "from -1000 to 1000 after \"*\"",
+                     s);
+            return -1;
+        }
+        out->weight = (int)w;
+        p = end;
+    }
+    if (*p) {
+        snprintf(why, whylen, "invalid DNS list \"%s\": unexpected \"%s\"", s, p);
+        return -1;
+    }
+    return 0;
+}
+
+int conf_dnsbl_site_match(const struct conf_dnsbl_site *site, const unsigned char a[4])
+{
+    for (int i = 0; i < 4; i++)
+        if (!(site->mask[i][a[i] / 8] & (1u << (a[i] % 8)))) return 0;
+    return 1;
 }

@@ -162,13 +162,13 @@ void greylist_triplet_cancel(struct greylist_job *j)
 
 /* --- the check ------------------------------------------------------------------ */
 
-/* Mode suspicious: the hook for "the score so far is above the threshold" once the
- * pipeline hands checks its running score (see docs/inbound.md). Until then only a
- * failed sender verification (sender_verify.c) greylists in this mode. */
+/* Mode suspicious: the checks before this one (DNS lists, ...) added up to the
+ * listener's greylist_score (0: never by score). A failed sender verification
+ * (sender_verify.c) greylists in this mode on its own. */
 static int suspicious(const struct policy_ctx *ctx)
 {
-    (void)ctx;
-    return 0;
+    int t = ctx->listener ? ctx->listener->greylist_score : 0;
+    return t > 0 && ctx->score >= t;
 }
 
 struct grey_check {
@@ -230,6 +230,7 @@ const struct policy_check policy_check_greylist = {
     .name = "greylist",
     .stages = 1u << POLICY_RCPT,
     .judges_client_ip = 1,
+    .acts_on_score = 1,
     .start = grey_start,
     .cancel = grey_cancel,
 };

@@ -35,11 +35,15 @@ enum policy_kind {
 
 struct policy_verdict {
     enum policy_kind kind;
-    int score;         /* POLICY_SCORE */
+    int score;         /* POLICY_SCORE: added to the stage's score (negative: allowlists).
+                          With a text, that text (and code/enh) is the refusal when the
+                          score reaches a threshold and this check weighed most. */
     int code;          /* reply code for GREYLIST/TEMPFAIL/REJECT */
     char enh[8];       /* enhanced status code "5.7.1" */
     char text[300];    /* a sentence a person understands (+ lookup URL where one exists) */
     const char *check; /* name of the check that decided (static), NULL for pass */
+    char detail[200];  /* what the check found, for the stage's log line; "" when it had
+                          nothing to judge (a check without lists is not logged) */
 };
 
 /* What a check may look at. Owned by the session; valid while the check runs. */
@@ -48,7 +52,7 @@ struct policy_ctx {
                                  run before it ends, so a check's jobs may borrow it */
     const struct conf_listen *listener;
     struct store *store;
-    struct dns *dns; /* the daemon's resolver (NULL: checks that need DNS pass) */
+    struct dns *dns; /* the daemon's resolver (borrowed); NULL: checks that need DNS pass */
     struct sockaddr_storage client_sa;
     char client_addr[64];      /* "192.0.2.7" */
     char client_name[256];     /* reverse name or "unknown" */
@@ -66,6 +70,10 @@ struct policy_ctx {
     const struct addr *const *rcpts; /* EOM: the nrcpts recipients */
     /* EOM: bytes of the message as queued, with our Received: and fix-up headers */
     unsigned long long msg_size;
+    /* Set by the pipeline for each check: the score the checks before it added up in
+     * this stage (a greylisting check in "suspicious" mode compares it with
+     * listener->greylist_score). */
+    int score;
 };
 
 /* A check. judges_client_ip: the check judges the client's IP address (DNSBLs,
@@ -75,6 +83,9 @@ struct policy_check {
     const char *name;
     unsigned stages; /* bit (1 << stage) for each stage it runs at */
     int judges_client_ip;
+    /* The check acts on ctx->score itself (greylisting): once it ran and passed, the
+     * pipeline does not greylist the stage by greylist_score. */
+    int acts_on_score;
     /* Start the check. It must call done(arg, v) exactly once, never before start
      * returns (defer with the worker pool or an event). Returns a handle for cancel. */
     void *(*start)(const struct policy_ctx *ctx, enum policy_stage stage,
@@ -103,6 +114,28 @@ void policy_greylist_purge_start(struct event_base *base, struct store *st,
                                  const struct kconf *const *conf);
 void policy_greylist_purge_stop(void);
 
+/* dnsbl.c (docs/inbound.md): RFC 5782 DNS lists. dnsbl: the client's IPv4/IPv6 address
+ * against the listener's dnsbl_sites; rhsbl: the MAIL FROM domain and the HELO name
+ * against rhsbl_sites. Each answers POLICY_SCORE with the summed weights of the
+ * matching sites; its text names the list that weighed most, with that list's TXT
+ * record. Both run at RCPT and judge the client (never for authenticated sessions). */
+extern const struct policy_check policy_check_dnsbl;
+extern const struct policy_check policy_check_rhsbl;
+
+/* Pure helpers of dnsbl.c (tested, fuzzed). The query name for ip (4 or 16 bytes,
+ * family AF_INET/AF_INET6) under zone: "9.2.0.192.zen.example" or 32 reversed
+ * nibbles. 0 done, -1 out too small (300 bytes always suffice). */
+int policy_dnsbl_qname(int family, const unsigned char *ip, const char *zone, char *out,
+                       size_t outsize);
+/* What an answer address a (4 bytes) from a DNS list means: 1 a listing code
+ * (127.0.0.0/8 but not 127.255.255.252-255), 0 "query refused"/error codes and
+ * anything outside 127.0.0.0/8 (never a listing). */
+int policy_dnsbl_is_code(const unsigned char a[4]);
+/* A list's TXT record (remote data, len bytes, any content) as text safe for an SMTP
+ * reply and a log line: printable ASCII only, runs of other bytes and white space
+ * become one space, trimmed, cut to outsize-1 bytes. Returns the length. */
+size_t policy_dnsbl_text(const char *txt, size_t len, char *out, size_t outsize);
+
 /* --- who may receive delivery reports (dsn_trust.c) ---------------------------------
  * DESIGN.md "No backscatter": bounces, delay notices and success reports go only to
  * senders we know, never to the null sender. */
@@ -121,24 +154,40 @@ void policy_init(struct event_base *base);
 struct event_base *policy_loop(void);
 
 struct policy_run;
-/* Run the checks for stage in order. done(arg, v) gets the first non-pass verdict
- * that ends the stage (TEMPFAIL/REJECT/GREYLIST/ACCEPT), or PASS. It runs on the
- * loop thread, never before policy_run_start returns. Returns a handle that
- * policy_run_cancel() cancels (done will not run). */
+/* Run the checks for stage in order: the built-in ones (recipient, sender_login),
+ * then the listener's `checks` in its order. done(arg, v) gets the first verdict
+ * that ends the stage (TEMPFAIL/REJECT/GREYLIST/ACCEPT), or PASS. Scores
+ * (POLICY_SCORE) add up: once the sum reaches listener->reject_score the stage ends
+ * at once with REJECT (the text of the check that added most, else a generic one);
+ * at the end of the stage a sum at or above listener->greylist_score gives GREYLIST
+ * (451 4.7.1), unless a check with acts_on_score ran. Thresholds of 0 are off; a
+ * NULL listener has none. v->score is the sum. When a check that judges the client
+ * ran, one log line says each check's result and the sum. done runs on the loop
+ * thread, never before policy_run_start returns. Returns a handle that
+ * policy_run_cancel() cancels (done will not run; running checks are cancelled). */
 struct policy_run *policy_run_start(const struct policy_ctx *ctx, enum policy_stage stage,
                                     void (*done)(void *arg, const struct policy_verdict *v),
                                     void *arg);
 void policy_run_cancel(struct policy_run *r);
+/* Call fn(arg, check, verdict) with each check's own verdict as it comes in (kurier
+ * check-client prints them). Set it right after policy_run_start*(), before the
+ * loop runs. */
+void policy_run_trace(struct policy_run *r,
+                      void (*fn)(void *arg, const struct policy_check *c,
+                                 const struct policy_verdict *v),
+                      void *arg);
 /* The same with an explicit list of checks (tests, and later per-listener lists). */
 struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum policy_stage stage,
                                          const struct policy_check *const *checks, size_t nchecks,
                                          void (*done)(void *arg, const struct policy_verdict *v),
                                          void *arg);
-/* Every check the pipeline runs, in order (*n set). */
+/* Every check the pipeline knows (*n set): the built-in ones, then the optional. */
 const struct policy_check *const *policy_checks(size_t *n);
 /* 1 when c is never run for ctx: a check that judges the client IP, for an
  * authenticated session ("submission is not MX"). The one place this rule lives. */
 int policy_check_skipped(const struct policy_check *c, const struct policy_ctx *ctx);
+/* The optional check called name (a word of the listener's `checks`), or NULL. */
+const struct policy_check *policy_check_find(const char *name);
 /* Stage name for logs ("RCPT"). */
 const char *policy_stage_name(enum policy_stage s);
 /* Fill v as a refusal. */

@@ -120,3 +120,34 @@ def smtp_sink(dump, host, port, *options):
         yield proc
     finally:
         stop(proc)
+
+
+RBLDNSD = shutil.which("rbldnsd") or "/usr/sbin/rbldnsd"
+
+
+@contextlib.contextmanager
+def rbldnsd(zones, probe, host="127.0.0.1"):
+    """A real rbldnsd (DNSBL server) on a free loopback UDP port. zones: {"bl.test":
+    ("ip4set", "zone file text"), ...}. It answers only for its zones (REFUSED for the
+    rest) and drops to user rbldns by itself, so its files are world-readable. Ready
+    once it answers for the name probe. Yields "HOST@PORT"."""
+    d = tempfile.mkdtemp(prefix="kurier-rbldnsd-")
+    os.chmod(d, 0o755)
+    port = free_port(host)
+    args = [RBLDNSD, "-n", "-q", "-b", "%s/%d" % (host, port), "-w", d, "-p",
+            os.path.join(d, "pid")]
+    for zone, (kind, text) in zones.items():
+        path = os.path.join(d, zone + ".zone")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        args.append("%s:%s:%s" % (zone, kind, zone + ".zone"))
+    log = open(os.path.join(d, "rbldnsd.log"), "wb")
+    proc = subprocess.Popen(args, cwd=d, stdout=log, stderr=log)
+    try:
+        wait_dns(port, probe, proc=proc, host=host)
+        yield "%s@%d" % (host, port)
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)

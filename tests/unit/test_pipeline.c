@@ -6,6 +6,9 @@
 
 #include <event2/event.h>
 
+#include <arpa/inet.h>
+
+#include "core/conf.h"
 #include "policy/policy.h"
 
 #include "check.h"
@@ -189,6 +192,117 @@ int main(void)
         CHECK(!policy_check_skipped(real[i], &ctx), "check %s skipped for MX clients",
               real[i]->name);
     }
+
+    /* thresholds: scores add up; reject_score ends the stage at once with the text of
+     * the check that added most; greylist_score at the end of the stage */
+    struct conf_listen l = {.reject_score = 10, .greylist_score = 5};
+    struct policy_ctx lctx = {0};
+    lctx.listener = &l;
+    str_copy(lctx.client_addr, "192.0.2.9", sizeof lctx.client_addr);
+    setup();
+    fakes[0].kind = POLICY_SCORE;
+    fakes[0].score = 6;
+    fakes[1].kind = POLICY_SCORE;
+    fakes[1].score = 4;
+    r = run(&lctx, checks, 4);
+    CHECK(r.v.kind == POLICY_REJECT && r.v.code == 554 && r.v.score == 10, "kind %d score %d",
+          r.v.kind, r.v.score);
+    CHECK(strcmp(r.v.enh, "5.7.1") == 0 && strstr(r.v.text, "[192.0.2.9]"), "text %s", r.v.text);
+    CHECK(fakes[2].runs == 0, "checks after the reject score ran");
+    setup();
+    fakes[0].kind = POLICY_SCORE;
+    fakes[0].score = 5;
+    r = run(&lctx, checks, 4);
+    CHECK(r.v.kind == POLICY_GREYLIST && r.v.code == 451 && strcmp(r.v.enh, "4.7.1") == 0,
+          "greylist score: kind %d code %d", r.v.kind, r.v.code);
+    CHECK(fakes[3].runs == 1, "greylisting by score ended the stage early");
+    /* a negative weight (an allowlist) offsets a listing */
+    setup();
+    fakes[0].kind = POLICY_SCORE;
+    fakes[0].score = 12;
+    fakes[1].kind = POLICY_SCORE;
+    fakes[1].score = -8;
+    checks[0] = &fakes[1].check;
+    checks[1] = &fakes[0].check;
+    r = run(&lctx, checks, 4);
+    CHECK(r.v.kind == POLICY_PASS && r.v.score == 4, "allowlist first: kind %d score %d", r.v.kind,
+          r.v.score);
+    checks[0] = &fakes[0].check;
+    checks[1] = &fakes[1].check;
+    /* a check that acts on the score itself (greylisting) takes over greylist_score */
+    setup();
+    fakes[0].kind = POLICY_SCORE;
+    fakes[0].score = 7;
+    fakes[1].check.acts_on_score = 1;
+    r = run(&lctx, checks, 4);
+    CHECK(r.v.kind == POLICY_PASS && r.v.score == 7, "acts_on_score: kind %d", r.v.kind);
+    /* thresholds of 0 are off */
+    struct conf_listen off = {0};
+    lctx.listener = &off;
+    setup();
+    fakes[0].kind = POLICY_SCORE;
+    fakes[0].score = 1000;
+    r = run(&lctx, checks, 4);
+    CHECK(r.v.kind == POLICY_PASS && r.v.score == 1000, "thresholds 0: kind %d", r.v.kind);
+
+    /* DNS list sites (Postfix's postscreen_dnsbl_sites syntax) */
+    struct conf_dnsbl_site site;
+    char why[300];
+    const unsigned char c2[4] = {127, 0, 0, 2}, c12[4] = {127, 0, 0, 12}, c4[4] = {127, 0, 1, 4},
+                        far[4] = {192, 0, 2, 1}, wl[4] = {127, 0, 15, 3};
+    CHECK(conf_dnsbl_site_parse("zen.Example.ORG.=127.0.0.[2..11]*3", &site, why, sizeof why) == 0,
+          "%s", why);
+    CHECK(strcmp(site.zone, "zen.example.org") == 0 && site.weight == 3, "zone %s", site.zone);
+    CHECK(conf_dnsbl_site_match(&site, c2) && !conf_dnsbl_site_match(&site, c12), "range");
+    CHECK(conf_dnsbl_site_parse("wl.example=127.0.[0..255].[1;3]*-5", &site, why, sizeof why) == 0,
+          "%s", why);
+    CHECK(site.weight == -5 && conf_dnsbl_site_match(&site, wl) &&
+              !conf_dnsbl_site_match(&site, c2),
+          "list filter");
+    CHECK(conf_dnsbl_site_parse("bl.example", &site, why, sizeof why) == 0 && site.weight == 1 &&
+              conf_dnsbl_site_match(&site, c4) && !conf_dnsbl_site_match(&site, far),
+          "no filter: 127/8");
+    static const char *const bad_sites[] = {
+        "",
+        "=127.0.0.2",
+        "bl..example",
+        "bl.example=127.0.0",
+        "bl.example*",
+        "bl.example=127.0.0.[2..1]",
+        "bl.example=127.0.0.256",
+        "bl.example*x",
+        "bl example",
+        "bl.example=127.0.0.[2",
+    };
+    for (size_t i = 0; i < sizeof bad_sites / sizeof bad_sites[0]; i++)
+        CHECK(conf_dnsbl_site_parse(bad_sites[i], &site, why, sizeof why) == -1, "accepted \"%s\"",
+              bad_sites[i]);
+
+    /* query names (RFC 5782 2.1, 2.4) */
+    char qn[300];
+    unsigned char v4[4] = {192, 0, 2, 9}, v6[16];
+    inet_pton(AF_INET6, "2001:db8::1:2", v6);
+    CHECK(policy_dnsbl_qname(AF_INET, v4, "bl.example", qn, sizeof qn) == 0 &&
+              strcmp(qn, "9.2.0.192.bl.example") == 0,
+          "v4 %s", qn);
+    CHECK(policy_dnsbl_qname(AF_INET6, v6, "bl.example", qn, sizeof qn) == 0 &&
+              strcmp(qn, "2.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."
+                         "bl.example") == 0,
+          "v6 %s", qn);
+    CHECK(policy_dnsbl_qname(AF_INET, v4, "bl.example", qn, 10) == -1, "short buffer");
+    /* listing codes: 127/8 but not Spamhaus's refusals */
+    const unsigned char r254[4] = {127, 255, 255, 254}, r252[4] = {127, 255, 255, 252},
+                        r251[4] = {127, 255, 255, 251};
+    CHECK(policy_dnsbl_is_code(c2) && policy_dnsbl_is_code(r251), "listing codes");
+    CHECK(!policy_dnsbl_is_code(r254) && !policy_dnsbl_is_code(r252) && !policy_dnsbl_is_code(far),
+          "refusal codes");
+    /* TXT text: printable, one space for runs of other bytes, trimmed */
+    char t[32];
+    static const char raw[] = "  see\r\n https://x\x01\x80y  ";
+    CHECK(policy_dnsbl_text(raw, sizeof raw - 1, t, sizeof t) == 15 &&
+              strcmp(t, "see https://x y") == 0,
+          "text \"%s\"", t);
+    CHECK(policy_dnsbl_text("abcdefgh", 8, t, 5) == 4 && strcmp(t, "abcd") == 0, "cut \"%s\"", t);
 
     /* cancel: done never runs */
     setup();
