@@ -42,5 +42,6 @@ int cmd_relay(int argc, char **argv);    /* relay add|del|list: per-sender smart
 int cmd_smtp(int argc, char **argv);     /* smtp send --to HOST:PORT ... FILE */
 int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@PORT] */
 int cmd_auth(int argc, char **argv);     /* auth blocks [--clear ADDRESS|ACCOUNT] */
+int cmd_spf(int argc, char **argv);      /* spf check IP SENDER [--helo H] */
 
 #endif

@@ -42,6 +42,7 @@ static void usage(void)
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
+            "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
         {"config", cmd_config}, {"domain", cmd_domain}, {"mailbox", cmd_mailbox},
         {"alias", cmd_alias},   {"queue", cmd_queue},   {"sendmail", cmd_sendmail},
         {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
-        {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
+        {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},     {"spf", cmd_spf},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
         if (strcmp(argv[i], cmds[k].noun) == 0) return cmds[k].fn(argc - i, argv + i);
