@@ -55,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!strchr("+-~?", t->qual) || t->cidr4 < 0 || t->cidr4 > 32 || t->cidr6 < 0 ||
                 t->cidr6 > 128)
                 abort();
-            if (t->spec && spf_macro_expand(t->spec, strlen(t->spec), &env, 0, 1, out,
-                                            sizeof out) != 0)
+            if (t->spec &&
+                spf_macro_expand(t->spec, strlen(t->spec), &env, 0, 1, out, sizeof out) != 0)
                 abort();
         }
         spf_record_free(&rec);

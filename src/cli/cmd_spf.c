@@ -17,14 +17,13 @@ struct run {
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: kurier spf check IP SENDER [--helo NAME] [--receiver NAME]\n"
-            "           [--resolver IP[@PORT]] [--insecure DOMAIN]... [--timeout SEC]\n"
-            "  SENDER is the MAIL FROM address (\"\" for the null sender: then\n"
-            "  postmaster@HELO is checked). Prints the result (none, neutral, pass, fail,\n"
-            "  softfail, temperror, permerror), then \"explanation: TEXT\" (the domain's\n"
-            "  exp= text, for fail) or \"reason: TEXT\" (kurier's). Exit 0 when a result\n"
-            "  was found, 1 on errors.\n");
+    fprintf(stderr, "usage: kurier spf check IP SENDER [--helo NAME] [--receiver NAME]\n"
+                    "           [--resolver IP[@PORT]] [--insecure DOMAIN]... [--timeout SEC]\n"
+                    "  SENDER is the MAIL FROM address (\"\" for the null sender: then\n"
+                    "  postmaster@HELO is checked). Prints the result (none, neutral, pass, fail,\n"
+                    "  softfail, temperror, permerror), then \"explanation: TEXT\" (the domain's\n"
+                    "  exp= text, for fail) or \"reason: TEXT\" (kurier's). Exit 0 when a result\n"
+                    "  was found, 1 on errors.\n");
     return 2;
 }
 
@@ -104,8 +103,8 @@ int cmd_spf(int argc, char **argv)
         return cli_fail("cannot create the event loop");
     }
     char err[256];
-    struct dns *d = dns_new(base, resolver ? resolver : conf_res, NULL,
-                            ninsecure ? insecure : NULL, err, sizeof err);
+    struct dns *d = dns_new(base, resolver ? resolver : conf_res, NULL, ninsecure ? insecure : NULL,
+                            err, sizeof err);
     free(conf_res);
     if (!d) {
         event_base_free(base);
@@ -113,8 +112,8 @@ int cmd_spf(int argc, char **argv)
     }
     if (timeout) dns_set_timeout(d, timeout);
     struct run run = {.done = 0, .base = base};
-    struct spf_check *c = spf_check_start(base, d, (struct sockaddr *)&ss, sender, helo, receiver,
-                                          on_result, &run);
+    struct spf_check *c =
+        spf_check_start(base, d, (struct sockaddr *)&ss, sender, helo, receiver, on_result, &run);
     while (!run.done)
         if (event_base_loop(base, EVLOOP_ONCE) < 0) break;
     if (!run.done) spf_check_cancel(c);

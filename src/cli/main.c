@@ -79,7 +79,8 @@ int main(int argc, char **argv)
         {"config", cmd_config}, {"domain", cmd_domain}, {"mailbox", cmd_mailbox},
         {"alias", cmd_alias},   {"queue", cmd_queue},   {"sendmail", cmd_sendmail},
         {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
-        {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},     {"spf", cmd_spf},
+        {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
+        {"spf", cmd_spf},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
         if (strcmp(argv[i], cmds[k].noun) == 0) return cmds[k].fn(argc - i, argv + i);

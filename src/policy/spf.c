@@ -35,9 +35,9 @@ enum spf_p_resume { P_STEP, P_EXP_DOMAIN, P_EXP_TEXT };
 struct frame {
     char domain[256];
     struct spf_record rec;
-    size_t next;      /* next term to evaluate */
-    int include;      /* evaluated for an include: of the frame below */
-    int redirected;   /* reached through redirect= */
+    size_t next;    /* next term to evaluate */
+    int include;    /* evaluated for an include: of the frame below */
+    int redirected; /* reached through redirect= */
 };
 
 struct spf_check {
@@ -57,7 +57,7 @@ struct spf_check {
     char **names;
     size_t nnames, iname;
     int done;
-    int p_done;            /* %{p} looked up: ptr_name or "unknown" */
+    int p_done; /* %{p} looked up: ptr_name or "unknown" */
     char ptr_name[256];
     enum spf_p_resume p_resume;
     char *exp_txt; /* the exp= text waiting for %{p} */
@@ -208,10 +208,10 @@ static void frame_done(struct spf_check *c, enum spf_result r, const char *why);
 
 static void apply_qual(struct spf_check *c, char qual, const char *why)
 {
-    enum spf_result r = qual == '-' ? SPF_FAIL
-                      : qual == '~' ? SPF_SOFTFAIL
-                      : qual == '?' ? SPF_NEUTRAL
-                                    : SPF_PASS;
+    enum spf_result r = qual == '-'   ? SPF_FAIL
+                        : qual == '~' ? SPF_SOFTFAIL
+                        : qual == '?' ? SPF_NEUTRAL
+                                      : SPF_PASS;
     frame_done(c, r, why);
 }
 
@@ -278,8 +278,7 @@ static void step(struct spf_check *c)
 {
     while (!c->done && c->wait == W_NONE) {
         struct frame *f = top(c);
-        const char *spec = f->next < f->rec.nterms ? f->rec.terms[f->next].spec
-                                                   : f->rec.redirect;
+        const char *spec = f->next < f->rec.nterms ? f->rec.terms[f->next].spec : f->rec.redirect;
         if (has_p(spec) && !c->p_done) {
             p_start(c, P_STEP);
             return;
@@ -558,8 +557,8 @@ static void on_dns(void *arg, const struct dns_result *r)
             return;
         }
         if (r->nmx > MAX_NAMES) {
-            finish(c, SPF_PERMERROR, "%s has more than %d MX records (RFC 7208 4.6.4)",
-                   c->target, MAX_NAMES);
+            finish(c, SPF_PERMERROR, "%s has more than %d MX records (RFC 7208 4.6.4)", c->target,
+                   MAX_NAMES);
             return;
         }
         names_free(c);
@@ -689,8 +688,7 @@ struct spf_check *spf_check_start(struct event_base *base, struct dns *dns,
     }
     c->sender = xasprintf("%s@%s", c->local, c->sender_domain);
     if (!spf_domain_ok(c->sender_domain)) {
-        finish(c, SPF_NONE, "\"%s\" is not a domain that can have an SPF record",
-               c->sender_domain);
+        finish(c, SPF_NONE, "\"%s\" is not a domain that can have an SPF record", c->sender_domain);
         return c;
     }
     push(c, c->sender_domain, 0);

@@ -26,15 +26,23 @@ const char *spf_result_name(enum spf_result r);
 
 /* --- the record (spf_record.c, pure) ------------------------------------------ */
 
-enum spf_mech { SPF_M_ALL, SPF_M_INCLUDE, SPF_M_A, SPF_M_MX, SPF_M_PTR, SPF_M_IP4,
-                SPF_M_IP6, SPF_M_EXISTS };
+enum spf_mech {
+    SPF_M_ALL,
+    SPF_M_INCLUDE,
+    SPF_M_A,
+    SPF_M_MX,
+    SPF_M_PTR,
+    SPF_M_IP4,
+    SPF_M_IP6,
+    SPF_M_EXISTS
+};
 
 struct spf_term {
     enum spf_mech mech;
-    char qual;       /* '+', '-', '~', '?' */
-    char *spec;      /* domain-spec as written (macros unexpanded), NULL when absent */
-    int cidr4;       /* a, mx, ip4: prefix length (32 when not given) */
-    int cidr6;       /* a, mx, ip6: prefix length (128 when not given) */
+    char qual;            /* '+', '-', '~', '?' */
+    char *spec;           /* domain-spec as written (macros unexpanded), NULL when absent */
+    int cidr4;            /* a, mx, ip4: prefix length (32 when not given) */
+    int cidr6;            /* a, mx, ip6: prefix length (128 when not given) */
     unsigned char ip[16]; /* ip4 (first 4 bytes), ip6 */
 };
 
@@ -58,15 +66,15 @@ void spf_record_free(struct spf_record *rec);
 
 /* What macros expand to (RFC 7208 7.2). All strings borrowed. */
 struct spf_macro_env {
-    const char *sender; /* s: local-part@domain */
-    const char *local;  /* l */
-    const char *sender_domain; /* o */
-    const char *domain; /* d: the current domain */
-    const char *helo;   /* h */
-    const char *ptr;    /* p: validated client name, or NULL for "unknown" */
-    const char *receiver; /* r (exp only): our host name */
+    const char *sender;         /* s: local-part@domain */
+    const char *local;          /* l */
+    const char *sender_domain;  /* o */
+    const char *domain;         /* d: the current domain */
+    const char *helo;           /* h */
+    const char *ptr;            /* p: validated client name, or NULL for "unknown" */
+    const char *receiver;       /* r (exp only): our host name */
     struct sockaddr_storage ip; /* i, c, v: IPv4 or IPv6 (v4-mapped already unmapped) */
-    long long now;      /* t (exp only) */
+    long long now;              /* t (exp only) */
 };
 
 /* Expand the macro-string spec (len bytes). is_exp: an explanation string, where
@@ -76,7 +84,8 @@ struct spf_macro_env {
 int spf_macro_expand(const char *spec, size_t len, const struct spf_macro_env *env, int is_exp,
                      int is_domain, char *out, size_t outsize);
 /* 1 when name is a usable domain for a DNS query: 1..63 byte labels, no empty label
- * (one trailing dot allowed), at most 253 bytes, at least two labels. */
+ * (one trailing dot allowed), at most 253 bytes, at least two labels, not a
+ * domain literal, a top label not all digits. */
 int spf_domain_ok(const char *name);
 
 /* --- evaluation (spf.c) ------------------------------------------------------- */

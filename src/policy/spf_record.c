@@ -205,8 +205,7 @@ static int parse_mech(const char *t, size_t n, struct spf_term *m, char *err, si
                 e = k;
             }
             dl = e - 1;
-            if (!domain_spec_ok(arg + 1, dl))
-                return err_set(err, errsize, "bad domain in", t, n);
+            if (!domain_spec_ok(arg + 1, dl)) return err_set(err, errsize, "bad domain in", t, n);
             m->spec = dupn(arg + 1, dl);
             cstart = dl + 1;
         }
@@ -219,15 +218,13 @@ static int parse_mech(const char *t, size_t n, struct spf_term *m, char *err, si
     }
     case SPF_M_IP4:
     case SPF_M_IP6: {
-        if (alen < 2 || arg[0] != ':')
-            return err_set(err, errsize, "missing address in", t, n);
+        if (alen < 2 || arg[0] != ':') return err_set(err, errsize, "missing address in", t, n);
         const char *a = arg + 1;
         size_t al = alen - 1;
         const char *slash = memchr(a, '/', al);
         size_t il = slash ? (size_t)(slash - a) : al;
         char ip[64];
-        if (il == 0 || il >= sizeof ip)
-            return err_set(err, errsize, "bad address in", t, n);
+        if (il == 0 || il >= sizeof ip) return err_set(err, errsize, "bad address in", t, n);
         memcpy(ip, a, il);
         ip[il] = '\0';
         int v6 = m->mech == SPF_M_IP6;
@@ -247,8 +244,7 @@ static int parse_mech(const char *t, size_t n, struct spf_term *m, char *err, si
     return -1;
 }
 
-int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err,
-                     size_t errsize)
+int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err, size_t errsize)
 {
     memset(rec, 0, sizeof *rec);
     if (!spf_record_is_v1(txt, len)) return err_set(err, errsize, "not an SPF record", "", 0);
@@ -334,7 +330,7 @@ int spf_domain_ok(const char *name)
 {
     size_t len = strlen(name);
     if (len && name[len - 1] == '.') len--;
-    if (len == 0 || len > 253) return 0;
+    if (len == 0 || len > 253 || name[0] == '[') return 0; /* not a domain literal */
     size_t lab = 0, labels = 1;
     for (size_t i = 0; i < len; i++) {
         if (name[i] == '.') {
@@ -345,7 +341,11 @@ int spf_domain_ok(const char *name)
             return 0;
         }
     }
-    return lab > 0 && labels >= 2;
+    if (lab == 0 || labels < 2) return 0;
+    /* the top label is never all digits (RFC 7208 7.1 toplabel): not an address */
+    for (size_t i = len - lab; i < len; i++)
+        if (!isdigit((unsigned char)name[i])) return 1;
+    return 0;
 }
 
 /* Append n bytes; -1 when out is full. */
@@ -412,8 +412,9 @@ static int macro_value(char L, const struct spf_macro_env *e, char *v, size_t vs
         }
         break;
     case 'c':
-        if (!inet_ntop(sa->sa_family, sa->sa_family == AF_INET6 ? (const void *)b6 : (const void *)b4,
-                       v, (socklen_t)vsize))
+        if (!inet_ntop(sa->sa_family,
+                       sa->sa_family == AF_INET6 ? (const void *)b6 : (const void *)b4, v,
+                       (socklen_t)vsize))
             return -1;
         n = (int)strlen(v);
         break;

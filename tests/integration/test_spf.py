@@ -19,13 +19,22 @@ BUILD = os.environ.get("KURIER_BUILD", os.path.join(HERE, "..", "..", "build"))
 INSECURE = ["2.0.192.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa", "in-addr.arpa", "ip6.arpa"]
 
 
+# The cases kurier does not pass, and why (docs/inbound.md "SPF").
+KNOWN = {
+    "null-text": "a TXT record with no strings (zero-length rdata, not allowed by "
+                 "RFC 1035) next to the SPF record: libunbound refuses the whole "
+                 "answer (SERVFAIL), so the evaluator sees temperror",
+}
+
+
 def load_suite():
     with open(SUITE, encoding="utf-8") as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     cases = []
     for i, doc in enumerate(docs):
         for name, t in doc["tests"].items():
-            cases.append(pytest.param(i, name, t, id="%d-%s" % (i, name)))
+            marks = [pytest.mark.xfail(reason=KNOWN[name], strict=True)] if name in KNOWN else []
+            cases.append(pytest.param(i, name, t, id="%d-%s" % (i, name), marks=marks))
     return docs, cases
 
 
@@ -66,3 +75,40 @@ def test_rfc7208_suite(spfdns, section, name, t):
             assert second.startswith("reason: "), second
         else:
             assert second == "explanation: " + t["explanation"], second
+
+
+def test_spf_check_bad_arguments():
+    """Bad input gets a clear message and exit status 2."""
+    kurier = os.path.join(BUILD, "kurier")
+    p = subprocess.run([kurier, "spf", "check", "192.0.2.300", "a@example.com"],
+                       capture_output=True, text=True, timeout=SAFETY)
+    assert p.returncode == 2 and "not an IP address" in p.stderr
+    p = subprocess.run([kurier, "spf", "check", "192.0.2.3", ""], capture_output=True,
+                       text=True, timeout=SAFETY)
+    assert p.returncode == 2 and "null sender needs --helo" in p.stderr
+    p = subprocess.run([kurier, "spf", "frobnicate"], capture_output=True, text=True,
+                       timeout=SAFETY)
+    assert p.returncode == 2 and "usage: kurier spf check" in p.stderr
+
+
+def test_spf_check_null_sender_and_limits(spfdns):
+    """The null sender is checked as postmaster@HELO; an include loop ends in
+    permerror at the 10-lookup limit instead of looping; a sender whose record has a
+    typo gets permerror with the reason."""
+    spfdns.current = None
+    spfdns.load({
+        "helo.example.org": [{"TXT": "v=spf1 ip4:192.0.2.0/24 -all"}],
+        "loop.example.org": [{"TXT": "v=spf1 include:loop.example.org -all"}],
+        "typo.example.org": [{"TXT": "v=spf1 ip4:192.0.2.300 -all"}],
+        "exp.example.org": [{"TXT": "v=spf1 -all exp=why.example.org"}],
+        "why.example.org": [{"TXT": "%{i} may not send for %{d}, ask %{l}"}],
+    })
+    assert spf_check(spfdns, "192.0.2.7", "", "helo.example.org")[0] == "pass"
+    assert spf_check(spfdns, "198.51.100.7", "", "helo.example.org")[0] == "fail"
+    res, why = spf_check(spfdns, "192.0.2.7", "a@loop.example.org", "h.example.org")
+    assert res == "permerror" and "more than 10 DNS lookups" in why, why
+    res, why = spf_check(spfdns, "192.0.2.7", "a@typo.example.org", "h.example.org")
+    assert res == "permerror" and "bad address" in why, why
+    res, why = spf_check(spfdns, "192.0.2.7", "bob@exp.example.org", "h.example.org")
+    assert (res, why) == ("fail", "explanation: 192.0.2.7 may not send for exp.example.org, "
+                                  "ask bob")
