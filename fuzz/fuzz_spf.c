@@ -1,7 +1,7 @@
 /* fuzz_spf.c: the SPF record parser and macro expander of src/policy/spf_record.c on
  * arbitrary TXT bytes. The first byte picks flags (exp / domain expansion, IPv6
  * client, output size); a parsed record must be sane (qualifiers, prefix lengths)
- * and every domain-spec in it must expand. */
+ * and its domain-specs expand to at most 253 bytes. */
 #include "core/compat.h"
 
 #include <netinet/in.h>
@@ -55,8 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!strchr("+-~?", t->qual) || t->cidr4 < 0 || t->cidr4 > 32 || t->cidr6 < 0 ||
                 t->cidr6 > 128)
                 abort();
+            /* a valid spec may still not expand (too long, nothing left after
+             * dropping labels): the evaluator says permerror then */
             if (t->spec &&
-                spf_macro_expand(t->spec, strlen(t->spec), &env, 0, 1, out, sizeof out) != 0)
+                spf_macro_expand(t->spec, strlen(t->spec), &env, 0, 1, out, sizeof out) == 0 &&
+                strlen(out) > 253)
                 abort();
         }
         spf_record_free(&rec);

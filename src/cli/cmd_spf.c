@@ -13,6 +13,8 @@
 struct run {
     int done;
     struct event_base *base;
+    int header; /* --header: print the Received-SPF: field too */
+    const char *ip, *sender, *helo, *receiver;
 };
 
 static int usage(void)
@@ -35,6 +37,10 @@ static void on_result(void *arg, enum spf_result r, const char *text, int from_e
     log_escape(esc, 4 * n + 1, text, n);
     printf("%s\n%s: %s\n", spf_result_name(r), from_exp ? "explanation" : "reason", esc);
     free(esc);
+    char hdr[2048];
+    if (run->header && spf_received_header(hdr, sizeof hdr, r, text, run->receiver, run->ip,
+                                           run->sender, run->helo) == 0)
+        printf("%s\n", hdr);
     run->done = 1;
     event_base_loopbreak(run->base);
 }
@@ -57,7 +63,7 @@ int cmd_spf(int argc, char **argv)
     const char *resolver = NULL, *helo = NULL, *receiver = NULL;
     const char *insecure[17] = {NULL};
     size_t ninsecure = 0;
-    int timeout = 0;
+    int timeout = 0, header = 0;
     const char *pos[3];
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -69,6 +75,8 @@ int cmd_spf(int argc, char **argv)
             helo = argv[++i];
         } else if (strcmp(a, "--receiver") == 0 && has_val) {
             receiver = argv[++i];
+        } else if (strcmp(a, "--header") == 0) {
+            header = 1;
         } else if (strcmp(a, "--insecure") == 0 && has_val) {
             if (ninsecure >= 16) return usage();
             insecure[ninsecure++] = argv[++i];
@@ -111,7 +119,13 @@ int cmd_spf(int argc, char **argv)
         return cli_fail("%s", err);
     }
     if (timeout) dns_set_timeout(d, timeout);
-    struct run run = {.done = 0, .base = base};
+    struct run run = {.done = 0,
+                      .base = base,
+                      .header = header,
+                      .ip = pos[1],
+                      .sender = sender,
+                      .helo = helo ? helo : "",
+                      .receiver = receiver ? receiver : "unknown"};
     struct spf_check *c =
         spf_check_start(base, d, (struct sockaddr *)&ss, sender, helo, receiver, on_result, &run);
     while (!run.done)

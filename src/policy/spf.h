@@ -108,4 +108,16 @@ struct spf_check *spf_check_start(struct event_base *base, struct dns *dns,
  * inside cb (the check is already gone then). */
 void spf_check_cancel(struct spf_check *c);
 
+/* The Received-SPF: header field (RFC 7208 9.1) for a result, without the trailing
+ * CRLF, folded before the key-value list: "Received-SPF: fail (mx.example.net:
+ * TEXT) receiver=...; client-ip=...; envelope-from=\"...\"; helo=...;
+ * identity=mailfrom|helo". text (the explanation or reason) becomes the comment,
+ * with control characters dropped and parentheses and backslashes quoted; the
+ * envelope-from and helo values are quoted-strings. sender "" means the null
+ * sender (identity=helo). 0 done, -1 out too small (1 KiB always suffices for
+ * names within RFC 5321 limits). */
+int spf_received_header(char *out, size_t outsize, enum spf_result r, const char *text,
+                        const char *receiver, const char *client_ip, const char *sender,
+                        const char *helo);
+
 #endif

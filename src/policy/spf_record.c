@@ -537,3 +537,47 @@ int spf_macro_expand(const char *s, size_t len, const struct spf_macro_env *env,
     }
     return 0;
 }
+
+static int put_str(char *out, size_t outsize, size_t *o, const char *s)
+{
+    return put(out, outsize, o, s, strlen(s));
+}
+
+/* Append s as comment text (RFC 5322 ctext with quoted-pairs) or quoted-string
+ * content: printable ASCII only, '\\' and the closing character quoted. */
+static int put_quoted(char *out, size_t outsize, size_t *o, const char *s, const char *special)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c > 0x7e) continue;
+        if (strchr(special, c) && put(out, outsize, o, "\\", 1) != 0) return -1;
+        if (put(out, outsize, o, s, 1) != 0) return -1;
+    }
+    return 0;
+}
+
+int spf_received_header(char *out, size_t outsize, enum spf_result r, const char *text,
+                        const char *receiver, const char *client_ip, const char *sender,
+                        const char *helo)
+{
+    size_t o = 0;
+    int null = !sender || !*sender;
+    char head[128];
+    if (!out || outsize == 0) return -1;
+    out[0] = '\0';
+    snprintf(head, sizeof head, "Received-SPF: %s (", spf_result_name(r));
+    if (put_str(out, outsize, &o, head) != 0 ||
+        put_quoted(out, outsize, &o, receiver, "()\\") != 0 ||
+        put_str(out, outsize, &o, ": ") != 0 || put_quoted(out, outsize, &o, text, "()\\") != 0 ||
+        put_str(out, outsize, &o, ")\r\n\treceiver=") != 0 ||
+        put_quoted(out, outsize, &o, receiver, "\"\\;() ") != 0 ||
+        put_str(out, outsize, &o, "; client-ip=") != 0 ||
+        put_quoted(out, outsize, &o, client_ip, "\"\\;() ") != 0 ||
+        put_str(out, outsize, &o, "; envelope-from=\"") != 0 ||
+        put_quoted(out, outsize, &o, null ? "" : sender, "\"\\") != 0 ||
+        put_str(out, outsize, &o, "\"; helo=\"") != 0 ||
+        put_quoted(out, outsize, &o, helo, "\"\\") != 0)
+        return -1;
+    const char *tail = null ? "\"; identity=helo" : "\"; identity=mailfrom";
+    return put_str(out, outsize, &o, tail);
+}

@@ -50,15 +50,17 @@ def spfdns():
     srv.stop()
 
 
-def spf_check(dns, host, mailfrom, helo):
+def spf_check(dns, host, mailfrom, helo, *extra):
     argv = [os.path.join(BUILD, "kurier"), "spf", "check", host, mailfrom, "--helo", helo,
-            "--resolver", "127.0.0.1@%d" % dns.port, "--timeout", "2"]
+            "--resolver", "127.0.0.1@%d" % dns.port, "--timeout", "2", *extra]
     for z in INSECURE:
         argv += ["--insecure", z]
     p = subprocess.run(argv, capture_output=True, timeout=SAFETY,
                        env=dict(os.environ, KURIER_CONF="/nonexistent"))
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     lines = p.stdout.decode().splitlines()
+    if extra:
+        return lines
     return lines[0], lines[1] if len(lines) > 1 else ""
 
 
@@ -112,3 +114,9 @@ def test_spf_check_null_sender_and_limits(spfdns):
     res, why = spf_check(spfdns, "192.0.2.7", "bob@exp.example.org", "h.example.org")
     assert (res, why) == ("fail", "explanation: 192.0.2.7 may not send for exp.example.org, "
                                   "ask bob")
+    lines = spf_check(spfdns, "192.0.2.7", "bob@exp.example.org", "h.example.org",
+                      "--header", "--receiver", "mx.example.net")
+    assert lines[2:] == [
+        "Received-SPF: fail (mx.example.net: 192.0.2.7 may not send for exp.example.org, ask bob)",
+        "\treceiver=mx.example.net; client-ip=192.0.2.7; envelope-from=\"bob@exp.example.org\";"
+        " helo=\"h.example.org\"; identity=mailfrom"], lines

@@ -156,6 +156,23 @@ int main(void)
               !spf_domain_ok("a..example.com") && !spf_domain_ok("[192.0.2.1]"),
           "domain_ok");
 
+    /* RFC 7208 9.1 header: peer text cannot break out of the comment or the field */
+    char hdr[1024];
+    CHECK(spf_received_header(hdr, sizeof hdr, SPF_FAIL, "bad (really)\r\nX-Evil: 1",
+                              "mx.example.net", "192.0.2.3", "a\"b@example.com",
+                              "h.example.com") == 0 &&
+              strcmp(hdr, "Received-SPF: fail (mx.example.net: bad \\(really\\)X-Evil: 1)\r\n"
+                          "\treceiver=mx.example.net; client-ip=192.0.2.3; "
+                          "envelope-from=\"a\\\"b@example.com\"; helo=\"h.example.com\"; "
+                          "identity=mailfrom") == 0,
+          "header: %s", hdr);
+    CHECK(spf_received_header(hdr, sizeof hdr, SPF_PASS, "ok", "mx", "2001:db8::1", "", "h") == 0 &&
+              strstr(hdr, "Received-SPF: pass (") == hdr && strstr(hdr, "identity=helo") &&
+              strstr(hdr, "envelope-from=\"\""),
+          "header null sender: %s", hdr);
+    CHECK(spf_received_header(hdr, 40, SPF_PASS, "ok", "mx", "192.0.2.3", "", "h") == -1,
+          "too small");
+
     /* Cancel while the TXT query is in flight: no callback, nothing leaks (ASan). */
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET};
