@@ -67,10 +67,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 3: {
-        char out[300];
+        char out[300], raw[300];
+        size_t rawlen = 0;
+        int rr = dns_parse_txt_bytes(p, len, raw, outsize, &rawlen);
+        if (rr == 0 && (rawlen >= outsize || rawlen >= len || raw[rawlen])) abort();
         if (dns_parse_txt(p, len, out, outsize) == 0) {
             size_t n = strlen(out);
             if (n >= outsize || n >= len) abort();
+            /* without NULs both parsers agree */
+            if (rr != 0 || rawlen != n || memcmp(raw, out, n) != 0) abort();
         }
         break;
     }

@@ -43,6 +43,7 @@ static void usage(void)
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
+            "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
@@ -82,6 +83,7 @@ int main(int argc, char **argv)
         {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
         {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
         {"check-client", cmd_check_client},
+        {"spf", cmd_spf},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

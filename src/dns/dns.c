@@ -77,6 +77,10 @@ static void result_release(struct dns_result *r)
     for (size_t i = 0; i < r->nstrs; i++)
         free(r->strs[i]);
     free(r->strs);
+    for (size_t i = 0; i < r->ntxt; i++)
+        free(r->txt[i]);
+    free(r->txt);
+    free(r->txt_len);
     for (size_t i = 0; i < r->ntlsa; i++)
         free(r->tlsa[i].data);
     free(r->tlsa);
@@ -128,10 +132,19 @@ static int parse_records(int rrtype, const struct ub_result *res, struct dns_res
     case RR_TXT:
     case RR_PTR:
         r->strs = xcalloc(n, sizeof *r->strs);
+        if (rrtype == RR_TXT) {
+            r->txt = xcalloc(n, sizeof *r->txt);
+            r->txt_len = xcalloc(n, sizeof *r->txt_len);
+        }
         for (size_t i = 0; i < n; i++) {
             size_t len = (size_t)res->len[i];
             const unsigned char *p = (unsigned char *)res->data[i];
             if (rrtype == RR_TXT) {
+                char *b = xmalloc(len + 1);
+                if (dns_parse_txt_bytes(p, len, b, len + 1, &r->txt_len[r->ntxt]) == 0)
+                    r->txt[r->ntxt++] = b;
+                else
+                    free(b);
                 char *s = xmalloc(len + 1); /* the joined text is always shorter */
                 if (dns_parse_txt(p, len, s, len + 1) == 0)
                     r->strs[r->nstrs++] = s;
@@ -143,7 +156,7 @@ static int parse_records(int rrtype, const struct ub_result *res, struct dns_res
                 if (used > 0 && (size_t)used == len && name[0]) r->strs[r->nstrs++] = xstrdup(name);
             }
         }
-        return r->nstrs ? 0 : -1;
+        return r->nstrs || r->ntxt ? 0 : -1;
     case RR_TLSA:
         r->tlsa = xcalloc(n, sizeof *r->tlsa);
         for (size_t i = 0; i < n; i++) {
@@ -497,7 +510,8 @@ static struct dns_query *query_fail(struct dns_query *q, enum dns_status st, con
 }
 
 /* A name we are willing to ask for: 1..253 characters (a trailing dot allowed), no
- * empty labels, labels of at most 63, printable ASCII without spaces. */
+ * empty labels, labels of at most 63, printable ASCII; spaces are legal in a label
+ * (SPF macros can make them, RFC 7208 7.3) and go to libunbound as \032. */
 static int name_ok(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -511,7 +525,7 @@ static int name_ok(const char *name)
             lab = 0;
             continue;
         }
-        if (c <= 0x20 || c >= 0x7f || c == '\\' || ++lab > 63) return 0;
+        if (c < 0x20 || c >= 0x7f || c == '\\' || ++lab > 63) return 0;
     }
     return lab > 0;
 }
@@ -522,8 +536,19 @@ static struct dns_query *query_start(struct dns *d, const char *name, int rrtype
     struct dns_query *q = query_new(d, rrtype, cb, arg);
     if (!name_ok(name)) return query_fail(q, DNS_NXDOMAIN, "invalid name");
     log_debug("dns", "query %s type %d", name, rrtype);
+    char esc[4 * 254];
+    size_t o = 0;
+    for (const char *p = name; *p; p++) {
+        if (*p == ' ') {
+            memcpy(esc + o, "\\032", 4);
+            o += 4;
+        } else {
+            esc[o++] = *p;
+        }
+    }
+    esc[o] = '\0';
     q->starting = 1;
-    int e = ub_resolve_async(d->ctx, name, rrtype, 1 /* IN */, q, on_ub_answer, &q->async_id);
+    int e = ub_resolve_async(d->ctx, esc, rrtype, 1 /* IN */, q, on_ub_answer, &q->async_id);
     q->starting = 0;
     if (e) {
         log_warn("dns", "cannot start query for %s: %s", name, ub_strerror(e));

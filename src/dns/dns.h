@@ -48,6 +48,12 @@ struct dns_result {
     /* TXT: each record's strings joined; PTR: names without trailing dot */
     char **strs;
     size_t nstrs;
+    /* TXT only: every record's strings joined, byte-exact (txt_len[i] bytes, may
+     * hold NULs, NUL-terminated after them); strs leaves out records with a NUL.
+     * SPF needs them: a "v=spf1" record with a NUL is a permerror, not "none". */
+    char **txt;
+    size_t *txt_len;
+    size_t ntxt;
     struct dns_tlsa *tlsa;
     size_t ntlsa;
 };
@@ -86,6 +92,9 @@ int dns_parse_mx(const unsigned char *rdata, size_t len, struct dns_mx *out);
 /* TXT rdata: character-strings joined into out (NUL-terminated, at most outsize-1
  * bytes; longer text is -1). */
 int dns_parse_txt(const unsigned char *rdata, size_t len, char *out, size_t outsize);
+/* The same, byte-exact: NULs allowed, *outlen set (out NUL-terminated after them). */
+int dns_parse_txt_bytes(const unsigned char *rdata, size_t len, char *out, size_t outsize,
+                        size_t *outlen);
 /* A domain name in uncompressed wire format into dotted text, lowercased, no
  * trailing dot ("" for the root). Returns bytes of rdata used, -1 malformed. */
 int dns_parse_name(const unsigned char *rdata, size_t len, char *out, size_t outsize);

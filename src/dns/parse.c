@@ -80,6 +80,26 @@ int dns_parse_txt(const unsigned char *rdata, size_t len, char *out, size_t outs
     return 0;
 }
 
+int dns_parse_txt_bytes(const unsigned char *rdata, size_t len, char *out, size_t outsize,
+                        size_t *outlen)
+{
+    size_t pos = 0, o = 0;
+    if (!rdata || !out || outsize == 0 || !outlen) return -1;
+    out[0] = '\0';
+    *outlen = 0;
+    if (len == 0) return -1;
+    while (pos < len) {
+        size_t n = rdata[pos++];
+        if (pos + n > len || o + n >= outsize) return -1;
+        memcpy(out + o, rdata + pos, n);
+        o += n;
+        pos += n;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}
+
 int dns_parse_tlsa(const unsigned char *rdata, size_t len, struct dns_tlsa *out)
 {
     if (!rdata || !out || len < 4) return -1;

@@ -174,6 +174,18 @@ static void test_txt(void)
     memcpy(w + 512, w, 256);
     CHECK(dns_parse_txt(w, 768, out, sizeof out) == 0 && strlen(out) == 765, "three strings");
     CHECK(dns_parse_txt(w, 768, out, 765) == -1, "too long for out");
+    /* byte-exact: a NUL inside a record is kept (SPF must see it to say permerror) */
+    {
+        static const unsigned char nul[] = "\x06v=spf1\x05 a\0-x";
+        char raw[32];
+        size_t rawlen = 0;
+        CHECK(dns_parse_txt(nul, sizeof nul - 1, raw, sizeof raw) == -1, "NUL refused");
+        CHECK(dns_parse_txt_bytes(nul, sizeof nul - 1, raw, sizeof raw, &rawlen) == 0 &&
+                  rawlen == 11 && memcmp(raw, "v=spf1 a\0-x", 11) == 0 && raw[11] == '\0',
+              "NUL kept: %zu", rawlen);
+        CHECK(dns_parse_txt_bytes(nul, sizeof nul - 1, raw, 11, &rawlen) == -1, "out too small");
+        CHECK(dns_parse_txt_bytes(nul, 0, raw, sizeof raw, &rawlen) == -1, "no strings");
+    }
 }
 
 static void test_tlsa(void)
