@@ -10,6 +10,8 @@ struct store;
 
 /* The config file chosen with -c FILE, $KURIER_CONF, or /etc/kurier/kurier.conf. */
 const char *cli_conf_path(void);
+/* The config's resolver ("" for the system's); the caller frees it. */
+char *cli_conf_resolver(void);
 /* Load it; on errors prints them all ("FILE:LINE:COL: ...") and exits 1. */
 struct kconf *cli_load_conf(void);
 

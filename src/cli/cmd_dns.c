@@ -87,20 +87,6 @@ static void on_answer(void *arg, const struct dns_result *r)
     event_base_loopbreak(lk->base);
 }
 
-/* The config's resolver when a config file is there and loads; "" otherwise. */
-static char *conf_resolver(void)
-{
-    const char *path = cli_conf_path();
-    if (access(path, R_OK) != 0) return xstrdup("");
-    struct conf_errors errs = {0};
-    struct kconf *c = conf_load(path, &errs);
-    char *res = xstrdup(c && c->resolver ? c->resolver : "");
-    if (!c) fprintf(stderr, "kurier: %s has errors; using the system resolver\n", path);
-    conf_errors_free(&errs);
-    conf_free(c);
-    return res;
-}
-
 int cmd_dns(int argc, char **argv)
 {
     const char *resolver = NULL, *anchor = NULL;
@@ -147,7 +133,7 @@ int cmd_dns(int argc, char **argv)
         return 2;
     }
 
-    char *conf_res = resolver ? NULL : conf_resolver();
+    char *conf_res = resolver ? NULL : cli_conf_resolver();
     struct event_base *base = event_base_new();
     if (!base) {
         fprintf(stderr, "kurier: cannot create the event loop\n");

@@ -45,19 +45,6 @@ static void on_result(void *arg, enum spf_result r, const char *text, int from_e
     event_base_loopbreak(run->base);
 }
 
-/* The config's resolver when a config file is there and loads; "" otherwise. */
-static char *conf_resolver(void)
-{
-    const char *path = cli_conf_path();
-    if (access(path, R_OK) != 0) return xstrdup("");
-    struct conf_errors errs = {0};
-    struct kconf *c = conf_load(path, &errs);
-    char *res = xstrdup(c && c->resolver ? c->resolver : "");
-    conf_errors_free(&errs);
-    conf_free(c);
-    return res;
-}
-
 int cmd_spf(int argc, char **argv)
 {
     const char *resolver = NULL, *helo = NULL, *receiver = NULL;
@@ -104,7 +91,7 @@ int cmd_spf(int argc, char **argv)
     }
     if (strcmp(sender, "<>") == 0) sender = "";
 
-    char *conf_res = resolver ? NULL : conf_resolver();
+    char *conf_res = resolver ? NULL : cli_conf_resolver();
     struct event_base *base = event_base_new();
     if (!base) {
         free(conf_res);

@@ -2,6 +2,8 @@
  * database opened from the config. Parsing and printing stay with each command. */
 #include "core/compat.h"
 
+#include <unistd.h>
+
 #include "cli/cli.h"
 #include "core/core.h"
 #include "store/store.h"
@@ -42,4 +44,19 @@ void cli_wipe(char *s)
     if (!s) return;
     explicit_bzero(s, strlen(s));
     free(s);
+}
+
+/* The config's resolver when a config file is there and loads; "" otherwise (the
+ * system's, with a warning when the file has errors). The caller frees it. */
+char *cli_conf_resolver(void)
+{
+    const char *path = cli_conf_path();
+    if (access(path, R_OK) != 0) return xstrdup("");
+    struct conf_errors errs = {0};
+    struct kconf *c = conf_load(path, &errs);
+    char *res = xstrdup(c && c->resolver ? c->resolver : "");
+    if (!c) fprintf(stderr, "kurier: %s has errors; using the system resolver\n", path);
+    conf_errors_free(&errs);
+    conf_free(c);
+    return res;
 }
