@@ -7,7 +7,10 @@
 struct event_base;
 struct work_job;
 
-/* Start nthreads workers whose completions are delivered on base. 0 done, -1 failed. */
+/* Start nthreads workers whose completions are delivered on base. 0 done, -1 failed.
+ * base must be made after evthread_use_pthreads(): a worker wakes the loop from its
+ * own thread, which libevent only notices with threading on (without it a loop that
+ * is already waiting may never see the completion). */
 int work_init(struct event_base *base, int nthreads);
 /* Stop the workers after the queued jobs ran; completions still pending are run. */
 void work_shutdown(void);

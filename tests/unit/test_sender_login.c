@@ -4,6 +4,7 @@
 #include "core/compat.h"
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -242,6 +243,7 @@ int main(void)
     char err[256];
     struct store *st = store_open(path, 1, NULL, err, sizeof err);
     CHECK(st != NULL, "open: %s", err);
+    evthread_use_pthreads(); /* the workers wake the loop from their threads */
     struct event_base *base = event_base_new();
     CHECK(base && work_init(base, 2) == 0, "work_init");
     if (st && base) {
