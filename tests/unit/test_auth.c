@@ -29,6 +29,8 @@ static void answered(void *arg, enum auth_result r)
     event_base_loopbreak(a->base);
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg) {}
+
 /* One check, run until it answers (or 30 s pass: a safety net, not a timing test). */
 static enum auth_result check(struct event_base *base, struct auth *au, const struct kconf *c,
                               const char *ip, const char *user, const char *pass)
@@ -37,8 +39,13 @@ static enum auth_result check(struct event_base *base, struct auth *au, const st
     struct auth_check *h = auth_check_start(au, c, ip, user, pass, answered, &a);
     CHECK(h != NULL && a.n == 0, "answered inside auth_check_start");
     double deadline = time_mono() + 30;
+    /* a tick, so that the loop wakes and the deadline is checked even if nothing else
+     * happens (a lost completion then fails the test instead of hanging it) */
+    struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    event_add(tick, &(struct timeval){.tv_sec = 1});
     while (a.n == 0 && time_mono() < deadline)
         event_base_loop(base, EVLOOP_ONCE);
+    event_free(tick);
     CHECK(a.n == 1, "%s: %d answers", user, a.n);
     return a.n == 1 ? a.r : (enum auth_result)99;
 }
