@@ -24,7 +24,8 @@ static int usage(void)
             "  in the config) for a client at IP that did not log in: MAIL FROM (default\n"
             "  the null sender), then RCPT TO (default postmaster@hostname). Prints each\n"
             "  check's verdict and the stage's; exit 0 when the client would be accepted,\n"
-            "  1 when refused or deferred.\n");
+            "  1 when refused or deferred. With reverse_dns on, the client's name is looked\n"
+            "  up first, as the daemon does (the rdns check weighs it).\n");
     return 2;
 }
 
@@ -47,6 +48,42 @@ static void on_trace(void *arg, const struct policy_check *c, const struct polic
     if (v->detail[0]) printf(" (%s)", v->detail);
     if (v->kind >= POLICY_GREYLIST && v->code) printf(": %d %s %s", v->code, v->enh, v->text);
     printf("\n");
+}
+
+struct name_run {
+    struct event_base *base;
+    int done;
+    struct policy_ctx *ctx;
+};
+
+static void on_name(void *arg, const char *name, enum rdns_status st, const char *ptr)
+{
+    struct name_run *nr = arg;
+    str_copy(nr->ctx->client_name, name, sizeof nr->ctx->client_name);
+    nr->ctx->rdns = st;
+    str_copy(nr->ctx->ptr_name, ptr, sizeof nr->ctx->ptr_name);
+    nr->done = 1;
+    event_base_loopbreak(nr->base);
+}
+
+/* The client's name as the daemon finds it before the greeting (reverse_dns on):
+ * the rdns check weighs what this says. */
+static void lookup_name(struct event_base *base, struct dns *dns, struct policy_ctx *ctx)
+{
+    static const char *const words[] = {
+        [RDNS_UNCHECKED] = "not looked up", [RDNS_OK] = "confirmed",
+        [RDNS_NO_PTR] = "no PTR record",    [RDNS_MISMATCH] = "does not resolve back",
+        [RDNS_TEMPFAIL] = "DNS failure",
+    };
+    struct name_run nr = {.base = base, .ctx = ctx};
+    dns_client_name(dns, (const struct sockaddr *)&ctx->client_sa, on_name, &nr);
+    while (!nr.done)
+        event_base_loop(base, EVLOOP_ONCE);
+    char esc[300];
+    printf("reverse DNS: %s (%s)\n",
+           ctx->ptr_name[0] ? log_escape(esc, sizeof esc, ctx->ptr_name, strlen(ctx->ptr_name))
+                            : "none",
+           words[ctx->rdns]);
 }
 
 static void on_done(void *arg, const struct policy_verdict *v)
@@ -174,6 +211,7 @@ int cmd_check_client(int argc, char **argv)
             ctx.trusted = 1;
     printf("client [%s] on listen %s, helo=%s from=<%s> to=<%s>\n", ip, l->address,
            helo ? helo : "(none)", from, to);
+    if (d.conf->reverse_dns) lookup_name(base, dns, &ctx);
     rc = run_stage(base, &ctx, POLICY_MAIL);
     if (rc == 0) {
         ctx.rcpt = &rcpt;

@@ -880,6 +880,13 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
                         l->tls == LISTEN_TLS_STARTTLS ? "starttls" : "implicit");
         ok = 0;
     }
+    if (ok && l->role == LISTEN_SUBMISSION && l->pregreet_wait > 0) {
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        "listen \"%s\": pregreet_wait is for role mx listeners (submission "
+                        "clients are never paused)",
+                        l->address);
+        ok = 0;
+    }
     if (ok && l->require_auth && !l->auth) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "listen \"%s\": \"require_auth on\" needs \"auth on\"", l->address);

@@ -71,12 +71,21 @@ struct conf_listen {
     char *rhsbl_sites;  /* sender/HELO domain lists, same syntax, NULL none */
     int reject_score;   /* score at which a client is refused (554 5.7.1), 0 = never */
     int greylist_score; /* score at which a client is greylisted (451 4.7.1), 0 = never */
+    /* pre-greeting tests (policy/pregreet.c, docs/inbound.md), role mx only */
+    int pregreet_wait;       /* seconds the greeting waits; 0 = no pause, no early-talker test */
+    int pregreet_action;     /* enum conf_pregreet_action (default score) */
+    int early_talker_score;  /* check pregreet: the client talked before the greeting */
+    int pipelining_score;    /* check pregreet: commands pipelined before EHLO offered it */
+    int rdns_missing_score;  /* check rdns: no PTR record */
+    int rdns_mismatch_score; /* check rdns: the PTR name does not resolve back */
     struct conf_listen *next;
 };
 
 /* listen { greylist } and { sender_verify }, in the order of their choices. */
 enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS };
 enum conf_sender_verify { CONF_SV_OFF = 0, CONF_SV_GREYLIST, CONF_SV_REJECT };
+/* listen { pregreet_action }: what an early talker gets. */
+enum conf_pregreet_action { CONF_PREGREET_SCORE = 0, CONF_PREGREET_REJECT, CONF_PREGREET_DROP };
 
 /* auth { backend }: where AUTH passwords are checked. */
 enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };

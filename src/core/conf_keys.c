@@ -193,7 +193,8 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
-    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|none", KL(checks),
+    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|pregreet|rdns|none",
+     KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
      "recipient check); none for no check. A check without its lists does nothing "
      "(docs/inbound.md)."},
@@ -212,6 +213,29 @@ const struct conf_key conf_keys[] = {
     {KB_LISTEN, "greylist_score", KT_INT, "0", NULL, 0, 100000, NULL, KL(greylist_score),
      "A client whose checks add up to this score (but less than reject_score) is told to "
      "try again later (451 4.7.1); 0 turns this off."},
+    {KB_LISTEN, "pregreet_wait", KT_DUR, "0", NULL, 0, MIN_, NULL, KL(pregreet_wait),
+     "Pause before the 220 greeting (role mx only; postscreen's greet wait): a client that "
+     "sends anything before the greeting is an early talker (logged; check pregreet scores "
+     "it, pregreet_action may refuse it). 0 sends the greeting at once and tests nothing. "
+     "Clients in relay trusted_networks are not paused."},
+    {KB_LISTEN, "pregreet_action", KT_ENUM, "score", NULL, 0, 0, "score|reject|drop",
+     KL(pregreet_action),
+     "What an early talker gets: score goes on (check pregreet adds early_talker_score at "
+     "RCPT); reject greets with 554 5.5.0 and answers every command but QUIT with 503; drop "
+     "says 554 5.5.0 and hangs up."},
+    {KB_LISTEN, "early_talker_score", KT_INT, "5", NULL, -100000, 100000, NULL,
+     KL(early_talker_score),
+     "Check pregreet: score for a client that talked before the greeting (pregreet_wait)."},
+    {KB_LISTEN, "pipelining_score", KT_INT, "5", NULL, -100000, 100000, NULL, KL(pipelining_score),
+     "Check pregreet: score for a client that sent a command before the reply to the previous "
+     "one while PIPELINING was not offered to it (no EHLO reply yet, or HELO)."},
+    {KB_LISTEN, "rdns_missing_score", KT_INT, "3", NULL, -100000, 100000, NULL,
+     KL(rdns_missing_score),
+     "Check rdns: score for a client address without a PTR record (needs reverse_dns on)."},
+    {KB_LISTEN, "rdns_mismatch_score", KT_INT, "2", NULL, -100000, 100000, NULL,
+     KL(rdns_mismatch_score),
+     "Check rdns: score for a client whose PTR name does not resolve back to its address "
+     "(not forward-confirmed)."},
 
     {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
      KT(relay),

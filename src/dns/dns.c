@@ -611,20 +611,20 @@ struct dns_client_name {
     struct dns_query *q;
     struct event *timer;
     char name[256];
-    void (*done)(void *, const char *);
+    void (*done)(void *, const char *, enum rdns_status, const char *);
     void *arg;
 };
 
-static void name_finish(struct dns_client_name *n, const char *name)
+static void name_finish(struct dns_client_name *n, enum rdns_status st)
 {
-    void (*done)(void *, const char *) = n->done;
+    void (*done)(void *, const char *, enum rdns_status, const char *) = n->done;
     void *arg = n->arg;
-    char copy[256]; /* name may point into n */
-    str_copy(copy, name, sizeof copy);
+    char ptr[256]; /* n is freed before the call */
+    str_copy(ptr, n->name, sizeof ptr);
     if (n->q) dns_cancel(n->q);
     event_free(n->timer);
     free(n);
-    done(arg, copy);
+    done(arg, st == RDNS_OK ? ptr : "unknown", st, ptr);
 }
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -643,10 +643,12 @@ static void name_forward(void *arg, const struct dns_result *r)
     n->q = NULL;
     for (size_t i = 0; r->status == DNS_OK && i < r->naddrs; i++)
         if (same_addr(&r->addrs[i], &n->sa)) {
-            name_finish(n, n->name);
+            name_finish(n, RDNS_OK);
             return;
         }
-    name_finish(n, "unknown"); /* the name does not lead back: not trusted */
+    /* the name does not lead back: not trusted (a failure to ask is not a mismatch) */
+    name_finish(n, r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS ? RDNS_TEMPFAIL
+                                                                       : RDNS_MISMATCH);
 }
 
 static void name_ptr(void *arg, const struct dns_result *r)
@@ -654,22 +656,25 @@ static void name_ptr(void *arg, const struct dns_result *r)
     struct dns_client_name *n = arg;
     n->q = NULL;
     if (r->status != DNS_OK || r->nstrs == 0 || !r->strs[0][0]) {
-        name_finish(n, "unknown");
+        name_finish(n, r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS ? RDNS_TEMPFAIL
+                                                                           : RDNS_NO_PTR);
         return;
     }
     str_copy(n->name, r->strs[0], sizeof n->name);
     n->q = n->sa.ss_family == AF_INET6 ? dns_query_aaaa(n->d, n->name, name_forward, n)
                                        : dns_query_a(n->d, n->name, name_forward, n);
-    if (!n->q) name_finish(n, "unknown");
+    if (!n->q) name_finish(n, RDNS_TEMPFAIL);
 }
 
 static void name_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    name_finish(arg, "unknown");
+    name_finish(arg, RDNS_TEMPFAIL);
 }
 
 struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa,
-                                        void (*done)(void *arg, const char *name), void *arg)
+                                        void (*done)(void *arg, const char *name,
+                                                     enum rdns_status st, const char *ptr),
+                                        void *arg)
 {
     struct dns_client_name *n = xcalloc(1, sizeof *n);
     n->d = d;

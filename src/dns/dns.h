@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/rdns.h"
+
 struct event_base;
 struct dns;
 struct dns_query;
@@ -123,11 +125,15 @@ const char *dns_status_name(enum dns_status s);
 struct dns_client_name;
 /* The verified name of a client at sa (forward-confirmed reverse DNS): its PTR name,
  * when that name's A (IPv4) or AAAA (IPv6) records include the address. done(arg,
- * name) runs once on the loop, never inside this call: the host name, or "unknown"
- * (no PTR, not confirmed, a DNS failure, or no answer within 10 seconds); name is
- * borrowed for the call. Returns a handle for dns_client_name_cancel(). */
+ * name, st, ptr) runs once on the loop, never inside this call: name is the host
+ * name, or "unknown" (no PTR, not confirmed, a DNS failure, or no answer within 10
+ * seconds); st says which (RDNS_OK, RDNS_NO_PTR, RDNS_MISMATCH, RDNS_TEMPFAIL); ptr
+ * is the PTR name found, confirmed or not ("" when none). Both strings are borrowed
+ * for the call. Returns a handle for dns_client_name_cancel(). */
 struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa,
-                                        void (*done)(void *arg, const char *name), void *arg);
+                                        void (*done)(void *arg, const char *name,
+                                                     enum rdns_status st, const char *ptr),
+                                        void *arg);
 /* done will not run. */
 void dns_client_name_cancel(struct dns_client_name *n);
 

@@ -107,6 +107,10 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.helo = peer->helo;
     j->ctx.auth_user = peer->auth_user;
     j->ctx.trusted = peer->trusted;
+    j->ctx.rdns = peer->rdns;
+    str_copy(j->ctx.ptr_name, peer->ptr_name, sizeof j->ctx.ptr_name);
+    j->ctx.early_talker = peer->early_talker;
+    j->ctx.bad_pipelining = peer->bad_pipelining;
     j->ctx.sender = txn ? &txn->sender : NULL;
     j->ctx.rcpt = rcpt;
     j->ctx.nrcpts = txn ? txn->nrcpts : 0;
@@ -257,7 +261,8 @@ static void ops_auth_cancel(void *handle)
 }
 
 static void *ops_lookup_name(void *ctx, const struct sockaddr *sa,
-                             void (*done)(void *, const char *), void *arg)
+                             void (*done)(void *, const char *, enum rdns_status, const char *),
+                             void *arg)
 {
     struct glue *g = ctx;
     return dns_client_name(g->dns, sa, done, arg);

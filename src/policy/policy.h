@@ -54,11 +54,16 @@ struct policy_ctx {
     struct store *store;
     struct dns *dns; /* the daemon's resolver (borrowed); NULL: checks that need DNS pass */
     struct sockaddr_storage client_sa;
-    char client_addr[64];      /* "192.0.2.7" */
-    char client_name[256];     /* reverse name or "unknown" */
-    const char *helo;          /* NULL before HELO/EHLO */
-    const char *auth_user;     /* NULL unless authenticated */
-    int trusted;               /* client in relay.trusted_networks */
+    char client_addr[64];  /* "192.0.2.7" */
+    char client_name[256]; /* reverse name or "unknown" */
+    const char *helo;      /* NULL before HELO/EHLO */
+    const char *auth_user; /* NULL unless authenticated */
+    int trusted;           /* client in relay.trusted_networks */
+    /* what the session saw before and around the greeting (pregreet.c) */
+    enum rdns_status rdns;     /* the reverse lookup's result (RDNS_UNCHECKED: none made) */
+    char ptr_name[256];        /* the PTR name found, confirmed or not ("" none) */
+    int early_talker;          /* talked before the greeting (listener's pregreet_wait) */
+    int bad_pipelining;        /* pipelined commands while PIPELINING was not offered */
     const struct addr *sender; /* from MAIL on */
     const struct addr *rcpt;   /* the recipient being judged (RCPT stage) */
     size_t nrcpts;             /* recipients accepted so far */
@@ -121,6 +126,16 @@ void policy_greylist_purge_stop(void);
  * record. Both run at RCPT and judge the client (never for authenticated sessions). */
 extern const struct policy_check policy_check_dnsbl;
 extern const struct policy_check policy_check_rhsbl;
+
+/* pregreet.c (docs/inbound.md): postscreen-like tests of the client's behaviour, from
+ * facts the session gathered (ctx->early_talker, bad_pipelining, rdns). pregreet:
+ * early_talker_score for talking before the greeting, pipelining_score for commands
+ * pipelined before PIPELINING was offered; rdns: rdns_missing_score for an address
+ * without PTR, rdns_mismatch_score for a PTR name that does not resolve back (a DNS
+ * failure scores nothing). Each answers POLICY_SCORE at RCPT with the sum of what it
+ * found, or POLICY_PASS; both judge the client (never for authenticated sessions). */
+extern const struct policy_check policy_check_pregreet;
+extern const struct policy_check policy_check_rdns;
 
 /* Pure helpers of dnsbl.c (tested, fuzzed). The query name for ip (4 or 16 bytes,
  * family AF_INET/AF_INET6) under zone: "9.2.0.192.zen.example" or 32 reversed

@@ -578,6 +578,13 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
         smtp_cmd_clear(&c);
         return;
     }
+    if (s->refused && c.verb != SMTP_V_QUIT) {
+        /* RFC 5321 3.1: after a 554 greeting, 503 to everything until QUIT */
+        if (c.verb == SMTP_V_UNKNOWN) s->n_other++;
+        session_fail(s, 503, "5.5.1", "Bad sequence of commands: this session was refused; QUIT");
+        smtp_cmd_clear(&c);
+        return;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (commands[i].verb != c.verb) continue;
         if (!(commands[i].states & ST(s->state)))
@@ -801,9 +808,22 @@ static void read_chunk(struct smtp_session *s, struct evbuffer *in)
         session_reply(s, 250, "2.0.0", "%zu bytes received so far", s->txn.msg_size + s->out.len);
 }
 
+/* A client that sends a command before the reply to the previous one while
+ * PIPELINING was not offered to it (RFC 2920 3.1: only after EHLO's reply said so):
+ * postscreen's pipelining test, for role mx listeners. Logged once. */
+static void note_pipelining(struct smtp_session *s, const char *line, size_t len, size_t more)
+{
+    char esc[100];
+    s->peer.bad_pipelining = 1;
+    log_info(s->logname, "improper pipelining from %s[%s]: %zu bytes after \"%s\" before its reply",
+             s->peer.name, s->peer.addr, more,
+             log_escape(esc, sizeof esc, line, len < 40 ? len : 40));
+}
+
 void session_process_input(struct smtp_session *s)
 {
-    while (!s->closing && s->pending == PENDING_NONE) {
+    /* before the greeting (the name lookup, the pause) an early talker's bytes wait */
+    while (!s->closing && s->pending == PENDING_NONE && s->greeted) {
         if (output_pending(s) > OUT_MAX) { /* write_cb goes on once the client read */
             s->out_full = 1;
             break;
@@ -851,6 +871,10 @@ void session_process_input(struct smtp_session *s)
         size_t len = n - 1;
         if (len && line[len - 1] == '\r') len--;
         line[len] = '\0';
+        size_t more = evbuffer_get_length(in);
+        if (more && !s->peer.esmtp && !s->peer.bad_pipelining && s->state != SMTP_ST_AUTH &&
+            s->peer.listener->role == LISTEN_MX)
+            note_pipelining(s, line, len, more);
         handle_line(s, line, len);
         free(line);
     }
@@ -914,6 +938,7 @@ static void session_free(struct smtp_session *s)
     txn_clear(s);
     bufferevent_free(s->bev);
     if (s->ev_free) event_free(s->ev_free);
+    if (s->ev_greet) event_free(s->ev_greet); /* a pause cut short by a hang-up */
     free(s->peer.helo);
     free(s->peer.auth_user);
     if (s->prev)
@@ -1043,21 +1068,70 @@ static size_t sessions_from(const struct sockaddr_storage *sa)
     return n;
 }
 
-/* The connection is accepted and its client known: log it and say hello. */
+/* Bytes that came before the greeting although a pause was made for them:
+ * postscreen's pregreet test. Logged with the start of what was sent. */
+static void note_early_talker(struct smtp_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t n = evbuffer_get_length(in);
+    if (!s->ev_greet || n == 0) return;
+    char head[64], esc[200];
+    ev_ssize_t got = evbuffer_copyout(in, head, sizeof head);
+    size_t hl = got > 0 ? (size_t)got : 0;
+    for (size_t i = 0; i < hl; i++)
+        if (head[i] == '\r' || head[i] == '\n') hl = i;
+    s->peer.early_talker = 1;
+    log_info(s->logname, "early talker %s[%s]: %zu bytes before the greeting: \"%s\"", s->peer.name,
+             s->peer.addr, n, log_escape(esc, sizeof esc, head, hl));
+}
+
+/* The connection is accepted, its client known and the pause over: log it and say
+ * hello (or refuse an early talker, as pregreet_action says). */
 static void greet(struct smtp_session *s)
 {
     log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
+    s->greeted = 1;
+    note_early_talker(s);
+    int action = s->peer.listener->pregreet_action;
+    if (s->peer.early_talker && action != CONF_PREGREET_SCORE) {
+        static const char why[] = "Protocol error: commands sent before the greeting";
+        log_reject(s, "CONNECT", 554, "5.5.0", why, NULL);
+        session_reply(s, 554, "5.5.0", "%s Error: %s; wait for the 220 greeting", s->conf->hostname,
+                      "you sent commands before the greeting");
+        if (action == CONF_PREGREET_DROP) {
+            session_close(s);
+            return;
+        }
+        s->refused = 1; /* RFC 5321 3.1: wait for QUIT */
+        return;
+    }
     session_reply(s, 220, NULL, "%s ESMTP kurier", s->conf->hostname);
 }
 
-static void name_found(void *arg, const char *name)
+/* Greet once the name lookup and the pause are both over; then go on with what an
+ * early talker sent. */
+static void greet_if_ready(struct smtp_session *s)
+{
+    if (s->closing || s->greeted || s->pending == PENDING_LOOKUP) return;
+    if (s->ev_greet && evtimer_pending(s->ev_greet, NULL)) return;
+    greet(s);
+    session_process_input(s);
+}
+
+static void name_found(void *arg, const char *name, enum rdns_status st, const char *ptr)
 {
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
     s->pending_handle = NULL;
     str_copy(s->peer.name, name && *name ? name : "unknown", sizeof s->peer.name);
-    greet(s);
-    session_process_input(s); /* an early talker's commands */
+    s->peer.rdns = st;
+    str_copy(s->peer.ptr_name, ptr ? ptr : "", sizeof s->peer.ptr_name);
+    greet_if_ready(s);
+}
+
+static void pause_over(evutil_socket_t fd, short what, void *arg)
+{
+    greet_if_ready(arg);
 }
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -1115,6 +1189,12 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (srv->listen->role == LISTEN_MX && srv->listen->pregreet_wait > 0 && !s->peer.trusted) {
+        /* postscreen's greet wait: bots talk at once, real servers wait for the banner.
+         * The name lookup runs meanwhile; a hang-up frees the timer (session_free). */
+        s->ev_greet = evtimer_new(srv->base, pause_over, s);
+        evtimer_add(s->ev_greet, &(struct timeval){.tv_sec = srv->listen->pregreet_wait});
+    }
     if (conf->reverse_dns && srv->ops->lookup_name) {
         /* as Postfix: the client's name is known before the greeting; what an early
          * talker sends meanwhile waits in the input buffer */
@@ -1123,7 +1203,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
             srv->ops->lookup_name(srv->ops->ctx, (struct sockaddr *)&s->peer.sa, name_found, s);
         return;
     }
-    greet(s);
+    greet_if_ready(s);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)

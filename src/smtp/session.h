@@ -78,6 +78,10 @@ struct smtp_session {
     int n_starttls, n_auth;
     char *auth_user_try; /* the user name being checked */
     struct event *ev_free;
+    /* the greeting: sent once the name is known and the pause (pregreet_wait) is over */
+    struct event *ev_greet; /* the pause's timer, NULL when there is none */
+    int greeted;            /* the greeting went out: commands are read from now on */
+    int refused;            /* greeted with 554 (pregreet_action reject): only QUIT */
     struct smtp_session *prev, *next;
 };
 

@@ -131,6 +131,12 @@ struct smtp_peer {
     char tls_info[128]; /* "TLSv1.3 with cipher ... (256/256 bits)" */
     char *auth_user;    /* authenticated user or NULL */
     int trusted;        /* client address in relay.trusted_networks */
+    /* pre-greeting tests (role mx listeners), for policy/pregreet.c */
+    enum rdns_status rdns; /* what the reverse lookup said */
+    char ptr_name[256];    /* the PTR name found, confirmed or not ("" none) */
+    int early_talker;      /* sent bytes before the greeting (pregreet_wait) */
+    int bad_pipelining;    /* sent a command before the reply to the previous one while
+                              PIPELINING was not offered (before EHLO's reply, or HELO) */
 };
 
 struct smtp_rcpt {
@@ -190,10 +196,13 @@ struct smtp_ops {
                   const char *pass, void (*done)(void *arg, enum auth_result result), void *arg);
     void (*auth_cancel)(void *handle);
     /* The client's verified name (PTR confirmed by A/AAAA), asked before the greeting
-     * when the config says reverse_dns on. done(arg, name) runs once, later: name is
-     * the host name or "unknown". NULL lookup_name: no lookups. */
+     * when the config says reverse_dns on. done(arg, name, st, ptr) runs once, later:
+     * name is the host name or "unknown", st what the lookup found, ptr the PTR name
+     * (confirmed or not, "" when none). NULL lookup_name: no lookups. */
     void *(*lookup_name)(void *ctx, const struct sockaddr *sa,
-                         void (*done)(void *arg, const char *name), void *arg);
+                         void (*done)(void *arg, const char *name, enum rdns_status st,
+                                      const char *ptr),
+                         void *arg);
     void (*lookup_cancel)(void *handle);
 };
 
