@@ -40,6 +40,7 @@ static void usage(void)
             "  relay add MATCH HOST[:PORT][,HOST...] [--user U --password-stdin] | del | list\n"
             "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
+            "  greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
@@ -83,6 +84,7 @@ int main(int argc, char **argv)
         {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
         {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
         {"check-client", cmd_check_client},
+        {"greylist", cmd_greylist},
         {"spf", cmd_spf},
         /* clang-format on */
     };

@@ -26,9 +26,7 @@ struct greylist_job {
     void *arg;
 };
 
-/* The client's network as text: "192.0.2.0/24", "2001:db8:1:2::/64" (an IPv4-mapped
- * IPv6 address as IPv4): retries from the next address of a pool count as one. */
-static void client_net(const struct sockaddr_storage *ss, char *out, size_t outsize)
+void policy_greylist_net(const struct sockaddr_storage *ss, char *out, size_t outsize)
 {
     unsigned char a[16];
     char txt[INET6_ADDRSTRLEN] = "?";
@@ -131,7 +129,7 @@ struct greylist_job *greylist_triplet_start(const struct policy_ctx *ctx, const 
                                            .retry_window = c->grey_retry_window,
                                            .lifetime = c->grey_lifetime,
                                            .auto_allowlist = c->grey_auto_allowlist};
-    client_net(&ctx->client_sa, j->net, sizeof j->net);
+    policy_greylist_net(&ctx->client_sa, j->net, sizeof j->net);
     str_copy(j->client, ctx->client_addr, sizeof j->client);
     j->sender = ctx->sender ? addr_format(ctx->sender) : xstrdup("");
     j->rcpt = ctx->rcpt ? addr_format(ctx->rcpt) : xstrdup("");

@@ -118,6 +118,10 @@ extern const struct policy_check policy_check_greylist;
 void policy_greylist_purge_start(struct event_base *base, struct store *st,
                                  const struct kconf *const *conf);
 void policy_greylist_purge_stop(void);
+/* The network greylisting keys a client by, as text: "192.0.2.0/24",
+ * "2001:db8:1:2::/64" (an IPv4-mapped IPv6 address as IPv4): retries from the next
+ * address of a pool count as one. 64 bytes always suffice. */
+void policy_greylist_net(const struct sockaddr_storage *ss, char *out, size_t outsize);
 
 /* dnsbl.c (docs/inbound.md): RFC 5782 DNS lists. dnsbl: the client's IPv4/IPv6 address
  * against the listener's dnsbl_sites; rhsbl: the MAIL FROM domain and the HELO name

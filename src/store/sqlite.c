@@ -1226,3 +1226,77 @@ int store_grey_purge(struct store *st, const struct store_grey_params *p, long l
     unlock(st);
     return rc;
 }
+
+int store_grey_list(struct store *st,
+                    void (*triplet)(void *arg, const struct store_grey_triplet *t),
+                    void (*net)(void *arg, const struct store_grey_net *n), void *arg)
+{
+    sqlite3_stmt *s;
+    int rc;
+    for (rc =
+             grey_step(st, &s,
+                       "SELECT net, sender, rcpt, first_seen, last_seen, passed FROM grey_triplets "
+                       "ORDER BY net, sender, rcpt",
+                       NULL, 0, NULL, 0);
+         rc > 0; rc = stmt_row(s)) {
+        struct store_grey_triplet t = {
+            .net = (const char *)sqlite3_column_text(s, 0),
+            .sender = (const char *)sqlite3_column_text(s, 1),
+            .rcpt = (const char *)sqlite3_column_text(s, 2),
+            .first_seen = sqlite3_column_int64(s, 3),
+            .last_seen = sqlite3_column_int64(s, 4),
+            .passed = sqlite3_column_int(s, 5),
+        };
+        if (!t.net) t.net = "";
+        if (!t.sender) t.sender = "";
+        if (!t.rcpt) t.rcpt = "";
+        triplet(arg, &t);
+    }
+    stmt_close(st, s);
+    if (rc < 0) return -1;
+    for (rc = grey_step(st, &s, "SELECT net, passes, last_seen FROM grey_networks ORDER BY net",
+                        NULL, 0, NULL, 0);
+         rc > 0; rc = stmt_row(s)) {
+        struct store_grey_net n = {
+            .net = (const char *)sqlite3_column_text(s, 0),
+            .passes = sqlite3_column_int64(s, 1),
+            .last_seen = sqlite3_column_int64(s, 2),
+        };
+        if (!n.net) n.net = "";
+        net(arg, &n);
+    }
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+int store_grey_clear(struct store *st, const char *net, const char *sender, long *ntriplets,
+                     long *nnets)
+{
+    char sl[ADDR_SIZE];
+    str_copy(sl, sender ? sender : "", sizeof sl);
+    str_lower(sl);
+    /* ?1 NULL: any network; ?2 NULL: any sender */
+    const char *v[] = {net, sender ? sl : NULL};
+    *ntriplets = *nnets = 0;
+    lock(st);
+    int rc = grey_exec(st,
+                       "DELETE FROM grey_triplets WHERE (?1 IS NULL OR net = ?1) AND "
+                       "(?2 IS NULL OR sender = ?2)",
+                       v, 2, NULL, 0);
+    if (rc == 0) *ntriplets = (long)sqlite3_changes(st->db);
+    if (rc == 0 && !sender) {
+        rc = grey_exec(st, "DELETE FROM grey_networks WHERE ?1 IS NULL OR net = ?1", v, 1, NULL, 0);
+        if (rc == 0) *nnets = (long)sqlite3_changes(st->db);
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_grey_allow(struct store *st, const char *net, long long passes, long long now)
+{
+    const char *v[] = {net};
+    return grey_exec(st,
+                     "INSERT INTO grey_networks (net, passes, last_seen) VALUES (?1, ?2, ?3) "
+                     "ON CONFLICT(net) DO UPDATE SET passes = MAX(passes, ?2), last_seen = ?3",
+                     v, 1, (long long[]){passes, now}, 2);
+}

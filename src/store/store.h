@@ -167,4 +167,31 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
  * networks unseen for lifetime. 0 done, -1 database error. */
 int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now);
 
+/* Administration (kurier greylist). One triplet or network as stored. */
+struct store_grey_triplet {
+    const char *net, *sender, *rcpt; /* borrowed for the callback; sender "" = null sender */
+    long long first_seen, last_seen;
+    int passed;
+};
+struct store_grey_net {
+    const char *net; /* borrowed for the callback */
+    long long passes, last_seen;
+};
+/* Call triplet() for each triplet (by network, sender, recipient), then net() for
+ * each network with passed retries (by network). 0 done, -1 database error. */
+int store_grey_list(struct store *st,
+                    void (*triplet)(void *arg, const struct store_grey_triplet *t),
+                    void (*net)(void *arg, const struct store_grey_net *n), void *arg);
+/* Forget entries: triplets whose network is net (when non-NULL) and whose sender is
+ * sender (when non-NULL; compared case-insensitively, "" = null sender), and with
+ * net given and no sender, that network's passes too; both NULL: everything. A
+ * forgotten triplet is new again (greylisted at its next attempt). *ntriplets and
+ * *nnets get the numbers deleted. 0 done, -1 database error. */
+int store_grey_clear(struct store *st, const char *net, const char *sender, long *ntriplets,
+                     long *nnets);
+/* Let the network net pass at once, as an auto-allowlisted one (passes set to at
+ * least `passes`, last seen now): it stays allowed while auto_allowlist is on and
+ * mail comes within lifetime. 0 done, -1 database error. */
+int store_grey_allow(struct store *st, const char *net, long long passes, long long now);
+
 #endif

@@ -240,3 +240,56 @@ def test_expired_entries_purged_on_timer(dns, kurier_factory):
     while triplets():
         assert time.time() < deadline, k.log()[-2000:]
         time.sleep(0.2)
+
+
+def test_admin_list_clear_allow(dns, kurier_factory):
+    """kurier greylist list shows a triplet after its 451 (and --json the same),
+    clear forgets it so that the next attempt is greylisted again, allow lets a
+    network through at once."""
+    import json
+    k = make(kurier_factory, grey_conf(dns))
+    assert k.cli("greylist", "list").stdout.decode() == "no greylisting entries\n"
+    assert attempt(k, "alice@good.test")[0] == 451
+    assert attempt(k, "bob@good.test")[0] == 451
+    out = k.cli("greylist", "list").stdout.decode()
+    assert ("  127.0.0.0/24 <alice@good.test> -> <demo@example.test>: greylisted (a retry "
+            "passes in ") in out, out
+    data = json.loads(k.cli("greylist", "list", "--json").stdout)
+    assert [(t["network"], t["sender"], t["recipient"], t["state"]) for t in data["triplets"]] == [
+        ("127.0.0.0/24", "alice@good.test", "demo@example.test", "greylisted"),
+        ("127.0.0.0/24", "bob@good.test", "demo@example.test", "greylisted")], data
+    assert data["networks"] == []
+    until_accepted(k, "alice@good.test")
+    data = json.loads(k.cli("greylist", "list", "--json").stdout)
+    assert data["triplets"][0]["state"] == "passed", data
+    assert data["networks"][0]["network"] == "127.0.0.0/24", data
+    assert data["networks"][0]["passes"] == 1 and not data["networks"][0]["allowlisted"], data
+    assert "127.0.0.0/24: 1 passed retry, not allowlisted" in k.cli(
+        "greylist", "list").stdout.decode()
+    # one sender's triplets only
+    out = k.cli("greylist", "clear", "--sender", "BOB@good.test").stdout.decode()
+    assert out == "forgot 1 triplet and 0 networks\n", out
+    assert [t["sender"] for t in json.loads(
+        k.cli("greylist", "list", "--json").stdout)["triplets"]] == ["alice@good.test"]
+    # a client's network: its triplets and its passes; the passed triplet is new again
+    out = k.cli("greylist", "clear", "127.0.0.77").stdout.decode()
+    assert out == "forgot 1 triplet and 1 network\n", out
+    assert k.cli("greylist", "list").stdout.decode() == "no greylisting entries\n"
+    code, text = attempt(k, "alice@good.test")
+    assert code == 451 and "Greylisted" in text, (code, text)
+    out = k.cli("greylist", "clear", "--all").stdout.decode()
+    assert out == "forgot 1 triplet and 0 networks\n", out
+    # allow: a network passes at once (as auto-allowlisted)
+    out = k.cli("greylist", "allow", "127.0.2.0/24").stdout.decode()
+    assert out.startswith("network 127.0.2.0/24 passes greylisting from now on"), out
+    assert attempt(k, "carol@good.test", src="127.0.2.9")[0] == 250
+    assert attempt(k, "carol@good.test", src="127.0.3.9")[0] == 451
+    net = json.loads(k.cli("greylist", "list", "--json").stdout)["networks"][0]
+    assert net["network"] == "127.0.2.0/24" and net["allowlisted"], net
+    # bad input: clear words
+    r = k.cli("greylist", "clear", "127.0.0.0/16", check=False)
+    assert r.returncode == 1 and b"greylisting keys clients by /24 (IPv4) or /64" in r.stderr
+    r = k.cli("greylist", "clear", "not-an-ip", check=False)
+    assert r.returncode == 1 and b"invalid client address or network \"not-an-ip\"" in r.stderr
+    assert k.cli("greylist", "clear", check=False).returncode == 2
+    assert k.cli("greylist", "allow", check=False).returncode == 2

@@ -358,6 +358,71 @@ static void test_migration_v1(const char *dir)
 
 /* Greylisting state: a timeline of (time, triplet) -> expected answer, with the
  * retry window, lifetime, auto-allowlisting and purging; then it survives a reopen. */
+/* kurier greylist: list, clear by network and by sender, allow. */
+struct grey_seen {
+    char lines[8][200];
+    size_t n;
+};
+
+static void seen_triplet(void *arg, const struct store_grey_triplet *t)
+{
+    struct grey_seen *g = arg;
+    if (g->n < 8)
+        snprintf(g->lines[g->n++], sizeof g->lines[0], "T %s <%s> <%s> %d", t->net, t->sender,
+                 t->rcpt, t->passed);
+}
+
+static void seen_net(void *arg, const struct store_grey_net *n)
+{
+    struct grey_seen *g = arg;
+    if (g->n < 8)
+        snprintf(g->lines[g->n++], sizeof g->lines[0], "N %s %lld %lld", n->net, n->passes,
+                 n->last_seen);
+}
+
+static void grey_expect(struct store *st, const char *const *want, size_t nwant, const char *step)
+{
+    struct grey_seen g = {0};
+    CHECK(store_grey_list(st, seen_triplet, seen_net, &g) == 0, "%s: list", step);
+    CHECK(g.n == nwant, "%s: %zu entries, want %zu", step, g.n, nwant);
+    for (size_t i = 0; i < g.n && i < nwant; i++)
+        CHECK(strcmp(g.lines[i], want[i]) == 0, "%s: entry %zu is \"%s\", want \"%s\"", step, i,
+              g.lines[i], want[i]);
+}
+
+static void test_grey_admin(struct store *st, const struct store_grey_params *p)
+{
+    long nt, nn;
+    struct store_grey_result r;
+    CHECK(store_grey_clear(st, NULL, NULL, &nt, &nn) == 0, "clear all");
+    grey_expect(st, NULL, 0, "empty");
+    store_grey_check(st, "192.0.2.0/24", "A@x.test", "u@y.test", p, 10000, &r);
+    store_grey_check(st, "192.0.2.0/24", "", "u@y.test", p, 10000, &r);
+    store_grey_check(st, "198.51.100.0/24", "a@x.test", "u@y.test", p, 10000, &r);
+    store_grey_check(st, "198.51.100.0/24", "a@x.test", "u@y.test", p, 10400, &r); /* passes */
+    const char *const all[] = {
+        "T 192.0.2.0/24 <> <u@y.test> 0", "T 192.0.2.0/24 <a@x.test> <u@y.test> 0",
+        "T 198.51.100.0/24 <a@x.test> <u@y.test> 1", "N 198.51.100.0/24 1 10400"};
+    grey_expect(st, all, 4, "listed");
+    CHECK(store_grey_clear(st, NULL, "A@X.test", &nt, &nn) == 0 && nt == 2 && nn == 0,
+          "clear by sender: %ld %ld", nt, nn);
+    const char *const left[] = {"T 192.0.2.0/24 <> <u@y.test> 0", "N 198.51.100.0/24 1 10400"};
+    grey_expect(st, left, 2, "after clear by sender");
+    CHECK(store_grey_clear(st, "198.51.100.0/24", NULL, &nt, &nn) == 0 && nt == 0 && nn == 1,
+          "clear by network: %ld %ld", nt, nn);
+    CHECK(store_grey_allow(st, "203.0.113.0/24", 5, 20000) == 0, "allow");
+    CHECK(store_grey_allow(st, "203.0.113.0/24", 2, 20001) == 0, "allow again");
+    const char *const allowed[] = {"T 192.0.2.0/24 <> <u@y.test> 0", "N 203.0.113.0/24 5 20001"};
+    grey_expect(st, allowed, 2, "allowed");
+    struct store_grey_params pa = *p;
+    pa.auto_allowlist = 5;
+    CHECK(store_grey_check(st, "203.0.113.0/24", "n@x.test", "u@y.test", &pa, 20002, &r) == 0 &&
+              !r.greylisted && r.net_allowlisted,
+          "allowed network greylisted");
+    CHECK(store_grey_clear(st, NULL, NULL, &nt, &nn) == 0 && nt == 1 && nn == 1,
+          "clear all: %ld %ld", nt, nn);
+}
+
 static void test_greylist(const char *dir)
 {
     char *path = xasprintf("%s/grey.db", dir);
@@ -404,6 +469,7 @@ static void test_greylist(const char *dir)
     CHECK(store_grey_check(st, "2001:db8::/64", "new@x.test", "u@y.test", &p, 9002, &r) == 0 &&
               r.greylisted,
           "purged triplet still known");
+    test_grey_admin(st, &p);
     store_free(st);
 out:
     free(path);
