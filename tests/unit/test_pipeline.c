@@ -116,6 +116,53 @@ static struct result run(const struct policy_ctx *ctx, const struct policy_check
     return r;
 }
 
+/* pregreet.c: the facts the session gathered, weighed with the listener's scores. */
+static void test_pregreet_checks(void)
+{
+    struct conf_listen l = {.reject_score = 100,
+                            .early_talker_score = 5,
+                            .pipelining_score = 4,
+                            .rdns_missing_score = 3,
+                            .rdns_mismatch_score = 2};
+    static const struct {
+        int early, piped;
+        enum rdns_status rdns;
+        const char *ptr;
+        int kind, score;  /* the stage's result */
+        const char *text; /* part of the best refusal text, NULL: none */
+    } t[] = {
+        {0, 0, RDNS_OK, "mx.example.org", POLICY_PASS, 0, NULL},
+        {0, 0, RDNS_UNCHECKED, "", POLICY_PASS, 0, NULL},
+        {0, 0, RDNS_TEMPFAIL, "", POLICY_PASS, 0, NULL},
+        {1, 0, RDNS_OK, "x", POLICY_PASS, 5, "sent commands before the greeting"},
+        {0, 1, RDNS_OK, "x", POLICY_PASS, 4, "pipelined commands without PIPELINING"},
+        {1, 1, RDNS_NO_PTR, "", POLICY_PASS, 12, "sent commands before the greeting"},
+        {0, 0, RDNS_NO_PTR, "", POLICY_PASS, 3, "has no reverse DNS (PTR) record"},
+        {0, 0, RDNS_MISMATCH, "liar\r\nx.example", POLICY_PASS, 2,
+         "name liar\\x0d\\x0ax.example does not resolve back"},
+    };
+    const struct policy_check *checks[] = {&policy_check_pregreet, &policy_check_rdns};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct policy_ctx c = {0};
+        c.listener = &l;
+        str_copy(c.client_addr, "192.0.2.9", sizeof c.client_addr);
+        c.early_talker = t[i].early;
+        c.bad_pipelining = t[i].piped;
+        c.rdns = t[i].rdns;
+        str_copy(c.ptr_name, t[i].ptr, sizeof c.ptr_name);
+        l.reject_score = 100;
+        struct result r = run(&c, checks, 2);
+        CHECK((int)r.v.kind == t[i].kind && r.v.score == t[i].score,
+              "pregreet %zu: kind %d score %d", i, r.v.kind, r.v.score);
+        if (!t[i].text) continue;
+        /* at the reject score the text of the finding that weighed most is the reply */
+        l.reject_score = t[i].score;
+        r = run(&c, checks, 2);
+        CHECK(r.v.kind == POLICY_REJECT && r.v.code == 554 && strstr(r.v.text, t[i].text),
+              "pregreet %zu: kind %d text \"%s\"", i, r.v.kind, r.v.text);
+    }
+}
+
 int main(void)
 {
     base = event_base_new();
@@ -312,6 +359,8 @@ int main(void)
     for (int i = 0; i < 20; i++)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     CHECK(rc.done == 0, "done ran after cancel");
+
+    test_pregreet_checks();
 
     event_base_free(base);
     printf("%d passed, %d failed\n", passed, failed);
