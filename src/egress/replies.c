@@ -122,6 +122,45 @@ static int enh_pattern_ok(const char *p)
     }
 }
 
+/* glibc's regcomp builds a node per repetition: stacked quantifiers ("a++++") and big
+ * bounds ("a{1000}{1000}") take it gigabytes. Refused before they reach it; NULL when
+ * fine, else what is wrong. */
+static const char *regex_unsafe(const char *re)
+{
+    if (strlen(re) > 1000) return "longer than 1000 characters";
+    int prev_quant = 0, bounds = 0;
+    for (const char *p = re; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            prev_quant = 0;
+        } else if (*p == '[') { /* a bracket expression: "]" first is literal */
+            p++;
+            if (*p == '^') p++;
+            if (*p == ']') p++;
+            while (*p && *p != ']')
+                p++;
+            if (!*p) return NULL; /* regcomp reports it */
+            prev_quant = 0;
+        } else if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+            if (prev_quant) return "a repetition of a repetition (\"a++\", \"a{2}*\")";
+            if (*p == '{') {
+                char *end;
+                long lo = strtol(p + 1, &end, 10), hi = lo;
+                if (*end == ',')
+                    hi = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : 0;
+                if (lo > 100 || hi > 100) return "a repetition count above 100";
+                if (++bounds > 4) return "more than 4 repetition counts";
+                p = strchr(p, '}');
+                if (!p) return NULL;
+            }
+            prev_quant = 1;
+        } else {
+            prev_quant = 0;
+        }
+    }
+    return NULL;
+}
+
 static int fail(char *err, size_t errsize, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static int fail(char *err, size_t errsize, const char *file, int line, const char *fmt, ...)
@@ -199,6 +238,11 @@ static int parse_line(char *line, const char *file, int lineno, struct rule *r, 
             if (!tok[0]) {
                 rule_clear(r);
                 return fail(err, errsize, file, lineno, "empty %s", regex ? "regex" : "words");
+            }
+            const char *unsafe = regex ? regex_unsafe(tok) : NULL;
+            if (unsafe) {
+                rule_clear(r);
+                return fail(err, errsize, file, lineno, "regex /%.60s/ refused: %s", tok, unsafe);
             }
             if (regex) {
                 int rc = regcomp(&c->re, tok, REG_EXTENDED | REG_ICASE | REG_NOSUB);

@@ -107,6 +107,10 @@ static void test_rules_syntax(void)
         {"policy\n", "t.rules:1: class \"policy\" without any condition"},
         {"policy text=spam\n", "t.rules:1: unknown condition \"text=spam\""},
         {"policy \"a\"\"b\"\n", "t.rules:1: expected a space"},
+        /* glibc's regcomp would take gigabytes for these (found by fuzz_replies) */
+        {"policy /gr[ae]+++++y/\n", "t.rules:1: regex /gr[ae]+++++y/ refused: a repetition of"},
+        {"policy /a{2}*/\n", "t.rules:1: regex /a{2}*/ refused: a repetition of"},
+        {"policy /(a{1000})/\n", "t.rules:1: regex /(a{1000})/ refused: a repetition count"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -115,6 +119,11 @@ static void test_rules_syntax(void)
               "bad rules %zu: \"%s\"", i, err);
         egress_reply_rules_free(r);
     }
+    /* quantifiers inside brackets or escaped are characters, not repetitions */
+    r = parse("policy /a[+*]+\\+?b{2,3}/\n", err, sizeof err);
+    CHECK(r != NULL && egress_reply_classify(r, 550, NULL, "a*+bb", NULL) == REPLY_POLICY,
+          "brackets and escapes: %s", r ? "" : err);
+    egress_reply_rules_free(r);
     CHECK(egress_reply_rules_load("/nonexistent/x.rules", err, sizeof err) == NULL &&
               strstr(err, "/nonexistent/x.rules: ") == err,
           "missing file: %s", err);
