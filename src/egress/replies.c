@@ -539,11 +539,13 @@ int egress_replies_load(const char *path, char *err, size_t errsize)
 {
     int is_default = !path || !*path;
     if (is_default) path = egress_replies_default_path();
+    static int warned; /* once, not on every reload */
     if (is_default && !current && access(path, F_OK) != 0) {
-        log_warn("egress",
-                 "reply rules: %s is missing (set reply_rules in the config); remote replies "
-                 "are classified by their enhanced status codes only",
-                 path);
+        if (!warned++)
+            log_warn("egress",
+                     "reply rules: %s is missing (set reply_rules in the config); remote replies "
+                     "are classified by their enhanced status codes only",
+                     path);
         return 0;
     }
     struct reply_rules *r = egress_reply_rules_load(path, err, errsize);
