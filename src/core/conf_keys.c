@@ -57,7 +57,7 @@ const struct conf_key conf_keys[] = {
      "Rules file of the egress reply classifier, which sorts remote replies into "
      "ip-blocklist, rate-limit, user-unknown, ... (docs/egress.md). Read at start and on "
      "SIGHUP; a bad file stops the start, and on reload keeps the rules loaded before."},
-    {KB_MAIN, "rbl_lists", KT_DNSBL, NULL, "the built-in lists (kurier rbl check --lists)", 0, 0,
+    {KB_MAIN, "rbl_lists", KT_DNSBL, NULL, "the built-in lists (kurier rbl lists)", 0, 0,
      NULL, KC(rbl_lists),
      "DNS lists of IPv4/IPv6 addresses that \"kurier rbl check\" queries, as ZONE[=FILTER] "
      "(the dnsbl_sites syntax; a FILTER limits which answers count as listed, a *WEIGHT is "
