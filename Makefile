@@ -6,6 +6,7 @@ PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt 
 SANITIZE ?=
 BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local
+DATADIR ?= $(PREFIX)/share/kurier
 
 # pkg-config runs when a recipe first needs its answer, not when this file is read:
 # on a fresh machine "make run" reads this file before "deps" has installed the
@@ -21,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-MODULES := core smtp dns policy queue route deliver store auth control glue
+MODULES := core smtp dns policy queue route deliver store auth control glue egress
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c))
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -46,6 +47,9 @@ pkg-check:
 $(BUILD)/obj/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# where "make install" puts the reply classifier's rules (data/replies.rules)
+$(BUILD)/obj/egress/replies.o: CFLAGS += -DKURIER_DATADIR='"$(DATADIR)"'
 
 $(BUILD)/libkurier.a: $(LIB_OBJ)
 	@rm -f $@
@@ -117,6 +121,8 @@ install: all
 	install -m 0755 $(BUILD)/kurier $(DESTDIR)$(PREFIX)/bin/kurier
 	ln -sf kurier $(DESTDIR)$(PREFIX)/bin/mailq
 	ln -sf ../bin/kurier $(DESTDIR)$(PREFIX)/sbin/sendmail
+	install -d $(DESTDIR)$(DATADIR)
+	install -m 0644 data/replies.rules $(DESTDIR)$(DATADIR)/replies.rules
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -17,6 +17,7 @@
 #include "core/core.h"
 #include "deliver/deliver.h"
 #include "dns/dns.h"
+#include "egress/replies.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
@@ -167,6 +168,9 @@ static void reload(void *arg)
     }
     conf_errors_free(&errs);
     conf_map_paths(c, workdir_path, &d->wd);
+    char rerr[600];
+    if (egress_replies_load(c->reply_rules, rerr, sizeof rerr) != 0)
+        log_err("kurierd", "reload: reply rules kept as loaded before: %s", rerr);
     /* Listeners are bound once, as root; a reload keeps the sockets and applies the
      * new settings of listeners with the same address. */
     for (size_t i = 0; i < d->nservers; i++) {
@@ -286,7 +290,14 @@ int main(int argc, char **argv)
         return 1;
     }
     conf_errors_free(&errs);
+    char err[600];
+    /* before the move to state_dir: a relative path means the folder we started in */
+    if (egress_replies_load(d.conf->reply_rules, err, sizeof err) != 0) {
+        log_err("kurierd", "reply_rules: %s", err);
+        return 1;
+    }
     if (test_only) {
+        egress_replies_free();
         printf("%s: ok\n", d.conf_path);
         conf_free(d.conf);
         return 0;
@@ -322,7 +333,6 @@ int main(int argc, char **argv)
     event_add(d.ev_int, NULL);
     event_add(d.ev_hup, NULL);
     if (prepare_dirs(d.conf, pw) != 0 || enter_workdir(&d) != 0) return 1;
-    char err[512];
     d.spool = spool_open(d.conf->spool_dir, err, sizeof err);
     if (!d.spool) {
         log_err("kurierd", "spool %s: %s", d.conf->spool_dir, err);
@@ -418,6 +428,7 @@ int main(int argc, char **argv)
     event_free(d.ev_hup);
     event_base_free(d.base);
     conf_unref(d.conf); /* the modules dropped theirs */
+    egress_replies_free();
     conf_set_start_dir(NULL);
     free(d.conf_file);
     workdir_clear(&d.wd);

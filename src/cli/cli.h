@@ -46,8 +46,10 @@ int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@
 int cmd_auth(int argc, char **argv);     /* auth blocks [--clear ADDRESS|ACCOUNT] */
 /* check-client IP [--helo H] [--from A] [--to B] [--listen ADDR] */
 int cmd_check_client(int argc, char **argv);
-int cmd_spf(int argc, char **argv); /* spf check IP SENDER [--helo H] */
 /* greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET */
 int cmd_greylist(int argc, char **argv);
+int cmd_spf(int argc, char **argv);     /* spf check IP SENDER [--helo H] */
+int cmd_replies(int argc, char **argv); /* replies classify TEXT | check [FILE] */
+int cmd_rbl(int argc, char **argv);     /* rbl check IP|DOMAIN [--list L]... [--json] */
 
 #endif

@@ -45,6 +45,8 @@ static void usage(void)
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
             "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
+            "  replies classify [--rules FILE] \"550 5.7.1 TEXT\" | replies check [FILE]\n"
+            "  rbl check IP|DOMAIN [--list ZONE]... [--json] | rbl lists\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
@@ -86,6 +88,8 @@ int main(int argc, char **argv)
         {"check-client", cmd_check_client},
         {"greylist", cmd_greylist},
         {"spf", cmd_spf},
+        {"replies", cmd_replies},
+        {"rbl", cmd_rbl},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

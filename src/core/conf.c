@@ -1196,6 +1196,9 @@ static void kconf_destroy(struct kconf *c)
                      &c->out_ca_file, &c->auth_dovecot_socket};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
+    free(c->reply_rules);
+    free(c->rbl_lists);
+    free(c->rbl_domain_lists);
     free(c->trusted);
     free(c->grey_allow_nets);
     free(c->grey_allow_domains);

@@ -132,6 +132,12 @@ struct kconf {
     char *postmaster;     /* where postmaster@ goes without an alias or mailbox
                              (RFC 5321 4.5.1); default "root@HOSTNAME" */
 
+    /* egress: the reply classifier's rules (NULL: the shipped file) and the DNS lists
+     * "kurier rbl check" asks ("ZONE[=FILTER] ...", NULL: the built-in ones) */
+    char *reply_rules;
+    char *rbl_lists;
+    char *rbl_domain_lists;
+
     /* outbound { }: remote delivery (deliver/remote.c) */
     char *out_helo;          /* EHLO name, NULL = hostname */
     int out_tls;             /* enum conf_out_tls (default may) */

@@ -52,6 +52,21 @@ const struct conf_key conf_keys[] = {
      "or a remote address. An address in hostname is refused when hostname is not a "
      "hosted domain (mail to it would come back here)."},
 
+    {KB_MAIN, "reply_rules", KT_PATH, NULL, "PREFIX/share/kurier/replies.rules (shipped)", 0, 0,
+     NULL, KC(reply_rules),
+     "Rules file of the egress reply classifier, which sorts remote replies into "
+     "ip-blocklist, rate-limit, user-unknown, ... (docs/egress.md). Read at start and on "
+     "SIGHUP; a bad file stops the start, and on reload keeps the rules loaded before."},
+    {KB_MAIN, "rbl_lists", KT_DNSBL, NULL, "the built-in lists (kurier rbl lists)", 0, 0,
+     NULL, KC(rbl_lists),
+     "DNS lists of IPv4/IPv6 addresses that \"kurier rbl check\" queries, as ZONE[=FILTER] "
+     "(the dnsbl_sites syntax; a FILTER limits which answers count as listed, a *WEIGHT is "
+     "ignored); repeated lines add up."},
+    {KB_MAIN, "rbl_domain_lists", KT_DNSBL, NULL, "the built-in domain lists", 0, 0, NULL,
+     KC(rbl_domain_lists),
+     "DNS lists of domains that \"kurier rbl check DOMAIN\" queries, same syntax as "
+     "rbl_lists."},
+
     {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
      "Where log lines go."},
     {KB_LOG, "name", KT_STR, "kurier", NULL, 0, 0, NULL, KC(log_name),

@@ -1,6 +1,7 @@
 /* reply_class.c: sorts the result of a delivery attempt (enhanced status code and
  * the remote server's words) into the class of problem a notice explains (dsn.h).
- * Pure; the egress reply classifier will grow from here. */
+ * Pure. It only picks a notice's wording; whether a reply is about our sending address
+ * (blocklisted, rate-limited, ...) is the egress classifier's (egress/replies.h). */
 #include "core/compat.h"
 
 #include "core/core.h"
