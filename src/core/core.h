@@ -15,6 +15,7 @@
 #include "core/header.h"
 #include "core/maildir.h"
 #include "core/auth_result.h"
+#include "core/authres.h"
 #include "core/mime.h"
 
 #endif
