@@ -71,8 +71,14 @@ struct conf_listen {
     char *rhsbl_sites;  /* sender/HELO domain lists, same syntax, NULL none */
     int reject_score;   /* score at which a client is refused (554 5.7.1), 0 = never */
     int greylist_score; /* score at which a client is greylisted (451 4.7.1), 0 = never */
+    /* the spf check's action per result: a score, or CONF_ACTION_REJECT/_TEMPFAIL */
+    int spf_fail, spf_softfail, spf_temperror, spf_permerror;
     struct conf_listen *next;
 };
+
+/* What a check's result does (listen { spf_fail } ...): these, or a score. */
+#define CONF_ACTION_REJECT 100001
+#define CONF_ACTION_TEMPFAIL 100002
 
 /* listen { greylist } and { sender_verify }, in the order of their choices. */
 enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS };
