@@ -192,7 +192,7 @@ int policy_txn_carry(const struct policy_txn *t);
  * pass for a verified name, else fail) after the checks' results. Once per message. */
 void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
                         const char *client_addr, const char *client_name, struct buf *out);
-/* The message's log line: "ID: client=NAME[ADDR] from=<S> checks=C:V,... score=N
+/* The message's log line: "ID: peer=NAME[ADDR] from=<S> checks=C:V,... score=N
  * action=A" (id NULL: NOQUEUE). action: accept (queued), reject, tempfail, greylist,
  * or none (the client gave up). sender is the envelope sender ("" null sender). */
 void policy_txn_log(const struct policy_txn *t, const char *id, const char *client_name,

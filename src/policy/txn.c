@@ -119,7 +119,7 @@ void policy_txn_log(const struct policy_txn *t, const char *id, const char *clie
             buf_printf(&b, "%sscore%d", n->result ? "/" : "", n->score);
     }
     char esc[600];
-    log_info("policy", "%s: client=%s[%s] from=<%s> checks=%s score=%d action=%s",
+    log_info("policy", "%s: peer=%s[%s] from=<%s> checks=%s score=%d action=%s",
              id && *id ? id : "NOQUEUE", client_name, client_addr,
              log_escape(esc, sizeof esc, sender, strlen(sender)), b.len ? b.data : "none", t->score,
              action);

@@ -117,7 +117,7 @@ def test_pass_headers_and_log_line(kurier_factory, dns):
     assert "iprev" not in ar  # reverse_dns off: the client's name was not looked up
     line = message_line(k, "127.0.0.1")
     # queue ID first, as Postfix's message lines
-    assert ("]: %s: client=unknown[127.0.0.1] from=<alice@pass.test> checks=" % qid) in line, line
+    assert ("]: %s: peer=unknown[127.0.0.1] from=<alice@pass.test> checks=" % qid) in line, line
     assert "spf:pass" in line and line.endswith(" score=0 action=accept"), line
 
 
@@ -145,7 +145,7 @@ def test_fail_rejected_with_the_explanation(kurier_factory, dns):
                     "one of fail.test's designated mail servers"), text
     assert "NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 550 5.7.23" in k.log()
     line = message_line(k, "127.0.0.1")
-    assert "NOQUEUE: client=unknown[127.0.0.1] from=<bob@fail.test>" in line, line
+    assert "NOQUEUE: peer=unknown[127.0.0.1] from=<bob@fail.test>" in line, line
     assert "spf:fail" in line and line.endswith("action=reject"), line
     # a passing sender on the same listener is still fine
     assert send(k, "alice@pass.test")[:2] == ("queued", 250)
