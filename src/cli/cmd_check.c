@@ -212,11 +212,14 @@ int cmd_check_client(int argc, char **argv)
     printf("client [%s] on listen %s, helo=%s from=<%s> to=<%s>\n", ip, l->address,
            helo ? helo : "(none)", from, to);
     if (d.conf->reverse_dns) lookup_name(base, dns, &ctx);
+    /* one transaction, as a session's: the MAIL stage's score (spf) counts at RCPT */
+    ctx.txn = policy_txn_new(d.conf->hostname);
     rc = run_stage(base, &ctx, POLICY_MAIL);
     if (rc == 0) {
         ctx.rcpt = &rcpt;
         rc = run_stage(base, &ctx, POLICY_RCPT);
     }
+    policy_txn_free(ctx.txn);
     printf("%s\n", rc == 0 ? "accepted" : "refused");
     dns_free(dns);
     work_shutdown();

@@ -421,6 +421,19 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         v = r == -2 ? 1e300 : (double)n;
         break;
     }
+    case KT_ACTION: {
+        if (!strcmp(s, "reject") || !strcmp(s, "tempfail")) {
+            *(int *)field(base, k) = s[0] == 'r' ? CONF_ACTION_REJECT : CONF_ACTION_TEMPFAIL;
+            return 0;
+        }
+        char *end;
+        errno = 0;
+        long long n = strtoll(s, &end, 10);
+        if (!*s || *end || (s[0] != '-' && (s[0] < '0' || s[0] > '9')))
+            return bad_value(why, whylen, s, k, "reject, tempfail or a score (an integer)");
+        v = errno == ERANGE ? (n < 0 ? -1e300 : 1e300) : (double)n;
+        break;
+    }
     case KT_DOUBLE: {
         char *end;
         v = strtod(s, &end);
@@ -548,6 +561,14 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_INT:
         snprintf(tmp, sizeof tmp, "%d", *(const int *)f);
         break;
+    case KT_ACTION: {
+        int a = *(const int *)f;
+        if (a == CONF_ACTION_REJECT || a == CONF_ACTION_TEMPFAIL)
+            str_copy(tmp, a == CONF_ACTION_REJECT ? "reject" : "tempfail", sizeof tmp);
+        else
+            snprintf(tmp, sizeof tmp, "%d", a);
+        break;
+    }
     case KT_DUR:
         fmt_dur(tmp, sizeof tmp, *(const int *)f);
         break;
@@ -1296,6 +1317,10 @@ static void doc_type(FILE *out, const struct conf_key *k)
         [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
         [KT_ADDR] = "address",  [KT_WORDS] = "",         [KT_DNSBL] = "DNS lists",
     };
+    if (k->type == KT_ACTION) {
+        fputs("reject, tempfail or a score", out);
+        return;
+    }
     if (k->type == KT_WORDS) {
         fputs("some of ", out);
         md_cell(out, k->choices);
@@ -1327,7 +1352,8 @@ static void doc_table(FILE *out, enum kblock blk)
             fputc('`', out);
         }
         fputs(" | ", out);
-        if (k->type == KT_INT || k->type == KT_SIZE || k->type == KT_DUR || k->type == KT_DOUBLE) {
+        if (k->type == KT_INT || k->type == KT_SIZE || k->type == KT_DUR || k->type == KT_DOUBLE ||
+            k->type == KT_ACTION) {
             char lo[32], hi[32];
             fmt_limit(lo, sizeof lo, k, k->min);
             fmt_limit(hi, sizeof hi, k, k->max);

@@ -78,8 +78,14 @@ struct conf_listen {
     int pipelining_score;    /* check pregreet: commands pipelined before EHLO offered it */
     int rdns_missing_score;  /* check rdns: no PTR record */
     int rdns_mismatch_score; /* check rdns: the PTR name does not resolve back */
+    /* the spf check's action per result: a score, or CONF_ACTION_REJECT/_TEMPFAIL */
+    int spf_fail, spf_softfail, spf_temperror, spf_permerror;
     struct conf_listen *next;
 };
+
+/* What a check's result does (listen { spf_fail } ...): these, or a score. */
+#define CONF_ACTION_REJECT 100001
+#define CONF_ACTION_TEMPFAIL 100002
 
 /* listen { greylist } and { sender_verify }, in the order of their choices. */
 enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS };

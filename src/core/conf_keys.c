@@ -208,11 +208,23 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
-    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|pregreet|rdns|none",
+    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|pregreet|rdns|spf|none",
      KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
-     "recipient check); none for no check. A check without its lists does nothing "
-     "(docs/inbound.md)."},
+     "recipient check); none for no check. A check without its lists does nothing; spf "
+     "checks the MAIL FROM identity (HELO for the null sender) at MAIL and adds "
+     "Received-SPF: and its result to Authentication-Results: (docs/inbound.md)."},
+    {KB_LISTEN, "spf_fail", KT_ACTION, "8", NULL, -1000, 1000, NULL, KL(spf_fail),
+     "What an SPF fail does (checks spf): a score added to the client's, or reject (550 "
+     "5.7.23 with the domain's explanation) or tempfail (451 4.7.23)."},
+    {KB_LISTEN, "spf_softfail", KT_ACTION, "2", NULL, -1000, 1000, NULL, KL(spf_softfail),
+     "What an SPF softfail does: a score, reject (550 5.7.23) or tempfail (451 4.7.23)."},
+    {KB_LISTEN, "spf_temperror", KT_ACTION, "1", NULL, -1000, 1000, NULL, KL(spf_temperror),
+     "What an SPF temperror (a DNS failure) does: a score, tempfail (451 4.4.3) or reject "
+     "(550 5.7.24)."},
+    {KB_LISTEN, "spf_permerror", KT_ACTION, "2", NULL, -1000, 1000, NULL, KL(spf_permerror),
+     "What an SPF permerror (a broken record) does: a score, reject (550 5.7.24) or tempfail "
+     "(451 4.7.24)."},
     {KB_LISTEN, "dnsbl_sites", KT_DNSBL, NULL, "none", 0, 0, NULL, KL(dnsbl_sites),
      "DNS lists of client IPv4/IPv6 addresses (RFC 5782) as ZONE[=FILTER][*WEIGHT], e.g. "
      "zen.spamhaus.org=127.0.0.[2..11]*10 list.dnswl.org=127.0.[0..255].[1..3]*-5; a "

@@ -21,8 +21,10 @@ enum ktype {
     KT_HOSTLIST, /* one or more HOST[:PORT] arguments, stored space-separated */
     KT_ADDR,     /* a mailbox local@domain, stored as kurier writes addresses */
     KT_WORDS,    /* one or more of choices (one line), stored space-separated in order */
-    KT_DNSBL     /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
+    KT_DNSBL,    /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
                     lines add up; stored space-separated */
+    KT_ACTION    /* what a check's result does: reject, tempfail or a score (an integer within
+                    min..max); stored as an int (CONF_ACTION_* in conf.h, else the score) */
 };
 
 enum kblock {

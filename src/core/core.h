@@ -16,6 +16,7 @@
 #include "core/maildir.h"
 #include "core/auth_result.h"
 #include "core/rdns.h"
+#include "core/authres.h"
 #include "core/mime.h"
 
 #endif

@@ -125,6 +125,7 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.headers = txn ? txn->headers : NULL;
     j->ctx.headers_len = txn ? txn->headers_len : 0;
     j->ctx.headers_cut = txn ? txn->headers_cut : 0;
+    j->ctx.txn = txn ? txn->state : NULL;
     j->done = done;
     j->arg = arg;
     _Static_assert(
@@ -144,6 +145,45 @@ static void ops_judge_cancel(void *handle)
     if (j->hold) event_free(j->hold);
     free(j->rcpts);
     free(j);
+}
+
+/* The transaction's policy record (policy_txn): what the checks found, for the
+ * message's headers and its log line. */
+static void *ops_txn_new(void *ctx, const struct smtp_peer *peer)
+{
+    return policy_txn_new(peer->conf->hostname);
+}
+
+static void ops_txn_end(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                        const char *id, int code, const char *check)
+{
+    const char *action = code == 250                               ? "accept"
+                         : code == 0                               ? "none"
+                         : check && strcmp(check, "greylist") == 0 ? "greylist"
+                         : code < 500                              ? "tempfail"
+                                                                   : "reject";
+    char *from = addr_format(&txn->sender);
+    policy_txn_log(txn->state, id, peer->name, peer->addr, from, action);
+    free(from);
+    policy_txn_free(txn->state);
+}
+
+static void ops_msg_headers(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                            struct buf *out, char *hdr, size_t *len)
+{
+    /* RFC 8601 5: a field that claims our authserv-id comes from outside (a client in
+     * relay.trusted_networks, a content filter re-injecting, keeps its fields) */
+    if (hdr && !peer->trusted) {
+        size_t n = 0;
+        *len = authres_strip(hdr, *len, peer->conf->hostname, &n);
+        if (n)
+            log_info("policy",
+                     "client %s[%s]: removed %zu Authentication-Results field%s "
+                     "claiming %s",
+                     peer->name, peer->addr, n, n == 1 ? "" : "s", peer->conf->hostname);
+    }
+    if (txn->state)
+        policy_txn_headers(txn->state, peer->conf, peer->auth_user, peer->addr, peer->name, out);
 }
 
 static void *ops_msg_open(void *ctx, char *id, size_t idsize)
@@ -279,6 +319,9 @@ void glue_smtp_ops(struct glue *g, struct smtp_ops *ops)
         .ctx = g,
         .judge = ops_judge,
         .judge_cancel = ops_judge_cancel,
+        .txn_new = ops_txn_new,
+        .txn_end = ops_txn_end,
+        .msg_headers = ops_msg_headers,
         .msg_open = ops_msg_open,
         .msg_write = ops_msg_write,
         .msg_commit = ops_msg_commit,

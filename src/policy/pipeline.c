@@ -28,6 +28,7 @@ static const struct policy_check *const optional_checks[] = {
     &policy_check_rhsbl,
     &policy_check_pregreet,
     &policy_check_rdns,
+    &policy_check_spf,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
 /* Always run, last: greylisting sees the score the checks before it added up. */
@@ -39,7 +40,7 @@ static const struct policy_check *const final_checks[] = {
 static const struct policy_check *const all_checks[] = {
     &policy_check_recipient, &policy_check_sender_login, &policy_check_sender_verify,
     &policy_check_dnsbl,     &policy_check_rhsbl,        &policy_check_pregreet,
-    &policy_check_rdns,      &policy_check_greylist,
+    &policy_check_rdns,      &policy_check_spf,          &policy_check_greylist,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");
@@ -137,6 +138,7 @@ static void finish(struct policy_run *r, const struct policy_verdict *v)
     void (*done)(void *, const struct policy_verdict *) = r->done;
     void *arg = r->arg;
     log_stage(r, v);
+    if (r->ctx.txn) policy_txn_stage_done(r->ctx.txn, r->stage, r->score);
     run_free(r);
     done(arg, v);
 }
@@ -184,6 +186,7 @@ static void check_done(void *arg, const struct policy_verdict *v)
         if (v->detail[0]) buf_printf(&r->log, " (%s)", v->detail);
     }
     if (r->trace) r->trace(r->trace_arg, c, v);
+    if (r->ctx.txn) policy_txn_note(r->ctx.txn, c, v);
     switch (v->kind) {
     case POLICY_PASS:
         if (c->acts_on_score) r->score_handled = 1;
@@ -227,7 +230,11 @@ static void run_next(struct policy_run *r)
         r->next++;
     if (r->next >= r->nchecks) {
         const struct conf_listen *l = r->ctx.listener;
-        if (l && l->greylist_score > 0 && r->score >= l->greylist_score && !r->score_handled) {
+        /* with a transaction, the MAIL stage's score waits for RCPT, where greylisting
+         * has its triplet */
+        int carried = r->ctx.txn && r->stage == POLICY_MAIL;
+        if (l && l->greylist_score > 0 && r->score >= l->greylist_score && !r->score_handled &&
+            !carried) {
             finish_by_score(r, POLICY_GREYLIST);
             return;
         }
@@ -307,6 +314,7 @@ struct policy_run *policy_run_start_with(const struct policy_ctx *ctx, enum poli
     r->nchecks = nchecks;
     r->ctx = *ctx;
     r->stage = stage;
+    if (ctx->txn && stage == POLICY_RCPT) r->score = policy_txn_carry(ctx->txn);
     r->done = done;
     r->arg = arg;
     buf_init(&r->log, 4096);

@@ -10,6 +10,7 @@
 
 #include "core/core.h"
 
+struct buf;
 struct dns;
 struct event_base;
 struct store;
@@ -35,16 +36,20 @@ enum policy_kind {
 
 struct policy_verdict {
     enum policy_kind kind;
-    int score;         /* POLICY_SCORE: added to the stage's score (negative: allowlists).
-                          With a text, that text (and code/enh) is the refusal when the
-                          score reaches a threshold and this check weighed most. */
-    int code;          /* reply code for GREYLIST/TEMPFAIL/REJECT */
-    char enh[8];       /* enhanced status code "5.7.1" */
-    char text[300];    /* a sentence a person understands (+ lookup URL where one exists) */
-    const char *check; /* name of the check that decided (static), NULL for pass */
-    char detail[200];  /* what the check found, for the stage's log line; "" when it had
-                          nothing to judge (a check without lists is not logged) */
+    int score;          /* POLICY_SCORE: added to the stage's score (negative: allowlists).
+                           With a text, that text (and code/enh) is the refusal when the
+                           score reaches a threshold and this check weighed most. */
+    int code;           /* reply code for GREYLIST/TEMPFAIL/REJECT */
+    char enh[8];        /* enhanced status code "5.7.1" */
+    char text[300];     /* a sentence a person understands (+ lookup URL where one exists) */
+    const char *check;  /* name of the check that decided (static), NULL for pass */
+    char detail[200];   /* what the check found, for the stage's log line; "" when it had
+                           nothing to judge (a check without lists is not logged) */
+    const char *result; /* a word for the message's log line in place of the kind ("fail"
+                           for SPF); static, NULL: the kind */
 };
+
+struct policy_txn;
 
 /* What a check may look at. Owned by the session; valid while the check runs. */
 struct policy_ctx {
@@ -79,6 +84,10 @@ struct policy_ctx {
      * this stage (a greylisting check in "suspicious" mode compares it with
      * listener->greylist_score). */
     int score;
+    /* The transaction's record (policy_txn_new()), from MAIL to its end; NULL outside a
+     * transaction. The pipeline notes each check's verdict in it and carries the MAIL
+     * stage's score into each RCPT stage; checks add header fields and results. */
+    struct policy_txn *txn;
 };
 
 /* A check. judges_client_ip: the check judges the client's IP address (DNSBLs,
@@ -167,6 +176,47 @@ int policy_dsn_trusted(const char *auth_user, int trusted);
  * non-NULL) set to "null sender" or "untrusted sender", static; NULL for 1. */
 int policy_dsn_allowed(int null_sender, int dsn_trusted, const char **why);
 
+/* spf_check.c: SPF (RFC 7208, spf.h) for the MAIL FROM identity (HELO's for the null
+ * sender) at MAIL; the action per result is the listener's spf_* (a score by
+ * default); adds Received-SPF: and an spf result to the transaction. Judges the
+ * client (never for authenticated sessions). */
+extern const struct policy_check policy_check_spf;
+
+/* --- one transaction's record (txn.c) -----------------------------------------------
+ * What the checks found from MAIL to the end of the message: each check's verdict for
+ * the message's log line, the score carried from MAIL into each RCPT stage, the header
+ * fields the checks want on the message, and the Authentication-Results (RFC 8601)
+ * results; DKIM and DMARC checks append theirs the same way. Loop thread only. */
+struct authres;
+/* A new record; authserv_id (our host name) names the Authentication-Results field.
+ * Free with policy_txn_free() (NULL-safe) once the transaction ended. */
+struct policy_txn *policy_txn_new(const char *authserv_id);
+void policy_txn_free(struct policy_txn *t);
+/* For checks: the Authentication-Results builder (core/authres.h), borrowed. */
+struct authres *policy_txn_authres(struct policy_txn *t);
+/* For checks: a header field for the message ("Received-SPF: ...", folded with CRLF
+ * TAB, no final CRLF; copied). Fields go on top of the message in the order added. */
+void policy_txn_add_field(struct policy_txn *t, const char *field);
+/* For the pipeline: check c gave v (the worst verdict of a check is kept when it ran
+ * several times, one per recipient). */
+void policy_txn_note(struct policy_txn *t, const struct policy_check *c,
+                     const struct policy_verdict *v);
+/* For the pipeline: a stage ended with this sum (the MAIL stage's is carried). */
+void policy_txn_stage_done(struct policy_txn *t, enum policy_stage stage, int score);
+/* The MAIL stage's sum, where a RCPT stage starts. */
+int policy_txn_carry(const struct policy_txn *t);
+/* The header fields of an accepted message, appended to out (CRLF-ended): the checks'
+ * fields, then, for a client that did not log in (auth_user NULL), one
+ * Authentication-Results field with iprev (when reverse_dns looked up the client:
+ * pass for a verified name, else fail) after the checks' results. Once per message. */
+void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
+                        const char *client_addr, const char *client_name, struct buf *out);
+/* The message's log line: "ID: peer=NAME[ADDR] from=<S> checks=C:V,... score=N
+ * action=A" (id NULL: NOQUEUE). action: accept (queued), reject, tempfail, greylist,
+ * or none (the client gave up). sender is the envelope sender ("" null sender). */
+void policy_txn_log(const struct policy_txn *t, const char *id, const char *client_name,
+                    const char *client_addr, const char *sender, const char *action);
+
 /* Once at start: the loop the pipeline defers its callbacks on. */
 void policy_init(struct event_base *base);
 /* That loop, for checks that defer an answer. */
@@ -180,7 +230,9 @@ struct policy_run;
  * at once with REJECT (the text of the check that added most, else a generic one);
  * at the end of the stage a sum at or above listener->greylist_score gives GREYLIST
  * (451 4.7.1), unless a check with acts_on_score ran. Thresholds of 0 are off; a
- * NULL listener has none. v->score is the sum. When a check that judges the client
+ * NULL listener has none. With ctx->txn, the MAIL stage's sum is where each RCPT stage
+ * starts, and greylist_score waits for RCPT (greylisting needs the recipient); each
+ * check's verdict is noted there. v->score is the sum. When a check that judges the client
  * ran, one log line says each check's result and the sum. done runs on the loop
  * thread, never before policy_run_start returns. Returns a handle that
  * policy_run_cancel() cancels (done will not run; running checks are cancelled). */

@@ -114,6 +114,12 @@ void session_set_state(struct smtp_session *s, enum smtp_state st)
 static void txn_clear(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
+    if (t->state && s->srv->ops->txn_end)
+        s->srv->ops->txn_end(s->srv->ops->ctx, &s->peer, t, s->id[0] ? s->id : NULL, s->txn_code,
+                             s->txn_check);
+    t->state = NULL;
+    s->txn_code = 0;
+    s->txn_check = NULL;
     addr_clear(&t->sender);
     free(t->envid);
     for (size_t i = 0; i < t->nrcpts; i++) {
@@ -241,6 +247,7 @@ static void cmd_mail(struct smtp_session *s, struct smtp_cmd *c)
     t->envid = c->envid;
     c->envid = NULL;
     s->have_txn = 1;
+    if (s->srv->ops->txn_new) t->state = s->srv->ops->txn_new(s->srv->ops->ctx, &s->peer);
     s->pending = PENDING_JUDGE;
     s->pending_handle =
         s->srv->ops->judge(s->srv->ops->ctx, &s->peer, t, SMTP_STAGE_MAIL, NULL, mail_judged, s);
@@ -253,6 +260,8 @@ static void mail_judged(void *arg, const struct smtp_verdict *v)
     s->pending_handle = NULL;
     if (v->code) {
         log_reject(s, "MAIL", v->code, v->enh, v->text, NULL);
+        s->txn_code = v->code;
+        s->txn_check = v->check;
         txn_clear(s);
         session_fail(s, v->code, v->enh, "%s", v->text);
     } else {
@@ -302,6 +311,8 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
         char *a = addr_format(&r->addr);
         log_reject(s, "RCPT", v->code, v->enh, v->text, a);
         free(a);
+        s->txn_code = v->code;
+        s->txn_check = v->check;
         addr_clear(&r->addr);
         free(r->orcpt);
         session_fail(s, v->code, v->enh, "%s", v->text);
@@ -362,6 +373,16 @@ static void header_end(struct smtp_session *s)
         free(a);
     }
     buf_printf(&h, "; %s\r\n", date);
+    /* the layers above's fields (Received-SPF:, Authentication-Results:); they may drop
+     * client fields (a forged Authentication-Results: with our name) */
+    if (s->srv->ops->msg_headers && s->hdr.data) {
+        s->srv->ops->msg_headers(s->srv->ops->ctx, &s->peer, &s->txn, &h, s->hdr.data, &s->hdr.len);
+        s->hdr.data[s->hdr.len] = '\0';
+        s->txn.headers_len = s->hdr.len;
+    } else if (s->srv->ops->msg_headers) {
+        size_t none = 0;
+        s->srv->ops->msg_headers(s->srv->ops->ctx, &s->peer, &s->txn, &h, NULL, &none);
+    }
     if (s->peer.auth_user || s->srv->listen->role == LISTEN_SUBMISSION)
         header_complete(&h, s->hdr.data ? s->hdr.data : "", s->hdr.len,
                         &(struct hdr_complete){
@@ -689,6 +710,8 @@ static void message_end(struct smtp_session *s)
     }
     if (code) {
         log_reject(s, cmd, code, enh, text, NULL);
+        s->txn_code = code;
+        s->txn_check = NULL;
         txn_clear(s);
         session_set_state(s, SMTP_ST_READY);
         session_fail(s, code, enh, "%s", text);
@@ -729,6 +752,8 @@ static void eom_judged(void *arg, const struct smtp_verdict *v)
     }
     if (v->code) {
         log_reject(s, s->data.bdat ? "BDAT" : "DATA", v->code, v->enh, v->text, NULL);
+        s->txn_code = v->code;
+        s->txn_check = v->check;
         txn_clear(s);
         session_set_state(s, SMTP_ST_READY);
         session_fail(s, v->code, v->enh, "%s", v->text);
@@ -759,6 +784,8 @@ static void committed(void *arg, int ok)
             session_reply(s, 451, "4.3.0",
                           "Temporary local problem storing the message, try again");
     }
+    s->txn_code = ok ? 250 : 451;
+    s->txn_check = NULL;
     txn_clear(s);
     session_set_state(s, SMTP_ST_READY);
     if (close_after_message(s)) return;

@@ -44,6 +44,9 @@ struct smtp_session {
     enum smtp_state state;
     struct smtp_txn txn;
     int have_txn;
+    int txn_code;          /* how the transaction ends (ops->txn_end): 250 queued, the last
+                              refusal's code, 0 given up */
+    const char *txn_check; /* the check of that refusal (static), or NULL */
     int errors;
     int closing;            /* no more input is processed; freed once output is flushed */
     int gone;               /* the client cannot be written to (reset, write timeout): freed

@@ -161,6 +161,7 @@ struct smtp_txn {
     const char *headers;
     size_t headers_len;
     int headers_cut; /* the header section was longer: headers holds only its start */
+    void *state;     /* the layers above's record of it (ops->txn_new), or NULL */
 };
 
 /* A verdict from the layers above: code 0 = go on; otherwise the reply to send. */
@@ -181,6 +182,21 @@ struct smtp_ops {
                    enum smtp_stage stage, const struct addr *rcpt,
                    void (*done)(void *arg, const struct smtp_verdict *v), void *arg);
     void (*judge_cancel)(void *handle);
+    /* A transaction starts (MAIL, before it is judged): the record the layers above keep
+     * of it (txn->state; NULL: none). NULL txn_new: no records. */
+    void *(*txn_new)(void *ctx, const struct smtp_peer *peer);
+    /* Its end, for each txn_new: queued (code 250, id its queue ID), refused (code and
+     * check of the last refusal: of MAIL, a RCPT, or the end of the message; id NULL
+     * before DATA), or given up (code 0: RSET, a new MAIL, the client left). Frees
+     * txn->state. */
+    void (*txn_end)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                    const char *id, int code, const char *check);
+    /* The message's header section is complete: append the header fields the layers
+     * above want on top of it (after our Received:, CRLF-ended) to out, and edit the
+     * client's header section hdr (*len bytes) in place, removing fields (*len set to
+     * what is left). NULL: nothing. */
+    void (*msg_headers)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                        struct buf *out, char *hdr, size_t *len);
     /* Start storing a message; id receives its queue ID. NULL on failure. */
     void *(*msg_open)(void *ctx, char *id, size_t idsize);
     /* Append content; 0 done, -1 failed (disk). */

@@ -1,0 +1,116 @@
+/* test_authres.c: table tests for the Authentication-Results builder and for the
+ * recognition and removal of fields that claim our authserv-id (core/authres.c). */
+#include "core/compat.h"
+
+#include "core/core.h"
+
+#include "check.h"
+
+static const struct {
+    const char *value;
+    int claims; /* for "mx.example.net" */
+} claims_cases[] = {
+    {" mx.example.net; spf=pass smtp.mailfrom=a@b", 1},
+    {"mx.example.net;none", 1},
+    {" MX.Example.NET; dkim=pass", 1},
+    {" mx.example.net 1; spf=pass", 1}, /* with a version */
+    {" (comment) mx.example.net; none", 1},
+    {" (nested (comment) \\) ) mx.example.net; none", 1},
+    {"\r\n\tmx.example.net;\r\n\tspf=pass", 1}, /* folded before the id */
+    {" \"mx.example.net\"; dmarc=pass", 1},
+    {" \"mx.exa\\mple.net\"; dmarc=pass", 1}, /* quoted-pair */
+    {" mx.example.net.evil; spf=pass", 0},
+    {" evil.mx.example.net; spf=pass", 0},
+    {" other.example; spf=pass smtp.mailfrom=mx.example.net", 0},
+    {" mx.example.ne; spf=pass", 0},
+    {"", 0},
+    {"   ", 0},
+    {" (unclosed mx.example.net; none", 0},
+    {" \"mx.example.net; none", 0}, /* unclosed quote */
+    {" ; spf=pass", 0},
+};
+
+static void test_claims(void)
+{
+    for (size_t i = 0; i < sizeof claims_cases / sizeof claims_cases[0]; i++) {
+        const char *v = claims_cases[i].value;
+        CHECK(authres_claims(v, strlen(v), "mx.example.net") == claims_cases[i].claims,
+              "case %zu: %s", i, v);
+    }
+}
+
+static const struct {
+    const char *in, *out;
+    size_t removed;
+} strip_cases[] = {
+    {"Authentication-Results: mx.example.net; spf=pass\r\nSubject: x\r\n\r\nbody\r\n",
+     "Subject: x\r\n\r\nbody\r\n", 1},
+    {"Subject: x\r\nAuthentication-Results: mx.example.net;\r\n\tspf=pass\r\n\tdkim=pass\r\n"
+     "To: a@b\r\n\r\n",
+     "Subject: x\r\nTo: a@b\r\n\r\n", 1},
+    {"Authentication-Results: other.example; spf=pass\r\n"
+     "authentication-results: MX.example.net; none\r\n"
+     "Authentication-Results: \"mx.example.net\"; none\r\n\r\n",
+     "Authentication-Results: other.example; spf=pass\r\n\r\n", 2},
+    /* after the end of the header section nothing is touched */
+    {"Subject: x\r\n\r\nAuthentication-Results: mx.example.net; none\r\n",
+     "Subject: x\r\n\r\nAuthentication-Results: mx.example.net; none\r\n", 0},
+    /* LF-only line ends, a malformed line kept */
+    {"bad line\nAuthentication-Results: mx.example.net; none\nX: y\n", "bad line\nX: y\n", 1},
+    /* the last field without a line end */
+    {"X: y\r\nAuthentication-Results: mx.example.net; none", "X: y\r\n", 1},
+    {"", "", 0},
+};
+
+static void test_strip(void)
+{
+    for (size_t i = 0; i < sizeof strip_cases / sizeof strip_cases[0]; i++) {
+        char *h = xstrdup(strip_cases[i].in);
+        size_t removed = 99;
+        size_t n = authres_strip(h, strlen(h), "mx.example.net", &removed);
+        CHECK(n == strlen(strip_cases[i].out) && memcmp(h, strip_cases[i].out, n) == 0,
+              "case %zu: got %.*s", i, (int)n, h);
+        CHECK(removed == strip_cases[i].removed, "case %zu: removed %zu", i, removed);
+        free(h);
+    }
+}
+
+static void test_builder(void)
+{
+    struct authres a;
+    struct buf out;
+    authres_init(&a, "mx.example.net");
+    buf_init(&out, 0);
+    authres_header(&a, &out);
+    CHECK(strcmp(out.data, "Authentication-Results: mx.example.net; none\r\n") == 0, "%s",
+          out.data);
+    buf_reset(&out);
+    authres_prop(&a, "smtp", "mailfrom", "ignored@before.result"); /* no result yet */
+    authres_add(&a, "spf", "fail", "a (b) \\c\r\nd\x80");
+    authres_prop(&a, "smtp", "mailfrom", "alice@example.com");
+    authres_add(&a, "spf", "pass", NULL);
+    authres_prop(&a, "smtp", "helo", "bad helo; \"x\"\r\n");
+    authres_add(&a, "iprev", "pass", "");
+    authres_prop(&a, "policy", "iprev", "2001:db8::1");
+    authres_header(&a, &out);
+    const char *want = "Authentication-Results: mx.example.net;\r\n"
+                       "\tspf=fail (a \\(b\\) \\\\cd?) smtp.mailfrom=alice@example.com;\r\n"
+                       "\tspf=pass smtp.helo=\"bad helo; \\\"x\\\"\";\r\n"
+                       "\tiprev=pass policy.iprev=\"2001:db8::1\"\r\n";
+    CHECK(strcmp(out.data, want) == 0, "%s", out.data);
+    /* a field we write is one that we would remove */
+    const char *colon = strchr(out.data, ':');
+    CHECK(authres_claims(colon + 1, out.len - (size_t)(colon + 1 - out.data), "mx.example.net"),
+          "own field");
+    buf_release(&out);
+    authres_release(&a);
+    authres_release(NULL);
+}
+
+int main(void)
+{
+    test_claims();
+    test_strip();
+    test_builder();
+    return check_summary();
+}
