@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <netinet/in.h>
 
+struct batv_key;
+
 /* --- the parse tree ------------------------------------------------------- */
 
 struct conf_node {
@@ -178,6 +180,13 @@ struct kconf {
     size_t ngrey_allow_nets;
     char *grey_allow_domains; /* "DOMAIN ..." or NULL */
     int grey_purge_interval;  /* seconds (1h) */
+
+    /* batv { } (core/batv.h, policy/batv.c, deliver/remote.c) */
+    char *batv_domains;         /* domains: "all" or "DOMAIN ...", NULL = BATV off */
+    char *batv_key_file;        /* key_file, NULL = none */
+    int batv_max_age;           /* seconds a tag is valid (7d) */
+    struct batv_key *batv_keys; /* read from key_file by conf_load() (conf_apply(): none) */
+    size_t nbatv_keys;
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

@@ -16,5 +16,6 @@
 #include "core/maildir.h"
 #include "core/auth_result.h"
 #include "core/mime.h"
+#include "core/batv.h"
 
 #endif
