@@ -1139,6 +1139,8 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
     return c;
 }
 
+static int read_secrets; /* conf_read_secrets() */
+
 /* batv { key_file }: only the daemon's user (and its group) may read the secrets. */
 static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
 {
@@ -1192,11 +1194,16 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
         free(L.files[i]);
     free(L.files);
     free(L.stack);
-    if (c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
+    if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
 
     c = kconf_finish(c, errs, nerr);
     conf_errors_free(&local);
     return c;
+}
+
+void conf_read_secrets(int on)
+{
+    read_secrets = on;
 }
 
 void conf_set_start_dir(const char *dir)

@@ -216,6 +216,12 @@ void conf_free(struct kconf *c);
  * current folder (kurierd: the folder it was started in, once it works inside its
  * state folder); NULL: the current folder again. dir is copied. */
 void conf_set_start_dir(const char *dir);
+/* From now on conf_load() also reads the files with secrets the configuration
+ * names (batv { key_file }), and fails when it cannot (on 1; 0: not, the default).
+ * Only the daemon (and commands that act like it, check-client and config check)
+ * turn it on: sendmail, mailq and the directory commands run as users who must not
+ * read the secrets. */
+void conf_read_secrets(int on);
 /* Every path setting of c, in every block (each key of type path in the key table):
  * replaced by fn(path, arg) when that returns a new string (c takes it), kept when
  * it returns NULL. */

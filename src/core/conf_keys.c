@@ -173,7 +173,8 @@ const struct conf_key conf_keys[] = {
     {KB_BATV, "key_file", KT_PATH, NULL, "none", 0, 0, NULL, KC(batv_key_file),
      "File of BATV secrets, one \"K SECRET\" line per key (K a key number 0-9, SECRET 16 to "
      "256 bytes), newest first: the first signs, all verify (key rotation). Must not be "
-     "readable by others (chmod 600 or 640); read at start and on reload."},
+     "readable by others (chmod 600 or 640); read by the daemon at start and on reload, and by "
+     "config check and check-client."},
     {KB_BATV, "max_age", KT_DUR, "7d", NULL, DAY_, 30 * DAY_, NULL, KC(batv_max_age),
      "How long a signed sender stays valid for bounces, in whole days (rounded up)."},
 

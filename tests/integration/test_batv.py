@@ -20,7 +20,7 @@ import time
 import pytest
 
 import peers
-from conftest import KURIERD, SAFETY, Raw, free_port
+from conftest import BUILD, KURIERD, SAFETY, Raw, for_user, free_port
 from test_smtp_client import sink_files
 
 KEYS = "# newest first: key 1 signs, both verify\n1 test-secret-one-0123456789\n" \
@@ -148,6 +148,20 @@ def test_signed_sender_and_its_bounce_delivered(kurier_factory, sink):
     rc, end = bounce(k, upper)
     assert rc[0] == 250 and end[0] == 250, (rc, end)
     k.wait_mail("demo@example.test", 2)
+
+
+def test_local_sendmail_signed_without_reading_the_keys(kurier_factory, sink):
+    """A local user's sendmail needs no access to the key file (root's, mode 0600):
+    only the daemon reads it; the pickup's mail leaves signed."""
+    port, dump = sink
+    k = make(kurier_factory, port, "example.test")
+    argv = ["runuser", "-u", "nobody", "--", for_user(os.path.join(BUILD, "sendmail")),
+            "-f", "demo@example.test", "friend@remote.test"]
+    r = subprocess.run(argv, input=b"Subject: local\n\nhi\n", capture_output=True,
+                       timeout=SAFETY, env=dict(os.environ, KURIER_CONF=k.conf))
+    assert r.returncode == 0, r.stderr
+    [mail_from] = mail_from_seen(dump, 1)
+    assert re.fullmatch(r"prvs=1\d{3}[0-9a-f]{6}=demo@example\.test", mail_from), mail_from
 
 
 def test_forged_bounces_refused(kurier_factory, sink):
