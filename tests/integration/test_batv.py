@@ -12,6 +12,7 @@ import hmac
 import os
 import re
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -249,3 +250,36 @@ def test_settings_checked_at_start(kurier_factory, tmp_path):
     write_keys(k.dir, KEYS)
     r = check("batv {\n    domains example.test;\n    key_file %s;\n    max_age 60d;\n}\n" % keys)
     assert r.returncode != 0 and "out of range" in r.stderr
+
+
+def test_key_rotation_on_reload(kurier_factory, sink):
+    """A new key first in the file and a reload: mail leaves signed with it, and
+    bounces of mail signed with the old key still come home. The daemon reads the
+    file on reload as user kurier, as an admin sets it up (chown kurier, mode 600);
+    one readable by others is refused and the running keys stay."""
+    port, dump = sink
+    k = make(kurier_factory, port, "example.test")
+    keys = os.path.join(k.dir, "batv.keys")
+    shutil.chown(keys, "kurier", "kurier")
+    submit(k)
+    [old] = mail_from_seen(dump, 1)
+    assert old.startswith("prvs=1"), old
+    with open(keys, "w") as f:
+        f.write("2 test-secret-two-0123456789\n" + KEYS)
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_log("reloaded configuration from")
+    submit(k)
+    new = [a for a in mail_from_seen(dump, 2) if a != old]
+    assert len(new) == 1 and new[0] == prvs("demo@example.test", int(new[0][6:9]), num="2",
+                                            secret=b"test-secret-two-0123456789"), new
+    for tag in (old, new[0]):
+        rc, end = bounce(k, tag)
+        assert rc[0] == 250 and end[0] == 250, (tag, rc, end)
+    k.wait_mail("demo@example.test", 2)
+    # a key file others may read: the reload is refused, the keys in use stay
+    os.chmod(keys, 0o644)
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_log("reload refused, keeping the running configuration: %s: BATV key file is "
+               "readable or writable by others" % keys)
+    rc, end = bounce(k, new[0])
+    assert rc[0] == 250 and end[0] == 250, (rc, end)
