@@ -1151,9 +1151,8 @@ static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
         return;
     }
     if (st.st_mode & 0027) {
-        conf_errors_add(errs, path, 0, 0,
-                        "BATV key file is %s by others (mode %04o): chmod 600 (or 640) it",
-                        st.st_mode & 0007 ? "readable or writable" : "writable",
+        conf_errors_add(errs, path, 0, 0, "BATV key file is %s (mode %04o): chmod 600 (or 640) it",
+                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
                         (unsigned)(st.st_mode & 07777));
         return;
     }
