@@ -283,6 +283,7 @@ int main(int argc, char **argv)
     }
     log_init("stderr", "kurier", LOG_LV_INFO);
     struct conf_errors errs = {0};
+    conf_read_secrets(1); /* BATV keys, at start and on every reload */
     d.conf = conf_load(d.conf_path, &errs);
     if (!d.conf) {
         conf_errors_print(&errs, stderr);

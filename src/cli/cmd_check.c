@@ -163,6 +163,7 @@ int cmd_check_client(int argc, char **argv)
     struct addr sender = {0}, rcpt = {0};
     if (*from && parse_path(from, &sender, "sender") != 0) return 1;
     struct cli_dir d;
+    conf_read_secrets(1); /* the BATV check needs the keys, as the daemon has them */
     if (cli_dir_open(&d) != 0) {
         addr_clear(&sender);
         return 1;

@@ -15,6 +15,7 @@ static int usage(void)
 static int config_check(const char *file)
 {
     struct conf_errors errs = {0};
+    conf_read_secrets(1); /* as the daemon reads it: the key files too */
     struct kconf *c = conf_load(file, &errs);
     if (!c) {
         conf_errors_print(&errs, stderr);

@@ -9,9 +9,11 @@
 #include <limits.h>
 #include <math.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/addr.h"
+#include "core/batv.h"
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -1122,11 +1124,12 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_AUTH, c);
     apply_defaults(KB_OUTBOUND, c);
     apply_defaults(KB_GREYLIST, c);
+    apply_defaults(KB_BATV, c);
     return c;
 }
 
 /* Fill computed defaults; return c, or free it and return NULL when errors came. */
-static struct kconf *kconf_finish(struct kconf *c, const struct conf_errors *errs, size_t nerr)
+static struct kconf *kconf_finish(struct kconf *c, struct conf_errors *errs, size_t nerr)
 {
     if (!c->hostname) {
         char h[256];
@@ -1138,6 +1141,12 @@ static struct kconf *kconf_finish(struct kconf *c, const struct conf_errors *err
     derive(&c->spool_dir, c->state_dir, "spool");
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
+    if (c->batv_domains && strchr(c->batv_domains, ':'))
+        conf_errors_add(errs, c->file, 0, 0,
+                        "batv: \"domains\" takes domain names, without a port");
+    if (c->batv_domains && !c->batv_key_file)
+        conf_errors_add(errs, c->file, 0, 0,
+                        "batv: \"domains\" needs \"key_file\" (the secrets tags are signed with)");
     if (errs->n != nerr) {
         conf_free(c);
         return NULL;
@@ -1158,6 +1167,45 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
     return c;
 }
 
+static int read_secrets; /* conf_read_secrets() */
+
+/* batv { key_file }: only the daemon's user (and its group) may read the secrets. */
+static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
+{
+    const char *path = c->batv_key_file;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        conf_errors_add(errs, path, 0, 0, "cannot read BATV key file: %s", strerror(errno));
+        return;
+    }
+    if (st.st_mode & 0027) {
+        conf_errors_add(errs, path, 0, 0, "BATV key file is %s (mode %04o): chmod 600 (or 640) it",
+                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
+                        (unsigned)(st.st_mode & 07777));
+        return;
+    }
+    size_t len = 0;
+    char *text = file_read(path, &len);
+    if (!text) {
+        conf_errors_add(errs, path, 0, 0, "cannot read BATV key file: %s", strerror(errno));
+        return;
+    }
+    struct batv_key *keys = xcalloc(BATV_KEYS_MAX, sizeof *keys);
+    size_t n = 0;
+    int line = 0;
+    char why[256];
+    if (batv_keys_parse(text, len, keys, &n, &line, why, sizeof why) != 0) {
+        conf_errors_add(errs, path, line, 0, "%s", why);
+        explicit_bzero(keys, BATV_KEYS_MAX * sizeof *keys);
+        free(keys);
+    } else {
+        c->batv_keys = keys;
+        c->nbatv_keys = n;
+    }
+    explicit_bzero(text, len);
+    free(text);
+}
+
 struct kconf *conf_load(const char *file, struct conf_errors *errs)
 {
     struct conf_errors local = {0};
@@ -1173,10 +1221,16 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
         free(L.files[i]);
     free(L.files);
     free(L.stack);
+    if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
 
     c = kconf_finish(c, errs, nerr);
     conf_errors_free(&local);
     return c;
+}
+
+void conf_read_secrets(int on)
+{
+    read_secrets = on;
 }
 
 void conf_set_start_dir(const char *dir)
@@ -1223,6 +1277,10 @@ static void kconf_destroy(struct kconf *c)
     free(c->trusted);
     free(c->grey_allow_nets);
     free(c->grey_allow_domains);
+    free(c->batv_domains);
+    free(c->batv_key_file);
+    if (c->batv_keys) explicit_bzero(c->batv_keys, c->nbatv_keys * sizeof *c->batv_keys);
+    free(c->batv_keys);
     while (c->listeners) {
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);

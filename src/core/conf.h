@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <netinet/in.h>
 
+struct batv_key;
+
 /* --- the parse tree ------------------------------------------------------- */
 
 struct conf_node {
@@ -200,6 +202,13 @@ struct kconf {
     char *grey_allow_domains; /* "DOMAIN ..." or NULL */
     int grey_purge_interval;  /* seconds (1h) */
 
+    /* batv { } (core/batv.h, policy/batv.c, deliver/remote.c) */
+    char *batv_domains;         /* domains: "all" or "DOMAIN ...", NULL = BATV off */
+    char *batv_key_file;        /* key_file, NULL = none */
+    int batv_max_age;           /* seconds a tag is valid (7d) */
+    struct batv_key *batv_keys; /* read from key_file by conf_load() (conf_apply(): none) */
+    size_t nbatv_keys;
+
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
     size_t ntrusted;
@@ -228,6 +237,12 @@ void conf_free(struct kconf *c);
  * current folder (kurierd: the folder it was started in, once it works inside its
  * state folder); NULL: the current folder again. dir is copied. */
 void conf_set_start_dir(const char *dir);
+/* From now on conf_load() also reads the files with secrets the configuration
+ * names (batv { key_file }), and fails when it cannot (on 1; 0: not, the default).
+ * Only the daemon (and commands that act like it, check-client and config check)
+ * turn it on: sendmail, mailq and the directory commands run as users who must not
+ * read the secrets. */
+void conf_read_secrets(int on);
 /* Every path setting of c, in every block (each key of type path in the key table):
  * replaced by fn(path, arg) when that returns a new string (c takes it), kept when
  * it returns NULL. */

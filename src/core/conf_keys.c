@@ -6,8 +6,9 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 
-const char *const conf_block_names[KB_COUNT] = {
-    "", "log", "limits", "queue", "relay", "auth", "outbound", "greylist", "listen", "transport"};
+const char *const conf_block_names[KB_COUNT] = {"",      "log",    "limits",   "queue",
+                                                "relay", "auth",   "outbound", "greylist",
+                                                "batv",  "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -178,6 +179,19 @@ const struct conf_key conf_keys[] = {
      "Envelope sender domains never greylisted (subdomains included)."},
     {KB_GREYLIST, "purge_interval", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(grey_purge_interval),
      "How often expired greylisting entries are deleted from the directory database."},
+
+    {KB_BATV, "domains", KT_HOSTLIST, NULL, "none (BATV off)", 0, 0, NULL, KC(batv_domains),
+     "Domains with BATV (docs/inbound.md): mail our users send from them to remote hosts "
+     "gets a signed envelope sender prvs=KDDDSSSSSS=user@domain, and bounces (null sender) "
+     "to their users are accepted only at such a signed address; all for every domain we "
+     "host. Needs key_file."},
+    {KB_BATV, "key_file", KT_PATH, NULL, "none", 0, 0, NULL, KC(batv_key_file),
+     "File of BATV secrets, one \"K SECRET\" line per key (K a key number 0-9, SECRET 16 to "
+     "256 bytes), newest first: the first signs, all verify (key rotation). Must not be "
+     "readable by others (chmod 600 or 640); read by the daemon at start and on reload, and by "
+     "config check and check-client."},
+    {KB_BATV, "max_age", KT_DUR, "7d", NULL, DAY_, 30 * DAY_, NULL, KC(batv_max_age),
+     "How long a signed sender stays valid for bounces, in whole days (rounded up)."},
 
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},

@@ -18,5 +18,6 @@
 #include "core/rdns.h"
 #include "core/authres.h"
 #include "core/mime.h"
+#include "core/batv.h"
 
 #endif

@@ -60,6 +60,8 @@ struct remote_job {
     const char *const *orcpt; /* or NULL */
     const char *envid;
     int ret, body, smtputf8; /* SMTP_RET_*, SMTP_BODY_* */
+    int batv_sign;           /* the sender is one of our users (spool_env.dsn_trusted): MAIL FROM
+                                carries it signed when its domain has BATV (core/batv.h) */
     int content_fd;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */

@@ -72,6 +72,7 @@ struct remote_req {
     struct work_job *wj;
     struct store_relay *relay;
     int relay_rc;
+    char *batv_sender; /* MAIL FROM signed with BATV (looked up with the relay), or NULL */
     /* the next hops (route/), tried in turn from hi */
     struct route_next route;
     size_t hi;
@@ -369,6 +370,7 @@ static void req_free(struct remote_req *q)
     if (q->ev_done) event_free(q->ev_done);
     free(q->rreply);
     route_relay_free(q->relay);
+    free(q->batv_sender);
     conf_unref(q->conf);
     free(q);
 }
@@ -485,7 +487,9 @@ static void send_msg(struct remote_req *q, struct conn *cn)
     free(q->rreply);
     q->rreply = xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof *q->rreply);
     q->msg = (struct smtp_client_msg){
-        .sender = job->sender ? job->sender : "",
+        .sender = q->batv_sender ? q->batv_sender
+                  : job->sender  ? job->sender
+                                 : "",
         .rcpts = job->rcpts,
         .nrcpts = job->nrcpts,
         .notify = job->notify,
@@ -771,6 +775,16 @@ static void route_lookup_run(void *arg)
 {
     struct remote_req *q = arg;
     q->relay_rc = route_relay_lookup(q->r->st, q->job->sender, &q->relay);
+    /* BATV: only MAIL FROM is signed; spool, logs and DSNs keep the real sender */
+    const char *at = strrchr(q->job->sender, '@');
+    int on = q->job->batv_sign && at ? batv_domain_on(q->conf, at + 1) : 0;
+    if (on == 2) { /* domains all: is it a domain we host? */
+        struct route_result rr;
+        enum route_kind k = route_resolve(q->r->st, NULL, q->job->sender, &rr);
+        route_result_clear(&rr);
+        on = k != ROUTE_REMOTE && k != ROUTE_ERROR;
+    }
+    if (on) q->batv_sender = batv_sign_new(q->conf, q->job->sender, time(NULL));
 }
 
 static void route_lookup_done(void *arg)

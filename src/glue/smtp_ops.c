@@ -82,6 +82,8 @@ static void judge_done(void *arg, const struct policy_verdict *pv)
         str_copy(j->v.enh, pv->enh, sizeof j->v.enh);
         str_copy(j->v.text, pv->text, sizeof j->v.text);
         j->v.check = pv->check;
+    } else {
+        str_copy(j->v.rcpt_local, pv->rcpt_local, sizeof j->v.rcpt_local);
     }
     if (test_delay.judge > 0) {
         j->hold = test_hold(j->g->base, test_delay.judge, judge_held, j);

@@ -15,8 +15,10 @@
 #include "core/util.h"
 #include "policy/policy.h"
 
-/* Always run, first (cheap, and a refused recipient needs no DNS query). */
+/* Always run, first (cheap, and a refused recipient needs no DNS query). batv strips
+ * a BATV tag before the recipient check looks the address up. */
 static const struct policy_check *const builtin_checks[] = {
+    &policy_check_batv,
     &policy_check_recipient,
     &policy_check_sender_login,
     &policy_check_sender_verify,
@@ -24,11 +26,8 @@ static const struct policy_check *const builtin_checks[] = {
 #define NBUILTIN (sizeof builtin_checks / sizeof builtin_checks[0])
 /* Run when the listener's `checks` names them, in its order. */
 static const struct policy_check *const optional_checks[] = {
-    &policy_check_dnsbl,
-    &policy_check_rhsbl,
-    &policy_check_pregreet,
-    &policy_check_rdns,
-    &policy_check_spf,
+    &policy_check_dnsbl, &policy_check_rhsbl, &policy_check_pregreet,
+    &policy_check_rdns,  &policy_check_spf,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
 /* Always run, last: greylisting sees the score the checks before it added up. */
@@ -38,9 +37,10 @@ static const struct policy_check *const final_checks[] = {
 #define NFINAL (sizeof final_checks / sizeof final_checks[0])
 
 static const struct policy_check *const all_checks[] = {
-    &policy_check_recipient, &policy_check_sender_login, &policy_check_sender_verify,
-    &policy_check_dnsbl,     &policy_check_rhsbl,        &policy_check_pregreet,
-    &policy_check_rdns,      &policy_check_spf,          &policy_check_greylist,
+    &policy_check_batv,          &policy_check_recipient, &policy_check_sender_login,
+    &policy_check_sender_verify, &policy_check_dnsbl,     &policy_check_rhsbl,
+    &policy_check_pregreet,      &policy_check_rdns,      &policy_check_spf,
+    &policy_check_greylist,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");
@@ -64,6 +64,8 @@ struct policy_run {
     void (*trace)(void *, const struct policy_check *, const struct policy_verdict *);
     void *trace_arg;
     struct event *ev_start; /* defers the first step out of policy_run_start */
+    struct addr rcpt;       /* RCPT: the recipient as a check rewrote it (ctx.rcpt then) */
+    char rcpt_local[ADDR_LOCAL_MAX + 1]; /* its local part, for the session ("" none) */
 };
 
 static struct event_base *loop_base;
@@ -107,6 +109,7 @@ static void run_free(struct policy_run *r)
 {
     if (r->ev_start) event_free(r->ev_start);
     free(r->owned);
+    addr_clear(&r->rcpt);
     buf_release(&r->log);
     free(r);
 }
@@ -137,10 +140,26 @@ static void finish(struct policy_run *r, const struct policy_verdict *v)
 {
     void (*done)(void *, const struct policy_verdict *) = r->done;
     void *arg = r->arg;
-    log_stage(r, v);
+    struct policy_verdict out = *v;
+    str_copy(out.rcpt_local, r->rcpt_local, sizeof out.rcpt_local);
+    log_stage(r, &out);
     if (r->ctx.txn) policy_txn_stage_done(r->ctx.txn, r->stage, r->score);
     run_free(r);
-    done(arg, v);
+    done(arg, &out);
+}
+
+/* A check took the recipient under another local part: the checks after it see that. */
+static void rewrite_rcpt(struct policy_run *r, const char *local)
+{
+    struct addr a;
+    addr_copy(&a, r->ctx.rcpt);
+    free(a.local);
+    a.local = xstrdup(local);
+    a.flags &= ~(unsigned)ADDR_F_QUOTED;
+    addr_clear(&r->rcpt);
+    r->rcpt = a;
+    r->ctx.rcpt = &r->rcpt;
+    str_copy(r->rcpt_local, local, sizeof r->rcpt_local);
 }
 
 /* The stage ends by score: REJECT (reject_score) or GREYLIST (greylist_score). */
@@ -187,6 +206,9 @@ static void check_done(void *arg, const struct policy_verdict *v)
     }
     if (r->trace) r->trace(r->trace_arg, c, v);
     if (r->ctx.txn) policy_txn_note(r->ctx.txn, c, v);
+    if (v->rcpt_local[0] && r->stage == POLICY_RCPT && r->ctx.rcpt &&
+        (v->kind == POLICY_PASS || v->kind == POLICY_SCORE || v->kind == POLICY_ACCEPT))
+        rewrite_rcpt(r, v->rcpt_local);
     switch (v->kind) {
     case POLICY_PASS:
         if (c->acts_on_score) r->score_handled = 1;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "core/addr.h"
 #include "core/core.h"
 
 struct buf;
@@ -47,6 +48,10 @@ struct policy_verdict {
                            nothing to judge (a check without lists is not logged) */
     const char *result; /* a word for the message's log line in place of the kind ("fail"
                            for SPF); static, NULL: the kind */
+    /* RCPT: the recipient's local part as it is taken ("" unchanged), e.g. with a BATV
+     * tag stripped: the checks after this one see it, and the session keeps the
+     * recipient so when the stage passes. */
+    char rcpt_local[ADDR_LOCAL_MAX + 1];
 };
 
 struct policy_txn;
@@ -112,6 +117,11 @@ struct policy_check {
 /* recipient.c: relay and local users; mailbox quotas at RCPT (full, or SIZE= too big)
  * and at the end of the message (its real size against every local recipient). */
 extern const struct policy_check policy_check_recipient;
+/* batv.c: the backscatter filter: in a domain with BATV (batv { domains }) a tagged
+ * recipient prvs=KDDDSSSSSS=user@domain is taken as user@domain (rcpt_local), and a
+ * bounce (null sender) from a client that did not log in and is not trusted is
+ * refused (550 5.7.1) unless the tag is valid. Runs first at RCPT. */
+extern const struct policy_check policy_check_batv;
 /* sender_login.c: authenticated users may use only addresses they own, in MAIL FROM
  * and in the From:/Sender:/Resent-From:/Resent-Sender: headers (per-domain mode
  * enforce|log|off). */

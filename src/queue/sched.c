@@ -773,6 +773,7 @@ static void remote_start(struct qjob *j)
             .ret = env->ret,
             .body = env->body,
             .smtputf8 = env->smtputf8,
+            .batv_sign = env->dsn_trusted,
             .content_fd = j->content_fd,
             .size = env->size,
             .results = rg->res,

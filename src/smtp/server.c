@@ -318,6 +318,11 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
         session_fail(s, v->code, v->enh, "%s", v->text);
     } else {
         struct smtp_txn *t = &s->txn;
+        if (v->rcpt_local[0]) { /* taken under its plain address (BATV) */
+            free(r->addr.local);
+            r->addr.local = xstrdup(v->rcpt_local);
+            r->addr.flags &= ~(unsigned)ADDR_F_QUOTED;
+        }
         if (t->nrcpts == t->cap) {
             t->cap = t->cap ? t->cap * 2 : 4;
             t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);

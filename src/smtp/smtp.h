@@ -170,6 +170,9 @@ struct smtp_verdict {
     char enh[8];
     char text[300];
     const char *check; /* which check decided, for the log */
+    /* RCPT, accepted: the recipient's local part as it is taken ("" unchanged), e.g.
+     * without its BATV tag; the transaction keeps the recipient so. */
+    char rcpt_local[ADDR_LOCAL_MAX + 1];
 };
 
 /* What the session asks of the layers above (policy, spool). The daemon fills it;

@@ -21,6 +21,8 @@ struct fake {
     enum policy_kind kind;
     int score;
     int runs;
+    const char *rcpt_local; /* answered as the verdict's rcpt_local */
+    char seen_local[65];    /* ctx->rcpt->local when it started */
 };
 
 struct fake_call {
@@ -41,6 +43,7 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
     else
         policy_verdict_set(&v, c->f->kind, 0, "", "%s", "");
     v.score = c->f->score;
+    if (c->f->rcpt_local) str_copy(v.rcpt_local, c->f->rcpt_local, sizeof v.rcpt_local);
     void (*done)(void *, const struct policy_verdict *) = c->done;
     void *darg = c->arg;
     event_free(c->ev);
@@ -56,6 +59,8 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
         struct fake_call *c = xcalloc(1, sizeof *c);                                               \
         c->f = &fakes[n];                                                                          \
         c->f->runs++;                                                                              \
+        if (ctx->rcpt && ctx->rcpt->local)                                                         \
+            str_copy(c->f->seen_local, ctx->rcpt->local, sizeof c->f->seen_local);                 \
         c->done = done;                                                                            \
         c->arg = arg;                                                                              \
         c->ev = event_new(base, -1, 0, fake_fire, c);                                              \
@@ -291,6 +296,24 @@ int main(void)
     fakes[0].score = 1000;
     r = run(&lctx, checks, 4);
     CHECK(r.v.kind == POLICY_PASS && r.v.score == 1000, "thresholds 0: kind %d", r.v.kind);
+
+    /* a check that takes the recipient under another local part (BATV): the checks
+     * after it see that address, the stage's verdict carries it; the caller's stays */
+    setup();
+    struct addr tagged = {.local = "prvs=1123abcdef=bob", .domain = "example.org"};
+    struct policy_ctx rctx = {0};
+    rctx.rcpt = &tagged;
+    fakes[0].rcpt_local = "bob";
+    r = run(&rctx, checks, 4);
+    CHECK(r.v.kind == POLICY_PASS && strcmp(r.v.rcpt_local, "bob") == 0, "rewritten: %s",
+          r.v.rcpt_local);
+    CHECK(strcmp(fakes[0].seen_local, "prvs=1123abcdef=bob") == 0 &&
+              strcmp(fakes[1].seen_local, "bob") == 0 && strcmp(fakes[3].seen_local, "bob") == 0,
+          "later checks see the plain address: %s %s", fakes[0].seen_local, fakes[1].seen_local);
+    CHECK(strcmp(tagged.local, "prvs=1123abcdef=bob") == 0, "caller's address untouched");
+    setup();
+    r = run(&rctx, checks, 4);
+    CHECK(r.v.rcpt_local[0] == '\0', "no rewrite: %s", r.v.rcpt_local);
 
     /* DNS list sites (Postfix's postscreen_dnsbl_sites syntax) */
     struct conf_dnsbl_site site;
