@@ -195,7 +195,7 @@ struct pd_req {
     int waiting;          /* in svc->wait */
     struct pd_req *wnext;
     struct buf text; /* the request's attributes, kept for a retry */
-    int tries;
+    int tries;       /* times sent */
     int timeout;
     int default_action; /* enum conf_policy_default */
     enum policy_stage stage;
@@ -250,6 +250,7 @@ static void conn_send(struct pd_conn *c, struct pd_req *r)
     if (c->idle_tmr) event_del(c->idle_tmr);
     c->req = r;
     r->conn = c;
+    r->tries++;
     bufferevent_write(c->bev, r->text.data, r->text.len);
 }
 
@@ -403,7 +404,6 @@ static struct pd_conn *conn_open(struct pd_service *svc)
 static void req_dispatch(struct pd_req *r)
 {
     struct pd_service *svc = r->svc;
-    r->tries++;
     while (svc->idle) {
         struct pd_conn *c = svc->idle;
         svc->idle = c->next;

@@ -342,3 +342,16 @@ def test_config_errors(kurier_factory):
     r = k.cli("config", "check", check=False)
     assert r.returncode != 0
     assert 'invalid policy_service "example.org:1"' in r.stderr.decode(), r.stderr
+
+
+def test_check_client_asks_the_policy_server(kurier_factory):
+    with PolicyServer() as ps:
+        k = make(kurier_factory, "127.0.0.1:%d" % ps.port)
+        r = k.cli("check-client", "127.0.0.1", "--helo", "client.test", "--from",
+                  "reject@sender.test", "--to", "demo@example.test", check=False)
+        out = r.stdout.decode()
+        assert "policy" in out and "go away, you" in out and "refused" in out, out
+        assert ps.requests[-1]["protocol_state"] == "RCPT", ps.requests
+        r = k.cli("check-client", "127.0.0.1", "--from", "ok@sender.test", "--to",
+                  "demo@example.test", check=False)
+        assert "accepted" in r.stdout.decode(), r.stdout
