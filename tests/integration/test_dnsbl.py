@@ -229,7 +229,7 @@ def test_config_errors_and_dump(kurier_factory, tmp_path):
     err = r.stderr.decode() + r.stdout.decode()
     assert r.returncode != 0
     assert ('bad.conf:2:5: invalid value "greylisting" for "checks": expected one of '
-            'dnsbl|rhsbl|none') in err, err
+            'dnsbl|rhsbl|policy|none') in err, err
     assert "bad.conf:3:5: invalid filter in DNS list \"zen.example=127.0.0.[2..1]*3\"" in err, err
     assert "bad.conf:4:5: invalid weight in DNS list \"dbl.example*x\"" in err, err
     good = tmp_path / "good.conf"
