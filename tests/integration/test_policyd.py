@@ -121,6 +121,7 @@ class PolicyServer:
         self.closed = 0  # connections the client (kurierd) closed
         self.close_after_reply = close_after_reply
         self.drop_second = drop_second
+        self.gate = threading.Event()  # "gated" senders wait for it
         owner = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -149,6 +150,9 @@ class PolicyServer:
                     local = attrs.get("sender", "").split("@")[0]
                     if local == "hang":
                         continue  # never answers; the next read sees the close
+                    if local == "gated":
+                        owner.gate.wait(SAFETY)
+                        local = "ok"
                     if local == "big":
                         self.wfile.write(b"action=REJECT " + b"x" * 10000 + b"\n\n")
                     elif local == "junk":
@@ -271,6 +275,30 @@ def test_reconnects_when_server_closes_connection(kurier_factory, mode):
             k.wait_mail("demo@example.test", n)
         assert ps.connections == 3, ps.connections
         assert "policy_default_action" not in k.log()
+        assert_alive(k)
+
+
+def test_requests_wait_for_a_connection_beyond_16(kurier_factory):
+    """At most 16 connections to one server: further requests wait for one, and every
+    request is answered."""
+    with PolicyServer() as ps:
+        k = make(kurier_factory, "127.0.0.1:%d" % ps.port)
+        sessions = []
+        for _ in range(20):
+            r = Raw(k.port)
+            assert r.reply()[0] == 220
+            assert r.cmd("EHLO client.test")[0] == 250
+            assert r.cmd("MAIL FROM:<gated@sender.test>")[0] == 250
+            r.send("RCPT TO:<demo@example.test>\r\n")
+            sessions.append(r)
+        ps.wait(lambda: len(ps.requests) == 16, "16 requests never came")
+        time.sleep(0.5)  # room for a 17th connection that must not come
+        assert ps.connections == 16 and len(ps.requests) == 16, ps.connections
+        ps.gate.set()
+        for r in sessions:
+            assert r.reply()[0] == 250
+            r.close()
+        assert len(ps.requests) == 20 and ps.connections == 16
         assert_alive(k)
 
 
