@@ -418,6 +418,7 @@ int main(int argc, char **argv)
     free(d.servers);
     free(d.server_addrs);
     free(d.tls);
+    policy_policyd_shutdown(); /* after the sessions: they cancelled their requests */
     auth_free(d.auth);
     store_free(d.store);
     spool_free(d.spool);

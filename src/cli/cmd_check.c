@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <signal.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -183,7 +184,8 @@ int cmd_check_client(int argc, char **argv)
     if (!to) to = to_default = xasprintf("postmaster@%s", d.conf->hostname);
     if (parse_path(to, &rcpt, "recipient") != 0) goto out;
 
-    evthread_use_pthreads(); /* the worker pool wakes the loop from its threads */
+    signal(SIGPIPE, SIG_IGN); /* a policy server may close its end (policyd.c) */
+    evthread_use_pthreads();  /* the worker pool wakes the loop from its threads */
     base = event_base_new();
     if (!base || work_init(base, 1) != 0) {
         cli_fail("cannot set up the event loop");
@@ -204,6 +206,7 @@ int cmd_check_client(int argc, char **argv)
     ctx.store = d.st;
     ctx.dns = dns;
     ctx.helo = helo;
+    ctx.esmtp = helo != NULL;
     ctx.sender = &sender;
     ctx.size_declared = -1;
     ctx.trusted = 0;
@@ -223,6 +226,7 @@ int cmd_check_client(int argc, char **argv)
     policy_txn_free(ctx.txn);
     printf("%s\n", rc == 0 ? "accepted" : "refused");
     dns_free(dns);
+    policy_policyd_shutdown();
     work_shutdown();
 out:
     if (base) event_base_free(base);

@@ -874,7 +874,32 @@ static void listen_free(struct conf_listen *l)
     free(l->checks);
     free(l->dnsbl_sites);
     free(l->rhsbl_sites);
+    free(l->policy_service);
     free(l);
+}
+
+/* policy_service: a valid address, and the check "policy" that uses it is on. */
+static int listen_policy_ok(struct loader *L, const struct conf_listen *l,
+                            const struct conf_node *const *seen)
+{
+    const struct conf_node *n = seen[key_find(KB_LISTEN, "policy_service") - conf_keys];
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char why[256];
+    if (conf_policy_service_parse(l->policy_service, &sa, &salen, why, sizeof why) != 0) {
+        conf_errors_add(L->errs, n->file, n->line, n->col, "invalid policy_service \"%s\": %s",
+                        l->policy_service, why);
+        return 0;
+    }
+    const char *w = l->checks ? strstr(l->checks, "policy") : NULL;
+    if (!w || (w != l->checks && w[-1] != ' ') || (w[6] && w[6] != ' ')) {
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        "listen \"%s\": policy_service needs \"policy\" in checks (e.g. "
+                        "\"checks dnsbl rhsbl policy;\")",
+                        l->address);
+        return 0;
+    }
+    return 1;
 }
 
 static void apply_listen(struct loader *L, struct kconf *c, const struct conf_node *n)
@@ -915,6 +940,7 @@ static void apply_listen(struct loader *L, struct kconf *c, const struct conf_no
                         "listen \"%s\": \"require_auth on\" needs \"auth on\"", l->address);
         ok = 0;
     }
+    if (ok && l->policy_service && !listen_policy_ok(L, l, seen)) ok = 0;
     struct conf_listen **tail = &c->listeners;
     for (; *tail; tail = &(*tail)->next)
         if (ok && (*tail)->port == l->port && strcmp((*tail)->host, l->host) == 0) {

@@ -82,6 +82,11 @@ struct conf_listen {
     int rdns_mismatch_score; /* check rdns: the PTR name does not resolve back */
     /* the spf check's action per result: a score, or CONF_ACTION_REJECT/_TEMPFAIL */
     int spf_fail, spf_softfail, spf_temperror, spf_permerror;
+    /* policy delegation (check "policy", src/policy/policyd.c) */
+    char *policy_service;      /* "unix:/PATH" or "[inet:]HOST:PORT", NULL none */
+    int policy_stage;          /* enum conf_policy_stage (default rcpt) */
+    int policy_timeout;        /* seconds for one request (default 10) */
+    int policy_default_action; /* enum conf_policy_default (default defer) */
     struct conf_listen *next;
 };
 
@@ -94,6 +99,10 @@ enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS }
 enum conf_sender_verify { CONF_SV_OFF = 0, CONF_SV_GREYLIST, CONF_SV_REJECT };
 /* listen { pregreet_action }: what an early talker gets. */
 enum conf_pregreet_action { CONF_PREGREET_SCORE = 0, CONF_PREGREET_REJECT, CONF_PREGREET_DROP };
+
+/* listen { policy_stage } and { policy_default_action }, in the order of their choices. */
+enum conf_policy_stage { CONF_PSTAGE_MAIL = 0, CONF_PSTAGE_RCPT, CONF_PSTAGE_EOM };
+enum conf_policy_default { CONF_PDEF_DEFER = 0, CONF_PDEF_DUNNO };
 
 /* auth { backend }: where AUTH passwords are checked. */
 enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };
@@ -279,6 +288,12 @@ struct conf_dnsbl_site {
 int conf_dnsbl_site_parse(const char *s, struct conf_dnsbl_site *out, char *why, size_t whylen);
 /* 1 when the answer address a (4 bytes, network order) passes the site's filter. */
 int conf_dnsbl_site_match(const struct conf_dnsbl_site *site, const unsigned char a[4]);
+
+/* A policy service address (listen policy_service), as Postfix's check_policy_service
+ * takes it: "unix:/PATH", "inet:HOST:PORT" or "HOST:PORT", HOST an IPv4 address,
+ * [IPv6] or localhost. Fills *sa and *salen. 0 done; -1 with why filled. */
+int conf_policy_service_parse(const char *s, struct sockaddr_storage *sa, socklen_t *salen,
+                              char *why, size_t whylen);
 
 /* Parse "1.2.3.0/24", "::1", "2001:db8::/32". 0 done, -1 bad. */
 int conf_net_parse(const char *s, struct conf_net *out);

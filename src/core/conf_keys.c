@@ -58,8 +58,8 @@ const struct conf_key conf_keys[] = {
      "Rules file of the egress reply classifier, which sorts remote replies into "
      "ip-blocklist, rate-limit, user-unknown, ... (docs/egress.md). Read at start and on "
      "SIGHUP; a bad file stops the start, and on reload keeps the rules loaded before."},
-    {KB_MAIN, "rbl_lists", KT_DNSBL, NULL, "the built-in lists (kurier rbl lists)", 0, 0,
-     NULL, KC(rbl_lists),
+    {KB_MAIN, "rbl_lists", KT_DNSBL, NULL, "the built-in lists (kurier rbl lists)", 0, 0, NULL,
+     KC(rbl_lists),
      "DNS lists of IPv4/IPv6 addresses that \"kurier rbl check\" queries, as ZONE[=FILTER] "
      "(the dnsbl_sites syntax; a FILTER limits which answers count as listed, a *WEIGHT is "
      "ignored); repeated lines add up."},
@@ -222,8 +222,8 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
-    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|pregreet|rdns|spf|none",
-     KL(checks),
+    {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0,
+     "dnsbl|rhsbl|pregreet|rdns|spf|policy|none", KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
      "recipient check); none for no check. A check without its lists does nothing; spf "
      "checks the MAIL FROM identity (HELO for the null sender) at MAIL and adds "
@@ -277,6 +277,19 @@ const struct conf_key conf_keys[] = {
      KL(rdns_mismatch_score),
      "Check rdns: score for a client whose PTR name does not resolve back to its address "
      "(not forward-confirmed)."},
+    {KB_LISTEN, "policy_service", KT_STR, NULL, "none", 0, 0, NULL, KL(policy_service),
+     "Policy server for the check policy, spoken to in Postfix's policy delegation "
+     "protocol (check_policy_service): unix:/PATH, inet:IP:PORT or IP:PORT, e.g. postgrey "
+     "on inet:127.0.0.1:10023 (docs/inbound.md); needs policy in checks."},
+    {KB_LISTEN, "policy_stage", KT_ENUM, "rcpt", NULL, 0, 0, "mail|rcpt|eom", KL(policy_stage),
+     "When the policy server is asked: at MAIL FROM, at each RCPT TO, or at the end of the "
+     "message (protocol_state END-OF-MESSAGE)."},
+    {KB_LISTEN, "policy_timeout", KT_DUR, "10s", NULL, 1, 10 * MIN_, NULL, KL(policy_timeout),
+     "Time for the policy server to answer one request, connecting included."},
+    {KB_LISTEN, "policy_default_action", KT_ENUM, "defer", NULL, 0, 0, "defer|dunno",
+     KL(policy_default_action),
+     "What happens when the policy server is down, too slow, or answers something we cannot "
+     "use: defer says 451 4.3.5 (as Postfix), dunno goes on as if it had not been asked."},
 
     {KB_TRANSPORT, "relay", KT_HOSTLIST, NULL, "none (the domain's MX hosts)", 0, 0, NULL,
      KT(relay),

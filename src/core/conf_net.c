@@ -1,5 +1,6 @@
 /* conf_net.c: network lists of kurier.conf (trusted_networks): CIDR parsing and
- * matching client addresses, IPv4-mapped IPv6 included. */
+ * matching client addresses, IPv4-mapped IPv6 included; DNS list sites and policy
+ * service addresses. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -7,7 +8,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#include "core/buf.h"
 #include "core/conf.h"
 
 int conf_net_parse(const char *s, struct conf_net *out)
@@ -180,4 +183,66 @@ int conf_dnsbl_site_match(const struct conf_dnsbl_site *site, const unsigned cha
     for (int i = 0; i < 4; i++)
         if (!(site->mask[i][a[i] / 8] & (1u << (a[i] % 8)))) return 0;
     return 1;
+}
+
+/* --- policy service addresses (listen policy_service) ------------------------------ */
+
+int conf_policy_service_parse(const char *s, struct sockaddr_storage *sa, socklen_t *salen,
+                              char *why, size_t whylen)
+{
+    memset(sa, 0, sizeof *sa);
+    if (strncmp(s, "unix:", 5) == 0) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)sa;
+        const char *path = s + 5;
+        if (path[0] != '/' || strlen(path) >= sizeof sun->sun_path) {
+            snprintf(why, whylen, "unix: needs an absolute socket path of at most %zu bytes",
+                     sizeof sun->sun_path - 1);
+            return -1;
+        }
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, path, strlen(path) + 1);
+        *salen = (socklen_t)sizeof *sun;
+        return 0;
+    }
+    if (strncmp(s, "inet:", 5) == 0) s += 5;
+    char host[64];
+    const char *port;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof host) goto bad;
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof host || memchr(s, ':', (size_t)(colon - s)))
+            goto bad;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    }
+    if (!*port || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+        atoi(port) < 1 || atoi(port) > 65535)
+        goto bad;
+    if (strcmp(host, "localhost") == 0) str_copy(host, "127.0.0.1", sizeof host);
+    struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((unsigned short)atoi(port));
+        *salen = (socklen_t)sizeof *sin;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 && s[0] == '[') {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((unsigned short)atoi(port));
+        *salen = (socklen_t)sizeof *sin6;
+        return 0;
+    }
+bad:
+    memset(sa, 0, sizeof *sa);
+    snprintf(why, whylen,
+             "expected unix:/PATH, inet:IP:PORT or IP:PORT (IPv4, [IPv6] or localhost; port "
+             "1-65535)");
+    return -1;
 }

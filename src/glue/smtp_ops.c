@@ -107,6 +107,7 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     str_copy(j->ctx.client_addr, peer->addr, sizeof j->ctx.client_addr);
     str_copy(j->ctx.client_name, peer->name, sizeof j->ctx.client_name);
     j->ctx.helo = peer->helo;
+    j->ctx.esmtp = peer->esmtp;
     j->ctx.auth_user = peer->auth_user;
     j->ctx.trusted = peer->trusted;
     j->ctx.rdns = peer->rdns;

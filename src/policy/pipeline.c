@@ -27,7 +27,7 @@ static const struct policy_check *const builtin_checks[] = {
 /* Run when the listener's `checks` names them, in its order. */
 static const struct policy_check *const optional_checks[] = {
     &policy_check_dnsbl, &policy_check_rhsbl, &policy_check_pregreet,
-    &policy_check_rdns,  &policy_check_spf,
+    &policy_check_rdns,  &policy_check_spf,   &policy_check_policyd,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
 /* Always run, last: greylisting sees the score the checks before it added up. */
@@ -40,7 +40,7 @@ static const struct policy_check *const all_checks[] = {
     &policy_check_batv,          &policy_check_recipient, &policy_check_sender_login,
     &policy_check_sender_verify, &policy_check_dnsbl,     &policy_check_rhsbl,
     &policy_check_pregreet,      &policy_check_rdns,      &policy_check_spf,
-    &policy_check_greylist,
+    &policy_check_policyd,       &policy_check_greylist,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");

@@ -67,6 +67,7 @@ struct policy_ctx {
     char client_addr[64];  /* "192.0.2.7" */
     char client_name[256]; /* reverse name or "unknown" */
     const char *helo;      /* NULL before HELO/EHLO */
+    int esmtp;             /* EHLO was used */
     const char *auth_user; /* NULL unless authenticated */
     int trusted;           /* client in relay.trusted_networks */
     /* what the session saw before and around the greeting (pregreet.c) */
@@ -173,6 +174,34 @@ int policy_dnsbl_is_code(const unsigned char a[4]);
  * reply and a log line: printable ASCII only, runs of other bytes and white space
  * become one space, trimmed, cut to outsize-1 bytes. Returns the length. */
 size_t policy_dnsbl_text(const char *txt, size_t len, char *out, size_t outsize);
+
+/* policyd.c (docs/inbound.md): policy delegation: the listener's policy_service is
+ * asked in Postfix's policy delegation protocol (check_policy_service) at
+ * policy_stage, over a connection kept per server and reused; its action becomes the
+ * verdict (OK accept, DUNNO pass, REJECT/5NN reject, DEFER/4NN tempfail,
+ * DEFER_IF_PERMIT greylist). A server that is down, slow or answers nonsense gets
+ * policy_default_action. Judges the client (never run for authenticated sessions). */
+extern const struct policy_check policy_check_policyd;
+/* Close every policy server connection (at exit, before the loop goes). Pending
+ * requests must have been cancelled (their sessions are gone). */
+void policy_policyd_shutdown(void);
+
+/* Pure helpers of policyd.c (tested, fuzzed). A policy server's reply (remote data,
+ * len bytes): "name=value" lines ending in LF (CRLF taken too), closed by an empty
+ * line. Returns the bytes of the whole reply (>0) with the value of its first
+ * "action" attribute in action (NUL-terminated, cut to actsize-1 bytes); 0 when the
+ * empty line has not come yet; -1 for a bad reply: a line without '=', a NUL byte,
+ * or no action attribute. Other attributes are ignored. */
+long policy_policyd_reply(const char *p, size_t len, char *action, size_t actsize);
+/* What an action (as Postfix's access(5) says; case-insensitive word, then text)
+ * means, in v (zeroed first; v->detail names the action for the log, v->text is safe
+ * printable ASCII): OK and all-digit results POLICY_ACCEPT; DUNNO, WARN, INFO,
+ * PREPEND and DEFER_IF_REJECT POLICY_PASS; REJECT [text] 554 5.7.1 and "5NN text"
+ * POLICY_REJECT; DEFER [text] 450 4.7.1 and "4NN text" POLICY_TEMPFAIL;
+ * DEFER_IF_PERMIT [text] 450 4.7.1 POLICY_GREYLIST. A text starting with an enhanced
+ * status code ("5.7.0 no") gives its enh. Returns 0 for those; 1 for an action we
+ * cannot carry out (HOLD, DISCARD, FILTER, REDIRECT, BCC); -1 for anything else. */
+int policy_policyd_action(const char *action, struct policy_verdict *v);
 
 /* --- who may receive delivery reports (dsn_trust.c) ---------------------------------
  * DESIGN.md "No backscatter": bounces, delay notices and success reports go only to

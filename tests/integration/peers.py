@@ -151,3 +151,57 @@ def rbldnsd(zones, probe, host="127.0.0.1"):
         stop(proc)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+POSTGREY = shutil.which("postgrey") or "/usr/sbin/postgrey"
+
+
+@contextlib.contextmanager
+def postgrey(delay, unix=False, host="127.0.0.1"):
+    """Debian's postgrey (a Postfix policy server that greylists) in the foreground,
+    with its own database folder, greylisting delay seconds, and empty client and
+    recipient allowlists (its defaults are not read, so loopback is not allowlisted)
+    and no auto-allowlisting. It runs as user postgrey and listens on a free loopback
+    TCP port, or on a unix socket when unix is set. Yields (address for kurier's
+    policy_service, folder holding postgrey.log)."""
+    d = tempfile.mkdtemp(prefix="kurier-postgrey-")
+    os.chmod(d, 0o755)
+    db = os.path.join(d, "db")
+    os.mkdir(db)
+    shutil.chown(db, "postgrey", "postgrey")
+    empty = os.path.join(d, "empty")
+    open(empty, "w").close()
+    os.chmod(empty, 0o644)
+    if unix:
+        where = os.path.join(d, "postgrey.sock")
+        listen, service = "--unix=" + where, "unix:" + where
+    else:
+        port = free_port(host)
+        listen, service = "--inet=%s:%d" % (host, port), "inet:%s:%d" % (host, port)
+    log = open(os.path.join(d, "postgrey.log"), "wb")
+    proc = subprocess.Popen([POSTGREY, listen, "--dbdir=" + db, "--delay=%d" % delay,
+                             "--whitelist-clients=" + empty, "--whitelist-recipients=" + empty,
+                             "--auto-whitelist-clients=0", "--user=postgrey",
+                             "--group=postgrey", "--hostname=grey.test", "-v"],
+                            stdout=log, stderr=log)
+    try:
+        deadline = time.time() + SAFETY
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("postgrey exited: " + open(log.name).read())
+            if unix and os.path.exists(where):
+                break
+            if not unix:
+                try:
+                    with socket.create_connection((host, port), timeout=0.5):
+                        break
+                except OSError:
+                    pass
+            if time.time() > deadline:
+                raise RuntimeError("postgrey did not start: " + open(log.name).read())
+            time.sleep(0.05)
+        yield service, d
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
