@@ -45,6 +45,7 @@ static void usage(void)
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
             "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
+            "  monitor status|history [ADDRESS] [--limit N]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
         {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
         {"check-client", cmd_check_client},
         {"spf", cmd_spf},
+        {"monitor", cmd_monitor},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

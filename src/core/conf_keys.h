@@ -21,8 +21,10 @@ enum ktype {
     KT_HOSTLIST, /* one or more HOST[:PORT] arguments, stored space-separated */
     KT_ADDR,     /* a mailbox local@domain, stored as kurier writes addresses */
     KT_WORDS,    /* one or more of choices (one line), stored space-separated in order */
-    KT_DNSBL     /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
+    KT_DNSBL,    /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
                     lines add up; stored space-separated */
+    KT_PAIRS     /* NAME URL pairs (a DNS zone and an http(s) URL), one or more a line;
+                    repeated lines add up; stored "NAME URL NAME URL ..." */
 };
 
 enum kblock {
@@ -34,6 +36,7 @@ enum kblock {
     KB_AUTH,
     KB_OUTBOUND,
     KB_GREYLIST,
+    KB_MONITOR,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT
