@@ -287,15 +287,16 @@ bad:
     return -1;
 }
 
-/* "http://HOST[:PORT][/PATH]" (conf.h). */
-int conf_url_parse(const char *url, char *host, size_t hostsize, int *port, char *path,
+/* "http[s]://HOST[:PORT][/PATH]" (conf.h). */
+int conf_url_parse(const char *url, int *tls, char *host, size_t hostsize, int *port, char *path,
                    size_t pathsize, char *why, size_t whylen)
 {
-    if (strncmp(url, "http://", 7) != 0) {
-        snprintf(why, whylen, "\"%.100s\" is not an http:// URL", url);
+    *tls = strncmp(url, "https://", 8) == 0;
+    if (!*tls && strncmp(url, "http://", 7) != 0) {
+        snprintf(why, whylen, "\"%.100s\" is not an http:// or https:// URL", url);
         return -1;
     }
-    const char *a = url + 7;
+    const char *a = url + (*tls ? 8 : 7);
     size_t alen = strcspn(a, "/?#");
     char auth[300];
     if (!alen || alen >= sizeof auth) {
@@ -313,7 +314,7 @@ int conf_url_parse(const char *url, char *host, size_t hostsize, int *port, char
         }
     char *colon = auth[0] == '[' ? strchr(auth, ']') : auth;
     colon = strchr(colon, ':');
-    *port = colon ? atoi(colon + 1) : 80;
+    *port = colon ? atoi(colon + 1) : *tls ? 443 : 80;
     if (colon) *colon = '\0';
     const char *h = auth[0] == '[' ? auth + 1 : auth;
     size_t hlen = strlen(h) - (auth[0] == '[');
@@ -1038,8 +1039,8 @@ static void check_monitor(struct loader *L, const struct kconf *c, const struct 
                         MONITOR_MAX_ADDRESSES);
     if (c->mon_webhook) {
         char host[256], path[1100], why[300];
-        int port;
-        if (conf_url_parse(c->mon_webhook, host, sizeof host, &port, path, sizeof path, why,
+        int port, tls;
+        if (conf_url_parse(c->mon_webhook, &tls, host, sizeof host, &port, path, sizeof path, why,
                            sizeof why) != 0)
             conf_errors_add(L->errs, n->file, n->line, n->col, "monitor: invalid webhook: %s", why);
     }

@@ -239,10 +239,11 @@ void conf_doc_markdown(FILE *out);
 /* One relay host as the config file takes it: "host", "host:port", "192.0.2.1:587",
  * "[2001:db8::1]:25" (port 1-65535). 0 ok, -1 with why naming the problem. */
 int conf_host_check(const char *s, char *why, size_t whylen);
-/* An http:// URL (monitor { webhook }): "http://HOST[:PORT][/PATH]", HOST a name, an
- * IPv4 address or [IPv6] (brackets removed in host). *port 80 when none; path "/"
- * when none, else the path with its query. 0 ok, -1 with why. */
-int conf_url_parse(const char *url, char *host, size_t hostsize, int *port, char *path,
+/* An http:// or https:// URL (monitor { webhook }): "http[s]://HOST[:PORT][/PATH]",
+ * HOST a name, an IPv4 address or [IPv6] (brackets removed in host). *tls 1 for
+ * https; *port 80 (443 for https) when none; path "/" when none, else the path with
+ * its query. 0 ok, -1 with why. */
+int conf_url_parse(const char *url, int *tls, char *host, size_t hostsize, int *port, char *path,
                    size_t pathsize, char *why, size_t whylen);
 /* A comma-separated list of such hosts ("a.example:587, b.example"), as "kurier relay
  * add" takes it; spaces only around the commas. 0 ok, -1 with why. */

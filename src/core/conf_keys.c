@@ -191,8 +191,9 @@ const struct conf_key conf_keys[] = {
     {KB_MONITOR, "mail_to", KT_ADDR, NULL, "postmaster", 0, 0, NULL, KC(mon_mail_to),
      "Who gets the reports."},
     {KB_MONITOR, "webhook", KT_STR, NULL, "none", 0, 0, NULL, KC(mon_webhook),
-     "http://HOST[:PORT]/PATH that gets each change as a JSON POST; failures are logged, "
-     "never retried."},
+     "http://HOST[:PORT]/PATH or https://... that gets each change as a JSON POST (https: "
+     "the certificate is verified against outbound's ca_file or the system store); "
+     "failures are logged, never retried."},
     {KB_MONITOR, "webhook_timeout", KT_DUR, "10s", NULL, 1, 5 * MIN_, NULL, KC(mon_webhook_timeout),
      "Time a webhook POST may take."},
 

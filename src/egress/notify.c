@@ -8,8 +8,13 @@
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/core.h"
 #include "core/esmtp.h"
@@ -280,7 +285,9 @@ struct hook {
     struct evhttp_connection *conn;
     char *json;
     char host[256], path[1100];
-    int port;
+    int port, tls;
+    struct bufferevent *bev; /* https: the TLS layer, for its error */
+    const char *err;         /* why the request failed, static */
     struct hook *next;
 };
 
@@ -293,7 +300,37 @@ struct monitor_notify {
     struct mail_req *mails;
     struct hook *hooks;
     size_t nhooks;
+    SSL_CTX *tls;      /* for https webhooks, made when first needed */
+    char *tls_ca_file; /* the CA file it was made with (NULL: the system store) */
 };
+
+/* A client context that verifies the webhook's certificate against outbound's
+ * ca_file (or the system store); NULL when it cannot be made (logged). */
+static SSL_CTX *tls_ctx(struct monitor_notify *n)
+{
+    const char *ca = n->conf->out_ca_file;
+    if (n->tls &&
+        ((!ca && !n->tls_ca_file) || (ca && n->tls_ca_file && strcmp(ca, n->tls_ca_file) == 0)))
+        return n->tls;
+    SSL_CTX_free(n->tls); /* a reload changed the CA file */
+    free(n->tls_ca_file);
+    n->tls_ca_file = ca ? xstrdup(ca) : NULL;
+    n->tls = SSL_CTX_new(TLS_client_method());
+    int ok = n->tls && SSL_CTX_set_min_proto_version(n->tls, TLS1_2_VERSION) == 1 &&
+             (ca ? SSL_CTX_load_verify_locations(n->tls, ca, NULL) == 1
+                 : SSL_CTX_set_default_verify_paths(n->tls) == 1);
+    if (!ok) {
+        const char *why = ERR_reason_error_string(ERR_peek_last_error());
+        log_warn("monitor", "webhook: cannot set up TLS%s%s: %s", ca ? " with CA file " : "",
+                 ca ? ca : "", why ? why : "error");
+        ERR_clear_error();
+        SSL_CTX_free(n->tls);
+        n->tls = NULL;
+        return NULL;
+    }
+    SSL_CTX_set_verify(n->tls, SSL_VERIFY_PEER, NULL);
+    return n->tls;
+}
 
 static void mail_unlink(struct monitor_notify *n, struct mail_req *r)
 {
@@ -380,6 +417,34 @@ static void hook_free(struct hook *h)
     free(h);
 }
 
+static void hook_error(enum evhttp_request_error e, void *arg)
+{
+    struct hook *h = arg;
+    unsigned long tls_err = h->bev ? bufferevent_get_openssl_error(h->bev) : 0;
+    if (tls_err) {
+        const char *r = ERR_reason_error_string(tls_err);
+        h->err = r ? r : "TLS failed";
+        return;
+    }
+    switch (e) {
+    case EVREQ_HTTP_TIMEOUT:
+        h->err = "timed out";
+        break;
+    case EVREQ_HTTP_EOF:
+        h->err = "connection closed";
+        break;
+    case EVREQ_HTTP_INVALID_HEADER:
+        h->err = "invalid answer";
+        break;
+    case EVREQ_HTTP_DATA_TOO_LONG:
+        h->err = "answer too long";
+        break;
+    default:
+        h->err = "cannot connect";
+        break;
+    }
+}
+
 static void hook_answered(struct evhttp_request *req, void *arg)
 {
     struct hook *h = arg;
@@ -390,10 +455,8 @@ static void hook_answered(struct evhttp_request *req, void *arg)
         log_warn("monitor", "webhook %s:%d: answered %d; the report is not sent again", h->host,
                  h->port, code);
     else
-        log_warn("monitor",
-                 "webhook %s:%d: no answer (refused, cut or timed out); the report is not "
-                 "sent again",
-                 h->host, h->port);
+        log_warn("monitor", "webhook %s:%d: no answer (%s); the report is not sent again", h->host,
+                 h->port, h->err ? h->err : "cannot connect");
     h->conn = NULL; /* freed by libevent when this returns (free_on_completion) */
     hook_free(h);
 }
@@ -401,7 +464,38 @@ static void hook_answered(struct evhttp_request *req, void *arg)
 static void hook_post(struct hook *h, const char *ip)
 {
     struct monitor_notify *n = h->n;
-    h->conn = evhttp_connection_base_new(n->base, NULL, ip, (unsigned short)h->port);
+    if (h->tls) {
+        SSL_CTX *ctx = tls_ctx(n);
+        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        struct bufferevent *bev = NULL;
+        if (ssl) {
+            unsigned char bin[16];
+            int literal =
+                inet_pton(AF_INET, h->host, bin) == 1 || inet_pton(AF_INET6, h->host, bin) == 1;
+            if (literal) {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), h->host);
+            } else {
+                SSL_set_tlsext_host_name(ssl, h->host);
+                SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                SSL_set1_host(ssl, h->host);
+            }
+            bev = bufferevent_openssl_socket_new(n->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+            if (!bev) SSL_free(ssl);
+        }
+        if (bev) {
+            /* servers often close without a TLS close_notify after the answer */
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+            h->conn = evhttp_connection_base_bufferevent_new(n->base, NULL, bev, ip,
+                                                             (unsigned short)h->port);
+            if (!h->conn)
+                bufferevent_free(bev);
+            else
+                h->bev = bev; /* owned by the connection */
+        }
+    } else {
+        h->conn = evhttp_connection_base_new(n->base, NULL, ip, (unsigned short)h->port);
+    }
     struct evhttp_request *req = h->conn ? evhttp_request_new(hook_answered, h) : NULL;
     if (!req) {
         log_warn("monitor", "webhook %s:%d: cannot create the request", h->host, h->port);
@@ -410,6 +504,7 @@ static void hook_post(struct hook *h, const char *ip)
         hook_free(h);
         return;
     }
+    evhttp_request_set_error_cb(req, hook_error);
     evhttp_connection_set_timeout(h->conn, n->conf->mon_webhook_timeout);
     evhttp_connection_set_retries(h->conn, 0);
     evhttp_connection_set_max_body_size(h->conn, WEBHOOK_REPLY_MAX);
@@ -465,8 +560,8 @@ static void send_hook(struct monitor_notify *n, const struct monitor_event *ev)
     }
     struct hook *h = xcalloc(1, sizeof *h);
     char why[300];
-    if (conf_url_parse(c->mon_webhook, h->host, sizeof h->host, &h->port, h->path, sizeof h->path,
-                       why, sizeof why) != 0) {
+    if (conf_url_parse(c->mon_webhook, &h->tls, h->host, sizeof h->host, &h->port, h->path,
+                       sizeof h->path, why, sizeof why) != 0) {
         log_warn("monitor", "webhook: %s", why); /* conf_load checked it: cannot happen */
         free(h);
         return;
@@ -525,6 +620,8 @@ void monitor_notify_free(struct monitor_notify *n)
     }
     for (struct mail_req *r = n->mails; r; r = r->next)
         r->n = NULL; /* the spool's commit still ends and frees it */
+    SSL_CTX_free(n->tls);
+    free(n->tls_ca_file);
     conf_unref(n->conf);
     free(n);
 }

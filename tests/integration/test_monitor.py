@@ -11,9 +11,12 @@ import email.policy
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import ssl
+import tempfile
 import threading
 import time
 
@@ -56,7 +59,7 @@ class Hook:
     """A webhook receiver: records each POST (path, body); answers 204, or never when
     hang is set (the request stays in flight)."""
 
-    def __init__(self, hang=False):
+    def __init__(self, hang=False, cert=None):
         self.posts = []
         self.got = threading.Event()
         hook = self
@@ -78,6 +81,10 @@ class Hook:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*cert)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -107,7 +114,7 @@ def hook():
     h.close()
 
 
-def monitor_conf(resolver, webhook_port, extra=""):
+def monitor_conf(resolver, webhook_port, extra="", scheme="http"):
     return ("resolver %s;\n"
             "postmaster %s;\n"
             "monitor {\n"
@@ -117,9 +124,9 @@ def monitor_conf(resolver, webhook_port, extra=""):
             "    delist mon.test https://mon.test/delist?ip=$ip;\n"
             "    interval 1s;\n"
             "    hold 2s;\n"
-            "    webhook http://127.0.0.1:%d/hook/secret-token;\n"
+            "    webhook %s://127.0.0.1:%d/hook/secret-token;\n"
             "%s"
-            "}\n" % (resolver, POSTMASTER, webhook_port, extra))
+            "}\n" % (resolver, POSTMASTER, scheme, webhook_port, extra))
 
 
 def start(kurier_factory, conf):
@@ -273,6 +280,48 @@ def test_stop_with_a_webhook_post_in_flight(kurier_factory, lists):
         assert k.stop() == 0
         log = k.log()
         assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    finally:
+        h.close()
+
+
+@pytest.fixture(scope="module")
+def certpair():
+    # in a folder the daemon's user reaches (pytest's tmp_path is root's alone)
+    d = tempfile.mkdtemp(prefix="kurier-hookcert-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    os.chmod(d, 0o755)
+    os.chmod(cert, 0o644)  # the daemon reads the CA file as user kurier
+    yield cert, key
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_https_webhook_verified(kurier_factory, lists, certpair):
+    h = Hook(cert=certpair)
+    try:
+        k = start(kurier_factory, monitor_conf(lists, h.port, "    mail off;\n", "https") +
+                  "outbound {\n    ca_file %s;\n}\n" % certpair[0])
+        ev = h.wait(lambda j: j["address"] == "127.0.0.3" and j["state"] == "listed",
+                    "the listing over https", k)
+        assert ev["list"] == "mon.test"
+        k.wait_log("webhook 127.0.0.1:%d: answered 204" % h.port)
+        assert k.stop() == 0
+    finally:
+        h.close()
+
+
+def test_https_webhook_with_an_untrusted_certificate_gets_nothing(kurier_factory, lists,
+                                                                   certpair):
+    h = Hook(cert=certpair)
+    try:
+        # no ca_file: the system store does not know the test certificate
+        k = start(kurier_factory, monitor_conf(lists, h.port, "    mail off;\n", "https"))
+        k.wait_log("address=127.0.0.3, list=mon.test, state=listed")
+        k.wait_log("webhook 127.0.0.1:%d: no answer (certificate verify failed)" % h.port)
+        assert h.posts == []
+        assert k.stop() == 0
     finally:
         h.close()
 

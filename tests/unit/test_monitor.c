@@ -170,29 +170,31 @@ static void test_url(void)
 {
     static const struct {
         const char *url;
-        int ok;
+        int ok, tls;
         const char *host;
         int port;
         const char *path;
     } urls[] = {
-        {"http://127.0.0.1:8080/hook/x?a=b", 1, "127.0.0.1", 8080, "/hook/x?a=b"},
-        {"http://hooks.example", 1, "hooks.example", 80, "/"},
-        {"http://[::1]:81/p", 1, "::1", 81, "/p"},
-        {"http://[::1]/p", 1, "::1", 80, "/p"},
-        {"https://hooks.example/", 0, "", 0, ""},
-        {"http://", 0, "", 0, ""},
-        {"http://h.example:99999/", 0, "", 0, ""},
-        {"http://h.example/a b", 0, "", 0, ""},
-        {"http://h ex/", 0, "", 0, ""},
+        {"http://127.0.0.1:8080/hook/x?a=b", 1, 0, "127.0.0.1", 8080, "/hook/x?a=b"},
+        {"http://hooks.example", 1, 0, "hooks.example", 80, "/"},
+        {"http://[::1]:81/p", 1, 0, "::1", 81, "/p"},
+        {"http://[::1]/p", 1, 0, "::1", 80, "/p"},
+        {"https://hooks.example/T0k/en", 1, 1, "hooks.example", 443, "/T0k/en"},
+        {"https://hooks.example:8443", 1, 1, "hooks.example", 8443, "/"},
+        {"ftp://hooks.example/", 0, 0, "", 0, ""},
+        {"http://", 0, 0, "", 0, ""},
+        {"http://h.example:99999/", 0, 0, "", 0, ""},
+        {"http://h.example/a b", 0, 0, "", 0, ""},
+        {"http://h ex/", 0, 0, "", 0, ""},
     };
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char host[256] = "", path[256] = "", why[300] = "";
-        int port = 0;
-        int r = conf_url_parse(urls[i].url, host, sizeof host, &port, path, sizeof path, why,
+        int port = 0, tls = -1;
+        int r = conf_url_parse(urls[i].url, &tls, host, sizeof host, &port, path, sizeof path, why,
                                sizeof why);
         if (urls[i].ok)
-            CHECK(r == 0 && strcmp(host, urls[i].host) == 0 && port == urls[i].port &&
-                      strcmp(path, urls[i].path) == 0,
+            CHECK(r == 0 && tls == urls[i].tls && strcmp(host, urls[i].host) == 0 &&
+                      port == urls[i].port && strcmp(path, urls[i].path) == 0,
                   "%s: %d %s %d %s (%s)", urls[i].url, r, host, port, path, why);
         else
             CHECK(r == -1 && why[0], "%s: accepted", urls[i].url);
