@@ -390,7 +390,8 @@ static void store_pair(struct monitor *m, const struct mpair *p, enum monitor_st
         str_copy(l->txt, p->txt, sizeof l->txt);
     }
     str_copy(l->delist_url, delist, sizeof l->delist_url);
-    l->time = (long long)(history ? time(NULL) : p->t.since);
+    l->since = (long long)p->t.since;
+    l->time = (long long)time(NULL);
     m->pending_hist[m->npending++] = history;
     if (!m->write_job) write_start(m);
 }
@@ -615,7 +616,7 @@ static void load_done(void *arg)
                 strcmp(m->lists[p->list].site.zone, l->zone) != 0)
                 continue;
             p->t.state = (enum monitor_state)s;
-            p->t.since = (time_t)l->time;
+            p->t.since = (time_t)l->since;
             str_copy(p->code, l->code, sizeof p->code);
             str_copy(p->txt, l->txt, sizeof p->txt);
             if (s == MONITOR_LISTED) report(m, p, MONITOR_LISTED, 1);

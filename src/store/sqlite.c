@@ -1258,7 +1258,7 @@ int store_listing_put(struct store *st, const struct store_listing *l, int histo
     lock(st);
     int ok = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     sqlite3_stmt *s;
-    long long t = l->time;
+    long long t = l->since;
     if (ok) {
         ok = grey_step(st, &s,
                        "INSERT OR REPLACE INTO egress_listings (address, zone, state, code, txt, "
@@ -1266,6 +1266,7 @@ int store_listing_put(struct store *st, const struct store_listing *l, int histo
                        v, 6, &t, 1) == 0;
         stmt_close(st, s);
     }
+    t = l->time;
     if (ok && history) {
         ok = grey_step(st, &s,
                        "INSERT INTO egress_history (address, zone, state, code, txt, delist_url, "
@@ -1290,7 +1291,7 @@ static void row_listing(sqlite3_stmt *s, struct store_listing *out, int history)
         const unsigned char *t = sqlite3_column_text(s, i);
         str_copy(dst[i], t ? (const char *)t : "", size[i]);
     }
-    out->time = sqlite3_column_int64(s, 7);
+    out->time = out->since = sqlite3_column_int64(s, 7);
 }
 
 static int listing_rows(struct store *st, const char *sql, const char *address, long long limit,

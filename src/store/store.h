@@ -178,10 +178,12 @@ struct store_listing {
     char code[64];         /* the list's answer ("127.0.0.2"), "" when none */
     char txt[300];         /* its TXT record, "" when none */
     char delist_url[1024]; /* the list's delisting page for this address, "" when none */
-    long long time;        /* current state: since when; history: when it changed */
+    long long since;       /* when the state began (a clear address: since when it is
+                              unlisted) */
+    long long time;        /* history: when the change was seen; current state: since */
 };
-/* Set the state of (l->address, l->zone) to l (since l->time); with history, also
- * add a history row (l->previous, at l->time). One transaction. 0 done, -1 database
+/* Set the state of (l->address, l->zone) to l (with l->since); with history, also add
+ * a history row (l->previous, at l->time). One transaction. 0 done, -1 database
  * error. */
 int store_listing_put(struct store *st, const struct store_listing *l, int history);
 /* Each current state (of address, or of all when NULL), ordered by address and zone;

@@ -257,6 +257,25 @@ def test_listing_survives_a_restart_without_a_second_report(kurier_factory, list
     assert k.stop() == 0
 
 
+def test_reload_watches_new_addresses_and_keeps_states(kurier_factory, lists, hook):
+    conf = monitor_conf(lists, hook.port, "    mail off;\n")
+    k = start(kurier_factory, conf.replace("127.0.0.2 127.0.0.3 127.0.0.4", "127.0.0.2"))
+    k.wait_log("address=::1, list=mon6.test, state=listed (was none)")
+    wait_until(lambda: "127.0.0.2 " in status(k), "127.0.0.2 looked up", k)
+    hook.wait(lambda j: j["address"] == "::1", "the listing of ::1", k)
+    assert "127.0.0.3" not in k.log()
+    with open(k.conf) as f:
+        text = f.read()
+    with open(k.conf, "w") as f:
+        f.write(text.replace("addresses 127.0.0.2;", "addresses 127.0.0.2 127.0.0.3;"))
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_log("address=127.0.0.3, list=mon.test, state=listed (was none)")
+    # ::1 stayed listed through the reload: no second report
+    assert k.log().count("address=::1, list=mon6.test, state=listed") == 1
+    assert len([j for j in hook.events() if j["address"] == "::1"]) == 1, hook.events()
+    assert k.stop() == 0
+
+
 def test_stop_with_lookups_in_flight(kurier_factory, hook):
     # a resolver that never answers: every lookup is still pending at SIGTERM
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
