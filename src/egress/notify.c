@@ -25,6 +25,10 @@
 
 #define WEBHOOKS_MAX 32         /* POSTs in flight; more are dropped (logged) */
 #define WEBHOOK_REPLY_MAX 65536 /* bytes of a webhook's answer we read */
+/* Report mails per hour: a resolver that every list refuses, or a whole network
+ * listed at once, must not flood the postmaster (the log, the history and the webhook
+ * still have every change). */
+#define MAILS_PER_HOUR 20
 
 /* --- texts ---------------------------------------------------------------------- */
 
@@ -300,8 +304,10 @@ struct monitor_notify {
     struct mail_req *mails;
     struct hook *hooks;
     size_t nhooks;
-    SSL_CTX *tls;      /* for https webhooks, made when first needed */
-    char *tls_ca_file; /* the CA file it was made with (NULL: the system store) */
+    time_t mail_window; /* start of the hour the mails are counted in */
+    int nmails;         /* mails in that hour */
+    SSL_CTX *tls;       /* for https webhooks, made when first needed */
+    char *tls_ca_file;  /* the CA file it was made with (NULL: the system store) */
 };
 
 /* A client context that verifies the webhook's certificate against outbound's
@@ -361,6 +367,20 @@ static void send_mail(struct monitor_notify *n, const struct monitor_event *ev)
     const struct kconf *c = n->conf;
     const char *to = c->mon_mail_to ? c->mon_mail_to : c->postmaster;
     if (!to || !*to || !n->spool) return;
+    time_t now = time(NULL);
+    if (now - n->mail_window >= 3600) {
+        n->mail_window = now;
+        n->nmails = 0;
+    }
+    if (n->nmails >= MAILS_PER_HOUR) {
+        if (n->nmails++ == MAILS_PER_HOUR)
+            log_warn("monitor",
+                     "%d report mails this hour: further changes are not mailed until %lds "
+                     "from now (see kurier monitor history)",
+                     MAILS_PER_HOUR, (long)(n->mail_window + 3600 - now));
+        return;
+    }
+    n->nmails++;
     char what[400];
     snprintf(what, sizeof what, "%s %s on %s", monitor_state_name(ev->state), ev->address,
              ev->zone);

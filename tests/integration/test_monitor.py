@@ -276,6 +276,30 @@ def test_reload_watches_new_addresses_and_keeps_states(kurier_factory, lists, ho
     assert k.stop() == 0
 
 
+NET_ZONE = """$SOA 1 net.test. hostmaster.net.test. 1 600 60 3600 1
+$NS 1 ns.net.test.
+$TTL 1
+:127.0.0.2:Whole network listed
+127.0.0.32/27
+"""
+
+
+def test_a_listed_network_mails_the_postmaster_at_most_20_times_an_hour(kurier_factory):
+    with rbldnsd({"net.test": ("ip4set", NET_ZONE)}, "net.test") as bl:
+        k = start(kurier_factory,
+                  "resolver %s;\npostmaster %s;\nmonitor {\n    addresses 127.0.0.32/27;\n"
+                  "    lists net.test;\n    interval 1h;\n}\n" % (bl, POSTMASTER))
+        k.wait_log("20 report mails this hour: further changes are not mailed")
+        wait_until(lambda: k.log().count("list=net.test, state=listed (was none)") == 32,
+                   "32 listings", k)
+        k.wait_queue_empty()
+        assert len(k.maildir_new(POSTMASTER)) == 20
+        # every change is in the history all the same
+        hist = k.cli("monitor", "history", "--limit", "100").stdout.decode()
+        assert len([l for l in hist.splitlines() if l.endswith("none -> listed")]) == 32, hist
+        assert k.stop() == 0
+
+
 def test_stop_with_lookups_in_flight(kurier_factory, hook):
     # a resolver that never answers: every lookup is still pending at SIGTERM
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
