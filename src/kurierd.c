@@ -18,6 +18,7 @@
 #include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "egress/replies.h"
+#include "egress/monitor.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
@@ -36,6 +37,8 @@ struct daemon {
     struct dns *dns;       /* remote delivery, client names */
     struct remote *remote; /* deliver/remote.c, handed to the scheduler */
     struct control *control;
+    struct monitor *monitor;       /* our addresses on the DNS lists */
+    struct monitor_notify *notify; /* its reports: mail, webhook */
     struct smtp_server **servers;
     struct smtp_tls **tls; /* per server, NULL without TLS */
     struct auth *auth;
@@ -203,6 +206,8 @@ static void reload(void *arg)
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
+    monitor_set_conf(d->monitor, c);
+    monitor_notify_set_conf(d->notify, c);
     /* the old configuration goes when its last session or job ends: maybe now */
     conf_unref(d->conf);
     d->conf = c;
@@ -251,6 +256,13 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     evtimer_add(d->ev_grace, &(struct timeval){.tv_sec = d->conf->shutdown_grace});
     d->ev_drain = event_new(d->base, -1, EV_PERSIST, drain_check, d);
     event_add(d->ev_drain, &(struct timeval){.tv_usec = 100000});
+}
+
+/* A blocklist change of one of our addresses (logged and stored by the monitor). */
+static void on_monitor(void *arg, const struct monitor_event *ev)
+{
+    struct daemon *d = arg;
+    monitor_notify(d->notify, ev);
 }
 
 /* --- main ------------------------------------------------------------------------- */
@@ -391,6 +403,8 @@ int main(int argc, char **argv)
     if (!d.control) return 1;
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
+    d.notify = monitor_notify_new(d.base, d.dns, d.conf, d.spool, d.queue);
+    d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -404,6 +418,8 @@ int main(int argc, char **argv)
 
     log_info("kurierd", "stopped");
     control_free(d.control);
+    monitor_free(d.monitor); /* cancels its lookups, stores what is left */
+    monitor_notify_free(d.notify);
     policy_greylist_purge_stop();
     queue_free(d.queue); /* cancels its remote deliveries first */
     d.queue = d.glue.queue = NULL;

@@ -51,5 +51,7 @@ int cmd_greylist(int argc, char **argv);
 int cmd_spf(int argc, char **argv);     /* spf check IP SENDER [--helo H] */
 int cmd_replies(int argc, char **argv); /* replies classify TEXT | check [FILE] */
 int cmd_rbl(int argc, char **argv);     /* rbl check IP|DOMAIN [--list L]... [--json] */
+/* monitor status|history [ADDRESS] [--limit N]: the blocklist monitor's findings */
+int cmd_monitor(int argc, char **argv);
 
 #endif

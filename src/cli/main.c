@@ -48,6 +48,7 @@ static void usage(void)
             "  replies classify [--rules FILE] \"550 5.7.1 TEXT\" | replies check [FILE]\n"
             "  rbl check IP|DOMAIN [--list ZONE]... [--json] | rbl lists\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
+            "  monitor status|history [ADDRESS] [--limit N]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
         {"spf", cmd_spf},
         {"replies", cmd_replies},
         {"rbl", cmd_rbl},
+        {"monitor", cmd_monitor},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -4,6 +4,7 @@
 #include "core/compat.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <glob.h>
 #include <limits.h>
@@ -288,6 +289,47 @@ bad:
     return -1;
 }
 
+/* "http[s]://HOST[:PORT][/PATH]" (conf.h). */
+int conf_url_parse(const char *url, int *tls, char *host, size_t hostsize, int *port, char *path,
+                   size_t pathsize, char *why, size_t whylen)
+{
+    *tls = strncmp(url, "https://", 8) == 0;
+    if (!*tls && strncmp(url, "http://", 7) != 0) {
+        snprintf(why, whylen, "\"%.100s\" is not an http:// or https:// URL", url);
+        return -1;
+    }
+    const char *a = url + (*tls ? 8 : 7);
+    size_t alen = strcspn(a, "/?#");
+    char auth[300];
+    if (!alen || alen >= sizeof auth) {
+        snprintf(why, whylen, "the URL \"%.100s\" names no host", url);
+        return -1;
+    }
+    memcpy(auth, a, alen);
+    auth[alen] = '\0';
+    if (conf_host_check(auth, why, whylen) != 0) return -1;
+    const char *rest = a + alen;
+    for (const char *c = rest; *c; c++)
+        if (*c <= 0x20 || *c >= 0x7f) {
+            snprintf(why, whylen, "the URL \"%.100s\" has spaces or control characters", url);
+            return -1;
+        }
+    char *colon = auth[0] == '[' ? strchr(auth, ']') : auth;
+    colon = strchr(colon, ':');
+    *port = colon ? atoi(colon + 1) : *tls ? 443 : 80;
+    if (colon) *colon = '\0';
+    const char *h = auth[0] == '[' ? auth + 1 : auth;
+    size_t hlen = strlen(h) - (auth[0] == '[');
+    if (hlen >= hostsize || strlen(rest) + 2 > pathsize || (*rest && *rest != '/')) {
+        snprintf(why, whylen, "the URL \"%.100s\" is too long or has no path", url);
+        return -1;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    snprintf(path, pathsize, "%s", *rest ? rest : "/");
+    return 0;
+}
+
 int conf_hostlist_check(const char *list, char *why, size_t whylen)
 {
     const char *p = list ? list : "";
@@ -484,6 +526,28 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         *dst = nv;
         return 0;
     }
+    case KT_PAIRS: {
+        /* s: "NAME URL" (apply_key joins each pair) */
+        char **dst = field(base, k);
+        const char *sp = strchr(s, ' ');
+        size_t nlen = sp ? (size_t)(sp - s) : 0;
+        const char *url = sp ? sp + 1 : "";
+        if (!nlen || nlen > 253 ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != nlen)
+            return bad_value(why, whylen, s, k, "a DNS zone and a URL");
+        int url_ok = (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) &&
+                     strlen(url) <= 1000;
+        for (const char *c = url; url_ok && *c; c++)
+            url_ok = *c > 0x20 && *c < 0x7f && !strchr("\"<>\\", *c);
+        if (!url_ok) return bad_value(why, whylen, url, k, "an http:// or https:// URL");
+        size_t at = *dst ? strlen(*dst) + 1 : 0;
+        char *nv = *dst ? xasprintf("%s %s", *dst, s) : xstrdup(s);
+        for (size_t i = at; i < at + nlen; i++) /* the zone; the URL keeps its case */
+            nv[i] = (char)tolower((unsigned char)nv[i]);
+        free(*dst);
+        *dst = nv;
+        return 0;
+    }
     case KT_NETS: {
         struct conf_net **list = field(base, k);
         size_t *count = (size_t *)(list + 1);
@@ -531,12 +595,13 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_CHOICE:
     case KT_HOSTLIST:
     case KT_WORDS:
-    case KT_DNSBL: {
+    case KT_DNSBL:
+    case KT_PAIRS: {
         const char *s = *(char *const *)f;
         if (!s) return -1;
         if (k->type == KT_WORDS && !*s) return buf_puts(out, "none"), 0;
         if (k->type == KT_CHOICE || k->type == KT_HOSTLIST || k->type == KT_WORDS ||
-            k->type == KT_DNSBL)
+            k->type == KT_DNSBL || k->type == KT_PAIRS)
             return buf_puts(out, s), 0;
         buf_puts(out, "\"");
         for (const char *p = s; *p; p++) {
@@ -708,7 +773,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
     size_t idx = (size_t)(k - conf_keys);
     if (n->children)
         conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" takes no block", n->name);
-    if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL) {
+    if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL && k->type != KT_PAIRS) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "duplicate key \"%s\" (first set at %s:%d:%d)", n->name, seen[idx]->file,
                         seen[idx]->line, seen[idx]->col);
@@ -720,7 +785,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         return;
     }
     if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST && k->type != KT_WORDS &&
-        k->type != KT_DNSBL) {
+        k->type != KT_DNSBL && k->type != KT_PAIRS) {
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
@@ -742,6 +807,22 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         char **dst = field(base, k);
         free(*dst);
         *dst = NULL;
+    }
+    if (k->type == KT_PAIRS) {
+        if (n->nargs % 2) {
+            conf_errors_add(L->errs, n->file, n->line, n->col,
+                            "\"%s\" takes pairs of arguments: ZONE URL", n->name);
+            return;
+        }
+        for (size_t i = 0; i + 1 < n->nargs; i += 2) {
+            char why[512];
+            char *pair = xasprintf("%s %s", n->args[i], n->args[i + 1]);
+            if (strchr(n->args[i], ' ') || value_set(k, base, pair, why, sizeof why) != 0)
+                conf_errors_add(L->errs, n->file, n->line, n->col, "%s",
+                                strchr(n->args[i], ' ') ? "a zone has no spaces" : why);
+            free(pair);
+        }
+        return;
     }
     for (size_t i = 0; i < n->nargs; i++) {
         char why[512];
@@ -997,6 +1078,30 @@ static void apply_transport(struct loader *L, struct kconf *c, const struct conf
         transport_free(t);
 }
 
+/* monitor { }: at most MONITOR_MAX_ADDRESSES addresses in all, a webhook URL we can
+ * reach. */
+#define MONITOR_MAX_ADDRESSES 256
+static void check_monitor(struct loader *L, const struct kconf *c, const struct conf_node *n)
+{
+    unsigned long long hosts = 0;
+    for (size_t i = 0; i < c->nmon_addresses; i++) {
+        const struct conf_net *net = &c->mon_addresses[i];
+        int bits = (net->family == AF_INET ? 32 : 128) - net->prefix;
+        hosts += bits > 16 ? 1ULL << 17 : 1ULL << bits;
+    }
+    if (hosts > MONITOR_MAX_ADDRESSES)
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        "monitor: \"addresses\" covers more than %d addresses",
+                        MONITOR_MAX_ADDRESSES);
+    if (c->mon_webhook) {
+        char host[256], path[1100], why[300];
+        int port, tls;
+        if (conf_url_parse(c->mon_webhook, &tls, host, sizeof host, &port, path, sizeof path, why,
+                           sizeof why) != 0)
+            conf_errors_add(L->errs, n->file, n->line, n->col, "monitor: invalid webhook: %s", why);
+    }
+}
+
 static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node *tree)
 {
     const struct conf_node *seen[CONF_KEYS_MAX] = {0};
@@ -1016,6 +1121,7 @@ static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node
                                 "block \"%s\" takes no arguments (write %s { ... })", n->name,
                                 n->name);
             apply_block(L, (enum kblock)b, n->children, c, seen);
+            if (b == KB_MONITOR) check_monitor(L, c, n);
         } else {
             const struct conf_key *k = key_find(KB_MAIN, n->name);
             if (k)
@@ -1151,6 +1257,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_OUTBOUND, c);
     apply_defaults(KB_GREYLIST, c);
     apply_defaults(KB_BATV, c);
+    apply_defaults(KB_MONITOR, c);
     return c;
 }
 
@@ -1307,6 +1414,11 @@ static void kconf_destroy(struct kconf *c)
     free(c->batv_key_file);
     if (c->batv_keys) explicit_bzero(c->batv_keys, c->nbatv_keys * sizeof *c->batv_keys);
     free(c->batv_keys);
+    free(c->mon_addresses);
+    free(c->mon_lists);
+    free(c->mon_delist);
+    free(c->mon_mail_to);
+    free(c->mon_webhook);
     while (c->listeners) {
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);
@@ -1395,11 +1507,14 @@ static void md_cell(FILE *out, const char *s)
 static void doc_type(FILE *out, const struct conf_key *k)
 {
     static const char *const names[] = {
-        [KT_STR] = "string",    [KT_HOST] = "host name", [KT_PATH] = "path",
-        [KT_INT] = "integer",   [KT_SIZE] = "size",      [KT_DUR] = "duration",
-        [KT_DOUBLE] = "number", [KT_BOOL] = "on/off",    [KT_ENUM] = "",
-        [KT_CHOICE] = "",       [KT_NETS] = "networks",  [KT_HOSTLIST] = "hosts",
-        [KT_ADDR] = "address",  [KT_WORDS] = "",         [KT_DNSBL] = "DNS lists",
+        [KT_STR] = "string",      [KT_HOST] = "host name",
+        [KT_PATH] = "path",       [KT_INT] = "integer",
+        [KT_SIZE] = "size",       [KT_DUR] = "duration",
+        [KT_DOUBLE] = "number",   [KT_BOOL] = "on/off",
+        [KT_ENUM] = "",           [KT_CHOICE] = "",
+        [KT_NETS] = "networks",   [KT_HOSTLIST] = "hosts",
+        [KT_ADDR] = "address",    [KT_WORDS] = "",
+        [KT_DNSBL] = "DNS lists", [KT_PAIRS] = "zone URL pairs",
     };
     if (k->type == KT_ACTION) {
         fputs("reject, tempfail or a score", out);

@@ -218,6 +218,20 @@ struct kconf {
     struct batv_key *batv_keys; /* read from key_file by conf_load() (conf_apply(): none) */
     size_t nbatv_keys;
 
+    /* monitor { } (egress/monitor.c, docs/egress.md): our sending addresses against DNS
+     * lists, on a timer */
+    struct conf_net *mon_addresses; /* addresses (KT_NETS: count follows); none = off */
+    size_t nmon_addresses;
+    char *mon_lists;         /* "ZONE[=FILTER] ..." or NULL: the built-in set */
+    char *mon_delist;        /* "ZONE URL ..." (KT_PAIRS) or NULL */
+    int mon_interval;        /* seconds between rounds (15m) */
+    int mon_hold;            /* seconds an address must stay unlisted before it is clear (1h) */
+    int mon_concurrency;     /* DNS queries in flight (16) */
+    int mon_mail;            /* mail each change to mon_mail_to (on) */
+    char *mon_mail_to;       /* NULL: postmaster */
+    char *mon_webhook;       /* "http://HOST[:PORT]/PATH" or NULL */
+    int mon_webhook_timeout; /* seconds (10s) */
+
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
     size_t ntrusted;
@@ -270,6 +284,12 @@ void conf_doc_markdown(FILE *out);
 /* One relay host as the config file takes it: "host", "host:port", "192.0.2.1:587",
  * "[2001:db8::1]:25" (port 1-65535). 0 ok, -1 with why naming the problem. */
 int conf_host_check(const char *s, char *why, size_t whylen);
+/* An http:// or https:// URL (monitor { webhook }): "http[s]://HOST[:PORT][/PATH]",
+ * HOST a name, an IPv4 address or [IPv6] (brackets removed in host). *tls 1 for
+ * https; *port 80 (443 for https) when none; path "/" when none, else the path with
+ * its query. 0 ok, -1 with why. */
+int conf_url_parse(const char *url, int *tls, char *host, size_t hostsize, int *port, char *path,
+                   size_t pathsize, char *why, size_t whylen);
 /* A comma-separated list of such hosts ("a.example:587, b.example"), as "kurier relay
  * add" takes it; spaces only around the commas. 0 ok, -1 with why. */
 int conf_hostlist_check(const char *list, char *why, size_t whylen);

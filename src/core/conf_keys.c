@@ -6,9 +6,9 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 
-const char *const conf_block_names[KB_COUNT] = {"",      "log",    "limits",   "queue",
-                                                "relay", "auth",   "outbound", "greylist",
-                                                "batv",  "listen", "transport"};
+const char *const conf_block_names[KB_COUNT] = {"",      "log",     "limits",   "queue",
+                                                "relay", "auth",    "outbound", "greylist",
+                                                "batv",  "monitor", "listen",   "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -193,6 +193,38 @@ const struct conf_key conf_keys[] = {
     {KB_BATV, "max_age", KT_DUR, "7d", NULL, DAY_, 30 * DAY_, NULL, KC(batv_max_age),
      "How long a signed sender stays valid for bounces, in whole days (rounded up)."},
 
+    {KB_MONITOR, "addresses", KT_NETS, NULL, "none (monitoring off)", 0, 0, NULL, KC(mon_addresses),
+     "Our sending (egress) addresses to look up on the DNS lists, IPv4 or IPv6; a network "
+     "stands for each of its addresses (at most 256 in all); repeated lines add up."},
+    {KB_MONITOR, "lists", KT_DNSBL, NULL,
+     "zen.spamhaus.org bl.spamcop.net b.barracudacentral.org psbl.surriel.com "
+     "bl.mailspike.net dnsbl-1.uceprotect.net",
+     0, 0, NULL, KC(mon_lists),
+     "DNS lists to watch as ZONE[=FILTER] (dnsbl_sites syntax; weights are ignored): an "
+     "answer the filter passes is a listing. Answers outside 127.0.0.0/8 or in "
+     "127.255.255.252-255 are never listings: the state is unknown and a warning is "
+     "logged. Repeated lines add up."},
+    {KB_MONITOR, "delist", KT_PAIRS, NULL, "built in for the common lists", 0, 0, NULL,
+     KC(mon_delist),
+     "A list's delisting page as ZONE URL ($ip in the URL becomes the address), given in "
+     "reports; repeated lines add up and replace the built-in page of that list."},
+    {KB_MONITOR, "interval", KT_DUR, "15m", NULL, 1, DAY_, NULL, KC(mon_interval),
+     "Time from the start of one round of lookups to the next."},
+    {KB_MONITOR, "hold", KT_DUR, "1h", NULL, 0, 30 * DAY_, NULL, KC(mon_hold),
+     "How long a listed address must be seen unlisted before it counts as clear again."},
+    {KB_MONITOR, "concurrency", KT_INT, "16", NULL, 1, 256, NULL, KC(mon_concurrency),
+     "DNS queries in flight at once."},
+    {KB_MONITOR, "mail", KT_BOOL, "on", NULL, 0, 0, NULL, KC(mon_mail),
+     "Mail a report of each change (in the language of locale) to mail_to."},
+    {KB_MONITOR, "mail_to", KT_ADDR, NULL, "postmaster", 0, 0, NULL, KC(mon_mail_to),
+     "Who gets the reports."},
+    {KB_MONITOR, "webhook", KT_STR, NULL, "none", 0, 0, NULL, KC(mon_webhook),
+     "http://HOST[:PORT]/PATH or https://... that gets each change as a JSON POST (https: "
+     "the certificate is verified against outbound's ca_file or the system store); "
+     "failures are logged, never retried."},
+    {KB_MONITOR, "webhook_timeout", KT_DUR, "10s", NULL, 1, 5 * MIN_, NULL, KC(mon_webhook_timeout),
+     "Time a webhook POST may take."},
+
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
     {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
@@ -305,5 +337,7 @@ _Static_assert(sizeof conf_keys / sizeof conf_keys[0] <= CONF_KEYS_MAX,
 _Static_assert(offsetof(struct kconf, ntrusted) ==
                        offsetof(struct kconf, trusted) + sizeof(struct conf_net *) &&
                    offsetof(struct kconf, ngrey_allow_nets) ==
-                       offsetof(struct kconf, grey_allow_nets) + sizeof(struct conf_net *),
+                       offsetof(struct kconf, grey_allow_nets) + sizeof(struct conf_net *) &&
+                   offsetof(struct kconf, nmon_addresses) ==
+                       offsetof(struct kconf, mon_addresses) + sizeof(struct conf_net *),
                "KT_NETS: the count must follow the list");

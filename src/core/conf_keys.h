@@ -23,8 +23,10 @@ enum ktype {
     KT_WORDS,    /* one or more of choices (one line), stored space-separated in order */
     KT_DNSBL,    /* DNS list sites ZONE[=FILTER][*WEIGHT] (conf_dnsbl_site_parse()); repeated
                     lines add up; stored space-separated */
-    KT_ACTION    /* what a check's result does: reject, tempfail or a score (an integer within
+    KT_ACTION,   /* what a check's result does: reject, tempfail or a score (an integer within
                     min..max); stored as an int (CONF_ACTION_* in conf.h, else the score) */
+    KT_PAIRS     /* NAME URL pairs (a DNS zone and an http(s) URL), one or more a line;
+                    repeated lines add up; stored "NAME URL NAME URL ..." */
 };
 
 enum kblock {
@@ -37,6 +39,7 @@ enum kblock {
     KB_OUTBOUND,
     KB_GREYLIST,
     KB_BATV,
+    KB_MONITOR,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

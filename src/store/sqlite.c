@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -71,6 +71,29 @@ static const char *const migrations[] = {
     "  passes INTEGER NOT NULL DEFAULT 0,"
     "  last_seen INTEGER NOT NULL);"
     "UPDATE schema_version SET version = 4;",
+    /* 5: blocklist monitoring of our egress addresses (egress/monitor.c): the state of
+     * each (address, list), and every change with what the list said. */
+    "CREATE TABLE IF NOT EXISTS egress_listings ("
+    "  address TEXT NOT NULL,"
+    "  zone TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  code TEXT NOT NULL DEFAULT '',"
+    "  txt TEXT NOT NULL DEFAULT '',"
+    "  delist_url TEXT NOT NULL DEFAULT '',"
+    "  since INTEGER NOT NULL,"
+    "  PRIMARY KEY (address, zone));"
+    "CREATE TABLE IF NOT EXISTS egress_history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time INTEGER NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  zone TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  previous TEXT NOT NULL,"
+    "  code TEXT NOT NULL DEFAULT '',"
+    "  txt TEXT NOT NULL DEFAULT '',"
+    "  delist_url TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS egress_history_address ON egress_history(address, id);"
+    "UPDATE schema_version SET version = 5;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1269,6 +1292,67 @@ int store_grey_list(struct store *st,
     return rc < 0 ? -1 : 0;
 }
 
+/* --- blocklist monitoring (egress/monitor.c) ----------------------------------- */
+
+int store_listing_put(struct store *st, const struct store_listing *l, int history)
+{
+    const char *v[] = {l->address, l->zone, l->state, l->code, l->txt, l->delist_url, l->previous};
+    lock(st);
+    int ok = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_stmt *s;
+    long long t = l->since;
+    if (ok) {
+        ok = grey_step(st, &s,
+                       "INSERT OR REPLACE INTO egress_listings (address, zone, state, code, txt, "
+                       "delist_url, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                       v, 6, &t, 1) == 0;
+        stmt_close(st, s);
+    }
+    t = l->time;
+    if (ok && history) {
+        ok = grey_step(st, &s,
+                       "INSERT INTO egress_history (address, zone, state, code, txt, delist_url, "
+                       "previous, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       v, 7, &t, 1) == 0;
+        stmt_close(st, s);
+    }
+    ok = sqlite3_exec(st->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK && ok;
+    unlock(st);
+    return ok ? 0 : -1;
+}
+
+static void row_listing(sqlite3_stmt *s, struct store_listing *out, int history)
+{
+    memset(out, 0, sizeof *out);
+    char *dst[] = {out->address, out->zone,       out->state,   out->code,
+                   out->txt,     out->delist_url, out->previous};
+    size_t size[] = {sizeof out->address, sizeof out->zone, sizeof out->state,
+                     sizeof out->code,    sizeof out->txt,  sizeof out->delist_url,
+                     sizeof out->previous};
+    for (int i = 0; i < (history ? 7 : 6); i++) {
+        const unsigned char *t = sqlite3_column_text(s, i);
+        str_copy(dst[i], t ? (const char *)t : "", size[i]);
+    }
+    out->time = out->since = sqlite3_column_int64(s, 7);
+}
+
+static int listing_rows(struct store *st, const char *sql, const char *address, long long limit,
+                        int history, void (*cb)(void *arg, const struct store_listing *l),
+                        void *arg)
+{
+    sqlite3_stmt *s;
+    const char *v[] = {address ? address : ""};
+    int rc = grey_step(st, &s, sql, v, 1, &limit, 1);
+    while (rc > 0) {
+        struct store_listing l;
+        row_listing(s, &l, history);
+        cb(arg, &l);
+        rc = stmt_row(s);
+    }
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
 int store_grey_clear(struct store *st, const char *net, const char *sender, long *ntriplets,
                      long *nnets)
 {
@@ -1299,4 +1383,25 @@ int store_grey_allow(struct store *st, const char *net, long long passes, long l
                      "INSERT INTO grey_networks (net, passes, last_seen) VALUES (?1, ?2, ?3) "
                      "ON CONFLICT(net) DO UPDATE SET passes = MAX(passes, ?2), last_seen = ?3",
                      v, 1, (long long[]){passes, now}, 2);
+}
+
+int store_listing_list(struct store *st, const char *address,
+                       void (*cb)(void *arg, const struct store_listing *l), void *arg)
+{
+    return listing_rows(st,
+                        "SELECT address, zone, state, code, txt, delist_url, '', since "
+                        "FROM egress_listings WHERE (?1 = '' OR address = ?1) AND ?2 >= 0 "
+                        "ORDER BY address, zone",
+                        address, 0, 0, cb, arg);
+}
+
+int store_listing_history(struct store *st, const char *address, int limit,
+                          void (*cb)(void *arg, const struct store_listing *l), void *arg)
+{
+    /* the newest limit rows, told oldest first */
+    return listing_rows(st,
+                        "SELECT * FROM (SELECT address, zone, state, code, txt, delist_url, "
+                        "previous, time, id FROM egress_history WHERE (?1 = '' OR address = ?1) "
+                        "ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                        address, limit > 0 ? limit : -1, 1, cb, arg);
 }

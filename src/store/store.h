@@ -194,4 +194,32 @@ int store_grey_clear(struct store *st, const char *net, const char *sender, long
  * mail comes within lifetime. 0 done, -1 database error. */
 int store_grey_allow(struct store *st, const char *net, long long passes, long long now);
 
+/* --- blocklist monitoring (egress/monitor.c, docs/egress.md) --------------------
+ * The state of each of our egress addresses on each DNS list it is looked up in,
+ * and the history of changes. States are "listed", "clear" or "unknown". */
+struct store_listing {
+    char address[64];      /* "192.0.2.10", "2001:db8::10" */
+    char zone[254];        /* the list: "bl.spamcop.net" */
+    char state[16];        /* "listed", "clear", "unknown" */
+    char previous[16];     /* history: the state before; "" in the current state */
+    char code[64];         /* the list's answer ("127.0.0.2"), "" when none */
+    char txt[300];         /* its TXT record, "" when none */
+    char delist_url[1024]; /* the list's delisting page for this address, "" when none */
+    long long since;       /* when the state began (a clear address: since when it is
+                              unlisted) */
+    long long time;        /* history: when the change was seen; current state: since */
+};
+/* Set the state of (l->address, l->zone) to l (with l->since); with history, also add
+ * a history row (l->previous, at l->time). One transaction. 0 done, -1 database
+ * error. */
+int store_listing_put(struct store *st, const struct store_listing *l, int history);
+/* Each current state (of address, or of all when NULL), ordered by address and zone;
+ * cb runs inside the call. 0 done, -1 database error. */
+int store_listing_list(struct store *st, const char *address,
+                       void (*cb)(void *arg, const struct store_listing *l), void *arg);
+/* The last limit changes (all when limit <= 0) of address (NULL: of every address),
+ * oldest first. 0 done, -1 database error. */
+int store_listing_history(struct store *st, const char *address, int limit,
+                          void (*cb)(void *arg, const struct store_listing *l), void *arg);
+
 #endif

@@ -125,6 +125,21 @@ def smtp_sink(dump, host, port, *options):
 RBLDNSD = shutil.which("rbldnsd") or "/usr/sbin/rbldnsd"
 
 
+_rbldnsd_running = {}  # "HOST@PORT" -> (folder, process)
+
+
+def rbldnsd_rewrite(addr, zone, text):
+    """Replace the data of zone on the running rbldnsd at addr (as rbldnsd() yielded it)
+    and make it reload (SIGHUP; it reloads files whose modification time changed)."""
+    d, proc = _rbldnsd_running[addr]
+    path = os.path.join(d, zone + ".zone")
+    before = os.stat(path).st_mtime
+    with open(path, "w") as f:
+        f.write(text)
+    os.utime(path, (before + 10, before + 10))  # a change even within the same second
+    proc.send_signal(signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def rbldnsd(zones, probe, host="127.0.0.1"):
     """A real rbldnsd (DNSBL server) on a free loopback UDP port. zones: {"bl.test":
@@ -144,10 +159,13 @@ def rbldnsd(zones, probe, host="127.0.0.1"):
         args.append("%s:%s:%s" % (zone, kind, zone + ".zone"))
     log = open(os.path.join(d, "rbldnsd.log"), "wb")
     proc = subprocess.Popen(args, cwd=d, stdout=log, stderr=log)
+    addr = "%s@%d" % (host, port)
+    _rbldnsd_running[addr] = (d, proc)
     try:
         wait_dns(port, probe, proc=proc, host=host)
-        yield "%s@%d" % (host, port)
+        yield addr
     finally:
+        _rbldnsd_running.pop(addr, None)
         stop(proc)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
