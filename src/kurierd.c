@@ -34,6 +34,7 @@ struct daemon {
     struct queue *queue;
     struct dns *dns;       /* remote delivery, client names */
     struct remote *remote; /* deliver/remote.c, handed to the scheduler */
+    struct prober *prober; /* deliver/probe.c: recipient probes (policy/relay_verify.c) */
     struct control *control;
     struct smtp_server **servers;
     struct smtp_tls **tls; /* per server, NULL without TLS */
@@ -376,10 +377,12 @@ int main(int argc, char **argv)
     d.remote = remote_new(d.base, d.conf, d.dns, d.store);
     if (!d.remote) return 1;
     queue_set_remote(d.queue, d.remote);
+    d.glue.prober = d.prober = prober_new(d.base, d.dns);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
+    policy_relay_verify_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -394,9 +397,12 @@ int main(int argc, char **argv)
     log_info("kurierd", "stopped");
     control_free(d.control);
     policy_greylist_purge_stop();
+    policy_relay_verify_purge_stop();
     queue_free(d.queue); /* cancels its remote deliveries first */
     d.queue = d.glue.queue = NULL;
     remote_free(d.remote);
+    prober_free(d.prober);
+    d.glue.prober = NULL;
     dns_free(d.dns);
     work_shutdown();
     for (i = 0; i < d.nservers; i++) {

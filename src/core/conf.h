@@ -97,9 +97,11 @@ enum conf_transport_tls {
 
 /* transport DOMAIN { }: where mail for a recipient domain goes. */
 struct conf_transport {
-    char *domain; /* "example.org", or ".example.org" for its subdomains too */
-    char *relay;  /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
-    int tls;      /* enum conf_transport_tls */
+    char *domain;          /* "example.org", or ".example.org" for its subdomains too */
+    char *relay;           /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
+    int tls;               /* enum conf_transport_tls */
+    int relay_domain;      /* we are MX for it: accept its mail from anyone, hand it to relay */
+    int verify_recipients; /* relay_domain: probe each recipient at relay (verify { }) */
     struct conf_transport *next;
 };
 
@@ -178,6 +180,13 @@ struct kconf {
     size_t ngrey_allow_nets;
     char *grey_allow_domains; /* "DOMAIN ..." or NULL */
     int grey_purge_interval;  /* seconds (1h) */
+
+    /* verify { }: SMTP probes of relay-domain recipients (policy/relay_verify.c) */
+    int verify_timeout;        /* seconds a probe may take, waiting included (30s) */
+    int verify_concurrency;    /* probes at once per downstream host (4) */
+    int verify_positive_ttl;   /* seconds an existing recipient is remembered (1d) */
+    int verify_negative_ttl;   /* seconds a refused recipient is remembered (1h) */
+    int verify_purge_interval; /* seconds between purges of expired answers (1h) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

@@ -34,6 +34,7 @@ enum kblock {
     KB_AUTH,
     KB_OUTBOUND,
     KB_GREYLIST,
+    KB_VERIFY,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

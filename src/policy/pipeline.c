@@ -18,6 +18,7 @@
 /* Always run, first (cheap, and a refused recipient needs no DNS query). */
 static const struct policy_check *const builtin_checks[] = {
     &policy_check_recipient,
+    &policy_check_relay_verify,
     &policy_check_sender_login,
     &policy_check_sender_verify,
 };
@@ -35,8 +36,9 @@ static const struct policy_check *const final_checks[] = {
 #define NFINAL (sizeof final_checks / sizeof final_checks[0])
 
 static const struct policy_check *const all_checks[] = {
-    &policy_check_recipient, &policy_check_sender_login, &policy_check_sender_verify,
-    &policy_check_dnsbl,     &policy_check_rhsbl,        &policy_check_greylist,
+    &policy_check_recipient,    &policy_check_sender_login, &policy_check_sender_verify,
+    &policy_check_dnsbl,        &policy_check_rhsbl,        &policy_check_greylist,
+    &policy_check_relay_verify,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");
