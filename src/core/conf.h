@@ -65,6 +65,7 @@ struct conf_listen {
     int hide_client;          /* leave the client out of our Received: header */
     int greylist;             /* enum conf_greylist (default suspicious) */
     int sender_verify;        /* enum conf_sender_verify (default off) */
+    int sender_callout;       /* sender_verify also probes the sender at its MX (off) */
     /* inbound checks (docs/inbound.md), never for authenticated clients */
     char *checks;       /* optional policy checks in order, space-separated ("dnsbl rhsbl") */
     char *dnsbl_sites;  /* client IP lists: "ZONE[=FILTER][*WEIGHT] ...", NULL none */

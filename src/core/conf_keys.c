@@ -207,6 +207,10 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
+    {KB_LISTEN, "sender_callout", KT_BOOL, "off", NULL, 0, 0, NULL, KL(sender_callout),
+     "With sender_verify: also ask the sender domain's MX whether it takes the sender (an "
+     "SMTP probe with MAIL FROM:<>, cached as verify { } says); a 5xx there is a failed "
+     "verification, no answer is none. Some servers take it for abuse: use with care."},
     {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0, "dnsbl|rhsbl|none", KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
      "recipient check); none for no check. A check without its lists does nothing "

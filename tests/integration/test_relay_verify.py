@@ -202,3 +202,82 @@ def test_config_relay_domain_needs_relay(kurier_factory):
     r = k.cli("config", "check", check=False)
     assert r.returncode != 0
     assert b"relay_domain needs relay" in r.stdout + r.stderr
+
+
+# --- sender callout (issue 11 item 4, optional part) ----------------------------------
+
+CALLOUT_HOST = "127.0.0.62"  # the sender domain's MX
+
+ZONES = r"""
+    local-zone: "test." nodefault
+    local-zone: "callout.test." static
+    local-data: "callout.test. 60 IN MX 10 mx.callout.test."
+    local-data: "mx.callout.test. 60 IN A %s"
+    local-zone: "." static
+""" % CALLOUT_HOST
+
+
+@pytest.fixture
+def callout(kurier_factory):
+    """make(mode, callout=True) -> (kurier, sender_mx): a kurierd whose port-25 listener
+    verifies senders (sender_verify MODE, sender_callout on) with the MX of callout.test
+    (from a real unbound) being a Downstream that knows good@callout.test."""
+    with peers.unbound(ZONES, "callout.test") as resolver:
+        port = free_port(CALLOUT_HOST)
+        ds = peers.Downstream(CALLOUT_HOST, port, ["good@callout.test"])
+        try:
+            def make(mode="reject", on=True):
+                k = kurier_factory(
+                    listen_extra="    sender_verify %s;\n    sender_callout %s;\n" % (
+                        mode, "on" if on else "off"),
+                    extra="resolver %s;\noutbound {\n    port %d;\n    tls none;\n}\n" % (
+                        resolver, port))
+                k.add_domain("example.test")
+                k.add_mailbox("demo@example.test")
+                k.start()
+                return k, ds
+            yield make
+        finally:
+            ds.stop()
+
+
+def test_callout_refused_sender_is_rejected_and_cached(callout):
+    k, mx = callout("reject")
+    assert rcpt(k, "demo@example.test", sender="good@callout.test")[0] == 250
+    assert mx.probe_count("good@callout.test") == 1
+    code, text = rcpt(k, "demo@example.test", sender="ghost@callout.test")
+    assert code == 550 and "5.1.0" in text and "Sender address rejected" in text, text
+    assert "user unknown in the customer's directory" in text, text
+    # cached: the sender's MX is not asked again
+    assert rcpt(k, "demo@example.test", sender="ghost@callout.test")[0] == 550
+    assert rcpt(k, "demo@example.test", sender="good@callout.test")[0] == 250
+    assert mx.probe_count() == 2
+
+
+def test_callout_failure_is_greylisted_in_greylist_mode(callout):
+    k, mx = callout("greylist")
+    code, text = rcpt(k, "demo@example.test", sender="ghost@callout.test")
+    assert code == 451 and "Greylisted" in text, text
+    assert "callout to its MX" in k.log()
+
+
+def test_callout_is_off_by_default(callout):
+    k, mx = callout("reject", on=False)
+    assert rcpt(k, "demo@example.test", sender="ghost@callout.test")[0] == 250
+    assert mx.probe_count() == 0
+
+
+def test_hangup_during_the_callout_cancels_it(callout):
+    k, mx = callout("reject")
+    mx.hold.set()
+    r = Raw(k.port)
+    assert r.reply()[0] == 220
+    r.send("EHLO client.test\r\nMAIL FROM:<held@callout.test>\r\nRCPT TO:<demo@example.test>\r\n")
+    wait_for(lambda: mx.held == 1, "the callout at the sender's MX", k)
+    r.close()
+    wait_for(lambda: mx.hangups == 1, "the callout's connection closed", k)
+    mx.hold.clear()
+    assert "callout from=<held@callout.test>" not in k.log()
+    assert k.stop() == 0
+    assert "ERROR: AddressSanitizer" not in k.log() and "runtime error" not in k.log()
+    assert "ERROR: LeakSanitizer" not in k.log()
