@@ -18,7 +18,6 @@
 /* Always run, first (cheap, and a refused recipient needs no DNS query). */
 static const struct policy_check *const builtin_checks[] = {
     &policy_check_recipient,
-    &policy_check_relay_verify,
     &policy_check_sender_login,
     &policy_check_sender_verify,
 };
@@ -29,8 +28,11 @@ static const struct policy_check *const optional_checks[] = {
     &policy_check_rhsbl,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
-/* Always run, last: greylisting sees the score the checks before it added up. */
+/* Always run, last: a relay-domain recipient is probed only for a client the DNS lists
+ * let through, and refused before greylisting could delay it; greylisting sees the
+ * score the checks before it added up. */
 static const struct policy_check *const final_checks[] = {
+    &policy_check_relay_verify,
     &policy_check_greylist,
 };
 #define NFINAL (sizeof final_checks / sizeof final_checks[0])

@@ -165,8 +165,9 @@ void policy_init(struct event_base *base);
 struct event_base *policy_loop(void);
 
 struct policy_run;
-/* Run the checks for stage in order: the built-in ones (recipient, sender_login),
- * then the listener's `checks` in its order. done(arg, v) gets the first verdict
+/* Run the checks for stage in order: the built-in ones (recipient, sender_login,
+ * sender_verify), then the listener's `checks` in its order, then relay_verify and
+ * greylist. done(arg, v) gets the first verdict
  * that ends the stage (TEMPFAIL/REJECT/GREYLIST/ACCEPT), or PASS. Scores
  * (POLICY_SCORE) add up: once the sum reaches listener->reject_score the stage ends
  * at once with REJECT (the text of the check that added most, else a generic one);

@@ -37,14 +37,14 @@ def relay(kurier_factory):
     a server that is not running."""
     made = []
 
-    def make(users=("alice@relay.test",), verify=None, extra="", debug=False):
+    def make(users=("alice@relay.test",), verify=None, extra="", debug=False, listen_extra=""):
         port = free_port(HOST)
         ds = peers.Downstream(HOST, port, users)
         made.append(ds)
         v = {"timeout": "60s", "positive_ttl": "1h", "negative_ttl": "1h"}
         v.update(verify or {})
         vtext = "".join("    %s %s;\n" % kv for kv in v.items())
-        k = kurier_factory(extra=(
+        k = kurier_factory(listen_extra=listen_extra, extra=(
             "transport relay.test {\n    relay %s:%d;\n    relay_domain on;\n    tls none;\n}\n"
             "transport down.test {\n    relay %s:%d;\n    relay_domain on;\n}\n"
             "verify {\n%s}\n%s" % (HOST, port, HOST, free_port(HOST), vtext, extra)))
@@ -189,6 +189,19 @@ def test_probes_per_downstream_are_limited(relay):
     assert answers["a@relay.test"][0] == 250 and answers["b@relay.test"][0] == 250, answers
     assert ds.max_probes == 1
     assert ds.probe_count() == 2
+
+
+def test_a_client_the_dns_lists_refuse_causes_no_probe(relay):
+    """The probe runs after the listener's checks: a listed client is refused first
+    and costs the customer's server nothing."""
+    zone = ("$SOA 60 bl.test. hostmaster.bl.test. 1 600 60 3600 60\n$NS 60 ns.bl.test.\n"
+            ":127.0.0.2:Listed in bl.test\n127.0.0.1\n")
+    with peers.rbldnsd({"bl.test": ("ip4set", zone)}, "bl.test") as lists:
+        k, ds = relay(extra="resolver %s;\n" % lists,
+                      listen_extra="    dnsbl_sites bl.test*10;\n")
+        code, text = rcpt(k, "nobody@relay.test")
+        assert code == 554 and "bl.test" in text, text
+        assert ds.probe_count() == 0
 
 
 def test_authenticated_and_trusted_clients_are_not_probed(relay):
