@@ -181,12 +181,14 @@ static void slot_release(struct probe_req *q)
     dest_maybe_free(q->p, d);
 }
 
-/* Stop everything q has running (its callbacks will not come). */
+/* Stop everything q has running (its callbacks will not come). Never called inside a
+ * callback of q->c: those take the client out of q and bury it first, while a client
+ * freed here at once cannot deliver a callback that is already due. */
 static void release(struct probe_req *q)
 {
     if (q->q) dns_cancel(q->q);
     q->q = NULL;
-    if (q->c) bury(q->p, q->c);
+    smtp_client_free(q->c);
     q->c = NULL;
     slot_release(q);
     evtimer_del(q->ev_timeout);
@@ -259,6 +261,8 @@ static void on_probed(void *arg, struct smtp_client *c, int ok)
         res_set(&q->res, PROBE_TEMP, 0, host, "%s", rr->text);
     }
     (void)ok; /* a broken connection after the answer does not change it */
+    q->c = NULL;
+    bury(q->p, c); /* we are inside its callback */
     finish(q);
 }
 

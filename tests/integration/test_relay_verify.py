@@ -135,6 +135,21 @@ def test_downstream_down_is_a_temporary_failure(relay):
     assert k.log().count("probe to=<bob@down.test>") == 2, k.log()[-3000:]
 
 
+def test_a_downstream_that_does_not_answer_is_a_temporary_failure(relay):
+    """verify { timeout }: a probe the downstream leaves waiting ends with 450 4.4.1,
+    its connection closed; nothing is remembered."""
+    k, ds = relay(verify={"timeout": "2s"})
+    ds.hold.set()
+    code, text = rcpt(k, "slow@relay.test")
+    assert code == 450 and "4.4.1" in text and "no answer within 2s" in text, text
+    wait_for(lambda: ds.hangups == 1, "the probe's connection closed", k)
+    ds.hold.clear()
+    assert rcpt(k, "slow@relay.test")[0] == 550
+    assert ds.probe_count("slow@relay.test") == 2
+    assert k.stop() == 0
+    assert "ERROR: AddressSanitizer" not in k.log() and "runtime error" not in k.log()
+
+
 def test_domains_we_do_not_relay_for_are_still_refused(relay):
     k, ds = relay()
     code, text = rcpt(k, "x@elsewhere.test")
