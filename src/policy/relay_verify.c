@@ -142,6 +142,8 @@ static void *rv_start(const struct policy_ctx *ctx, enum policy_stage stage,
     const struct conf_transport *t =
         ctx->rcpt && ctx->rcpt->domain ? route_transport(ctx->conf, ctx->rcpt->domain) : NULL;
     /* only strangers: our users and trusted networks get a bounce for a typo */
+    if (t && t->relay_domain && t->verify_recipients && !ctx->prober)
+        str_copy(r->v.detail, "relay domain: recipient not probed here", sizeof r->v.detail);
     if (!t || !t->relay_domain || !t->verify_recipients || !ctx->prober || ctx->auth_user ||
         ctx->trusted) {
         r->ev = event_new(policy_loop(), -1, 0, rv_answer_ev, r);

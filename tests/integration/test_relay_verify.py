@@ -309,3 +309,10 @@ def test_hangup_during_the_callout_cancels_it(callout):
     assert k.stop() == 0
     assert "ERROR: AddressSanitizer" not in k.log() and "runtime error" not in k.log()
     assert "ERROR: LeakSanitizer" not in k.log()
+
+
+def test_check_client_sends_no_probe(relay):
+    k, ds = relay()
+    out = k.cli("check-client", "192.0.2.9", "--to", "nobody@relay.test").stdout.decode()
+    assert "relay_verify pass (relay domain: recipient not probed here)" in out, out
+    assert ds.probe_count() == 0
