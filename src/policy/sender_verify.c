@@ -162,7 +162,10 @@ static void callout_lookup_done(void *arg)
         return;
     }
     memset(&s->ans, 0, sizeof s->ans);
-    s->probe = probe_start(s->ctx->prober, s->ctx->conf, s->sender, 1, callout_probed, s);
+    /* the sender domain's MX; for one of our relay domains (whose MX is us) its server */
+    const struct conf_transport *t = route_transport(s->ctx->conf, s->domain);
+    int mx_only = !(t && t->relay_domain);
+    s->probe = probe_start(s->ctx->prober, s->ctx->conf, s->sender, mx_only, callout_probed, s);
 }
 
 /* The domain can receive mail: done, or (sender_callout) ask its MX about the sender. */

@@ -241,6 +241,8 @@ ZONES = r"""
     local-zone: "callout.test." static
     local-data: "callout.test. 60 IN MX 10 mx.callout.test."
     local-data: "mx.callout.test. 60 IN A %s"
+    local-zone: "relay.test." static
+    local-data: "relay.test. 60 IN MX 10 mx.example.test."
     local-zone: "." static
 """ % CALLOUT_HOST
 
@@ -254,12 +256,12 @@ def callout(kurier_factory):
         port = free_port(CALLOUT_HOST)
         ds = peers.Downstream(CALLOUT_HOST, port, ["good@callout.test"])
         try:
-            def make(mode="reject", on=True):
+            def make(mode="reject", on=True, extra=""):
                 k = kurier_factory(
                     listen_extra="    sender_verify %s;\n    sender_callout %s;\n" % (
                         mode, "on" if on else "off"),
-                    extra="resolver %s;\noutbound {\n    port %d;\n    tls none;\n}\n" % (
-                        resolver, port))
+                    extra="resolver %s;\noutbound {\n    port %d;\n    tls none;\n}\n%s" % (
+                        resolver, port, extra % {"port": port}))
                 k.add_domain("example.test")
                 k.add_mailbox("demo@example.test")
                 k.start()
@@ -287,6 +289,15 @@ def test_callout_failure_is_greylisted_in_greylist_mode(callout):
     code, text = rcpt(k, "demo@example.test", sender="ghost@callout.test")
     assert code == 451 and "Greylisted" in text, text
     assert "callout to its MX" in k.log()
+
+
+def test_callout_for_a_sender_in_our_relay_domain_asks_the_server_behind_us(callout):
+    """relay.test's MX is us: its senders are asked at the transport's relay."""
+    k, mx = callout("reject", extra="transport relay.test {\n    relay %s:%%(port)d;\n"
+                                    "    relay_domain on;\n}\n" % CALLOUT_HOST)
+    code, text = rcpt(k, "demo@example.test", sender="ghost@relay.test")
+    assert code == 550 and "5.1.0" in text and "callout" in text, text
+    assert mx.probe_count("ghost@relay.test") == 1
 
 
 def test_callout_is_off_by_default(callout):
