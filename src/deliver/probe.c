@@ -233,9 +233,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     struct probe_req *q = arg;
     char last[600] = "";
     if (q->res.text[0] && snprintf(last, sizeof last, "; last error: %s", q->res.text) < 0)
-        last[0] = '\0'; /* a long text is cut */
-    res_set(&q->res, PROBE_TEMP, 0, q->res.relay, "no answer within %ds%s", q->conf->verify_timeout,
-            last);
+        last[0] = '\0';              /* a long text is cut */
+    char relay[sizeof q->res.relay]; /* res_set() must not copy onto itself */
+    str_copy(relay, q->res.relay, sizeof relay);
+    res_set(&q->res, PROBE_TEMP, 0, relay, "no answer within %ds%s", q->conf->verify_timeout, last);
     finish(q);
 }
 
