@@ -36,6 +36,7 @@ struct daemon {
     struct queue *queue;
     struct dns *dns;       /* remote delivery, client names */
     struct remote *remote; /* deliver/remote.c, handed to the scheduler */
+    struct prober *prober; /* deliver/probe.c: recipient probes (policy/relay_verify.c) */
     struct control *control;
     struct monitor *monitor;       /* our addresses on the DNS lists */
     struct monitor_notify *notify; /* its reports: mail, webhook */
@@ -399,12 +400,14 @@ int main(int argc, char **argv)
     d.remote = remote_new(d.base, d.conf, d.dns, d.store);
     if (!d.remote) return 1;
     queue_set_remote(d.queue, d.remote);
+    d.glue.prober = d.prober = prober_new(d.base, d.dns);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
     d.notify = monitor_notify_new(d.base, d.dns, d.conf, d.spool, d.queue);
     d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
+    policy_relay_verify_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -421,9 +424,12 @@ int main(int argc, char **argv)
     monitor_free(d.monitor); /* cancels its lookups, stores what is left */
     monitor_notify_free(d.notify);
     policy_greylist_purge_stop();
+    policy_relay_verify_purge_stop();
     queue_free(d.queue); /* cancels its remote deliveries first */
     d.queue = d.glue.queue = NULL;
     remote_free(d.remote);
+    prober_free(d.prober);
+    d.glue.prober = NULL;
     dns_free(d.dns);
     work_shutdown();
     for (i = 0; i < d.nservers; i++) {

@@ -1065,6 +1065,13 @@ static void apply_transport(struct loader *L, struct kconf *c, const struct conf
         str_lower(t->domain);
     }
     if (!apply_block(L, KB_TRANSPORT, n->children, t, seen)) ok = 0;
+    if (ok && t->relay_domain && !t->relay) {
+        conf_errors_add(L->errs, n->file, n->line, n->col,
+                        "transport \"%s\": relay_domain needs relay (the domain's own server; "
+                        "its MX is us)",
+                        t->domain);
+        ok = 0;
+    }
     struct conf_transport **tail = &c->transports;
     for (; *tail; tail = &(*tail)->next)
         if (ok && strcmp((*tail)->domain, t->domain) == 0) {
@@ -1258,6 +1265,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_GREYLIST, c);
     apply_defaults(KB_BATV, c);
     apply_defaults(KB_MONITOR, c);
+    apply_defaults(KB_VERIFY, c);
     return c;
 }
 

@@ -67,6 +67,7 @@ struct conf_listen {
     int hide_client;          /* leave the client out of our Received: header */
     int greylist;             /* enum conf_greylist (default suspicious) */
     int sender_verify;        /* enum conf_sender_verify (default off) */
+    int sender_callout;       /* sender_verify also probes the sender at its MX (off) */
     /* inbound checks (docs/inbound.md), never for authenticated clients */
     char *checks;       /* optional policy checks in order, space-separated ("dnsbl rhsbl") */
     char *dnsbl_sites;  /* client IP lists: "ZONE[=FILTER][*WEIGHT] ...", NULL none */
@@ -123,9 +124,11 @@ enum conf_transport_tls {
 
 /* transport DOMAIN { }: where mail for a recipient domain goes. */
 struct conf_transport {
-    char *domain; /* "example.org", or ".example.org" for its subdomains too */
-    char *relay;  /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
-    int tls;      /* enum conf_transport_tls */
+    char *domain;          /* "example.org", or ".example.org" for its subdomains too */
+    char *relay;           /* relay: "HOST[:PORT] ..." in order, NULL = the domain's MX */
+    int tls;               /* enum conf_transport_tls */
+    int relay_domain;      /* we are MX for it: accept its mail from anyone, hand it to relay */
+    int verify_recipients; /* relay_domain: probe each recipient at relay (verify { }) */
     struct conf_transport *next;
 };
 
@@ -231,6 +234,13 @@ struct kconf {
     char *mon_mail_to;       /* NULL: postmaster */
     char *mon_webhook;       /* "http://HOST[:PORT]/PATH" or NULL */
     int mon_webhook_timeout; /* seconds (10s) */
+
+    /* verify { }: SMTP probes of relay-domain recipients (policy/relay_verify.c) */
+    int verify_timeout;        /* seconds a probe may take, waiting included (30s) */
+    int verify_concurrency;    /* probes at once per downstream host (4) */
+    int verify_positive_ttl;   /* seconds an existing recipient is remembered (1d) */
+    int verify_negative_ttl;   /* seconds a refused recipient is remembered (1h) */
+    int verify_purge_interval; /* seconds between purges of expired answers (1h) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

@@ -6,9 +6,9 @@
 #include "core/conf.h"
 #include "core/conf_keys.h"
 
-const char *const conf_block_names[KB_COUNT] = {"",      "log",     "limits",   "queue",
-                                                "relay", "auth",    "outbound", "greylist",
-                                                "batv",  "monitor", "listen",   "transport"};
+const char *const conf_block_names[KB_COUNT] = {
+    "",         "log",  "limits",  "queue",  "relay",  "auth",     "outbound",
+    "greylist", "batv", "monitor", "verify", "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -225,6 +225,19 @@ const struct conf_key conf_keys[] = {
     {KB_MONITOR, "webhook_timeout", KT_DUR, "10s", NULL, 1, 5 * MIN_, NULL, KC(mon_webhook_timeout),
      "Time a webhook POST may take."},
 
+    {KB_VERIFY, "timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL, KC(verify_timeout),
+     "Longest time a recipient probe at a relay domain's server may take, waiting for a "
+     "free slot included; after it the recipient gets 450 4.4.1 (try again later)."},
+    {KB_VERIFY, "concurrency", KT_INT, "4", NULL, 1, 1000, NULL, KC(verify_concurrency),
+     "Probes at once to one downstream host; further probes wait for a free slot."},
+    {KB_VERIFY, "positive_ttl", KT_DUR, "1d", NULL, 1, 90 * DAY_, NULL, KC(verify_positive_ttl),
+     "How long a recipient the downstream server accepted is remembered (no new probe)."},
+    {KB_VERIFY, "negative_ttl", KT_DUR, "1h", NULL, 1, 90 * DAY_, NULL, KC(verify_negative_ttl),
+     "How long a recipient the downstream server refused (5xx) is remembered; temporary "
+     "answers (4xx, no connection) are never remembered."},
+    {KB_VERIFY, "purge_interval", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(verify_purge_interval),
+     "How often expired probe answers are deleted from the directory database."},
+
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},
     {KB_LISTEN, "tls", KT_ENUM, "none", NULL, 0, 0, "none|starttls|implicit", KL(tls),
@@ -254,6 +267,10 @@ const struct conf_key conf_keys[] = {
      "Check the envelope sender of unauthenticated clients at RCPT: its domain needs an MX or "
      "A/AAAA record (a null MX is refused, 550 5.1.8), and a sender in one of our domains "
      "must be a mailbox, alias or catch-all. A failure is greylisted, or refused with reject."},
+    {KB_LISTEN, "sender_callout", KT_BOOL, "off", NULL, 0, 0, NULL, KL(sender_callout),
+     "With sender_verify: also ask the sender domain's MX whether it takes the sender (an "
+     "SMTP probe with MAIL FROM:<>, cached as verify { } says); a 5xx there is a failed "
+     "verification, no answer is none. Some servers take it for abuse: use with care."},
     {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0,
      "dnsbl|rhsbl|pregreet|rdns|spf|policy|none", KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
@@ -329,6 +346,12 @@ const struct conf_key conf_keys[] = {
      "one is unreachable."},
     {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
      KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
+    {KB_TRANSPORT, "relay_domain", KT_BOOL, "off", NULL, 0, 0, NULL, KT(relay_domain),
+     "We are the MX in front of this domain's own server: accept its mail from any client, as "
+     "for a hosted domain, and deliver it to relay (needed)."},
+    {KB_TRANSPORT, "verify_recipients", KT_BOOL, "on", NULL, 0, 0, NULL, KT(verify_recipients),
+     "For a relay_domain: check each recipient at RCPT with an SMTP probe at the relay host "
+     "(cached, see verify { }); unknown there gives 550 5.1.1, no answer 450 4.4.1."},
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];

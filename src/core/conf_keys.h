@@ -40,6 +40,7 @@ enum kblock {
     KB_GREYLIST,
     KB_BATV,
     KB_MONITOR,
+    KB_VERIFY,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

@@ -85,4 +85,42 @@ struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void
                                   void *arg);
 void remote_cancel(struct remote_req *q);
 
+/* --- address verification probes (probe.c): asynchronous, on the loop thread -----
+ * Does the next hop take an address? A connection, EHLO (STARTTLS as the hop's tls
+ * says), MAIL FROM:<>, RCPT TO:<address>, RSET, QUIT: no message is sent. Probes to
+ * one host (name and port) at once are limited to verify { concurrency }; more wait
+ * for a slot. The whole probe, waiting included, ends within verify { timeout }. */
+
+struct prober;
+struct probe_req;
+
+enum probe_status {
+    PROBE_OK = 0,  /* the host took the address (2xx to RCPT) */
+    PROBE_REFUSED, /* the host refused it for good (5xx to RCPT) */
+    PROBE_TEMP,    /* no judgement: 4xx, 5xx before RCPT, no connection, timeout, DNS */
+};
+
+struct probe_result {
+    enum probe_status status;
+    int code;        /* the reply code to RCPT (or of the last refusal), 0 when none */
+    char text[600];  /* OK/REFUSED: the host's reply "550 5.1.1 text"; TEMP: why */
+    char relay[300]; /* "mx.example.org[192.0.2.7]" that answered, "" when none did */
+};
+
+/* dns is borrowed and must outlive the prober. */
+struct prober *prober_new(struct event_base *base, struct dns *dns);
+/* Cancels every probe (no done runs). NULL-safe. */
+void prober_free(struct prober *p);
+/* Probe address (local@domain) at the next hop of its domain: with mx_only 0 as
+ * route_next() says for a message to it with the null sender (a transport's relay
+ * hosts, relay_host, or the MX), with mx_only 1 at the domain's own MX hosts. Hosts
+ * are tried in turn while they cannot be reached or refuse to talk. conf is the
+ * caller's (the probe holds a reference). done(arg, res) runs once on the loop
+ * thread, never before probe_start returns, unless probe_cancel comes first. */
+struct probe_req *probe_start(struct prober *p, const struct kconf *conf, const char *address,
+                              int mx_only, void (*done)(void *arg, const struct probe_result *res),
+                              void *arg);
+/* Stop a probe: its connection is closed, its slot freed, done never runs. NULL-safe. */
+void probe_cancel(struct probe_req *q);
+
 #endif

@@ -9,6 +9,7 @@
 struct auth;
 struct dns;
 struct event_base;
+struct prober;
 struct queue;
 struct smtp_ops;
 struct spool;
@@ -23,7 +24,8 @@ struct glue {
     struct queue *queue; /* committed messages go here; NULL (at shutdown): not queued
                             now, the next start finds them in the spool */
     struct auth *auth;
-    struct dns *dns; /* client names */
+    struct dns *dns;       /* client names */
+    struct prober *prober; /* recipient probes of relay domains (policy/relay_verify.c) */
 };
 
 /* Fill ops with the adapters, ops->ctx = g. */

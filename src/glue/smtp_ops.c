@@ -103,6 +103,7 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.listener = peer->listener;
     j->ctx.store = g->store;
     j->ctx.dns = g->dns;
+    j->ctx.prober = g->prober;
     j->ctx.client_sa = peer->sa;
     str_copy(j->ctx.client_addr, peer->addr, sizeof j->ctx.client_addr);
     str_copy(j->ctx.client_name, peer->name, sizeof j->ctx.client_name);

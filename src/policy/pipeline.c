@@ -30,17 +30,20 @@ static const struct policy_check *const optional_checks[] = {
     &policy_check_rdns,  &policy_check_spf,   &policy_check_policyd,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
-/* Always run, last: greylisting sees the score the checks before it added up. */
+/* Always run, last: a relay-domain recipient is probed only for a client the DNS lists
+ * let through, and refused before greylisting could delay it; greylisting sees the
+ * score the checks before it added up. */
 static const struct policy_check *const final_checks[] = {
+    &policy_check_relay_verify,
     &policy_check_greylist,
 };
 #define NFINAL (sizeof final_checks / sizeof final_checks[0])
 
 static const struct policy_check *const all_checks[] = {
-    &policy_check_batv,          &policy_check_recipient, &policy_check_sender_login,
-    &policy_check_sender_verify, &policy_check_dnsbl,     &policy_check_rhsbl,
-    &policy_check_pregreet,      &policy_check_rdns,      &policy_check_spf,
-    &policy_check_policyd,       &policy_check_greylist,
+    &policy_check_batv,          &policy_check_recipient,    &policy_check_sender_login,
+    &policy_check_sender_verify, &policy_check_dnsbl,        &policy_check_rhsbl,
+    &policy_check_pregreet,      &policy_check_rdns,         &policy_check_spf,
+    &policy_check_policyd,       &policy_check_relay_verify, &policy_check_greylist,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");

@@ -14,6 +14,7 @@
 struct buf;
 struct dns;
 struct event_base;
+struct prober;
 struct store;
 
 enum policy_stage {
@@ -62,7 +63,8 @@ struct policy_ctx {
                                  run before it ends, so a check's jobs may borrow it */
     const struct conf_listen *listener;
     struct store *store;
-    struct dns *dns; /* the daemon's resolver (borrowed); NULL: checks that need DNS pass */
+    struct dns *dns;       /* the daemon's resolver (borrowed); NULL: checks that need DNS pass */
+    struct prober *prober; /* SMTP probes (deliver/, borrowed); NULL: relay_verify passes */
     struct sockaddr_storage client_sa;
     char client_addr[64];  /* "192.0.2.7" */
     char client_name[256]; /* reverse name or "unknown" */
@@ -130,6 +132,15 @@ extern const struct policy_check policy_check_sender_login;
 /* sender_verify.c: the envelope sender's domain has MX or A/AAAA (null MX: 550), a
  * sender in our domains exists; failures greylisted or refused (listen sender_verify). */
 extern const struct policy_check policy_check_sender_verify;
+/* relay_verify.c: a recipient in a relay domain (transport relay_domain) is probed at
+ * the domain's own server behind us (cached): 550 5.1.1 when it refuses the address,
+ * 450 4.4.1 when it cannot say. Not for authenticated or trusted clients. */
+extern const struct policy_check policy_check_relay_verify;
+/* Purge expired probe answers every verify { purge_interval }, as the greylisting
+ * purge does (*conf read at each run). Stop before the store and the workers go. */
+void policy_relay_verify_purge_start(struct event_base *base, struct store *st,
+                                     const struct kconf *const *conf);
+void policy_relay_verify_purge_stop(void);
 /* greylist.c: greylisting at RCPT (listen greylist always|suspicious|off). */
 extern const struct policy_check policy_check_greylist;
 /* Purge expired greylisting entries every greylist { purge_interval } (*conf read at
@@ -262,8 +273,9 @@ void policy_init(struct event_base *base);
 struct event_base *policy_loop(void);
 
 struct policy_run;
-/* Run the checks for stage in order: the built-in ones (recipient, sender_login),
- * then the listener's `checks` in its order. done(arg, v) gets the first verdict
+/* Run the checks for stage in order: the built-in ones (recipient, sender_login,
+ * sender_verify), then the listener's `checks` in its order, then relay_verify and
+ * greylist. done(arg, v) gets the first verdict
  * that ends the stage (TEMPFAIL/REJECT/GREYLIST/ACCEPT), or PASS. Scores
  * (POLICY_SCORE) add up: once the sum reaches listener->reject_score the stage ends
  * at once with REJECT (the text of the check that added most, else a generic one);

@@ -183,6 +183,11 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
         j->size = (long long)ctx->msg_size;
     }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
+    if (stage == POLICY_RCPT && ctx->rcpt && ctx->rcpt->domain) {
+        /* a relay domain: we are its MX, its own server is behind us (relay_verify.c) */
+        const struct conf_transport *t = route_transport(ctx->conf, ctx->rcpt->domain);
+        if (t && t->relay_domain) j->may_relay = 1;
+    }
     /* as the queue decides (dsn_allowed): a trusted sender, never the null sender */
     j->gets_bounce = policy_dsn_allowed(!ctx->sender || !ctx->sender->local,
                                         policy_dsn_trusted(ctx->auth_user, ctx->trusted), NULL);

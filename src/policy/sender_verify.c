@@ -2,11 +2,14 @@
  * (docs/inbound.md)? A sender in one of our domains must be a mailbox, alias or
  * catch-all (route_resolve); any other domain needs an MX or A/AAAA record, and a
  * null MX (RFC 7505) says it sends no mail: refused. A failure is greylisted
- * (greylist.c) or refused, per listener. No callout to the sender's MX. */
+ * (greylist.c) or refused, per listener. With sender_callout, the sender's MX is also
+ * asked whether it takes the sender (deliver/probe.c, the answer cached as
+ * relay_verify.c's). */
 #include "core/compat.h"
 
 #include <event2/event.h>
 
+#include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "policy/greylist.h"
 #include "route/route.h"
@@ -20,6 +23,9 @@ struct sv {
     struct work_job *job;
     struct dns_query *q;
     struct greylist_job *grey;
+    struct probe_req *probe; /* the callout */
+    int rc;                  /* store_verify_get's answer */
+    struct store_verify ans; /* the callout's answer, cached or fresh */
     struct event *ev;
     struct store *store;
     char *hostname, *postmaster, *sender;
@@ -72,7 +78,8 @@ static void sv_judge(struct sv *s)
         return;
     }
     if (ctx->listener->sender_verify == CONF_SV_REJECT) {
-        policy_verdict_set(&v, POLICY_REJECT, 550, s->route == ROUTE_NOUSER ? "5.1.0" : "5.1.8",
+        int mailbox = s->route == ROUTE_NOUSER || s->ans.code >= 500; /* not the domain */
+        policy_verdict_set(&v, POLICY_REJECT, 550, mailbox ? "5.1.0" : "5.1.8",
                            "<%s>: Sender address rejected: %s", s->sender, s->why);
         sv_answer(s, &v);
         return;
@@ -86,6 +93,89 @@ static void sv_judge(struct sv *s)
     char why[256];
     snprintf(why, sizeof why, "sender verification failed: %s", s->why);
     s->grey = greylist_triplet_start(ctx, why, grey_done, s);
+}
+
+/* --- the callout: does the sender's MX take the sender? ----------------------------- */
+
+#define CALLOUT_KIND "sender"
+
+static void callout_refused(struct sv *s, const char *text)
+{
+    snprintf(s->why, sizeof s->why, "callout to its MX: %.180s", text);
+}
+
+/* Worker thread. */
+static void callout_put_run(void *arg)
+{
+    struct sv *s = arg;
+    if (store_verify_put(s->store, CALLOUT_KIND, s->sender, &s->ans) != 0)
+        log_warn("sender_verify", "from=<%s>: cannot remember the callout's answer", s->sender);
+}
+
+static void callout_put_done(void *arg)
+{
+    struct sv *s = arg;
+    s->job = NULL;
+    sv_judge(s);
+}
+
+static void callout_probed(void *arg, const struct probe_result *res)
+{
+    struct sv *s = arg;
+    s->probe = NULL;
+    static const char *const names[] = {"accepted", "refused", "unverified"};
+    log_info("sender_verify", "callout from=<%s> relay=%s result=%s (%s)", s->sender,
+             res->relay[0] ? res->relay : "none", names[res->status], res->text);
+    if (res->status == PROBE_TEMP) { /* no answer is no failure; not remembered */
+        sv_judge(s);
+        return;
+    }
+    int ok = res->status == PROBE_OK;
+    const struct kconf *c = s->ctx->conf;
+    s->ans = (struct store_verify){
+        .ok = ok,
+        .code = res->code,
+        .expires = (long long)time(NULL) + (ok ? c->verify_positive_ttl : c->verify_negative_ttl),
+    };
+    if (snprintf(s->ans.text, sizeof s->ans.text, "host %s said: %s", res->relay, res->text) < 0)
+        str_copy(s->ans.text, res->text, sizeof s->ans.text);
+    if (!ok) callout_refused(s, s->ans.text);
+    s->job = work_submit(callout_put_run, callout_put_done, s);
+}
+
+/* Worker thread: a remembered answer? */
+static void callout_lookup_run(void *arg)
+{
+    struct sv *s = arg;
+    s->rc = store_verify_get(s->store, CALLOUT_KIND, s->sender, (long long)time(NULL), &s->ans);
+}
+
+static void callout_lookup_done(void *arg)
+{
+    struct sv *s = arg;
+    s->job = NULL;
+    if (s->rc > 0) {
+        log_info("sender_verify", "callout from=<%s> result=%s (cached: %s)", s->sender,
+                 s->ans.ok ? "accepted" : "refused", s->ans.text);
+        if (!s->ans.ok) callout_refused(s, s->ans.text);
+        sv_judge(s);
+        return;
+    }
+    memset(&s->ans, 0, sizeof s->ans);
+    /* the sender domain's MX; for one of our relay domains (whose MX is us) its server */
+    const struct conf_transport *t = route_transport(s->ctx->conf, s->domain);
+    int mx_only = !(t && t->relay_domain);
+    s->probe = probe_start(s->ctx->prober, s->ctx->conf, s->sender, mx_only, callout_probed, s);
+}
+
+/* The domain can receive mail: done, or (sender_callout) ask its MX about the sender. */
+static void sv_domain_ok(struct sv *s)
+{
+    if (!s->ctx->listener->sender_callout || !s->ctx->prober) {
+        sv_judge(s);
+        return;
+    }
+    s->job = work_submit(callout_lookup_run, callout_lookup_done, s);
 }
 
 static void sv_dns_done(void *arg, const struct dns_result *r)
@@ -110,7 +200,7 @@ static void sv_dns_done(void *arg, const struct dns_result *r)
         return;
     }
     if (r->status == DNS_OK) {
-        sv_judge(s); /* an MX, A or AAAA record */
+        sv_domain_ok(s); /* an MX, A or AAAA record */
         return;
     }
     if (r->status == DNS_NXDOMAIN) {
@@ -202,6 +292,7 @@ static void sv_cancel(void *handle)
     struct sv *s = handle;
     if (s->job) work_cancel(s->job);
     if (s->q) dns_cancel(s->q);
+    probe_cancel(s->probe);
     greylist_triplet_cancel(s->grey);
     sv_free(s);
 }

@@ -270,6 +270,11 @@ static const struct conf_transport *transport_match(const struct kconf *c, const
     return best;
 }
 
+const struct conf_transport *route_transport(const struct kconf *c, const char *domain)
+{
+    return domain ? transport_match(c, domain) : NULL;
+}
+
 static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
 {
     if (!s || !*s) return def;

@@ -119,6 +119,11 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
                                   const struct store_relay *relay, int relay_rc,
                                   struct route_next *out);
 
+/* The transport DOMAIN { } block for a recipient domain (the exact name beats
+ * ".name", the longest ".name" wins; as route_next picks it), or NULL. A block with
+ * relay_domain makes the domain one we accept mail for (docs/inbound.md). Pure. */
+const struct conf_transport *route_transport(const struct kconf *c, const char *domain);
+
 /* Replace out's hops with the hosts behind the ROUTE_HOP_MX hop mx (copied first:
  * mx may point into out), given the MX answer res for its domain (RFC 5321 5.1):
  * the MX hosts by preference (as ordered by dns/); no MX record (NODATA): the domain

@@ -681,7 +681,10 @@ static void txn_reply(struct smtp_client *c, const struct smtp_client_reply *r)
         txn_end(c);
         return;
     case TX_RSET_END:
-        no_rcpt_reply(c);
+        if (m->probe && c->mail_ok && c->accepted)
+            m->reply = *r; /* the probe is over: the recipients' replies tell */
+        else
+            no_rcpt_reply(c);
         txn_end(c);
         return;
     }
@@ -1316,7 +1319,8 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
         notify(c, PEND_DONE, 1);
         return;
     }
-    c->cmds[c->ncmds++].kind = TX_DATA;
+    /* a probe ends with RSET where a message sends DATA (RFC 5321 3.3: no content) */
+    c->cmds[c->ncmds++].kind = msg->probe ? TX_RSET_END : TX_DATA;
     c->mail_ok = 0;
     c->accepted = 0;
     c->dot_only = 0;

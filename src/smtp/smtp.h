@@ -365,6 +365,8 @@ struct smtp_client_msg {
     unsigned long long size; /* bytes of content, for SIZE= */
     int content_fd;          /* the message (CRLF lines), read with pread from 0;
                                 the client dot-stuffs it */
+    int probe;               /* an address verification probe: MAIL and RCPT, then RSET
+                                instead of DATA; no content is read (content_fd unused) */
     /* results, filled by the client before the callback */
     struct smtp_client_reply *rcpt_reply; /* caller allocates nrcpts of them */
     struct smtp_client_reply reply;       /* the final reply to the message (end of

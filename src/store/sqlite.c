@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -94,6 +94,17 @@ static const char *const migrations[] = {
     "  delist_url TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS egress_history_address ON egress_history(address, id);"
     "UPDATE schema_version SET version = 5;",
+    /* 6: answers of SMTP probes (policy/relay_verify.c): does the server behind us
+     * take this recipient? Positive and negative, each with its expiry. */
+    "CREATE TABLE IF NOT EXISTS verify_cache ("
+    "  kind TEXT NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  ok INTEGER NOT NULL,"
+    "  code INTEGER NOT NULL DEFAULT 0,"
+    "  text TEXT NOT NULL DEFAULT '',"
+    "  expires INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, address));"
+    "UPDATE schema_version SET version = 6;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1404,4 +1415,49 @@ int store_listing_history(struct store *st, const char *address, int limit,
                         "previous, time, id FROM egress_history WHERE (?1 = '' OR address = ?1) "
                         "ORDER BY id DESC LIMIT ?2) ORDER BY id",
                         address, limit > 0 ? limit : -1, 1, cb, arg);
+}
+
+/* --- probe answers (verification cache) -------------------------------------- */
+
+int store_verify_get(struct store *st, const char *kind, const char *address, long long now,
+                     struct store_verify *out)
+{
+    char al[ADDR_SIZE];
+    str_copy(al, address, sizeof al);
+    str_lower(al);
+    const char *k[] = {kind, al};
+    sqlite3_stmt *s;
+    memset(out, 0, sizeof *out);
+    int rc = grey_step(st, &s,
+                       "SELECT ok, code, text, expires FROM verify_cache "
+                       "WHERE kind = ?1 AND address = ?2 AND expires > ?3",
+                       k, 2, (long long[]){now}, 1);
+    if (rc > 0) {
+        out->ok = sqlite3_column_int(s, 0);
+        out->code = sqlite3_column_int(s, 1);
+        const unsigned char *t = sqlite3_column_text(s, 2);
+        str_copy(out->text, t ? (const char *)t : "", sizeof out->text);
+        out->expires = sqlite3_column_int64(s, 3);
+    }
+    stmt_close(st, s);
+    return rc;
+}
+
+int store_verify_put(struct store *st, const char *kind, const char *address,
+                     const struct store_verify *v)
+{
+    char al[ADDR_SIZE];
+    str_copy(al, address, sizeof al);
+    str_lower(al);
+    const char *k[] = {kind, al, v->text};
+    return grey_exec(st,
+                     "INSERT OR REPLACE INTO verify_cache (kind, address, text, ok, code, expires) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     k, 3, (long long[]){v->ok, v->code, v->expires}, 3);
+}
+
+int store_verify_purge(struct store *st, long long now)
+{
+    return grey_exec(st, "DELETE FROM verify_cache WHERE expires <= ?1", NULL, 0,
+                     (long long[]){now}, 1);
 }

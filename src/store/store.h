@@ -222,4 +222,24 @@ int store_listing_list(struct store *st, const char *address,
 int store_listing_history(struct store *st, const char *address, int limit,
                           void (*cb)(void *arg, const struct store_listing *l), void *arg);
 
+/* --- answers of SMTP probes (policy/relay_verify.c, docs/inbound.md) ------------
+ * Whether the server behind us takes an address, remembered until expires (Unix
+ * seconds). kind names the question ("rcpt": a relay-domain recipient, "sender": a
+ * sender callout); addresses are compared case-insensitively. */
+struct store_verify {
+    int ok;            /* 1 the server took the address, 0 it refused it (5xx) */
+    int code;          /* its reply code */
+    char text[512];    /* its reply ("550 5.1.1 user unknown"), for our refusal */
+    long long expires; /* Unix seconds */
+};
+/* The answer for (kind, address) that has not expired at now: 1 found (out filled),
+ * 0 none, -1 database error. */
+int store_verify_get(struct store *st, const char *kind, const char *address, long long now,
+                     struct store_verify *out);
+/* Remember v for (kind, address), replacing an older answer. 0 done, -1 error. */
+int store_verify_put(struct store *st, const char *kind, const char *address,
+                     const struct store_verify *v);
+/* Delete the answers expired at now. 0 done, -1 database error. */
+int store_verify_purge(struct store *st, long long now);
+
 #endif

@@ -223,3 +223,138 @@ def postgrey(delay, unix=False, host="127.0.0.1"):
         stop(proc)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+class Downstream:
+    """A customer's own mail server behind kurier (relay domains): a small scripted
+    SMTP server on host:port, one thread per session, without PIPELINING (so a probe
+    waits at its RCPT). Addresses in users exist (250); others get "550 5.1.1 <addr>:
+    user unknown in the customer's directory". A RCPT after MAIL FROM:<> is a probe,
+    counted per address in .probes; messages (DATA) land in .messages as (sender,
+    rcpts, data). While .hold is set, RCPT answers wait; .held counts RCPTs waiting,
+    .hangups the sessions whose peer went away while one waited. .max_probes is the
+    most probe transactions (MAIL FROM:<> to RSET, QUIT or hang-up) open at once.
+    stop() ends it."""
+
+    def __init__(self, host, port, users):
+        import threading
+        self.host, self.port, self.users = host, port, set(users)
+        self.probes, self.messages = {}, []
+        self.held = self.hangups = self.probing = self.max_probes = 0
+        self.hold = threading.Event()
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(50)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        import threading
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+    def probe_count(self, addr=None):
+        with self.lock:
+            return sum(self.probes.values()) if addr is None else self.probes.get(addr, 0)
+
+    def _wait_hold(self, c):
+        """While held: 1 when the peer hung up meanwhile."""
+        with self.lock:
+            self.held += 1
+        import select
+        while self.hold.is_set():
+            readable, _, _ = select.select([c], [], [], 0.02)
+            if readable and c.recv(1, socket.MSG_PEEK) == b"":
+                with self.lock:
+                    self.hangups += 1
+                return 1
+            if readable:
+                time.sleep(0.02)  # pipelined bytes wait for their turn
+        return 0
+
+    def _probe_end(self, state):
+        if state["probe"]:
+            state["probe"] = False
+            with self.lock:
+                self.probing -= 1
+
+    def _session(self, c):
+        state = {"probe": False}
+        c.settimeout(SAFETY)
+        f = c.makefile("rb")
+
+        def send(line):
+            c.sendall((line + "\r\n").encode())
+
+        try:
+            send("220 %s ESMTP customer server" % self.host)
+            mail, rcpts = None, []
+            while True:
+                raw = f.readline()
+                if not raw:
+                    return
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                verb = line[:4].upper()
+                if verb in ("EHLO", "HELO"):
+                    send("250-%s" % self.host)
+                    send("250 8BITMIME")
+                elif verb == "MAIL":
+                    mail, rcpts = line[10:].split()[0].strip("<>"), []
+                    if mail == "" and not state["probe"]:
+                        state["probe"] = True
+                        with self.lock:
+                            self.probing += 1
+                            self.max_probes = max(self.max_probes, self.probing)
+                    send("250 2.1.0 Ok")
+                elif verb == "RCPT":
+                    addr = line[8:].split()[0].strip("<>").lower()
+                    if mail == "":
+                        with self.lock:
+                            self.probes[addr] = self.probes.get(addr, 0) + 1
+                    if self.hold.is_set() and self._wait_hold(c):
+                        return
+                    if addr in self.users:
+                        rcpts.append(addr)
+                        send("250 2.1.5 Ok")
+                    else:
+                        send("550 5.1.1 <%s>: user unknown in the customer's directory" % addr)
+                elif verb == "DATA":
+                    send("354 go ahead")
+                    data = []
+                    while True:
+                        l = f.readline()
+                        if not l or l == b".\r\n":
+                            break
+                        data.append(l)
+                    with self.lock:
+                        self.messages.append((mail, list(rcpts), b"".join(data)))
+                    send("250 2.0.0 Ok: queued")
+                elif verb == "RSET":
+                    mail, rcpts = None, []
+                    self._probe_end(state)
+                    send("250 2.0.0 Ok")
+                elif verb == "QUIT":
+                    send("221 2.0.0 Bye")
+                    return
+                else:
+                    send("502 5.5.2 Error: command not recognized")
+        except OSError:
+            pass
+        finally:
+            self._probe_end(state)
+            c.close()

@@ -475,6 +475,35 @@ out:
     free(path);
 }
 
+/* Probe answers: expiry, case-insensitive keys, kinds kept apart, replace, purge. */
+static void test_verify_cache(const char *dir)
+{
+    char *path = xasprintf("%s/verify.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) goto out;
+    struct store_verify v = {
+        .ok = 0, .code = 550, .text = "host h said: 550 5.1.1 no", .expires = 100};
+    CHECK(store_verify_put(st, "rcpt", "Bob@Relay.test", &v) == 0, "put");
+    struct store_verify g;
+    CHECK(store_verify_get(st, "rcpt", "bob@relay.TEST", 99, &g) == 1 && g.ok == 0 &&
+              g.code == 550 && strcmp(g.text, v.text) == 0 && g.expires == 100,
+          "get before expiry");
+    CHECK(store_verify_get(st, "rcpt", "bob@relay.test", 100, &g) == 0, "expired at 100");
+    CHECK(store_verify_get(st, "sender", "bob@relay.test", 50, &g) == 0, "other kind");
+    v = (struct store_verify){.ok = 1, .code = 250, .text = "ok", .expires = 200};
+    CHECK(store_verify_put(st, "rcpt", "bob@relay.test", &v) == 0, "replace");
+    CHECK(store_verify_get(st, "rcpt", "bob@relay.test", 150, &g) == 1 && g.ok == 1, "replaced");
+    CHECK(store_verify_purge(st, 199) == 0, "purge");
+    CHECK(store_verify_get(st, "rcpt", "bob@relay.test", 150, &g) == 1, "kept by purge at 199");
+    CHECK(store_verify_purge(st, 200) == 0, "purge 200");
+    CHECK(store_verify_get(st, "rcpt", "bob@relay.test", 0, &g) == 0, "purged at 200");
+    store_free(st);
+out:
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -496,6 +525,7 @@ int main(void)
     if (!st) goto done;
 
     test_greylist(dir);
+    test_verify_cache(dir);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         run_step(st, i, &steps[i]);
 
