@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "dns/dns.h"
+#include "egress/lists.h"
 #include "egress/monitor.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -19,30 +20,6 @@
 
 const char monitor_default_lists[] = "zen.spamhaus.org bl.spamcop.net b.barracudacentral.org "
                                      "psbl.surriel.com bl.mailspike.net dnsbl-1.uceprotect.net";
-
-/* Delisting (or lookup) pages of common lists; "$ip" becomes the address. */
-static const struct {
-    const char *zone;
-    const char *url;
-} known_lists[] = {
-    {"zen.spamhaus.org", "https://check.spamhaus.org/results/?query=$ip"},
-    {"sbl.spamhaus.org", "https://check.spamhaus.org/results/?query=$ip"},
-    {"xbl.spamhaus.org", "https://check.spamhaus.org/results/?query=$ip"},
-    {"pbl.spamhaus.org", "https://check.spamhaus.org/results/?query=$ip"},
-    {"sbl-xbl.spamhaus.org", "https://check.spamhaus.org/results/?query=$ip"},
-    {"bl.spamcop.net", "https://www.spamcop.net/bl.shtml?$ip"},
-    {"b.barracudacentral.org", "https://www.barracudacentral.org/rbl/removal-request/$ip"},
-    {"bb.barracudacentral.org", "https://www.barracudacentral.org/rbl/removal-request/$ip"},
-    {"psbl.surriel.com", "https://psbl.org/listing?ip=$ip"},
-    {"bl.mailspike.net", "https://mailspike.org/iplookup.html"},
-    {"dnsbl-1.uceprotect.net", "https://www.uceprotect.net/en/rblcheck.php?ipr=$ip"},
-    {"dnsbl-2.uceprotect.net", "https://www.uceprotect.net/en/rblcheck.php?ipr=$ip"},
-    {"dnsbl-3.uceprotect.net", "https://www.uceprotect.net/en/rblcheck.php?ipr=$ip"},
-    {"ix.dnsbl.manitu.net", "https://www.dnsbl.manitu.net/lookup.php?value=$ip"},
-    {"dnsbl.dronebl.org", "https://dronebl.org/lookup?ip=$ip"},
-    {"truncate.gbudb.net", "https://www.gbudb.com/truncate/"},
-    {"bl.0spam.org", "https://0spam.org/"},
-};
 
 const char *monitor_state_name(enum monitor_state s)
 {
@@ -107,10 +84,10 @@ int monitor_delist_url(const char *tmpl, const char *zone, const char *ip, char 
 {
     if (outsize == 0) return -1;
     out[0] = '\0';
-    if (!tmpl)
-        for (size_t i = 0; i < sizeof known_lists / sizeof known_lists[0] && !tmpl; i++)
-            if (strcmp(known_lists[i].zone, zone) == 0) tmpl = known_lists[i].url;
-    if (!tmpl) return 0;
+    if (!tmpl) { /* the built-in page of a known list (egress/lists.c) */
+        egress_list_delist_url(egress_list_find(zone), ip, out, outsize);
+        return 0;
+    }
     size_t n = 0;
     for (const char *p = tmpl; *p;) {
         const char *piece = p;
