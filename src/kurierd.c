@@ -17,6 +17,7 @@
 #include "core/core.h"
 #include "deliver/deliver.h"
 #include "dns/dns.h"
+#include "egress/bench.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
@@ -199,6 +200,7 @@ static void reload(void *arg)
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
+    egress_set_conf(c);
     /* the old configuration goes when its last session or job ends: maybe now */
     conf_unref(d->conf);
     d->conf = c;
@@ -375,6 +377,8 @@ int main(int argc, char **argv)
     d.glue.dns = d.dns;
     d.remote = remote_new(d.base, d.conf, d.dns, d.store);
     if (!d.remote) return 1;
+    egress_bench_init(d.store); /* benches survive restarts (docs/egress.md) */
+    egress_set_conf(d.conf);
     queue_set_remote(d.queue, d.remote);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
@@ -399,6 +403,7 @@ int main(int argc, char **argv)
     remote_free(d.remote);
     dns_free(d.dns);
     work_shutdown();
+    egress_bench_shutdown();
     for (i = 0; i < d.nservers; i++) {
         smtp_server_free(d.servers[i]);
         smtp_tls_free(d.tls[i]);

@@ -87,4 +87,38 @@ void egress_volume_dests(const char *addr,
                          void (*cb)(void *arg, const char *org, const struct egress_volume *v),
                          void *arg);
 
+/* --- the pools at delivery time ---------------------------------------------------
+ * The running configuration (its pools, for egress_pick() state and status): the
+ * daemon hands each loaded configuration over (takes a reference, drops the old). */
+struct kconf;
+struct conf_egress_pool;
+struct conf_egress_source;
+struct buf;
+void egress_set_conf(const struct kconf *c);
+/* The configuration egress_set_conf() gave last (borrowed; NULL before), into *out. */
+void egress_status_conf(const struct kconf **out);
+
+/* The source of pool p for the next connection to host: smooth weighted round-robin
+ * (nginx's: deterministic, spread by weight) over the addresses that are neither
+ * benched nor slowed for host; the slowed ones only when nothing else is left.
+ * NULL when every address is benched for host (why, may be NULL, gets one bench's
+ * reason). The result points into p. */
+const struct conf_egress_source *egress_pick(const struct conf_egress_pool *p, const char *host,
+                                             char *why, size_t whylen);
+
+/* The status of every configured address (pool, state, benches with reasons per
+ * destination, volume), appended to out: text for people, or one JSON object
+ * {"addresses": [...], "benches": [...]} when json is set. */
+void egress_status(struct buf *out, int json);
+
+/* --- the reply classifier's one question ---------------------------------------- */
+enum egress_reply {
+    EGRESS_REPLY_OTHER = 0, /* nothing about our address */
+    EGRESS_REPLY_BLOCKLIST, /* "ip-blocklist": bench the address for that receiver */
+    EGRESS_REPLY_SLOW,      /* "ip-reputation-temporary" or "rate-limit": slow down */
+};
+/* What a remote reply (code, enhanced code or "", text) says about our sending
+ * address. (egress/replies.c's egress_reply_classify() takes this over.) */
+enum egress_reply egress_reply_kind(int code, const char *enh, const char *text);
+
 #endif

@@ -308,8 +308,12 @@ static void human_rcpt(struct buf *t, const struct texts *tx, const struct kconf
         const char *last = diag ? strstr(diag, "last error: ") : NULL;
         enum dsn_class cl2 = cl == CL_EXPIRED && last ? reply_classify(NULL, last + 12) : CL_NONE;
         if (cl2 == CL_PERM_OTHER) cl2 = CL_NONE;
+        /* our blocked addresses, not the recipient's server, kept it: say only that */
+        if (cl2 == CL_POOL_BLOCKED) cl = CL_NONE;
         /* while we retry, only say what helps now; the rest is in the retry text */
-        if (kind == DSN_DELAYED && cl != CL_FULL && cl != CL_BLOCKED && cl != CL_SIZE) cl = CL_NONE;
+        if (kind == DSN_DELAYED && cl != CL_FULL && cl != CL_BLOCKED && cl != CL_SIZE &&
+            cl != CL_POOL_BLOCKED)
+            cl = CL_NONE;
         char life[64];
         fmt_span(life, sizeof life, conf->lifetime > 0 ? conf->lifetime : 5 * 86400, lang);
         enum dsn_class list[2] = {cl, cl2};

@@ -773,6 +773,8 @@ static void remote_start(struct qjob *j)
             .ret = env->ret,
             .body = env->body,
             .smtputf8 = env->smtputf8,
+            .auth_user = env->auth_user,
+            .listener = env->listener,
             .content_fd = j->content_fd,
             .size = env->size,
             .results = rg->res,

@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -71,6 +71,16 @@ static const char *const migrations[] = {
     "  passes INTEGER NOT NULL DEFAULT 0,"
     "  last_seen INTEGER NOT NULL);"
     "UPDATE schema_version SET version = 4;",
+    /* 4 -> 5: egress benches (egress/bench.c): a source address out of service for a
+     * destination ('' = every destination) until a time (0 = until lifted). */
+    "CREATE TABLE IF NOT EXISTS egress_bench ("
+    "  addr TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  since INTEGER NOT NULL,"
+    "  until INTEGER NOT NULL,"
+    "  PRIMARY KEY (addr, dest));"
+    "UPDATE schema_version SET version = 5;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1224,5 +1234,46 @@ int store_grey_purge(struct store *st, const struct store_grey_params *p, long l
         rc = grey_exec(st, "DELETE FROM grey_networks WHERE last_seen < ?1", NULL, 0,
                        (long long[]){now - p->lifetime}, 1);
     unlock(st);
+    return rc;
+}
+
+/* --- egress benches ---------------------------------------------------------------- */
+
+int store_egress_bench_put(struct store *st, const char *addr, const char *dest, const char *reason,
+                           long long since, long long until)
+{
+    return grey_exec(st,
+                     "INSERT OR REPLACE INTO egress_bench (addr, dest, reason, since, until) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+                     (const char *const[]){addr, dest ? dest : "", reason ? reason : ""}, 3,
+                     (long long[]){since, until}, 2);
+}
+
+int store_egress_bench_del(struct store *st, const char *addr, const char *dest)
+{
+    if (!dest)
+        return grey_exec(st, "DELETE FROM egress_bench WHERE addr = ?1",
+                         (const char *const[]){addr}, 1, NULL, 0);
+    return grey_exec(st, "DELETE FROM egress_bench WHERE addr = ?1 AND dest = ?2",
+                     (const char *const[]){addr, dest}, 2, NULL, 0);
+}
+
+int store_egress_bench_list(struct store *st,
+                            void (*cb)(void *arg, const char *addr, const char *dest,
+                                       const char *reason, long long since, long long until),
+                            void *arg)
+{
+    sqlite3_stmt *s = stmt_open(
+        st, "SELECT addr, dest, reason, since, until FROM egress_bench ORDER BY addr, dest", NULL,
+        0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        const char *a = (const char *)sqlite3_column_text(s, 0);
+        const char *d = (const char *)sqlite3_column_text(s, 1);
+        const char *r = (const char *)sqlite3_column_text(s, 2);
+        cb(arg, a ? a : "", d ? d : "", r ? r : "", sqlite3_column_int64(s, 3),
+           sqlite3_column_int64(s, 4));
+    }
+    stmt_close(st, s);
     return rc;
 }
