@@ -47,5 +47,7 @@ int cmd_auth(int argc, char **argv);     /* auth blocks [--clear ADDRESS|ACCOUNT
 /* check-client IP [--helo H] [--from A] [--to B] [--listen ADDR] */
 int cmd_check_client(int argc, char **argv);
 int cmd_spf(int argc, char **argv); /* spf check IP SENDER [--helo H] */
+/* egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR] */
+int cmd_egress(int argc, char **argv);
 
 #endif

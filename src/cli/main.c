@@ -40,6 +40,7 @@ static void usage(void)
             "  relay add MATCH HOST[:PORT][,HOST...] [--user U --password-stdin] | del | list\n"
             "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
+            "  egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR]\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
         {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
         {"check-client", cmd_check_client},
         {"spf", cmd_spf},
+        {"egress", cmd_egress},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
