@@ -413,6 +413,16 @@ int egress_is_slow(const char *addr, const char *host)
     return 0;
 }
 
+void egress_slow_list(const char *addr, void (*cb)(void *arg, const char *org, time_t until),
+                      void *arg)
+{
+    char a[64];
+    if (canon(addr, a) != 0) return;
+    time_t now = time(NULL);
+    for (struct slow *s = g.slows; s; s = s->next)
+        if (strcmp(s->addr, a) == 0 && s->until > now) cb(arg, s->org, s->until);
+}
+
 /* --- volume ------------------------------------------------------------------------ */
 
 static struct vol *vol_get(const char *a, int create)

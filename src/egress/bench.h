@@ -73,6 +73,9 @@ void egress_bench_list(void (*cb)(void *arg, const struct egress_bench_info *b),
 void egress_slow(const char *addr, const char *host, const char *reason, time_t until);
 /* 1 when (addr, host's organisation) is slowed down now. */
 int egress_is_slow(const char *addr, const char *host);
+/* Every live slow-down mark of addr: cb(arg, organisation, until). */
+void egress_slow_list(const char *addr, void (*cb)(void *arg, const char *org, time_t until),
+                      void *arg);
 
 /* --- volume counters ------------------------------------------------------------- */
 /* One message with nrcpts recipients accepted by host, sent from addr. In memory. */

@@ -127,6 +127,21 @@ static void put_dest(void *arg, const char *org, const struct egress_volume *v)
     }
 }
 
+static void put_slow(void *arg, const char *org, time_t until)
+{
+    struct per_addr *pa = arg;
+    if (pa->json) {
+        buf_puts(pa->out, pa->n++ ? ", " : "");
+        buf_puts(pa->out, "{\"destination\": ");
+        json_str(pa->out, org);
+        buf_printf(pa->out, ", \"until\": %lld}", (long long)until);
+    } else {
+        char t[64];
+        fmt_time(t, sizeof t, until);
+        buf_printf(pa->out, "    slowed down for %s until %s\n", org, t);
+    }
+}
+
 void egress_status(struct buf *out, int json)
 {
     struct collect c = {0};
@@ -169,6 +184,9 @@ void egress_status(struct buf *out, int json)
                        v.msgs_hour, v.rcpts_hour, v.msgs_day, v.rcpts_day);
             pa.n = 0;
             egress_bench_list(put_bench, &pa);
+            buf_puts(out, "], \"slowdowns\": [");
+            pa.n = 0;
+            egress_slow_list(r->addr, put_slow, &pa);
             buf_puts(out, "], \"destinations\": [");
             pa.n = 0;
             egress_volume_dests(r->addr, put_dest, &pa);
@@ -179,6 +197,7 @@ void egress_status(struct buf *out, int json)
                        v.rcpts_hour, v.rcpts_day);
             pa.n = 0;
             egress_bench_list(put_bench, &pa);
+            egress_slow_list(r->addr, put_slow, &pa);
             egress_volume_dests(r->addr, put_dest, &pa);
         }
     }

@@ -285,3 +285,70 @@ def test_all_benched_holds_then_bounces_in_plain_words(egress, rx):
     assert "blocks the sending addresses of our mail system" in flat, body
     assert "working on having the addresses removed" in flat, body
     assert "Please check the address" not in flat, body  # not the generic expiry text
+
+
+def test_rate_limit_reply_slows_that_address_down(egress, rx):
+    k, port = egress(POOL_EQUAL)
+    one = rx("127.0.1.1", port, block={
+        "127.0.0.2": "450 4.7.1 Too many messages from %s, rate limit exceeded, try again later"})
+    two = rx("127.0.1.2", port)
+    submit(k, ["slow@one.test"])  # first pick 127.0.0.2: deferred, slowed for one.test
+    k.wait_log("status=deferred")
+    # the retry goes from the address that is not slowed down
+    wait_for(lambda: one.count() == 1, k=k, what="the retry's delivery")
+    assert one.by_ip() == {"127.0.0.3": 1}
+    a2 = addr_status(k, "127.0.0.2")
+    assert [s["destination"] for s in a2["slowdowns"]] == ["one.test"], a2
+    assert a2["benches"] == [] and a2["state"] == "active", a2
+    # not a blocklist: no bench; another receiver still gets mail from it
+    for i in range(2):
+        submit(k, ["s%d@two.test" % i])
+    wait_for(lambda: two.count() == 2, k=k, what="deliveries to two.test")
+    assert two.by_ip().get("127.0.0.2", 0) >= 1, two.by_ip()
+
+
+def test_pool_by_sender_domain_and_by_listener(egress, rx):
+    lport = free_port()
+    pools = """egress pool main {
+    source 127.0.0.2;
+    default on;
+}
+egress pool customer {
+    source 127.0.0.5;
+    sender_domains example.test;
+}
+egress pool second_listener {
+    source 127.0.0.6;
+    listeners 127.0.0.1:%d;
+}
+listen 127.0.0.1:%d {
+    role mx;
+}
+""" % (lport, lport)
+    k, port = egress(pools)
+    one = rx("127.0.1.1", port)
+    submit(k, ["a@one.test"], sender="demo@example.test")
+    wait_for(lambda: one.count() == 1, k=k, what="the customer's delivery")
+    submit(k, ["b@one.test"], sender="someone@elsewhere.test")
+    wait_for(lambda: one.count() == 2, k=k, what="the default pool's delivery")
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", lport, timeout=30) as s:
+        s.sendmail("x@elsewhere.test", ["c@one.test"], "Subject: l\r\n\r\nhi\r\n")
+    wait_for(lambda: one.count() == 3, k=k, what="the second listener's delivery")
+    by_rcpt = {m["rcpts"][0]: m["ip"] for m in one.messages}
+    assert by_rcpt == {"a@one.test": "127.0.0.5", "b@one.test": "127.0.0.2",
+                       "c@one.test": "127.0.0.6"}, by_rcpt
+
+
+def test_config_errors_are_named(kurier_factory):
+    k = kurier_factory(extra="""egress pool p {
+    source 300.1.1.1;
+    source 127.0.0.2 weight 0;
+    fallback pool nowhere;
+}
+""")
+    r = k.cli("config", "check", k.conf, check=False)
+    err = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode != 0
+    assert 'invalid source address "300.1.1.1"' in err, err
+    assert 'invalid weight "0"' in err, err
