@@ -307,8 +307,10 @@ int egress_bench(const char *addr, const char *destination, const char *reason, 
     }
     b->reason = xstrdup(r);
     b->until = until;
+    char esc[2 * EGRESS_REASON_MAX];
+    log_escape(esc, sizeof esc, b->reason, strlen(b->reason)); /* a peer's words */
     log_info("egress", "bench addr=%s destination=%s until=%lld reason=\"%s\"", b->addr,
-             b->dest ? b->dest : "*", (long long)until, b->reason);
+             b->dest ? b->dest : "*", (long long)until, esc);
     persist(0, b->addr, b->dest, b->reason, b->since, b->until);
     return 0;
 }
@@ -398,8 +400,10 @@ void egress_slow(const char *addr, const char *host, const char *reason, time_t 
         g.slows = s;
     }
     s->until = until;
+    char esc[2 * EGRESS_REASON_MAX];
+    log_escape(esc, sizeof esc, reason ? reason : "", reason ? strlen(reason) : 0);
     log_info("egress", "slow down addr=%s destination=%s until=%lld reason=\"%s\"", a, org,
-             (long long)until, reason ? reason : "");
+             (long long)until, esc);
 }
 
 int egress_is_slow(const char *addr, const char *host)

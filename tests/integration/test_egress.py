@@ -352,3 +352,91 @@ def test_config_errors_are_named(kurier_factory):
     assert r.returncode != 0
     assert 'invalid source address "300.1.1.1"' in err, err
     assert 'invalid weight "0"' in err, err
+
+
+class GreetingBlocker:
+    """A raw SMTP receiver that greets the sources in blocked with a blocklist
+    refusal and hangs up at once; others get a plain dialogue. Keeps the source of
+    each accepted message."""
+
+    def __init__(self, host, port, blocked):
+        import socket
+        self.blocked = dict(blocked)
+        self.accepted = []
+        self.refused = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(20)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        import socket
+        while not self.stopping:
+            try:
+                c, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(c, peer[0]), daemon=True).start()
+
+    def _session(self, c, ip):
+        try:
+            c.settimeout(30)
+            if ip in self.blocked:
+                c.sendall((self.blocked[ip] % ip + "\r\n").encode())
+                self.refused += 1
+                return
+            f = c.makefile("rb")
+            c.sendall(b"220 test ESMTP\r\n")
+            while True:
+                line = f.readline().decode(errors="replace").strip()
+                verb = line[:4].upper()
+                if not line:
+                    return
+                if verb == "EHLO":
+                    c.sendall(b"250-test\r\n250 PIPELINING\r\n")
+                elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+                    c.sendall(b"250 2.0.0 Ok\r\n")
+                elif verb == "DATA":
+                    c.sendall(b"354 go\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                    self.accepted.append(ip)
+                    c.sendall(b"250 2.0.0 Ok: queued\r\n")
+                elif verb == "QUIT":
+                    c.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    c.sendall(b"502 5.5.2 no\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def test_blocklist_greeting_and_hang_up_resends_from_another_address(egress):
+    k, port = egress(POOL_EQUAL)
+    rx2 = GreetingBlocker("127.0.1.2", port, {
+        "127.0.0.2": "554 5.7.1 Service unavailable; Client host [%s] blocked using "
+                     "zen.spamhaus.org"})
+    try:
+        submit(k, ["g@two.test"])
+        wait_for(lambda: rx2.accepted == ["127.0.0.3"], k=k, what="delivery from 127.0.0.3")
+        assert rx2.refused == 1
+        k.wait_queue_empty()
+        assert "status=bounced" not in k.log()
+        a2 = addr_status(k, "127.0.0.2")
+        assert [b["destination"] for b in a2["benches"]] == ["two.test"], a2
+        assert "zen.spamhaus.org" in a2["benches"][0]["reason"], a2
+    finally:
+        rx2.stop()
