@@ -8,6 +8,8 @@
  * Besides benches: "slow" marks (an "ip-reputation-temporary" or "rate-limit"
  * reply: fewer connections for that address and destination) and volume counters
  * per address (messages and recipients per hour, day and destination).
+ * The configured addresses are the sources of the pools in the configuration
+ * (struct kconf pools, core/conf.h: each pool's src[i].addr, canonical text).
  * Every function here runs on the loop thread only (no locking). */
 #ifndef KURIER_EGRESS_BENCH_H
 #define KURIER_EGRESS_BENCH_H

@@ -319,14 +319,13 @@ static void human_rcpt(struct buf *t, const struct texts *tx, const struct kconf
         enum dsn_class list[2] = {cl, cl2};
         for (int k = 0; k < 2; k++) {
             if (list[k] == CL_NONE || !tx->cls[list[k]]) continue;
-            const char *tm =
-                kind == DSN_DELAYED && list[k] == CL_BLOCKED ? tx->blocked_delay : tx->cls[list[k]];
+            int blocked = list[k] == CL_BLOCKED || list[k] == CL_POOL_BLOCKED;
+            const char *tm = kind == DSN_DELAYED && blocked ? tx->blocked_delay : tx->cls[list[k]];
             char *s = expand(tm, host, life);
             buf_puts(t, "\n");
             put_wrapped(t, s, 4);
             free(s);
-            if (list[k] == CL_BLOCKED && diag && strcasestr(diag, "http"))
-                put_wrapped(t, tx->url, 4);
+            if (blocked && diag && strcasestr(diag, "http")) put_wrapped(t, tx->url, 4);
         }
         if (kind == DSN_DELAYED) {
             char until[64] = "";
