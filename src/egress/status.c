@@ -172,8 +172,16 @@ void egress_status(struct buf *out, int json)
             buf_puts(out, i ? ", " : "");
             buf_puts(out, "{\"address\": ");
             json_str(out, r->addr);
-            buf_puts(out, ", \"pools\": ");
-            json_str(out, r->pools);
+            buf_puts(out, ", \"pools\": [");
+            for (const char *p = r->pools; *p;) {
+                size_t l = strcspn(p, ",");
+                char name[64];
+                snprintf(name, sizeof name, "%.*s", (int)l, p);
+                buf_puts(out, p == r->pools ? "" : ", ");
+                json_str(out, name);
+                p += l + (p[l] == ',');
+            }
+            buf_puts(out, "]");
             buf_printf(out, ", \"state\": \"%s\"",
                        all     ? "benched"
                        : ndest ? "partly benched"

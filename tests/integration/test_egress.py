@@ -143,7 +143,7 @@ def test_volume_spread_by_weight_with_ehlo_per_source(egress, rx):
     assert helos == {("127.0.0.2", "out2.example.test"), ("127.0.0.3", "out3.example.test")}
     k.wait_queue_empty()
     a2 = addr_status(k, "127.0.0.2")
-    assert a2["pools"] == "main" and a2["state"] == "active", a2
+    assert a2["pools"] == ["main"] and a2["state"] == "active", a2
     assert a2["messages_day"] == 6 and a2["recipients_day"] == 6, a2
     assert a2["destinations"][0]["destination"] == "one.test", a2
 
@@ -440,3 +440,22 @@ def test_blocklist_greeting_and_hang_up_resends_from_another_address(egress):
         assert "zen.spamhaus.org" in a2["benches"][0]["reason"], a2
     finally:
         rx2.stop()
+
+
+def test_reload_changes_the_pools(egress, rx):
+    import signal
+    k, port = egress(POOL_EQUAL)
+    one = rx("127.0.1.1", port)
+    submit(k, ["before@one.test"])
+    wait_for(lambda: one.count() == 1, k=k, what="delivery before the reload")
+    with open(k.conf) as f:
+        text = f.read()
+    with open(k.conf, "w") as f:
+        f.write(text.replace(POOL_EQUAL, "egress pool main {\n    source 127.0.0.7;\n"
+                                         "    default on;\n}\n"))
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_log("reloaded configuration from")
+    assert [a["address"] for a in status(k)["addresses"]] == ["127.0.0.7"]
+    submit(k, ["after@one.test"])
+    wait_for(lambda: one.count() == 2, k=k, what="delivery after the reload")
+    assert one.messages[-1]["ip"] == "127.0.0.7", one.messages
