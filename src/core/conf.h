@@ -125,6 +125,8 @@ struct conf_egress_pool {
     /* when every address is benched for a destination */
     enum conf_egress_fallback fallback;
     char *fallback_arg; /* FB_POOL: the pool's name; FB_RELAY: "HOST[:PORT] ..." */
+    char *file;         /* where the block is, for errors found after the whole file */
+    int line, col;
     struct conf_egress_pool *next;
 };
 

@@ -25,6 +25,7 @@ static void pool_free(struct conf_egress_pool *p)
     free(p->sender_domains);
     free(p->listeners);
     free(p->fallback_arg);
+    free(p->file);
     free(p);
 }
 
@@ -202,6 +203,9 @@ void conf_egress_apply(struct kconf *c, const struct conf_node *n, struct conf_e
     }
     struct conf_egress_pool *p = xcalloc(1, sizeof *p);
     p->name = xstrdup(n->args[1]);
+    p->file = xstrdup(n->file ? n->file : "");
+    p->line = n->line;
+    p->col = n->col;
     int ok = 1, seen_fb = 0, seen_def = 0;
     for (const struct conf_node *k = n->children; k; k = k->next) {
         if (k->children) {
@@ -282,8 +286,8 @@ void conf_egress_check(struct kconf *c, struct conf_errors *errs)
     for (struct conf_egress_pool *p = c->pools; p; p = p->next) {
         if (p->fallback != CONF_EGRESS_FB_POOL) continue;
         if (strcmp(p->fallback_arg, p->name) == 0 || !conf_egress_pool_find(c, p->fallback_arg))
-            conf_errors_add(errs, c->file, 0, 0, "egress pool %s: fallback pool \"%s\" %s", p->name,
-                            p->fallback_arg,
+            conf_errors_add(errs, p->file, p->line, p->col,
+                            "egress pool %s: fallback pool \"%s\" %s", p->name, p->fallback_arg,
                             strcmp(p->fallback_arg, p->name) == 0 ? "is the pool itself"
                                                                   : "is not defined");
     }
