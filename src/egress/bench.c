@@ -67,7 +67,7 @@ static struct {
     struct slow *slows;
     struct vol *vols;
     struct wrr *wrrs;
-    struct wjob *jobs;
+    struct wjob *jobs, *jobs_tail; /* pending writes, oldest first */
 } g;
 
 /* --- helpers ------------------------------------------------------------------- */
@@ -153,13 +153,13 @@ static void wjob_run(void *arg)
     atomic_store(&w->ran, 1);
 }
 
-static void wjob_unlink_free(struct wjob *w)
+/* Writes go one at a time, in order (a bench and its lifting must not race on two
+ * workers): the first of g.jobs is the one submitted. */
+static void wjob_pop_free(void)
 {
-    for (struct wjob **pp = &g.jobs; *pp; pp = &(*pp)->next)
-        if (*pp == w) {
-            *pp = w->next;
-            break;
-        }
+    struct wjob *w = g.jobs;
+    g.jobs = w->next;
+    if (!g.jobs) g.jobs_tail = NULL;
     free(w->dest);
     free(w->reason);
     free(w);
@@ -167,7 +167,8 @@ static void wjob_unlink_free(struct wjob *w)
 
 static void wjob_done(void *arg)
 {
-    wjob_unlink_free(arg);
+    wjob_pop_free(); /* arg is the first */
+    if (g.jobs) g.jobs->job = work_submit(wjob_run, wjob_done, g.jobs);
 }
 
 static void persist(int del, const char *addr, const char *dest, const char *reason, time_t since,
@@ -181,13 +182,12 @@ static void persist(int del, const char *addr, const char *dest, const char *rea
     w->reason = xstrdup(reason ? reason : "");
     w->since = since;
     w->until = until;
-    w->next = g.jobs;
-    g.jobs = w;
-    w->job = work_submit(wjob_run, wjob_done, w);
-    if (!w->job) { /* no workers (tools, tests): write now */
-        wjob_run(w);
-        wjob_unlink_free(w);
-    }
+    if (g.jobs_tail)
+        g.jobs_tail->next = w;
+    else
+        g.jobs = w;
+    g.jobs_tail = w;
+    if (g.jobs == w) w->job = work_submit(wjob_run, wjob_done, w);
 }
 
 static void load_cb(void *arg, const char *addr, const char *dest, const char *reason,
@@ -220,11 +220,11 @@ int egress_bench_init(struct store *st)
 
 void egress_bench_shutdown(void)
 {
-    while (g.jobs) {
+    while (g.jobs) { /* in order; the first may be on a worker */
         struct wjob *w = g.jobs;
         if (w->job) work_cancel(w->job);
         if (!atomic_load(&w->ran)) wjob_run(w); /* never started: write it now */
-        wjob_unlink_free(w);
+        wjob_pop_free();
     }
     while (g.benches) {
         struct bench *b = g.benches;

@@ -213,6 +213,8 @@ static void test_persisted(void)
     egress_bench_init(st); /* no workers here: written at once */
     egress_bench("127.0.0.7", "Outlook.com", "554 5.7.1 blocked", time(NULL) + 600);
     egress_bench("127.0.0.8", NULL, "listed", 0);
+    egress_bench("127.0.0.9", "example.org", "briefly", 0); /* written in order: put, del */
+    egress_unbench("127.0.0.9", "example.org");
     egress_bench_shutdown();
     CHECK(!egress_is_benched("127.0.0.7", "mx.outlook.com", NULL, 0), "forgotten");
     egress_bench_init(st);
@@ -221,6 +223,7 @@ static void test_persisted(void)
               strcmp(why, "554 5.7.1 blocked") == 0,
           "back after a restart: %s", why);
     CHECK(egress_is_benched("127.0.0.8", "anything.example", NULL, 0), "every destination");
+    CHECK(!egress_is_benched("127.0.0.9", "mx.example.org", NULL, 0), "lifted before written");
     CHECK(egress_unbench_all("127.0.0.7") == 1, "lifted");
     egress_bench_shutdown();
     egress_bench_init(st);
