@@ -19,6 +19,7 @@
 #include "dns/dns.h"
 #include "egress/replies.h"
 #include "egress/monitor.h"
+#include "egress/bench.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
@@ -154,6 +155,8 @@ static void apply_log(const struct kconf *c)
     log_debug_enable(c->log_debug);
 }
 
+static void monitor_pool_sources(struct monitor *m, const struct kconf *c);
+
 static void reload(void *arg)
 {
     struct daemon *d = arg;
@@ -208,7 +211,9 @@ static void reload(void *arg)
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
     monitor_set_conf(d->monitor, c);
+    monitor_pool_sources(d->monitor, c);
     monitor_notify_set_conf(d->notify, c);
+    egress_set_conf(c);
     /* the old configuration goes when its last session or job ends: maybe now */
     conf_unref(d->conf);
     d->conf = c;
@@ -263,7 +268,25 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 static void on_monitor(void *arg, const struct monitor_event *ev)
 {
     struct daemon *d = arg;
+    if (ev->state == MONITOR_LISTED)
+        egress_listing(ev->address, ev->zone, 1, ev->txt);
+    else if (ev->previous == MONITOR_LISTED && ev->state == MONITOR_CLEAR)
+        egress_listing(ev->address, ev->zone, 0, NULL);
     monitor_notify(d->notify, ev);
+}
+
+/* The monitor watches the pools' source addresses besides its own list. */
+static void monitor_pool_sources(struct monitor *m, const struct kconf *c)
+{
+    size_t n = 0, k = 0;
+    for (const struct conf_egress_pool *p = c->pools; p; p = p->next)
+        n += p->nsrc;
+    const char **addrs = xcalloc(n ? n : 1, sizeof *addrs);
+    for (const struct conf_egress_pool *p = c->pools; p; p = p->next)
+        for (size_t i = 0; i < p->nsrc; i++)
+            addrs[k++] = p->src[i].addr;
+    monitor_set_addresses(m, addrs, k);
+    free(addrs);
 }
 
 /* --- main ------------------------------------------------------------------------- */
@@ -399,6 +422,8 @@ int main(int argc, char **argv)
     d.glue.dns = d.dns;
     d.remote = remote_new(d.base, d.conf, d.dns, d.store);
     if (!d.remote) return 1;
+    egress_bench_init(d.store); /* benches survive restarts (docs/egress.md) */
+    egress_set_conf(d.conf);
     queue_set_remote(d.queue, d.remote);
     d.glue.prober = d.prober = prober_new(d.base, d.dns);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
@@ -407,6 +432,7 @@ int main(int argc, char **argv)
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
     d.notify = monitor_notify_new(d.base, d.dns, d.conf, d.spool, d.queue);
     d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
+    monitor_pool_sources(d.monitor, d.conf);
     policy_relay_verify_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
 
     for (i = 0; i < d.nservers; i++)
@@ -432,6 +458,8 @@ int main(int argc, char **argv)
     d.glue.prober = NULL;
     dns_free(d.dns);
     work_shutdown();
+    egress_bench_shutdown();
+    egress_listing_free();
     for (i = 0; i < d.nservers; i++) {
         smtp_server_free(d.servers[i]);
         smtp_tls_free(d.tls[i]);

@@ -41,6 +41,7 @@ static void usage(void)
             "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
             "  greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET\n"
+            "  egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR]\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
         {"replies", cmd_replies},
         {"rbl", cmd_rbl},
         {"monitor", cmd_monitor},
+        {"egress", cmd_egress},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -19,6 +19,7 @@
 #include "control/control.h"
 #include "core/core.h"
 #include "auth/auth.h"
+#include "egress/bench.h"
 #include "queue/queue.h"
 
 #define CONTROL_LINE_MAX 512
@@ -166,6 +167,77 @@ static void block_line(void *arg, const char *addr, const char *account, int fai
     buf_printf(b, "%s\t%s\t%d\t%.0f\n", addr, esc, failures, seconds_left);
 }
 
+/* --- "egress-status", "egress-bench", "egress-unbench" (docs/egress.md) ------------ */
+
+/* 0 with a one-line reply, 1 when a text reply is sent, -1 not an egress request. */
+static int dispatch_egress(struct conn *k, const char *verb, char *arg, char *reply, size_t size)
+{
+    char *w[4] = {0};
+    int n = 0;
+    if (strcmp(verb, "egress-status") == 0) {
+        if (arg && *arg && strcmp(arg, "json") != 0) return -1;
+        struct buf b;
+        buf_init(&b, 0);
+        egress_status(&b, arg && *arg);
+        reply_text_and_close(k, b.data ? b.data : "", b.len);
+        buf_release(&b);
+        return 1;
+    }
+    int bench = strcmp(verb, "egress-bench") == 0;
+    if (!bench && strcmp(verb, "egress-unbench") != 0) return -1;
+    /* egress-bench ADDR DEST SECONDS REASON...; egress-unbench ADDR [DEST]; DEST "*":
+     * every destination, and for unbench without DEST every bench of ADDR */
+    while (arg && *arg && n < (bench ? 3 : 2)) {
+        w[n++] = arg;
+        arg = strchr(arg, ' ');
+        if (arg) {
+            *arg++ = '\0';
+            while (*arg == ' ')
+                arg++;
+        }
+    }
+    if (bench) w[3] = arg;
+    char esc[128];
+    log_escape(esc, sizeof esc, w[0] ? w[0] : "", w[0] ? strlen(w[0]) : 0);
+    if (!w[0] || (bench && (!w[2] || !w[3] || !*w[3])) || (!bench && arg && *arg)) {
+        str_copy(reply,
+                 bench ? "error usage: egress-bench ADDRESS DESTINATION|* SECONDS REASON"
+                       : "error usage: egress-unbench ADDRESS [DESTINATION|*]",
+                 size);
+        return 0;
+    }
+    const char *dest = w[1] && strcmp(w[1], "*") != 0 ? w[1] : NULL;
+    if (dest &&
+        (strlen(dest) > 253 ||
+         strspn(dest, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+             strlen(dest))) {
+        snprintf(reply, size, "error invalid destination (expected a host name, a domain or *)");
+        return 0;
+    }
+    int r;
+    if (bench) {
+        char *end;
+        long long secs = strtoll(w[2], &end, 10);
+        if (*end || secs < 0) {
+            str_copy(reply, "error invalid duration", size);
+            return 0;
+        }
+        char reason[EGRESS_REASON_MAX + 1];
+        log_escape(reason, sizeof reason, w[3], strlen(w[3]));
+        r = egress_bench(w[0], dest, reason, secs ? time(NULL) + (time_t)secs : 0);
+        if (r == 0)
+            snprintf(reply, size, "ok benched %s for %s", esc, dest ? dest : "all destinations");
+    } else {
+        r = w[1] ? egress_unbench(w[0], dest) : egress_unbench_all(w[0]);
+        if (r >= 0) snprintf(reply, size, "ok lifted %d bench%s of %s", r, r == 1 ? "" : "es", esc);
+    }
+    if (r < 0)
+        snprintf(reply, size, "error %s is not an IP address", esc);
+    else
+        log_info("control", "egress %s %s by admin", bench ? "bench" : "unbench", esc);
+    return 0;
+}
+
 /* Run one request: 0 with a one-line reply (without newline) in reply, 1 when the
  * reply is sent (or will be, from a worker's completion). */
 static int dispatch(struct conn *k, char *line, char *reply, size_t size)
@@ -178,6 +250,7 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
             arg++;
     }
     int has_arg = arg && *arg;
+    int r0;
     /* everyone may ping and read the queue listing (as Postfix's showq); changing
      * anything, or seeing who is blocked, is for root and the daemon's user */
     int everyone = (strcmp(line, "ping") == 0 || strcmp(line, "list") == 0) && !has_arg;
@@ -207,6 +280,9 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         log_escape(esc, sizeof esc, arg, strlen(arg));
         log_info("control", "auth blocks cleared for %s by admin: %d", esc, n);
         snprintf(reply, size, "ok cleared %d block%s for %s", n, n == 1 ? "" : "s", esc);
+    } else if (strncmp(line, "egress-", 7) == 0 &&
+               (r0 = dispatch_egress(k, line, has_arg ? arg : NULL, reply, size)) >= 0) {
+        return r0;
     } else if (strcmp(line, "flush") == 0 && !has_arg) {
         queue_flush(c->q);
         str_copy(reply, "ok flushed", size);

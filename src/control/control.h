@@ -3,12 +3,15 @@
  * One request line, one reply, then the daemon closes:
  *   request:  "flush" | "delete ID" | "delete ALL" | "hold ID" | "release ID" |
  *             "pickup" | "reload" | "ping" | "list" | "auth-blocks" |
- *             "auth-clear ADDRESS|ACCOUNT"
+ *             "auth-clear ADDRESS|ACCOUNT" | "egress-status [json]" |
+ *             "egress-bench ADDRESS DESTINATION|* SECONDS REASON" (0 s: until lifted) |
+ *             "egress-unbench ADDRESS [DESTINATION|*]" (none: every bench of it)
  *   reply:    "ok <text>" | "error <text>", one line; for "list" and "auth-blocks"
  *             "ok" then text lines (a leading "." doubled) and a line "." alone
  *   list:        the queue, one envelope (spool format, only what mailq shows: ID,
  *                sender, arrival, size, held, recipients with state and last error)
  *                followed by an empty line per message
+ *   egress-status: egress_status()'s text or JSON (egress/bench.h)
  *   auth-blocks: one block per line: ADDRESS TAB ACCOUNT (escaped; empty: the whole
  *                address) TAB FAILURES TAB SECONDS-LEFT
  * The socket is mode 0666 in a folder others may pass through; the daemon asks the

@@ -1122,6 +1122,9 @@ static void apply_tree(struct loader *L, struct kconf *c, const struct conf_node
             apply_listen(L, c, n);
         } else if (b == KB_TRANSPORT) {
             apply_transport(L, c, n);
+        } else if (strcmp(n->name, "egress") == 0 && n->nargs >= 1 &&
+                   strcmp(n->args[0], "pool") == 0) {
+            conf_egress_apply(c, n, L->errs);
         } else if (b > 0) {
             if (n->nargs)
                 conf_errors_add(L->errs, n->file, n->line, n->col,
@@ -1303,6 +1306,7 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
     struct loader L = {.errs = errs};
     struct kconf *c = kconf_new(file);
     apply_tree(&L, c, tree);
+    conf_egress_check(c, errs);
     c = kconf_finish(c, errs, nerr);
     conf_errors_free(&local);
     return c;
@@ -1364,6 +1368,7 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     free(L.stack);
     if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
 
+    conf_egress_check(c, errs);
     c = kconf_finish(c, errs, nerr);
     conf_errors_free(&local);
     return c;
@@ -1437,6 +1442,7 @@ static void kconf_destroy(struct kconf *c)
         transport_free(c->transports);
         c->transports = next;
     }
+    conf_egress_free(c);
     free(c);
 }
 
@@ -1502,6 +1508,7 @@ void conf_dump(const struct kconf *c, FILE *out)
         dump_block(out, KB_TRANSPORT, t, "    ");
         fprintf(out, "}\n");
     }
+    conf_egress_dump(c, out);
 }
 
 static void md_cell(FILE *out, const char *s)
@@ -1615,4 +1622,5 @@ void conf_doc_markdown(FILE *out)
                  "sender (with a login) are in the directory: `kurier relay add`. Order: sender "
                  "route, transport, `relay_host`, MX (see docs/outbound.md).\n\n");
     doc_table(out, KB_TRANSPORT);
+    conf_egress_doc(out);
 }

@@ -132,6 +132,33 @@ struct conf_transport {
     struct conf_transport *next;
 };
 
+/* egress pool NAME { }: source addresses for remote delivery (docs/egress.md). */
+struct conf_egress_source {
+    char addr[64];              /* canonical text ("127.0.0.2", "2001:db8::10") */
+    struct sockaddr_storage sa; /* port 0, for bind() */
+    int salen;
+    int weight; /* 1..1000, default 1 */
+    char *ehlo; /* EHLO name from this address (should match its PTR), NULL = outbound helo */
+};
+enum conf_egress_fallback { CONF_EGRESS_FB_HOLD = 0, CONF_EGRESS_FB_POOL, CONF_EGRESS_FB_RELAY };
+struct conf_egress_pool {
+    char *name;
+    struct conf_egress_source *src;
+    size_t nsrc;
+    /* which mail uses it (route_pool()): account beats sender domain beats listener
+     * beats default; each a space-separated list or NULL */
+    char *accounts;       /* authenticated logins ("bob@example.test") */
+    char *sender_domains; /* envelope sender domains */
+    char *listeners;      /* listen addresses as written in listen ("127.0.0.1:2587") */
+    int is_default;       /* default on: mail no rule picks */
+    /* when every address is benched for a destination */
+    enum conf_egress_fallback fallback;
+    char *fallback_arg; /* FB_POOL: the pool's name; FB_RELAY: "HOST[:PORT] ..." */
+    char *file;         /* where the block is, for errors found after the whole file */
+    int line, col;
+    struct conf_egress_pool *next;
+};
+
 struct kconf {
     atomic_int refs; /* conf_ref()/conf_unref(); 0: filled by hand, not counted */
     char *file;      /* the main file as given */
@@ -168,6 +195,10 @@ struct kconf {
     int out_data_timeout;    /* seconds (10m) */
     int out_concurrency;     /* connections per destination (20) */
     int out_idle;            /* seconds an idle connection is kept for reuse (5s) */
+    int out_bench_time;      /* seconds a source address is benched after a blocklist
+                                reply (4h) */
+    int out_slow_time;       /* seconds a source address is slowed down after a rate-limit
+                                or reputation reply (30m) */
 
     /* log { } */
     char *log_target; /* "stderr" or "syslog" (default "stderr") */
@@ -248,7 +279,11 @@ struct kconf {
 
     struct conf_listen *listeners;
     struct conf_transport *transports; /* in file order; the longest match wins */
+    struct conf_egress_pool *pools;    /* egress pool NAME { }, in file order */
 };
+
+/* The pool called name, or NULL. */
+const struct conf_egress_pool *conf_egress_pool_find(const struct kconf *c, const char *name);
 
 /* Read FILE (following includes, relative to the including file's folder; glob
  * patterns allowed), apply defaults and limits, resolve relative paths against the

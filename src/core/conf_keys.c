@@ -160,6 +160,12 @@ const struct conf_key conf_keys[] = {
      "Connections at once to one destination (host, port, TLS and login); more jobs wait."},
     {KB_OUTBOUND, "idle_time", KT_DUR, "5s", NULL, 0, 10 * MIN_, NULL, KC(out_idle),
      "How long an idle connection is kept for the next message to the same destination."},
+    {KB_OUTBOUND, "bench_time", KT_DUR, "4h", NULL, 60, 30 * DAY_, NULL, KC(out_bench_time),
+     "How long a source address of an egress pool is benched for a receiver (its MX "
+     "host's organisation) after that receiver refused it as blocklisted (docs/egress.md)."},
+    {KB_OUTBOUND, "slow_time", KT_DUR, "30m", NULL, 1, 7 * DAY_, NULL, KC(out_slow_time),
+     "How long a source address sends to a receiver with one connection at a time, and "
+     "only when no other address of its pool may, after a rate-limit or reputation reply."},
 
     {KB_GREYLIST, "delay", KT_DUR, "5m", NULL, 1, DAY_, NULL, KC(grey_delay),
      "How long a new (client network, sender, recipient) triplet is refused with 451 4.7.1 "

@@ -5,6 +5,7 @@
 #define KURIER_CONF_KEYS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 enum ktype {
     KT_STR,
@@ -64,6 +65,18 @@ struct conf_key {
 #define CONF_KEYS_MAX 128
 
 extern const char *const conf_block_names[KB_COUNT];
+
+/* egress pool NAME { } (conf_egress.c): not table-driven (repeated "source" lines
+ * with options). apply: one node (name "egress", args "pool" NAME); check: after the
+ * whole file (fallback names); free, dump and doc as conf.c's. */
+struct kconf;
+struct conf_node;
+struct conf_errors;
+void conf_egress_apply(struct kconf *c, const struct conf_node *n, struct conf_errors *errs);
+void conf_egress_check(struct kconf *c, struct conf_errors *errs);
+void conf_egress_free(struct kconf *c);
+void conf_egress_dump(const struct kconf *c, FILE *out);
+void conf_egress_doc(FILE *out);
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
 

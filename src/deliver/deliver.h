@@ -41,7 +41,14 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
  * hosts by preference, its A/AAAA as implicit MX; null MX 5.1.10, loops 5.4.6).
  * remote.c looks up the sender's relay route on a worker, the MX in dns/, tries the
  * hops in turn and each host's addresses (IPv4 then IPv6); connections are reused
- * per destination, with a per-destination concurrency limit. */
+ * per destination, with a per-destination concurrency limit.
+ * Egress pools (docs/egress.md): the mail's pool (route_pool()) gives each
+ * connection its source address (egress_pick(): by weight, skipping addresses
+ * benched for that host's organisation) and EHLO name; connections are reused per
+ * destination and source. A reply that says our address is blocklisted (even 5xx)
+ * benches it for the receiver and the refused recipients go again at once from
+ * another address; when none is left the pool's fallback decides (another pool,
+ * a relay, or DELIVER_TEMP "all our sending addresses are blocked by ..."). */
 
 struct dns;
 struct store;
@@ -62,6 +69,9 @@ struct remote_job {
     int ret, body, smtputf8; /* SMTP_RET_*, SMTP_BODY_* */
     int batv_sign;           /* the sender is one of our users (spool_env.dsn_trusted): MAIL FROM
                                 carries it signed when its domain has BATV (core/batv.h) */
+    /* which egress pool (route_pool()): the sender's login and the listen address the
+     * mail came in on, or NULL */
+    const char *auth_user, *listener;
     int content_fd;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */

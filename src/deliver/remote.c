@@ -11,6 +11,7 @@
 #include "core/core.h"
 #include "deliver/deliver.h"
 #include "dns/dns.h"
+#include "egress/bench.h"
 #include "route/route.h"
 #include "smtp/smtp.h"
 
@@ -39,6 +40,7 @@ struct conn {
 struct dest {
     char *key;
     int active; /* slots held by requests: resolving, connecting or sending */
+    int limit;  /* 1 while its source address is slowed down for it, else 0 (conf) */
     int pin;    /* > 0 while a caller up the stack still uses it */
     struct conn *idle;
     struct remote_req *wait_head, *wait_tail;
@@ -89,6 +91,16 @@ struct remote_req {
     struct conn *conn;
     struct smtp_client_msg msg;
     struct smtp_client_reply *rreply;
+    /* egress: the mail's pool (in conf; NULL: the system's source address), the
+     * current host's source (in conf), and the recipients still to send (indexes
+     * into job; all at first, fewer after a blocklist refusal of some) */
+    const struct conf_egress_pool *pool;
+    const struct conf_egress_source *src;
+    size_t *idx, nidx;
+    const char **srcpts, **sorcpt;
+    unsigned *snotify;
+    int any_benched, fell_back, retries;
+    int src_kept; /* woken from a destination's wait: keep the source picked before */
     /* the last failure: every recipient's result when no host took the message */
     enum deliver_status fail_st;
     char fail_dsn[8];
@@ -278,7 +290,7 @@ static void wait_remove(struct dest *d, struct remote_req *q)
 static void dest_wake(struct remote *r, struct dest *d)
 {
     if (r->freeing) return;
-    int limit = r->conf->out_concurrency > 0 ? r->conf->out_concurrency : 1;
+    int limit = d->limit ? d->limit : r->conf->out_concurrency > 0 ? r->conf->out_concurrency : 1;
     d->pin++;
     while (d->wait_head && (d->idle || d->active < limit)) {
         struct remote_req *w = d->wait_head;
@@ -368,6 +380,10 @@ static void req_unlink(struct remote_req *q)
 static void req_free(struct remote_req *q)
 {
     if (q->ev_done) event_free(q->ev_done);
+    free(q->idx);
+    free(q->srcpts);
+    free(q->sorcpt);
+    free(q->snotify);
     free(q->rreply);
     route_relay_free(q->relay);
     free(q->batv_sender);
@@ -398,12 +414,49 @@ static void finish_fail(struct remote_req *q)
 {
     struct remote_job *job = q->job;
     if (!q->fail_text[0]) fail_set(q, DELIVER_TEMP, "4.4.0", 0, NULL, "", "no host to deliver to");
-    for (size_t i = 0; i < job->nrcpts; i++)
-        result_set(&job->results[i], q->fail_st, q->fail_dsn, q->fail_code, q->fail_stage,
+    for (size_t k = 0; k < q->nidx; k++)
+        result_set(&job->results[q->idx[k]], q->fail_st, q->fail_dsn, q->fail_code, q->fail_stage,
                    q->fail_relay[0] ? q->fail_relay : "none", q->fail_text);
     log_debug("smtp", "%s: %s via %s: %s", job->id, job->domain, q->route.via ? q->route.via : "-",
               q->fail_text);
     finish(q);
+}
+
+/* --- egress: what a reply says about our source address ----------------------- */
+
+/* A refusal rp from the current host: an "ip-blocklist" reply benches q's source
+ * for the host's organisation and returns 1 (the caller sends again from another
+ * address); a reputation or rate-limit reply slows the source down for it (0). */
+static int judge_reply(struct remote_req *q, const char *peer, const struct smtp_client_reply *rp)
+{
+    if (!q->src || rp->code < 400) return 0;
+    const char *host = q->route.hops[q->hi].name;
+    enum egress_reply k = egress_reply_kind(rp->code, rp->enh, rp->text);
+    time_t now = time(NULL);
+    if (k == EGRESS_REPLY_SLOW) {
+        egress_slow(q->src->addr, host, rp->text, now + q->conf->out_slow_time);
+        return 0;
+    }
+    if (k != EGRESS_REPLY_BLOCKLIST || q->retries >= 64) return 0;
+    q->retries++;
+    char org[256], reason[512];
+    egress_org(host, org, sizeof org);
+    fmt_diag(reason, sizeof reason, peer, rp);
+    egress_bench(q->src->addr, org, reason, now + q->conf->out_bench_time);
+    log_info("smtp",
+             "%s: %s refused our address %s as blocklisted: benched for %s, sending "
+             "from another address",
+             q->job->id, peer, q->src->addr, org);
+    return 1;
+}
+
+/* Keep only the recipients marked in keep (by position in the current subset). */
+static void subset_keep(struct remote_req *q, const unsigned char *keep)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < q->nidx; k++)
+        if (keep[k]) q->idx[n++] = q->idx[k];
+    q->nidx = n;
 }
 
 /* --- sending ------------------------------------------------------------------- */
@@ -422,8 +475,8 @@ static void on_sent(void *arg, struct smtp_client *c, int ok)
     const char *peer = smtp_client_peer(c);
     const struct smtp_client_reply *mr = &q->msg.reply;
     int answered = mr->code != 0;
-    for (size_t i = 0; i < job->nrcpts; i++)
-        if (q->rreply[i].code) answered = 1;
+    for (size_t k = 0; k < q->nidx; k++)
+        if (q->rreply[k].code) answered = 1;
 
     if (!ok && q->reused && !answered) {
         /* the server closed the idle connection meanwhile: a new one, same host */
@@ -433,6 +486,16 @@ static void on_sent(void *arg, struct smtp_client *c, int ok)
         q->reused = 0;
         q->no_reuse = 1;
         host_resolve(q); /* keeps the slot */
+        return;
+    }
+    if (mr->code >= 400 && mr->stage && strcmp(mr->stage, "MAIL FROM") == 0 &&
+        judge_reply(q, peer, mr)) {
+        /* our address is blocklisted there: the same host from another address */
+        bury(q->r, cn->c);
+        conn_free(cn);
+        slot_release(q);
+        q->no_reuse = 0;
+        host_start(q);
         return;
     }
     if (ok && mr->code >= 400 && mr->code < 500 && mr->stage &&
@@ -446,20 +509,36 @@ static void on_sent(void *arg, struct smtp_client *c, int ok)
         return;
     }
     char text[512];
-    for (size_t i = 0; i < job->nrcpts; i++) {
-        const struct smtp_client_reply *rr = &q->rreply[i];
-        struct deliver_result *res = &job->results[i];
+    unsigned char *again = xcalloc(q->nidx ? q->nidx : 1, 1);
+    size_t nagain = 0, nsent = 0;
+    int data_blocked = -1; /* the end-of-data reply judged once */
+    for (size_t k = 0; k < q->nidx; k++) {
+        const struct smtp_client_reply *rr = &q->rreply[k];
+        struct deliver_result *res = &job->results[q->idx[k]];
         const struct smtp_client_reply *use = rr;
         if (is2xx(rr->code)) {
             if (is2xx(mr->code)) {
                 fmt_reply(text, sizeof text, mr);
                 result_set(res, DELIVER_OK, mr->enh[0] == '2' ? mr->enh : "2.0.0", mr->code,
                            mr->stage, peer, text);
+                nsent++;
                 continue;
             }
             use = mr;
         } else if (rr->code == 0) {
             use = mr;
+        }
+        if (use == mr && mr->code >= 400) {
+            if (data_blocked < 0) data_blocked = judge_reply(q, peer, mr);
+            if (data_blocked) {
+                again[k] = 1;
+                nagain++;
+                continue;
+            }
+        } else if (use != mr && rr->code >= 400 && judge_reply(q, peer, rr)) {
+            again[k] = 1;
+            nagain++;
+            continue;
         }
         /* a refusal, or a connection that broke before the final answer */
         fmt_diag(text, sizeof text, peer, use);
@@ -470,6 +549,19 @@ static void on_sent(void *arg, struct smtp_client *c, int ok)
         if (st == DELIVER_TEMP && dsn[0] != '4') dsn = "4.4.2";
         result_set(res, st, dsn, use->code, use->stage, peer, text);
     }
+    if (nsent && q->src) egress_count(q->src->addr, q->route.hops[q->hi].name, nsent);
+    if (nagain) {
+        /* the refused recipients go again at once, from another address */
+        subset_keep(q, again);
+        free(again);
+        bury(q->r, cn->c);
+        conn_free(cn);
+        slot_release(q);
+        q->no_reuse = 0;
+        host_start(q);
+        return;
+    }
+    free(again);
     if (ok) {
         conn_park(q, cn);
     } else {
@@ -485,15 +577,21 @@ static void send_msg(struct remote_req *q, struct conn *cn)
     q->state = RQ_SEND;
     q->conn = cn;
     free(q->rreply);
-    q->rreply = xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof *q->rreply);
+    q->rreply = xcalloc(q->nidx ? q->nidx : 1, sizeof *q->rreply);
+    for (size_t k = 0; k < q->nidx; k++) {
+        size_t i = q->idx[k];
+        q->srcpts[k] = job->rcpts[i];
+        q->snotify[k] = job->notify ? job->notify[i] : 0;
+        q->sorcpt[k] = job->orcpt ? job->orcpt[i] : NULL;
+    }
     q->msg = (struct smtp_client_msg){
         .sender = q->batv_sender ? q->batv_sender
                   : job->sender  ? job->sender
                                  : "",
-        .rcpts = job->rcpts,
-        .nrcpts = job->nrcpts,
-        .notify = job->notify,
-        .orcpt = job->orcpt,
+        .rcpts = q->srcpts,
+        .nrcpts = q->nidx,
+        .notify = job->notify ? q->snotify : NULL,
+        .orcpt = job->orcpt ? q->sorcpt : NULL,
         .envid = job->envid,
         .ret = (enum smtp_ret)job->ret,
         .body = (enum smtp_body)job->body,
@@ -502,7 +600,8 @@ static void send_msg(struct remote_req *q, struct conn *cn)
         .content_fd = job->content_fd,
         .rcpt_reply = q->rreply,
     };
-    log_debug("smtp", "%s: sending to %s%s", job->id, smtp_client_peer(cn->c),
+    log_debug("smtp", "%s: sending to %s%s%s%s", job->id, smtp_client_peer(cn->c),
+              q->src ? " from " : "", q->src ? q->src->addr : "",
               q->reused ? " (reused connection)" : "");
     smtp_client_send(cn->c, &q->msg, on_sent, q);
 }
@@ -539,6 +638,12 @@ static void on_ready(void *arg, struct smtp_client *c, int ok)
         return;
     }
     q->tls_fallback = 0;
+    if (answered && judge_reply(q, peer, rp)) { /* our address is blocklisted there */
+        slot_release(q);
+        q->no_reuse = 0;
+        host_start(q);
+        return;
+    }
     if (answered) { /* the host itself said no: the next host, not the next address */
         slot_release(q);
         q->hi++;
@@ -564,10 +669,22 @@ static void connect_next(struct remote_req *q)
             ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)h->port);
             len = sizeof(struct sockaddr_in);
         }
+        const struct conf_egress_source *src = q->src;
+        if (src && src->sa.ss_family != sa->ss_family) { /* not from this source */
+            fail_set(q, DELIVER_TEMP, "4.4.1", 0, "connect", h->name,
+                     "no route from source address %s to %s (another address family)", src->addr,
+                     h->name);
+            q->ai++;
+            continue;
+        }
         struct smtp_client_opts o = {
-            .helo = c->out_helo ? c->out_helo : c->hostname,
+            .helo = src && src->ehlo ? src->ehlo
+                    : c->out_helo    ? c->out_helo
+                                     : c->hostname,
             .dst = (const struct sockaddr *)sa,
             .dstlen = len,
+            .src = src ? (const struct sockaddr *)&src->sa : NULL,
+            .srclen = src ? (socklen_t)src->salen : 0,
             .peer_name = h->name,
             .tls = q->tls_fallback ? SMTP_CTLS_NONE : (enum smtp_client_tls)h->tls,
             .ca_file = c->out_ca_file,
@@ -683,21 +800,89 @@ static void host_resolve(struct remote_req *q)
     if (q->a_done && q->aaaa_done) addrs_ready(q);
 }
 
-/* Start on hop q->route.hops[q->hi]: reuse an idle connection, wait for a slot, or
- * resolve and connect. After the last host, every recipient gets the last failure. */
+/* The pool whose addresses are tried after p's (fallback pool), or NULL. */
+static const struct conf_egress_pool *pool_next(const struct remote_req *q,
+                                                const struct conf_egress_pool *p)
+{
+    if (p->fallback != CONF_EGRESS_FB_POOL) return NULL;
+    return conf_egress_pool_find(q->conf, p->fallback_arg);
+}
+
+/* The source for host from the mail's pool, then its fallback pools; NULL when every
+ * one is benched there (why gets a reason). */
+static const struct conf_egress_source *source_pick(struct remote_req *q, const char *host,
+                                                    char *why, size_t whylen)
+{
+    const struct conf_egress_pool *p = q->pool;
+    for (int depth = 0; p && depth < 8; depth++, p = pool_next(q, p)) {
+        const struct conf_egress_source *s = egress_pick(p, host, why, whylen);
+        if (s) return s;
+    }
+    return NULL;
+}
+
+/* What happens when every address is benched: the last pool of the fallback chain's
+ * choice (hold or relay). */
+static const struct conf_egress_pool *pool_last(const struct remote_req *q)
+{
+    const struct conf_egress_pool *p = q->pool, *n;
+    for (int depth = 0; p && depth < 8 && (n = pool_next(q, p)); depth++)
+        p = n;
+    return p;
+}
+
+/* Start on hop q->route.hops[q->hi]: pick the source address, reuse an idle
+ * connection, wait for a slot, or resolve and connect. After the last host, every
+ * recipient left gets the last failure (or the pool's fallback relay takes over). */
 static void host_start(struct remote_req *q)
 {
     struct remote *r = q->r;
-    if (q->hi >= q->route.nhops) {
-        finish_fail(q);
-        return;
+    const struct route_hop *h;
+    for (;;) {
+        if (q->hi >= q->route.nhops) {
+            const struct conf_egress_pool *last = pool_last(q);
+            if (q->any_benched && !q->fell_back && last && last->fallback == CONF_EGRESS_FB_RELAY &&
+                route_hosts(q->conf, last->fallback_arg, &q->route) == ROUTE_NEXT_OK &&
+                q->route.nhops) {
+                /* every address is benched there: the pool's smarthost takes it */
+                log_info("smtp",
+                         "%s: every address of pool %s is benched for %s: handing "
+                         "over to %s",
+                         q->job->id, q->pool->name, q->job->domain, last->fallback_arg);
+                q->fell_back = 1;
+                q->hi = 0;
+                continue;
+            }
+            finish_fail(q);
+            return;
+        }
+        h = &q->route.hops[q->hi];
+        if (q->src_kept) { /* the pick made before waiting for a slot stands */
+            q->src_kept = 0;
+            break;
+        }
+        q->src = NULL;
+        if (!q->pool) break;
+        char why[512] = "";
+        q->src = source_pick(q, h->name, why, sizeof why);
+        if (q->src) break;
+        char org[256];
+        egress_org(h->name, org, sizeof org);
+        fail_set(q, DELIVER_TEMP, "4.7.1", 0, NULL, h->name,
+                 "all our sending addresses are blocked by %s (%s); last refusal: %s", h->name, org,
+                 why);
+        log_debug("smtp", "%s: every address of pool %s is benched for %s", q->job->id,
+                  q->pool->name, h->name);
+        q->any_benched = 1;
+        q->hi++;
+        q->no_reuse = 0;
     }
-    const struct route_hop *h = &q->route.hops[q->hi];
-    char key[700];
-    snprintf(key, sizeof key, "%s:%d|%d|%s", h->name, h->port, (int)h->tls,
-             h->auth_user ? h->auth_user : "");
+    char key[800];
+    snprintf(key, sizeof key, "%s:%d|%d|%s|%s", h->name, h->port, (int)h->tls,
+             h->auth_user ? h->auth_user : "", q->src ? q->src->addr : "");
     struct dest *d = dest_get(r, key);
     q->dest = d;
+    d->limit = q->src && egress_is_slow(q->src->addr, h->name) ? 1 : 0;
     if (!q->no_reuse && d->idle) {
         struct conn *cn = d->idle;
         conn_unlink_idle(cn);
@@ -708,7 +893,7 @@ static void host_start(struct remote_req *q)
         send_msg(q, cn);
         return;
     }
-    int limit = q->conf->out_concurrency > 0 ? q->conf->out_concurrency : 1;
+    int limit = d->limit ? d->limit : q->conf->out_concurrency > 0 ? q->conf->out_concurrency : 1;
     if (d->active >= limit) {
         q->state = RQ_WAIT;
         q->wnext = NULL;
@@ -717,6 +902,7 @@ static void host_start(struct remote_req *q)
         else
             d->wait_head = q;
         d->wait_tail = q;
+        q->src_kept = 1;
         log_debug("smtp", "%s: waiting for a connection slot to %s", q->job->id, key);
         return;
     }
@@ -753,6 +939,7 @@ static void route_start(struct remote_req *q)
 {
     struct remote_job *job = q->job;
     q->state = RQ_MX;
+    q->pool = route_pool(q->conf, job->sender, job->auth_user, job->listener);
     if (route_next(q->conf, job->domain, q->relay, q->relay_rc, &q->route) != ROUTE_NEXT_OK) {
         route_fail(q);
         return;
@@ -840,6 +1027,14 @@ struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void
     r->reqs = q;
     for (size_t i = 0; i < job->nrcpts; i++)
         result_set(&job->results[i], DELIVER_TEMP, "4.4.0", 0, NULL, "none", "not attempted");
+    size_t n = job->nrcpts ? job->nrcpts : 1;
+    q->idx = xcalloc(n, sizeof *q->idx);
+    q->srcpts = xcalloc(n, sizeof *q->srcpts);
+    q->sorcpt = xcalloc(n, sizeof *q->sorcpt);
+    q->snotify = xcalloc(n, sizeof *q->snotify);
+    for (size_t i = 0; i < job->nrcpts; i++)
+        q->idx[i] = i;
+    q->nidx = job->nrcpts;
     if (r->st && job->sender && job->sender[0])
         q->wj = work_submit(route_lookup_run, route_lookup_done, q);
     else

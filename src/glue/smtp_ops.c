@@ -267,6 +267,7 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
                        : peer->tls       ? "ESMTPS"
                                          : "ESMTP");
     e->auth_user = opt_dup(peer->auth_user);
+    e->listener = peer->listener ? opt_dup(peer->listener->address) : NULL;
     e->envid = opt_dup(txn->envid);
     e->ret = txn->ret;
     e->body = txn->body;

@@ -308,21 +308,24 @@ static void human_rcpt(struct buf *t, const struct texts *tx, const struct kconf
         const char *last = diag ? strstr(diag, "last error: ") : NULL;
         enum dsn_class cl2 = cl == CL_EXPIRED && last ? reply_classify(NULL, last + 12) : CL_NONE;
         if (cl2 == CL_PERM_OTHER) cl2 = CL_NONE;
+        /* our blocked addresses, not the recipient's server, kept it: say only that */
+        if (cl2 == CL_POOL_BLOCKED) cl = CL_NONE;
         /* while we retry, only say what helps now; the rest is in the retry text */
-        if (kind == DSN_DELAYED && cl != CL_FULL && cl != CL_BLOCKED && cl != CL_SIZE) cl = CL_NONE;
+        if (kind == DSN_DELAYED && cl != CL_FULL && cl != CL_BLOCKED && cl != CL_SIZE &&
+            cl != CL_POOL_BLOCKED)
+            cl = CL_NONE;
         char life[64];
         fmt_span(life, sizeof life, conf->lifetime > 0 ? conf->lifetime : 5 * 86400, lang);
         enum dsn_class list[2] = {cl, cl2};
         for (int k = 0; k < 2; k++) {
             if (list[k] == CL_NONE || !tx->cls[list[k]]) continue;
-            const char *tm =
-                kind == DSN_DELAYED && list[k] == CL_BLOCKED ? tx->blocked_delay : tx->cls[list[k]];
+            int blocked = list[k] == CL_BLOCKED || list[k] == CL_POOL_BLOCKED;
+            const char *tm = kind == DSN_DELAYED && blocked ? tx->blocked_delay : tx->cls[list[k]];
             char *s = expand(tm, host, life);
             buf_puts(t, "\n");
             put_wrapped(t, s, 4);
             free(s);
-            if (list[k] == CL_BLOCKED && diag && strcasestr(diag, "http"))
-                put_wrapped(t, tx->url, 4);
+            if (blocked && diag && strcasestr(diag, "http")) put_wrapped(t, tx->url, 4);
         }
         if (kind == DSN_DELAYED) {
             char until[64] = "";

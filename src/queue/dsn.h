@@ -6,18 +6,20 @@
 
 /* The classes of problem we explain in plain words (by enhanced code and text). */
 enum dsn_class {
-    CL_NONE = 0,   /* nothing specific to say */
-    CL_USER,       /* x.1.1 unknown user */
-    CL_FULL,       /* x.2.2 mailbox full */
-    CL_SIZE,       /* x.3.4 / x.2.3 message too big */
-    CL_BLOCKED,    /* our sending address is on a blocklist */
-    CL_AUTH,       /* SPF / DKIM / DMARC */
-    CL_POLICY,     /* other x.7.x */
-    CL_DOMAIN,     /* x.1.2, x.1.10 (null MX), x.4.4 */
-    CL_LOOP,       /* x.4.6 */
-    CL_EXPIRED,    /* x.4.7 */
-    CL_UTF8,       /* x.6.7 */
-    CL_PERM_OTHER, /* any other permanent failure */
+    CL_NONE = 0,     /* nothing specific to say */
+    CL_USER,         /* x.1.1 unknown user */
+    CL_FULL,         /* x.2.2 mailbox full */
+    CL_SIZE,         /* x.3.4 / x.2.3 message too big */
+    CL_BLOCKED,      /* our sending address is on a blocklist */
+    CL_AUTH,         /* SPF / DKIM / DMARC */
+    CL_POLICY,       /* other x.7.x */
+    CL_DOMAIN,       /* x.1.2, x.1.10 (null MX), x.4.4 */
+    CL_LOOP,         /* x.4.6 */
+    CL_EXPIRED,      /* x.4.7 */
+    CL_UTF8,         /* x.6.7 */
+    CL_POOL_BLOCKED, /* every sending address of our pool is blocked by the receiver
+                        (deliver/remote.c: "all our sending addresses are blocked by") */
+    CL_PERM_OTHER,   /* any other permanent failure */
 };
 
 /* The class of problem behind a result: its enhanced status code dsn ("5.1.1", or

@@ -73,6 +73,13 @@ const struct texts dsn_texts_en = {
             [CL_UTF8] = "What this means: the address or the message needs internationalised "
                         "mail (SMTPUTF8), which the receiving server does not support. Use an "
                         "address of the recipient in plain ASCII letters, if there is one.",
+            [CL_POOL_BLOCKED] = "What this means: the receiving server blocks the sending "
+                                "addresses of our mail system (they are on a blocklist it "
+                                "uses). This is not your fault and has nothing to do with your "
+                                "message. The operators of %H know about it and are working "
+                                "on having the addresses removed from the list. Please send "
+                                "your message again later; if it matters now, reach the "
+                                "recipient another way.",
             [CL_PERM_OTHER] = "What this means: the receiving server refused the message for "
                               "good; its answer above gives the reason. If the reason is not "
                               "clear to you, forward this notice to your provider's support "
@@ -166,6 +173,14 @@ const struct texts dsn_texts_de = {
                         "internationalisierte Mail (SMTPUTF8), die der empfangende Server "
                         "nicht beherrscht. Verwenden Sie, falls vorhanden, eine Adresse des "
                         "Empfängers nur aus ASCII-Zeichen.",
+            [CL_POOL_BLOCKED] = "Was das bedeutet: Der empfangende Server sperrt die "
+                                "Absendeadressen unseres Mailsystems (sie stehen auf einer "
+                                "Sperrliste, die er nutzt). Das ist nicht Ihr Fehler und hat "
+                                "nichts mit Ihrer Nachricht zu tun. Die Betreiber von %H wissen "
+                                "davon und arbeiten daran, dass die Adressen von der Liste "
+                                "genommen werden. Bitte senden Sie Ihre Nachricht später noch "
+                                "einmal; wenn sie eilt, erreichen Sie den Empfänger auf einem "
+                                "anderen Weg.",
             [CL_PERM_OTHER] = "Was das bedeutet: Der empfangende Server hat die Nachricht "
                               "endgültig abgelehnt; den Grund nennt seine Antwort oben. Ist er "
                               "Ihnen nicht klar, leiten Sie diese Nachricht an den Support "

@@ -28,6 +28,7 @@ void spool_env_free(struct spool_env *e)
     free(e->helo);
     free(e->proto);
     free(e->auth_user);
+    free(e->listener);
     free(e->envid);
     for (size_t i = 0; i < e->nrcpts; i++) {
         free(e->rcpts[i].addr);
@@ -154,6 +155,7 @@ char *spool_env_format(const struct spool_env *e)
     put_line(&b, "helo", e->helo);
     put_line(&b, "proto", e->proto);
     put_line(&b, "auth", e->auth_user);
+    put_line(&b, "listener", e->listener);
     put_line(&b, "envid", e->envid);
     if (ret_name(e->ret)) buf_printf(&b, "ret: %s\n", ret_name(e->ret));
     if (body_name(e->body)) buf_printf(&b, "body: %s\n", body_name(e->body));
@@ -446,6 +448,7 @@ static int parse_line(const char *p, size_t len, struct spool_env *e, int *seen)
     if (KEY("helo")) return set_str(&e->helo, unesc(v, vl));
     if (KEY("proto")) return set_str(&e->proto, unesc(v, vl));
     if (KEY("auth")) return set_str(&e->auth_user, unesc(v, vl));
+    if (KEY("listener")) return set_str(&e->listener, unesc(v, vl));
     if (KEY("envid")) return set_str(&e->envid, unesc(v, vl));
     if (KEY("ret")) {
         if (e->ret) return -1;
@@ -519,6 +522,7 @@ struct spool_env *envelope_dup(const struct spool_env *e)
     d->helo = dup_or_null(e->helo);
     d->proto = dup_or_null(e->proto);
     d->auth_user = dup_or_null(e->auth_user);
+    d->listener = dup_or_null(e->listener);
     d->envid = dup_or_null(e->envid);
     d->rcpts = xcalloc(e->nrcpts ? e->nrcpts : 1, sizeof *d->rcpts);
     for (size_t i = 0; i < e->nrcpts; i++) {

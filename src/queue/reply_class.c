@@ -48,6 +48,7 @@ enum dsn_class reply_classify(const char *dsn, const char *diag)
     const char *t = diag ? diag : "";
     int c = 0, s = 0, d = 0;
     int ok = reply_parse_enh(dsn, &c, &s, &d);
+    if (has_ci(t, "all our sending addresses are blocked")) return CL_POOL_BLOCKED;
     if (ok && s == 4 && d == 7) return CL_EXPIRED;
     if (ok && s == 4 && d == 6) return CL_LOOP;
     if (ok && s == 6 && d == 7) return CL_UTF8;

@@ -774,6 +774,8 @@ static void remote_start(struct qjob *j)
             .body = env->body,
             .smtputf8 = env->smtputf8,
             .batv_sign = env->dsn_trusted,
+            .auth_user = env->auth_user,
+            .listener = env->listener,
             .content_fd = j->content_fd,
             .size = env->size,
             .results = rg->res,

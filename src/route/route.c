@@ -446,3 +446,42 @@ enum route_next_status route_mx(const struct kconf *c, const struct route_hop *m
     }
     return out->status;
 }
+
+/* --- egress pools ------------------------------------------------------------------ */
+
+/* 1 when word is one of the space-separated words of list (case-insensitive). */
+static int in_list(const char *list, const char *word)
+{
+    if (!list || !word || !*word) return 0;
+    size_t n = strlen(word);
+    for (const char *p = list; *p;) {
+        p += strspn(p, " ");
+        size_t m = strcspn(p, " ");
+        if (m == n && strncasecmp(p, word, n) == 0) return 1;
+        p += m;
+    }
+    return 0;
+}
+
+const struct conf_egress_pool *route_pool(const struct kconf *c, const char *sender,
+                                          const char *auth_user, const char *listener)
+{
+    const struct conf_egress_pool *p;
+    for (p = c->pools; p; p = p->next)
+        if (in_list(p->accounts, auth_user)) return p;
+    const char *at = sender ? strrchr(sender, '@') : NULL;
+    for (p = c->pools; at && p; p = p->next)
+        if (in_list(p->sender_domains, at + 1)) return p;
+    for (p = c->pools; p; p = p->next)
+        if (in_list(p->listeners, listener)) return p;
+    for (p = c->pools; p; p = p->next)
+        if (p->is_default) return p;
+    return NULL;
+}
+
+enum route_next_status route_hosts(const struct kconf *c, const char *hosts, struct route_next *out)
+{
+    *out = (struct route_next){.status = ROUTE_NEXT_OK, .via = "egress fallback relay"};
+    hosts_parse(c, hosts ? hosts : "", (enum conf_out_tls)c->out_tls, NULL, NULL, out);
+    return out->status;
+}

@@ -135,4 +135,20 @@ const struct conf_transport *route_transport(const struct kconf *c, const char *
 enum route_next_status route_mx(const struct kconf *c, const struct route_hop *mx,
                                 const struct dns_result *res, struct route_next *out);
 
+/* --- egress pools (docs/egress.md) ------------------------------------------------
+ * Which egress pool remote mail goes out from: the first pool whose accounts has
+ * auth_user (the sender's login, NULL when none), else the first whose
+ * sender_domains has the envelope sender's domain (case-insensitive; none for the
+ * null sender), else the first whose listeners has listener (the listen address the
+ * mail came in on as written in its listen block, NULL for local submission), else
+ * the pool with default on; NULL when no pool applies (the system's default source
+ * address). Pure. The result points into c. */
+const struct conf_egress_pool *route_pool(const struct kconf *c, const char *sender,
+                                          const char *auth_user, const char *listener);
+
+/* The hops of a host list "HOST[:PORT] ..." (a pool's fallback relay), with outbound's
+ * tls and no login, as relay_host's. Pure. Returns out->status (OK). */
+enum route_next_status route_hosts(const struct kconf *c, const char *hosts,
+                                   struct route_next *out);
+
 #endif

@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -105,6 +105,16 @@ static const char *const migrations[] = {
     "  expires INTEGER NOT NULL,"
     "  PRIMARY KEY (kind, address));"
     "UPDATE schema_version SET version = 6;",
+    /* 7: egress benches (egress/bench.c): a source address out of service for a
+     * destination ('' = every destination) until a time (0 = until lifted). */
+    "CREATE TABLE IF NOT EXISTS egress_bench ("
+    "  addr TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  since INTEGER NOT NULL,"
+    "  until INTEGER NOT NULL,"
+    "  PRIMARY KEY (addr, dest));"
+    "UPDATE schema_version SET version = 7;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1460,4 +1470,45 @@ int store_verify_purge(struct store *st, long long now)
 {
     return grey_exec(st, "DELETE FROM verify_cache WHERE expires <= ?1", NULL, 0,
                      (long long[]){now}, 1);
+}
+
+/* --- egress benches ---------------------------------------------------------------- */
+
+int store_egress_bench_put(struct store *st, const char *addr, const char *dest, const char *reason,
+                           long long since, long long until)
+{
+    return grey_exec(st,
+                     "INSERT OR REPLACE INTO egress_bench (addr, dest, reason, since, until) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+                     (const char *const[]){addr, dest ? dest : "", reason ? reason : ""}, 3,
+                     (long long[]){since, until}, 2);
+}
+
+int store_egress_bench_del(struct store *st, const char *addr, const char *dest)
+{
+    if (!dest)
+        return grey_exec(st, "DELETE FROM egress_bench WHERE addr = ?1",
+                         (const char *const[]){addr}, 1, NULL, 0);
+    return grey_exec(st, "DELETE FROM egress_bench WHERE addr = ?1 AND dest = ?2",
+                     (const char *const[]){addr, dest}, 2, NULL, 0);
+}
+
+int store_egress_bench_list(struct store *st,
+                            void (*cb)(void *arg, const char *addr, const char *dest,
+                                       const char *reason, long long since, long long until),
+                            void *arg)
+{
+    sqlite3_stmt *s = stmt_open(
+        st, "SELECT addr, dest, reason, since, until FROM egress_bench ORDER BY addr, dest", NULL,
+        0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        const char *a = (const char *)sqlite3_column_text(s, 0);
+        const char *d = (const char *)sqlite3_column_text(s, 1);
+        const char *r = (const char *)sqlite3_column_text(s, 2);
+        cb(arg, a ? a : "", d ? d : "", r ? r : "", sqlite3_column_int64(s, 3),
+           sqlite3_column_int64(s, 4));
+    }
+    stmt_close(st, s);
+    return rc;
 }

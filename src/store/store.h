@@ -165,6 +165,18 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
                      struct store_grey_result *out);
 /* Delete triplets never retried within delay + retry_window, and passed triplets and
  * networks unseen for lifetime. 0 done, -1 database error. */
+/* --- egress benches (egress/bench.c, docs/egress.md) -------------------------------
+ * A source address out of service for a destination ("" = every destination).
+ * put: insert or replace (addr, dest). del: dest NULL removes every row of addr.
+ * list: every row, cb once each (borrowed strings). 0 done, -1 database error. */
+int store_egress_bench_put(struct store *st, const char *addr, const char *dest, const char *reason,
+                           long long since, long long until);
+int store_egress_bench_del(struct store *st, const char *addr, const char *dest);
+int store_egress_bench_list(struct store *st,
+                            void (*cb)(void *arg, const char *addr, const char *dest,
+                                       const char *reason, long long since, long long until),
+                            void *arg);
+
 int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now);
 
 /* Administration (kurier greylist). One triplet or network as stored. */

@@ -423,6 +423,65 @@ static void test_policy(void)
           "notice names");
 }
 
+/* Every address of our egress pool blocked by the receiver (deliver/remote.c): the
+ * bounce at the lifetime's end says so plainly, in en and de, and a delay notice
+ * says we keep trying (docs/egress.md). */
+static void test_pool_blocked(const struct kconf *en, const struct kconf *de, int fd)
+{
+    struct spool_env *e = make_env();
+    struct spool_rcpt *r = &e->rcpts[0];
+    free(r->diag);
+    r->diag = xstrdup("message expired after 5 days in the queue; last error: all our sending "
+                      "addresses are blocked by mx.example.org (example.org); last refusal: host "
+                      "mx.example.org[192.0.2.7] said: 554 Blocked - see "
+                      "https://ipcheck.proofpoint.com/?ip=192.0.2.10 (in reply to RCPT TO "
+                      "command)");
+    str_copy(r->dsn, "5.4.7", sizeof r->dsn);
+    size_t one[] = {0};
+    char *m = build(en, e, fd, DSN_FAILED, one, 1, "en-pool-blocked");
+    char *h = human_part(m);
+    char *flat = xstrdup(h);
+    /* unwrap: the human part is folded at 4 spaces */
+    char *w = flat;
+    for (const char *p = h; *p; p++) {
+        if (*p == '\r') continue;
+        if (*p == '\n') {
+            while (p[1] == ' ')
+                p++;
+            *w++ = ' ';
+            continue;
+        }
+        *w++ = *p;
+    }
+    *w = '\0';
+    CHECK(strstr(flat, "blocks the sending addresses of our mail system") != NULL,
+          "pool blocked text:\n%s", h);
+    CHECK(strstr(flat, "working on having the addresses removed") != NULL, "working on it");
+    CHECK(strstr(flat, "Please check the address") == NULL, "not the generic expiry text");
+    free(flat);
+    free(h);
+    free(m);
+    m = build(de, e, fd, DSN_FAILED, one, 1, "de-pool-blocked");
+    h = human_part(m);
+    CHECK(strstr(h, "sperrt die Absendeadressen") != NULL && strstr(h, "arbeiten daran") != NULL,
+          "de pool blocked:\n%s", h);
+    free(h);
+    free(m);
+    /* while it waits: the delay notice says we keep trying */
+    r->state = RCPT_ST_QUEUED;
+    free(r->diag);
+    r->diag = xstrdup("all our sending addresses are blocked by mx.example.org (example.org); "
+                      "last refusal: host mx.example.org[192.0.2.7] said: 554 Blocked");
+    str_copy(r->dsn, "4.7.1", sizeof r->dsn);
+    m = build(en, e, fd, DSN_DELAYED, one, 1, "en-pool-blocked-delayed");
+    h = human_part(m);
+    CHECK(strstr(h, "meanwhile we try other ways") != NULL || strstr(h, "we try other") != NULL,
+          "delay text:\n%s", h);
+    free(h);
+    free(m);
+    spool_env_free(e);
+}
+
 static void test_pending(void)
 {
     struct spool_env *e = make_env();
@@ -619,6 +678,7 @@ int main(void)
         test_delayed(en, de, e, fd);
         test_delivered(en, de, e, fd);
         spool_env_free(e);
+        test_pool_blocked(en, de, fd);
         test_policy();
         test_pending();
         test_envelope_fields();
