@@ -386,3 +386,32 @@ def test_config_errors_are_named(tmp_path, block, message):
     assert r.returncode != 0
     err = r.stderr.decode()
     assert "kurier.conf:" in err and message in err, err
+
+
+def egress_benches(k):
+    """{address: reason} of the every-destination benches in kurier egress status."""
+    st = json.loads(k.cli("egress", "status", "--json").stdout.decode())
+    return {a["address"]: b["reason"] for a in st["addresses"] for b in a["benches"]
+            if b["destination"] is None}
+
+
+def test_listed_pool_source_is_benched_and_comes_back(kurier_factory, lists):
+    """The sources of an egress pool are watched without a monitor { addresses } line;
+    a listing benches the address for every destination, the end of the listing (after
+    hold) lifts the bench; the unlisted source is never benched."""
+    conf = ("resolver %s;\npostmaster %s;\n"
+            "egress pool main {\n    source 127.0.0.2;\n    source 127.0.0.3;\n"
+            "    default on;\n}\n"
+            "monitor {\n    lists mon.test;\n    interval 1s;\n    hold 2s;\n    mail off;\n}\n"
+            % (lists, POSTMASTER))
+    k = start(kurier_factory, conf)
+    k.wait_log("address=127.0.0.3, list=mon.test, state=listed (was none)")
+    wait_until(lambda: "127.0.0.3" in egress_benches(k), "127.0.0.3 benched", k)
+    reason = egress_benches(k)["127.0.0.3"]
+    assert reason.startswith("listed on mon.test: Listed in mon.test"), reason
+    assert "127.0.0.2" not in egress_benches(k)
+
+    rbldnsd_rewrite(lists, "mon.test", ZONE_WITHOUT_3)
+    k.wait_log("address=127.0.0.3, list=mon.test, state=clear (was listed)")
+    wait_until(lambda: "127.0.0.3" not in egress_benches(k), "127.0.0.3 unbenched", k)
+    assert "127.0.0.2" not in egress_benches(k)
