@@ -71,5 +71,11 @@ struct cli_dns_answer {
 };
 int cli_dns_ask(const char *resolver, const char *type, const char *name, struct cli_dns_answer *a);
 void cli_dns_answer_free(struct cli_dns_answer *a);
+/* cmd_dkim.c: print the TXT record of each DKIM key of domain; returns their number.
+ * Check them in DNS, one line each ("DIFF " in front of a mismatch); 0 when all
+ * match, 1 otherwise. */
+int cli_dkim_records(const struct kconf *c, const char *domain);
+int cli_dkim_records_count(const struct kconf *c, const char *domain);
+int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver);
 
 #endif

@@ -30,7 +30,7 @@ static int usage(void)
             "       kurier dkim list [DOMAIN]\n"
             "       kurier dkim check DOMAIN [--resolver IP[@PORT]]\n"
             "  Keys live in dkim.key_dir as DOMAIN/SELECTOR.rsa.pem and .ed25519.pem; the\n"
-            "  newest key of each type signs (after kurier reload). keygen and rotate print\n"
+            "  newest key of each type signs (after a reload, SIGHUP). keygen and rotate print\n"
             "  the TXT record to publish; check compares DNS with the keys.\n");
     return 2;
 }
@@ -276,8 +276,7 @@ static int parse_type(const char *s, enum dkim_key_type *t)
     return 0;
 }
 
-/* check: the record of each key; 0 when every one matches. */
-static int check(const struct kconf *c, const char *domain, const char *resolver)
+int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver)
 {
     struct key keys[64];
     size_t n = keys_of(c->dkim_key_dir, domain, keys, 64);
@@ -336,7 +335,8 @@ static int check(const struct kconf *c, const char *domain, const char *resolver
                     snprintf(why, sizeof why, "the record is revoked (empty p=)");
             }
         }
-        printf("%s %s %s: %s%s%s\n", name, dkim_key_type_name(keys[i].type), verdict,
+        printf("%s%s %s %s: %s%s%s\n", strcmp(verdict, "ok") == 0 ? "" : "DIFF ", name,
+               dkim_key_type_name(keys[i].type), verdict,
                key_active(keys, n, i) ? "signing" : "not signing",
                strcmp(verdict, "ok") != 0 ? "; " : "", strcmp(verdict, "ok") != 0 ? why : "");
         if (strcmp(verdict, "ok") != 0) bad = 1;
@@ -345,6 +345,26 @@ static int check(const struct kconf *c, const char *domain, const char *resolver
         free(pub);
     }
     return bad;
+}
+
+int cli_dkim_records_count(const struct kconf *c, const char *domain)
+{
+    struct key keys[64];
+    return (int)keys_of(c->dkim_key_dir, domain, keys, 64);
+}
+
+/* The records of the keys of domain, as keygen prints them. */
+int cli_dkim_records(const struct kconf *c, const char *domain)
+{
+    struct key keys[64];
+    size_t n = keys_of(c->dkim_key_dir, domain, keys, 64);
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *path = dkim_key_path(c->dkim_key_dir, domain, keys[i].selector, keys[i].type);
+        r |= print_record(domain, keys[i].selector, path);
+        free(path);
+    }
+    return (int)n;
 }
 
 int cmd_dkim(int argc, char **argv)
@@ -414,7 +434,7 @@ int cmd_dkim(int argc, char **argv)
             if (r == 0)
                 fprintf(stderr,
                         "kurier: publish the record above, check it with kurier dkim check "
-                        "%s, then kurier reload\n",
+                        "%s, then reload kurierd (SIGHUP)\n",
                         domain);
         }
     } else if (strcmp(verb, "rotate") == 0 && npos == 2) {
@@ -435,7 +455,8 @@ int cmd_dkim(int argc, char **argv)
             r = keygen(c, domain, sel, (enum dkim_key_type)ty, rsa_bits);
             if (r == 0)
                 fprintf(stderr,
-                        "kurier: %s signs after kurier reload; publish its record first. The "
+                        "kurier: %s signs after a reload of kurierd (SIGHUP); publish its record "
+                        "first. The "
                         "old key %s stays (published, no longer signing) until kurier dkim "
                         "retire %s %s\n",
                         sel, keys[i].selector, domain, keys[i].selector);
@@ -477,7 +498,7 @@ int cmd_dkim(int argc, char **argv)
         }
         if (d) closedir(d);
     } else if (strcmp(verb, "check") == 0 && npos == 2) {
-        r = check(c, domain, resolver);
+        r = cli_dkim_check(c, domain, resolver);
     } else {
         r = usage();
     }

@@ -358,3 +358,74 @@ def test_dkim_check_notices_mismatch(dk):
     assert r.returncode == 1
     assert "rsa mismatch" in out and "not this key's public key" in out, out
     assert "ed25519 missing" in out, out
+
+
+def test_dns_records_and_check(kurier_factory):
+    """kurier dns records prints MX, SPF with the egress addresses (monitor.addresses),
+    DKIM, DMARC, MTA-STS, TLS-RPT and the PTRs; --check finds everything in place
+    (exit 0), then names each difference: SPF lacking an address, a wrong PTR, a DKIM
+    record of another key, no DMARC record (exit 1)."""
+    dns = SpfDNS(free_port())
+    dns.start()
+    try:
+        k = kurier_factory(extra="monitor {\n    addresses 192.0.2.10 2001:db8::25;\n}\n")
+        with open(k.conf, "a") as f:
+            f.write("dkim {\n    key_dir %s/dkim;\n}\n" % k.dir)
+        sel, rec = keygen(k, "customer.test")
+        out = k.cli("dns", "records", "customer.test").stdout.decode()
+        assert "customer.test. IN MX 10 mx.example.test." in out, out
+        assert 'customer.test. IN TXT "v=spf1 ip4:192.0.2.10 ip6:2001:db8::25 ~all"' in out
+        assert "%s._domainkey.customer.test. IN TXT" % sel in out
+        assert '_dmarc.customer.test. IN TXT "v=DMARC1; p=none;' in out
+        assert "_mta-sts.customer.test. IN TXT" in out and "_smtp._tls.customer.test." in out
+        assert "10.2.0.192.in-addr.arpa. IN PTR mx.example.test." in out
+        good = {
+            "customer.test": [{"MX": [10, "mx.example.test"]},
+                              {"TXT": "v=spf1 ip4:192.0.2.10 ip6:2001:db8::25 ~all"}],
+            "%s._domainkey.customer.test" % sel: [{"TXT": split_txt(rec)}],
+            "_dmarc.customer.test": [{"TXT": "v=DMARC1; p=none"}],
+            "_mta-sts.customer.test": [{"TXT": "v=STSv1; id=1"}],
+            "_smtp._tls.customer.test": [{"TXT": "v=TLSRPTv1; rua=mailto:a@customer.test"}],
+            "10.2.0.192.in-addr.arpa": [{"PTR": "mx.example.test"}],
+            "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa":
+                [{"PTR": "mx.example.test"}],
+        }
+        dns.load(good)
+        res = "127.0.0.1@%d" % dns.port
+        r = k.cli("dns", "records", "customer.test", "--check", "--resolver", res, check=False)
+        out = r.stdout.decode()
+        assert r.returncode == 0 and "0 differences" in out, out
+        bad = dict(good)
+        bad["customer.test"] = [{"MX": [10, "mx.example.test"]},
+                                {"TXT": "v=spf1 ip4:192.0.2.10 ~all"}]
+        bad["10.2.0.192.in-addr.arpa"] = [{"PTR": "host.isp.test"}]
+        _, other = keygen(k, "other.test")
+        bad["%s._domainkey.customer.test" % sel] = [{"TXT": split_txt(other)}]
+        del bad["_dmarc.customer.test"]
+        dns.load(bad)
+        r = k.cli("dns", "records", "customer.test", "--check", "--resolver", res, check=False)
+        out = r.stdout.decode()
+        assert r.returncode == 1, out
+        assert "DIFF SPF: v=spf1 ip4:192.0.2.10 ~all lacks ip6:2001:db8::25" in out, out
+        assert "DIFF PTR 192.0.2.10: DNS has host.isp.test, expected mx.example.test" in out
+        assert "DIFF %s._domainkey.customer.test rsa mismatch" % sel in out, out
+        assert "DIFF DMARC: no \"v=DMARC1\" record at _dmarc.customer.test" in out, out
+        assert "ok   MX:" in out and "4 differences" in out, out
+    finally:
+        dns.stop()
+
+
+def test_dkim_rotate_and_retire(dk):
+    """rotate adds a new selector that signs after a reload; the old key stays
+    (published) until retire; the signing key cannot be retired."""
+    k = dk.k
+    r = k.cli("dkim", "rotate", "example.test", "--type", "rsa", "--selector", "k2")
+    assert "k2._domainkey.example.test. IN TXT" in r.stdout.decode()
+    listing = k.cli("dkim", "list", "example.test").stdout.decode()
+    assert "example.test k2 rsa signing" in listing, listing
+    assert "example.test %s rsa old" % dk.rsa_sel in listing, listing
+    r = k.cli("dkim", "retire", "example.test", "k2", check=False)
+    assert r.returncode == 1 and b"rotate first" in r.stderr
+    r = k.cli("dkim", "retire", "example.test", dk.rsa_sel)
+    assert b"removed" in r.stdout
+    assert "%s rsa" % dk.rsa_sel not in k.cli("dkim", "list").stdout.decode()
