@@ -101,7 +101,7 @@ void cli_dns_answer_free(struct cli_dns_answer *a)
 struct key {
     char selector[128];
     enum dkim_key_type type;
-    time_t mtime;
+    long long mtime; /* nanoseconds, as dkim_sign.c compares them */
 };
 
 /* The keys of domain, newest first. */
@@ -128,7 +128,7 @@ static size_t keys_of(const char *dir, const char *domain, struct key *out, size
             memcpy(out[n].selector, nm, sl);
             out[n].selector[sl] = '\0';
             out[n].type = t;
-            out[n].mtime = st.st_mtime;
+            out[n].mtime = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
             n++;
         }
         free(p);

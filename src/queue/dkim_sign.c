@@ -26,7 +26,7 @@ struct dkim_key {
     char *domain, *selector;
     enum dkim_key_type type;
     EVP_PKEY *pkey;
-    time_t mtime;
+    long long mtime; /* nanoseconds: keys made within a second keep their order */
 };
 
 struct keyset {
@@ -187,7 +187,7 @@ static int load_domain(struct keyset *ks, const char *dir, const char *domain, c
         dk->selector = sel;
         dk->type = t;
         dk->pkey = k;
-        dk->mtime = st.st_mtime;
+        dk->mtime = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
     }
     closedir(d);
     free(ddir);

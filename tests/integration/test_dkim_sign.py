@@ -9,6 +9,7 @@ forwarded mail is not signed, "kurier dkim check" notices a wrong record."""
 import json
 import os
 import re
+import signal
 import smtplib
 import socket
 import subprocess
@@ -416,14 +417,24 @@ def test_dns_records_and_check(kurier_factory):
 
 
 def test_dkim_rotate_and_retire(dk):
-    """rotate adds a new selector that signs after a reload; the old key stays
-    (published) until retire; the signing key cannot be retired."""
+    """rotate adds a new selector; after a reload (SIGHUP) it signs, and the old key
+    stays (published) until retire; the signing key cannot be retired."""
     k = dk.k
     r = k.cli("dkim", "rotate", "example.test", "--type", "rsa", "--selector", "k2")
-    assert "k2._domainkey.example.test. IN TXT" in r.stdout.decode()
+    out = r.stdout.decode()
+    assert "k2._domainkey.example.test. IN TXT" in out
     listing = k.cli("dkim", "list", "example.test").stdout.decode()
     assert "example.test k2 rsa signing" in listing, listing
     assert "example.test %s rsa old" % dk.rsa_sel in listing, listing
+    rec = "".join(re.findall(r'"([^"]*)"', out))
+    dk.zone["k2._domainkey.example.test"] = [{"TXT": split_txt(rec)}]
+    dk.dns.load(dk.zone)
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_log("reloaded configuration")
+    submit(dk, MSG_7BIT)
+    msg, = dk.sink.wait(1)
+    assert re.search(rb"a=rsa-sha256; [^\r]*\r\n\ts=k2;", msg), msg[:400]
+    assert dkimpy_results(dk, msg) == [("rsa-sha256", True), ("ed25519-sha256", True)]
     r = k.cli("dkim", "retire", "example.test", "k2", check=False)
     assert r.returncode == 1 and b"rotate first" in r.stderr
     r = k.cli("dkim", "retire", "example.test", dk.rsa_sel)
