@@ -319,6 +319,7 @@ int main(int argc, char **argv)
     }
     if (test_only) {
         egress_replies_free();
+        dkim_sign_unload();
         printf("%s: ok\n", d.conf_path);
         conf_free(d.conf);
         return 0;

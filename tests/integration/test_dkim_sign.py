@@ -440,3 +440,28 @@ def test_dkim_rotate_and_retire(dk):
     r = k.cli("dkim", "retire", "example.test", dk.rsa_sel)
     assert b"removed" in r.stdout
     assert "%s rsa" % dk.rsa_sel not in k.cli("dkim", "list").stdout.decode()
+
+
+def test_bad_key_file_refused(kurier_factory):
+    """A key file that is not a key of its type stops the start (kurierd -t says
+    which file and why); one of 512 bits too (RFC 8301)."""
+    from conftest import KURIERD
+    k = kurier_factory()
+    with open(k.conf, "a") as f:
+        f.write("dkim {\n    key_dir %s/dkim;\n}\n" % k.dir)
+    os.makedirs(os.path.join(k.dir, "dkim", "example.test"))
+    bad = os.path.join(k.dir, "dkim", "example.test", "s1.rsa.pem")
+    with open(bad, "w") as f:
+        f.write("not a key\n")
+    r = subprocess.run([KURIERD, "-c", k.conf, "-t"], capture_output=True, timeout=SAFETY)
+    assert r.returncode == 1 and b"s1.rsa.pem: not a PEM private key" in r.stderr, r.stderr
+    small = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                            "rsa_keygen_bits:512"], capture_output=True, check=True).stdout
+    with open(bad, "wb") as f:
+        f.write(small)
+    r = subprocess.run([KURIERD, "-c", k.conf, "-t"], capture_output=True, timeout=SAFETY)
+    assert r.returncode == 1 and b"RSA key of 512 bits" in r.stderr, r.stderr
+    os.unlink(bad)
+    k.cli("dkim", "keygen", "example.test", "--type", "ed25519")
+    r = subprocess.run([KURIERD, "-c", k.conf, "-t"], capture_output=True, timeout=SAFETY)
+    assert r.returncode == 0, r.stderr
