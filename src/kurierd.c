@@ -22,6 +22,7 @@
 #include "egress/bench.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
+#include "queue/dkim_sign.h"
 #include "queue/queue.h"
 #include "smtp/smtp.h"
 #include "store/store.h"
@@ -178,6 +179,8 @@ static void reload(void *arg)
     char rerr[600];
     if (egress_replies_load(c->reply_rules, rerr, sizeof rerr) != 0)
         log_err("kurierd", "reload: reply rules kept as loaded before: %s", rerr);
+    if (dkim_sign_load(c, rerr, sizeof rerr) < 0)
+        log_err("kurierd", "reload: DKIM keys kept as loaded before: %s", rerr);
     /* Listeners are bound once, as root; a reload keeps the sockets and applies the
      * new settings of listeners with the same address. */
     for (size_t i = 0; i < d->nservers; i++) {
@@ -333,8 +336,13 @@ int main(int argc, char **argv)
         log_err("kurierd", "reply_rules: %s", err);
         return 1;
     }
+    if (dkim_sign_load(d.conf, err, sizeof err) < 0) {
+        log_err("kurierd", "dkim: %s", err);
+        return 1;
+    }
     if (test_only) {
         egress_replies_free();
+        dkim_sign_unload();
         printf("%s: ok\n", d.conf_path);
         conf_free(d.conf);
         return 0;
@@ -479,6 +487,7 @@ int main(int argc, char **argv)
     event_free(d.ev_int);
     event_free(d.ev_hup);
     event_base_free(d.base);
+    dkim_sign_unload();
     conf_unref(d.conf); /* the modules dropped theirs */
     egress_replies_free();
     conf_set_start_dir(NULL);

@@ -55,5 +55,29 @@ int cmd_rbl(int argc, char **argv);     /* rbl check IP|DOMAIN [--list L]... [--
 int cmd_monitor(int argc, char **argv);
 /* egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR] */
 int cmd_egress(int argc, char **argv);
+/* dkim keygen|rotate|retire|list|check: signing keys and their records (cmd_dkim.c) */
+int cmd_dkim(int argc, char **argv);
+/* dns records DOMAIN [--check]: what a hosted domain publishes (cmd_dns_records.c) */
+int cmd_dns_records(int argc, char **argv);
+
+/* One DNS question, blocking (cmd_dkim.c): type "txt", "mx" ("PREF HOST" strings) or
+ * "ptr" (name: an IP address). resolver: NULL for the config's. The answer's strings
+ * are new (cli_dns_answer_free()); status a dns_status. 0, or 1 when no resolver could
+ * be set up (printed). */
+#define CLI_DNS_MAX 32
+struct cli_dns_answer {
+    int status;
+    const char *why;
+    char *strs[CLI_DNS_MAX];
+    size_t nstrs;
+};
+int cli_dns_ask(const char *resolver, const char *type, const char *name, struct cli_dns_answer *a);
+void cli_dns_answer_free(struct cli_dns_answer *a);
+/* cmd_dkim.c: print the TXT record of each DKIM key of domain; returns their number.
+ * Check them in DNS, one line each ("DIFF " in front of a mismatch); 0 when all
+ * match, 1 otherwise. */
+int cli_dkim_records(const struct kconf *c, const char *domain);
+int cli_dkim_records_count(const struct kconf *c, const char *domain);
+int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver);
 
 #endif

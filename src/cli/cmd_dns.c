@@ -96,6 +96,7 @@ int cmd_dns(int argc, char **argv)
     const char *pos[3];
     int npos = 0;
 
+    if (argc >= 2 && strcmp(argv[1], "records") == 0) return cmd_dns_records(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;

@@ -44,6 +44,9 @@ static void usage(void)
             "  egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR]\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
+            "  dns records DOMAIN [--check] [--resolver IP@PORT]\n"
+            "  dkim keygen DOMAIN [--selector S] [--type rsa|ed25519] | rotate DOMAIN\n"
+            "  dkim retire DOMAIN SELECTOR | list [DOMAIN] | check DOMAIN\n"
             "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
             "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
             "  replies classify [--rules FILE] \"550 5.7.1 TEXT\" | replies check [FILE]\n"
@@ -94,6 +97,7 @@ int main(int argc, char **argv)
         {"rbl", cmd_rbl},
         {"monitor", cmd_monitor},
         {"egress", cmd_egress},
+        {"dkim", cmd_dkim},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -1269,6 +1269,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_BATV, c);
     apply_defaults(KB_MONITOR, c);
     apply_defaults(KB_VERIFY, c);
+    apply_defaults(KB_DKIM, c);
     return c;
 }
 
@@ -1285,6 +1286,7 @@ static struct kconf *kconf_finish(struct kconf *c, struct conf_errors *errs, siz
     derive(&c->spool_dir, c->state_dir, "spool");
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
+    derive(&c->dkim_key_dir, c->state_dir, "dkim");
     if (c->batv_domains && strchr(c->batv_domains, ':'))
         conf_errors_add(errs, c->file, 0, 0,
                         "batv: \"domains\" takes domain names, without a port");
@@ -1418,6 +1420,8 @@ static void kconf_destroy(struct kconf *c)
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->reply_rules);
+    free(c->dkim_key_dir);
+    free(c->dkim_signing_domain);
     free(c->rbl_lists);
     free(c->rbl_domain_lists);
     free(c->trusted);

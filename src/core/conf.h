@@ -273,6 +273,10 @@ struct kconf {
     int verify_negative_ttl;   /* seconds a refused recipient is remembered (1h) */
     int verify_purge_interval; /* seconds between purges of expired answers (1h) */
 
+    /* dkim { }: signing keys (queue/dkim_sign.c, docs/dkim.md) */
+    char *dkim_key_dir;        /* DIR/DOMAIN/SELECTOR.{rsa,ed25519}.pem; default STATE/dkim */
+    char *dkim_signing_domain; /* keys for From: domains without their own; NULL: none */
+
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
     size_t ntrusted;

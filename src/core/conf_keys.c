@@ -7,8 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",         "log",  "limits",  "queue",  "relay",  "auth",     "outbound",
-    "greylist", "batv", "monitor", "verify", "listen", "transport"};
+    "",         "log",  "limits",  "queue",  "relay", "auth",   "outbound",
+    "greylist", "batv", "monitor", "verify", "dkim",  "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -243,6 +243,16 @@ const struct conf_key conf_keys[] = {
      "answers (4xx, no connection) are never remembered."},
     {KB_VERIFY, "purge_interval", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(verify_purge_interval),
      "How often expired probe answers are deleted from the directory database."},
+
+    {KB_DKIM, "key_dir", KT_PATH, NULL, "state_dir/dkim", 0, 0, NULL, KC(dkim_key_dir),
+     "Folder of the DKIM signing keys: DIR/DOMAIN/SELECTOR.rsa.pem and "
+     "DIR/DOMAIN/SELECTOR.ed25519.pem (written by kurier dkim keygen; docs/dkim.md). Mail "
+     "of authenticated users and local senders is signed with the keys of its From: "
+     "domain, the newest key of each type; a domain without keys is not signed. Read at "
+     "start and on reload."},
+    {KB_DKIM, "signing_domain", KT_HOST, NULL, "none", 0, 0, NULL, KC(dkim_signing_domain),
+     "Domain whose keys sign mail whose From: domain has no keys of its own (customers "
+     "without their own keys); none: such mail goes out unsigned."},
 
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},

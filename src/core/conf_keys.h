@@ -42,6 +42,7 @@ enum kblock {
     KB_BATV,
     KB_MONITOR,
     KB_VERIFY,
+    KB_DKIM,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

@@ -10,6 +10,7 @@
 #include "dns/dns.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
+#include "queue/dkim_sign.h"
 #include "queue/queue.h"
 #include "smtp/smtp.h"
 
@@ -190,11 +191,13 @@ static void ops_msg_headers(void *ctx, const struct smtp_peer *peer, const struc
         policy_txn_headers(txn->state, peer->conf, peer->auth_user, peer->addr, peer->name, out);
 }
 
-static void *ops_msg_open(void *ctx, char *id, size_t idsize)
+static void *ops_msg_open(void *ctx, const struct smtp_peer *peer, char *id, size_t idsize)
 {
     struct glue *g = ctx;
     struct spool_msg *m = spool_msg_new(g->spool);
     if (m) str_copy(id, spool_msg_id(m), idsize);
+    /* our users' mail is signed as ours; mail from elsewhere (forwarded too) is not */
+    if (m && peer->auth_user) spool_msg_sign(m);
     return m;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "queue/dkim_sign.h"
 #include "queue/queue.h"
 
 /* One maildrop file, read by the scan. */
@@ -210,6 +211,7 @@ static void pickup_queue_item(struct pickup *p, struct pickup_item *it)
         pickup_item_free(it);
         return;
     }
+    spool_msg_sign(m); /* a local sender's mail is ours */
     char date[64];
     time_rfc5322(date, sizeof date, time(NULL));
     /* as Postfix's pickup: "(Postfix, from userid 1000)" */

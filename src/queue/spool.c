@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "queue/dkim_sign.h"
 #include "queue/queue.h"
 
 struct spool {
@@ -31,6 +32,7 @@ struct spool_msg {
     int fd;
     size_t size;
     int failed;
+    struct dkim_sign *dkim; /* spool_msg_sign(): content passes through it */
 };
 
 struct commit {
@@ -228,7 +230,47 @@ const char *spool_msg_id(const struct spool_msg *m)
     return m->id;
 }
 
+void spool_msg_sign(struct spool_msg *m)
+{
+    if (!m->dkim && m->size == 0) m->dkim = dkim_sign_new(m->id);
+}
+
 int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
+{
+    if (m->dkim && !m->failed) {
+        if (dkim_sign_write(m->dkim, m, p, len) == 0) return 0;
+        m->failed = 1;
+        return -1;
+    }
+    return spool_msg_put(m, p, len);
+}
+
+off_t spool_msg_offset(const struct spool_msg *m)
+{
+    return (off_t)m->size;
+}
+
+int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
+{
+    if (m->failed) return -1;
+    const char *s = p;
+    while (len > 0) {
+        ssize_t n = pwrite(m->fd, s, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
+                    n < 0 ? strerror(errno) : "short write");
+            m->failed = 1;
+            return -1;
+        }
+        s += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
 {
     if (m->failed) return -1;
     if (write_all(m->fd, p, len) != 0) {
@@ -251,6 +293,7 @@ static void unlink_id(const char *dir, const char *id, const char *ext)
 void spool_msg_abort(struct spool_msg *m)
 {
     if (!m) return;
+    dkim_sign_free(m->dkim);
     if (m->fd >= 0) close(m->fd);
     unlink_id(m->s->incoming, m->id, ".msg");
     unlink_id(m->s->incoming, m->id, ".env");
@@ -428,6 +471,11 @@ static void batch_start(struct spool *s)
 void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(void *arg, int ok),
                       void *arg)
 {
+    if (m->dkim) { /* the DKIM-Signature: fields go in before the batch syncs */
+        if (dkim_sign_finish(m->dkim, m) != 0) m->failed = 1;
+        dkim_sign_free(m->dkim);
+        m->dkim = NULL;
+    }
     str_copy(env->id, m->id, sizeof env->id);
     env->size = m->size;
     struct commit *c = xcalloc(1, sizeof *c);

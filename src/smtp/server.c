@@ -339,7 +339,7 @@ static void rcpt_judged(void *arg, const struct smtp_verdict *v)
  * when the client's header section is complete (header_end). */
 static int message_open(struct smtp_session *s)
 {
-    s->msg = s->srv->ops->msg_open(s->srv->ops->ctx, s->id, sizeof s->id);
+    s->msg = s->srv->ops->msg_open(s->srv->ops->ctx, &s->peer, s->id, sizeof s->id);
     if (!s->msg) return -1;
     buf_init(&s->out, 0);
     buf_init(&s->hdr, 0);

@@ -200,8 +200,8 @@ struct smtp_ops {
      * what is left). NULL: nothing. */
     void (*msg_headers)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
                         struct buf *out, char *hdr, size_t *len);
-    /* Start storing a message; id receives its queue ID. NULL on failure. */
-    void *(*msg_open)(void *ctx, char *id, size_t idsize);
+    /* Start storing a message of peer's; id receives its queue ID. NULL on failure. */
+    void *(*msg_open)(void *ctx, const struct smtp_peer *peer, char *id, size_t idsize);
     /* Append content; 0 done, -1 failed (disk). */
     int (*msg_write)(void *msg, const void *p, size_t len);
     /* Make it durable; done(arg, ok) later: ok=1 durable and queued. msg consumed. */
