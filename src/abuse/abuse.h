@@ -54,11 +54,12 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
                      int *code, char *enh, char *text, size_t textsize);
 /* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). */
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt);
-/* A message of account was queued as id, to rcpts[0..n): spamtraps are looked for,
- * the hourly volume is compared with the account's baseline. When the account is
- * (or becomes) locked, the message is held. */
-void abuse_message_queued(struct abuse *ab, const char *account, const char *id,
-                          const char *const *rcpts, size_t n);
+/* A message of account is about to be committed as id, to rcpts[0..n): spamtraps
+ * are looked for, its volume is compared with the account's baseline. Returns 1 when
+ * the message must be queued on hold (the account is, or just became, locked), else
+ * 0. */
+int abuse_message(struct abuse *ab, const char *account, const char *id, const char *const *rcpts,
+                  size_t n);
 /* A login outcome (auth/, after the backend answered): counts failures per account,
  * and on success looks at failures before it and at the client networks used. */
 void abuse_login(struct abuse *ab, const char *account, const char *ip, int ok);

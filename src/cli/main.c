@@ -38,8 +38,9 @@ static void usage(void)
             "  mailbox add|del|list|passwd|quota ...\n"
             "  alias add|del|list ...\n"
             "  relay add MATCH HOST[:PORT][,HOST...] [--user U --password-stdin] | del | list\n"
-            "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
+            "  queue list [--account USER]|show ID|flush|delete ID|ALL|hold ID|release ID\n"
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
+            "  account status [USER] [--json] | account unlock USER [--release|--delete]\n"
             "  greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
             "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
         {"replies", cmd_replies},
         {"rbl", cmd_rbl},
         {"monitor", cmd_monitor},
+        {"account", cmd_account},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
