@@ -230,3 +230,55 @@ def test_hangup_while_the_limit_answer_waits(ab):
     with login(k, "legit@example.test") as s:  # the daemon lives on
         send(s, "legit@example.test", ["z@remote.test"])
     assert k.proc.poll() is None
+
+
+def test_limits_file_and_refused_recipients(kurier_factory):
+    """Per-account and per-domain limits from limits_file; refused recipients count
+    against the account; a bad spamtrap entry is a config error."""
+    k = kurier_factory(extra="relay_host 127.0.0.1:%d;\n" % free_port())
+    lim = os.path.join(k.dir, "abuse-limits")
+    with open(lim, "w") as f:
+        f.write("# name limit soft hard\n"
+                "@example.test        messages_per_hour          2 50\n"
+                "big@example.test     messages_per_hour          4 50\n"
+                "failing@example.test failed_recipients_per_hour 2 50\n")
+    k.sub_port = free_port()
+    with open(k.conf, "a") as f:
+        f.write("abuse {\n    limits_file %s;\n}\n" % lim)
+        f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
+                % k.sub_port)
+    k.add_domain("example.test")
+    for user in ("big", "small", "failing"):
+        k.add_mailbox("%s@example.test" % user, user + "-pw")
+    k.start()
+
+    def burst(user, n):
+        codes = []
+        with login(k, user) as s:
+            for i in range(n):
+                try:
+                    send(s, user, ["r%d@remote.test" % i])
+                    codes.append(250)
+                except smtplib.SMTPSenderRefused as e:
+                    codes.append(e.smtp_code)
+                    s.rset()
+        return codes
+
+    assert burst("big@example.test", 5) == [250] * 4 + [451]  # its own line
+    assert burst("small@example.test", 3) == [250] * 2 + [451]  # its domain's
+    assert status(k, "big@example.test")["counters"]["messages_per_hour"]["soft"] == 4
+    with login(k, "failing@example.test") as s:
+        s.mail("failing@example.test")
+        assert s.rcpt("nobody1@example.test")[0] == 550
+        assert s.rcpt("nobody2@example.test")[0] == 550
+        code, text = s.rcpt("friend@remote.test")  # two refused: no more this hour
+        assert code == 451 and b"Sending rate limit reached" in text, text
+    k.wait_log("account=failing@example.test limit=failed_recipients_per_hour count=2 soft=2 "
+               "decision=tempfail")
+    # a spamtrap that is neither an address nor a domain
+    bad = os.path.join(k.dir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("abuse {\n    spamtraps <trap@example.org>;\n}\n")
+    r = k.cli("config", "check", bad, check=False)
+    assert r.returncode != 0
+    assert b"an address like trap@example.org or a domain" in r.stderr + r.stdout
