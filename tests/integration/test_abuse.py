@@ -23,6 +23,7 @@ ABUSE = """abuse {
     hard_messages_per_hour 8;
     baseline_min 3;
     auth_failures 3;
+    networks 3;
     spamtraps trap@remote.test;
     spamtraps traps.test;
     mail_to postmaster@example.test;
@@ -46,7 +47,7 @@ def ab(kurier_factory):
         f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
                 % k.sub_port)
     k.add_domain("example.test")
-    for user in ("burst", "legit", "trapped", "guessed", "hangup", "postmaster"):
+    for user in ("burst", "legit", "trapped", "guessed", "hangup", "roaming", "postmaster"):
         k.add_mailbox("%s@example.test" % user, user + "-pw")
     k.start()
     return k
@@ -206,6 +207,22 @@ def test_login_after_many_failures_is_a_signal(ab):
     # smtplib tries PLAIN, then LOGIN: two failures a try
     m = re.search(r"after (\d+) failures", st["evidence"][0]["evidence"])
     assert m and int(m.group(1)) >= 3, st
+
+
+def test_logins_from_many_networks_are_a_signal(ab):
+    """Logins from three /24s within the window (the whole of 127.0.0.0/8 is
+    loopback: each client binds another source network)."""
+    k = ab
+    user = "roaming@example.test"
+    for net in (1, 2, 3):
+        s = smtplib.SMTP("127.0.0.1", k.sub_port, timeout=SAFETY,
+                         source_address=("127.0.%d.9" % net, 0))
+        s.login(user, "roaming-pw")
+        s.quit()
+    k.wait_log("account=roaming@example.test signal=many_networks score=30")
+    st = status(k, user)
+    assert not st["locked"]
+    assert "logins from 3 networks" in st["evidence"][0]["evidence"], st
 
 
 def test_hangup_while_the_limit_answer_waits(ab):
