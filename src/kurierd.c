@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "abuse/abuse.h"
 #include "auth/auth.h"
 #include "control/control.h"
 #include "core/core.h"
@@ -45,6 +46,7 @@ struct daemon {
     struct smtp_server **servers;
     struct smtp_tls **tls; /* per server, NULL without TLS */
     struct auth *auth;
+    struct abuse *abuse;
     char **server_addrs; /* the address each server was bound for */
     size_t nservers;
     struct glue glue; /* smtp_ops: the sessions' way to policy, spool, auth, dns */
@@ -217,6 +219,7 @@ static void reload(void *arg)
     monitor_pool_sources(d->monitor, c);
     monitor_notify_set_conf(d->notify, c);
     egress_set_conf(c);
+    abuse_set_conf(d->abuse, c);
     /* the old configuration goes when its last session or job ends: maybe now */
     conf_unref(d->conf);
     d->conf = c;
@@ -390,7 +393,9 @@ int main(int argc, char **argv)
         return 1;
     }
     d.auth = auth_new(d.base, d.conf, d.store);
-    d.glue = (struct glue){.base = d.base, .spool = d.spool, .store = d.store, .auth = d.auth};
+    d.abuse = abuse_new(d.base, d.conf, d.store, d.auth, d.spool);
+    d.glue = (struct glue){
+        .base = d.base, .spool = d.spool, .store = d.store, .auth = d.auth, .abuse = d.abuse};
     glue_smtp_ops(&d.glue, &d.ops);
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
         d.nservers++;
@@ -419,6 +424,7 @@ int main(int argc, char **argv)
     d.queue = queue_new(d.base, d.conf, d.spool, d.store);
     if (!d.queue) return 1;
     d.glue.queue = d.queue;
+    abuse_set_queue(d.abuse, d.queue);
     /* remote delivery: a forwarder (tests: unbound with test zones) lifts "test." */
     static const char *const test_zones[] = {"test.", NULL};
     const char *res = d.conf->resolver;
@@ -437,6 +443,7 @@ int main(int argc, char **argv)
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
+    control_set_abuse(d.control, d.abuse);
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
     d.notify = monitor_notify_new(d.base, d.dns, d.conf, d.spool, d.queue);
     d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
@@ -455,6 +462,8 @@ int main(int argc, char **argv)
 
     log_info("kurierd", "stopped");
     control_free(d.control);
+    abuse_free(d.abuse); /* before the workers stop: cancels its spool scans */
+    d.glue.abuse = NULL;
     monitor_free(d.monitor); /* cancels its lookups, stores what is left */
     monitor_notify_free(d.notify);
     policy_greylist_purge_stop();

@@ -4,6 +4,7 @@
 #include "core/compat.h"
 
 #include <event2/event.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 #include "store/store.h"
@@ -13,6 +14,10 @@ struct auth {
     struct store *store;
     struct dovecot_auth *dovecot; /* auth backend dovecot (chosen at start-up), else NULL */
     struct auth_limits *limits;
+    char **locked; /* lower case; few: a compromise is rare */
+    size_t nlocked;
+    void (*observe)(void *, const char *, const char *, int);
+    void *observe_arg;
 };
 
 struct auth_check {
@@ -43,12 +48,52 @@ void auth_free(struct auth *a)
     if (!a) return;
     auth_limits_free(a->limits);
     dovecot_auth_free(a->dovecot);
+    for (size_t i = 0; i < a->nlocked; i++)
+        free(a->locked[i]);
+    free(a->locked);
     free(a);
 }
 
 struct auth_limits *auth_limits_of(struct auth *a)
 {
     return a->limits;
+}
+
+static ssize_t lock_find(struct auth *a, const char *account)
+{
+    for (size_t i = 0; i < a->nlocked; i++)
+        if (strcasecmp(a->locked[i], account) == 0) return (ssize_t)i;
+    return -1;
+}
+
+int auth_lock_set(struct auth *a, const char *account, int locked)
+{
+    ssize_t i = lock_find(a, account);
+    if (locked && i < 0) {
+        a->locked = xrealloc(a->locked, (a->nlocked + 1) * sizeof *a->locked);
+        a->locked[a->nlocked] = xstrdup(account);
+        str_lower(a->locked[a->nlocked++]);
+        return 1;
+    }
+    if (!locked && i >= 0) {
+        free(a->locked[i]);
+        a->locked[i] = a->locked[--a->nlocked];
+        return 1;
+    }
+    return 0;
+}
+
+int auth_locked(struct auth *a, const char *account)
+{
+    return lock_find(a, account) >= 0;
+}
+
+void auth_set_observer(struct auth *a,
+                       void (*observe)(void *arg, const char *user, const char *ip, int ok),
+                       void *arg)
+{
+    a->observe = observe;
+    a->observe_arg = arg;
 }
 
 static void check_free(struct auth_check *c)
@@ -95,9 +140,12 @@ static void check_ran(void *arg)
     struct auth_check *c = arg;
     c->job = NULL;
     double delay = 0;
-    if (c->result != AUTH_TEMPFAIL)
+    if (c->result != AUTH_TEMPFAIL) {
         delay = auth_limits_record(c->a->limits, c->conf, c->ip, c->user, c->result == AUTH_OK,
                                    time_mono());
+        if (c->a->observe) c->a->observe(c->a->observe_arg, c->user, c->ip, c->result == AUTH_OK);
+    }
+    if (c->result == AUTH_OK && auth_locked(c->a, c->user)) c->result = AUTH_LOCKED;
     check_answer_in(c, delay);
 }
 

@@ -42,6 +42,19 @@ struct auth_check *auth_check_start(struct auth *a, const struct kconf *conf, co
 /* done will not run; waits for a backend check already running on a worker. */
 void auth_check_cancel(struct auth_check *c);
 
+/* Locked accounts (abuse/ decides and persists; the set is kept here): the right
+ * password of a locked account is answered AUTH_LOCKED. Names compare case-
+ * insensitively. Set locked 1 or 0; returns 1 when that changed something. */
+int auth_lock_set(struct auth *a, const char *account, int locked);
+/* 1 when account is locked. */
+int auth_locked(struct auth *a, const char *account);
+/* Who hears of each login outcome (one observer; NULL: none): observe(arg, user, ip,
+ * ok) runs on the loop once the backend answered (not for blocked or temporarily
+ * failed checks), before the lock is looked at, so it may lock the account. */
+void auth_set_observer(struct auth *a,
+                       void (*observe)(void *arg, const char *user, const char *ip, int ok),
+                       void *arg);
+
 /* --- backend: Dovecot's auth socket (dovecot.c, docs/submission.md) ------------
  * Optional AUTH backend (kurier.conf auth { backend dovecot; }): passwords are
  * checked by Dovecot's auth service over its auth-client unix socket, the SASL

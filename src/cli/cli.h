@@ -44,6 +44,7 @@ int cmd_relay(int argc, char **argv);    /* relay add|del|list: per-sender smart
 int cmd_smtp(int argc, char **argv);     /* smtp send --to HOST:PORT ... FILE */
 int cmd_dns(int argc, char **argv);      /* dns lookup TYPE NAME [--resolver IP@PORT] */
 int cmd_auth(int argc, char **argv);     /* auth blocks [--clear ADDRESS|ACCOUNT] */
+int cmd_account(int argc, char **argv);  /* account status [USER] [--json] | unlock USER */
 /* check-client IP [--helo H] [--from A] [--to B] [--listen ADDR] */
 int cmd_check_client(int argc, char **argv);
 /* greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET */

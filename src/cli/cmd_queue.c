@@ -4,6 +4,8 @@
  * not act on a message behind its back). */
 #include "core/compat.h"
 
+#include <strings.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <time.h>
@@ -17,7 +19,7 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: kurier queue list\n"
+    fprintf(stderr, "usage: kurier queue list [--account USER]\n"
                     "       kurier queue show [--body] ID\n"
                     "       kurier queue flush\n"
                     "       kurier queue delete ID|ALL\n"
@@ -45,6 +47,7 @@ static void put_safe(FILE *out, const char *s)
 
 struct list_ctx {
     struct spool *s;
+    const char *account; /* --account: only its messages; NULL: all */
     size_t n;
     unsigned long long bytes;
 };
@@ -90,6 +93,7 @@ static void list_corrupt_one(void *arg, const char *id)
 
 static void list_env(struct list_ctx *c, const struct spool_env *e)
 {
+    if (c->account && (!e->auth_user || strcasecmp(e->auth_user, c->account) != 0)) return;
     list_head(c);
     c->bytes += e->size;
     char date[32];
@@ -141,7 +145,7 @@ static void list_end(const struct list_ctx *c)
 
 /* A user who may not read the spool (as Postfix's showq does for mailq): the daemon
  * sends the envelopes, cut down to what the listing shows, read-only. */
-static int queue_list_daemon(const struct kconf *conf)
+static int queue_list_daemon(const struct kconf *conf, const char *account)
 {
     char *text, reply[1024];
     size_t len;
@@ -154,7 +158,7 @@ static int queue_list_daemon(const struct kconf *conf)
             fprintf(stderr, "kurier: %s\n", reply);
         return 1;
     }
-    struct list_ctx c = {0};
+    struct list_ctx c = {.account = account};
     for (size_t i = 0; i < len;) { /* envelopes, each followed by an empty line */
         const char *end = strstr(text + i, "\n\n");
         size_t n = end ? (size_t)(end - (text + i)) + 1 : len - i;
@@ -174,17 +178,17 @@ static int queue_list_daemon(const struct kconf *conf)
     return 0;
 }
 
-static int queue_list(const struct kconf *conf)
+static int queue_list(const struct kconf *conf, const char *account)
 {
     char qdir[4096];
     if (snprintf(qdir, sizeof qdir, "%s/queue", conf->spool_dir) < (int)sizeof qdir &&
         access(qdir, R_OK | X_OK) != 0 && errno == EACCES)
-        return queue_list_daemon(conf);
+        return queue_list_daemon(conf, account);
     struct spool *s = open_spool(conf);
     if (!s) return 1;
-    struct list_ctx c = {.s = s};
+    struct list_ctx c = {.s = s, .account = account};
     int rc = spool_scan(s, list_one, &c);
-    if (rc == 0) rc = spool_scan_corrupt(s, list_corrupt_one, &c);
+    if (rc == 0 && !account) rc = spool_scan_corrupt(s, list_corrupt_one, &c);
     spool_free(s);
     if (rc != 0) {
         fprintf(stderr, "kurier: cannot read the queue in %s: %s\n", conf->spool_dir,
@@ -459,9 +463,10 @@ int cmd_queue(int argc, char **argv)
         usage();
         return 0;
     }
-    if (strcmp(verb, "list") == 0 && argc == 2) {
+    if (strcmp(verb, "list") == 0 &&
+        (argc == 2 || (argc == 4 && strcmp(argv[2], "--account") == 0 && argv[3][0]))) {
         struct kconf *conf = cli_load_conf();
-        rc = queue_list(conf);
+        rc = queue_list(conf, argc == 4 ? argv[3] : NULL);
         conf_free(conf);
         return rc;
     }
@@ -512,7 +517,7 @@ int cmd_mailq(int argc, char **argv)
     (void)argc;
     (void)argv; /* mailq options (-v, -q ...) are accepted and ignored */
     struct kconf *conf = cli_load_conf();
-    int rc = queue_list(conf);
+    int rc = queue_list(conf, NULL);
     conf_free(conf);
     return rc;
 }

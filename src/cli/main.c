@@ -38,8 +38,9 @@ static void usage(void)
             "  mailbox add|del|list|passwd|quota ...\n"
             "  alias add|del|list ...\n"
             "  relay add MATCH HOST[:PORT][,HOST...] [--user U --password-stdin] | del | list\n"
-            "  queue list|show ID|flush|delete ID|ALL|hold ID|release ID\n"
+            "  queue list [--account USER]|show ID|flush|delete ID|ALL|hold ID|release ID\n"
             "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
+            "  account status [USER] [--json] | account unlock USER [--release|--delete]\n"
             "  greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET\n"
             "  egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR]\n"
             "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
@@ -98,6 +99,7 @@ int main(int argc, char **argv)
         {"monitor", cmd_monitor},
         {"egress", cmd_egress},
         {"dkim", cmd_dkim},
+        {"account", cmd_account},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

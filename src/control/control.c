@@ -18,6 +18,7 @@
 
 #include "control/control.h"
 #include "core/core.h"
+#include "abuse/abuse.h"
 #include "auth/auth.h"
 #include "egress/bench.h"
 #include "queue/queue.h"
@@ -37,6 +38,7 @@ struct control {
     struct conn *conns;
     struct spool *spool;        /* for "list"; NULL: not offered */
     struct auth_limits *limits; /* for "auth-blocks", "auth-clear"; NULL: not offered */
+    struct abuse *abuse;        /* for "account-*"; NULL: not offered */
     uid_t uid;                  /* the daemon's user */
     char user[64];              /* its name, for the refusal */
     size_t nunpriv;
@@ -116,6 +118,8 @@ static void list_one(void *arg, const char *id)
                           .arrival = e->arrival,
                           .size = e->size,
                           .held = e->held,
+                          /* the login only for those who may see it (queue list --account) */
+                          .auth_user = k->privileged ? e->auth_user : NULL,
                           .nrcpts = e->nrcpts};
     memcpy(r.id, e->id, sizeof r.id);
     r.rcpts = xcalloc(e->nrcpts ? e->nrcpts : 1, sizeof *r.rcpts);
@@ -283,6 +287,27 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
     } else if (strncmp(line, "egress-", 7) == 0 &&
                (r0 = dispatch_egress(k, line, has_arg ? arg : NULL, reply, size)) >= 0) {
         return r0;
+    } else if ((strcmp(line, "account-status") == 0 || strcmp(line, "account-status-json") == 0) &&
+               c->abuse) {
+        char *text = abuse_status(c->abuse, has_arg ? arg : NULL, line[14] == '-');
+        reply_text_and_close(k, text, strlen(text));
+        free(text);
+        return 1;
+    } else if (strcmp(line, "account-unlock") == 0 && has_arg && c->abuse) {
+        char *what = strchr(arg, ' ');
+        if (what) *what++ = '\0';
+        enum abuse_held h = !what || strcmp(what, "keep") == 0 ? ABUSE_KEEP
+                            : strcmp(what, "release") == 0     ? ABUSE_RELEASE
+                            : strcmp(what, "delete") == 0      ? ABUSE_DELETE
+                                                               : (enum abuse_held) - 1;
+        char msg[600];
+        if ((int)h < 0) {
+            str_copy(reply, "error the held mail is kept, released or deleted", size);
+        } else {
+            int r = abuse_unlock(c->abuse, arg, h, msg, sizeof msg);
+            str_copy(reply, r == 0 ? "ok " : "error ", size);
+            str_copy(reply + strlen(reply), msg, size - strlen(reply));
+        }
     } else if (strcmp(line, "flush") == 0 && !has_arg) {
         queue_flush(c->q);
         str_copy(reply, "ok flushed", size);
@@ -503,6 +528,11 @@ void control_set_state(struct control *c, struct spool *spool, struct auth_limit
 {
     c->spool = spool;
     c->limits = limits;
+}
+
+void control_set_abuse(struct control *c, struct abuse *abuse)
+{
+    c->abuse = abuse;
 }
 
 void control_free(struct control *c)

@@ -6,12 +6,16 @@
  *             "auth-clear ADDRESS|ACCOUNT" | "egress-status [json]" |
  *             "egress-bench ADDRESS DESTINATION|* SECONDS REASON" (0 s: until lifted) |
  *             "egress-unbench ADDRESS [DESTINATION|*]" (none: every bench of it)
+ *             "auth-clear ADDRESS|ACCOUNT" | "account-status [USER]" |
+ *             "account-status-json [USER]" | "account-unlock USER [keep|release|delete]"
  *   reply:    "ok <text>" | "error <text>", one line; for "list" and "auth-blocks"
  *             "ok" then text lines (a leading "." doubled) and a line "." alone
  *   list:        the queue, one envelope (spool format, only what mailq shows: ID,
  *                sender, arrival, size, held, recipients with state and last error)
  *                followed by an empty line per message
  *   egress-status: egress_status()'s text or JSON (egress/bench.h)
+ *   account-status[-json]: the text (or JSON) of abuse_status() (abuse/abuse.h)
+ *   list for root and the daemon's user also carries each message's login (auth_user)
  *   auth-blocks: one block per line: ADDRESS TAB ACCOUNT (escaped; empty: the whole
  *                address) TAB FAILURES TAB SECONDS-LEFT
  * The socket is mode 0666 in a folder others may pass through; the daemon asks the
@@ -36,6 +40,9 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
 /* What "list" reads and what "auth-blocks"/"auth-clear" act on; both borrowed until
  * control_free. Without them (NULL) those requests are unknown. */
 void control_set_state(struct control *c, struct spool *spool, struct auth_limits *limits);
+/* What "account-status" and "account-unlock" act on (borrowed; NULL: unknown). */
+struct abuse;
+void control_set_abuse(struct control *c, struct abuse *abuse);
 void control_free(struct control *c);
 
 /* Client side (CLI; blocking, 10 s timeout): send one request, read the reply line

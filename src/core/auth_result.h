@@ -10,6 +10,8 @@ enum auth_result {
     AUTH_OK = 1,        /* accepted: 235 2.7.0 */
     AUTH_BLOCKED = 2,   /* not checked: too many failures from this address or for this
                            account from it (auth/limits.c): 454 4.7.0 */
+    AUTH_LOCKED = 3,    /* right credentials, but the account is locked for sending after
+                           suspected compromise (abuse/): 535 5.7.8 */
 };
 
 #endif

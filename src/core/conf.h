@@ -159,6 +159,16 @@ struct conf_egress_pool {
     struct conf_egress_pool *next;
 };
 
+/* abuse { }: the per-account limits, in this order (abuse_soft[], abuse_hard[]). */
+enum conf_abuse_limit {
+    CONF_ABUSE_MESSAGES_HOUR = 0,
+    CONF_ABUSE_RCPTS_HOUR,
+    CONF_ABUSE_DISTINCT_DAY,
+    CONF_ABUSE_RCPTS_MESSAGE,
+    CONF_ABUSE_FAILED_HOUR,
+    CONF_ABUSE_NLIMITS
+};
+
 struct kconf {
     atomic_int refs; /* conf_ref()/conf_unref(); 0: filled by hand, not counted */
     char *file;      /* the main file as given */
@@ -276,6 +286,27 @@ struct kconf {
     /* dkim { }: signing keys (queue/dkim_sign.c, docs/dkim.md) */
     char *dkim_key_dir;        /* DIR/DOMAIN/SELECTOR.{rsa,ed25519}.pem; default STATE/dkim */
     char *dkim_signing_domain; /* keys for From: domains without their own; NULL: none */
+
+    /* abuse { }: containment of compromised sending accounts (abuse/abuse.c) */
+    int abuse_soft[CONF_ABUSE_NLIMITS]; /* by enum conf_abuse_limit; 0 = no limit */
+    int abuse_hard[CONF_ABUSE_NLIMITS];
+    int abuse_hour;               /* seconds of an "hour" window (1h; shorter in tests) */
+    int abuse_day;                /* seconds of a "day" window (1d) */
+    char *abuse_limits_file;      /* per-account and per-domain limits, or NULL */
+    char *abuse_spamtraps;        /* "trap@example.org example.net ..." or NULL */
+    int abuse_lock_score;         /* a score that reaches it locks (100) */
+    int abuse_score_window;       /* seconds a signal's score counts (1d) */
+    int abuse_spamtrap_score;     /* (100) */
+    double abuse_baseline_factor; /* volume above factor x baseline is a signal (10) */
+    int abuse_baseline_min;       /* ... and above this many messages an hour (50) */
+    int abuse_baseline_hours;     /* hours of history the baseline looks at (672) */
+    int abuse_baseline_score;     /* (50) */
+    int abuse_auth_failures;      /* failures before a success that make a signal (10) */
+    int abuse_auth_score;         /* (30) */
+    int abuse_networks;           /* client networks of one account in networks_window (5) */
+    int abuse_networks_window;    /* seconds (1h) */
+    int abuse_networks_score;     /* (30) */
+    char *abuse_mail_to;          /* lock notices; NULL: postmaster */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

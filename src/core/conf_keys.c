@@ -7,8 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",         "log",  "limits",  "queue",  "relay", "auth",   "outbound",
-    "greylist", "batv", "monitor", "verify", "dkim",  "listen", "transport"};
+    "",     "log",     "limits", "queue", "relay", "auth",   "outbound", "greylist",
+    "batv", "monitor", "verify", "dkim",  "abuse", "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -230,6 +230,88 @@ const struct conf_key conf_keys[] = {
      "failures are logged, never retried."},
     {KB_MONITOR, "webhook_timeout", KT_DUR, "10s", NULL, 1, 5 * MIN_, NULL, KC(mon_webhook_timeout),
      "Time a webhook POST may take."},
+
+    {KB_ABUSE, "soft_messages_per_hour", KT_INT, "200", NULL, 0, 10000000, NULL,
+     KC(abuse_soft[CONF_ABUSE_MESSAGES_HOUR]),
+     "Messages an account may submit in an hour (attempts count: MAIL commands) before the next "
+     "one gets 451 4.7.1 (try again later); 0: no limit. Per account "
+     "and per domain in limits_file."},
+    {KB_ABUSE, "hard_messages_per_hour", KT_INT, "1000", NULL, 0, 10000000, NULL,
+     KC(abuse_hard[CONF_ABUSE_MESSAGES_HOUR]),
+     "The same count at which the account is locked (docs/abuse.md); 0: never."},
+    {KB_ABUSE, "soft_recipients_per_hour", KT_INT, "500", NULL, 0, 10000000, NULL,
+     KC(abuse_soft[CONF_ABUSE_RCPTS_HOUR]),
+     "Recipients an account may give in an hour (attempts count: RCPT commands) before the next "
+     "one gets 451 4.7.1 (try again later); 0: no limit. Per account "
+     "and per domain in limits_file."},
+    {KB_ABUSE, "hard_recipients_per_hour", KT_INT, "2500", NULL, 0, 10000000, NULL,
+     KC(abuse_hard[CONF_ABUSE_RCPTS_HOUR]),
+     "The same count at which the account is locked (docs/abuse.md); 0: never."},
+    {KB_ABUSE, "soft_distinct_recipients_per_day", KT_INT, "1000", NULL, 0, 10000000, NULL,
+     KC(abuse_soft[CONF_ABUSE_DISTINCT_DAY]),
+     "Different recipient addresses an account may write to in a day before the next one gets 451 "
+     "4.7.1 (try again later); 0: no limit. Per account "
+     "and per domain in limits_file."},
+    {KB_ABUSE, "hard_distinct_recipients_per_day", KT_INT, "5000", NULL, 0, 10000000, NULL,
+     KC(abuse_hard[CONF_ABUSE_DISTINCT_DAY]),
+     "The same count at which the account is locked (docs/abuse.md); 0: never."},
+    {KB_ABUSE, "soft_recipients_per_message", KT_INT, "100", NULL, 0, 10000000, NULL,
+     KC(abuse_soft[CONF_ABUSE_RCPTS_MESSAGE]),
+     "Recipients of one message before the next one gets 451 4.7.1 (try again later); 0: no limit. "
+     "Per account "
+     "and per domain in limits_file."},
+    {KB_ABUSE, "hard_recipients_per_message", KT_INT, "500", NULL, 0, 10000000, NULL,
+     KC(abuse_hard[CONF_ABUSE_RCPTS_MESSAGE]),
+     "The same count at which the account is locked (docs/abuse.md); 0: never."},
+    {KB_ABUSE, "soft_failed_recipients_per_hour", KT_INT, "50", NULL, 0, 10000000, NULL,
+     KC(abuse_soft[CONF_ABUSE_FAILED_HOUR]),
+     "Recipients refused (5xx at RCPT) to an account in an hour before the next one gets 451 4.7.1 "
+     "(try again later); 0: no limit. Per account "
+     "and per domain in limits_file."},
+    {KB_ABUSE, "hard_failed_recipients_per_hour", KT_INT, "250", NULL, 0, 10000000, NULL,
+     KC(abuse_hard[CONF_ABUSE_FAILED_HOUR]),
+     "The same count at which the account is locked (docs/abuse.md); 0: never."},
+    {KB_ABUSE, "hour", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(abuse_hour),
+     "Length of the \"hour\" of the hourly limits and of the volume history (tests shorten it)."},
+    {KB_ABUSE, "day", KT_DUR, "1d", NULL, 1, 30 * DAY_, NULL, KC(abuse_day),
+     "Length of the \"day\" of distinct_recipients_per_day."},
+    {KB_ABUSE, "limits_file", KT_PATH, NULL, "none", 0, 0, NULL, KC(abuse_limits_file),
+     "File of per-account and per-domain limits, one \"NAME LIMIT SOFT HARD\" line each (NAME "
+     "an account or @domain, LIMIT one of the limit names above without soft_/hard_; # "
+     "comments); the account's line wins over its domain's, both over the defaults. Read at "
+     "start and on reload."},
+    {KB_ABUSE, "spamtraps", KT_TRAPS, NULL, "none", 0, 0, NULL, KC(abuse_spamtraps),
+     "Spamtrap addresses and trap domains: mail from an account to one of them scores "
+     "spamtrap_score (one hit locks by default). Repeated lines add up."},
+    {KB_ABUSE, "lock_score", KT_INT, "100", NULL, 1, 1000000, NULL, KC(abuse_lock_score),
+     "An account whose signals add up to this score within score_window is locked."},
+    {KB_ABUSE, "score_window", KT_DUR, "1d", NULL, 60, 365 * DAY_, NULL, KC(abuse_score_window),
+     "How long a signal's score counts."},
+    {KB_ABUSE, "spamtrap_score", KT_INT, "100", NULL, 0, 1000000, NULL, KC(abuse_spamtrap_score),
+     "Score of one message to a spamtrap."},
+    {KB_ABUSE, "baseline_factor", KT_DOUBLE, "10", NULL, 1, 1000, NULL, KC(abuse_baseline_factor),
+     "Messages in the current hour above this many times the account's usual hourly volume "
+     "(its busy hours of the last baseline_hours) are a signal ..."},
+    {KB_ABUSE, "baseline_min", KT_INT, "50", NULL, 1, 10000000, NULL, KC(abuse_baseline_min),
+     "... when they are also more than this many."},
+    {KB_ABUSE, "baseline_hours", KT_INT, "672", NULL, 1, 24 * 366, NULL, KC(abuse_baseline_hours),
+     "Hours of volume history kept per account for the baseline (672: four weeks)."},
+    {KB_ABUSE, "baseline_score", KT_INT, "50", NULL, 0, 1000000, NULL, KC(abuse_baseline_score),
+     "Score of a volume far above the baseline (once an hour)."},
+    {KB_ABUSE, "auth_failures", KT_INT, "10", NULL, 1, 1000000, NULL, KC(abuse_auth_failures),
+     "A successful login after this many failed ones for the account (from anywhere, within "
+     "auth's window) is a signal."},
+    {KB_ABUSE, "auth_failures_score", KT_INT, "30", NULL, 0, 1000000, NULL, KC(abuse_auth_score),
+     "Score of a login after many failures."},
+    {KB_ABUSE, "networks", KT_INT, "5", NULL, 2, 1000000, NULL, KC(abuse_networks),
+     "Logins of one account from this many client networks (IPv4 /24, IPv6 /48) within "
+     "networks_window are a signal."},
+    {KB_ABUSE, "networks_window", KT_DUR, "1h", NULL, 1, 30 * DAY_, NULL, KC(abuse_networks_window),
+     "Time span of networks."},
+    {KB_ABUSE, "networks_score", KT_INT, "30", NULL, 0, 1000000, NULL, KC(abuse_networks_score),
+     "Score of logins from many networks (once per window)."},
+    {KB_ABUSE, "mail_to", KT_ADDR, NULL, "postmaster", 0, 0, NULL, KC(abuse_mail_to),
+     "Who gets the notice of a lock, with the evidence."},
 
     {KB_VERIFY, "timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL, KC(verify_timeout),
      "Longest time a recipient probe at a relay domain's server may take, waiting for a "

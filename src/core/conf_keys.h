@@ -26,6 +26,8 @@ enum ktype {
                     lines add up; stored space-separated */
     KT_ACTION,   /* what a check's result does: reject, tempfail or a score (an integer within
                     min..max); stored as an int (CONF_ACTION_* in conf.h, else the score) */
+    KT_TRAPS,    /* one or more mailboxes local@domain or domains, lower case; repeated lines
+                    add up; stored space-separated */
     KT_PAIRS     /* NAME URL pairs (a DNS zone and an http(s) URL), one or more a line;
                     repeated lines add up; stored "NAME URL NAME URL ..." */
 };
@@ -43,6 +45,7 @@ enum kblock {
     KB_MONITOR,
     KB_VERIFY,
     KB_DKIM,
+    KB_ABUSE,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT
@@ -63,7 +66,7 @@ struct conf_key {
 
 /* Room for per-key bookkeeping arrays ("seen" while loading); conf_keys.c checks at
  * compile time that the table fits. */
-#define CONF_KEYS_MAX 128
+#define CONF_KEYS_MAX 160
 
 extern const char *const conf_block_names[KB_COUNT];
 

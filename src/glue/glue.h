@@ -6,6 +6,7 @@
 #ifndef KURIER_GLUE_H
 #define KURIER_GLUE_H
 
+struct abuse;
 struct auth;
 struct dns;
 struct event_base;
@@ -26,6 +27,8 @@ struct glue {
     struct auth *auth;
     struct dns *dns;       /* client names */
     struct prober *prober; /* recipient probes of relay domains (policy/relay_verify.c) */
+    struct abuse *abuse;   /* per-account limits and signals of authenticated clients;
+                              NULL: none */
 };
 
 /* Fill ops with the adapters, ops->ctx = g. */

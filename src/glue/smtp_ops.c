@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "abuse/abuse.h"
 #include "auth/auth.h"
 #include "dns/dns.h"
 #include "glue/glue.h"
@@ -52,7 +53,8 @@ struct judge {
     struct policy_ctx ctx;
     const struct addr **rcpts; /* EOM: ctx.rcpts */
     struct policy_run *run;    /* NULL once the pipeline answered */
-    struct event *hold;        /* test hook: the verdict waits */
+    enum smtp_stage stage;
+    struct event *hold; /* test hook: the verdict waits */
     struct smtp_verdict v;
     void (*done)(void *, const struct smtp_verdict *);
     void *arg;
@@ -78,6 +80,13 @@ static void judge_done(void *arg, const struct policy_verdict *pv)
 {
     struct judge *j = arg;
     j->run = NULL;
+    /* a refused recipient of an authenticated client counts against its account */
+    if (j->g->abuse && j->ctx.auth_user && j->stage == SMTP_STAGE_RCPT &&
+        pv->kind == POLICY_REJECT && j->ctx.rcpt) {
+        char *r = addr_format(j->ctx.rcpt);
+        abuse_rcpt_failed(j->g->abuse, j->ctx.auth_user, r);
+        free(r);
+    }
     if (pv->kind == POLICY_REJECT || pv->kind == POLICY_TEMPFAIL || pv->kind == POLICY_GREYLIST) {
         j->v.code = pv->code;
         str_copy(j->v.enh, pv->enh, sizeof j->v.enh);
@@ -133,6 +142,24 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->ctx.txn = txn ? txn->state : NULL;
     j->done = done;
     j->arg = arg;
+    j->stage = stage;
+    /* an authenticated client's MAIL and RCPT count against its account's limits
+     * first; over one, the answer comes from the loop as a verdict would */
+    if (g->abuse && peer->auth_user && txn &&
+        (stage == SMTP_STAGE_MAIL || (stage == SMTP_STAGE_RCPT && rcpt))) {
+        char *r = stage == SMTP_STAGE_RCPT ? addr_format(rcpt) : NULL;
+        int over = stage == SMTP_STAGE_MAIL
+                       ? abuse_check_mail(g->abuse, peer->auth_user, &j->v.code, j->v.enh,
+                                          j->v.text, sizeof j->v.text)
+                       : abuse_check_rcpt(g->abuse, peer->auth_user, r, txn->nrcpts, &j->v.code,
+                                          j->v.enh, j->v.text, sizeof j->v.text);
+        free(r);
+        if (over) {
+            j->v.check = "abuse";
+            j->hold = test_hold(g->base, 0, judge_held, j);
+            return j;
+        }
+    }
     _Static_assert(
         (int)SMTP_STAGE_CONNECT == (int)POLICY_CONNECT &&
             (int)SMTP_STAGE_HELO == (int)POLICY_HELO && (int)SMTP_STAGE_MAIL == (int)POLICY_MAIL &&
@@ -278,6 +305,7 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
     e->dsn_trusted = policy_dsn_trusted(peer->auth_user, peer->trusted);
     e->rcpts = xcalloc(txn->nrcpts, sizeof *e->rcpts);
     e->nrcpts = txn->nrcpts;
+    const char **addrs = xcalloc(txn->nrcpts ? txn->nrcpts : 1, sizeof *addrs);
     for (size_t i = 0; i < txn->nrcpts; i++) {
         struct spool_rcpt *r = &e->rcpts[i];
         r->addr = addr_format(&txn->rcpts[i].addr);
@@ -285,7 +313,12 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
         r->orcpt = opt_dup(txn->rcpts[i].orcpt);
         r->notify = txn->rcpts[i].notify;
         r->state = RCPT_ST_QUEUED;
+        addrs[i] = r->addr;
     }
+    /* a locked account's mail (or the message that locks it) is queued on hold */
+    if (g->abuse && peer->auth_user)
+        e->held = abuse_message(g->abuse, peer->auth_user, spool_msg_id(msg), addrs, e->nrcpts);
+    free(addrs);
     struct commit *c = xcalloc(1, sizeof *c);
     c->g = g;
     c->env = e;

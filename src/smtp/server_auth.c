@@ -59,6 +59,14 @@ static void auth_checked(void *arg, enum auth_result result)
                  s->peer.name, s->peer.addr, s->auth_mech, user);
         session_fail(s, 454, "4.7.0", "Too many failed logins from your address; try again later");
         break;
+    case AUTH_LOCKED:
+        log_warn(s->logname,
+                 "%s[%s]: SASL %s authentication refused: account locked, sasl_username=%s",
+                 s->peer.name, s->peer.addr, s->auth_mech, user);
+        session_fail(
+            s, 535, "5.7.8",
+            "Account locked for sending after suspected compromise; contact your provider");
+        break;
     case AUTH_TEMPFAIL:
     default:
         session_fail(s, 454, "4.7.0", "Temporary authentication failure, try again later");

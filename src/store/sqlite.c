@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -115,6 +115,27 @@ static const char *const migrations[] = {
     "  until INTEGER NOT NULL,"
     "  PRIMARY KEY (addr, dest));"
     "UPDATE schema_version SET version = 7;",
+    /* 8: sending accounts under watch (abuse/abuse.c): locks, evidence of signals,
+     * messages per hour (the baseline). */
+    "CREATE TABLE IF NOT EXISTS abuse_locks ("
+    "  account TEXT PRIMARY KEY,"
+    "  since INTEGER NOT NULL,"
+    "  score INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS abuse_evidence ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account TEXT NOT NULL,"
+    "  time INTEGER NOT NULL,"
+    "  signal TEXT NOT NULL,"
+    "  score INTEGER NOT NULL,"
+    "  evidence TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS abuse_evidence_account ON abuse_evidence(account, id);"
+    "CREATE TABLE IF NOT EXISTS abuse_hours ("
+    "  account TEXT NOT NULL,"
+    "  hour INTEGER NOT NULL,"
+    "  messages INTEGER NOT NULL,"
+    "  PRIMARY KEY (account, hour));"
+    "UPDATE schema_version SET version = 8;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1511,4 +1532,117 @@ int store_egress_bench_list(struct store *st,
     }
     stmt_close(st, s);
     return rc;
+}
+
+/* --- sending accounts under watch (abuse/abuse.c) ----------------------------- */
+
+int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l)
+{
+    const char *k[] = {l->account, l->reason};
+    return grey_exec(st,
+                     "INSERT OR REPLACE INTO abuse_locks (account, reason, since, score) "
+                     "VALUES (lower(?1), ?2, ?3, ?4)",
+                     k, 2, (long long[]){l->since, l->score}, 2);
+}
+
+int store_abuse_lock_del(struct store *st, const char *account)
+{
+    const char *k[] = {account};
+    if (grey_exec(st, "DELETE FROM abuse_locks WHERE account = lower(?1)", k, 1, NULL, 0) != 0)
+        return -1;
+    return sqlite3_changes(st->db) > 0;
+}
+
+int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct store_abuse_lock *l),
+                          void *arg)
+{
+    sqlite3_stmt *s;
+    int rc =
+        grey_step(st, &s, "SELECT account, since, score, reason FROM abuse_locks ORDER BY account",
+                  NULL, 0, NULL, 0);
+    while (rc > 0) {
+        struct store_abuse_lock l = {0};
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        str_copy(l.account, t ? (const char *)t : "", sizeof l.account);
+        l.since = sqlite3_column_int64(s, 1);
+        l.score = sqlite3_column_int(s, 2);
+        t = sqlite3_column_text(s, 3);
+        str_copy(l.reason, t ? (const char *)t : "", sizeof l.reason);
+        cb(arg, &l);
+        rc = stmt_row(s);
+    }
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+int store_abuse_evidence_add(struct store *st, const struct store_abuse_evidence *e)
+{
+    const char *k[] = {e->account, e->signal, e->evidence};
+    return grey_exec(st,
+                     "INSERT INTO abuse_evidence (account, signal, evidence, time, score) "
+                     "VALUES (lower(?1), ?2, ?3, ?4, ?5)",
+                     k, 3, (long long[]){e->time, e->score}, 2);
+}
+
+int store_abuse_evidence_list(struct store *st, const char *account, long long since, int limit,
+                              void (*cb)(void *arg, const struct store_abuse_evidence *e),
+                              void *arg)
+{
+    const char *k[] = {account ? account : ""};
+    sqlite3_stmt *s;
+    int rc = grey_step(st, &s,
+                       "SELECT * FROM (SELECT account, time, signal, score, evidence, id "
+                       "FROM abuse_evidence WHERE (?1 = '' OR account = lower(?1)) AND time >= ?2 "
+                       "ORDER BY id DESC LIMIT ?3) ORDER BY id",
+                       k, 1, (long long[]){since, limit > 0 ? limit : -1}, 2);
+    while (rc > 0) {
+        struct store_abuse_evidence e = {0};
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        str_copy(e.account, t ? (const char *)t : "", sizeof e.account);
+        e.time = sqlite3_column_int64(s, 1);
+        t = sqlite3_column_text(s, 2);
+        str_copy(e.signal, t ? (const char *)t : "", sizeof e.signal);
+        e.score = sqlite3_column_int(s, 3);
+        t = sqlite3_column_text(s, 4);
+        str_copy(e.evidence, t ? (const char *)t : "", sizeof e.evidence);
+        cb(arg, &e);
+        rc = stmt_row(s);
+    }
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+int store_abuse_evidence_clear(struct store *st, const char *account, long long before)
+{
+    const char *k[] = {account ? account : ""};
+    return grey_exec(st, "DELETE FROM abuse_evidence WHERE account = lower(?1) OR time < ?2", k, 1,
+                     (long long[]){before}, 1);
+}
+
+int store_abuse_hour_put(struct store *st, const char *account, long long hour, int messages,
+                         long long oldest)
+{
+    const char *k[] = {account};
+    if (grey_exec(st,
+                  "INSERT OR REPLACE INTO abuse_hours (account, hour, messages) "
+                  "VALUES (lower(?1), ?2, ?3)",
+                  k, 1, (long long[]){hour, messages}, 2) != 0)
+        return -1;
+    return grey_exec(st, "DELETE FROM abuse_hours WHERE account = lower(?1) AND hour < ?2", k, 1,
+                     (long long[]){oldest}, 1);
+}
+
+int store_abuse_baseline(struct store *st, const char *account, long long since, double *mean,
+                         int *hours)
+{
+    const char *k[] = {account};
+    sqlite3_stmt *s;
+    int rc = grey_step(st, &s,
+                       "SELECT count(*), coalesce(avg(messages), 0) FROM abuse_hours "
+                       "WHERE account = lower(?1) AND hour >= ?2 AND messages > 0",
+                       k, 1, (long long[]){since}, 1);
+    *hours = rc > 0 ? sqlite3_column_int(s, 0) : 0;
+    *mean = rc > 0 ? sqlite3_column_double(s, 1) : 0;
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
 }

@@ -254,4 +254,46 @@ int store_verify_put(struct store *st, const char *kind, const char *address,
 /* Delete the answers expired at now. 0 done, -1 database error. */
 int store_verify_purge(struct store *st, long long now);
 
+/* --- sending accounts under watch (abuse/abuse.c, docs/abuse.md) ----------------
+ * Locked accounts, the evidence of each signal, and each account's messages per hour
+ * (its baseline). Accounts are stored lower case. */
+struct store_abuse_lock {
+    char account[320];
+    long long since; /* Unix seconds */
+    int score;
+    char reason[512]; /* the signal that crossed the threshold, with its numbers */
+};
+/* Lock (or update the lock of) l->account. 0 done, -1 database error. */
+int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l);
+/* 1 removed, 0 was not locked, -1 database error. */
+int store_abuse_lock_del(struct store *st, const char *account);
+/* Each lock, by account; cb runs inside the call. 0 done, -1 database error. */
+int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct store_abuse_lock *l),
+                          void *arg);
+struct store_abuse_evidence {
+    char account[320];
+    long long time;
+    char signal[64];
+    int score;
+    char evidence[1024];
+};
+/* Keep e. 0 done, -1 database error. */
+int store_abuse_evidence_add(struct store *st, const struct store_abuse_evidence *e);
+/* Each piece of evidence about account (NULL: every account) since the Unix time
+ * since, oldest first, at most limit (the newest). 0 done, -1 database error. */
+int store_abuse_evidence_list(struct store *st, const char *account, long long since, int limit,
+                              void (*cb)(void *arg, const struct store_abuse_evidence *e),
+                              void *arg);
+/* Forget the evidence about account (after an unlock), and rows older than before of
+ * every account. 0 done, -1 database error. */
+int store_abuse_evidence_clear(struct store *st, const char *account, long long before);
+/* Messages of account in the hour starting at hour (window number); rows older than
+ * oldest are deleted. 0 done, -1 database error. */
+int store_abuse_hour_put(struct store *st, const char *account, long long hour, int messages,
+                         long long oldest);
+/* The account's mean messages per hour over its hours with mail since hour number
+ * since (*mean, 0 without history) and how many such hours (*hours). 0/-1. */
+int store_abuse_baseline(struct store *st, const char *account, long long since, double *mean,
+                         int *hours);
+
 #endif

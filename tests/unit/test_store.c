@@ -504,6 +504,65 @@ out:
     free(path);
 }
 
+static void count_lock(void *arg, const struct store_abuse_lock *l)
+{
+    int *n = arg;
+    (*n)++;
+    CHECK(strcmp(l->account, "joe@example.test") == 0 && l->score == 100 && l->since == 7 &&
+              strcmp(l->reason, "spamtrap") == 0,
+          "lock row %s %d", l->account, l->score);
+}
+
+static void count_evidence(void *arg, const struct store_abuse_evidence *e)
+{
+    int *n = arg;
+    (*n)++;
+}
+
+/* Locked accounts, evidence, hourly volumes (abuse/abuse.c): names lower case. */
+static void test_abuse(const char *dir)
+{
+    char *path = xasprintf("%s/abuse.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) goto out;
+    struct store_abuse_lock l = {
+        .account = "Joe@Example.test", .since = 7, .score = 100, .reason = "spamtrap"};
+    CHECK(store_abuse_lock_put(st, &l) == 0, "lock put");
+    int n = 0;
+    CHECK(store_abuse_lock_list(st, count_lock, &n) == 0 && n == 1, "one lock, %d", n);
+    struct store_abuse_evidence e = {
+        .account = "JOE@example.test", .time = 10, .signal = "x", .score = 5, .evidence = "e"};
+    CHECK(store_abuse_evidence_add(st, &e) == 0, "evidence");
+    e.time = 20;
+    CHECK(store_abuse_evidence_add(st, &e) == 0, "evidence 2");
+    n = 0;
+    CHECK(store_abuse_evidence_list(st, "joe@example.test", 15, 0, count_evidence, &n) == 0 &&
+              n == 1,
+          "evidence since 15: %d", n);
+    CHECK(store_abuse_hour_put(st, "joe@example.test", 100, 4, 0) == 0, "hour 100");
+    CHECK(store_abuse_hour_put(st, "joe@example.test", 101, 0, 0) == 0, "hour 101 (empty)");
+    CHECK(store_abuse_hour_put(st, "joe@example.test", 102, 8, 0) == 0, "hour 102");
+    double mean = 0;
+    int hours = 0;
+    CHECK(store_abuse_baseline(st, "Joe@example.test", 0, &mean, &hours) == 0 && hours == 2 &&
+              mean == 6.0,
+          "baseline %d hours, mean %g", hours, mean);
+    CHECK(store_abuse_hour_put(st, "joe@example.test", 103, 1, 102) == 0, "hour 103, trim");
+    CHECK(store_abuse_baseline(st, "joe@example.test", 0, &mean, &hours) == 0 && hours == 2,
+          "trimmed: %d hours", hours);
+    CHECK(store_abuse_lock_del(st, "joe@EXAMPLE.test") == 1, "unlock");
+    CHECK(store_abuse_lock_del(st, "joe@example.test") == 0, "not locked");
+    CHECK(store_abuse_evidence_clear(st, "joe@example.test", 0) == 0, "clear");
+    n = 0;
+    CHECK(store_abuse_evidence_list(st, NULL, 0, 0, count_evidence, &n) == 0 && n == 0,
+          "evidence cleared: %d", n);
+    store_free(st);
+out:
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -526,6 +585,7 @@ int main(void)
 
     test_greylist(dir);
     test_verify_cache(dir);
+    test_abuse(dir);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         run_step(st, i, &steps[i]);
 

@@ -1,0 +1,1031 @@
+/* abuse.c: per-account sending state (counters in sliding windows, limits, signals
+ * and their scores) and the lock: AUTH refused through auth/, the account's queued
+ * mail held through queue/, the postmaster told by a mail committed into the spool.
+ * Locks, evidence and hourly volumes go to the directory (store.h); the writes are
+ * small and rare (a signal, a lock, one row per account and hour) and made on the
+ * loop. Loop thread only. */
+#include "core/compat.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <stdint.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "abuse/abuse.h"
+#include "auth/auth.h"
+#include "core/esmtp.h"
+#include "queue/queue.h"
+#include "store/store.h"
+
+#define SLOTS 12            /* a window is 12 slots: it slides in twelfths */
+#define ACCOUNTS_MAX 100000 /* accounts tracked; then idle unlocked ones are forgotten */
+#define DISTINCT_MAX 20000  /* recipient addresses remembered per account and day */
+#define SIGNALS_MAX 64      /* recent signals per account that make up its score */
+#define NETS_MAX 32         /* client networks remembered per account */
+#define NOTICES_PER_HOUR 20 /* lock notices mailed an hour (the log has all) */
+#define OVERRIDES_MAX 100000
+#define FAILS_SLOTS                                                                                \
+    4096 /* failed logins by account name: a fixed table, so names the                             \
+            client makes up cannot grow it (a collision forgets) */
+
+static const char *const limit_names[CONF_ABUSE_NLIMITS] = {
+    "messages_per_hour", "recipients_per_hour", "distinct_recipients_per_day",
+    "recipients_per_message", "failed_recipients_per_hour"};
+
+struct window {
+    long long slot[SLOTS];
+    int n[SLOTS];
+};
+
+struct signal_rec {
+    time_t t;
+    int score;
+};
+
+struct acct {
+    char *name; /* lower case */
+    uint64_t hash;
+    struct acct *next;
+    time_t last_seen;
+    struct window w[CONF_ABUSE_NLIMITS]; /* RCPTS_MESSAGE unused */
+    struct {
+        uint64_t h;
+        time_t t;
+    } * dist;
+    size_t ndist, capdist;
+    long long hour_no; /* the hour hour_msgs counts */
+    int hour_msgs;
+    double baseline; /* mean messages in its busy hours; < 0: not read yet */
+    long long baseline_signalled;
+    struct {
+        char net[48];
+        time_t t;
+    } nets[NETS_MAX];
+    long long nets_signalled;
+    struct signal_rec sig[SIGNALS_MAX];
+    size_t nsig;
+    int locked;
+    time_t locked_since;
+    char reason[512];
+};
+
+struct override {
+    char *name; /* "user@example.org" or "@example.org", lower case */
+    int limit, soft, hard;
+};
+
+struct job {
+    struct abuse *ab;
+    struct work_job *work;
+    char *account;
+    enum abuse_held what; /* ABUSE_KEEP: hold them (a lock) */
+    char **ids;
+    size_t nids;
+    struct job *next;
+};
+
+struct notice {
+    struct abuse *ab; /* NULL once abuse_free ran */
+    struct spool_env *env;
+    struct notice *next;
+};
+
+struct abuse {
+    struct event_base *base;
+    const struct kconf *conf;
+    struct store *store;
+    struct auth *auth;
+    struct spool *spool;
+    struct queue *queue;
+    struct acct **b;
+    size_t nbuckets, n;
+    uint64_t seed;
+    struct override *ov;
+    size_t nov;
+    struct job *jobs;
+    struct notice *notices;
+    time_t notice_window;
+    int nnotices;
+    struct {
+        uint64_t h;
+        int fails;
+        time_t start;
+    } fails[FAILS_SLOTS];
+};
+
+/* --- accounts ------------------------------------------------------------------- */
+
+static uint64_t name_hash(const struct abuse *ab, const char *s)
+{
+    uint64_t h = 1469598103934665603ULL ^ ab->seed; /* FNV-1a, seeded per start */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static void acct_free(struct acct *a)
+{
+    free(a->name);
+    free(a->dist);
+    free(a);
+}
+
+static void forget_idle(struct abuse *ab, time_t now)
+{
+    time_t keep = ab->conf->abuse_day > ab->conf->abuse_score_window ? ab->conf->abuse_day
+                                                                     : ab->conf->abuse_score_window;
+    for (size_t i = 0; i < ab->nbuckets; i++)
+        for (struct acct **pp = &ab->b[i]; *pp;) {
+            struct acct *a = *pp;
+            if (!a->locked && now - a->last_seen > keep / 4) {
+                *pp = a->next;
+                acct_free(a);
+                ab->n--;
+            } else {
+                pp = &a->next;
+            }
+        }
+}
+
+static struct acct *acct_get(struct abuse *ab, const char *account, int create)
+{
+    char name[320];
+    str_copy(name, account, sizeof name);
+    str_lower(name);
+    uint64_t h = name_hash(ab, name);
+    struct acct *a;
+    for (a = ab->b[h & (ab->nbuckets - 1)]; a; a = a->next)
+        if (a->hash == h && strcmp(a->name, name) == 0) break;
+    time_t now = time(NULL);
+    if (a || !create) {
+        if (a) a->last_seen = now;
+        return a;
+    }
+    if (ab->n >= ACCOUNTS_MAX) {
+        forget_idle(ab, now);
+        if (ab->n >= ACCOUNTS_MAX) return NULL; /* logged by the caller's lack of state */
+    }
+    a = xcalloc(1, sizeof *a);
+    a->name = xstrdup(name);
+    a->hash = h;
+    a->last_seen = now;
+    a->baseline = -1;
+    a->hour_no = -1;
+    a->baseline_signalled = a->nets_signalled = -1;
+    size_t i = h & (ab->nbuckets - 1);
+    a->next = ab->b[i];
+    ab->b[i] = a;
+    ab->n++;
+    return a;
+}
+
+/* --- windows ------------------------------------------------------------------- */
+
+static long long slot_of(int window, time_t now)
+{
+    int len = window / SLOTS > 0 ? window / SLOTS : 1;
+    return (long long)now / len;
+}
+
+static int win_count(const struct window *w, int window, time_t now)
+{
+    long long cur = slot_of(window, now);
+    int n = 0;
+    for (int i = 0; i < SLOTS; i++)
+        if (w->slot[i] > cur - SLOTS && w->slot[i] <= cur) n += w->n[i];
+    return n;
+}
+
+static int win_add(struct window *w, int window, time_t now)
+{
+    long long cur = slot_of(window, now);
+    int i = (int)(cur % SLOTS);
+    if (w->slot[i] != cur) {
+        w->slot[i] = cur;
+        w->n[i] = 0;
+    }
+    w->n[i]++;
+    return win_count(w, window, now);
+}
+
+static int window_of(const struct kconf *c, int limit)
+{
+    return limit == CONF_ABUSE_DISTINCT_DAY ? c->abuse_day : c->abuse_hour;
+}
+
+/* --- limits (defaults, limits_file) ------------------------------------------------ */
+
+static void overrides_free(struct abuse *ab)
+{
+    for (size_t i = 0; i < ab->nov; i++)
+        free(ab->ov[i].name);
+    free(ab->ov);
+    ab->ov = NULL;
+    ab->nov = 0;
+}
+
+static void overrides_load(struct abuse *ab)
+{
+    overrides_free(ab);
+    const char *path = ab->conf->abuse_limits_file;
+    if (!path) return;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_err("abuse", "limits_file %s: %s (the defaults apply)", path, strerror(errno));
+        return;
+    }
+    char line[1024];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f) && ab->nov < OVERRIDES_MAX) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char name[320], lim[64];
+        int soft, hard, end = 0;
+        if (sscanf(line, " %*s%n", &end) == EOF || end == 0) continue; /* empty */
+        if (sscanf(line, " %319s %63s %d %d %n", name, lim, &soft, &hard, &end) != 4 ||
+            line[end] != '\0' || soft < 0 || hard < 0) {
+            log_err("abuse", "%s:%d: expected \"NAME LIMIT SOFT HARD\" (line ignored)", path,
+                    lineno);
+            continue;
+        }
+        int k = -1;
+        for (int i = 0; i < CONF_ABUSE_NLIMITS; i++)
+            if (strcmp(lim, limit_names[i]) == 0) k = i;
+        if (k < 0) {
+            log_err("abuse", "%s:%d: unknown limit \"%s\" (line ignored)", path, lineno, lim);
+            continue;
+        }
+        ab->ov = xrealloc(ab->ov, (ab->nov + 1) * sizeof *ab->ov);
+        ab->ov[ab->nov++] = (struct override){
+            .name = str_lower(xstrdup(name)), .limit = k, .soft = soft, .hard = hard};
+    }
+    fclose(f);
+    log_info("abuse", "limits_file %s: %zu limits", path, ab->nov);
+}
+
+/* The account's soft and hard value of limit: its own line, its domain's, or the
+ * default. */
+static void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard)
+{
+    *soft = ab->conf->abuse_soft[limit];
+    *hard = ab->conf->abuse_hard[limit];
+    const char *at = strchr(account, '@');
+    int found = 0; /* 2 the account's, 1 its domain's */
+    for (size_t i = 0; i < ab->nov; i++) {
+        const struct override *o = &ab->ov[i];
+        if (o->limit != limit) continue;
+        int m = strcmp(o->name, account) == 0 ? 2 : at && strcmp(o->name, at) == 0 ? 1 : 0;
+        if (m > found) {
+            found = m;
+            *soft = o->soft;
+            *hard = o->hard;
+        }
+    }
+}
+
+/* --- signals, score, lock ---------------------------------------------------------- */
+
+static int score_of(const struct abuse *ab, const struct acct *a, time_t now)
+{
+    int s = 0;
+    for (size_t i = 0; i < a->nsig; i++)
+        if (now - a->sig[i].t < ab->conf->abuse_score_window) s += a->sig[i].score;
+    return s;
+}
+
+static void lock(struct abuse *ab, struct acct *a, const char *why);
+
+static void signal_acct(struct abuse *ab, struct acct *a, const char *signal, int score,
+                        const char *evidence)
+{
+    time_t now = time(NULL);
+    if (a->nsig == SIGNALS_MAX) { /* the oldest goes */
+        memmove(a->sig, a->sig + 1, (SIGNALS_MAX - 1) * sizeof *a->sig);
+        a->nsig--;
+    }
+    a->sig[a->nsig++] = (struct signal_rec){.t = now, .score = score};
+    int total = score_of(ab, a, now);
+    char esc[1024];
+    log_escape(esc, sizeof esc, evidence ? evidence : "", evidence ? strlen(evidence) : 0);
+    log_warn("abuse", "account=%s signal=%s score=%d total=%d lock_score=%d evidence=\"%s\"",
+             a->name, signal, score, total, ab->conf->abuse_lock_score, esc);
+    struct store_abuse_evidence e = {.time = now, .score = score};
+    str_copy(e.account, a->name, sizeof e.account);
+    str_copy(e.signal, signal, sizeof e.signal);
+    str_copy(e.evidence, esc, sizeof e.evidence);
+    if (store_abuse_evidence_add(ab->store, &e) != 0)
+        log_err("abuse", "account=%s: cannot store the evidence", a->name);
+    if (!a->locked && total >= ab->conf->abuse_lock_score) {
+        char why[512];
+        int n = snprintf(why, sizeof why, "%s (score %d of %d): ", signal, total,
+                         ab->conf->abuse_lock_score);
+        if (n > 0 && (size_t)n < sizeof why) str_copy(why + n, esc, sizeof why - (size_t)n);
+        lock(ab, a, why);
+    }
+}
+
+void abuse_signal(struct abuse *ab, const char *account, const char *signal, int score,
+                  const char *evidence)
+{
+    if (!ab || !account || !*account) return;
+    struct acct *a = acct_get(ab, account, 1);
+    if (a) signal_acct(ab, a, signal, score, evidence);
+}
+
+int abuse_locked(struct abuse *ab, const char *account)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    return a && a->locked;
+}
+
+/* --- the account's mail: held on a lock, released or deleted on an unlock ---------- */
+
+static void job_scan_one(void *arg, const char *id)
+{
+    struct job *j = arg;
+    char err[256];
+    struct spool_env *e = spool_load(j->ab->spool, id, err, sizeof err);
+    if (!e) return;
+    if (e->auth_user && strcasecmp(e->auth_user, j->account) == 0 &&
+        (j->what == ABUSE_KEEP ? !e->held : j->what == ABUSE_DELETE || e->held)) {
+        j->ids = xrealloc(j->ids, (j->nids + 1) * sizeof *j->ids);
+        j->ids[j->nids++] = xstrdup(id);
+    }
+    spool_env_free(e);
+}
+
+static void job_run(void *arg)
+{
+    struct job *j = arg;
+    spool_scan(j->ab->spool, job_scan_one, j);
+}
+
+static void job_free(struct job *j)
+{
+    for (size_t i = 0; i < j->nids; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j->account);
+    free(j);
+}
+
+static void job_done(void *arg)
+{
+    struct job *j = arg;
+    struct abuse *ab = j->ab;
+    for (struct job **pp = &ab->jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    size_t done = 0;
+    for (size_t i = 0; i < j->nids && ab->queue; i++) {
+        int r = j->what == ABUSE_KEEP      ? queue_hold(ab->queue, j->ids[i])
+                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i])
+                                           : queue_delete(ab->queue, j->ids[i]);
+        done += r == 0;
+    }
+    static const char *const verbs[] = {"held", "released", "deleted"};
+    log_info("abuse", "account=%s decision=%s messages=%zu", j->account, verbs[j->what], done);
+    job_free(j);
+}
+
+static void mail_job(struct abuse *ab, const char *account, enum abuse_held what)
+{
+    if (!ab->spool) return;
+    struct job *j = xcalloc(1, sizeof *j);
+    j->ab = ab;
+    j->account = xstrdup(account);
+    j->what = what;
+    j->next = ab->jobs;
+    ab->jobs = j;
+    j->work = work_submit(job_run, job_done, j);
+}
+
+/* --- the postmaster's notice ------------------------------------------------------ */
+
+static void notice_committed(void *arg, int ok)
+{
+    struct notice *n = arg;
+    if (n->ab) {
+        for (struct notice **pp = &n->ab->notices; *pp; pp = &(*pp)->next)
+            if (*pp == n) {
+                *pp = n->next;
+                break;
+            }
+        if (ok && n->ab->queue) queue_add(n->ab->queue, n->env->id);
+    }
+    if (ok)
+        log_info("abuse", "%s: lock notice to <%s>", n->env->id, n->env->rcpts[0].addr);
+    else
+        log_err("abuse", "cannot queue a lock notice");
+    spool_env_free(n->env);
+    free(n);
+}
+
+static void evidence_line(void *arg, const struct store_abuse_evidence *e)
+{
+    struct buf *b = arg;
+    char t[32];
+    struct tm tm;
+    time_t tt = (time_t)e->time;
+    gmtime_r(&tt, &tm);
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    buf_printf(b, "  %s  %s  +%d  %s\r\n", t, e->signal, e->score, e->evidence);
+}
+
+static void send_notice(struct abuse *ab, const struct acct *a)
+{
+    const struct kconf *c = ab->conf;
+    const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
+    if (!to || !*to || !ab->spool) return;
+    time_t now = time(NULL);
+    if (now - ab->notice_window >= 3600) {
+        ab->notice_window = now;
+        ab->nnotices = 0;
+    }
+    if (ab->nnotices++ >= NOTICES_PER_HOUR) {
+        log_warn("abuse", "account=%s: no lock notice (%d this hour already)", a->name,
+                 NOTICES_PER_HOUR);
+        return;
+    }
+    struct spool_msg *m = spool_msg_new(ab->spool);
+    if (!m) return;
+    const char *host = c->hostname ? c->hostname : "localhost";
+    char date[64];
+    time_rfc5322(date, sizeof date, now);
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "Received: by %s (kurier, abuse)\r\n\tid %s; %s\r\n", host, spool_msg_id(m),
+               date);
+    buf_printf(&b,
+               "From: Mail Delivery System <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n"
+               "Subject: Account %s locked for sending (suspected compromise)\r\n"
+               "Date: %s\r\nMessage-ID: <%s.abuse@%s>\r\nAuto-Submitted: auto-generated\r\n"
+               "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+               "Content-Transfer-Encoding: 7bit\r\n\r\n",
+               host, to, a->name, date, spool_msg_id(m), host);
+    buf_printf(&b,
+               "kurier on %s has locked the account %s for sending.\r\n\r\n"
+               "Reason: %s\r\n\r\n"
+               "Logins of the account are refused (535 5.7.8); mail to it is still\r\n"
+               "received. Its queued mail is on hold: not delivered, not deleted.\r\n\r\n"
+               "Evidence (newest last):\r\n",
+               host, a->name, a->reason);
+    store_abuse_evidence_list(ab->store, a->name, 0, 50, evidence_line, &b);
+    buf_printf(&b,
+               "\r\nWhen the account is safe again (new password, the owner's devices\r\n"
+               "checked):\r\n"
+               "  kurier account status %s\r\n"
+               "  kurier account unlock %s --release   (or --delete for its held mail)\r\n",
+               a->name, a->name);
+    /* non-ASCII evidence was escaped; keep the body 7bit */
+    for (size_t i = 0; i < b.len; i++)
+        if ((unsigned char)b.data[i] >= 0x80) b.data[i] = '?';
+    int w = spool_msg_write(m, b.data, b.len);
+    buf_release(&b);
+    if (w != 0) {
+        spool_msg_abort(m);
+        log_err("abuse", "account=%s: cannot write the lock notice", a->name);
+        return;
+    }
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    e->sender = xstrdup(""); /* a notice never bounces */
+    e->arrival = now;
+    e->proto = xstrdup("local");
+    e->body = SMTP_BODY_7BIT;
+    e->rcpts = xcalloc(1, sizeof *e->rcpts);
+    e->nrcpts = 1;
+    e->rcpts[0].addr = xstrdup(to);
+    e->rcpts[0].orig = xstrdup(to);
+    e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
+    e->rcpts[0].state = RCPT_ST_QUEUED;
+    struct notice *n = xcalloc(1, sizeof *n);
+    n->ab = ab;
+    n->env = e;
+    n->next = ab->notices;
+    ab->notices = n;
+    spool_msg_commit(m, e, notice_committed, n);
+}
+
+static void lock(struct abuse *ab, struct acct *a, const char *why)
+{
+    a->locked = 1;
+    a->locked_since = time(NULL);
+    str_copy(a->reason, why, sizeof a->reason);
+    auth_lock_set(ab->auth, a->name, 1);
+    struct store_abuse_lock l = {.since = a->locked_since,
+                                 .score = score_of(ab, a, a->locked_since)};
+    str_copy(l.account, a->name, sizeof l.account);
+    str_copy(l.reason, why, sizeof l.reason);
+    if (store_abuse_lock_put(ab->store, &l) != 0)
+        log_err("abuse", "account=%s: cannot store the lock (it holds until a restart)", a->name);
+    log_warn("abuse", "account=%s decision=lock score=%d reason=\"%s\"", a->name, l.score, why);
+    mail_job(ab, a->name, ABUSE_KEEP);
+    send_notice(ab, a);
+}
+
+/* A count past its hard limit: lock with the numbers as evidence. */
+static void over_hard(struct abuse *ab, struct acct *a, int limit, int count, int hard)
+{
+    char ev[256];
+    snprintf(ev, sizeof ev, "%s=%d hard=%d", limit_names[limit], count, hard);
+    log_warn("abuse", "account=%s limit=%s count=%d hard=%d decision=lock", a->name,
+             limit_names[limit], count, hard);
+    signal_acct(ab, a, "hard_limit", ab->conf->abuse_lock_score, ev);
+    if (!a->locked) lock(ab, a, ev); /* lock_score is at least 1: cannot happen */
+}
+
+/* --- submission ------------------------------------------------------------------- */
+
+static int reply_locked(const struct acct *a, int *code, char *enh, char *text, size_t textsize)
+{
+    *code = 451;
+    str_copy(enh, "4.7.1", 8);
+    snprintf(text, textsize,
+             "Account %s locked for sending after suspected compromise; contact your provider",
+             a->name);
+    return 1;
+}
+
+/* Count one attempt against limit; 1 with the reply filled when over soft (or hard:
+ * then the account is locked). */
+static int check_limit(struct abuse *ab, struct acct *a, int limit, int count, int *code, char *enh,
+                       char *text, size_t textsize)
+{
+    int soft, hard;
+    limit_of(ab, a->name, limit, &soft, &hard);
+    if (hard > 0 && count > hard) {
+        over_hard(ab, a, limit, count, hard);
+        return reply_locked(a, code, enh, text, textsize);
+    }
+    if (soft > 0 && count > soft) {
+        log_info("abuse", "account=%s limit=%s count=%d soft=%d decision=tempfail", a->name,
+                 limit_names[limit], count, soft);
+        if (limit == CONF_ABUSE_RCPTS_MESSAGE) { /* RFC 5321 4.5.3.1.10 */
+            *code = 452;
+            str_copy(enh, "4.5.3", 8);
+            snprintf(text, textsize, "Too many recipients in one message for user %s", a->name);
+        } else {
+            *code = 451;
+            str_copy(enh, "4.7.1", 8);
+            snprintf(text, textsize, "Sending rate limit reached for user %s, try again later",
+                     a->name);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Roll the account's hour: store the finished one, read the baseline again. */
+static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
+{
+    long long cur = (long long)now / ab->conf->abuse_hour;
+    if (a->hour_no == cur && a->baseline >= 0) return;
+    long long oldest = cur - ab->conf->abuse_baseline_hours;
+    if (a->hour_no >= 0 && a->hour_no != cur && a->hour_msgs > 0 &&
+        store_abuse_hour_put(ab->store, a->name, a->hour_no, a->hour_msgs, oldest) != 0)
+        log_err("abuse", "account=%s: cannot store the hourly volume", a->name);
+    if (a->hour_no != cur) a->hour_msgs = 0;
+    a->hour_no = cur;
+    int hours = 0;
+    double mean = 0;
+    if (store_abuse_baseline(ab->store, a->name, oldest, &mean, &hours) != 0) mean = 0;
+    a->baseline = mean;
+}
+
+int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh, char *text,
+                     size_t textsize)
+{
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a) return 0;
+    if (a->locked) return reply_locked(a, code, enh, text, textsize);
+    time_t now = time(NULL);
+    int n = win_add(&a->w[CONF_ABUSE_MESSAGES_HOUR], ab->conf->abuse_hour, now);
+    return check_limit(ab, a, CONF_ABUSE_MESSAGES_HOUR, n, code, enh, text, textsize);
+}
+
+static uint64_t addr_hash(const char *rcpt)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = rcpt; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch >= 'A' && ch <= 'Z') ch = (unsigned char)(ch - 'A' + 'a');
+        h = (h ^ ch) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Remember rcpt among the day's recipients; returns how many distinct ones. */
+static int distinct_add(struct abuse *ab, struct acct *a, const char *rcpt, time_t now)
+{
+    uint64_t h = addr_hash(rcpt);
+    size_t live = 0;
+    int found = 0;
+    for (size_t i = 0; i < a->ndist; i++) { /* compact while counting */
+        if (now - a->dist[i].t >= ab->conf->abuse_day) continue;
+        if (a->dist[i].h == h) {
+            a->dist[i].t = now;
+            found = 1;
+        }
+        a->dist[live++] = a->dist[i];
+    }
+    a->ndist = live;
+    if (!found && a->ndist < DISTINCT_MAX) {
+        if (a->ndist == a->capdist) {
+            a->capdist = a->capdist ? a->capdist * 2 : 16;
+            a->dist = xrealloc(a->dist, a->capdist * sizeof *a->dist);
+        }
+        a->dist[a->ndist].h = h;
+        a->dist[a->ndist++].t = now;
+    }
+    return (int)a->ndist + (found || a->ndist < DISTINCT_MAX ? 0 : 1);
+}
+
+int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
+                     int *code, char *enh, char *text, size_t textsize)
+{
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a) return 0;
+    if (a->locked) return reply_locked(a, code, enh, text, textsize);
+    time_t now = time(NULL);
+    const struct kconf *c = ab->conf;
+    if (check_limit(ab, a, CONF_ABUSE_RCPTS_MESSAGE, (int)nrcpts + 1, code, enh, text, textsize))
+        return 1;
+    int n = win_add(&a->w[CONF_ABUSE_RCPTS_HOUR], c->abuse_hour, now);
+    if (check_limit(ab, a, CONF_ABUSE_RCPTS_HOUR, n, code, enh, text, textsize)) return 1;
+    n = distinct_add(ab, a, rcpt, now);
+    if (check_limit(ab, a, CONF_ABUSE_DISTINCT_DAY, n, code, enh, text, textsize)) return 1;
+    /* refused recipients so far: at the soft limit, no more recipients this hour (the
+     * hard limit locks in abuse_rcpt_failed) */
+    n = win_count(&a->w[CONF_ABUSE_FAILED_HOUR], c->abuse_hour, now);
+    int soft, hard;
+    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
+    if (soft > 0 && n >= soft) {
+        log_info("abuse", "account=%s limit=%s count=%d soft=%d decision=tempfail", a->name,
+                 limit_names[CONF_ABUSE_FAILED_HOUR], n, soft);
+        *code = 451;
+        str_copy(enh, "4.7.1", 8);
+        snprintf(text, textsize, "Sending rate limit reached for user %s, try again later",
+                 a->name);
+        return 1;
+    }
+    return 0;
+}
+
+void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
+{
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a || a->locked) return;
+    int n = win_add(&a->w[CONF_ABUSE_FAILED_HOUR], ab->conf->abuse_hour, time(NULL));
+    int soft, hard;
+    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
+    if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
+}
+
+/* 1 when rcpt is a spamtrap address or in a trap domain. */
+static int is_trap(const char *traps, const char *rcpt)
+{
+    const char *at = strrchr(rcpt, '@');
+    for (const char *p = traps; p && *p;) {
+        size_t len = strcspn(p, " ");
+        if ((len == strlen(rcpt) && strncasecmp(p, rcpt, len) == 0) ||
+            (at && !memchr(p, '@', len) && len == strlen(at + 1) &&
+             strncasecmp(p, at + 1, len) == 0))
+            return 1;
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+int abuse_message(struct abuse *ab, const char *account, const char *id, const char *const *rcpts,
+                  size_t n)
+{
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a) return 0;
+    const struct kconf *c = ab->conf;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n && c->abuse_spamtraps; i++)
+        if (is_trap(c->abuse_spamtraps, rcpts[i])) {
+            char ev[600];
+            snprintf(ev, sizeof ev, "message %s to spamtrap <%s>", id, rcpts[i]);
+            signal_acct(ab, a, "spamtrap", c->abuse_spamtrap_score, ev);
+            break; /* one signal per message */
+        }
+    hour_roll(ab, a, now);
+    a->hour_msgs++;
+    double limit = c->abuse_baseline_factor * a->baseline;
+    if (a->hour_msgs > c->abuse_baseline_min && a->hour_msgs > limit &&
+        a->baseline_signalled != a->hour_no) {
+        a->baseline_signalled = a->hour_no;
+        char ev[300];
+        snprintf(ev, sizeof ev, "messages this hour=%d baseline=%.1f factor=%g min=%d",
+                 a->hour_msgs, a->baseline, c->abuse_baseline_factor, c->abuse_baseline_min);
+        signal_acct(ab, a, "volume_above_baseline", c->abuse_baseline_score, ev);
+    }
+    if (a->locked) log_info("abuse", "account=%s decision=hold id=%s", a->name, id);
+    return a->locked;
+}
+
+/* The client network of ip: an IPv4 /24 or an IPv6 /48. */
+static void net_of(const char *ip, char *net, size_t size)
+{
+    unsigned char b[16];
+    if (inet_pton(AF_INET, ip, b) == 1) {
+        snprintf(net, size, "%u.%u.%u.0/24", b[0], b[1], b[2]);
+    } else if (inet_pton(AF_INET6, ip, b) == 1) {
+        memset(b + 6, 0, 10);
+        char s[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, b, s, sizeof s);
+        snprintf(net, size, "%s/48", s);
+    } else {
+        str_copy(net, ip, size);
+    }
+}
+
+void abuse_login(struct abuse *ab, const char *account, const char *ip, int ok)
+{
+    const struct kconf *c = ab->conf;
+    time_t now = time(NULL);
+    char name[320];
+    str_copy(name, account, sizeof name);
+    str_lower(name);
+    uint64_t h = name_hash(ab, name);
+    __typeof__(ab->fails[0]) *f = &ab->fails[h % FAILS_SLOTS];
+    if (f->h != h || now - f->start > c->auth_window) {
+        f->h = h;
+        f->fails = 0;
+        f->start = now;
+    }
+    if (!ok) {
+        f->fails++;
+        return;
+    }
+    int fails = f->fails;
+    f->fails = 0;
+    struct acct *a = acct_get(ab, name, 1);
+    if (!a) return;
+    if (fails >= c->abuse_auth_failures) {
+        char ev[200];
+        snprintf(ev, sizeof ev, "login from %s after %d failures in %lds", ip, fails,
+                 (long)(now - f->start));
+        signal_acct(ab, a, "auth_after_failures", c->abuse_auth_score, ev);
+    }
+    char net[64];
+    net_of(ip, net, sizeof net);
+    int slot = -1, oldest = 0, distinct = 0;
+    for (int i = 0; i < NETS_MAX; i++) {
+        if (a->nets[i].net[0] && strcmp(a->nets[i].net, net) == 0) slot = i;
+        if (a->nets[i].t < a->nets[oldest].t) oldest = i;
+    }
+    if (slot < 0) slot = oldest;
+    str_copy(a->nets[slot].net, net, sizeof a->nets[slot].net);
+    a->nets[slot].t = now;
+    for (int i = 0; i < NETS_MAX; i++)
+        if (a->nets[i].net[0] && now - a->nets[i].t <= c->abuse_networks_window) distinct++;
+    long long win = (long long)now / c->abuse_networks_window;
+    if (distinct >= c->abuse_networks && a->nets_signalled != win) {
+        a->nets_signalled = win;
+        char ev[200];
+        snprintf(ev, sizeof ev, "logins from %d networks within %ds, the last %s", distinct,
+                 c->abuse_networks_window, ip);
+        signal_acct(ab, a, "many_networks", c->abuse_networks_score, ev);
+    }
+}
+
+/* --- life -------------------------------------------------------------------------- */
+
+static void observe_login(void *arg, const char *user, const char *ip, int ok)
+{
+    abuse_login(arg, user, ip, ok);
+}
+
+static void lock_restored(void *arg, const struct store_abuse_lock *l)
+{
+    struct abuse *ab = arg;
+    struct acct *a = acct_get(ab, l->account, 1);
+    if (!a) return;
+    a->locked = 1;
+    a->locked_since = (time_t)l->since;
+    str_copy(a->reason, l->reason, sizeof a->reason);
+    auth_lock_set(ab->auth, a->name, 1);
+    log_info("abuse", "account=%s locked since %lld (%s)", a->name, l->since, l->reason);
+}
+
+struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struct store *st,
+                        struct auth *auth, struct spool *spool)
+{
+    struct abuse *ab = xcalloc(1, sizeof *ab);
+    ab->base = base;
+    ab->conf = conf_ref(conf);
+    ab->store = st;
+    ab->auth = auth;
+    ab->spool = spool;
+    ab->nbuckets = 4096;
+    ab->b = xcalloc(ab->nbuckets, sizeof *ab->b);
+    ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
+    overrides_load(ab);
+    if (store_abuse_lock_list(st, lock_restored, ab) != 0)
+        log_err("abuse", "cannot read the locked accounts from the directory");
+    auth_set_observer(auth, observe_login, ab);
+    return ab;
+}
+
+void abuse_set_queue(struct abuse *ab, struct queue *q)
+{
+    ab->queue = q;
+}
+
+void abuse_set_conf(struct abuse *ab, const struct kconf *conf)
+{
+    conf_ref(conf);
+    conf_unref(ab->conf);
+    ab->conf = conf;
+    overrides_load(ab);
+}
+
+void abuse_free(struct abuse *ab)
+{
+    if (!ab) return;
+    auth_set_observer(ab->auth, NULL, NULL);
+    while (ab->jobs) {
+        struct job *j = ab->jobs;
+        ab->jobs = j->next;
+        work_cancel(j->work);
+        job_free(j);
+    }
+    for (struct notice *n = ab->notices; n; n = n->next)
+        n->ab = NULL; /* the commit finishes; the next start queues it */
+    for (size_t i = 0; i < ab->nbuckets; i++)
+        for (struct acct *a = ab->b[i], *next; a; a = next) {
+            next = a->next;
+            acct_free(a);
+        }
+    free(ab->b);
+    overrides_free(ab);
+    conf_unref(ab->conf);
+    free(ab);
+}
+
+/* --- the control socket ------------------------------------------------------------ */
+
+static void json_str(struct buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            buf_printf(b, "\\u%04x", *p);
+        else
+            buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+struct status_ctx {
+    struct buf *b;
+    int json, first;
+};
+
+static void evidence_out(void *arg, const struct store_abuse_evidence *e)
+{
+    struct status_ctx *s = arg;
+    char t[32];
+    struct tm tm;
+    time_t tt = (time_t)e->time;
+    gmtime_r(&tt, &tm);
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!s->json) {
+        buf_printf(s->b, "    %s %s +%d %s\n", t, e->signal, e->score, e->evidence);
+        return;
+    }
+    buf_puts(s->b, s->first ? "" : ", ");
+    s->first = 0;
+    buf_puts(s->b, "{\"time\": ");
+    json_str(s->b, t);
+    buf_puts(s->b, ", \"signal\": ");
+    json_str(s->b, e->signal);
+    buf_printf(s->b, ", \"score\": %d, \"evidence\": ", e->score);
+    json_str(s->b, e->evidence);
+    buf_puts(s->b, "}");
+}
+
+static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, int json, int first)
+{
+    time_t now = time(NULL);
+    const struct kconf *c = ab->conf;
+    int counts[CONF_ABUSE_NLIMITS];
+    for (int i = 0; i < CONF_ABUSE_NLIMITS; i++)
+        counts[i] = i == CONF_ABUSE_DISTINCT_DAY    ? 0
+                    : i == CONF_ABUSE_RCPTS_MESSAGE ? -1
+                                                    : win_count(&a->w[i], window_of(c, i), now);
+    for (size_t i = 0; i < a->ndist; i++)
+        counts[CONF_ABUSE_DISTINCT_DAY] += now - a->dist[i].t < c->abuse_day;
+    int score = score_of(ab, a, now);
+    char since[32] = "";
+    if (a->locked) {
+        struct tm tm;
+        gmtime_r(&a->locked_since, &tm);
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    struct status_ctx sc = {.b = b, .json = json, .first = 1};
+    time_t ev_since = a->locked ? 0 : now - c->abuse_score_window;
+    if (!json) {
+        buf_printf(b, "account %s\n  locked: %s%s%s%s%s\n  score: %d (locks at %d)\n", a->name,
+                   a->locked ? "yes, since " : "no", since, a->locked ? " (" : "",
+                   a->locked ? a->reason : "", a->locked ? ")" : "", score, c->abuse_lock_score);
+        for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
+            if (counts[i] < 0) continue;
+            int soft, hard;
+            limit_of(ab, a->name, i, &soft, &hard);
+            buf_printf(b, "  %s: %d (soft %d, hard %d)\n", limit_names[i], counts[i], soft, hard);
+        }
+        buf_printf(b, "  messages this hour: %d (baseline %.1f)\n  evidence:\n",
+                   a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
+                   a->baseline < 0 ? 0 : a->baseline);
+        store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
+        return;
+    }
+    buf_puts(b, first ? "" : ", ");
+    buf_puts(b, "{\"account\": ");
+    json_str(b, a->name);
+    buf_printf(b, ", \"locked\": %s, \"locked_since\": ", a->locked ? "true" : "false");
+    json_str(b, since);
+    buf_puts(b, ", \"reason\": ");
+    json_str(b, a->locked ? a->reason : "");
+    buf_printf(b, ", \"score\": %d, \"lock_score\": %d, \"counters\": {", score,
+               c->abuse_lock_score);
+    int f = 1;
+    for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
+        if (counts[i] < 0) continue;
+        int soft, hard;
+        limit_of(ab, a->name, i, &soft, &hard);
+        buf_printf(b, "%s\"%s\": {\"count\": %d, \"soft\": %d, \"hard\": %d}", f ? "" : ", ",
+                   limit_names[i], counts[i], soft, hard);
+        f = 0;
+    }
+    buf_printf(b, "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"evidence\": [",
+               a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
+               a->baseline < 0 ? 0 : a->baseline);
+    store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
+    buf_puts(b, "]}");
+}
+
+char *abuse_status(struct abuse *ab, const char *account, int json)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (json) buf_puts(&b, "{\"accounts\": [");
+    int first = 1;
+    if (account) {
+        struct acct *a = acct_get(ab, account, 0);
+        if (a) {
+            status_one(ab, a, &b, json, first);
+        } else { /* nothing in memory (no mail since the start): zeros, stored evidence */
+            struct acct *z = xcalloc(1, sizeof *z);
+            z->name = str_lower(xstrdup(account));
+            z->baseline = -1;
+            z->hour_no = -1;
+            status_one(ab, z, &b, json, first);
+            acct_free(z);
+        }
+    } else {
+        for (size_t i = 0; i < ab->nbuckets; i++)
+            for (struct acct *a = ab->b[i]; a; a = a->next) {
+                if (!a->locked && !a->nsig && !a->hour_msgs) continue;
+                status_one(ab, a, &b, json, first);
+                first = 0;
+            }
+    }
+    if (json) buf_puts(&b, "]}\n");
+    return buf_take(&b);
+}
+
+int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,
+                 size_t msgsize)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    if (!a || !a->locked) {
+        snprintf(msg, msgsize, "account %s is not locked", account);
+        return -1;
+    }
+    a->locked = 0;
+    a->reason[0] = '\0';
+    a->nsig = 0; /* a fresh start: the old evidence goes with the lock */
+    memset(a->w, 0, sizeof a->w);
+    a->ndist = 0;
+    auth_lock_set(ab->auth, a->name, 0);
+    if (store_abuse_lock_del(ab->store, a->name) < 0 ||
+        store_abuse_evidence_clear(ab->store, a->name, time(NULL) - 90 * 86400) != 0)
+        log_err("abuse", "account=%s: cannot remove the lock from the directory", a->name);
+    static const char *const verbs[] = {"kept on hold", "released", "deleted"};
+    log_warn("abuse", "account=%s decision=unlock held_mail=%s", a->name, verbs[what]);
+    if (what != ABUSE_KEEP) mail_job(ab, a->name, what);
+    snprintf(msg, msgsize, "account %s unlocked; its held mail is %s", a->name, verbs[what]);
+    return 0;
+}

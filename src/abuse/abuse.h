@@ -1,0 +1,78 @@
+/* abuse.h: containment of compromised sending accounts (docs/abuse.md). Per account
+ * (the AUTH login, lower case): counters in sliding windows with soft limits (451)
+ * and hard limits (lock), compromise signals scored with their evidence, and the lock:
+ * AUTH refused (auth_lock_set()), the account's queued mail held, the postmaster told.
+ * Locks and evidence live in the directory (store.h "abuse"). Loop thread only. */
+#ifndef KURIER_ABUSE_H
+#define KURIER_ABUSE_H
+
+#include <stddef.h>
+
+struct auth;
+struct event_base;
+struct kconf;
+struct queue;
+struct spool;
+struct store;
+struct abuse;
+
+/* Start with conf's abuse { } block (a reference is taken); the locks in st are read
+ * and handed to auth (auth_lock_set). st, auth and spool are borrowed and must
+ * outlive it. Never NULL. */
+struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struct store *st,
+                        struct auth *auth, struct spool *spool);
+/* The scheduler whose entries a lock holds (borrowed; NULL at shutdown). */
+void abuse_set_queue(struct abuse *ab, struct queue *q);
+/* A new configuration (after a reload): takes a reference, drops the old one; the
+ * limits file is read again. */
+void abuse_set_conf(struct abuse *ab, const struct kconf *conf);
+/* NULL does nothing. */
+void abuse_free(struct abuse *ab);
+
+/* --- signals (for every module) ---------------------------------------------------
+ * Count a compromise signal against account: signal is a short name ("spamtrap",
+ * "complaint", "user_unknown", "blocklisted", ...), score its weight (abuse.lock_score
+ * locks; scores older than abuse.score_window no longer add up), evidence a one-line
+ * text kept with it (copied; may be NULL). Logs one line, stores the evidence, and
+ * locks the account when its score reaches the threshold. account NULL or "" does
+ * nothing. */
+void abuse_signal(struct abuse *ab, const char *account, const char *signal, int score,
+                  const char *evidence);
+/* 1 when account is locked now, else 0. */
+int abuse_locked(struct abuse *ab, const char *account);
+
+/* --- submission (glue/smtp_ops.c) ------------------------------------------------
+ * The checks of an authenticated client's MAIL and RCPT: each counts the attempt in
+ * the account's windows. 0 go on; 1 over a soft limit or locked: reply is the SMTP
+ * reply to give ("451 4.7.1 ..."): code in *code, enhanced code in enh (8 bytes), text
+ * in text. An attempt past a hard limit locks the account. */
+int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh, char *text,
+                     size_t textsize);
+/* rcpt: the recipient (local@domain); nrcpts: recipients already accepted in this
+ * message. */
+int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
+                     int *code, char *enh, char *text, size_t textsize);
+/* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). */
+void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt);
+/* A message of account is about to be committed as id, to rcpts[0..n): spamtraps
+ * are looked for, its volume is compared with the account's baseline. Returns 1 when
+ * the message must be queued on hold (the account is, or just became, locked), else
+ * 0. */
+int abuse_message(struct abuse *ab, const char *account, const char *id, const char *const *rcpts,
+                  size_t n);
+/* A login outcome (auth/, after the backend answered): counts failures per account,
+ * and on success looks at failures before it and at the client networks used. */
+void abuse_login(struct abuse *ab, const char *account, const char *ip, int ok);
+
+/* --- the control socket (kurier account ...) --------------------------------------
+ * The state of account (NULL: every account known or locked) as text lines, or JSON
+ * (one object). New string; caller frees. */
+char *abuse_status(struct abuse *ab, const char *account, int json);
+enum abuse_held { ABUSE_KEEP = 0, ABUSE_RELEASE, ABUSE_DELETE };
+/* Unlock account (AUTH works again at once, its score is reset) and do what to its
+ * held mail (the spool is scanned on a worker; the count is logged). 0 done, -1 not
+ * locked (msg says so). msg gets a one-line answer. */
+int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,
+                 size_t msgsize);
+
+#endif
