@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-MODULES := core smtp dns policy queue route deliver store auth control glue egress
+MODULES := core smtp dns policy queue route deliver store auth control glue egress abuse
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c))
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC := $(wildcard src/cli/*.c)

@@ -19,6 +19,7 @@
 #include "dns/dns.h"
 #include "egress/replies.h"
 #include "egress/monitor.h"
+#include "abuse/complaints.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
@@ -45,7 +46,8 @@ struct daemon {
     struct auth *auth;
     char **server_addrs; /* the address each server was bound for */
     size_t nservers;
-    struct glue glue; /* smtp_ops: the sessions' way to policy, spool, auth, dns */
+    struct glue glue;              /* smtp_ops: the sessions' way to policy, spool, auth, dns */
+    struct complaints *complaints; /* abuse/: reads every accepted message first */
     struct smtp_ops ops;
     struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain, *ev_deadline;
     int stopping;
@@ -266,6 +268,17 @@ static void on_monitor(void *arg, const struct monitor_event *ev)
     monitor_notify(d->notify, ev);
 }
 
+/* A complaint matched to an account (abuse/complaints.c): the abuse module's signal
+ * once it is wired in (abuse_signal(..., "complaint", ...)); logged until then. */
+static void on_complaint(void *arg, const char *account, const struct complaint *c)
+{
+    char acc[400], qid[64];
+    log_info("abuse", "signal complaint for account %s: %s report about %s",
+             log_escape(acc, sizeof acc, account, strlen(account)),
+             complaint_format_name(c->format),
+             log_escape(qid, sizeof qid, c->queue_id, strlen(c->queue_id)));
+}
+
 /* --- main ------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -408,6 +421,10 @@ int main(int argc, char **argv)
     d.notify = monitor_notify_new(d.base, d.dns, d.conf, d.spool, d.queue);
     d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
     policy_relay_verify_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
+    d.complaints = complaints_new(d.base, (const struct kconf *const *)&d.conf, d.spool, d.store,
+                                  d.queue, on_complaint, &d);
+    if (!d.complaints) return 1;
+    queue_set_intake(d.queue, complaints_accepted, d.complaints);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -425,7 +442,8 @@ int main(int argc, char **argv)
     monitor_notify_free(d.notify);
     policy_greylist_purge_stop();
     policy_relay_verify_purge_stop();
-    queue_free(d.queue); /* cancels its remote deliveries first */
+    complaints_free(d.complaints); /* before the queue its jobs hand messages to */
+    queue_free(d.queue);           /* cancels its remote deliveries first */
     d.queue = d.glue.queue = NULL;
     remote_free(d.remote);
     prober_free(d.prober);

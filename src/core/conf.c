@@ -486,6 +486,23 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
             return bad_value(why, whylen, s, k, "a number");
         break;
     }
+    case KT_ADDRS: {
+        char **dst = field(base, k);
+        struct addr a = {0};
+        const char *aerr = NULL;
+        int n = *s ? addr_parse(s, strlen(s), ADDR_O_NO_BRACKETS | ADDR_O_UTF8, &a, &aerr) : -1;
+        if (n < 0 || (size_t)n != strlen(s) || !a.domain || !*a.domain) {
+            addr_clear(&a);
+            return bad_value(why, whylen, s, k, "an address like abuse@example.org");
+        }
+        char *f = addr_format(&a);
+        addr_clear(&a);
+        char *nv = *dst ? xasprintf("%s %s", *dst, f) : xstrdup(f);
+        free(f);
+        free(*dst);
+        *dst = nv;
+        return 0;
+    }
     case KT_HOSTLIST: {
         char **dst = field(base, k);
         if (conf_host_check(s, why, whylen) != 0) return -1;
@@ -594,14 +611,15 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_ADDR:
     case KT_CHOICE:
     case KT_HOSTLIST:
+    case KT_ADDRS:
     case KT_WORDS:
     case KT_DNSBL:
     case KT_PAIRS: {
         const char *s = *(char *const *)f;
         if (!s) return -1;
         if (k->type == KT_WORDS && !*s) return buf_puts(out, "none"), 0;
-        if (k->type == KT_CHOICE || k->type == KT_HOSTLIST || k->type == KT_WORDS ||
-            k->type == KT_DNSBL || k->type == KT_PAIRS)
+        if (k->type == KT_CHOICE || k->type == KT_HOSTLIST || k->type == KT_ADDRS ||
+            k->type == KT_WORDS || k->type == KT_DNSBL || k->type == KT_PAIRS)
             return buf_puts(out, s), 0;
         buf_puts(out, "\"");
         for (const char *p = s; *p; p++) {
@@ -773,7 +791,8 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
     size_t idx = (size_t)(k - conf_keys);
     if (n->children)
         conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" takes no block", n->name);
-    if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL && k->type != KT_PAIRS) {
+    if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL && k->type != KT_PAIRS &&
+        k->type != KT_ADDRS) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "duplicate key \"%s\" (first set at %s:%d:%d)", n->name, seen[idx]->file,
                         seen[idx]->line, seen[idx]->col);
@@ -784,8 +803,8 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         conf_errors_add(L->errs, n->file, n->line, n->col, "missing argument for \"%s\"", n->name);
         return;
     }
-    if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST && k->type != KT_WORDS &&
-        k->type != KT_DNSBL && k->type != KT_PAIRS) {
+    if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST && k->type != KT_ADDRS &&
+        k->type != KT_WORDS && k->type != KT_DNSBL && k->type != KT_PAIRS) {
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
@@ -1266,6 +1285,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_BATV, c);
     apply_defaults(KB_MONITOR, c);
     apply_defaults(KB_VERIFY, c);
+    apply_defaults(KB_COMPLAINTS, c);
     return c;
 }
 
@@ -1427,6 +1447,7 @@ static void kconf_destroy(struct kconf *c)
     free(c->mon_delist);
     free(c->mon_mail_to);
     free(c->mon_webhook);
+    free(c->complaint_addresses);
     while (c->listeners) {
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);
@@ -1515,14 +1536,23 @@ static void md_cell(FILE *out, const char *s)
 static void doc_type(FILE *out, const struct conf_key *k)
 {
     static const char *const names[] = {
-        [KT_STR] = "string",      [KT_HOST] = "host name",
-        [KT_PATH] = "path",       [KT_INT] = "integer",
-        [KT_SIZE] = "size",       [KT_DUR] = "duration",
-        [KT_DOUBLE] = "number",   [KT_BOOL] = "on/off",
-        [KT_ENUM] = "",           [KT_CHOICE] = "",
-        [KT_NETS] = "networks",   [KT_HOSTLIST] = "hosts",
-        [KT_ADDR] = "address",    [KT_WORDS] = "",
-        [KT_DNSBL] = "DNS lists", [KT_PAIRS] = "zone URL pairs",
+        [KT_STR] = "string",
+        [KT_HOST] = "host name",
+        [KT_PATH] = "path",
+        [KT_INT] = "integer",
+        [KT_SIZE] = "size",
+        [KT_DUR] = "duration",
+        [KT_DOUBLE] = "number",
+        [KT_BOOL] = "on/off",
+        [KT_ENUM] = "",
+        [KT_CHOICE] = "",
+        [KT_NETS] = "networks",
+        [KT_HOSTLIST] = "hosts",
+        [KT_ADDR] = "address",
+        [KT_WORDS] = "",
+        [KT_ADDRS] = "addresses",
+        [KT_DNSBL] = "DNS lists",
+        [KT_PAIRS] = "zone URL pairs",
     };
     if (k->type == KT_ACTION) {
         fputs("reject, tempfail or a score", out);

@@ -242,6 +242,10 @@ struct kconf {
     int verify_negative_ttl;   /* seconds a refused recipient is remembered (1h) */
     int verify_purge_interval; /* seconds between purges of expired answers (1h) */
 
+    /* complaints { } (abuse/complaints.c, docs/abuse.md) */
+    char *complaint_addresses; /* "a@b c@d" (KT_ADDRS) or NULL: no intake */
+    int complaint_retention;   /* seconds the sent-mail record is kept (30d) */
+
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */
     size_t ntrusted;

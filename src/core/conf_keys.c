@@ -7,8 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",         "log",  "limits",  "queue",  "relay",  "auth",     "outbound",
-    "greylist", "batv", "monitor", "verify", "listen", "transport"};
+    "",         "log",  "limits",  "queue",  "relay",      "auth",   "outbound",
+    "greylist", "batv", "monitor", "verify", "complaints", "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -237,6 +237,16 @@ const struct conf_key conf_keys[] = {
      "answers (4xx, no connection) are never remembered."},
     {KB_VERIFY, "purge_interval", KT_DUR, "1h", NULL, 1, DAY_, NULL, KC(verify_purge_interval),
      "How often expired probe answers are deleted from the directory database."},
+
+    {KB_COMPLAINTS, "addresses", KT_ADDRS, NULL, "none (no intake)", 0, 0, NULL,
+     KC(complaint_addresses),
+     "Addresses whose mail is read as abuse complaints (ARF feedback-loop reports, SpamCop "
+     "reports), e.g. abuse@ and fbl@ of our domains: each report is matched to the account "
+     "that sent the reported message and logged; it is still delivered to the mailbox "
+     "(docs/abuse.md). Repeated lines add up."},
+    {KB_COMPLAINTS, "retention", KT_DUR, "30d", NULL, 1, 3650 * DAY_, NULL, KC(complaint_retention),
+     "How long the record of what each account sent (queue ID, Message-ID, sender) is kept "
+     "in the directory database for matching complaints."},
 
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},

@@ -25,6 +25,8 @@ enum ktype {
                     lines add up; stored space-separated */
     KT_ACTION,   /* what a check's result does: reject, tempfail or a score (an integer within
                     min..max); stored as an int (CONF_ACTION_* in conf.h, else the score) */
+    KT_ADDRS,    /* one or more mailboxes local@domain a line, stored space-separated as kurier
+                    writes addresses; repeated lines add up */
     KT_PAIRS     /* NAME URL pairs (a DNS zone and an http(s) URL), one or more a line;
                     repeated lines add up; stored "NAME URL NAME URL ..." */
 };
@@ -41,6 +43,7 @@ enum kblock {
     KB_BATV,
     KB_MONITOR,
     KB_VERIFY,
+    KB_COMPLAINTS,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT
