@@ -53,5 +53,7 @@ int cmd_replies(int argc, char **argv); /* replies classify TEXT | check [FILE] 
 int cmd_rbl(int argc, char **argv);     /* rbl check IP|DOMAIN [--list L]... [--json] */
 /* monitor status|history [ADDRESS] [--limit N]: the blocklist monitor's findings */
 int cmd_monitor(int argc, char **argv);
+/* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
+int cmd_complaints(int argc, char **argv);
 
 #endif

@@ -49,6 +49,7 @@ static void usage(void)
             "  rbl check IP|DOMAIN [--list ZONE]... [--json] | rbl lists\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "  monitor status|history [ADDRESS] [--limit N]\n"
+            "  complaints list [--account ADDRESS]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
         {"replies", cmd_replies},
         {"rbl", cmd_rbl},
         {"monitor", cmd_monitor},
+        {"complaints", cmd_complaints},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
