@@ -241,6 +241,24 @@ static void original_headers(const char *p, const char *end, const char *hostnam
     if (!c->message_id[0]) str_copy(c->message_id, mid, sizeof c->message_id);
 }
 
+/* The same, base64-encoded (some feedback loops encode the original, RFC 2045 6.8):
+ * whitespace dropped, then decoded as one block. */
+static void original_base64(const char *p, const char *end, const char *hostname,
+                            struct complaint *c)
+{
+    size_t n = (size_t)(end - p), k = 0;
+    char *b64 = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != '\r' && p[i] != '\n' && p[i] != ' ' && p[i] != '\t') b64[k++] = p[i];
+    k -= k % 4; /* a cut-short tail is ignored */
+    unsigned char *raw = xmalloc(k / 4 * 3 + 1);
+    size_t len = 0;
+    if (base64_decode(b64, k, raw, k / 4 * 3 + 1, &len) == 0)
+        original_headers((const char *)raw, (const char *)raw + len, hostname, c);
+    free(raw);
+    free(b64);
+}
+
 /* Walk the parts of a multipart whose body is p..end; *feedback set when a
  * message/feedback-report part was seen. */
 static void multipart(const char *p, const char *end, const char *boundary, const char *hostname,
@@ -270,7 +288,12 @@ static void multipart(const char *p, const char *end, const char *boundary, cons
             } else if (ct_is(ct, "message/rfc822") || ct_is(ct, "text/rfc822-headers") ||
                        ct_is(ct, "message/rfc822-headers") || ct_is(ct, "message/global") ||
                        ct_is(ct, "message/global-headers")) {
-                original_headers(body, pend, hostname, c);
+                char cte[64];
+                if (field_get(part, body, "Content-Transfer-Encoding", cte, sizeof cte) &&
+                    strcasecmp(cte, "base64") == 0)
+                    original_base64(body, pend, hostname, c);
+                else
+                    original_headers(body, pend, hostname, c);
             } else if (strncasecmp(ct, "multipart/", 10) == 0 && depth < MAX_DEPTH &&
                        ct_param(ct, "boundary", sub, sizeof sub)) {
                 multipart(body, pend, sub, hostname, depth + 1, c, feedback);

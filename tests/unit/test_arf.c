@@ -58,6 +58,12 @@ int main(void)
     CHECK(strcmp(c.message_id, "<abc123@mx.example.test>") == 0, "msgid %s", c.message_id);
     free(m);
 
+    m = slurp("arf_base64", &n); /* the original base64-encoded */
+    CHECK(complaint_parse(m, n, "mx.example.test", &c) == COMPLAINT_ARF, "arf base64");
+    CHECK(strcmp(c.queue_id, "0M3ZK7Q2P5R8T1") == 0, "queue id %s", c.queue_id);
+    CHECK(strcmp(c.message_id, "<abc123@mx.example.test>") == 0, "msgid %s", c.message_id);
+    free(m);
+
     m = slurp("spamcop", &n);
     CHECK(complaint_parse(m, n, "mx.example.test", &c) == COMPLAINT_SPAMCOP, "spamcop");
     CHECK(strcmp(c.queue_id, "0M3ZK7Q2P5R8T2") == 0, "queue id %s", c.queue_id);
