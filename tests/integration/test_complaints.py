@@ -168,3 +168,12 @@ def test_local_sender_recorded(k):
     mail_in(k, "abuse@example.test", spamcop_report(as_received(text)))
     user = pwd.getpwuid(os.getuid()).pw_name
     k.wait_log("spamcop complaint against account %s matched by queue-id" % user)
+
+
+def test_bad_intake_address_is_a_config_error(kurier_factory, tmp_path):
+    k = kurier_factory()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("complaints {\n    addresses abuse@example.test not-an-address;\n}\n")
+    r = k.cli("config", "check", str(bad), check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "not-an-address" in err and "abuse@example.org" in err, err
