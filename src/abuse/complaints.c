@@ -21,7 +21,8 @@
 struct cjob {
     struct complaints *cx;
     struct cjob *prev, *next;
-    struct work_job *wj;
+    struct work_job *wj;      /* NULL once the worker part is done */
+    struct event *hold;       /* test hook: the result waits */
     const struct kconf *conf; /* a reference, for the worker */
     char id[QUEUE_ID_LEN + 1];
     /* results, for the loop thread */
@@ -46,6 +47,7 @@ struct complaints {
     struct event *ev_purge;
     struct work_job *purge_job;
     long long purge_before; /* for the purge on the worker */
+    int test_delay;         /* KURIER_TEST_DELAY "intake=MS" (tests only), 0 = none */
 };
 
 /* 1 when address (as in the envelope) is one of the space-separated list. */
@@ -163,9 +165,8 @@ static char *esc(char *dst, size_t size, const char *s)
 }
 
 /* Loop thread: log, hand a match on, then schedule the message as usual. */
-static void job_done(void *arg)
+static void job_finish(struct cjob *j)
 {
-    struct cjob *j = arg;
     struct complaints *cx = j->cx;
     if (j->prev)
         j->prev->next = j->next;
@@ -211,8 +212,28 @@ static void job_done(void *arg)
         }
     }
     queue_add(cx->q, j->id);
+    if (j->hold) event_free(j->hold);
     conf_unref(j->conf);
     free(j);
+}
+
+static void job_held(evutil_socket_t fd, short what, void *arg)
+{
+    job_finish(arg);
+}
+
+static void job_done(void *arg)
+{
+    struct cjob *j = arg;
+    j->wj = NULL;
+    if (j->cx->test_delay > 0) {
+        j->hold = evtimer_new(j->cx->base, job_held, j);
+        int ms = j->cx->test_delay;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        evtimer_add(j->hold, &tv);
+        return;
+    }
+    job_finish(j);
 }
 
 void complaints_accepted(void *arg, const char *id)
@@ -270,6 +291,16 @@ struct complaints *complaints_new(struct event_base *base, const struct kconf *c
         return NULL;
     }
     evtimer_add(cx->ev_purge, &(struct timeval){.tv_sec = 1});
+    /* the test hook of glue.h's KURIER_TEST_DELAY, for the intake: "intake=MS" */
+    const char *d = getenv("KURIER_TEST_DELAY");
+    const char *in = d ? strstr(d, "intake=") : NULL;
+    if (in) {
+        cx->test_delay = atoi(in + 7);
+        log_warn("kurierd",
+                 "KURIER_TEST_DELAY: accepted messages wait %d ms before they are "
+                 "queued (tests only)",
+                 cx->test_delay);
+    }
     return cx;
 }
 
@@ -279,7 +310,8 @@ void complaints_free(struct complaints *cx)
     while (cx->jobs) {
         struct cjob *j = cx->jobs;
         cx->jobs = j->next;
-        work_cancel(j->wj);
+        if (j->wj) work_cancel(j->wj);
+        if (j->hold) event_free(j->hold);
         conf_unref(j->conf);
         free(j);
     }

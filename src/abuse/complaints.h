@@ -70,7 +70,9 @@ struct complaints;
  * Message-ID, recorded (store_complaint_add), logged, and a match handed to cb on the
  * loop thread. Then the message is queued as usual (queue_add): nothing is dropped.
  * Also purges the record past complaints { retention } hourly. *conf is read at each
- * message (reloads). All borrowed; NULL when a timer cannot be made. */
+ * message (reloads). All borrowed; NULL when a timer cannot be made.
+ * Test hook: KURIER_TEST_DELAY="intake=MS" (see glue.h) holds each message MS
+ * milliseconds after the worker part, before it is queued. */
 struct complaints *complaints_new(struct event_base *base, const struct kconf *const *conf,
                                   struct spool *sp, struct store *st, struct queue *q,
                                   complaint_cb cb, void *arg);

@@ -177,3 +177,22 @@ def test_bad_intake_address_is_a_config_error(kurier_factory, tmp_path):
     r = k.cli("config", "check", str(bad), check=False)
     err = r.stderr.decode()
     assert r.returncode != 0 and "not-an-address" in err and "abuse@example.org" in err, err
+
+
+def test_shutdown_during_the_intake_keeps_the_message(k, monkeypatch):
+    """A message the intake still holds when kurierd stops is in the spool, acknowledged:
+    the next start delivers it (the intake never drops mail)."""
+    k.stop()
+    monkeypatch.setenv("KURIER_TEST_DELAY", "intake=60000")
+    k.start()
+    with smtplib.SMTP("127.0.0.1", k.sub_port, timeout=SAFETY) as s:
+        s.login("alice@example.test", "alicepw")
+        s.sendmail("alice@example.test", ["victim@example.test"],
+                   "From: <alice@example.test>\r\nTo: <victim@example.test>\r\nSubject: held\r\n"
+                   "\r\nwaits in the intake\r\n")
+    assert k.stop() == 0
+    assert k.maildir_new("victim@example.test") == []
+    monkeypatch.delenv("KURIER_TEST_DELAY")
+    k.start()
+    files = k.wait_mail("victim@example.test")
+    assert b"waits in the intake" in open(files[0], "rb").read()
