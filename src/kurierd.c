@@ -21,6 +21,7 @@
 #include "egress/replies.h"
 #include "egress/monitor.h"
 #include "egress/bench.h"
+#include "abuse/complaints.h"
 #include "glue/glue.h"
 #include "policy/policy.h"
 #include "queue/dkim_sign.h"
@@ -49,7 +50,8 @@ struct daemon {
     struct abuse *abuse;
     char **server_addrs; /* the address each server was bound for */
     size_t nservers;
-    struct glue glue; /* smtp_ops: the sessions' way to policy, spool, auth, dns */
+    struct glue glue;              /* smtp_ops: the sessions' way to policy, spool, auth, dns */
+    struct complaints *complaints; /* abuse/: reads every accepted message first */
     struct smtp_ops ops;
     struct event *ev_term, *ev_int, *ev_hup, *ev_grace, *ev_drain, *ev_deadline;
     int stopping;
@@ -295,6 +297,18 @@ static void monitor_pool_sources(struct monitor *m, const struct kconf *c)
     free(addrs);
 }
 
+/* A complaint matched to an account (abuse/complaints.c) is a signal against it. */
+static void on_complaint(void *arg, const char *account, const struct complaint *c)
+{
+    struct daemon *d = arg;
+    char evidence[1200];
+    snprintf(evidence, sizeof evidence, "%s report (%s) from %s about queue ID %s, Message-ID %s",
+             complaint_format_name(c->format), c->feedback_type[0] ? c->feedback_type : "-",
+             c->reporter[0] ? c->reporter : "-", c->queue_id[0] ? c->queue_id : "-",
+             c->message_id[0] ? c->message_id : "-");
+    abuse_signal(d->abuse, account, "complaint", d->conf->abuse_complaint_score, evidence);
+}
+
 /* --- main ------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -449,6 +463,10 @@ int main(int argc, char **argv)
     d.monitor = monitor_new(d.base, d.dns, d.conf, d.store, on_monitor, &d);
     monitor_pool_sources(d.monitor, d.conf);
     policy_relay_verify_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
+    d.complaints = complaints_new(d.base, (const struct kconf *const *)&d.conf, d.spool, d.store,
+                                  d.queue, on_complaint, &d);
+    if (!d.complaints) return 1;
+    queue_set_intake(d.queue, complaints_accepted, d.complaints);
 
     for (i = 0; i < d.nservers; i++)
         smtp_server_start(d.servers[i]);
@@ -462,7 +480,9 @@ int main(int argc, char **argv)
 
     log_info("kurierd", "stopped");
     control_free(d.control);
-    abuse_free(d.abuse); /* before the workers stop: cancels its spool scans */
+    complaints_free(d.complaints); /* before the queue its jobs hand messages to, and
+                                      before abuse, which its reports are signals for */
+    abuse_free(d.abuse);           /* before the workers stop: cancels its spool scans */
     d.glue.abuse = NULL;
     monitor_free(d.monitor); /* cancels its lookups, stores what is left */
     monitor_notify_free(d.notify);

@@ -80,5 +80,7 @@ void cli_dns_answer_free(struct cli_dns_answer *a);
 int cli_dkim_records(const struct kconf *c, const char *domain);
 int cli_dkim_records_count(const struct kconf *c, const char *domain);
 int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver);
+/* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
+int cmd_complaints(int argc, char **argv);
 
 #endif

@@ -54,6 +54,7 @@ static void usage(void)
             "  rbl check IP|DOMAIN [--list ZONE]... [--json] | rbl lists\n"
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "  monitor status|history [ADDRESS] [--limit N]\n"
+            "  complaints list [--account ADDRESS]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
         {"egress", cmd_egress},
         {"dkim", cmd_dkim},
         {"account", cmd_account},
+        {"complaints", cmd_complaints},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -503,6 +503,23 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
         *dst = nv;
         return 0;
     }
+    case KT_ADDRS: {
+        char **dst = field(base, k);
+        struct addr a = {0};
+        const char *aerr = NULL;
+        int n = *s ? addr_parse(s, strlen(s), ADDR_O_NO_BRACKETS | ADDR_O_UTF8, &a, &aerr) : -1;
+        if (n < 0 || (size_t)n != strlen(s) || !a.domain || !*a.domain) {
+            addr_clear(&a);
+            return bad_value(why, whylen, s, k, "an address like abuse@example.org");
+        }
+        char *f = addr_format(&a);
+        addr_clear(&a);
+        char *nv = *dst ? xasprintf("%s %s", *dst, f) : xstrdup(f);
+        free(f);
+        free(*dst);
+        *dst = nv;
+        return 0;
+    }
     case KT_HOSTLIST: {
         char **dst = field(base, k);
         if (conf_host_check(s, why, whylen) != 0) return -1;
@@ -612,6 +629,7 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
     case KT_CHOICE:
     case KT_HOSTLIST:
     case KT_TRAPS:
+    case KT_ADDRS:
     case KT_WORDS:
     case KT_DNSBL:
     case KT_PAIRS: {
@@ -619,7 +637,8 @@ static int value_text(const struct conf_key *k, const void *base, struct buf *ou
         if (!s) return -1;
         if (k->type == KT_WORDS && !*s) return buf_puts(out, "none"), 0;
         if (k->type == KT_CHOICE || k->type == KT_HOSTLIST || k->type == KT_TRAPS ||
-            k->type == KT_WORDS || k->type == KT_DNSBL || k->type == KT_PAIRS)
+            k->type == KT_ADDRS || k->type == KT_WORDS || k->type == KT_DNSBL ||
+            k->type == KT_PAIRS)
             return buf_puts(out, s), 0;
         buf_puts(out, "\"");
         for (const char *p = s; *p; p++) {
@@ -792,7 +811,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
     if (n->children)
         conf_errors_add(L->errs, n->file, n->line, n->col, "key \"%s\" takes no block", n->name);
     if (seen[idx] && k->type != KT_NETS && k->type != KT_DNSBL && k->type != KT_PAIRS &&
-        k->type != KT_TRAPS) {
+        k->type != KT_TRAPS && k->type != KT_ADDRS) {
         conf_errors_add(L->errs, n->file, n->line, n->col,
                         "duplicate key \"%s\" (first set at %s:%d:%d)", n->name, seen[idx]->file,
                         seen[idx]->line, seen[idx]->col);
@@ -804,7 +823,7 @@ static void apply_key(struct loader *L, const struct conf_key *k, const struct c
         return;
     }
     if (n->nargs > 1 && k->type != KT_NETS && k->type != KT_HOSTLIST && k->type != KT_TRAPS &&
-        k->type != KT_WORDS && k->type != KT_DNSBL && k->type != KT_PAIRS) {
+        k->type != KT_ADDRS && k->type != KT_WORDS && k->type != KT_DNSBL && k->type != KT_PAIRS) {
         /* "hostname x\nuser y;" reads as three arguments: name the likely cause. */
         const char *next_key = NULL;
         for (size_t i = 1; i < n->nargs && !next_key; i++)
@@ -1290,6 +1309,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_VERIFY, c);
     apply_defaults(KB_DKIM, c);
     apply_defaults(KB_ABUSE, c);
+    apply_defaults(KB_COMPLAINTS, c);
     return c;
 }
 
@@ -1459,6 +1479,7 @@ static void kconf_destroy(struct kconf *c)
     free(c->abuse_limits_file);
     free(c->abuse_spamtraps);
     free(c->abuse_mail_to);
+    free(c->complaint_addresses);
     while (c->listeners) {
         struct conf_listen *next = c->listeners->next;
         listen_free(c->listeners);
@@ -1558,7 +1579,7 @@ static void doc_type(FILE *out, const struct conf_key *k)
         [KT_NETS] = "networks",   [KT_HOSTLIST] = "hosts",
         [KT_ADDR] = "address",    [KT_WORDS] = "",
         [KT_DNSBL] = "DNS lists", [KT_PAIRS] = "zone URL pairs",
-        [KT_TRAPS] = "addresses or domains",
+        [KT_TRAPS] = "addresses or domains", [KT_ADDRS] = "addresses",
     };
     /* clang-format on */
     if (k->type == KT_ACTION) {

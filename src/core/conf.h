@@ -297,6 +297,7 @@ struct kconf {
     int abuse_lock_score;         /* a score that reaches it locks (100) */
     int abuse_score_window;       /* seconds a signal's score counts (1d) */
     int abuse_spamtrap_score;     /* (100) */
+    int abuse_complaint_score;    /* a complaint matched to the account (50) */
     double abuse_baseline_factor; /* volume above factor x baseline is a signal (10) */
     int abuse_baseline_min;       /* ... and above this many messages an hour (50) */
     int abuse_baseline_hours;     /* hours of history the baseline looks at (672) */
@@ -307,6 +308,10 @@ struct kconf {
     int abuse_networks_window;    /* seconds (1h) */
     int abuse_networks_score;     /* (30) */
     char *abuse_mail_to;          /* lock notices; NULL: postmaster */
+
+    /* complaints { } (abuse/complaints.c, docs/abuse.md) */
+    char *complaint_addresses; /* "a@b c@d" (KT_ADDRS) or NULL: no intake */
+    int complaint_retention;   /* seconds the sent-mail record is kept (30d) */
 
     /* relay { } */
     struct conf_net *trusted; /* trusted_networks: may relay without AUTH (default none) */

@@ -7,8 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",     "log",     "limits", "queue", "relay", "auth",   "outbound", "greylist",
-    "batv", "monitor", "verify", "dkim",  "abuse", "listen", "transport"};
+    "",     "log",     "limits", "queue", "relay", "auth",       "outbound", "greylist",
+    "batv", "monitor", "verify", "dkim",  "abuse", "complaints", "listen",   "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -289,6 +289,9 @@ const struct conf_key conf_keys[] = {
      "How long a signal's score counts."},
     {KB_ABUSE, "spamtrap_score", KT_INT, "100", NULL, 0, 1000000, NULL, KC(abuse_spamtrap_score),
      "Score of one message to a spamtrap."},
+    {KB_ABUSE, "complaint_score", KT_INT, "50", NULL, 0, 1000000, NULL, KC(abuse_complaint_score),
+     "Score of one complaint (an ARF or SpamCop report, complaints { }) matched to a message "
+     "the account sent; anyone can send a report, so one alone should not lock."},
     {KB_ABUSE, "baseline_factor", KT_DOUBLE, "10", NULL, 1, 1000, NULL, KC(abuse_baseline_factor),
      "Messages in the current hour above this many times the account's usual hourly volume "
      "(its busy hours of the last baseline_hours) are a signal ..."},
@@ -335,6 +338,15 @@ const struct conf_key conf_keys[] = {
     {KB_DKIM, "signing_domain", KT_HOST, NULL, "none", 0, 0, NULL, KC(dkim_signing_domain),
      "Domain whose keys sign mail whose From: domain has no keys of its own (customers "
      "without their own keys); none: such mail goes out unsigned."},
+    {KB_COMPLAINTS, "addresses", KT_ADDRS, NULL, "none (no intake)", 0, 0, NULL,
+     KC(complaint_addresses),
+     "Addresses whose mail is read as abuse complaints (ARF feedback-loop reports, SpamCop "
+     "reports), e.g. abuse@ and fbl@ of our domains: each report is matched to the account "
+     "that sent the reported message and logged; it is still delivered to the mailbox "
+     "(docs/abuse.md). Repeated lines add up."},
+    {KB_COMPLAINTS, "retention", KT_DUR, "30d", NULL, 1, 3650 * DAY_, NULL, KC(complaint_retention),
+     "How long the record of what each account sent (queue ID, Message-ID, sender) is kept "
+     "in the directory database for matching complaints."},
 
     {KB_LISTEN, "role", KT_ENUM, "mx", NULL, 0, 0, "mx|submission", KL(role),
      "mx receives mail for our domains; submission takes mail from our users (AUTH)."},

@@ -28,6 +28,8 @@ enum ktype {
                     min..max); stored as an int (CONF_ACTION_* in conf.h, else the score) */
     KT_TRAPS,    /* one or more mailboxes local@domain or domains, lower case; repeated lines
                     add up; stored space-separated */
+    KT_ADDRS,    /* one or more mailboxes local@domain a line, stored space-separated as kurier
+                    writes addresses; repeated lines add up */
     KT_PAIRS     /* NAME URL pairs (a DNS zone and an http(s) URL), one or more a line;
                     repeated lines add up; stored "NAME URL NAME URL ..." */
 };
@@ -46,6 +48,7 @@ enum kblock {
     KB_VERIFY,
     KB_DKIM,
     KB_ABUSE,
+    KB_COMPLAINTS,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

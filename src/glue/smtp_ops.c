@@ -253,7 +253,7 @@ static void commit_answer(struct commit *c)
     c->done(c->arg, c->ok);
     /* after an exit past the shutdown deadline the queue is gone: the next start finds
      * the message in the spool */
-    if (c->ok && c->g->queue) queue_add(c->g->queue, c->id);
+    if (c->ok && c->g->queue) queue_accept(c->g->queue, c->id);
     if (c->hold) event_free(c->hold);
     free(c);
 }

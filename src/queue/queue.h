@@ -233,6 +233,12 @@ struct remote;
 void queue_set_remote(struct queue *q, struct remote *r);
 /* A message was committed: schedule it now. */
 void queue_add(struct queue *q, const char *id);
+/* A new message was accepted (received over SMTP or picked up): hand it to the intake
+ * hook when one is set (which calls queue_add() when done with it), else queue_add(). */
+void queue_accept(struct queue *q, const char *id);
+/* The intake hook (abuse/complaints.c reads each accepted message first); NULL: none.
+ * Set once before the loop runs. */
+void queue_set_intake(struct queue *q, void (*intake)(void *arg, const char *id), void *arg);
 /* Retry every deferred recipient now ("kurier queue flush"). */
 void queue_flush(struct queue *q);
 /* Tools through the control socket: 0 done, -1 no such message. */

@@ -77,6 +77,8 @@ struct qent {
 
 struct queue {
     struct event_base *base;
+    void (*intake)(void *arg, const char *id); /* queue_set_intake(), or NULL */
+    void *intake_arg;
     const struct kconf *conf;
     struct spool *spool;
     struct store *store;
@@ -998,7 +1000,7 @@ static void scan_cb(void *arg, const char *id)
 
 static void pickup_queued(void *arg, const char *id)
 {
-    queue_add(arg, id);
+    queue_accept(arg, id);
 }
 
 struct queue *queue_new(struct event_base *base, const struct kconf *conf, struct spool *s,
@@ -1063,6 +1065,20 @@ void queue_add(struct queue *q, const char *id)
     struct qent *e = entry_add(q, id);
     e->due = 0;
     arm(q, 0);
+}
+
+void queue_set_intake(struct queue *q, void (*intake)(void *arg, const char *id), void *arg)
+{
+    q->intake = intake;
+    q->intake_arg = arg;
+}
+
+void queue_accept(struct queue *q, const char *id)
+{
+    if (q->intake)
+        q->intake(q->intake_arg, id);
+    else
+        queue_add(q, id);
 }
 
 void queue_flush(struct queue *q)

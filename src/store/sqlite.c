@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -136,6 +136,30 @@ static const char *const migrations[] = {
     "  messages INTEGER NOT NULL,"
     "  PRIMARY KEY (account, hour));"
     "UPDATE schema_version SET version = 8;",
+    /* 9: what each account sent (abuse/complaints.c): queue ID, Message-ID, account,
+     * envelope sender, time; kept for complaints { retention }. And the complaints
+     * that came in (kurier complaints list). */
+    "CREATE TABLE IF NOT EXISTS sent_log ("
+    "  queue_id TEXT PRIMARY KEY,"
+    "  message_id TEXT NOT NULL DEFAULT '',"
+    "  account TEXT NOT NULL,"
+    "  sender TEXT NOT NULL DEFAULT '',"
+    "  time INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS sent_log_message_id ON sent_log(message_id);"
+    "CREATE INDEX IF NOT EXISTS sent_log_time ON sent_log(time);"
+    "CREATE TABLE IF NOT EXISTS complaints ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time INTEGER NOT NULL,"
+    "  account TEXT NOT NULL DEFAULT '',"
+    "  queue_id TEXT NOT NULL DEFAULT '',"
+    "  message_id TEXT NOT NULL DEFAULT '',"
+    "  format TEXT NOT NULL DEFAULT '',"
+    "  feedback_type TEXT NOT NULL DEFAULT '',"
+    "  source_ip TEXT NOT NULL DEFAULT '',"
+    "  reporter TEXT NOT NULL DEFAULT '',"
+    "  report_id TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS complaints_account ON complaints(account, id);"
+    "UPDATE schema_version SET version = 9;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1643,6 +1667,105 @@ int store_abuse_baseline(struct store *st, const char *account, long long since,
                        k, 1, (long long[]){since}, 1);
     *hours = rc > 0 ? sqlite3_column_int(s, 0) : 0;
     *mean = rc > 0 ? sqlite3_column_double(s, 1) : 0;
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+/* --- what each account sent, and complaints (abuse/complaints.c) --------------- */
+
+int store_sent_add(struct store *st, const struct store_sent *e)
+{
+    const char *k[] = {e->queue_id, e->message_id, e->account, e->sender};
+    return grey_exec(
+        st,
+        "INSERT OR REPLACE INTO sent_log (queue_id, message_id, account, sender, time) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)",
+        k, 4, (long long[]){e->time}, 1);
+}
+
+static void sent_row(sqlite3_stmt *s, struct store_sent *out)
+{
+    const char *v[4];
+    for (int i = 0; i < 4; i++) {
+        const unsigned char *t = sqlite3_column_text(s, i);
+        v[i] = t ? (const char *)t : "";
+    }
+    str_copy(out->queue_id, v[0], sizeof out->queue_id);
+    str_copy(out->message_id, v[1], sizeof out->message_id);
+    str_copy(out->account, v[2], sizeof out->account);
+    str_copy(out->sender, v[3], sizeof out->sender);
+    out->time = sqlite3_column_int64(s, 4);
+}
+
+int store_sent_find(struct store *st, const char *queue_id, const char *message_id,
+                    struct store_sent *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int pass = 0; pass < 2; pass++) {
+        const char *key = pass == 0 ? queue_id : message_id;
+        if (!key || !*key) continue;
+        const char *k[] = {key};
+        sqlite3_stmt *s;
+        int rc = grey_step(st, &s,
+                           pass == 0 ? "SELECT queue_id, message_id, account, sender, time "
+                                       "FROM sent_log WHERE queue_id = ?1"
+                                     : "SELECT queue_id, message_id, account, sender, time "
+                                       "FROM sent_log WHERE message_id = ?1 "
+                                       "ORDER BY time DESC LIMIT 1",
+                           k, 1, NULL, 0);
+        if (rc > 0) sent_row(s, out);
+        stmt_close(st, s);
+        if (rc != 0) return rc < 0 ? -1 : pass + 1;
+    }
+    return 0;
+}
+
+int store_sent_purge(struct store *st, long long before)
+{
+    return grey_exec(st, "DELETE FROM sent_log WHERE time < ?1", NULL, 0, (long long[]){before}, 1);
+}
+
+int store_complaint_add(struct store *st, const struct store_complaint *c)
+{
+    const char *k[] = {c->account,       c->queue_id,  c->message_id, c->format,
+                       c->feedback_type, c->source_ip, c->reporter,   c->report_id};
+    return grey_exec(st,
+                     "INSERT INTO complaints (account, queue_id, message_id, format, "
+                     "feedback_type, source_ip, reporter, report_id, time) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     k, 8, (long long[]){c->time}, 1);
+}
+
+int store_complaint_list(struct store *st, const char *account,
+                         void (*cb)(void *arg, const struct store_complaint *c), void *arg)
+{
+    const char *k[] = {account};
+    sqlite3_stmt *s = stmt_open(st,
+                                account ? "SELECT account, queue_id, message_id, format, "
+                                          "feedback_type, source_ip, reporter, report_id, time "
+                                          "FROM complaints WHERE account = ?1 ORDER BY id"
+                                        : "SELECT account, queue_id, message_id, format, "
+                                          "feedback_type, source_ip, reporter, report_id, time "
+                                          "FROM complaints ORDER BY id",
+                                k, account ? 1 : 0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        const char *v[8];
+        for (int i = 0; i < 8; i++) {
+            const unsigned char *t = sqlite3_column_text(s, i);
+            v[i] = t ? (const char *)t : "";
+        }
+        struct store_complaint c = {.account = v[0],
+                                    .queue_id = v[1],
+                                    .message_id = v[2],
+                                    .format = v[3],
+                                    .feedback_type = v[4],
+                                    .source_ip = v[5],
+                                    .reporter = v[6],
+                                    .report_id = v[7],
+                                    .time = sqlite3_column_int64(s, 8)};
+        cb(arg, &c);
+    }
     stmt_close(st, s);
     return rc < 0 ? -1 : 0;
 }

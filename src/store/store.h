@@ -295,5 +295,39 @@ int store_abuse_hour_put(struct store *st, const char *account, long long hour, 
  * since (*mean, 0 without history) and how many such hours (*hours). 0/-1. */
 int store_abuse_baseline(struct store *st, const char *account, long long since, double *mean,
                          int *hours);
+/* --- what each account sent, and complaints (abuse/complaints.c, docs/abuse.md) --
+ * One row per message accepted from an authenticated user or a local sender, kept
+ * for complaints { retention } so a complaint can name the account. */
+struct store_sent {
+    char queue_id[32];
+    char message_id[256]; /* "<local@domain>" as in the header, "" when none */
+    char account[320];    /* the AUTH user, or the local user name */
+    char sender[320];     /* envelope sender, "" for <> */
+    long long time;       /* Unix seconds of arrival */
+};
+/* Record e (a row with the same queue ID is replaced). 0 done, -1 database error. */
+int store_sent_add(struct store *st, const struct store_sent *e);
+/* Find the message by queue_id (when non-empty), else by message_id (when non-empty;
+ * the newest row): 1 found by queue ID, 2 found by Message-ID (out filled), 0 none,
+ * -1 database error. */
+int store_sent_find(struct store *st, const char *queue_id, const char *message_id,
+                    struct store_sent *out);
+/* Delete rows older than before (Unix seconds). 0 done, -1 database error. */
+int store_sent_purge(struct store *st, long long before);
+
+/* A complaint as recorded; strings borrowed ("" when unknown; account "" = no match). */
+struct store_complaint {
+    const char *account, *queue_id, *message_id;
+    const char *format;        /* "arf", "spamcop" */
+    const char *feedback_type; /* ARF Feedback-Type ("abuse"), "" */
+    const char *source_ip, *reporter;
+    const char *report_id; /* queue ID of the report itself */
+    long long time;
+};
+int store_complaint_add(struct store *st, const struct store_complaint *c);
+/* Each complaint (of account, or all when NULL), oldest first; cb runs inside the
+ * call. 0 done, -1 database error. */
+int store_complaint_list(struct store *st, const char *account,
+                         void (*cb)(void *arg, const struct store_complaint *c), void *arg);
 
 #endif

@@ -563,6 +563,63 @@ out:
     free(path);
 }
 
+/* What each account sent: found by queue ID, else by Message-ID (the newest), purged by
+ * age; complaints listed per account. */
+static int ncomplaints;
+static void count_complaint(void *arg, const struct store_complaint *c)
+{
+    ncomplaints++;
+    CHECK(strcmp(c->account, "a@x.test") == 0 && strcmp(c->format, "arf") == 0 &&
+              strcmp(c->queue_id, "Q1") == 0 && c->time == 5,
+          "complaint row %s %s", c->account, c->format);
+}
+
+static void test_sent_log(const char *dir)
+{
+    char *path = xasprintf("%s/sent.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) goto out;
+    struct store_sent e = {.queue_id = "Q1",
+                           .message_id = "<m@x>",
+                           .account = "a@x.test",
+                           .sender = "a@x.test",
+                           .time = 100};
+    CHECK(store_sent_add(st, &e) == 0, "add");
+    e = (struct store_sent){
+        .queue_id = "Q2", .message_id = "<m@x>", .account = "b@x.test", .time = 200};
+    CHECK(store_sent_add(st, &e) == 0, "add 2");
+    struct store_sent g;
+    CHECK(store_sent_find(st, "Q1", "<m@x>", &g) == 1 && strcmp(g.account, "a@x.test") == 0 &&
+              strcmp(g.sender, "a@x.test") == 0 && g.time == 100,
+          "by queue id");
+    CHECK(store_sent_find(st, "QX", "<m@x>", &g) == 2 && strcmp(g.account, "b@x.test") == 0,
+          "by message-id, newest: %s", g.account);
+    CHECK(store_sent_find(st, "", "<none@x>", &g) == 0, "none");
+    CHECK(store_sent_find(st, NULL, NULL, &g) == 0, "no keys");
+    CHECK(store_sent_purge(st, 150) == 0, "purge");
+    CHECK(store_sent_find(st, "Q1", "", &g) == 0 && store_sent_find(st, "Q2", "", &g) == 1,
+          "purged before 150 only");
+    CHECK(store_complaint_add(st, &(struct store_complaint){.account = "a@x.test",
+                                                            .queue_id = "Q1",
+                                                            .message_id = "",
+                                                            .format = "arf",
+                                                            .feedback_type = "abuse",
+                                                            .source_ip = "",
+                                                            .reporter = "",
+                                                            .report_id = "R1",
+                                                            .time = 5}) == 0,
+          "complaint add");
+    CHECK(store_complaint_list(st, "a@x.test", count_complaint, NULL) == 0 && ncomplaints == 1,
+          "list a: %d", ncomplaints);
+    CHECK(store_complaint_list(st, "b@x.test", count_complaint, NULL) == 0 && ncomplaints == 1,
+          "list b");
+    store_free(st);
+out:
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -586,6 +643,7 @@ int main(void)
     test_greylist(dir);
     test_verify_cache(dir);
     test_abuse(dir);
+    test_sent_log(dir);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         run_step(st, i, &steps[i]);
 
