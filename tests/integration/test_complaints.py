@@ -113,7 +113,9 @@ def test_arf_matched_by_queue_id(k):
     k.wait_log("arf complaint against account alice@example.test matched by queue-id: "
                "queue_id=%s message_id=%s feedback_type=abuse source_ip=127.0.0.1 "
                "user_agent=BigMailFBL/1.0" % (qid, mid))
-    k.wait_log("signal complaint for account alice@example.test: arf report about %s" % qid)
+    # counted against the account: an abuse signal with the report as its evidence
+    k.wait_log("account=alice@example.test signal=complaint score=50")
+    assert "about queue ID %s" % qid in k.log()
     # the report itself is delivered, nothing dropped
     files = k.wait_mail("fbl@example.test")
     assert b"feedback-report" in open(files[0], "rb").read()
