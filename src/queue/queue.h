@@ -64,9 +64,9 @@ struct spool_env {
     int dsn_trusted;
     /* added for egress pools (route_pool()) */
     char *listener;
-        /* the listen address it came in on ("127.0.0.1:2587"), NULL: local */ /* the sender may get
-            DSNs: authenticated, local submission or a client in relay.trusted_networks (DESIGN.md
-            "No backscatter"); 0 in envelopes written before this field existed */
+    /* the listen address it came in on ("127.0.0.1:2587"), NULL: local */ /* the sender may get
+        DSNs: authenticated, local submission or a client in relay.trusted_networks (DESIGN.md
+        "No backscatter"); 0 in envelopes written before this field existed */
 };
 
 /* --- the envelope (envelope.c: pure, no files) ------------------------------ */
