@@ -873,20 +873,6 @@ void abuse_free(struct abuse *ab)
 
 /* --- the control socket ------------------------------------------------------------ */
 
-static void json_str(struct buf *b, const char *s)
-{
-    buf_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            buf_printf(b, "\\u%04x", *p);
-        else
-            buf_append(b, p, 1);
-    }
-    buf_puts(b, "\"");
-}
-
 struct status_ctx {
     struct buf *b;
     int json, first;
@@ -907,11 +893,11 @@ static void evidence_out(void *arg, const struct store_abuse_evidence *e)
     buf_puts(s->b, s->first ? "" : ", ");
     s->first = 0;
     buf_puts(s->b, "{\"time\": ");
-    json_str(s->b, t);
+    buf_json_str(s->b, t);
     buf_puts(s->b, ", \"signal\": ");
-    json_str(s->b, e->signal);
+    buf_json_str(s->b, e->signal);
     buf_printf(s->b, ", \"score\": %d, \"evidence\": ", e->score);
-    json_str(s->b, e->evidence);
+    buf_json_str(s->b, e->evidence);
     buf_puts(s->b, "}");
 }
 
@@ -953,11 +939,11 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
     }
     buf_puts(b, first ? "" : ", ");
     buf_puts(b, "{\"account\": ");
-    json_str(b, a->name);
+    buf_json_str(b, a->name);
     buf_printf(b, ", \"locked\": %s, \"locked_since\": ", a->locked ? "true" : "false");
-    json_str(b, since);
+    buf_json_str(b, since);
     buf_puts(b, ", \"reason\": ");
-    json_str(b, a->locked ? a->reason : "");
+    buf_json_str(b, a->locked ? a->reason : "");
     buf_printf(b, ", \"score\": %d, \"lock_score\": %d, \"counters\": {", score,
                c->abuse_lock_score);
     int f = 1;

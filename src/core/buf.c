@@ -176,3 +176,21 @@ char *str_lower(char *s)
         if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     return s;
 }
+
+void buf_json_str(struct buf *b, const char *s)
+{
+    if (!s) {
+        buf_puts(b, "null");
+        return;
+    }
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            buf_printf(b, "\\u%04x", *p);
+        else
+            buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}

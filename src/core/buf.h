@@ -23,6 +23,9 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 /* Append formatted text. 0 done, -1 when max would be passed. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string (quoted; ", \ and control characters escaped); NULL
+ * appends null. */
+void buf_json_str(struct buf *b, const char *s);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drop the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);

@@ -32,20 +32,6 @@
 
 /* --- texts ---------------------------------------------------------------------- */
 
-static void json_str(struct buf *b, const char *s)
-{
-    buf_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            buf_printf(b, "\\u%04x", *p);
-        else
-            buf_append(b, p, 1);
-    }
-    buf_puts(b, "\"");
-}
-
 static void iso_time(char *dst, size_t size, time_t t)
 {
     struct tm tm;
@@ -76,9 +62,9 @@ char *monitor_event_json(const struct monitor_event *ev, const char *host)
     buf_puts(&b, "{");
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         buf_puts(&b, i ? ", " : "");
-        json_str(&b, fields[i][0]);
+        buf_json_str(&b, fields[i][0]);
         buf_puts(&b, ": ");
-        json_str(&b, fields[i][1]);
+        buf_json_str(&b, fields[i][1]);
     }
     buf_puts(&b, "}\n");
     return buf_take(&b);

@@ -11,24 +11,6 @@ struct addr_row {
     char pools[256];
 };
 
-static void json_str(struct buf *out, const char *s)
-{
-    if (!s) {
-        buf_puts(out, "null");
-        return;
-    }
-    buf_puts(out, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            buf_printf(out, "\\u%04x", *p);
-        else
-            buf_append(out, p, 1);
-    }
-    buf_puts(out, "\"");
-}
-
 static void fmt_time(char *dst, size_t size, time_t t)
 {
     struct tm tm;
@@ -87,9 +69,9 @@ static void put_bench(void *arg, const struct egress_bench_info *b)
     if (pa->json) {
         buf_puts(pa->out, pa->n++ ? ", " : "");
         buf_puts(pa->out, "{\"destination\": ");
-        json_str(pa->out, b->destination);
+        buf_json_str(pa->out, b->destination);
         buf_puts(pa->out, ", \"reason\": ");
-        json_str(pa->out, b->reason);
+        buf_json_str(pa->out, b->reason);
         buf_printf(pa->out, ", \"since\": %lld, \"until\": %lld}", (long long)b->since,
                    (long long)b->until);
     } else {
@@ -116,7 +98,7 @@ static void put_dest(void *arg, const char *org, const struct egress_volume *v)
     if (pa->json) {
         buf_puts(pa->out, pa->n++ ? ", " : "");
         buf_puts(pa->out, "{\"destination\": ");
-        json_str(pa->out, org);
+        buf_json_str(pa->out, org);
         buf_printf(pa->out,
                    ", \"messages_hour\": %lu, \"recipients_hour\": %lu, \"messages_day\": %lu, "
                    "\"recipients_day\": %lu}",
@@ -133,7 +115,7 @@ static void put_slow(void *arg, const char *org, time_t until)
     if (pa->json) {
         buf_puts(pa->out, pa->n++ ? ", " : "");
         buf_puts(pa->out, "{\"destination\": ");
-        json_str(pa->out, org);
+        buf_json_str(pa->out, org);
         buf_printf(pa->out, ", \"until\": %lld}", (long long)until);
     } else {
         char t[64];
@@ -171,14 +153,14 @@ void egress_status(struct buf *out, int json)
         if (json) {
             buf_puts(out, i ? ", " : "");
             buf_puts(out, "{\"address\": ");
-            json_str(out, r->addr);
+            buf_json_str(out, r->addr);
             buf_puts(out, ", \"pools\": [");
             for (const char *p = r->pools; *p;) {
                 size_t l = strcspn(p, ",");
                 char name[64];
                 snprintf(name, sizeof name, "%.*s", (int)l, p);
                 buf_puts(out, p == r->pools ? "" : ", ");
-                json_str(out, name);
+                buf_json_str(out, name);
                 p += l + (p[l] == ',');
             }
             buf_puts(out, "]");
