@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -160,6 +160,13 @@ static const char *const migrations[] = {
     "  report_id TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS complaints_account ON complaints(account, id);"
     "UPDATE schema_version SET version = 9;",
+    /* 10: each account's counters, windows, known recipient domains and senders
+     * (abuse/abuse.c), so that they survive a restart. */
+    "CREATE TABLE IF NOT EXISTS abuse_state ("
+    "  account TEXT PRIMARY KEY,"
+    "  updated INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT '');"
+    "UPDATE schema_version SET version = 10;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1667,6 +1674,32 @@ int store_abuse_baseline(struct store *st, const char *account, long long since,
                        k, 1, (long long[]){since}, 1);
     *hours = rc > 0 ? sqlite3_column_int(s, 0) : 0;
     *mean = rc > 0 ? sqlite3_column_double(s, 1) : 0;
+    stmt_close(st, s);
+    return rc < 0 ? -1 : 0;
+}
+
+int store_abuse_state_put(struct store *st, const char *account, long long updated,
+                          const char *state)
+{
+    const char *k[] = {account, state};
+    return grey_exec(st,
+                     "INSERT OR REPLACE INTO abuse_state (account, state, updated) "
+                     "VALUES (lower(?1), ?2, ?3)",
+                     k, 2, (long long[]){updated}, 1);
+}
+
+int store_abuse_state_list(struct store *st, long long since,
+                           void (*cb)(void *arg, const char *account, const char *state), void *arg)
+{
+    sqlite3_stmt *s;
+    int rc = grey_step(st, &s, "SELECT account, state FROM abuse_state WHERE updated >= ?1", NULL,
+                       0, (long long[]){since}, 1);
+    while (rc > 0) {
+        const unsigned char *a = sqlite3_column_text(s, 0);
+        const unsigned char *t = sqlite3_column_text(s, 1);
+        cb(arg, a ? (const char *)a : "", t ? (const char *)t : "");
+        rc = stmt_row(s);
+    }
     stmt_close(st, s);
     return rc < 0 ? -1 : 0;
 }

@@ -295,6 +295,15 @@ int store_abuse_hour_put(struct store *st, const char *account, long long hour, 
  * since (*mean, 0 without history) and how many such hours (*hours). 0/-1. */
 int store_abuse_baseline(struct store *st, const char *account, long long since, double *mean,
                          int *hours);
+/* The account's counters as text (abuse.c's format), stored at Unix time updated,
+ * replacing the row before. 0 done, -1 database error. */
+int store_abuse_state_put(struct store *st, const char *account, long long updated,
+                          const char *state);
+/* Each account's counters stored since the Unix time since; cb runs inside the call
+ * (its strings are valid during it). 0 done, -1 database error. */
+int store_abuse_state_list(struct store *st, long long since,
+                           void (*cb)(void *arg, const char *account, const char *state),
+                           void *arg);
 /* --- what each account sent, and complaints (abuse/complaints.c, docs/abuse.md) --
  * One row per message accepted from an authenticated user or a local sender, kept
  * for complaints { retention } so a complaint can name the account. */

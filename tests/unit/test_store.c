@@ -519,7 +519,14 @@ static void count_evidence(void *arg, const struct store_abuse_evidence *e)
     (*n)++;
 }
 
-/* Locked accounts, evidence, hourly volumes (abuse/abuse.c): names lower case. */
+static void state_seen(void *arg, const char *account, const char *state)
+{
+    char *got = arg;
+    size_t n = strlen(got);
+    snprintf(got + n, 64 - n, "%s=%s;", account, state);
+}
+
+/* Locked accounts, evidence, hourly volumes, counters (abuse/abuse.c): names lower case. */
 static void test_abuse(const char *dir)
 {
     char *path = xasprintf("%s/abuse.db", dir);
@@ -558,6 +565,15 @@ static void test_abuse(const char *dir)
     n = 0;
     CHECK(store_abuse_evidence_list(st, NULL, 0, 0, count_evidence, &n) == 0 && n == 0,
           "evidence cleared: %d", n);
+    /* each account's counters: one row, replaced; listed by the time it was written */
+    CHECK(store_abuse_state_put(st, "Joe@example.test", 50, "1 old") == 0, "state put");
+    CHECK(store_abuse_state_put(st, "joe@example.test", 60, "1 new") == 0, "state replaced");
+    CHECK(store_abuse_state_put(st, "ann@example.test", 10, "1 ann") == 0, "state ann");
+    char got[64] = "";
+    n = 0;
+    CHECK(store_abuse_state_list(st, 20, state_seen, got) == 0 &&
+              strcmp(got, "joe@example.test=1 new;") == 0,
+          "states since 20: %s", got);
     store_free(st);
 out:
     free(path);
