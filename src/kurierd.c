@@ -309,6 +309,15 @@ static void on_complaint(void *arg, const char *account, const struct complaint 
     abuse_signal(d->abuse, account, "complaint", d->conf->abuse_complaint_score, evidence);
 }
 
+/* Remote answers to an account's mail (deliver/remote.c): user-unknown and blocklist
+ * shares are signals against it. */
+static void on_replies(void *arg, const char *account, const char *id, size_t replies,
+                       size_t unknown, size_t blocked)
+{
+    struct daemon *d = arg;
+    abuse_delivery(d->abuse, account, id, replies, unknown, blocked);
+}
+
 /* --- main ------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -450,6 +459,7 @@ int main(int argc, char **argv)
     d.glue.dns = d.dns;
     d.remote = remote_new(d.base, d.conf, d.dns, d.store);
     if (!d.remote) return 1;
+    remote_set_observer(d.remote, on_replies, &d);
     egress_bench_init(d.store); /* benches survive restarts (docs/egress.md) */
     egress_set_conf(d.conf);
     queue_set_remote(d.queue, d.remote);
@@ -482,7 +492,8 @@ int main(int argc, char **argv)
     control_free(d.control);
     complaints_free(d.complaints); /* before the queue its jobs hand messages to, and
                                       before abuse, which its reports are signals for */
-    abuse_free(d.abuse);           /* before the workers stop: cancels its spool scans */
+    remote_set_observer(d.remote, NULL, NULL);
+    abuse_free(d.abuse); /* before the workers stop: cancels its spool scans */
     d.glue.abuse = NULL;
     monitor_free(d.monitor); /* cancels its lookups, stores what is left */
     monitor_notify_free(d.notify);

@@ -1,13 +1,14 @@
 /* abuse.c: per-account sending state (counters in sliding windows, limits, signals
  * and their scores) and the lock: AUTH refused through auth/, the account's queued
- * mail held through queue/, the postmaster told by a mail committed into the spool.
- * Locks, evidence and hourly volumes go to the directory (store.h); the writes are
- * small and rare (a signal, a lock, one row per account and hour) and made on the
- * loop. Loop thread only. */
+ * mail held through queue/, the postmaster (and the owner) told by a mail committed
+ * into the spool. Locks, evidence, hourly volumes and each account's counters go to
+ * the directory (store.h) on a worker, one write at a time in order; they are read
+ * back at start. Loop thread only. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <strings.h>
 #include <unistd.h>
@@ -25,6 +26,10 @@
 #define NETS_MAX 32         /* client networks remembered per account */
 #define NOTICES_PER_HOUR 20 /* lock notices mailed an hour (the log has all) */
 #define OVERRIDES_MAX 100000
+#define DOMAINS_MAX 256         /* recipient domains remembered per account (the oldest goes) */
+#define SENDERS_MAX 16          /* envelope senders remembered per account */
+#define STATE_FLUSH 5           /* seconds between writes of changed counters */
+#define STATE_KEEP (90 * 86400) /* counters not written for longer are not read at start */
 #define FAILS_SLOTS                                                                                \
     4096 /* failed logins by account name: a fixed table, so names the                             \
             client makes up cannot grow it (a collision forgets) */
@@ -38,6 +43,21 @@ struct window {
     int n[SLOTS];
 };
 
+/* The windows of an account: the limits' (by enum conf_abuse_limit), then these. */
+enum {
+    W_NEWDOM = CONF_ABUSE_NLIMITS, /* recipients' domains it never wrote to */
+    W_NEWSND,                      /* envelope senders it did not use before */
+    W_REPLIES,                     /* remote answers to its recipients */
+    W_UNKNOWN,                     /* ... that said user-unknown */
+    W_BLOCKED,                     /* ... that said our address is blocklisted */
+    NWIN
+};
+
+struct seen {
+    uint64_t h; /* addr_hash() of a domain or sender (unseeded: stored) */
+    time_t t;
+};
+
 struct signal_rec {
     time_t t;
     int score;
@@ -48,7 +68,7 @@ struct acct {
     uint64_t hash;
     struct acct *next;
     time_t last_seen;
-    struct window w[CONF_ABUSE_NLIMITS]; /* RCPTS_MESSAGE unused */
+    struct window w[NWIN]; /* RCPTS_MESSAGE unused */
     struct {
         uint64_t h;
         time_t t;
@@ -56,8 +76,15 @@ struct acct {
     size_t ndist, capdist;
     long long hour_no; /* the hour hour_msgs counts */
     int hour_msgs;
-    double baseline; /* mean messages in its busy hours; < 0: not read yet */
+    double baseline;          /* mean messages in its busy hours; < 0: not read yet */
+    long long baseline_asked; /* the hour whose baseline was asked for on a worker */
     long long baseline_signalled;
+    struct seen *doms; /* known recipient domains, at most DOMAINS_MAX */
+    size_t ndoms, capdoms;
+    struct seen senders[SENDERS_MAX];
+    long long msgs_seen; /* messages since it is watched (learn_messages) */
+    long long newdom_signalled, newsnd_signalled, unknown_signalled, blocked_signalled;
+    int dirty; /* counters changed since they were last written */
     struct {
         char net[48];
         time_t t;
@@ -73,6 +100,33 @@ struct acct {
 struct override {
     char *name; /* "user@example.org" or "@example.org", lower case */
     int limit, soft, hard;
+};
+
+struct owner {
+    char *name; /* as in struct override */
+    char *addr; /* where the owner is told of a lock */
+};
+
+/* A write to the directory (and what reads belong to it), on a worker. Writes go one
+ * at a time, in order (a lock after its evidence; an unlock after the lock). The
+ * completion finds the account again by name (it may be gone) and logs the line that
+ * says the decision, once it is stored. */
+enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE };
+struct wjob {
+    struct abuse *ab;
+    struct work_job *work;
+    atomic_int ran;
+    enum wkind kind;
+    int rc;
+    char account[320];
+    struct store_abuse_evidence ev; /* WK_EVIDENCE */
+    struct store_abuse_lock lock;   /* WK_LOCK */
+    long long hour, oldest, cur;    /* WK_HOUR: the finished hour (-1 none), its */
+    int messages;                   /* messages, rows before oldest go; cur: now */
+    double mean;                    /* WK_HOUR: the baseline read */
+    char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
+    char *logline;                  /* logged (warning) when done, or NULL */
+    struct wjob *next;
 };
 
 struct job {
@@ -103,6 +157,12 @@ struct abuse {
     uint64_t seed;
     struct override *ov;
     size_t nov;
+    struct owner *owners;
+    size_t nowners;
+    struct wjob *wjobs, *wjobs_tail; /* pending writes, oldest first */
+    struct event *ev_flush;
+    int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write waits (tests only) */
+    atomic_int freeing; /* abuse_free runs the writes left: no test delay then */
     struct job *jobs;
     struct notice *notices;
     time_t notice_window;
@@ -128,8 +188,11 @@ static void acct_free(struct acct *a)
 {
     free(a->name);
     free(a->dist);
+    free(a->doms);
     free(a);
 }
+
+static void state_write(struct abuse *ab, struct acct *a);
 
 static void forget_idle(struct abuse *ab, time_t now)
 {
@@ -139,6 +202,7 @@ static void forget_idle(struct abuse *ab, time_t now)
         for (struct acct **pp = &ab->b[i]; *pp;) {
             struct acct *a = *pp;
             if (!a->locked && now - a->last_seen > keep / 4) {
+                if (a->dirty) state_write(ab, a);
                 *pp = a->next;
                 acct_free(a);
                 ab->n--;
@@ -171,8 +235,10 @@ static struct acct *acct_get(struct abuse *ab, const char *account, int create)
     a->hash = h;
     a->last_seen = now;
     a->baseline = -1;
-    a->hour_no = -1;
+    a->hour_no = a->baseline_asked = -1;
     a->baseline_signalled = a->nets_signalled = -1;
+    a->newdom_signalled = a->newsnd_signalled = -1;
+    a->unknown_signalled = a->blocked_signalled = -1;
     size_t i = h & (ab->nbuckets - 1);
     a->next = ab->b[i];
     ab->b[i] = a;
@@ -197,7 +263,7 @@ static int win_count(const struct window *w, int window, time_t now)
     return n;
 }
 
-static int win_add(struct window *w, int window, time_t now)
+static int win_add_n(struct window *w, int window, time_t now, int n)
 {
     long long cur = slot_of(window, now);
     int i = (int)(cur % SLOTS);
@@ -205,8 +271,13 @@ static int win_add(struct window *w, int window, time_t now)
         w->slot[i] = cur;
         w->n[i] = 0;
     }
-    w->n[i]++;
+    w->n[i] += n;
     return win_count(w, window, now);
+}
+
+static int win_add(struct window *w, int window, time_t now)
+{
+    return win_add_n(w, window, now, 1);
 }
 
 static int window_of(const struct kconf *c, int limit)
@@ -265,6 +336,62 @@ static void overrides_load(struct abuse *ab)
     log_info("abuse", "limits_file %s: %zu limits", path, ab->nov);
 }
 
+static void owners_free(struct abuse *ab)
+{
+    for (size_t i = 0; i < ab->nowners; i++) {
+        free(ab->owners[i].name);
+        free(ab->owners[i].addr);
+    }
+    free(ab->owners);
+    ab->owners = NULL;
+    ab->nowners = 0;
+}
+
+/* owners_file: "NAME ADDRESS" lines, NAME an account or @domain. */
+static void owners_load(struct abuse *ab)
+{
+    owners_free(ab);
+    const char *path = ab->conf->abuse_owners_file;
+    if (!path) return;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_err("abuse", "owners_file %s: %s (owners are not told of locks)", path,
+                strerror(errno));
+        return;
+    }
+    char line[1024];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f) && ab->nowners < OVERRIDES_MAX) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char name[320], addr[320];
+        int end = 0;
+        if (sscanf(line, " %*s%n", &end) == EOF || end == 0) continue; /* empty */
+        if (sscanf(line, " %319s %319s %n", name, addr, &end) != 2 || line[end] != '\0' ||
+            !strchr(addr, '@') || addr[0] == '@' || strchr(addr, '<')) {
+            log_err("abuse", "%s:%d: expected \"NAME ADDRESS\" (line ignored)", path, lineno);
+            continue;
+        }
+        ab->owners = xrealloc(ab->owners, (ab->nowners + 1) * sizeof *ab->owners);
+        ab->owners[ab->nowners++] =
+            (struct owner){.name = str_lower(xstrdup(name)), .addr = xstrdup(addr)};
+    }
+    fclose(f);
+    log_info("abuse", "owners_file %s: %zu owners", path, ab->nowners);
+}
+
+/* Where the owner of account is told of a lock, or NULL. */
+static const char *owner_of(const struct abuse *ab, const char *account)
+{
+    const char *at = strchr(account, '@'), *addr = NULL;
+    for (size_t i = 0; i < ab->nowners; i++) {
+        if (strcmp(ab->owners[i].name, account) == 0) return ab->owners[i].addr;
+        if (at && strcmp(ab->owners[i].name, at) == 0) addr = ab->owners[i].addr;
+    }
+    return addr;
+}
+
 /* The account's soft and hard value of limit: its own line, its domain's, or the
  * default. */
 static void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard)
@@ -283,6 +410,239 @@ static void limit_of(const struct abuse *ab, const char *account, int limit, int
             *hard = o->hard;
         }
     }
+}
+
+/* --- writes to the directory, on a worker ----------------------------------------- */
+
+static void evidence_line(void *arg, const struct store_abuse_evidence *e);
+
+static void wjob_run(void *arg)
+{
+    struct wjob *w = arg;
+    struct store *st = w->ab->store;
+    if (w->ab->test_delay > 0 && !atomic_load(&w->ab->freeing))
+        usleep((useconds_t)w->ab->test_delay * 1000);
+    switch (w->kind) {
+    case WK_EVIDENCE:
+        w->rc = store_abuse_evidence_add(st, &w->ev);
+        break;
+    case WK_LOCK: {
+        w->rc = store_abuse_lock_put(st, &w->lock);
+        struct buf b; /* the evidence for the notices */
+        buf_init(&b, 0);
+        store_abuse_evidence_list(st, w->account, 0, 50, evidence_line, &b);
+        w->text = buf_take(&b);
+        break;
+    }
+    case WK_UNLOCK:
+        w->rc = store_abuse_lock_del(st, w->account) < 0 ||
+                        store_abuse_evidence_clear(st, w->account, time(NULL) - 90 * 86400) != 0
+                    ? -1
+                    : 0;
+        break;
+    case WK_HOUR: {
+        w->rc = w->hour >= 0 && w->messages > 0
+                    ? store_abuse_hour_put(st, w->account, w->hour, w->messages, w->oldest)
+                    : 0;
+        int hours = 0;
+        if (store_abuse_baseline(st, w->account, w->oldest, &w->mean, &hours) != 0) {
+            w->mean = 0;
+            w->rc = -1;
+        }
+        break;
+    }
+    case WK_STATE:
+        w->rc = store_abuse_state_put(st, w->account, (long long)time(NULL), w->text);
+        break;
+    }
+    atomic_store(&w->ran, 1);
+}
+
+static void wjob_pop_free(struct abuse *ab)
+{
+    struct wjob *w = ab->wjobs;
+    ab->wjobs = w->next;
+    if (!ab->wjobs) ab->wjobs_tail = NULL;
+    free(w->text);
+    free(w->logline);
+    free(w);
+}
+
+static void send_notices(struct abuse *ab, const char *account, const char *reason,
+                         const char *evidence);
+
+/* What a write means once it is stored: its log line, the lock's notices, the
+ * baseline read with an hour. The account is looked up again: it may be gone. */
+static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
+{
+    static const char *const what[] = {"the evidence", "the lock", "the unlock",
+                                       "the hourly volume", "the counters"};
+    if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
+    if (w->logline) log_warn("abuse", "%s", w->logline);
+    if (w->kind == WK_LOCK && notify) send_notices(ab, w->account, w->lock.reason, w->text);
+    if (w->kind == WK_HOUR) {
+        struct acct *a = acct_get(ab, w->account, 0);
+        if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
+    }
+}
+
+static void wjob_done(void *arg)
+{
+    struct wjob *w = arg; /* the first of ab->wjobs */
+    struct abuse *ab = w->ab;
+    w->work = NULL;
+    wjob_finish(ab, w, 1);
+    wjob_pop_free(ab);
+    if (ab->wjobs) ab->wjobs->work = work_submit(wjob_run, wjob_done, ab->wjobs);
+}
+
+/* A write for account; the caller fills the rest, then queues it (wjob_push). */
+static struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account)
+{
+    struct wjob *w = xcalloc(1, sizeof *w);
+    w->ab = ab;
+    w->kind = kind;
+    str_copy(w->account, account, sizeof w->account);
+    return w;
+}
+
+/* Queue w, filled: a worker may run it at once. */
+static void wjob_push(struct abuse *ab, struct wjob *w)
+{
+    if (ab->wjobs_tail)
+        ab->wjobs_tail->next = w;
+    else
+        ab->wjobs = w;
+    ab->wjobs_tail = w;
+    if (ab->wjobs == w) w->work = work_submit(wjob_run, wjob_done, w);
+}
+
+/* --- counters that survive a restart (table abuse_state) ------------------------------
+ * One text row per account: "1 SEEN HOUR_NO HOUR_MSGS BASELINE_MILLI BASE_SIG NEWDOM_SIG
+ * NEWSND_SIG UNKNOWN_SIG BLOCKED_SIG", then "w K SLOT N" per window slot in use,
+ * "d HASH T" per distinct recipient, "D HASH T" per domain, "S HASH T" per sender. */
+
+static void state_write(struct abuse *ab, struct acct *a)
+{
+    a->dirty = 0;
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "1 %lld %lld %d %lld %lld %lld %lld %lld %lld", a->msgs_seen, a->hour_no,
+               a->hour_msgs, a->baseline < 0 ? -1LL : (long long)(a->baseline * 1000),
+               a->baseline_signalled, a->newdom_signalled, a->newsnd_signalled,
+               a->unknown_signalled, a->blocked_signalled);
+    for (int k = 0; k < NWIN; k++)
+        for (int i = 0; i < SLOTS; i++)
+            if (a->w[k].n[i]) buf_printf(&b, " w %d %lld %d", k, a->w[k].slot[i], a->w[k].n[i]);
+    for (size_t i = 0; i < a->ndist; i++)
+        buf_printf(&b, " d %llu %lld", (unsigned long long)a->dist[i].h, (long long)a->dist[i].t);
+    for (size_t i = 0; i < a->ndoms; i++)
+        buf_printf(&b, " D %llu %lld", (unsigned long long)a->doms[i].h, (long long)a->doms[i].t);
+    for (size_t i = 0; i < SENDERS_MAX; i++)
+        if (a->senders[i].h)
+            buf_printf(&b, " S %llu %lld", (unsigned long long)a->senders[i].h,
+                       (long long)a->senders[i].t);
+    struct wjob *w = wjob_new(ab, WK_STATE, a->name);
+    w->text = buf_take(&b);
+    wjob_push(ab, w);
+}
+
+static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
+
+/* A row of abuse_state read at start (the format above); a bad row is skipped. */
+static void state_read(void *arg, const char *account, const char *state)
+{
+    struct abuse *ab = arg;
+    const char *p = state;
+    char *end;
+    long long v[10];
+    for (int i = 0; i < 10; i++) {
+        v[i] = strtoll(p, &end, 10);
+        if (end == p) {
+            log_err("abuse", "account=%s: stored counters unreadable (ignored)", account);
+            return;
+        }
+        p = end;
+    }
+    if (v[0] != 1) return;
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a) return;
+    a->msgs_seen = v[1];
+    a->hour_no = v[2];
+    a->hour_msgs = (int)v[3];
+    a->baseline = v[4] < 0 ? -1 : (double)v[4] / 1000;
+    a->baseline_asked = v[4] < 0 ? -1 : a->hour_no;
+    a->baseline_signalled = v[5];
+    a->newdom_signalled = v[6];
+    a->newsnd_signalled = v[7];
+    a->unknown_signalled = v[8];
+    a->blocked_signalled = v[9];
+    size_t nsnd = 0;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        char tag = *p;
+        if (!tag || !strchr("wdDS", tag) || p[1] != ' ') break;
+        p += 2;
+        unsigned long long h = strtoull(p, &end, 10); /* a hash, or w's window */
+        if (end == p) break;
+        p = end;
+        long long x = (long long)h;
+        long long y = strtoll(p, &end, 10);
+        if (end == p) break;
+        p = end;
+        if (tag == 'w') {
+            long long z = strtoll(p, &end, 10);
+            if (end == p) break;
+            p = end;
+            if (x >= 0 && x < NWIN) {
+                int i = (int)(((y % SLOTS) + SLOTS) % SLOTS);
+                a->w[x].slot[i] = y;
+                a->w[x].n[i] = (int)z;
+            }
+        } else if (tag == 'd') {
+            if (a->ndist < DISTINCT_MAX) {
+                if (a->ndist == a->capdist) {
+                    a->capdist = a->capdist ? a->capdist * 2 : 16;
+                    a->dist = xrealloc(a->dist, a->capdist * sizeof *a->dist);
+                }
+                a->dist[a->ndist].h = h;
+                a->dist[a->ndist++].t = (time_t)y;
+            }
+        } else if (tag == 'D') {
+            seen_put(&a->doms, &a->ndoms, &a->capdoms, DOMAINS_MAX, h, (time_t)y);
+        } else if (nsnd < SENDERS_MAX) {
+            a->senders[nsnd].h = h;
+            a->senders[nsnd++].t = (time_t)y;
+        }
+    }
+}
+
+/* Scores are the evidence of score_window, read at start. */
+static void score_read(void *arg, const struct store_abuse_evidence *e)
+{
+    struct abuse *ab = arg;
+    struct acct *a = acct_get(ab, e->account, 1);
+    if (!a) return;
+    if (a->nsig == SIGNALS_MAX) {
+        memmove(a->sig, a->sig + 1, (SIGNALS_MAX - 1) * sizeof *a->sig);
+        a->nsig--;
+    }
+    a->sig[a->nsig++] = (struct signal_rec){.t = (time_t)e->time, .score = e->score};
+}
+
+static void flush_dirty(struct abuse *ab)
+{
+    for (size_t i = 0; i < ab->nbuckets; i++)
+        for (struct acct *a = ab->b[i]; a; a = a->next)
+            if (a->dirty) state_write(ab, a);
+}
+
+static void flush_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_dirty(arg);
 }
 
 /* --- signals, score, lock ---------------------------------------------------------- */
@@ -309,14 +669,18 @@ static void signal_acct(struct abuse *ab, struct acct *a, const char *signal, in
     int total = score_of(ab, a, now);
     char esc[1024];
     log_escape(esc, sizeof esc, evidence ? evidence : "", evidence ? strlen(evidence) : 0);
-    log_warn("abuse", "account=%s signal=%s score=%d total=%d lock_score=%d evidence=\"%s\"",
-             a->name, signal, score, total, ab->conf->abuse_lock_score, esc);
-    struct store_abuse_evidence e = {.time = now, .score = score};
-    str_copy(e.account, a->name, sizeof e.account);
-    str_copy(e.signal, signal, sizeof e.signal);
-    str_copy(e.evidence, esc, sizeof e.evidence);
-    if (store_abuse_evidence_add(ab->store, &e) != 0)
-        log_err("abuse", "account=%s: cannot store the evidence", a->name);
+    /* logged once stored, so that what the log says is in the directory */
+    struct wjob *w = wjob_new(ab, WK_EVIDENCE, a->name);
+    w->ev = (struct store_abuse_evidence){.time = now, .score = score};
+    str_copy(w->ev.account, a->name, sizeof w->ev.account);
+    str_copy(w->ev.signal, signal, sizeof w->ev.signal);
+    str_copy(w->ev.evidence, esc, sizeof w->ev.evidence);
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "account=%s signal=%s score=%d total=%d lock_score=%d evidence=\"%s\"", a->name,
+               signal, score, total, ab->conf->abuse_lock_score, esc);
+    w->logline = buf_take(&b);
+    wjob_push(ab, w);
     if (!a->locked && total >= ab->conf->abuse_lock_score) {
         char why[512];
         int n = snprintf(why, sizeof why, "%s (score %d of %d): ", signal, total,
@@ -436,23 +800,14 @@ static void evidence_line(void *arg, const struct store_abuse_evidence *e)
     buf_printf(b, "  %s  %s  +%d  %s\r\n", t, e->signal, e->score, e->evidence);
 }
 
-static void send_notice(struct abuse *ab, const struct acct *a)
+/* One notice of the lock of account, to the address to. */
+static void notice_mail(struct abuse *ab, const char *account, const char *reason,
+                        const char *evidence, const char *to, int owner)
 {
     const struct kconf *c = ab->conf;
-    const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
-    if (!to || !*to || !ab->spool) return;
-    time_t now = time(NULL);
-    if (now - ab->notice_window >= 3600) {
-        ab->notice_window = now;
-        ab->nnotices = 0;
-    }
-    if (ab->nnotices++ >= NOTICES_PER_HOUR) {
-        log_warn("abuse", "account=%s: no lock notice (%d this hour already)", a->name,
-                 NOTICES_PER_HOUR);
-        return;
-    }
     struct spool_msg *m = spool_msg_new(ab->spool);
     if (!m) return;
+    time_t now = time(NULL);
     const char *host = c->hostname ? c->hostname : "localhost";
     char date[64];
     time_rfc5322(date, sizeof date, now);
@@ -466,21 +821,29 @@ static void send_notice(struct abuse *ab, const struct acct *a)
                "Date: %s\r\nMessage-ID: <%s.abuse@%s>\r\nAuto-Submitted: auto-generated\r\n"
                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                "Content-Transfer-Encoding: 7bit\r\n\r\n",
-               host, to, a->name, date, spool_msg_id(m), host);
+               host, to, account, date, spool_msg_id(m), host);
+    if (owner)
+        buf_printf(&b,
+                   "You get this mail because this address is given as the owner's\r\n"
+                   "contact for the account %s.\r\n\r\n",
+                   account);
     buf_printf(&b,
                "kurier on %s has locked the account %s for sending.\r\n\r\n"
                "Reason: %s\r\n\r\n"
                "Logins of the account are refused (535 5.7.8); mail to it is still\r\n"
                "received. Its queued mail is on hold: not delivered, not deleted.\r\n\r\n"
-               "Evidence (newest last):\r\n",
-               host, a->name, a->reason);
-    store_abuse_evidence_list(ab->store, a->name, 0, 50, evidence_line, &b);
-    buf_printf(&b,
-               "\r\nWhen the account is safe again (new password, the owner's devices\r\n"
-               "checked):\r\n"
-               "  kurier account status %s\r\n"
-               "  kurier account unlock %s --release   (or --delete for its held mail)\r\n",
-               a->name, a->name);
+               "Evidence (newest last):\r\n%s",
+               host, account, reason, evidence ? evidence : "");
+    if (owner)
+        buf_printf(&b, "\r\nPlease change the account's password and check the devices that\r\n"
+                       "use it, then ask your provider to unlock it.\r\n");
+    else
+        buf_printf(&b,
+                   "\r\nWhen the account is safe again (new password, the owner's devices\r\n"
+                   "checked):\r\n"
+                   "  kurier account status %s\r\n"
+                   "  kurier account unlock %s --release   (or --delete for its held mail)\r\n",
+                   account, account);
     /* non-ASCII evidence was escaped; keep the body 7bit */
     for (size_t i = 0; i < b.len; i++)
         if ((unsigned char)b.data[i] >= 0x80) b.data[i] = '?';
@@ -488,7 +851,7 @@ static void send_notice(struct abuse *ab, const struct acct *a)
     buf_release(&b);
     if (w != 0) {
         spool_msg_abort(m);
-        log_err("abuse", "account=%s: cannot write the lock notice", a->name);
+        log_err("abuse", "account=%s: cannot write the lock notice", account);
         return;
     }
     struct spool_env *e = xcalloc(1, sizeof *e);
@@ -510,21 +873,47 @@ static void send_notice(struct abuse *ab, const struct acct *a)
     spool_msg_commit(m, e, notice_committed, n);
 }
 
+/* The notices of a lock, once it is stored: the postmaster's (mail_to), and the
+ * owner's when owners_file names an address for the account or its domain. */
+static void send_notices(struct abuse *ab, const char *account, const char *reason,
+                         const char *evidence)
+{
+    const struct kconf *c = ab->conf;
+    const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
+    const char *owner = owner_of(ab, account);
+    if (!ab->spool || ((!to || !*to) && !owner)) return;
+    time_t now = time(NULL);
+    if (now - ab->notice_window >= 3600) {
+        ab->notice_window = now;
+        ab->nnotices = 0;
+    }
+    if (ab->nnotices++ >= NOTICES_PER_HOUR) {
+        log_warn("abuse", "account=%s: no lock notice (%d this hour already)", account,
+                 NOTICES_PER_HOUR);
+        return;
+    }
+    if (to && *to) notice_mail(ab, account, reason, evidence, to, 0);
+    if (owner) notice_mail(ab, account, reason, evidence, owner, 1);
+}
+
 static void lock(struct abuse *ab, struct acct *a, const char *why)
 {
     a->locked = 1;
     a->locked_since = time(NULL);
     str_copy(a->reason, why, sizeof a->reason);
     auth_lock_set(ab->auth, a->name, 1);
-    struct store_abuse_lock l = {.since = a->locked_since,
-                                 .score = score_of(ab, a, a->locked_since)};
-    str_copy(l.account, a->name, sizeof l.account);
-    str_copy(l.reason, why, sizeof l.reason);
-    if (store_abuse_lock_put(ab->store, &l) != 0)
-        log_err("abuse", "account=%s: cannot store the lock (it holds until a restart)", a->name);
-    log_warn("abuse", "account=%s decision=lock score=%d reason=\"%s\"", a->name, l.score, why);
+    /* stored after the evidence before it; then logged and the notices sent */
+    struct wjob *w = wjob_new(ab, WK_LOCK, a->name);
+    w->lock = (struct store_abuse_lock){.since = a->locked_since,
+                                        .score = score_of(ab, a, a->locked_since)};
+    str_copy(w->lock.account, a->name, sizeof w->lock.account);
+    str_copy(w->lock.reason, why, sizeof w->lock.reason);
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "account=%s decision=lock score=%d reason=\"%s\"", a->name, w->lock.score, why);
+    w->logline = buf_take(&b);
+    wjob_push(ab, w);
     mail_job(ab, a->name, ABUSE_KEEP);
-    send_notice(ab, a);
 }
 
 /* A count past its hard limit: lock with the numbers as evidence. */
@@ -579,21 +968,21 @@ static int check_limit(struct abuse *ab, struct acct *a, int limit, int count, i
     return 0;
 }
 
-/* Roll the account's hour: store the finished one, read the baseline again. */
+/* Roll the account's hour: store the finished one and read the baseline again, on a
+ * worker (until it is back, the baseline counts as 0, as for a new account). */
 static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
 {
     long long cur = (long long)now / ab->conf->abuse_hour;
-    if (a->hour_no == cur && a->baseline >= 0) return;
-    long long oldest = cur - ab->conf->abuse_baseline_hours;
-    if (a->hour_no >= 0 && a->hour_no != cur && a->hour_msgs > 0 &&
-        store_abuse_hour_put(ab->store, a->name, a->hour_no, a->hour_msgs, oldest) != 0)
-        log_err("abuse", "account=%s: cannot store the hourly volume", a->name);
+    if (a->hour_no == cur && a->baseline_asked == cur) return;
+    struct wjob *w = wjob_new(ab, WK_HOUR, a->name);
+    w->hour = a->hour_no != cur ? a->hour_no : -1;
+    w->messages = a->hour_msgs;
+    w->oldest = cur - ab->conf->abuse_baseline_hours;
+    w->cur = cur;
+    wjob_push(ab, w);
+    a->baseline_asked = cur;
     if (a->hour_no != cur) a->hour_msgs = 0;
     a->hour_no = cur;
-    int hours = 0;
-    double mean = 0;
-    if (store_abuse_baseline(ab->store, a->name, oldest, &mean, &hours) != 0) mean = 0;
-    a->baseline = mean;
 }
 
 int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh, char *text,
@@ -603,6 +992,7 @@ int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh
     if (!a) return 0;
     if (a->locked) return reply_locked(a, code, enh, text, textsize);
     time_t now = time(NULL);
+    a->dirty = 1;
     int n = win_add(&a->w[CONF_ABUSE_MESSAGES_HOUR], ab->conf->abuse_hour, now);
     return check_limit(ab, a, CONF_ABUSE_MESSAGES_HOUR, n, code, enh, text, textsize);
 }
@@ -652,6 +1042,7 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
     if (a->locked) return reply_locked(a, code, enh, text, textsize);
     time_t now = time(NULL);
     const struct kconf *c = ab->conf;
+    a->dirty = 1;
     if (check_limit(ab, a, CONF_ABUSE_RCPTS_MESSAGE, (int)nrcpts + 1, code, enh, text, textsize))
         return 1;
     int n = win_add(&a->w[CONF_ABUSE_RCPTS_HOUR], c->abuse_hour, now);
@@ -679,6 +1070,7 @@ void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
 {
     struct acct *a = acct_get(ab, account, 1);
     if (!a || a->locked) return;
+    a->dirty = 1;
     int n = win_add(&a->w[CONF_ABUSE_FAILED_HOUR], ab->conf->abuse_hour, time(NULL));
     int soft, hard;
     limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
@@ -702,13 +1094,99 @@ static int is_trap(const char *traps, const char *rcpt)
     return 0;
 }
 
-int abuse_message(struct abuse *ab, const char *account, const char *id, const char *const *rcpts,
-                  size_t n)
+/* Remember h in v (at most max; then the oldest goes). 1 when it was there. */
+static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
+{
+    size_t oldest = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if ((*v)[i].h == h) {
+            if ((*v)[i].t < t) (*v)[i].t = t;
+            return;
+        }
+        if ((*v)[i].t < (*v)[oldest].t) oldest = i;
+    }
+    if (*n < max) {
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 8;
+            if (*cap > max) *cap = max;
+            *v = xrealloc(*v, *cap * sizeof **v);
+        }
+        oldest = (*n)++;
+    }
+    (*v)[oldest] = (struct seen){.h = h, .t = t};
+}
+
+static int seen_has(const struct seen *v, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].h == h) return 1;
+    return 0;
+}
+
+/* Signal 1: recipients in domains the account never wrote to, a burst within the hour.
+ * Signal 2: envelope senders it did not use before. Both only after learn_messages. */
+static void watch_habits(struct abuse *ab, struct acct *a, const char *sender, const char *id,
+                         const char *const *rcpts, size_t n, time_t now)
+{
+    const struct kconf *c = ab->conf;
+    int learned = a->msgs_seen >= c->abuse_learn_messages;
+    long long hour = (long long)now / c->abuse_hour;
+    const char *fresh = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *at = strrchr(rcpts[i], '@');
+        if (!at || !at[1]) continue;
+        uint64_t h = addr_hash(at + 1);
+        if (!seen_has(a->doms, a->ndoms, h)) {
+            fresh = at + 1;
+            if (learned) win_add(&a->w[W_NEWDOM], c->abuse_hour, now);
+        }
+        seen_put(&a->doms, &a->ndoms, &a->capdoms, DOMAINS_MAX, h, now);
+    }
+    int nd = win_count(&a->w[W_NEWDOM], c->abuse_hour, now);
+    if (fresh && learned && c->abuse_new_domains > 0 && nd >= c->abuse_new_domains &&
+        a->newdom_signalled != hour) {
+        a->newdom_signalled = hour;
+        char ev[600];
+        snprintf(ev, sizeof ev,
+                 "recipients in %d domains never written to within %ds, the last %s in message "
+                 "%s (it knows %zu domains)",
+                 nd, c->abuse_hour, fresh, id, a->ndoms);
+        signal_acct(ab, a, "new_domains", c->abuse_new_domains_score, ev);
+    }
+    if (sender && *sender && strcasecmp(sender, a->name) != 0) {
+        uint64_t h = addr_hash(sender);
+        size_t ns = SENDERS_MAX, cap = SENDERS_MAX;
+        struct seen *v = a->senders;
+        if (!seen_has(v, ns, h)) {
+            if (learned) {
+                int k = win_add(&a->w[W_NEWSND], c->abuse_hour, now);
+                if (c->abuse_new_senders > 0 && k >= c->abuse_new_senders &&
+                    a->newsnd_signalled != hour) {
+                    a->newsnd_signalled = hour;
+                    char ev[600];
+                    snprintf(ev, sizeof ev,
+                             "%d envelope senders not used before within %ds, the last <%s> in "
+                             "message %s",
+                             k, c->abuse_hour, sender, id);
+                    signal_acct(ab, a, "unusual_sender", c->abuse_new_senders_score, ev);
+                }
+            }
+            /* a free slot has h == 0: seen_put replaces the oldest (t == 0 first) */
+        }
+        seen_put(&v, &ns, &cap, SENDERS_MAX, h, now);
+    }
+    a->msgs_seen++;
+}
+
+int abuse_message(struct abuse *ab, const char *account, const char *sender, const char *id,
+                  const char *const *rcpts, size_t n)
 {
     struct acct *a = acct_get(ab, account, 1);
     if (!a) return 0;
     const struct kconf *c = ab->conf;
     time_t now = time(NULL);
+    a->dirty = 1;
+    if (!a->locked) watch_habits(ab, a, sender, id, rcpts, n, now);
     for (size_t i = 0; i < n && c->abuse_spamtraps; i++)
         if (is_trap(c->abuse_spamtraps, rcpts[i])) {
             char ev[600];
@@ -718,7 +1196,7 @@ int abuse_message(struct abuse *ab, const char *account, const char *id, const c
         }
     hour_roll(ab, a, now);
     a->hour_msgs++;
-    double limit = c->abuse_baseline_factor * a->baseline;
+    double limit = c->abuse_baseline_factor * (a->baseline < 0 ? 0 : a->baseline);
     if (a->hour_msgs > c->abuse_baseline_min && a->hour_msgs > limit &&
         a->baseline_signalled != a->hour_no) {
         a->baseline_signalled = a->hour_no;
@@ -729,6 +1207,42 @@ int abuse_message(struct abuse *ab, const char *account, const char *id, const c
     }
     if (a->locked) log_info("abuse", "account=%s decision=hold id=%s", a->name, id);
     return a->locked;
+}
+
+void abuse_delivery(struct abuse *ab, const char *account, const char *id, size_t replies,
+                    size_t unknown, size_t blocked)
+{
+    if (!ab || !account || !*account || !replies) return;
+    struct acct *a = acct_get(ab, account, 1);
+    if (!a || a->locked) return;
+    const struct kconf *c = ab->conf;
+    time_t now = time(NULL);
+    long long hour = (long long)now / c->abuse_hour;
+    a->dirty = 1;
+    int tot = win_add_n(&a->w[W_REPLIES], c->abuse_hour, now, (int)replies);
+    int unk = win_add_n(&a->w[W_UNKNOWN], c->abuse_hour, now, (int)unknown);
+    int blk = win_add_n(&a->w[W_BLOCKED], c->abuse_hour, now, (int)blocked);
+    if (tot < c->abuse_replies_min) return;
+    char ev[400];
+    if (unknown && (long long)unk * 100 >= (long long)c->abuse_unknown_share * tot &&
+        a->unknown_signalled != hour) {
+        a->unknown_signalled = hour;
+        snprintf(ev, sizeof ev,
+                 "%d of %d remote answers within %ds said user-unknown (%d%%, signal at %d%%), "
+                 "the last for message %s",
+                 unk, tot, c->abuse_hour, unk * 100 / tot, c->abuse_unknown_share, id);
+        signal_acct(ab, a, "user_unknown", c->abuse_unknown_score, ev);
+    }
+    if (blocked && !a->locked &&
+        (long long)blk * 100 >= (long long)c->abuse_blocklist_share * tot &&
+        a->blocked_signalled != hour) {
+        a->blocked_signalled = hour;
+        snprintf(ev, sizeof ev,
+                 "%d of %d remote answers within %ds said our address is blocklisted (%d%%, "
+                 "signal at %d%%), the last for message %s",
+                 blk, tot, c->abuse_hour, blk * 100 / tot, c->abuse_blocklist_share, id);
+        signal_acct(ab, a, "blocklisted", c->abuse_blocklist_score, ev);
+    }
 }
 
 /* The client network of ip: an IPv4 /24 or an IPv6 /48. */
@@ -829,9 +1343,28 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     ab->b = xcalloc(ab->nbuckets, sizeof *ab->b);
     ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
     overrides_load(ab);
+    owners_load(ab);
+    /* at start, before any mail: the counters, the scores (the evidence of the score
+     * window) and the locks */
+    time_t now = time(NULL);
+    if (store_abuse_state_list(st, (long long)now - STATE_KEEP, state_read, ab) != 0)
+        log_err("abuse", "cannot read the accounts' counters from the directory");
+    if (store_abuse_evidence_list(st, NULL, (long long)now - conf->abuse_score_window, 0,
+                                  score_read, ab) != 0)
+        log_err("abuse", "cannot read the accounts' scores from the directory");
     if (store_abuse_lock_list(st, lock_restored, ab) != 0)
         log_err("abuse", "cannot read the locked accounts from the directory");
     auth_set_observer(auth, observe_login, ab);
+    ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
+    if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});
+    /* the test hook of glue.h's KURIER_TEST_DELAY, for these writes: "abuse=MS" */
+    const char *d = getenv("KURIER_TEST_DELAY");
+    const char *in = d ? strstr(d, "abuse=") : NULL;
+    if (in) {
+        ab->test_delay = atoi(in + 6);
+        log_warn("kurierd", "KURIER_TEST_DELAY: abuse writes wait %d ms (tests only)",
+                 ab->test_delay);
+    }
     return ab;
 }
 
@@ -846,12 +1379,23 @@ void abuse_set_conf(struct abuse *ab, const struct kconf *conf)
     conf_unref(ab->conf);
     ab->conf = conf;
     overrides_load(ab);
+    owners_load(ab);
 }
 
 void abuse_free(struct abuse *ab)
 {
     if (!ab) return;
     auth_set_observer(ab->auth, NULL, NULL);
+    if (ab->ev_flush) event_free(ab->ev_flush);
+    flush_dirty(ab);
+    atomic_store(&ab->freeing, 1);
+    while (ab->wjobs) { /* in order; the first may be on a worker */
+        struct wjob *w = ab->wjobs;
+        if (w->work) work_cancel(w->work);
+        if (!atomic_load(&w->ran)) wjob_run(w); /* never started: write it now */
+        wjob_finish(ab, w, 0);                  /* no notices: the spool closes */
+        wjob_pop_free(ab);
+    }
     while (ab->jobs) {
         struct job *j = ab->jobs;
         ab->jobs = j->next;
@@ -867,6 +1411,7 @@ void abuse_free(struct abuse *ab)
         }
     free(ab->b);
     overrides_free(ab);
+    owners_free(ab);
     conf_unref(ab->conf);
     free(ab);
 }
@@ -931,9 +1476,15 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
             limit_of(ab, a->name, i, &soft, &hard);
             buf_printf(b, "  %s: %d (soft %d, hard %d)\n", limit_names[i], counts[i], soft, hard);
         }
-        buf_printf(b, "  messages this hour: %d (baseline %.1f)\n  evidence:\n",
+        buf_printf(b,
+                   "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, known "
+                   "recipient domains: %zu\n  remote answers this hour: %d (user-unknown %d, "
+                   "blocklisted %d)\n  evidence:\n",
                    a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-                   a->baseline < 0 ? 0 : a->baseline);
+                   a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
+                   win_count(&a->w[W_REPLIES], c->abuse_hour, now),
+                   win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
+                   win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
         store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
         return;
     }
@@ -955,9 +1506,15 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
                    limit_names[i], counts[i], soft, hard);
         f = 0;
     }
-    buf_printf(b, "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"evidence\": [",
+    buf_printf(b,
+               "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"messages_seen\": %lld, "
+               "\"known_domains\": %zu, \"replies\": %d, \"user_unknown\": %d, "
+               "\"blocklisted\": %d, \"evidence\": [",
                a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-               a->baseline < 0 ? 0 : a->baseline);
+               a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
+               win_count(&a->w[W_REPLIES], c->abuse_hour, now),
+               win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
+               win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
     store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
     buf_puts(b, "]}");
 }
@@ -1005,10 +1562,9 @@ int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, ch
     a->nsig = 0; /* a fresh start: the old evidence goes with the lock */
     memset(a->w, 0, sizeof a->w);
     a->ndist = 0;
+    a->dirty = 1;
     auth_lock_set(ab->auth, a->name, 0);
-    if (store_abuse_lock_del(ab->store, a->name) < 0 ||
-        store_abuse_evidence_clear(ab->store, a->name, time(NULL) - 90 * 86400) != 0)
-        log_err("abuse", "account=%s: cannot remove the lock from the directory", a->name);
+    wjob_push(ab, wjob_new(ab, WK_UNLOCK, a->name)); /* after the lock's own write */
     static const char *const verbs[] = {"kept on hold", "released", "deleted"};
     log_warn("abuse", "account=%s decision=unlock held_mail=%s", a->name, verbs[what]);
     if (what != ABUSE_KEEP) mail_job(ab, a->name, what);

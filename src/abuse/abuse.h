@@ -2,7 +2,8 @@
  * (the AUTH login, lower case): counters in sliding windows with soft limits (451)
  * and hard limits (lock), compromise signals scored with their evidence, and the lock:
  * AUTH refused (auth_lock_set()), the account's queued mail held, the postmaster told.
- * Locks and evidence live in the directory (store.h "abuse"). Loop thread only. */
+ * Locks, evidence and counters live in the directory (store.h "abuse"), written on a
+ * worker in order and read back at start. Loop thread only. */
 #ifndef KURIER_ABUSE_H
 #define KURIER_ABUSE_H
 
@@ -54,12 +55,19 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
                      int *code, char *enh, char *text, size_t textsize);
 /* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). */
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt);
-/* A message of account is about to be committed as id, to rcpts[0..n): spamtraps
- * are looked for, its volume is compared with the account's baseline. Returns 1 when
- * the message must be queued on hold (the account is, or just became, locked), else
- * 0. */
-int abuse_message(struct abuse *ab, const char *account, const char *id, const char *const *rcpts,
-                  size_t n);
+/* A message of account from the envelope sender sender ("" for <>) is about to be
+ * committed as id, to rcpts[0..n): spamtraps are looked for, its volume is compared
+ * with the account's baseline, its recipients' domains with those it wrote to before
+ * and its sender with those it used. Returns 1 when the message must be queued on
+ * hold (the account is, or just became, locked), else 0. */
+int abuse_message(struct abuse *ab, const char *account, const char *sender, const char *id,
+                  const char *const *rcpts, size_t n);
+/* Remote delivery of a message of account (id) got replies answers for its
+ * recipients, unknown of them user-unknown and blocked of them saying our address is
+ * blocklisted (the egress reply classifier): a high share within the hour is a
+ * signal. account NULL or "" does nothing. */
+void abuse_delivery(struct abuse *ab, const char *account, const char *id, size_t replies,
+                    size_t unknown, size_t blocked);
 /* A login outcome (auth/, after the backend answered): counts failures per account,
  * and on success looks at failures before it and at the client networks used. */
 void abuse_login(struct abuse *ab, const char *account, const char *ip, int ok);

@@ -1477,6 +1477,7 @@ static void kconf_destroy(struct kconf *c)
     free(c->mon_mail_to);
     free(c->mon_webhook);
     free(c->abuse_limits_file);
+    free(c->abuse_owners_file);
     free(c->abuse_spamtraps);
     free(c->abuse_mail_to);
     free(c->complaint_addresses);

@@ -308,6 +308,17 @@ struct kconf {
     int abuse_networks_window;    /* seconds (1h) */
     int abuse_networks_score;     /* (30) */
     char *abuse_mail_to;          /* lock notices; NULL: postmaster */
+    int abuse_learn_messages;     /* messages that only teach domains and senders (20) */
+    int abuse_new_domains;        /* never-written domains in an hour: a signal (20; 0 off) */
+    int abuse_new_domains_score;  /* (30) */
+    int abuse_new_senders;        /* unusual envelope senders in an hour (3; 0 off) */
+    int abuse_new_senders_score;  /* (30) */
+    int abuse_replies_min;        /* remote replies in an hour before shares count (20) */
+    int abuse_unknown_share;      /* percent of user-unknown replies: a signal (50) */
+    int abuse_unknown_score;      /* (50) */
+    int abuse_blocklist_share;    /* percent of blocklist replies: a signal (20) */
+    int abuse_blocklist_score;    /* (50) */
+    char *abuse_owners_file;      /* "NAME ADDRESS" lines: the owner's notice, or NULL */
 
     /* complaints { } (abuse/complaints.c, docs/abuse.md) */
     char *complaint_addresses; /* "a@b c@d" (KT_ADDRS) or NULL: no intake */

@@ -315,6 +315,36 @@ const struct conf_key conf_keys[] = {
      "Score of logins from many networks (once per window)."},
     {KB_ABUSE, "mail_to", KT_ADDR, NULL, "postmaster", 0, 0, NULL, KC(abuse_mail_to),
      "Who gets the notice of a lock, with the evidence."},
+    {KB_ABUSE, "owners_file", KT_PATH, NULL, "none", 0, 0, NULL, KC(abuse_owners_file),
+     "File of \"NAME ADDRESS\" lines (NAME an account or @domain; # comments): when the "
+     "account is locked, its owner is told at ADDRESS too (an address outside the account). "
+     "The account's line wins over its domain's. Read at start and on reload."},
+    {KB_ABUSE, "learn_messages", KT_INT, "20", NULL, 0, 1000000, NULL, KC(abuse_learn_messages),
+     "An account's first this many messages only teach its recipient domains and envelope "
+     "senders; new_domains and new_senders count after them."},
+    {KB_ABUSE, "new_domains", KT_INT, "20", NULL, 0, 1000000, NULL, KC(abuse_new_domains),
+     "Recipients in this many domains the account never wrote to (it remembers its last 256) "
+     "within an hour are a signal; 0: never."},
+    {KB_ABUSE, "new_domains_score", KT_INT, "30", NULL, 0, 1000000, NULL,
+     KC(abuse_new_domains_score), "Score of a burst of new recipient domains (once an hour)."},
+    {KB_ABUSE, "new_senders", KT_INT, "3", NULL, 0, 1000000, NULL, KC(abuse_new_senders),
+     "Messages with this many envelope senders (MAIL FROM) the account did not use before (it "
+     "remembers its last 16; its own login counts as used) within an hour are a signal; 0: "
+     "never."},
+    {KB_ABUSE, "new_senders_score", KT_INT, "30", NULL, 0, 1000000, NULL,
+     KC(abuse_new_senders_score), "Score of unusual envelope senders (once an hour)."},
+    {KB_ABUSE, "replies_min", KT_INT, "20", NULL, 1, 1000000, NULL, KC(abuse_replies_min),
+     "Remote servers' answers to the account's recipients within an hour before the shares "
+     "below count."},
+    {KB_ABUSE, "user_unknown_share", KT_INT, "50", NULL, 1, 100, NULL, KC(abuse_unknown_share),
+     "Percent of those answers that say user-unknown (the egress reply classifier) that is a "
+     "signal."},
+    {KB_ABUSE, "user_unknown_score", KT_INT, "50", NULL, 0, 1000000, NULL, KC(abuse_unknown_score),
+     "Score of a high share of user-unknown answers (once an hour)."},
+    {KB_ABUSE, "blocklist_share", KT_INT, "20", NULL, 1, 100, NULL, KC(abuse_blocklist_share),
+     "Percent of those answers that say our address is blocklisted that is a signal."},
+    {KB_ABUSE, "blocklist_score", KT_INT, "50", NULL, 0, 1000000, NULL, KC(abuse_blocklist_score),
+     "Score of a high share of blocklist answers (once an hour)."},
 
     {KB_VERIFY, "timeout", KT_DUR, "30s", NULL, 1, 10 * MIN_, NULL, KC(verify_timeout),
      "Longest time a recipient probe at a relay domain's server may take, waiting for a "

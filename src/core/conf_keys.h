@@ -69,7 +69,7 @@ struct conf_key {
 
 /* Room for per-key bookkeeping arrays ("seen" while loading); conf_keys.c checks at
  * compile time that the table fits. */
-#define CONF_KEYS_MAX 160
+#define CONF_KEYS_MAX 200
 
 extern const char *const conf_block_names[KB_COUNT];
 

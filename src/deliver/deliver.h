@@ -86,6 +86,15 @@ struct remote *remote_new(struct event_base *base, const struct kconf *conf, str
  * drops the old one; running requests keep theirs. */
 void remote_set_conf(struct remote *r, const struct kconf *conf);
 void remote_free(struct remote *r); /* cancels every job: no done runs */
+/* Tell fn about the answers remote servers gave to each message's recipients (for the
+ * abuse signals): account is the job's auth_user (only jobs with one are told), id its
+ * queue ID, replies the recipients that got an answer, unknown those answered
+ * user-unknown, blocked those answered that our address is blocklisted (egress
+ * reply classifier). Runs on the loop thread from a reply's handling; fn NULL stops. */
+void remote_set_observer(struct remote *r,
+                         void (*fn)(void *arg, const char *account, const char *id, size_t replies,
+                                    size_t unknown, size_t blocked),
+                         void *arg);
 
 struct remote_req;
 /* Deliver job; done(arg) runs on the loop thread when every result is filled

@@ -12,6 +12,7 @@
 #include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "egress/bench.h"
+#include "egress/replies.h"
 #include "route/route.h"
 #include "smtp/smtp.h"
 
@@ -59,6 +60,9 @@ struct remote {
     size_t ndead;
     struct event *ev_reap;
     int freeing;
+    void (*observe)(void *arg, const char *account, const char *id, size_t replies, size_t unknown,
+                    size_t blocked);
+    void *observe_arg;
 };
 
 enum req_state { RQ_ROUTE = 0, RQ_MX, RQ_WAIT, RQ_ADDR, RQ_CONNECT, RQ_SEND, RQ_DONE };
@@ -450,6 +454,32 @@ static int judge_reply(struct remote_req *q, const char *peer, const struct smtp
     return 1;
 }
 
+static int is2xx(int code);
+
+/* Tell the observer (abuse/) what the answers to this attempt's recipients say:
+ * user-unknown and blocklist shares are signals against the sending account. */
+static void observe_replies(struct remote_req *q)
+{
+    struct remote *r = q->r;
+    if (!r->observe || !q->job->auth_user || !*q->job->auth_user) return;
+    const struct smtp_client_reply *mr = &q->msg.reply;
+    size_t replies = 0, unknown = 0, blocked = 0;
+    for (size_t k = 0; k < q->nidx; k++) {
+        const struct smtp_client_reply *rr = &q->rreply[k];
+        const struct smtp_client_reply *use = is2xx(rr->code) || rr->code == 0 ? mr : rr;
+        if (use->code == 0) continue; /* no answer: the connection broke */
+        replies++;
+        if (use->code < 400) continue;
+        if (egress_reply_classify(egress_replies_current(), use->code, use->enh, use->text, NULL) ==
+            REPLY_USER_UNKNOWN)
+            unknown++;
+        else if (egress_reply_kind(use->code, use->enh, use->text) == EGRESS_REPLY_BLOCKLIST)
+            blocked++;
+    }
+    if (replies)
+        r->observe(r->observe_arg, q->job->auth_user, q->job->id, replies, unknown, blocked);
+}
+
 /* Keep only the recipients marked in keep (by position in the current subset). */
 static void subset_keep(struct remote_req *q, const unsigned char *keep)
 {
@@ -508,6 +538,7 @@ static void on_sent(void *arg, struct smtp_client *c, int ok)
         host_start(q);
         return;
     }
+    observe_replies(q);
     char text[512];
     unsigned char *again = xcalloc(q->nidx ? q->nidx : 1, 1);
     size_t nagain = 0, nsent = 0;
@@ -1064,6 +1095,15 @@ void remote_cancel(struct remote_req *q)
     slot_release(q);
     req_unlink(q);
     req_free(q);
+}
+
+void remote_set_observer(struct remote *r,
+                         void (*fn)(void *arg, const char *account, const char *id, size_t replies,
+                                    size_t unknown, size_t blocked),
+                         void *arg)
+{
+    r->observe = fn;
+    r->observe_arg = arg;
 }
 
 void remote_free(struct remote *r)

@@ -317,7 +317,8 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
     }
     /* a locked account's mail (or the message that locks it) is queued on hold */
     if (g->abuse && peer->auth_user)
-        e->held = abuse_message(g->abuse, peer->auth_user, spool_msg_id(msg), addrs, e->nrcpts);
+        e->held = abuse_message(g->abuse, peer->auth_user, e->sender, spool_msg_id(msg), addrs,
+                                e->nrcpts);
     free(addrs);
     struct commit *c = xcalloc(1, sizeof *c);
     c->g = g;
