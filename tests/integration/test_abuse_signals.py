@@ -10,6 +10,9 @@ Downstream server."""
 import os
 import smtplib
 import socket
+import threading
+
+from aiosmtpd.controller import Controller
 
 from conftest import SAFETY, free_port
 from peers import Downstream
@@ -119,6 +122,48 @@ def test_user_unknown_share_from_the_remote_server(kurier_factory):
         assert "account=legit@example.test" not in k.log()
     finally:
         down.stop()
+
+
+class Blocking:
+    """aiosmtpd handler: recipients whose local part starts with "blk" get a real
+    blocklist reply; the others are accepted."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.accepted = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("blk"):
+            return ("554 5.7.1 Service unavailable; client [127.0.0.1] blocked using "
+                    "zen.spamhaus.org")
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.accepted.append(list(envelope.rcpt_tos))
+        return "250 2.0.0 Ok: queued"
+
+
+def test_blocklist_share_from_the_remote_server(kurier_factory):
+    """A real receiver (aiosmtpd) refuses most recipients of the account's message with
+    a blocklist reply: a high share is a signal (not user-unknown)."""
+    port = free_port()
+    h = Blocking()
+    c = Controller(h, hostname="127.0.0.1", port=port, ready_timeout=SAFETY)
+    c.start()
+    try:
+        k = make(kurier_factory, "    replies_min 5;\n", relay_port=port)
+        user = "bouncy@example.test"
+        with login(k, user) as s:
+            send(s, user, ["ok@remote.test"] + ["blk%d@remote.test" % i for i in range(4)])
+        k.wait_log("account=bouncy@example.test signal=blocklisted score=50")
+        st = status(k, user)
+        assert st["replies"] == 5 and st["blocklisted"] == 4 and st["user_unknown"] == 0, st
+        assert "4 of 5 remote answers" in st["evidence"][0]["evidence"], st
+        assert h.accepted == [["ok@remote.test"]]
+    finally:
+        c.stop()
 
 
 def test_lock_notice_to_the_owner(kurier_factory):
