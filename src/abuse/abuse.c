@@ -136,6 +136,8 @@ struct job {
     enum abuse_held what; /* ABUSE_KEEP: hold them (a lock) */
     char **ids;
     size_t nids;
+    struct event *ev; /* a lock: holds again the messages not in the scheduler yet */
+    int tries;
     struct job *next;
 };
 
@@ -726,8 +728,11 @@ static void job_run(void *arg)
     spool_scan(j->ab->spool, job_scan_one, j);
 }
 
+static void job_retry(evutil_socket_t fd, short what, void *arg);
+
 static void job_free(struct job *j)
 {
+    if (j->ev) event_free(j->ev);
     for (size_t i = 0; i < j->nids; i++)
         free(j->ids[i]);
     free(j->ids);
@@ -735,25 +740,57 @@ static void job_free(struct job *j)
     free(j);
 }
 
-static void job_done(void *arg)
+#define HOLD_TRIES 60 /* a lock's hold is tried again each second for a minute */
+
+/* Do what j says to its messages. A message committed just before a lock may not be in
+ * the scheduler yet (its commit or the complaint intake still runs): a lock holds it
+ * again a second later, HOLD_TRIES times. */
+static void job_apply(struct job *j)
 {
-    struct job *j = arg;
     struct abuse *ab = j->ab;
+    size_t done = 0, left = 0;
+    for (size_t i = 0; i < j->nids; i++) {
+        int r = !ab->queue                 ? -1
+                : j->what == ABUSE_KEEP    ? queue_hold(ab->queue, j->ids[i])
+                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i])
+                                           : queue_delete(ab->queue, j->ids[i]);
+        if (r == 0) done++;
+        if (r != 0 && j->what == ABUSE_KEEP)
+            j->ids[left++] = j->ids[i];
+        else
+            free(j->ids[i]);
+    }
+    j->nids = left;
+    static const char *const verbs[] = {"held", "released", "deleted"};
+    if (j->tries == 0 || done)
+        log_info("abuse", "account=%s decision=%s messages=%zu", j->account, verbs[j->what], done);
+    if (left && ab->queue && j->tries++ < HOLD_TRIES) {
+        if (!j->ev) j->ev = evtimer_new(ab->base, job_retry, j);
+        if (j->ev) {
+            evtimer_add(j->ev, &(struct timeval){.tv_sec = 1});
+            return;
+        }
+    }
     for (struct job **pp = &ab->jobs; *pp; pp = &(*pp)->next)
         if (*pp == j) {
             *pp = j->next;
             break;
         }
-    size_t done = 0;
-    for (size_t i = 0; i < j->nids && ab->queue; i++) {
-        int r = j->what == ABUSE_KEEP      ? queue_hold(ab->queue, j->ids[i])
-                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i])
-                                           : queue_delete(ab->queue, j->ids[i]);
-        done += r == 0;
-    }
-    static const char *const verbs[] = {"held", "released", "deleted"};
-    log_info("abuse", "account=%s decision=%s messages=%zu", j->account, verbs[j->what], done);
     job_free(j);
+}
+
+static void job_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    job_apply(arg);
+}
+
+static void job_done(void *arg)
+{
+    struct job *j = arg;
+    j->work = NULL;
+    job_apply(j);
 }
 
 static void mail_job(struct abuse *ab, const char *account, enum abuse_held what)
@@ -1399,7 +1436,7 @@ void abuse_free(struct abuse *ab)
     while (ab->jobs) {
         struct job *j = ab->jobs;
         ab->jobs = j->next;
-        work_cancel(j->work);
+        if (j->work) work_cancel(j->work);
         job_free(j);
     }
     for (struct notice *n = ab->notices; n; n = n->next)
