@@ -190,6 +190,12 @@ static void ops_msg_headers(void *ctx, const struct smtp_peer *peer, const struc
         policy_txn_headers(txn->state, peer->conf, peer->auth_user, peer->addr, peer->name, out);
 }
 
+static void ops_msg_content(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                            const void *p, size_t len)
+{
+    if (txn->state) policy_txn_content(txn->state, peer->listener, peer->auth_user, p, len);
+}
+
 static void *ops_msg_open(void *ctx, char *id, size_t idsize)
 {
     struct glue *g = ctx;
@@ -282,6 +288,15 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
         r->notify = txn->rcpts[i].notify;
         r->state = RCPT_ST_QUEUED;
     }
+    /* Authentication-Results: below our Received: and the checks' fields, now that the
+     * end-of-data checks (DKIM, DMARC) added theirs */
+    if (txn->state) {
+        struct buf ar;
+        buf_init(&ar, 0);
+        size_t at = policy_txn_authres_field(txn->state, peer->auth_user, &ar);
+        if (ar.len) spool_msg_insert(msg, at, ar.data, ar.len);
+        buf_release(&ar);
+    }
     struct commit *c = xcalloc(1, sizeof *c);
     c->g = g;
     c->env = e;
@@ -326,6 +341,7 @@ void glue_smtp_ops(struct glue *g, struct smtp_ops *ops)
         .txn_new = ops_txn_new,
         .txn_end = ops_txn_end,
         .msg_headers = ops_msg_headers,
+        .msg_content = ops_msg_content,
         .msg_open = ops_msg_open,
         .msg_write = ops_msg_write,
         .msg_commit = ops_msg_commit,

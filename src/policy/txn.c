@@ -27,6 +27,9 @@ struct policy_txn {
     size_t nnotes;
     struct buf fields; /* the checks' header fields, CRLF-ended */
     struct authres ar;
+    struct policy_auth auth;
+    struct policy_dkim_stream *dkim;
+    size_t ar_at; /* where Authentication-Results goes: after the fields of headers() */
 };
 
 struct policy_txn *policy_txn_new(const char *authserv_id)
@@ -42,12 +45,49 @@ void policy_txn_free(struct policy_txn *t)
     if (!t) return;
     buf_release(&t->fields);
     authres_release(&t->ar);
+    policy_dkim_stream_free(t->dkim);
     free(t);
 }
 
 struct authres *policy_txn_authres(struct policy_txn *t)
 {
     return &t->ar;
+}
+
+struct policy_auth *policy_txn_auth(struct policy_txn *t)
+{
+    return &t->auth;
+}
+
+struct policy_dkim_stream *policy_txn_dkim(struct policy_txn *t)
+{
+    return t->dkim;
+}
+
+/* 1 when the listener's checks name word */
+static int checks_name(const struct conf_listen *l, const char *word)
+{
+    if (!l || !l->checks) return 0;
+    size_t wl = strlen(word);
+    for (const char *p = l->checks; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, " ,");
+        if (n == wl && strncmp(p, word, n) == 0) return 1;
+        p += n;
+    }
+    return 0;
+}
+
+void policy_txn_content(struct policy_txn *t, const struct conf_listen *l, const char *auth_user,
+                        const void *p, size_t len)
+{
+    if (auth_user || !len) return;
+    if (!t->dkim) {
+        if (!checks_name(l, "dkim") && !checks_name(l, "dmarc")) return;
+        t->dkim = policy_dkim_stream_new();
+    }
+    policy_dkim_stream_feed(t->dkim, p, len);
 }
 
 void policy_txn_add_field(struct policy_txn *t, const char *field)
@@ -103,7 +143,13 @@ void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const ch
         authres_add(&t->ar, "iprev", known ? "pass" : "fail", known ? client_name : NULL);
         authres_prop(&t->ar, "policy", "iprev", client_addr);
     }
-    authres_header(&t->ar, out);
+    t->ar_at = out->len;
+}
+
+size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out)
+{
+    if (!auth_user) authres_header(&t->ar, out);
+    return t->ar_at;
 }
 
 void policy_txn_log(const struct policy_txn *t, const char *id, const char *client_name,

@@ -103,6 +103,11 @@ const char *spool_msg_id(const struct spool_msg *m);
 /* Append content bytes (page cache only; the fsync comes with the commit).
  * 0 done, -1 failed (disk full...): the caller answers 451 4.3.0 and aborts. */
 int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
+/* Insert len bytes at offset of the content (header fields known only at the end of
+ * the message: Authentication-Results with DKIM and DMARC). Copied; written at the
+ * commit, on the worker, as a new content file. Further calls append to the same
+ * insertion (their offset is ignored). */
+void spool_msg_insert(struct spool_msg *m, size_t offset, const void *p, size_t len);
 /* Commit: write the envelope (env->id is set here), then on a worker: fsync
  * content and envelope, rename both into queue/, fsync the directory, batched with
  * other commits (group commit). done(arg, ok) runs on the loop thread: ok=1 the

@@ -31,6 +31,8 @@ struct spool_msg {
     int fd;
     size_t size;
     int failed;
+    char *prefix; /* spool_msg_insert(): written at prefix_at at the commit */
+    size_t prefix_len, prefix_at;
 };
 
 struct commit {
@@ -248,12 +250,64 @@ static void unlink_id(const char *dir, const char *id, const char *ext)
     free(p);
 }
 
+void spool_msg_insert(struct spool_msg *m, size_t offset, const void *p, size_t len)
+{
+    if (m->prefix_len == 0) m->prefix_at = offset;
+    m->prefix = xrealloc(m->prefix, m->prefix_len + len);
+    memcpy(m->prefix + m->prefix_len, p, len);
+    m->prefix_len += len;
+}
+
+/* Copy up to max bytes (all: (size_t)-1) from in to out. 0 done, -1 failed. */
+static int copy_fd(int in, int out, size_t max)
+{
+    char chunk[65536];
+    while (max > 0) {
+        ssize_t n = read(in, chunk, max < sizeof chunk ? max : sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) return 0;
+        if (write_all(out, chunk, (size_t)n) != 0) return -1;
+        max -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Worker: put the inserted bytes into the content: a new file (the content up to the
+ * offset, the bytes, the rest) takes the content file's place. */
+static void apply_insert(struct spool *s, struct spool_msg *m)
+{
+    if (!m->prefix_len || m->failed) return;
+    char *msg = path_of(s->incoming, m->id, ".msg"), *pre = path_of(s->incoming, m->id, ".pre");
+    int in = open(msg, O_RDONLY | O_CLOEXEC);
+    int out = open(pre, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t at = m->prefix_at < m->size ? m->prefix_at : m->size;
+    int ok = in >= 0 && out >= 0 && copy_fd(in, out, at) == 0 &&
+             write_all(out, m->prefix, m->prefix_len) == 0 && copy_fd(in, out, (size_t)-1) == 0 &&
+             rename(pre, msg) == 0;
+    if (!ok) {
+        log_err("cleanup", "%s: add header fields: %s", m->id, strerror(errno));
+        m->failed = 1;
+        unlink(pre);
+    }
+    if (in >= 0) close(in);
+    if (ok) {
+        close(m->fd);
+        m->fd = out;
+    } else if (out >= 0) {
+        close(out);
+    }
+    free(msg);
+    free(pre);
+}
+
 void spool_msg_abort(struct spool_msg *m)
 {
     if (!m) return;
     if (m->fd >= 0) close(m->fd);
     unlink_id(m->s->incoming, m->id, ".msg");
     unlink_id(m->s->incoming, m->id, ".env");
+    free(m->prefix);
     free(m);
 }
 
@@ -273,6 +327,7 @@ static void commit_cleanup(struct commit *c)
 static void commit_discard(struct commit *c)
 {
     if (c->m->fd >= 0) close(c->m->fd);
+    free(c->m->prefix);
     free(c->m);
     free(c->envtext);
     free(c);
@@ -333,6 +388,8 @@ static void batch_run(void *arg)
     log_debug("queue", "group commit of %d message(s)", n);
     int *envfd = xcalloc((size_t)n, sizeof *envfd);
     int i = 0;
+    for (struct commit *c = b->list; c; c = c->next)
+        apply_insert(s, c->m);
     for (struct commit *c = b->list; c; c = c->next, i++) {
         envfd[i] = -1;
         c->ok = 0;
@@ -405,6 +462,7 @@ static void batch_done(void *arg)
     while (c) {
         struct commit *n = c->next;
         close(c->m->fd);
+        free(c->m->prefix);
         free(c->m);
         free(c->envtext);
         c->done(c->arg, c->ok);
@@ -429,7 +487,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
                       void *arg)
 {
     str_copy(env->id, m->id, sizeof env->id);
-    env->size = m->size;
+    env->size = m->size + m->prefix_len;
     struct commit *c = xcalloc(1, sizeof *c);
     c->m = m;
     c->envtext = spool_env_format(env);
