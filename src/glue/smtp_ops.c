@@ -187,7 +187,8 @@ static void ops_msg_headers(void *ctx, const struct smtp_peer *peer, const struc
                      peer->name, peer->addr, n, n == 1 ? "" : "s", peer->conf->hostname);
     }
     if (txn->state)
-        policy_txn_headers(txn->state, peer->conf, peer->auth_user, peer->addr, peer->name, out);
+        policy_txn_headers(txn->state, peer->conf, peer->listener, peer->auth_user, peer->addr,
+                           peer->name, out);
 }
 
 static void ops_msg_content(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,

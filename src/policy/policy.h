@@ -298,12 +298,16 @@ int policy_txn_carry(const struct policy_txn *t);
 /* The header fields of an accepted message known when its header section ended,
  * appended to out (CRLF-ended): the checks' fields; for a client that did not log in
  * (auth_user NULL), iprev (when reverse_dns looked up the client: pass for a verified
- * name, else fail) is added to the Authentication-Results results. Once per message. */
-void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
-                        const char *client_addr, const char *client_name, struct buf *out);
+ * name, else fail) is added to the Authentication-Results results, and, unless the
+ * listener l has end-of-data checks that add results (dkim, dmarc), the field itself
+ * is appended now. Once per message. */
+void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const struct conf_listen *l,
+                        const char *auth_user, const char *client_addr, const char *client_name,
+                        struct buf *out);
 /* At the end of the message (after the EOM checks, the DKIM and DMARC results known):
  * for a client that did not log in, the one Authentication-Results field with every
- * check's result, appended to out (CRLF-ended); nothing for auth_user. Returns where
+ * check's result, appended to out (CRLF-ended); nothing for auth_user or when
+ * policy_txn_headers() already wrote it. Returns where
  * in the queued message it goes: out's length after policy_txn_headers() (below our
  * Received: and the checks' fields, above the client's header). */
 size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out);

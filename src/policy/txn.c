@@ -29,7 +29,8 @@ struct policy_txn {
     struct authres ar;
     struct policy_auth auth;
     struct policy_dkim_stream *dkim;
-    size_t ar_at; /* where Authentication-Results goes: after the fields of headers() */
+    size_t ar_at;   /* where Authentication-Results goes: after the fields of headers() */
+    int ar_written; /* headers() wrote it (no end-of-data checks) */
 };
 
 struct policy_txn *policy_txn_new(const char *authserv_id)
@@ -130,8 +131,9 @@ int policy_txn_carry(const struct policy_txn *t)
     return t->carry;
 }
 
-void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
-                        const char *client_addr, const char *client_name, struct buf *out)
+void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const struct conf_listen *l,
+                        const char *auth_user, const char *client_addr, const char *client_name,
+                        struct buf *out)
 {
     buf_append(out, t->fields.data ? t->fields.data : "", t->fields.len);
     if (auth_user) return;
@@ -143,12 +145,18 @@ void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const ch
         authres_add(&t->ar, "iprev", known ? "pass" : "fail", known ? client_name : NULL);
         authres_prop(&t->ar, "policy", "iprev", client_addr);
     }
+    /* without end-of-data checks everything is known now: no insertion at the commit
+     * (which copies the message once more) */
+    if (!checks_name(l, "dkim") && !checks_name(l, "dmarc")) {
+        authres_header(&t->ar, out);
+        t->ar_written = 1;
+    }
     t->ar_at = out->len;
 }
 
 size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out)
 {
-    if (!auth_user) authres_header(&t->ar, out);
+    if (!auth_user && !t->ar_written) authres_header(&t->ar, out);
     return t->ar_at;
 }
 

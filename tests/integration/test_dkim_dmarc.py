@@ -131,9 +131,14 @@ def send(k, msg, sender="bounces@relay.test"):
 
 
 def results(k, n=1):
-    """The delivered n-th message's Authentication-Results: [(method, result, props)]
-    with props a dict of ptype.property -> value (comments dropped)."""
-    path = k.wait_mail("demo@example.test", n)[n - 1]
+    """The Authentication-Results of the message delivered as the n-th (the one file
+    not read before: names do not sort in arrival order within a second):
+    [(method, result, props, text)] with props a dict of ptype.property -> value."""
+    seen = k.__dict__.setdefault("seen", set())
+    new = [p for p in k.wait_mail("demo@example.test", n) if p not in seen]
+    assert len(new) == 1, new
+    path = new[0]
+    seen.add(path)
     with open(path, "rb") as f:
         m = email.message_from_binary_file(f, policy=email.policy.default)
     fields = m.get_all("Authentication-Results")
@@ -154,7 +159,9 @@ def results(k, n=1):
                 clean += ch
         words = clean.split()
         method, res = words[0].split("=", 1)
-        props = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+        # a value may be a quoted-string ("/" in header.b is not a token character)
+        props = dict((w.split("=", 1)[0], w.split("=", 1)[1].strip('"'))
+                     for w in words[1:] if "=" in w)
         out.append((method, res, props, p))
     return out
 
