@@ -198,6 +198,21 @@ def test_simple_canonicalization_and_folded_headers(kurier_factory, dns):
     assert only(results(k), "dkim")[0][1] == "pass"
 
 
+def test_multi_megabyte_8bit_message(kurier_factory, dns):
+    """A 3 MB body with UTF-8 text, hashed while it streams in many writes."""
+    k = start(kurier_factory, dns)
+    body = b"".join(("Zeile %d mit  Umlauten \u00e4\u00f6\u00fc \t \r\n" % i).encode()
+                    for i in range(90000))
+    msg = sign(message("alice@signed.test", body=body + b"\r\n\r\n"), "signed.test")
+    assert len(msg) > 3_000_000
+    assert dkim.verify(msg, dnsfunc=dns_txt)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as s:
+        s.ehlo("client.example")
+        s.sendmail("b@relay.test", ["demo@example.test"], msg, mail_options=["BODY=8BITMIME"])
+    res = results(k)
+    assert only(res, "dkim")[0][1] == "pass" and only(res, "dmarc")[0][1] == "pass", res
+
+
 def test_altered_body_fails_and_p_reject_refuses(kurier_factory, dns):
     k = start(kurier_factory, dns)
     msg = sign(message("alice@signed.test"), "signed.test")
