@@ -292,10 +292,10 @@ const struct conf_key conf_keys[] = {
      "(451 4.7.24)."},
     {KB_LISTEN, "dmarc_reject", KT_ACTION, "reject", NULL, -1000, 1000, NULL, KL(dmarc_reject),
      "What mail failing DMARC under the From: domain's p=reject does (checks dmarc): reject "
-     "(550 5.7.1), tempfail (451 4.7.1), or a score added to the client's (0: only record "
-     "it in Authentication-Results:)."},
+     "(550 5.7.1), tempfail (451 4.7.1), a score added to the client's, or none (or 0): "
+     "only record it in Authentication-Results:."},
     {KB_LISTEN, "dmarc_quarantine", KT_ACTION, "5", NULL, -1000, 1000, NULL, KL(dmarc_quarantine),
-     "What mail failing DMARC under p=quarantine does: a score (0: only record), reject "
+     "What mail failing DMARC under p=quarantine does: a score, none (only record), reject "
      "(550 5.7.1) or tempfail (451 4.7.1)."},
     {KB_LISTEN, "dnsbl_sites", KT_DNSBL, NULL, "none", 0, 0, NULL, KL(dnsbl_sites),
      "DNS lists of client IPv4/IPv6 addresses (RFC 5782) as ZONE[=FILTER][*WEIGHT], e.g. "

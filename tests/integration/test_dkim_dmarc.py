@@ -220,8 +220,8 @@ def test_altered_body_fails_and_p_reject_refuses(kurier_factory, dns):
     assert not dkim.verify(forged, dnsfunc=dns_txt)
     code, text = send(k, forged)
     assert code == 550 and text.startswith("5.7.1") and "DMARC" in text, text
-    # the action "0" only records: delivered with the results
-    k2 = start(kurier_factory, dns, listen="    dmarc_reject 0;\n")
+    # the action "none" only records: delivered with the results
+    k2 = start(kurier_factory, dns, listen="    dmarc_reject none;\n")
     assert send(k2, forged)[0] == 250
     res = results(k2)
     d = only(res, "dkim")[0]
@@ -391,3 +391,19 @@ def test_hang_up_during_the_key_lookup(kurier_factory, check):
         assert "runtime error:" not in log
     finally:
         hole.close()
+
+
+def test_config_values_and_errors(kurier_factory, tmp_path):
+    k = kurier_factory(listen_extra="    checks spf dkim dmarc;\n    dmarc_reject none;\n"
+                                    "    dmarc_quarantine reject;\n")
+    out = k.cli("config", "dump").stdout.decode()
+    for kv in ("checks spf dkim dmarc;", "dmarc_reject 0;", "dmarc_quarantine reject;"):
+        assert kv in out, out
+    bad = tmp_path / "bad.conf"
+    bad.write_text("listen 127.0.0.1:2525 {\n    checks dkim dmarcc;\n"
+                   "    dmarc_quarantine maybe;\n}\n")
+    r = k.cli("config", "check", str(bad), check=False)
+    err = r.stderr.decode() + r.stdout.decode()
+    assert r.returncode != 0
+    assert '"dmarcc"' in err, err
+    assert 'invalid value "maybe" for "dmarc_quarantine"' in err, err
