@@ -225,7 +225,7 @@ static void on_txt(void *arg, const struct dns_result *r)
     }
     if (nfound > 1 || broken) {
         char why[200];
-        snprintf(why, sizeof why, "%s at _dmarc.%.100s", nfound > 1 ? "several records" : err,
+        snprintf(why, sizeof why, "%.80s at _dmarc.%.100s", nfound > 1 ? "several records" : err,
                  domain);
         note(j, "permerror", why);
         j->v.result = "permerror";
