@@ -140,7 +140,15 @@ def results(k, n=1):
     path = new[0]
     seen.add(path)
     with open(path, "rb") as f:
-        m = email.message_from_binary_file(f, policy=email.policy.default)
+        raw = f.read()
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    # the field was written with room for the end-of-data results and filled in at the
+    # commit (docs/inbound.md): what is left of the room must still be a valid field,
+    # no line over 998 bytes nor only white space (RFC 5322 2.1.1, 3.2.2)
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    for line in head.split(b"\n"):
+        line = line.rstrip(b"\r")
+        assert len(line) <= 998 and line.strip(b" \t"), line[:80]
     fields = m.get_all("Authentication-Results")
     assert fields and len(fields) == 1, fields  # one field, ours
     value = " ".join(str(fields[0]).split())
@@ -325,6 +333,35 @@ def test_dmarc_policies_and_alignment(kurier_factory, dns):
     assert ("127.0.0.1", "sub.org.test", "org.test", "reject", "fail", "fail", 1) in rows, rows
     assert ("127.0.0.1", "quar.test", "quar.test", "quarantine", "fail", "fail", 1) in rows, rows
     assert ("127.0.0.1", "spf.test", "spf.test", "none", "fail", "pass", 1) in rows, rows
+
+
+def test_many_signatures_fill_the_room(kurier_factory, dns):
+    """The Authentication-Results field is written when the header section ends, with
+    room for the DKIM and DMARC results, and filled in at the commit without copying
+    the message: eight signatures (the most that are checked) with long selectors and
+    a ninth that is not checked, each with its result in the one field; the body that
+    follows it arrives unchanged."""
+    k = start(kurier_factory, dns, listen="    dmarc_reject 0;\n")
+    body = b"".join(b"line %d of the body\r\n" % i for i in range(2000))
+    msg = message("alice@signed.test", body=body)
+    # signed in this order, so the last ones are on top, the first one is the ninth
+    sels = [b"unchecked"] + [b"missing%d-%s" % (i, b"x" * 50) for i in range(5)] + \
+        [b"wrong", b"ed", b"sel"]
+    for sel in sels:
+        key, alg = (ED_PRIV, b"ed25519-sha256") if sel == b"ed" else (RSA_PRIV, b"rsa-sha256")
+        msg = sign(msg, "signed.test", selector=sel, key=key, alg=alg)
+    assert send(k, msg)[0] == 250
+    res = results(k)
+    d = only(res, "dkim")
+    assert len(d) == 8, res
+    by_sel = {r[2]["header.s"]: r[1] for r in d}
+    assert "unchecked" not in by_sel, d
+    assert by_sel["sel"] == "pass" and by_sel["ed"] == "pass" and by_sel["wrong"] == "fail", d
+    assert sorted(v for s_, v in by_sel.items() if s_.startswith("missing")) == ["permerror"] * 5
+    assert [r[1] for r in only(res, "dmarc")] == ["pass"] and only(res, "spf"), res
+    path = sorted(k.seen)[0]
+    with open(path, "rb") as f:
+        assert f.read().endswith(body.replace(b"\r\n", b"\n"))  # Maildir: LF
 
 
 def test_authenticated_submission_is_not_checked(kurier_factory, dns):
