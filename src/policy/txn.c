@@ -181,7 +181,11 @@ void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const st
     authres_header(&t->ar, &now);
     t->ar_room = now.len + AR_RESULT_ROOM * ((dkim ? dkim_fields(hdr, hdr_len) : 0) + !!dmarc);
     buf_release(&now);
-    if (authres_header_room(&t->ar, t->ar_room, out) != 0) abort(); /* it fits: room > now */
+    if (authres_header_room(&t->ar, t->ar_room, out) != 0) { /* lines already full */
+        authres_header(&t->ar, out);
+        t->ar_written = 1;
+        log_warn("policy", "no room for the end-of-data results in Authentication-Results");
+    }
 }
 
 size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out)
