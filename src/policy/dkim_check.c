@@ -181,8 +181,9 @@ static void finish(struct dkim_job *j)
         if (ar) {
             char comment[200];
             if (!strcmp(j->result[i], "pass"))
-                snprintf(comment, sizeof comment, "%d-bit %s key", j->bits[i],
-                         s->sig.alg == DKIM_ED25519_SHA256 ? "ed25519" : "rsa");
+                snprintf(comment, sizeof comment, "%d-bit %s key%s%s", j->bits[i],
+                         s->sig.alg == DKIM_ED25519_SHA256 ? "ed25519" : "rsa",
+                         j->why[i][0] ? ", " : "", j->why[i]); /* "key in testing mode" */
             else
                 str_copy(comment, j->why[i], sizeof comment);
             authres_add(ar, "dkim", j->result[i], comment);

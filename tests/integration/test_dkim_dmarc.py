@@ -48,6 +48,7 @@ def ed_key():
 RSA_PRIV, RSA_TXT = rsa_key()
 OTHER_PRIV, OTHER_TXT = rsa_key()
 ED_PRIV, ED_TXT = ed_key()
+SMALL_PRIV, SMALL_TXT = rsa_key(512)
 
 
 def txt(record):
@@ -62,11 +63,18 @@ ZONE = {
     # the selector "wrong" publishes another key than the one that signed
     "wrong._domainkey.signed.test": [{"TXT": txt(OTHER_TXT)}],
     "sel._domainkey.mail.signed.test": [{"TXT": txt(RSA_TXT)}],
+    # the key rules (RFC 6376 3.6.1, RFC 8301 3.2): too small, testing, revoked, t=s
+    "small._domainkey.signed.test": [{"TXT": txt(SMALL_TXT)}],
+    "testing._domainkey.signed.test": [{"TXT": txt(RSA_TXT.replace(b"k=rsa;", b"k=rsa; t=y;"))}],
+    "revoked._domainkey.signed.test": [{"TXT": "v=DKIM1; k=rsa; p="}],
+    "strict._domainkey.signed.test": [{"TXT": txt(RSA_TXT.replace(b"k=rsa;", b"k=rsa; t=s;"))}],
     "sel._domainkey.other.test": [{"TXT": txt(RSA_TXT)}],
     "sel._domainkey.sub.strict.test": [{"TXT": txt(RSA_TXT)}],
     "_dmarc.signed.test": [{"TXT": "v=DMARC1; p=reject; rua=mailto:agg@signed.test"}],
     "_dmarc.quar.test": [{"TXT": "v=DMARC1; p=quarantine"}],
     "_dmarc.none.test": [{"TXT": "v=DMARC1; p=none"}],
+    # two DMARC records: permerror, no action
+    "_dmarc.two.test": [{"TXT": "v=DMARC1; p=reject"}, {"TXT": "v=DMARC1; p=none"}],
     # no record at sub.org.test: the organisational domain's sp= applies
     "_dmarc.org.test": [{"TXT": "v=DMARC1; p=none; sp=reject"}],
     "_dmarc.strict.test": [{"TXT": "v=DMARC1; p=reject; adkim=s"}],
@@ -286,6 +294,56 @@ def test_length_tag_and_rsa_sha1(kurier_factory, dns):
     assert send(k, sha1)[0] == 250
     d = only(results(k, 3), "dkim")[0]
     assert d[1] == "permerror" and "RFC 8301" in d[3], d
+
+
+def with_times(t, x=None):
+    """python3-dkim has no t=/x= option: sign with these values (a context manager)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def cm():
+        orig = dkim.DKIM.gen_header
+
+        def gen(self, fields, *a, **kw):
+            fields = [f for f in fields if f[0] not in (b"t", b"x")]
+            extra = [(b"t", b"%d" % t)] + ([(b"x", b"%d" % x)] if x is not None else [])
+            return orig(self, fields[:-1] + extra + fields[-1:], *a, **kw)
+
+        dkim.DKIM.gen_header = gen
+        try:
+            yield
+        finally:
+            dkim.DKIM.gen_header = orig
+    return cm()
+
+
+def test_key_rules(kurier_factory, dns):
+    """A 512-bit RSA key (RFC 8301: at least 1024), a revoked key (empty p=), a key
+    with t=s and an i= in a subdomain, and a signature from the future are
+    permerrors; a key with t=y passes with a note. python3-dkim agrees on the small
+    key; two DMARC records are a DMARC permerror that refuses nothing."""
+    k = start(kurier_factory, dns, listen="    dmarc_reject 0;\n")
+    cases = [
+        (sign(message("a@signed.test"), "signed.test", selector=b"small", key=SMALL_PRIV),
+         "permerror", "512-bit key is too small"),
+        (sign(message("a@signed.test"), "signed.test", selector=b"revoked"), "permerror",
+         "key revoked"),
+        (sign(message("a@signed.test"), "signed.test", selector=b"strict",
+              identity=b"a@mail.signed.test"), "permerror", "t=s"),
+        (sign(message("a@signed.test"), "signed.test", selector=b"testing"), "pass",
+         "testing mode"),
+    ]
+    assert not dkim.verify(cases[0][0], dnsfunc=dns_txt)  # the independent verdict
+    assert dkim.verify(cases[3][0], dnsfunc=dns_txt)
+    with with_times(int(time.time()) + 86400):
+        cases.append((sign(message("a@signed.test"), "signed.test"), "permerror", "future"))
+    for n, (msg, want, why) in enumerate(cases, 1):
+        assert send(k, msg)[0] == 250
+        d = only(results(k, n), "dkim")
+        assert len(d) == 1 and d[0][1] == want and why in d[0][3], (want, why, d)
+    assert send(k, sign(message("a@two.test"), "signed.test"))[0] == 250
+    dm = only(results(k, len(cases) + 1), "dmarc")
+    assert [r[1] for r in dm] == ["permerror"], dm
 
 
 def test_dmarc_policies_and_alignment(kurier_factory, dns):
