@@ -94,6 +94,117 @@ void authres_header(const struct authres *a, struct buf *out)
     buf_puts(out, "\r\n");
 }
 
+/* src (a field built here) without its comments and the space before each. */
+static void drop_comments(const char *src, size_t len, struct buf *out)
+{
+    int quoted = 0, depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (depth == 0 && !quoted && c == ' ' && i + 1 < len && src[i + 1] == '(') continue;
+        if (c == '\\' && (quoted || depth)) {
+            if (!depth) buf_append(out, src + i, i + 1 < len ? 2 : 1);
+            i++;
+            continue;
+        }
+        if (!quoted && c == '(') {
+            depth++;
+            continue;
+        }
+        if (!quoted && depth && c == ')') {
+            depth--;
+            continue;
+        }
+        if (depth) continue;
+        if (c == '"') quoted = !quoted;
+        buf_append(out, &c, 1);
+    }
+}
+
+enum { LINE_MAX_LEN = 998 };
+
+/* text (a field without its final CRLF) padded to room bytes with the CRLF, to out. */
+static int pad_field(const char *text, size_t len, size_t room, struct buf *out)
+{
+    if (len + 2 > room) return -1;
+    size_t need = room - len - 2;
+    /* the lines and their padding, last line first */
+    size_t nl = 1;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (text[i] == '\r' && text[i + 1] == '\n') nl++;
+    size_t *start = xcalloc(nl, sizeof *start), *llen = xcalloc(nl, sizeof *llen),
+           *pad = xcalloc(nl, sizeof *pad);
+    size_t k = 0, s0 = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (text[i] == '\r' && text[i + 1] == '\n') {
+            start[k] = s0;
+            llen[k++] = i - s0;
+            s0 = i + 2;
+        }
+    start[k] = s0;
+    llen[k] = len - s0;
+    for (size_t i = nl; i-- > 0 && need > 0;) {
+        size_t slack = llen[i] < LINE_MAX_LEN ? LINE_MAX_LEN - llen[i] : 0;
+        pad[i] = need < slack ? need : slack;
+        need -= pad[i];
+    }
+    /* what is left: lines "\t(   )" (5 bytes with the CRLF before them, and spaces) */
+    struct buf extra;
+    buf_init(&extra, 0);
+    int rc = 0;
+    while (need > 0) {
+        size_t e = need < LINE_MAX_LEN - 3 ? need : LINE_MAX_LEN - 3;
+        if (e < 5) { /* too short for a line: take some of the padding of another */
+            size_t want = 5 - e, i = 0;
+            while (i < nl && pad[i] < want)
+                i++;
+            if (i == nl) {
+                rc = -1;
+                break;
+            }
+            pad[i] -= want;
+            need += want;
+            e = 5;
+        }
+        buf_puts(&extra, "\r\n\t(");
+        for (size_t j = 5; j < e; j++)
+            buf_append(&extra, " ", 1);
+        buf_append(&extra, ")", 1);
+        need -= e;
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < nl; i++) {
+            if (i) buf_puts(out, "\r\n");
+            buf_append(out, text + start[i], llen[i]);
+            for (size_t j = 0; j < pad[i]; j++)
+                buf_append(out, " ", 1);
+        }
+        buf_append(out, extra.data ? extra.data : "", extra.len);
+        buf_puts(out, "\r\n");
+    }
+    buf_release(&extra);
+    free(start);
+    free(llen);
+    free(pad);
+    return rc;
+}
+
+int authres_header_room(const struct authres *a, size_t room, struct buf *out)
+{
+    struct buf f, bare;
+    buf_init(&f, 0);
+    buf_init(&bare, 0);
+    authres_header(a, &f);
+    f.len -= 2; /* the CRLF: pad_field() puts it back */
+    int rc = pad_field(f.data, f.len, room, out);
+    if (rc != 0) {
+        drop_comments(f.data, f.len, &bare);
+        rc = pad_field(bare.data ? bare.data : "", bare.len, room, out);
+    }
+    buf_release(&f);
+    buf_release(&bare);
+    return rc;
+}
+
 /* Skip white space, line ends (folding) and comments (nested, with quoted pairs).
  * Returns the new position; -1 for an unclosed comment. */
 static long skip_cfws(const char *p, size_t len, size_t i)

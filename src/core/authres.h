@@ -35,6 +35,13 @@ void authres_prop(struct authres *a, const char *ptype, const char *property, co
  * "Authentication-Results: mx.example.net;\r\n\tspf=pass smtp.mailfrom=a@b\r\n";
  * with no result "Authentication-Results: mx.example.net; none\r\n". */
 void authres_header(const struct authres *a, struct buf *out);
+/* The same field made exactly room bytes long, for room written before the results
+ * were all known and filled in later (docs/inbound.md): the difference is white space
+ * at the ends of its lines (FWS, no line over 998 bytes), then, when the lines are
+ * full, comments of white space on lines of their own. When the field is longer than
+ * room it goes without its comments. 0 appended; -1 it does not fit (nothing
+ * appended). */
+int authres_header_room(const struct authres *a, size_t room, struct buf *out);
 
 /* Pure, on remote data (fuzzed). 1 when the value of an Authentication-Results
  * field (len bytes after the colon, folding allowed) names authserv_id as its

@@ -470,6 +470,10 @@ static int value_set(const struct conf_key *k, void *base, const char *s, char *
             *(int *)field(base, k) = s[0] == 'r' ? CONF_ACTION_REJECT : CONF_ACTION_TEMPFAIL;
             return 0;
         }
+        if (!strcmp(s, "none")) { /* only record: the same as a score of 0 */
+            *(int *)field(base, k) = 0;
+            return 0;
+        }
         char *end;
         errno = 0;
         long long n = strtoll(s, &end, 10);

@@ -83,6 +83,9 @@ struct conf_listen {
     int rdns_mismatch_score; /* check rdns: the PTR name does not resolve back */
     /* the spf check's action per result: a score, or CONF_ACTION_REJECT/_TEMPFAIL */
     int spf_fail, spf_softfail, spf_temperror, spf_permerror;
+    /* the dmarc check's action for failing mail under p=reject / p=quarantine: a score
+     * (0: only record), or CONF_ACTION_REJECT/_TEMPFAIL */
+    int dmarc_reject, dmarc_quarantine;
     /* policy delegation (check "policy", src/policy/policyd.c) */
     char *policy_service;      /* "unix:/PATH" or "[inet:]HOST:PORT", NULL none */
     int policy_stage;          /* enum conf_policy_stage (default rcpt) */

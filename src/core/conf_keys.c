@@ -412,11 +412,13 @@ const struct conf_key conf_keys[] = {
      "SMTP probe with MAIL FROM:<>, cached as verify { } says); a 5xx there is a failed "
      "verification, no answer is none. Some servers take it for abuse: use with care."},
     {KB_LISTEN, "checks", KT_WORDS, "dnsbl rhsbl", NULL, 0, 0,
-     "dnsbl|rhsbl|pregreet|rdns|spf|policy|none", KL(checks),
+     "dnsbl|rhsbl|pregreet|rdns|spf|policy|dkim|dmarc|none", KL(checks),
      "Inbound checks for clients that did not log in, in the order they run (after the "
      "recipient check); none for no check. A check without its lists does nothing; spf "
      "checks the MAIL FROM identity (HELO for the null sender) at MAIL and adds "
-     "Received-SPF: and its result to Authentication-Results: (docs/inbound.md)."},
+     "Received-SPF: and its result to Authentication-Results: (docs/inbound.md); dkim "
+     "verifies every DKIM-Signature at the end of the message, dmarc then applies the From: "
+     "domain's DMARC policy with the spf and dkim results (list them before it)."},
     {KB_LISTEN, "spf_fail", KT_ACTION, "8", NULL, -1000, 1000, NULL, KL(spf_fail),
      "What an SPF fail does (checks spf): a score added to the client's, or reject (550 "
      "5.7.23 with the domain's explanation) or tempfail (451 4.7.23)."},
@@ -428,6 +430,13 @@ const struct conf_key conf_keys[] = {
     {KB_LISTEN, "spf_permerror", KT_ACTION, "2", NULL, -1000, 1000, NULL, KL(spf_permerror),
      "What an SPF permerror (a broken record) does: a score, reject (550 5.7.24) or tempfail "
      "(451 4.7.24)."},
+    {KB_LISTEN, "dmarc_reject", KT_ACTION, "reject", NULL, -1000, 1000, NULL, KL(dmarc_reject),
+     "What mail failing DMARC under the From: domain's p=reject does (checks dmarc): reject "
+     "(550 5.7.1), tempfail (451 4.7.1), a score added to the client's, or none (or 0): "
+     "only record it in Authentication-Results:."},
+    {KB_LISTEN, "dmarc_quarantine", KT_ACTION, "5", NULL, -1000, 1000, NULL, KL(dmarc_quarantine),
+     "What mail failing DMARC under p=quarantine does: a score, none (only record), reject "
+     "(550 5.7.1) or tempfail (451 4.7.1)."},
     {KB_LISTEN, "dnsbl_sites", KT_DNSBL, NULL, "none", 0, 0, NULL, KL(dnsbl_sites),
      "DNS lists of client IPv4/IPv6 addresses (RFC 5782) as ZONE[=FILTER][*WEIGHT], e.g. "
      "zen.spamhaus.org=127.0.0.[2..11]*10 list.dnswl.org=127.0.[0..255].[1..3]*-5; a "

@@ -1,7 +1,8 @@
 /* dkim.h: the pure pieces of DKIM (RFC 6376) that signing and verifying share: the
  * tag-list parser (3.2), header and body canonicalization (3.4), header selection
  * (5.4.2) and the hashing of the header fields and of the signature field itself
- * (3.7). No keys, no DNS, no I/O: signing is queue/dkim_sign.c's. */
+ * (3.7). No keys, no DNS, no I/O: signing is queue/dkim_sign.c's, the record parsers
+ * and the signature check of verifying core/dkim_verify.c's. */
 #ifndef KURIER_DKIM_H
 #define KURIER_DKIM_H
 
@@ -10,6 +11,10 @@
 
 struct buf;
 typedef struct evp_md_ctx_st EVP_MD_CTX;
+
+/* The key types of signing (queue/dkim_sign.c) and verifying (core/dkim_verify.c):
+ * k=rsa and k=ed25519 (RFC 8463). */
+enum dkim_key_type { DKIM_KEY_RSA = 0, DKIM_KEY_ED25519 = 1 };
 
 /* ---- tag lists (RFC 6376 3.2): "v=1; a=rsa-sha256; ..." ---- */
 

@@ -215,7 +215,14 @@ static void ops_msg_headers(void *ctx, const struct smtp_peer *peer, const struc
                      peer->name, peer->addr, n, n == 1 ? "" : "s", peer->conf->hostname);
     }
     if (txn->state)
-        policy_txn_headers(txn->state, peer->conf, peer->auth_user, peer->addr, peer->name, out);
+        policy_txn_headers(txn->state, peer->conf, peer->listener, peer->auth_user, peer->addr,
+                           peer->name, hdr, hdr ? *len : 0, out);
+}
+
+static void ops_msg_content(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                            const void *p, size_t len)
+{
+    if (txn->state) policy_txn_content(txn->state, peer->listener, peer->auth_user, p, len);
 }
 
 static void *ops_msg_open(void *ctx, const struct smtp_peer *peer, char *id, size_t idsize)
@@ -320,6 +327,16 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
         e->held = abuse_message(g->abuse, peer->auth_user, e->sender, spool_msg_id(msg), addrs,
                                 e->nrcpts);
     free(addrs);
+    /* Authentication-Results: now that the end-of-data checks (DKIM, DMARC) added
+     * theirs, into the room policy_txn_headers() left below our Received: */
+    if (txn->state) {
+        struct buf ar;
+        buf_init(&ar, 0);
+        size_t at = policy_txn_authres_field(txn->state, peer->auth_user, &ar);
+        if (ar.len && spool_msg_rewrite(msg, at, ar.data, ar.len) != 0)
+            log_warn("smtpd", "%s: Authentication-Results not updated", spool_msg_id(msg));
+        buf_release(&ar);
+    }
     struct commit *c = xcalloc(1, sizeof *c);
     c->g = g;
     c->env = e;
@@ -364,6 +381,7 @@ void glue_smtp_ops(struct glue *g, struct smtp_ops *ops)
         .txn_new = ops_txn_new,
         .txn_end = ops_txn_end,
         .msg_headers = ops_msg_headers,
+        .msg_content = ops_msg_content,
         .msg_open = ops_msg_open,
         .msg_write = ops_msg_write,
         .msg_commit = ops_msg_commit,

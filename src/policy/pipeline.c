@@ -26,8 +26,8 @@ static const struct policy_check *const builtin_checks[] = {
 #define NBUILTIN (sizeof builtin_checks / sizeof builtin_checks[0])
 /* Run when the listener's `checks` names them, in its order. */
 static const struct policy_check *const optional_checks[] = {
-    &policy_check_dnsbl, &policy_check_rhsbl, &policy_check_pregreet,
-    &policy_check_rdns,  &policy_check_spf,   &policy_check_policyd,
+    &policy_check_dnsbl, &policy_check_rhsbl,   &policy_check_pregreet, &policy_check_rdns,
+    &policy_check_spf,   &policy_check_policyd, &policy_check_dkim,     &policy_check_dmarc,
 };
 #define NOPTIONAL (sizeof optional_checks / sizeof optional_checks[0])
 /* Always run, last: a relay-domain recipient is probed only for a client the DNS lists
@@ -44,6 +44,7 @@ static const struct policy_check *const all_checks[] = {
     &policy_check_sender_verify, &policy_check_dnsbl,        &policy_check_rhsbl,
     &policy_check_pregreet,      &policy_check_rdns,         &policy_check_spf,
     &policy_check_policyd,       &policy_check_relay_verify, &policy_check_greylist,
+    &policy_check_dkim,          &policy_check_dmarc,
 };
 #define NCHECKS (sizeof all_checks / sizeof all_checks[0])
 _Static_assert(NCHECKS == NBUILTIN + NOPTIONAL + NFINAL, "all_checks lists every check");

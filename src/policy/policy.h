@@ -232,6 +232,21 @@ int policy_dsn_allowed(int null_sender, int dsn_trusted, const char **why);
  * client (never for authenticated sessions). */
 extern const struct policy_check policy_check_spf;
 
+/* dkim_check.c (docs/inbound.md): DKIM (RFC 6376, RFC 8463, RFC 8301) at the end of
+ * the message: every DKIM-Signature (at most 8) is checked, its body hash computed
+ * while the message streamed (policy_txn_content), its key looked up at
+ * SELECTOR._domainkey.DOMAIN. The results go into Authentication-Results (dkim=) and
+ * the record (for DMARC); the check itself always passes. Not for authenticated
+ * sessions. */
+extern const struct policy_check policy_check_dkim;
+/* dmarc.c (docs/inbound.md): DMARC (RFC 7489) at the end of the message: the From:
+ * domain's policy (_dmarc.DOMAIN, else its organisational domain's sp=) evaluated
+ * with the aligned SPF and DKIM results of the checks before it; a failure under
+ * p=reject or p=quarantine does what the listener's dmarc_reject or dmarc_quarantine
+ * say (550 5.7.1, tempfail, a score, or 0: only record). Adds dmarc= to
+ * Authentication-Results and counts results for aggregate reports (store). */
+extern const struct policy_check policy_check_dmarc;
+
 /* --- one transaction's record (txn.c) -----------------------------------------------
  * What the checks found from MAIL to the end of the message: each check's verdict for
  * the message's log line, the score carried from MAIL into each RCPT stage, the header
@@ -247,6 +262,31 @@ struct authres *policy_txn_authres(struct policy_txn *t);
 /* For checks: a header field for the message ("Received-SPF: ...", folded with CRLF
  * TAB, no final CRLF; copied). Fields go on top of the message in the order added. */
 void policy_txn_add_field(struct policy_txn *t, const char *field);
+/* What SPF and DKIM found, for DMARC (filled by spf_check.c and dkim_check.c). */
+enum { POLICY_DKIM_MAX = 8 };
+struct policy_auth {
+    char spf[16];         /* "pass", "fail", ... ("" not checked) */
+    char spf_domain[256]; /* the domain SPF checked (MAIL FROM's, else HELO) */
+    size_t ndkim;
+    struct {
+        char result[16]; /* "pass", "fail", "permerror", ... */
+        char d[256];     /* the signing domain */
+    } dkim[POLICY_DKIM_MAX];
+};
+/* The record's results (borrowed, writable by the checks). */
+struct policy_auth *policy_txn_auth(struct policy_txn *t);
+/* For the session's glue: the client's content as it is queued (header section, then
+ * body), for the DKIM check's body hashes; ignored unless the listener's checks name
+ * dkim or dmarc and the client did not log in (auth_user NULL). */
+void policy_txn_content(struct policy_txn *t, const struct conf_listen *l, const char *auth_user,
+                        const void *p, size_t len);
+/* dkim_check.c's streaming state: the header section and body hashes (txn.c keeps it). */
+struct policy_dkim_stream;
+struct policy_dkim_stream *policy_dkim_stream_new(void);
+void policy_dkim_stream_feed(struct policy_dkim_stream *d, const void *p, size_t len);
+void policy_dkim_stream_free(struct policy_dkim_stream *d); /* NULL-safe */
+/* The transaction's stream, or NULL when no content was fed. */
+struct policy_dkim_stream *policy_txn_dkim(struct policy_txn *t);
 /* For the pipeline: check c gave v (the worst verdict of a check is kept when it ran
  * several times, one per recipient). */
 void policy_txn_note(struct policy_txn *t, const struct policy_check *c,
@@ -255,12 +295,25 @@ void policy_txn_note(struct policy_txn *t, const struct policy_check *c,
 void policy_txn_stage_done(struct policy_txn *t, enum policy_stage stage, int score);
 /* The MAIL stage's sum, where a RCPT stage starts. */
 int policy_txn_carry(const struct policy_txn *t);
-/* The header fields of an accepted message, appended to out (CRLF-ended): the checks'
- * fields, then, for a client that did not log in (auth_user NULL), one
- * Authentication-Results field with iprev (when reverse_dns looked up the client:
- * pass for a verified name, else fail) after the checks' results. Once per message. */
-void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
-                        const char *client_addr, const char *client_name, struct buf *out);
+/* The header fields of an accepted message known when its header section ended,
+ * appended to out (CRLF-ended): the checks' fields; for a client that did not log in
+ * (auth_user NULL), iprev (when reverse_dns looked up the client: pass for a verified
+ * name, else fail) is added to the Authentication-Results results, and the field
+ * itself is appended: complete, or, when the listener l has end-of-data checks that
+ * add results (dkim, dmarc), with room for them (sized by the DKIM-Signature fields of
+ * the client's header section hdr, hdr_len bytes) that policy_txn_authres_field()
+ * fills in at the commit. Once per message. */
+void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const struct conf_listen *l,
+                        const char *auth_user, const char *client_addr, const char *client_name,
+                        const char *hdr, size_t hdr_len, struct buf *out);
+/* At the end of the message (after the EOM checks, the DKIM and DMARC results known):
+ * for a client that did not log in, the one Authentication-Results field with every
+ * check's result, exactly as long as the room policy_txn_headers() wrote, appended to
+ * out; nothing for auth_user, when policy_txn_headers() wrote the whole field, or
+ * when it does not fit (logged). Returns where in the queued message the room is:
+ * out's length before the field in policy_txn_headers() (below our Received: and the
+ * checks' fields, above the client's header), for spool_msg_rewrite(). */
+size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out);
 /* The message's log line: "ID: peer=NAME[ADDR] from=<S> checks=C:V,... score=N
  * action=A" (id NULL: NOQUEUE). action: accept (queued), reject, tempfail, greylist,
  * or none (the client gave up). sender is the envelope sender ("" null sender). */

@@ -67,6 +67,12 @@ static void on_spf(void *arg, enum spf_result r, const char *text, int from_exp)
         if (spf_received_header(field, sizeof field, r, why, j->hostname, j->client_addr, j->sender,
                                 j->helo) == 0)
             policy_txn_add_field(j->txn, field);
+        /* for DMARC: the result and the domain it is about */
+        struct policy_auth *pa = policy_txn_auth(j->txn);
+        str_copy(pa->spf, name, sizeof pa->spf);
+        const char *at = strrchr(identity, '@');
+        str_copy(pa->spf_domain, at ? at + 1 : identity, sizeof pa->spf_domain);
+        str_lower(pa->spf_domain);
         struct authres *ar = policy_txn_authres(j->txn);
         authres_add(ar, "spf", name, why);
         if (j->sender[0])

@@ -7,6 +7,7 @@
 #include "core/authres.h"
 #include "core/buf.h"
 #include "core/conf.h"
+#include "core/header.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "policy/policy.h"
@@ -27,6 +28,11 @@ struct policy_txn {
     size_t nnotes;
     struct buf fields; /* the checks' header fields, CRLF-ended */
     struct authres ar;
+    struct policy_auth auth;
+    struct policy_dkim_stream *dkim;
+    size_t ar_at;   /* where Authentication-Results is: after the fields of headers() */
+    size_t ar_room; /* its room, filled in at the commit (end-of-data checks) */
+    int ar_written; /* headers() wrote it (no end-of-data checks) */
 };
 
 struct policy_txn *policy_txn_new(const char *authserv_id)
@@ -42,12 +48,49 @@ void policy_txn_free(struct policy_txn *t)
     if (!t) return;
     buf_release(&t->fields);
     authres_release(&t->ar);
+    policy_dkim_stream_free(t->dkim);
     free(t);
 }
 
 struct authres *policy_txn_authres(struct policy_txn *t)
 {
     return &t->ar;
+}
+
+struct policy_auth *policy_txn_auth(struct policy_txn *t)
+{
+    return &t->auth;
+}
+
+struct policy_dkim_stream *policy_txn_dkim(struct policy_txn *t)
+{
+    return t->dkim;
+}
+
+/* 1 when the listener's checks name word */
+static int checks_name(const struct conf_listen *l, const char *word)
+{
+    if (!l || !l->checks) return 0;
+    size_t wl = strlen(word);
+    for (const char *p = l->checks; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, " ,");
+        if (n == wl && strncmp(p, word, n) == 0) return 1;
+        p += n;
+    }
+    return 0;
+}
+
+void policy_txn_content(struct policy_txn *t, const struct conf_listen *l, const char *auth_user,
+                        const void *p, size_t len)
+{
+    if (auth_user || !len) return;
+    if (!t->dkim) {
+        if (!checks_name(l, "dkim") && !checks_name(l, "dmarc")) return;
+        t->dkim = policy_dkim_stream_new();
+    }
+    policy_dkim_stream_feed(t->dkim, p, len);
 }
 
 void policy_txn_add_field(struct policy_txn *t, const char *field)
@@ -90,8 +133,29 @@ int policy_txn_carry(const struct policy_txn *t)
     return t->carry;
 }
 
-void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const char *auth_user,
-                        const char *client_addr, const char *client_name, struct buf *out)
+/* Room for each result the end-of-data checks add: one folded line "dkim=permerror
+ * (why) header.d=... header.s=... header.b=..." or "dmarc=... header.from=...". A
+ * longer field loses its comments (authres_header_room()). */
+enum { AR_RESULT_ROOM = 300 };
+
+/* The DKIM-Signature fields of the header section hdr (at most POLICY_DKIM_MAX, the
+ * signatures policy/dkim_check.c judges), at least 1 (dkim=none). */
+static size_t dkim_fields(const char *hdr, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; hdr && i < len && n < POLICY_DKIM_MAX;) {
+        struct hdr_field f;
+        int r = hdr_next(hdr + i, len - i, &f);
+        if (r == 0 || (r < 0 && !f.line_len)) break;
+        if (r > 0 && hdr_name_is(&f, "DKIM-Signature")) n++;
+        i += r > 0 ? (size_t)r : f.line_len;
+    }
+    return n ? n : 1;
+}
+
+void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const struct conf_listen *l,
+                        const char *auth_user, const char *client_addr, const char *client_name,
+                        const char *hdr, size_t hdr_len, struct buf *out)
 {
     buf_append(out, t->fields.data ? t->fields.data : "", t->fields.len);
     if (auth_user) return;
@@ -103,7 +167,36 @@ void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const ch
         authres_add(&t->ar, "iprev", known ? "pass" : "fail", known ? client_name : NULL);
         authres_prop(&t->ar, "policy", "iprev", client_addr);
     }
-    authres_header(&t->ar, out);
+    t->ar_at = out->len;
+    int dkim = checks_name(l, "dkim"), dmarc = checks_name(l, "dmarc");
+    if (!dkim && !dmarc) { /* everything is known now */
+        authres_header(&t->ar, out);
+        t->ar_written = 1;
+        return;
+    }
+    /* the results known so far in room for those of the end-of-data checks, which
+     * the commit writes over it: the file is not copied for them */
+    struct buf now;
+    buf_init(&now, 0);
+    authres_header(&t->ar, &now);
+    t->ar_room = now.len + AR_RESULT_ROOM * ((dkim ? dkim_fields(hdr, hdr_len) : 0) + !!dmarc);
+    buf_release(&now);
+    if (authres_header_room(&t->ar, t->ar_room, out) != 0) { /* lines already full */
+        authres_header(&t->ar, out);
+        t->ar_written = 1;
+        log_warn("policy", "no room for the end-of-data results in Authentication-Results");
+    }
+}
+
+size_t policy_txn_authres_field(struct policy_txn *t, const char *auth_user, struct buf *out)
+{
+    if (auth_user || t->ar_written || !t->ar_room) return t->ar_at;
+    if (authres_header_room(&t->ar, t->ar_room, out) != 0)
+        log_warn("policy",
+                 "Authentication-Results longer than its room (%zu bytes): kept "
+                 "without the end-of-data results",
+                 t->ar_room);
+    return t->ar_at;
 }
 
 void policy_txn_log(const struct policy_txn *t, const char *id, const char *client_name,

@@ -7,11 +7,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "core/dkim.h"
+
 struct kconf;
 struct spool_msg;
 struct dkim_sign;
-
-enum dkim_key_type { DKIM_KEY_RSA = 0, DKIM_KEY_ED25519 = 1 };
 
 /* Load the keys of c->dkim_key_dir (DIR/DOMAIN/SELECTOR.rsa.pem, .ed25519.pem) and
  * make them the ones new messages are signed with (the previous set goes; messages

@@ -106,6 +106,12 @@ const char *spool_msg_id(const struct spool_msg *m);
 /* Append content bytes (page cache only; the fsync comes with the commit).
  * 0 done, -1 failed (disk full...): the caller answers 451 4.3.0 and aborts. */
 int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
+/* Overwrite len bytes of the content already written, at offset: a header field known
+ * only at the end of the message (Authentication-Results with DKIM and DMARC) goes
+ * into room written for it before, as the DKIM signer's fields do; the file is not
+ * copied. 0 done; -1 outside what was written, with a signer (spool_msg_sign(): its
+ * room shifts the offsets), or the write failed. */
+int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len);
 /* Commit: write the envelope (env->id is set here), then on a worker: fsync
  * content and envelope, rename both into queue/, fsync the directory, batched with
  * other commits (group commit). done(arg, ok) runs on the loop thread: ok=1 the

@@ -290,6 +290,13 @@ static void unlink_id(const char *dir, const char *id, const char *ext)
     free(p);
 }
 
+int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len)
+{
+    /* a signer's room shifts the content: offsets of the caller's would be off */
+    if (m->dkim || offset > m->size || len > m->size - offset) return -1;
+    return spool_msg_put_at(m, (off_t)offset, p, len);
+}
+
 void spool_msg_abort(struct spool_msg *m)
 {
     if (!m) return;

@@ -399,6 +399,8 @@ static void header_end(struct smtp_session *s)
     if (s->hdr.len && !s->msg_failed && s->msg &&
         s->srv->ops->msg_write(s->msg, s->hdr.data, s->hdr.len) != 0)
         s->msg_failed = 1;
+    if (s->hdr.len && s->srv->ops->msg_content)
+        s->srv->ops->msg_content(s->srv->ops->ctx, &s->peer, &s->txn, s->hdr.data, s->hdr.len);
     s->txn.msg_size += s->hdr.len;
 }
 
@@ -665,6 +667,8 @@ static void content_flush(struct smtp_session *s, int force)
             s->too_big = 1;
         } else if (s->srv->ops->msg_write(s->msg, s->out.data, s->out.len) != 0) {
             s->msg_failed = 1;
+        } else if (s->srv->ops->msg_content) {
+            s->srv->ops->msg_content(s->srv->ops->ctx, &s->peer, &s->txn, s->out.data, s->out.len);
         }
     }
     s->txn.msg_size += s->out.len;

@@ -200,6 +200,11 @@ struct smtp_ops {
      * what is left). NULL: nothing. */
     void (*msg_headers)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
                         struct buf *out, char *hdr, size_t *len);
+    /* The client's content as it is queued, in order: its header section (after
+     * msg_headers' edits), then the body, dot-unstuffed; for checks that hash it
+     * (DKIM). Not called for content that is not queued (too big). NULL: nothing. */
+    void (*msg_content)(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
+                        const void *p, size_t len);
     /* Start storing a message of peer's; id receives its queue ID. NULL on failure. */
     void *(*msg_open)(void *ctx, const struct smtp_peer *peer, char *id, size_t idsize);
     /* Append content; 0 done, -1 failed (disk). */

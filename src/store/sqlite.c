@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
-#define SCHEMA_VERSION 10
+#define SCHEMA_VERSION 11
 
 /* migrations[i] takes the schema from user_version i to i+1. Never edit a released
  * entry: append a new one. */
@@ -167,6 +167,19 @@ static const char *const migrations[] = {
     "  updated INTEGER NOT NULL,"
     "  state TEXT NOT NULL DEFAULT '');"
     "UPDATE schema_version SET version = 10;",
+    /* 11: DMARC results counted for aggregate reports (policy/dmarc.c): per day, sending
+     * address and From: domain, the disposition and the aligned DKIM and SPF results */
+    "CREATE TABLE IF NOT EXISTS dmarc_counts ("
+    "  day TEXT NOT NULL,"
+    "  source_ip TEXT NOT NULL,"
+    "  header_from TEXT NOT NULL,"
+    "  policy_domain TEXT NOT NULL,"
+    "  disposition TEXT NOT NULL,"
+    "  dkim TEXT NOT NULL,"
+    "  spf TEXT NOT NULL,"
+    "  count INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (day, source_ip, header_from, policy_domain, disposition, dkim, spf));"
+    "UPDATE schema_version SET version = 11;",
 };
 
 /* Checked when the mailbox does not exist, so that an unknown user costs the same
@@ -1801,4 +1814,16 @@ int store_complaint_list(struct store *st, const char *account,
     }
     stmt_close(st, s);
     return rc < 0 ? -1 : 0;
+}
+
+int store_dmarc_count(struct store *st, const struct store_dmarc *r)
+{
+    const char *k[] = {r->day,         r->source_ip, r->header_from, r->policy_domain,
+                       r->disposition, r->dkim,      r->spf};
+    return grey_exec(st,
+                     "INSERT INTO dmarc_counts (day, source_ip, header_from, policy_domain, "
+                     "disposition, dkim, spf, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) "
+                     "ON CONFLICT (day, source_ip, header_from, policy_domain, disposition, dkim, "
+                     "spf) DO UPDATE SET count = count + 1",
+                     k, 7, NULL, 0);
 }

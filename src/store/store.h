@@ -338,5 +338,14 @@ int store_complaint_add(struct store *st, const struct store_complaint *c);
  * call. 0 done, -1 database error. */
 int store_complaint_list(struct store *st, const char *account,
                          void (*cb)(void *arg, const struct store_complaint *c), void *arg);
+/* --- DMARC aggregate report data (policy/dmarc.c, docs/inbound.md) ---------------
+ * One row per day (UTC, "2026-12-06"), sending address, From: domain, the domain whose
+ * policy applied, the disposition (none, quarantine, reject) and the DMARC-aligned
+ * DKIM and SPF results (pass or fail), with a count. All strings borrowed. */
+struct store_dmarc {
+    const char *day, *source_ip, *header_from, *policy_domain, *disposition, *dkim, *spf;
+};
+/* Count one message. 0 done, -1 database error. */
+int store_dmarc_count(struct store *st, const struct store_dmarc *r);
 
 #endif

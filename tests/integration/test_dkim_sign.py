@@ -335,6 +335,38 @@ def test_domain_without_key_not_signed(dk):
     assert b"DKIM-Signature" not in msg
 
 
+def test_keygen_modes(dk):
+    """keygen writes keys readable by the daemon's user only (0600) in folders of mode
+    0750 (docs/dkim.md)."""
+    folder = os.path.join(dk.k.dir, "dkim", "example.test")
+    assert os.stat(folder).st_mode & 0o777 == 0o750, oct(os.stat(folder).st_mode)
+    files = sorted(os.listdir(folder))
+    assert files == sorted(["%s.rsa.pem" % dk.rsa_sel, "ed1.ed25519.pem"]), files
+    for name in files:
+        mode = os.stat(os.path.join(folder, name)).st_mode & 0o777
+        assert mode == 0o600, (name, oct(mode))
+
+
+def test_signing_domain_for_customers_without_keys(dk):
+    """A customer domain without keys is signed with dkim.signing_domain's keys
+    (example.test here) once it is configured (SIGHUP), and verifies."""
+    dk.k.add_domain("nokey.test")
+    dk.k.add_mailbox("x@nokey.test", "x")
+    with open(dk.k.conf) as f:
+        conf = f.read()
+    assert "    key_dir " in conf
+    with open(dk.k.conf, "w") as f:
+        f.write(conf.replace("    key_dir ", "    signing_domain example.test;\n    key_dir ", 1))
+    dk.k.proc.send_signal(signal.SIGHUP)
+    dk.k.wait_log("reloaded configuration from")
+    with smtplib.SMTP("127.0.0.1", dk.k.sub_port, timeout=SAFETY) as c:
+        c.login("x@nokey.test", "x")
+        c.sendmail("x@nokey.test", ["friend@remote.test"],
+                   MSG_7BIT.replace("demo@example.test", "x@nokey.test"))
+    msg, = dk.sink.wait(1)
+    check_signed(dk, msg)
+
+
 def test_dkim_check_notices_mismatch(dk):
     """kurier dkim check: both records match (exit 0); after the RSA record is
     replaced by another key's it says mismatch and exits 1; without a record,

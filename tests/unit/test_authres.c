@@ -107,8 +107,83 @@ static void test_builder(void)
     authres_release(NULL);
 }
 
+/* 1 when every line of the field in b (CRLF-ended) is at most 998 bytes and none is
+ * only white space (RFC 5322 2.1.1, 3.2.2). */
+static int lines_ok(const struct buf *b)
+{
+    size_t s = 0;
+    for (size_t i = 0; i + 1 < b->len; i++) {
+        if (b->data[i] != '\r' || b->data[i + 1] != '\n') continue;
+        if (i - s > 998) return 0;
+        size_t k = s;
+        while (k < i && (b->data[k] == ' ' || b->data[k] == '\t'))
+            k++;
+        if (k == i) return 0;
+        s = i + 2;
+    }
+    return 1;
+}
+
+/* b without white space, line ends and empty comments "()". */
+static char *squeeze(const struct buf *b, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < b->len && o + 1 < size; i++) {
+        char c = b->data[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+        if (c == ')' && o > 0 && out[o - 1] == '(') {
+            o--;
+            continue;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The field padded to its room (written early, filled in at the commit). */
+static void test_room(void)
+{
+    struct authres a;
+    authres_init(&a, "mx.example.net");
+    authres_add(&a, "spf", "pass", NULL);
+    authres_prop(&a, "smtp", "mailfrom", "a@example.com");
+    struct buf b, plain;
+    buf_init(&b, 0);
+    buf_init(&plain, 0);
+    authres_header(&a, &plain);
+    static const size_t rooms[] = {0, 1, 2, 3, 4, 5, 6, 7, 300, 1500, 5000};
+    for (size_t i = 0; i < sizeof rooms / sizeof rooms[0]; i++) {
+        size_t room = plain.len + rooms[i];
+        buf_reset(&b);
+        CHECK(authres_header_room(&a, room, &b) == 0 && b.len == room, "room +%zu: %zu", rooms[i],
+              b.len);
+        CHECK(lines_ok(&b), "room +%zu: lines", rooms[i]);
+        char x[8000], y[8000];
+        CHECK(memcmp(b.data + b.len - 2, "\r\n", 2) == 0 &&
+                  strcmp(squeeze(&b, x, sizeof x), squeeze(&plain, y, sizeof y)) == 0,
+              "room +%zu: the same field: %s", rooms[i], x);
+    }
+    /* too small: without the comments, else nothing */
+    authres_add(&a, "dkim", "fail", "body hash did not verify (l=)");
+    authres_prop(&a, "header", "d", "a \"(b)\"");
+    buf_reset(&plain);
+    authres_header(&a, &plain);
+    buf_reset(&b);
+    CHECK(authres_header_room(&a, plain.len - 10, &b) == 0 && b.len == plain.len - 10, "shorter");
+    buf_append(&b, "", 1);
+    CHECK(strstr(b.data, "dkim=fail header.d=\"a \\\"(b)\\\"\"") && !strstr(b.data, "verify"),
+          "comments dropped: %s", b.data);
+    buf_reset(&b);
+    CHECK(authres_header_room(&a, 40, &b) == -1 && b.len == 0, "does not fit");
+    buf_release(&b);
+    buf_release(&plain);
+    authres_release(&a);
+}
+
 int main(void)
 {
+    test_room();
     test_claims();
     test_strip();
     test_builder();
