@@ -337,6 +337,16 @@ int cli_run(const struct cli_command *c, int argc, char **argv)
             return usage_error(what, argv[i], opts, help);
         }
     }
+    /* a (sub)command that takes nothing: name the first word too many */
+    const char *syn = v ? v->args : c->verbs ? NULL : c->args;
+    if (syn && !*syn && argc > first) {
+        char what[120], help[80];
+        snprintf(what, sizeof what, "unexpected argument for %s%s%s", c->name, v ? " " : "",
+                 v ? v->name : "");
+        snprintf(help, sizeof help, "%s%s%s", c->name, v ? " " : "", v ? v->name : "");
+        help_command(stderr, c, v);
+        return usage_error(what, argv[first], NULL, help);
+    }
     int rc = c->fn(argc, argv);
     if (rc == 2 && c->fn != cmd_rbl) /* rbl check: 2 is also "the answer is unknown" */
         fprintf(stderr, "kurier: bad arguments for \"%s%s%s\"; see \"kurier help %s%s%s\"\n",

@@ -94,6 +94,8 @@ def test_misspelt_command_subcommand_and_option():
     # nothing close: the word is still named
     r = run("frobnicate")
     assert r.returncode == 2 and '"frobnicate"' in r.stderr and "did you mean" not in r.stderr
+    r = run("queue", "flush", "now")
+    assert r.returncode == 2 and 'unexpected argument for queue flush "now"' in r.stderr, r.stderr
     # a usage error the command finds itself names the command
     r = run("domain", "add")
     assert r.returncode == 2 and '"domain add"' in r.stderr, r.stderr
