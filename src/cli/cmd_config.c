@@ -1,6 +1,6 @@
-/* cmd_config.c: "kurier config check [FILE] | dump | doc | man": validate a config file,
- * print the effective configuration, print docs/config.md or kurier.conf(5). All the work is in
- * core/conf.c. */
+/* cmd_config.c: "kurier config check [FILE] | dump | doc | man": validate a config
+ * file, print the effective configuration, print docs/config.md or kurier.conf(5).
+ * All the work is in core/conf.c. */
 #include "core/compat.h"
 
 #include "cli/cli.h"
