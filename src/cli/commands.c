@@ -68,7 +68,7 @@ static const struct cli_command commands[] = {
         {"records", "DOMAIN [--check] [--resolver IP[@PORT]]", "the records DOMAIN needs (MX, SPF, DKIM, DMARC, ...), checked with --check"})},
     {"dkim", cmd_dkim, "DKIM signing keys", NULL, V(
         {"keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", "make a key and print its TXT record"},
-        {"rotate", "DOMAIN [--type rsa|ed25519]", "make a new key that signs after a reload"},
+        {"rotate", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", "make a new key that signs after a reload"},
         {"retire", "DOMAIN SELECTOR", "stop using a key"},
         {"list", "[DOMAIN]", "list the keys"},
         {"check", "DOMAIN [--resolver IP[@PORT]]", "compare the published records with the keys"})},
