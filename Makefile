@@ -2,11 +2,23 @@
 # bench install. SANITIZE=address,undefined builds into build-asan/.
 
 CC      ?= cc
-PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound
+PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound \
+           libsystemd
+VERSION := 0.9.0
+VERSION_DATE := 2026-12-06
 SANITIZE ?=
 BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local
 DATADIR ?= $(PREFIX)/share/kurier
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+# Debian's mail-transport-agent places (sendmail(1) for cron, mail, mutt, PHP)
+MTA_SBINDIR ?= /usr/sbin
+MTA_BINDIR  ?= /usr/bin
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+BASHCOMPDIR ?= /usr/share/bash-completion/completions
 
 # pkg-config runs when a recipe first needs its answer, not when this file is read:
 # on a fresh machine "make run" reads this file before "deps" has installed the
@@ -33,9 +45,11 @@ FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all run check check-unit check-integration check-fuzz-replay fuzz bench \
-        bench-smoke install deps pkg-check format clean
+        bench-smoke install uninstall deps pkg-check format clean
 
-all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq
+GENERATED := $(BUILD)/man/kurier.1 $(BUILD)/man/kurier.conf.5 $(BUILD)/man/kurierd.8 \
+             $(BUILD)/kurier.bash
+all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq $(GENERATED)
 
 deps:
 	@scripts/install-deps
@@ -48,8 +62,18 @@ $(BUILD)/obj/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-# where "make install" puts the reply classifier's rules (data/replies.rules)
+# the version in "kurier --version", "kurierd -V", the start log line and the man pages
+$(BUILD)/obj/kurierd.o $(CLI_OBJ): CFLAGS += -DKURIER_VERSION='"$(VERSION)"' \
+  -DKURIER_VERSION_DATE='"$(VERSION_DATE)"'
+$(BUILD)/obj/kurierd.o $(CLI_OBJ): Makefile
+
+# where "make install" puts the reply classifier's rules (data/replies.rules); a
+# stamp named after DATADIR rebuilds it when "make install PREFIX=..." changes it
+DATADIR_STAMP := $(BUILD)/stamp/datadir$(subst /,_,$(DATADIR))
+$(DATADIR_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(BUILD)/stamp/datadir* && touch $@
 $(BUILD)/obj/egress/replies.o: CFLAGS += -DKURIER_DATADIR='"$(DATADIR)"'
+$(BUILD)/obj/egress/replies.o: $(DATADIR_STAMP)
 
 $(BUILD)/libkurier.a: $(LIB_OBJ)
 	@rm -f $@
@@ -64,6 +88,20 @@ $(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a | pkg-check
 # sendmail(1) and mailq(1) are the same binary, chosen by argv[0].
 $(BUILD)/sendmail $(BUILD)/mailq: $(BUILD)/kurier
 	ln -sf kurier $@
+
+# Man pages and completion are made from the tables they describe (command table,
+# config key table), so they cannot drift from the code.
+$(BUILD)/man/kurier.1: $(BUILD)/kurier
+	@mkdir -p $(dir $@)
+	$(BUILD)/kurier help --man > $@
+$(BUILD)/man/kurier.conf.5: $(BUILD)/kurier
+	@mkdir -p $(dir $@)
+	$(BUILD)/kurier config man > $@
+$(BUILD)/man/kurierd.8: man/kurierd.8 Makefile
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/; s/@DATE@/$(VERSION_DATE)/' man/kurierd.8 > $@
+$(BUILD)/kurier.bash: $(BUILD)/kurier
+	$(BUILD)/kurier completion bash > $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkurier.a | pkg-check
 	@mkdir -p $(dir $@)
@@ -115,14 +153,63 @@ bench: deps
 bench-smoke: all
 	/usr/bin/python3 bench/bench.py --smoke --build $(abspath $(BUILD)) --out $(BUILD)/bench-smoke.md
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: binaries, the sendmail/mailq/
+# newaliases links where Debian's MTAs put them, man pages, bash completion, the
+# systemd unit, /etc/kurier/kurier.conf (only when there is none: never overwritten)
+# and the state folders; the kurier system user when run as root without DESTDIR.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BUILD)/kurierd $(DESTDIR)$(PREFIX)/sbin/kurierd
-	install -m 0755 $(BUILD)/kurier $(DESTDIR)$(PREFIX)/bin/kurier
-	ln -sf kurier $(DESTDIR)$(PREFIX)/bin/mailq
-	ln -sf ../bin/kurier $(DESTDIR)$(PREFIX)/sbin/sendmail
-	install -d $(DESTDIR)$(DATADIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MTA_SBINDIR) \
+	  $(DESTDIR)$(MTA_BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/kurier
+	install -m 0755 $(BUILD)/kurierd $(DESTDIR)$(SBINDIR)/kurierd
+	install -m 0755 $(BUILD)/kurier $(DESTDIR)$(BINDIR)/kurier
+	@for l in $(MTA_SBINDIR)/sendmail $(MTA_BINDIR)/mailq $(MTA_BINDIR)/newaliases; do \
+	  f=$(DESTDIR)$$l; \
+	  if [ -e "$$f" ] && [ "$$(readlink "$$f")" != "$(BINDIR)/kurier" ] && [ ! -e "$$f.pre-kurier" ]; \
+	  then echo "make install: another MTA's $$l kept as $$l.pre-kurier"; mv "$$f" "$$f.pre-kurier"; fi; \
+	  echo "ln -sf $(BINDIR)/kurier $$f"; ln -sf $(BINDIR)/kurier "$$f"; \
+	done
 	install -m 0644 data/replies.rules $(DESTDIR)$(DATADIR)/replies.rules
+	install -m 0644 examples/kurier.conf.production $(DESTDIR)$(DATADIR)/kurier.conf.example
+	install -m 0644 $(BUILD)/man/kurier.1 $(DESTDIR)$(MANDIR)/man1/kurier.1
+	install -m 0644 $(BUILD)/man/kurier.conf.5 $(DESTDIR)$(MANDIR)/man5/kurier.conf.5
+	install -m 0644 $(BUILD)/man/kurierd.8 $(DESTDIR)$(MANDIR)/man8/kurierd.8
+	install -m 0644 $(BUILD)/kurier.bash $(DESTDIR)$(BASHCOMPDIR)/kurier
+	sed 's|@SBINDIR@|$(SBINDIR)|g' data/systemd/kurier.service.in \
+	  > $(DESTDIR)$(UNITDIR)/kurier.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kurier.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kurier/kurier.conf ]; then \
+	  echo "make install: $(DESTDIR)$(SYSCONFDIR)/kurier/kurier.conf kept; the example is" \
+	    "$(DATADIR)/kurier.conf.example"; \
+	else \
+	  install -m 0644 examples/kurier.conf.production $(DESTDIR)$(SYSCONFDIR)/kurier/kurier.conf; \
+	fi
+	install -d -m 0711 $(DESTDIR)/var/lib/kurier $(DESTDIR)/var/spool/kurier
+	install -d -m 0755 $(DESTDIR)/var/mail/vhosts
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && ! id -u kurier >/dev/null 2>&1; then \
+	  echo "make install: creating the system user kurier"; \
+	  useradd --system --home-dir /var/lib/kurier --no-create-home \
+	    --shell /usr/sbin/nologin kurier; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; \
+	  then systemctl daemon-reload; fi
+
+# Removes what install put there, but not the configuration, the state folders
+# (queue, database, mailboxes) or the user: mail is never deleted by make.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/kurierd $(DESTDIR)$(BINDIR)/kurier \
+	  $(DESTDIR)$(DATADIR)/replies.rules $(DESTDIR)$(DATADIR)/kurier.conf.example \
+	  $(DESTDIR)$(MANDIR)/man1/kurier.1 $(DESTDIR)$(MANDIR)/man5/kurier.conf.5 \
+	  $(DESTDIR)$(MANDIR)/man8/kurierd.8 $(DESTDIR)$(BASHCOMPDIR)/kurier \
+	  $(DESTDIR)$(UNITDIR)/kurier.service
+	for l in $(MTA_SBINDIR)/sendmail $(MTA_BINDIR)/mailq $(MTA_BINDIR)/newaliases; do \
+	  if [ "$$(readlink $(DESTDIR)$$l)" = "$(BINDIR)/kurier" ]; then rm -f $(DESTDIR)$$l; \
+	    if [ -e $(DESTDIR)$$l.pre-kurier ]; then mv $(DESTDIR)$$l.pre-kurier $(DESTDIR)$$l; fi; fi; \
+	done
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
+	@echo "make uninstall: kept $(SYSCONFDIR)/kurier, /var/lib/kurier, /var/spool/kurier," \
+	  "/var/mail/vhosts and the user kurier"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "abuse/abuse.h"
@@ -162,9 +164,11 @@ static void apply_log(const struct kconf *c)
 
 static void monitor_pool_sources(struct monitor *m, const struct kconf *c);
 
-static void reload(void *arg)
+/* 0 when the file's configuration is in force, -1 when it was refused (logged). */
+static int reload(void *arg)
 {
     struct daemon *d = arg;
+    sd_notify(0, "RELOADING=1");
     struct conf_errors errs = {0};
     struct kconf *c = conf_load(d->conf_file, &errs);
     if (!c) {
@@ -176,7 +180,8 @@ static void reload(void *arg)
                     main_file ? d->conf_path : "", main_file ? m + n : m);
         }
         conf_errors_free(&errs);
-        return;
+        sd_notify(0, "READY=1\nSTATUS=reload refused, the running configuration stays");
+        return -1;
     }
     conf_errors_free(&errs);
     conf_map_paths(c, workdir_path, &d->wd);
@@ -227,11 +232,13 @@ static void reload(void *arg)
     d->conf = c;
     apply_log(c);
     log_info("kurierd", "reloaded configuration from %s", d->conf_path);
+    sd_notify(0, "READY=1\nSTATUS=running");
+    return 0;
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    reload(arg);
+    (void)reload(arg);
 }
 
 static void drain_check(evutil_socket_t fd, short what, void *arg)
@@ -262,6 +269,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     struct daemon *d = arg;
     if (d->stopping) return;
     d->stopping = 1;
+    sd_notify(0, "STOPPING=1");
     log_info("kurierd", "stopping: no new connections, %zu sessions to finish",
              smtp_sessions_count());
     for (size_t i = 0; i < d->nservers; i++)
@@ -270,6 +278,11 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     evtimer_add(d->ev_grace, &(struct timeval){.tv_sec = d->conf->shutdown_grace});
     d->ev_drain = event_new(d->base, -1, EV_PERSIST, drain_check, d);
     event_add(d->ev_drain, &(struct timeval){.tv_usec = 100000});
+}
+
+static void on_stop_request(void *arg) /* "kurier stop" */
+{
+    on_term(SIGTERM, 0, arg);
 }
 
 /* A blocklist change of one of our addresses (logged and stored by the monitor). */
@@ -320,11 +333,13 @@ static void on_replies(void *arg, const char *account, const char *id, size_t re
 
 /* --- main ------------------------------------------------------------------------- */
 
-static void usage(void)
+static void usage(FILE *out)
 {
-    fprintf(stderr, "usage: kurierd [-c FILE] [-t]\n"
-                    "  -c FILE  configuration (default $KURIER_CONF or /etc/kurier/kurier.conf)\n"
-                    "  -t       check the configuration and exit\n");
+    fprintf(out, "usage: kurierd [-c FILE] [-t] [-V]\n"
+                 "  -c FILE  configuration (default $KURIER_CONF or /etc/kurier/kurier.conf)\n"
+                 "  -t       check the configuration and exit\n"
+                 "  -V       print the version and exit\n"
+                 "Signals: HUP reloads the configuration, TERM and INT stop. See kurierd(8).\n");
 }
 
 int main(int argc, char **argv)
@@ -333,7 +348,12 @@ int main(int argc, char **argv)
     int test_only = 0, opt;
     d.conf_path = getenv("KURIER_CONF");
     if (!d.conf_path || !*d.conf_path) d.conf_path = "/etc/kurier/kurier.conf";
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             d.conf_path = optarg;
@@ -341,10 +361,18 @@ int main(int argc, char **argv)
         case 't':
             test_only = 1;
             break;
+        case 'V':
+            printf("kurierd %s\n", KURIER_VERSION);
+            return 0;
         default:
-            usage();
+            usage(opt == 'h' ? stdout : stderr);
             return opt == 'h' ? 0 : 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kurierd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     log_init("stderr", "kurier", LOG_LV_INFO);
     struct conf_errors errs = {0};
@@ -466,6 +494,7 @@ int main(int argc, char **argv)
     d.glue.prober = d.prober = prober_new(d.base, d.dns);
     d.control = control_new(d.base, d.conf->control_socket, d.queue, reload, &d);
     if (!d.control) return 1;
+    control_set_stop(d.control, on_stop_request);
     control_set_state(d.control, d.spool, auth_limits_of(d.auth));
     control_set_abuse(d.control, d.abuse);
     policy_greylist_purge_start(d.base, d.store, (const struct kconf *const *)&d.conf);
@@ -483,8 +512,9 @@ int main(int argc, char **argv)
     for (const struct conf_listen *l = d.conf->listeners; l; l = l->next)
         log_info("kurierd", "listening on %s (%s)", l->address,
                  l->role == LISTEN_SUBMISSION ? "submission" : "mx");
-    log_info("kurierd", "daemon started: kurier, hostname %s, config %s", d.conf->hostname,
-             d.conf_path);
+    log_info("kurierd", "daemon started: kurier %s, hostname %s, config %s", KURIER_VERSION,
+             d.conf->hostname, d.conf_path);
+    sd_notify(0, "READY=1\nSTATUS=running"); /* systemd Type=notify; nothing without it */
 
     event_base_dispatch(d.base);
 

@@ -5,8 +5,38 @@
 #ifndef KURIER_CLI_H
 #define KURIER_CLI_H
 
+#include <stdio.h>
+
 struct kconf;
 struct store;
+
+/* commands.c: the command table. A command with subcommands (verbs) has them in a
+ * list ending with a NULL name; args is the synopsis after the name, whose long
+ * options ("--user") are the only ones cli_run() lets through. */
+struct cli_verb {
+    const char *name, *args, *summary;
+};
+struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv); /* argv starts at the command's name */
+    const char *summary;
+    const char *args;             /* without verbs: the synopsis */
+    const struct cli_verb *verbs; /* NULL: none */
+    int raw;                      /* sendmail, mailq: their own options, unchecked */
+};
+/* The command called name, or NULL. */
+const struct cli_command *cli_command_find(const char *name);
+/* Check argv (starting at the command's name) against the table: an unknown
+ * subcommand or long option is a usage error naming it (with "did you mean"), --help
+ * prints the help; otherwise run the command. Returns the exit status. */
+int cli_run(const struct cli_command *c, int argc, char **argv);
+/* Usage errors of main.c, named with the closest match; return 2. */
+int cli_unknown_command(const char *word);
+int cli_unknown_global_option(const char *word);
+/* Every command with its subcommands, for "kurier help" and "kurier --help". */
+void cli_help_all(FILE *out);
+/* s as roff text (man pages): escapes backslashes, hyphens and a leading dot. */
+void cli_roff(FILE *out, const char *s);
 
 /* The config file chosen with -c FILE, $KURIER_CONF, or /etc/kurier/kurier.conf. */
 const char *cli_conf_path(void);
@@ -80,6 +110,10 @@ void cli_dns_answer_free(struct cli_dns_answer *a);
 int cli_dkim_records(const struct kconf *c, const char *domain);
 int cli_dkim_records_count(const struct kconf *c, const char *domain);
 int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver);
+int cmd_help(int argc, char **argv);       /* help [--man] [COMMAND [SUBCOMMAND]] */
+int cmd_completion(int argc, char **argv); /* completion bash */
+int cmd_reload(int argc, char **argv);     /* reload: the daemon reads its config again */
+int cmd_stop(int argc, char **argv);       /* stop: the daemon stops; waits for its exit */
 /* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
 int cmd_complaints(int argc, char **argv);
 

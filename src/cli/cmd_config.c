@@ -1,6 +1,6 @@
-/* cmd_config.c: "kurier config check [FILE] | dump | doc": validate a config file,
- * print the effective configuration, print docs/config.md. All the work is in
- * core/conf.c. */
+/* cmd_config.c: "kurier config check [FILE] | dump | doc | man": validate a config
+ * file, print the effective configuration, print docs/config.md or kurier.conf(5).
+ * All the work is in core/conf.c. */
 #include "core/compat.h"
 
 #include "cli/cli.h"
@@ -8,7 +8,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kurier config check [FILE] | config dump | config doc\n");
+    fprintf(stderr, "usage: kurier config check [FILE] | config dump | config doc | config man\n");
     return 2;
 }
 
@@ -42,6 +42,10 @@ int cmd_config(int argc, char **argv)
     }
     if (strcmp(verb, "doc") == 0 && argc == 2) {
         conf_doc_markdown(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (strcmp(verb, "man") == 0 && argc == 2) { /* kurier.conf(5), installed by make */
+        conf_doc_man(stdout, KURIER_VERSION, KURIER_VERSION_DATE);
         return fflush(stdout) == 0 ? 0 : 1;
     }
     return usage();

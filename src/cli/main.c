@@ -1,5 +1,5 @@
-/* main.c: the kurier command's entry point: global options, then one cmd_*() per
- * noun (cli.h). Also sendmail(1) and mailq(1) when called by those names. */
+/* main.c: the kurier command's entry point: global options, then the command from
+ * the table (commands.c). Also sendmail(1) and mailq(1) when called by those names. */
 #include "core/compat.h"
 
 #include <libgen.h>
@@ -29,35 +29,6 @@ struct kconf *cli_load_conf(void)
     return c;
 }
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kurier [-c FILE] COMMAND ...\n"
-            "  config check [FILE] | config dump | config doc\n"
-            "  domain add|del|list|catchall ...\n"
-            "  mailbox add|del|list|passwd|quota ...\n"
-            "  alias add|del|list ...\n"
-            "  relay add MATCH HOST[:PORT][,HOST...] [--user U --password-stdin] | del | list\n"
-            "  queue list [--account USER]|show ID|flush|delete ID|ALL|hold ID|release ID\n"
-            "  auth blocks [--clear ADDRESS|ACCOUNT]\n"
-            "  account status [USER] [--json] | account unlock USER [--release|--delete]\n"
-            "  greylist list [--json] | clear --all|IP|NET [--sender A] | allow IP|NET\n"
-            "  egress status [--json] | bench|unbench ADDRESS [--destination D] [--for DUR]\n"
-            "  tls selfsigned HOST [--cert FILE] [--key FILE] [--force]\n"
-            "  dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP@PORT]\n"
-            "  dns records DOMAIN [--check] [--resolver IP@PORT]\n"
-            "  dkim keygen DOMAIN [--selector S] [--type rsa|ed25519] | rotate DOMAIN\n"
-            "  dkim retire DOMAIN SELECTOR | list [DOMAIN] | check DOMAIN\n"
-            "  check-client IP [--helo NAME] [--from A] [--to B] [--listen ADDRESS]\n"
-            "  spf check IP SENDER [--helo NAME] [--resolver IP@PORT]\n"
-            "  replies classify [--rules FILE] \"550 5.7.1 TEXT\" | replies check [FILE]\n"
-            "  rbl check IP|DOMAIN [--list ZONE]... [--json] | rbl lists\n"
-            "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
-            "  monitor status|history [ADDRESS] [--limit N]\n"
-            "  complaints list [--account ADDRESS]\n"
-            "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
-}
-
 int main(int argc, char **argv)
 {
     char *me = basename(argv[0]);
@@ -65,48 +36,43 @@ int main(int argc, char **argv)
     if (strcmp(me, "sendmail") == 0) return cmd_sendmail(argc, argv);
     if (strcmp(me, "mailq") == 0) return cmd_mailq(argc, argv);
 
+    /* global options, getopt_long style: -c FILE, -cFILE, --config FILE,
+     * --config=FILE, -h, --help, -V, --version; "--" ends them */
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "kurier: option %s needs a FILE\n", a);
+                return 2;
+            }
             conf_path = argv[i + 1];
             i += 2;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage();
+        } else if (strncmp(a, "--config=", 9) == 0 && a[9]) {
+            conf_path = a + 9;
+            i++;
+        } else if (strncmp(a, "-c", 2) == 0 && a[2]) {
+            conf_path = a + 2;
+            i++;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cli_help_all(stdout);
+            return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("kurier %s\n", KURIER_VERSION);
             return 0;
         } else {
-            fprintf(stderr, "kurier: unknown option %s\n", argv[i]);
-            usage();
-            return 2;
+            return cli_unknown_global_option(a);
         }
     }
     if (i >= argc) {
-        usage();
+        cli_help_all(stderr);
+        fprintf(stderr, "kurier: no command given\n");
         return 2;
     }
-    static const struct {
-        const char *noun;
-        int (*fn)(int, char **);
-    } cmds[] = {
-        /* clang-format off */
-        {"config", cmd_config}, {"domain", cmd_domain}, {"mailbox", cmd_mailbox},
-        {"alias", cmd_alias},   {"queue", cmd_queue},   {"sendmail", cmd_sendmail},
-        {"mailq", cmd_mailq},   {"tls", cmd_tls},       {"dns", cmd_dns},
-        {"smtp", cmd_smtp},     {"relay", cmd_relay},   {"auth", cmd_auth},
-        {"check-client", cmd_check_client},
-        {"greylist", cmd_greylist},
-        {"spf", cmd_spf},
-        {"replies", cmd_replies},
-        {"rbl", cmd_rbl},
-        {"monitor", cmd_monitor},
-        {"egress", cmd_egress},
-        {"dkim", cmd_dkim},
-        {"account", cmd_account},
-        {"complaints", cmd_complaints},
-        /* clang-format on */
-    };
-    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
-        if (strcmp(argv[i], cmds[k].noun) == 0) return cmds[k].fn(argc - i, argv + i);
-    fprintf(stderr, "kurier: unknown command \"%s\"\n", argv[i]);
-    usage();
-    return 2;
+    const struct cli_command *c = cli_command_find(argv[i]);
+    if (!c) return cli_unknown_command(argv[i]);
+    return cli_run(c, argc - i, argv + i);
 }

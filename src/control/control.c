@@ -33,7 +33,8 @@ struct control {
     struct evconnlistener *lis;
     char *path;
     struct queue *q;
-    void (*reload_cb)(void *arg);
+    int (*reload_cb)(void *arg);
+    void (*stop_cb)(void *arg);
     void *arg;
     struct conn *conns;
     struct spool *spool;        /* for "list"; NULL: not offered */
@@ -315,8 +316,15 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         queue_pickup(c->q);
         str_copy(reply, "ok", size);
     } else if (strcmp(line, "reload") == 0 && !has_arg) {
-        if (c->reload_cb) c->reload_cb(c->arg);
-        str_copy(reply, "ok reloading", size);
+        if (c->reload_cb && c->reload_cb(c->arg) != 0)
+            str_copy(reply, "error reload refused, the running configuration stays (see the log)",
+                     size);
+        else
+            str_copy(reply, "ok reloaded", size);
+    } else if (strcmp(line, "stop") == 0 && !has_arg && c->stop_cb) {
+        log_info("control", "stop requested by admin");
+        c->stop_cb(c->arg);
+        str_copy(reply, "ok stopping", size);
     } else if (has_arg && (strcmp(line, "delete") == 0 || strcmp(line, "hold") == 0 ||
                            strcmp(line, "release") == 0)) {
         int all = strcmp(arg, "ALL") == 0;
@@ -474,7 +482,7 @@ static void on_accept_error(struct evconnlistener *lis, void *arg)
 }
 
 struct control *control_new(struct event_base *base, const char *path, struct queue *q,
-                            void (*reload_cb)(void *arg), void *arg)
+                            int (*reload_cb)(void *arg), void *arg)
 {
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof sun);
@@ -533,6 +541,11 @@ void control_set_state(struct control *c, struct spool *spool, struct auth_limit
 void control_set_abuse(struct control *c, struct abuse *abuse)
 {
     c->abuse = abuse;
+}
+
+void control_set_stop(struct control *c, void (*stop_cb)(void *arg))
+{
+    c->stop_cb = stop_cb;
 }
 
 void control_free(struct control *c)

@@ -2,7 +2,7 @@
  * which the CLI asks the running daemon to act on its queue and its AUTH limiter.
  * One request line, one reply, then the daemon closes:
  *   request:  "flush" | "delete ID" | "delete ALL" | "hold ID" | "release ID" |
- *             "pickup" | "reload" | "ping" | "list" | "auth-blocks" |
+ *             "pickup" | "reload" | "stop" | "ping" | "list" | "auth-blocks" |
  *             "auth-clear ADDRESS|ACCOUNT" | "egress-status [json]" |
  *             "egress-bench ADDRESS DESTINATION|* SECONDS REASON" (0 s: until lifted) |
  *             "egress-unbench ADDRESS [DESTINATION|*]" (none: every bench of it)
@@ -34,9 +34,14 @@ struct auth_limits;
 struct control;
 
 /* Daemon side: listen on path (replacing a stale socket). reload_cb runs for
- * "reload". NULL on error (logged). */
+ * "reload" and returns 0 when the new configuration is in force, -1 when it was
+ * refused (the reply is then "error ..."). NULL on error (logged). */
 struct control *control_new(struct event_base *base, const char *path, struct queue *q,
-                            void (*reload_cb)(void *arg), void *arg);
+                            int (*reload_cb)(void *arg), void *arg);
+/* "stop" (root and the daemon's user): stop_cb(arg of control_new) starts the same
+ * shutdown as SIGTERM; the reply "ok stopping" is sent at once. Without it (the
+ * default) "stop" is unknown. */
+void control_set_stop(struct control *c, void (*stop_cb)(void *arg));
 /* What "list" reads and what "auth-blocks"/"auth-clear" act on; both borrowed until
  * control_free. Without them (NULL) those requests are unknown. */
 void control_set_state(struct control *c, struct spool *spool, struct auth_limits *limits);

@@ -379,6 +379,8 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
 void conf_dump(const struct kconf *c, FILE *out);
 /* Print docs/config.md (generated from the key table). */
 void conf_doc_markdown(FILE *out);
+/* The same reference as the manual page kurier.conf(5), in roff (man macros). */
+void conf_doc_man(FILE *out, const char *version, const char *date);
 
 /* One relay host as the config file takes it: "host", "host:port", "192.0.2.1:587",
  * "[2001:db8::1]:25" (port 1-65535). 0 ok, -1 with why naming the problem. */

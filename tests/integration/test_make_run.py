@@ -233,6 +233,7 @@ def test_make_run_first_try_on_a_fresh_machine(tmp_path):
     tree = tmp_path / "kurier"
     shutil.copytree(os.path.join(ROOT, "src"), tree / "src")
     shutil.copytree(os.path.join(ROOT, "examples"), tree / "examples")
+    shutil.copytree(os.path.join(ROOT, "man"), tree / "man")  # kurierd.8, built by all
     shutil.copy(os.path.join(ROOT, "Makefile"), tree / "Makefile")
     (tree / "scripts").mkdir()
     for name, text in (("install-deps", FAKE_INSTALL_DEPS), ("run-demo", FAKE_RUN_DEMO)):

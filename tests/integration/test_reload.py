@@ -72,7 +72,7 @@ def control_reload(k):
             answer += chunk
     finally:
         s.close()
-    assert answer.startswith(b"ok reloading"), answer
+    assert answer.startswith(b"ok reloaded"), answer
 
 
 class Reloader:

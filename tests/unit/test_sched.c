@@ -208,9 +208,10 @@ static void ctl(const char *path, const char *req, char *reply, size_t size)
 }
 
 static int reloads;
-static void reload_cb(void *arg)
+static int reload_cb(void *arg)
 {
     reloads++;
+    return 0;
 }
 
 int main(void)
@@ -332,7 +333,7 @@ int main(void)
         ctl(sock, "flush", reply, sizeof reply);
         CHECK(strcmp(reply, "ok flushed") == 0, "flush: %s", reply);
         ctl(sock, "reload", reply, sizeof reply);
-        CHECK(strcmp(reply, "ok reloading") == 0 && reloads == 1, "reload: %s", reply);
+        CHECK(strcmp(reply, "ok reloaded") == 0 && reloads == 1, "reload: %s", reply);
         ctl(sock, "delete 0000NOSUCH", reply, sizeof reply);
         CHECK(strcmp(reply, "error no such message 0000NOSUCH") == 0, "delete: %s", reply);
         ctl(sock, "frobnicate", reply, sizeof reply);
