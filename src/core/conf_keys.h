@@ -41,6 +41,7 @@ enum kblock {
     KB_BATV,
     KB_MONITOR,
     KB_VERIFY,
+    KB_SRS,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

@@ -62,6 +62,9 @@ struct remote_job {
     int ret, body, smtputf8; /* SMTP_RET_*, SMTP_BODY_* */
     int batv_sign;           /* the sender is one of our users (spool_env.dsn_trusted): MAIL FROM
                                 carries it signed when its domain has BATV (core/batv.h) */
+    int forward;             /* the recipients are forward targets of our directory (aliases,
+                                mailbox forwards, reverse SRS): a sender not in our domains
+                                is rewritten with SRS when srs { } is on (core/srs.h) */
     int content_fd;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */

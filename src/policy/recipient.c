@@ -13,6 +13,7 @@
 struct rcpt_job {
     struct work_job *job;
     struct store *store;
+    const struct kconf *conf; /* the session's, borrowed (policy_ctx): reverse SRS */
     const char *maildir_root;
     char *hostname, *postmaster; /* copies: a reload may free the config */
     char *address;
@@ -89,7 +90,10 @@ static void rcpt_run(void *arg)
         rcpt_run_eom(j);
         return;
     }
-    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    struct route_postmaster pm = {.hostname = j->hostname,
+                                  .address = j->postmaster,
+                                  .srs = j->conf,
+                                  .srs_today = srs_day(time(NULL))};
     enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     switch (k) {
     case ROUTE_LOCAL:
@@ -168,6 +172,7 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
 {
     struct rcpt_job *j = xcalloc(1, sizeof *j);
     j->store = ctx->store;
+    j->conf = ctx->conf;
     j->maildir_root = ctx->conf->maildir_root;
     j->hostname = xstrdup(ctx->conf->hostname);
     j->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;

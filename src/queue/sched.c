@@ -261,6 +261,7 @@ struct rcpt_out {
 struct rgroup {
     struct qjob *j;
     char *domain;
+    int forward; /* targets of our aliases/forwards: the sender gets SRS (core/srs.h) */
     const char **rcpts;
     unsigned *notify;
     const char **orcpt;
@@ -342,7 +343,10 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct route_result rr;
     memset(&rr, 0, sizeof rr);
     double t0 = time_mono();
-    struct route_postmaster pm = {.hostname = j->conf->hostname, .address = j->conf->postmaster};
+    struct route_postmaster pm = {.hostname = j->conf->hostname,
+                                  .address = j->conf->postmaster,
+                                  .srs = j->conf,
+                                  .srs_today = srs_day(time(NULL))};
     enum route_kind kind = route_resolve(q->store, &pm, r->addr, &rr);
     double troute = time_mono() - t0;
     size_t n = rr.ntargets > 0 && (kind == ROUTE_LOCAL || kind == ROUTE_REMOTE) ? rr.ntargets : 1;
@@ -718,12 +722,14 @@ static void group_done(void *arg)
     if (--j->rpending == 0) remote_all_done(j);
 }
 
-static struct rgroup *group_for(struct qjob *j, const char *domain)
+static struct rgroup *group_for(struct qjob *j, const char *domain, int forward)
 {
     for (size_t g = 0; g < j->ngroups; g++)
-        if (str_ieq(j->groups[g]->domain, domain)) return j->groups[g];
+        if (str_ieq(j->groups[g]->domain, domain) && j->groups[g]->forward == forward)
+            return j->groups[g];
     struct rgroup *rg = xcalloc(1, sizeof *rg);
     rg->j = j;
+    rg->forward = forward;
     rg->domain = xstrdup(domain);
     str_lower(rg->domain);
     j->groups = xrealloc(j->groups, (j->ngroups + 1) * sizeof *j->groups);
@@ -731,7 +737,9 @@ static struct rgroup *group_for(struct qjob *j, const char *domain)
     return rg;
 }
 
-/* Group the remote targets by recipient domain: one remote_job per domain. */
+/* Group the remote targets by recipient domain: one remote_job per domain (and per
+ * kind: a forward, a target our directory expanded the recipient into, leaves with
+ * a rewritten sender; mail relayed as addressed does not). */
 static void remote_start(struct qjob *j)
 {
     struct queue *q = j->q;
@@ -743,7 +751,7 @@ static void remote_start(struct qjob *j)
             struct outcome *o = &j->ro[i].o[k];
             if (!o->remote) continue;
             const char *at = strrchr(o->to, '@');
-            struct rgroup *g = group_for(j, at ? at + 1 : "");
+            struct rgroup *g = group_for(j, at ? at + 1 : "", !str_ieq(o->to, env->rcpts[i].addr));
             if (g->n == g->cap) {
                 g->cap = g->cap ? g->cap * 2 : 4;
                 g->rcpts = xrealloc(g->rcpts, g->cap * sizeof *g->rcpts);
@@ -774,6 +782,7 @@ static void remote_start(struct qjob *j)
             .body = env->body,
             .smtputf8 = env->smtputf8,
             .batv_sign = env->dsn_trusted,
+            .forward = rg->forward,
             .content_fd = j->content_fd,
             .size = env->size,
             .results = rg->res,
