@@ -64,6 +64,9 @@ struct spool_env {
     int dsn_trusted; /* the sender may get DSNs: authenticated, local submission or a client in
                         relay.trusted_networks (DESIGN.md "No backscatter"); 0 in envelopes
                         written before this field existed */
+    int no_forward;  /* failed SPF or scored high at reception (policy_txn_no_forward()): our
+                        directory's remote targets (forwards) are left out, local copies
+                        delivered (docs/forwarding.md) */
 };
 
 /* --- the envelope (envelope.c: pure, no files) ------------------------------ */

@@ -377,6 +377,17 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
             const struct route_target *t = rr.ntargets ? &rr.targets[i] : NULL;
             enum route_kind tk = t ? t->kind : kind;
             o[i].to = xstrdup(t && t->addr ? t->addr : r->addr);
+            if (tk != ROUTE_LOCAL && env->no_forward && !str_ieq(o[i].to, r->addr) &&
+                !srs_is_srs(r->addr, strcspn(r->addr, "@"))) {
+                /* forwarding with care: mail that failed SPF or scored high is not
+                 * passed on to another provider (docs/forwarding.md); bounces to our
+                 * SRS addresses go back as ever */
+                o[i].comp = "qmgr";
+                outcome_relay(&o[i], "none");
+                outcome_set(&o[i], DELIVER_OK, "2.0.0",
+                            "not forwarded: the message failed SPF or scored as spam");
+                continue;
+            }
             if (tk != ROUTE_LOCAL && q->remote) {
                 /* delivered on the loop thread after this worker part (remote_start) */
                 o[i].remote = 1;

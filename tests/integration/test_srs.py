@@ -18,7 +18,7 @@ import pytest
 
 import peers
 import srsref
-from conftest import SAFETY, Raw, free_port
+from conftest import SAFETY, free_port
 from spfdns import SpfDNS
 
 spf = pytest.importorskip("spf")  # Debian's python3-spf (scripts/install-deps)
@@ -198,14 +198,11 @@ def send(k, sender, rcpt, source=SENDER_IP, msg=b"Subject: t\r\n\r\nhello\r\n"):
 
 def rcpt(k, addr, sender="", source=RECEIVER):
     """(code, text) of RCPT TO:<addr> from source."""
-    r = Raw(k.port, timeout=SAFETY)
-    try:
-        assert r.reply()[0] == 220
-        assert r.cmd("EHLO mx.gmail.test")[0] == 250
-        assert r.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-        return r.cmd("RCPT TO:<%s>" % addr)
-    finally:
-        r.close()
+    with smtplib.SMTP("127.0.0.1", k.port, source_address=(source, 0), timeout=SAFETY) as s:
+        s.ehlo("mx.gmail.test")
+        assert s.mail(sender)[0] == 250
+        code, text = s.rcpt(addr)
+        return code, "%d %s" % (code, text.decode(errors="replace"))
 
 
 def bounce(k, addr, source=RECEIVER):
@@ -344,3 +341,37 @@ def test_mailbox_forward_cli(world):
     assert r.returncode == 1 and b"no such mailbox" in r.stderr
 
 
+
+
+def test_mail_that_failed_spf_is_not_forwarded(world):
+    k = world()
+    k.cli("mailbox", "forward", "demo@example.test", "friend@gmail.test", "--keep")
+    k.start()
+    forger = "127.0.0.6"  # not strict.test's address: SPF fail (score 8, below 10)
+    # forward only: refused at RCPT, the sender's server keeps the problem
+    with smtplib.SMTP("127.0.0.1", k.port, source_address=(forger, 0), timeout=SAFETY) as s:
+        s.ehlo("client.strict.test")
+        assert s.mail("alice@strict.test")[0] == 250
+        code, text = s.rcpt("fwd@example.test")
+        assert code == 550 and b"5.7.1" in text and b"not forwarded" in text, text
+    # with a kept copy: accepted, delivered locally, not forwarded
+    send(k, "alice@strict.test", "demo@example.test", source=forger)
+    k.wait_mail("demo@example.test")
+    k.wait_queue_empty()
+    assert k.recv.messages == [] and k.recv.refused == [], (k.recv.messages, k.recv.refused)
+    assert "not forwarded: the message failed SPF" in k.log()
+    # the same from strict.test's own address is forwarded
+    send(k, "alice@strict.test", "demo@example.test")
+    wait_for("forwarded copy", lambda: k.recv.messages, k)
+
+
+def test_forward_target_verified_at_rcpt(world):
+    k = world()
+    k.cli("alias", "add", "gone@example.test", "nobody@gmail.test")
+    k.start()
+    code, text = rcpt(k, "gone@example.test", sender="alice@strict.test", source=SENDER_IP)
+    assert code == 550 and "5.1.1" in text and "nobody@gmail.test" in text, text
+    assert "no such user" in text  # the target's own words
+    code, text = rcpt(k, "fwd@example.test", sender="alice@strict.test", source=SENDER_IP)
+    assert code == 250, text
+    assert "forward_of=<fwd@example.test>" in k.log()
