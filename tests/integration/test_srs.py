@@ -158,10 +158,10 @@ def world(kurier_factory):
     recv = SpfReceiver(RECEIVER, rport, ["friend@gmail.test"], srv.port)
     origin = peers.Downstream(ORIGIN, oport, ["alice@strict.test",
                                                   "srs0=abcd=xy=orig.test=joe@strict.test"])
-    def make(secrets=(SECRET_A,), srs_extra=""):
+    def make(secrets=(SECRET_A,), srs_extra="", top=""):
         k = kurier_factory(
             listen_extra="    checks spf;\n",
-            extra="resolver 127.0.0.1@%d;\n"
+            extra=top + "resolver 127.0.0.1@%d;\n"
             "transport gmail.test {\n    relay %s:%d;\n    tls none;\n}\n"
             "transport strict.test {\n    relay %s:%d;\n    tls none;\n}\n"
             "srs {\n    domain example.test;\n    secret_file %s/srs.secrets;\n%s}\n"
@@ -375,3 +375,30 @@ def test_forward_target_verified_at_rcpt(world):
     code, text = rcpt(k, "fwd@example.test", sender="alice@strict.test", source=SENDER_IP)
     assert code == 250, text
     assert "forward_of=<fwd@example.test>" in k.log()
+
+
+def test_hangup_during_the_forward_probe_cancels_it(world):
+    """The new await point at RCPT: the client leaves while the forward target's
+    server holds the probe; the probe's connection is closed, nothing else runs
+    (ASan build), and the daemon goes on."""
+    import socket
+    port = free_port(ORIGIN)
+    ds = peers.Downstream(ORIGIN, port, ["slow@held.test"])
+    try:
+        k = world(top="transport held.test {\n    relay %s:%d;\n    tls none;\n}\n"
+                  % (ORIGIN, port))
+        k.cli("alias", "add", "held@example.test", "slow@held.test")
+        k.start()
+        ds.hold.set()
+        c = socket.create_connection(("127.0.0.1", k.port), timeout=SAFETY)
+        c.sendall(b"EHLO x.test\r\nMAIL FROM:<>\r\nRCPT TO:<held@example.test>\r\n")
+        wait_for("the probe waits", lambda: ds.held == 1, k)
+        c.close()
+        wait_for("the probe's connection closed", lambda: ds.hangups == 1, k)
+        ds.hold.clear()
+        code, text = rcpt(k, "held@example.test")
+        assert code == 250, text
+        assert k.stop() == 0
+        assert "ERROR: AddressSanitizer" not in k.log() and "runtime error" not in k.log()
+    finally:
+        ds.stop()
