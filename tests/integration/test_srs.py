@@ -402,3 +402,23 @@ def test_hangup_during_the_forward_probe_cancels_it(world):
         assert "ERROR: AddressSanitizer" not in k.log() and "runtime error" not in k.log()
     finally:
         ds.stop()
+
+
+def test_bounce_to_srs_address_passes_batv(world):
+    """With BATV on for our domains, bounces must carry a prvs= tag, except to an
+    SRS address: its own signature is checked (and a forged one still refused)."""
+    k = world(top="batv {\n    domains all;\n    key_file %(dir)s/batv.keys;\n}\n")
+    path = os.path.join(k.dir, "batv.keys")
+    with open(path, "w") as f:
+        f.write("0 batv-secret-0123456789\n")
+    os.chmod(path, 0o600)
+    k.start()
+    today = int(time.time() // 86400)
+    good = srsref.forward(SECRET_A, "alice@strict.test", "example.test", today)
+    code, text = rcpt(k, "demo@example.test")
+    assert code == 550 and "5.7.1" in text, text  # BATV is on: untagged bounce refused
+    bounce(k, good)
+    wait_for("bounce at the origin", lambda: k.origin.messages, k)
+    assert k.origin.messages[0][1] == ["alice@strict.test"]
+    code, text = rcpt(k, good.replace("=alice@", "=mallory@"))
+    assert code == 550 and "5.1.1" in text, text
