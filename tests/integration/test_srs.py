@@ -7,7 +7,8 @@ the mail only because the envelope sender was rewritten with SRS into our domain
 the receiver's bounce to that SRS address comes back and reaches the original
 sender's server (127.0.0.72); forged and expired SRS addresses are refused at RCPT;
 rotating the secret keeps old addresses valid; mail that failed SPF is not
-forwarded. srsref.py is the reference algorithm of libsrs2/postsrsd."""
+forwarded. srsref.py is the reference algorithm of libsrs2/postsrsd, and Debian's
+postsrsd itself makes and reverses the same addresses."""
 
 import os
 import smtplib
@@ -422,3 +423,61 @@ def test_bounce_to_srs_address_passes_batv(world):
     assert k.origin.messages[0][1] == ["alice@strict.test"]
     code, text = rcpt(k, good.replace("=alice@", "=mallory@"))
     assert code == 550 and "5.1.1" in text, text
+
+
+POSTSRSD = "/usr/sbin/postsrsd"  # Debian's postsrsd (scripts/install-deps)
+
+
+def tcp_table(port, key):
+    """One Postfix tcp_table lookup ("get KEY" -> "200 VALUE"), as postsrsd serves."""
+    import socket
+    import urllib.parse
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as c:
+        c.sendall(("get %s\n" % urllib.parse.quote(key, safe="@=+-.")).encode())
+        line = c.makefile("rb").readline().decode().rstrip("\n")
+    code, _, value = line.partition(" ")
+    return code, urllib.parse.unquote(value)
+
+
+@pytest.fixture
+def postsrsd(tmp_path):
+    import subprocess
+    if not os.path.exists(POSTSRSD):
+        pytest.skip("postsrsd is not installed")
+    sf = tmp_path / "postsrsd.secret"
+    sf.write_text(SECRET_A + "\n")
+    os.chmod(sf, 0o600)
+    fport, rport = free_port(), free_port()
+    p = subprocess.Popen([POSTSRSD, "-s%s" % sf, "-dexample.test", "-l127.0.0.1", "-4",
+                          "-f%d" % fport, "-r%d" % rport],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from conftest import wait_port
+        wait_port("127.0.0.1", fport, proc=p)
+        wait_port("127.0.0.1", rport, proc=p)
+        yield fport, rport
+    finally:
+        p.terminate()
+        p.wait(timeout=SAFETY)
+
+
+def test_interoperates_with_postsrsd(world, postsrsd):
+    """The same secret in postsrsd (libsrs2) and kurier: the same addresses both ways."""
+    fport, rport = postsrsd
+    k = world()
+    k.start()
+    send(k, "alice@strict.test", "fwd@example.test")
+    other = "SRS0=AbCd=XY=orig.test=joe@strict.test"
+    send(k, other, "fwd@example.test")
+    wait_for("two forwards", lambda: len(k.recv.messages) == 2, k)
+    ours = [m[0] for m in k.recv.messages]
+    assert tcp_table(fport, "alice@strict.test") == ("200", ours[0]), ours
+    assert tcp_table(fport, other) == ("200", ours[1]), ours
+    # postsrsd reverses ours, kurier takes postsrsd's
+    assert tcp_table(rport, ours[0]) == ("200", "alice@strict.test")
+    code, made = tcp_table(fport, "carol@strict.test")
+    assert code == "200" and made.startswith("SRS0="), made
+    k.origin.users.add("carol@strict.test")
+    bounce(k, made)
+    wait_for("bounce at the origin", lambda: k.origin.messages, k)
+    assert k.origin.messages[-1][1] == ["carol@strict.test"]
