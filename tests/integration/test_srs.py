@@ -33,6 +33,8 @@ SECRET_B = "second-srs-secret-9876543210"
 
 ZONE = {
     "strict.test": [{"TXT": "v=spf1 ip4:%s -all" % SENDER_IP}],
+    # SENDER_IP is not soft.test's: SPF softfail, a score but no fail
+    "soft.test": [{"TXT": "v=spf1 ip4:127.0.0.9 ~all"}],
     # our domain: kurier sends from some 127/8 address
     "example.test": [{"TXT": "v=spf1 ip4:127.0.0.0/8 -all"}],
 }
@@ -159,9 +161,9 @@ def world(kurier_factory):
     recv = SpfReceiver(RECEIVER, rport, ["friend@gmail.test"], srv.port)
     origin = peers.Downstream(ORIGIN, oport, ["alice@strict.test",
                                                   "srs0=abcd=xy=orig.test=joe@strict.test"])
-    def make(secrets=(SECRET_A,), srs_extra="", top=""):
+    def make(secrets=(SECRET_A,), srs_extra="", top="", listen_extra=""):
         k = kurier_factory(
-            listen_extra="    checks spf;\n",
+            listen_extra="    checks spf;\n" + listen_extra,
             extra=top + "resolver 127.0.0.1@%d;\n"
             "transport gmail.test {\n    relay %s:%d;\n    tls none;\n}\n"
             "transport strict.test {\n    relay %s:%d;\n    tls none;\n}\n"
@@ -364,6 +366,43 @@ def test_mail_that_failed_spf_is_not_forwarded(world):
     # the same from strict.test's own address is forwarded
     send(k, "alice@strict.test", "demo@example.test")
     wait_for("forwarded copy", lambda: k.recv.messages, k)
+
+
+def test_mail_that_scored_high_is_not_forwarded(world):
+    """Not SPF fail, but a score up to the listener's greylist_score (softfail, 2):
+    greylisted, then accepted on retry, and still not passed on to another provider."""
+    k = world(top="greylist {\n    delay 1s;\n}\n", listen_extra="    greylist_score 2;\n")
+    k.cli("mailbox", "forward", "demo@example.test", "friend@gmail.test", "--keep")
+    k.start()
+    # forward only: refused at RCPT (the score carried from MAIL decides)
+    with smtplib.SMTP("127.0.0.1", k.port, source_address=(SENDER_IP, 0), timeout=SAFETY) as s:
+        s.ehlo("client.soft.test")
+        assert s.mail("bob@soft.test")[0] == 250
+        code, text = s.rcpt("fwd@example.test")
+        assert code == 550 and b"5.7.1" in text and b"not forwarded" in text, text
+    # with a kept copy: greylisted first (nothing lost), then accepted and kept only
+    codes = []
+
+    def retried():
+        with smtplib.SMTP("127.0.0.1", k.port, source_address=(SENDER_IP, 0),
+                          timeout=SAFETY) as s:
+            s.ehlo("client.soft.test")
+            assert s.mail("bob@soft.test")[0] == 250
+            code, text = s.rcpt("demo@example.test")
+            codes.append(code)
+            if code != 250:
+                assert code == 451, text
+                time.sleep(0.2)  # the greylist delay is 1 s: not every 50 ms
+                return False
+            code, text = s.data(b"Subject: scored\r\n\r\nhello\r\n")
+            assert code == 250, text
+            return True
+    wait_for("accepted after greylisting", retried, k)
+    assert codes[0] == 451, codes
+    k.wait_mail("demo@example.test")
+    k.wait_queue_empty()
+    assert k.recv.messages == [] and k.recv.refused == [], (k.recv.messages, k.recv.refused)
+    assert "not forwarded: the message failed SPF or scored as spam" in k.log()
 
 
 def test_forward_target_verified_at_rcpt(world):
