@@ -49,6 +49,7 @@ class SpfReceiver:
     def __init__(self, host, port, users, dns_port):
         self.host, self.port, self.users = host, port, set(users)
         self.messages, self.refused = [], []
+        self.sources = []  # (client address, EHLO name) of each message taken
         self.res = dns.resolver.Resolver(configure=False)
         self.res.nameservers = ["127.0.0.1"]
         self.res.port = dns_port
@@ -124,6 +125,7 @@ class SpfReceiver:
                     send("354 go ahead")
                     while f.readline() not in (b".\r\n", b".\n", b""):
                         pass
+                    self.sources.append((ip, helo))
                     self.messages.append((mail, rcpts, result))
                     send("250 2.0.0 Ok: queued")
                 elif verb == "RSET":
@@ -252,6 +254,21 @@ def test_forward_is_rewritten_and_bounce_goes_back(world):
         s.sendmail("demo@example.test", ["fwd@example.test"], b"Subject: x\r\n\r\nx\r\n")
     wait_for("second forward", lambda: len(recv_msgs()) == 2, k)
     assert recv_msgs()[1][0] == "demo@example.test"
+
+
+def test_forward_leaves_through_the_egress_pool(world):
+    """A forward is outbound mail like any other: it leaves from the default egress
+    pool's address, with that address's EHLO name, and still passes SPF as ours."""
+    src = "127.0.0.73"
+    k = world(top="egress pool main {\n    source %s ehlo out1.example.test;\n"
+              "    default on;\n}\n" % src)
+    k.start()
+    send(k, "alice@strict.test", "fwd@example.test")
+    recv = k.recv
+    wait_for("forwarded message", lambda: recv.messages, k)
+    mail, rcpts, result = recv.messages[0]
+    assert mail.startswith("SRS0=") and result == "pass", recv.messages
+    assert recv.sources[0] == (src, "out1.example.test"), recv.sources
 
 
 def test_srs1_for_an_address_rewritten_elsewhere(world):
