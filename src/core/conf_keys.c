@@ -7,9 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",      "log",   "limits",     "queue", "relay",  "auth",     "outbound", "greylist",
-    "batv",  "monitor", "verify",   "dkim",  "abuse",  "complaints", "srs",    "listen",
-    "transport"};
+    "",        "log",    "limits", "queue", "relay",      "auth", "outbound", "greylist", "batv",
+    "monitor", "verify", "dkim",   "abuse", "complaints", "srs",  "listen",   "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
