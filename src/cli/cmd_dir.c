@@ -225,6 +225,8 @@ static int mailbox_usage(void)
             "       kurier mailbox grant ADDRESS SENDER|@DOMAIN   (may also send as SENDER)\n"
             "       kurier mailbox revoke ADDRESS SENDER|@DOMAIN\n"
             "       kurier mailbox grants [ADDRESS]\n"
+            "       kurier mailbox forward ADDRESS TARGET... [--keep]   (--keep: a copy stays)\n"
+            "       kurier mailbox forward ADDRESS --off | --show\n"
             "Without a password option the password is asked twice on the terminal, or read\n"
             "as one line from standard input when that is not a terminal.\n");
     return 2;
@@ -244,9 +246,81 @@ static void print_grant(void *arg, const char *user, const char *grant)
     printf("%-48s %s\n", user, grant);
 }
 
+static void print_target(void *arg, const char *source, const char *target)
+{
+    if (strcmp(source, (const char *)arg) == 0) printf("%s\n", target);
+}
+
+/* "mailbox forward ADDRESS TARGET... [--keep]": the mailbox's alias rows are replaced
+ * by the targets (an alias wins over a mailbox: docs/directory.md), plus the mailbox
+ * itself with --keep; "--off" removes them, "--show" lists them. */
+static int mailbox_forward(int argc, char **argv)
+{
+    int keep = 0, off = 0, show = 0;
+    const char *addr = NULL;
+    const char **targets = xcalloc((size_t)argc, sizeof *targets);
+    size_t nt = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--keep") == 0)
+            keep = 1;
+        else if (strcmp(argv[i], "--off") == 0)
+            off = 1;
+        else if (strcmp(argv[i], "--show") == 0)
+            show = 1;
+        else if (argv[i][0] == '-') {
+            free(targets);
+            cli_fail("unknown option %s", argv[i]);
+            return mailbox_usage();
+        } else if (!addr)
+            addr = argv[i];
+        else
+            targets[nt++] = argv[i];
+    }
+    if (!addr || (off + show > 1) || ((off || show) && (nt || keep)) || (!off && !show && !nt)) {
+        free(targets);
+        return mailbox_usage();
+    }
+    struct cli_dir d;
+    if (cli_dir_open(&d) != 0) {
+        free(targets);
+        return 1;
+    }
+    char err[512], *a = xstrdup(addr);
+    str_lower(a);
+    int rc = 0;
+    char **old = NULL;
+    size_t nold = 0;
+    if (store_mailbox_get(d.st, a, NULL) != 1) {
+        rc = cli_fail("no such mailbox %s", a);
+    } else if (show) {
+        if (store_alias_list(d.st, print_target, a) != 0)
+            rc = cli_fail("cannot list forwards: database error");
+    } else if (store_alias_get(d.st, a, &old, &nold) < 0) {
+        rc = cli_fail("cannot read forwards: database error");
+    } else {
+        if (nold && store_alias_del(d.st, a, NULL, err, sizeof err) != 0) rc = cli_fail("%s", err);
+        for (size_t i = 0; i < nt && !rc; i++) {
+            if (!strchr(targets[i], '@') || str_ieq(targets[i], a))
+                rc = cli_fail("forward target %s: give a full address other than the mailbox "
+                              "(--keep keeps a copy)",
+                              targets[i]);
+            else if (store_alias_add(d.st, a, targets[i], err, sizeof err) != 0)
+                rc = cli_fail("%s", err);
+        }
+        if (!rc && keep && store_alias_add(d.st, a, a, err, sizeof err) != 0)
+            rc = cli_fail("%s", err);
+    }
+    if (old) store_strv_free(old, nold);
+    free(a);
+    free(targets);
+    cli_dir_close(&d);
+    return rc;
+}
+
 int cmd_mailbox(int argc, char **argv)
 {
     if (argc < 2) return mailbox_usage();
+    if (strcmp(argv[1], "forward") == 0) return mailbox_forward(argc, argv);
     const char *verb = argv[1];
     int is_add = strcmp(verb, "add") == 0, is_passwd = strcmp(verb, "passwd") == 0;
     int if_missing = 0;

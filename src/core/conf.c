@@ -15,6 +15,7 @@
 
 #include "core/addr.h"
 #include "core/batv.h"
+#include "core/srs.h"
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/log.h"
@@ -1314,6 +1315,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_DKIM, c);
     apply_defaults(KB_ABUSE, c);
     apply_defaults(KB_COMPLAINTS, c);
+    apply_defaults(KB_SRS, c);
     return c;
 }
 
@@ -1337,6 +1339,10 @@ static struct kconf *kconf_finish(struct kconf *c, struct conf_errors *errs, siz
     if (c->batv_domains && !c->batv_key_file)
         conf_errors_add(errs, c->file, 0, 0,
                         "batv: \"domains\" needs \"key_file\" (the secrets tags are signed with)");
+    if (c->srs_domain && !c->srs_secret_file)
+        conf_errors_add(errs, c->file, 0, 0,
+                        "srs: \"domain\" needs \"secret_file\" (the secrets addresses are signed "
+                        "with)");
     if (errs->n != nerr) {
         conf_free(c);
         return NULL;
@@ -1397,6 +1403,44 @@ static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
     free(text);
 }
 
+/* srs { secret_file }: as the BATV key file, only for the daemon's user and group. */
+static void load_srs_secrets(struct kconf *c, struct conf_errors *errs)
+{
+    const char *path = c->srs_secret_file;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        conf_errors_add(errs, path, 0, 0, "cannot read SRS secret file: %s", strerror(errno));
+        return;
+    }
+    if (st.st_mode & 0027) {
+        conf_errors_add(errs, path, 0, 0,
+                        "SRS secret file is %s (mode %04o): chmod 600 (or 640) it",
+                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
+                        (unsigned)(st.st_mode & 07777));
+        return;
+    }
+    size_t len = 0;
+    char *text = file_read(path, &len);
+    if (!text) {
+        conf_errors_add(errs, path, 0, 0, "cannot read SRS secret file: %s", strerror(errno));
+        return;
+    }
+    struct srs_secret *s = xcalloc(SRS_SECRETS_MAX, sizeof *s);
+    size_t n = 0;
+    int line = 0;
+    char why[256];
+    if (srs_secrets_parse(text, len, s, &n, &line, why, sizeof why) != 0) {
+        conf_errors_add(errs, path, line, 0, "%s", why);
+        explicit_bzero(s, SRS_SECRETS_MAX * sizeof *s);
+        free(s);
+    } else {
+        c->srs_secrets = s;
+        c->nsrs_secrets = n;
+    }
+    explicit_bzero(text, len);
+    free(text);
+}
+
 struct kconf *conf_load(const char *file, struct conf_errors *errs)
 {
     struct conf_errors local = {0};
@@ -1413,6 +1457,7 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     free(L.files);
     free(L.stack);
     if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
+    if (read_secrets && c->srs_secret_file && errs->n == nerr) load_srs_secrets(c, errs);
 
     conf_egress_check(c, errs);
     c = kconf_finish(c, errs, nerr);
@@ -1475,6 +1520,10 @@ static void kconf_destroy(struct kconf *c)
     free(c->batv_key_file);
     if (c->batv_keys) explicit_bzero(c->batv_keys, c->nbatv_keys * sizeof *c->batv_keys);
     free(c->batv_keys);
+    free(c->srs_domain);
+    free(c->srs_secret_file);
+    if (c->srs_secrets) explicit_bzero(c->srs_secrets, c->nsrs_secrets * sizeof *c->srs_secrets);
+    free(c->srs_secrets);
     free(c->mon_addresses);
     free(c->mon_lists);
     free(c->mon_delist);

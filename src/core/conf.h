@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 struct batv_key;
+struct srs_secret;
 
 /* --- the parse tree ------------------------------------------------------- */
 
@@ -264,6 +265,15 @@ struct kconf {
     int batv_max_age;           /* seconds a tag is valid (7d) */
     struct batv_key *batv_keys; /* read from key_file by conf_load() (conf_apply(): none) */
     size_t nbatv_keys;
+
+    /* srs { } (core/srs.h, deliver/remote.c, route/route.c, docs/forwarding.md) */
+    char *srs_domain;               /* domain: forwarded senders are rewritten into it;
+                                       NULL = SRS off */
+    char *srs_secret_file;          /* secret_file, NULL = none */
+    int srs_max_age;                /* seconds an address stays valid (21d) */
+    struct srs_secret *srs_secrets; /* read from secret_file by conf_load() */
+    size_t nsrs_secrets;
+    int srs_verify_forward; /* verify_forward: probe the forward target at RCPT */
 
     /* monitor { } (egress/monitor.c, docs/egress.md): our sending addresses against DNS
      * lists, on a timer */

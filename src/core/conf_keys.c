@@ -7,8 +7,8 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",     "log",     "limits", "queue", "relay", "auth",       "outbound", "greylist",
-    "batv", "monitor", "verify", "dkim",  "abuse", "complaints", "listen",   "transport"};
+    "",        "log",    "limits", "queue", "relay",      "auth", "outbound", "greylist", "batv",
+    "monitor", "verify", "dkim",   "abuse", "complaints", "srs",  "listen",   "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -198,6 +198,23 @@ const struct conf_key conf_keys[] = {
      "config check and check-client."},
     {KB_BATV, "max_age", KT_DUR, "7d", NULL, DAY_, 30 * DAY_, NULL, KC(batv_max_age),
      "How long a signed sender stays valid for bounces, in whole days (rounded up)."},
+
+    {KB_SRS, "domain", KT_HOST, NULL, "none (SRS off)", 0, 0, NULL, KC(srs_domain),
+     "Domain forwarded senders are rewritten into (docs/forwarding.md): mail from another "
+     "domain that an alias or mailbox forward sends to a remote address leaves with the "
+     "envelope sender SRS0=HHHH=TT=domain=local@DOMAIN, and bounces to such addresses are "
+     "checked and sent back to the original sender. Usually one of our hosted domains; its MX "
+     "must point here. Needs secret_file."},
+    {KB_SRS, "secret_file", KT_PATH, NULL, "none", 0, 0, NULL, KC(srs_secret_file),
+     "File of SRS secrets, one per line (16 to 256 bytes, as postsrsd's secrets file), newest "
+     "first: the first signs, all verify (rotation). Must not be readable by others (chmod 600 "
+     "or 640); read at start and on reload."},
+    {KB_SRS, "max_age", KT_DUR, "21d", NULL, DAY_, 1000 * DAY_, NULL, KC(srs_max_age),
+     "How long a rewritten sender stays valid for bounces, in whole days (rounded up; "
+     "postsrsd's default is 21 days)."},
+    {KB_SRS, "verify_forward", KT_BOOL, "on", NULL, 0, 0, NULL, KC(srs_verify_forward),
+     "Ask the forward target's server at RCPT time whether it takes the address (with the "
+     "relay verify prober), so its refusal becomes our 5xx instead of a bounce later."},
 
     {KB_MONITOR, "addresses", KT_NETS, NULL, "none (monitoring off)", 0, 0, NULL, KC(mon_addresses),
      "Our sending (egress) addresses to look up on the DNS lists, IPv4 or IPv6; a network "

@@ -49,6 +49,7 @@ enum kblock {
     KB_DKIM,
     KB_ABUSE,
     KB_COMPLAINTS,
+    KB_SRS,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

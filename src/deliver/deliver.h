@@ -72,6 +72,9 @@ struct remote_job {
     /* which egress pool (route_pool()): the sender's login and the listen address the
      * mail came in on, or NULL */
     const char *auth_user, *listener;
+    int forward; /* the recipients are forward targets of our directory (aliases,
+                    mailbox forwards, reverse SRS): a sender not in our domains
+                    is rewritten with SRS when srs { } is on (core/srs.h) */
     int content_fd;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */

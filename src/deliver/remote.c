@@ -79,6 +79,7 @@ struct remote_req {
     struct store_relay *relay;
     int relay_rc;
     char *batv_sender; /* MAIL FROM signed with BATV (looked up with the relay), or NULL */
+    char *srs_sender;  /* MAIL FROM rewritten with SRS for a forward, or NULL */
     /* the next hops (route/), tried in turn from hi */
     struct route_next route;
     size_t hi;
@@ -391,6 +392,7 @@ static void req_free(struct remote_req *q)
     free(q->rreply);
     route_relay_free(q->relay);
     free(q->batv_sender);
+    free(q->srs_sender);
     conf_unref(q->conf);
     free(q);
 }
@@ -616,9 +618,10 @@ static void send_msg(struct remote_req *q, struct conn *cn)
         q->sorcpt[k] = job->orcpt ? job->orcpt[i] : NULL;
     }
     q->msg = (struct smtp_client_msg){
-        .sender = q->batv_sender ? q->batv_sender
-                  : job->sender  ? job->sender
-                                 : "",
+        .sender = q->srs_sender    ? q->srs_sender
+                  : q->batv_sender ? q->batv_sender
+                  : job->sender    ? job->sender
+                                   : "",
         .rcpts = q->srcpts,
         .nrcpts = q->nidx,
         .notify = job->notify ? q->snotify : NULL,
@@ -1003,6 +1006,14 @@ static void route_lookup_run(void *arg)
         on = k != ROUTE_REMOTE && k != ROUTE_ERROR;
     }
     if (on) q->batv_sender = batv_sign_new(q->conf, q->job->sender, time(NULL));
+    /* SRS: a forward of a stranger's mail leaves in the name of srs { domain }, so
+     * the receiver's SPF check sees our domain (docs/forwarding.md) */
+    if (q->job->forward && at && srs_enabled(q->conf) && !q->batv_sender) {
+        struct route_result rr;
+        enum route_kind k = route_resolve(q->r->st, NULL, q->job->sender, &rr);
+        route_result_clear(&rr);
+        if (k == ROUTE_REMOTE) q->srs_sender = srs_forward_new(q->conf, q->job->sender, time(NULL));
+    }
 }
 
 static void route_lookup_done(void *arg)

@@ -310,6 +310,7 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
     e->body = txn->body;
     e->smtputf8 = txn->smtputf8;
     e->dsn_trusted = policy_dsn_trusted(peer->auth_user, peer->trusted);
+    e->no_forward = policy_txn_no_forward(txn->state, peer->listener);
     e->rcpts = xcalloc(txn->nrcpts, sizeof *e->rcpts);
     e->nrcpts = txn->nrcpts;
     const char **addrs = xcalloc(txn->nrcpts ? txn->nrcpts : 1, sizeof *addrs);

@@ -108,6 +108,9 @@ static void *batv_start(const struct policy_ctx *ctx, enum policy_stage stage,
     if (stage == POLICY_RCPT && a && a->local && a->domain &&
         strlen(a->domain) < sizeof j->domain && strlen(a->local) < sizeof j->local)
         on = batv_domain_on(ctx->conf, a->domain);
+    /* an SRS address carries its own signature, checked by the recipient check
+     * (route/: reverse SRS); bounces to it are what it is for (docs/forwarding.md) */
+    if (on && srs_is_srs(a->local, strlen(a->local))) on = 0;
     if (on) {
         str_copy(j->domain, a->domain, sizeof j->domain);
         char *s = addr_format(a);

@@ -295,6 +295,11 @@ void policy_txn_note(struct policy_txn *t, const struct policy_check *c,
 void policy_txn_stage_done(struct policy_txn *t, enum policy_stage stage, int score);
 /* The MAIL stage's sum, where a RCPT stage starts. */
 int policy_txn_carry(const struct policy_txn *t);
+/* Forwarding with care (docs/forwarding.md): is this transaction's mail kept from
+ * forwards to other providers? 1 when SPF said fail, or its score reached the
+ * listener l's greylist_score (when set) or reject_score; 0 otherwise (t or l NULL:
+ * 0). A forward of such mail would make the forwarder look like its source. */
+int policy_txn_no_forward(const struct policy_txn *t, const struct conf_listen *l);
 /* The header fields of an accepted message known when its header section ended,
  * appended to out (CRLF-ended): the checks' fields; for a client that did not log in
  * (auth_user NULL), iprev (when reverse_dns looked up the client: pass for a verified

@@ -13,10 +13,12 @@
 struct rcpt_job {
     struct work_job *job;
     struct store *store;
+    const struct kconf *conf; /* the session's, borrowed (policy_ctx): reverse SRS */
     const char *maildir_root;
     char *hostname, *postmaster; /* copies: a reload may free the config */
     char *address;
     int may_relay;
+    int no_forward; /* policy_txn_no_forward(): forward-only recipients are refused */
     enum policy_stage stage;
     long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
     char **rcpts;   /* EOM: every recipient */
@@ -42,6 +44,16 @@ static int room(const struct rcpt_job *j, const struct route_result *rr, long lo
         if (used >= t->quota || (size > 0 && used + size > t->quota)) worst = 1;
     }
     return worst;
+}
+
+/* Does address only forward (every target remote, none a local copy)? A bounce to
+ * one of our SRS addresses is not a forward of the sender's mail. */
+static int forward_only(const char *address, const struct route_result *rr)
+{
+    if (srs_is_srs(address, strcspn(address, "@")) || rr->ntargets == 0) return 0;
+    for (size_t i = 0; i < rr->ntargets; i++)
+        if (rr->targets[i].kind == ROUTE_LOCAL) return 0;
+    return 1;
 }
 
 /* Worker thread, end of message: does the message fit the mailboxes of its local
@@ -89,10 +101,21 @@ static void rcpt_run(void *arg)
         rcpt_run_eom(j);
         return;
     }
-    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    struct route_postmaster pm = {.hostname = j->hostname,
+                                  .address = j->postmaster,
+                                  .srs = j->conf,
+                                  .srs_today = srs_day(time(NULL))};
     enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     switch (k) {
     case ROUTE_LOCAL:
+        if (j->no_forward && forward_only(j->address, &rr)) {
+            policy_verdict_set(v, POLICY_REJECT, 550, "5.7.1",
+                               "<%s>: Recipient address rejected: this address forwards to "
+                               "another provider, and this message failed SPF or scored as "
+                               "spam here: it is not forwarded",
+                               j->address);
+            break;
+        }
         switch (room(j, &rr, j->size)) {
         case 0:
             break;
@@ -168,6 +191,7 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
 {
     struct rcpt_job *j = xcalloc(1, sizeof *j);
     j->store = ctx->store;
+    j->conf = ctx->conf;
     j->maildir_root = ctx->conf->maildir_root;
     j->hostname = xstrdup(ctx->conf->hostname);
     j->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;
@@ -183,6 +207,7 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
         j->size = (long long)ctx->msg_size;
     }
     j->may_relay = ctx->trusted || ctx->auth_user != NULL;
+    j->no_forward = !j->may_relay && policy_txn_no_forward(ctx->txn, ctx->listener);
     if (stage == POLICY_RCPT && ctx->rcpt && ctx->rcpt->domain) {
         /* a relay domain: we are its MX, its own server is behind us (relay_verify.c) */
         const struct conf_transport *t = route_transport(ctx->conf, ctx->rcpt->domain);

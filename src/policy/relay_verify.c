@@ -2,7 +2,10 @@
  * we are the MX in front of the domain's own server) are checked at RCPT with an SMTP
  * probe at that server (deliver/probe.c); the answers are remembered in the directory
  * database (store_verify_*, a TTL for each kind of answer) and purged on a timer.
- * Delivery of accepted mail is the queue's (route/: the transport's relay). */
+ * Delivery of accepted mail is the queue's (route/: the transport's relay).
+ * Forwards too (srs { verify_forward }): a recipient of ours that only forwards to one
+ * remote address is probed at that address's server, so its refusal is our 550 at
+ * RCPT rather than a bounce later (docs/forwarding.md); no answer lets it pass. */
 #include "core/compat.h"
 
 #include <event2/event.h>
@@ -19,6 +22,8 @@ struct rv {
     struct store *store;
     struct prober *prober;
     char *rcpt;
+    int forward;  /* srs { verify_forward }: rcpt may be a forward of ours */
+    char *target; /* the forward's target, probed instead of rcpt; NULL none */
     struct work_job *job;
     struct probe_req *probe;
     struct event *ev;
@@ -33,6 +38,7 @@ static void rv_free(struct rv *r)
 {
     if (r->ev) event_free(r->ev);
     free(r->rcpt);
+    free(r->target);
     free(r);
 }
 
@@ -55,6 +61,11 @@ static void verdict_from(struct rv *r, int ok, const char *text)
 {
     if (ok)
         r->v = (struct policy_verdict){.kind = POLICY_PASS};
+    else if (r->target)
+        policy_verdict_set(&r->v, POLICY_REJECT, 550, "5.1.1",
+                           "<%s>: Recipient address rejected: it forwards to <%s>, which is "
+                           "undeliverable: %s",
+                           r->rcpt, r->target, text);
     else
         policy_verdict_set(&r->v, POLICY_REJECT, 550, "5.1.1",
                            "<%s>: Recipient address rejected: undeliverable address: %s", r->rcpt,
@@ -65,7 +76,7 @@ static void verdict_from(struct rv *r, int ok, const char *text)
 static void put_run(void *arg)
 {
     struct rv *r = arg;
-    if (store_verify_put(r->store, KIND, r->rcpt, &r->ans) != 0)
+    if (store_verify_put(r->store, KIND, r->target ? r->target : r->rcpt, &r->ans) != 0)
         log_warn("relay_verify", "to=<%s>: cannot remember the probe's answer (database error)",
                  r->rcpt);
 }
@@ -82,8 +93,17 @@ static void probed(void *arg, const struct probe_result *res)
     struct rv *r = arg;
     r->probe = NULL;
     static const char *const names[] = {"accepted", "refused", "unverified"};
-    log_info("relay_verify", "probe to=<%s> relay=%s result=%s (%s)", r->rcpt,
-             res->relay[0] ? res->relay : "none", names[res->status], res->text);
+    if (r->target)
+        log_info("relay_verify", "probe to=<%s> forward_of=<%s> relay=%s result=%s (%s)", r->target,
+                 r->rcpt, res->relay[0] ? res->relay : "none", names[res->status], res->text);
+    else
+        log_info("relay_verify", "probe to=<%s> relay=%s result=%s (%s)", r->rcpt,
+                 res->relay[0] ? res->relay : "none", names[res->status], res->text);
+    if (res->status == PROBE_TEMP && r->target) {
+        /* a forward's target that cannot say now: the queue will try (and bounce) */
+        rv_answer(r);
+        return;
+    }
     if (res->status == PROBE_TEMP) {
         /* not remembered: the next RCPT asks again */
         policy_verdict_set(&r->v, POLICY_TEMPFAIL, 450, "4.4.1",
@@ -110,13 +130,32 @@ static void probed(void *arg, const struct probe_result *res)
 static void lookup_run(void *arg)
 {
     struct rv *r = arg;
-    r->rc = store_verify_get(r->store, KIND, r->rcpt, (long long)time(NULL), &r->ans);
+    if (r->forward) {
+        /* only an address that forwards to exactly one remote address, keeping no
+         * copy; an SRS address goes back to a sender, who is not asked */
+        struct route_result rr = {0};
+        if (!srs_is_srs(r->rcpt, strcspn(r->rcpt, "@")) &&
+            route_resolve(r->store, NULL, r->rcpt, &rr) == ROUTE_LOCAL && rr.ntargets == 1 &&
+            rr.targets[0].kind == ROUTE_REMOTE && strcmp(rr.targets[0].addr, r->rcpt) != 0)
+            r->target = xstrdup(rr.targets[0].addr);
+        route_result_clear(&rr);
+        if (!r->target) {
+            r->rc = -2; /* nothing to probe */
+            return;
+        }
+    }
+    r->rc = store_verify_get(r->store, KIND, r->target ? r->target : r->rcpt, (long long)time(NULL),
+                             &r->ans);
 }
 
 static void lookup_done(void *arg)
 {
     struct rv *r = arg;
     r->job = NULL;
+    if (r->rc == -2) {
+        rv_answer(r);
+        return;
+    }
     if (r->rc > 0) {
         log_info("relay_verify", "to=<%s> result=%s (cached: %s)", r->rcpt,
                  r->ans.ok ? "accepted" : "refused", r->ans.text);
@@ -126,7 +165,7 @@ static void lookup_done(void *arg)
     }
     if (r->rc < 0) /* the server behind us can still answer */
         log_warn("relay_verify", "to=<%s>: probe cache lookup failed (database error)", r->rcpt);
-    r->probe = probe_start(r->prober, r->conf, r->rcpt, 0, probed, r);
+    r->probe = probe_start(r->prober, r->conf, r->target ? r->target : r->rcpt, 0, probed, r);
 }
 
 static void *rv_start(const struct policy_ctx *ctx, enum policy_stage stage,
@@ -144,8 +183,9 @@ static void *rv_start(const struct policy_ctx *ctx, enum policy_stage stage,
     /* only strangers: our users and trusted networks get a bounce for a typo */
     if (t && t->relay_domain && t->verify_recipients && !ctx->prober)
         str_copy(r->v.detail, "relay domain: recipient not probed here", sizeof r->v.detail);
-    if (!t || !t->relay_domain || !t->verify_recipients || !ctx->prober || ctx->auth_user ||
-        ctx->trusted) {
+    int relay = t && t->relay_domain && t->verify_recipients;
+    r->forward = !t && ctx->conf->srs_verify_forward && ctx->rcpt && ctx->rcpt->domain;
+    if ((!relay && !r->forward) || !ctx->prober || ctx->auth_user || ctx->trusted) {
         r->ev = event_new(policy_loop(), -1, 0, rv_answer_ev, r);
         event_active(r->ev, EV_TIMEOUT, 0);
         return r;

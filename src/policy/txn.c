@@ -153,6 +153,18 @@ static size_t dkim_fields(const char *hdr, size_t len)
     return n ? n : 1;
 }
 
+int policy_txn_no_forward(const struct policy_txn *t, const struct conf_listen *l)
+{
+    if (!t || !l) return 0;
+    for (size_t i = 0; i < t->nnotes; i++)
+        if (strcmp(t->notes[i].name, "spf") == 0 && t->notes[i].result &&
+            strcmp(t->notes[i].result, "fail") == 0)
+            return 1;
+    int score = t->score > t->carry ? t->score : t->carry;
+    return (l->greylist_score > 0 && score >= l->greylist_score) ||
+           (l->reject_score > 0 && score >= l->reject_score);
+}
+
 void policy_txn_headers(struct policy_txn *t, const struct kconf *conf, const struct conf_listen *l,
                         const char *auth_user, const char *client_addr, const char *client_name,
                         const char *hdr, size_t hdr_len, struct buf *out)

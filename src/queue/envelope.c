@@ -163,6 +163,7 @@ char *spool_env_format(const struct spool_env *e)
     if (e->held) buf_puts(&b, "held: 1\n");
     if (e->delay_warned) buf_puts(&b, "delay_warned: 1\n");
     if (e->dsn_trusted) buf_puts(&b, "dsn_trusted: 1\n");
+    if (e->no_forward) buf_puts(&b, "no_forward: 1\n");
     for (size_t i = 0; i < e->nrcpts; i++) {
         const struct spool_rcpt *r = &e->rcpts[i];
         buf_puts(&b, "rcpt: <");
@@ -475,6 +476,7 @@ static int parse_line(const char *p, size_t len, struct spool_env *e, int *seen)
     if (KEY("held")) return parse_flag(v, vl, &e->held);
     if (KEY("delay_warned")) return parse_flag(v, vl, &e->delay_warned);
     if (KEY("dsn_trusted")) return parse_flag(v, vl, &e->dsn_trusted);
+    if (KEY("no_forward")) return parse_flag(v, vl, &e->no_forward);
 #undef KEY
     return -1;
 }

@@ -61,12 +61,14 @@ struct spool_env {
     struct spool_rcpt *rcpts;
     size_t nrcpts;
     /* added for DSNs (dsn.c) */
-    int dsn_trusted;
+    int dsn_trusted; /* the sender may get DSNs: authenticated, local submission or a client in
+                        relay.trusted_networks (DESIGN.md "No backscatter"); 0 in envelopes
+                        written before this field existed */
     /* added for egress pools (route_pool()) */
-    char *listener;
-    /* the listen address it came in on ("127.0.0.1:2587"), NULL: local */ /* the sender may get
-        DSNs: authenticated, local submission or a client in relay.trusted_networks (DESIGN.md
-        "No backscatter"); 0 in envelopes written before this field existed */
+    char *listener; /* the listen address it came in on ("127.0.0.1:2587"), NULL: local */
+    int no_forward; /* failed SPF or scored high at reception (policy_txn_no_forward()): our
+                       directory's remote targets (forwards) are left out, local copies
+                       delivered (docs/forwarding.md) */
 };
 
 /* --- the envelope (envelope.c: pure, no files) ------------------------------ */

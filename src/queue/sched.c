@@ -263,6 +263,7 @@ struct rcpt_out {
 struct rgroup {
     struct qjob *j;
     char *domain;
+    int forward; /* targets of our aliases/forwards: the sender gets SRS (core/srs.h) */
     const char **rcpts;
     unsigned *notify;
     const char **orcpt;
@@ -344,7 +345,10 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct route_result rr;
     memset(&rr, 0, sizeof rr);
     double t0 = time_mono();
-    struct route_postmaster pm = {.hostname = j->conf->hostname, .address = j->conf->postmaster};
+    struct route_postmaster pm = {.hostname = j->conf->hostname,
+                                  .address = j->conf->postmaster,
+                                  .srs = j->conf,
+                                  .srs_today = srs_day(time(NULL))};
     enum route_kind kind = route_resolve(q->store, &pm, r->addr, &rr);
     double troute = time_mono() - t0;
     size_t n = rr.ntargets > 0 && (kind == ROUTE_LOCAL || kind == ROUTE_REMOTE) ? rr.ntargets : 1;
@@ -375,6 +379,17 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
             const struct route_target *t = rr.ntargets ? &rr.targets[i] : NULL;
             enum route_kind tk = t ? t->kind : kind;
             o[i].to = xstrdup(t && t->addr ? t->addr : r->addr);
+            if (tk != ROUTE_LOCAL && env->no_forward && !str_ieq(o[i].to, r->addr) &&
+                !srs_is_srs(r->addr, strcspn(r->addr, "@"))) {
+                /* forwarding with care: mail that failed SPF or scored high is not
+                 * passed on to another provider (docs/forwarding.md); bounces to our
+                 * SRS addresses go back as ever */
+                o[i].comp = "qmgr";
+                outcome_relay(&o[i], "none");
+                outcome_set(&o[i], DELIVER_OK, "2.0.0",
+                            "not forwarded: the message failed SPF or scored as spam");
+                continue;
+            }
             if (tk != ROUTE_LOCAL && q->remote) {
                 /* delivered on the loop thread after this worker part (remote_start) */
                 o[i].remote = 1;
@@ -720,12 +735,14 @@ static void group_done(void *arg)
     if (--j->rpending == 0) remote_all_done(j);
 }
 
-static struct rgroup *group_for(struct qjob *j, const char *domain)
+static struct rgroup *group_for(struct qjob *j, const char *domain, int forward)
 {
     for (size_t g = 0; g < j->ngroups; g++)
-        if (str_ieq(j->groups[g]->domain, domain)) return j->groups[g];
+        if (str_ieq(j->groups[g]->domain, domain) && j->groups[g]->forward == forward)
+            return j->groups[g];
     struct rgroup *rg = xcalloc(1, sizeof *rg);
     rg->j = j;
+    rg->forward = forward;
     rg->domain = xstrdup(domain);
     str_lower(rg->domain);
     j->groups = xrealloc(j->groups, (j->ngroups + 1) * sizeof *j->groups);
@@ -733,7 +750,9 @@ static struct rgroup *group_for(struct qjob *j, const char *domain)
     return rg;
 }
 
-/* Group the remote targets by recipient domain: one remote_job per domain. */
+/* Group the remote targets by recipient domain: one remote_job per domain (and per
+ * kind: a forward, a target our directory expanded the recipient into, leaves with
+ * a rewritten sender; mail relayed as addressed does not). */
 static void remote_start(struct qjob *j)
 {
     struct queue *q = j->q;
@@ -745,7 +764,7 @@ static void remote_start(struct qjob *j)
             struct outcome *o = &j->ro[i].o[k];
             if (!o->remote) continue;
             const char *at = strrchr(o->to, '@');
-            struct rgroup *g = group_for(j, at ? at + 1 : "");
+            struct rgroup *g = group_for(j, at ? at + 1 : "", !str_ieq(o->to, env->rcpts[i].addr));
             if (g->n == g->cap) {
                 g->cap = g->cap ? g->cap * 2 : 4;
                 g->rcpts = xrealloc(g->rcpts, g->cap * sizeof *g->rcpts);
@@ -778,6 +797,7 @@ static void remote_start(struct qjob *j)
             .batv_sign = env->dsn_trusted,
             .auth_user = env->auth_user,
             .listener = env->listener,
+            .forward = rg->forward,
             .content_fd = j->content_fd,
             .size = env->size,
             .results = rg->res,

@@ -83,6 +83,30 @@ static enum route_kind to_postmaster(struct expand *x, const char *addr, int dep
 /* Expand addr (lowercased) at depth into x->res. Returns ROUTE_REMOTE when addr is not
  * in a local domain, ROUTE_LOCAL when addr is local and yielded at least one target
  * (which may itself be remote), else NOUSER, ERROR or LOOP. */
+/* An SRS0=/SRS1= address at the SRS domain or (r > 0) a hosted one: back to the
+ * address it stands for when it checks out (remote, or ours again), else no such user
+ * (never relay for a forged or expired one). 0 when addr is not SRS here. */
+static enum route_kind reverse_srs(struct expand *x, const char *addr, const char *at, int r,
+                                   int depth, int *handled)
+{
+    const struct kconf *c = x->pm ? x->pm->srs : NULL;
+    *handled = 0;
+    if (!c || !srs_enabled(c) || !srs_is_srs(addr, (size_t)(at - addr))) return ROUTE_NOUSER;
+    if (r == 0 && !str_ieq(at + 1, c->srs_domain)) return ROUTE_NOUSER;
+    *handled = 1;
+    char back[320];
+    enum srs_result sr = srs_reverse(addr, (size_t)(at - addr), c->srs_secrets, c->nsrs_secrets,
+                                     x->pm->srs_today, srs_max_days(c), back, sizeof back);
+    if (sr != SRS_VALID) {
+        log_info("route", "%s: SRS address refused: %s", addr, srs_result_name(sr));
+        return ROUTE_NOUSER;
+    }
+    str_lower(back);
+    x->stack[depth] = addr;
+    enum route_kind k = expand(x, back, depth + 1, 1);
+    return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+}
+
 static enum route_kind expand(struct expand *x, const char *addr, int depth, int catchall_ok)
 {
     if (depth > ROUTE_MAX_DEPTH) return ROUTE_LOOP;
@@ -94,6 +118,9 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
     struct store_domain dom;
     int r = store_domain_get(x->st, at + 1, &dom);
     if (r < 0) return ROUTE_ERROR;
+    int handled = 0;
+    enum route_kind sk = reverse_srs(x, addr, at, r, depth, &handled);
+    if (handled) return sk;
     if (r == 0 && is_postmaster(addr) && x->pm && x->pm->hostname &&
         str_ieq(at + 1, x->pm->hostname))
         return to_postmaster(x, addr, depth); /* "RCPT TO:<Postmaster>" */

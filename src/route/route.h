@@ -40,6 +40,12 @@ struct route_postmaster {
                              a hosted domain */
     const char *address;  /* where postmaster goes when the domain has no alias,
                              mailbox or catch-all for it (conf "postmaster") */
+    /* Reverse SRS (core/srs.h, docs/forwarding.md) with this config's srs { }: an
+     * SRS0=/SRS1= local part in srs { domain } or a hosted domain goes back to the
+     * address it stands for when its hash and age check out on day srs_today, else it
+     * is no such user. NULL: no SRS. */
+    const struct kconf *srs;
+    long srs_today;
 };
 
 /* Resolve address (local@domain, domain lowercased). Aliases expand recursively

@@ -77,11 +77,12 @@ struct want {
 
 /* RFC 5321 4.5.1: where postmaster@ goes without an alias, mailbox or catch-all */
 static const struct route_postmaster pms[] = {
-    {NULL, NULL},
-    {"mx.example.test", "Bob@example.test"},
-    {"mx.example.test", "root@mx.example.test"},    /* hostname not hosted: would loop */
-    {"mx.example.test", "postmaster@example.test"}, /* itself */
-    {"mx.example.test", "admin@remote.example"},
+    {.hostname = NULL, .address = NULL},
+    {.hostname = "mx.example.test", .address = "Bob@example.test"},
+    {.hostname = "mx.example.test",
+     .address = "root@mx.example.test"}, /* hostname not hosted: would loop */
+    {.hostname = "mx.example.test", .address = "postmaster@example.test"}, /* itself */
+    {.hostname = "mx.example.test", .address = "admin@remote.example"},
 };
 
 static const struct want wants[] = {
