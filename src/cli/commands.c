@@ -32,7 +32,8 @@ static const struct cli_command commands[] = {
         {"quota", "ADDRESS SIZE", "set a quota (100M, 2G; 0 unlimited)"},
         {"grant", "ADDRESS SENDER|@DOMAIN", "let a login also send as SENDER"},
         {"revoke", "ADDRESS SENDER|@DOMAIN", "take a grant back"},
-        {"grants", "[ADDRESS]", "list the grants"})},
+        {"grants", "[ADDRESS]", "list the grants"},
+        {"forward", "ADDRESS TARGET... [--keep] | ADDRESS --off | ADDRESS --show", "forward a mailbox to other addresses (SRS-rewritten; --keep: a copy stays)"})},
     {"alias", cmd_alias, "aliases of hosted addresses", NULL, V(
         {"add", "SOURCE TARGET", "mail to SOURCE also goes to TARGET"},
         {"del", "SOURCE [TARGET]", "delete an alias (all its targets without TARGET)"},
