@@ -129,8 +129,13 @@ check-fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for f in $(FUZZ_REPLAY); do n=$$(basename $$f); n=$${n#fuzz_}; \
 	  echo "== $$f fuzz/corpus/$$n"; $$f fuzz/corpus/$$n; done
 
+# The integration tests mostly wait (greylist delays, retry timers, queue lifetimes,
+# daemons starting), so pytest-xdist runs them in TEST_JOBS processes at once; each
+# test has its own daemon, folders and ports. TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 4
 check-integration: all
-	KURIER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+	KURIER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	  $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS)) --durations=15 tests/integration
 
 # libFuzzer builds (clang); FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60

@@ -45,7 +45,45 @@ def for_user(path):
     return os.path.join(_user_bin_dir, os.path.basename(path))
 
 
+# Under pytest-xdist (make check runs the suite with -n) each worker is a process of
+# its own, named gw0, gw1, ... in PYTEST_XDIST_WORKER. A port the kernel picks (bind to
+# port 0) could be picked again for another worker between free_port() and the bind by
+# the daemon the test then starts; so each worker takes its ports in turn from a range
+# of its own below the kernel's ephemeral range (where no automatic port comes from).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_PORT_SPAN = 1500
+_next_port = None
+
+
+def _worker_port():
+    global _next_port
+    n = int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0
+    base = 10000 + (n % 12) * _PORT_SPAN  # 10000 to 28000: below 32768
+    if _next_port is None:
+        import random  # another run on the machine at the same time starts elsewhere
+        _next_port = random.randrange(_PORT_SPAN)
+    for _ in range(_PORT_SPAN):
+        port = base + _next_port
+        _next_port = (_next_port + 1) % _PORT_SPAN
+        yield port
+
+
+def _port_free(host, port):
+    """Free for TCP and for UDP (DNS servers take theirs from free_port too)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(host="127.0.0.1"):
+    if _WORKER.startswith("gw"):
+        for port in _worker_port():
+            if _port_free(host, port):
+                return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -293,3 +331,29 @@ def raw(kurier):
     yield connect
     for c in conns:
         c.close()
+
+
+# The tests that take longest (most of it waiting: a queue lifetime of 1 minute, the
+# least there is, before a bounce; thousands of messages with kill -9s; a build from
+# a fresh clone; hundreds of reloads) run first.
+# Under pytest-xdist (make check) they then start at once on different workers and
+# the short tests fill the time around them, instead of one worker starting one of
+# them when the rest are done. (file name, test function); the order is the same in
+# every worker, as xdist requires.
+LONG_FIRST = [
+    ("test_crash.py", "test_kill9_loses_no_acknowledged_message"),
+    ("test_make_run.py", "test_make_run_first_try_on_a_fresh_machine"),
+    ("test_reload.py", "test_reloads_free_old_configs_while_sessions_finish"),
+    ("test_outbound.py", "test_lifetime_expiry_bounces"),
+    ("test_egress.py", "test_all_benched_holds_then_bounces_in_plain_words"),
+    ("test_bounces.py", "test_delay_notice_then_expiry"),
+]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {key: n for n, key in enumerate(LONG_FIRST)}
+
+    def key(item):
+        return rank.get((os.path.basename(str(item.fspath)), item.originalname), len(rank))
+
+    items.sort(key=key)  # stable: the others keep their order

@@ -55,8 +55,14 @@ def ab(kurier_factory):
 
 def login(k, user):
     s = smtplib.SMTP("127.0.0.1", k.sub_port, timeout=SAFETY)
-    s.ehlo("client.example.test")
-    s.login(user, user.split("@")[0] + "-pw")
+    try:
+        s.ehlo("client.example.test")
+        s.login(user, user.split("@")[0] + "-pw")
+    except Exception:
+        # hang up: a session left open makes the daemon's stop wait for it
+        # (limits { shutdown_grace }, 30 s)
+        s.close()
+        raise
     return s
 
 
