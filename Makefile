@@ -135,7 +135,7 @@ check-fuzz-replay: $(FUZZ_REPLAY)
 TEST_JOBS ?= 4
 check-integration: all
 	KURIER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-	  $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS)) --durations=15 tests/integration
+	  $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadgroup) --durations=15 tests/integration
 
 # libFuzzer builds (clang); FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60

@@ -17,6 +17,10 @@ import pytest
 
 from conftest import BUILD, SAFETY, wait_port
 
+# `make run` listens on the fixed ports of the bundled config: one of these at a time
+# (pytest-xdist runs a group on one worker, in turn).
+pytestmark = pytest.mark.xdist_group("make_run")
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
