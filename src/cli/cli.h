@@ -82,6 +82,8 @@ void cli_dns_answer_free(struct cli_dns_answer *a);
 int cli_dkim_records(const struct kconf *c, const char *domain);
 int cli_dkim_records_count(const struct kconf *c, const char *domain);
 int cli_dkim_check(const struct kconf *c, const char *domain, const char *resolver);
+/* log trace ID|MESSAGE-ID|ADDRESS [--file F]: a message's log lines (cmd_log.c) */
+int cmd_log(int argc, char **argv);
 /* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
 int cmd_complaints(int argc, char **argv);
 

@@ -55,6 +55,7 @@ static void usage(void)
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "  monitor status|history [ADDRESS] [--limit N]\n"
             "  complaints list [--account ADDRESS]\n"
+            "  log trace ID|MESSAGE-ID|ADDRESS [--file FILE]\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
         {"dkim", cmd_dkim},
         {"account", cmd_account},
         {"complaints", cmd_complaints},
+        {"log", cmd_log},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "queue/dkim_sign.h"
+#include "queue/msgid.h"
 #include "queue/queue.h"
 
 struct spool {
@@ -33,11 +34,13 @@ struct spool_msg {
     size_t size;
     int failed;
     struct dkim_sign *dkim; /* spool_msg_sign(): content passes through it */
+    struct msgid_scan mid;  /* the Message-ID field, for the cleanup log line */
 };
 
 struct commit {
     struct spool_msg *m;
     char *envtext;
+    char *msgid; /* logged once committed */
     void (*done)(void *arg, int ok);
     void *arg;
     int ok;
@@ -273,6 +276,7 @@ int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
 int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
 {
     if (m->failed) return -1;
+    msgid_scan(&m->mid, p, len);
     if (write_all(m->fd, p, len) != 0) {
         log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
                 strerror(errno));
@@ -318,6 +322,7 @@ static void commit_discard(struct commit *c)
     if (c->m->fd >= 0) close(c->m->fd);
     free(c->m);
     free(c->envtext);
+    free(c->msgid);
     free(c);
 }
 
@@ -447,10 +452,15 @@ static void batch_done(void *arg)
     batch_start(s);
     while (c) {
         struct commit *n = c->next;
+        char id[QUEUE_ID_LEN + 1];
+        str_copy(id, c->m->id, sizeof id);
         close(c->m->fd);
         free(c->m);
         free(c->envtext);
         c->done(c->arg, c->ok);
+        /* as Postfix's cleanup: grep finds a message by its Message-ID */
+        if (c->ok) log_info("cleanup", "%s: message-id=%s", id, c->msgid);
+        free(c->msgid);
         free(c);
         c = n;
     }
@@ -481,6 +491,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
     struct commit *c = xcalloc(1, sizeof *c);
     c->m = m;
     c->envtext = spool_env_format(env);
+    c->msgid = msgid_scan_take(&m->mid);
     c->done = done;
     c->arg = arg;
     *m->s->pending_tail = c;
