@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "dns/dns.h"
 
 enum { RR_A = 1, RR_PTR = 12, RR_MX = 15, RR_TXT = 16, RR_AAAA = 28, RR_TLSA = 52 };
@@ -248,8 +249,22 @@ static void query_free(struct dns_query *q)
 
 /* Hand r to the user: the query is freed first, so the callback may start new
  * queries, cancel others or free the resolver. */
+static const char *rrtype_name(int t)
+{
+    return t == 1    ? "a"
+           : t == 28 ? "aaaa"
+           : t == 15 ? "mx"
+           : t == 16 ? "txt"
+           : t == 12 ? "ptr"
+           : t == 52 ? "tlsa"
+                     : "other";
+}
+
 static void deliver(struct dns_query *q, const struct dns_result *r)
 {
+    metrics_add(MET_DNS_LOOKUPS, 1, rrtype_name(q->rrtype));
+    if (r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS)
+        metrics_add(MET_DNS_FAILURES, 1, rrtype_name(q->rrtype), dns_status_name(r->status));
     dns_cb cb = q->cb;
     void *arg = q->arg;
     query_free(q);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/metrics.h"
 #include "queue/dkim_sign.h"
 #include "queue/msgid.h"
 #include "queue/queue.h"
@@ -379,6 +380,7 @@ static void batch_run(void *arg)
     for (struct commit *c = b->list; c; c = c->next)
         n++;
     log_debug("queue", "group commit of %d message(s)", n);
+    double t0 = time_mono();
     int *envfd = xcalloc((size_t)n, sizeof *envfd);
     int i = 0;
     for (struct commit *c = b->list; c; c = c->next, i++) {
@@ -436,6 +438,8 @@ static void batch_run(void *arg)
      * there, which spool_open() cleans at the next start */
     for (struct commit *c = b->list; c; c = c->next)
         if (!c->ok) commit_cleanup(c);
+    metrics_observe(MET_SPOOL_BATCH, n);
+    metrics_observe(MET_SPOOL_FLUSH, time_mono() - t0);
 }
 
 static void batch_start(struct spool *s);
