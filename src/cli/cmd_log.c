@@ -48,20 +48,22 @@ static void lines_read(struct lines *L, FILE *f)
     free(line);
 }
 
-/* The queue ID a line is about: the word after the program tag's "]: ", when it is
- * an ID followed by ':'. Copied into id; 0 found, -1 none. */
+/* The queue ID a line is about: the word after a program tag's "]: ", when it is an
+ * ID followed by ':'. Copied into id; 0 found, -1 none. */
 static int line_qid(const char *line, char *id, size_t size)
 {
-    const char *p = strstr(line, "]: ");
-    if (!p) return -1;
-    p += 3;
-    size_t n = 0;
-    while (isalnum((unsigned char)p[n]))
-        n++;
-    if (p[n] != ':' || n == 0 || n >= size) return -1;
-    memcpy(id, p, n);
-    id[n] = '\0';
-    return spool_id_valid(id) ? 0 : -1;
+    /* each "]: " in turn: the journal may put its own "kurierd[PID]: " in front */
+    for (const char *p = line; (p = strstr(p, "]: ")); p++) {
+        const char *w = p + 3;
+        size_t n = 0;
+        while (isalnum((unsigned char)w[n]))
+            n++;
+        if (w[n] != ':' || n == 0 || n >= size) continue;
+        memcpy(id, w, n);
+        id[n] = '\0';
+        if (spool_id_valid(id)) return 0;
+    }
+    return -1;
 }
 
 /* "smtpd[17]" of an SMTP session's line; 0 found, -1 none. */

@@ -17,7 +17,7 @@ static void sep(struct cli_json *j, const char *key)
     }
 }
 
-static void open(struct cli_json *j, const char *key, const char *bracket)
+static void json_open(struct cli_json *j, const char *key, const char *bracket)
 {
     sep(j, key);
     buf_puts(&j->b, bracket);
@@ -30,17 +30,17 @@ void cli_json_begin(struct cli_json *j)
 {
     buf_init(&j->b, 0);
     j->depth = 0;
-    open(j, NULL, "{");
+    json_open(j, NULL, "{");
 }
 
 void cli_json_object(struct cli_json *j, const char *key)
 {
-    open(j, key, "{");
+    json_open(j, key, "{");
 }
 
 void cli_json_array(struct cli_json *j, const char *key)
 {
-    open(j, key, "[");
+    json_open(j, key, "[");
 }
 
 void cli_json_close(struct cli_json *j)

@@ -186,7 +186,7 @@ static void update(enum metric m, enum op op, double v, va_list ap)
         else {
             s->value += v;
             s->count++;
-            for (size_t i = 0; families[m].buckets[i] >= 0 && i < MAX_BUCKETS; i++)
+            for (size_t i = 0; i < MAX_BUCKETS && families[m].buckets[i] >= 0; i++)
                 if (v <= families[m].buckets[i]) s->buckets[i]++;
         }
     }
@@ -268,7 +268,7 @@ char *metrics_text(void)
                 continue;
             }
             unsigned long long cum = 0;
-            for (size_t k = 0; f->buckets[k] >= 0 && k < MAX_BUCKETS; k++) {
+            for (size_t k = 0; k < MAX_BUCKETS && f->buckets[k] >= 0; k++) {
                 char le[32];
                 snprintf(le, sizeof le, "%g", f->buckets[k]);
                 cum = s->buckets[k]; /* counted cumulatively in update() */
@@ -289,7 +289,7 @@ char *metrics_text(void)
         /* a family without labels is there from the start, at zero */
         if (!any && !f->labels[0]) {
             if (f->type == MT_HISTOGRAM) {
-                for (size_t k = 0; f->buckets[k] >= 0 && k < MAX_BUCKETS; k++)
+                for (size_t k = 0; k < MAX_BUCKETS && f->buckets[k] >= 0; k++)
                     buf_printf(&b, "%s_bucket{le=\"%g\"} 0\n", f->name, f->buckets[k]);
                 buf_printf(&b, "%s_bucket{le=\"+Inf\"} 0\n%s_sum 0\n%s_count 0\n", f->name, f->name,
                            f->name);

@@ -83,6 +83,14 @@ def test_message_id_logged_and_traced(kurier):
                         "--file", "-"], input=open(k.logfile, "rb").read(),
                        capture_output=True, timeout=SAFETY)
     assert r.returncode == 0 and q2 in r.stdout.decode()
+    # lines as the journal shows kurierd's stderr: its own tag in front
+    prefixed = b"".join(b"Dec 06 21:00:00 host kurierd[4242]: " + l
+                        for l in open(k.logfile, "rb").read().splitlines(True))
+    r = subprocess.run([os.path.join(BUILD, "kurier"), "-c", k.conf, "log", "trace", q2,
+                        "--file", "-"], input=prefixed, capture_output=True, timeout=SAFETY)
+    assert r.returncode == 0
+    got = [l.split(": ", 1)[1] for l in r.stdout.decode().splitlines()]
+    assert got == trace(k, q2, "--file", k.logfile)[1].splitlines()
     conf = open(k.conf).read().replace("log {\n", "log {\n    file %s;\n" % k.logfile, 1)
     with open(k.conf, "w") as f:
         f.write(conf)
