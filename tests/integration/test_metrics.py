@@ -288,3 +288,30 @@ def test_tls_and_auth_counted(kurier_factory):
     assert value(fams, "kurier_tls_handshakes_total", direction="inbound", version=version) == 1
     assert value(fams, "kurier_auth_total", result="failure") >= 1  # smtplib tries two mechanisms
     assert value(fams, "kurier_auth_total", result="success") == 1
+
+
+def test_dns_lookups_counted(kurier_factory, dead_port):
+    """Remote delivery asks kurier's resolver (a real unbound with a test zone): the
+    MX and A lookups are counted by type."""
+    import peers
+    zones = ('    local-zone: "test." nodefault\n'
+             '    local-zone: "far.test." static\n'
+             '    local-data: "far.test. 60 IN MX 10 mx.far.test."\n'
+             '    local-data: "mx.far.test. 60 IN A 127.0.0.21"\n'
+             '    local-zone: "." static\n')
+    with peers.unbound(zones, "far.test") as resolver:
+        mport = free_port()
+        k = kurier_factory(extra="metrics_listen %d;\nresolver %s;\n"
+                                 "relay {\n    trusted_networks 127.0.0.0/8;\n}\n"
+                                 "outbound {\n    port %d;\n    connect_timeout 5s;\n}\n"
+                                 % (mport, resolver, dead_port),
+                           queue={"retry_first": "1h", "retry_max": "1h"})
+        k.add_domain("example.test")
+        k.start()
+        with smtplib.SMTP("127.0.0.1", k.port, timeout=30) as s:
+            s.sendmail("a@example.test", ["b@far.test"], b"Subject: x\r\n\r\nx\r\n")
+        k.wait_log("status=deferred")
+        fams = parse(scrape(mport)[1])
+        assert value(fams, "kurier_dns_lookups_total", type="mx") >= 1
+        assert value(fams, "kurier_dns_lookups_total", type="a") >= 1
+        assert value(fams, "kurier_deliveries_total", status="deferred", **{"class": "4"}) == 1
