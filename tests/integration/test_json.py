@@ -94,3 +94,24 @@ def test_status_commands_json_on_empty_state(kurier_factory):
     assert lines(k.cli("monitor", "status", "--json")) == []
     assert lines(k.cli("monitor", "history", "--json")) == []
     assert lines(k.cli("complaints", "list", "--json")) == []
+
+
+def test_auth_blocks_json(kurier_factory):
+    """auth blocks --json: one object per block, nothing when there are none."""
+    from test_auth_limits import auth
+    k = kurier_factory(listen_extra="    auth on;\n    auth_plaintext on;\n",
+                       extra="auth {\n    max_failures 3;\n    delay_max 0s;\n"
+                             "    block_time 1h;\n}\n")
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    assert lines(k.cli("auth", "blocks", "--json")) == []
+    for i in range(3):
+        auth(k, "demo@example.test", "wrong%d" % i, "127.0.0.2")
+    got = lines(k.cli("auth", "blocks", "--json"))
+    assert len(got) == 1
+    b = got[0]
+    assert (b["address"], b["account"], b["failures"]) == ("127.0.0.2", "demo@example.test", 3)
+    assert 0 < b["blocked_for"] <= 3600
+    r = k.cli("auth", "blocks", "--clear", "127.0.0.2", "--json", check=False)
+    assert r.returncode == 2
