@@ -247,19 +247,20 @@ static void query_free(struct dns_query *q)
     free(q);
 }
 
-/* Hand r to the user: the query is freed first, so the callback may start new
- * queries, cancel others or free the resolver. */
+/* The query type as the metrics label it. */
 static const char *rrtype_name(int t)
 {
-    return t == 1    ? "a"
-           : t == 28 ? "aaaa"
-           : t == 15 ? "mx"
-           : t == 16 ? "txt"
-           : t == 12 ? "ptr"
-           : t == 52 ? "tlsa"
-                     : "other";
+    return t == RR_A      ? "a"
+           : t == RR_AAAA ? "aaaa"
+           : t == RR_MX   ? "mx"
+           : t == RR_TXT  ? "txt"
+           : t == RR_PTR  ? "ptr"
+           : t == RR_TLSA ? "tlsa"
+                          : "other";
 }
 
+/* Hand r to the user: the query is freed first, so the callback may start new
+ * queries, cancel others or free the resolver. */
 static void deliver(struct dns_query *q, const struct dns_result *r)
 {
     metrics_add(MET_DNS_LOOKUPS, 1, rrtype_name(q->rrtype));
