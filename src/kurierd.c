@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "control/control.h"
 #include "core/core.h"
+#include "core/metrics.h"
 #include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "egress/replies.h"
@@ -468,6 +469,10 @@ int main(int argc, char **argv)
             smtp_server_set_tls(d.servers[i], d.tls[i]);
         }
     }
+    /* before the drop: the port may be below 1024 */
+    struct metrics_http *metrics =
+        metrics_http_start(d.base, d.conf->metrics_listen, err, sizeof err);
+    if (!metrics && err[0]) return log_err("kurierd", "%s", err), 1;
     if (drop_privileges(pw) != 0) return 1;
 
     if (work_init(d.base, d.conf->workers) != 0) return 1;
@@ -475,6 +480,7 @@ int main(int argc, char **argv)
     d.queue = queue_new(d.base, d.conf, d.spool, d.store);
     if (!d.queue) return 1;
     d.glue.queue = d.queue;
+    metrics_set_collector(queue_metrics, d.queue);
     abuse_set_queue(d.abuse, d.queue);
     /* remote delivery: a forwarder (tests: unbound with test zones) lifts "test." */
     static const char *const test_zones[] = {"test.", NULL};
@@ -519,6 +525,8 @@ int main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     log_info("kurierd", "stopped");
+    metrics_set_collector(NULL, NULL);
+    metrics_http_free(metrics);
     control_free(d.control);
     complaints_free(d.complaints); /* before the queue its jobs hand messages to, and
                                       before abuse, which its reports are signals for */

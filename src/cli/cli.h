@@ -6,6 +6,7 @@
 #define KURIER_CLI_H
 
 #include <stdio.h>
+#include "core/buf.h"
 
 struct kconf;
 struct store;
@@ -114,7 +115,33 @@ int cmd_help(int argc, char **argv);       /* help [--man] [COMMAND [SUBCOMMAND]
 int cmd_completion(int argc, char **argv); /* completion bash */
 int cmd_reload(int argc, char **argv);     /* reload: the daemon reads its config again */
 int cmd_stop(int argc, char **argv);       /* stop: the daemon stops; waits for its exit */
+/* log trace ID|MESSAGE-ID|ADDRESS [--file F]: a message's log lines (cmd_log.c) */
+int cmd_log(int argc, char **argv);
 /* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
 int cmd_complaints(int argc, char **argv);
+
+/* --json output (json.c): one object per line, built whole then printed on stdout.
+ * cli_json_begin() opens the object; cli_json_object()/cli_json_array() open a nested
+ * one under key (NULL inside an array), cli_json_close() closes the innermost;
+ * cli_json_end() closes what is open, prints the line and frees. A NULL string is
+ * null; a time <= 0 is null, else "YYYY-MM-DDTHH:MM:SSZ" (UTC). */
+#define CLI_JSON_DEPTH 8
+struct cli_json {
+    struct buf b;
+    int depth;
+    int n[CLI_JSON_DEPTH];
+    char close[CLI_JSON_DEPTH];
+};
+void cli_json_begin(struct cli_json *j);
+void cli_json_object(struct cli_json *j, const char *key);
+void cli_json_array(struct cli_json *j, const char *key);
+void cli_json_close(struct cli_json *j);
+void cli_json_str(struct cli_json *j, const char *key, const char *val);
+void cli_json_int(struct cli_json *j, const char *key, long long val);
+void cli_json_bool(struct cli_json *j, const char *key, int val);
+void cli_json_time(struct cli_json *j, const char *key, long long t);
+void cli_json_end(struct cli_json *j);
+/* Remove every "--json" from argv (argc updated); 1 when there was one. */
+int cli_json_flag(int *argc, char **argv);
 
 #endif

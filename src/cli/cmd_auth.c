@@ -9,7 +9,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kurier auth blocks [--clear ADDRESS|ACCOUNT]\n");
+    fprintf(stderr, "usage: kurier auth blocks [--json] | auth blocks --clear ADDRESS|ACCOUNT\n");
     return 2;
 }
 
@@ -26,7 +26,7 @@ static void print_duration(long s)
     printf("%s\n", d);
 }
 
-static int list_blocks(const struct kconf *conf)
+static int list_blocks(const struct kconf *conf, int json)
 {
     char *text, reply[1024];
     size_t len;
@@ -48,6 +48,16 @@ static int list_blocks(const struct kconf *conf)
             p = t + 1;
         }
         if (k != 3) continue;
+        if (json) { /* docs/json.md */
+            struct cli_json j;
+            cli_json_begin(&j);
+            cli_json_str(&j, "address", f[0]);
+            cli_json_str(&j, "account", f[1][0] ? f[1] : NULL);
+            cli_json_int(&j, "failures", strtol(f[2], NULL, 10));
+            cli_json_int(&j, "blocked_for", strtol(f[3], NULL, 10));
+            cli_json_end(&j);
+            continue;
+        }
         if (n++ == 0)
             printf("%-24s %-32s %10s  %s\n", "-Client address-", "-Account-", "-Failures-",
                    "-Blocked for-");
@@ -55,12 +65,13 @@ static int list_blocks(const struct kconf *conf)
         print_duration(strtol(f[3], NULL, 10));
     }
     free(text);
-    if (n == 0) printf("No AUTH blocks\n");
+    if (n == 0 && !json) printf("No AUTH blocks\n");
     return 0;
 }
 
 int cmd_auth(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         usage();
         return 0;
@@ -68,11 +79,11 @@ int cmd_auth(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "blocks") != 0) return usage();
     if (argc == 2) {
         struct kconf *conf = cli_load_conf();
-        int rc = list_blocks(conf);
+        int rc = list_blocks(conf, json);
         conf_free(conf);
         return rc;
     }
-    if (argc != 4 || strcmp(argv[2], "--clear") != 0 || !argv[3][0]) return usage();
+    if (argc != 4 || strcmp(argv[2], "--clear") != 0 || !argv[3][0] || json) return usage();
     char req[600], reply[1024];
     if (snprintf(req, sizeof req, "auth-clear %s", argv[3]) >= (int)sizeof req ||
         strpbrk(argv[3], "\r\n"))

@@ -10,7 +10,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kurier complaints list [--account ADDRESS]\n"
+    fprintf(stderr, "usage: kurier complaints list [--account ADDRESS] [--json]\n"
                     "  the complaints (ARF, SpamCop reports) that came in, oldest first:\n"
                     "  time, the account they were matched to (\"-\": none), the format,\n"
                     "  the feedback type, our queue ID and Message-ID of the reported\n"
@@ -18,9 +18,32 @@ static int usage(void)
     return 2;
 }
 
+static void show_json(const struct store_complaint *c)
+{
+    struct cli_json j;
+    cli_json_begin(&j);
+    cli_json_time(&j, "time", c->time);
+    cli_json_str(&j, "account", *c->account ? c->account : NULL);
+    cli_json_str(&j, "format", c->format);
+    cli_json_str(&j, "feedback_type", *c->feedback_type ? c->feedback_type : NULL);
+    cli_json_str(&j, "queue_id", *c->queue_id ? c->queue_id : NULL);
+    cli_json_str(&j, "message_id", *c->message_id ? c->message_id : NULL);
+    cli_json_str(&j, "source_ip", *c->source_ip ? c->source_ip : NULL);
+    cli_json_str(&j, "reporter", *c->reporter ? c->reporter : NULL);
+    cli_json_str(&j, "report", c->report_id);
+    cli_json_end(&j);
+}
+
+static int json_out;
+
 static void show(void *arg, const struct store_complaint *c)
 {
     int *n = arg;
+    if (json_out) {
+        show_json(c);
+        (*n)++;
+        return;
+    }
     char when[32];
     time_t t = (time_t)c->time;
     struct tm tm;
@@ -36,6 +59,7 @@ static void show(void *arg, const struct store_complaint *c)
 
 int cmd_complaints(int argc, char **argv)
 {
+    json_out = cli_json_flag(&argc, argv);
     if (argc < 2 || strcmp(argv[1], "list") != 0) return usage();
     const char *account = NULL;
     for (int i = 2; i < argc; i++) {
@@ -49,7 +73,7 @@ int cmd_complaints(int argc, char **argv)
     int n = 0, rc = 0;
     if (store_complaint_list(d.st, account, show, &n) != 0)
         rc = cli_fail("cannot list complaints: database error");
-    else if (n == 0)
+    else if (n == 0 && !json_out)
         printf("no complaints%s%s\n", account ? " for " : "", account ? account : "");
     cli_dir_close(&d);
     return rc;

@@ -147,26 +147,43 @@ static int domain_usage(void)
 {
     fprintf(stderr, "usage: kurier domain add [--if-missing] NAME\n"
                     "       kurier domain del NAME\n"
-                    "       kurier domain list\n"
+                    "       kurier domain list [--json]\n"
                     "       kurier domain catchall NAME ADDRESS|LOCALPART|off\n"
                     "       kurier domain binding NAME enforce|log|off\n");
     return 2;
 }
 
+struct dir_list {
+    struct store *st;
+    int json;
+};
+
 /* Columns: name, catch-all ("-" = none), sender binding mode. */
 static void print_domain(void *arg, const struct store_domain *d)
 {
     static const char *const modes[] = {"enforce", "log", "off"};
-    struct store *st = arg;
-    int m = store_domain_binding(st, d->name);
+    struct dir_list *L = arg;
+    int m = store_domain_binding(L->st, d->name);
+    if (L->json) {
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "domain", d->name);
+        cli_json_str(&j, "catchall", d->catchall[0] ? d->catchall : NULL);
+        cli_json_str(&j, "binding", m >= 0 && m <= 2 ? modes[m] : NULL);
+        cli_json_end(&j);
+        return;
+    }
     printf("%-40s %-30s %s\n", d->name, d->catchall[0] ? d->catchall : "-",
            m >= 0 && m <= 2 ? modes[m] : "?");
 }
 
 int cmd_domain(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc < 2) return domain_usage();
     const char *verb = argv[1];
+    if (json && strcmp(verb, "list") != 0)
+        return cli_fail("domain %s has no --json output", verb), 2;
     int if_missing = 0;
     const char *args[2] = {NULL, NULL};
     int nargs = 0;
@@ -203,7 +220,8 @@ int cmd_domain(int argc, char **argv)
         if (store_domain_set_binding(d.st, args[0], args[1], err, sizeof err) != 0)
             rc = cli_fail("%s", err);
     } else {
-        if (store_domain_list(d.st, print_domain, d.st) != 0)
+        struct dir_list L = {.st = d.st, .json = json};
+        if (store_domain_list(d.st, print_domain, &L) != 0)
             rc = cli_fail("cannot list domains: database error");
     }
 out:
@@ -219,7 +237,7 @@ static int mailbox_usage(void)
             "usage: kurier mailbox add [--if-missing] ADDRESS [--password-stdin | --password PW]"
             " [--quota SIZE]\n"
             "       kurier mailbox del ADDRESS\n"
-            "       kurier mailbox list [DOMAIN]\n"
+            "       kurier mailbox list [DOMAIN] [--json]\n"
             "       kurier mailbox passwd ADDRESS [--password-stdin | --password PW]\n"
             "       kurier mailbox quota ADDRESS SIZE      (SIZE like 100M, 2G; 0 = unlimited)\n"
             "       kurier mailbox grant ADDRESS SENDER|@DOMAIN   (may also send as SENDER)\n"
@@ -234,7 +252,14 @@ static int mailbox_usage(void)
 
 static void print_mailbox(void *arg, const struct store_mailbox *m)
 {
-    (void)arg;
+    if (*(const int *)arg) {
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "address", m->address);
+        cli_json_int(&j, "quota", m->quota); /* bytes, 0: unlimited */
+        cli_json_end(&j);
+        return;
+    }
     char q[32];
     format_size(q, sizeof q, m->quota);
     printf("%-48s %s\n", m->address, q);
@@ -319,9 +344,12 @@ static int mailbox_forward(int argc, char **argv)
 
 int cmd_mailbox(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc < 2) return mailbox_usage();
     if (strcmp(argv[1], "forward") == 0) return mailbox_forward(argc, argv);
     const char *verb = argv[1];
+    if (json && strcmp(verb, "list") != 0)
+        return cli_fail("mailbox %s has no --json output", verb), 2;
     int is_add = strcmp(verb, "add") == 0, is_passwd = strcmp(verb, "passwd") == 0;
     int if_missing = 0;
     enum pw_source pw_src = PW_DEFAULT;
@@ -397,7 +425,7 @@ int cmd_mailbox(int argc, char **argv)
     } else {
         if (args[0] && store_domain_get(d.st, args[0], NULL) != 1)
             rc = cli_fail("no such domain %s", args[0]);
-        else if (store_mailbox_list(d.st, args[0], print_mailbox, NULL) != 0)
+        else if (store_mailbox_list(d.st, args[0], print_mailbox, &json) != 0)
             rc = cli_fail("cannot list mailboxes: database error");
     }
 out:
@@ -411,20 +439,30 @@ static int alias_usage(void)
 {
     fprintf(stderr, "usage: kurier alias add SOURCE TARGET\n"
                     "       kurier alias del SOURCE [TARGET]\n"
-                    "       kurier alias list\n");
+                    "       kurier alias list [--json]\n");
     return 2;
 }
 
 static void print_alias(void *arg, const char *source, const char *target)
 {
-    (void)arg;
+    if (*(const int *)arg) {
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "source", source);
+        cli_json_str(&j, "target", target);
+        cli_json_end(&j);
+        return;
+    }
     printf("%-48s %s\n", source, target);
 }
 
 int cmd_alias(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc < 2) return alias_usage();
     const char *verb = argv[1];
+    if (json && strcmp(verb, "list") != 0)
+        return cli_fail("alias %s has no --json output", verb), 2;
     int n = argc - 2;
     for (int i = 2; i < argc; i++)
         if (argv[i][0] == '-' && argv[i][1]) {
@@ -446,7 +484,7 @@ int cmd_alias(int argc, char **argv)
         if (store_alias_del(d.st, argv[2], n == 2 ? argv[3] : NULL, err, sizeof err) != 0)
             rc = cli_fail("%s", err);
     } else {
-        if (store_alias_list(d.st, print_alias, NULL) != 0)
+        if (store_alias_list(d.st, print_alias, &json) != 0)
             rc = cli_fail("cannot list aliases: database error");
     }
     cli_dir_close(&d);

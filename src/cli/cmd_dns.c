@@ -12,7 +12,8 @@
 #include "dns/dns.h"
 
 struct lookup {
-    const char *type;
+    const char *type, *name;
+    int json;
     int status; /* exit status once answered, -1 while waiting */
     struct event_base *base;
 };
@@ -22,12 +23,12 @@ static int usage(void)
     fprintf(stderr,
             "usage: kurier dns lookup mx|a|aaaa|txt|ptr|tlsa NAME [--resolver IP[@PORT]]\n"
             "           [--insecure DOMAIN]... [--trust-anchor FILE] [--timeout SEC]\n"
-            "           [--port N]\n"
+            "           [--port N] [--json]\n"
             "  ptr takes an IP address; tlsa asks _PORT._tcp.NAME (port 25 by default).\n"
             "  The resolver is --resolver, else the config's \"resolver\", else the system's.\n"
             "  Prints one record per line, or nxdomain | nodata | tempfail: WHY |\n"
             "  bogus: WHY, and \"secure\" when DNSSEC validated the answer. Exit 0 when\n"
-            "  records were found, 1 otherwise.\n");
+            "  records were found, 1 otherwise. --json: one object (docs/json.md).\n");
     return 2;
 }
 
@@ -41,11 +42,84 @@ static void print_text(const char *prefix, const char *s)
     free(esc);
 }
 
+static const char *addr_text(const struct sockaddr_storage *ss, char *ip, size_t size)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)ss;
+    const void *a = sa->sa_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return inet_ntop(sa->sa_family, a, ip, (socklen_t)size);
+}
+
+/* The answer as one JSON object (docs/json.md). */
+static void print_json(const struct lookup *lk, const struct dns_result *r)
+{
+    static const char *const st[] = {[DNS_OK] = "ok",
+                                     [DNS_NXDOMAIN] = "nxdomain",
+                                     [DNS_NODATA] = "nodata",
+                                     [DNS_TEMPFAIL] = "tempfail",
+                                     [DNS_BOGUS] = "bogus"};
+    char ip[INET6_ADDRSTRLEN];
+    struct cli_json j;
+    cli_json_begin(&j);
+    cli_json_str(&j, "name", lk->name);
+    cli_json_str(&j, "type", lk->type);
+    cli_json_str(&j, "status", st[r->status]);
+    cli_json_str(&j, "why", r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS ? r->why : NULL);
+    cli_json_bool(&j, "secure", r->secure);
+    if (r->status == DNS_OK || r->status == DNS_NODATA || r->status == DNS_NXDOMAIN)
+        cli_json_int(&j, "ttl", r->ttl);
+    else
+        cli_json_str(&j, "ttl", NULL);
+    cli_json_bool(&j, "null_mx", r->status == DNS_OK && r->null_mx);
+    cli_json_array(&j, "records");
+    for (size_t i = 0; r->status == DNS_OK && i < r->nmx && !r->null_mx; i++) {
+        cli_json_object(&j, NULL);
+        cli_json_str(&j, "type", "mx");
+        cli_json_int(&j, "pref", r->mx[i].pref);
+        cli_json_str(&j, "host", r->mx[i].host);
+        cli_json_close(&j);
+    }
+    for (size_t i = 0; r->status == DNS_OK && i < r->naddrs; i++) {
+        if (!addr_text(&r->addrs[i], ip, sizeof ip)) continue;
+        cli_json_object(&j, NULL);
+        cli_json_str(&j, "type", r->addrs[i].ss_family == AF_INET ? "a" : "aaaa");
+        cli_json_str(&j, "address", ip);
+        cli_json_close(&j);
+    }
+    for (size_t i = 0; r->status == DNS_OK && i < r->nstrs; i++) {
+        cli_json_object(&j, NULL);
+        cli_json_str(&j, "type", lk->type);
+        cli_json_str(&j, strcmp(lk->type, "ptr") == 0 ? "host" : "text", r->strs[i]);
+        cli_json_close(&j);
+    }
+    for (size_t i = 0; r->status == DNS_OK && i < r->ntlsa; i++) {
+        struct buf hex;
+        buf_init(&hex, 0);
+        for (size_t k = 0; k < r->tlsa[i].len; k++)
+            buf_printf(&hex, "%02x", r->tlsa[i].data[k]);
+        cli_json_object(&j, NULL);
+        cli_json_str(&j, "type", "tlsa");
+        cli_json_int(&j, "usage", r->tlsa[i].usage);
+        cli_json_int(&j, "selector", r->tlsa[i].selector);
+        cli_json_int(&j, "mtype", r->tlsa[i].mtype);
+        cli_json_str(&j, "data", hex.data ? hex.data : "");
+        cli_json_close(&j);
+        buf_release(&hex);
+    }
+    cli_json_end(&j);
+}
+
 static void on_answer(void *arg, const struct dns_result *r)
 {
     struct lookup *lk = arg;
     char ip[INET6_ADDRSTRLEN];
     lk->status = r->status == DNS_OK ? 0 : 1;
+    if (lk->json) {
+        print_json(lk, r);
+        event_base_loopbreak(lk->base);
+        return;
+    }
     switch (r->status) {
     case DNS_OK:
         if (r->null_mx) printf("nullmx\n");
@@ -97,6 +171,7 @@ int cmd_dns(int argc, char **argv)
     int npos = 0;
 
     if (argc >= 2 && strcmp(argv[1], "records") == 0) return cmd_dns_records(argc - 1, argv + 1);
+    int json = cli_json_flag(&argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -152,7 +227,7 @@ int cmd_dns(int argc, char **argv)
     }
     if (timeout) dns_set_timeout(d, timeout);
 
-    struct lookup lk = {.type = type, .status = -1, .base = base};
+    struct lookup lk = {.type = type, .name = name, .json = json, .status = -1, .base = base};
     if (strcmp(type, "mx") == 0)
         dns_query_mx(d, name, on_answer, &lk);
     else if (strcmp(type, "a") == 0)

@@ -12,8 +12,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kurier monitor status [ADDRESS]\n"
-                    "       kurier monitor history [ADDRESS] [--limit N]\n");
+    fprintf(stderr, "usage: kurier monitor status [ADDRESS] [--json]\n"
+                    "       kurier monitor history [ADDRESS] [--limit N] [--json]\n");
     return 2;
 }
 
@@ -33,26 +33,57 @@ static void print_details(const struct store_listing *l)
         printf("    delist %s\n", l->delist_url);
 }
 
+struct rows {
+    int n, json, history;
+};
+
+/* One listing (status) or change (history) as a JSON line (docs/json.md). */
+static void json_row(const struct rows *r, const struct store_listing *l)
+{
+    struct cli_json j;
+    cli_json_begin(&j);
+    cli_json_str(&j, "address", l->address);
+    cli_json_str(&j, "zone", l->zone);
+    cli_json_str(&j, "state", l->state);
+    if (r->history) cli_json_str(&j, "previous", l->previous);
+    cli_json_time(&j, r->history ? "time" : "since", l->time);
+    cli_json_str(&j, "code", l->code[0] ? l->code : NULL);
+    cli_json_str(&j, "txt", l->txt[0] ? l->txt : NULL);
+    cli_json_str(&j, "delist_url", l->delist_url[0] ? l->delist_url : NULL);
+    cli_json_end(&j);
+}
+
 static void status_row(void *arg, const struct store_listing *l)
 {
+    struct rows *r = arg;
+    r->n++;
+    if (r->json) {
+        json_row(r, l);
+        return;
+    }
     char t[40];
     fmt_time(t, sizeof t, l->time);
     printf("%-39s %-28s %-8s since %s\n", l->address, l->zone, l->state, t);
     print_details(l);
-    ++*(int *)arg;
 }
 
 static void history_row(void *arg, const struct store_listing *l)
 {
+    struct rows *r = arg;
+    r->n++;
+    if (r->json) {
+        json_row(r, l);
+        return;
+    }
     char t[40];
     fmt_time(t, sizeof t, l->time);
     printf("%s %-39s %-28s %s -> %s\n", t, l->address, l->zone, l->previous, l->state);
     print_details(l);
-    ++*(int *)arg;
 }
 
 int cmd_monitor(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc < 2) return usage();
     int history = strcmp(argv[1], "history") == 0;
     if (!history && strcmp(argv[1], "status") != 0) return usage();
@@ -81,14 +112,15 @@ int cmd_monitor(int argc, char **argv)
         int fam = strchr(address, ':') ? AF_INET6 : AF_INET;
         if (inet_pton(fam, address, ip) == 1) inet_ntop(fam, ip, canon, sizeof canon);
     }
-    int n = 0, rc;
+    struct rows rows = {.json = json, .history = history};
+    int rc;
     if (history)
-        rc = store_listing_history(d.st, address ? canon : NULL, (int)limit, history_row, &n);
+        rc = store_listing_history(d.st, address ? canon : NULL, (int)limit, history_row, &rows);
     else
-        rc = store_listing_list(d.st, address ? canon : NULL, status_row, &n);
+        rc = store_listing_list(d.st, address ? canon : NULL, status_row, &rows);
     cli_dir_close(&d);
     if (rc != 0) return cli_fail("cannot read the directory database");
-    if (!n)
+    if (!rows.n && !json)
         printf(history ? "no changes recorded%s%s\n" : "nothing recorded%s%s\n",
                address ? " for " : "", address ? canon : "");
     return 0;

@@ -19,8 +19,8 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: kurier queue list [--account USER]\n"
-                    "       kurier queue show [--body] ID\n"
+    fprintf(stderr, "usage: kurier queue list [--account USER] [--json]\n"
+                    "       kurier queue show [--body] ID [--json]\n"
                     "       kurier queue flush\n"
                     "       kurier queue delete ID|ALL\n"
                     "       kurier queue hold ID\n"
@@ -48,6 +48,7 @@ static void put_safe(FILE *out, const char *s)
 struct list_ctx {
     struct spool *s;
     const char *account; /* --account: only its messages; NULL: all */
+    int json;            /* one JSON object per message (docs/json.md) */
     size_t n;
     unsigned long long bytes;
 };
@@ -76,6 +77,18 @@ static void list_corrupt(struct list_ctx *c, const char *id, int moved)
     time_t mtime = 0;
     if (spool_corrupt_info(c->s, id, moved, why, sizeof why, &size, &mtime) != 0)
         return; /* gone meanwhile */
+    if (c->json) {
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "id", id);
+        cli_json_int(&j, "size", (long long)size);
+        cli_json_time(&j, "arrival", (long long)mtime);
+        cli_json_bool(&j, "corrupt", 1);
+        cli_json_bool(&j, "kept_aside", moved);
+        cli_json_str(&j, "error", why);
+        cli_json_end(&j);
+        return;
+    }
     list_head(c);
     c->bytes += size;
     list_date(date, sizeof date, mtime);
@@ -91,9 +104,52 @@ static void list_corrupt_one(void *arg, const char *id)
     list_corrupt(arg, id, 1);
 }
 
+/* The recipients as a JSON array (queue list and queue show). */
+static void json_rcpts(struct cli_json *j, const struct spool_env *e, int full)
+{
+    cli_json_array(j, "recipients");
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        const struct spool_rcpt *r = &e->rcpts[i];
+        cli_json_object(j, NULL);
+        cli_json_str(j, "address", r->addr);
+        if (full) cli_json_str(j, "original", r->orig);
+        if (full) cli_json_str(j, "orcpt", r->orcpt);
+        cli_json_str(j, "state", rcpt_state_name(r->state));
+        cli_json_int(j, "attempts", r->attempts);
+        cli_json_time(j, "last_try", (long long)r->last_try);
+        cli_json_time(j, "next_try",
+                      r->state == RCPT_ST_QUEUED && !e->held ? (long long)r->next_try : 0);
+        cli_json_str(j, "dsn", r->dsn[0] ? r->dsn : NULL);
+        cli_json_str(j, "diag", r->diag);
+        if (full) cli_json_str(j, "relay", r->relay);
+        cli_json_close(j);
+    }
+    cli_json_close(j);
+}
+
+/* The envelope fields both JSON outputs share (docs/json.md). */
+static void json_env(struct cli_json *j, const struct spool_env *e)
+{
+    cli_json_str(j, "id", e->id);
+    cli_json_int(j, "size", (long long)e->size);
+    cli_json_time(j, "arrival", (long long)e->arrival);
+    cli_json_str(j, "sender", e->sender);
+    cli_json_str(j, "auth_user", e->auth_user);
+    cli_json_bool(j, "held", e->held);
+    cli_json_bool(j, "corrupt", 0);
+}
+
 static void list_env(struct list_ctx *c, const struct spool_env *e)
 {
     if (c->account && (!e->auth_user || strcasecmp(e->auth_user, c->account) != 0)) return;
+    if (c->json) {
+        struct cli_json j;
+        cli_json_begin(&j);
+        json_env(&j, e);
+        json_rcpts(&j, e, 0);
+        cli_json_end(&j);
+        return;
+    }
     list_head(c);
     c->bytes += e->size;
     char date[32];
@@ -136,6 +192,7 @@ static void list_one(void *arg, const char *id)
 
 static void list_end(const struct list_ctx *c)
 {
+    if (c->json) return; /* an empty queue is no line */
     if (c->n == 0)
         printf("Mail queue is empty\n");
     else
@@ -145,7 +202,7 @@ static void list_end(const struct list_ctx *c)
 
 /* A user who may not read the spool (as Postfix's showq does for mailq): the daemon
  * sends the envelopes, cut down to what the listing shows, read-only. */
-static int queue_list_daemon(const struct kconf *conf, const char *account)
+static int queue_list_daemon(const struct kconf *conf, const char *account, int json)
 {
     char *text, reply[1024];
     size_t len;
@@ -158,7 +215,7 @@ static int queue_list_daemon(const struct kconf *conf, const char *account)
             fprintf(stderr, "kurier: %s\n", reply);
         return 1;
     }
-    struct list_ctx c = {.account = account};
+    struct list_ctx c = {.account = account, .json = json};
     for (size_t i = 0; i < len;) { /* envelopes, each followed by an empty line */
         const char *end = strstr(text + i, "\n\n");
         size_t n = end ? (size_t)(end - (text + i)) + 1 : len - i;
@@ -178,15 +235,15 @@ static int queue_list_daemon(const struct kconf *conf, const char *account)
     return 0;
 }
 
-static int queue_list(const struct kconf *conf, const char *account)
+static int queue_list(const struct kconf *conf, const char *account, int json)
 {
     char qdir[4096];
     if (snprintf(qdir, sizeof qdir, "%s/queue", conf->spool_dir) < (int)sizeof qdir &&
         access(qdir, R_OK | X_OK) != 0 && errno == EACCES)
-        return queue_list_daemon(conf, account);
+        return queue_list_daemon(conf, account, json);
     struct spool *s = open_spool(conf);
     if (!s) return 1;
-    struct list_ctx c = {.s = s, .account = account};
+    struct list_ctx c = {.s = s, .account = account, .json = json};
     int rc = spool_scan(s, list_one, &c);
     if (rc == 0 && !account) rc = spool_scan_corrupt(s, list_corrupt_one, &c);
     spool_free(s);
@@ -306,7 +363,27 @@ static void show_env(const struct spool_env *e)
     }
 }
 
-static int queue_show(const struct kconf *conf, const char *id, int body)
+/* queue show --json: the whole envelope, no content. */
+static void show_json(const struct spool_env *e)
+{
+    struct cli_json j;
+    cli_json_begin(&j);
+    json_env(&j, e);
+    cli_json_str(&j, "client_name", e->client_name);
+    cli_json_str(&j, "client_addr", e->client_addr);
+    cli_json_str(&j, "helo", e->helo);
+    cli_json_str(&j, "proto", e->proto);
+    cli_json_str(&j, "envid", e->envid);
+    cli_json_str(&j, "ret", e->ret ? (e->ret == SMTP_RET_FULL ? "FULL" : "HDRS") : NULL);
+    static const char *const body[] = {NULL, "7BIT", "8BITMIME", "BINARYMIME"};
+    cli_json_str(&j, "body", e->body > 0 && e->body <= SMTP_BODY_BINARYMIME ? body[e->body] : NULL);
+    cli_json_bool(&j, "smtputf8", e->smtputf8);
+    cli_json_bool(&j, "delay_warned", e->delay_warned);
+    json_rcpts(&j, e, 1);
+    cli_json_end(&j);
+}
+
+static int queue_show(const struct kconf *conf, const char *id, int body, int json)
 {
     struct spool *s = open_spool(conf);
     if (!s) return 1;
@@ -328,6 +405,12 @@ static int queue_show(const struct kconf *conf, const char *id, int body)
             fprintf(stderr, "kurier: %s\n", err);
         spool_free(s);
         return 1;
+    }
+    if (json) {
+        show_json(e);
+        spool_env_free(e);
+        spool_free(s);
+        return 0;
     }
     show_env(e);
     spool_env_free(e);
@@ -457,8 +540,18 @@ int cmd_queue(int argc, char **argv)
         usage();
         return 2;
     }
+    int json = cli_json_flag(&argc, argv);
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
     const char *verb = argv[1];
     int rc;
+    if (json && strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0) {
+        fprintf(stderr, "kurier: queue %s has no --json output\n", verb);
+        usage();
+        return 2;
+    }
     if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
         usage();
         return 0;
@@ -466,7 +559,7 @@ int cmd_queue(int argc, char **argv)
     if (strcmp(verb, "list") == 0 &&
         (argc == 2 || (argc == 4 && strcmp(argv[2], "--account") == 0 && argv[3][0]))) {
         struct kconf *conf = cli_load_conf();
-        rc = queue_list(conf, argc == 4 ? argv[3] : NULL);
+        rc = queue_list(conf, argc == 4 ? argv[3] : NULL, json);
         conf_free(conf);
         return rc;
     }
@@ -481,12 +574,12 @@ int cmd_queue(int argc, char **argv)
             else
                 id = NULL, i = argc; /* two IDs */
         }
-        if (!id || (argc == 4 && !body)) {
+        if (!id || (argc == 4 && !body) || (body && json)) {
             usage();
             return 2;
         }
         struct kconf *conf = cli_load_conf();
-        rc = queue_show(conf, id, body);
+        rc = queue_show(conf, id, body, json);
         conf_free(conf);
         return rc;
     }
@@ -514,10 +607,10 @@ int cmd_queue(int argc, char **argv)
 
 int cmd_mailq(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv; /* mailq options (-v, -q ...) are accepted and ignored */
+    /* mailq options (-v, -q ...) are accepted and ignored; --json as queue list's */
+    int json = cli_json_flag(&argc, argv);
     struct kconf *conf = cli_load_conf();
-    int rc = queue_list(conf, NULL);
+    int rc = queue_list(conf, NULL, json);
     conf_free(conf);
     return rc;
 }

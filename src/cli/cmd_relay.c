@@ -16,7 +16,7 @@ static int usage(void)
             "usage: kurier relay add MATCH HOST[:PORT][,HOST[:PORT]...] [--user U "
             "--password-stdin] [--tls none|may|encrypt|verify]\n"
             "       kurier relay del MATCH\n"
-            "       kurier relay list\n"
+            "       kurier relay list [--json]\n"
             "MATCH is a sender address (user@example.org) or a sender domain (@example.org);\n"
             "mail from it goes through the hosts in order (the next when one is unreachable).\n"
             "With a login, TLS is at least \"encrypt\": the password never travels in clear.\n");
@@ -37,14 +37,27 @@ static char *read_secret(void)
 
 static void print_route(void *arg, const struct store_relay *r)
 {
-    (void)arg;
+    if (*(const int *)arg) { /* the password never, only whether there is one */
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "match", r->match);
+        cli_json_str(&j, "hosts", r->hosts);
+        cli_json_str(&j, "username", r->username[0] ? r->username : NULL);
+        cli_json_bool(&j, "password", r->password[0] != '\0');
+        cli_json_str(&j, "tls", r->tls[0] ? r->tls : NULL);
+        cli_json_end(&j);
+        return;
+    }
     printf("%-40s %-40s %s%s %s\n", r->match, r->hosts, r->username[0] ? r->username : "-",
            r->password[0] ? ":********" : "", r->tls[0] ? r->tls : "default");
 }
 
 int cmd_relay(int argc, char **argv)
 {
+    int json = cli_json_flag(&argc, argv);
     if (argc < 2) return usage();
+    if (json && strcmp(argv[1], "list") != 0)
+        return cli_fail("relay %s has no --json output", argv[1]), 2;
     const char *verb = argv[1];
     const char *args[2] = {NULL, NULL};
     size_t nargs = 0;
@@ -92,7 +105,7 @@ int cmd_relay(int argc, char **argv)
             rc = cli_fail("%s", err);
     } else if (strcmp(verb, "del") == 0) {
         if (store_relay_del(st, args[0], err, sizeof err) != 0) rc = cli_fail("%s", err);
-    } else if (store_relay_list(st, print_route, NULL) != 0) {
+    } else if (store_relay_list(st, print_route, &json) != 0) {
         rc = cli_fail("cannot list relay routes: database error");
     }
     cli_wipe(password);

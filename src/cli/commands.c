@@ -50,7 +50,7 @@ static const struct cli_command commands[] = {
         {"hold", "ID", "keep a message from being delivered"},
         {"release", "ID", "let a held message go"})},
     {"auth", cmd_auth, "blocks of the AUTH brute-force limiter", NULL, V(
-        {"blocks", "[--clear ADDRESS|ACCOUNT]", "list the blocked clients, or lift blocks"})},
+        {"blocks", "[--clear ADDRESS|ACCOUNT] [--json]", "list the blocked clients, or lift blocks"})},
     {"account", cmd_account, "sending accounts: limits, signals, locks", NULL, V(
         {"status", "[USER] [--json]", "an account's counters, signals and lock"},
         {"unlock", "USER [--release|--delete]", "unlock an account; its held mail is kept, released or deleted"})},
@@ -84,10 +84,12 @@ static const struct cli_command commands[] = {
         {"check", "IP|DOMAIN [--list ZONE[=FILTER]]... [--json] [--resolver IP[@PORT]] [--timeout SEC]", "is an address or domain listed?"},
         {"lists", "", "the built-in lists"})},
     {"monitor", cmd_monitor, "the blocklist monitor's findings about our addresses", NULL, V(
-        {"status", "[ADDRESS]", "the current state"},
-        {"history", "[ADDRESS] [--limit N]", "listings and delistings"})},
+        {"status", "[ADDRESS] [--json]", "the current state"},
+        {"history", "[ADDRESS] [--limit N] [--json]", "listings and delistings"})},
     {"complaints", cmd_complaints, "abuse complaints that came in", NULL, V(
-        {"list", "[--account ADDRESS]", "the complaints, oldest first"})},
+        {"list", "[--account ADDRESS] [--json]", "the complaints, oldest first"})},
+    {"log", cmd_log, "the log lines of a message's life", NULL, V(
+        {"trace", "ID|MESSAGE-ID|ADDRESS [--file FILE|-]", "every log line of a message (by queue ID, Message-ID or address), in order"})},
     {"smtp", cmd_smtp, "SMTP by hand", NULL, V(
         {"send", "--to HOST:PORT --from ADDR --rcpt ADDR [--rcpt ADDR]... [--source IP] [--tls none|may|encrypt|verify] [--ca-file FILE] [--peer-name NAME] [--auth USER:PASS] [--helo NAME] [--timeout SEC] [--notify never|success,failure,delay] [--orcpt] [--ret full|hdrs] [--envid ID] [--8bitmime] [--smtputf8] [--count N] FILE", "send a message to a server and print its answers"})},
     {"reload", cmd_reload, "make the running daemon read its configuration again (as SIGHUP)", "", NULL, 0},

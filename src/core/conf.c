@@ -1508,6 +1508,8 @@ static void kconf_destroy(struct kconf *c)
                      &c->out_ca_file, &c->auth_dovecot_socket};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
+    free(c->log_file);
+    free(c->metrics_listen);
     free(c->reply_rules);
     free(c->dkim_key_dir);
     free(c->dkim_signing_domain);

@@ -219,6 +219,10 @@ struct kconf {
     char *log_name;   /* syslog program name (default "kurier") */
     int log_level;    /* enum log_level (default info) */
     char *log_debug;  /* subsystems with debug traces, "" none */
+    /* what "kurier log trace" reads; NULL: the journal, else /var/log/mail.log */
+    char *log_file;
+    /* the metrics HTTP listener (metrics.h): "PORT", "IP:PORT"; "" none */
+    char *metrics_listen;
 
     /* limits { } */
     size_t line_length;     /* command line incl. CRLF (default 512, RFC 5321 4.5.3.1.4) */

@@ -67,6 +67,10 @@ const struct conf_key conf_keys[] = {
      KC(rbl_domain_lists),
      "DNS lists of domains that \"kurier rbl check DOMAIN\" queries, same syntax as "
      "rbl_lists."},
+    {KB_MAIN, "metrics_listen", KT_STR, "", NULL, 0, 0, NULL, KC(metrics_listen),
+     "Address of the HTTP listener serving Prometheus metrics at /metrics and a health check "
+     "at /healthz: \"PORT\" (on 127.0.0.1), \"IP:PORT\" or \"[IPv6]:PORT\"; \"\" (the "
+     "default) for none. It has no authentication: keep it on loopback or a private network."},
 
     {KB_LOG, "target", KT_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog", KC(log_target),
      "Where log lines go."},
@@ -76,6 +80,9 @@ const struct conf_key conf_keys[] = {
      "Lowest level that is logged."},
     {KB_LOG, "debug", KT_STR, "", NULL, 0, 0, NULL, KC(log_debug),
      "Subsystems with debug traces, e.g. \"smtp,queue\" or \"all\"; \"\" for none."},
+    {KB_LOG, "file", KT_PATH, NULL, "the journal, else /var/log/mail.log", 0, 0, NULL, KC(log_file),
+     "The file kurier's lines end up in (where syslog writes mail lines, or where stderr is "
+     "sent), which \"kurier log trace\" reads; kurierd itself does not write it."},
 
     {KB_LIMITS, "line_length", KT_SIZE, "512", NULL, 512, 1048576, NULL, KC(line_length),
      "Longest command line including CRLF (RFC 5321 4.5.3.1.4: at least 512)."},

@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "dns/dns.h"
 
 enum { RR_A = 1, RR_PTR = 12, RR_MX = 15, RR_TXT = 16, RR_AAAA = 28, RR_TLSA = 52 };
@@ -246,10 +247,25 @@ static void query_free(struct dns_query *q)
     free(q);
 }
 
+/* The query type as the metrics label it. */
+static const char *rrtype_name(int t)
+{
+    return t == RR_A      ? "a"
+           : t == RR_AAAA ? "aaaa"
+           : t == RR_MX   ? "mx"
+           : t == RR_TXT  ? "txt"
+           : t == RR_PTR  ? "ptr"
+           : t == RR_TLSA ? "tlsa"
+                          : "other";
+}
+
 /* Hand r to the user: the query is freed first, so the callback may start new
  * queries, cancel others or free the resolver. */
 static void deliver(struct dns_query *q, const struct dns_result *r)
 {
+    metrics_add(MET_DNS_LOOKUPS, 1, rrtype_name(q->rrtype));
+    if (r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS)
+        metrics_add(MET_DNS_FAILURES, 1, rrtype_name(q->rrtype), dns_status_name(r->status));
     dns_cb cb = q->cb;
     void *arg = q->arg;
     query_free(q);

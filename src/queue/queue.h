@@ -249,6 +249,9 @@ void queue_accept(struct queue *q, const char *id);
 void queue_set_intake(struct queue *q, void (*intake)(void *arg, const char *id), void *arg);
 /* Retry every deferred recipient now ("kurier queue flush"). */
 void queue_flush(struct queue *q);
+/* The metrics collector (metrics_set_collector(queue_metrics, q)): sets the queue
+ * gauges, messages by state and by age. Loop thread. */
+void queue_metrics(void *q);
 /* Tools through the control socket: 0 done, -1 no such message. */
 int queue_delete(struct queue *q, const char *id); /* id "ALL" deletes everything */
 int queue_hold(struct queue *q, const char *id);

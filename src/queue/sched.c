@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/metrics.h"
 #include "deliver/deliver.h"
 #include "queue/queue.h"
 #include "route/route.h"
@@ -573,6 +574,10 @@ static void deliver_record(struct qjob *j)
                 str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
                 o[k].res.relay, total, a, b, cc, d, o[k].res.dsn, stname[o[k].res.status], text);
             lines_add(&lines, line);
+            metrics_add(MET_DELIVERIES, 1, stname[o[k].res.status], (char[2]){o[k].res.dsn[0], 0});
+            if (o[k].res.status == DELIVER_OK)
+                metrics_observe(MET_DELIVERY_DELAY,
+                                t_end > env->arrival ? t_end - env->arrival : 0);
         }
     }
     ro_free(j);
@@ -1164,4 +1169,39 @@ int queue_release(struct queue *q, const char *id)
 void queue_pickup(struct queue *q)
 {
     pickup_now(q->pickup);
+}
+
+/* --- metrics ------------------------------------------------------------------- */
+
+/* When the message came: queue IDs begin with 52 bits of microseconds since the epoch
+ * (spool_new_id()). 0 when id is not one. */
+static time_t id_time(const char *id)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    unsigned __int128 v = 0;
+    for (size_t i = 0; i < QUEUE_ID_LEN; i++) {
+        const char *p = id[i] ? strchr(alphabet, id[i]) : NULL;
+        if (!p) return 0;
+        v = v * 32 + (unsigned)(p - alphabet);
+    }
+    return (time_t)((uint64_t)(v >> 18) / 1000000u);
+}
+
+void queue_metrics(void *arg)
+{
+    struct queue *q = arg;
+    time_t now = time(NULL);
+    double st[4] = {0}, age[4] = {0};
+    for (const struct qent *e = q->head; e; e = e->next) {
+        if (e->deleted) continue;
+        st[e->busy ? 0 : e->held ? 3 : e->due > now ? 2 : 1]++;
+        time_t t = id_time(e->id), a = t && now > t ? now - t : 0;
+        age[a < 300 ? 0 : a < 3600 ? 1 : a < 86400 ? 2 : 3]++;
+    }
+    static const char *const stn[] = {"active", "ready", "deferred", "held"};
+    static const char *const agen[] = {"5m", "1h", "1d", "older"};
+    for (int i = 0; i < 4; i++) {
+        metrics_set(MET_QUEUE_MESSAGES, st[i], stn[i]);
+        metrics_set(MET_QUEUE_AGE, age[i], agen[i]);
+    }
 }

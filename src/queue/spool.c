@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/metrics.h"
 #include "queue/dkim_sign.h"
+#include "queue/msgid.h"
 #include "queue/queue.h"
 
 struct spool {
@@ -33,11 +35,13 @@ struct spool_msg {
     size_t size;
     int failed;
     struct dkim_sign *dkim; /* spool_msg_sign(): content passes through it */
+    struct msgid_scan mid;  /* the Message-ID field, for the cleanup log line */
 };
 
 struct commit {
     struct spool_msg *m;
     char *envtext;
+    char *msgid; /* logged once committed */
     void (*done)(void *arg, int ok);
     void *arg;
     int ok;
@@ -273,6 +277,7 @@ int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
 int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
 {
     if (m->failed) return -1;
+    msgid_scan(&m->mid, p, len);
     if (write_all(m->fd, p, len) != 0) {
         log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
                 strerror(errno));
@@ -325,6 +330,7 @@ static void commit_discard(struct commit *c)
     if (c->m->fd >= 0) close(c->m->fd);
     free(c->m);
     free(c->envtext);
+    free(c->msgid);
     free(c);
 }
 
@@ -381,6 +387,7 @@ static void batch_run(void *arg)
     for (struct commit *c = b->list; c; c = c->next)
         n++;
     log_debug("queue", "group commit of %d message(s)", n);
+    double t0 = time_mono();
     int *envfd = xcalloc((size_t)n, sizeof *envfd);
     int i = 0;
     for (struct commit *c = b->list; c; c = c->next, i++) {
@@ -438,6 +445,8 @@ static void batch_run(void *arg)
      * there, which spool_open() cleans at the next start */
     for (struct commit *c = b->list; c; c = c->next)
         if (!c->ok) commit_cleanup(c);
+    metrics_observe(MET_SPOOL_BATCH, n);
+    metrics_observe(MET_SPOOL_FLUSH, time_mono() - t0);
 }
 
 static void batch_start(struct spool *s);
@@ -454,10 +463,15 @@ static void batch_done(void *arg)
     batch_start(s);
     while (c) {
         struct commit *n = c->next;
+        char id[QUEUE_ID_LEN + 1];
+        str_copy(id, c->m->id, sizeof id);
         close(c->m->fd);
         free(c->m);
         free(c->envtext);
         c->done(c->arg, c->ok);
+        /* as Postfix's cleanup: grep finds a message by its Message-ID */
+        if (c->ok) log_info("cleanup", "%s: message-id=%s", id, c->msgid);
+        free(c->msgid);
         free(c);
         c = n;
     }
@@ -488,6 +502,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
     struct commit *c = xcalloc(1, sizeof *c);
     c->m = m;
     c->envtext = spool_env_format(env);
+    c->msgid = msgid_scan_take(&m->mid);
     c->done = done;
     c->arg = arg;
     *m->s->pending_tail = c;

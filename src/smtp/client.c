@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "smtp/smtp.h"
 
 /* Each state names the command whose reply it waits for; entering it sends that
@@ -487,6 +488,7 @@ static void tls_done(struct smtp_client *c)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     smtp_tls_describe(ssl, c->tls_info, sizeof c->tls_info);
+    metrics_add(MET_TLS_HANDSHAKES, 1, "outbound", SSL_get_version(ssl));
     c->tls_on = 1;
     c->tls_verified =
         SSL_get0_peer_certificate(ssl) && SSL_get_verify_result(ssl) == X509_V_OK && c->peer_name;

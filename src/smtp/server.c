@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "smtp/session.h"
 
 /* Indexed by enum smtp_state; the static assert keeps the two in step. */
@@ -163,6 +164,7 @@ static void log_reject(struct smtp_session *s, const char *cmd, int code, const 
         snprintf(helo, sizeof helo, " helo=<%s>",
                  log_escape(esc, sizeof esc, s->peer.helo, strlen(s->peer.helo)));
     }
+    metrics_add(MET_REJECTED, 1, s->peer.listener->address, cmd, enh);
     log_info(s->logname, "%s: reject: %s from %s[%s]: %d %s %s;%s%s proto=%s%s",
              s->id[0] ? s->id : "NOQUEUE", cmd, s->peer.name, s->peer.addr, code, enh, text, from,
              to, s->peer.esmtp ? "ESMTP" : "SMTP", helo);
@@ -782,6 +784,7 @@ static void committed(void *arg, int ok)
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
     if (ok) {
+        metrics_add(MET_ACCEPTED, 1, s->peer.listener->address);
         log_info(s->logname, "%s: client=%s[%s]%s%s", s->id, s->peer.name, s->peer.addr,
                  s->peer.auth_user ? ", sasl_username=" : "",
                  s->peer.auth_user ? s->peer.auth_user : "");
@@ -983,6 +986,7 @@ static void session_free(struct smtp_session *s)
         sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     nsessions--;
+    metrics_add(MET_SESSIONS, -1, s->peer.listener->address);
     conf_unref(s->conf); /* after the cancels: a policy run borrows it */
     free(s);
 }
@@ -1032,6 +1036,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
         if (ssl) {
             smtp_tls_describe(ssl, s->peer.tls_info, sizeof s->peer.tls_info);
+            metrics_add(MET_TLS_HANDSHAKES, 1, "inbound", SSL_get_version(ssl));
             s->peer.tls = 1;
             log_info(s->logname, "Anonymous TLS connection established from %s[%s]: %s",
                      s->peer.name, s->peer.addr, s->peer.tls_info);
@@ -1206,6 +1211,8 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     if (sessions) sessions->prev = s;
     sessions = s;
     nsessions++;
+    metrics_add(MET_CONNECTIONS, 1, s->peer.listener->address);
+    metrics_add(MET_SESSIONS, 1, s->peer.listener->address);
     if (nsessions > (size_t)conf->connections) {
         log_info(s->logname, "connect from %s[%s]", s->peer.name, s->peer.addr);
         log_warn(s->logname, "too many connections: %zu, refusing %s[%s]", nsessions - 1,

@@ -5,6 +5,7 @@
 
 #include <strings.h>
 
+#include "core/metrics.h"
 #include "smtp/session.h"
 
 /* --- AUTH (RFC 4954) ------------------------------------------------------------- */
@@ -36,6 +37,10 @@ static void auth_checked(void *arg, enum auth_result result)
     s->pending_handle = NULL;
     char user[400];
     log_escape(user, sizeof user, s->auth_user_try, strlen(s->auth_user_try));
+    metrics_add(MET_AUTH, 1,
+                result == AUTH_OK         ? "success"
+                : result == AUTH_TEMPFAIL ? "tempfail"
+                                          : "failure");
     switch (result) {
     case AUTH_OK:
         s->peer.auth_user = s->auth_user_try;

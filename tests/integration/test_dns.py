@@ -162,6 +162,30 @@ def test_nxdomain_and_nodata(unbound):
     assert (rc, out) == (1, ["nodata"])
 
 
+def test_lookup_json(unbound):
+    """--json: one object with the documented fields (docs/json.md)."""
+    import json
+    rc, out, err = lookup("mx", "remote.test", unbound, "--json")
+    assert rc == 0, err
+    assert len(out) == 1
+    j = json.loads(out[0])
+    assert (j["name"], j["type"], j["status"], j["null_mx"]) == ("remote.test", "mx", "ok", False)
+    assert isinstance(j["ttl"], int) and j["secure"] is False and j["why"] is None
+    assert j["records"] == [{"type": "mx", "pref": 10, "host": "mx.remote.test"},
+                            {"type": "mx", "pref": 20, "host": "mx2.remote.test"},
+                            {"type": "mx", "pref": 30, "host": "backup.remote.test"}]
+    rc, out, _ = lookup("a", "mx2.remote.test", unbound, "--json")
+    assert {r["type"] for r in json.loads(out[0])["records"]} == {"a"}
+    rc, out, _ = lookup("tlsa", "mx.remote.test", unbound, "--json")
+    t = json.loads(out[0])["records"][0]
+    assert (t["type"], t["usage"], t["selector"], t["mtype"]) == ("tlsa", 3, 1, 1)
+    assert t["data"] == TLSA_HEX.lower()
+    rc, out, _ = lookup("mx", "nothing.remote.test", unbound, "--json")
+    assert rc == 1
+    j = json.loads(out[0])
+    assert (j["status"], j["records"]) == ("nxdomain", [])
+
+
 # Issue 9 item 16: names libunbound answers itself (built-in empty zones for test.,
 # home.arpa., onion., invalid., private and loopback reverse zones) must reach the
 # resolver kurier forwards to, with no --insecure given: that resolver is the admin's.
