@@ -119,7 +119,8 @@ enum conf_transport_tls {
     CONF_TTLS_NONE,
     CONF_TTLS_MAY,
     CONF_TTLS_ENCRYPT,
-    CONF_TTLS_VERIFY
+    CONF_TTLS_VERIFY,
+    CONF_TTLS_IMPLICIT /* TLS from the first byte (port 465), verified as outbound's tls */
 };
 
 /* transport DOMAIN { }: where mail for a recipient domain goes. */
@@ -186,6 +187,7 @@ struct kconf {
     char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
     int reverse_dns;      /* look up client names before the greeting (default on) */
     char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
+    int relay_host_tls;   /* enum conf_transport_tls for the smarthosts */
     char *postmaster;     /* where postmaster@ goes without an alias or mailbox
                              (RFC 5321 4.5.1); default "root@HOSTNAME" */
 

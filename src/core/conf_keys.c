@@ -46,6 +46,11 @@ const struct conf_key conf_keys[] = {
      KC(relay_host),
      "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
      "fallbacks tried in order when the first is unreachable."},
+    {KB_MAIN, "relay_host_tls", KT_ENUM, "default", NULL, 0, 0,
+     "default|none|may|encrypt|verify|implicit", KC(relay_host_tls),
+     "TLS towards the relay_host smarthosts; default takes outbound's tls. implicit speaks TLS "
+     "from the first byte (submissions port 465, RFC 8314), the certificate checked when "
+     "outbound's tls is verify."},
     {KB_MAIN, "postmaster", KT_ADDR, NULL, "root@hostname", 0, 0, NULL, KC(postmaster),
      "Where mail for postmaster goes when its domain has no alias, mailbox or catch-all "
      "for it (RFC 5321 4.5.1: postmaster of every hosted domain, and a bare RCPT TO "
@@ -454,8 +459,11 @@ const struct conf_key conf_keys[] = {
      KT(relay),
      "Relay hosts for this recipient domain as HOST[:PORT], in order; the next is tried when "
      "one is unreachable."},
-    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
-     KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
+    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0,
+     "default|none|may|encrypt|verify|implicit", KT(tls),
+     "STARTTLS policy for this domain; default takes outbound's tls. implicit speaks TLS from "
+     "the first byte (port 465, RFC 8314), the certificate checked when outbound's tls is "
+     "verify."},
     {KB_TRANSPORT, "relay_domain", KT_BOOL, "off", NULL, 0, 0, NULL, KT(relay_domain),
      "We are the MX in front of this domain's own server: accept its mail from any client, as "
      "for a hosted domain, and deliver it to relay (needed)."},

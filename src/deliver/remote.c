@@ -687,6 +687,7 @@ static void connect_next(struct remote_req *q)
             .srclen = src ? (socklen_t)src->salen : 0,
             .peer_name = h->name,
             .tls = q->tls_fallback ? SMTP_CTLS_NONE : (enum smtp_client_tls)h->tls,
+            .implicit_tls = h->implicit_tls,
             .ca_file = c->out_ca_file,
             .auth_user = h->auth_user,
             .auth_pass = h->auth_pass,
@@ -878,8 +879,9 @@ static void host_start(struct remote_req *q)
         q->no_reuse = 0;
     }
     char key[800];
-    snprintf(key, sizeof key, "%s:%d|%d|%s|%s", h->name, h->port, (int)h->tls,
-             h->auth_user ? h->auth_user : "", q->src ? q->src->addr : "");
+    snprintf(key, sizeof key, "%s:%d|%d%s|%s|%s", h->name, h->port, (int)h->tls,
+             h->implicit_tls ? "i" : "", h->auth_user ? h->auth_user : "",
+             q->src ? q->src->addr : "");
     struct dest *d = dest_get(r, key);
     q->dest = d;
     d->limit = q->src && egress_is_slow(q->src->addr, h->name) ? 1 : 0;

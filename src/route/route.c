@@ -200,7 +200,7 @@ static void text_set(struct route_next *out, enum route_next_status st, const ch
 /* "a.example:587, [2001:db8::1]:25 b.example" into out->hops, each with tls and the
  * login. Tokens too long, or an unclosed "[", are skipped. */
 static void hosts_parse(const struct kconf *c, const char *list, enum conf_out_tls tls,
-                        const char *user, const char *pass, struct route_next *out)
+                        int implicit, const char *user, const char *pass, struct route_next *out)
 {
     const char *p = list;
     out->nhops = 0;
@@ -221,6 +221,7 @@ static void hosts_parse(const struct kconf *c, const char *list, enum conf_out_t
                                 .port = c->out_port,
                                 .pref = -1,
                                 .tls = tls,
+                                .implicit_tls = implicit,
                                 .auth_user = user,
                                 .auth_pass = pass};
         char *port = NULL;
@@ -275,9 +276,21 @@ const struct conf_transport *route_transport(const struct kconf *c, const char *
     return domain ? transport_match(c, domain) : NULL;
 }
 
-static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
+/* "tls implicit" (RFC 8314 3.3, port 465): encrypted from the first byte; the
+ * certificate is checked as outbound { tls } says (verify), else only logged. */
+static enum conf_out_tls implicit_level(enum conf_out_tls def)
 {
+    return def == CONF_TLS_VERIFY ? CONF_TLS_VERIFY : CONF_TLS_ENCRYPT;
+}
+
+static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def, int *implicit)
+{
+    *implicit = 0;
     if (!s || !*s) return def;
+    if (strcmp(s, "implicit") == 0) {
+        *implicit = 1;
+        return implicit_level(def);
+    }
     if (strcmp(s, "none") == 0) return CONF_TLS_NONE;
     if (strcmp(s, "may") == 0) return CONF_TLS_MAY;
     if (strcmp(s, "encrypt") == 0) return CONF_TLS_ENCRYPT;
@@ -285,10 +298,15 @@ static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
     return def;
 }
 
-/* A transport's tls (enum conf_transport_tls): its own level, or def for "default". */
-static enum conf_out_tls transport_tls(int tls, enum conf_out_tls def)
+/* A transport's tls (enum conf_transport_tls): its own level, or def for "default";
+ * *implicit set for "implicit". */
+static enum conf_out_tls transport_tls(int tls, enum conf_out_tls def, int *implicit)
 {
+    *implicit = 0;
     switch ((enum conf_transport_tls)tls) {
+    case CONF_TTLS_IMPLICIT:
+        *implicit = 1;
+        return implicit_level(def);
     case CONF_TTLS_NONE:
         return CONF_TLS_NONE;
     case CONF_TTLS_MAY:
@@ -335,9 +353,9 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
     }
     if (relay_rc > 0 && relay) {
         out->via = "sender route";
-        int creds = relay->username[0] != 0;
-        enum conf_out_tls tls =
-            tls_parse(relay->tls, creds && deftls < CONF_TLS_ENCRYPT ? CONF_TLS_ENCRYPT : deftls);
+        int creds = relay->username[0] != 0, implicit;
+        enum conf_out_tls tls = tls_parse(
+            relay->tls, creds && deftls < CONF_TLS_ENCRYPT ? CONF_TLS_ENCRYPT : deftls, &implicit);
         if (creds && tls < CONF_TLS_ENCRYPT) {
             /* never send a password in clear (issue 4 item 7) */
             text_set(out, ROUTE_NEXT_TEMP, "4.7.0",
@@ -346,29 +364,35 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
                      relay->match, relay->tls);
             return out->status;
         }
-        hosts_parse(c, relay->hosts, tls, creds ? relay->username : NULL,
+        hosts_parse(c, relay->hosts, tls, implicit, creds ? relay->username : NULL,
                     creds ? relay->password : NULL, out);
         return out->status;
     }
     const struct conf_transport *t = transport_match(c, domain);
     const char *relays;
     enum conf_out_tls tls;
+    int implicit;
     if (t) {
         out->via = "transport";
-        tls = transport_tls(t->tls, deftls);
+        tls = transport_tls(t->tls, deftls, &implicit);
         relays = t->relay; /* NULL: this domain's MX with the transport's tls */
     } else {
         out->via = "relay_host";
-        tls = deftls;
+        tls = transport_tls(c->relay_host_tls, deftls, &implicit);
         relays = c->relay_host;
+        if (!relays) tls = deftls, implicit = 0; /* relay_host_tls is for smarthosts */
     }
     if (relays) {
-        hosts_parse(c, relays, tls, NULL, NULL, out);
+        hosts_parse(c, relays, tls, implicit, NULL, NULL, out);
         return out->status;
     }
     out->via = "MX";
     struct route_hop *h = &out->hops[0];
-    *h = (struct route_hop){.kind = ROUTE_HOP_MX, .port = c->out_port, .pref = -1, .tls = tls};
+    *h = (struct route_hop){.kind = ROUTE_HOP_MX,
+                            .port = c->out_port,
+                            .pref = -1,
+                            .tls = tls,
+                            .implicit_tls = implicit};
     str_copy(h->name, domain, sizeof h->name);
     out->nhops = 1;
     return out->status;
@@ -482,6 +506,6 @@ const struct conf_egress_pool *route_pool(const struct kconf *c, const char *sen
 enum route_next_status route_hosts(const struct kconf *c, const char *hosts, struct route_next *out)
 {
     *out = (struct route_next){.status = ROUTE_NEXT_OK, .via = "egress fallback relay"};
-    hosts_parse(c, hosts ? hosts : "", (enum conf_out_tls)c->out_tls, NULL, NULL, out);
+    hosts_parse(c, hosts ? hosts : "", (enum conf_out_tls)c->out_tls, 0, NULL, NULL, out);
     return out->status;
 }

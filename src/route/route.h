@@ -79,6 +79,8 @@ struct route_hop {
     int pref;              /* MX preference; -1 for relays and ROUTE_HOP_MX */
     int implicit_mx;       /* the domain itself (no MX record): no A/AAAA is permanent */
     enum conf_out_tls tls; /* STARTTLS policy towards this hop */
+    int implicit_tls;      /* TLS from the first byte (port 465; "tls implicit"); tls is
+                              then ENCRYPT, or VERIFY when outbound { tls verify } */
     /* Credentials reference: borrowed from the relay route given to route_next()
      * (live as long as it); NULL = no AUTH. */
     const char *auth_user, *auth_pass;

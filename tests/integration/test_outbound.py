@@ -76,12 +76,14 @@ def unbound():
 class Receiver:
     """A small SMTP server on HOST:PORT in a thread. rcpt_reply maps a recipient
     address to the reply its RCPT gets ("250 ..." when absent); it may be changed
-    while running. With tls (cert, key) it offers STARTTLS; with auth (user, pass) it
+    while running. With tls (cert, key) it offers STARTTLS (implicit: TLS from the first
+    byte instead, as on port 465); with auth (user, pass) it
     offers AUTH PLAIN/LOGIN and refuses MAIL before a login. Accepted messages are
     in .messages as dicts (mail, rcpts, data, tls, auth)."""
 
-    def __init__(self, host, port, rcpt_reply=None, tls=None, auth=None, greeting=None):
-        self.host, self.port = host, port
+    def __init__(self, host, port, rcpt_reply=None, tls=None, auth=None, greeting=None,
+                 implicit=False):
+        self.host, self.port, self.implicit = host, port, implicit
         self.rcpt_reply = dict(rcpt_reply or {})
         self.tls, self.auth, self.greeting = tls, auth, greeting
         self.messages = []
@@ -129,8 +131,17 @@ class Receiver:
         with self.lock:
             self.sessions += 1
         c.settimeout(30)
-        f = c.makefile("rb")
         state = {"tls": False, "authed": False}
+        if self.implicit:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*self.tls)
+            try:
+                c = ctx.wrap_socket(c, server_side=True)
+            except (OSError, ssl.SSLError):
+                c.close()
+                return
+            state["tls"] = True
+        f = c.makefile("rb")
 
         def send(line):
             c.sendall((line + "\r\n").encode())
@@ -497,6 +508,72 @@ def test_sender_relay_with_auth_over_starttls(outbound, receivers, certpair):
     assert "status=deferred" in line and "never sent without TLS" in line, line
     assert r.count("friend2@relayed.test") == 0
     assert secret not in k.log()
+
+
+def test_relays_on_implicit_tls(outbound, receivers, certpair, tmp_path):
+    """Port 465 (RFC 8314): a sender relay with a login and `--tls implicit`, and the
+    relay_host smarthost with `relay_host_tls implicit`, get TLS from the first byte;
+    the certificate is checked as outbound { tls verify; ca_file } say; `kurier smtp
+    send --tls implicit` speaks it too."""
+    secret = "Implicit-Pa55-for-the-log-check"
+    rport = free_port("127.0.0.32")
+    ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)  # readable by kurier
+    ca.write(open(certpair[0], "rb").read())
+    ca.close()
+    os.chmod(ca.name, 0o644)
+    k, port = outbound(
+        start=False, out={"tls": "verify", "ca_file": ca.name},
+        extra="relay_host smtp.smarthost.test:%d;\nrelay_host_tls implicit;\n" % rport)
+    k.start()
+    relay_add(k, "@example.test", "127.0.0.32:%d" % rport, "customer@provider.test", secret,
+              tls="implicit")
+    r = receivers("127.0.0.32", rport, tls=certpair, implicit=True,
+                  auth=("customer@provider.test", secret))
+    s = receivers("127.0.0.29", rport, tls=certpair, implicit=True)
+    # the sender relay (IP literal: the certificate names smtp.smarthost.test, so
+    # verify fails and the mail waits) ...
+    submit(k, ["friend@relayed.test"])
+    k.wait_log("to=<friend@relayed.test>")
+    line = smtp_lines(k, "friend@relayed.test")[0]
+    assert "status=deferred" in line and "certificate verification failed" in line, line
+    assert r.count() == 0 and not r.auth_seen
+    # ... and with verification as "encrypt" it goes, AUTH inside TLS
+    k.stop()
+    with open(k.conf) as f:
+        text = f.read()
+    with open(k.conf, "w") as f:
+        f.write(text.replace("tls verify;", "tls may;"))
+    k.start()
+    k.cli("queue", "flush", check=False)
+    wait_for(lambda: r.count("friend@relayed.test") == 1, k=k, what="delivery via port 465 relay")
+    m = r.messages[0]
+    assert m["tls"] and m["auth"], m
+    assert r.auth_seen and all(t for _, _, t in r.auth_seen), r.auth_seen
+    # the smarthost (no sender route for this sender), verified by name
+    k.stop()
+    with open(k.conf, "w") as f:
+        f.write(text)
+    k.start()
+    submit(k, ["other@equal.test"], sender="nobody@elsewhere.test")
+    wait_for(lambda: s.count("other@equal.test") == 1, k=k, what="delivery via smarthost 465")
+    wait_for(lambda: any("status=sent" in l for l in smtp_lines(k, "other@equal.test")), k=k,
+             what="the smarthost delivery's log line")
+    assert "Verified TLS connection established to smtp.smarthost.test" in k.log()
+    assert secret not in k.log()
+    # the CLI
+    msg = tmp_path / "m.eml"
+    msg.write_text("Subject: cli\n\nhello\n")
+    out = k.cli("smtp", "send", "--to", "127.0.0.29:%d" % rport, "--tls", "implicit",
+                "--from", "a@example.test", "--rcpt", "cli@equal.test", str(msg))
+    assert "TLS: TLS" in out.stdout.decode(), out.stdout
+    assert s.count("cli@equal.test") == 1
+    # a plain SMTP server where implicit TLS is expected: a clear failure, no plain text
+    plain = receivers("127.0.0.33", rport)
+    out = k.cli("smtp", "send", "--to", "127.0.0.33:%d" % rport, "--tls", "implicit",
+                "--from", "a@example.test", "--rcpt", "x@equal.test", str(msg), check=False)
+    assert out.returncode != 0 and "TLS handshake" in (out.stdout + out.stderr).decode(), out
+    assert plain.count() == 0
+    os.unlink(ca.name)
 
 
 # --- restart ----------------------------------------------------------------------
