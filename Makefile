@@ -2,7 +2,7 @@
 # bench install. SANITIZE=address,undefined builds into build-asan/.
 
 CC      ?= cc
-PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound
+PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound libidn2
 SANITIZE ?=
 BUILD   ?= $(if $(SANITIZE),build-asan,build)
 PREFIX  ?= /usr/local

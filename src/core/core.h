@@ -19,5 +19,6 @@
 #include "core/authres.h"
 #include "core/mime.h"
 #include "core/batv.h"
+#include "core/idn.h"
 
 #endif

@@ -942,6 +942,14 @@ static void route_start(struct remote_req *q)
     struct remote_job *job = q->job;
     q->state = RQ_MX;
     q->pool = route_pool(q->conf, job->sender, job->auth_user, job->listener);
+    char alabel[256];
+    const char *why;
+    if (idn_to_alabel(job->domain, alabel, sizeof alabel, &why) != 0) {
+        /* RFC 5891: only a valid IDN has an A-label form that DNS could know */
+        fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "none", "%s: %s", job->domain, why);
+        finish_fail(q);
+        return;
+    }
     if (route_next(q->conf, job->domain, q->relay, q->relay_rc, &q->route) != ROUTE_NEXT_OK) {
         route_fail(q);
         return;

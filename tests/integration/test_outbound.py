@@ -60,6 +60,9 @@ ZONES = r"""
     local-data: "mx.relayed.test. 60 IN A 127.0.0.99"
     local-zone: "smarthost.test." static
     local-data: "smtp.smarthost.test. 60 IN A 127.0.0.29"
+    local-zone: "xn--bcher-kva.test." static
+    local-data: "xn--bcher-kva.test. 60 IN MX 10 mx.xn--bcher-kva.test."
+    local-data: "mx.xn--bcher-kva.test. 60 IN A 127.0.0.34"
     local-zone: "." static
 """
 
@@ -82,8 +85,9 @@ class Receiver:
     in .messages as dicts (mail, rcpts, data, tls, auth)."""
 
     def __init__(self, host, port, rcpt_reply=None, tls=None, auth=None, greeting=None,
-                 implicit=False):
+                 implicit=False, smtputf8=False):
         self.host, self.port, self.implicit = host, port, implicit
+        self.smtputf8 = smtputf8
         self.rcpt_reply = dict(rcpt_reply or {})
         self.tls, self.auth, self.greeting = tls, auth, greeting
         self.messages = []
@@ -167,6 +171,8 @@ class Receiver:
                         ext.append("STARTTLS")
                     if self.auth:
                         ext.append("AUTH PLAIN LOGIN")
+                    if self.smtputf8:
+                        ext.append("SMTPUTF8")
                     lines = ["%s" % self.host] + ext
                     for i, l in enumerate(lines):
                         send("250%s%s" % (" " if i == len(lines) - 1 else "-", l))
@@ -574,6 +580,30 @@ def test_relays_on_implicit_tls(outbound, receivers, certpair, tmp_path):
     assert out.returncode != 0 and "TLS handshake" in (out.stdout + out.stderr).decode(), out
     assert plain.count() == 0
     os.unlink(ca.name)
+
+
+def test_idn_domain_looked_up_as_a_label(outbound, receivers):
+    """SMTPUTF8 mail to kunde@bücher.test: the MX lookup asks for xn--bcher-kva.test
+    (the only name the test DNS knows) and the mail is delivered; a domain IDNA2008
+    refuses gets 501 5.1.3 at RCPT, naming the reason."""
+    k, port = outbound()
+    r = receivers("127.0.0.34", port, smtputf8=True)
+    rcpt = "kunde@bücher.test"
+    msg = ("From: demo@example.test\r\nTo: %s\r\nSubject: idn\r\n\r\nhallo\r\n" % rcpt)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=30) as s:
+        s.ehlo()
+        s.command_encoding = "utf-8"
+        s.sendmail("demo@example.test", [rcpt], msg.encode(), mail_options=["SMTPUTF8"])
+        code, text = s.docmd("MAIL FROM:<demo@example.test> SMTPUTF8")
+        assert code == 250
+        code, text = s.docmd("RCPT TO:<kunde@b\u2603cher.test>")
+        assert code == 501 and text.startswith(b"5.1.3"), (code, text)
+        assert b"invalid international domain name" in text, text
+    wait_for(lambda: r.count(rcpt) == 1, k=k, what="delivery to the IDN domain")
+    logged = rcpt.encode().decode("ascii", "backslashreplace")  # the log escapes 8-bit
+    wait_for(lambda: any("status=sent" in l for l in smtp_lines(k, logged)), k=k,
+             what="the delivery's log line")
+    assert "relay=mx.xn--bcher-kva.test[127.0.0.34]" in smtp_lines(k, logged)[-1]
 
 
 # --- restart ----------------------------------------------------------------------
