@@ -35,7 +35,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 .PHONY: all run check check-unit check-integration check-fuzz-replay fuzz bench \
         bench-smoke install deps pkg-check format clean
 
-all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq
+all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq $(BUILD)/newaliases
 
 deps:
 	@scripts/install-deps
@@ -61,8 +61,8 @@ $(BUILD)/kurierd: $(BUILD)/obj/kurierd.o $(BUILD)/libkurier.a | pkg-check
 $(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a | pkg-check
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# sendmail(1) and mailq(1) are the same binary, chosen by argv[0].
-$(BUILD)/sendmail $(BUILD)/mailq: $(BUILD)/kurier
+# sendmail(1), mailq(1) and newaliases(1) are the same binary, chosen by argv[0].
+$(BUILD)/sendmail $(BUILD)/mailq $(BUILD)/newaliases: $(BUILD)/kurier
 	ln -sf kurier $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkurier.a | pkg-check
@@ -121,6 +121,7 @@ install: all
 	install -m 0755 $(BUILD)/kurier $(DESTDIR)$(PREFIX)/bin/kurier
 	ln -sf kurier $(DESTDIR)$(PREFIX)/bin/mailq
 	ln -sf ../bin/kurier $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf kurier $(DESTDIR)$(PREFIX)/bin/newaliases
 	install -d $(DESTDIR)$(DATADIR)
 	install -m 0644 data/replies.rules $(DESTDIR)$(DATADIR)/replies.rules
 

@@ -55,6 +55,7 @@ static void usage(void)
             "  smtp send --to HOST:PORT [--tls MODE] [--auth U:P] --from A --rcpt B FILE\n"
             "  monitor status|history [ADDRESS] [--limit N]\n"
             "  complaints list [--account ADDRESS]\n"
+            "  newaliases   (check the aliases file, make kurierd reload it)\n"
             "The config file is -c FILE, else $KURIER_CONF, else /etc/kurier/kurier.conf.\n");
 }
 
@@ -64,6 +65,7 @@ int main(int argc, char **argv)
     log_init("stderr", "kurier", LOG_LV_WARN);
     if (strcmp(me, "sendmail") == 0) return cmd_sendmail(argc, argv);
     if (strcmp(me, "mailq") == 0) return cmd_mailq(argc, argv);
+    if (strcmp(me, "newaliases") == 0) return cmd_newaliases(argc, argv);
 
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
@@ -102,6 +104,7 @@ int main(int argc, char **argv)
         {"dkim", cmd_dkim},
         {"account", cmd_account},
         {"complaints", cmd_complaints},
+        {"newaliases", cmd_newaliases},
         /* clang-format on */
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/addr.h"
+#include "core/aliases.h"
 #include "core/batv.h"
 #include "core/buf.h"
 #include "core/conf.h"
@@ -1409,6 +1410,8 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     free(L.files);
     free(L.stack);
     if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
+    if (read_secrets && c->aliases_file && errs->n == nerr)
+        c->aliases = aliases_load(c->aliases_file, errs);
 
     conf_egress_check(c, errs);
     c = kconf_finish(c, errs, nerr);
@@ -1469,6 +1472,9 @@ static void kconf_destroy(struct kconf *c)
     free(c->grey_allow_domains);
     free(c->batv_domains);
     free(c->batv_key_file);
+    free(c->aliases_file);
+    free(c->local_admin);
+    aliases_free(c->aliases);
     if (c->batv_keys) explicit_bzero(c->batv_keys, c->nbatv_keys * sizeof *c->batv_keys);
     free(c->batv_keys);
     free(c->mon_addresses);

@@ -57,6 +57,18 @@ const struct conf_key conf_keys[] = {
      "Postmaster taken as postmaster@hostname, are always accepted): a mailbox, an alias "
      "or a remote address. An address in hostname is refused when hostname is not a "
      "hosted domain (mail to it would come back here)."},
+    {KB_MAIN, "aliases", KT_PATH, NULL, "none", 0, 0, NULL, KC(aliases_file),
+     "Local aliases in /etc/aliases format (root: admin@example.org): mail to a local name "
+     "(an address at hostname or localhost that is not a hosted domain, or an unqualified one "
+     "from sendmail) goes where its alias says, else to local_admin, and never to relay_host. "
+     "Read at start and on SIGHUP (newaliases checks it and makes the daemon reload); a bad "
+     "file stops the start, and on reload keeps the aliases read before. Command, file and "
+     ":include: targets are refused."},
+    {KB_MAIN, "local_admin", KT_ADDR, NULL, "none", 0, 0, NULL, KC(local_admin),
+     "Where mail for a local name goes when the aliases file has no entry for it (cron mail "
+     "for www-data, root without an alias): a mailbox, a directory alias or a remote address. "
+     "Without it such mail is refused as an unknown user (5.1.1). Setting it or aliases turns "
+     "on local-name handling."},
 
     {KB_MAIN, "reply_rules", KT_PATH, NULL, "PREFIX/share/kurier/replies.rules (shipped)", 0, 0,
      NULL, KC(reply_rules),

@@ -20,5 +20,6 @@
 #include "core/mime.h"
 #include "core/batv.h"
 #include "core/idn.h"
+#include "core/aliases.h"
 
 #endif

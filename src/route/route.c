@@ -46,6 +46,14 @@ static enum route_kind mailbox_only(struct expand *x, const char *addr)
 
 static enum route_kind expand(struct expand *x, const char *addr, int depth, int catchall_ok);
 
+void route_postmaster_init(struct route_postmaster *pm, const struct kconf *c)
+{
+    *pm = (struct route_postmaster){.hostname = c->hostname,
+                                    .address = c->postmaster,
+                                    .aliases = c->aliases,
+                                    .local_admin = c->local_admin};
+}
+
 static int is_postmaster(const char *addr)
 {
     return strncmp(addr, "postmaster@", 11) == 0;
@@ -80,6 +88,65 @@ static enum route_kind to_postmaster(struct expand *x, const char *addr, int dep
     return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
 }
 
+/* Local system mail is on (aliases or local_admin set) and domain is this host's. */
+static int local_domain(const struct expand *x, const char *domain)
+{
+    const struct route_postmaster *pm = x->pm;
+    if (!pm || (!pm->aliases && !pm->local_admin)) return 0;
+    return (pm->hostname && str_ieq(domain, pm->hostname)) || str_ieq(domain, "localhost") ||
+           str_ieq(domain, "localhost.localdomain");
+}
+
+/* A local name NAME@(hostname|localhost) (addr lowercased): its entry in the aliases
+ * file (a bare name in it is NAME@hostname), else postmaster's fallback, else
+ * local_admin, else NOUSER. Like a directory alias, a target that does not exist is
+ * skipped with a warning. */
+static enum route_kind local_name(struct expand *x, const char *addr, int depth)
+{
+    const struct route_postmaster *pm = x->pm;
+    const char *at = strrchr(addr, '@');
+    char *name = xstrndup(addr, (size_t)(at - addr));
+    const struct alias_entry *e = aliases_find(pm->aliases, name);
+    free(name);
+    x->stack[depth] = addr;
+    if (e) {
+        size_t good = 0;
+        for (size_t i = 0; i < e->ntargets; i++) {
+            const char *t = e->targets[i];
+            char *full = strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, pm->hostname);
+            enum route_kind k = expand(x, full, depth + 1, 1);
+            if (k == ROUTE_ERROR || k == ROUTE_LOOP) {
+                free(full);
+                return k;
+            }
+            if (k == ROUTE_NOUSER)
+                log_warn("route",
+                         "alias %s (aliases file line %d): target %s does not exist, "
+                         "skipped",
+                         addr, e->line, full);
+            else
+                good++;
+            free(full);
+        }
+        return good ? ROUTE_LOCAL : ROUTE_NOUSER;
+    }
+    if (is_postmaster(addr) && pm->address && *pm->address) {
+        char *t = xstrdup(pm->address);
+        str_lower(t);
+        enum route_kind k = strcmp(t, addr) == 0 ? ROUTE_NOUSER : expand(x, t, depth + 1, 1);
+        free(t);
+        if (k != ROUTE_NOUSER) return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+    }
+    if (pm->local_admin && *pm->local_admin) {
+        char *t = xstrdup(pm->local_admin);
+        str_lower(t);
+        enum route_kind k = expand(x, t, depth + 1, 1);
+        free(t);
+        return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+    }
+    return ROUTE_NOUSER;
+}
+
 /* Expand addr (lowercased) at depth into x->res. Returns ROUTE_REMOTE when addr is not
  * in a local domain, ROUTE_LOCAL when addr is local and yielded at least one target
  * (which may itself be remote), else NOUSER, ERROR or LOOP. */
@@ -94,6 +161,7 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
     struct store_domain dom;
     int r = store_domain_get(x->st, at + 1, &dom);
     if (r < 0) return ROUTE_ERROR;
+    if (r == 0 && local_domain(x, at + 1)) return local_name(x, addr, depth);
     if (r == 0 && is_postmaster(addr) && x->pm && x->pm->hostname &&
         str_ieq(at + 1, x->pm->hostname))
         return to_postmaster(x, addr, depth); /* "RCPT TO:<Postmaster>" */
@@ -149,6 +217,7 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
         free(t);
         return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
     }
+    if (local_domain(x, at + 1)) return local_name(x, addr, depth); /* hostname is hosted */
     if (is_postmaster(addr)) return to_postmaster(x, addr, depth);
     return ROUTE_NOUSER;
 }

@@ -40,7 +40,17 @@ struct route_postmaster {
                              a hosted domain */
     const char *address;  /* where postmaster goes when the domain has no alias,
                              mailbox or catch-all for it (conf "postmaster") */
+    /* Local system mail (conf "aliases", "local_admin"; either one turns it on): a
+     * local name (NAME@hostname or NAME@localhost, hostname not hosted; or one the
+     * directory does not know when it is) goes through aliases, else to local_admin,
+     * else is NOUSER; never remote as it is. Borrowed. */
+    const struct aliases *aliases; /* NULL = no aliases file */
+    const char *local_admin;       /* NULL = none */
 };
+
+/* pm filled from c (hostname, postmaster, aliases, local_admin), borrowing from c:
+ * valid while the caller holds c. */
+void route_postmaster_init(struct route_postmaster *pm, const struct kconf *c);
 
 /* Resolve address (local@domain, domain lowercased). Aliases expand recursively
  * (depth 10); a catch-all applies only to a local part that is neither a mailbox nor
