@@ -56,7 +56,8 @@ const struct conf_key conf_keys[] = {
      "for it (RFC 5321 4.5.1: postmaster of every hosted domain, and a bare RCPT TO "
      "Postmaster taken as postmaster@hostname, are always accepted): a mailbox, an alias "
      "or a remote address. An address in hostname is refused when hostname is not a "
-     "hosted domain (mail to it would come back here)."},
+     "hosted domain (mail to it would come back here), unless aliases or local_admin is "
+     "set: then it is a local name, resolved through them."},
     {KB_MAIN, "aliases", KT_PATH, NULL, "none", 0, 0, NULL, KC(aliases_file),
      "Local aliases in /etc/aliases format (root: admin@example.org): mail to a local name "
      "(an address at hostname or localhost that is not a hosted domain, or an unqualified one "

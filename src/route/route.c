@@ -98,9 +98,20 @@ static int local_domain(const struct expand *x, const char *domain)
 }
 
 /* A local name NAME@(hostname|localhost) (addr lowercased): its entry in the aliases
- * file (a bare name in it is NAME@hostname), else postmaster's fallback, else
- * local_admin, else NOUSER. Like a directory alias, a target that does not exist is
- * skipped with a warning. */
+ * file (a bare name in it is NAME@hostname; the name itself is local_admin), else
+ * postmaster's fallback, else local_admin, else NOUSER. Like a directory alias, a target that does
+ * not exist is skipped with a warning. */
+static enum route_kind to_admin(struct expand *x, int depth)
+{
+    const struct route_postmaster *pm = x->pm;
+    if (!pm->local_admin || !*pm->local_admin) return ROUTE_NOUSER;
+    char *t = xstrdup(pm->local_admin);
+    str_lower(t);
+    enum route_kind k = expand(x, t, depth + 1, 1);
+    free(t);
+    return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+}
+
 static enum route_kind local_name(struct expand *x, const char *addr, int depth)
 {
     const struct route_postmaster *pm = x->pm;
@@ -114,7 +125,10 @@ static enum route_kind local_name(struct expand *x, const char *addr, int depth)
         for (size_t i = 0; i < e->ntargets; i++) {
             const char *t = e->targets[i];
             char *full = strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, pm->hostname);
-            enum route_kind k = expand(x, full, depth + 1, 1);
+            /* "root: root, ...": the name itself, i.e. the local mailbox an MTA with
+             * /var/mail would use; ours is local_admin */
+            enum route_kind k =
+                strcmp(full, addr) == 0 ? to_admin(x, depth) : expand(x, full, depth + 1, 1);
             if (k == ROUTE_ERROR || k == ROUTE_LOOP) {
                 free(full);
                 return k;
@@ -137,14 +151,7 @@ static enum route_kind local_name(struct expand *x, const char *addr, int depth)
         free(t);
         if (k != ROUTE_NOUSER) return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
     }
-    if (pm->local_admin && *pm->local_admin) {
-        char *t = xstrdup(pm->local_admin);
-        str_lower(t);
-        enum route_kind k = expand(x, t, depth + 1, 1);
-        free(t);
-        return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
-    }
-    return ROUTE_NOUSER;
+    return to_admin(x, depth);
 }
 
 /* Expand addr (lowercased) at depth into x->res. Returns ROUTE_REMOTE when addr is not

@@ -22,7 +22,7 @@ ALIASES = """\
 # /etc/aliases as Debian ships it, plus ours
 postmaster:    root
 MAILER-DAEMON: postmaster
-abuse:         root
+abuse:         abuse, root
 root:          admin@example.test,
                ops
 ops:           ops@example.test
@@ -107,8 +107,9 @@ def test_sendmail_root_reaches_the_admin_mailbox(k, smarthost):
     assert r.returncode == 0, r
     k.wait_mail("admin@example.test")
     k.wait_mail("ops@example.test")  # root: admin, ops (a local name again)
-    # postmaster, MAILER-DAEMON and abuse through their aliases; www-data has none
-    # and goes to local_admin; "-oem" as cron passes it is accepted
+    # postmaster, MAILER-DAEMON and abuse through their aliases (abuse lists itself:
+    # that is local_admin); www-data has none and goes to local_admin; "-oem" as cron
+    # passes it is accepted
     for name in ("postmaster", "MAILER-DAEMON", "abuse", "www-data"):
         r = run(k, SENDMAIL, "-oem", name, input=("Subject: to %s\n\nx\n" % name).encode())
         assert r.returncode == 0, r
