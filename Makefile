@@ -3,7 +3,7 @@
 
 CC      ?= cc
 PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound \
-           libsystemd
+           libsystemd libidn2
 VERSION := 0.9.0
 VERSION_DATE := 2026-12-06
 SANITIZE ?=
@@ -49,7 +49,8 @@ FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 GENERATED := $(BUILD)/man/kurier.1 $(BUILD)/man/kurier.conf.5 $(BUILD)/man/kurierd.8 \
              $(BUILD)/kurier.bash
-all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq $(GENERATED)
+all: $(BUILD)/kurierd $(BUILD)/kurier $(BUILD)/sendmail $(BUILD)/mailq $(BUILD)/newaliases \
+     $(GENERATED)
 
 deps:
 	@scripts/install-deps
@@ -85,8 +86,8 @@ $(BUILD)/kurierd: $(BUILD)/obj/kurierd.o $(BUILD)/libkurier.a | pkg-check
 $(BUILD)/kurier: $(CLI_OBJ) $(BUILD)/libkurier.a | pkg-check
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# sendmail(1) and mailq(1) are the same binary, chosen by argv[0].
-$(BUILD)/sendmail $(BUILD)/mailq: $(BUILD)/kurier
+# sendmail(1), mailq(1) and newaliases(1) are the same binary, chosen by argv[0].
+$(BUILD)/sendmail $(BUILD)/mailq $(BUILD)/newaliases: $(BUILD)/kurier
 	ln -sf kurier $@
 
 # Man pages and completion are made from the tables they describe (command table,

@@ -91,6 +91,8 @@ int cmd_egress(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 /* dns records DOMAIN [--check]: what a hosted domain publishes (cmd_dns_records.c) */
 int cmd_dns_records(int argc, char **argv);
+/* newaliases(1), sendmail -bi: check the aliases file, make kurierd reload it */
+int cmd_newaliases(int argc, char **argv);
 
 /* One DNS question, blocking (cmd_dkim.c): type "txt", "mx" ("PREF HOST" strings) or
  * "ptr" (name: an IP address). resolver: NULL for the config's. The answer's strings

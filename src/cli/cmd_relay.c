@@ -14,7 +14,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: kurier relay add MATCH HOST[:PORT][,HOST[:PORT]...] [--user U "
-            "--password-stdin] [--tls none|may|encrypt|verify]\n"
+            "--password-stdin] [--tls none|may|encrypt|verify|implicit]\n"
             "       kurier relay del MATCH\n"
             "       kurier relay list [--json]\n"
             "MATCH is a sender address (user@example.org) or a sender domain (@example.org);\n"

@@ -208,12 +208,12 @@ int cmd_sendmail(int argc, char **argv)
                 return refuse("-bs", "talk SMTP to kurierd's port 25 or 587 instead");
             if (strcmp(optarg, "d") == 0 || strcmp(optarg, "D") == 0)
                 return refuse("-bd", "start the daemon with kurierd");
-            if (strcmp(optarg, "i") == 0)
-                return refuse("-bi", "aliases live in the directory (kurier alias)");
+            if (strcmp(optarg, "i") == 0) /* initialise the alias database */
+                return cmd_newaliases(1, (char *[]){"newaliases", NULL});
             fprintf(stderr, "sendmail: -b%s is not supported\n", optarg);
             return EX_USAGE;
         case 'I':
-            return refuse("-I", "aliases live in the directory (kurier alias)");
+            return cmd_newaliases(1, (char *[]){"newaliases", NULL});
         case 'q':
             if (!optarg) { /* -q: flush the queue */
                 struct kconf *conf = cli_load_conf();

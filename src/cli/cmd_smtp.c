@@ -28,14 +28,17 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: kurier smtp send --to HOST:PORT --from ADDR --rcpt ADDR [--rcpt ADDR]...\n"
-            "           [--source IP] [--tls none|may|encrypt|verify] [--ca-file FILE]\n"
+            "           [--source IP] [--tls none|may|encrypt|verify|implicit|implicit-verify]\n"
+            "           [--ca-file FILE]\n"
             "           [--peer-name NAME] [--auth USER:PASS] [--helo NAME] [--timeout SEC]\n"
             "           [--notify never|success,failure,delay] [--orcpt] [--ret full|hdrs]\n"
             "           [--envid ID] [--8bitmime] [--smtputf8] [--count N] FILE\n"
             "  Sends FILE (LF line ends are sent as CRLF) and prints one line per recipient\n"
             "  with the server's answer, and the TLS state. HOST may be [IPv6]:PORT.\n"
             "  --tls may (default) uses STARTTLS when offered; encrypt requires it; verify\n"
-            "  also checks the certificate for --peer-name (default HOST). --count N sends\n"
+            "  also checks the certificate for --peer-name (default HOST). implicit speaks\n"
+            "  TLS from the first byte (port 465, RFC 8314); implicit-verify also checks\n"
+            "  the certificate. --count N sends\n"
             "  the message N times over one connection. Exit 0 when every recipient was\n"
             "  accepted, 1 otherwise.\n");
     return 2;
@@ -230,6 +233,7 @@ static int cmd_send(int argc, char **argv)
     const char **rcpts = xcalloc((size_t)argc + 1, sizeof *rcpts);
     size_t nrcpts = 0;
     enum smtp_client_tls tls = SMTP_CTLS_MAY;
+    int implicit = 0;
     int timeout = 0, orcpt = 0, count = 1;
     unsigned notify = 0;
     struct smtp_client_msg msg = {0};
@@ -278,6 +282,10 @@ static int cmd_send(int argc, char **argv)
                 tls = SMTP_CTLS_ENCRYPT;
             else if (strcmp(v, "verify") == 0)
                 tls = SMTP_CTLS_VERIFY;
+            else if (strcmp(v, "implicit") == 0)
+                tls = SMTP_CTLS_ENCRYPT, implicit = 1;
+            else if (strcmp(v, "implicit-verify") == 0)
+                tls = SMTP_CTLS_VERIFY, implicit = 1;
             else
                 goto out;
         } else {
@@ -366,6 +374,7 @@ static int cmd_send(int argc, char **argv)
         .srclen = srclen,
         .peer_name = peer_name,
         .tls = tls,
+        .implicit_tls = implicit,
         .ca_file = ca_file,
         .auth_user = user,
         .auth_pass = pass,

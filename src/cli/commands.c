@@ -39,7 +39,7 @@ static const struct cli_command commands[] = {
         {"del", "SOURCE [TARGET]", "delete an alias (all its targets without TARGET)"},
         {"list", "[--json]", "list the aliases"})},
     {"relay", cmd_relay, "smarthosts per sender, with the customer's login", NULL, V(
-        {"add", "MATCH HOST[:PORT][,HOST[:PORT]...] [--user U --password-stdin] [--tls none|may|encrypt|verify]", "route the mail of a sender (user@example.org) or sender domain (@example.org)"},
+        {"add", "MATCH HOST[:PORT][,HOST[:PORT]...] [--user U --password-stdin] [--tls none|may|encrypt|verify|implicit]", "route the mail of a sender (user@example.org) or sender domain (@example.org)"},
         {"del", "MATCH", "delete a sender route"},
         {"list", "[--json]", "list the sender routes"})},
     {"queue", cmd_queue, "the mail queue", NULL, V(
@@ -91,11 +91,12 @@ static const struct cli_command commands[] = {
     {"log", cmd_log, "the log lines of a message's life", NULL, V(
         {"trace", "ID|MESSAGE-ID|ADDRESS [--file FILE|-]", "every log line of a message (by queue ID, Message-ID or address), in order"})},
     {"smtp", cmd_smtp, "SMTP by hand", NULL, V(
-        {"send", "--to HOST:PORT --from ADDR --rcpt ADDR [--rcpt ADDR]... [--source IP] [--tls none|may|encrypt|verify] [--ca-file FILE] [--peer-name NAME] [--auth USER:PASS] [--helo NAME] [--timeout SEC] [--notify never|success,failure,delay] [--orcpt] [--ret full|hdrs] [--envid ID] [--8bitmime] [--smtputf8] [--count N] FILE", "send a message to a server and print its answers"})},
+        {"send", "--to HOST:PORT --from ADDR --rcpt ADDR [--rcpt ADDR]... [--source IP] [--tls none|may|encrypt|verify|implicit|implicit-verify] [--ca-file FILE] [--peer-name NAME] [--auth USER:PASS] [--helo NAME] [--timeout SEC] [--notify never|success,failure,delay] [--orcpt] [--ret full|hdrs] [--envid ID] [--8bitmime] [--smtputf8] [--count N] FILE", "send a message to a server and print its answers"})},
     {"reload", cmd_reload, "make the running daemon read its configuration again (as SIGHUP)", "", NULL, 0},
     {"stop", cmd_stop, "stop the running daemon (as SIGTERM) and wait until it has exited", "", NULL, 0},
     {"sendmail", cmd_sendmail, "submit a message as sendmail(1) does", "[-t] [-i] [-f SENDER] [-F NAME] [RCPT...]", NULL, 1},
     {"mailq", cmd_mailq, "list the queue as mailq(1) does", "", NULL, 1},
+    {"newaliases", cmd_newaliases, "check the aliases file and make the daemon read it again", "", NULL, 0},
     {"completion", cmd_completion, "shell completion", NULL, V(
         {"bash", "", "print the bash completion script"})},
     {"help", cmd_help, "help on a command", "[--man] [COMMAND [SUBCOMMAND]]", NULL, 0},

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
     log_init("stderr", "kurier", LOG_LV_WARN);
     if (strcmp(me, "sendmail") == 0) return cmd_sendmail(argc, argv);
     if (strcmp(me, "mailq") == 0) return cmd_mailq(argc, argv);
+    if (strcmp(me, "newaliases") == 0) return cmd_newaliases(argc, argv);
 
     /* global options, getopt_long style: -c FILE, -cFILE, --config FILE,
      * --config=FILE, -h, --help, -V, --version; "--" ends them */

@@ -8,6 +8,7 @@
 
 #include "core/addr.h"
 #include "core/buf.h"
+#include "core/idn.h"
 
 /* RFC 5321 4.1.2 atext (RFC 5322 3.2.3). */
 static int is_atext(unsigned char c)
@@ -72,6 +73,7 @@ static int parse_domain(const char *s, size_t len, unsigned opts, unsigned *flag
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
+    int u_labels = 0;
     for (;;) {
         size_t start = i;
         while (i < len) {
@@ -81,6 +83,7 @@ static int parse_domain(const char *s, size_t len, unsigned opts, unsigned *flag
                 size_t n = eight_bit(p + i, len - i, opts, flags, err);
                 if (!n) return -1;
                 i += n;
+                u_labels = 1;
             } else
                 break;
         }
@@ -109,6 +112,12 @@ static int parse_domain(const char *s, size_t len, unsigned opts, unsigned *flag
         if (i < len && p[i] == '.') {
             i++;
             continue;
+        }
+        if (u_labels) { /* RFC 6531 3.3: U-labels must be valid IDNA2008 (RFC 5891) */
+            char name[ADDR_DOMAIN_MAX + 1], alabel[ADDR_DOMAIN_MAX + 1];
+            memcpy(name, s, i);
+            name[i] = '\0';
+            if (idn_to_alabel(name, alabel, sizeof alabel, err) != 0) return -1;
         }
         return (int)i;
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/addr.h"
+#include "core/aliases.h"
 #include "core/batv.h"
 #include "core/srs.h"
 #include "core/buf.h"
@@ -1458,6 +1459,8 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     free(L.stack);
     if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
     if (read_secrets && c->srs_secret_file && errs->n == nerr) load_srs_secrets(c, errs);
+    if (read_secrets && c->aliases_file && errs->n == nerr)
+        c->aliases = aliases_load(c->aliases_file, errs);
 
     conf_egress_check(c, errs);
     c = kconf_finish(c, errs, nerr);
@@ -1520,6 +1523,9 @@ static void kconf_destroy(struct kconf *c)
     free(c->grey_allow_domains);
     free(c->batv_domains);
     free(c->batv_key_file);
+    free(c->aliases_file);
+    free(c->local_admin);
+    aliases_free(c->aliases);
     if (c->batv_keys) explicit_bzero(c->batv_keys, c->nbatv_keys * sizeof *c->batv_keys);
     free(c->batv_keys);
     free(c->srs_domain);

@@ -12,6 +12,7 @@
 
 struct batv_key;
 struct srs_secret;
+struct aliases;
 
 /* --- the parse tree ------------------------------------------------------- */
 
@@ -123,7 +124,8 @@ enum conf_transport_tls {
     CONF_TTLS_NONE,
     CONF_TTLS_MAY,
     CONF_TTLS_ENCRYPT,
-    CONF_TTLS_VERIFY
+    CONF_TTLS_VERIFY,
+    CONF_TTLS_IMPLICIT /* TLS from the first byte (port 465), verified as outbound's tls */
 };
 
 /* transport DOMAIN { }: where mail for a recipient domain goes. */
@@ -178,20 +180,25 @@ struct kconf {
     char *file;      /* the main file as given */
 
     /* top level */
-    char *hostname;       /* default: gethostname() */
-    char *user;           /* drop to this user when started as root (default "kurier") */
-    char *state_dir;      /* default "/var/lib/kurier"; spool, db and socket live here */
-    char *spool_dir;      /* default STATE/spool */
-    char *maildir_root;   /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
-    char *directory;      /* SQLite file, default STATE/kurier.db */
-    char *control_socket; /* default STATE/control.sock */
-    char *locale;         /* "en" or "de" for DSN texts (default "en") */
-    int workers;          /* worker threads for disk I/O (default 4) */
-    char *resolver;       /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
-    int reverse_dns;      /* look up client names before the greeting (default on) */
-    char *relay_host;     /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
-    char *postmaster;     /* where postmaster@ goes without an alias or mailbox
-                             (RFC 5321 4.5.1); default "root@HOSTNAME" */
+    char *hostname;          /* default: gethostname() */
+    char *user;              /* drop to this user when started as root (default "kurier") */
+    char *state_dir;         /* default "/var/lib/kurier"; spool, db and socket live here */
+    char *spool_dir;         /* default STATE/spool */
+    char *maildir_root;      /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
+    char *directory;         /* SQLite file, default STATE/kurier.db */
+    char *control_socket;    /* default STATE/control.sock */
+    char *locale;            /* "en" or "de" for DSN texts (default "en") */
+    int workers;             /* worker threads for disk I/O (default 4) */
+    char *resolver;          /* DNS forwarder "IP[@PORT]", "" = system resolv.conf */
+    int reverse_dns;         /* look up client names before the greeting (default on) */
+    char *relay_host;        /* smarthosts "HOST[:PORT] ..." in order, NULL = none */
+    int relay_host_tls;      /* enum conf_transport_tls for the smarthosts */
+    char *aliases_file;      /* local aliases in /etc/aliases format, NULL = none */
+    char *local_admin;       /* where local names no alias sends elsewhere go, NULL = none */
+    struct aliases *aliases; /* read from aliases_file by conf_load() for the daemon
+                                (conf_read_secrets(1)); NULL otherwise */
+    char *postmaster;        /* where postmaster@ goes without an alias or mailbox
+                                (RFC 5321 4.5.1); default "root@HOSTNAME" */
 
     /* egress: the reply classifier's rules (NULL: the shipped file) and the DNS lists
      * "kurier rbl check" asks ("ZONE[=FILTER] ...", NULL: the built-in ones) */
@@ -374,7 +381,8 @@ void conf_free(struct kconf *c);
  * state folder); NULL: the current folder again. dir is copied. */
 void conf_set_start_dir(const char *dir);
 /* From now on conf_load() also reads the files with secrets the configuration
- * names (batv { key_file }), and fails when it cannot (on 1; 0: not, the default).
+ * names (batv { key_file }), and the aliases file (aliases), and fails when it
+ * cannot or they are bad (on 1; 0: not, the default).
  * Only the daemon (and commands that act like it, check-client and config check)
  * turn it on: sendmail, mailq and the directory commands run as users who must not
  * read the secrets. */

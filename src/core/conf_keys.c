@@ -46,12 +46,30 @@ const struct conf_key conf_keys[] = {
      KC(relay_host),
      "Smarthost for all remote mail as HOST[:PORT] (port 25 by default); further hosts are "
      "fallbacks tried in order when the first is unreachable."},
+    {KB_MAIN, "relay_host_tls", KT_ENUM, "default", NULL, 0, 0,
+     "default|none|may|encrypt|verify|implicit", KC(relay_host_tls),
+     "TLS towards the relay_host smarthosts; default takes outbound's tls. implicit speaks TLS "
+     "from the first byte (submissions port 465, RFC 8314), the certificate checked when "
+     "outbound's tls is verify."},
     {KB_MAIN, "postmaster", KT_ADDR, NULL, "root@hostname", 0, 0, NULL, KC(postmaster),
      "Where mail for postmaster goes when its domain has no alias, mailbox or catch-all "
      "for it (RFC 5321 4.5.1: postmaster of every hosted domain, and a bare RCPT TO "
      "Postmaster taken as postmaster@hostname, are always accepted): a mailbox, an alias "
      "or a remote address. An address in hostname is refused when hostname is not a "
-     "hosted domain (mail to it would come back here)."},
+     "hosted domain (mail to it would come back here), unless aliases or local_admin is "
+     "set: then it is a local name, resolved through them."},
+    {KB_MAIN, "aliases", KT_PATH, NULL, "none", 0, 0, NULL, KC(aliases_file),
+     "Local aliases in /etc/aliases format (root: admin@example.org): mail to a local name "
+     "(an address at hostname or localhost that is not a hosted domain, or an unqualified one "
+     "from sendmail) goes where its alias says, else to local_admin, and never to relay_host. "
+     "Read at start and on SIGHUP (newaliases checks it and makes the daemon reload); a bad "
+     "file stops the start, and on reload keeps the aliases read before. Command, file and "
+     ":include: targets are refused."},
+    {KB_MAIN, "local_admin", KT_ADDR, NULL, "none", 0, 0, NULL, KC(local_admin),
+     "Where mail for a local name goes when the aliases file has no entry for it (cron mail "
+     "for www-data, root without an alias): a mailbox, a directory alias or a remote address. "
+     "Without it such mail is refused as an unknown user (5.1.1). Setting it or aliases turns "
+     "on local-name handling."},
 
     {KB_MAIN, "reply_rules", KT_PATH, NULL, "PREFIX/share/kurier/replies.rules (shipped)", 0, 0,
      NULL, KC(reply_rules),
@@ -517,8 +535,11 @@ const struct conf_key conf_keys[] = {
      KT(relay),
      "Relay hosts for this recipient domain as HOST[:PORT], in order; the next is tried when "
      "one is unreachable."},
-    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0, "default|none|may|encrypt|verify",
-     KT(tls), "STARTTLS policy for this domain; default takes outbound's tls."},
+    {KB_TRANSPORT, "tls", KT_ENUM, "default", NULL, 0, 0,
+     "default|none|may|encrypt|verify|implicit", KT(tls),
+     "STARTTLS policy for this domain; default takes outbound's tls. implicit speaks TLS from "
+     "the first byte (port 465, RFC 8314), the certificate checked when outbound's tls is "
+     "verify."},
     {KB_TRANSPORT, "relay_domain", KT_BOOL, "off", NULL, 0, 0, NULL, KT(relay_domain),
      "We are the MX in front of this domain's own server: accept its mail from any client, as "
      "for a hosted domain, and deliver it to relay (needed)."},

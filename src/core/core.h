@@ -20,5 +20,7 @@
 #include "core/mime.h"
 #include "core/batv.h"
 #include "core/srs.h"
+#include "core/idn.h"
+#include "core/aliases.h"
 
 #endif

@@ -332,6 +332,7 @@ static void connect_next(struct probe_req *q)
             .dstlen = len,
             .peer_name = h->name,
             .tls = q->tls_fallback ? SMTP_CTLS_NONE : (enum smtp_client_tls)h->tls,
+            .implicit_tls = h->implicit_tls,
             .ca_file = c->out_ca_file,
             .connect_timeout = c->out_connect_timeout < t ? c->out_connect_timeout : t,
             .command_timeout = t,

@@ -721,6 +721,7 @@ static void connect_next(struct remote_req *q)
             .srclen = src ? (socklen_t)src->salen : 0,
             .peer_name = h->name,
             .tls = q->tls_fallback ? SMTP_CTLS_NONE : (enum smtp_client_tls)h->tls,
+            .implicit_tls = h->implicit_tls,
             .ca_file = c->out_ca_file,
             .auth_user = h->auth_user,
             .auth_pass = h->auth_pass,
@@ -912,8 +913,9 @@ static void host_start(struct remote_req *q)
         q->no_reuse = 0;
     }
     char key[800];
-    snprintf(key, sizeof key, "%s:%d|%d|%s|%s", h->name, h->port, (int)h->tls,
-             h->auth_user ? h->auth_user : "", q->src ? q->src->addr : "");
+    snprintf(key, sizeof key, "%s:%d|%d%s|%s|%s", h->name, h->port, (int)h->tls,
+             h->implicit_tls ? "i" : "", h->auth_user ? h->auth_user : "",
+             q->src ? q->src->addr : "");
     struct dest *d = dest_get(r, key);
     q->dest = d;
     d->limit = q->src && egress_is_slow(q->src->addr, h->name) ? 1 : 0;
@@ -974,6 +976,14 @@ static void route_start(struct remote_req *q)
     struct remote_job *job = q->job;
     q->state = RQ_MX;
     q->pool = route_pool(q->conf, job->sender, job->auth_user, job->listener);
+    char alabel[256];
+    const char *why;
+    if (idn_to_alabel(job->domain, alabel, sizeof alabel, &why) != 0) {
+        /* RFC 5891: only a valid IDN has an A-label form that DNS could know */
+        fail_set(q, DELIVER_PERM, "5.1.2", 0, NULL, "none", "%s: %s", job->domain, why);
+        finish_fail(q);
+        return;
+    }
     if (route_next(q->conf, job->domain, q->relay, q->relay_rc, &q->route) != ROUTE_NEXT_OK) {
         route_fail(q);
         return;

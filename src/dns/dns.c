@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/idn.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "dns/dns.h"
@@ -550,6 +551,14 @@ static struct dns_query *query_start(struct dns *d, const char *name, int rrtype
                                      void *arg)
 {
     struct dns_query *q = query_new(d, rrtype, cb, arg);
+    /* RFC 5890: DNS knows international names in their A-label form only */
+    char alabel[256];
+    if (idn_is_utf8(name)) {
+        const char *why;
+        if (idn_to_alabel(name, alabel, sizeof alabel, &why) != 0)
+            return query_fail(q, DNS_NXDOMAIN, why);
+        name = alabel;
+    }
     if (!name_ok(name)) return query_fail(q, DNS_NXDOMAIN, "invalid name");
     log_debug("dns", "query %s type %d", name, rrtype);
     char esc[4 * 254];

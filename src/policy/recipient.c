@@ -13,9 +13,9 @@
 struct rcpt_job {
     struct work_job *job;
     struct store *store;
-    const struct kconf *conf; /* the session's, borrowed (policy_ctx): reverse SRS */
     const char *maildir_root;
-    char *hostname, *postmaster; /* copies: a reload may free the config */
+    const struct kconf *conf; /* a reference: a reload may drop the daemon's (reverse SRS,
+                               * local names) */
     char *address;
     int may_relay;
     int no_forward; /* policy_txn_no_forward(): forward-only recipients are refused */
@@ -65,7 +65,8 @@ static void rcpt_run_eom(struct rcpt_job *j)
 {
     size_t nfit = 0;
     const char *full = NULL;
-    struct route_postmaster pm = {.hostname = j->hostname, .address = j->postmaster};
+    struct route_postmaster pm;
+    route_postmaster_init(&pm, j->conf);
     for (size_t i = 0; i < j->nrcpts; i++) {
         struct route_result rr;
         int r = 0;
@@ -101,10 +102,8 @@ static void rcpt_run(void *arg)
         rcpt_run_eom(j);
         return;
     }
-    struct route_postmaster pm = {.hostname = j->hostname,
-                                  .address = j->postmaster,
-                                  .srs = j->conf,
-                                  .srs_today = srs_day(time(NULL))};
+    struct route_postmaster pm;
+    route_postmaster_init(&pm, j->conf);
     enum route_kind k = route_resolve(j->store, &pm, j->address, &rr);
     switch (k) {
     case ROUTE_LOCAL:
@@ -167,8 +166,7 @@ static void rcpt_run(void *arg)
 
 static void rcpt_job_free(struct rcpt_job *j)
 {
-    free(j->hostname);
-    free(j->postmaster);
+    conf_unref(j->conf);
     for (size_t i = 0; i < j->nrcpts; i++)
         free(j->rcpts[i]);
     free(j->rcpts);
@@ -191,10 +189,8 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
 {
     struct rcpt_job *j = xcalloc(1, sizeof *j);
     j->store = ctx->store;
-    j->conf = ctx->conf;
     j->maildir_root = ctx->conf->maildir_root;
-    j->hostname = xstrdup(ctx->conf->hostname);
-    j->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;
+    j->conf = conf_ref(ctx->conf);
     j->stage = stage;
     if (stage == POLICY_RCPT) {
         j->address = addr_format(ctx->rcpt);

@@ -28,7 +28,8 @@ struct sv {
     struct store_verify ans; /* the callout's answer, cached or fresh */
     struct event *ev;
     struct store *store;
-    char *hostname, *postmaster, *sender;
+    const struct kconf *conf; /* a reference: a reload may drop the daemon's */
+    char *sender;
     const char *domain; /* into sender */
     enum route_kind route;
     char why[200]; /* the failure, "" when verified */
@@ -40,8 +41,7 @@ struct sv {
 static void sv_free(struct sv *s)
 {
     if (s->ev) event_free(s->ev);
-    free(s->hostname);
-    free(s->postmaster);
+    conf_unref(s->conf);
     free(s->sender);
     free(s);
 }
@@ -226,7 +226,8 @@ static void sv_local_run(void *arg)
 {
     struct sv *s = arg;
     struct route_result rr;
-    struct route_postmaster pm = {.hostname = s->hostname, .address = s->postmaster};
+    struct route_postmaster pm;
+    route_postmaster_init(&pm, s->conf);
     s->route = route_resolve(s->store, &pm, s->sender, &rr);
     route_result_clear(&rr);
 }
@@ -278,8 +279,7 @@ static void *sv_start(const struct policy_ctx *ctx, enum policy_stage stage,
     s->sender = addr_format(ctx->sender);
     const char *at = strrchr(s->sender, '@');
     s->domain = at ? at + 1 : s->sender;
-    s->hostname = xstrdup(ctx->conf->hostname);
-    s->postmaster = ctx->conf->postmaster ? xstrdup(ctx->conf->postmaster) : NULL;
+    s->conf = conf_ref(ctx->conf);
     s->step = SV_LOCAL;
     s->job = work_submit(sv_local_run, sv_local_done, s);
     return s;

@@ -346,10 +346,8 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
     struct route_result rr;
     memset(&rr, 0, sizeof rr);
     double t0 = time_mono();
-    struct route_postmaster pm = {.hostname = j->conf->hostname,
-                                  .address = j->conf->postmaster,
-                                  .srs = j->conf,
-                                  .srs_today = srs_day(time(NULL))};
+    struct route_postmaster pm;
+    route_postmaster_init(&pm, j->conf);
     enum route_kind kind = route_resolve(q->store, &pm, r->addr, &rr);
     double troute = time_mono() - t0;
     size_t n = rr.ntargets > 0 && (kind == ROUTE_LOCAL || kind == ROUTE_REMOTE) ? rr.ntargets : 1;

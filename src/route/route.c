@@ -46,6 +46,16 @@ static enum route_kind mailbox_only(struct expand *x, const char *addr)
 
 static enum route_kind expand(struct expand *x, const char *addr, int depth, int catchall_ok);
 
+void route_postmaster_init(struct route_postmaster *pm, const struct kconf *c)
+{
+    *pm = (struct route_postmaster){.hostname = c->hostname,
+                                    .address = c->postmaster,
+                                    .srs = c,
+                                    .srs_today = srs_day(time(NULL)),
+                                    .aliases = c->aliases,
+                                    .local_admin = c->local_admin};
+}
+
 static int is_postmaster(const char *addr)
 {
     return strncmp(addr, "postmaster@", 11) == 0;
@@ -78,6 +88,72 @@ static enum route_kind to_postmaster(struct expand *x, const char *addr, int dep
     enum route_kind k = expand(x, t, depth + 1, 1);
     free(t);
     return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+}
+
+/* Local system mail is on (aliases or local_admin set) and domain is this host's. */
+static int local_domain(const struct expand *x, const char *domain)
+{
+    const struct route_postmaster *pm = x->pm;
+    if (!pm || (!pm->aliases && !pm->local_admin)) return 0;
+    return (pm->hostname && str_ieq(domain, pm->hostname)) || str_ieq(domain, "localhost") ||
+           str_ieq(domain, "localhost.localdomain");
+}
+
+/* A local name NAME@(hostname|localhost) (addr lowercased): its entry in the aliases
+ * file (a bare name in it is NAME@hostname; the name itself is local_admin), else
+ * postmaster's fallback, else local_admin, else NOUSER. Like a directory alias, a target that does
+ * not exist is skipped with a warning. */
+static enum route_kind to_admin(struct expand *x, int depth)
+{
+    const struct route_postmaster *pm = x->pm;
+    if (!pm->local_admin || !*pm->local_admin) return ROUTE_NOUSER;
+    char *t = xstrdup(pm->local_admin);
+    str_lower(t);
+    enum route_kind k = expand(x, t, depth + 1, 1);
+    free(t);
+    return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+}
+
+static enum route_kind local_name(struct expand *x, const char *addr, int depth)
+{
+    const struct route_postmaster *pm = x->pm;
+    const char *at = strrchr(addr, '@');
+    char *name = xstrndup(addr, (size_t)(at - addr));
+    const struct alias_entry *e = aliases_find(pm->aliases, name);
+    free(name);
+    x->stack[depth] = addr;
+    if (e) {
+        size_t good = 0;
+        for (size_t i = 0; i < e->ntargets; i++) {
+            const char *t = e->targets[i];
+            char *full = strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, pm->hostname);
+            /* "root: root, ...": the name itself, i.e. the local mailbox an MTA with
+             * /var/mail would use; ours is local_admin */
+            enum route_kind k =
+                strcmp(full, addr) == 0 ? to_admin(x, depth) : expand(x, full, depth + 1, 1);
+            if (k == ROUTE_ERROR || k == ROUTE_LOOP) {
+                free(full);
+                return k;
+            }
+            if (k == ROUTE_NOUSER)
+                log_warn("route",
+                         "alias %s (aliases file line %d): target %s does not exist, "
+                         "skipped",
+                         addr, e->line, full);
+            else
+                good++;
+            free(full);
+        }
+        return good ? ROUTE_LOCAL : ROUTE_NOUSER;
+    }
+    if (is_postmaster(addr) && pm->address && *pm->address) {
+        char *t = xstrdup(pm->address);
+        str_lower(t);
+        enum route_kind k = strcmp(t, addr) == 0 ? ROUTE_NOUSER : expand(x, t, depth + 1, 1);
+        free(t);
+        if (k != ROUTE_NOUSER) return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
+    }
+    return to_admin(x, depth);
 }
 
 /* Expand addr (lowercased) at depth into x->res. Returns ROUTE_REMOTE when addr is not
@@ -121,6 +197,7 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
     int handled = 0;
     enum route_kind sk = reverse_srs(x, addr, at, r, depth, &handled);
     if (handled) return sk;
+    if (r == 0 && local_domain(x, at + 1)) return local_name(x, addr, depth);
     if (r == 0 && is_postmaster(addr) && x->pm && x->pm->hostname &&
         str_ieq(at + 1, x->pm->hostname))
         return to_postmaster(x, addr, depth); /* "RCPT TO:<Postmaster>" */
@@ -176,6 +253,7 @@ static enum route_kind expand(struct expand *x, const char *addr, int depth, int
         free(t);
         return k == ROUTE_REMOTE ? ROUTE_LOCAL : k;
     }
+    if (local_domain(x, at + 1)) return local_name(x, addr, depth); /* hostname is hosted */
     if (is_postmaster(addr)) return to_postmaster(x, addr, depth);
     return ROUTE_NOUSER;
 }
@@ -227,7 +305,7 @@ static void text_set(struct route_next *out, enum route_next_status st, const ch
 /* "a.example:587, [2001:db8::1]:25 b.example" into out->hops, each with tls and the
  * login. Tokens too long, or an unclosed "[", are skipped. */
 static void hosts_parse(const struct kconf *c, const char *list, enum conf_out_tls tls,
-                        const char *user, const char *pass, struct route_next *out)
+                        int implicit, const char *user, const char *pass, struct route_next *out)
 {
     const char *p = list;
     out->nhops = 0;
@@ -248,6 +326,7 @@ static void hosts_parse(const struct kconf *c, const char *list, enum conf_out_t
                                 .port = c->out_port,
                                 .pref = -1,
                                 .tls = tls,
+                                .implicit_tls = implicit,
                                 .auth_user = user,
                                 .auth_pass = pass};
         char *port = NULL;
@@ -302,9 +381,21 @@ const struct conf_transport *route_transport(const struct kconf *c, const char *
     return domain ? transport_match(c, domain) : NULL;
 }
 
-static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
+/* "tls implicit" (RFC 8314 3.3, port 465): encrypted from the first byte; the
+ * certificate is checked as outbound { tls } says (verify), else only logged. */
+static enum conf_out_tls implicit_level(enum conf_out_tls def)
 {
+    return def == CONF_TLS_VERIFY ? CONF_TLS_VERIFY : CONF_TLS_ENCRYPT;
+}
+
+static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def, int *implicit)
+{
+    *implicit = 0;
     if (!s || !*s) return def;
+    if (strcmp(s, "implicit") == 0) {
+        *implicit = 1;
+        return implicit_level(def);
+    }
     if (strcmp(s, "none") == 0) return CONF_TLS_NONE;
     if (strcmp(s, "may") == 0) return CONF_TLS_MAY;
     if (strcmp(s, "encrypt") == 0) return CONF_TLS_ENCRYPT;
@@ -312,10 +403,15 @@ static enum conf_out_tls tls_parse(const char *s, enum conf_out_tls def)
     return def;
 }
 
-/* A transport's tls (enum conf_transport_tls): its own level, or def for "default". */
-static enum conf_out_tls transport_tls(int tls, enum conf_out_tls def)
+/* A transport's tls (enum conf_transport_tls): its own level, or def for "default";
+ * *implicit set for "implicit". */
+static enum conf_out_tls transport_tls(int tls, enum conf_out_tls def, int *implicit)
 {
+    *implicit = 0;
     switch ((enum conf_transport_tls)tls) {
+    case CONF_TTLS_IMPLICIT:
+        *implicit = 1;
+        return implicit_level(def);
     case CONF_TTLS_NONE:
         return CONF_TLS_NONE;
     case CONF_TTLS_MAY:
@@ -362,9 +458,9 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
     }
     if (relay_rc > 0 && relay) {
         out->via = "sender route";
-        int creds = relay->username[0] != 0;
-        enum conf_out_tls tls =
-            tls_parse(relay->tls, creds && deftls < CONF_TLS_ENCRYPT ? CONF_TLS_ENCRYPT : deftls);
+        int creds = relay->username[0] != 0, implicit;
+        enum conf_out_tls tls = tls_parse(
+            relay->tls, creds && deftls < CONF_TLS_ENCRYPT ? CONF_TLS_ENCRYPT : deftls, &implicit);
         if (creds && tls < CONF_TLS_ENCRYPT) {
             /* never send a password in clear (issue 4 item 7) */
             text_set(out, ROUTE_NEXT_TEMP, "4.7.0",
@@ -373,29 +469,35 @@ enum route_next_status route_next(const struct kconf *c, const char *domain,
                      relay->match, relay->tls);
             return out->status;
         }
-        hosts_parse(c, relay->hosts, tls, creds ? relay->username : NULL,
+        hosts_parse(c, relay->hosts, tls, implicit, creds ? relay->username : NULL,
                     creds ? relay->password : NULL, out);
         return out->status;
     }
     const struct conf_transport *t = transport_match(c, domain);
     const char *relays;
     enum conf_out_tls tls;
+    int implicit;
     if (t) {
         out->via = "transport";
-        tls = transport_tls(t->tls, deftls);
+        tls = transport_tls(t->tls, deftls, &implicit);
         relays = t->relay; /* NULL: this domain's MX with the transport's tls */
     } else {
         out->via = "relay_host";
-        tls = deftls;
+        tls = transport_tls(c->relay_host_tls, deftls, &implicit);
         relays = c->relay_host;
+        if (!relays) tls = deftls, implicit = 0; /* relay_host_tls is for smarthosts */
     }
     if (relays) {
-        hosts_parse(c, relays, tls, NULL, NULL, out);
+        hosts_parse(c, relays, tls, implicit, NULL, NULL, out);
         return out->status;
     }
     out->via = "MX";
     struct route_hop *h = &out->hops[0];
-    *h = (struct route_hop){.kind = ROUTE_HOP_MX, .port = c->out_port, .pref = -1, .tls = tls};
+    *h = (struct route_hop){.kind = ROUTE_HOP_MX,
+                            .port = c->out_port,
+                            .pref = -1,
+                            .tls = tls,
+                            .implicit_tls = implicit};
     str_copy(h->name, domain, sizeof h->name);
     out->nhops = 1;
     return out->status;
@@ -509,6 +611,6 @@ const struct conf_egress_pool *route_pool(const struct kconf *c, const char *sen
 enum route_next_status route_hosts(const struct kconf *c, const char *hosts, struct route_next *out)
 {
     *out = (struct route_next){.status = ROUTE_NEXT_OK, .via = "egress fallback relay"};
-    hosts_parse(c, hosts ? hosts : "", (enum conf_out_tls)c->out_tls, NULL, NULL, out);
+    hosts_parse(c, hosts ? hosts : "", (enum conf_out_tls)c->out_tls, 0, NULL, NULL, out);
     return out->status;
 }

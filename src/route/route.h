@@ -46,7 +46,17 @@ struct route_postmaster {
      * is no such user. NULL: no SRS. */
     const struct kconf *srs;
     long srs_today;
+    /* Local system mail (conf "aliases", "local_admin"; either one turns it on): a
+     * local name (NAME@hostname or NAME@localhost, hostname not hosted; or one the
+     * directory does not know when it is) goes through aliases, else to local_admin,
+     * else is NOUSER; never remote as it is. Borrowed. */
+    const struct aliases *aliases; /* NULL = no aliases file */
+    const char *local_admin;       /* NULL = none */
 };
+
+/* pm filled from c (hostname, postmaster, srs for today, aliases, local_admin), borrowing from c:
+ * valid while the caller holds c. */
+void route_postmaster_init(struct route_postmaster *pm, const struct kconf *c);
 
 /* Resolve address (local@domain, domain lowercased). Aliases expand recursively
  * (depth 10); a catch-all applies only to a local part that is neither a mailbox nor
@@ -85,6 +95,8 @@ struct route_hop {
     int pref;              /* MX preference; -1 for relays and ROUTE_HOP_MX */
     int implicit_mx;       /* the domain itself (no MX record): no A/AAAA is permanent */
     enum conf_out_tls tls; /* STARTTLS policy towards this hop */
+    int implicit_tls;      /* TLS from the first byte (port 465; "tls implicit"); tls is
+                              then ENCRYPT, or VERIFY when outbound { tls verify } */
     /* Credentials reference: borrowed from the relay route given to route_next()
      * (live as long as it); NULL = no AUTH. */
     const char *auth_user, *auth_pass;

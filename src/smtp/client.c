@@ -89,6 +89,7 @@ struct smtp_client {
     /* what we learnt */
     struct smtp_client_caps caps;
     int tls_on, tls_verified;
+    int greeted; /* the 220 greeting came (implicit TLS: the handshake comes first) */
     char tls_info[128];
     struct smtp_client_reply last;
     int quit_ok; /* failed by a reply but in sync: QUIT may be sent on free */
@@ -158,8 +159,9 @@ static const char *current_stage(const struct smtp_client *c)
     case CL_HELO:
         return "HELO";
     case CL_STARTTLS:
-    case CL_HANDSHAKE:
         return "STARTTLS";
+    case CL_HANDSHAKE:
+        return c->greeted ? "STARTTLS" : "TLS";
     case CL_AUTH_PLAIN:
     case CL_AUTH_LOGIN:
     case CL_AUTH_USER:
@@ -422,7 +424,7 @@ static void tls_fail(struct smtp_client *c, const char *fmt, ...)
 static void tls_fail(struct smtp_client *c, const char *fmt, ...)
 {
     struct smtp_client_reply r;
-    reply_set(&r, 0, "4.7.5", "STARTTLS", "%s", "");
+    reply_set(&r, 0, "4.7.5", c->greeted ? "STARTTLS" : "TLS", "%s", "");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r.text, sizeof r.text, fmt, ap);
@@ -434,6 +436,10 @@ static void tls_fail(struct smtp_client *c, const char *fmt, ...)
 /* 220 to STARTTLS: wrap the connection in TLS and start the handshake. */
 static void start_tls(struct smtp_client *c)
 {
+    if (!c->tls) {
+        tls_fail(c, "TLS with %s not possible: no client TLS context is set up", c->peer);
+        return;
+    }
     SSL *ssl = SSL_new(c->tls->ctx);
     if (!ssl) {
         tls_fail(c, "TLS with %s not possible: out of memory", c->peer);
@@ -496,7 +502,8 @@ static void tls_done(struct smtp_client *c)
              c->tls_verified ? "Verified" : "Untrusted", c->peer, c->tls_info);
     /* RFC 3207 4.2: forget everything learnt before TLS. */
     memset(&c->caps, 0, sizeof c->caps);
-    enter(c, CL_EHLO);
+    /* implicit TLS (RFC 8314 3.3): the greeting comes inside TLS */
+    enter(c, c->greeted ? CL_EHLO : CL_GREETING);
 }
 
 static void tls_handshake_failed(struct smtp_client *c, short what)
@@ -830,6 +837,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
     c->last = *r;
     switch (c->state) {
     case CL_GREETING:
+        c->greeted = r->code == 220;
         if (r->code == 220)
             enter(c, CL_EHLO);
         else
@@ -975,7 +983,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct smtp_client *c = arg;
     /* the greeting's read event may come before the connect's write event */
-    if (c->state == CL_CONNECT) enter(c, CL_GREETING);
+    if (c->state == CL_CONNECT) {
+        if (c->o.implicit_tls) { /* a server speaking first: TLS drains it */
+            start_tls(c);
+            return;
+        }
+        enter(c, CL_GREETING);
+    }
     /* fetched each time: STARTTLS replaces the bufferevent */
     while (c->state != CL_DEAD && c->state != CL_HANDSHAKE) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -1053,6 +1067,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == CL_CONNECT) {
             log_debug("smtp", "%s: connected", c->peer);
+            if (c->o.implicit_tls) {
+                start_tls(c);
+                return;
+            }
             enter(c, CL_GREETING);
             /* the greeting may already sit in the input buffer */
             if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) read_cb(bev, c);
@@ -1194,6 +1212,7 @@ struct smtp_client *smtp_client_new(struct event_base *base, struct smtp_client_
     if (c->o.connect_timeout <= 0) c->o.connect_timeout = DEF_CONNECT_TIMEOUT;
     if (c->o.command_timeout <= 0) c->o.command_timeout = DEF_COMMAND_TIMEOUT;
     if (c->o.data_timeout <= 0) c->o.data_timeout = DEF_DATA_TIMEOUT;
+    if (c->o.implicit_tls && c->o.tls < SMTP_CTLS_ENCRYPT) c->o.tls = SMTP_CTLS_ENCRYPT;
     c->ready = ready_cb;
     c->ready_arg = arg;
     c->ev_notify = event_new(base, -1, 0, notify_cb, c);

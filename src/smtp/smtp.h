@@ -331,6 +331,8 @@ struct smtp_client_opts {
     const char *peer_name; /* "mx.example.org" for logs, SNI and verification */
     enum smtp_client_tls tls;
     const char *ca_file;   /* for SMTP_CTLS_VERIFY; NULL = system store */
+    int implicit_tls;      /* TLS from the first byte (RFC 8314 3.3, port 465), before
+                              the greeting; tls NONE or MAY count as ENCRYPT */
     const char *auth_user; /* AUTH PLAIN (LOGIN fallback) when set; only ever
                               sent inside TLS */
     const char *auth_pass;
@@ -345,8 +347,8 @@ struct smtp_client_reply {
     char enh[8];       /* "5.1.1"; derived from the code when the server gave none */
     char text[512];    /* the server's words (multi-line joined with "; "), or ours:
                           "connection timed out", "TLS handshake failed: ..." */
-    const char *stage; /* static: "connect", "greeting", "EHLO", "STARTTLS", "AUTH",
-                          "MAIL FROM", "RCPT TO", "DATA", "end of data" */
+    const char *stage; /* static: "connect", "TLS" (implicit), "greeting", "EHLO", "STARTTLS",
+                          "AUTH", "MAIL FROM", "RCPT TO", "DATA", "end of data" */
 };
 
 /* What the peer offered in its EHLO reply. */

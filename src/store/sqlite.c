@@ -1136,8 +1136,9 @@ int store_relay_add(struct store *st, const char *match, const char *hosts, cons
     }
     if (!tls) tls = "";
     if (*tls && strcmp(tls, "encrypt") != 0 && strcmp(tls, "verify") != 0 &&
-        strcmp(tls, "may") != 0 && strcmp(tls, "none") != 0) {
-        err_set(err, errsize, "invalid tls \"%s\" (expected none, may, encrypt or verify)", tls);
+        strcmp(tls, "may") != 0 && strcmp(tls, "none") != 0 && strcmp(tls, "implicit") != 0) {
+        err_set(err, errsize,
+                "invalid tls \"%s\" (expected none, may, encrypt, verify or implicit)", tls);
         return -1;
     }
     if (!username) username = "";

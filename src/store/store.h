@@ -122,7 +122,7 @@ struct store_relay {
     char username[256]; /* "" = no AUTH */
     char password[256];
     char tls[16]; /* "" (default: encrypt with credentials), "none", "may", "encrypt",
-                     "verify" */
+                     "verify", "implicit" (port 465) */
 };
 /* Add, or replace the route of match. hosts: "HOST[:PORT][,HOST[:PORT]...]", checked by
  * conf_hostlist_check(). Errors: invalid match, hosts or tls, only one

@@ -60,6 +60,9 @@ ZONES = r"""
     local-data: "mx.relayed.test. 60 IN A 127.0.0.99"
     local-zone: "smarthost.test." static
     local-data: "smtp.smarthost.test. 60 IN A 127.0.0.29"
+    local-zone: "xn--bcher-kva.test." static
+    local-data: "xn--bcher-kva.test. 60 IN MX 10 mx.xn--bcher-kva.test."
+    local-data: "mx.xn--bcher-kva.test. 60 IN A 127.0.0.34"
     local-zone: "." static
 """
 
@@ -76,12 +79,15 @@ def unbound():
 class Receiver:
     """A small SMTP server on HOST:PORT in a thread. rcpt_reply maps a recipient
     address to the reply its RCPT gets ("250 ..." when absent); it may be changed
-    while running. With tls (cert, key) it offers STARTTLS; with auth (user, pass) it
+    while running. With tls (cert, key) it offers STARTTLS (implicit: TLS from the first
+    byte instead, as on port 465); with auth (user, pass) it
     offers AUTH PLAIN/LOGIN and refuses MAIL before a login. Accepted messages are
     in .messages as dicts (mail, rcpts, data, tls, auth)."""
 
-    def __init__(self, host, port, rcpt_reply=None, tls=None, auth=None, greeting=None):
-        self.host, self.port = host, port
+    def __init__(self, host, port, rcpt_reply=None, tls=None, auth=None, greeting=None,
+                 implicit=False, smtputf8=False):
+        self.host, self.port, self.implicit = host, port, implicit
+        self.smtputf8 = smtputf8
         self.rcpt_reply = dict(rcpt_reply or {})
         self.tls, self.auth, self.greeting = tls, auth, greeting
         self.messages = []
@@ -129,8 +135,17 @@ class Receiver:
         with self.lock:
             self.sessions += 1
         c.settimeout(30)
-        f = c.makefile("rb")
         state = {"tls": False, "authed": False}
+        if self.implicit:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*self.tls)
+            try:
+                c = ctx.wrap_socket(c, server_side=True)
+            except (OSError, ssl.SSLError):
+                c.close()
+                return
+            state["tls"] = True
+        f = c.makefile("rb")
 
         def send(line):
             c.sendall((line + "\r\n").encode())
@@ -156,6 +171,8 @@ class Receiver:
                         ext.append("STARTTLS")
                     if self.auth:
                         ext.append("AUTH PLAIN LOGIN")
+                    if self.smtputf8:
+                        ext.append("SMTPUTF8")
                     lines = ["%s" % self.host] + ext
                     for i, l in enumerate(lines):
                         send("250%s%s" % (" " if i == len(lines) - 1 else "-", l))
@@ -497,6 +514,96 @@ def test_sender_relay_with_auth_over_starttls(outbound, receivers, certpair):
     assert "status=deferred" in line and "never sent without TLS" in line, line
     assert r.count("friend2@relayed.test") == 0
     assert secret not in k.log()
+
+
+def test_relays_on_implicit_tls(outbound, receivers, certpair, tmp_path):
+    """Port 465 (RFC 8314): a sender relay with a login and `--tls implicit`, and the
+    relay_host smarthost with `relay_host_tls implicit`, get TLS from the first byte;
+    the certificate is checked as outbound { tls verify; ca_file } say; `kurier smtp
+    send --tls implicit` speaks it too."""
+    secret = "Implicit-Pa55-for-the-log-check"
+    rport = free_port("127.0.0.32")
+    ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)  # readable by kurier
+    ca.write(open(certpair[0], "rb").read())
+    ca.close()
+    os.chmod(ca.name, 0o644)
+    k, port = outbound(
+        start=False, out={"tls": "verify", "ca_file": ca.name},
+        extra="relay_host smtp.smarthost.test:%d;\nrelay_host_tls implicit;\n" % rport)
+    k.start()
+    relay_add(k, "@example.test", "127.0.0.32:%d" % rport, "customer@provider.test", secret,
+              tls="implicit")
+    r = receivers("127.0.0.32", rport, tls=certpair, implicit=True,
+                  auth=("customer@provider.test", secret))
+    s = receivers("127.0.0.29", rport, tls=certpair, implicit=True)
+    # the sender relay (IP literal: the certificate names smtp.smarthost.test, so
+    # verify fails and the mail waits) ...
+    submit(k, ["friend@relayed.test"])
+    k.wait_log("to=<friend@relayed.test>")
+    line = smtp_lines(k, "friend@relayed.test")[0]
+    assert "status=deferred" in line and "certificate verification failed" in line, line
+    assert r.count() == 0 and not r.auth_seen
+    # ... and with verification as "encrypt" it goes, AUTH inside TLS
+    k.stop()
+    with open(k.conf) as f:
+        text = f.read()
+    with open(k.conf, "w") as f:
+        f.write(text.replace("tls verify;", "tls may;"))
+    k.start()
+    k.cli("queue", "flush", check=False)
+    wait_for(lambda: r.count("friend@relayed.test") == 1, k=k, what="delivery via port 465 relay")
+    m = r.messages[0]
+    assert m["tls"] and m["auth"], m
+    assert r.auth_seen and all(t for _, _, t in r.auth_seen), r.auth_seen
+    # the smarthost (no sender route for this sender), verified by name
+    k.stop()
+    with open(k.conf, "w") as f:
+        f.write(text)
+    k.start()
+    submit(k, ["other@equal.test"], sender="nobody@elsewhere.test")
+    wait_for(lambda: s.count("other@equal.test") == 1, k=k, what="delivery via smarthost 465")
+    wait_for(lambda: any("status=sent" in l for l in smtp_lines(k, "other@equal.test")), k=k,
+             what="the smarthost delivery's log line")
+    assert "Verified TLS connection established to smtp.smarthost.test" in k.log()
+    assert secret not in k.log()
+    # the CLI
+    msg = tmp_path / "m.eml"
+    msg.write_text("Subject: cli\n\nhello\n")
+    out = k.cli("smtp", "send", "--to", "127.0.0.29:%d" % rport, "--tls", "implicit",
+                "--from", "a@example.test", "--rcpt", "cli@equal.test", str(msg))
+    assert "TLS: TLS" in out.stdout.decode(), out.stdout
+    assert s.count("cli@equal.test") == 1
+    # a plain SMTP server where implicit TLS is expected: a clear failure, no plain text
+    plain = receivers("127.0.0.33", rport)
+    out = k.cli("smtp", "send", "--to", "127.0.0.33:%d" % rport, "--tls", "implicit",
+                "--from", "a@example.test", "--rcpt", "x@equal.test", str(msg), check=False)
+    assert out.returncode != 0 and "TLS handshake" in (out.stdout + out.stderr).decode(), out
+    assert plain.count() == 0
+    os.unlink(ca.name)
+
+
+def test_idn_domain_looked_up_as_a_label(outbound, receivers):
+    """SMTPUTF8 mail to kunde@bücher.test: the MX lookup asks for xn--bcher-kva.test
+    (the only name the test DNS knows) and the mail is delivered; a domain IDNA2008
+    refuses gets 501 5.1.3 at RCPT, naming the reason."""
+    k, port = outbound()
+    r = receivers("127.0.0.34", port, smtputf8=True)
+    rcpt = "kunde@bücher.test"
+    msg = ("From: demo@example.test\r\nTo: %s\r\nSubject: idn\r\n\r\nhallo\r\n" % rcpt)
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=30) as s:
+        s.ehlo()
+        s.command_encoding = "utf-8"
+        s.sendmail("demo@example.test", [rcpt], msg.encode(), mail_options=["SMTPUTF8"])
+        code, text = s.docmd("MAIL FROM:<demo@example.test> SMTPUTF8")
+        assert code == 250
+        code, text = s.docmd("RCPT TO:<kunde@b\u2603cher.test>")
+        assert code == 501 and text.startswith(b"5.1.3"), (code, text)
+        assert b"invalid international domain name" in text, text
+    wait_for(lambda: r.count(rcpt) == 1, k=k, what="delivery to the IDN domain")
+    logged = rcpt.encode().decode("ascii", "backslashreplace")  # the log escapes 8-bit
+    wait_for(lambda: any("status=sent" in l for l in smtp_lines(k, logged)), k=k,
+             what="the delivery's log line")
+    assert "relay=mx.xn--bcher-kva.test[127.0.0.34]" in smtp_lines(k, logged)[-1]
 
 
 # --- restart ----------------------------------------------------------------------

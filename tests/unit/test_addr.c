@@ -252,8 +252,40 @@ static void test_routing(void)
     }
 }
 
+/* International domains (core/idn.h): A-labels for DNS, invalid IDNs refused. */
+static void test_idn(void)
+{
+    char out[256];
+    const char *why = NULL;
+    CHECK(idn_to_alabel("b\xc3\xbc"
+                        "cher.Test",
+                        out, sizeof out, &why) == 0 &&
+              strcmp(out, "xn--bcher-kva.test") == 0,
+          "got %s", out);
+    CHECK(idn_to_alabel("MX.Example.ORG", out, sizeof out, &why) == 0 &&
+              strcmp(out, "mx.example.org") == 0,
+          "ASCII lowercased: %s", out);
+    CHECK(idn_to_alabel("b\xe2\x98\x83.test", out, sizeof out, &why) == -1 && why &&
+              strstr(why, "invalid international domain name"),
+          "snowman refused: %s", why ? why : "-");
+    CHECK(idn_to_alabel("b\xc3.test", out, sizeof out, &why) == -1, "bad UTF-8 refused");
+    struct addr a = {0};
+    const char *err = NULL;
+    const char *bad = "<kunde@b\xe2\x98\x83.test>";
+    CHECK(addr_parse(bad, strlen(bad), ADDR_O_UTF8, &a, &err) < 0 && err &&
+              strstr(err, "invalid international domain name"),
+          "RCPT with an invalid IDN: %s", err ? err : "-");
+    addr_clear(&a);
+    const char *good = "<kunde@b\xc3\xbc"
+                       "cher.test>";
+    CHECK(addr_parse(good, strlen(good), ADDR_O_UTF8, &a, &err) == (int)strlen(good),
+          "a valid IDN is taken");
+    addr_clear(&a);
+}
+
 int main(void)
 {
+    test_idn();
     test_ok();
     test_bad();
     test_limits();

@@ -77,10 +77,10 @@ struct want {
 
 /* RFC 5321 4.5.1: where postmaster@ goes without an alias, mailbox or catch-all */
 static const struct route_postmaster pms[] = {
-    {.hostname = NULL, .address = NULL},
+    {.hostname = NULL},
     {.hostname = "mx.example.test", .address = "Bob@example.test"},
-    {.hostname = "mx.example.test",
-     .address = "root@mx.example.test"}, /* hostname not hosted: would loop */
+    /* hostname not hosted: would loop */
+    {.hostname = "mx.example.test", .address = "root@mx.example.test"},
     {.hostname = "mx.example.test", .address = "postmaster@example.test"}, /* itself */
     {.hostname = "mx.example.test", .address = "admin@remote.example"},
 };
@@ -148,6 +148,68 @@ static void check(struct store *st, size_t i, const struct want *w)
     route_result_clear(&r);
 }
 
+/* Local names through an aliases file (conf aliases, local_admin). */
+static void test_local_names(struct store *st)
+{
+    static const char text[] = "root: bob@example.test, ops\n"
+                               "ops: demo@example.test\n"
+                               "abuse: abuse, root\n"
+                               "a: b\n"
+                               "b: a\n";
+    struct conf_errors errs = {0};
+    struct aliases *al = aliases_parse("aliases", text, strlen(text), &errs);
+    if (!al) {
+        failed++;
+        printf("FAIL aliases parse\n");
+        conf_errors_free(&errs);
+        return;
+    }
+    struct route_postmaster pm = {.hostname = "mx.example.test",
+                                  .address = "root@mx.example.test",
+                                  .aliases = al,
+                                  .local_admin = "admin@remote.example"};
+    static const struct {
+        const char *addr;
+        enum route_kind kind;
+        const char *targets;
+        int admin;
+    } w[] = {
+        {"root@mx.example.test", ROUTE_LOCAL, "L:bob@example.test L:demo@example.test", 1},
+        {"ROOT@localhost", ROUTE_LOCAL, "L:bob@example.test L:demo@example.test", 1},
+        {"abuse@mx.example.test", ROUTE_LOCAL,
+         "R:admin@remote.example L:bob@example.test L:demo@example.test", 1},
+        {"www-data@mx.example.test", ROUTE_LOCAL, "R:admin@remote.example", 1},
+        {"www-data@mx.example.test", ROUTE_NOUSER, "", 0},
+        {"postmaster@mx.example.test", ROUTE_LOCAL, "L:bob@example.test L:demo@example.test", 0},
+        {"a@mx.example.test", ROUTE_LOOP, "", 1},
+        {"root@remote.example", ROUTE_REMOTE, "R:root@remote.example", 1},
+        {"demo@example.test", ROUTE_LOCAL, "L:demo@example.test", 1},
+    };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        pm.local_admin = w[i].admin ? "admin@remote.example" : NULL;
+        struct route_result r;
+        enum route_kind k = route_resolve(st, &pm, w[i].addr, &r);
+        char got[512] = "";
+        size_t off = 0;
+        for (size_t j = 0; j < r.ntargets && off < sizeof got; j++) {
+            int n = snprintf(got + off, sizeof got - off, "%s%c:%s", j ? " " : "",
+                             r.targets[j].kind == ROUTE_LOCAL ? 'L' : 'R', r.targets[j].addr);
+            if (n < 0) break;
+            off += (size_t)n;
+        }
+        if (k == w[i].kind && strcmp(got, w[i].targets) == 0) {
+            passed++;
+        } else {
+            failed++;
+            printf("FAIL local %zu %s: kind %d want %d; \"%s\" want \"%s\"\n", i, w[i].addr, k,
+                   w[i].kind, got, w[i].targets);
+        }
+        route_result_clear(&r);
+    }
+    aliases_free(al);
+    conf_errors_free(&errs);
+}
+
 /* --- next hops -------------------------------------------------------------------- */
 
 /* Two configs: S with smarthosts and transports, M without relay_host (MX). */
@@ -170,6 +232,52 @@ static struct kconf *conf_from(const char *text)
     conf_errors_free(&errs);
     conf_tree_free(t);
     return c;
+}
+
+/* tls implicit (port 465): on a transport, on relay_host, on a sender route; the
+ * certificate checked as outbound's tls says. */
+static void test_implicit_tls(void)
+{
+    static const struct {
+        const char *conf, *domain, *relay_tls;
+        enum conf_out_tls tls;
+        int implicit;
+    } w[] = {
+        {"transport p.example { relay smtp.p.example:465; tls implicit; }", "p.example", NULL,
+         CONF_TLS_ENCRYPT, 1},
+        {"outbound { tls verify; }\ntransport p.example { relay s.p.example:465; tls implicit; }",
+         "p.example", NULL, CONF_TLS_VERIFY, 1},
+        {"relay_host s.example:465;\nrelay_host_tls implicit;", "x.example", NULL, CONF_TLS_ENCRYPT,
+         1},
+        {"relay_host s.example:587;", "x.example", NULL, CONF_TLS_MAY, 0},
+        {"relay_host_tls implicit;", "x.example", NULL, CONF_TLS_MAY, 0}, /* MX: not for it */
+        {"outbound { tls verify; }", "x.example", "implicit", CONF_TLS_VERIFY, 1},
+        {"hostname mx.self.test;", "x.example", "implicit", CONF_TLS_ENCRYPT, 1},
+    };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        struct kconf *c = conf_from(w[i].conf);
+        struct store_relay rel = {0};
+        if (w[i].relay_tls) {
+            str_copy(rel.hosts, "r.example:465", sizeof rel.hosts);
+            str_copy(rel.username, "u", sizeof rel.username);
+            str_copy(rel.password, "p", sizeof rel.password);
+            str_copy(rel.tls, w[i].relay_tls, sizeof rel.tls);
+        }
+        struct route_next n;
+        int ok = c &&
+                 route_next(c, w[i].domain, w[i].relay_tls ? &rel : NULL, w[i].relay_tls ? 1 : 0,
+                            &n) == ROUTE_NEXT_OK &&
+                 n.nhops >= 1 && n.hops[0].tls == w[i].tls &&
+                 n.hops[0].implicit_tls == w[i].implicit;
+        if (ok) {
+            passed++;
+        } else {
+            failed++;
+            printf("FAIL implicit %zu: tls %d implicit %d\n", i, c ? (int)n.hops[0].tls : -1,
+                   c ? n.hops[0].implicit_tls : -1);
+        }
+        conf_free(c);
+    }
 }
 
 static const char *tls_name(enum conf_out_tls t)
@@ -471,8 +579,10 @@ int main(void)
     }
     for (size_t i = 0; i < sizeof wants / sizeof wants[0]; i++)
         check(st, i, &wants[i]);
+    test_local_names(st);
     test_relay_lookup(st);
 
+    test_implicit_tls();
     struct kconf *cs = conf_from(conf_s), *cm = conf_from(conf_m);
     if (cs && cm) {
         test_next(cs, cm);
