@@ -2,7 +2,8 @@
 """A DNS server on loopback for the SPF test suite (tests/data/spf/): serves exactly
 one section's zonedata at a time, as the suite's README says a driver must: TXT made
 of several strings, SPF (type 99) copied to TXT when a name has no TXT, NONE as no
-record, TIMEOUT as a query that gets no answer, unlisted names NXDOMAIN. Built on
+record, TIMEOUT as a query that gets no answer, SERVFAIL as a SERVFAIL answer,
+unlisted names NXDOMAIN. Built on
 Debian's python3-dnslib; UDP and TCP on one port, served from threads."""
 
 import threading
@@ -35,11 +36,15 @@ class Zone:
     def __init__(self, zonedata):
         self.names = {}
         for name, items in (zonedata or {}).items():
-            ent = self.names.setdefault(_key(name), {"timeout": False, "rr": []})
+            ent = self.names.setdefault(_key(name),
+                                        {"timeout": False, "servfail": False, "rr": []})
             has_txt = any(isinstance(i, dict) and "TXT" in i for i in items)
             for item in items:
                 if item == "TIMEOUT":
                     ent["timeout"] = True
+                    continue
+                if item == "SERVFAIL":
+                    ent["servfail"] = True
                     continue
                 (typ, val), = item.items()
                 if val == "NONE":
@@ -85,6 +90,9 @@ class _Resolver(BaseResolver):
             if ent is None:
                 if not reply.rr:
                     reply.header.rcode = RCODE.NXDOMAIN
+                return reply
+            if ent["servfail"]:
+                reply.header.rcode = RCODE.SERVFAIL
                 return reply
             rrs = [(t, rd) for t, rd in ent["rr"] if rd is not None]
             if ent["timeout"] and not any(t == qtype for t, _ in ent["rr"]):

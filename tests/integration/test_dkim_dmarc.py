@@ -5,8 +5,9 @@ loopback test DNS (spfdns.py) serving DKIM keys and DMARC records. Messages are 
 by Debian's python3-dkim (rsa-sha256 and ed25519-sha256); the delivered message's
 Authentication-Results field, read with Python's email package, must say what
 python3-dkim's own verifier says. DMARC none/quarantine/reject, subdomain policy,
-aligned and unaligned signatures, the reject action (550 5.7.1), the aggregate counts
-in the directory database, and a hang-up during the key lookup (ASan build)."""
+aligned and unaligned signatures, the reject action (550 5.7.1), pct= sampling, a
+failed policy lookup (temperror), the aggregate counts in the directory database, and
+a hang-up during the key lookup (ASan build)."""
 
 import base64
 import email
@@ -81,6 +82,14 @@ ZONE = {
     # SPF-aligned mail: the envelope sender's domain is the From: domain
     "spf.test": [{"TXT": "v=spf1 ip4:127.0.0.1 -all"}],
     "_dmarc.spf.test": [{"TXT": "v=DMARC1; p=reject"}],
+    # the policy lookup fails (SERVFAIL, no answer at all): temperror, even though the
+    # organisational domain org.test has sp=reject (no fallback on a failed lookup)
+    "_dmarc.down.org.test": ["SERVFAIL"],
+    "_dmarc.mute.org.test": ["TIMEOUT"],
+    # pct= sampling (RFC 7489 6.6.4): the share left out gets the next lower policy
+    "_dmarc.pct0.test": [{"TXT": "v=DMARC1; p=reject; pct=0"}],
+    "_dmarc.pct100.test": [{"TXT": "v=DMARC1; p=reject; pct=100"}],
+    "_dmarc.qpct0.test": [{"TXT": "v=DMARC1; p=quarantine; pct=0"}],
 }
 
 
@@ -391,6 +400,74 @@ def test_dmarc_policies_and_alignment(kurier_factory, dns):
     assert ("127.0.0.1", "sub.org.test", "org.test", "reject", "fail", "fail", 1) in rows, rows
     assert ("127.0.0.1", "quar.test", "quar.test", "quarantine", "fail", "fail", 1) in rows, rows
     assert ("127.0.0.1", "spf.test", "spf.test", "none", "fail", "pass", 1) in rows, rows
+
+
+def test_policy_lookup_failure_is_temperror(kurier_factory, dns):
+    """RFC 7489 6.6.2/6.6.3: a DMARC record lookup that fails temporarily (SERVFAIL)
+    is dmarc=temperror; the message is delivered (no policy acts), no organisational
+    domain's record is asked instead (org.test's sp=reject would refuse it) and no
+    aggregate count is made. The unaligned signature and the envelope sender fail
+    DMARC, so any policy that applied would refuse."""
+    k = start(kurier_factory, dns)
+    code, text = send(k, sign(message("a@down.org.test"), "other.test"))
+    assert code == 250, text
+    res = results(k)
+    assert only(res, "dkim")[0][1] == "pass", res
+    dm = only(res, "dmarc")
+    assert [(r[1], r[2]["header.from"]) for r in dm] == [("temperror", "down.org.test")], res
+    assert "dmarc:temperror" in k.log()
+    # the control: the same message from a subdomain without a record gets the
+    # organisational domain's sp=reject
+    code, text = send(k, sign(message("a@up.org.test"), "other.test"))
+    assert code == 550 and text.startswith("5.7.1"), text
+    db = glob.glob(k.dir + "/var/*.db")[0]
+    deadline = time.time() + SAFETY
+    while True:
+        with sqlite3.connect(db) as c:
+            rows = c.execute("SELECT header_from FROM dmarc_counts").fetchall()
+        if rows or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows == [("up.org.test",)], rows
+
+
+def test_policy_lookup_timeout_is_temperror(kurier_factory, dns):
+    """The test DNS never answers the policy query: when the resolver gives up
+    (libunbound's retries, or kurier's 30 s limit) the result is dmarc=temperror and
+    the message is delivered (the SMTP client waits up to SAFETY)."""
+    k = start(kurier_factory, dns)
+    code, text = send(k, sign(message("a@mute.org.test"), "other.test"))
+    assert code == 250, text
+    dm = only(results(k), "dmarc")
+    assert [(r[1], r[2]["header.from"]) for r in dm] == [("temperror", "mute.org.test")], dm
+
+
+def test_pct_sampling(kurier_factory, dns):
+    """pct= end to end (RFC 7489 6.6.4): failing mail under p=reject; pct=0 never gets
+    reject but the next lower policy, quarantine (the listener's quarantine action: a
+    score, delivered); pct=100 always gets reject (550 5.7.1). Several messages each,
+    judged by count."""
+    k = start(kurier_factory, dns)
+    n = 0
+    for i in range(4):
+        code, text = send(k, sign(message("a@pct0.test"), "other.test"))
+        assert code == 250, (i, text)
+        n += 1
+        dm = only(results(k, n), "dmarc")[0]
+        assert dm[1] == "fail" and "p=reject" in dm[3] and "dis=quarantine" in dm[3], dm
+        code, text = send(k, sign(message("a@pct100.test"), "other.test"))
+        assert code == 550 and text.startswith("5.7.1") and "DMARC" in text, (i, text)
+    assert k.log().count("dmarc:fail/score5") == 4
+    # where quarantine refuses, pct=0 under p=quarantine lowers to none (delivered)
+    # while p=reject; pct=0 is refused as quarantine
+    k2 = start(kurier_factory, dns, listen="    dmarc_quarantine reject;\n")
+    for i in range(3):
+        code, text = send(k2, sign(message("a@qpct0.test"), "other.test"))
+        assert code == 250, (i, text)
+        dm = only(results(k2, i + 1), "dmarc")[0]
+        assert dm[1] == "fail" and "p=quarantine" in dm[3] and "dis=none" in dm[3], dm
+        code, text = send(k2, sign(message("a@pct0.test"), "other.test"))
+        assert code == 550 and "p=quarantine" in text, (i, text)
 
 
 def test_many_signatures_fill_the_room(kurier_factory, dns):
