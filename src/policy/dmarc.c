@@ -153,8 +153,9 @@ static void evaluate(struct dmarc_job *j, const struct dmarc_record *rec, const 
     if (!pass) {
         dis = p;
         /* pct: the policy applies to that share of failing mail; the rest gets the
-         * next lower one (RFC 7489 6.6.4) */
-        if (rec->pct < 100 && dis != DMARC_P_NONE && (random() % 100) >= rec->pct)
+         * next lower one (RFC 7489 6.6.4). arc4random: random() was never seeded, so
+         * every start drew the same sequence */
+        if (rec->pct < 100 && dis != DMARC_P_NONE && (int)arc4random_uniform(100) >= rec->pct)
             dis = dis == DMARC_P_REJECT ? DMARC_P_QUARANTINE : DMARC_P_NONE;
     }
     char comment[160];
