@@ -28,8 +28,10 @@ struct cli_command {
 /* The command called name, or NULL. */
 const struct cli_command *cli_command_find(const char *name);
 /* Check argv (starting at the command's name) against the table: an unknown
- * subcommand or long option is a usage error naming it (with "did you mean"), --help
- * prints the help; otherwise run the command. Returns the exit status. */
+ * subcommand or long option is a usage error naming it (with "did you mean"), as are
+ * a word too many and a missing operand (counted from the synopsis: upper-case words
+ * and choices out of brackets are required); --help prints the help; otherwise run
+ * the command. Returns the exit status. */
 int cli_run(const struct cli_command *c, int argc, char **argv);
 /* Usage errors of main.c, named with the closest match; return 2. */
 int cli_unknown_command(const char *word);

@@ -79,22 +79,6 @@ static const char *human(long long secs, char *buf, size_t size)
     return buf;
 }
 
-/* A JSON string (RFC 8259 7): quotes, backslashes and control bytes escaped; other
- * bytes (UTF-8 addresses) as they are. */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
 struct lister {
     const struct kconf *conf;
     long long now;
@@ -124,15 +108,18 @@ static void on_triplet(void *arg, const struct store_grey_triplet *t)
     long long retry_in;
     const char *state = triplet_state(L, t, &retry_in);
     if (L->json) {
-        printf("%s\n    {\"network\": ", L->ntriplets ? "," : "");
-        json_str(t->net);
-        printf(", \"sender\": ");
-        json_str(t->sender);
-        printf(", \"recipient\": ");
-        json_str(t->rcpt);
-        printf(", \"state\": \"%s\", \"retry_in\": %lld, \"first_seen\": %lld, "
-               "\"last_seen\": %lld, \"age\": %lld}",
-               state, retry_in, t->first_seen, t->last_seen, L->now - t->first_seen);
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "kind", "triplet");
+        cli_json_str(&j, "network", t->net);
+        cli_json_str(&j, "sender", t->sender);
+        cli_json_str(&j, "recipient", t->rcpt);
+        cli_json_str(&j, "state", state);
+        cli_json_int(&j, "retry_in", retry_in);
+        cli_json_time(&j, "first_seen", t->first_seen);
+        cli_json_time(&j, "last_seen", t->last_seen);
+        cli_json_int(&j, "age", L->now - t->first_seen);
+        cli_json_end(&j);
     } else {
         char net[80], from[400], to[400], a[32], b[32], w[32];
         if (!L->ntriplets) printf("triplets:\n");
@@ -154,10 +141,14 @@ static void on_net(void *arg, const struct store_grey_net *n)
     int allowed = c->grey_auto_allowlist > 0 && n->passes >= c->grey_auto_allowlist &&
                   L->now - n->last_seen <= c->grey_lifetime;
     if (L->json) {
-        printf("%s\n    {\"network\": ", L->nnets ? "," : "");
-        json_str(n->net);
-        printf(", \"passes\": %lld, \"allowlisted\": %s, \"last_seen\": %lld}", n->passes,
-               allowed ? "true" : "false", n->last_seen);
+        struct cli_json j;
+        cli_json_begin(&j);
+        cli_json_str(&j, "kind", "network");
+        cli_json_str(&j, "network", n->net);
+        cli_json_int(&j, "passes", n->passes);
+        cli_json_bool(&j, "allowlisted", allowed);
+        cli_json_time(&j, "last_seen", n->last_seen);
+        cli_json_end(&j);
     } else {
         char net[80], a[32];
         if (!L->nnets) printf("networks:\n");
@@ -169,24 +160,13 @@ static void on_net(void *arg, const struct store_grey_net *n)
     L->nnets++;
 }
 
-/* The networks come after all triplets: the JSON object is opened around them. */
-static void on_net_json(void *arg, const struct store_grey_net *n)
-{
-    struct lister *L = arg;
-    if (!L->nnets) printf("%s],\n  \"networks\": [", L->ntriplets ? "\n  " : "");
-    on_net(arg, n);
-}
-
 static int grey_list(struct cli_dir *d, int json)
 {
     struct lister L = {.conf = d->conf, .now = (long long)time(NULL), .json = json};
-    if (json) printf("{\n  \"triplets\": [");
-    if (store_grey_list(d->st, on_triplet, json ? on_net_json : on_net, &L) != 0)
+    /* --json: one object per line, triplets first (JSON Lines, docs/json.md) */
+    if (store_grey_list(d->st, on_triplet, on_net, &L) != 0)
         return cli_fail("cannot list greylisting entries: database error");
-    if (json) {
-        if (!L.nnets) printf("%s],\n  \"networks\": [", L.ntriplets ? "\n  " : "");
-        printf("%s]\n}\n", L.nnets ? "\n  " : "");
-    } else if (!L.ntriplets && !L.nnets) {
+    if (!json && !L.ntriplets && !L.nnets) {
         printf("no greylisting entries\n");
     }
     return 0;

@@ -552,7 +552,7 @@ int cmd_queue(int argc, char **argv)
         usage();
         return 2;
     }
-    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
+    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0) {
         usage();
         return 0;
     }

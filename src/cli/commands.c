@@ -5,6 +5,7 @@
 #include "core/compat.h"
 
 #include <ctype.h>
+#include <limits.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -267,6 +268,131 @@ void cli_help_all(FILE *out)
                  "the options. Exit status: 0 done, 1 failed, 2 usage error. See kurier(1).\n");
 }
 
+/* --- operands ------------------------------------------------------------------- */
+
+/* The operands a synopsis asks for, from its words: one not in brackets is required,
+ * one in brackets optional, "WORD..." any number; the word after an option ("--user
+ * U") is its value, not an operand; " | " at the top separates alternatives, of which
+ * the loosest counts. missing: the first required operand the fewest given lack. */
+#define MAX_OPERANDS 8
+struct operands {
+    int min, max; /* max INT_MAX: no limit */
+    char names[MAX_OPERANDS][48];
+};
+
+static size_t next_word(const char **p)
+{
+    while (**p == ' ')
+        (*p)++;
+    return strcspn(*p, " ");
+}
+
+static void synopsis_operands(const char *syn, struct operands *o)
+{
+    o->min = INT_MAX;
+    o->max = 0;
+    int depth = 0, prev_opt = 0, amin = 0, amax = 0;
+    char names[MAX_OPERANDS][48] = {{0}};
+    for (const char *p = syn;;) {
+        size_t len = next_word(&p);
+        int end = len == 0, before = depth;
+        for (size_t i = 0; i < len; i++)
+            depth += p[i] == '[' ? 1 : p[i] == ']' ? -1 : 0;
+        if (end || (len == 1 && *p == '|' && before == 0)) {
+            if (amin < o->min) {
+                o->min = amin;
+                memcpy(o->names, names, sizeof names);
+            }
+            if (amax > o->max) o->max = amax;
+            if (end) break;
+            amin = amax = prev_opt = 0;
+        } else if (len == 1 && *p == '|') {
+            prev_opt = 0;
+        } else {
+            size_t lead = strspn(p, "[");
+            if (p[lead] == '-') {
+                prev_opt = p[len - 1] != ']'; /* "--user U", not "[--force]" */
+            } else if (prev_opt) {
+                prev_opt = 0;
+            } else {
+                /* "RCPT..." repeats, "HOST[,HOST...]" is one word */
+                int d = 0, many = 0;
+                for (size_t i = lead; i < len; i++) {
+                    d += p[i] == '[' ? 1 : p[i] == ']' ? -1 : 0;
+                    many |= d <= 0 && strncmp(p + i, "...", 3) == 0;
+                }
+                if (before == 0 && lead == 0) {
+                    if (amin < MAX_OPERANDS) {
+                        size_t n = many ? len - 3 : len;
+                        if (n >= sizeof names[0]) n = sizeof names[0] - 1;
+                        memcpy(names[amin], p, n);
+                        names[amin][n] = '\0';
+                    }
+                    amin++;
+                }
+                amax = many || amax == INT_MAX ? INT_MAX : amax + 1;
+            }
+        }
+        p += len;
+    }
+}
+
+/* Whether the option name takes a value in the synopsis ("--user U"). */
+static int synopsis_option_value(const char *syn, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (const char *p = syn; (p = strstr(p, name)) != NULL; p += nlen) {
+        if ((p > syn && p[-1] != ' ' && p[-1] != '[' && p[-1] != '|') ||
+            isalnum((unsigned char)p[nlen]) || p[nlen] == '-')
+            continue;
+        if (p[nlen] != ' ') return 0; /* "--force]", "--release|" */
+        const char *q = p + nlen;
+        size_t len = next_word(&q);
+        return len > 0 && !(len == 1 && *q == '|') && q[strspn(q, "[")] != '-';
+    }
+    return 0;
+}
+
+/* Count argv's operands (from first) against the synopsis: a usage error names the
+ * first word too many or the first operand missing. 0 when they fit, else 2. */
+static int check_operands(const struct cli_command *c, const struct cli_verb *v, const char *syn,
+                          int first, int argc, char **argv)
+{
+    struct operands o;
+    synopsis_operands(syn, &o);
+    int n = 0, ended = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!ended && strcmp(a, "--") == 0) {
+            ended = 1;
+            continue;
+        }
+        if (!ended && strncmp(a, "--", 2) == 0) {
+            char name[40];
+            size_t len = strcspn(a, "=");
+            if (len < sizeof name && !a[len]) {
+                memcpy(name, a, len + 1);
+                if (synopsis_option_value(syn, name)) i++;
+            }
+            continue;
+        }
+        if (n++ < o.max) continue;
+        char esc[200];
+        log_escape(esc, sizeof esc, a, strlen(a));
+        help_command(stderr, c, v);
+        fprintf(stderr, "kurier: unexpected argument \"%s\" for \"%s%s%s\"\n", esc, c->name,
+                v ? " " : "", v ? v->name : "");
+        fprintf(stderr, "Try \"kurier help %s%s%s\".\n", c->name, v ? " " : "", v ? v->name : "");
+        return 2;
+    }
+    if (n >= o.min) return 0;
+    help_command(stderr, c, v);
+    fprintf(stderr, "kurier: missing %s for \"%s%s%s\"\n",
+            n < MAX_OPERANDS ? o.names[n] : "arguments", c->name, v ? " " : "", v ? v->name : "");
+    fprintf(stderr, "Try \"kurier help %s%s%s\".\n", c->name, v ? " " : "", v ? v->name : "");
+    return 2;
+}
+
 /* --- checking a command line before the command sees it ---------------------------- */
 
 static int is_help(const char *a)
@@ -341,16 +467,9 @@ int cli_run(const struct cli_command *c, int argc, char **argv)
             return usage_error(what, argv[i], opts, help);
         }
     }
-    /* a (sub)command that takes nothing: name the first word too many */
+    /* too many or too few operands: name the first word too many, or what is missing */
     const char *syn = v ? v->args : c->verbs ? NULL : c->args;
-    if (syn && !*syn && argc > first) {
-        char what[120], help[80];
-        snprintf(what, sizeof what, "unexpected argument for %s%s%s", c->name, v ? " " : "",
-                 v ? v->name : "");
-        snprintf(help, sizeof help, "%s%s%s", c->name, v ? " " : "", v ? v->name : "");
-        help_command(stderr, c, v);
-        return usage_error(what, argv[first], NULL, help);
-    }
+    if (syn && check_operands(c, v, syn, first, argc, argv) != 0) return 2;
     int rc = c->fn(argc, argv);
     if (rc == 2 && c->fn != cmd_rbl) /* rbl check: 2 is also "the answer is unknown" */
         fprintf(stderr, "kurier: bad arguments for \"%s%s%s\"; see \"kurier help %s%s%s\"\n",

@@ -95,10 +95,91 @@ def test_misspelt_command_subcommand_and_option():
     r = run("frobnicate")
     assert r.returncode == 2 and '"frobnicate"' in r.stderr and "did you mean" not in r.stderr
     r = run("queue", "flush", "now")
-    assert r.returncode == 2 and 'unexpected argument for queue flush "now"' in r.stderr, r.stderr
+    assert r.returncode == 2
+    assert 'unexpected argument "now" for "queue flush"' in r.stderr, r.stderr
     # a usage error the command finds itself names the command
     r = run("domain", "add")
     assert r.returncode == 2 and '"domain add"' in r.stderr, r.stderr
+
+
+def test_usage_errors_name_the_missing_or_extra_word():
+    """A missing operand is named as the synopsis names it, a word too many is quoted;
+    option values ("--account USER") are not operands; exit 2 before anything runs."""
+    cases = [
+        (["queue", "show"], 'missing ID for "queue show"'),
+        (["queue", "show", "A1", "x"], 'unexpected argument "x" for "queue show"'),
+        (["queue", "show", "--body"], 'missing ID for "queue show"'),
+        (["queue", "list", "--account", "u", "x"], 'unexpected argument "x" for "queue list"'),
+        (["queue", "hold"], 'missing ID for "queue hold"'),
+        (["domain", "add"], 'missing NAME for "domain add"'),
+        (["domain", "add", "a.test", "b.test"], 'unexpected argument "b.test" for "domain add"'),
+        (["domain", "catchall", "a.test"], 'missing ADDRESS|LOCALPART|off for "domain catchall"'),
+        (["mailbox", "quota", "a@b.test"], 'missing SIZE for "mailbox quota"'),
+        (["mailbox", "add", "--password", "pw"], 'missing ADDRESS for "mailbox add"'),
+        (["mailbox", "forward"], 'missing ADDRESS for "mailbox forward"'),
+        (["alias", "del", "a@b.test", "c@d.test", "x"], 'unexpected argument "x" for "alias del"'),
+        (["relay", "add", "@b.test"], 'missing HOST[:PORT][,HOST[:PORT]...] for "relay add"'),
+        (["greylist", "allow"], 'missing IP|NET for "greylist allow"'),
+        (["greylist", "clear", "192.0.2.1", "x"], 'unexpected argument "x" for "greylist clear"'),
+        (["dns", "lookup", "mx"], 'missing NAME for "dns lookup"'),
+        (["dkim", "retire", "b.test"], 'missing SELECTOR for "dkim retire"'),
+        (["spf", "check", "192.0.2.1"], 'missing SENDER for "spf check"'),
+        (["smtp", "send", "--to", "h:25", "--from", "a", "--rcpt", "b"],
+         'missing FILE for "smtp send"'),
+        (["replies", "classify", "--code", "550"], 'missing TEXT for "replies classify"'),
+        (["log", "trace", "--file", "-"], 'missing ID|MESSAGE-ID|ADDRESS for "log trace"'),
+        (["check-client"], 'missing IP for "check-client"'),
+        (["reload", "x"], 'unexpected argument "x" for "reload"'),
+        (["config", "check", "a", "b"], 'unexpected argument "b" for "config check"'),
+        (["help", "queue", "show", "x"], 'unexpected argument "x" for "help"'),
+        # after "--" a word that looks like an option is an operand
+        (["domain", "add", "--", "a.test", "--b"], 'unexpected argument "--b" for "domain add"'),
+    ]
+    for argv, message in cases:
+        r = run("-c", "/nonexistent/kurier.conf", *argv)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+        assert "kurier: " + message + "\n" in r.stderr, (argv, r.stderr)
+        assert "bad arguments" not in r.stderr, (argv, r.stderr)
+        assert 'Try "kurier help' in r.stderr, (argv, r.stderr)
+    # operands that fit go on to the command (here: which fails on the missing config)
+    for argv in (["queue", "show", "--body", "A1"], ["mailbox", "forward", "a@b.test", "--off"],
+                 ["mailbox", "forward", "a@b.test", "c@d.test", "e@f.test", "--keep"],
+                 ["greylist", "clear", "--sender", "a@b.test"], ["mailbox", "list"],
+                 ["dkim", "list"], ["relay", "add", "@b.test", "h:587", "--user", "u", "--tls",
+                                    "may", "--password-stdin"]):
+        r = run("-c", "/nonexistent/kurier.conf", *argv, input="pw\n")
+        assert r.returncode == 1, (argv, r.stdout, r.stderr)
+        assert "missing" not in r.stderr and "unexpected" not in r.stderr, (argv, r.stderr)
+
+
+SRC_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "cli")
+
+
+def test_every_subcommand_in_the_code_is_in_the_table():
+    """The subcommands each cmd_*() compares its verb with are exactly those of the
+    command table (a verb missing from the table is unreachable, one missing from the
+    code an error), and every cmd_*() is a command of the table."""
+    import glob
+    cmds = commands()
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(SRC_CLI, "cmd_*.c"))):
+        with open(path) as f:
+            src = f.read()
+        for m in re.finditer(r"^int cmd_(\w+)\(int argc, char \*\*argv\)\n\{\n(.*?)^\}\n",
+                             src, re.M | re.S):
+            name, body = m.group(1).replace("_", "-"), m.group(2)
+            if name == "dns-records":  # "dns records", called by cmd_dns() with argv + 1
+                assert "records" in verbs("dns")
+                continue
+            assert name in cmds, (path, name, cmds)
+            said = set(re.findall(r'strcmp\((?:argv\[1\]|verb|pos\[0\]), "([a-z][a-z-]*)"\)',
+                                  body))
+            if not said:
+                assert verbs(name) == [], (name, "takes subcommands its code does not compare")
+                continue
+            assert said == set(verbs(name)), (path, name, sorted(said), verbs(name))
+            checked += 1
+    assert checked >= 20, checked
 
 
 def test_version():

@@ -7,6 +7,8 @@ allowlists; suspicious mode only greylists senders that fail verification; null 
 refused; unknown local senders greylisted or refused; state survives a restart;
 authenticated clients are never judged; a hang-up during a sender lookup is safe."""
 
+import json
+import re
 import smtplib
 import socket
 import time
@@ -242,37 +244,51 @@ def test_expired_entries_purged_on_timer(dns, kurier_factory):
         time.sleep(0.2)
 
 
+def grey_json(k):
+    """kurier greylist list --json: one object per line (JSON Lines), by kind."""
+    out = k.cli("greylist", "list", "--json").stdout.decode()
+    assert out == "" or out.endswith("\n"), out
+    by = {"triplet": [], "network": []}
+    for line in out.splitlines():
+        obj = json.loads(line)
+        by[obj.pop("kind")].append(obj)
+    # triplets first, then networks
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds == sorted(kinds, key=lambda x: x != "triplet"), kinds
+    return by
+
+
 def test_admin_list_clear_allow(dns, kurier_factory):
     """kurier greylist list shows a triplet after its 451 (and --json the same),
     clear forgets it so that the next attempt is greylisted again, allow lets a
     network through at once."""
-    import json
     # the lists below must come before the delay has passed for alice, five commands
     # later: 2 s was too short on a busy machine (a "retry-due" alice)
     k = make(kurier_factory, grey_conf(dns, delay="15s"))
     assert k.cli("greylist", "list").stdout.decode() == "no greylisting entries\n"
+    assert k.cli("greylist", "list", "--json").stdout == b""  # an empty list: nothing
     assert attempt(k, "alice@good.test")[0] == 451
     assert attempt(k, "bob@good.test")[0] == 451
     out = k.cli("greylist", "list").stdout.decode()
     assert ("  127.0.0.0/24 <alice@good.test> -> <demo@example.test>: greylisted (a retry "
             "passes in ") in out, out
-    data = json.loads(k.cli("greylist", "list", "--json").stdout)
-    assert [(t["network"], t["sender"], t["recipient"], t["state"]) for t in data["triplets"]] == [
+    data = grey_json(k)
+    assert [(t["network"], t["sender"], t["recipient"], t["state"]) for t in data["triplet"]] == [
         ("127.0.0.0/24", "alice@good.test", "demo@example.test", "greylisted"),
         ("127.0.0.0/24", "bob@good.test", "demo@example.test", "greylisted")], data
-    assert data["networks"] == []
+    assert data["network"] == []
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["triplet"][0]["first_seen"]), data
     until_accepted(k, "alice@good.test")
-    data = json.loads(k.cli("greylist", "list", "--json").stdout)
-    assert data["triplets"][0]["state"] == "passed", data
-    assert data["networks"][0]["network"] == "127.0.0.0/24", data
-    assert data["networks"][0]["passes"] == 1 and not data["networks"][0]["allowlisted"], data
+    data = grey_json(k)
+    assert data["triplet"][0]["state"] == "passed", data
+    assert data["network"][0]["network"] == "127.0.0.0/24", data
+    assert data["network"][0]["passes"] == 1 and not data["network"][0]["allowlisted"], data
     assert "127.0.0.0/24: 1 passed retry, not allowlisted" in k.cli(
         "greylist", "list").stdout.decode()
     # one sender's triplets only
     out = k.cli("greylist", "clear", "--sender", "BOB@good.test").stdout.decode()
     assert out == "forgot 1 triplet and 0 networks\n", out
-    assert [t["sender"] for t in json.loads(
-        k.cli("greylist", "list", "--json").stdout)["triplets"]] == ["alice@good.test"]
+    assert [t["sender"] for t in grey_json(k)["triplet"]] == ["alice@good.test"]
     # a client's network: its triplets and its passes; the passed triplet is new again
     out = k.cli("greylist", "clear", "127.0.0.77").stdout.decode()
     assert out == "forgot 1 triplet and 1 network\n", out
@@ -286,7 +302,7 @@ def test_admin_list_clear_allow(dns, kurier_factory):
     assert out.startswith("network 127.0.2.0/24 passes greylisting from now on"), out
     assert attempt(k, "carol@good.test", src="127.0.2.9")[0] == 250
     assert attempt(k, "carol@good.test", src="127.0.3.9")[0] == 451
-    net = json.loads(k.cli("greylist", "list", "--json").stdout)["networks"][0]
+    net = grey_json(k)["network"][0]
     assert net["network"] == "127.0.2.0/24" and net["allowlisted"], net
     # bad input: clear words
     r = k.cli("greylist", "clear", "127.0.0.0/16", check=False)

@@ -94,6 +94,7 @@ def test_status_commands_json_on_empty_state(kurier_factory):
     assert lines(k.cli("monitor", "status", "--json")) == []
     assert lines(k.cli("monitor", "history", "--json")) == []
     assert lines(k.cli("complaints", "list", "--json")) == []
+    assert lines(k.cli("greylist", "list", "--json")) == []
 
 
 def test_auth_blocks_json(kurier_factory):
