@@ -1367,27 +1367,35 @@ struct kconf *conf_apply(const struct conf_node *tree, const char *file, struct 
 
 static int read_secrets; /* conf_read_secrets() */
 
-/* batv { key_file }: only the daemon's user (and its group) may read the secrets. */
+/* A file of secrets (what: "BATV key file", "SRS secret file"): only the daemon's user
+ * (and its group) may read it. Its text (len bytes; explicit_bzero() and free() it),
+ * or NULL with the error added. */
+static char *read_secret_file(const char *path, const char *what, size_t *len,
+                              struct conf_errors *errs)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        conf_errors_add(errs, path, 0, 0, "cannot read %s: %s", what, strerror(errno));
+        return NULL;
+    }
+    if (st.st_mode & 0027) {
+        conf_errors_add(errs, path, 0, 0, "%s is %s (mode %04o): chmod 600 (or 640) it", what,
+                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
+                        (unsigned)(st.st_mode & 07777));
+        return NULL;
+    }
+    char *text = file_read(path, len);
+    if (!text) conf_errors_add(errs, path, 0, 0, "cannot read %s: %s", what, strerror(errno));
+    return text;
+}
+
+/* batv { key_file } */
 static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
 {
     const char *path = c->batv_key_file;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        conf_errors_add(errs, path, 0, 0, "cannot read BATV key file: %s", strerror(errno));
-        return;
-    }
-    if (st.st_mode & 0027) {
-        conf_errors_add(errs, path, 0, 0, "BATV key file is %s (mode %04o): chmod 600 (or 640) it",
-                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
-                        (unsigned)(st.st_mode & 07777));
-        return;
-    }
     size_t len = 0;
-    char *text = file_read(path, &len);
-    if (!text) {
-        conf_errors_add(errs, path, 0, 0, "cannot read BATV key file: %s", strerror(errno));
-        return;
-    }
+    char *text = read_secret_file(path, "BATV key file", &len, errs);
+    if (!text) return;
     struct batv_key *keys = xcalloc(BATV_KEYS_MAX, sizeof *keys);
     size_t n = 0;
     int line = 0;
@@ -1404,28 +1412,13 @@ static void load_batv_keys(struct kconf *c, struct conf_errors *errs)
     free(text);
 }
 
-/* srs { secret_file }: as the BATV key file, only for the daemon's user and group. */
+/* srs { secret_file } */
 static void load_srs_secrets(struct kconf *c, struct conf_errors *errs)
 {
     const char *path = c->srs_secret_file;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        conf_errors_add(errs, path, 0, 0, "cannot read SRS secret file: %s", strerror(errno));
-        return;
-    }
-    if (st.st_mode & 0027) {
-        conf_errors_add(errs, path, 0, 0,
-                        "SRS secret file is %s (mode %04o): chmod 600 (or 640) it",
-                        st.st_mode & 0007 ? "readable or writable by others" : "group-writable",
-                        (unsigned)(st.st_mode & 07777));
-        return;
-    }
     size_t len = 0;
-    char *text = file_read(path, &len);
-    if (!text) {
-        conf_errors_add(errs, path, 0, 0, "cannot read SRS secret file: %s", strerror(errno));
-        return;
-    }
+    char *text = read_secret_file(path, "SRS secret file", &len, errs);
+    if (!text) return;
     struct srs_secret *s = xcalloc(SRS_SECRETS_MAX, sizeof *s);
     size_t n = 0;
     int line = 0;
