@@ -85,6 +85,11 @@ void conf_egress_check(struct kconf *c, struct conf_errors *errs);
 void conf_egress_free(struct kconf *c);
 void conf_egress_dump(const struct kconf *c, FILE *out);
 void conf_egress_doc(FILE *out);
+/* conf_doc.c: a limit of k as it is written in a file (durations, sizes); the value
+ * of k in base as it would appear in a file: 0, or -1 when unset. */
+void conf_fmt_limit(char *dst, size_t size, const struct conf_key *k, double v);
+struct buf;
+int conf_value_text(const struct conf_key *k, const void *base, struct buf *out);
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
 
