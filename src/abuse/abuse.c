@@ -744,7 +744,8 @@ static void job_free(struct job *j)
 
 /* Do what j says to its messages. A message committed just before a lock may not be in
  * the scheduler yet (its commit or the complaint intake still runs): a lock holds it
- * again a second later, HOLD_TRIES times. */
+ * again a second later, HOLD_TRIES times. A release is of messages the scan (on the
+ * worker) read as held. */
 static void job_apply(struct job *j)
 {
     struct abuse *ab = j->ab;
@@ -752,7 +753,7 @@ static void job_apply(struct job *j)
     for (size_t i = 0; i < j->nids; i++) {
         int r = !ab->queue                 ? -1
                 : j->what == ABUSE_KEEP    ? queue_hold(ab->queue, j->ids[i])
-                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i])
+                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i], 1)
                                            : queue_delete(ab->queue, j->ids[i]);
         if (r == 0) done++;
         if (r != 0 && j->what == ABUSE_KEEP)
