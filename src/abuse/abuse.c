@@ -14,88 +14,15 @@
 #include <unistd.h>
 
 #include "abuse/abuse.h"
+#include "abuse/abuse_int.h"
 #include "auth/auth.h"
 #include "core/esmtp.h"
 #include "queue/queue.h"
 #include "store/store.h"
 
-#define SLOTS 12            /* a window is 12 slots: it slides in twelfths */
-#define ACCOUNTS_MAX 100000 /* accounts tracked; then idle unlocked ones are forgotten */
-#define DISTINCT_MAX 20000  /* recipient addresses remembered per account and day */
-#define SIGNALS_MAX 64      /* recent signals per account that make up its score */
-#define NETS_MAX 32         /* client networks remembered per account */
-#define NOTICES_PER_HOUR 20 /* lock notices mailed an hour (the log has all) */
-#define OVERRIDES_MAX 100000
-#define DOMAINS_MAX 256         /* recipient domains remembered per account (the oldest goes) */
-#define SENDERS_MAX 16          /* envelope senders remembered per account */
-#define STATE_FLUSH 5           /* seconds between writes of changed counters */
-#define STATE_KEEP (90 * 86400) /* counters not written for longer are not read at start */
-#define FAILS_SLOTS                                                                                \
-    4096 /* failed logins by account name: a fixed table, so names the                             \
-            client makes up cannot grow it (a collision forgets) */
-
 static const char *const limit_names[CONF_ABUSE_NLIMITS] = {
     "messages_per_hour", "recipients_per_hour", "distinct_recipients_per_day",
     "recipients_per_message", "failed_recipients_per_hour"};
-
-struct window {
-    long long slot[SLOTS];
-    int n[SLOTS];
-};
-
-/* The windows of an account: the limits' (by enum conf_abuse_limit), then these. */
-enum {
-    W_NEWDOM = CONF_ABUSE_NLIMITS, /* recipients' domains it never wrote to */
-    W_NEWSND,                      /* envelope senders it did not use before */
-    W_REPLIES,                     /* remote answers to its recipients */
-    W_UNKNOWN,                     /* ... that said user-unknown */
-    W_BLOCKED,                     /* ... that said our address is blocklisted */
-    NWIN
-};
-
-struct seen {
-    uint64_t h; /* addr_hash() of a domain or sender (unseeded: stored) */
-    time_t t;
-};
-
-struct signal_rec {
-    time_t t;
-    int score;
-};
-
-struct acct {
-    char *name; /* lower case */
-    uint64_t hash;
-    struct acct *next;
-    time_t last_seen;
-    struct window w[NWIN]; /* RCPTS_MESSAGE unused */
-    struct {
-        uint64_t h;
-        time_t t;
-    } * dist;
-    size_t ndist, capdist;
-    long long hour_no; /* the hour hour_msgs counts */
-    int hour_msgs;
-    double baseline;          /* mean messages in its busy hours; < 0: not read yet */
-    long long baseline_asked; /* the hour whose baseline was asked for on a worker */
-    long long baseline_signalled;
-    struct seen *doms; /* known recipient domains, at most DOMAINS_MAX */
-    size_t ndoms, capdoms;
-    struct seen senders[SENDERS_MAX];
-    long long msgs_seen; /* messages since it is watched (learn_messages) */
-    long long newdom_signalled, newsnd_signalled, unknown_signalled, blocked_signalled;
-    int dirty; /* counters changed since they were last written */
-    struct {
-        char net[48];
-        time_t t;
-    } nets[NETS_MAX];
-    long long nets_signalled;
-    struct signal_rec sig[SIGNALS_MAX];
-    size_t nsig;
-    int locked;
-    time_t locked_since;
-    char reason[512];
-};
 
 struct override {
     char *name; /* "user@example.org" or "@example.org", lower case */
@@ -105,28 +32,6 @@ struct override {
 struct owner {
     char *name; /* as in struct override */
     char *addr; /* where the owner is told of a lock */
-};
-
-/* A write to the directory (and what reads belong to it), on a worker. Writes go one
- * at a time, in order (a lock after its evidence; an unlock after the lock). The
- * completion finds the account again by name (it may be gone) and logs the line that
- * says the decision, once it is stored. */
-enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE };
-struct wjob {
-    struct abuse *ab;
-    struct work_job *work;
-    atomic_int ran;
-    enum wkind kind;
-    int rc;
-    char account[320];
-    struct store_abuse_evidence ev; /* WK_EVIDENCE */
-    struct store_abuse_lock lock;   /* WK_LOCK */
-    long long hour, oldest, cur;    /* WK_HOUR: the finished hour (-1 none), its */
-    int messages;                   /* messages, rows before oldest go; cur: now */
-    double mean;                    /* WK_HOUR: the baseline read */
-    char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
-    char *logline;                  /* logged (warning) when done, or NULL */
-    struct wjob *next;
 };
 
 struct job {
@@ -147,35 +52,6 @@ struct notice {
     struct notice *next;
 };
 
-struct abuse {
-    struct event_base *base;
-    const struct kconf *conf;
-    struct store *store;
-    struct auth *auth;
-    struct spool *spool;
-    struct queue *queue;
-    struct acct **b;
-    size_t nbuckets, n;
-    uint64_t seed;
-    struct override *ov;
-    size_t nov;
-    struct owner *owners;
-    size_t nowners;
-    struct wjob *wjobs, *wjobs_tail; /* pending writes, oldest first */
-    struct event *ev_flush;
-    int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write waits (tests only) */
-    atomic_int freeing; /* abuse_free runs the writes left: no test delay then */
-    struct job *jobs;
-    struct notice *notices;
-    time_t notice_window;
-    int nnotices;
-    struct {
-        uint64_t h;
-        int fails;
-        time_t start;
-    } fails[FAILS_SLOTS];
-};
-
 /* --- accounts ------------------------------------------------------------------- */
 
 static uint64_t name_hash(const struct abuse *ab, const char *s)
@@ -193,8 +69,6 @@ static void acct_free(struct acct *a)
     free(a->doms);
     free(a);
 }
-
-static void state_write(struct abuse *ab, struct acct *a);
 
 static void forget_idle(struct abuse *ab, time_t now)
 {
@@ -214,7 +88,7 @@ static void forget_idle(struct abuse *ab, time_t now)
         }
 }
 
-static struct acct *acct_get(struct abuse *ab, const char *account, int create)
+struct acct *acct_get(struct abuse *ab, const char *account, int create)
 {
     char name[320];
     str_copy(name, account, sizeof name);
@@ -414,239 +288,6 @@ static void limit_of(const struct abuse *ab, const char *account, int limit, int
     }
 }
 
-/* --- writes to the directory, on a worker ----------------------------------------- */
-
-static void evidence_line(void *arg, const struct store_abuse_evidence *e);
-
-static void wjob_run(void *arg)
-{
-    struct wjob *w = arg;
-    struct store *st = w->ab->store;
-    if (w->ab->test_delay > 0 && !atomic_load(&w->ab->freeing))
-        usleep((useconds_t)w->ab->test_delay * 1000);
-    switch (w->kind) {
-    case WK_EVIDENCE:
-        w->rc = store_abuse_evidence_add(st, &w->ev);
-        break;
-    case WK_LOCK: {
-        w->rc = store_abuse_lock_put(st, &w->lock);
-        struct buf b; /* the evidence for the notices */
-        buf_init(&b, 0);
-        store_abuse_evidence_list(st, w->account, 0, 50, evidence_line, &b);
-        w->text = buf_take(&b);
-        break;
-    }
-    case WK_UNLOCK:
-        w->rc = store_abuse_lock_del(st, w->account) < 0 ||
-                        store_abuse_evidence_clear(st, w->account, time(NULL) - 90 * 86400) != 0
-                    ? -1
-                    : 0;
-        break;
-    case WK_HOUR: {
-        w->rc = w->hour >= 0 && w->messages > 0
-                    ? store_abuse_hour_put(st, w->account, w->hour, w->messages, w->oldest)
-                    : 0;
-        int hours = 0;
-        if (store_abuse_baseline(st, w->account, w->oldest, &w->mean, &hours) != 0) {
-            w->mean = 0;
-            w->rc = -1;
-        }
-        break;
-    }
-    case WK_STATE:
-        w->rc = store_abuse_state_put(st, w->account, (long long)time(NULL), w->text);
-        break;
-    }
-    atomic_store(&w->ran, 1);
-}
-
-static void wjob_pop_free(struct abuse *ab)
-{
-    struct wjob *w = ab->wjobs;
-    ab->wjobs = w->next;
-    if (!ab->wjobs) ab->wjobs_tail = NULL;
-    free(w->text);
-    free(w->logline);
-    free(w);
-}
-
-static void send_notices(struct abuse *ab, const char *account, const char *reason,
-                         const char *evidence);
-
-/* What a write means once it is stored: its log line, the lock's notices, the
- * baseline read with an hour. The account is looked up again: it may be gone. */
-static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
-{
-    static const char *const what[] = {"the evidence", "the lock", "the unlock",
-                                       "the hourly volume", "the counters"};
-    if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
-    if (w->logline) log_warn("abuse", "%s", w->logline);
-    if (w->kind == WK_LOCK && notify) send_notices(ab, w->account, w->lock.reason, w->text);
-    if (w->kind == WK_HOUR) {
-        struct acct *a = acct_get(ab, w->account, 0);
-        if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
-    }
-}
-
-static void wjob_done(void *arg)
-{
-    struct wjob *w = arg; /* the first of ab->wjobs */
-    struct abuse *ab = w->ab;
-    w->work = NULL;
-    wjob_finish(ab, w, 1);
-    wjob_pop_free(ab);
-    if (ab->wjobs) ab->wjobs->work = work_submit(wjob_run, wjob_done, ab->wjobs);
-}
-
-/* A write for account; the caller fills the rest, then queues it (wjob_push). */
-static struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account)
-{
-    struct wjob *w = xcalloc(1, sizeof *w);
-    w->ab = ab;
-    w->kind = kind;
-    str_copy(w->account, account, sizeof w->account);
-    return w;
-}
-
-/* Queue w, filled: a worker may run it at once. */
-static void wjob_push(struct abuse *ab, struct wjob *w)
-{
-    if (ab->wjobs_tail)
-        ab->wjobs_tail->next = w;
-    else
-        ab->wjobs = w;
-    ab->wjobs_tail = w;
-    if (ab->wjobs == w) w->work = work_submit(wjob_run, wjob_done, w);
-}
-
-/* --- counters that survive a restart (table abuse_state) ------------------------------
- * One text row per account: "1 SEEN HOUR_NO HOUR_MSGS BASELINE_MILLI BASE_SIG NEWDOM_SIG
- * NEWSND_SIG UNKNOWN_SIG BLOCKED_SIG", then "w K SLOT N" per window slot in use,
- * "d HASH T" per distinct recipient, "D HASH T" per domain, "S HASH T" per sender. */
-
-static void state_write(struct abuse *ab, struct acct *a)
-{
-    a->dirty = 0;
-    struct buf b;
-    buf_init(&b, 0);
-    buf_printf(&b, "1 %lld %lld %d %lld %lld %lld %lld %lld %lld", a->msgs_seen, a->hour_no,
-               a->hour_msgs, a->baseline < 0 ? -1LL : (long long)(a->baseline * 1000),
-               a->baseline_signalled, a->newdom_signalled, a->newsnd_signalled,
-               a->unknown_signalled, a->blocked_signalled);
-    for (int k = 0; k < NWIN; k++)
-        for (int i = 0; i < SLOTS; i++)
-            if (a->w[k].n[i]) buf_printf(&b, " w %d %lld %d", k, a->w[k].slot[i], a->w[k].n[i]);
-    for (size_t i = 0; i < a->ndist; i++)
-        buf_printf(&b, " d %llu %lld", (unsigned long long)a->dist[i].h, (long long)a->dist[i].t);
-    for (size_t i = 0; i < a->ndoms; i++)
-        buf_printf(&b, " D %llu %lld", (unsigned long long)a->doms[i].h, (long long)a->doms[i].t);
-    for (size_t i = 0; i < SENDERS_MAX; i++)
-        if (a->senders[i].h)
-            buf_printf(&b, " S %llu %lld", (unsigned long long)a->senders[i].h,
-                       (long long)a->senders[i].t);
-    struct wjob *w = wjob_new(ab, WK_STATE, a->name);
-    w->text = buf_take(&b);
-    wjob_push(ab, w);
-}
-
-static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
-
-/* A row of abuse_state read at start (the format above); a bad row is skipped. */
-static void state_read(void *arg, const char *account, const char *state)
-{
-    struct abuse *ab = arg;
-    const char *p = state;
-    char *end;
-    long long v[10];
-    for (int i = 0; i < 10; i++) {
-        v[i] = strtoll(p, &end, 10);
-        if (end == p) {
-            log_err("abuse", "account=%s: stored counters unreadable (ignored)", account);
-            return;
-        }
-        p = end;
-    }
-    if (v[0] != 1) return;
-    struct acct *a = acct_get(ab, account, 1);
-    if (!a) return;
-    a->msgs_seen = v[1];
-    a->hour_no = v[2];
-    a->hour_msgs = (int)v[3];
-    a->baseline = v[4] < 0 ? -1 : (double)v[4] / 1000;
-    a->baseline_asked = v[4] < 0 ? -1 : a->hour_no;
-    a->baseline_signalled = v[5];
-    a->newdom_signalled = v[6];
-    a->newsnd_signalled = v[7];
-    a->unknown_signalled = v[8];
-    a->blocked_signalled = v[9];
-    size_t nsnd = 0;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        char tag = *p;
-        if (!tag || !strchr("wdDS", tag) || p[1] != ' ') break;
-        p += 2;
-        unsigned long long h = strtoull(p, &end, 10); /* a hash, or w's window */
-        if (end == p) break;
-        p = end;
-        long long x = (long long)h;
-        long long y = strtoll(p, &end, 10);
-        if (end == p) break;
-        p = end;
-        if (tag == 'w') {
-            long long z = strtoll(p, &end, 10);
-            if (end == p) break;
-            p = end;
-            if (x >= 0 && x < NWIN) {
-                int i = (int)(((y % SLOTS) + SLOTS) % SLOTS);
-                a->w[x].slot[i] = y;
-                a->w[x].n[i] = (int)z;
-            }
-        } else if (tag == 'd') {
-            if (a->ndist < DISTINCT_MAX) {
-                if (a->ndist == a->capdist) {
-                    a->capdist = a->capdist ? a->capdist * 2 : 16;
-                    a->dist = xrealloc(a->dist, a->capdist * sizeof *a->dist);
-                }
-                a->dist[a->ndist].h = h;
-                a->dist[a->ndist++].t = (time_t)y;
-            }
-        } else if (tag == 'D') {
-            seen_put(&a->doms, &a->ndoms, &a->capdoms, DOMAINS_MAX, h, (time_t)y);
-        } else if (nsnd < SENDERS_MAX) {
-            a->senders[nsnd].h = h;
-            a->senders[nsnd++].t = (time_t)y;
-        }
-    }
-}
-
-/* Scores are the evidence of score_window, read at start. */
-static void score_read(void *arg, const struct store_abuse_evidence *e)
-{
-    struct abuse *ab = arg;
-    struct acct *a = acct_get(ab, e->account, 1);
-    if (!a) return;
-    if (a->nsig == SIGNALS_MAX) {
-        memmove(a->sig, a->sig + 1, (SIGNALS_MAX - 1) * sizeof *a->sig);
-        a->nsig--;
-    }
-    a->sig[a->nsig++] = (struct signal_rec){.t = (time_t)e->time, .score = e->score};
-}
-
-static void flush_dirty(struct abuse *ab)
-{
-    for (size_t i = 0; i < ab->nbuckets; i++)
-        for (struct acct *a = ab->b[i]; a; a = a->next)
-            if (a->dirty) state_write(ab, a);
-}
-
-static void flush_fire(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    flush_dirty(arg);
-}
-
 /* --- signals, score, lock ---------------------------------------------------------- */
 
 static int score_of(const struct abuse *ab, const struct acct *a, time_t now)
@@ -827,7 +468,7 @@ static void notice_committed(void *arg, int ok)
     free(n);
 }
 
-static void evidence_line(void *arg, const struct store_abuse_evidence *e)
+void evidence_line(void *arg, const struct store_abuse_evidence *e)
 {
     struct buf *b = arg;
     char t[32];
@@ -913,8 +554,7 @@ static void notice_mail(struct abuse *ab, const char *account, const char *reaso
 
 /* The notices of a lock, once it is stored: the postmaster's (mail_to), and the
  * owner's when owners_file names an address for the account or its domain. */
-static void send_notices(struct abuse *ab, const char *account, const char *reason,
-                         const char *evidence)
+void send_notices(struct abuse *ab, const char *account, const char *reason, const char *evidence)
 {
     const struct kconf *c = ab->conf;
     const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
@@ -1133,7 +773,7 @@ static int is_trap(const char *traps, const char *rcpt)
 }
 
 /* Remember h in v (at most max; then the oldest goes). 1 when it was there. */
-static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
+void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
 {
     size_t oldest = 0;
     for (size_t i = 0; i < *n; i++) {
@@ -1356,18 +996,6 @@ static void observe_login(void *arg, const char *user, const char *ip, int ok)
     abuse_login(arg, user, ip, ok);
 }
 
-static void lock_restored(void *arg, const struct store_abuse_lock *l)
-{
-    struct abuse *ab = arg;
-    struct acct *a = acct_get(ab, l->account, 1);
-    if (!a) return;
-    a->locked = 1;
-    a->locked_since = (time_t)l->since;
-    str_copy(a->reason, l->reason, sizeof a->reason);
-    auth_lock_set(ab->auth, a->name, 1);
-    log_info("abuse", "account=%s locked since %lld (%s)", a->name, l->since, l->reason);
-}
-
 struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struct store *st,
                         struct auth *auth, struct spool *spool)
 {
@@ -1382,16 +1010,7 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
     overrides_load(ab);
     owners_load(ab);
-    /* at start, before any mail: the counters, the scores (the evidence of the score
-     * window) and the locks */
-    time_t now = time(NULL);
-    if (store_abuse_state_list(st, (long long)now - STATE_KEEP, state_read, ab) != 0)
-        log_err("abuse", "cannot read the accounts' counters from the directory");
-    if (store_abuse_evidence_list(st, NULL, (long long)now - conf->abuse_score_window, 0,
-                                  score_read, ab) != 0)
-        log_err("abuse", "cannot read the accounts' scores from the directory");
-    if (store_abuse_lock_list(st, lock_restored, ab) != 0)
-        log_err("abuse", "cannot read the locked accounts from the directory");
+    abuse_store_load(ab, time(NULL)); /* at start, before any mail */
     auth_set_observer(auth, observe_login, ab);
     ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
     if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});
@@ -1427,13 +1046,7 @@ void abuse_free(struct abuse *ab)
     if (ab->ev_flush) event_free(ab->ev_flush);
     flush_dirty(ab);
     atomic_store(&ab->freeing, 1);
-    while (ab->wjobs) { /* in order; the first may be on a worker */
-        struct wjob *w = ab->wjobs;
-        if (w->work) work_cancel(w->work);
-        if (!atomic_load(&w->ran)) wjob_run(w); /* never started: write it now */
-        wjob_finish(ab, w, 0);                  /* no notices: the spool closes */
-        wjob_pop_free(ab);
-    }
+    abuse_store_drain(ab);
     while (ab->jobs) {
         struct job *j = ab->jobs;
         ab->jobs = j->next;
