@@ -1074,6 +1074,25 @@ struct status_ctx {
     int json, first;
 };
 
+/* An account-status being made: the loop writes the text with a mark where each
+ * account's evidence goes; a worker reads the evidence from the directory into them. */
+struct abuse_status {
+    struct store *store;
+    int json;
+    int test_delay;
+    struct buf text; /* the loop's part */
+    struct status_mark {
+        size_t at; /* in text */
+        char *account;
+        long long since;
+    } * marks;
+    size_t nmarks;
+    struct buf out; /* the whole, made on the worker */
+    struct work_job *work;
+    void (*done)(void *arg, const char *text, size_t len);
+    void *arg;
+};
+
 static void evidence_out(void *arg, const struct store_abuse_evidence *e)
 {
     struct status_ctx *s = arg;
@@ -1097,8 +1116,18 @@ static void evidence_out(void *arg, const struct store_abuse_evidence *e)
     buf_puts(s->b, "}");
 }
 
-static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, int json, int first)
+/* The evidence of account since then goes here (read on the worker). */
+static void status_mark(struct abuse_status *st, const char *account, time_t since)
 {
+    st->marks = xrealloc(st->marks, (st->nmarks + 1) * sizeof *st->marks);
+    st->marks[st->nmarks++] =
+        (struct status_mark){.at = st->text.len, .account = xstrdup(account), .since = since};
+}
+
+static void status_one(struct abuse *ab, const struct acct *a, struct abuse_status *st, int first)
+{
+    struct buf *b = &st->text;
+    int json = st->json;
     time_t now = time(NULL);
     const struct kconf *c = ab->conf;
     int counts[CONF_ABUSE_NLIMITS];
@@ -1115,7 +1144,6 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
         gmtime_r(&a->locked_since, &tm);
         strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    struct status_ctx sc = {.b = b, .json = json, .first = 1};
     time_t ev_since = a->locked ? 0 : now - c->abuse_score_window;
     if (!json) {
         buf_printf(b, "account %s\n  locked: %s%s%s%s%s\n  score: %d (locks at %d)\n", a->name,
@@ -1136,7 +1164,7 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
                    win_count(&a->w[W_REPLIES], c->abuse_hour, now),
                    win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
                    win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-        store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
+        status_mark(st, a->name, ev_since);
         return;
     }
     buf_puts(b, first ? "" : ", ");
@@ -1166,38 +1194,89 @@ static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, in
                win_count(&a->w[W_REPLIES], c->abuse_hour, now),
                win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
                win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-    store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
+    status_mark(st, a->name, ev_since);
     buf_puts(b, "]}");
 }
 
-char *abuse_status(struct abuse *ab, const char *account, int json)
+static void status_free(struct abuse_status *st)
 {
-    struct buf b;
-    buf_init(&b, 0);
-    if (json) buf_puts(&b, "{\"accounts\": [");
+    for (size_t i = 0; i < st->nmarks; i++)
+        free(st->marks[i].account);
+    free(st->marks);
+    buf_release(&st->text);
+    buf_release(&st->out);
+    free(st);
+}
+
+static void status_run(void *arg)
+{
+    struct abuse_status *st = arg;
+    if (st->test_delay > 0) usleep((useconds_t)st->test_delay * 1000);
+    const char *t = st->text.data ? st->text.data : "";
+    size_t at = 0;
+    for (size_t i = 0; i < st->nmarks; i++) {
+        buf_append(&st->out, t + at, st->marks[i].at - at);
+        at = st->marks[i].at;
+        struct status_ctx sc = {.b = &st->out, .json = st->json, .first = 1};
+        store_abuse_evidence_list(st->store, st->marks[i].account, st->marks[i].since, 100,
+                                  evidence_out, &sc);
+    }
+    buf_append(&st->out, t + at, st->text.len - at);
+}
+
+static void status_done(void *arg)
+{
+    struct abuse_status *st = arg;
+    st->work = NULL;
+    st->done(st->arg, st->out.data ? st->out.data : "", st->out.len);
+    status_free(st);
+}
+
+struct abuse_status *abuse_status_start(struct abuse *ab, const char *account, int json,
+                                        void (*done)(void *arg, const char *text, size_t len),
+                                        void *arg)
+{
+    struct abuse_status *st = xcalloc(1, sizeof *st);
+    st->store = ab->store;
+    st->json = json;
+    st->test_delay = ab->test_delay;
+    st->done = done;
+    st->arg = arg;
+    buf_init(&st->text, 0);
+    buf_init(&st->out, 0);
+    struct buf *b = &st->text;
+    if (json) buf_puts(b, "{\"accounts\": [");
     int first = 1;
     if (account) {
         struct acct *a = acct_get(ab, account, 0);
         if (a) {
-            status_one(ab, a, &b, json, first);
+            status_one(ab, a, st, first);
         } else { /* nothing in memory (no mail since the start): zeros, stored evidence */
             struct acct *z = xcalloc(1, sizeof *z);
             z->name = str_lower(xstrdup(account));
             z->baseline = -1;
             z->hour_no = -1;
-            status_one(ab, z, &b, json, first);
+            status_one(ab, z, st, first);
             acct_free(z);
         }
     } else {
         for (size_t i = 0; i < ab->nbuckets; i++)
             for (struct acct *a = ab->b[i]; a; a = a->next) {
                 if (!a->locked && !a->nsig && !a->hour_msgs) continue;
-                status_one(ab, a, &b, json, first);
+                status_one(ab, a, st, first);
                 first = 0;
             }
     }
-    if (json) buf_puts(&b, "]}\n");
-    return buf_take(&b);
+    if (json) buf_puts(b, "]}\n");
+    st->work = work_submit(status_run, status_done, st);
+    return st;
+}
+
+void abuse_status_cancel(struct abuse_status *st)
+{
+    if (!st) return;
+    if (st->work) work_cancel(st->work);
+    status_free(st);
 }
 
 int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,

@@ -130,7 +130,7 @@ struct abuse {
     size_t nowners;
     struct wjob *wjobs, *wjobs_tail; /* pending writes, oldest first */
     struct event *ev_flush;
-    int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write waits (tests only) */
+    int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write, each status read waits */
     atomic_int freeing; /* abuse_free runs the writes left: no test delay then */
     struct job *jobs;
     struct notice *notices;

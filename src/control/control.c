@@ -50,11 +50,12 @@ struct conn {
     struct control *c;
     struct bufferevent *bev;
     int replied;
-    int privileged;            /* root or the daemon's user (SO_PEERCRED) */
-    struct work_job *job;      /* "list" being built, or "release"'s envelope read, on a worker */
-    struct buf text;           /* its result */
-    char id[QUEUE_ID_LEN + 1]; /* "release": the message */
-    int env_held;              /* and what its envelope says (unreadable: 1) */
+    int privileged;              /* root or the daemon's user (SO_PEERCRED) */
+    struct work_job *job;        /* "list" being built, or "release"'s envelope read, on a worker */
+    struct buf text;             /* its result */
+    struct abuse_status *status; /* "account-status" being made (on a worker) */
+    char id[QUEUE_ID_LEN + 1];   /* "release": the message */
+    int env_held;                /* and what its envelope says (unreadable: 1) */
     struct conn *prev, *next;
 };
 
@@ -67,6 +68,7 @@ static void conn_free(struct conn *k)
         c->conns = k->next;
     if (k->next) k->next->prev = k->prev;
     if (k->job) work_cancel(k->job);
+    abuse_status_cancel(k->status);
     buf_release(&k->text);
     if (!k->privileged) c->nunpriv--;
     bufferevent_free(k->bev);
@@ -195,6 +197,16 @@ static void release_done(void *arg)
     char reply[256];
     release_reply(k, reply, sizeof reply);
     reply_and_close(k, reply);
+}
+
+/* --- "account-status": the evidence is read on a worker (abuse.h) ------------------ */
+
+/* Runs only while k lives: conn_free cancels it. */
+static void status_done(void *arg, const char *text, size_t len)
+{
+    struct conn *k = arg;
+    k->status = NULL;
+    reply_text_and_close(k, text, len);
 }
 
 /* --- "auth-blocks", "auth-clear WHAT" ----------------------------------------------- */
@@ -326,9 +338,8 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         return r0;
     } else if ((strcmp(line, "account-status") == 0 || strcmp(line, "account-status-json") == 0) &&
                c->abuse) {
-        char *text = abuse_status(c->abuse, has_arg ? arg : NULL, line[14] == '-');
-        reply_text_and_close(k, text, strlen(text));
-        free(text);
+        k->status =
+            abuse_status_start(c->abuse, has_arg ? arg : NULL, line[14] == '-', status_done, k);
         return 1;
     } else if (strcmp(line, "account-unlock") == 0 && has_arg && c->abuse) {
         char *what = strchr(arg, ' ');
@@ -408,7 +419,7 @@ static void on_line(struct conn *k, char *line, size_t n)
         log_debug("control", "request: %s", log_escape(esc, sizeof esc, line, n));
         k->replied = 1; /* no second request on this connection */
         if (dispatch(k, line, reply, sizeof reply) == 1) {
-            if (k->job) { /* the reply comes when the worker is done */
+            if (k->job || k->status) { /* the reply comes when the worker is done */
                 bufferevent_disable(k->bev, EV_READ);
                 bufferevent_set_timeouts(k->bev, NULL, NULL);
             }
@@ -459,7 +470,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
     }
     if ((what & BEV_EVENT_EOF) && k->replied &&
-        (k->job || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+        (k->job || k->status || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
         bufferevent_disable(bev, EV_READ);
         return; /* the reply still goes out (after the listing is built); on_write closes */
     }

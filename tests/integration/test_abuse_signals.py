@@ -269,3 +269,35 @@ def test_directory_writes_leave_the_loop_free(kurier_factory, monkeypatch):
     assert "account=slow@example.test decision=lock" in log
     with socket.create_connection(("127.0.0.1", k.port), timeout=SAFETY) as c:
         assert c.recv(100).startswith(b"220")
+
+
+def test_account_status_reads_the_evidence_off_the_loop(kurier_factory, monkeypatch):
+    """`kurier account status` reads the evidence from the directory on a worker
+    (KURIER_TEST_DELAY "abuse=MS" holds that read): the daemon answers others
+    meanwhile; a client that hangs up before the answer, or a stop while the read
+    waits, leaves nothing behind (ASan build)."""
+    monkeypatch.setenv("KURIER_TEST_DELAY", "abuse=3000")
+    k = make(kurier_factory, "    spamtraps traps.test;\n")
+    monkeypatch.delenv("KURIER_TEST_DELAY")
+    user = "slow@example.test"
+    with login(k, user) as s:
+        send(s, user, ["x@traps.test"])
+    k.wait_log("account=slow@example.test signal=spamtrap")  # stored: the writes are done
+    st = status(k, user)  # the answer waits for the read, and has the evidence
+    assert st["locked"] and st["evidence"][0]["signal"] == "spamtrap", st
+    sock = os.path.join(k.dir, "var", "control.sock")
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(("account-status %s\n" % user).encode())
+    c.close()  # gone before the answer
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as m:  # the loop is free
+        assert m.noop()[0] == 250
+    assert "locked" in k.cli("account", "status", user).stdout.decode()
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(b"account-status\n")
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as m:  # the request is read
+        assert m.noop()[0] == 250
+    assert k.stop() == 0, k.log()[-3000:]  # while that read waits
+    c.close()
+    assert "AddressSanitizer" not in k.log() and "runtime error" not in k.log()
