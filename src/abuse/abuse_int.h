@@ -1,6 +1,6 @@
-/* abuse_int.h: private to abuse/ (abuse.c, abuse_store.c): the account state, the
- * ordered queue of writes to the directory and what each file lends the other. Not
- * for other modules: their contract is abuse.h. Loop thread unless said. */
+/* abuse_int.h: private to abuse/ (abuse.c, abuse_store.c, abuse_status.c): the
+ * account state, the ordered queue of writes to the directory and what each file
+ * lends the others. Not for other modules: their contract is abuse.h. Loop thread. */
 #ifndef KURIER_ABUSE_INT_H
 #define KURIER_ABUSE_INT_H
 
@@ -143,10 +143,22 @@ struct abuse {
     } fails[FAILS_SLOTS];
 };
 
-/* --- abuse.c, for abuse_store.c --------------------------------------------------- */
+/* --- abuse.c, for abuse_store.c and abuse_status.c
+ * --------------------------------------------------- */
 
+/* The limits' names, by enum conf_abuse_limit (as in the config). */
+extern const char *const limit_names[CONF_ABUSE_NLIMITS];
 /* The account (name in any case); created (NULL: too many) when create. */
 struct acct *acct_get(struct abuse *ab, const char *account, int create);
+void acct_free(struct acct *a);
+/* Events in the window's span (seconds) up to now; window_of: the span of a limit. */
+int win_count(const struct window *w, int window, time_t now);
+int window_of(const struct kconf *c, int limit);
+/* The account's soft and hard value of limit: its own line, its domain's, or the
+ * default. */
+void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard);
+/* The account's score: its signals within the score window. */
+int score_of(const struct abuse *ab, const struct acct *a, time_t now);
 /* Remember h at t in the list v (n used, cap allocated, at most max: the oldest goes). */
 void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
 /* One piece of evidence as a line of the notice, appended to the struct buf arg. */
