@@ -14,88 +14,15 @@
 #include <unistd.h>
 
 #include "abuse/abuse.h"
+#include "abuse/abuse_int.h"
 #include "auth/auth.h"
 #include "core/esmtp.h"
 #include "queue/queue.h"
 #include "store/store.h"
 
-#define SLOTS 12            /* a window is 12 slots: it slides in twelfths */
-#define ACCOUNTS_MAX 100000 /* accounts tracked; then idle unlocked ones are forgotten */
-#define DISTINCT_MAX 20000  /* recipient addresses remembered per account and day */
-#define SIGNALS_MAX 64      /* recent signals per account that make up its score */
-#define NETS_MAX 32         /* client networks remembered per account */
-#define NOTICES_PER_HOUR 20 /* lock notices mailed an hour (the log has all) */
-#define OVERRIDES_MAX 100000
-#define DOMAINS_MAX 256         /* recipient domains remembered per account (the oldest goes) */
-#define SENDERS_MAX 16          /* envelope senders remembered per account */
-#define STATE_FLUSH 5           /* seconds between writes of changed counters */
-#define STATE_KEEP (90 * 86400) /* counters not written for longer are not read at start */
-#define FAILS_SLOTS                                                                                \
-    4096 /* failed logins by account name: a fixed table, so names the                             \
-            client makes up cannot grow it (a collision forgets) */
-
-static const char *const limit_names[CONF_ABUSE_NLIMITS] = {
+const char *const limit_names[CONF_ABUSE_NLIMITS] = {
     "messages_per_hour", "recipients_per_hour", "distinct_recipients_per_day",
     "recipients_per_message", "failed_recipients_per_hour"};
-
-struct window {
-    long long slot[SLOTS];
-    int n[SLOTS];
-};
-
-/* The windows of an account: the limits' (by enum conf_abuse_limit), then these. */
-enum {
-    W_NEWDOM = CONF_ABUSE_NLIMITS, /* recipients' domains it never wrote to */
-    W_NEWSND,                      /* envelope senders it did not use before */
-    W_REPLIES,                     /* remote answers to its recipients */
-    W_UNKNOWN,                     /* ... that said user-unknown */
-    W_BLOCKED,                     /* ... that said our address is blocklisted */
-    NWIN
-};
-
-struct seen {
-    uint64_t h; /* addr_hash() of a domain or sender (unseeded: stored) */
-    time_t t;
-};
-
-struct signal_rec {
-    time_t t;
-    int score;
-};
-
-struct acct {
-    char *name; /* lower case */
-    uint64_t hash;
-    struct acct *next;
-    time_t last_seen;
-    struct window w[NWIN]; /* RCPTS_MESSAGE unused */
-    struct {
-        uint64_t h;
-        time_t t;
-    } * dist;
-    size_t ndist, capdist;
-    long long hour_no; /* the hour hour_msgs counts */
-    int hour_msgs;
-    double baseline;          /* mean messages in its busy hours; < 0: not read yet */
-    long long baseline_asked; /* the hour whose baseline was asked for on a worker */
-    long long baseline_signalled;
-    struct seen *doms; /* known recipient domains, at most DOMAINS_MAX */
-    size_t ndoms, capdoms;
-    struct seen senders[SENDERS_MAX];
-    long long msgs_seen; /* messages since it is watched (learn_messages) */
-    long long newdom_signalled, newsnd_signalled, unknown_signalled, blocked_signalled;
-    int dirty; /* counters changed since they were last written */
-    struct {
-        char net[48];
-        time_t t;
-    } nets[NETS_MAX];
-    long long nets_signalled;
-    struct signal_rec sig[SIGNALS_MAX];
-    size_t nsig;
-    int locked;
-    time_t locked_since;
-    char reason[512];
-};
 
 struct override {
     char *name; /* "user@example.org" or "@example.org", lower case */
@@ -105,28 +32,6 @@ struct override {
 struct owner {
     char *name; /* as in struct override */
     char *addr; /* where the owner is told of a lock */
-};
-
-/* A write to the directory (and what reads belong to it), on a worker. Writes go one
- * at a time, in order (a lock after its evidence; an unlock after the lock). The
- * completion finds the account again by name (it may be gone) and logs the line that
- * says the decision, once it is stored. */
-enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE };
-struct wjob {
-    struct abuse *ab;
-    struct work_job *work;
-    atomic_int ran;
-    enum wkind kind;
-    int rc;
-    char account[320];
-    struct store_abuse_evidence ev; /* WK_EVIDENCE */
-    struct store_abuse_lock lock;   /* WK_LOCK */
-    long long hour, oldest, cur;    /* WK_HOUR: the finished hour (-1 none), its */
-    int messages;                   /* messages, rows before oldest go; cur: now */
-    double mean;                    /* WK_HOUR: the baseline read */
-    char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
-    char *logline;                  /* logged (warning) when done, or NULL */
-    struct wjob *next;
 };
 
 struct job {
@@ -147,35 +52,6 @@ struct notice {
     struct notice *next;
 };
 
-struct abuse {
-    struct event_base *base;
-    const struct kconf *conf;
-    struct store *store;
-    struct auth *auth;
-    struct spool *spool;
-    struct queue *queue;
-    struct acct **b;
-    size_t nbuckets, n;
-    uint64_t seed;
-    struct override *ov;
-    size_t nov;
-    struct owner *owners;
-    size_t nowners;
-    struct wjob *wjobs, *wjobs_tail; /* pending writes, oldest first */
-    struct event *ev_flush;
-    int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write waits (tests only) */
-    atomic_int freeing; /* abuse_free runs the writes left: no test delay then */
-    struct job *jobs;
-    struct notice *notices;
-    time_t notice_window;
-    int nnotices;
-    struct {
-        uint64_t h;
-        int fails;
-        time_t start;
-    } fails[FAILS_SLOTS];
-};
-
 /* --- accounts ------------------------------------------------------------------- */
 
 static uint64_t name_hash(const struct abuse *ab, const char *s)
@@ -186,15 +62,13 @@ static uint64_t name_hash(const struct abuse *ab, const char *s)
     return h ^ (h >> 29);
 }
 
-static void acct_free(struct acct *a)
+void acct_free(struct acct *a)
 {
     free(a->name);
     free(a->dist);
     free(a->doms);
     free(a);
 }
-
-static void state_write(struct abuse *ab, struct acct *a);
 
 static void forget_idle(struct abuse *ab, time_t now)
 {
@@ -214,7 +88,7 @@ static void forget_idle(struct abuse *ab, time_t now)
         }
 }
 
-static struct acct *acct_get(struct abuse *ab, const char *account, int create)
+struct acct *acct_get(struct abuse *ab, const char *account, int create)
 {
     char name[320];
     str_copy(name, account, sizeof name);
@@ -256,7 +130,7 @@ static long long slot_of(int window, time_t now)
     return (long long)now / len;
 }
 
-static int win_count(const struct window *w, int window, time_t now)
+int win_count(const struct window *w, int window, time_t now)
 {
     long long cur = slot_of(window, now);
     int n = 0;
@@ -282,7 +156,7 @@ static int win_add(struct window *w, int window, time_t now)
     return win_add_n(w, window, now, 1);
 }
 
-static int window_of(const struct kconf *c, int limit)
+int window_of(const struct kconf *c, int limit)
 {
     return limit == CONF_ABUSE_DISTINCT_DAY ? c->abuse_day : c->abuse_hour;
 }
@@ -396,7 +270,7 @@ static const char *owner_of(const struct abuse *ab, const char *account)
 
 /* The account's soft and hard value of limit: its own line, its domain's, or the
  * default. */
-static void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard)
+void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard)
 {
     *soft = ab->conf->abuse_soft[limit];
     *hard = ab->conf->abuse_hard[limit];
@@ -414,242 +288,9 @@ static void limit_of(const struct abuse *ab, const char *account, int limit, int
     }
 }
 
-/* --- writes to the directory, on a worker ----------------------------------------- */
-
-static void evidence_line(void *arg, const struct store_abuse_evidence *e);
-
-static void wjob_run(void *arg)
-{
-    struct wjob *w = arg;
-    struct store *st = w->ab->store;
-    if (w->ab->test_delay > 0 && !atomic_load(&w->ab->freeing))
-        usleep((useconds_t)w->ab->test_delay * 1000);
-    switch (w->kind) {
-    case WK_EVIDENCE:
-        w->rc = store_abuse_evidence_add(st, &w->ev);
-        break;
-    case WK_LOCK: {
-        w->rc = store_abuse_lock_put(st, &w->lock);
-        struct buf b; /* the evidence for the notices */
-        buf_init(&b, 0);
-        store_abuse_evidence_list(st, w->account, 0, 50, evidence_line, &b);
-        w->text = buf_take(&b);
-        break;
-    }
-    case WK_UNLOCK:
-        w->rc = store_abuse_lock_del(st, w->account) < 0 ||
-                        store_abuse_evidence_clear(st, w->account, time(NULL) - 90 * 86400) != 0
-                    ? -1
-                    : 0;
-        break;
-    case WK_HOUR: {
-        w->rc = w->hour >= 0 && w->messages > 0
-                    ? store_abuse_hour_put(st, w->account, w->hour, w->messages, w->oldest)
-                    : 0;
-        int hours = 0;
-        if (store_abuse_baseline(st, w->account, w->oldest, &w->mean, &hours) != 0) {
-            w->mean = 0;
-            w->rc = -1;
-        }
-        break;
-    }
-    case WK_STATE:
-        w->rc = store_abuse_state_put(st, w->account, (long long)time(NULL), w->text);
-        break;
-    }
-    atomic_store(&w->ran, 1);
-}
-
-static void wjob_pop_free(struct abuse *ab)
-{
-    struct wjob *w = ab->wjobs;
-    ab->wjobs = w->next;
-    if (!ab->wjobs) ab->wjobs_tail = NULL;
-    free(w->text);
-    free(w->logline);
-    free(w);
-}
-
-static void send_notices(struct abuse *ab, const char *account, const char *reason,
-                         const char *evidence);
-
-/* What a write means once it is stored: its log line, the lock's notices, the
- * baseline read with an hour. The account is looked up again: it may be gone. */
-static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
-{
-    static const char *const what[] = {"the evidence", "the lock", "the unlock",
-                                       "the hourly volume", "the counters"};
-    if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
-    if (w->logline) log_warn("abuse", "%s", w->logline);
-    if (w->kind == WK_LOCK && notify) send_notices(ab, w->account, w->lock.reason, w->text);
-    if (w->kind == WK_HOUR) {
-        struct acct *a = acct_get(ab, w->account, 0);
-        if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
-    }
-}
-
-static void wjob_done(void *arg)
-{
-    struct wjob *w = arg; /* the first of ab->wjobs */
-    struct abuse *ab = w->ab;
-    w->work = NULL;
-    wjob_finish(ab, w, 1);
-    wjob_pop_free(ab);
-    if (ab->wjobs) ab->wjobs->work = work_submit(wjob_run, wjob_done, ab->wjobs);
-}
-
-/* A write for account; the caller fills the rest, then queues it (wjob_push). */
-static struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account)
-{
-    struct wjob *w = xcalloc(1, sizeof *w);
-    w->ab = ab;
-    w->kind = kind;
-    str_copy(w->account, account, sizeof w->account);
-    return w;
-}
-
-/* Queue w, filled: a worker may run it at once. */
-static void wjob_push(struct abuse *ab, struct wjob *w)
-{
-    if (ab->wjobs_tail)
-        ab->wjobs_tail->next = w;
-    else
-        ab->wjobs = w;
-    ab->wjobs_tail = w;
-    if (ab->wjobs == w) w->work = work_submit(wjob_run, wjob_done, w);
-}
-
-/* --- counters that survive a restart (table abuse_state) ------------------------------
- * One text row per account: "1 SEEN HOUR_NO HOUR_MSGS BASELINE_MILLI BASE_SIG NEWDOM_SIG
- * NEWSND_SIG UNKNOWN_SIG BLOCKED_SIG", then "w K SLOT N" per window slot in use,
- * "d HASH T" per distinct recipient, "D HASH T" per domain, "S HASH T" per sender. */
-
-static void state_write(struct abuse *ab, struct acct *a)
-{
-    a->dirty = 0;
-    struct buf b;
-    buf_init(&b, 0);
-    buf_printf(&b, "1 %lld %lld %d %lld %lld %lld %lld %lld %lld", a->msgs_seen, a->hour_no,
-               a->hour_msgs, a->baseline < 0 ? -1LL : (long long)(a->baseline * 1000),
-               a->baseline_signalled, a->newdom_signalled, a->newsnd_signalled,
-               a->unknown_signalled, a->blocked_signalled);
-    for (int k = 0; k < NWIN; k++)
-        for (int i = 0; i < SLOTS; i++)
-            if (a->w[k].n[i]) buf_printf(&b, " w %d %lld %d", k, a->w[k].slot[i], a->w[k].n[i]);
-    for (size_t i = 0; i < a->ndist; i++)
-        buf_printf(&b, " d %llu %lld", (unsigned long long)a->dist[i].h, (long long)a->dist[i].t);
-    for (size_t i = 0; i < a->ndoms; i++)
-        buf_printf(&b, " D %llu %lld", (unsigned long long)a->doms[i].h, (long long)a->doms[i].t);
-    for (size_t i = 0; i < SENDERS_MAX; i++)
-        if (a->senders[i].h)
-            buf_printf(&b, " S %llu %lld", (unsigned long long)a->senders[i].h,
-                       (long long)a->senders[i].t);
-    struct wjob *w = wjob_new(ab, WK_STATE, a->name);
-    w->text = buf_take(&b);
-    wjob_push(ab, w);
-}
-
-static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
-
-/* A row of abuse_state read at start (the format above); a bad row is skipped. */
-static void state_read(void *arg, const char *account, const char *state)
-{
-    struct abuse *ab = arg;
-    const char *p = state;
-    char *end;
-    long long v[10];
-    for (int i = 0; i < 10; i++) {
-        v[i] = strtoll(p, &end, 10);
-        if (end == p) {
-            log_err("abuse", "account=%s: stored counters unreadable (ignored)", account);
-            return;
-        }
-        p = end;
-    }
-    if (v[0] != 1) return;
-    struct acct *a = acct_get(ab, account, 1);
-    if (!a) return;
-    a->msgs_seen = v[1];
-    a->hour_no = v[2];
-    a->hour_msgs = (int)v[3];
-    a->baseline = v[4] < 0 ? -1 : (double)v[4] / 1000;
-    a->baseline_asked = v[4] < 0 ? -1 : a->hour_no;
-    a->baseline_signalled = v[5];
-    a->newdom_signalled = v[6];
-    a->newsnd_signalled = v[7];
-    a->unknown_signalled = v[8];
-    a->blocked_signalled = v[9];
-    size_t nsnd = 0;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        char tag = *p;
-        if (!tag || !strchr("wdDS", tag) || p[1] != ' ') break;
-        p += 2;
-        unsigned long long h = strtoull(p, &end, 10); /* a hash, or w's window */
-        if (end == p) break;
-        p = end;
-        long long x = (long long)h;
-        long long y = strtoll(p, &end, 10);
-        if (end == p) break;
-        p = end;
-        if (tag == 'w') {
-            long long z = strtoll(p, &end, 10);
-            if (end == p) break;
-            p = end;
-            if (x >= 0 && x < NWIN) {
-                int i = (int)(((y % SLOTS) + SLOTS) % SLOTS);
-                a->w[x].slot[i] = y;
-                a->w[x].n[i] = (int)z;
-            }
-        } else if (tag == 'd') {
-            if (a->ndist < DISTINCT_MAX) {
-                if (a->ndist == a->capdist) {
-                    a->capdist = a->capdist ? a->capdist * 2 : 16;
-                    a->dist = xrealloc(a->dist, a->capdist * sizeof *a->dist);
-                }
-                a->dist[a->ndist].h = h;
-                a->dist[a->ndist++].t = (time_t)y;
-            }
-        } else if (tag == 'D') {
-            seen_put(&a->doms, &a->ndoms, &a->capdoms, DOMAINS_MAX, h, (time_t)y);
-        } else if (nsnd < SENDERS_MAX) {
-            a->senders[nsnd].h = h;
-            a->senders[nsnd++].t = (time_t)y;
-        }
-    }
-}
-
-/* Scores are the evidence of score_window, read at start. */
-static void score_read(void *arg, const struct store_abuse_evidence *e)
-{
-    struct abuse *ab = arg;
-    struct acct *a = acct_get(ab, e->account, 1);
-    if (!a) return;
-    if (a->nsig == SIGNALS_MAX) {
-        memmove(a->sig, a->sig + 1, (SIGNALS_MAX - 1) * sizeof *a->sig);
-        a->nsig--;
-    }
-    a->sig[a->nsig++] = (struct signal_rec){.t = (time_t)e->time, .score = e->score};
-}
-
-static void flush_dirty(struct abuse *ab)
-{
-    for (size_t i = 0; i < ab->nbuckets; i++)
-        for (struct acct *a = ab->b[i]; a; a = a->next)
-            if (a->dirty) state_write(ab, a);
-}
-
-static void flush_fire(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    flush_dirty(arg);
-}
-
 /* --- signals, score, lock ---------------------------------------------------------- */
 
-static int score_of(const struct abuse *ab, const struct acct *a, time_t now)
+int score_of(const struct abuse *ab, const struct acct *a, time_t now)
 {
     int s = 0;
     for (size_t i = 0; i < a->nsig; i++)
@@ -744,7 +385,8 @@ static void job_free(struct job *j)
 
 /* Do what j says to its messages. A message committed just before a lock may not be in
  * the scheduler yet (its commit or the complaint intake still runs): a lock holds it
- * again a second later, HOLD_TRIES times. */
+ * again a second later, HOLD_TRIES times. A release is of messages the scan (on the
+ * worker) read as held. */
 static void job_apply(struct job *j)
 {
     struct abuse *ab = j->ab;
@@ -752,7 +394,7 @@ static void job_apply(struct job *j)
     for (size_t i = 0; i < j->nids; i++) {
         int r = !ab->queue                 ? -1
                 : j->what == ABUSE_KEEP    ? queue_hold(ab->queue, j->ids[i])
-                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i])
+                : j->what == ABUSE_RELEASE ? queue_release(ab->queue, j->ids[i], 1)
                                            : queue_delete(ab->queue, j->ids[i]);
         if (r == 0) done++;
         if (r != 0 && j->what == ABUSE_KEEP)
@@ -826,7 +468,7 @@ static void notice_committed(void *arg, int ok)
     free(n);
 }
 
-static void evidence_line(void *arg, const struct store_abuse_evidence *e)
+void evidence_line(void *arg, const struct store_abuse_evidence *e)
 {
     struct buf *b = arg;
     char t[32];
@@ -912,8 +554,7 @@ static void notice_mail(struct abuse *ab, const char *account, const char *reaso
 
 /* The notices of a lock, once it is stored: the postmaster's (mail_to), and the
  * owner's when owners_file names an address for the account or its domain. */
-static void send_notices(struct abuse *ab, const char *account, const char *reason,
-                         const char *evidence)
+void send_notices(struct abuse *ab, const char *account, const char *reason, const char *evidence)
 {
     const struct kconf *c = ab->conf;
     const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
@@ -1132,7 +773,7 @@ static int is_trap(const char *traps, const char *rcpt)
 }
 
 /* Remember h in v (at most max; then the oldest goes). 1 when it was there. */
-static void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
+void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
 {
     size_t oldest = 0;
     for (size_t i = 0; i < *n; i++) {
@@ -1355,18 +996,6 @@ static void observe_login(void *arg, const char *user, const char *ip, int ok)
     abuse_login(arg, user, ip, ok);
 }
 
-static void lock_restored(void *arg, const struct store_abuse_lock *l)
-{
-    struct abuse *ab = arg;
-    struct acct *a = acct_get(ab, l->account, 1);
-    if (!a) return;
-    a->locked = 1;
-    a->locked_since = (time_t)l->since;
-    str_copy(a->reason, l->reason, sizeof a->reason);
-    auth_lock_set(ab->auth, a->name, 1);
-    log_info("abuse", "account=%s locked since %lld (%s)", a->name, l->since, l->reason);
-}
-
 struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struct store *st,
                         struct auth *auth, struct spool *spool)
 {
@@ -1381,16 +1010,7 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
     overrides_load(ab);
     owners_load(ab);
-    /* at start, before any mail: the counters, the scores (the evidence of the score
-     * window) and the locks */
-    time_t now = time(NULL);
-    if (store_abuse_state_list(st, (long long)now - STATE_KEEP, state_read, ab) != 0)
-        log_err("abuse", "cannot read the accounts' counters from the directory");
-    if (store_abuse_evidence_list(st, NULL, (long long)now - conf->abuse_score_window, 0,
-                                  score_read, ab) != 0)
-        log_err("abuse", "cannot read the accounts' scores from the directory");
-    if (store_abuse_lock_list(st, lock_restored, ab) != 0)
-        log_err("abuse", "cannot read the locked accounts from the directory");
+    abuse_store_load(ab, time(NULL)); /* at start, before any mail */
     auth_set_observer(auth, observe_login, ab);
     ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
     if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});
@@ -1426,13 +1046,7 @@ void abuse_free(struct abuse *ab)
     if (ab->ev_flush) event_free(ab->ev_flush);
     flush_dirty(ab);
     atomic_store(&ab->freeing, 1);
-    while (ab->wjobs) { /* in order; the first may be on a worker */
-        struct wjob *w = ab->wjobs;
-        if (w->work) work_cancel(w->work);
-        if (!atomic_load(&w->ran)) wjob_run(w); /* never started: write it now */
-        wjob_finish(ab, w, 0);                  /* no notices: the spool closes */
-        wjob_pop_free(ab);
-    }
+    abuse_store_drain(ab);
     while (ab->jobs) {
         struct job *j = ab->jobs;
         ab->jobs = j->next;
@@ -1453,138 +1067,7 @@ void abuse_free(struct abuse *ab)
     free(ab);
 }
 
-/* --- the control socket ------------------------------------------------------------ */
-
-struct status_ctx {
-    struct buf *b;
-    int json, first;
-};
-
-static void evidence_out(void *arg, const struct store_abuse_evidence *e)
-{
-    struct status_ctx *s = arg;
-    char t[32];
-    struct tm tm;
-    time_t tt = (time_t)e->time;
-    gmtime_r(&tt, &tm);
-    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (!s->json) {
-        buf_printf(s->b, "    %s %s +%d %s\n", t, e->signal, e->score, e->evidence);
-        return;
-    }
-    buf_puts(s->b, s->first ? "" : ", ");
-    s->first = 0;
-    buf_puts(s->b, "{\"time\": ");
-    buf_json_str(s->b, t);
-    buf_puts(s->b, ", \"signal\": ");
-    buf_json_str(s->b, e->signal);
-    buf_printf(s->b, ", \"score\": %d, \"evidence\": ", e->score);
-    buf_json_str(s->b, e->evidence);
-    buf_puts(s->b, "}");
-}
-
-static void status_one(struct abuse *ab, const struct acct *a, struct buf *b, int json, int first)
-{
-    time_t now = time(NULL);
-    const struct kconf *c = ab->conf;
-    int counts[CONF_ABUSE_NLIMITS];
-    for (int i = 0; i < CONF_ABUSE_NLIMITS; i++)
-        counts[i] = i == CONF_ABUSE_DISTINCT_DAY    ? 0
-                    : i == CONF_ABUSE_RCPTS_MESSAGE ? -1
-                                                    : win_count(&a->w[i], window_of(c, i), now);
-    for (size_t i = 0; i < a->ndist; i++)
-        counts[CONF_ABUSE_DISTINCT_DAY] += now - a->dist[i].t < c->abuse_day;
-    int score = score_of(ab, a, now);
-    char since[32] = "";
-    if (a->locked) {
-        struct tm tm;
-        gmtime_r(&a->locked_since, &tm);
-        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    struct status_ctx sc = {.b = b, .json = json, .first = 1};
-    time_t ev_since = a->locked ? 0 : now - c->abuse_score_window;
-    if (!json) {
-        buf_printf(b, "account %s\n  locked: %s%s%s%s%s\n  score: %d (locks at %d)\n", a->name,
-                   a->locked ? "yes, since " : "no", since, a->locked ? " (" : "",
-                   a->locked ? a->reason : "", a->locked ? ")" : "", score, c->abuse_lock_score);
-        for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
-            if (counts[i] < 0) continue;
-            int soft, hard;
-            limit_of(ab, a->name, i, &soft, &hard);
-            buf_printf(b, "  %s: %d (soft %d, hard %d)\n", limit_names[i], counts[i], soft, hard);
-        }
-        buf_printf(b,
-                   "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, known "
-                   "recipient domains: %zu\n  remote answers this hour: %d (user-unknown %d, "
-                   "blocklisted %d)\n  evidence:\n",
-                   a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-                   a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
-                   win_count(&a->w[W_REPLIES], c->abuse_hour, now),
-                   win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
-                   win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-        store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
-        return;
-    }
-    buf_puts(b, first ? "" : ", ");
-    buf_puts(b, "{\"account\": ");
-    buf_json_str(b, a->name);
-    buf_printf(b, ", \"locked\": %s, \"locked_since\": ", a->locked ? "true" : "false");
-    buf_json_str(b, since);
-    buf_puts(b, ", \"reason\": ");
-    buf_json_str(b, a->locked ? a->reason : "");
-    buf_printf(b, ", \"score\": %d, \"lock_score\": %d, \"counters\": {", score,
-               c->abuse_lock_score);
-    int f = 1;
-    for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
-        if (counts[i] < 0) continue;
-        int soft, hard;
-        limit_of(ab, a->name, i, &soft, &hard);
-        buf_printf(b, "%s\"%s\": {\"count\": %d, \"soft\": %d, \"hard\": %d}", f ? "" : ", ",
-                   limit_names[i], counts[i], soft, hard);
-        f = 0;
-    }
-    buf_printf(b,
-               "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"messages_seen\": %lld, "
-               "\"known_domains\": %zu, \"replies\": %d, \"user_unknown\": %d, "
-               "\"blocklisted\": %d, \"evidence\": [",
-               a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-               a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
-               win_count(&a->w[W_REPLIES], c->abuse_hour, now),
-               win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
-               win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-    store_abuse_evidence_list(ab->store, a->name, ev_since, 100, evidence_out, &sc);
-    buf_puts(b, "]}");
-}
-
-char *abuse_status(struct abuse *ab, const char *account, int json)
-{
-    struct buf b;
-    buf_init(&b, 0);
-    if (json) buf_puts(&b, "{\"accounts\": [");
-    int first = 1;
-    if (account) {
-        struct acct *a = acct_get(ab, account, 0);
-        if (a) {
-            status_one(ab, a, &b, json, first);
-        } else { /* nothing in memory (no mail since the start): zeros, stored evidence */
-            struct acct *z = xcalloc(1, sizeof *z);
-            z->name = str_lower(xstrdup(account));
-            z->baseline = -1;
-            z->hour_no = -1;
-            status_one(ab, z, &b, json, first);
-            acct_free(z);
-        }
-    } else {
-        for (size_t i = 0; i < ab->nbuckets; i++)
-            for (struct acct *a = ab->b[i]; a; a = a->next) {
-                if (!a->locked && !a->nsig && !a->hour_msgs) continue;
-                status_one(ab, a, &b, json, first);
-                first = 0;
-            }
-    }
-    if (json) buf_puts(&b, "]}\n");
-    return buf_take(&b);
-}
+/* --- the control socket (the status: abuse_status.c) --------------------------- */
 
 int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,
                  size_t msgsize)

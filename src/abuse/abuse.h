@@ -74,8 +74,16 @@ void abuse_login(struct abuse *ab, const char *account, const char *ip, int ok);
 
 /* --- the control socket (kurier account ...) --------------------------------------
  * The state of account (NULL: every account known or locked) as text lines, or JSON
- * (one object). New string; caller frees. */
-char *abuse_status(struct abuse *ab, const char *account, int json);
+ * (one object). The counters are taken now; the evidence is read from the directory
+ * on a worker; then done(arg, text, len) runs on the loop (text borrowed until it
+ * returns). The handle is valid until done runs; abuse_status_cancel (NULL-safe):
+ * done never runs. Call it before abuse_free. Test hook: KURIER_TEST_DELAY "abuse=MS"
+ * holds the read too. */
+struct abuse_status;
+struct abuse_status *abuse_status_start(struct abuse *ab, const char *account, int json,
+                                        void (*done)(void *arg, const char *text, size_t len),
+                                        void *arg);
+void abuse_status_cancel(struct abuse_status *st);
 enum abuse_held { ABUSE_KEEP = 0, ABUSE_RELEASE, ABUSE_DELETE };
 /* Unlock account (AUTH works again at once, its score is reset) and do what to its
  * held mail (the spool is scanned on a worker; the count is logged). 0 done, -1 not

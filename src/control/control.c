@@ -43,15 +43,19 @@ struct control {
     uid_t uid;                  /* the daemon's user */
     char user[64];              /* its name, for the refusal */
     size_t nunpriv;
+    int test_delay; /* KURIER_TEST_DELAY "control=MS": worker reads wait (tests only) */
 };
 
 struct conn {
     struct control *c;
     struct bufferevent *bev;
     int replied;
-    int privileged;       /* root or the daemon's user (SO_PEERCRED) */
-    struct work_job *job; /* "list" being built on a worker */
-    struct buf text;      /* its result */
+    int privileged;              /* root or the daemon's user (SO_PEERCRED) */
+    struct work_job *job;        /* "list" being built, or "release"'s envelope read, on a worker */
+    struct buf text;             /* its result */
+    struct abuse_status *status; /* "account-status" being made (on a worker) */
+    char id[QUEUE_ID_LEN + 1];   /* "release": the message */
+    int env_held;                /* and what its envelope says (unreadable: 1) */
     struct conn *prev, *next;
 };
 
@@ -64,6 +68,7 @@ static void conn_free(struct conn *k)
         c->conns = k->next;
     if (k->next) k->next->prev = k->prev;
     if (k->job) work_cancel(k->job);
+    abuse_status_cancel(k->status);
     buf_release(&k->text);
     if (!k->privileged) c->nunpriv--;
     bufferevent_free(k->bev);
@@ -159,6 +164,49 @@ static void list_done(void *arg)
     else
         reply_text_and_close(k, k->text.data ? k->text.data : "", k->text.len);
     buf_release(&k->text);
+}
+
+/* --- "release ID": whether it is held may need its envelope, read on a worker ------ */
+
+static void release_run(void *arg)
+{
+    struct conn *k = arg;
+    if (k->c->test_delay > 0) usleep((useconds_t)k->c->test_delay * 1000);
+    char err[256];
+    struct spool_env *e = k->c->spool ? spool_load(k->c->spool, k->id, err, sizeof err) : NULL;
+    k->env_held = !e || e->held;
+    spool_env_free(e);
+}
+
+static void release_reply(struct conn *k, char *reply, size_t size)
+{
+    int r = queue_release(k->c->q, k->id, k->env_held);
+    if (r == 0)
+        snprintf(reply, size, "ok released %s", k->id);
+    else if (r == 1)
+        snprintf(reply, size, "error %s is not held", k->id);
+    else
+        snprintf(reply, size, "error no such message %s", k->id);
+}
+
+/* Runs only while k lives: conn_free cancels the job (and waits for a running one). */
+static void release_done(void *arg)
+{
+    struct conn *k = arg;
+    k->job = NULL;
+    char reply[256];
+    release_reply(k, reply, sizeof reply);
+    reply_and_close(k, reply);
+}
+
+/* --- "account-status": the evidence is read on a worker (abuse.h) ------------------ */
+
+/* Runs only while k lives: conn_free cancels it. */
+static void status_done(void *arg, const char *text, size_t len)
+{
+    struct conn *k = arg;
+    k->status = NULL;
+    reply_text_and_close(k, text, len);
 }
 
 /* --- "auth-blocks", "auth-clear WHAT" ----------------------------------------------- */
@@ -290,9 +338,8 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         return r0;
     } else if ((strcmp(line, "account-status") == 0 || strcmp(line, "account-status-json") == 0) &&
                c->abuse) {
-        char *text = abuse_status(c->abuse, has_arg ? arg : NULL, line[14] == '-');
-        reply_text_and_close(k, text, strlen(text));
-        free(text);
+        k->status =
+            abuse_status_start(c->abuse, has_arg ? arg : NULL, line[14] == '-', status_done, k);
         return 1;
     } else if (strcmp(line, "account-unlock") == 0 && has_arg && c->abuse) {
         char *what = strchr(arg, ' ');
@@ -325,6 +372,10 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
         log_info("control", "stop requested by admin");
         c->stop_cb(c->arg);
         str_copy(reply, "ok stopping", size);
+    } else if (has_arg && strcmp(line, "release") == 0 && is_queue_id(arg)) {
+        str_copy(k->id, arg, sizeof k->id);
+        k->job = work_submit(release_run, release_done, k);
+        return 1;
     } else if (has_arg && (strcmp(line, "delete") == 0 || strcmp(line, "hold") == 0 ||
                            strcmp(line, "release") == 0)) {
         int all = strcmp(arg, "ALL") == 0;
@@ -334,22 +385,9 @@ static int dispatch(struct conn *k, char *line, char *reply, size_t size)
             snprintf(reply, size, "error no such message %s", esc);
             return 0;
         }
-        int r;
-        const char *done;
-        if (line[0] == 'd') {
-            r = queue_delete(c->q, arg);
-            done = "deleted";
-        } else if (line[0] == 'h') {
-            r = queue_hold(c->q, arg);
-            done = "held";
-        } else {
-            r = queue_release(c->q, arg);
-            done = "released";
-        }
+        int r = line[0] == 'd' ? queue_delete(c->q, arg) : queue_hold(c->q, arg);
         if (r == 0)
-            snprintf(reply, size, "ok %s %s", done, arg);
-        else if (r == 1) /* release of a message that is not held */
-            snprintf(reply, size, "error %s is not held", arg);
+            snprintf(reply, size, "ok %s %s", line[0] == 'd' ? "deleted" : "held", arg);
         else
             snprintf(reply, size, "error no such message %s", arg);
     } else {
@@ -381,7 +419,7 @@ static void on_line(struct conn *k, char *line, size_t n)
         log_debug("control", "request: %s", log_escape(esc, sizeof esc, line, n));
         k->replied = 1; /* no second request on this connection */
         if (dispatch(k, line, reply, sizeof reply) == 1) {
-            if (k->job) { /* the reply comes when the worker is done */
+            if (k->job || k->status) { /* the reply comes when the worker is done */
                 bufferevent_disable(k->bev, EV_READ);
                 bufferevent_set_timeouts(k->bev, NULL, NULL);
             }
@@ -432,7 +470,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
     }
     if ((what & BEV_EVENT_EOF) && k->replied &&
-        (k->job || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+        (k->job || k->status || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
         bufferevent_disable(bev, EV_READ);
         return; /* the reply still goes out (after the listing is built); on_write closes */
     }
@@ -527,6 +565,14 @@ struct control *control_new(struct event_base *base, const char *path, struct qu
     c->q = q;
     c->reload_cb = reload_cb;
     c->arg = arg;
+    /* the test hook of glue.h's KURIER_TEST_DELAY, for the worker reads: "control=MS" */
+    const char *d = getenv("KURIER_TEST_DELAY");
+    const char *in = d ? strstr(d, "control=") : NULL;
+    if (in) {
+        c->test_delay = atoi(in + 8);
+        log_warn("kurierd", "KURIER_TEST_DELAY: control reads wait %d ms (tests only)",
+                 c->test_delay);
+    }
     evconnlistener_set_cb(lis, on_accept, c);
     evconnlistener_set_error_cb(lis, on_accept_error);
     return c;

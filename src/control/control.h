@@ -14,7 +14,7 @@
  *                sender, arrival, size, held, recipients with state and last error)
  *                followed by an empty line per message
  *   egress-status: egress_status()'s text or JSON (egress/bench.h)
- *   account-status[-json]: the text (or JSON) of abuse_status() (abuse/abuse.h)
+ *   account-status[-json]: the text (or JSON) of abuse_status_start() (abuse/abuse.h)
  *   list for root and the daemon's user also carries each message's login (auth_user)
  *   auth-blocks: one block per line: ADDRESS TAB ACCOUNT (escaped; empty: the whole
  *                address) TAB FAILURES TAB SECONDS-LEFT

@@ -39,7 +39,8 @@ void glue_smtp_ops(struct glue *g, struct smtp_ops *ops);
  * every commit's answer (the message is on disk already), for MS milliseconds, as a
  * slow check or a slow disk would, so that a test can hang up while a session waits
  * on them. Unset: no delay. Read once at start (logs a warning when set).
- * "intake=MS" is abuse/complaints.c's: it holds an accepted message before it is queued. */
+ * "intake=MS" is abuse/complaints.c's: it holds an accepted message before it is queued;
+ * "control=MS" is control/control.c's: it holds a request's envelope read on a worker. */
 void glue_test_delay_init(void);
 
 #endif

@@ -255,7 +255,10 @@ void queue_metrics(void *q);
 /* Tools through the control socket: 0 done, -1 no such message. */
 int queue_delete(struct queue *q, const char *id); /* id "ALL" deletes everything */
 int queue_hold(struct queue *q, const char *id);
-int queue_release(struct queue *q, const char *id); /* also 1: the message is not held */
+/* Release; also 1: the message is not held. env_held is what its envelope says (read
+ * off the loop, on a worker: spool_load() blocks); it counts only while the scheduler
+ * has not read or changed "held" itself since the start. Loop thread, never blocks. */
+int queue_release(struct queue *q, const char *id, int env_held);
 /* Pick up maildrop files now (also done on a timer). */
 void queue_pickup(struct queue *q);
 

@@ -1144,20 +1144,14 @@ int queue_hold(struct queue *q, const char *id)
     return 0;
 }
 
-int queue_release(struct queue *q, const char *id)
+int queue_release(struct queue *q, const char *id, int env_held)
 {
     struct qent *e = entry_find(q, id);
     if (!e || e->deleted) return -1;
-    int held = e->hold_op >= 0 ? e->hold_op : e->held;
-    if (e->hold_op < 0 && !e->held_known) {
-        /* Not read since the start yet: ask the envelope. One small file read on the
-         * loop thread, for a rare admin request; a job that changes "held" would
-         * have made it known. Unreadable: release anyway (the job reports it). */
-        char err[256];
-        struct spool_env *env = spool_load(q->spool, id, err, sizeof err);
-        held = !env || env->held;
-        spool_env_free(env);
-    }
+    /* what the scheduler knows wins over the caller's read, which may be older; not
+     * read since the start: the envelope's word (unreadable: released anyway, the
+     * job reports it) */
+    int held = e->hold_op >= 0 ? e->hold_op : e->held_known ? e->held : env_held;
     if (!held) return 1;
     e->hold_op = 0;
     entry_maint(q, e);

@@ -8,6 +8,7 @@ port where nothing listens (the mail stays queued) or tests/integration/peers.py
 Downstream server."""
 
 import os
+import select
 import smtplib
 import socket
 import threading
@@ -269,3 +270,47 @@ def test_directory_writes_leave_the_loop_free(kurier_factory, monkeypatch):
     assert "account=slow@example.test decision=lock" in log
     with socket.create_connection(("127.0.0.1", k.port), timeout=SAFETY) as c:
         assert c.recv(100).startswith(b"220")
+
+
+def test_account_status_reads_the_evidence_off_the_loop(kurier_factory, monkeypatch):
+    """`kurier account status` reads the evidence from the directory on a worker
+    (KURIER_TEST_DELAY "abuse=MS" holds that read): the daemon answers others
+    meanwhile; a client that hangs up before the answer, or a stop while the read
+    waits, leaves nothing behind (ASan build)."""
+    monkeypatch.setenv("KURIER_TEST_DELAY", "abuse=8000")
+    k = make(kurier_factory, "    spamtraps traps.test;\n")
+    monkeypatch.delenv("KURIER_TEST_DELAY")
+    user = "slow@example.test"
+    with login(k, user) as s:
+        send(s, user, ["x@traps.test"])
+    k.wait_log("account=slow@example.test signal=spamtrap")  # stored: the writes are done
+    sock = os.path.join(k.dir, "var", "control.sock")
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(("account-status %s\n" % user).encode())
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as m:  # the loop is free
+        assert m.noop()[0] == 250
+    # ... and the answer still waits for the read (it used to be made on the loop)
+    assert select.select([c], [], [], 0)[0] == []
+    c.settimeout(SAFETY)
+    answer = b""
+    while not answer.endswith(b"\n.\n"):
+        chunk = c.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    c.close()
+    assert answer.startswith(b"ok\n") and b"spamtrap" in answer, answer
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(("account-status %s\n" % user).encode())
+    c.close()  # gone before the answer
+    st = status(k, user)
+    assert st["locked"] and st["evidence"][0]["signal"] == "spamtrap", st
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(b"account-status\n")
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as m:  # the request is read
+        assert m.noop()[0] == 250
+    assert k.stop() == 0, k.log()[-3000:]  # while that read waits
+    c.close()
+    assert "AddressSanitizer" not in k.log() and "runtime error" not in k.log()

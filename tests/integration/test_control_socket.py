@@ -5,12 +5,14 @@ are for root and the kurier user, and a refused user is told so, not that the da
 is not running. Unprivileged commands run as user nobody."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
 
 from conftest import KURIER, for_user
-from test_queue_tools import MAILQ, REASON, REMOTE, dead_port, relay, submit, wait_attempts  # noqa: F401
+from test_queue_tools import (MAILQ, REASON, REMOTE, dead_port, entry, err, listing,  # noqa: F401
+                              out, queued, relay, submit, wait_attempts)
 
 
 def as_nobody(k, argv, input=None):
@@ -140,3 +142,39 @@ def test_ordinary_users_cannot_crowd_out_the_admin(relay):
     while raw_request(k, "ping") != "ok pong\n":
         assert time.time() < deadline, "still busy after the idle connections closed"
         time.sleep(0.1)
+
+
+def test_release_reads_the_envelope_off_the_loop_and_survives_a_hangup(relay, monkeypatch):
+    """`release ID` may need the envelope (is it held?): read on a worker, not on the
+    event loop, so a slow disk (the test hook KURIER_TEST_DELAY "control=MS") stalls
+    nobody; the client may hang up before the answer, or the daemon stop meanwhile."""
+    k = relay
+    qid = queued(k, "released after a hangup")
+    other = queued(k, "released at the stop")
+    for q in (qid, other):
+        k.cli("queue", "hold", q)
+        k.wait_log("%s: held by admin" % q)
+    assert k.stop() == 0
+    monkeypatch.setenv("KURIER_TEST_DELAY", "control=8000")
+    k.start()
+    sock = os.path.join(k.dir, "var", "control.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(("release %s\n" % qid).encode())
+    s.close()  # gone before the answer
+    # the loop is free while the worker reads: others are answered meanwhile
+    assert raw_request(k, "ping") == "ok pong\n"
+    assert "%s: released by admin" % qid not in k.log()
+    k.wait_log("%s: released by admin" % qid)
+    assert "held" not in entry(listing(k), qid).lower()
+    # a second release is refused: the scheduler knows better than the envelope read
+    r = k.cli("queue", "release", qid, check=False)
+    assert r.returncode != 0 and "not held" in err(r) + out(r), (out(r), err(r))
+    # the daemon stops while a release waits on the worker: cancelled cleanly
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(("release %s\n" % other).encode())
+    assert raw_request(k, "ping") == "ok pong\n"  # the loop has read the release by now
+    assert k.stop() == 0, k.log()[-3000:]
+    s.close()
+    assert "AddressSanitizer" not in k.log() and "runtime error" not in k.log()
