@@ -636,8 +636,8 @@ def report(ctx, mach, res, started, elapsed, smoke):
         w("")
         w("The relay scenario (1 KiB, to smtp-sink) with STARTTLS on every session: "
           "`bench/clients.py tls` (Python's ssl, one process per core with threads; "
-          "smtp-source has no TLS), one SMTP session and one TLS 1.3 handshake (ECDHE; X25519 with both sides' OpenSSL defaults) per "
-          "message, both MTAs with the same self-signed ECDSA P-256 certificate (kurier: "
+          "smtp-source has no TLS), one SMTP session and one TLS 1.3 handshake (ECDHE; "
+          "X25519 with both sides' OpenSSL defaults) per message, both MTAs with the same self-signed ECDSA P-256 certificate (kurier: "
           "`tls starttls` on the listener; Postfix: `smtpd_tls_security_level = may`, "
           "tickets from tlsmgr). *resume* = the client offers the ticket of its previous "
           "session; *full* = it never does. handshakes/s and messages/s = count / time until "
