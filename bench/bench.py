@@ -9,6 +9,7 @@ started is stopped by its PID. No timing is asserted: the exit status is 1 only 
 the harness itself broke (a scenario delivered nothing, an MTA did not start)."""
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -36,6 +37,8 @@ FULL = {
     "throughput": [(kind, size, sess, 2000 if size <= 1024 else 600)
                    for kind in ("relay", "local") for size in (1024, 102400)
                    for sess in (20, 100)],
+    # STARTTLS relay: (sessions, N, resume: offer the last session's ticket)
+    "tls": [(20, 1000, True), (100, 1000, True), (20, 1000, False)],
     "idle": [1000, 10000],
     "latency": {"sessions": 10, "total": 1000, "rate": 100, "size": 1024},
     "durability": 300,
@@ -47,6 +50,7 @@ SMOKE = {
     "pairs": 1,
     "throughput": [("relay", 1024, 20, 100), ("local", 1024, 20, 100),
                    ("local", 102400, 20, 40)],
+    "tls": [(20, 40, True), (20, 20, False)],
     "idle": [200],
     "latency": {"sessions": 5, "total": 50, "rate": 50, "size": 1024},
     "durability": 40,
@@ -259,17 +263,21 @@ def run_throughput(ctx, name, kind, size, sessions, n, tag):
         m = make_mta(ctx, name, relay_port=sink.port if sink else None).start()
         count = delivered_fn(kind, m, sink)
         ov0 = listen_overflows()
+        fl0 = disk_flushes(ctx.base)
         t0 = time.perf_counter()
         accept_s, failures = run_sources(m.port, n, sessions, size, RCPT[kind], ctx.logdir)
         got, complete, t_last = wait_delivered(count, n, ctx.cfg["e2e_timeout"],
                                                ctx.cfg["stall"])
         e2e_s = t_last - t0
+        fl1 = disk_flushes(ctx.base)
         r = {"n": n, "accept_s": accept_s, "accept_rate": n / accept_s if not failures else
              None, "delivered": got, "complete": complete,
              "e2e_rate": n / e2e_s if complete else None, "client_failures": len(failures),
              # when some messages got stuck: the rate of the others, until the last arrived
              "e2e_partial": got / e2e_s if not complete and got else None,
-             "listen_overflows": listen_overflows() - ov0}
+             "listen_overflows": listen_overflows() - ov0,
+             "flushes_per_msg": (fl1 - fl0) / float(n) if fl0 is not None and fl1 is not None
+             else None}
         if failures:
             r["failure_sample"] = failures[0]
         if got == 0 and kind == "relay" and relay_unavailable(m):
@@ -285,6 +293,98 @@ def run_throughput(ctx, name, kind, size, sessions, n, tag):
             m.cleanup()
         if sink:
             sink.stop()
+
+
+def run_ceiling(ctx, size, sessions, n, tag):
+    """The load tool's own ceiling: the same smtp-source processes straight into
+    smtp-sink (no MTA in between), in the same run as the MTAs."""
+    sink = mta.Sink(ctx.base)
+    try:
+        t0 = time.perf_counter()
+        accept_s, failures = run_sources(sink.port, n, sessions, size, RCPT["relay"],
+                                         ctx.logdir)
+        got, complete, t_last = wait_delivered(sink.count, n, ctx.cfg["e2e_timeout"],
+                                               ctx.cfg["stall"])
+        e2e_s = t_last - t0
+        r = {"n": n, "accept_s": accept_s, "accept_rate": n / accept_s if not failures else
+             None, "delivered": got, "complete": complete,
+             "e2e_rate": n / e2e_s if complete else None, "client_failures": len(failures)}
+        if failures:
+            r["failure_sample"] = failures[0]
+        return r
+    finally:
+        sink.stop()
+
+
+def run_tls(ctx, name, sessions, n, resume, tag):
+    """The relay scenario with STARTTLS on every session: clients.py's TLS client (one
+    process per core, threads inside), one SMTP session and one handshake per message,
+    into the MTA (STARTTLS offered with the bench's certificate), relayed to smtp-sink."""
+    sink = mta.Sink(ctx.base)
+    m = None
+    procs = []
+    try:
+        tls = mta.make_cert(ctx.base)
+        m = make_mta(ctx, name, relay_port=sink.port, k={"tls": tls}, p={"tls": tls}).start()
+        nproc = max(1, min(os.cpu_count() or 1, sessions))
+        t0, t0w = time.perf_counter(), time.time()
+        for i in range(nproc):
+            k = n // nproc + (1 if i < n % nproc else 0)
+            ks = sessions // nproc + (1 if i < sessions % nproc else 0)
+            procs.append(subprocess.Popen(
+                ["/usr/bin/python3", os.path.join(HERE, "clients.py"), "tls", str(m.port),
+                 str(k), str(ks), "1024", SENDER, RCPT["relay"], "1" if resume else "0"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        parts = []
+        for p in procs:
+            try:
+                out, err = p.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            try:
+                parts.append(json.loads(out.decode().strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                parts.append({"messages": 0, "handshakes": 0, "resumed": 0,
+                              "handshake_s": 0.0, "errors": 1, "seconds": 0.0,
+                              "error_sample": "client rc=%s: %s" % (
+                                  p.returncode, err.decode(errors="replace")[-200:])})
+        # the clients' own time (slowest process), without the interpreters' start
+        client_s = max([x.get("seconds", 0.0) for x in parts] + [0.0]) or (
+            time.perf_counter() - t0)
+        got, complete, t_last = wait_delivered(sink.count, n, ctx.cfg["e2e_timeout"],
+                                               ctx.cfg["stall"])
+        # from the first client's start, not counting the interpreters' start-up
+        starts = [x["t_start"] for x in parts if x.get("t_start")]
+        e2e_s = t_last - t0 - (max(0.0, min(starts) - t0w) if starts else 0.0)
+        tot = {k: sum(x.get(k, 0) for x in parts) for k in ("messages", "handshakes",
+                                                           "resumed", "handshake_s",
+                                                           "errors")}
+        r = {"n": n, "resume": resume, "delivered": got, "complete": complete,
+             "accepted": tot["messages"], "errors": tot["errors"],
+             "msg_rate": tot["messages"] / client_s if client_s else None,
+             "hs_rate": tot["handshakes"] / client_s if client_s else None,
+             "resumed_share": tot["resumed"] / float(tot["handshakes"]) if tot["handshakes"]
+             else None,
+             "hs_ms": 1000.0 * tot["handshake_s"] / tot["handshakes"] if tot["handshakes"]
+             else None,
+             "e2e_rate": n / e2e_s if complete and not tot["errors"] else None}
+        for x in parts:
+            if x.get("version"):
+                r["proto"] = "%s %s" % (x["version"], x.get("cipher", ""))
+            if x.get("error_sample") and "error_sample" not in r:
+                r["error_sample"] = x["error_sample"]
+        if tot["errors"] or not complete:
+            r["log"] = keep_log(ctx, m, tag)
+        return r
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if m:
+            m.cleanup()
+        sink.stop()
 
 
 def run_idle(ctx, name, n, tag):
@@ -424,6 +524,16 @@ def ratio(a, b, prec=2):
     return ("%%.%df×" % prec) % (a / b)
 
 
+def share_of(runs, ceiling):
+    """Each run's e2e rate over the ceiling of the same pair (index-aligned), or over the
+    ceiling's median when the lists do not line up."""
+    if len(runs) == len(ceiling):
+        return [r["e2e_rate"] / c["e2e_rate"] if r["e2e_rate"] and c["e2e_rate"] else None
+                for r, c in zip(runs, ceiling)]
+    cm = med([c["e2e_rate"] for c in ceiling])
+    return [r["e2e_rate"] / cm if r["e2e_rate"] and cm else None for r in runs]
+
+
 def size_name(size):
     return "%d KiB" % (size // 1024)
 
@@ -486,6 +596,77 @@ def report(ctx, mach, res, started, elapsed, smoke):
             kind, size_name(size), sess, n, kacc, span([r["accept_rate"] for r in p]), ra,
             ke2e, span([r["e2e_rate"] for r in p]), re_))
     w("")
+    # the load tool's ceiling
+    relay_tp = [t for t in cfg["throughput"] if t[0] == "relay"]
+    if any(res.get(("tp",) + t[:3], {}).get("ceiling") for t in relay_tp):
+        w("### The load tool's ceiling")
+        w("")
+        w("The same `smtp-source` processes straight into the same `smtp-sink`, no MTA in "
+          "between, once in every pair (ceiling, kurier, Postfix), on the same cores: what "
+          "the clients and the sink themselves can do here. Each MTA's relay end-to-end rate "
+          "is given as a share of the ceiling measured in the same pair (median, min–max). "
+          "Disk flushes = completed flush requests of the spool's disk in /proc/diskstats "
+          "over the run (no strace attached; other users of the disk count too).")
+        w("")
+        w("| scenario | N | ceiling/s | kurier, % of ceiling | Postfix, % of ceiling | "
+          "kurier disk flushes per message | Postfix disk flushes per message |")
+        w("|---|---|---|---|---|---|---|")
+        for (kind, size, sess, n) in relay_tp:
+            by = res.get(("tp", kind, size, sess), {})
+            c = by.get("ceiling", [])
+            if not c:
+                continue
+            cells = []
+            for name in ("kurier", "postfix"):
+                rs = by.get(name, [])
+                cells.append(span(share_of(rs, c), 0, 100.0) if rs else "n/a")
+            w("| %s, %s, %d sessions | %d | %s | %s | %s | %s | %s |" % (
+                kind, size_name(size), sess, n, span([r["e2e_rate"] for r in c]), cells[0],
+                cells[1], span([r.get("flushes_per_msg") for r in by.get("kurier", [])], 2),
+                span([r.get("flushes_per_msg") for r in by.get("postfix", [])], 2)))
+        w("")
+    # STARTTLS
+    if cfg.get("tls") and any(res.get(("tls",) + t) for t in cfg["tls"]):
+        proto = ""
+        for t in cfg["tls"]:
+            for rs in res.get(("tls",) + t, {}).values():
+                for r in rs:
+                    proto = proto or r.get("proto", "")
+        w("## STARTTLS relay")
+        w("")
+        w("The relay scenario (1 KiB, to smtp-sink) with STARTTLS on every session: "
+          "`bench/clients.py tls` (Python's ssl, one process per core with threads; "
+          "smtp-source has no TLS), one SMTP session and one TLS 1.3 handshake (ECDHE; "
+          "X25519 with both sides' OpenSSL defaults) per message, both MTAs with the same "
+          "self-signed ECDSA P-256 certificate (kurier: "
+          "`tls starttls` on the listener; Postfix: `smtpd_tls_security_level = may`, "
+          "tickets from tlsmgr). *resume* = the client offers the ticket of its previous "
+          "session; *full* = it never does. handshakes/s and messages/s = count / time until "
+          "every client was done; end to end = N / time until the sink held all N; "
+          "handshake ms = client-side mean. Negotiated: %s." % (proto or "n/a"))
+        w("")
+        w("| scenario | N | MTA | handshakes/s | resumed | handshake ms | messages/s | "
+          "end-to-end/s | errors |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for t in cfg["tls"]:
+            sess, n, resume = t
+            by = res.get(("tls",) + t, {})
+            label = "%d sessions, %s" % (sess, "resume" if resume else "full")
+            for name in ("kurier", "postfix"):
+                rs = by.get(name, [])
+                if rs:
+                    w("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                        label, n, name, span([r["hs_rate"] for r in rs]),
+                        span([r["resumed_share"] for r in rs], 0, 100.0) + " %",
+                        span([r["hs_ms"] for r in rs], 2), span([r["msg_rate"] for r in rs]),
+                        span([r["e2e_rate"] for r in rs]), span([r["errors"] for r in rs])))
+            k, p = by.get("kurier", []), by.get("postfix", [])
+            if k and p:
+                w("| %s | | ratio | %s | | | %s | %s | |" % (
+                    label, ratio(med([r["hs_rate"] for r in k]), med([r["hs_rate"] for r in p])),
+                    ratio(med([r["msg_rate"] for r in k]), med([r["msg_rate"] for r in p])),
+                    ratio(med([r["e2e_rate"] for r in k]), med([r["e2e_rate"] for r in p]))))
+        w("")
     problems = []
     for key, by in sorted(res.items(), key=lambda kv: str(kv[0])):
         for name, runs in by.items():
@@ -508,7 +689,9 @@ def report(ctx, mach, res, started, elapsed, smoke):
                 if bits:
                     what = {"tp": "%s %s, %s sessions" % (key[1], size_name(key[2]), key[3])
                             if len(key) == 4 else "", "idle": "idle %s" % (key[1:] or ("",))[0],
-                            "latency": "latency", "durability": "durability %s" % (
+                            "tls": "STARTTLS %s sessions, %s" % (
+                                key[1], "resume" if key[-1] else "full") if len(key) == 4
+                            else "", "latency": "latency", "durability": "durability %s" % (
                                 key[1:] or ("",))[0]}.get(key[0], str(key))
                     problems.append("- %s, %s run %d: %s%s" % (
                         what, name, i + 1, "; ".join(bits),
@@ -627,6 +810,24 @@ def report(ctx, mach, res, started, elapsed, smoke):
                                                           else "not met"))
         w("| relay end to end at %s ≥ %.0f× Postfix | %s |" % (
             size_name(size), goal, "; ".join(parts) or "not measured"))
+    by = res.get(("tp", "relay", 1024, 20), {})
+    if by.get("ceiling") and by.get("kurier"):
+        sh_ = med(share_of(by["kurier"], by["ceiling"]))
+        w("| kurier relay rate at 1 KiB, 20 sessions ≥ 60 %% of the load tool's ceiling | %s |"
+          % ("n/a" if sh_ is None else "%.0f %% (%s)" % (100 * sh_, "met" if sh_ >= 0.6
+                                                          else "not met")))
+    fl = [r.get("flushes_per_msg") for t in cfg["throughput"] if t[0] == "relay"
+          for r in res.get(("tp",) + t[:3], {}).get("kurier", [])]
+    if any(x is not None for x in fl):
+        w("| disk flushes per relayed message ≤ 1 / batch size (reported) | %s per message "
+          "(median over the relay runs) |" % fmt(med(fl), "", 2))
+    by = [res.get(("tls",) + t, {}) for t in cfg.get("tls", []) if t[0] == 20 and t[2]]
+    if by and by[0].get("kurier") and by[0].get("postfix"):
+        km = med([r["e2e_rate"] for r in by[0]["kurier"]])
+        pm = med([r["e2e_rate"] for r in by[0]["postfix"]])
+        w("| STARTTLS relay, 20 sessions ≥ 1.5× Postfix | %s |" % (
+            "n/a" if km is None or not pm else "%.2f× (%s)" % (km / pm, "met" if km / pm >= 1.5
+                                                               else "not met")))
     big = max(cfg["idle"])
     k = res.get(("idle", big), {}).get("kurier", [])
     if k:
@@ -667,6 +868,10 @@ def report(ctx, mach, res, started, elapsed, smoke):
                                                                      "127.0.0.1:MTAPORT"))
     w("#   SIZE 1024 or 102400; RCPT %s (relay) or %s (local)" % (RCPT["relay"],
                                                                  RCPT["local"]))
+    w("# the load tool's ceiling: the same smtp-source processes, to 127.0.0.1:SINKPORT")
+    w("# STARTTLS load: one process per core, each with its share of sessions and messages:")
+    w("/usr/bin/python3 bench/clients.py tls MTAPORT N/PROCS SESSIONS/PROCS 1024 %s %s "
+      "RESUME(1|0)" % (SENDER, RCPT["relay"]))
     w("# Postfix instance: postfix -c CONFDIR start / postfix -c CONFDIR stop")
     w("# kurier instance:  build/kurier -c CONF domain add example.test; build/kurier -c CONF "
       "mailbox add bench@example.test --password x; build/kurierd -c CONF")
@@ -708,7 +913,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--pairs", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma list: tp,idle,latency,durability")
+    ap.add_argument("--only", default="", help="comma list: tp,tls,idle,latency,durability")
     args = ap.parse_args()
     cfg = dict(SMOKE if args.smoke else FULL)
     if args.pairs:
@@ -758,6 +963,14 @@ def main():
             for (kind, size, sess, n) in cfg["throughput"]:
                 key = ("tp", kind, size, sess)
                 for i in range(cfg["pairs"]):
+                    if kind == "relay":  # the load tool's ceiling, in every pair
+                        tag = "ceiling-%d-%d-%d" % (size, sess, i + 1)
+                        r = run_ceiling(ctx, size, sess, n, tag)
+                        add(key, "ceiling", r)
+                        log("%s smtp-source -> smtp-sink: %s/s, delivered %d/%d" % (
+                            tag, fmt(r["e2e_rate"]), r["delivered"], n))
+                        if r["delivered"] == 0:
+                            broken.append("%s: smtp-sink received nothing" % tag)
                     for name in order:
                         if kind == "relay" and not ctx.relay_ok[name]:
                             continue
@@ -770,6 +983,26 @@ def main():
                             if r["client_failures"] else ""))
                         if r["delivered"] == 0 and not r.get("unavailable"):
                             broken.append("%s %s delivered nothing" % (tag, name))
+        if want_("tls"):
+            for (sess, n, resume) in cfg["tls"]:
+                key = ("tls", sess, n, resume)
+                for i in range(cfg["pairs"]):
+                    for name in order:
+                        if not ctx.relay_ok[name]:
+                            continue
+                        tag = "tls-%d-%s-%d" % (sess, "resume" if resume else "full", i + 1)
+                        r = run_tls(ctx, name, sess, n, resume, tag)
+                        add(key, name, r)
+                        log("%s %s: %s handshakes/s (%s resumed), %s msgs/s, e2e %s/s, "
+                            "delivered %d/%d, %d errors%s" % (
+                                tag, name, fmt(r["hs_rate"]),
+                                fmt(r["resumed_share"] and 100 * r["resumed_share"], "%"),
+                                fmt(r["msg_rate"]), fmt(r["e2e_rate"]), r["delivered"], n,
+                                r["errors"], " (%s)" % r["error_sample"]
+                                if r.get("error_sample") else ""))
+                        if r["delivered"] == 0:
+                            broken.append("%s %s delivered nothing (%s)" % (
+                                tag, name, r.get("error_sample")))
         if want_("idle"):
             for n in cfg["idle"]:
                 for i in range(cfg["pairs"]):

@@ -128,3 +128,126 @@ def latency(port, sessions, total, rate, size, mail_from, rcpt):
     list of error strings)."""
     return asyncio.run(_latency(port, sessions, total, rate, size, mail_from.encode(),
                                 rcpt.encode()))
+
+
+# --- STARTTLS load: one SMTP session per message, STARTTLS on every session -------------
+#
+# smtp-source has no TLS, so this is the load tool of the STARTTLS scenario. Blocking
+# sockets in threads: OpenSSL's handshake, read and write run without the GIL. bench.py
+# starts one such process per core (`clients.py tls ...`), each with its share of the
+# sessions and messages; each prints one JSON line.
+
+def _tls_reply(f):
+    while True:
+        line = f.readline()
+        if not line:
+            raise EOFError("connection closed")
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3]), line
+
+
+def _tls_session_loop(port, count, ctx, resume, body, mail_from, rcpt, st, lock):
+    import socket
+    session = None
+    for _ in range(count):
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+            try:
+                f = raw.makefile("rb")
+                if _tls_reply(f)[0] != 220:
+                    raise RuntimeError("no 220 banner")
+                raw.sendall(b"EHLO tls.client.test\r\n")
+                lines = []  # the EHLO reply must offer STARTTLS
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise EOFError("closed after EHLO")
+                    lines.append(line)
+                    if len(line) < 4 or line[3:4] != b"-":
+                        break
+                if not any(b"STARTTLS" in x.upper() for x in lines):
+                    raise RuntimeError("STARTTLS not offered")
+                raw.sendall(b"STARTTLS\r\n")
+                if _tls_reply(f)[0] != 220:
+                    raise RuntimeError("STARTTLS refused")
+                f.close()
+                t0 = time.perf_counter()
+                s = ctx.wrap_socket(raw, session=session if resume else None)
+                hs = time.perf_counter() - t0
+                f = s.makefile("rb")
+                for cmd, want in ((b"EHLO tls.client.test\r\n", 250),
+                                  (b"MAIL FROM:<%s>\r\n" % mail_from, 250),
+                                  (b"RCPT TO:<%s>\r\n" % rcpt, 250), (b"DATA\r\n", 354)):
+                    s.sendall(cmd)
+                    code = _tls_reply(f)[0]
+                    if code != want:
+                        raise RuntimeError("%s got %d" % (cmd.split()[0].decode(), code))
+                s.sendall(body + b".\r\n")
+                code = _tls_reply(f)[0]
+                if code != 250:
+                    raise RuntimeError("end of data got %d" % code)
+                s.sendall(b"QUIT\r\n")
+                try:
+                    _tls_reply(f)
+                except (EOFError, OSError):
+                    pass
+                with lock:
+                    st["messages"] += 1
+                    st["handshakes"] += 1
+                    st["resumed"] += 1 if s.session_reused else 0
+                    st["handshake_s"] += hs
+                    st.setdefault("version", s.version())
+                    st.setdefault("cipher", s.cipher()[0])
+                if resume and s.session is not None:
+                    session = s.session
+                try:
+                    f.close()
+                    s.close()
+                except OSError:
+                    pass
+            finally:
+                raw.close()
+        except Exception as e:  # counted, not fatal: the report shows it
+            with lock:
+                st["errors"] += 1
+                st.setdefault("error_sample", "%s: %s" % (type(e).__name__, e))
+
+
+def tls_load(port, n, sessions, size, mail_from, rcpt, resume):
+    """sessions threads, n messages in all, each in its own SMTP session with STARTTLS
+    (TLS 1.3 only; ECDHE key exchange, the only kind TLS 1.3 has), offering the previous
+    session's ticket when resume. The certificate is not checked (self-signed; the same
+    for both MTAs). Returns counts and the seconds until all threads were done."""
+    import ssl
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    line = b"x" * 76 + b"\r\n"
+    body = (b"From: <%s>\r\nTo: <%s>\r\nSubject: tls bench\r\n\r\n" % (mail_from, rcpt)
+            + line * max(1, size // len(line)))
+    st = {"messages": 0, "handshakes": 0, "resumed": 0, "handshake_s": 0.0, "errors": 0}
+    lock = threading.Lock()
+    per = [n // sessions + (1 if i < n % sessions else 0) for i in range(sessions)]
+    ths = [threading.Thread(target=_tls_session_loop, args=(
+        port, k, ctx, resume, body, mail_from, rcpt, st, lock), daemon=True)
+        for k in per if k]
+    st["t_start"] = time.time()  # wall clock: bench.py lines the processes up with it
+    t0 = time.perf_counter()
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(600)
+    st["seconds"] = time.perf_counter() - t0
+    return st
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    if len(sys.argv) != 9 or sys.argv[1] != "tls":
+        sys.exit("usage: clients.py tls PORT N SESSIONS SIZE FROM RCPT RESUME(0|1)")
+    a = sys.argv[2:]
+    print(json.dumps(tls_load(int(a[0]), int(a[1]), int(a[2]), int(a[3]), a[4].encode(),
+                              a[5].encode(), a[6] == "1")))

@@ -159,6 +159,20 @@ class Sink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def make_cert(base):
+    """A self-signed ECDSA P-256 certificate and key for both MTAs' STARTTLS (the same
+    files for both). Returns (cert path, key path)."""
+    cert, key = os.path.join(base, "tls-cert.pem"), os.path.join(base, "tls-key.pem")
+    if not os.path.exists(cert):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                        "/CN=mx.bench.test", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True, timeout=60)
+        os.chmod(cert, 0o644)
+        os.chmod(key, 0o644)  # a throwaway key: both daemons read it after dropping
+    return cert, key
+
+
 class MTA:
     name = "?"
 
@@ -173,7 +187,7 @@ class MTA:
 class Kurier(MTA):
     name = "kurier"
 
-    def __init__(self, base, bindir, relay_port=None, limits=None):
+    def __init__(self, base, bindir, relay_port=None, limits=None, tls=None):
         self.dir = tempfile.mkdtemp(prefix="kurier-", dir=base)
         os.chmod(self.dir, 0o755)  # kurierd runs as user kurier after the drop
         self.kurierd = os.path.join(bindir, "kurierd")
@@ -194,7 +208,8 @@ class Kurier(MTA):
                    "".join("    %s %s;\n" % kv for kv in lim.items())))
         if relay_port:
             text += "relay_host 127.0.0.1:%d;\n" % relay_port
-        text += "listen 127.0.0.1:%d {\n    role mx;\n}\n" % self.port
+        tls_lines = ("    tls starttls;\n    cert %s;\n    key %s;\n" % tls) if tls else ""
+        text += "listen 127.0.0.1:%d {\n    role mx;\n%s}\n" % (self.port, tls_lines)
         with open(self.conf, "w") as f:
             f.write(text)
         self.conf_text = text
@@ -274,6 +289,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
@@ -282,7 +298,7 @@ class Postfix(MTA):
     data_directory and log file; default durability; no chroot."""
     name = "postfix"
 
-    def __init__(self, base, relay_port=None, smtpd_procs=None):
+    def __init__(self, base, relay_port=None, smtpd_procs=None, tls=None):
         self.dir = tempfile.mkdtemp(prefix="postfix-", dir=base)
         os.chmod(self.dir, 0o755)
         self.confdir = os.path.join(self.dir, "conf")
@@ -332,6 +348,9 @@ class Postfix(MTA):
             "virtual_minimum_uid": "1",
             "smtpd_banner": "$myhostname ESMTP",
         }
+        if tls:  # the STARTTLS scenario: offered, not required; tickets via tlsmgr
+            main.update({"smtpd_tls_security_level": "may",
+                         "smtpd_tls_cert_file": tls[0], "smtpd_tls_key_file": tls[1]})
         with open(os.path.join(self.confdir, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write("%s = %s\n" % (k, v))
