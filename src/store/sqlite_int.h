@@ -1,0 +1,37 @@
+/* sqlite_int.h: private to store/ (sqlite.c, sqlite_state.c): the open database and
+ * the statement helpers sqlite.c lends sqlite_state.c. Not for other modules: their
+ * contract is store.h. */
+#ifndef KURIER_STORE_SQLITE_INT_H
+#define KURIER_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+/* Prepared statements kept for reuse, by SQL text: preparing costs more than running
+ * the small lookups made for every message (callgrind: about 150,000 instructions). */
+#define STMT_CACHE 48
+
+struct store {
+    sqlite3 *db;
+    struct {
+        char *sql;
+        sqlite3_stmt *s;
+        int busy; /* between stmt_open() and stmt_close() */
+    } cache[STMT_CACHE];
+    int ncache;
+};
+
+#define ADDR_SIZE 320
+
+/* Hold / release the database mutex over a whole call (sqlite.c explains). */
+void lock(struct store *st);
+void unlock(struct store *st);
+
+/* Every statement goes through stmt_open(), then stmt_row() for queries, then
+ * stmt_close(). stmt_open(): lock, prepare sql (cached) and bind the n strings of v to
+ * ?1..?n; NULL when prepare failed, the lock held either way. stmt_row(): 1 a row is
+ * ready, 0 no more rows, -1 error (also for s NULL). stmt_close(): finish s, unlock. */
+sqlite3_stmt *stmt_open(struct store *st, const char *sql, const char *const *v, int n);
+int stmt_row(sqlite3_stmt *s);
+void stmt_close(struct store *st, sqlite3_stmt *s);
+
+#endif
