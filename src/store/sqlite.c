@@ -201,12 +201,12 @@ static int db_fail(struct store *st, char *err, size_t errsize)
 
 /* The db mutex is recursive in serialized mode: holding it over a whole call makes
  * multi-statement operations and sqlite3_errmsg() consistent across threads. */
-void lock(struct store *st)
+void store_lock(struct store *st)
 {
     sqlite3_mutex_enter(sqlite3_db_mutex(st->db));
 }
 
-void unlock(struct store *st)
+void store_unlock(struct store *st)
 {
     sqlite3_mutex_leave(sqlite3_db_mutex(st->db));
 }
@@ -231,7 +231,7 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
  * either way: pass the result to stmt_close() or stmt_done()). */
 sqlite3_stmt *stmt_open(struct store *st, const char *sql, const char *const *v, int n)
 {
-    lock(st);
+    store_lock(st);
     sqlite3_stmt *s = NULL;
     for (int i = 0; i < st->ncache && !s; i++) {
         if (st->cache[i].busy || strcmp(st->cache[i].sql, sql) != 0) continue;
@@ -278,7 +278,7 @@ int stmt_row(sqlite3_stmt *s)
 void stmt_close(struct store *st, sqlite3_stmt *s)
 {
     stmt_release(st, s);
-    unlock(st);
+    store_unlock(st);
 }
 
 /* Run s, a statement that returns no rows, and stmt_close() it. When fmt is non-NULL
@@ -299,7 +299,7 @@ static int stmt_vdone(struct store *st, sqlite3_stmt *s, char *err, size_t errsi
         db_fail(st, err, errsize);
     else
         rc = 0;
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
@@ -621,7 +621,7 @@ int store_domain_del(struct store *st, const char *name, char *err, size_t errsi
 {
     char d[256];
     if (norm_domain(name, d, sizeof d, err, errsize) != 0) return -1;
-    lock(st);
+    store_lock(st);
     int rc = -1;
     int r = domain_exists(st, d, err, errsize);
     if (r <= 0) goto out;
@@ -650,7 +650,7 @@ int store_domain_del(struct store *st, const char *name, char *err, size_t errsi
     rc =
         exec(st, "DELETE FROM domains WHERE name = ?1", (const char *[]){d}, 1, err, errsize, NULL);
 out:
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
@@ -765,7 +765,7 @@ int store_mailbox_add(struct store *st, const char *address, const char *passwor
         err_set(err, errsize, "cannot hash password: %s", strerror(errno));
         return -1;
     }
-    lock(st);
+    store_lock(st);
     int rc = -1;
     if (domain_exists(st, domain, err, errsize) > 0) {
         sqlite3_stmt *s =
@@ -776,7 +776,7 @@ int store_mailbox_add(struct store *st, const char *address, const char *passwor
         if (s) sqlite3_bind_int64(s, 5, quota);
         rc = stmt_done(st, s, err, errsize, "mailbox %s exists", a);
     }
-    unlock(st);
+    store_unlock(st);
     explicit_bzero(hash, strlen(hash));
     free(hash);
     return rc;
@@ -930,14 +930,14 @@ int store_alias_add(struct store *st, const char *source, const char *target, ch
     char s_[ADDR_SIZE], t[ADDR_SIZE], sd[256];
     if (norm_addr(source, s_, NULL, sd, err, errsize) != 0) return -1;
     if (norm_addr(target, t, NULL, NULL, err, errsize) != 0) return -1;
-    lock(st);
+    store_lock(st);
     int rc = -1;
     int r = domain_exists(st, sd, err, errsize);
     if (r == 0) err_set(err, errsize, "alias source %s is not in a local domain", s_);
     if (r > 0)
         rc = exec(st, "INSERT INTO aliases (source, target) VALUES (?1, ?2)",
                   (const char *[]){s_, t}, 2, err, errsize, "alias %s -> %s exists", s_, t);
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
@@ -1024,7 +1024,7 @@ int store_grant_add(struct store *st, const char *user, const char *grant, char 
     char u[ADDR_SIZE], g[ADDR_SIZE];
     if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
     if (norm_grant(grant, g, err, errsize) != 0) return -1;
-    lock(st);
+    store_lock(st);
     int rc = -1;
     long long n = count1(st, "SELECT count(*) FROM mailboxes WHERE address = ?1", u);
     if (n < 0) {
@@ -1042,7 +1042,7 @@ int store_grant_add(struct store *st, const char *user, const char *grant, char 
     rc = exec(st, "INSERT INTO grants (user, \"grant\") VALUES (?1, ?2)", (const char *[]){u, g}, 2,
               err, errsize, "grant %s -> %s exists", u, g);
 out:
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 

@@ -23,8 +23,8 @@ struct store {
 #define ADDR_SIZE 320
 
 /* Hold / release the database mutex over a whole call (sqlite.c explains). */
-void lock(struct store *st);
-void unlock(struct store *st);
+void store_lock(struct store *st);
+void store_unlock(struct store *st);
 
 /* Every statement goes through stmt_open(), then stmt_row() for queries, then
  * stmt_close(). stmt_open(): lock, prepare sql (cached) and bind the n strings of v to

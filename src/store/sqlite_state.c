@@ -107,7 +107,7 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
     str_copy(rl, rcpt, sizeof rl);
     str_lower(sl);
     str_lower(rl);
-    lock(st); /* recursive: held over the whole transaction, as the statements lock too */
+    store_lock(st); /* recursive: held over the whole transaction, as the statements lock too */
     int rc = -1;
     if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
         rc = grey_check_locked(st, net, sl, rl, p, now, out);
@@ -115,13 +115,13 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
             rc = -1;
     }
     if (rc != 0) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
 int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now)
 {
-    lock(st);
+    store_lock(st);
     int rc =
         grey_exec(st,
                   "DELETE FROM grey_triplets WHERE (passed = 0 AND first_seen < ?1) OR "
@@ -130,7 +130,7 @@ int store_grey_purge(struct store *st, const struct store_grey_params *p, long l
     if (rc == 0)
         rc = grey_exec(st, "DELETE FROM grey_networks WHERE last_seen < ?1", NULL, 0,
                        (long long[]){now - p->lifetime}, 1);
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
@@ -181,7 +181,7 @@ int store_grey_list(struct store *st,
 int store_listing_put(struct store *st, const struct store_listing *l, int history)
 {
     const char *v[] = {l->address, l->zone, l->state, l->code, l->txt, l->delist_url, l->previous};
-    lock(st);
+    store_lock(st);
     int ok = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     sqlite3_stmt *s;
     long long t = l->since;
@@ -201,7 +201,7 @@ int store_listing_put(struct store *st, const struct store_listing *l, int histo
         stmt_close(st, s);
     }
     ok = sqlite3_exec(st->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK && ok;
-    unlock(st);
+    store_unlock(st);
     return ok ? 0 : -1;
 }
 
@@ -246,7 +246,7 @@ int store_grey_clear(struct store *st, const char *net, const char *sender, long
     /* ?1 NULL: any network; ?2 NULL: any sender */
     const char *v[] = {net, sender ? sl : NULL};
     *ntriplets = *nnets = 0;
-    lock(st);
+    store_lock(st);
     int rc = grey_exec(st,
                        "DELETE FROM grey_triplets WHERE (?1 IS NULL OR net = ?1) AND "
                        "(?2 IS NULL OR sender = ?2)",
@@ -256,7 +256,7 @@ int store_grey_clear(struct store *st, const char *net, const char *sender, long
         rc = grey_exec(st, "DELETE FROM grey_networks WHERE ?1 IS NULL OR net = ?1", v, 1, NULL, 0);
         if (rc == 0) *nnets = (long)sqlite3_changes(st->db);
     }
-    unlock(st);
+    store_unlock(st);
     return rc;
 }
 
