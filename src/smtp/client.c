@@ -1,6 +1,7 @@
 /* client.c: one outbound SMTP connection (RFC 5321 with PIPELINING, STARTTLS, AUTH,
- * SIZE, 8BITMIME, SMTPUTF8, DSN) as a state machine on the loop. It reports what the
- * peer said; what that means for delivery (retry, bounce, bench an IP) is deliver/'s. */
+ * SIZE, 8BITMIME, SMTPUTF8, DSN) as a state machine on the loop; the TLS handshake is
+ * client_tls.c's. It reports what the peer said; what that means for delivery (retry,
+ * bounce, bench an IP) is deliver/'s. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -8,40 +9,15 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/metrics.h"
-#include "smtp/smtp.h"
-
-/* Each state names the command whose reply it waits for; entering it sends that
- * command (enter()), and on_reply() judges a reply by the state it answers. */
-enum cl_state {
-    CL_CONNECT = 0, /* TCP connect running */
-    CL_GREETING,    /* waiting for the 220 greeting */
-    CL_EHLO,        /* EHLO sent */
-    CL_HELO,        /* EHLO refused with 5xx: HELO sent */
-    CL_STARTTLS,    /* STARTTLS sent */
-    CL_HANDSHAKE,   /* TLS handshake running */
-    CL_AUTH_PLAIN,  /* AUTH PLAIN with initial response sent */
-    CL_AUTH_LOGIN,  /* AUTH LOGIN sent, 334 for the user name wanted */
-    CL_AUTH_USER,   /* AUTH LOGIN: user name sent */
-    CL_AUTH_PASS,   /* AUTH LOGIN: password sent */
-    CL_READY,       /* idle between messages */
-    CL_TXN,         /* RSET/MAIL/RCPT/DATA: the send and receive cursors say where */
-    CL_CONTENT,     /* streaming the message */
-    CL_DOT,         /* end of data sent */
-    CL_DEAD,        /* failed or lost: unusable */
-};
+#include "smtp/client_int.h"
 
 static const char *const state_names[] = {
     "CONNECT",   "GREETING",  "EHLO",  "HELO", "STARTTLS", "HANDSHAKE", "AUTH PLAIN", "AUTH LOGIN",
@@ -61,12 +37,6 @@ struct txn_cmd {
     size_t rcpt;
 };
 
-struct smtp_client_tls_ctx {
-    SSL_CTX *ctx;
-};
-
-enum pending_cb { PEND_NONE = 0, PEND_READY, PEND_DONE };
-
 #define DEF_CONNECT_TIMEOUT 30
 #define DEF_COMMAND_TIMEOUT 300
 #define DEF_DATA_TIMEOUT 600
@@ -75,47 +45,6 @@ enum pending_cb { PEND_NONE = 0, PEND_READY, PEND_DONE };
 #define PUMP_HIGH (128 * 1024) /* content queued ahead of the socket */
 #define ADDR_MAX 1000
 
-struct smtp_client {
-    struct event_base *base;
-    struct smtp_client_tls_ctx *tls;
-    struct bufferevent *bev;
-    struct event *ev_notify;
-    enum cl_state state;
-    /* options, copied */
-    struct smtp_client_opts o;
-    struct sockaddr_storage dst, src;
-    char *helo, *peer_name, *ca_file, *auth_user, *auth_pass;
-    char peer[320];
-    /* what we learnt */
-    struct smtp_client_caps caps;
-    int tls_on, tls_verified;
-    int greeted; /* the 220 greeting came (implicit TLS: the handshake comes first) */
-    char tls_info[128];
-    struct smtp_client_reply last;
-    int quit_ok; /* failed by a reply but in sync: QUIT may be sent on free */
-    /* the reply being read */
-    struct smtp_client_reply cur;
-    int cur_lines;
-    /* callbacks, run from ev_notify only */
-    enum pending_cb pending;
-    int pending_ok;
-    void (*ready)(void *arg, struct smtp_client *c, int ok);
-    void *ready_arg;
-    void (*done)(void *arg, struct smtp_client *c, int ok);
-    void *done_arg;
-    /* the message being sent */
-    struct smtp_client_msg *msg;
-    int nmsgs;
-    struct txn_cmd *cmds;
-    size_t ncmds, sent, recvd; /* send and receive cursors */
-    int mail_ok;
-    size_t accepted;
-    int dot_only;       /* 354 to a DATA nobody wanted: only the dot goes out */
-    off_t off;          /* content bytes read so far */
-    unsigned char prev; /* last content byte sent, '\n' at the start */
-};
-
-static void enter(struct smtp_client *c, enum cl_state st);
 static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r);
 
 /* --- small helpers ----------------------------------------------------------- */
@@ -126,9 +55,7 @@ static void set_timeouts(struct smtp_client *c, int rd, int wr)
     bufferevent_set_timeouts(c->bev, rd > 0 ? &r : NULL, wr > 0 ? &w : NULL);
 }
 
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *stage,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *stage,
+void client_reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *stage,
                       const char *fmt, ...)
 {
     va_list ap;
@@ -277,7 +204,7 @@ static void msg_fill(struct smtp_client_msg *m, const struct smtp_client_reply *
 
 /* The connection is unusable (network, timeout, 421, protocol error): tell whoever
  * waits, with r as the reason. */
-static void die(struct smtp_client *c, const struct smtp_client_reply *r)
+void client_die(struct smtp_client *c, const struct smtp_client_reply *r)
 {
     enum cl_state was = c->state;
     c->last = *r;
@@ -308,7 +235,7 @@ static void setup_fail(struct smtp_client *c, const struct smtp_client_reply *r)
 
 static void become_ready(struct smtp_client *c)
 {
-    enter(c, CL_READY);
+    client_enter(c, CL_READY);
     if (c->ready) notify(c, PEND_READY, 1);
 }
 
@@ -321,16 +248,16 @@ static void auth_or_ready(struct smtp_client *c)
         return;
     }
     if (!c->tls_on) {
-        reply_set(&r, 0, "4.7.0", "AUTH",
-                  "AUTH not attempted: the connection to %s is not encrypted", c->peer);
+        client_reply_set(&r, 0, "4.7.0", "AUTH",
+                         "AUTH not attempted: the connection to %s is not encrypted", c->peer);
         setup_fail(c, &r);
     } else if (c->caps.auth_plain) {
-        enter(c, CL_AUTH_PLAIN);
+        client_enter(c, CL_AUTH_PLAIN);
     } else if (c->caps.auth_login) {
-        enter(c, CL_AUTH_LOGIN);
+        client_enter(c, CL_AUTH_LOGIN);
     } else {
-        reply_set(&r, 0, "4.7.0", "AUTH", "%s offers no AUTH mechanism we support (PLAIN, LOGIN)",
-                  c->peer);
+        client_reply_set(&r, 0, "4.7.0", "AUTH",
+                         "%s offers no AUTH mechanism we support (PLAIN, LOGIN)", c->peer);
         setup_fail(c, &r);
     }
 }
@@ -342,7 +269,7 @@ static void after_ehlo(struct smtp_client *c)
         return;
     }
     if (c->caps.starttls && c->tls) {
-        enter(c, CL_STARTTLS);
+        client_enter(c, CL_STARTTLS);
         return;
     }
     if (c->o.tls == SMTP_CTLS_MAY) {
@@ -350,8 +277,8 @@ static void after_ehlo(struct smtp_client *c)
         return;
     }
     struct smtp_client_reply r;
-    reply_set(&r, 0, "4.7.4", "STARTTLS", "TLS is required, but %s",
-              c->tls ? "was not offered by the peer" : "no client TLS context is set up");
+    client_reply_set(&r, 0, "4.7.4", "STARTTLS", "TLS is required, but %s",
+                     c->tls ? "was not offered by the peer" : "no client TLS context is set up");
     setup_fail(c, &r);
 }
 
@@ -405,129 +332,6 @@ static char *b64(const char *p, size_t n)
     char *out = xmalloc(size);
     if (base64_encode((const unsigned char *)p, n, out, size, NULL) < 0) out[0] = 0;
     return out;
-}
-
-/* --- STARTTLS (RFC 3207) ---------------------------------------------------------- */
-
-static void read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
-
-static int is_ip_literal(const char *s)
-{
-    unsigned char a[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
-}
-
-static void tls_fail(struct smtp_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void tls_fail(struct smtp_client *c, const char *fmt, ...)
-{
-    struct smtp_client_reply r;
-    reply_set(&r, 0, "4.7.5", c->greeted ? "STARTTLS" : "TLS", "%s", "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r.text, sizeof r.text, fmt, ap);
-    va_end(ap);
-    ERR_clear_error();
-    die(c, &r);
-}
-
-/* 220 to STARTTLS: wrap the connection in TLS and start the handshake. */
-static void start_tls(struct smtp_client *c)
-{
-    if (!c->tls) {
-        tls_fail(c, "TLS with %s not possible: no client TLS context is set up", c->peer);
-        return;
-    }
-    SSL *ssl = SSL_new(c->tls->ctx);
-    if (!ssl) {
-        tls_fail(c, "TLS with %s not possible: out of memory", c->peer);
-        return;
-    }
-    SSL_set_connect_state(ssl);
-    if (c->peer_name && !is_ip_literal(c->peer_name)) SSL_set_tlsext_host_name(ssl, c->peer_name);
-    if (c->peer_name) {
-        /* checked in every mode so that the log can say "Verified"; only VERIFY
-         * makes a failure fatal */
-        if (is_ip_literal(c->peer_name))
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->peer_name);
-        else {
-            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            SSL_set1_host(ssl, c->peer_name);
-        }
-    }
-    if (c->ca_file) {
-        X509_STORE *st = X509_STORE_new();
-        if (!st || !X509_STORE_load_file(st, c->ca_file)) {
-            X509_STORE_free(st);
-            SSL_free(ssl);
-            tls_fail(c, "cannot load CA file %s", c->ca_file);
-            return;
-        }
-        SSL_set1_verify_cert_store(ssl, st);
-        X509_STORE_free(st);
-    }
-    SSL_set_verify(ssl, c->o.tls == SMTP_CTLS_VERIFY ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-
-    /* RFC 3207 4.2 / CVE-2011-0411: nothing the server sent before the handshake
-     * may be taken as a reply inside TLS. */
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
-    struct bufferevent *t = bufferevent_openssl_filter_new(
-        c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!t) {
-        SSL_free(ssl);
-        tls_fail(c, "TLS with %s not possible: out of memory", c->peer);
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(t, 1);
-    c->bev = t;
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    enter(c, CL_HANDSHAKE);
-}
-
-/* The handshake completed. */
-static void tls_done(struct smtp_client *c)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    smtp_tls_describe(ssl, c->tls_info, sizeof c->tls_info);
-    metrics_add(MET_TLS_HANDSHAKES, 1, "outbound", SSL_get_version(ssl));
-    c->tls_on = 1;
-    c->tls_verified =
-        SSL_get0_peer_certificate(ssl) && SSL_get_verify_result(ssl) == X509_V_OK && c->peer_name;
-    log_info("smtp", "%s TLS connection established to %s: %s",
-             c->tls_verified ? "Verified" : "Untrusted", c->peer, c->tls_info);
-    /* RFC 3207 4.2: forget everything learnt before TLS. */
-    memset(&c->caps, 0, sizeof c->caps);
-    /* implicit TLS (RFC 8314 3.3): the greeting comes inside TLS */
-    enter(c, c->greeted ? CL_EHLO : CL_GREETING);
-}
-
-static void tls_handshake_failed(struct smtp_client *c, short what)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (c->o.tls == SMTP_CTLS_VERIFY && vr != X509_V_OK) {
-        tls_fail(c, "TLS handshake with %s failed: certificate verification failed: %s", c->peer,
-                 X509_verify_cert_error_string(vr));
-        return;
-    }
-    unsigned long e, first = 0;
-    while ((e = bufferevent_get_openssl_error(c->bev)))
-        if (!first) first = e;
-    char why[256];
-    if (first)
-        ERR_error_string_n(first, why, sizeof why);
-    else if (what & BEV_EVENT_TIMEOUT)
-        str_copy(why, "timed out", sizeof why);
-    else if (what & BEV_EVENT_EOF)
-        str_copy(why, "connection closed by peer", sizeof why);
-    else
-        str_copy(why, errno ? strerror(errno) : "unknown error", sizeof why);
-    tls_fail(c, "TLS handshake with %s failed: %s", c->peer, why);
 }
 
 /* --- the transaction ---------------------------------------------------------- */
@@ -616,7 +420,7 @@ static void txn_push(struct smtp_client *c)
 /* The message is over and the dialogue in sync. */
 static void txn_end(struct smtp_client *c)
 {
-    enter(c, CL_READY);
+    client_enter(c, CL_READY);
     notify(c, PEND_DONE, 1);
 }
 
@@ -630,7 +434,7 @@ static void no_rcpt_reply(struct smtp_client *c)
             m->reply = m->rcpt_reply[i];
             return;
         }
-    reply_set(&m->reply, 554, "5.5.1", "RCPT TO", "no recipient was accepted");
+    client_reply_set(&m->reply, 554, "5.5.1", "RCPT TO", "no recipient was accepted");
 }
 
 /* A reply in CL_TXN answers cmds[recvd]. */
@@ -639,20 +443,20 @@ static void txn_reply(struct smtp_client *c, const struct smtp_client_reply *r)
     struct smtp_client_msg *m = c->msg;
     if (c->recvd >= c->sent) { /* a reply to nothing we sent: out of sync */
         struct smtp_client_reply u;
-        reply_set(&u, 0, "4.5.0", r->stage, "unexpected reply from %s: %d %.200s", c->peer, r->code,
-                  r->text);
-        die(c, &u);
+        client_reply_set(&u, 0, "4.5.0", r->stage, "unexpected reply from %s: %d %.200s", c->peer,
+                         r->code, r->text);
+        client_die(c, &u);
         return;
     }
     struct txn_cmd *k = &c->cmds[c->recvd++];
     if (r->code == 421) { /* the server is closing the connection */
-        die(c, r);
+        client_die(c, r);
         return;
     }
     switch (k->kind) {
     case TX_RSET:
         if (!is_2xx(r)) {
-            die(c, r);
+            client_die(c, r);
             return;
         }
         break;
@@ -675,11 +479,11 @@ static void txn_reply(struct smtp_client *c, const struct smtp_client_reply *r)
     case TX_DATA:
         if (r->code == 354) {
             if (c->mail_ok && c->accepted) {
-                enter(c, CL_CONTENT);
+                client_enter(c, CL_CONTENT);
             } else { /* RFC 2920 3.1: an empty message ends what we never wanted */
                 no_rcpt_reply(c);
                 c->dot_only = 1;
-                enter(c, CL_DOT);
+                client_enter(c, CL_DOT);
             }
             return;
         }
@@ -712,9 +516,9 @@ static void pump(struct smtp_client *c)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             struct smtp_client_reply r;
-            reply_set(&r, 0, "4.3.0", "end of data", "cannot read the message: %s",
-                      strerror(errno));
-            die(c, &r); /* the server waits for content we cannot give: hang up */
+            client_reply_set(&r, 0, "4.3.0", "end of data", "cannot read the message: %s",
+                             strerror(errno));
+            client_die(c, &r); /* the server waits for content we cannot give: hang up */
             return;
         }
         if (n == 0) {
@@ -722,7 +526,7 @@ static void pump(struct smtp_client *c)
                 evbuffer_add(out, "\n", 1);
             else if (c->prev != '\n')
                 evbuffer_add(out, "\r\n", 2);
-            enter(c, CL_DOT);
+            client_enter(c, CL_DOT);
             return;
         }
         char *o = stuffed;
@@ -745,7 +549,7 @@ static void pump(struct smtp_client *c)
 /* --- states ------------------------------------------------------------------- */
 
 /* Enter a state: set its timeouts and send its command. */
-static void enter(struct smtp_client *c, enum cl_state st)
+void client_enter(struct smtp_client *c, enum cl_state st)
 {
     if (c->state != st)
         log_debug("smtp", "%s: %s -> %s", c->peer, state_names[c->state], state_names[st]);
@@ -839,7 +643,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
     case CL_GREETING:
         c->greeted = r->code == 220;
         if (r->code == 220)
-            enter(c, CL_EHLO);
+            client_enter(c, CL_EHLO);
         else
             setup_fail(c, r);
         break;
@@ -848,7 +652,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
             c->caps.esmtp = 1;
             after_ehlo(c);
         } else if (r->code >= 500) {
-            enter(c, CL_HELO); /* RFC 5321 3.2: a server that does not do ESMTP */
+            client_enter(c, CL_HELO); /* RFC 5321 3.2: a server that does not do ESMTP */
         } else {
             setup_fail(c, r);
         }
@@ -861,7 +665,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
         break;
     case CL_STARTTLS:
         if (r->code == 220)
-            start_tls(c);
+            client_start_tls(c);
         else if (c->o.tls == SMTP_CTLS_MAY)
             auth_or_ready(c);
         else
@@ -876,13 +680,13 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
         break;
     case CL_AUTH_LOGIN:
         if (r->code == 334)
-            enter(c, CL_AUTH_USER);
+            client_enter(c, CL_AUTH_USER);
         else
             setup_fail(c, r);
         break;
     case CL_AUTH_USER:
         if (r->code == 334)
-            enter(c, CL_AUTH_PASS);
+            client_enter(c, CL_AUTH_PASS);
         else
             setup_fail(c, r);
         break;
@@ -892,18 +696,18 @@ static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
     case CL_DOT:
         if (!c->dot_only) c->msg->reply = *r;
         if (r->code == 421) {
-            die(c, r);
+            client_die(c, r);
             break;
         }
         txn_end(c);
         break;
     case CL_CONTENT: /* a reply before the end of the content: out of sync */
         c->msg->reply = *r;
-        die(c, r);
+        client_die(c, r);
         break;
     case CL_READY: { /* unasked: a 421 on an idle connection, or noise */
         struct smtp_client_reply d = *r;
-        die(c, &d);
+        client_die(c, &d);
         break;
     }
     case CL_CONNECT:
@@ -985,10 +789,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     /* the greeting's read event may come before the connect's write event */
     if (c->state == CL_CONNECT) {
         if (c->o.implicit_tls) { /* a server speaking first: TLS drains it */
-            start_tls(c);
+            client_start_tls(c);
             return;
         }
-        enter(c, CL_GREETING);
+        client_enter(c, CL_GREETING);
     }
     /* fetched each time: STARTTLS replaces the bufferevent */
     while (c->state != CL_DEAD && c->state != CL_HANDSHAKE) {
@@ -998,9 +802,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (!line) {
             if (evbuffer_get_length(in) > MAX_REPLY_LINE) {
                 struct smtp_client_reply r;
-                reply_set(&r, 0, "4.5.0", current_stage(c), "reply line from %s is too long",
-                          c->peer);
-                die(c, &r);
+                client_reply_set(&r, 0, "4.5.0", current_stage(c), "reply line from %s is too long",
+                                 c->peer);
+                client_die(c, &r);
             }
             return;
         }
@@ -1013,11 +817,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (st < 0) {
             char esc[200];
             struct smtp_client_reply r;
-            reply_set(&r, 0, "4.5.0", current_stage(c), "malformed reply from %s: %s", c->peer,
-                      log_escape(esc, sizeof esc, line, n));
+            client_reply_set(&r, 0, "4.5.0", current_stage(c), "malformed reply from %s: %s",
+                             c->peer, log_escape(esc, sizeof esc, line, n));
             free(line);
             c->cur_lines = 0;
-            die(c, &r);
+            client_die(c, &r);
             return;
         }
         free(line);
@@ -1068,68 +872,48 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (c->state == CL_CONNECT) {
             log_debug("smtp", "%s: connected", c->peer);
             if (c->o.implicit_tls) {
-                start_tls(c);
+                client_start_tls(c);
                 return;
             }
-            enter(c, CL_GREETING);
+            client_enter(c, CL_GREETING);
             /* the greeting may already sit in the input buffer */
             if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) read_cb(bev, c);
         } else if (c->state == CL_HANDSHAKE) {
-            tls_done(c);
+            client_tls_done(c);
         }
         return;
     }
     if (c->state == CL_DEAD) return;
     if (c->state == CL_HANDSHAKE) {
-        tls_handshake_failed(c, what);
+        client_tls_handshake_failed(c, what);
         return;
     }
     struct smtp_client_reply r;
     if (c->state == CL_CONNECT) {
-        reply_set(&r, 0, "4.4.1", "connect", "connect to %s: %s", c->peer,
-                  what & BEV_EVENT_TIMEOUT ? "Connection timed out"
-                                           : evutil_socket_error_to_string(err));
+        client_reply_set(&r, 0, "4.4.1", "connect", "connect to %s: %s", c->peer,
+                         what & BEV_EVENT_TIMEOUT ? "Connection timed out"
+                                                  : evutil_socket_error_to_string(err));
     } else if (what & BEV_EVENT_TIMEOUT) {
-        reply_set(&r, 0, "4.4.2", current_stage(c), "conversation with %s timed out while %s",
-                  c->peer, doing(c));
+        client_reply_set(&r, 0, "4.4.2", current_stage(c),
+                         "conversation with %s timed out while %s", c->peer, doing(c));
     } else if ((what & BEV_EVENT_ERROR) && err && !(what & BEV_EVENT_EOF)) {
-        reply_set(&r, 0, "4.4.2", current_stage(c), "lost connection with %s while %s: %s", c->peer,
-                  doing(c), evutil_socket_error_to_string(err));
+        client_reply_set(&r, 0, "4.4.2", current_stage(c), "lost connection with %s while %s: %s",
+                         c->peer, doing(c), evutil_socket_error_to_string(err));
     } else {
-        reply_set(&r, 0, "4.4.2", current_stage(c), "lost connection with %s while %s", c->peer,
-                  doing(c));
+        client_reply_set(&r, 0, "4.4.2", current_stage(c), "lost connection with %s while %s",
+                         c->peer, doing(c));
     }
     ERR_clear_error();
-    die(c, &r);
+    client_die(c, &r);
+}
+
+/* The connection's bufferevent reports to us (again once STARTTLS wraps it). */
+void client_set_callbacks(struct smtp_client *c)
+{
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 }
 
 /* --- public ------------------------------------------------------------------ */
-
-struct smtp_client_tls_ctx *smtp_client_tls_new(char *err, size_t errsize)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        unsigned long e = ERR_get_error();
-        snprintf(err, errsize, "SSL_CTX_new: %s", e ? ERR_reason_error_string(e) : "unknown error");
-        ERR_clear_error();
-        return NULL;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    /* the system store; a missing one only makes verification fail later */
-    SSL_CTX_set_default_verify_paths(ctx);
-    ERR_clear_error();
-    struct smtp_client_tls_ctx *t = xcalloc(1, sizeof *t);
-    t->ctx = ctx;
-    return t;
-}
-
-void smtp_client_tls_free(struct smtp_client_tls_ctx *t)
-{
-    if (!t) return;
-    SSL_CTX_free(t->ctx); /* running SSLs hold their own reference */
-    free(t);
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -1158,7 +942,8 @@ static int start_connect(struct smtp_client *c, struct smtp_client_reply *r)
 {
     int fd = socket(c->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        reply_set(r, 0, "4.4.1", "connect", "connect to %s: socket: %s", c->peer, strerror(errno));
+        client_reply_set(r, 0, "4.4.1", "connect", "connect to %s: socket: %s", c->peer,
+                         strerror(errno));
         return -1;
     }
     if (c->o.src) {
@@ -1172,8 +957,8 @@ static int start_connect(struct smtp_client *c, struct smtp_client_reply *r)
                                 ? (const void *)&((struct sockaddr_in6 *)&c->src)->sin6_addr
                                 : (const void *)&((struct sockaddr_in *)&c->src)->sin_addr;
             inet_ntop(c->src.ss_family, a, ip, sizeof ip);
-            reply_set(r, 0, "4.4.1", "connect", "connect to %s: cannot bind to %s: %s", c->peer, ip,
-                      strerror(errno));
+            client_reply_set(r, 0, "4.4.1", "connect", "connect to %s: cannot bind to %s: %s",
+                             c->peer, ip, strerror(errno));
             close(fd);
             return -1;
         }
@@ -1181,14 +966,14 @@ static int start_connect(struct smtp_client *c, struct smtp_client_reply *r)
     c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         close(fd);
-        reply_set(r, 0, "4.4.1", "connect", "connect to %s: out of memory", c->peer);
+        client_reply_set(r, 0, "4.4.1", "connect", "connect to %s: out of memory", c->peer);
         return -1;
     }
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    enter(c, CL_CONNECT);
+    client_set_callbacks(c);
+    client_enter(c, CL_CONNECT);
     if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)&c->dst, c->o.dstlen) < 0) {
-        reply_set(r, 0, "4.4.1", "connect", "connect to %s: %s", c->peer,
-                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        client_reply_set(r, 0, "4.4.1", "connect", "connect to %s: %s", c->peer,
+                         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return -1;
     }
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -1221,13 +1006,13 @@ struct smtp_client *smtp_client_new(struct event_base *base, struct smtp_client_
     struct smtp_client_reply r;
     int bad = 0;
     if (!opts->dst || opts->dstlen > sizeof c->dst || opts->dstlen == 0) {
-        reply_set(&r, 0, "4.4.1", "connect", "no destination address");
+        client_reply_set(&r, 0, "4.4.1", "connect", "no destination address");
         bad = 1;
     } else {
         memcpy(&c->dst, opts->dst, opts->dstlen);
     }
     if (opts->src && (opts->srclen > sizeof c->src || opts->srclen == 0)) {
-        reply_set(&r, 0, "4.4.1", "connect", "bad source address");
+        client_reply_set(&r, 0, "4.4.1", "connect", "bad source address");
         bad = 1;
     } else if (opts->src) {
         memcpy(&c->src, opts->src, opts->srclen);
@@ -1287,8 +1072,8 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
         memset(&msg->rcpt_reply[i], 0, sizeof msg->rcpt_reply[i]);
     struct smtp_client_reply r;
     if (c->state != CL_READY || c->pending != PEND_NONE) {
-        reply_set(&r, 0, "4.4.2", "MAIL FROM", "connection to %s is not usable%s%s", c->peer,
-                  c->last.text[0] ? ": " : "", c->last.text);
+        client_reply_set(&r, 0, "4.4.2", "MAIL FROM", "connection to %s is not usable%s%s", c->peer,
+                         c->last.text[0] ? ": " : "", c->last.text);
         if (c->pending != PEND_NONE) { /* misuse: a callback is still due */
             log_err("smtp", "%s: smtp_client_send while a callback is pending", c->peer);
             abort();
@@ -1297,23 +1082,24 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
         return;
     }
     if (msg->nrcpts == 0) {
-        reply_set(&r, 554, "5.5.1", "RCPT TO", "no recipients");
+        client_reply_set(&r, 554, "5.5.1", "RCPT TO", "no recipients");
         send_local_fail(c, &r, 1);
         return;
     }
     if (!addr_ok(msg->sender)) {
-        reply_set(&r, 553, "5.1.7", "MAIL FROM", "bad sender address syntax");
+        client_reply_set(&r, 553, "5.1.7", "MAIL FROM", "bad sender address syntax");
         send_local_fail(c, &r, 1);
         return;
     }
     if (c->caps.size_given && c->caps.size && msg->size > c->caps.size) {
-        reply_set(&r, 552, "5.3.4", "MAIL FROM", "message too big for %s (%llu bytes, limit %llu)",
-                  c->peer, msg->size, c->caps.size);
+        client_reply_set(&r, 552, "5.3.4", "MAIL FROM",
+                         "message too big for %s (%llu bytes, limit %llu)", c->peer, msg->size,
+                         c->caps.size);
         send_local_fail(c, &r, 1);
         return;
     }
     if (msg->smtputf8 && !c->caps.smtputf8) {
-        reply_set(&r, 553, "5.6.7", "MAIL FROM", "%s does not support SMTPUTF8", c->peer);
+        client_reply_set(&r, 553, "5.6.7", "MAIL FROM", "%s does not support SMTPUTF8", c->peer);
         send_local_fail(c, &r, 1);
         return;
     }
@@ -1328,7 +1114,8 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
     size_t nvalid = 0;
     for (size_t i = 0; i < msg->nrcpts; i++) {
         if (!addr_ok(msg->rcpts[i])) {
-            reply_set(&msg->rcpt_reply[i], 553, "5.1.3", "RCPT TO", "bad recipient address syntax");
+            client_reply_set(&msg->rcpt_reply[i], 553, "5.1.3", "RCPT TO",
+                             "bad recipient address syntax");
             continue;
         }
         c->cmds[c->ncmds].kind = TX_RCPT;
@@ -1345,7 +1132,7 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *msg,
     c->mail_ok = 0;
     c->accepted = 0;
     c->dot_only = 0;
-    enter(c, CL_TXN);
+    client_enter(c, CL_TXN);
 }
 
 /* After QUIT: the connection lives on its own until the command has left (bounded),
