@@ -12,7 +12,6 @@ postsrsd itself makes and reverses the same addresses."""
 
 import os
 import smtplib
-import threading
 import time
 
 import pytest
@@ -40,7 +39,7 @@ ZONE = {
 }
 
 
-class SpfReceiver:
+class SpfReceiver(peers.Listener):
     """gmail.test's MX: MAIL FROM is checked with python3-spf (check_host of the
     client address and the envelope sender, on the test DNS); anything but pass is
     550 5.7.23. Only users exist (else 550 5.1.1). Messages land in .messages as
@@ -53,29 +52,7 @@ class SpfReceiver:
         self.res = dns.resolver.Resolver(configure=False)
         self.res.nameservers = ["127.0.0.1"]
         self.res.port = dns_port
-        self.sock = __import__("socket").socket()
-        self.sock.setsockopt(1, 2, 1)  # SO_REUSEADDR
-        self.sock.bind((host, port))
-        self.sock.listen(20)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, peer = self.sock.accept()
-            except OSError:
-                if self.stopping:
-                    return
-                continue
-            threading.Thread(target=self._session, args=(c, peer[0]), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
+        super().__init__(host, port)
 
     def check_spf(self, ip, sender, helo):
         old = dns.resolver.default_resolver
