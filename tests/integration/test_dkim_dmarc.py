@@ -23,8 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from conftest import SAFETY, free_port
-from spfdns import SpfDNS
+from conftest import SAFETY
+import spfdns
 
 HOST = "mx.example.test"
 
@@ -105,11 +105,8 @@ def dns_txt(name, timeout=5):
 
 @pytest.fixture(scope="module")
 def dns():
-    srv = SpfDNS(free_port())
-    srv.load(ZONE)
-    srv.start()
-    yield srv
-    srv.stop()
+    with spfdns.serving(ZONE) as srv:
+        yield srv
 
 
 def start(kurier_factory, dns, listen=""):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import SAFETY, free_port
-from spfdns import SpfDNS
+import spfdns
 
 HOST = "mx.example.test"  # the fixture's hostname: our authserv-id
 
@@ -36,11 +36,8 @@ ZONE = {
 
 @pytest.fixture(scope="module")
 def dns():
-    srv = SpfDNS(free_port())
-    srv.load(ZONE)
-    srv.start()
-    yield srv
-    srv.stop()
+    with spfdns.serving(ZONE) as srv:
+        yield srv
 
 
 def start(kurier_factory, dns, listen="", **kw):
