@@ -207,6 +207,32 @@ class Kurier:
             time.sleep(0.05)
         raise AssertionError("log never said %r:\n%s" % (text, self.log()[-3000:]))
 
+    def wait_log_count(self, text, count, timeout=SAFETY):
+        """Wait until the log says text count times (and no more); returns the log."""
+        deadline = time.time() + timeout
+        log = self.log()
+        while log.count(text) < count and time.time() < deadline:
+            time.sleep(0.1)
+            log = self.log()
+        assert log.count(text) == count, log[-3000:]
+        return log
+
+    def stop_clean(self):
+        """Stop kurierd: it exits 0 and the sanitizers (ASan build) reported nothing:
+        no memory error, no leak, no undefined behaviour. Returns the log."""
+        assert self.stop() == 0
+        log = self.log()
+        assert "ERROR: AddressSanitizer" not in log
+        assert "ERROR: LeakSanitizer" not in log
+        assert "runtime error:" not in log
+        return log
+
+    def config_check_fails(self, path):
+        """`kurier config check path` fails; returns what it said."""
+        r = self.cli("config", "check", str(path), check=False)
+        assert r.returncode != 0
+        return r.stderr.decode() + r.stdout.decode()
+
     def queue_empty(self):
         r = self.cli("queue", "list", check=False)
         return r.returncode == 0 and "empty" in r.stdout.decode().lower()
@@ -267,6 +293,35 @@ def kurier(kurier_factory):
     k.add_mailbox("demo@example.test", "demo")
     k.start()
     return k
+
+
+class DnsHole:
+    """A resolver that never answers: a UDP socket on a free loopback port (.port)
+    that takes DNS queries and drops them."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(SAFETY)
+        self.port = self.sock.getsockname()[1]
+
+    def wait_query(self, name):
+        """Wait until a query holding name (wire form, e.g. b"\\x04slow\\x04test")
+        came: the lookup is pending now."""
+        while True:
+            data, _ = self.sock.recvfrom(4096)
+            if name in data.lower():
+                return data
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dns_hole():
+    h = DnsHole()
+    yield h
+    h.close()
 
 
 class Raw:

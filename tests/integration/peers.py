@@ -225,7 +225,57 @@ def postgrey(delay, unix=False, host="127.0.0.1"):
         shutil.rmtree(d, ignore_errors=True)
 
 
-class Downstream:
+class Listener:
+    """A scripted TCP peer on host:port (port 0: a free one, then in .port): a thread
+    accepts and hands each connection to self._session(c, client address), in a
+    thread of its own (or in the accepting thread when threaded is false); with
+    keep, stop() also closes the connections still open. Subclasses write
+    _session; stop() ends it."""
+
+    def __init__(self, host, port, backlog=20, threaded=True, keep=False):
+        import threading
+        self.threaded, self.keep, self.conns = threaded, keep, []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        import threading
+        while not self.stopping:
+            try:
+                c, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if self.keep:
+                self.conns.append(c)
+            if self.threaded:
+                threading.Thread(target=self._session, args=(c, peer[0]), daemon=True).start()
+            else:
+                self._session(c, peer[0])
+
+    def _session(self, c, ip):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.thread.join(timeout=5)
+
+
+class Downstream(Listener):
     """A customer's own mail server behind kurier (relay domains): a small scripted
     SMTP server on host:port, one thread per session, without PIPELINING (so a probe
     waits at its RCPT). Addresses in users exist (250); others get "550 5.1.1 <addr>:
@@ -243,30 +293,7 @@ class Downstream:
         self.held = self.hangups = self.probing = self.max_probes = 0
         self.hold = threading.Event()
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(50)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        import threading
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
+        super().__init__(host, port, backlog=50)
 
     def probe_count(self, addr=None):
         with self.lock:
@@ -293,7 +320,7 @@ class Downstream:
             with self.lock:
                 self.probing -= 1
 
-    def _session(self, c):
+    def _session(self, c, ip):
         state = {"probe": False}
         c.settimeout(SAFETY)
         f = c.makefile("rb")

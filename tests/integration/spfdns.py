@@ -6,6 +6,7 @@ record, TIMEOUT as a query that gets no answer, SERVFAIL as a SERVFAIL answer,
 unlisted names NXDOMAIN. Built on
 Debian's python3-dnslib; UDP and TCP on one port, served from threads."""
 
+import contextlib
 import threading
 
 from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, A, DNSLabel
@@ -139,3 +140,16 @@ class SpfDNS:
         self.tcp.stop()
         self.udp.server.server_close()
         self.tcp.server.server_close()
+
+
+@contextlib.contextmanager
+def serving(zonedata):
+    """A started SpfDNS on a free loopback port serving zonedata; stopped after."""
+    from conftest import free_port
+    srv = SpfDNS(free_port())
+    srv.load(zonedata)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

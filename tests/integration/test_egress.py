@@ -370,35 +370,16 @@ def test_config_errors_are_named(kurier_factory):
     assert 'invalid weight "0"' in err, err
 
 
-class GreetingBlocker:
+class GreetingBlocker(peers.Listener):
     """A raw SMTP receiver that greets the sources in blocked with a blocklist
     refusal and hangs up at once; others get a plain dialogue. Keeps the source of
     each accepted message."""
 
     def __init__(self, host, port, blocked):
-        import socket
         self.blocked = dict(blocked)
         self.accepted = []
         self.refused = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(20)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        import socket
-        while not self.stopping:
-            try:
-                c, peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(c, peer[0]), daemon=True).start()
+        super().__init__(host, port)
 
     def _session(self, c, ip):
         try:
@@ -433,11 +414,6 @@ class GreetingBlocker:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
 
 
 def test_blocklist_greeting_and_hang_up_resends_from_another_address(egress):

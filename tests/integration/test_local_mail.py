@@ -7,12 +7,11 @@ and line) and makes the running kurierd read it again."""
 
 import os
 import re
-import socket
 import subprocess
-import threading
 
 import pytest
 
+import peers
 from conftest import BUILD, SAFETY
 
 SENDMAIL = os.path.join(BUILD, "sendmail")
@@ -35,35 +34,16 @@ def run(k, prog, *args, input=b""):
                           timeout=SAFETY, env=env)
 
 
-class Smarthost:
+class Smarthost(peers.Listener):
     """A listening socket that only counts connections: nothing may reach it."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(5)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.connections = 0
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__("127.0.0.1", 0, backlog=5, threaded=False)
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(timeout=5)
-        self.sock.close()
+    def _session(self, c, ip):
+        self.connections += 1
+        c.close()
 
 
 @pytest.fixture

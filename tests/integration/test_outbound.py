@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -76,7 +75,7 @@ def unbound():
 # --- a scripted SMTP receiver ------------------------------------------------------
 
 
-class Receiver:
+class Receiver(peers.Listener):
     """A small SMTP server on HOST:PORT in a thread. rcpt_reply maps a recipient
     address to the reply its RCPT gets ("250 ..." when absent); it may be changed
     while running. With tls (cert, key) it offers STARTTLS (implicit: TLS from the first
@@ -94,36 +93,7 @@ class Receiver:
         self.sessions = 0
         self.auth_seen = []  # credentials that reached us, and whether under TLS
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(50)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        self.thread.join(timeout=5)
+        super().__init__(host, port, backlog=50, keep=True)
 
     def count(self, rcpt=None):
         with self.lock:
@@ -131,7 +101,7 @@ class Receiver:
                 return len(self.messages)
             return sum(1 for m in self.messages if rcpt in m["rcpts"])
 
-    def _session(self, c):
+    def _session(self, c, ip):
         with self.lock:
             self.sessions += 1
         c.settimeout(30)

@@ -12,7 +12,6 @@ postsrsd itself makes and reverses the same addresses."""
 
 import os
 import smtplib
-import threading
 import time
 
 import pytest
@@ -21,6 +20,7 @@ import peers
 import srsref
 from conftest import SAFETY, free_port
 from spfdns import SpfDNS
+from test_outbound import wait_for
 
 spf = pytest.importorskip("spf")  # Debian's python3-spf (scripts/install-deps)
 import dns.resolver  # noqa: E402  (python3-dnspython, which python3-spf uses)
@@ -40,7 +40,7 @@ ZONE = {
 }
 
 
-class SpfReceiver:
+class SpfReceiver(peers.Listener):
     """gmail.test's MX: MAIL FROM is checked with python3-spf (check_host of the
     client address and the envelope sender, on the test DNS); anything but pass is
     550 5.7.23. Only users exist (else 550 5.1.1). Messages land in .messages as
@@ -53,29 +53,7 @@ class SpfReceiver:
         self.res = dns.resolver.Resolver(configure=False)
         self.res.nameservers = ["127.0.0.1"]
         self.res.port = dns_port
-        self.sock = __import__("socket").socket()
-        self.sock.setsockopt(1, 2, 1)  # SO_REUSEADDR
-        self.sock.bind((host, port))
-        self.sock.listen(20)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, peer = self.sock.accept()
-            except OSError:
-                if self.stopping:
-                    return
-                continue
-            threading.Thread(target=self._session, args=(c, peer[0]), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
+        super().__init__(host, port)
 
     def check_spf(self, ip, sender, helo):
         old = dns.resolver.default_resolver
@@ -140,15 +118,6 @@ class SpfReceiver:
             pass
         finally:
             c.close()
-
-
-def wait_for(what, cond, k=None):
-    deadline = time.time() + SAFETY
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("%s not reached%s" % (what, ("; log:\n" + k.log()[-3000:]) if k else ""))
 
 
 @pytest.fixture
@@ -235,7 +204,7 @@ def test_forward_is_rewritten_and_bounce_goes_back(world):
     k.start()
     recv_msgs = lambda: list(k.recv.messages)  # noqa: E731
     send(k, "alice@strict.test", "fwd@example.test")
-    wait_for("forwarded message", lambda: recv_msgs(), k)
+    wait_for(lambda: recv_msgs(), what="forwarded message", k=k)
     mail, rcpts, result = recv_msgs()[0]
     assert rcpts == ["friend@gmail.test"]
     assert result == "pass"  # python3-spf: our domain may send from here
@@ -246,13 +215,13 @@ def test_forward_is_rewritten_and_bounce_goes_back(world):
     # the receiver's bounce to the SRS address reaches alice's own server
     bounce(k, mail)
     origin = k.origin
-    wait_for("bounce at the origin", lambda: origin.messages, k)
+    wait_for(lambda: origin.messages, what="bounce at the origin", k=k)
     sender, to, _ = origin.messages[0]
     assert (sender, to) == ("", ["alice@strict.test"]), origin.messages
     # a local sender is not rewritten
     with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as s:  # 127.0.0.1: SPF pass
         s.sendmail("demo@example.test", ["fwd@example.test"], b"Subject: x\r\n\r\nx\r\n")
-    wait_for("second forward", lambda: len(recv_msgs()) == 2, k)
+    wait_for(lambda: len(recv_msgs()) == 2, what="second forward", k=k)
     assert recv_msgs()[1][0] == "demo@example.test"
 
 
@@ -265,7 +234,7 @@ def test_forward_leaves_through_the_egress_pool(world):
     k.start()
     send(k, "alice@strict.test", "fwd@example.test")
     recv = k.recv
-    wait_for("forwarded message", lambda: recv.messages, k)
+    wait_for(lambda: recv.messages, what="forwarded message", k=k)
     mail, rcpts, result = recv.messages[0]
     assert mail.startswith("SRS0=") and result == "pass", recv.messages
     assert recv.sources[0] == (src, "out1.example.test"), recv.sources
@@ -277,14 +246,14 @@ def test_srs1_for_an_address_rewritten_elsewhere(world):
     other = "SRS0=AbCd=XY=orig.test=joe@strict.test"  # strict.test forwarded it to us
     send(k, other, "fwd@example.test")
     recv = k.recv
-    wait_for("forwarded message", lambda: recv.messages, k)
+    wait_for(lambda: recv.messages, what="forwarded message", k=k)
     mail = recv.messages[0][0]
     assert mail == srsref.forward(SECRET_A, other, "example.test", 0), mail
     assert mail.startswith("SRS1=") and "=strict.test==AbCd=XY=orig.test=joe@" in mail
     # back to the first forwarder, in its own SRS0 form
     bounce(k, mail)
     origin = k.origin
-    wait_for("bounce at the first forwarder", lambda: origin.messages, k)
+    wait_for(lambda: origin.messages, what="bounce at the first forwarder", k=k)
     assert origin.messages[0][1] == [other.lower()], origin.messages
 
 
@@ -324,7 +293,7 @@ def test_rotation_keeps_old_addresses_valid(world):
     assert code == 250, text
     send(k, "alice@strict.test", "fwd@example.test")
     recv = k.recv
-    wait_for("forwarded message", lambda: recv.messages, k)
+    wait_for(lambda: recv.messages, what="forwarded message", k=k)
     mail = recv.messages[0][0]
     assert mail in (srsref.forward(SECRET_B, "alice@strict.test", "example.test", today),
                     srsref.forward(SECRET_B, "alice@strict.test", "example.test", today + 1))
@@ -352,7 +321,7 @@ def test_mailbox_forward_cli(world):
     k.start()
     send(k, "alice@strict.test", "demo@example.test")
     recv = k.recv
-    wait_for("forwarded copy", lambda: recv.messages, k)
+    wait_for(lambda: recv.messages, what="forwarded copy", k=k)
     assert recv.messages[0][2] == "pass"
     k.wait_mail("demo@example.test")  # and the kept copy
     k.cli("mailbox", "forward", "demo@example.test", "--off")
@@ -382,7 +351,7 @@ def test_mail_that_failed_spf_is_not_forwarded(world):
     assert "not forwarded: the message failed SPF" in k.log()
     # the same from strict.test's own address is forwarded
     send(k, "alice@strict.test", "demo@example.test")
-    wait_for("forwarded copy", lambda: k.recv.messages, k)
+    wait_for(lambda: k.recv.messages, what="forwarded copy", k=k)
 
 
 def test_mail_that_scored_high_is_not_forwarded(world):
@@ -414,7 +383,7 @@ def test_mail_that_scored_high_is_not_forwarded(world):
             code, text = s.data(b"Subject: scored\r\n\r\nhello\r\n")
             assert code == 250, text
             return True
-    wait_for("accepted after greylisting", retried, k)
+    wait_for(retried, what="accepted after greylisting", k=k)
     assert codes[0] == 451, codes
     k.wait_mail("demo@example.test")
     k.wait_queue_empty()
@@ -449,9 +418,9 @@ def test_hangup_during_the_forward_probe_cancels_it(world):
         ds.hold.set()
         c = socket.create_connection(("127.0.0.1", k.port), timeout=SAFETY)
         c.sendall(b"EHLO x.test\r\nMAIL FROM:<>\r\nRCPT TO:<held@example.test>\r\n")
-        wait_for("the probe waits", lambda: ds.held == 1, k)
+        wait_for(lambda: ds.held == 1, what="the probe waits", k=k)
         c.close()
-        wait_for("the probe's connection closed", lambda: ds.hangups == 1, k)
+        wait_for(lambda: ds.hangups == 1, what="the probe's connection closed", k=k)
         ds.hold.clear()
         code, text = rcpt(k, "held@example.test")
         assert code == 250, text
@@ -475,7 +444,7 @@ def test_bounce_to_srs_address_passes_batv(world):
     code, text = rcpt(k, "demo@example.test")
     assert code == 550 and "5.7.1" in text, text  # BATV is on: untagged bounce refused
     bounce(k, good)
-    wait_for("bounce at the origin", lambda: k.origin.messages, k)
+    wait_for(lambda: k.origin.messages, what="bounce at the origin", k=k)
     assert k.origin.messages[0][1] == ["alice@strict.test"]
     code, text = rcpt(k, good.replace("=alice@", "=mallory@"))
     assert code == 550 and "5.1.1" in text, text
@@ -525,7 +494,7 @@ def test_interoperates_with_postsrsd(world, postsrsd):
     send(k, "alice@strict.test", "fwd@example.test")
     other = "SRS0=AbCd=XY=orig.test=joe@strict.test"
     send(k, other, "fwd@example.test")
-    wait_for("two forwards", lambda: len(k.recv.messages) == 2, k)
+    wait_for(lambda: len(k.recv.messages) == 2, what="two forwards", k=k)
     ours = [m[0] for m in k.recv.messages]
     assert tcp_table(fport, "alice@strict.test") == ("200", ours[0]), ours
     assert tcp_table(fport, other) == ("200", ours[1]), ours
@@ -535,5 +504,5 @@ def test_interoperates_with_postsrsd(world, postsrsd):
     assert code == "200" and made.startswith("SRS0="), made
     k.origin.users.add("carol@strict.test")
     bounce(k, made)
-    wait_for("bounce at the origin", lambda: k.origin.messages, k)
+    wait_for(lambda: k.origin.messages, what="bounce at the origin", k=k)
     assert k.origin.messages[-1][1] == ["carol@strict.test"]
