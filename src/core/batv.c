@@ -25,18 +25,8 @@ int batv_keys_parse(const char *text, size_t len, struct batv_key *keys, size_t 
 {
     size_t n = 0;
     int ln = 0;
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol) eol = end;
-        ln++;
-        const char *a = p, *b = eol;
-        p = eol < end ? eol + 1 : end;
-        while (a < b && is_space(*a))
-            a++;
-        while (b > a && is_space(b[-1]))
-            b--;
-        if (a == b || *a == '#') continue;
+    const char *p = text, *end = text + len, *a, *b;
+    while (text_next_line(&p, end, &a, &b, &ln)) {
         *line = ln;
         if (*a < '0' || *a > '9' || b - a < 2 || !is_space(a[1])) {
             snprintf(why, whylen, "expected \"K SECRET\" with K a key number from 0 to 9");

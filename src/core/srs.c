@@ -16,28 +16,13 @@
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r';
-}
-
 int srs_secrets_parse(const char *text, size_t len, struct srs_secret *s, size_t *n, int *line,
                       char *why, size_t whylen)
 {
     size_t k = 0;
     int ln = 0;
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol) eol = end;
-        ln++;
-        const char *a = p, *b = eol;
-        p = eol < end ? eol + 1 : end;
-        while (a < b && is_space(*a))
-            a++;
-        while (b > a && is_space(b[-1]))
-            b--;
-        if (a == b || *a == '#') continue;
+    const char *p = text, *end = text + len, *a, *b;
+    while (text_next_line(&p, end, &a, &b, &ln)) {
         *line = ln;
         size_t slen = (size_t)(b - a);
         if (slen < SRS_SECRET_MIN || slen > SRS_SECRET_MAX) {

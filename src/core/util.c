@@ -116,6 +116,31 @@ int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+int text_next_line(const char **p, const char *end, const char **a, const char **b, int *line)
+{
+    while (*p < end) {
+        const char *eol = memchr(*p, '\n', (size_t)(end - *p));
+        if (!eol) eol = end;
+        ++*line;
+        const char *x = *p, *y = eol;
+        *p = eol < end ? eol + 1 : end;
+        while (x < y && is_blank(*x))
+            x++;
+        while (y > x && is_blank(y[-1]))
+            y--;
+        if (x == y || *x == '#') continue;
+        *a = x;
+        *b = y;
+        return 1;
+    }
+    return 0;
+}
+
 char *file_read(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

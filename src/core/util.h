@@ -29,6 +29,11 @@ int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.
  * NULL on error (errno set). Caller frees. */
 char *file_read(const char *path, size_t *len);
+/* The next line of a key or secret file that is neither blank nor a '#' comment:
+ * [*a, *b), without leading and trailing spaces, tabs and CRs. *p walks the text up to
+ * end (start it at the text); *line counts its lines (start it at 0). 1 when a line
+ * was found, 0 at the end. */
+int text_next_line(const char **p, const char *end, const char **a, const char **b, int *line);
 
 /* An IPv4 or IPv6 literal ("192.0.2.1", "2001:db8::1", no brackets) into a socket
  * address with port 0; *len (when non-NULL) gets its size. 0 done, -1 not an IP
