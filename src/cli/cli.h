@@ -38,8 +38,6 @@ int cli_unknown_command(const char *word);
 int cli_unknown_global_option(const char *word);
 /* Every command with its subcommands, for "kurier help" and "kurier --help". */
 void cli_help_all(FILE *out);
-/* s as roff text (man pages): escapes backslashes, hyphens and a leading dot. */
-void cli_roff(FILE *out, const char *s);
 
 /* The config file chosen with -c FILE, $KURIER_CONF, or /etc/kurier/kurier.conf. */
 const char *cli_conf_path(void);

@@ -593,21 +593,6 @@ int cmd_completion(int argc, char **argv)
 
 /* --- kurier(1) ---------------------------------------------------------------- */
 
-/* roff text: a leading dot or quote would be a request, a backslash an escape, a
- * hyphen in an option a minus sign. */
-void cli_roff(FILE *out, const char *s)
-{
-    if (*s == '.' || *s == '\'') fputs("\\&", out);
-    for (; *s; s++) {
-        if (*s == '\\')
-            fputs("\\e", out);
-        else if (*s == '-')
-            fputs("\\-", out);
-        else
-            fputc(*s, out);
-    }
-}
-
 static void man_commands(FILE *out)
 {
     fprintf(out,
@@ -640,26 +625,26 @@ static void man_commands(FILE *out)
         const struct cli_command *c = &commands[i];
         if (!c->verbs) {
             fputs(".TP\n\\fBkurier ", out);
-            cli_roff(out, c->name);
+            roff_puts(out, c->name);
             fputs("\\fR ", out);
-            cli_roff(out, c->args);
+            roff_puts(out, c->args);
             fputs("\n", out);
-            cli_roff(out, c->summary);
+            roff_puts(out, c->summary);
             fputs(".\n", out);
             continue;
         }
         fprintf(out, ".SS %s: ", c->name);
-        cli_roff(out, c->summary);
+        roff_puts(out, c->summary);
         fputs("\n", out);
         for (const struct cli_verb *v = c->verbs; v->name; v++) {
             fputs(".TP\n\\fBkurier ", out);
-            cli_roff(out, c->name);
+            roff_puts(out, c->name);
             fputs(" ", out);
-            cli_roff(out, v->name);
+            roff_puts(out, v->name);
             fputs("\\fR ", out);
-            cli_roff(out, v->args);
+            roff_puts(out, v->args);
             fputs("\n", out);
-            cli_roff(out, v->summary);
+            roff_puts(out, v->summary);
             fputs(".\n", out);
         }
     }

@@ -281,30 +281,15 @@ static void doc_table(FILE *out, enum kblock blk)
 
 /* --- kurier.conf(5) ----------------------------------------------------------- */
 
-/* roff text: a backslash is an escape, a hyphen a minus sign, a leading dot or
- * quote a request. */
-static void roff(FILE *out, const char *s)
-{
-    if (*s == '.' || *s == '\'') fputs("\\&", out);
-    for (; *s; s++) {
-        if (*s == '\\')
-            fputs("\\e", out);
-        else if (*s == '-')
-            fputs("\\-", out);
-        else
-            fputc(*s, out);
-    }
-}
-
 static void man_keys(FILE *out, enum kblock blk)
 {
     for (size_t i = 0; i < conf_nkeys; i++) {
         const struct conf_key *k = &conf_keys[i];
         if (k->block != blk) continue;
         fputs(".TP\n.B ", out);
-        roff(out, k->name);
+        roff_puts(out, k->name);
         fputs("\n", out);
-        roff(out, k->help);
+        roff_puts(out, k->help);
         fputs("\n.br\nType: ", out);
         char *type = NULL;
         size_t tlen = 0;
@@ -314,7 +299,7 @@ static void man_keys(FILE *out, enum kblock blk)
         fclose(tmp);
         for (char *p = type; *p; p++) /* doc_type escapes | for markdown */
             if (p[0] == '\\' && p[1] == '|') memmove(p, p + 1, strlen(p));
-        roff(out, type);
+        roff_puts(out, type);
         free(type);
         if (k->type == KT_INT || k->type == KT_SIZE || k->type == KT_DUR || k->type == KT_DOUBLE ||
             k->type == KT_ACTION) {
@@ -322,13 +307,13 @@ static void man_keys(FILE *out, enum kblock blk)
             conf_fmt_limit(lo, sizeof lo, k, k->min);
             conf_fmt_limit(hi, sizeof hi, k, k->max);
             fputs(", ", out);
-            roff(out, lo);
+            roff_puts(out, lo);
             fputs(" to ", out);
-            roff(out, hi);
+            roff_puts(out, hi);
         }
         if (k->defdoc || k->def) {
             fputs("; default: ", out);
-            roff(out, k->defdoc ? k->defdoc : *k->def ? k->def : "\"\"");
+            roff_puts(out, k->defdoc ? k->defdoc : *k->def ? k->def : "\"\"");
         }
         fputs(".\n", out);
     }

@@ -141,6 +141,19 @@ int text_next_line(const char **p, const char *end, const char **a, const char *
     return 0;
 }
 
+void roff_puts(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'') fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+    }
+}
+
 char *file_read(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

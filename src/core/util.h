@@ -29,6 +29,9 @@ int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.
  * NULL on error (errno set). Caller frees. */
 char *file_read(const char *path, size_t *len);
+/* s as roff text (man pages): a leading dot or quote would be a request, a backslash
+ * an escape, a hyphen a minus sign. */
+void roff_puts(FILE *out, const char *s);
 /* The next line of a key or secret file that is neither blank nor a '#' comment:
  * [*a, *b), without leading and trailing spaces, tabs and CRs. *p walks the text up to
  * end (start it at the text); *line counts its lines (start it at 0). 1 when a line
