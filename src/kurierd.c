@@ -444,6 +444,11 @@ int main(int argc, char **argv)
         log_err("kurierd", "directory %s: %s", d.conf->directory, err);
         return 1;
     }
+    if (d.conf->dir_backend == CONF_DIR_POSTGRES &&
+        store_attach_postgres(d.store, d.conf->dir_conninfo, err, sizeof err) != 0) {
+        log_err("kurierd", "directory_conninfo: %s", err);
+        return 1;
+    }
     d.auth = auth_new(d.base, d.conf, d.store);
     d.abuse = abuse_new(d.base, d.conf, d.store, d.auth, d.spool);
     d.glue = (struct glue){

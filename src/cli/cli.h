@@ -119,6 +119,8 @@ int cmd_reload(int argc, char **argv);     /* reload: the daemon reads its confi
 int cmd_stop(int argc, char **argv);       /* stop: the daemon stops; waits for its exit */
 /* log trace ID|MESSAGE-ID|ADDRESS [--file F]: a message's log lines (cmd_log.c) */
 int cmd_log(int argc, char **argv);
+/* directory export | import [FILE]: the directory as a text stream (cmd_directory.c) */
+int cmd_directory(int argc, char **argv);
 /* complaints list [--account A]: abuse complaints that came in (abuse/complaints.c) */
 int cmd_complaints(int argc, char **argv);
 

@@ -43,6 +43,9 @@ static const struct cli_command commands[] = {
         {"add", "MATCH HOST[:PORT][,HOST[:PORT]...] [--user U --password-stdin] [--tls none|may|encrypt|verify|implicit]", "route the mail of a sender (user@example.org) or sender domain (@example.org)"},
         {"del", "MATCH", "delete a sender route"},
         {"list", "[--json]", "list the sender routes"})},
+    {"directory", cmd_directory, "move the whole directory between backends (SQLite, PostgreSQL)", NULL, V(
+        {"export", "", "write domains, mailboxes (with password hashes), aliases, grants and relay routes to standard output"},
+        {"import", "[FILE]", "read an export into the configured backend; checks every line first, idempotent"})},
     {"queue", cmd_queue, "the mail queue", NULL, V(
         {"list", "[--account USER] [--json]", "list the queued messages (as mailq)"},
         {"show", "[--body] [--json] ID", "show a message's envelope (and its content with --body)"},

@@ -24,6 +24,11 @@ int cli_dir_open(struct cli_dir *d)
     char err[512];
     d->conf = cli_load_conf();
     d->st = store_open(d->conf->directory, 1, d->conf->user, err, sizeof err);
+    if (d->st && d->conf->dir_backend == CONF_DIR_POSTGRES &&
+        store_attach_postgres(d->st, d->conf->dir_conninfo, err, sizeof err) != 0) {
+        store_free(d->st);
+        d->st = NULL;
+    }
     if (!d->st) {
         cli_fail("%s", err);
         conf_free(d->conf);

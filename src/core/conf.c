@@ -1188,6 +1188,10 @@ static struct kconf *kconf_finish(struct kconf *c, struct conf_errors *errs, siz
     derive(&c->directory, c->state_dir, "kurier.db");
     derive(&c->control_socket, c->state_dir, "control.sock");
     derive(&c->dkim_key_dir, c->state_dir, "dkim");
+    if (c->dir_backend == CONF_DIR_POSTGRES && (!c->dir_conninfo || !*c->dir_conninfo))
+        conf_errors_add(errs, c->file, 0, 0,
+                        "\"directory_backend postgres\" needs \"directory_conninfo\" (the "
+                        "libpq connection string, docs/postgres.md)");
     if (c->batv_domains && strchr(c->batv_domains, ':'))
         conf_errors_add(errs, c->file, 0, 0,
                         "batv: \"domains\" takes domain names, without a port");
@@ -1359,6 +1363,7 @@ static void kconf_destroy(struct kconf *c)
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     free(c->log_file);
+    free(c->dir_conninfo);
     free(c->metrics_listen);
     free(c->reply_rules);
     free(c->dkim_key_dir);

@@ -110,6 +110,9 @@ enum conf_pregreet_action { CONF_PREGREET_SCORE = 0, CONF_PREGREET_REJECT, CONF_
 enum conf_policy_stage { CONF_PSTAGE_MAIL = 0, CONF_PSTAGE_RCPT, CONF_PSTAGE_EOM };
 enum conf_policy_default { CONF_PDEF_DEFER = 0, CONF_PDEF_DUNNO };
 
+/* directory_backend: where the directory lives (docs/postgres.md). */
+enum conf_directory_backend { CONF_DIR_SQLITE = 0, CONF_DIR_POSTGRES };
+
 /* auth { backend }: where AUTH passwords are checked. */
 enum conf_auth_backend { CONF_AUTH_DIRECTORY = 0, CONF_AUTH_DOVECOT };
 
@@ -186,6 +189,8 @@ struct kconf {
     char *spool_dir;         /* default STATE/spool */
     char *maildir_root;      /* default "/var/mail/vhosts"; <root>/<domain>/<local>/Maildir */
     char *directory;         /* SQLite file, default STATE/kurier.db */
+    int dir_backend;         /* enum conf_directory_backend (default sqlite) */
+    char *dir_conninfo;      /* libpq connection string for backend postgres */
     char *control_socket;    /* default STATE/control.sock */
     char *locale;            /* "en" or "de" for DSN texts (default "en") */
     int workers;             /* worker threads for disk I/O (default 4) */

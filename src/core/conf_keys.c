@@ -30,7 +30,16 @@ const struct conf_key conf_keys[] = {
     {KB_MAIN, "maildir_root", KT_PATH, "/var/mail/vhosts", NULL, 0, 0, NULL, KC(maildir_root),
      "Local mailboxes are delivered to ROOT/DOMAIN/LOCALPART/Maildir."},
     {KB_MAIN, "directory", KT_PATH, NULL, "state_dir/kurier.db", 0, 0, NULL, KC(directory),
-     "SQLite file holding domains, mailboxes, aliases and credentials."},
+     "SQLite file holding domains, mailboxes, aliases and credentials (and, always, this "
+     "node's policy state)."},
+    {KB_MAIN, "directory_backend", KT_ENUM, "sqlite", NULL, 0, 0, "sqlite|postgres",
+     KC(dir_backend),
+     "Where domains, mailboxes, aliases, sender grants and relay routes live: sqlite (the "
+     "directory file) or postgres (directory_conninfo; shared by every node, docs/postgres.md). "
+     "Read at start-up."},
+    {KB_MAIN, "directory_conninfo", KT_STR, "", NULL, 0, 0, NULL, KC(dir_conninfo),
+     "libpq connection string of the PostgreSQL directory, e.g. \"host=db.example dbname=kurier "
+     "user=kurier\" (keep a password in ~/.pgpass or passfile=, not here). Read at start-up."},
     {KB_MAIN, "control_socket", KT_PATH, NULL, "state_dir/control.sock", 0, 0, NULL,
      KC(control_socket), "Unix socket the kurier command talks to the daemon through."},
     {KB_MAIN, "locale", KT_CHOICE, "en", NULL, 0, 0, "en|de", KC(locale),

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "store/dir_pg.h"
 #include "store/sqlite_int.h"
 #include "store/store.h"
 
@@ -604,7 +605,22 @@ void store_free(struct store *st)
         free(st->cache[i].sql);
     }
     sqlite3_close_v2(st->db);
+    dir_pg_free(st->pg);
     free(st);
+}
+
+int store_attach_postgres(struct store *st, const char *conninfo, char *err, size_t errsize)
+{
+    struct dir_pg *pg = dir_pg_new(conninfo, err, errsize);
+    if (!pg) return -1;
+    dir_pg_free(st->pg);
+    st->pg = pg;
+    return 0;
+}
+
+const char *store_directory_backend(const struct store *st)
+{
+    return st->pg ? "postgres" : "sqlite";
 }
 
 /* --- domains --------------------------------------------------------------- */
@@ -613,14 +629,38 @@ int store_domain_add(struct store *st, const char *name, char *err, size_t errsi
 {
     char d[256];
     if (norm_domain(name, d, sizeof d, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_domain_add(st->pg, d, err, errsize);
     return exec(st, "INSERT INTO domains (name) VALUES (?1)", (const char *[]){d}, 1, err, errsize,
                 "domain %s exists", d);
+}
+
+/* The refusal to delete domain d that still has nm mailboxes and na aliases. */
+static void domain_busy(const char *d, long long nm, long long na, char *err, size_t errsize)
+{
+    char what[128] = "";
+    int n;
+    if (nm && na)
+        n = snprintf(what, sizeof what, "%lld mailbox%s and %lld alias%s", nm, nm == 1 ? "" : "es",
+                     na, na == 1 ? "" : "es");
+    else if (nm)
+        n = snprintf(what, sizeof what, "%lld mailbox%s", nm, nm == 1 ? "" : "es");
+    else
+        n = snprintf(what, sizeof what, "%lld alias%s", na, na == 1 ? "" : "es");
+    if (n < 0 || (size_t)n >= sizeof what) what[0] = '\0';
+    err_set(err, errsize, "domain %s still has %s; delete %s first", d, what,
+            nm + na == 1 ? "it" : "them");
 }
 
 int store_domain_del(struct store *st, const char *name, char *err, size_t errsize)
 {
     char d[256];
     if (norm_domain(name, d, sizeof d, err, errsize) != 0) return -1;
+    if (st->pg) {
+        long long nm = 0, na = 0;
+        if (dir_pg_domain_del(st->pg, d, &nm, &na, err, errsize) != 0) return -1;
+        if (nm > 0 || na > 0) domain_busy(d, nm, na, err, errsize);
+        return nm > 0 || na > 0 ? -1 : 0;
+    }
     store_lock(st);
     int rc = -1;
     int r = domain_exists(st, d, err, errsize);
@@ -633,18 +673,7 @@ int store_domain_del(struct store *st, const char *name, char *err, size_t errsi
         goto out;
     }
     if (nm > 0 || na > 0) {
-        char what[128] = "";
-        int n;
-        if (nm && na)
-            n = snprintf(what, sizeof what, "%lld mailbox%s and %lld alias%s", nm,
-                         nm == 1 ? "" : "es", na, na == 1 ? "" : "es");
-        else if (nm)
-            n = snprintf(what, sizeof what, "%lld mailbox%s", nm, nm == 1 ? "" : "es");
-        else
-            n = snprintf(what, sizeof what, "%lld alias%s", na, na == 1 ? "" : "es");
-        if (n < 0 || (size_t)n >= sizeof what) what[0] = '\0';
-        err_set(err, errsize, "domain %s still has %s; delete %s first", d, what,
-                nm + na == 1 ? "it" : "them");
+        domain_busy(d, nm, na, err, errsize);
         goto out;
     }
     rc =
@@ -672,6 +701,7 @@ int store_domain_set_catchall(struct store *st, const char *name, const char *ca
             if (at) *at = '\0';
         }
     }
+    if (st->pg) return dir_pg_domain_set(st->pg, d, "catchall", c, err, errsize);
     return exec(st, "UPDATE domains SET catchall = ?2 WHERE name = ?1", (const char *[]){d, c}, 2,
                 err, errsize, "no such domain %s", d);
 }
@@ -689,6 +719,7 @@ int store_domain_get(struct store *st, const char *name, struct store_domain *ou
     char d[256];
     if (!name || str_copy(d, name, sizeof d) >= sizeof d) return 0;
     str_lower(d);
+    if (st->pg) return dir_pg_domain_get(st->pg, d, out);
     sqlite3_stmt *s =
         stmt_open(st, "SELECT name, catchall FROM domains WHERE name = ?1", (const char *[]){d}, 1);
     int rc = stmt_row(s);
@@ -700,6 +731,7 @@ int store_domain_get(struct store *st, const char *name, struct store_domain *ou
 int store_domain_list(struct store *st, void (*cb)(void *arg, const struct store_domain *d),
                       void *arg)
 {
+    if (st->pg) return dir_pg_domain_list(st->pg, cb, arg);
     sqlite3_stmt *s = stmt_open(st, "SELECT name, catchall FROM domains ORDER BY name", NULL, 0);
     int rc;
     while ((rc = stmt_row(s)) > 0) {
@@ -726,6 +758,7 @@ int store_domain_set_binding(struct store *st, const char *domain, const char *m
                 mode ? mode : "");
         return -1;
     }
+    if (st->pg) return dir_pg_domain_set(st->pg, d, "sender_binding", m, err, errsize);
     return exec(st, "UPDATE domains SET sender_binding = ?2 WHERE name = ?1",
                 (const char *[]){d, m}, 2, err, errsize, "no such domain %s", d);
 }
@@ -735,6 +768,13 @@ int store_domain_binding(struct store *st, const char *domain)
     char d[256];
     if (!domain || str_copy(d, domain, sizeof d) >= sizeof d) return 0;
     str_lower(d);
+    if (st->pg) {
+        char m[16];
+        int r = dir_pg_domain_binding(st->pg, d, m, sizeof m);
+        for (int i = 0; r > 0 && i < 3; i++)
+            if (strcmp(m, binding_names[i]) == 0) return i;
+        return r < 0 ? -1 : 0;
+    }
     sqlite3_stmt *s =
         stmt_open(st, "SELECT sender_binding FROM domains WHERE name = ?1", (const char *[]){d}, 1);
     int rc = stmt_row(s);
@@ -764,6 +804,12 @@ int store_mailbox_add(struct store *st, const char *address, const char *passwor
     if (!hash) {
         err_set(err, errsize, "cannot hash password: %s", strerror(errno));
         return -1;
+    }
+    if (st->pg) {
+        int r = dir_pg_mailbox_add(st->pg, a, local, domain, hash, quota, err, errsize);
+        explicit_bzero(hash, strlen(hash));
+        free(hash);
+        return r;
     }
     store_lock(st);
     int rc = -1;
@@ -795,6 +841,7 @@ int store_mailbox_del(struct store *st, const char *address, char *err, size_t e
 {
     char a[ADDR_SIZE];
     if (norm_addr(address, a, NULL, NULL, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_mailbox_del(st->pg, a, err, errsize);
     return mailbox_change(st, "DELETE FROM mailboxes WHERE address = ?1", a, NULL, NULL, err,
                           errsize);
 }
@@ -810,8 +857,9 @@ int store_mailbox_passwd(struct store *st, const char *address, const char *pass
         err_set(err, errsize, "cannot hash password: %s", strerror(errno));
         return -1;
     }
-    int rc = mailbox_change(st, "UPDATE mailboxes SET password = ?2 WHERE address = ?1", a, NULL,
-                            hash, err, errsize);
+    int rc = st->pg ? dir_pg_mailbox_passwd(st->pg, a, hash, err, errsize)
+                    : mailbox_change(st, "UPDATE mailboxes SET password = ?2 WHERE address = ?1", a,
+                                     NULL, hash, err, errsize);
     explicit_bzero(hash, strlen(hash));
     free(hash);
     return rc;
@@ -826,6 +874,7 @@ int store_mailbox_set_quota(struct store *st, const char *address, long long quo
         err_set(err, errsize, "negative quota");
         return -1;
     }
+    if (st->pg) return dir_pg_mailbox_set_quota(st->pg, a, quota, err, errsize);
     sqlite3_int64 q = quota;
     return mailbox_change(st, "UPDATE mailboxes SET quota = ?2 WHERE address = ?1", a, &q, NULL,
                           err, errsize);
@@ -840,11 +889,12 @@ static void row_mailbox(sqlite3_stmt *s, struct store_mailbox *out)
 
 /* Lookup without validation: lookups of malformed addresses simply find nothing. */
 static int mailbox_get(struct store *st, const char *address, struct store_mailbox *out,
-                       const char *sql)
+                       const char *sql, int active_only)
 {
     char a[ADDR_SIZE];
     if (!address || str_copy(a, address, sizeof a) >= sizeof a) return 0;
     str_lower(a);
+    if (st->pg) return dir_pg_mailbox_get(st->pg, a, active_only, out);
     sqlite3_stmt *s = stmt_open(st, sql, (const char *[]){a}, 1);
     int rc = stmt_row(s);
     if (rc > 0 && out) row_mailbox(s, out);
@@ -854,13 +904,14 @@ static int mailbox_get(struct store *st, const char *address, struct store_mailb
 
 int store_mailbox_get(struct store *st, const char *address, struct store_mailbox *out)
 {
-    return mailbox_get(st, address, out, "SELECT address, quota FROM mailboxes WHERE address = ?1");
+    return mailbox_get(st, address, out, "SELECT address, quota FROM mailboxes WHERE address = ?1",
+                       0);
 }
 
 int store_mailbox_lookup(struct store *st, const char *address, struct store_mailbox *out)
 {
     return mailbox_get(st, address, out,
-                       "SELECT address, quota FROM mailboxes WHERE address = ?1 AND active = 1");
+                       "SELECT address, quota FROM mailboxes WHERE address = ?1 AND active = 1", 1);
 }
 
 int store_mailbox_list(struct store *st, const char *domain,
@@ -869,6 +920,7 @@ int store_mailbox_list(struct store *st, const char *domain,
     char d[256] = "";
     if (domain && str_copy(d, domain, sizeof d) >= sizeof d) return 0;
     str_lower(d);
+    if (st->pg) return dir_pg_mailbox_list(st->pg, domain ? d : NULL, cb, arg);
     sqlite3_stmt *s =
         stmt_open(st,
                   domain ? "SELECT address, quota FROM mailboxes WHERE domain = ?1 ORDER BY address"
@@ -884,13 +936,93 @@ int store_mailbox_list(struct store *st, const char *domain,
     return rc;
 }
 
+int store_mailbox_dump(struct store *st, void (*cb)(void *arg, const struct store_mailbox_row *m),
+                       void *arg)
+{
+    if (st->pg) return dir_pg_mailbox_dump(st->pg, cb, arg);
+    sqlite3_stmt *s = stmt_open(
+        st, "SELECT address, password, quota, active FROM mailboxes ORDER BY domain, address", NULL,
+        0);
+    int rc;
+    while ((rc = stmt_row(s)) > 0) {
+        struct store_mailbox_row m = {0};
+        const char *a = (const char *)sqlite3_column_text(s, 0);
+        const char *h = (const char *)sqlite3_column_text(s, 1);
+        str_copy(m.address, a ? a : "", sizeof m.address);
+        str_copy(m.hash, h ? h : "", sizeof m.hash);
+        m.quota = sqlite3_column_int64(s, 2);
+        m.active = sqlite3_column_int(s, 3) != 0;
+        cb(arg, &m);
+        explicit_bzero(m.hash, sizeof m.hash);
+    }
+    stmt_close(st, s);
+    return rc;
+}
+
+int store_mailbox_load(struct store *st, const struct store_mailbox_row *m, char *err,
+                       size_t errsize)
+{
+    char a[ADDR_SIZE], local[ADDR_SIZE], domain[256];
+    if (norm_addr(m->address, a, local, domain, err, errsize) != 0) return -1;
+    /* a crypt(3) string or the locked marker: printable, no blanks */
+    size_t hl = strlen(m->hash);
+    int bad = hl == 0 || hl >= sizeof m->hash || (m->hash[0] != '$' && strcmp(m->hash, "!") != 0);
+    for (size_t i = 0; i < hl && !bad; i++)
+        bad = (unsigned char)m->hash[i] <= ' ' || (unsigned char)m->hash[i] >= 127;
+    if (bad) {
+        err_set(err, errsize, "invalid password hash for %s (expected a crypt(3) string or \"!\")",
+                a);
+        return -1;
+    }
+    if (m->quota < 0) {
+        err_set(err, errsize, "negative quota");
+        return -1;
+    }
+    struct store_mailbox_row row = *m;
+    str_copy(row.address, a, sizeof row.address);
+    row.active = m->active != 0;
+    int rc = -1;
+    if (st->pg) {
+        rc = dir_pg_mailbox_load(st->pg, &row, local, domain, err, errsize);
+    } else {
+        store_lock(st);
+        if (domain_exists(st, domain, err, errsize) > 0) {
+            sqlite3_stmt *s = stmt_open(
+                st,
+                "INSERT INTO mailboxes (address, local, domain, password, quota, active) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (address) DO UPDATE SET "
+                "password = excluded.password, quota = excluded.quota, active = excluded.active",
+                (const char *[]){a, local, domain, row.hash}, 4);
+            if (s) {
+                sqlite3_bind_int64(s, 5, row.quota);
+                sqlite3_bind_int(s, 6, row.active);
+            }
+            rc = stmt_done(st, s, err, errsize, NULL);
+        }
+        store_unlock(st);
+    }
+    explicit_bzero(row.hash, sizeof row.hash);
+    return rc;
+}
+
 enum auth_result store_mailbox_auth(struct store *st, const char *address, const char *password)
 {
     char a[ADDR_SIZE];
     char *stored = NULL;
     int found = 0, rc = 0;
     if (!password) password = "";
-    if (address && str_copy(a, address, sizeof a) < sizeof a) {
+    if (address && str_copy(a, address, sizeof a) < sizeof a && st->pg) {
+        str_lower(a);
+        char *h = NULL;
+        int r = dir_pg_mailbox_hash(st->pg, a, &h);
+        if (r > 0 && strncmp(h, "$", 1) == 0) {
+            stored = h;
+            found = 1;
+        } else if (h) {
+            free(h);
+        }
+        if (r < 0) rc = -1;
+    } else if (address && str_copy(a, address, sizeof a) < sizeof a) {
         str_lower(a);
         sqlite3_stmt *s =
             stmt_open(st, "SELECT password FROM mailboxes WHERE address = ?1 AND active = 1",
@@ -930,6 +1062,7 @@ int store_alias_add(struct store *st, const char *source, const char *target, ch
     char s_[ADDR_SIZE], t[ADDR_SIZE], sd[256];
     if (norm_addr(source, s_, NULL, sd, err, errsize) != 0) return -1;
     if (norm_addr(target, t, NULL, NULL, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_alias_add(st->pg, s_, t, sd, err, errsize);
     store_lock(st);
     int rc = -1;
     int r = domain_exists(st, sd, err, errsize);
@@ -947,6 +1080,7 @@ int store_alias_del(struct store *st, const char *source, const char *target, ch
     char s_[ADDR_SIZE], t[ADDR_SIZE];
     if (norm_addr(source, s_, NULL, NULL, err, errsize) != 0) return -1;
     if (target && norm_addr(target, t, NULL, NULL, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_alias_del(st->pg, s_, target ? t : NULL, err, errsize);
     if (target)
         return exec(st, "DELETE FROM aliases WHERE source = ?1 AND target = ?2",
                     (const char *[]){s_, t}, 2, err, errsize, "no such alias %s -> %s", s_, t);
@@ -961,6 +1095,7 @@ int store_alias_get(struct store *st, const char *source, char ***targets, size_
     char a[ADDR_SIZE];
     if (!source || str_copy(a, source, sizeof a) >= sizeof a) return 0;
     str_lower(a);
+    if (st->pg) return dir_pg_alias_get(st->pg, a, targets, n);
     sqlite3_stmt *s = stmt_open(st, "SELECT target FROM aliases WHERE source = ?1 ORDER BY target",
                                 (const char *[]){a}, 1);
     size_t cap = 0;
@@ -999,6 +1134,7 @@ static int list_pairs(struct store *st, sqlite3_stmt *s,
 int store_alias_list(struct store *st,
                      void (*cb)(void *arg, const char *source, const char *target), void *arg)
 {
+    if (st->pg) return dir_pg_alias_list(st->pg, cb, arg);
     return list_pairs(
         st, stmt_open(st, "SELECT source, target FROM aliases ORDER BY source, target", NULL, 0),
         cb, arg);
@@ -1024,6 +1160,7 @@ int store_grant_add(struct store *st, const char *user, const char *grant, char 
     char u[ADDR_SIZE], g[ADDR_SIZE];
     if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
     if (norm_grant(grant, g, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_grant_add(st->pg, u, g, err, errsize);
     store_lock(st);
     int rc = -1;
     long long n = count1(st, "SELECT count(*) FROM mailboxes WHERE address = ?1", u);
@@ -1052,6 +1189,7 @@ int store_grant_del(struct store *st, const char *user, const char *grant, char 
     char u[ADDR_SIZE], g[ADDR_SIZE];
     if (norm_addr(user, u, NULL, NULL, err, errsize) != 0) return -1;
     if (norm_grant(grant, g, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_grant_del(st->pg, u, g, err, errsize);
     return exec(st, "DELETE FROM grants WHERE user = ?1 AND \"grant\" = ?2", (const char *[]){u, g},
                 2, err, errsize, "no such grant %s -> %s", u, g);
 }
@@ -1062,6 +1200,7 @@ int store_grant_list(struct store *st, const char *user,
     char u[ADDR_SIZE] = "";
     if (user && str_copy(u, user, sizeof u) >= sizeof u) return 0;
     str_lower(u);
+    if (st->pg) return dir_pg_grant_list(st->pg, user ? u : NULL, cb, arg);
     return list_pairs(
         st,
         stmt_open(st,
@@ -1083,6 +1222,7 @@ int store_sender_owned(struct store *st, const char *user, const char *address)
     const char *at = strrchr(a, '@');
     char dgrant[ADDR_SIZE + 1] = "";
     if (at && at[1]) str_copy(dgrant, at, sizeof dgrant);
+    if (st->pg) return dir_pg_sender_owned(st->pg, u, a, dgrant);
     /* Alias sources that reach the user, directly or through other aliases, up to
      * the 10 levels route.c expands; then the user's grants. ?3 unbound (NULL) when
      * there is no domain: it matches no grant. */
@@ -1138,6 +1278,17 @@ int store_relay_add(struct store *st, const char *match, const char *hosts, cons
         err_set(err, errsize, "give both a user name and a password, or neither");
         return -1;
     }
+    if (st->pg) {
+        struct store_relay r = {0};
+        str_copy(r.match, m, sizeof r.match);
+        str_copy(r.hosts, hosts, sizeof r.hosts);
+        str_copy(r.username, username, sizeof r.username);
+        str_copy(r.password, password, sizeof r.password);
+        str_copy(r.tls, tls, sizeof r.tls);
+        int rc = dir_pg_relay_add(st->pg, &r, err, errsize);
+        explicit_bzero(r.password, sizeof r.password);
+        return rc;
+    }
     return exec(st,
                 "INSERT OR REPLACE INTO relay_routes (match, hosts, username, password, tls) "
                 "VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1148,6 +1299,7 @@ int store_relay_del(struct store *st, const char *match, char *err, size_t errsi
 {
     char m[ADDR_SIZE];
     if (norm_grant(match, m, err, errsize) != 0) return -1;
+    if (st->pg) return dir_pg_relay_del(st->pg, m, err, errsize);
     return exec(st, "DELETE FROM relay_routes WHERE match = ?1", (const char *[]){m}, 1, err,
                 errsize, "no relay route for %s", m);
 }
@@ -1174,6 +1326,7 @@ int store_relay_get(struct store *st, const char *sender, struct store_relay *ou
     const char *at = strrchr(a, '@');
     if (!at || !at[1]) return 0;
     str_copy(d, at, sizeof d);
+    if (st->pg) return dir_pg_relay_get(st->pg, a, d, out);
     /* the exact address wins over its domain */
     sqlite3_stmt *s = stmt_open(st,
                                 "SELECT match, hosts, username, password, tls FROM relay_routes "
@@ -1188,6 +1341,7 @@ int store_relay_get(struct store *st, const char *sender, struct store_relay *ou
 int store_relay_list(struct store *st, void (*cb)(void *arg, const struct store_relay *r),
                      void *arg)
 {
+    if (st->pg) return dir_pg_relay_list(st->pg, cb, arg);
     sqlite3_stmt *s = stmt_open(
         st, "SELECT match, hosts, username, password, tls FROM relay_routes ORDER BY match", NULL,
         0);

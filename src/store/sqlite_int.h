@@ -18,6 +18,7 @@ struct store {
         int busy; /* between stmt_open() and stmt_close() */
     } cache[STMT_CACHE];
     int ncache;
+    struct dir_pg *pg; /* the directory is in PostgreSQL (dir_pg.c); NULL: in db */
 };
 
 #define ADDR_SIZE 320

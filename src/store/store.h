@@ -1,5 +1,6 @@
 /* store.h: the directory (domains, mailboxes, aliases, credentials) and policy
- * state. Backend today: SQLite, embedded (store/sqlite.c). All calls block briefly:
+ * state. Backends: SQLite, embedded (store/sqlite.c), and for the directory PostgreSQL
+ * (store/dir_pg.c, store_attach_postgres()). All calls block briefly:
  * the daemon calls them from worker threads (core/work.h), the CLI directly. One
  * struct store may be used from several threads (SQLite serialized mode). */
 #ifndef KURIER_STORE_H
@@ -18,6 +19,15 @@ struct store;
 struct store *store_open(const char *path, int create, const char *owner, char *err,
                          size_t errsize);
 void store_free(struct store *st);
+/* Keep the directory (domains, mailboxes, aliases, sender grants, relay routes) in the
+ * PostgreSQL database named by conninfo (a libpq connection string) from now on; the
+ * SQLite file stays open for this node's policy state. Creates the schema when it can
+ * connect; an unreachable server is only logged (each directory call then fails with a
+ * database error until it answers again: lookups tempfail, docs/postgres.md). -1 with err
+ * filled when conninfo does not parse. Call before the store is shared between threads. */
+int store_attach_postgres(struct store *st, const char *conninfo, char *err, size_t errsize);
+/* "postgres" or "sqlite": where the directory calls go. */
+const char *store_directory_backend(const struct store *st);
 
 /* Every function below returns 0 done, -1 failed with err filled ("no such domain
  * example.org", "mailbox demo@example.test exists", database errors), unless it says
@@ -64,6 +74,23 @@ int store_mailbox_list(struct store *st, const char *domain /* NULL = all */,
  * AUTH_TEMPFAIL database error. Constant effort whether or not the mailbox exists (a
  * dummy hash is checked). */
 enum auth_result store_mailbox_auth(struct store *st, const char *address, const char *password);
+
+/* A mailbox as stored, for kurier directory export|import: the password hash itself
+ * (crypt(3) "$y$...", or "!" for a mailbox without a password) and whether it is active. */
+struct store_mailbox_row {
+    char address[320];
+    char hash[256];
+    long long quota;
+    int active;
+};
+/* Each mailbox with its hash, ordered by domain and address; cb runs inside the call (the
+ * hash is wiped after it). 0 done, -1 database error. */
+int store_mailbox_dump(struct store *st, void (*cb)(void *arg, const struct store_mailbox_row *m),
+                       void *arg);
+/* Insert m, or replace the hash, quota and active flag of the mailbox with its address.
+ * Errors: invalid address or hash, "no such domain ...", database errors. */
+int store_mailbox_load(struct store *st, const struct store_mailbox_row *m, char *err,
+                       size_t errsize);
 
 /* Aliases: source address -> target address (local mailbox, another alias, or an
  * external address once outbound delivery exists). Several rows per source. */

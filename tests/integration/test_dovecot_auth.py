@@ -31,7 +31,9 @@ pytestmark = pytest.mark.skipif(not os.access(DOVECOT, os.X_OK),
 class Dovecot:
     """One dovecot master in the foreground (-F), all state under its own folder."""
 
-    def __init__(self):
+    def __init__(self, passdb=None, userdb=None):
+        """passdb, userdb: the bodies of those blocks (test_directory_pg.py reads
+        kurier's PostgreSQL tables); by default a passwd-file with USER."""
         self.dir = tempfile.mkdtemp(prefix="kurier-dovecot-")
         os.chmod(self.dir, 0o755)  # kurierd (user kurier) must reach run/auth-client
         self.run = os.path.join(self.dir, "run")
@@ -60,11 +62,13 @@ class Dovecot:
                 "auth_failure_delay = 0\n"
                 "default_internal_user = %(internal)s\n"
                 "default_login_user = %(login)s\n"
-                "passdb {\n  driver = passwd-file\n  args = %(users)s\n}\n"
-                "userdb {\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}\n"
+                "passdb {\n  %(passdb)s\n}\n"
+                "userdb {\n  %(userdb)s\n}\n"
                 "service auth {\n  unix_listener auth-client {\n    mode = 0666\n  }\n}\n"
                 % {"d": self.dir, "log": self.logfile, "internal": internal, "login": login,
-                   "users": users})
+                   "passdb": passdb or "driver = passwd-file\n  args = %s" % users,
+                   "userdb": userdb or "driver = static\n  args = uid=nobody gid=nogroup "
+                                       "home=/nonexistent"})
 
     def start(self, timeout=SAFETY):
         # Its own process group: the children (auth, log, anvil, stats) outlive the
