@@ -293,15 +293,23 @@ def test_import_reports_bad_lines_and_changes_nothing(kurier_factory):
     assert "<stdin>:2: no such domain nowhere.test" in r.stderr.decode()
 
 
-DOVECOT_SQL = """driver = pgsql
-connect = host=127.0.0.1 port=%(port)d dbname=kurier user=dovecot
-default_pass_scheme = CRYPT
-password_query = SELECT address AS user, password FROM mailboxes \\
-  WHERE address = '%%u' AND active = 1
-user_query = SELECT '%(root)s/' || domain || '/' || local AS home, \\
-  'maildir:~/Maildir' AS mail, 'nobody' AS uid, 'nogroup' AS gid, \\
-  '*:bytes=' || quota AS quota_rule FROM mailboxes WHERE address = '%%u' AND active = 1
-"""
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def documented_dovecot_sql(port):
+    """dovecot-sql.conf.ext as docs/postgres.md shows it, connect pointed at our server:
+    the test runs the documented queries, not a copy of them."""
+    with open(os.path.join(ROOT, "docs", "postgres.md"), encoding="utf-8") as f:
+        doc = f.read()
+    block = [b for b in doc.split("```") if "driver = pgsql" in b][0].strip()
+    out = []
+    for line in block.splitlines():
+        if line.startswith("connect ="):
+            line = "connect = host=127.0.0.1 port=%d dbname=kurier user=dovecot" % port
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    assert "password_query = SELECT address AS user, password FROM mailboxes" in text
+    return text
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/lib/dovecot/modules/auth/libdriver_pgsql.so")
@@ -317,7 +325,7 @@ def test_dovecot_reads_the_same_tables(kurier_factory, pg):
     pg.psql("GRANT SELECT ON mailboxes TO dovecot", db="kurier", user="kurier")
     sqlconf = os.path.join(pg.dir, "dovecot-sql.conf.ext")
     with open(sqlconf, "w") as f:
-        f.write(DOVECOT_SQL % {"port": pg.port, "root": "/var/mail/vhosts"})
+        f.write(documented_dovecot_sql(pg.port))
     os.chmod(sqlconf, 0o644)
     dc = Dovecot(passdb="driver = sql\n  args = %s" % sqlconf,
                  userdb="driver = sql\n  args = %s" % sqlconf)
