@@ -39,7 +39,7 @@ const struct conf_key conf_keys[] = {
      "Read at start-up."},
     {KB_MAIN, "directory_conninfo", KT_STR, "", NULL, 0, 0, NULL, KC(dir_conninfo),
      "libpq connection string of the PostgreSQL directory, e.g. \"host=db.example dbname=kurier "
-     "user=kurier\" (keep a password in ~/.pgpass or passfile=, not here). Read at start-up."},
+     "user=kurier\" (keep a password in a file named with passfile=, not here). Read at start-up."},
     {KB_MAIN, "control_socket", KT_PATH, NULL, "state_dir/control.sock", 0, 0, NULL,
      KC(control_socket), "Unix socket the kurier command talks to the daemon through."},
     {KB_MAIN, "locale", KT_CHOICE, "en", NULL, 0, 0, "en|de", KC(locale),

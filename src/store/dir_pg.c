@@ -78,9 +78,15 @@ static long long now_ms(void)
 static void set_pg_err(char *err, size_t errsize, const char *what, const char *msg)
 {
     char m[256];
-    str_copy(m, msg ? msg : "", sizeof m);
-    for (char *p = m; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = *(p + 1) ? ' ' : '\0';
+    size_t n = 0;
+    for (const char *p = msg ? msg : ""; *p && n + 1 < sizeof m; p++) {
+        int blank = *p == '\n' || *p == '\r' || *p == '\t' || *p == ' ';
+        if (blank && (n == 0 || m[n - 1] == ' ')) continue; /* one line, single spaces */
+        m[n++] = blank ? ' ' : *p;
+    }
+    while (n > 0 && m[n - 1] == ' ')
+        n--;
+    m[n] = '\0';
     err_set(err, errsize, "database error: PostgreSQL%s%s: %s", what ? " " : "", what ? what : "",
             m[0] ? m : "unknown error");
 }

@@ -175,6 +175,33 @@ def test_cli_on_one_node_is_seen_by_both(nodes, pg):
     assert r.returncode == 1
     assert "still has 1 mailbox and 1 alias" in r.stderr.decode()
 
+    # sender grants and the binding mode, written on A, enforced on B
+    def mail_as(k, sender):
+        r = session(k)
+        try:
+            assert r.cmd("AUTH PLAIN " + b64("\0new@example.test\0pw-two"))[0] == 235
+            return r.cmd("MAIL FROM:<%s>" % sender)
+        finally:
+            r.close()
+    assert mail_as(b, "info@example.test")[0] == 250  # an alias that reaches the user
+    code, text = mail_as(b, "boss@partner.example")
+    assert code == 553 and "5.7.1" in text, text
+    a.cli("mailbox", "grant", "new@example.test", "@partner.example")
+    assert mail_as(b, "boss@partner.example")[0] == 250
+    assert "@partner.example" in b.cli("mailbox", "grants").stdout.decode()
+    a.cli("mailbox", "revoke", "new@example.test", "@partner.example")
+    a.cli("domain", "binding", "example.test", "off")
+    assert mail_as(b, "boss@partner.example")[0] == 250
+    a.cli("domain", "binding", "example.test", "enforce")
+    assert mail_as(b, "boss@partner.example")[0] == 553
+
+    # relay routes and quotas are shared too
+    a.cli("relay", "add", "@example.test", "smtp.partner.example:587")
+    assert "smtp.partner.example:587" in b.cli("relay", "list").stdout.decode()
+    a.cli("mailbox", "quota", "new@example.test", "5M")
+    assert '"quota":5242880' in b.cli("mailbox", "list", "--json").stdout.decode()
+    b.cli("relay", "del", "@example.test")
+
     # the mail itself goes to node B's own queue and maildir
     r = session(b)
     assert r.cmd("MAIL FROM:<sender@remote.example>")[0] == 250
