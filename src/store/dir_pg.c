@@ -1,10 +1,6 @@
-/* dir_pg.c: the directory (domains, mailboxes, aliases, grants, relay routes) in
- * PostgreSQL, shared by every node and readable by Dovecot. Only SQL and connections
- * live here; validation, hashing and the error texts are sqlite.c's (dir_pg.h).
- * Blocking libpq on the calling (worker or CLI) thread, never on the event loop: store
- * calls already run on workers, and a blocking connection per thread keeps each call a
- * straight line. Every query has a deadline (poll on the socket); a dead server costs a
- * lookup a tempfail, never a hang. */
+/* dir_pg.c: the directory in PostgreSQL, shared by every node and read by Dovecot: SQL
+ * and connections only (validation, hashing and error texts are sqlite.c's). Blocking
+ * libpq on the calling worker or CLI thread, each query with a deadline (architecture.md). */
 #include "core/compat.h"
 
 #include <errno.h>

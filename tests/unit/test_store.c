@@ -2,6 +2,7 @@
  * hashing and auth, case folding, schema reopen. Uses a temp dir, no network. */
 #include "core/compat.h"
 
+#include <crypt.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -636,6 +637,52 @@ out:
     free(path);
 }
 
+static void dump_one(void *arg, const struct store_mailbox_row *m)
+{
+    struct store_mailbox_row *out = arg;
+    if (strcmp(m->address, "load@x.test") == 0) *out = *m;
+}
+
+/* store_mailbox_load/dump (kurier directory import/export): the hash moves as it is,
+ * a second load replaces, bad hashes and unknown domains are refused. */
+static void test_mailbox_load(const char *dir)
+{
+    char *path = xasprintf("%s/load.db", dir);
+    char err[256];
+    struct store *st = store_open(path, 1, NULL, err, sizeof err);
+    CHECK(st != NULL, "open: %s", err);
+    if (!st) goto out;
+    CHECK(strcmp(store_directory_backend(st), "sqlite") == 0, "backend");
+    CHECK(store_domain_add(st, "x.test", err, sizeof err) == 0, "%s", err);
+    struct store_mailbox_row src = {0};
+    src.active = -1;
+    struct store_mailbox_row r = {.address = "Load@X.test", .quota = 7, .active = 1};
+    str_copy(r.hash, "!", sizeof r.hash);
+    CHECK(store_mailbox_load(st, &r, err, sizeof err) == 0, "load: %s", err);
+    CHECK(store_mailbox_dump(st, dump_one, &src) == 0 && src.quota == 7 && src.active == 1 &&
+              strcmp(src.hash, "!") == 0,
+          "dump: quota %lld active %d", src.quota, src.active);
+    CHECK(store_mailbox_auth(st, "load@x.test", "pw") == AUTH_DENIED, "locked cannot log in");
+    /* a second load of the same address replaces hash and quota */
+    r.quota = 9;
+    str_copy(r.hash, crypt("pw", "$y$j9T$cS58RCME4jch3w8OVt0tH1$"), sizeof r.hash);
+    CHECK(store_mailbox_load(st, &r, err, sizeof err) == 0, "replace: %s", err);
+    CHECK(store_mailbox_auth(st, "load@x.test", "pw") == AUTH_OK, "loaded hash logs in");
+    struct store_mailbox m;
+    CHECK(store_mailbox_get(st, "load@x.test", &m) == 1 && m.quota == 9, "quota replaced");
+    str_copy(r.hash, "plain text", sizeof r.hash);
+    CHECK(store_mailbox_load(st, &r, err, sizeof err) == -1 && strstr(err, "invalid password hash"),
+          "bad hash: %s", err);
+    str_copy(r.hash, "!", sizeof r.hash);
+    str_copy(r.address, "a@nowhere.test", sizeof r.address);
+    CHECK(store_mailbox_load(st, &r, err, sizeof err) == -1 &&
+              strstr(err, "no such domain nowhere.test"),
+          "unknown domain: %s", err);
+    store_free(st);
+out:
+    free(path);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/kurier-test-store-XXXXXX";
@@ -660,6 +707,7 @@ int main(void)
     test_verify_cache(dir);
     test_abuse(dir);
     test_sent_log(dir);
+    test_mailbox_load(dir);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         run_step(st, i, &steps[i]);
 
