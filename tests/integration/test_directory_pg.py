@@ -232,6 +232,11 @@ def test_postgres_down_tempfails_then_recovers(nodes, pg):
     # the CLI says what is wrong
     r = a.cli("mailbox", "list", check=False)
     assert r.returncode == 1 and "database error" in r.stderr.decode()
+    # a node started while PostgreSQL is down starts, and tempfails the same way
+    assert a.stop() == 0
+    a.start()
+    code, text = rcpt(a, "u@example.test")
+    assert code == 451 and "4.3.0" in text, text
     pg.start()
     for k in (a, b):
         deadline = time.time() + SAFETY
