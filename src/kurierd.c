@@ -444,6 +444,11 @@ int main(int argc, char **argv)
         log_err("kurierd", "directory %s: %s", d.conf->directory, err);
         return 1;
     }
+    if (d.conf->state_backend == CONF_STATE_REDIS &&
+        store_attach_redis(d.store, d.conf, err, sizeof err) != 0) {
+        log_err("kurierd", "%s", err);
+        return 1;
+    }
     d.auth = auth_new(d.base, d.conf, d.store);
     d.abuse = abuse_new(d.base, d.conf, d.store, d.auth, d.spool);
     d.glue = (struct glue){
@@ -495,6 +500,7 @@ int main(int argc, char **argv)
     if (!d.remote) return 1;
     remote_set_observer(d.remote, on_replies, &d);
     egress_bench_init(d.store); /* benches survive restarts (docs/egress.md) */
+    egress_bench_sync_start(d.base, d.conf->state_refresh); /* docs/cluster.md */
     egress_set_conf(d.conf);
     queue_set_remote(d.queue, d.remote);
     d.glue.prober = d.prober = prober_new(d.base, d.dns);

@@ -1171,6 +1171,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_ABUSE, c);
     apply_defaults(KB_COMPLAINTS, c);
     apply_defaults(KB_SRS, c);
+    apply_defaults(KB_STATE, c);
     return c;
 }
 

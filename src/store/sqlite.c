@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "store/sqlite_int.h"
+#include "store/state_redis.h"
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
@@ -604,6 +605,7 @@ void store_free(struct store *st)
         free(st->cache[i].sql);
     }
     sqlite3_close_v2(st->db);
+    redis_state_free(st->redis);
     free(st);
 }
 

@@ -18,6 +18,7 @@ struct store {
         int busy; /* between stmt_open() and stmt_close() */
     } cache[STMT_CACHE];
     int ncache;
+    struct redis_state *redis; /* shared policy state (state_redis.c), or NULL */
 };
 
 #define ADDR_SIZE 320
