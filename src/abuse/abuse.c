@@ -1152,9 +1152,8 @@ int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *a
     snprintf(name, sizeof name, "%s:%s",
              limit_names[rcpt ? CONF_ABUSE_RCPTS_HOUR : CONF_ABUSE_MESSAGES_HOUR], acc);
     int count;
-    return store_rate_add(st, name, conf->abuse_hour, (long long)time(NULL), 1, &count) == 0
-               ? count
-               : -1;
+    return store_rate_add(st, name, conf->abuse_hour, (long long)time(NULL), 1, &count) == 0 ? count
+                                                                                             : -1;
 }
 
 /* Redis unreachable for a shared counter (state.rate_fail): 1 with the reply filled
@@ -1162,7 +1161,7 @@ int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *a
 static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
                        size_t textsize)
 {
-    metrics_add(MET_STATE_UNAVAILABLE, 1, "rate");
+    metrics_add(MET_STATE_DOWN, 1, "rate");
     int closed = ab->conf->state_rate_fail == CONF_FAIL_CLOSED;
     log_warn("abuse", "account=%s: shared counters unreachable: %s (rate_fail %s)", account,
              closed ? "refused for now" : "counted on this node only", closed ? "closed" : "open");

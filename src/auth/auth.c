@@ -174,7 +174,7 @@ static void check_ran(void *arg)
     c->job = NULL;
     double delay = 0;
     if (c->shared_down) {
-        metrics_add(MET_STATE_UNAVAILABLE, 1, "auth");
+        metrics_add(MET_STATE_DOWN, 1, "auth");
         log_warn("auth", "AUTH from [%s]: shared failure counters unreachable (auth_fail %s)",
                  c->ip, c->conf->state_auth_fail == CONF_FAIL_CLOSED ? "closed" : "open");
     }

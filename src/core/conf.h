@@ -291,15 +291,15 @@ struct kconf {
 
     /* state { } (store/state_redis.c, docs/cluster.md): where the policy state several
      * nodes share lives */
-    int state_backend;         /* enum conf_state_backend (sqlite) */
-    char *state_servers;       /* "HOST[:PORT] ..." Redis servers (or Sentinels); NULL: local */
-    char *state_sentinel;      /* sentinel_master: the servers are Sentinels; NULL: Redis */
-    char *state_prefix;        /* key prefix ("kurier:") */
-    int state_timeout_ms;      /* connect and command timeout (500) */
-    int state_refresh;         /* seconds between reads of shared locks and benches (1) */
-    int state_greylist_fail;   /* enum conf_state_fail (open) */
-    int state_rate_fail;       /* enum conf_state_fail (open) */
-    int state_auth_fail;       /* enum conf_state_fail (open) */
+    int state_backend;       /* enum conf_state_backend (sqlite) */
+    char *state_servers;     /* "HOST[:PORT] ..." Redis servers (or Sentinels); NULL: local */
+    char *state_sentinel;    /* sentinel_master: the servers are Sentinels; NULL: Redis */
+    char *state_prefix;      /* key prefix ("kurier:") */
+    int state_timeout_ms;    /* connect and command timeout (500) */
+    int state_refresh;       /* seconds between reads of shared locks and benches (1) */
+    int state_greylist_fail; /* enum conf_state_fail (open) */
+    int state_rate_fail;     /* enum conf_state_fail (open) */
+    int state_auth_fail;     /* enum conf_state_fail (open) */
 
     /* monitor { } (egress/monitor.c, docs/egress.md): our sending addresses against DNS
      * lists, on a timer */

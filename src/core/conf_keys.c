@@ -7,8 +7,9 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",        "log",    "limits", "queue", "relay",      "auth", "outbound", "greylist", "batv",
-    "monitor", "verify", "dkim",   "abuse", "complaints", "srs",  "state", "listen",   "transport"};
+    "",         "log",        "limits", "queue",   "relay",  "auth",
+    "outbound", "greylist",   "batv",   "monitor", "verify", "dkim",
+    "abuse",    "complaints", "srs",    "state",   "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -260,8 +261,7 @@ const struct conf_key conf_keys[] = {
      "and is tried again after a backoff (100 ms doubling to 5 s)."},
     {KB_STATE, "refresh", KT_DUR, "1s", NULL, 1, 3600, NULL, KC(state_refresh),
      "How often each node reads the shared account locks and egress benches."},
-    {KB_STATE, "greylist_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed",
-     KC(state_greylist_fail),
+    {KB_STATE, "greylist_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed", KC(state_greylist_fail),
      "Greylisting while Redis is unreachable: open passes the mail (logged, counted in "
      "kurier_state_unavailable_total); closed answers 451."},
     {KB_STATE, "rate_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed", KC(state_rate_fail),

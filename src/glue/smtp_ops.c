@@ -54,7 +54,7 @@ struct judge {
     const struct addr **rcpts; /* EOM: ctx.rcpts */
     struct policy_run *run;    /* NULL once the pipeline answered */
     enum smtp_stage stage;
-    struct event *hold; /* test hook: the verdict waits */
+    struct event *hold;    /* test hook: the verdict waits */
     struct work_job *work; /* shared state: the account's count across the nodes */
     int abuse;             /* an authenticated MAIL or RCPT: the abuse limits first */
     int shared;            /* that count, -1 none */
@@ -169,8 +169,8 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
 static void shared_run(void *arg)
 {
     struct judge *j = arg;
-    j->shared = abuse_shared_count(j->g->abuse, j->ctx.conf, j->account,
-                                   j->stage == SMTP_STAGE_RCPT);
+    j->shared =
+        abuse_shared_count(j->g->abuse, j->ctx.conf, j->account, j->stage == SMTP_STAGE_RCPT);
 }
 
 static void shared_done(void *arg)
@@ -190,9 +190,8 @@ static void judge_go(struct judge *j)
         int over = j->stage == SMTP_STAGE_MAIL
                        ? abuse_check_mail(g->abuse, j->ctx.auth_user, j->shared, &j->v.code,
                                           j->v.enh, j->v.text, sizeof j->v.text)
-                       : abuse_check_rcpt(g->abuse, j->ctx.auth_user, r, j->ctx.nrcpts,
-                                          j->shared, &j->v.code, j->v.enh, j->v.text,
-                                          sizeof j->v.text);
+                       : abuse_check_rcpt(g->abuse, j->ctx.auth_user, r, j->ctx.nrcpts, j->shared,
+                                          &j->v.code, j->v.enh, j->v.text, sizeof j->v.text);
         free(r);
         if (over) {
             j->v.check = "abuse";

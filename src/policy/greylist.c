@@ -106,9 +106,11 @@ static void grey_done(void *arg)
     v->kind = POLICY_PASS;
     if (j->rc != 0 && j->fail_open) {
         /* docs/cluster.md: Redis unreachable, greylisting fails open */
-        log_warn("greylist", "passed client=[%s] net=%s from=<%s> to=<%s>: shared state "
-                 "unreachable (greylist_fail open)", j->client, j->net, j->sender, j->rcpt);
-        metrics_add(MET_STATE_UNAVAILABLE, 1, "greylist");
+        log_warn("greylist",
+                 "passed client=[%s] net=%s from=<%s> to=<%s>: shared state "
+                 "unreachable (greylist_fail open)",
+                 j->client, j->net, j->sender, j->rcpt);
+        metrics_add(MET_STATE_DOWN, 1, "greylist");
     } else if (j->rc != 0) {
         policy_verdict_set(v, POLICY_TEMPFAIL, 451, "4.3.0",
                            "Temporary failure of the greylisting database, try again later");

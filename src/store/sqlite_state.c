@@ -468,10 +468,25 @@ int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct s
 {
     if (!st->redis) return sqlite_lock_list(st, cb, arg);
     struct lock_set shared = {0}, cached = {0};
-    if (redis_lock_all(st->redis, &shared.v, &shared.n) != 0) {
+    int fresh;
+    if (redis_lock_all(st->redis, &shared.v, &shared.n, &fresh) != 0) {
         /* Redis down: this node's cache, and 1 says so */
         int rc = sqlite_lock_list(st, cb, arg);
         return rc == 0 ? 1 : rc;
+    }
+    if (fresh) { /* Redis lost its data (or is new): the locks known here go back */
+        sqlite_lock_list(st, lock_collect, &cached);
+        for (size_t i = 0; i < cached.n; i++)
+            redis_lock_put(st->redis, &cached.v[i]);
+        if (cached.n)
+            log_warn("state", "Redis had no state: %zu account locks written again", cached.n);
+        free(cached.v);
+        cached = (struct lock_set){0};
+        if (redis_mark(st->redis) != 0 ||
+            redis_lock_all(st->redis, &shared.v, &shared.n, &fresh) != 0) {
+            int rc = sqlite_lock_list(st, cb, arg);
+            return rc == 0 ? 1 : rc;
+        }
     }
     int same = sqlite_lock_list(st, lock_collect, &cached) == 0 && cached.n == shared.n;
     for (size_t i = 0; same && i < shared.n; i++)

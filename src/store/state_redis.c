@@ -17,14 +17,14 @@
 #include "store/state_redis.h"
 #include "store/store.h"
 
-#define POOL_MAX 64           /* contexts open at most (a worker uses one at a time) */
-#define BACKOFF_MIN_MS 100    /* first wait after a failure; doubles ... */
-#define BACKOFF_MAX_MS 5000   /* ... up to this */
-#define HISTORY_MAX 10000     /* blocklist history rows kept */
-#define EVIDENCE_MAX 1000     /* evidence rows kept per account */
-#define EVIDENCE_TTL 7776000  /* 90 days after the last piece of evidence of an account */
-#define US "\x1f"             /* separates the parts of keys and values */
-#define RATE_SLOTS 12         /* as abuse's windows: twelfths */
+#define POOL_MAX 64          /* contexts open at most (a worker uses one at a time) */
+#define BACKOFF_MIN_MS 100   /* first wait after a failure; doubles ... */
+#define BACKOFF_MAX_MS 5000  /* ... up to this */
+#define HISTORY_MAX 10000    /* blocklist history rows kept */
+#define EVIDENCE_MAX 1000    /* evidence rows kept per account */
+#define EVIDENCE_TTL 7776000 /* 90 days after the last piece of evidence of an account */
+#define US "\x1f"            /* separates the parts of keys and values */
+#define RATE_SLOTS 12        /* as abuse's windows: twelfths */
 
 struct redis_state {
     pthread_mutex_t mu;
@@ -120,8 +120,7 @@ static redisContext *rconnect(struct redis_state *rs, char *why, size_t wsize)
             if (!c) continue;
         }
         if (is_master(c)) return c;
-        snprintf(why, wsize, "%s:%d is not a master", c->tcp.host ? c->tcp.host : "?",
-                 c->tcp.port);
+        snprintf(why, wsize, "%s:%d is not a master", c->tcp.host ? c->tcp.host : "?", c->tcp.port);
         redisFree(c);
     }
     return NULL;
@@ -255,8 +254,8 @@ int store_attach_redis(struct store *st, const struct kconf *conf, char *err, si
     struct redis_state *rs = xcalloc(1, sizeof *rs);
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cv, NULL);
-    rs->master = conf->state_sentinel && *conf->state_sentinel ? xstrdup(conf->state_sentinel)
-                                                               : NULL;
+    rs->master =
+        conf->state_sentinel && *conf->state_sentinel ? xstrdup(conf->state_sentinel) : NULL;
     rs->prefix = xstrdup(conf->state_prefix ? conf->state_prefix : "kurier:");
     rs->timeout_ms = conf->state_timeout_ms > 0 ? conf->state_timeout_ms : 500;
     rs->backoff_ms = BACKOFF_MIN_MS;
@@ -373,8 +372,8 @@ static int scan_keys(struct rconn *rc, const char *pattern, char ***keys, size_t
         str_copy(cursor, r->element[0]->str ? r->element[0]->str : "0", sizeof cursor);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             *keys = xrealloc(*keys, (*n + 1) * sizeof **keys);
-            (*keys)[(*n)++] = xstrndup(r->element[1]->element[i]->str,
-                                       r->element[1]->element[i]->len);
+            (*keys)[(*n)++] =
+                xstrndup(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
@@ -433,8 +432,8 @@ static const char grey_script[] =
     "redis.call('EXPIRE', KEYS[2], life)\n"
     "return {0, 0, 0, 1}\n";
 
-int redis_grey_check(struct redis_state *rs, const char *net, const char *sender,
-                     const char *rcpt, const struct store_grey_params *p, long long now,
+int redis_grey_check(struct redis_state *rs, const char *net, const char *sender, const char *rcpt,
+                     const struct store_grey_params *p, long long now,
                      struct store_grey_result *out)
 {
     memset(out, 0, sizeof *out);
@@ -551,8 +550,8 @@ int redis_grey_clear(struct redis_state *rs, const char *net, const char *sender
     char *pre = glob_escape(rs->prefix);
     char *en = net ? glob_escape(net) : NULL;
     char *es = sender ? glob_escape(sender) : NULL;
-    char *pat = xasprintf("%sgrey:t:%s" US "%s%s*", pre, en ? en : "*", es ? es : "*",
-                          es ? US : "");
+    char *pat =
+        xasprintf("%sgrey:t:%s" US "%s%s*", pre, en ? en : "*", es ? es : "*", es ? US : "");
     int rv = del_matching(&rc, pat, ntriplets);
     free(pat);
     if (rv == 0 && !sender) {
@@ -571,8 +570,7 @@ int redis_grey_allow(struct redis_state *rs, const char *net, long long passes, 
 {
     char *k = xasprintf("%sgrey:n:%s", rs->prefix, net);
     /* kept for 30 days unless mail comes (each pass sets the lifetime again) */
-    int rv = rexec(rs,
-                   "EVAL %s 1 %s %lld %lld",
+    int rv = rexec(rs, "EVAL %s 1 %s %lld %lld",
                    "local p = tonumber(redis.call('HGET', KEYS[1], 'passes') or 0)\n"
                    "if p < tonumber(ARGV[1]) then p = tonumber(ARGV[1]) end\n"
                    "redis.call('HSET', KEYS[1], 'passes', p, 'last', ARGV[2])\n"
@@ -586,18 +584,16 @@ int redis_grey_allow(struct redis_state *rs, const char *net, long long passes, 
 /* --- counters --------------------------------------------------------------------- */
 
 /* KEYS: the current slot's counter, then the older slots'. ARGV: n, seconds to keep. */
-static const char rate_script[] =
-    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-    "local total = 0\n"
-    "for i = 1, #KEYS do\n"
-    "  local v = redis.call('GET', KEYS[i])\n"
-    "  if v then total = total + tonumber(v) end\n"
-    "end\n"
-    "return total\n";
+static const char rate_script[] = "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+                                  "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+                                  "local total = 0\n"
+                                  "for i = 1, #KEYS do\n"
+                                  "  local v = redis.call('GET', KEYS[i])\n"
+                                  "  if v then total = total + tonumber(v) end\n"
+                                  "end\n"
+                                  "return total\n";
 
-int store_rate_add(struct store *st, const char *name, int window, long long now, int n,
-                   int *count)
+int store_rate_add(struct store *st, const char *name, int window, long long now, int n, int *count)
 {
     struct redis_state *rs = st ? st->redis : NULL;
     if (!rs) return -1;
@@ -649,17 +645,16 @@ int store_authfail_blocked(struct store *st, const char *addr, const char *accou
 
 /* KEYS: address count, pair count, address block, pair block. ARGV: window, block,
  * max_addr, max_pair. As auth/limits.c: the window starts at the first failure. */
-static const char authfail_script[] =
-    "local a = redis.call('INCR', KEYS[1])\n"
-    "if a == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
-    "local p = redis.call('INCR', KEYS[2])\n"
-    "if p == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end\n"
-    "if tonumber(ARGV[3]) > 0 and a >= tonumber(ARGV[3]) then "
-    "redis.call('SET', KEYS[3], a, 'EX', ARGV[2]) end\n"
-    "if tonumber(ARGV[4]) > 0 and p >= tonumber(ARGV[4]) then "
-    "redis.call('SET', KEYS[4], p, 'EX', ARGV[2]) end\n"
-    "if a > p then return a end\n"
-    "return p\n";
+static const char authfail_script[] = "local a = redis.call('INCR', KEYS[1])\n"
+                                      "if a == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
+                                      "local p = redis.call('INCR', KEYS[2])\n"
+                                      "if p == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end\n"
+                                      "if tonumber(ARGV[3]) > 0 and a >= tonumber(ARGV[3]) then "
+                                      "redis.call('SET', KEYS[3], a, 'EX', ARGV[2]) end\n"
+                                      "if tonumber(ARGV[4]) > 0 and p >= tonumber(ARGV[4]) then "
+                                      "redis.call('SET', KEYS[4], p, 'EX', ARGV[2]) end\n"
+                                      "if a > p then return a end\n"
+                                      "return p\n";
 
 int store_authfail_record(struct store *st, const char *addr, const char *account, int ok,
                           int window, int block, int max_addr, int max_pair)
@@ -673,10 +668,10 @@ int store_authfail_record(struct store *st, const char *addr, const char *accoun
                   xasprintf("%sauthf:p:%s" US "%s", rs->prefix, addr, acc),
                   xasprintf("%sauthb:a:%s", rs->prefix, addr),
                   xasprintf("%sauthb:p:%s" US "%s", rs->prefix, addr, acc)};
-    redisReply *r = ok ? rcmd(&rc, "DEL %s", k[1])
-                       : rcmd(&rc, "EVAL %s 4 %s %s %s %s %d %d %d %d", authfail_script, k[0],
-                              k[1], k[2], k[3], window > 0 ? window : 1, block > 0 ? block : 1,
-                              max_addr, max_pair);
+    redisReply *r =
+        ok ? rcmd(&rc, "DEL %s", k[1])
+           : rcmd(&rc, "EVAL %s 4 %s %s %s %s %d %d %d %d", authfail_script, k[0], k[1], k[2], k[3],
+                  window > 0 ? window : 1, block > 0 ? block : 1, max_addr, max_pair);
     int rv = r && r->type == REDIS_REPLY_INTEGER ? (ok ? 0 : (int)r->integer) : -1;
     if (r) freeReplyObject(r);
     for (int i = 0; i < 4; i++)
@@ -699,8 +694,8 @@ int redis_bench_put(struct redis_state *rs, const char *addr, const char *dest, 
     snprintf(s1, sizeof s1, "%lld", since);
     snprintf(s2, sizeof s2, "%lld", until);
     char *v = enc(3, (const char *const[]){reason ? reason : "", s1, s2});
-    redisReply *r = until > 0 ? rcmd(&rc, "SET %s %s EXAT %lld", k, v, until)
-                              : rcmd(&rc, "SET %s %s", k, v);
+    redisReply *r =
+        until > 0 ? rcmd(&rc, "SET %s %s EXAT %lld", k, v, until) : rcmd(&rc, "SET %s %s", k, v);
     int rv = r ? 0 : -1;
     if (r) freeReplyObject(r);
     r = rv == 0 ? rcmd(&rc, "SADD %s %s", ks, member) : NULL;
@@ -1007,20 +1002,40 @@ int redis_lock_del(struct redis_state *rs, const char *account)
     return rv;
 }
 
+int redis_mark(struct redis_state *rs)
+{
+    char *k = xasprintf("%sepoch", rs->prefix);
+    int rv = rexec(rs, "SET %s %lld NX", k, (long long)time(NULL));
+    free(k);
+    return rv;
+}
+
 static int cmp_lock(const void *a, const void *b)
 {
     return strcmp(((const struct store_abuse_lock *)a)->account,
                   ((const struct store_abuse_lock *)b)->account);
 }
 
-int redis_lock_all(struct redis_state *rs, struct store_abuse_lock **out, size_t *n)
+int redis_lock_all(struct redis_state *rs, struct store_abuse_lock **out, size_t *n, int *fresh)
 {
     *out = NULL;
     *n = 0;
+    *fresh = 0;
     struct rconn rc;
     if (rget(rs, &rc) != 0) return -1;
+    /* a marker key without TTL: gone when Redis lost its data */
+    char *km = xasprintf("%sepoch", rs->prefix);
+    redisReply *r = rcmd(&rc, "EXISTS %s", km);
+    free(km);
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        *fresh = 1;
+        freeReplyObject(r);
+        rput(&rc);
+        return 0;
+    }
+    if (r) freeReplyObject(r);
     char *k = xasprintf("%slocks", rs->prefix);
-    redisReply *r = rcmd(&rc, "HGETALL %s", k);
+    r = rc.bad ? NULL : rcmd(&rc, "HGETALL %s", k);
     free(k);
     rput(&rc);
     if (!r) return -1;
@@ -1052,8 +1067,7 @@ int redis_evidence_add(struct redis_state *rs, const struct store_abuse_evidence
     snprintf(s2, sizeof s2, "%d", e->score);
     char *v = enc(4, (const char *const[]){s1, s2, e->signal, e->evidence});
     char *k = xasprintf("%sevidence:%s", rs->prefix, acc);
-    int rv = rexec(rs,
-                   "EVAL %s 1 %s %s %d %d",
+    int rv = rexec(rs, "EVAL %s 1 %s %s %d %d",
                    "redis.call('RPUSH', KEYS[1], ARGV[1])\n"
                    "redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)\n"
                    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"

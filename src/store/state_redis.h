@@ -14,8 +14,8 @@ struct redis_state;
 void redis_state_free(struct redis_state *rs);
 
 /* sender and rcpt already lowercased. */
-int redis_grey_check(struct redis_state *rs, const char *net, const char *sender,
-                     const char *rcpt, const struct store_grey_params *p, long long now,
+int redis_grey_check(struct redis_state *rs, const char *net, const char *sender, const char *rcpt,
+                     const struct store_grey_params *p, long long now,
                      struct store_grey_result *out);
 int redis_grey_list(struct redis_state *rs,
                     void (*triplet)(void *arg, const struct store_grey_triplet *t),
@@ -46,8 +46,13 @@ int redis_verify_put(struct redis_state *rs, const char *kind, const char *addre
 
 int redis_lock_put(struct redis_state *rs, const struct store_abuse_lock *l);
 int redis_lock_del(struct redis_state *rs, const char *account);
-/* Every lock into a new array (*n set; free() it), by account. 0 done, -1 error. */
-int redis_lock_all(struct redis_state *rs, struct store_abuse_lock **out, size_t *n);
+/* Every lock into a new array (*n set; free() it), by account. *fresh: 1 when this
+ * Redis has no data of ours (first start, or a restart that lost its data): nothing
+ * listed; the caller writes the locks it knows again, then redis_mark(). 0 done, -1
+ * error. */
+int redis_lock_all(struct redis_state *rs, struct store_abuse_lock **out, size_t *n, int *fresh);
+/* Mark this Redis as holding our data (a key without TTL). 0 done, -1 error. */
+int redis_mark(struct redis_state *rs);
 
 int redis_evidence_add(struct redis_state *rs, const struct store_abuse_evidence *e);
 int redis_evidence_list(struct redis_state *rs, const char *account, long long since, int limit,
