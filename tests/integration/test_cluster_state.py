@@ -348,3 +348,37 @@ def test_kill9_of_one_node_loses_none_of_the_others_mail(cluster, redis):
     assert len(files) == sent[id(a)]
     for k in (b, c):
         assert "ERROR: AddressSanitizer" not in k.log()
+
+
+def test_sentinel_names_the_master(kurier_factory, dns, redis):
+    """state { sentinel_master NAME; }: the servers are Sentinels, asked for the
+    master; a name they do not know leaves the node on its fail modes."""
+    sdir = tempfile.mkdtemp(prefix="kurier-sentinel-")
+    sport = free_port()
+    with open(os.path.join(sdir, "sentinel.conf"), "w") as f:
+        f.write("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"
+                % (sport, sdir, redis.port))
+    proc = subprocess.Popen(["redis-server", os.path.join(sdir, "sentinel.conf"), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", sport)
+        nodes = []
+        for master in ("mymaster", "nosuchmaster"):
+            conf = node_conf(dns, sport, free_port()).replace(
+                "    refresh 1s;\n", "    refresh 1s;\n    sentinel_master %s;\n" % master)
+            k = kurier_factory(extra=conf, listen_extra="    greylist always;\n")
+            k.add_domain("example.test")
+            k.add_mailbox("demo@example.test", "demo")
+            nodes.append(k.start())
+        good, bad = nodes
+        assert attempt(good, "via-sentinel@good.test")[0] == 451
+        assert any("via-sentinel@good.test" in key for key in redis.keys("kurier:grey:t:*"))
+        # the other node finds no master: greylisting fails open there
+        assert attempt(bad, "lost@good.test")[0] == 250
+        bad.wait_log("does not name master nosuchmaster")
+        for k in nodes:
+            k.stop_clean()
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(sdir, ignore_errors=True)
