@@ -12,6 +12,8 @@ state folder, spool and directory file."""
 
 import json
 import os
+import socket
+import threading
 import shutil
 import smtplib
 import subprocess
@@ -46,6 +48,7 @@ class Redis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no",
+             "--enable-debug-command", "yes",
              "--logfile", os.path.join(self.dir, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.1", self.port)
@@ -348,6 +351,28 @@ def test_kill9_of_one_node_loses_none_of_the_others_mail(cluster, redis):
     assert len(files) == sent[id(a)]
     for k in (b, c):
         assert "ERROR: AddressSanitizer" not in k.log()
+
+
+def test_hangup_while_the_shared_count_is_asked(cluster, redis):
+    """The account's count across the nodes is asked on a worker between MAIL and its
+    answer: a client that hangs up then is cancelled cleanly (the session is gone when
+    the worker returns), and the node goes on serving."""
+    a = cluster[0]
+    s = login(a, "steady@example.test")
+    assert not isinstance(s, tuple), s
+    # Redis stalls (longer than timeout_ms): the count waits on the worker
+    stall = threading.Thread(target=redis.cli, args=("DEBUG", "SLEEP", "2"))
+    stall.start()
+    time.sleep(0.2)
+    s.sock.sendall(b"MAIL FROM:<steady@example.test>\r\n")
+    s.sock.shutdown(socket.SHUT_RDWR)
+    s.close()
+    stall.join()
+    a.wait_log("disconnect from")
+    # the node still serves, with the shared count again
+    assert send_one(a, "legit@example.test", "demo@example.test") == (250, "")
+    a.wait_mail("demo@example.test")
+    a.stop_clean()
 
 
 def test_sentinel_names_the_master(kurier_factory, dns, redis):
