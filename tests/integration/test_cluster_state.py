@@ -19,6 +19,7 @@ import smtplib
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -108,8 +109,11 @@ def cluster(kurier_factory, dns, redis):
     sink = free_port()
     nodes = []
     for _ in range(3):
-        k = kurier_factory(extra=node_conf(dns, redis.port, sink),
+        metrics_port = free_port()
+        k = kurier_factory(extra=node_conf(dns, redis.port, sink) +
+                           "metrics_listen %d;\n" % metrics_port,
                            listen_extra="    greylist always;\n")
+        k.metrics_port = metrics_port
         k.sub_port = free_port()
         with open(k.conf, "a") as f:
             f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
@@ -185,6 +189,12 @@ def send_one(k, user, rcpt, subject="hello"):
         return e.smtp_code, e.smtp_error.decode()
     finally:
         s.close()
+
+
+def metrics(k):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % k.metrics_port,
+                                timeout=SAFETY) as r:
+        return r.read().decode()
 
 
 def locked_everywhere(nodes, user):
@@ -307,6 +317,9 @@ def test_redis_down_fail_modes_then_converge(cluster, redis):
     assert send_one(c, "legit@example.test", "demo@example.test") == (250, "")
     c.wait_log("counted on this node only (rate_fail open)")
     c.wait_mail("demo@example.test")
+    # ... and each such decision is counted
+    assert 'kurier_state_unavailable_total{check="greylist"} 1' in metrics(b)
+    assert 'kurier_state_unavailable_total{check="rate"}' in metrics(c)
     # a locked account stays locked on every node (fails closed)
     assert locked_everywhere(cluster, user)
     # Redis comes back (empty): the nodes write the locks they know again and the
@@ -373,6 +386,39 @@ def test_hangup_while_the_shared_count_is_asked(cluster, redis):
     assert send_one(a, "legit@example.test", "demo@example.test") == (250, "")
     a.wait_mail("demo@example.test")
     a.stop_clean()
+
+
+LIST_ZONE = """$SOA 1 mon.test. hostmaster.mon.test. 1 600 60 3600 1
+$NS 1 ns.mon.test.
+$TTL 1
+:127.0.0.2:Listed in mon.test
+127.0.0.3
+"""
+
+
+def test_blocklist_listing_found_by_one_node_is_known_to_all(kurier_factory, redis):
+    """The monitor of one node stores what it finds in Redis: the other node's `kurier
+    monitor status` (and its history) shows it."""
+    with peers.rbldnsd({"mon.test": ("ip4set", LIST_ZONE)}, "mon.test") as resolver:
+        state = ("state {\n    backend redis;\n    servers 127.0.0.1:%d;\n}\n"
+                 "resolver %s;\n" % (redis.port, resolver))
+        watcher = kurier_factory(extra=state + "monitor {\n    addresses 127.0.0.3;\n"
+                                 "    lists mon.test;\n    interval 1s;\n}\n")
+        other = kurier_factory(extra=state)
+        for k in (watcher, other):
+            k.add_domain("example.test")
+            k.start()
+        watcher.wait_log("address=127.0.0.3, list=mon.test, state=listed (was none)")
+        wait_for(lambda: "listed" in other.cli("monitor", "status").stdout.decode(),
+                 "the listing on the other node", [watcher, other])
+        rows = [json.loads(line) for line in
+                other.cli("monitor", "status", "--json").stdout.decode().splitlines()]
+        assert [(r["address"], r["zone"], r["state"]) for r in rows] == [
+            ("127.0.0.3", "mon.test", "listed")], rows
+        hist = other.cli("monitor", "history").stdout.decode()
+        assert "127.0.0.3" in hist and "listed" in hist, hist
+        for k in (watcher, other):
+            k.stop_clean()
 
 
 def test_sentinel_names_the_master(kurier_factory, dns, redis):
