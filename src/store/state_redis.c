@@ -309,6 +309,20 @@ int store_attach_redis(struct store *st, const struct kconf *conf, char *err, si
     return 0;
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+int store_state_conf_differs(const struct kconf *a, const struct kconf *b)
+{
+    return a->state_backend != b->state_backend ||
+           str_differs(a->state_servers, b->state_servers) ||
+           str_differs(a->state_sentinel, b->state_sentinel) ||
+           str_differs(a->state_prefix, b->state_prefix) ||
+           a->state_timeout_ms != b->state_timeout_ms || a->state_refresh != b->state_refresh;
+}
+
 int store_shared(const struct store *st)
 {
     return st && st->redis != NULL;

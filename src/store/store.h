@@ -363,6 +363,9 @@ struct kconf;
  * nothing is connected yet (Redis may be down at start). Call before other threads use
  * st. 0 done, -1 with err filled (a server that is not HOST[:PORT]). */
 int store_attach_redis(struct store *st, const struct kconf *conf, char *err, size_t errsize);
+/* 1 when a and b differ in what is read once at start (state { } backend, servers,
+ * sentinel_master, prefix, timeout_ms, refresh: a reload does not apply them), else 0. */
+int store_state_conf_differs(const struct kconf *a, const struct kconf *b);
 /* 1 when the policy state is shared (Redis attached), else 0. */
 int store_shared(const struct store *st);
 /* A counter shared by the nodes, in a window of window seconds sliding in twelfths (as

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -447,6 +448,14 @@ def test_sentinel_names_the_master(kurier_factory, dns, redis):
         # the other node finds no master: greylisting fails open there
         assert attempt(bad, "lost@good.test")[0] == 250
         bad.wait_log("does not name master nosuchmaster")
+        # a reload cannot move the node to another Redis: it says a restart is needed
+        with open(good.conf) as f:
+            text = f.read()
+        with open(good.conf, "w") as f:
+            f.write(text.replace("timeout_ms 300;", "timeout_ms 400;"))
+        good.proc.send_signal(signal.SIGHUP)
+        good.wait_log("prefix, timeout_ms and refresh need a restart")
+        good.wait_log("reloaded configuration")
         for k in nodes:
             k.stop_clean()
     finally:
