@@ -278,8 +278,10 @@ void abuse_store_load(struct abuse *ab, time_t now)
     if (store_abuse_evidence_list(st, NULL, (long long)now - ab->conf->abuse_score_window, 0,
                                   score_read, ab) != 0)
         log_err("abuse", "cannot read the accounts' scores from the directory");
-    if (store_abuse_lock_list(st, lock_restored, ab) != 0)
-        log_err("abuse", "cannot read the locked accounts from the directory");
+    int rc = store_abuse_lock_list(st, lock_restored, ab);
+    if (rc < 0) log_err("abuse", "cannot read the locked accounts from the directory");
+    if (rc == 1) /* docs/cluster.md: a locked account stays locked */
+        log_warn("abuse", "shared state unreachable: the locks this node knew apply");
 }
 
 void abuse_store_drain(struct abuse *ab)
