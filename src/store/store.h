@@ -1,5 +1,6 @@
 /* store.h: the directory (domains, mailboxes, aliases, credentials) and policy
- * state. Backend today: SQLite, embedded (store/sqlite.c). All calls block briefly:
+ * state. Backend: SQLite, embedded (store/sqlite.c); the policy state several nodes
+ * share can go to Redis (store_attach_redis(), store/state_redis.c). All calls block briefly:
  * the daemon calls them from worker threads (core/work.h), the CLI directly. One
  * struct store may be used from several threads (SQLite serialized mode). */
 #ifndef KURIER_STORE_H
