@@ -462,3 +462,35 @@ def test_sentinel_names_the_master(kurier_factory, dns, redis):
         proc.kill()
         proc.wait()
         shutil.rmtree(sdir, ignore_errors=True)
+
+
+def test_fail_modes_closed(kurier_factory, dns, redis):
+    """state { greylist_fail closed; rate_fail closed; auth_fail closed; }: with Redis
+    down, greylisting, authenticated MAIL and AUTH answer 4xx (the client retries)."""
+    conf = node_conf(dns, redis.port, free_port()).replace(
+        "    refresh 1s;\n",
+        "    refresh 1s;\n    greylist_fail closed;\n    rate_fail closed;\n"
+        "    auth_fail closed;\n")
+    k = kurier_factory(extra=conf, listen_extra="    greylist always;\n")
+    k.sub_port = free_port()
+    with open(k.conf, "a") as f:
+        f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
+                % k.sub_port)
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.add_mailbox("legit@example.test", "legit-pw")
+    k.start()
+    s = login(k, "legit@example.test")  # logged in while Redis is up
+    assert not isinstance(s, tuple), s
+    redis.kill()
+    code, text = s.mail("legit@example.test")
+    assert code == 451 and b"Sending limits temporarily unavailable" in text, (code, text)
+    s.quit()
+    k.wait_log("shared counters unreachable: refused for now (rate_fail closed)")
+    code, text = auth_answer(k, "legit@example.test")
+    assert code == 454 and "Temporary authentication failure" in text, (code, text)
+    code, text = attempt(k, "closed@good.test")
+    assert code == 451 and "greylisting database" in text, (code, text)
+    k.wait_log("shared state unreachable (greylist_fail closed)")
+    assert k.maildir_new("demo@example.test") == []
+    k.stop_clean()
