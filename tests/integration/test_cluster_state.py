@@ -329,6 +329,8 @@ def test_redis_down_fail_modes_then_converge(cluster, redis):
     wait_for(lambda: redis.cli("HEXISTS", "kurier:locks", user).strip() == "1",
              "the lock back in Redis", cluster)
     assert locked_everywhere(cluster, user)
+    for k in cluster:  # each node past its backoff
+        k.wait_log("Redis reachable again")
     assert attempt(a, "after@good.test")[0] == 451
     code = 451
     deadline = time.time() + SAFETY
@@ -338,7 +340,6 @@ def test_redis_down_fail_modes_then_converge(cluster, redis):
         code = attempt(c, "after@good.test")[0]
     assert attempt(b, "after@good.test")[0] == 250
     for k in cluster:
-        k.wait_log("Redis reachable again")
         k.stop_clean()
 
 
