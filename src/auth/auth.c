@@ -3,8 +3,8 @@
  * only after the limiter's delay. The SMTP dialogue around it is smtp/server_auth.c's. */
 #include "core/compat.h"
 
-#include <event2/event.h>
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <strings.h>
 
 #include "auth/auth.h"
