@@ -423,6 +423,51 @@ def test_blocklist_listing_found_by_one_node_is_known_to_all(kurier_factory, red
             k.stop_clean()
 
 
+def test_probe_answers_shared(kurier_factory, redis):
+    """Relay domains: the answer of the customer's server to one node's probe is
+    remembered in Redis, so the other node asks no second time (and the key expires
+    with the answer)."""
+    host = "127.0.0.61"
+    port = free_port(host)
+    ds = peers.Downstream(host, port, ("alice@relay.test",))
+    try:
+        nodes = []
+        for _ in range(2):
+            k = kurier_factory(extra=(
+                "state {\n    backend redis;\n    servers 127.0.0.1:%d;\n}\n"
+                "transport relay.test {\n    relay %s:%d;\n    relay_domain on;\n"
+                "    tls none;\n}\n"
+                "verify {\n    positive_ttl 1h;\n    negative_ttl 1h;\n}\n"
+                % (redis.port, host, port)))
+            k.add_domain("example.test")
+            nodes.append(k.start())
+        a, b = nodes
+
+        def rcpt(k, addr):
+            with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY) as s:
+                s.ehlo("client.test")
+                assert s.mail("someone@sender.test")[0] == 250
+                return s.rcpt(addr)
+
+        code, text = rcpt(a, "bob@relay.test")
+        assert code == 550 and b"user unknown" in text, (code, text)
+        assert rcpt(b, "alice@relay.test")[0] == 250
+        assert ds.probe_count() == 2
+        # each node asked once; the other takes the answer from Redis
+        code, text = rcpt(b, "bob@relay.test")
+        assert code == 550 and b"user unknown" in text, (code, text)
+        assert rcpt(a, "alice@relay.test")[0] == 250
+        assert ds.probe_count() == 2
+        keys = redis.keys("kurier:verify:*")
+        assert len(keys) == 2
+        for key in keys:
+            assert 0 < int(redis.cli("TTL", key)) <= 3600, key
+        for k in nodes:
+            k.stop_clean()
+    finally:
+        ds.stop()
+
+
 def test_sentinel_names_the_master(kurier_factory, dns, redis):
     """state { sentinel_master NAME; }: the servers are Sentinels, asked for the
     master; a name they do not know leaves the node on its fail modes."""
