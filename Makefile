@@ -3,7 +3,7 @@
 
 CC      ?= cc
 PKGS    := libevent libevent_pthreads libevent_openssl openssl sqlite3 libcrypt libunbound \
-           libsystemd libidn2 libpq
+           libsystemd libidn2 libpq hiredis
 VERSION := 0.9.0
 VERSION_DATE := 2026-12-06
 SANITIZE ?=

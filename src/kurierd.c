@@ -221,6 +221,9 @@ static int reload(void *arg)
     for (const struct conf_listen *l = c->listeners; l; l = l->next)
         if (!find_listener(d->conf, l->address))
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
+    if (store_state_conf_differs(d->conf, c)) /* the connection is set up at start */
+        log_warn("kurierd", "reload: state { } backend, servers, sentinel_master, prefix, "
+                            "timeout_ms and refresh need a restart; the fail modes apply now");
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
     monitor_set_conf(d->monitor, c);
@@ -449,6 +452,11 @@ int main(int argc, char **argv)
         log_err("kurierd", "directory_conninfo: %s", err);
         return 1;
     }
+    if (d.conf->state_backend == CONF_STATE_REDIS &&
+        store_attach_redis(d.store, d.conf, err, sizeof err) != 0) {
+        log_err("kurierd", "%s", err);
+        return 1;
+    }
     d.auth = auth_new(d.base, d.conf, d.store);
     d.abuse = abuse_new(d.base, d.conf, d.store, d.auth, d.spool);
     d.glue = (struct glue){
@@ -500,6 +508,7 @@ int main(int argc, char **argv)
     if (!d.remote) return 1;
     remote_set_observer(d.remote, on_replies, &d);
     egress_bench_init(d.store); /* benches survive restarts (docs/egress.md) */
+    egress_bench_sync_start(d.base, d.conf->state_refresh); /* docs/cluster.md */
     egress_set_conf(d.conf);
     queue_set_remote(d.queue, d.remote);
     d.glue.prober = d.prober = prober_new(d.base, d.dns);

@@ -17,6 +17,7 @@
 #include "abuse/abuse_int.h"
 #include "auth/auth.h"
 #include "core/esmtp.h"
+#include "core/metrics.h"
 #include "queue/queue.h"
 #include "store/store.h"
 
@@ -299,6 +300,9 @@ int score_of(const struct abuse *ab, const struct acct *a, time_t now)
 }
 
 static void lock(struct abuse *ab, struct acct *a, const char *why);
+static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
+                       size_t textsize);
+static void sync_fire(evutil_socket_t fd, short what, void *arg);
 
 static void signal_acct(struct abuse *ab, struct acct *a, const char *signal, int score,
                         const char *evidence)
@@ -663,8 +667,8 @@ static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
     a->hour_no = cur;
 }
 
-int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh, char *text,
-                     size_t textsize)
+int abuse_check_mail(struct abuse *ab, const char *account, int shared, int *code, char *enh,
+                     char *text, size_t textsize)
 {
     struct acct *a = acct_get(ab, account, 1);
     if (!a) return 0;
@@ -672,6 +676,10 @@ int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh
     time_t now = time(NULL);
     a->dirty = 1;
     int n = win_add(&a->w[CONF_ABUSE_MESSAGES_HOUR], ab->conf->abuse_hour, now);
+    if (shared >= 0)
+        n = shared;
+    else if (store_shared(ab->store) && shared_down(ab, a->name, code, enh, text, textsize))
+        return 1;
     return check_limit(ab, a, CONF_ABUSE_MESSAGES_HOUR, n, code, enh, text, textsize);
 }
 
@@ -713,7 +721,7 @@ static int distinct_add(struct abuse *ab, struct acct *a, const char *rcpt, time
 }
 
 int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
-                     int *code, char *enh, char *text, size_t textsize)
+                     int shared, int *code, char *enh, char *text, size_t textsize)
 {
     struct acct *a = acct_get(ab, account, 1);
     if (!a) return 0;
@@ -724,6 +732,10 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
     if (check_limit(ab, a, CONF_ABUSE_RCPTS_MESSAGE, (int)nrcpts + 1, code, enh, text, textsize))
         return 1;
     int n = win_add(&a->w[CONF_ABUSE_RCPTS_HOUR], c->abuse_hour, now);
+    if (shared >= 0)
+        n = shared;
+    else if (store_shared(ab->store) && shared_down(ab, a->name, code, enh, text, textsize))
+        return 1;
     if (check_limit(ab, a, CONF_ABUSE_RCPTS_HOUR, n, code, enh, text, textsize)) return 1;
     n = distinct_add(ab, a, rcpt, now);
     if (check_limit(ab, a, CONF_ABUSE_DISTINCT_DAY, n, code, enh, text, textsize)) return 1;
@@ -1014,6 +1026,10 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     auth_set_observer(auth, observe_login, ab);
     ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
     if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});
+    if (store_shared(st)) { /* locks decided on other nodes */
+        ab->ev_sync = event_new(base, -1, EV_PERSIST, sync_fire, ab);
+        if (ab->ev_sync) event_add(ab->ev_sync, &(struct timeval){.tv_sec = conf->state_refresh});
+    }
     /* the test hook of glue.h's KURIER_TEST_DELAY, for these writes: "abuse=MS" */
     const char *d = getenv("KURIER_TEST_DELAY");
     const char *in = d ? strstr(d, "abuse=") : NULL;
@@ -1044,6 +1060,7 @@ void abuse_free(struct abuse *ab)
     if (!ab) return;
     auth_set_observer(ab->auth, NULL, NULL);
     if (ab->ev_flush) event_free(ab->ev_flush);
+    if (ab->ev_sync) event_free(ab->ev_sync);
     flush_dirty(ab);
     atomic_store(&ab->freeing, 1);
     abuse_store_drain(ab);
@@ -1068,6 +1085,93 @@ void abuse_free(struct abuse *ab)
 }
 
 /* --- the control socket (the status: abuse_status.c) --------------------------- */
+
+/* --- shared state (docs/cluster.md) ----------------------------------------------- */
+
+static void sync_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct abuse *ab = arg;
+    if (ab->sync_pending) return;
+    ab->sync_pending = 1;
+    wjob_push(ab, wjob_new(ab, WK_SYNC, ""));
+}
+
+void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct acct *a = acct_get(ab, v[i].account, 1);
+        if (!a || a->locked) continue;
+        a->locked = 1;
+        a->locked_since = (time_t)v[i].since;
+        str_copy(a->reason, v[i].reason, sizeof a->reason);
+        auth_lock_set(ab->auth, a->name, 1);
+        log_warn("abuse", "account=%s decision=lock source=shared reason=\"%s\"", a->name,
+                 a->reason);
+        mail_job(ab, a->name, ABUSE_KEEP);
+    }
+    for (size_t b = 0; b < ab->nbuckets; b++)
+        for (struct acct *a = ab->b[b]; a; a = a->next) {
+            if (!a->locked) continue;
+            size_t i = 0;
+            while (i < n && strcmp(v[i].account, a->name) != 0)
+                i++;
+            if (i < n) continue;
+            if (a->lock_unstored) { /* decided here while Redis was down */
+                struct wjob *w = wjob_new(ab, WK_LOCK, a->name);
+                w->lock = (struct store_abuse_lock){.since = a->locked_since,
+                                                    .score = score_of(ab, a, time(NULL))};
+                str_copy(w->lock.account, a->name, sizeof w->lock.account);
+                str_copy(w->lock.reason, a->reason, sizeof w->lock.reason);
+                a->lock_unstored = 0;
+                wjob_push(ab, w);
+                continue;
+            }
+            a->locked = 0; /* unlocked on another node */
+            a->reason[0] = '\0';
+            a->nsig = 0;
+            memset(a->w, 0, sizeof a->w);
+            a->ndist = 0;
+            a->dirty = 1;
+            auth_lock_set(ab->auth, a->name, 0);
+            log_warn("abuse", "account=%s decision=unlock source=shared", a->name);
+        }
+}
+
+int abuse_shared(const struct abuse *ab)
+{
+    return ab && store_shared(ab->store);
+}
+
+int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account, int rcpt)
+{
+    struct store *st = ab->store; /* set once: read from a worker */
+    if (!store_shared(st)) return -1;
+    char acc[320], name[400];
+    str_copy(acc, account, sizeof acc);
+    str_lower(acc);
+    snprintf(name, sizeof name, "%s:%s",
+             limit_names[rcpt ? CONF_ABUSE_RCPTS_HOUR : CONF_ABUSE_MESSAGES_HOUR], acc);
+    int count;
+    return store_rate_add(st, name, conf->abuse_hour, (long long)time(NULL), 1, &count) == 0 ? count
+                                                                                             : -1;
+}
+
+/* Redis unreachable for a shared counter (state.rate_fail): 1 with the reply filled
+ * (closed), 0 go on with this node's count (open). Logged and counted either way. */
+static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
+                       size_t textsize)
+{
+    metrics_add(MET_STATE_DOWN, 1, "rate");
+    int closed = ab->conf->state_rate_fail == CONF_FAIL_CLOSED;
+    log_warn("abuse", "account=%s: shared counters unreachable: %s (rate_fail %s)", account,
+             closed ? "refused for now" : "counted on this node only", closed ? "closed" : "open");
+    if (!closed) return 0;
+    *code = 451;
+    str_copy(enh, "4.3.0", 8);
+    snprintf(text, textsize, "Sending limits temporarily unavailable for user %s, try again later",
+             account);
+    return 1;
+}
 
 int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,
                  size_t msgsize)

@@ -47,12 +47,23 @@ int abuse_locked(struct abuse *ab, const char *account);
  * the account's windows. 0 go on; 1 over a soft limit or locked: reply is the SMTP
  * reply to give ("451 4.7.1 ..."): code in *code, enhanced code in enh (8 bytes), text
  * in text. An attempt past a hard limit locks the account. */
-int abuse_check_mail(struct abuse *ab, const char *account, int *code, char *enh, char *text,
-                     size_t textsize);
+/* shared: with a shared state (store_shared()), the attempt's count across the nodes
+ * (abuse_shared_count(), asked on a worker), which the limit is judged on; -1 none: this
+ * node's count (when the state is shared, Redis was unreachable: state.rate_fail
+ * says what happens). */
+int abuse_check_mail(struct abuse *ab, const char *account, int shared, int *code, char *enh,
+                     char *text, size_t textsize);
 /* rcpt: the recipient (local@domain); nrcpts: recipients already accepted in this
- * message. */
+ * message; shared: as for abuse_check_mail, of recipients_per_hour. */
 int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
-                     int *code, char *enh, char *text, size_t textsize);
+                     int shared, int *code, char *enh, char *text, size_t textsize);
+/* 1 when the counters are shared by the nodes (state { backend redis; }), else 0. */
+int abuse_shared(const struct abuse *ab);
+/* Worker thread (reads nothing of ab that changes): count one attempt of account in
+ * the shared window of messages_per_hour (rcpt 0) or recipients_per_hour (rcpt 1); the
+ * count across the nodes, or -1 (no shared state, Redis unreachable). conf: the abuse
+ * { } windows (the session's configuration). */
+int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account, int rcpt);
 /* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). */
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt);
 /* A message of account from the envelope sender sender ("" for <>) is about to be

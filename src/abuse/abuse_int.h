@@ -89,6 +89,7 @@ struct acct {
     size_t nsig;
     int locked;
     time_t locked_since;
+    int lock_unstored; /* the lock's write failed (shared state down): written again */
     char reason[512];
 };
 
@@ -96,7 +97,7 @@ struct acct {
  * at a time, in order (a lock after its evidence; an unlock after the lock). The
  * completion finds the account again by name (it may be gone) and logs the line that
  * says the decision, once it is stored. */
-enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE };
+enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE, WK_SYNC };
 struct wjob {
     struct abuse *ab;
     struct work_job *work;
@@ -111,6 +112,8 @@ struct wjob {
     double mean;                    /* WK_HOUR: the baseline read */
     char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
     char *logline;                  /* logged (warning) when done, or NULL */
+    struct store_abuse_lock *locks; /* WK_SYNC: the shared locks read */
+    size_t nlocks;
     struct wjob *next;
 };
 
@@ -130,6 +133,8 @@ struct abuse {
     size_t nowners;
     struct wjob *wjobs, *wjobs_tail; /* pending writes, oldest first */
     struct event *ev_flush;
+    struct event *ev_sync; /* shared state: the locks read every state.refresh */
+    int sync_pending;
     int test_delay;     /* KURIER_TEST_DELAY "abuse=MS": each write, each status read waits */
     atomic_int freeing; /* abuse_free runs the writes left: no test delay then */
     struct job *jobs;
@@ -165,6 +170,10 @@ void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, t
 void evidence_line(void *arg, const struct store_abuse_evidence *e);
 /* Mail the lock's notices (postmaster, owner) with the evidence text. */
 void send_notices(struct abuse *ab, const char *account, const char *reason, const char *evidence);
+/* Shared state: the locks read from Redis (v[0..n)), applied to the accounts here: a
+ * lock decided on another node locks (AUTH refused, mail held), an unlock there
+ * unlocks; a lock whose write failed here is written again. */
+void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n);
 
 /* --- abuse_store.c: writes to the directory, one at a time in order; the counters
  * (table abuse_state) written and read back ------------------------------------------ */

@@ -12,6 +12,13 @@
 
 /* --- writes to the directory, on a worker ----------------------------------------- */
 
+static void lock_collect(void *arg, const struct store_abuse_lock *l)
+{
+    struct wjob *w = arg;
+    w->locks = xrealloc(w->locks, (w->nlocks + 1) * sizeof *w->locks);
+    w->locks[w->nlocks++] = *l;
+}
+
 static void wjob_run(void *arg)
 {
     struct wjob *w = arg;
@@ -50,6 +57,9 @@ static void wjob_run(void *arg)
     case WK_STATE:
         w->rc = store_abuse_state_put(st, w->account, (long long)time(NULL), w->text);
         break;
+    case WK_SYNC: /* 0: read from Redis; 1: Redis down (this node's cache); -1 */
+        w->rc = store_abuse_lock_list(st, lock_collect, w);
+        break;
     }
     atomic_store(&w->ran, 1);
 }
@@ -61,6 +71,7 @@ static void wjob_pop_free(struct abuse *ab)
     if (!ab->wjobs) ab->wjobs_tail = NULL;
     free(w->text);
     free(w->logline);
+    free(w->locks);
     free(w);
 }
 
@@ -70,6 +81,19 @@ static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
 {
     static const char *const what[] = {"the evidence", "the lock", "the unlock",
                                        "the hourly volume", "the counters"};
+    if (w->kind == WK_SYNC) {
+        ab->sync_pending = 0;
+        /* a lock or unlock queued after the read is newer than what it saw */
+        int newer = 0;
+        for (const struct wjob *o = w->next; o; o = o->next)
+            newer |= o->kind == WK_LOCK || o->kind == WK_UNLOCK;
+        if (w->rc == 0 && notify && !newer) abuse_sync_locks(ab, w->locks, w->nlocks);
+        return;
+    }
+    if (w->kind == WK_LOCK) {
+        struct acct *a = acct_get(ab, w->account, 0);
+        if (a) a->lock_unstored = w->rc != 0;
+    }
     if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
     if (w->logline) log_warn("abuse", "%s", w->logline);
     if (w->kind == WK_LOCK && notify) send_notices(ab, w->account, w->lock.reason, w->text);
@@ -254,8 +278,10 @@ void abuse_store_load(struct abuse *ab, time_t now)
     if (store_abuse_evidence_list(st, NULL, (long long)now - ab->conf->abuse_score_window, 0,
                                   score_read, ab) != 0)
         log_err("abuse", "cannot read the accounts' scores from the directory");
-    if (store_abuse_lock_list(st, lock_restored, ab) != 0)
-        log_err("abuse", "cannot read the locked accounts from the directory");
+    int rc = store_abuse_lock_list(st, lock_restored, ab);
+    if (rc < 0) log_err("abuse", "cannot read the locked accounts from the directory");
+    if (rc == 1) /* docs/cluster.md: a locked account stays locked */
+        log_warn("abuse", "shared state unreachable: the locks this node knew apply");
 }
 
 void abuse_store_drain(struct abuse *ab)

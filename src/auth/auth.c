@@ -3,10 +3,12 @@
  * only after the limiter's delay. The SMTP dialogue around it is smtp/server_auth.c's. */
 #include "core/compat.h"
 
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <strings.h>
 
 #include "auth/auth.h"
+#include "core/metrics.h"
 #include "store/store.h"
 
 struct auth {
@@ -28,6 +30,7 @@ struct auth_check {
     char ip[64];
     char *user, *pass;
     enum auth_result result;
+    int shared_down; /* the shared failure counters were unreachable (state.auth_fail) */
     void (*done)(void *, enum auth_result);
     void *arg;
 };
@@ -115,6 +118,8 @@ static void check_answer(evutil_socket_t fd, short what, void *arg)
     done(darg, result);
 }
 
+static void check_backend(struct auth_check *c);
+
 static void check_answer_in(struct auth_check *c, double seconds)
 {
     c->timer = evtimer_new(c->a->base, check_answer, c);
@@ -126,6 +131,34 @@ static void check_answer_in(struct auth_check *c, double seconds)
 static void check_run(void *arg)
 {
     struct auth_check *c = arg;
+    /* with a shared state, the failures of every node count (docs/cluster.md) */
+    struct store *st = c->a->store;
+    char key[INET6_ADDRSTRLEN + 4], user[320];
+    int shared = store_shared(st);
+    if (shared) {
+        auth_limits_addr_key(c->ip, key, sizeof key);
+        str_copy(user, c->user, sizeof user);
+        str_lower(user);
+        int b = store_authfail_blocked(st, key, user);
+        if (b == 1) {
+            c->result = AUTH_BLOCKED;
+            return;
+        }
+        c->shared_down = b < 0;
+        if (c->shared_down && c->conf->state_auth_fail == CONF_FAIL_CLOSED) {
+            c->result = AUTH_TEMPFAIL;
+            return;
+        }
+    }
+    check_backend(c);
+    if (shared && !c->shared_down && c->result != AUTH_TEMPFAIL)
+        store_authfail_record(st, key, user, c->result == AUTH_OK, c->conf->auth_window,
+                              c->conf->auth_block_time, c->conf->auth_max_failures_address,
+                              c->conf->auth_max_failures);
+}
+
+static void check_backend(struct auth_check *c)
+{
     if (c->a->dovecot) {
         char err[512];
         c->result = dovecot_auth_check(c->a->dovecot, c->user, c->pass, c->ip, err, sizeof err);
@@ -140,7 +173,12 @@ static void check_ran(void *arg)
     struct auth_check *c = arg;
     c->job = NULL;
     double delay = 0;
-    if (c->result != AUTH_TEMPFAIL) {
+    if (c->shared_down) {
+        metrics_add(MET_STATE_DOWN, 1, "auth");
+        log_warn("auth", "AUTH from [%s]: shared failure counters unreachable (auth_fail %s)",
+                 c->ip, c->conf->state_auth_fail == CONF_FAIL_CLOSED ? "closed" : "open");
+    }
+    if (c->result != AUTH_TEMPFAIL && c->result != AUTH_BLOCKED) {
         delay = auth_limits_record(c->a->limits, c->conf, c->ip, c->user, c->result == AUTH_OK,
                                    time_mono());
         if (c->a->observe) c->a->observe(c->a->observe_arg, c->user, c->ip, c->result == AUTH_OK);

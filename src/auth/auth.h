@@ -141,5 +141,9 @@ void auth_limits_each_block(struct auth_limits *al, double now,
 int auth_limits_clear(struct auth_limits *al, const char *what, double now);
 /* Entries held now (addresses and pairs, blocked or counting); for tests. */
 size_t auth_limits_size(const struct auth_limits *al);
+/* The key a client address is counted under (auth/limits.c and the shared counters of
+ * store_authfail_*): the address, IPv6 as its /64, IPv4-mapped as IPv4. 1 when ip is an
+ * address, else 0 (key = ip as given). */
+int auth_limits_addr_key(const char *ip, char *key, size_t size);
 
 #endif

@@ -149,7 +149,7 @@ static int stale(const struct al_entry *e, const struct kconf *c, double now)
 /* The key for a client address: the address itself, an IPv6 address as its /64 (one
  * site, however many addresses it uses), an IPv4-mapped IPv6 address as IPv4.
  * Returns 1 when ip is an address (or such a prefix), else 0 (key = ip as given). */
-static int addr_key(const char *ip, char *key, size_t size)
+int auth_limits_addr_key(const char *ip, char *key, size_t size)
 {
     unsigned char a[16];
     char tmp[INET6_ADDRSTRLEN + 4];
@@ -188,7 +188,7 @@ static struct al_entry *find(struct auth_limits *al, const struct kconf *c, cons
                              const char *user, int create, double now)
 {
     char addr[INET6_ADDRSTRLEN + 4];
-    addr_key(ip, addr, sizeof addr);
+    auth_limits_addr_key(ip, addr, sizeof addr);
     char *account = NULL;
     if (user) {
         account = xstrdup(user);
@@ -286,7 +286,7 @@ void auth_limits_each_block(struct auth_limits *al, double now,
 int auth_limits_clear(struct auth_limits *al, const char *what, double now)
 {
     char addr[INET6_ADDRSTRLEN + 4];
-    int is_addr = addr_key(what, addr, sizeof addr);
+    int is_addr = auth_limits_addr_key(what, addr, sizeof addr);
     char *account = xstrdup(what);
     str_lower(account);
     int lifted = 0;

@@ -35,6 +35,15 @@ int cli_dir_open(struct cli_dir *d)
         d->conf = NULL;
         return -1;
     }
+    /* the greylisting, locks and benches the daemons share */
+    if (d->conf->state_backend == CONF_STATE_REDIS &&
+        store_attach_redis(d->st, d->conf, err, sizeof err) != 0) {
+        cli_fail("%s", err);
+        store_free(d->st);
+        conf_free(d->conf);
+        d->conf = NULL;
+        return -1;
+    }
     return 0;
 }
 

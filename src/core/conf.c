@@ -1171,6 +1171,7 @@ static struct kconf *kconf_new(const char *file)
     apply_defaults(KB_ABUSE, c);
     apply_defaults(KB_COMPLAINTS, c);
     apply_defaults(KB_SRS, c);
+    apply_defaults(KB_STATE, c);
     return c;
 }
 
@@ -1384,6 +1385,9 @@ static void kconf_destroy(struct kconf *c)
     free(c->srs_secret_file);
     if (c->srs_secrets) explicit_bzero(c->srs_secrets, c->nsrs_secrets * sizeof *c->srs_secrets);
     free(c->srs_secrets);
+    free(c->state_servers);
+    free(c->state_sentinel);
+    free(c->state_prefix);
     free(c->mon_addresses);
     free(c->mon_lists);
     free(c->mon_delist);

@@ -102,6 +102,9 @@ struct conf_listen {
 
 /* listen { greylist } and { sender_verify }, in the order of their choices. */
 enum conf_greylist { CONF_GREY_OFF = 0, CONF_GREY_SUSPICIOUS, CONF_GREY_ALWAYS };
+enum conf_state_backend { CONF_STATE_SQLITE = 0, CONF_STATE_REDIS };
+/* What a check does while the shared state is unreachable (docs/cluster.md). */
+enum conf_state_fail { CONF_FAIL_OPEN = 0, CONF_FAIL_CLOSED };
 enum conf_sender_verify { CONF_SV_OFF = 0, CONF_SV_GREYLIST, CONF_SV_REJECT };
 /* listen { pregreet_action }: what an early talker gets. */
 enum conf_pregreet_action { CONF_PREGREET_SCORE = 0, CONF_PREGREET_REJECT, CONF_PREGREET_DROP };
@@ -290,6 +293,18 @@ struct kconf {
     struct srs_secret *srs_secrets; /* read from secret_file by conf_load() */
     size_t nsrs_secrets;
     int srs_verify_forward; /* verify_forward: probe the forward target at RCPT */
+
+    /* state { } (store/state_redis.c, docs/cluster.md): where the policy state several
+     * nodes share lives */
+    int state_backend;       /* enum conf_state_backend (sqlite) */
+    char *state_servers;     /* "HOST[:PORT] ..." Redis servers (or Sentinels); NULL: local */
+    char *state_sentinel;    /* sentinel_master: the servers are Sentinels; NULL: Redis */
+    char *state_prefix;      /* key prefix ("kurier:") */
+    int state_timeout_ms;    /* connect and command timeout (500) */
+    int state_refresh;       /* seconds between reads of shared locks and benches (1) */
+    int state_greylist_fail; /* enum conf_state_fail (open) */
+    int state_rate_fail;     /* enum conf_state_fail (open) */
+    int state_auth_fail;     /* enum conf_state_fail (open) */
 
     /* monitor { } (egress/monitor.c, docs/egress.md): our sending addresses against DNS
      * lists, on a timer */

@@ -7,8 +7,9 @@
 #include "core/conf_keys.h"
 
 const char *const conf_block_names[KB_COUNT] = {
-    "",        "log",    "limits", "queue", "relay",      "auth", "outbound", "greylist", "batv",
-    "monitor", "verify", "dkim",   "abuse", "complaints", "srs",  "listen",   "transport"};
+    "",         "log",        "limits", "queue",   "relay",  "auth",
+    "outbound", "greylist",   "batv",   "monitor", "verify", "dkim",
+    "abuse",    "complaints", "srs",    "state",   "listen", "transport"};
 
 #define KC(f) offsetof(struct kconf, f)
 #define KL(f) offsetof(struct conf_listen, f)
@@ -249,6 +250,36 @@ const struct conf_key conf_keys[] = {
     {KB_SRS, "verify_forward", KT_BOOL, "on", NULL, 0, 0, NULL, KC(srs_verify_forward),
      "Ask the forward target's server at RCPT time whether it takes the address (with the "
      "relay verify prober), so its refusal becomes our 5xx instead of a bounce later."},
+
+    {KB_STATE, "backend", KT_ENUM, "sqlite", NULL, 0, 0, "sqlite|redis", KC(state_backend),
+     "Where policy state lives: sqlite, the directory's file (one node); redis, shared by "
+     "every node of a cluster (greylisting, rate and AUTH failure counters, account locks "
+     "and their evidence, egress benches, blocklist listings, probe answers; "
+     "docs/cluster.md)."},
+    {KB_STATE, "servers", KT_HOSTLIST, NULL, "127.0.0.1:6379", 0, 0, NULL, KC(state_servers),
+     "Redis servers as HOST[:PORT] (port 6379; 26379 with sentinel_master): the first that "
+     "answers as a master is used; with sentinel_master, the Sentinels to ask for it."},
+    {KB_STATE, "sentinel_master", KT_STR, NULL, "none (servers are Redis servers)", 0, 0, NULL,
+     KC(state_sentinel),
+     "Name of the master the Sentinels in servers watch (SENTINEL get-master-addr-by-name); "
+     "asked again at each reconnection, so a failover is followed."},
+    {KB_STATE, "prefix", KT_STR, "kurier:", NULL, 0, 0, NULL, KC(state_prefix),
+     "Prefix of every Redis key, so several clusters can share one Redis."},
+    {KB_STATE, "timeout_ms", KT_INT, "500", NULL, 10, 60000, NULL, KC(state_timeout_ms),
+     "Milliseconds a connection or one command to Redis may take; then Redis counts as down "
+     "and is tried again after a backoff (100 ms doubling to 5 s)."},
+    {KB_STATE, "refresh", KT_DUR, "1s", NULL, 1, 3600, NULL, KC(state_refresh),
+     "How often each node reads the shared account locks and egress benches."},
+    {KB_STATE, "greylist_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed", KC(state_greylist_fail),
+     "Greylisting while Redis is unreachable: open passes the mail (logged, counted in "
+     "kurier_state_unavailable_total); closed answers 451."},
+    {KB_STATE, "rate_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed", KC(state_rate_fail),
+     "Per-account rate limits while Redis is unreachable: open counts on this node only "
+     "(logged, counted); closed answers 451 to authenticated MAIL and RCPT."},
+    {KB_STATE, "auth_fail", KT_ENUM, "open", NULL, 0, 0, "open|closed", KC(state_auth_fail),
+     "AUTH failure counters while Redis is unreachable: open counts on this node only; "
+     "closed answers AUTH with 454 (temporary failure). Locked accounts stay refused either "
+     "way (each node keeps the locks it knows)."},
 
     {KB_MONITOR, "addresses", KT_NETS, NULL, "none (monitoring off)", 0, 0, NULL, KC(mon_addresses),
      "Our sending (egress) addresses to look up on the DNS lists, IPv4 or IPv6; a network "

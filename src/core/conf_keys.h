@@ -50,6 +50,7 @@ enum kblock {
     KB_ABUSE,
     KB_COMPLAINTS,
     KB_SRS,
+    KB_STATE,
     KB_LISTEN, /* from here on: blocks with an argument, in any number */
     KB_TRANSPORT,
     KB_COUNT

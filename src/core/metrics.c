@@ -102,6 +102,13 @@ static const struct family {
                        MT_GAUGE,
                        {"age"},
                        NULL},
+    [MET_STATE_DOWN] = {"kurier_state_unavailable_total",
+                        "Checks decided by their fail mode because the shared state "
+                        "(Redis, state { }) was unreachable, by check (greylist, rate, "
+                        "auth).",
+                        MT_COUNTER,
+                        {"check"},
+                        NULL},
 };
 
 struct series {

@@ -25,6 +25,7 @@ enum metric {
     MET_SPOOL_FLUSH,    /* histogram: seconds a group commit took (write, fsync, rename) */
     MET_QUEUE_MESSAGES, /* gauge {state}: set by the collector at each scrape */
     MET_QUEUE_AGE,      /* gauge {age}: messages in the queue by age, at each scrape */
+    MET_STATE_DOWN,     /* counter {check}: decisions taken without the shared state */
     MET_COUNT
 };
 

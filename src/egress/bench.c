@@ -6,6 +6,7 @@
 #include "core/compat.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <stdatomic.h>
 
 #include "core/core.h"
@@ -68,6 +69,10 @@ static struct {
     struct vol *vols;
     struct wrr *wrrs;
     struct wjob *jobs, *jobs_tail; /* pending writes, oldest first */
+    struct event *ev_sync;         /* shared state: the benches read every state.refresh */
+    struct work_job *sync_job;
+    struct bench *sync_list; /* what sync_job read */
+    int sync_rc;
 } g;
 
 /* --- helpers ------------------------------------------------------------------- */
@@ -139,6 +144,8 @@ static int live(time_t until, time_t now)
     return until == 0 || until > now;
 }
 
+static struct bench **bench_find(const char *addr, const char *dest);
+
 /* --- persistence ----------------------------------------------------------------- */
 
 static void wjob_run(void *arg)
@@ -190,9 +197,11 @@ static void persist(int del, const char *addr, const char *dest, const char *rea
     if (g.jobs == w) w->job = work_submit(wjob_run, wjob_done, w);
 }
 
+/* arg: the list (struct bench **) the bench is added to. */
 static void load_cb(void *arg, const char *addr, const char *dest, const char *reason,
                     long long since, long long until)
 {
+    struct bench **head = arg;
     time_t now = time(NULL);
     struct bench *b = xcalloc(1, sizeof *b);
     if (canon(addr, b->addr) != 0 || !live((time_t)until, now)) {
@@ -203,15 +212,65 @@ static void load_cb(void *arg, const char *addr, const char *dest, const char *r
     b->reason = xstrdup(reason);
     b->since = (time_t)since;
     b->until = (time_t)until;
-    b->next = g.benches;
-    g.benches = b;
+    b->next = *head;
+    *head = b;
+}
+
+static void bench_list_free(struct bench *b)
+{
+    while (b) {
+        struct bench *next = b->next;
+        free(b->dest);
+        free(b->reason);
+        free(b);
+        b = next;
+    }
+}
+
+/* Worker thread. */
+static void sync_run(void *arg)
+{
+    g.sync_list = NULL;
+    g.sync_rc = store_egress_bench_list(g.st, load_cb, &g.sync_list);
+}
+
+/* The shared benches replace ours, unless a write of ours is pending (it is newer). */
+static void sync_done(void *arg)
+{
+    g.sync_job = NULL;
+    struct bench *list = g.sync_list;
+    g.sync_list = NULL;
+    if (g.sync_rc != 0 || g.jobs) {
+        bench_list_free(list);
+        return;
+    }
+    for (struct bench *b = list; b; b = b->next) {
+        struct bench **pp = bench_find(b->addr, b->dest);
+        if (!pp)
+            log_info("egress", "bench addr=%s destination=%s until=%lld source=shared", b->addr,
+                     b->dest ? b->dest : "*", (long long)b->until);
+    }
+    bench_list_free(g.benches);
+    g.benches = list;
+}
+
+static void sync_fire(evutil_socket_t fd, short what, void *arg)
+{
+    if (g.st && !g.sync_job && !g.jobs) g.sync_job = work_submit(sync_run, sync_done, NULL);
+}
+
+void egress_bench_sync_start(struct event_base *base, int seconds)
+{
+    if (!g.st || !store_shared(g.st) || g.ev_sync) return;
+    g.ev_sync = event_new(base, -1, EV_PERSIST, sync_fire, NULL);
+    if (g.ev_sync) event_add(g.ev_sync, &(struct timeval){.tv_sec = seconds > 0 ? seconds : 1});
 }
 
 int egress_bench_init(struct store *st)
 {
     g.st = st;
     if (!st) return 0;
-    if (store_egress_bench_list(st, load_cb, NULL) != 0) {
+    if (store_egress_bench_list(st, load_cb, &g.benches) != 0) {
         log_warn("egress", "cannot read the egress benches from the directory");
         return -1;
     }
@@ -220,6 +279,12 @@ int egress_bench_init(struct store *st)
 
 void egress_bench_shutdown(void)
 {
+    if (g.ev_sync) event_free(g.ev_sync);
+    g.ev_sync = NULL;
+    if (g.sync_job) work_cancel(g.sync_job);
+    g.sync_job = NULL;
+    bench_list_free(g.sync_list);
+    g.sync_list = NULL;
     while (g.jobs) { /* in order; the first may be on a worker */
         struct wjob *w = g.jobs;
         if (w->job) work_cancel(w->job);

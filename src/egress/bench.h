@@ -27,6 +27,10 @@ struct store;
  * could not be read (logged; the module works from memory). */
 int egress_bench_init(struct store *st);
 /* Forget everything; pending writes are finished first. Safe without init. */
+/* With a shared state (store_shared()): read the benches every seconds on a worker,
+ * so a bench set or lifted on another node holds here too (docs/cluster.md). */
+struct event_base;
+void egress_bench_sync_start(struct event_base *base, int seconds);
 void egress_bench_shutdown(void);
 
 /* Bench addr (an IPv4 or IPv6 address as text, any spelling: stored in canonical

@@ -54,7 +54,11 @@ struct judge {
     const struct addr **rcpts; /* EOM: ctx.rcpts */
     struct policy_run *run;    /* NULL once the pipeline answered */
     enum smtp_stage stage;
-    struct event *hold; /* test hook: the verdict waits */
+    struct event *hold;    /* test hook: the verdict waits */
+    struct work_job *work; /* shared state: the account's count across the nodes */
+    int abuse;             /* an authenticated MAIL or RCPT: the abuse limits first */
+    int shared;            /* that count, -1 none */
+    char account[320];
     struct smtp_verdict v;
     void (*done)(void *, const struct smtp_verdict *);
     void *arg;
@@ -102,6 +106,10 @@ static void judge_done(void *arg, const struct policy_verdict *pv)
     judge_answer(j);
 }
 
+static void shared_run(void *arg);
+static void shared_done(void *arg);
+static void judge_go(struct judge *j);
+
 static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smtp_txn *txn,
                        enum smtp_stage stage, const struct addr *rcpt,
                        void (*done)(void *, const struct smtp_verdict *), void *arg)
@@ -144,20 +152,51 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->arg = arg;
     j->stage = stage;
     /* an authenticated client's MAIL and RCPT count against its account's limits
-     * first; over one, the answer comes from the loop as a verdict would */
-    if (g->abuse && peer->auth_user && txn &&
-        (stage == SMTP_STAGE_MAIL || (stage == SMTP_STAGE_RCPT && rcpt))) {
-        char *r = stage == SMTP_STAGE_RCPT ? addr_format(rcpt) : NULL;
-        int over = stage == SMTP_STAGE_MAIL
-                       ? abuse_check_mail(g->abuse, peer->auth_user, &j->v.code, j->v.enh,
-                                          j->v.text, sizeof j->v.text)
-                       : abuse_check_rcpt(g->abuse, peer->auth_user, r, txn->nrcpts, &j->v.code,
-                                          j->v.enh, j->v.text, sizeof j->v.text);
+     * first (with a shared state, counted across the nodes on a worker) */
+    j->shared = -1;
+    j->abuse = g->abuse && peer->auth_user && txn &&
+               (stage == SMTP_STAGE_MAIL || (stage == SMTP_STAGE_RCPT && rcpt));
+    if (j->abuse && abuse_shared(g->abuse)) {
+        str_copy(j->account, peer->auth_user, sizeof j->account);
+        j->work = work_submit(shared_run, shared_done, j);
+        return j;
+    }
+    judge_go(j);
+    return j;
+}
+
+/* Worker thread. */
+static void shared_run(void *arg)
+{
+    struct judge *j = arg;
+    j->shared =
+        abuse_shared_count(j->g->abuse, j->ctx.conf, j->account, j->stage == SMTP_STAGE_RCPT);
+}
+
+static void shared_done(void *arg)
+{
+    struct judge *j = arg;
+    j->work = NULL;
+    judge_go(j);
+}
+
+/* The abuse limits (over one, the answer comes from the loop as a verdict would), then
+ * the policy pipeline. */
+static void judge_go(struct judge *j)
+{
+    struct glue *g = j->g;
+    if (j->abuse) {
+        char *r = j->stage == SMTP_STAGE_RCPT ? addr_format(j->ctx.rcpt) : NULL;
+        int over = j->stage == SMTP_STAGE_MAIL
+                       ? abuse_check_mail(g->abuse, j->ctx.auth_user, j->shared, &j->v.code,
+                                          j->v.enh, j->v.text, sizeof j->v.text)
+                       : abuse_check_rcpt(g->abuse, j->ctx.auth_user, r, j->ctx.nrcpts, j->shared,
+                                          &j->v.code, j->v.enh, j->v.text, sizeof j->v.text);
         free(r);
         if (over) {
             j->v.check = "abuse";
             j->hold = test_hold(g->base, 0, judge_held, j);
-            return j;
+            return;
         }
     }
     _Static_assert(
@@ -166,13 +205,13 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
             (int)SMTP_STAGE_RCPT == (int)POLICY_RCPT && (int)SMTP_STAGE_DATA == (int)POLICY_DATA &&
             (int)SMTP_STAGE_EOM == (int)POLICY_EOM,
         "enum smtp_stage and enum policy_stage differ");
-    j->run = policy_run_start(&j->ctx, (enum policy_stage)stage, judge_done, j);
-    return j;
+    j->run = policy_run_start(&j->ctx, (enum policy_stage)j->stage, judge_done, j);
 }
 
 static void ops_judge_cancel(void *handle)
 {
     struct judge *j = handle;
+    if (j->work) work_cancel(j->work);
     if (j->run) policy_run_cancel(j->run);
     if (j->hold) event_free(j->hold);
     free(j->rcpts);

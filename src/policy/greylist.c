@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 
+#include "core/metrics.h"
 #include "policy/greylist.h"
 #include "store/store.h"
 
@@ -21,6 +22,8 @@ struct greylist_job {
     char client[64];
     struct store_grey_result res;
     int rc;                  /* store_grey_check's answer */
+    int shared;              /* the state is in Redis (docs/cluster.md) */
+    int fail_open;           /* ... and when unreachable: pass (state.greylist_fail open) */
     struct policy_verdict v; /* the answer */
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
@@ -102,7 +105,21 @@ static void grey_done(void *arg)
     j->job = NULL;
     struct policy_verdict *v = &j->v;
     v->kind = POLICY_PASS;
-    if (j->rc != 0) {
+    if (j->rc != 0 && j->fail_open) {
+        /* docs/cluster.md: Redis unreachable, greylisting fails open */
+        log_warn("greylist",
+                 "passed client=[%s] net=%s from=<%s> to=<%s>: shared state "
+                 "unreachable (greylist_fail open)",
+                 j->client, j->net, j->sender, j->rcpt);
+        metrics_add(MET_STATE_DOWN, 1, "greylist");
+    } else if (j->rc != 0) {
+        if (j->shared) {
+            log_warn("greylist",
+                     "deferred client=[%s] net=%s from=<%s> to=<%s>: shared state "
+                     "unreachable (greylist_fail closed)",
+                     j->client, j->net, j->sender, j->rcpt);
+            metrics_add(MET_STATE_DOWN, 1, "greylist");
+        }
         policy_verdict_set(v, POLICY_TEMPFAIL, 451, "4.3.0",
                            "Temporary failure of the greylisting database, try again later");
     } else if (j->res.greylisted) {
@@ -130,6 +147,8 @@ struct greylist_job *greylist_triplet_start(const struct policy_ctx *ctx, const 
                                            .lifetime = c->grey_lifetime,
                                            .auto_allowlist = c->grey_auto_allowlist};
     policy_greylist_net(&ctx->client_sa, j->net, sizeof j->net);
+    j->shared = store_shared(j->store);
+    j->fail_open = j->shared && c->state_greylist_fail == CONF_FAIL_OPEN;
     str_copy(j->client, ctx->client_addr, sizeof j->client);
     j->sender = ctx->sender ? addr_format(ctx->sender) : xstrdup("");
     j->rcpt = ctx->rcpt ? addr_format(ctx->rcpt) : xstrdup("");

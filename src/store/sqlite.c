@@ -16,6 +16,7 @@
 #include "core/core.h"
 #include "store/dir_pg.h"
 #include "store/sqlite_int.h"
+#include "store/state_redis.h"
 #include "store/store.h"
 
 /* Bump when a migration is appended to migrations[]. */
@@ -606,6 +607,7 @@ void store_free(struct store *st)
     }
     sqlite3_close_v2(st->db);
     dir_pg_free(st->pg);
+    redis_state_free(st->redis);
     free(st);
 }
 

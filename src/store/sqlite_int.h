@@ -19,6 +19,7 @@ struct store {
     } cache[STMT_CACHE];
     int ncache;
     struct dir_pg *pg; /* the directory is in PostgreSQL (dir_pg.c); NULL: in db */
+    struct redis_state *redis; /* shared policy state (state_redis.c), or NULL */
 };
 
 #define ADDR_SIZE 320

@@ -9,6 +9,7 @@
 
 #include "core/core.h"
 #include "store/sqlite_int.h"
+#include "store/state_redis.h"
 #include "store/store.h"
 
 /* --- greylisting state ------------------------------------------------------- */
@@ -107,6 +108,7 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
     str_copy(rl, rcpt, sizeof rl);
     str_lower(sl);
     str_lower(rl);
+    if (st->redis) return redis_grey_check(st->redis, net, sl, rl, p, now, out);
     store_lock(st); /* recursive: held over the whole transaction, as the statements lock too */
     int rc = -1;
     if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
@@ -121,6 +123,7 @@ int store_grey_check(struct store *st, const char *net, const char *sender, cons
 
 int store_grey_purge(struct store *st, const struct store_grey_params *p, long long now)
 {
+    if (st->redis) return 0; /* Redis keys expire by themselves */
     store_lock(st);
     int rc =
         grey_exec(st,
@@ -138,6 +141,7 @@ int store_grey_list(struct store *st,
                     void (*triplet)(void *arg, const struct store_grey_triplet *t),
                     void (*net)(void *arg, const struct store_grey_net *n), void *arg)
 {
+    if (st->redis) return redis_grey_list(st->redis, triplet, net, arg);
     sqlite3_stmt *s;
     int rc;
     for (rc =
@@ -180,6 +184,7 @@ int store_grey_list(struct store *st,
 
 int store_listing_put(struct store *st, const struct store_listing *l, int history)
 {
+    if (st->redis) return redis_listing_put(st->redis, l, history);
     const char *v[] = {l->address, l->zone, l->state, l->code, l->txt, l->delist_url, l->previous};
     store_lock(st);
     int ok = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
@@ -245,6 +250,7 @@ int store_grey_clear(struct store *st, const char *net, const char *sender, long
     str_lower(sl);
     /* ?1 NULL: any network; ?2 NULL: any sender */
     const char *v[] = {net, sender ? sl : NULL};
+    if (st->redis) return redis_grey_clear(st->redis, net, sender ? sl : NULL, ntriplets, nnets);
     *ntriplets = *nnets = 0;
     store_lock(st);
     int rc = grey_exec(st,
@@ -262,6 +268,7 @@ int store_grey_clear(struct store *st, const char *net, const char *sender, long
 
 int store_grey_allow(struct store *st, const char *net, long long passes, long long now)
 {
+    if (st->redis) return redis_grey_allow(st->redis, net, passes, now);
     const char *v[] = {net};
     return grey_exec(st,
                      "INSERT INTO grey_networks (net, passes, last_seen) VALUES (?1, ?2, ?3) "
@@ -272,6 +279,7 @@ int store_grey_allow(struct store *st, const char *net, long long passes, long l
 int store_listing_list(struct store *st, const char *address,
                        void (*cb)(void *arg, const struct store_listing *l), void *arg)
 {
+    if (st->redis) return redis_listing_list(st->redis, address, cb, arg);
     return listing_rows(st,
                         "SELECT address, zone, state, code, txt, delist_url, '', since "
                         "FROM egress_listings WHERE (?1 = '' OR address = ?1) AND ?2 >= 0 "
@@ -282,6 +290,7 @@ int store_listing_list(struct store *st, const char *address,
 int store_listing_history(struct store *st, const char *address, int limit,
                           void (*cb)(void *arg, const struct store_listing *l), void *arg)
 {
+    if (st->redis) return redis_listing_history(st->redis, address, limit, cb, arg);
     /* the newest limit rows, told oldest first */
     return listing_rows(st,
                         "SELECT * FROM (SELECT address, zone, state, code, txt, delist_url, "
@@ -300,6 +309,7 @@ int store_verify_get(struct store *st, const char *kind, const char *address, lo
     str_lower(al);
     const char *k[] = {kind, al};
     sqlite3_stmt *s;
+    if (st->redis) return redis_verify_get(st->redis, kind, al, now, out);
     memset(out, 0, sizeof *out);
     int rc = grey_step(st, &s,
                        "SELECT ok, code, text, expires FROM verify_cache "
@@ -323,6 +333,7 @@ int store_verify_put(struct store *st, const char *kind, const char *address,
     str_copy(al, address, sizeof al);
     str_lower(al);
     const char *k[] = {kind, al, v->text};
+    if (st->redis) return redis_verify_put(st->redis, kind, al, v);
     return grey_exec(st,
                      "INSERT OR REPLACE INTO verify_cache (kind, address, text, ok, code, expires) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -331,6 +342,7 @@ int store_verify_put(struct store *st, const char *kind, const char *address,
 
 int store_verify_purge(struct store *st, long long now)
 {
+    if (st->redis) return 0; /* Redis keys expire by themselves */
     return grey_exec(st, "DELETE FROM verify_cache WHERE expires <= ?1", NULL, 0,
                      (long long[]){now}, 1);
 }
@@ -340,6 +352,7 @@ int store_verify_purge(struct store *st, long long now)
 int store_egress_bench_put(struct store *st, const char *addr, const char *dest, const char *reason,
                            long long since, long long until)
 {
+    if (st->redis) return redis_bench_put(st->redis, addr, dest, reason, since, until);
     return grey_exec(st,
                      "INSERT OR REPLACE INTO egress_bench (addr, dest, reason, since, until) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -349,6 +362,7 @@ int store_egress_bench_put(struct store *st, const char *addr, const char *dest,
 
 int store_egress_bench_del(struct store *st, const char *addr, const char *dest)
 {
+    if (st->redis) return redis_bench_del(st->redis, addr, dest);
     if (!dest)
         return grey_exec(st, "DELETE FROM egress_bench WHERE addr = ?1",
                          (const char *const[]){addr}, 1, NULL, 0);
@@ -361,6 +375,7 @@ int store_egress_bench_list(struct store *st,
                                        const char *reason, long long since, long long until),
                             void *arg)
 {
+    if (st->redis) return redis_bench_list(st->redis, cb, arg);
     sqlite3_stmt *s = stmt_open(
         st, "SELECT addr, dest, reason, since, until FROM egress_bench ORDER BY addr, dest", NULL,
         0);
@@ -378,7 +393,7 @@ int store_egress_bench_list(struct store *st,
 
 /* --- sending accounts under watch (abuse/abuse.c) ----------------------------- */
 
-int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l)
+static int sqlite_lock_put(struct store *st, const struct store_abuse_lock *l)
 {
     const char *k[] = {l->account, l->reason};
     return grey_exec(st,
@@ -387,7 +402,7 @@ int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l)
                      k, 2, (long long[]){l->since, l->score}, 2);
 }
 
-int store_abuse_lock_del(struct store *st, const char *account)
+static int sqlite_lock_del(struct store *st, const char *account)
 {
     const char *k[] = {account};
     if (grey_exec(st, "DELETE FROM abuse_locks WHERE account = lower(?1)", k, 1, NULL, 0) != 0)
@@ -395,8 +410,8 @@ int store_abuse_lock_del(struct store *st, const char *account)
     return sqlite3_changes(st->db) > 0;
 }
 
-int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct store_abuse_lock *l),
-                          void *arg)
+static int sqlite_lock_list(struct store *st,
+                            void (*cb)(void *arg, const struct store_abuse_lock *l), void *arg)
 {
     sqlite3_stmt *s;
     int rc =
@@ -417,8 +432,82 @@ int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct s
     return rc < 0 ? -1 : 0;
 }
 
+/* With Redis, the locks are also written here: this node's cache of them, read while
+ * Redis is down (so a locked account stays locked: its AUTH fails closed). A list read
+ * from Redis replaces the cache when it differs. */
+int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l)
+{
+    if (!st->redis) return sqlite_lock_put(st, l);
+    int rc = redis_lock_put(st->redis, l);
+    sqlite_lock_put(st, l);
+    return rc;
+}
+
+int store_abuse_lock_del(struct store *st, const char *account)
+{
+    if (!st->redis) return sqlite_lock_del(st, account);
+    int rc = redis_lock_del(st->redis, account);
+    sqlite_lock_del(st, account);
+    return rc;
+}
+
+struct lock_set {
+    struct store_abuse_lock *v;
+    size_t n;
+};
+
+static void lock_collect(void *arg, const struct store_abuse_lock *l)
+{
+    struct lock_set *s = arg;
+    s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+    s->v[s->n++] = *l;
+}
+
+int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct store_abuse_lock *l),
+                          void *arg)
+{
+    if (!st->redis) return sqlite_lock_list(st, cb, arg);
+    struct lock_set shared = {0}, cached = {0};
+    int fresh;
+    if (redis_lock_all(st->redis, &shared.v, &shared.n, &fresh) != 0) {
+        /* Redis down: this node's cache, and 1 says so */
+        int rc = sqlite_lock_list(st, cb, arg);
+        return rc == 0 ? 1 : rc;
+    }
+    if (fresh) { /* Redis lost its data (or is new): the locks known here go back */
+        sqlite_lock_list(st, lock_collect, &cached);
+        for (size_t i = 0; i < cached.n; i++)
+            redis_lock_put(st->redis, &cached.v[i]);
+        if (cached.n)
+            log_warn("state", "Redis had no state: %zu account locks written again", cached.n);
+        free(cached.v);
+        cached = (struct lock_set){0};
+        if (redis_mark(st->redis) != 0 ||
+            redis_lock_all(st->redis, &shared.v, &shared.n, &fresh) != 0) {
+            int rc = sqlite_lock_list(st, cb, arg);
+            return rc == 0 ? 1 : rc;
+        }
+    }
+    int same = sqlite_lock_list(st, lock_collect, &cached) == 0 && cached.n == shared.n;
+    for (size_t i = 0; same && i < shared.n; i++)
+        same = strcmp(shared.v[i].account, cached.v[i].account) == 0 &&
+               shared.v[i].since == cached.v[i].since;
+    if (!same) {
+        for (size_t i = 0; i < cached.n; i++)
+            sqlite_lock_del(st, cached.v[i].account);
+        for (size_t i = 0; i < shared.n; i++)
+            sqlite_lock_put(st, &shared.v[i]);
+    }
+    for (size_t i = 0; i < shared.n; i++)
+        cb(arg, &shared.v[i]);
+    free(shared.v);
+    free(cached.v);
+    return 0;
+}
+
 int store_abuse_evidence_add(struct store *st, const struct store_abuse_evidence *e)
 {
+    if (st->redis) return redis_evidence_add(st->redis, e);
     const char *k[] = {e->account, e->signal, e->evidence};
     return grey_exec(st,
                      "INSERT INTO abuse_evidence (account, signal, evidence, time, score) "
@@ -430,6 +519,7 @@ int store_abuse_evidence_list(struct store *st, const char *account, long long s
                               void (*cb)(void *arg, const struct store_abuse_evidence *e),
                               void *arg)
 {
+    if (st->redis) return redis_evidence_list(st->redis, account, since, limit, cb, arg);
     const char *k[] = {account ? account : ""};
     sqlite3_stmt *s;
     int rc = grey_step(st, &s,
@@ -456,6 +546,7 @@ int store_abuse_evidence_list(struct store *st, const char *account, long long s
 
 int store_abuse_evidence_clear(struct store *st, const char *account, long long before)
 {
+    if (st->redis) return redis_evidence_clear(st->redis, account, before);
     const char *k[] = {account ? account : ""};
     return grey_exec(st, "DELETE FROM abuse_evidence WHERE account = lower(?1) OR time < ?2", k, 1,
                      (long long[]){before}, 1);

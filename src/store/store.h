@@ -1,6 +1,7 @@
 /* store.h: the directory (domains, mailboxes, aliases, credentials) and policy
- * state. Backends: SQLite, embedded (store/sqlite.c), and for the directory PostgreSQL
- * (store/dir_pg.c, store_attach_postgres()). All calls block briefly:
+ * state. Backends: SQLite, embedded (store/sqlite.c); the directory can go to PostgreSQL
+ * (store/dir_pg.c, store_attach_postgres()) and the policy state several nodes share to
+ * Redis (store/state_redis.c, store_attach_redis()). All calls block briefly:
  * the daemon calls them from worker threads (core/work.h), the CLI directly. One
  * struct store may be used from several threads (SQLite serialized mode). */
 #ifndef KURIER_STORE_H
@@ -294,7 +295,9 @@ struct store_abuse_lock {
 int store_abuse_lock_put(struct store *st, const struct store_abuse_lock *l);
 /* 1 removed, 0 was not locked, -1 database error. */
 int store_abuse_lock_del(struct store *st, const char *account);
-/* Each lock, by account; cb runs inside the call. 0 done, -1 database error. */
+/* Each lock, by account; cb runs inside the call. 0 done, -1 database error; with
+ * Redis (store_attach_redis), 1: Redis is unreachable and the locks listed are this
+ * node's cache of them. */
 int store_abuse_lock_list(struct store *st, void (*cb)(void *arg, const struct store_abuse_lock *l),
                           void *arg);
 struct store_abuse_evidence {
@@ -374,5 +377,41 @@ struct store_dmarc {
 };
 /* Count one message. 0 done, -1 database error. */
 int store_dmarc_count(struct store *st, const struct store_dmarc *r);
+
+/* --- shared state (store/state_redis.c, docs/cluster.md) --------------------------
+ * With state { backend redis; }, the policy state several nodes share lives in Redis:
+ * greylisting, egress benches, blocklist listings, probe answers, account locks (also
+ * written to this file: each node's cache of them while Redis is down) and evidence;
+ * the functions above keep their contract and go there. The rest (sent log,
+ * complaints, DMARC counts, hourly volumes, counters) stays in this node's file.
+ * While Redis is unreachable those functions fail (-1) at once, and it is tried again
+ * after a backoff (100 ms doubling to 5 s). */
+struct kconf;
+/* Use Redis as conf's state { } says (servers, sentinel_master, prefix, timeout_ms);
+ * nothing is connected yet (Redis may be down at start). Call before other threads use
+ * st. 0 done, -1 with err filled (a server that is not HOST[:PORT]). */
+int store_attach_redis(struct store *st, const struct kconf *conf, char *err, size_t errsize);
+/* 1 when a and b differ in what is read once at start (state { } backend, servers,
+ * sentinel_master, prefix, timeout_ms, refresh: a reload does not apply them), else 0. */
+int store_state_conf_differs(const struct kconf *a, const struct kconf *b);
+/* 1 when the policy state is shared (Redis attached), else 0. */
+int store_shared(const struct store *st);
+/* A counter shared by the nodes, in a window of window seconds sliding in twelfths (as
+ * abuse's windows): add n to the counter name (a short label and an account, e.g.
+ * "messages_per_hour:user@example.org") at Unix time now; *count gets the window's
+ * total, n included. Atomic: two nodes never both see the same total. 0 done, -1 no
+ * shared state or Redis unreachable. */
+int store_rate_add(struct store *st, const char *name, int window, long long now, int n,
+                   int *count);
+/* AUTH failures counted by every node (auth/limits.c also counts on its own node): addr
+ * the client's address key (auth/limits.c's: IPv6 as its /64), account lowercased.
+ * blocked: 1 the address or the (address, account) pair is blocked now, 0 not, -1 no
+ * shared state or unreachable. record: a failure (ok 0) counts for both; past max_addr
+ * (address) or max_pair (pair) failures within window seconds that one is blocked for
+ * block seconds; a success (ok 1) clears the pair's count. Returns the larger count
+ * (0 after a success), -1 no shared state or unreachable. */
+int store_authfail_blocked(struct store *st, const char *addr, const char *account);
+int store_authfail_record(struct store *st, const char *addr, const char *account, int ok,
+                          int window, int block, int max_addr, int max_pair);
 
 #endif
