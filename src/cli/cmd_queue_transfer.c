@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +89,24 @@ static int stdout_write(void *arg, const void *p, size_t n)
     return fwrite(p, 1, n, stdout) == n ? 0 : -1;
 }
 
+/* stdout is a pipe: wait until its reader has taken every byte (FIONREAD 0 on the
+ * pipe), so that a reader that went away early (an importer that failed at once, a
+ * "head") is noticed, which a write that already fitted into the pipe never tells.
+ * 0 drained (or not a pipe, or no way to tell), -1 the reader closed its end with
+ * bytes unread. */
+static int pipe_drained(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return 0;
+    for (;;) {
+        int n = 0;
+        if (ioctl(fd, FIONREAD, &n) != 0 || n == 0) return 0;
+        struct pollfd p = {.fd = fd}; /* POLLERR comes without asking: no reader left */
+        if (poll(&p, 1, 100) > 0 && (p.revents & (POLLERR | POLLHUP)))
+            return ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? -1 : 0;
+    }
+}
+
 /* Remove the exported messages: through the daemon while it runs (it may be working
  * on one), else from the spool itself. Returns how many could not be removed. */
 static size_t export_remove(const struct kconf *conf, struct spool *s, const struct id_list *ids)
@@ -99,6 +119,10 @@ static size_t export_remove(const struct kconf *conf, struct spool *s, const str
         int r = daemon ? control_request(conf->control_socket, req, reply, sizeof reply) : -1;
         if (r == 0) continue;
         if (r == 1 && strncmp(reply, "no such message", 15) == 0) continue; /* gone meanwhile */
+        if (r == 1 && strstr(reply, "permission denied")) { /* the same for every one */
+            fprintf(stderr, "kurier: nothing removed: %s\n", reply);
+            return ids->n - i;
+        }
         if (r == 1) {
             fprintf(stderr, "kurier: %s: not removed: %s\n", ids->v[i], reply);
             failed++;
@@ -185,6 +209,12 @@ int queue_export(const struct kconf *conf, int all, char **argv_ids, int nids, i
     if (werr) {
         rc = cli_fail("cannot write the stream: %s; %s", strerror(errno),
                       remove ? "nothing was removed" : "it is incomplete");
+        transfer_enc_free(enc);
+        goto out;
+    }
+    if (remove && pipe_drained(STDOUT_FILENO) != 0) {
+        rc = cli_fail("the reader of the stream went away before it read all of it; nothing "
+                      "was removed");
         transfer_enc_free(enc);
         goto out;
     }
@@ -388,7 +418,7 @@ int queue_import(const struct kconf *conf)
     int rc = 0;
     if (transfer_decode(&ops, &c, &st, err, sizeof err) != 0) {
         /* all or nothing: what was staged goes, a stream that is not whole queues none */
-        rc = cli_fail("the stream is not whole: %s; nothing was imported", err);
+        rc = cli_fail("cannot import: %s; nothing was imported", err);
         goto out;
     }
     size_t published = 0;

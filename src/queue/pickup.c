@@ -40,6 +40,8 @@ struct pickup {
     int freed;                /* pickup_free ran: only the commits keep p */
     int more;                 /* the last scan left files for the next one: scan again
                                  as soon as its commits are done, not on the timer */
+    int progress;             /* a file of the last scan was queued (no rescan at once
+                                 while nothing can be queued: the disk is full, say) */
     char *spool_dir;          /* for removing picked-up files after the spool is gone */
 };
 
@@ -194,7 +196,7 @@ void pickup_now(struct pickup *p);
 static void pickup_idle(struct pickup *p)
 {
     p->busy = 0;
-    if (p->more) {
+    if (p->more && p->progress) {
         p->more = 0;
         pickup_now(p);
     }
@@ -207,6 +209,7 @@ static void pickup_commit_done(void *arg, int ok)
     struct pickup_item *it = pc->item;
     p->pending--;
     if (ok) {
+        p->progress = 1;
         /* Blocking unlink on the loop thread: one small metadata operation. A crash
          * just before it means the message is queued twice, never lost. */
         if (maildrop_remove(p->spool_dir, it->name) != 0)
@@ -300,6 +303,7 @@ void pickup_now(struct pickup *p)
 {
     if (p->busy) return; /* one scan at a time: a file is never picked twice */
     p->busy = 1;
+    p->progress = 0;
     struct pickup_scan *j = xcalloc(1, sizeof *j);
     j->p = p;
     j->conf = conf_ref(p->conf);

@@ -227,12 +227,14 @@ char *maildrop_crlf(const char *p, size_t len, size_t *outlen);
 struct event_base;
 struct kconf;
 struct pickup;
-/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5)
- * and on pickup_now(). A worker lists and reads the files (at most 100 a scan, each
+/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5),
+ * on pickup_now(), and at once after a scan that queued files but left more behind.
+ * A worker lists and reads the files (at most 100 a scan, each
  * within conf->message_size; a bad one is moved aside as .bad-NAME); on the loop each
  * becomes a new message (our Received: header naming the file's owner, proto "local",
- * dsn_trusted 1) committed through the spool, its file removed once durable, then
- * queued(arg, id) runs on the loop thread. conf and s are borrowed. NULL when the
+ * dsn_trusted 1; a transfer file's message as it came, see above) committed through
+ * the spool, its file removed once durable, then queued(arg, id) runs on the loop
+ * thread. conf and s are borrowed. NULL when the
  * timer cannot be created. */
 struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, struct spool *s,
                           void (*queued)(void *arg, const char *id), void *arg);

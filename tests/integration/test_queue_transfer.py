@@ -214,6 +214,11 @@ def test_1000_messages_move_with_their_envelopes(kurier_factory):
                 rc, rc) in f, f[:600]
         assert sink_content(f) == contents[i].replace("\r\n", "\n"), (i, f)
         assert "body of message %d\n..a line" not in f and "\n.a line with" in f
+    # the same stream again: every message was imported before, nothing is queued
+    r = b.cli("queue", "import", input=data)
+    assert "imported 0 messages from node mx.example.test, skipped 1000 imported before" in \
+        r.stdout.decode()
+    assert b.queue_empty()
     b.stop_clean()
     a.stop_clean()
 
@@ -347,3 +352,23 @@ def test_transfer_file_from_an_ordinary_user_is_refused(three):
     assert "only root and kurierd's user may import" in b.log()
     assert b.queue_empty()
     assert os.path.exists(os.path.join(maildrop(b), ".bad-CR8STWVVGH804F.forged"))
+
+
+def test_remove_only_after_the_stream_is_out(three):
+    """export --remove deletes nothing when the stream could not be written whole (a
+    full disk: /dev/full) or its reader went away before reading all of it."""
+    a, b, ids, data = three
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([KURIER, "-c", a.conf, "queue", "export", "--all", "--remove"],
+                           stdout=full, stderr=subprocess.PIPE, timeout=SAFETY)
+    assert r.returncode == 1
+    assert b"cannot write the stream: No space left on device; nothing was removed" in r.stderr
+    # a reader that takes 100 bytes and leaves: the stream fitted into the pipe, so no
+    # write failed, but the exporter sees the bytes left unread
+    r = subprocess.run(["bash", "-c", "set -o pipefail; %s -c %s queue export --all --remove "
+                        "| dd bs=100 count=1 status=none of=/dev/null" % (KURIER, a.conf)],
+                       capture_output=True, timeout=SAFETY)
+    assert r.returncode == 1
+    assert b"the reader of the stream went away before it read all of it; nothing was " \
+        b"removed" in r.stderr, r.stderr
+    assert sorted(m["id"] for m in queue_ids(a)) == sorted(ids)
