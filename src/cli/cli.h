@@ -148,4 +148,11 @@ void cli_json_end(struct cli_json *j);
 /* Remove every "--json" from argv (argc updated); 1 when there was one. */
 int cli_json_flag(int *argc, char **argv);
 
+/* queue export and queue import (cmd_queue_transfer.c, called by cmd_queue()):
+ * export writes the messages (all, or the nids IDs) as a stream on stdout and with
+ * remove then deletes them here; import queues the messages of a stream on stdin.
+ * Return the exit status. */
+int queue_export(const struct kconf *conf, int all, char **ids, int nids, int remove);
+int queue_import(const struct kconf *conf);
+
 #endif

@@ -24,7 +24,9 @@ static void usage(void)
                     "       kurier queue flush\n"
                     "       kurier queue delete ID|ALL\n"
                     "       kurier queue hold ID\n"
-                    "       kurier queue release ID\n");
+                    "       kurier queue release ID\n"
+                    "       kurier queue export --all|ID... [--remove] > STREAM\n"
+                    "       kurier queue import < STREAM\n");
 }
 
 static struct spool *open_spool(const struct kconf *conf)
@@ -586,6 +588,34 @@ int cmd_queue(int argc, char **argv)
     if (strcmp(verb, "flush") == 0 && argc == 2) {
         struct kconf *conf = cli_load_conf();
         rc = change(conf, "flush", NULL);
+        conf_free(conf);
+        return rc;
+    }
+    if (strcmp(verb, "export") == 0 && argc >= 3) {
+        int all = 0, remove = 0, nids = 0;
+        char **ids = argv + 2;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--all") == 0)
+                all = 1;
+            else if (strcmp(argv[i], "--remove") == 0)
+                remove = 1;
+            else if (argv[i][0] == '-' || !spool_id_valid(argv[i]))
+                return cli_fail("no such message %s", argv[i]);
+            else
+                ids[nids++] = argv[i]; /* the IDs move to the front of argv + 2 */
+        }
+        if (all == !!nids) { /* --all, or IDs: one of them */
+            usage();
+            return 2;
+        }
+        struct kconf *conf = cli_load_conf();
+        rc = queue_export(conf, all, ids, nids, remove);
+        conf_free(conf);
+        return rc;
+    }
+    if (strcmp(verb, "import") == 0 && argc == 2) {
+        struct kconf *conf = cli_load_conf();
+        rc = queue_import(conf);
         conf_free(conf);
         return rc;
     }

@@ -52,7 +52,9 @@ static const struct cli_command commands[] = {
         {"flush", "", "retry every deferred message now"},
         {"delete", "ID|ALL", "delete a message, or all of them"},
         {"hold", "ID", "keep a message from being delivered"},
-        {"release", "ID", "let a held message go"})},
+        {"release", "ID", "let a held message go"},
+        {"export", "--all [--remove] | ID... [--remove]", "write queued messages as a stream for \"queue import\" on another node (--remove: then delete them here)"},
+        {"import", "", "queue the messages of a \"queue export\" stream read on standard input"})},
     {"auth", cmd_auth, "blocks of the AUTH brute-force limiter", NULL, V(
         {"blocks", "[--clear ADDRESS|ACCOUNT] [--json]", "list the blocked clients, or lift blocks"})},
     {"account", cmd_account, "sending accounts: limits, signals, locks", NULL, V(

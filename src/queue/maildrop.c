@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "queue/queue.h"
+#include "queue/transfer.h"
 
 static int has_ctl(const char *s)
 {
@@ -81,6 +82,102 @@ out:
     free(dir);
     free(tmp);
     free(dst);
+    return r;
+}
+
+/* --- imported messages ("kurier queue import") ---------------------------------- */
+
+struct maildrop_out {
+    char *tmp, *dst; /* hidden while being written, then its maildrop name */
+    int fd;
+    int published;
+};
+
+struct maildrop_out *maildrop_transfer_new(const char *spool_dir, const char *node,
+                                           const struct spool_env *env, char *err, size_t errsize)
+{
+    if (!transfer_node_valid(node) || !spool_id_valid(env->id)) {
+        snprintf(err, errsize, "bad node name or queue ID");
+        return NULL;
+    }
+    char id[QUEUE_ID_LEN + 1];
+    unsigned char rnd[8];
+    spool_new_id(id);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        snprintf(err, errsize, "getrandom: %s", strerror(errno));
+        return NULL;
+    }
+    struct maildrop_out *o = xcalloc(1, sizeof *o);
+    char name[64];
+    snprintf(name, sizeof name, "%s.%02x%02x%02x%02x%02x%02x%02x%02x", id, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    o->tmp = xasprintf("%s/maildrop/.import-%s", spool_dir, name);
+    o->dst = xasprintf("%s/maildrop/%s", spool_dir, name);
+    /* 0644 as sendmail's files: the daemon's user must read it */
+    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (o->fd < 0) {
+        snprintf(err, errsize, "cannot create %s: %s", o->tmp, strerror(errno));
+        free(o->tmp);
+        o->tmp = NULL;
+        maildrop_out_free(o);
+        return NULL;
+    }
+    fchmod(o->fd, 0644);
+    char *text = spool_env_format(env);
+    char *head = xasprintf("transfer: %s %s\n%s\n", node, env->id, text);
+    free(text);
+    int r = maildrop_out_write(o, head, strlen(head), err, errsize);
+    free(head);
+    if (r != 0) {
+        maildrop_out_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+int maildrop_out_write(struct maildrop_out *o, const void *p, size_t n, char *err, size_t errsize)
+{
+    if (o->fd < 0 || write_all(o->fd, p, n) != 0) {
+        snprintf(err, errsize, "cannot write %s: %s", o->tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int maildrop_out_close(struct maildrop_out *o, char *err, size_t errsize)
+{
+    int r = o->fd >= 0 ? fsync(o->fd) : -1;
+    if (o->fd >= 0 && close(o->fd) != 0) r = -1;
+    o->fd = -1;
+    if (r != 0) snprintf(err, errsize, "cannot write %s: %s", o->tmp, strerror(errno));
+    return r;
+}
+
+int maildrop_out_publish(struct maildrop_out *o, char *err, size_t errsize)
+{
+    if (o->fd >= 0 || rename(o->tmp, o->dst) != 0) {
+        snprintf(err, errsize, "cannot rename %s: %s", o->tmp, strerror(errno));
+        return -1;
+    }
+    o->published = 1;
+    return 0;
+}
+
+void maildrop_out_free(struct maildrop_out *o)
+{
+    if (!o) return;
+    if (o->fd >= 0) close(o->fd);
+    if (o->tmp && !o->published) unlink(o->tmp);
+    free(o->tmp);
+    free(o->dst);
+    free(o);
+}
+
+int maildrop_sync(const char *spool_dir)
+{
+    char *dir = xasprintf("%s/maildrop", spool_dir);
+    int r = fsync_dir(dir);
+    free(dir);
     return r;
 }
 
@@ -172,7 +269,53 @@ char *maildrop_crlf(const char *p, size_t len, size_t *outlen)
     return s ? s : xstrdup("");
 }
 
-#define MAILDROP_HEAD_MAX (1024 * 1024)
+/* the envelope part: sendmail's few lines, or an imported message's whole envelope */
+#define MAILDROP_HEAD_MAX (TRANSFER_ENV_MAX + 64 * 1024)
+
+/* The head of a transfer file (b[0..off), its empty line included): "transfer: NODE
+ * ID" and the envelope in the spool's format. Only root and the daemon's own user may
+ * hand over a whole envelope (sender, states, DSN fields, login): any local user can
+ * write to the maildrop. 0 done, -1 with err set. */
+static int open_transfer(const char *path, const char *p, size_t off, const struct stat *st,
+                         struct spool_env *e, struct maildrop_file *out, char *err, size_t errsize)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        snprintf(err, errsize,
+                 "%s: an imported message from uid %u (only root and kurierd's user may "
+                 "import)",
+                 path, (unsigned)st->st_uid);
+        return -1;
+    }
+    const char *nl = memchr(p, '\n', off);
+    size_t n = (size_t)(nl - p);
+    const char *sp = memchr(p + 10, ' ', n - 10);
+    char node[TRANSFER_NODE_MAX + 1], id[QUEUE_ID_LEN + 1];
+    size_t nn = sp ? (size_t)(sp - (p + 10)) : 0;
+    if (!sp || nn > TRANSFER_NODE_MAX || (size_t)(nl - sp - 1) != QUEUE_ID_LEN) goto malformed;
+    memcpy(node, p + 10, nn);
+    node[nn] = '\0';
+    memcpy(id, sp + 1, QUEUE_ID_LEN);
+    id[QUEUE_ID_LEN] = '\0';
+    if (!transfer_node_valid(node) || !spool_id_valid(id)) goto malformed;
+    int bad = 0;
+    const char *text = nl + 1;
+    size_t len = off - 1 - (size_t)(text - p); /* without the empty line */
+    if (spool_env_parse(text, len, e, &bad) != 0) {
+        snprintf(err, errsize, "%s:%d: malformed envelope line of an imported message", path,
+                 bad + 1);
+        return -1;
+    }
+    if (!e->sender || !e->nrcpts) {
+        snprintf(err, errsize, "%s: an imported message without recipients", path);
+        return -1;
+    }
+    out->origin_node = xstrdup(node);
+    out->origin_id = xstrdup(id);
+    return 0;
+malformed:
+    snprintf(err, errsize, "%s:1: malformed transfer line", path);
+    return -1;
+}
 
 int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file *out, char *err,
                   size_t errsize)
@@ -220,7 +363,10 @@ int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file 
             goto bad;
         }
     }
-    for (size_t i = 0; i + 1 < off;) {
+    if (off > 10 && memcmp(b.data, "transfer: ", 10) == 0) {
+        if (open_transfer(path, b.data, off, &st, e, out, err, errsize) != 0) goto bad;
+    }
+    for (size_t i = 0; i + 1 < off && !out->origin_id;) {
         line++;
         char *nl = memchr(b.data + i, '\n', off - i);
         size_t n = (size_t)(nl - (b.data + i));
@@ -263,8 +409,10 @@ int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file 
     }
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    e->proto = xstrdup("local");
-    e->arrival = st.st_mtime;
+    if (!out->origin_id) {
+        e->proto = xstrdup("local");
+        e->arrival = st.st_mtime;
+    }
     e->size = (size_t)st.st_size - off;
     out->env = e;
     out->uid = (unsigned)st.st_uid;
@@ -278,6 +426,9 @@ bad:
     spool_env_free(e);
     free(out->user);
     out->user = NULL;
+    free(out->origin_node);
+    free(out->origin_id);
+    out->origin_node = out->origin_id = NULL;
     buf_release(&b);
     free(path);
     return -1;
@@ -289,6 +440,8 @@ void maildrop_close(struct maildrop_file *f)
     if (f->fd >= 0) close(f->fd);
     spool_env_free(f->env);
     free(f->user);
+    free(f->origin_node);
+    free(f->origin_id);
     memset(f, 0, sizeof *f);
     f->fd = -1;
 }

@@ -22,6 +22,7 @@ struct pickup_item {
     unsigned uid;
     char *content;
     size_t len;
+    char *origin_node, *origin_id; /* an imported message (transfer file), else NULL */
     struct pickup_item *next;
 };
 
@@ -37,6 +38,10 @@ struct pickup {
     int busy;                 /* a scan or its commits are in progress */
     int pending;              /* commits outstanding */
     int freed;                /* pickup_free ran: only the commits keep p */
+    int more;                 /* the last scan left files for the next one: scan again
+                                 as soon as its commits are done, not on the timer */
+    int progress;             /* a file of the last scan was queued (no rescan at once
+                                 while nothing can be queued: the disk is full, say) */
     char *spool_dir;          /* for removing picked-up files after the spool is gone */
 };
 
@@ -45,6 +50,7 @@ struct pickup_scan {
     const struct kconf *conf; /* the configuration when the scan started (a reference) */
     struct work_job *wj;
     struct pickup_item *items; /* result */
+    int more;                  /* more than PICKUP_BATCH files were there */
 };
 
 struct pickup_commit {
@@ -58,6 +64,8 @@ static void pickup_item_free(struct pickup_item *it)
     spool_env_free(it->env);
     free(it->user);
     free(it->content);
+    free(it->origin_node);
+    free(it->origin_id);
     free(it);
 }
 
@@ -124,6 +132,7 @@ static void pickup_scan_run(void *arg)
         return;
     }
     struct pickup_item **tail = &j->items;
+    j->more = n > PICKUP_BATCH;
     for (size_t i = 0; i < n && i < PICKUP_BATCH; i++) {
         struct maildrop_file f;
         char err[512] = "";
@@ -135,7 +144,9 @@ static void pickup_scan_run(void *arg)
             continue;
         }
         size_t len = 0;
-        char *content = read_content(f.fd, f.offset, j->conf->message_size, &len, err, sizeof err);
+        /* an imported message was accepted within the other node's limit: no limit here */
+        char *content = read_content(f.fd, f.offset, f.origin_id ? 0 : j->conf->message_size, &len,
+                                     err, sizeof err);
         if (!content) {
             char name[300];
             log_escape(name, sizeof name, names[i], strlen(names[i]));
@@ -145,13 +156,19 @@ static void pickup_scan_run(void *arg)
             pickup_move_aside(dir, names[i]);
             continue;
         }
-        /* any local user can write here, not only sendmail: no bare CR or LF goes on */
-        size_t clen;
-        char *crlf = maildrop_crlf(content, len, &clen);
-        free(content);
-        content = crlf;
-        len = clen;
+        /* any local user can write here, not only sendmail: no bare CR or LF goes on
+           (an imported message is taken as it was queued, from root or us only) */
+        if (!f.origin_id) {
+            size_t clen;
+            char *crlf = maildrop_crlf(content, len, &clen);
+            free(content);
+            content = crlf;
+            len = clen;
+        }
         struct pickup_item *it = xcalloc(1, sizeof *it);
+        it->origin_node = f.origin_node;
+        it->origin_id = f.origin_id;
+        f.origin_node = f.origin_id = NULL;
         it->name = xstrdup(names[i]);
         it->env = f.env;
         f.env = NULL;
@@ -172,6 +189,19 @@ static void pickup_scan_run(void *arg)
     maildrop_list_free(names, n);
 }
 
+void pickup_now(struct pickup *p);
+
+/* A scan and its commits are done: the next scan comes with the timer, or now when
+ * this one left files behind (a burst of sendmail runs, an import). */
+static void pickup_idle(struct pickup *p)
+{
+    p->busy = 0;
+    if (p->more && p->progress) {
+        p->more = 0;
+        pickup_now(p);
+    }
+}
+
 static void pickup_commit_done(void *arg, int ok)
 {
     struct pickup_commit *pc = arg;
@@ -179,6 +209,7 @@ static void pickup_commit_done(void *arg, int ok)
     struct pickup_item *it = pc->item;
     p->pending--;
     if (ok) {
+        p->progress = 1;
         /* Blocking unlink on the loop thread: one small metadata operation. A crash
          * just before it means the message is queued twice, never lost. */
         if (maildrop_remove(p->spool_dir, it->name) != 0)
@@ -186,7 +217,11 @@ static void pickup_commit_done(void *arg, int ok)
         char sender[600];
         const char *snd = it->env->sender ? it->env->sender : "";
         log_escape(sender, sizeof sender, snd, strlen(snd));
-        log_info("pickup", "%s: uid=%u from=<%s>", it->env->id, it->uid, sender);
+        if (it->origin_id) /* the old ID -> the new one, for "kurier log trace" and people */
+            log_info("pickup", "%s: uid=%u from=<%s> imported from %s queue ID %s", it->env->id,
+                     it->uid, sender, it->origin_node, it->origin_id);
+        else
+            log_info("pickup", "%s: uid=%u from=<%s>", it->env->id, it->uid, sender);
         if (!p->freed) p->queued(p->arg, it->env->id);
     } else {
         log_err("pickup", "cannot queue maildrop file %s from uid %u; will retry", it->name,
@@ -195,12 +230,31 @@ static void pickup_commit_done(void *arg, int ok)
     pickup_item_free(it);
     free(pc);
     if (!p->freed) {
-        if (!p->pending) p->busy = 0;
+        if (!p->pending) pickup_idle(p);
     } else if (!p->pending) {
         conf_unref(p->conf);
         free(p->spool_dir);
         free(p);
     }
+}
+
+/* Write a sendmail submission into m: our Received: header, then the content; the
+ * envelope made a local submission's. 0 done, -1 failed. */
+static int pickup_write_local(struct pickup *p, struct pickup_item *it, struct spool_msg *m)
+{
+    spool_msg_sign(m); /* a local sender's mail is ours */
+    char date[64];
+    time_rfc5322(date, sizeof date, time(NULL));
+    /* as Postfix's pickup: "(Postfix, from userid 1000)" */
+    char *hdr = xasprintf("Received: by %s (kurier, from userid %s) id %s; %s\r\n",
+                          p->conf->hostname, it->user, spool_msg_id(m), date);
+    int r = spool_msg_write(m, hdr, strlen(hdr));
+    free(hdr);
+    if (r == 0) r = spool_msg_write(m, it->content, it->len);
+    free(it->env->proto);
+    it->env->proto = xstrdup("local");
+    it->env->dsn_trusted = 1; /* a local user: bounces may go back to them */
+    return r;
 }
 
 /* Loop thread: turn one maildrop file into a queued message. */
@@ -211,25 +265,15 @@ static void pickup_queue_item(struct pickup *p, struct pickup_item *it)
         pickup_item_free(it);
         return;
     }
-    spool_msg_sign(m); /* a local sender's mail is ours */
-    char date[64];
-    time_rfc5322(date, sizeof date, time(NULL));
-    /* as Postfix's pickup: "(Postfix, from userid 1000)" */
-    char *hdr = xasprintf("Received: by %s (kurier, from userid %s) id %s; %s\r\n",
-                          p->conf->hostname, it->user, spool_msg_id(m), date);
-    int r = spool_msg_write(m, hdr, strlen(hdr));
-    free(hdr);
-    if (r == 0) r = spool_msg_write(m, it->content, it->len);
+    /* imported: content and envelope as the other node queued them */
+    int r = it->origin_id ? spool_msg_write(m, it->content, it->len) : pickup_write_local(p, it, m);
+    free(it->content);
+    it->content = NULL;
     if (r != 0) {
         spool_msg_abort(m);
         pickup_item_free(it);
         return;
     }
-    free(it->content);
-    it->content = NULL;
-    free(it->env->proto);
-    it->env->proto = xstrdup("local");
-    it->env->dsn_trusted = 1; /* a local user: bounces may go back to them */
     struct pickup_commit *pc = xcalloc(1, sizeof *pc);
     pc->p = p;
     pc->item = it;
@@ -243,6 +287,7 @@ static void pickup_scan_done(void *arg)
     struct pickup *p = j->p;
     struct pickup_item *it = j->items;
     p->scan = NULL;
+    p->more = j->more;
     conf_unref(j->conf);
     free(j);
     while (it) {
@@ -251,13 +296,14 @@ static void pickup_scan_done(void *arg)
         pickup_queue_item(p, it);
         it = next;
     }
-    if (!p->pending) p->busy = 0;
+    if (!p->pending) pickup_idle(p);
 }
 
 void pickup_now(struct pickup *p)
 {
     if (p->busy) return; /* one scan at a time: a file is never picked twice */
     p->busy = 1;
+    p->progress = 0;
     struct pickup_scan *j = xcalloc(1, sizeof *j);
     j->p = p;
     j->conf = conf_ref(p->conf);

@@ -182,6 +182,9 @@ struct maildrop_file {
     unsigned uid;          /* the file's owner: who really submitted it */
     int fd;                /* read-only, positioned at the content */
     long long offset;      /* where the content starts in the file */
+    /* an imported message (a transfer file, below): the node it came from and its
+       queue ID there; NULL for sendmail's files */
+    char *origin_node, *origin_id;
 };
 /* Open and parse one file. Refuses symlinks, hard links and non-regular files, and
  * addresses that SMTP's MAIL FROM / RCPT TO parser would refuse, and source routes
@@ -191,6 +194,27 @@ struct maildrop_file {
 int maildrop_open(const char *spool_dir, const char *name, struct maildrop_file *out, char *err,
                   size_t errsize);
 void maildrop_close(struct maildrop_file *f);
+/* Imported messages ("kurier queue import", queue/transfer.h): a transfer file starts
+ * with the line "transfer: NODE ID" (the node it came from, its queue ID there), then
+ * the whole envelope in the spool's format (spool_env_format: recipients with their
+ * states, DSN fields, arrival, held...), an empty line and the content as it was
+ * queued (taken as it is: no Received: header, no line-end change, no signature).
+ * maildrop_open honours it only from root or the daemon's own user (env as written,
+ * origin_* set); from anyone else it is a bad file. sendmail's files never start so.
+ *
+ * Writing one (CLI, blocking): created hidden as maildrop/.import-NAME, so the pickup
+ * does not see it until published. new: NULL with err set; write/close/publish: 0
+ * done, -1 failed (err). close fsyncs; publish renames it into place (call
+ * maildrop_sync after the last one); free removes it unless published (NULL-safe). */
+struct maildrop_out;
+struct maildrop_out *maildrop_transfer_new(const char *spool_dir, const char *node,
+                                           const struct spool_env *env, char *err, size_t errsize);
+int maildrop_out_write(struct maildrop_out *o, const void *p, size_t n, char *err, size_t errsize);
+int maildrop_out_close(struct maildrop_out *o, char *err, size_t errsize);
+int maildrop_out_publish(struct maildrop_out *o, char *err, size_t errsize);
+void maildrop_out_free(struct maildrop_out *o);
+/* fsync the maildrop folder (after publishing). 0 done, -1 failed (errno). */
+int maildrop_sync(const char *spool_dir);
 /* Remove a picked-up file (after the spool commit said ok). 0 done, -1 failed. */
 int maildrop_remove(const char *spool_dir, const char *name);
 /* Maildrop content with every line ending made CRLF: a bare LF or a bare CR ends a
@@ -203,12 +227,14 @@ char *maildrop_crlf(const char *p, size_t len, size_t *outlen);
 struct event_base;
 struct kconf;
 struct pickup;
-/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5)
- * and on pickup_now(). A worker lists and reads the files (at most 100 a scan, each
+/* Pick up maildrop files into s: a scan every conf->maildrop_scan seconds (default 5),
+ * on pickup_now(), and at once after a scan that queued files but left more behind.
+ * A worker lists and reads the files (at most 100 a scan, each
  * within conf->message_size; a bad one is moved aside as .bad-NAME); on the loop each
  * becomes a new message (our Received: header naming the file's owner, proto "local",
- * dsn_trusted 1) committed through the spool, its file removed once durable, then
- * queued(arg, id) runs on the loop thread. conf and s are borrowed. NULL when the
+ * dsn_trusted 1; a transfer file's message as it came, see above) committed through
+ * the spool, its file removed once durable, then queued(arg, id) runs on the loop
+ * thread. conf and s are borrowed. NULL when the
  * timer cannot be created. */
 struct pickup *pickup_new(struct event_base *base, const struct kconf *conf, struct spool *s,
                           void (*queued)(void *arg, const char *id), void *arg);
