@@ -202,13 +202,14 @@ static void job_free(struct qjob *j)
     free(j);
 }
 
-/* 1 when queue/ID.env exists (the documented layout, queue.h). */
+/* 1 when the message is still queued (or that cannot be told now). */
 static int env_exists(struct queue *q, const char *id)
 {
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/queue/%s.env", spool_dir(q->spool), id);
-    if (n < 0 || (size_t)n >= sizeof path) return 1;
-    return access(path, F_OK) == 0 || errno != ENOENT;
+    char err[256];
+    struct spool_env *e = spool_load(q->spool, id, err, sizeof err);
+    int r = e != NULL || errno != ENOENT;
+    spool_env_free(e);
+    return r;
 }
 
 /* Worker: load the job's envelope. NULL when that failed: j->gone when the message

@@ -375,9 +375,20 @@ static int seg_append(struct spool *s, enum seg_type t, const char *id, const vo
     }
     off_t need = SEG_HDR + (off_t)len;
     struct seg *g = s->cur;
-    if (g && (g->closed || (g->end + need > (g->cap ? g->cap : s->seg_size) && g->end > 0))) {
-        g->closed = 1;
-        g = s->cur = NULL;
+    if (g && g->closed) g = s->cur = NULL;
+    /* New messages leave the last 1/16 of a segment free: when no new segment can be
+     * made (a full disk), envelope updates and removals still have room, so the
+     * messages already accepted can be delivered and their states recorded. */
+    off_t reserve = t == SEG_CONTENT ? s->seg_size / 16 : 0;
+    off_t cap = g ? (g->cap ? g->cap : s->seg_size) : 0;
+    if (g && g->end > 0 && g->end + need + reserve > cap) {
+        struct seg *n = seg_create(s, need);
+        if (n) {
+            g->closed = 1;
+            g = s->cur = n;
+        } else if (reserve || g->end + need > cap) {
+            return -1;
+        }
     }
     if (!g && !(g = s->cur = seg_create(s, need))) return -1;
     off_t at = g->end;
@@ -447,12 +458,15 @@ static void reclaim(struct spool *s)
         }
         s->segs = g->next;
         pthread_mutex_unlock(&s->mu);
-        if (s->reclaim_delay) usleep((useconds_t)s->reclaim_delay * 1000);
         char *p = seg_path(s, g->no);
+        if (s->reclaim_delay) { /* tests: a kill -9 lands in the middle of it */
+            log_info("qmgr", "reclaiming %s (KURIER_TEST_DELAY: %d ms)", p, s->reclaim_delay);
+            usleep((useconds_t)s->reclaim_delay * 1000);
+        }
         if (unlink(p) != 0)
             log_err("qmgr", "cannot remove %s: %s", p, strerror(errno));
         else
-            log_debug("qmgr", "segment %s reclaimed", p);
+            log_info("qmgr", "%s reclaimed: no queued message left in it", p);
         free(p);
         close(g->fd);
         free(g);
