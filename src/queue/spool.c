@@ -31,12 +31,13 @@
 struct seg {
     unsigned long no;
     int fd;
-    off_t end;   /* where the next record goes; for a found segment where reading stopped */
-    off_t cap;   /* bytes allocated (0: grows, the CLI's segments) */
-    size_t live; /* references from the index: contents and latest envelopes */
-    int pins;    /* records written and not yet in the index (a batch, an update) */
-    int closed;  /* takes no more records (full, failed, or found at the start) */
-    int failed;  /* a write or flush failed: nothing unconfirmed in it is durable */
+    off_t end;         /* where the next record goes; for a found segment where reading stopped */
+    off_t cap;         /* bytes allocated (0: grows, the CLI's segments) */
+    size_t live;       /* references from the index: contents and latest envelopes */
+    size_t live_bytes; /* their payload bytes */
+    int pins;          /* records written and not yet in the index (a batch, an update) */
+    int closed;        /* takes no more records (full, failed, or found at the start) */
+    int failed;        /* a write or flush failed: nothing unconfirmed in it is durable */
     struct seg *next;
 };
 
@@ -194,20 +195,28 @@ static struct ent *ent_add(struct spool *s, const char *id)
 
 static void ent_set_content(struct ent *e, struct seg *g, off_t off, size_t len)
 {
-    if (e->cseg) e->cseg->live--;
+    if (e->cseg) {
+        e->cseg->live--;
+        e->cseg->live_bytes -= e->clen;
+    }
     e->cseg = g;
     e->coff = off;
     e->clen = len;
     g->live++;
+    g->live_bytes += len;
 }
 
 static void ent_set_env(struct ent *e, struct seg *g, off_t off, size_t len)
 {
-    if (e->eseg) e->eseg->live--;
+    if (e->eseg) {
+        e->eseg->live--;
+        e->eseg->live_bytes -= e->elen;
+    }
     e->eseg = g;
     e->eoff = off;
     e->elen = len;
     g->live++;
+    g->live_bytes += len;
 }
 
 static void ent_drop(struct spool *s, struct ent *e)
@@ -216,8 +225,14 @@ static void ent_drop(struct spool *s, struct ent *e)
     while (*pp != e)
         pp = &(*pp)->next;
     *pp = e->next;
-    if (e->cseg) e->cseg->live--;
-    if (e->eseg) e->eseg->live--;
+    if (e->cseg) {
+        e->cseg->live--;
+        e->cseg->live_bytes -= e->clen;
+    }
+    if (e->eseg) {
+        e->eseg->live--;
+        e->eseg->live_bytes -= e->elen;
+    }
     s->nent--;
     free(e);
 }
@@ -318,8 +333,15 @@ static struct seg *seg_create(struct spool *s, off_t need)
     } else if (own_file(s, fd) != 0) {
         e = errno;
     } else if (s->prealloc) {
-        cap = need > s->seg_size ? need : s->seg_size;
-        e = posix_fallocate(fd, 0, cap); /* full disk: fails now, not in a later write */
+        /* full disk: fails now, not in a later write. A small file system gets a
+         * smaller segment: room for the record and the reserve (seg_append), or for
+         * the record alone. */
+        off_t sizes[3] = {need > s->seg_size ? need : s->seg_size, need + s->seg_size / 16, need};
+        for (int i = 0; i < 3; i++) {
+            cap = sizes[i];
+            if (i && (cap >= sizes[i - 1] || ftruncate(fd, 0) != 0)) continue;
+            if (!(e = posix_fallocate(fd, 0, cap))) break;
+        }
     }
     if (!e && fsync_dir(s->queue) != 0) e = errno;
     if (e) {
@@ -345,11 +367,10 @@ static struct seg *seg_create(struct spool *s, off_t need)
     return g;
 }
 
-/* Copy len bytes of fd from offset 0 to g at off, and their CRC-32C. */
-static int copy_crc(int from, int to, size_t len, off_t off, uint32_t *crc)
+/* Copy len bytes of fd from offset in to g at off, and their CRC-32C. */
+static int copy_crc(int from, off_t in, int to, size_t len, off_t off, uint32_t *crc)
 {
     char b[65536];
-    off_t in = 0;
     *crc = 0;
     while (len > 0) {
         size_t want = len < sizeof b ? len : sizeof b;
@@ -362,12 +383,12 @@ static int copy_crc(int from, int to, size_t len, off_t off, uint32_t *crc)
     return 0;
 }
 
-/* Append one record (s->mu held): the payload is p[0..len) or, when p is NULL, the
- * first len bytes of srcfd. The current segment takes it when it has room, else a new
+/* Append one record (s->mu held): the payload is p[0..len) or, when p is NULL, len
+ * bytes of srcfd from srcoff. The current segment takes it when it has room, else a new
  * one. *gp and *offp: where the payload went. 0 done, -1 failed (logged, errno set):
  * the segment takes nothing more, so no later record follows a torn one. */
 static int seg_append(struct spool *s, enum seg_type t, const char *id, const void *p, size_t len,
-                      int srcfd, struct seg **gp, off_t *offp)
+                      int srcfd, off_t srcoff, struct seg **gp, off_t *offp)
 {
     if (len > UINT32_MAX - SEG_HDR) {
         errno = EFBIG;
@@ -399,7 +420,7 @@ static int seg_append(struct spool *s, enum seg_type t, const char *id, const vo
         r.pcrc = crc32c(0, p, len);
         bad = pwrite_all(g->fd, p, len, at + SEG_HDR);
     } else {
-        bad = copy_crc(srcfd, g->fd, len, at + SEG_HDR, &r.pcrc);
+        bad = copy_crc(srcfd, srcoff, g->fd, len, at + SEG_HDR, &r.pcrc);
     }
     if (!bad) {
         unsigned char h[SEG_HDR];
@@ -443,17 +464,104 @@ static int seg_sync(struct spool *s, struct seg *g)
     return r;
 }
 
+/* Copy the queued messages of g, the oldest segment, to the current one (content
+ * and latest envelope records, flushed), so that g can go: otherwise one message
+ * deferred for days would keep every segment after it. An update or removal of a
+ * message meanwhile comes after its copy in the file and wins, in the index too.
+ * reclaim_mu held (nothing deletes g meanwhile). 0 done, -1 failed (g stays). */
+static int relocate(struct spool *s, struct seg *g)
+{
+    struct moved {
+        char id[QUEUE_ID_LEN + 1];
+        struct seg *cseg, *eseg, *old_eseg;
+        off_t coff, eoff, old_eoff;
+        size_t clen, elen;
+    } *mv = NULL;
+    size_t n = 0, cap = 0;
+    struct seg *touched[16];
+    int nt = 0, bad = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->tabsize && !bad; i++)
+        for (struct ent *e = s->tab[i]; e && !bad; e = e->next) {
+            if (e->cseg != g && e->eseg != g) continue;
+            if (n == cap) mv = xrealloc(mv, (cap = cap ? cap * 2 : 16) * sizeof *mv);
+            struct moved *m = &mv[n];
+            str_copy(m->id, e->id, sizeof m->id);
+            m->old_eseg = e->eseg;
+            m->old_eoff = e->eoff;
+            m->clen = e->clen;
+            m->elen = e->elen;
+            if (seg_append(s, SEG_CONTENT, e->id, NULL, e->clen, e->cseg->fd, e->coff, &m->cseg,
+                           &m->coff) != 0 ||
+                seg_append(s, SEG_ENV, e->id, NULL, e->elen, e->eseg->fd, e->eoff, &m->eseg,
+                           &m->eoff) != 0) {
+                bad = 1;
+                break;
+            }
+            m->cseg->pins++;
+            m->eseg->pins++;
+            n++;
+            struct seg *gs[2] = {m->cseg, m->eseg};
+            for (int k = 0; k < 2; k++) {
+                int seen = 0;
+                for (int t = 0; t < nt; t++)
+                    seen |= touched[t] == gs[k];
+                if (seen) continue;
+                if (nt == (int)(sizeof touched / sizeof touched[0]))
+                    bad = 1;
+                else
+                    touched[nt++] = gs[k];
+            }
+        }
+    pthread_mutex_unlock(&s->mu);
+    for (int t = 0; t < nt && !bad; t++)
+        if (seg_sync(s, touched[t]) != 0) bad = 1;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct moved *m = &mv[i];
+        struct ent *e = ent_find(s, m->id);
+        if (!bad && e) {
+            ent_set_content(e, m->cseg, m->coff, m->clen);
+            if (e->eseg == m->old_eseg && e->eoff == m->old_eoff)
+                ent_set_env(e, m->eseg, m->eoff, m->elen);
+        }
+        m->cseg->pins--;
+        m->eseg->pins--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!bad)
+        log_info("qmgr", "%s/%010lu.seg: %zu queued message(s) copied forward to free it", s->queue,
+                 g->no, n);
+    free(mv);
+    return bad ? -1 : 0;
+}
+
 /* Remove the oldest segments while nothing lives in them, in order and each removal
  * made durable before the next: a later segment may hold the removal records of an
- * earlier one's messages, so it must never go first. Writer only, no lock held. */
+ * earlier one's messages, so it must never go first. When the segments hold more
+ * than twice what is queued (and two segments more), the oldest one's messages are
+ * copied forward first (relocate). Writer only, no lock held. */
 static void reclaim(struct spool *s)
 {
     if (!s->writer || pthread_mutex_trylock(&s->reclaim_mu) != 0) return;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         struct seg *g = s->segs;
-        if (!g || g == s->cur || g->live || g->pins) {
+        if (!g || g == s->cur || g->pins) {
             pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        if (g->live) {
+            size_t nseg = 0;
+            long long total = 0, live = 0;
+            for (struct seg *x = s->segs; x; x = x->next) {
+                nseg++;
+                total += x->end;
+                live += (long long)x->live_bytes;
+            }
+            int go = s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size;
+            pthread_mutex_unlock(&s->mu);
+            if (go && relocate(s, g) == 0) continue;
             break;
         }
         s->segs = g->next;
@@ -951,13 +1059,13 @@ static void batch_run(void *arg)
         struct spool_msg *m = c->m;
         if (bad || seg_append(s, SEG_CONTENT, m->id,
                               m->tmpfd < 0 ? (m->mem.data ? m->mem.data : "") : NULL, m->size,
-                              m->tmpfd, &c->cseg, &c->coff) != 0) {
+                              m->tmpfd, 0, &c->cseg, &c->coff) != 0) {
             bad = 1;
             continue;
         }
         c->cseg->pins++;
         c->elen = strlen(c->envtext);
-        if (seg_append(s, SEG_ENV, m->id, c->envtext, c->elen, -1, &c->eseg, &c->eoff) != 0) {
+        if (seg_append(s, SEG_ENV, m->id, c->envtext, c->elen, -1, 0, &c->eseg, &c->eoff) != 0) {
             bad = 1;
             continue;
         }
@@ -990,7 +1098,7 @@ static void batch_run(void *arg)
         } else if (c->eseg) { /* written, maybe durable: say it is gone (best effort) */
             struct seg *g;
             off_t o;
-            (void)seg_append(s, SEG_REMOVE, c->m->id, "", 0, -1, &g, &o);
+            (void)seg_append(s, SEG_REMOVE, c->m->id, "", 0, -1, 0, &g, &o);
         }
         if (c->cseg) c->cseg->pins--;
         if (c->eseg) c->eseg->pins--;
@@ -1185,7 +1293,7 @@ static int env_append(struct spool *s, const char *id, const char *text, size_t 
         errno = ENOENT;
         return -1;
     }
-    int r = seg_append(s, SEG_ENV, id, text, len, -1, &g, &off);
+    int r = seg_append(s, SEG_ENV, id, text, len, -1, 0, &g, &off);
     if (r == 0) g->pins++;
     pthread_mutex_unlock(&s->mu);
     if (r != 0) return -1;
@@ -1244,7 +1352,7 @@ int spool_remove(struct spool *s, const char *id)
         off_t off;
         /* Not flushed, as Postfix does not fsync the folder: if a crash loses the
          * record, the message is simply tried again (delivered twice at most, DESIGN.md). */
-        r = seg_append(s, SEG_REMOVE, id, "", 0, -1, &g, &off);
+        r = seg_append(s, SEG_REMOVE, id, "", 0, -1, 0, &g, &off);
         if (r == 0) ent_drop(s, e);
     }
     int en = errno;
@@ -1370,8 +1478,8 @@ static int import_legacy(struct spool *s)
             str_copy(l->id, ids[i], sizeof l->id);
             l->clen = (size_t)st.st_size;
             l->elen = elen;
-            if (seg_append(s, SEG_CONTENT, l->id, NULL, l->clen, fd, &l->cseg, &l->coff) != 0 ||
-                seg_append(s, SEG_ENV, l->id, text, elen, -1, &l->eseg, &l->eoff) != 0)
+            if (seg_append(s, SEG_CONTENT, l->id, NULL, l->clen, fd, 0, &l->cseg, &l->coff) != 0 ||
+                seg_append(s, SEG_ENV, l->id, text, elen, -1, 0, &l->eseg, &l->eoff) != 0)
                 r = -1;
             else
                 nl++;

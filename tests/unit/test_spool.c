@@ -537,7 +537,7 @@ static void test_reclaim(const char *root, struct event_base *base)
     enum { N = 12 };
     char body[1500];
     memset(body, 'x', sizeof body);
-    memcpy(body, "Subject: big\r\n\r\n", 17);
+    memcpy(body, "Subject: big\r\n\r\n", 16);
     body[sizeof body - 2] = '\r';
     body[sizeof body - 1] = '\n';
     struct commit_state cs = {.base = base, .expect = N};
@@ -552,13 +552,32 @@ static void test_reclaim(const char *root, struct event_base *base)
     CHECK(cs.nok == N, "committed %d", cs.nok);
     int nseg = count_files_sfx(q, ".seg");
     CHECK(nseg >= 4, "%d segments of 4 KiB for %d messages of 1.5 KiB", nseg, N);
-    /* the first message stays: its segment and all after it are kept */
+    /* the first message stays: its segment is not deleted but copied forward, so
+     * the dead segments after it can go */
     for (int i = 1; i < N; i++)
         CHECK(spool_remove(s, envs[i]->id) == 0, "remove %d", i);
-    CHECK(count_files_sfx(q, ".seg") == nseg, "segments reclaimed before the oldest: %d",
+    CHECK(count_files_sfx(q, ".seg") <= 2, "%d segments left for one message",
           count_files_sfx(q, ".seg"));
+    struct spool_env *e0 = spool_load(s, envs[0]->id, err, sizeof err);
+    CHECK(e0 && env_equal(e0, envs[0]), "relocated envelope: %s", e0 ? "differs" : err);
+    spool_env_free(e0);
+    char *ct = read_content(s, envs[0]->id);
+    CHECK(strlen(ct) == sizeof body && memcmp(ct, body, sizeof body) == 0, "relocated content");
+    free(ct);
+    spool_free(s);
+    s = spool_open(dir, err, sizeof err); /* and it reads back */
+    CHECK(s != NULL, "reopen: %s", err);
+    if (!s) return;
+    e0 = spool_load(s, envs[0]->id, err, sizeof err);
+    CHECK(e0 && env_equal(e0, envs[0]), "relocated envelope after restart: %s",
+          e0 ? "differs" : err);
+    spool_env_free(e0);
+    ct = read_content(s, envs[0]->id);
+    CHECK(strlen(ct) == sizeof body && memcmp(ct, body, sizeof body) == 0,
+          "relocated content after restart");
+    free(ct);
     CHECK(spool_remove(s, envs[0]->id) == 0, "remove 0");
-    CHECK(count_files_sfx(q, ".seg") == 1, "%d segments left, want the current one",
+    CHECK(count_files_sfx(q, ".seg") <= 1, "%d segments left, want the current one at most",
           count_files_sfx(q, ".seg"));
     spool_free(s);
     s = spool_open(dir, err, sizeof err);
