@@ -781,7 +781,11 @@ static int take_lock(struct spool *s, char *err, size_t errsize)
         return -1;
     }
     (void)own_file(s, fd);
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    /* the daemon waits a little for a CLI command that holds it for a moment */
+    int r, tries = s->prealloc ? 50 : 1;
+    while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && --tries > 0)
+        usleep(100 * 1000);
+    if (r != 0) {
         if (errno == EWOULDBLOCK)
             snprintf(err, errsize,
                      "%s is locked: another kurierd (or kurier queue) is writing "
