@@ -1,7 +1,7 @@
 /* cmd_queue.c: "kurier queue ..." and mailq(1). Reads the spool directly (users who
  * may not read it get the listing from the daemon); changes go through the daemon's
- * control socket, or straight to the spool when no daemon runs (the scheduler must
- * not act on a message behind its back). */
+ * control socket, or straight to the spool under its writer lock when no daemon runs
+ * (the daemon is the segments' only writer while it runs). */
 #include "core/compat.h"
 
 #include <strings.h>

@@ -2,7 +2,7 @@
  * (envelope.c), the maildrop (maildrop.c) and its pickup (pickup.c), the scheduler
  * that walks the spool (sched.c) and DSNs (dsn.c). Callers get queue IDs, never paths.
  *
- * Layout under spool_dir (docs/architecture.md "The spool on disk"):
+ * Layout under spool_dir (for admins: docs/queue.md "The spool on disk"):
  *   queue/NNNNNNNNNN.seg  segment files, numbered in the order they were made: the
  *                   messages as records appended one after the other (format in
  *                   segment.h): a message's content (our Received: header first),
@@ -96,17 +96,18 @@ const char *rcpt_state_name(enum rcpt_state s); /* "queued", "sent", "bounced" *
 
 struct spool;
 
-/* Open (and create, mode 0700, maildrop 1733) the spool at dir. NULL on error with
- * a message in err. Removes leftovers in incoming/ (never acknowledged). */
+/* The daemon's spool: open (and create, mode 0700, maildrop 1733) the spool at dir,
+ * take the writer lock (queue/writer.lock; waits up to 5 s, then fails), read the
+ * segments into the index (a bad record is logged and it and the rest of its
+ * segment skipped), import messages of the old layout and remove what was left in
+ * the old incoming/ folder (never acknowledged). NULL on error with a message in
+ * err. */
 struct spool *spool_open(const char *dir, char *err, size_t errsize);
 /* For the CLI tools: use an existing spool without creating or changing anything;
  * read-only (spool_update and spool_remove fail with EROFS) until spool_lock(). The
  * segments are read at the first use, up to their last complete record (one the
  * running daemon is writing is left out). NULL with a message in err when dir/queue
- * is missing. spool_open() additionally takes the writer lock (fails while another
- * process holds it), reads the segments (a bad record is logged and it and the rest
- * of its segment skipped), imports the old layout and removes what was left in the
- * old incoming/ folder (never acknowledged). */
+ * is missing. */
 struct spool *spool_attach(const char *dir, char *err, size_t errsize);
 /* For the CLI when no daemon runs: become the spool's writer (queue/writer.lock,
  * without waiting) and read the segments anew. 0 done, -1 with err set (locked: a
