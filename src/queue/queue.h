@@ -313,8 +313,8 @@ enum dsn_kind { DSN_FAILED = 0, DSN_DELAYED, DSN_DELIVERED };
  * Does not check dsn_allowed or dsn_wanted. Returns a new NUL-terminated string (*len
  * its length), caller frees; NULL when n == 0 or an index is out of range. */
 char *dsn_build(const struct kconf *conf, const struct spool_env *env,
-                const struct spool_content *content,
-                enum dsn_kind kind, const size_t *idx, size_t n, size_t *len);
+                const struct spool_content *content, enum dsn_kind kind, const size_t *idx,
+                size_t n, size_t *len);
 /* 1 when recipient r asked for (or by default gets) this kind of notice (RFC 3461
  * 4.1): NOTIFY=NEVER none; NOTIFY given: only the kinds named; NOTIFY absent: failure
  * and delay notices, no success reports. Also 0 when r->notified has the kind. */
