@@ -774,7 +774,7 @@ static struct spool *spool_alloc(const char *dir)
 static int take_lock(struct spool *s, char *err, size_t errsize)
 {
     char *p = xasprintf("%s/writer.lock", s->queue);
-    int fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); /* empty; any user may lock */
     if (fd < 0) {
         snprintf(err, errsize, "cannot open %s: %s", p, strerror(errno));
         free(p);
