@@ -64,13 +64,14 @@ static int listed(const char *list, const char *address)
     return 0;
 }
 
-/* Read up to max bytes of fd from offset 0 into a new buffer (*n set). */
-static char *read_head(int fd, size_t max, size_t *n)
+/* Read up to max bytes of the content into a new buffer (*n set). */
+static char *read_head(const struct spool_content *c, size_t max, size_t *n)
 {
+    if ((long long)max > c->len) max = (size_t)c->len;
     char *b = xmalloc(max + 1);
     size_t got = 0;
     while (got < max) {
-        ssize_t r = pread(fd, b + got, max - got, (off_t)got);
+        ssize_t r = pread(c->fd, b + got, max - got, (off_t)(c->off + (long long)got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         got += (size_t)r;
@@ -105,15 +106,15 @@ static void job_run(void *arg)
         spool_env_free(env);
         return;
     }
-    int fd = spool_open_content(cx->spool, j->id);
-    if (fd < 0) {
+    struct spool_content content;
+    if (spool_open_content(cx->spool, j->id, &content) != 0) {
         snprintf(j->err, sizeof j->err, "cannot open the queued message");
         spool_env_free(env);
         return;
     }
     size_t n = 0;
-    char *msg = read_head(fd, j->report ? COMPLAINT_MAX_INPUT : HEADER_READ, &n);
-    close(fd);
+    char *msg = read_head(&content, j->report ? COMPLAINT_MAX_INPUT : HEADER_READ, &n);
+    close(content.fd);
     if (record) {
         struct store_sent s = {.time = (long long)env->arrival};
         char userid[128];

@@ -1,7 +1,7 @@
 /* cmd_queue.c: "kurier queue ..." and mailq(1). Reads the spool directly (users who
  * may not read it get the listing from the daemon); changes go through the daemon's
- * control socket, or straight to the spool when no daemon runs (the scheduler must
- * not act on a message behind its back). */
+ * control socket, or straight to the spool under its writer lock when no daemon runs
+ * (the daemon is the segments' only writer while it runs). */
 #include "core/compat.h"
 
 #include <strings.h>
@@ -416,22 +416,28 @@ static int queue_show(const struct kconf *conf, const char *id, int body, int js
     }
     show_env(e);
     spool_env_free(e);
-    int fd = spool_open_content(s, id);
+    struct spool_content content;
+    int r = spool_open_content(s, id, &content);
     spool_free(s);
-    if (fd < 0) {
+    if (r != 0) {
         fprintf(stderr, "kurier: cannot open the message %s: %s\n", id, strerror(errno));
         return 1;
     }
     printf("\n");
-    FILE *f = fdopen(fd, "r");
+    /* the content is a stretch of a segment file: read just it */
+    FILE *f = lseek(content.fd, (off_t)content.off, SEEK_SET) < 0 ? NULL : fdopen(content.fd, "r");
     if (!f) {
-        close(fd);
+        close(content.fd);
         return 1;
     }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
+    long long left = content.len;
+    while (left > 0 && (n = getline(&line, &cap, f)) > 0) {
+        if (n > left) n = (ssize_t)left; /* the next record follows */
+        left -= n;
+        line[n] = '\0';
         if (n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n') {
             line[n - 2] = '\n';
             line[--n] = '\0';
@@ -464,6 +470,12 @@ static int direct(const struct kconf *conf, const char *verb, const char *id)
     if (!s) return 1;
     int rc = 0;
     char err[512];
+    /* the daemon is the only writer while it runs: its lock tells it is there */
+    if (spool_lock(s, err, sizeof err) != 0) {
+        fprintf(stderr, "kurier: %s\n", err);
+        spool_free(s);
+        return 1;
+    }
     if (strcmp(verb, "delete") == 0 && strcmp(id, "ALL") == 0) {
         struct del_ctx c = {.s = s};
         spool_scan(s, delete_one, &c);

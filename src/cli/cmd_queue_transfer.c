@@ -48,38 +48,28 @@ static void scan_push(void *arg, const char *id)
     id_push(arg, id);
 }
 
-/* The whole content of message id, its length in *len; NULL with errno set. The one
- * place that knows how the spool hands content out: today spool_open_content() gives
- * a descriptor of the content alone; a spool that returns (fd, offset, length)
- * changes only this function. */
+/* The whole content of message id, its length in *len; NULL with errno set. The
+ * content is a stretch (offset, length) of a segment file (spool_open_content). */
 static char *content_read(struct spool *s, const char *id, size_t *len)
 {
-    int fd = spool_open_content(s, id);
-    if (fd < 0) return NULL;
-    off_t offset = 0;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int en = errno;
-        close(fd);
-        errno = en;
-        return NULL;
-    }
-    size_t n = (size_t)(st.st_size - offset);
+    struct spool_content c;
+    if (spool_open_content(s, id, &c) != 0) return NULL;
+    size_t n = (size_t)c.len;
     char *p = xmalloc(n ? n : 1);
     size_t got = 0;
     while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, offset + (off_t)got);
+        ssize_t r = pread(c.fd, p + got, n - got, (off_t)(c.off + (long long)got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            int en = r < 0 ? errno : EIO; /* shorter than it was a moment ago */
+            int en = r < 0 ? errno : EIO; /* shorter than the spool said */
             free(p);
-            close(fd);
+            close(c.fd);
             errno = en;
             return NULL;
         }
         got += (size_t)r;
     }
-    close(fd);
+    close(c.fd);
     *len = n;
     return p;
 }
@@ -128,7 +118,14 @@ static size_t export_remove(const struct kconf *conf, struct spool *s, const str
             failed++;
             continue;
         }
-        daemon = 0; /* no daemon: the spool itself, for this one and the rest */
+        if (daemon) { /* no daemon: the spool itself, for this one and the rest */
+            char err[512];
+            daemon = 0;
+            if (spool_lock(s, err, sizeof err) != 0) { /* a daemon came up meanwhile */
+                fprintf(stderr, "kurier: nothing more removed: %s\n", err);
+                return failed + ids->n - i;
+            }
+        }
         if (spool_remove(s, ids->v[i]) != 0 && errno != ENOENT) {
             fprintf(stderr, "kurier: %s: not removed: %s\n", ids->v[i], strerror(errno));
             failed++;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -264,4 +265,49 @@ void err_set(char *err, size_t errsize, const char *fmt, ...)
     va_start(ap, fmt);
     err_vset(err, errsize, fmt, ap);
     va_end(ap);
+}
+
+/* ------------------------------------------------------------ CRC-32C */
+
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1; /* reflected Castagnoli */
+        crc32c_table[i] = c;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const unsigned char *b,
+                                                            size_t n)
+{
+    uint64_t c64 = c;
+    for (; n >= 8; n -= 8, b += 8) {
+        uint64_t v;
+        memcpy(&v, b, 8);
+        c64 = __builtin_ia32_crc32di(c64, v);
+    }
+    c = (uint32_t)c64;
+    for (; n; n--)
+        c = __builtin_ia32_crc32qi(c, *b++);
+    return c;
+}
+#endif
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint32_t c = ~crc;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("sse4.2")) return ~crc32c_hw(c, b, n);
+#endif
+    pthread_once(&crc32c_once, crc32c_init);
+    for (; n; n--)
+        c = crc32c_table[(c ^ *b++) & 0xff] ^ (c >> 8);
+    return ~c;
 }

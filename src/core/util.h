@@ -37,6 +37,9 @@ void roff_puts(FILE *out, const char *s);
  * end (start it at the text); *line counts its lines (start it at 0). 1 when a line
  * was found, 0 at the end. */
 int text_next_line(const char **p, const char *end, const char **a, const char **b, int *line);
+/* CRC-32C (Castagnoli, as iSCSI and ext4) of p[0..n), continuing from crc (start with
+ * 0): crc32c(0, "123456789", 9) == 0xE3069283. SSE 4.2 when the CPU has it. */
+uint32_t crc32c(uint32_t crc, const void *p, size_t n);
 
 /* An IPv4 or IPv6 literal ("192.0.2.1", "2001:db8::1", no brackets) into a socket
  * address with port 0; *len (when non-NULL) gets its size. 0 done, -1 not an IP

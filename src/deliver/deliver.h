@@ -23,7 +23,8 @@ struct deliver_maildir_req {
     long long quota;         /* bytes, 0 = none */
     const char *return_path; /* envelope sender, "" for <> */
     const char *orig_rcpt;   /* for Delivered-To: the mailbox address */
-    int content_fd;          /* the queued message, read from offset 0 (pread) */
+    int content_fd;          /* the queued message: content_len bytes from content_off */
+    long long content_off, content_len;
     const char *hostname;    /* for the unique file name */
     unsigned uid, gid;       /* owner of created dirs/files when running as root; 0 = keep */
 };
@@ -75,7 +76,8 @@ struct remote_job {
     int forward; /* the recipients are forward targets of our directory (aliases,
                     mailbox forwards, reverse SRS): a sender not in our domains
                     is rewritten with SRS when srs { } is on (core/srs.h) */
-    int content_fd;
+    int content_fd; /* size bytes from content_off */
+    long long content_off;
     unsigned long long size;
     /* output: one per recipient, filled before done runs */
     struct deliver_result *results;

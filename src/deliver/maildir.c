@@ -91,18 +91,19 @@ static void put_host(struct buf *b, const char *h)
 }
 
 /* Copy the message, CRLF -> LF. Returns bytes written or -1 (errno set). */
-static long long copy_content(int in, int out)
+static long long copy_content(int in, off_t off, long long len, int out)
 {
     char ib[65536], ob[65536];
-    off_t off = 0;
     long long total = 0;
     int cr = 0; /* a CR ended the previous chunk */
     for (;;) {
-        ssize_t n = pread(in, ib, sizeof ib, off);
+        size_t want = len < (long long)sizeof ib ? (size_t)len : sizeof ib;
+        ssize_t n = want ? pread(in, ib, want, off) : 0;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return -1;
         if (n == 0) break;
         off += n;
+        len -= n;
         size_t o = 0;
         for (ssize_t i = 0; i < n; i++) {
             char c = ib[i];
@@ -151,7 +152,7 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
     if (req->quota > 0) {
         long long used = maildir_usage(req->root, req->address);
         if (used < 0) used = 0;
-        if (used + (long long)cst.st_size > req->quota) {
+        if (used + req->content_len > req->quota) {
             st = result(res, DELIVER_TEMP, "4.2.2", "mailbox full (%lld of %lld bytes used)", used,
                         req->quota);
             goto out;
@@ -197,7 +198,7 @@ enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
     buf_puts(&hdr, "\n");
     long long size = -1;
     if (write_all(fd, hdr.data, hdr.len) == 0) {
-        size = copy_content(req->content_fd, fd);
+        size = copy_content(req->content_fd, (off_t)req->content_off, req->content_len, fd);
         if (size >= 0) size += (long long)hdr.len;
     }
     buf_release(&hdr);

@@ -632,6 +632,7 @@ static void send_msg(struct remote_req *q, struct conn *cn)
         .smtputf8 = job->smtputf8,
         .size = job->size,
         .content_fd = job->content_fd,
+        .content_off = job->content_off,
         .rcpt_reply = q->rreply,
     };
     log_debug("smtp", "%s: sending to %s%s%s%s", job->id, smtp_client_peer(cn->c),

@@ -40,7 +40,9 @@ void glue_smtp_ops(struct glue *g, struct smtp_ops *ops);
  * slow check or a slow disk would, so that a test can hang up while a session waits
  * on them. Unset: no delay. Read once at start (logs a warning when set).
  * "intake=MS" is abuse/complaints.c's: it holds an accepted message before it is queued;
- * "control=MS" is control/control.c's: it holds a request's envelope read on a worker. */
+ * "control=MS" is control/control.c's: it holds a request's envelope read on a worker;
+ * "reclaim=MS" is queue/spool.c's: it holds each deletion of a segment (with
+ * KURIER_TEST_SEGMENT_SIZE=BYTES for small segments; test_spool_segments.py). */
 void glue_test_delay_init(void);
 
 #endif

@@ -184,16 +184,17 @@ static void put_wrapped(struct buf *b, const char *text, int indent)
 }
 
 /* Read up to max bytes of the original from offset 0. NULL when unreadable. */
-static char *read_original(int fd, size_t max, size_t *len)
+static char *read_original(const struct spool_content *c, size_t max, size_t *len)
 {
-    if (fd < 0) return NULL;
+    if (!c || c->fd < 0) return NULL;
+    if ((long long)max > c->len) max = (size_t)c->len;
     struct buf b;
     buf_init(&b, 0);
     char tmp[16384];
-    off_t off = 0;
+    off_t off = (off_t)c->off;
     while (b.len < max) {
         size_t want = max - b.len < sizeof tmp ? max - b.len : sizeof tmp;
-        ssize_t r = pread(fd, tmp, want, off);
+        ssize_t r = pread(c->fd, tmp, want, off);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             buf_release(&b);
@@ -392,8 +393,9 @@ static void status_rcpt(struct buf *b, const struct kconf *conf, const struct sp
     free(diag);
 }
 
-char *dsn_build(const struct kconf *conf, const struct spool_env *env, int content_fd,
-                enum dsn_kind kind, const size_t *idx, size_t n, size_t *len)
+char *dsn_build(const struct kconf *conf, const struct spool_env *env,
+                const struct spool_content *content, enum dsn_kind kind, const size_t *idx,
+                size_t n, size_t *len)
 {
     if (n == 0 || kind < DSN_FAILED || kind > DSN_DELIVERED) return NULL;
     for (size_t i = 0; i < n; i++)
@@ -407,7 +409,7 @@ char *dsn_build(const struct kconf *conf, const struct spool_env *env, int conte
     /* the original: headers, or all of it for a bounce with RET=FULL */
     int full = kind == DSN_FAILED && env->ret == SMTP_RET_FULL;
     size_t olen = 0;
-    char *orig = read_original(content_fd, full ? DSN_FULL_MAX + 1 : DSN_HEADERS_MAX, &olen);
+    char *orig = read_original(content, full ? DSN_FULL_MAX + 1 : DSN_HEADERS_MAX, &olen);
     int too_big = 0;
     if (orig && full && olen > DSN_FULL_MAX) {
         full = 0;
@@ -588,9 +590,10 @@ static void req_free(struct dsn_req *r)
 static void build_run(void *arg)
 {
     struct dsn_req *r = arg;
-    int fd = spool_open_content(r->s, r->env->id);
-    r->text = dsn_build(r->conf, r->env, fd, r->kind, r->idx, r->n, &r->len);
-    if (fd >= 0) close(fd);
+    struct spool_content c;
+    int have = spool_open_content(r->s, r->env->id, &c) == 0;
+    r->text = dsn_build(r->conf, r->env, have ? &c : NULL, r->kind, r->idx, r->n, &r->len);
+    if (have) close(c.fd);
 }
 
 static void commit_done(void *arg, int ok)

@@ -2,17 +2,27 @@
  * (envelope.c), the maildrop (maildrop.c) and its pickup (pickup.c), the scheduler
  * that walks the spool (sched.c) and DSNs (dsn.c). Callers get queue IDs, never paths.
  *
- * Layout under spool_dir (a person can read every file):
- *   incoming/ID.msg, incoming/ID.env  being received; never delivered from
- *   queue/ID.msg    the message as we deliver it (our Received: header first)
- *   queue/ID.env    the envelope: "key: value" lines, one "rcpt:" line per recipient
- *                   carrying its state; rewritten atomically (tmp, fsync, rename,
- *                   dir fsync) whenever a recipient's state changes
+ * Layout under spool_dir (for admins: docs/queue.md "The spool on disk"):
+ *   queue/NNNNNNNNNN.seg  segment files, numbered in the order they were made: the
+ *                   messages as records appended one after the other (format in
+ *                   segment.h): a message's content (our Received: header first),
+ *                   its envelope ("key: value" lines as envelope.c writes them, one
+ *                   "rcpt:" line per recipient with its state), each later state of
+ *                   the envelope, and a removal record when it leaves the queue.
+ *                   Every record has a length and a CRC-32C. New segments are
+ *                   preallocated (16 MiB, or the size of a bigger message); one
+ *                   fdatasync makes a whole group commit durable. The oldest segment
+ *                   is deleted once no queued message has its content or latest
+ *                   envelope in it. `kurier queue show ID` prints a message.
+ *   queue/writer.lock     flock()ed by the one process that may append: kurierd, or
+ *                   the CLI changing the queue while no daemon runs
  *   maildrop/       sendmail(1) drops files here (mode 1733), picked up by the daemon
- *   corrupt/ID.env, corrupt/ID.msg  a message whose envelope could not be read (cut
- *                   short, garbled): moved out of queue/ by the scheduler, kept for an
- *                   admin; created when first needed
- * A message is in the queue iff queue/ID.env exists; .msg is renamed first. */
+ *   corrupt/ID.env, corrupt/ID.msg  a message whose envelope could not be read (does
+ *                   not parse): written out of the segments by the scheduler, kept for
+ *                   an admin as plain files; created when first needed
+ * A message is in the queue iff its latest records are a content record and, after
+ * it, an envelope record (not a removal). The old layout (queue/ID.msg and
+ * queue/ID.env files) is imported into segments by spool_open(). */
 #ifndef KURIER_QUEUE_H
 #define KURIER_QUEUE_H
 
@@ -48,7 +58,7 @@ struct spool_env {
     char id[QUEUE_ID_LEN + 1];
     char *sender; /* "" for the null sender */
     time_t arrival;
-    size_t size;                            /* bytes of queue/ID.msg */
+    size_t size;                            /* bytes of the content */
     char *client_name, *client_addr, *helo; /* NULL for local submission */
     char *proto;                            /* "ESMTP", "ESMTPS", "ESMTPSA", "SMTP", "local" */
     char *auth_user;                        /* NULL when not authenticated */
@@ -86,13 +96,23 @@ const char *rcpt_state_name(enum rcpt_state s); /* "queued", "sent", "bounced" *
 
 struct spool;
 
-/* Open (and create, mode 0700, maildrop 1733) the spool at dir. NULL on error with
- * a message in err. Removes leftovers in incoming/ (never acknowledged). */
+/* The daemon's spool: open (and create, mode 0700, maildrop 1733) the spool at dir,
+ * take the writer lock (queue/writer.lock; waits up to 5 s, then fails), read the
+ * segments into the index (a bad record is logged and it and the rest of its
+ * segment skipped), import messages of the old layout and remove what was left in
+ * the old incoming/ folder (never acknowledged). NULL on error with a message in
+ * err. */
 struct spool *spool_open(const char *dir, char *err, size_t errsize);
-/* For the CLI tools: use an existing spool without creating or cleaning anything
- * (spool_open would delete files the running daemon is receiving). NULL with a
- * message in err when dir/queue is missing or unreadable. */
+/* For the CLI tools: use an existing spool without creating or changing anything;
+ * read-only (spool_update and spool_remove fail with EROFS) until spool_lock(). The
+ * segments are read at the first use, up to their last complete record (one the
+ * running daemon is writing is left out). NULL with a message in err when dir/queue
+ * is missing. */
 struct spool *spool_attach(const char *dir, char *err, size_t errsize);
+/* For the CLI when no daemon runs: become the spool's writer (queue/writer.lock,
+ * without waiting) and read the segments anew. 0 done, -1 with err set (locked: a
+ * daemon runs). Changes go to a new segment of their own. */
+int spool_lock(struct spool *s, char *err, size_t errsize);
 void spool_free(struct spool *s);
 const char *spool_dir(const struct spool *s);
 /* A new unique queue ID, sortable by arrival (microseconds + counter). */
@@ -102,10 +122,11 @@ int spool_id_valid(const char *id);
 
 /* --- receiving a message (event-loop thread) ------------------------------ */
 struct spool_msg;
-/* Start a message: creates incoming/ID.msg. NULL on error (logged once here). */
+/* Start a message. Its content is held in memory (beyond 256 KiB in an unnamed
+ * temporary file in queue/) until the commit appends it to a segment. Never NULL. */
 struct spool_msg *spool_msg_new(struct spool *s);
 const char *spool_msg_id(const struct spool_msg *m);
-/* Append content bytes (page cache only; the fsync comes with the commit).
+/* Append content bytes (not on disk yet; the commit writes and flushes them).
  * 0 done, -1 failed (disk full...): the caller answers 451 4.3.0 and aborts. */
 int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
 /* Overwrite len bytes of the content already written, at offset: a header field known
@@ -114,14 +135,15 @@ int spool_msg_write(struct spool_msg *m, const void *p, size_t len);
  * copied. 0 done; -1 outside what was written, with a signer (spool_msg_sign(): its
  * room shifts the offsets), or the write failed. */
 int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len);
-/* Commit: write the envelope (env->id is set here), then on a worker: fsync
- * content and envelope, rename both into queue/, fsync the directory, batched with
- * other commits (group commit). done(arg, ok) runs on the loop thread: ok=1 the
- * message is durable (send 250), ok=0 it is not (send 451) and was removed. m is
- * consumed either way; env stays the caller's. */
+/* Commit (env->id and env->size are set here): on a worker, the content and envelope
+ * records of this and the other messages waiting are appended to the current
+ * segment and made durable with one fdatasync (group commit). done(arg, ok) runs on
+ * the loop thread: ok=1 the message is durable (send 250), ok=0 it is not (send 451:
+ * a write or the flush of its batch failed; it is not queued). m is consumed either
+ * way; env stays the caller's. */
 void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(void *arg, int ok),
                       void *arg);
-/* Abandon the message: files removed, m freed. NULL-safe. */
+/* Abandon the message (nothing of it was written), m freed. NULL-safe. */
 void spool_msg_abort(struct spool_msg *m);
 
 /* --- the queue, for the scheduler and the tools --------------------------- */
@@ -132,29 +154,37 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
  * not parse, names another ID, or has no recipients: cut short); another errno is a
  * read error that may pass. Caller frees. */
 struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize);
-/* Rewrite the envelope durably (blocking: call from a worker or the CLI). 0/-1. */
+/* Write the envelope's new state durably: an envelope record, flushed (blocking: call
+ * from a worker or the CLI). 0 done, -1 failed (errno: ENOENT the message is gone,
+ * EROFS an attached spool without spool_lock()). */
 int spool_update(struct spool *s, const struct spool_env *env);
 /* Hold (held 1) or release (held 0) the message of the loaded envelope env, for the
  * scheduler and the CLI alike: sets env->held and, on release, makes every recipient
  * due now (next_try 0), then rewrites the envelope (spool_update; blocking). 0 done,
  * 1 env is already held / not held (nothing written), -1 the rewrite failed (errno). */
 int spool_set_held(struct spool *s, struct spool_env *env, int held);
-/* Remove a message (envelope first, then content). 0 done, -1 failed: errno ENOENT
- * when there is no such message (as for spool_load, also for an invalid ID). The
- * folder is not fsync'd: after a crash the message may come back and be tried again. */
+/* Remove a message: a removal record. 0 done, -1 failed: errno ENOENT when there is
+ * no such message (as for spool_load, also for an invalid ID). The record is not
+ * flushed: after a crash the message may come back and be tried again. */
 int spool_remove(struct spool *s, const char *id);
-/* Open queue/ID.msg read-only for the transports: a new file descriptor the caller
- * closes, or -1 (no such message, or it cannot be opened). */
-int spool_open_content(struct spool *s, const char *id);
+/* Where a message's content is, for the transports: bytes [off, off + len) of the
+ * file fd (a segment; read them with pread). */
+struct spool_content {
+    int fd; /* the caller closes it; it stays readable when the message is removed */
+    long long off, len;
+};
+/* 0 with *c filled, -1 with c->fd -1 (errno ENOENT: no such message). */
+int spool_open_content(struct spool *s, const char *id, struct spool_content *c);
 
 /* Corrupt messages (spool_load failed with EBADMSG), as Postfix's corrupt queue:
- * move queue/ID.msg and queue/ID.env to corrupt/ (blocking; worker or CLI), so the
- * scheduler stops trying them. 0 done, -1 failed (errno set). */
+ * write the content and the envelope text to corrupt/ID.msg and corrupt/ID.env, then
+ * remove the message (blocking; worker or CLI), so the scheduler stops trying it.
+ * 0 done, -1 failed (errno set). */
 int spool_quarantine(struct spool *s, const char *id);
 /* Call cb for every message in corrupt/ (sorted by ID). 0 done (also when corrupt/
  * does not exist), -1 error. */
 int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg);
-/* For the tools: about a corrupt message in corrupt/ (moved = 1) or still in queue/
+/* For the tools: about a corrupt message in corrupt/ (moved = 1) or still queued
  * (moved = 0), why its envelope does not load (into why), the size of its content
  * (0 when missing) and when its envelope last changed. 0 done, -1 no such file. */
 int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, size_t whysize,
@@ -304,12 +334,13 @@ enum dsn_kind { DSN_FAILED = 0, DSN_DELAYED, DSN_DELIVERED };
 
 /* Build the whole DSN message (headers and body, CRLF line ends) about the recipients
  * env->rcpts[idx[0..n)], from MAILER-DAEMON@conf->hostname to env->sender. Reads the
- * original's headers (or all of it for RET=FULL) from content_fd with pread (-1: none
+ * original's headers (or all of it for RET=FULL) from content with pread (NULL: none
  * available; the part then says so). Blocking read: call on a worker, or in tests.
  * Does not check dsn_allowed or dsn_wanted. Returns a new NUL-terminated string (*len
  * its length), caller frees; NULL when n == 0 or an index is out of range. */
-char *dsn_build(const struct kconf *conf, const struct spool_env *env, int content_fd,
-                enum dsn_kind kind, const size_t *idx, size_t n, size_t *len);
+char *dsn_build(const struct kconf *conf, const struct spool_env *env,
+                const struct spool_content *content, enum dsn_kind kind, const size_t *idx,
+                size_t n, size_t *len);
 /* 1 when recipient r asked for (or by default gets) this kind of notice (RFC 3461
  * 4.1): NOTIFY=NEVER none; NOTIFY given: only the kinds named; NOTIFY absent: failure
  * and delay notices, no success reports. Also 0 when r->notified has the kind. */

@@ -39,11 +39,11 @@ struct qjob {
     int removed;     /* the message left the queue */
     time_t next_due; /* earliest next_try of the queued recipients */
     /* delivery in phases: worker (route, local) -> loop (remote) -> worker (record) */
-    int phase;              /* 0 attempt, 1 remote deliveries running, 2 record */
-    struct spool_env *env;  /* kept between the phases */
-    int content_fd;         /* -1 when not open */
-    struct rcpt_out *ro;    /* per envelope recipient; o == NULL: not tried now */
-    struct rgroup **groups; /* phase 1 */
+    int phase;                    /* 0 attempt, 1 remote deliveries running, 2 record */
+    struct spool_env *env;        /* kept between the phases */
+    struct spool_content content; /* fd -1 when not open */
+    struct rcpt_out *ro;          /* per envelope recipient; o == NULL: not tried now */
+    struct rgroup **groups;       /* phase 1 */
     size_t ngroups, rpending;
     double t_start;
     /* delivery status notifications, queued from the loop thread after the attempt
@@ -168,7 +168,7 @@ static struct qjob *job_new(struct queue *q, struct qent *e, enum job_kind kind)
     j->e = e;
     if (e) str_copy(j->id, e->id, sizeof j->id);
     j->t_submit = time_wall();
-    j->content_fd = -1;
+    j->content.fd = -1;
     j->next = q->jobs;
     if (q->jobs) q->jobs->prev = j;
     q->jobs = j;
@@ -192,7 +192,7 @@ static void job_free(struct qjob *j)
 {
     groups_free(j);
     ro_free(j);
-    if (j->content_fd >= 0) close(j->content_fd);
+    if (j->content.fd >= 0) close(j->content.fd);
     spool_env_free(j->env);
     for (int k = 0; k < 3; k++) {
         dsn_cancel(j->dsn_req[k]);
@@ -202,13 +202,14 @@ static void job_free(struct qjob *j)
     free(j);
 }
 
-/* 1 when queue/ID.env exists (the documented layout, queue.h). */
+/* 1 when the message is still queued (or that cannot be told now). */
 static int env_exists(struct queue *q, const char *id)
 {
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/queue/%s.env", spool_dir(q->spool), id);
-    if (n < 0 || (size_t)n >= sizeof path) return 1;
-    return access(path, F_OK) == 0 || errno != ENOENT;
+    char err[256];
+    struct spool_env *e = spool_load(q->spool, id, err, sizeof err);
+    int r = e != NULL || errno != ENOENT;
+    spool_env_free(e);
+    return r;
 }
 
 /* Worker: load the job's envelope. NULL when that failed: j->gone when the message
@@ -340,7 +341,7 @@ static void lifetime_text(char *dst, size_t size, int secs)
 
 /* Route one recipient and deliver to each target; fills outs (new array). */
 static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const struct spool_rcpt *r,
-                           int content_fd, struct outcome **outs)
+                           const struct spool_content *content, struct outcome **outs)
 {
     struct queue *q = j->q;
     struct route_result rr;
@@ -403,7 +404,7 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 outcome_set(&o[i], DELIVER_TEMP, "4.4.0", "remote delivery is not available yet");
                 continue;
             }
-            if (content_fd < 0) {
+            if (content->fd < 0) {
                 outcome_set(&o[i], DELIVER_TEMP, "4.3.0", "cannot open the queued message");
                 continue;
             }
@@ -413,7 +414,9 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 .quota = t ? t->quota : 0,
                 .return_path = env->sender ? env->sender : "",
                 .orig_rcpt = o[i].to,
-                .content_fd = content_fd,
+                .content_fd = content->fd,
+                .content_off = content->off,
+                .content_len = content->len,
                 .hostname = j->conf->hostname,
                 .uid = 0,
                 .gid = 0,
@@ -579,8 +582,8 @@ static void deliver_record(struct qjob *j)
         }
     }
     ro_free(j);
-    if (j->content_fd >= 0) close(j->content_fd);
-    j->content_fd = -1;
+    if (j->content.fd >= 0) close(j->content.fd);
+    j->content.fd = -1;
 
     size_t nqueued = 0;
     time_t due = 0;
@@ -658,13 +661,13 @@ static void deliver_run(void *arg)
                 log_info("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", j->id, sender,
                          env->size, env->nrcpts);
             j->announced = j->announce;
-            j->content_fd = spool_open_content(q->spool, j->id);
+            spool_open_content(q->spool, j->id, &j->content);
             opened = 1;
         }
-        j->ro[i].n = rcpt_attempt(j, env, r, j->content_fd, &j->ro[i].o);
+        j->ro[i].n = rcpt_attempt(j, env, r, &j->content, &j->ro[i].o);
         for (size_t k = 0; k < j->ro[i].n; k++) {
             if (!j->ro[i].o[k].remote) continue;
-            if (j->content_fd < 0) {
+            if (j->content.fd < 0) {
                 j->ro[i].o[k].remote = 0;
                 outcome_set(&j->ro[i].o[k], DELIVER_TEMP, "4.3.0",
                             "cannot open the queued message");
@@ -801,7 +804,8 @@ static void remote_start(struct qjob *j)
             .auth_user = env->auth_user,
             .listener = env->listener,
             .forward = rg->forward,
-            .content_fd = j->content_fd,
+            .content_fd = j->content.fd,
+            .content_off = j->content.off,
             .size = env->size,
             .results = rg->res,
         };

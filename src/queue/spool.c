@@ -1,5 +1,7 @@
-/* spool.c: the on-disk queue (layout in queue.h). Only writer of spool/; callers
- * get IDs, never paths. Owns queue IDs and group commit; the envelope text format is
+/* spool.c: the on-disk queue (layout in queue.h): messages as records appended to
+ * segment files (record format in segment.h), an index of them in memory, group
+ * commit with one flush per batch, reclamation of segments nothing lives in. Only
+ * writer of spool/queue; callers get IDs, never paths. The envelope text format is
  * envelope.c's, what happens to queued messages the scheduler's (sched.c). */
 #include "core/compat.h"
 
@@ -8,9 +10,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -18,20 +20,62 @@
 #include "queue/dkim_sign.h"
 #include "queue/msgid.h"
 #include "queue/queue.h"
+#include "queue/segment.h"
+
+#define SEG_SIZE (16 * 1024 * 1024) /* a new segment; a bigger message gets one its size */
+#define MEM_MAX                                                                                    \
+    (256 * 1024) /* content held in memory while received; more goes                               \
+                    to an unnamed temporary file in queue/ */
+
+/* One segment file, queue/NNNNNNNNNN.seg. */
+struct seg {
+    unsigned long no;
+    int fd;
+    off_t end;         /* where the next record goes; for a found segment where reading stopped */
+    off_t cap;         /* bytes allocated (0: grows, the CLI's segments) */
+    size_t live;       /* references from the index: contents and latest envelopes */
+    size_t live_bytes; /* their payload bytes */
+    int pins;          /* records written and not yet in the index (a batch, an update) */
+    int closed;        /* takes no more records (full, failed, or found at the start) */
+    int failed;        /* a write or flush failed: nothing unconfirmed in it is durable */
+    struct seg *next;
+};
+
+/* The index: one entry per queued message. */
+struct ent {
+    char id[QUEUE_ID_LEN + 1];
+    struct seg *cseg, *eseg; /* its content, its latest envelope */
+    off_t coff, eoff;        /* where their payloads start */
+    size_t clen, elen;
+    struct ent *next; /* hash chain */
+};
 
 struct spool {
     char *dir;
-    char *incoming, *queue, *maildrop;
+    char *queue, *maildrop;
+    int writer;        /* appends records: spool_open(), or spool_lock() for the CLI */
+    int prealloc;      /* new segments are preallocated (the daemon) */
+    int indexed;       /* the segments were read */
+    off_t seg_size;    /* SEG_SIZE, or KURIER_TEST_SEGMENT_SIZE */
+    int reclaim_delay; /* KURIER_TEST_DELAY "reclaim=MS" (tests only) */
+    int lockfd;
+    pthread_mutex_t mu;         /* the index, the segment list, appends */
+    pthread_mutex_t sync_mu;    /* one flush at a time (see seg_sync) */
+    pthread_mutex_t reclaim_mu; /* one reclamation at a time, oldest segment first */
+    struct seg *segs, *cur;     /* ascending; cur takes the appends (NULL: make one) */
+    unsigned long last_no;
+    struct ent **tab;
+    size_t tabsize, nent;
     /* group commit, touched on the loop thread only */
     struct commit *pending, **pending_tail;
     struct batch *inflight;
-    int use_syncfs; /* batch_sync() */
 };
 
 struct spool_msg {
     struct spool *s;
     char id[QUEUE_ID_LEN + 1];
-    int fd;
+    struct buf mem; /* the content, up to MEM_MAX */
+    int tmpfd;      /* beyond it: an unnamed file, -1 none */
     size_t size;
     int failed;
     struct dkim_sign *dkim; /* spool_msg_sign(): content passes through it */
@@ -45,6 +89,9 @@ struct commit {
     void (*done)(void *arg, int ok);
     void *arg;
     int ok;
+    struct seg *cseg, *eseg; /* where its records went (pinned), NULL: not written */
+    off_t coff, eoff;
+    size_t elen;
     struct commit *next;
 };
 
@@ -103,12 +150,588 @@ int spool_id_valid(const char *id)
     return 1;
 }
 
-/* ---------------------------------------------------------- the spool */
+/* ---------------------------------------------------------- the index */
 
-static char *path_of(const char *dir, const char *id, const char *ext)
+static size_t id_hash(const struct spool *s, const char *id)
 {
-    return xasprintf("%s/%s%s", dir, id, ext);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < QUEUE_ID_LEN && id[i]; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    return h & (s->tabsize - 1);
 }
+
+static struct ent *ent_find(struct spool *s, const char *id)
+{
+    if (!s->tab) return NULL;
+    for (struct ent *e = s->tab[id_hash(s, id)]; e; e = e->next)
+        if (strcmp(e->id, id) == 0) return e;
+    return NULL;
+}
+
+static struct ent *ent_add(struct spool *s, const char *id)
+{
+    if (s->nent >= s->tabsize) { /* grow: rehash into twice the buckets */
+        size_t old = s->tabsize;
+        struct ent **ot = s->tab;
+        s->tabsize = old ? old * 2 : 1024;
+        s->tab = xcalloc(s->tabsize, sizeof *s->tab);
+        for (size_t i = 0; i < old; i++)
+            for (struct ent *e = ot[i], *n; e; e = n) {
+                n = e->next;
+                size_t h = id_hash(s, e->id);
+                e->next = s->tab[h];
+                s->tab[h] = e;
+            }
+        free(ot);
+    }
+    struct ent *e = xcalloc(1, sizeof *e);
+    str_copy(e->id, id, sizeof e->id);
+    size_t h = id_hash(s, id);
+    e->next = s->tab[h];
+    s->tab[h] = e;
+    s->nent++;
+    return e;
+}
+
+static void ent_set_content(struct ent *e, struct seg *g, off_t off, size_t len)
+{
+    if (e->cseg) {
+        e->cseg->live--;
+        e->cseg->live_bytes -= e->clen;
+    }
+    e->cseg = g;
+    e->coff = off;
+    e->clen = len;
+    g->live++;
+    g->live_bytes += len;
+}
+
+static void ent_set_env(struct ent *e, struct seg *g, off_t off, size_t len)
+{
+    if (e->eseg) {
+        e->eseg->live--;
+        e->eseg->live_bytes -= e->elen;
+    }
+    e->eseg = g;
+    e->eoff = off;
+    e->elen = len;
+    g->live++;
+    g->live_bytes += len;
+}
+
+static void ent_drop(struct spool *s, struct ent *e)
+{
+    struct ent **pp = &s->tab[id_hash(s, e->id)];
+    while (*pp != e)
+        pp = &(*pp)->next;
+    *pp = e->next;
+    if (e->cseg) {
+        e->cseg->live--;
+        e->cseg->live_bytes -= e->clen;
+    }
+    if (e->eseg) {
+        e->eseg->live--;
+        e->eseg->live_bytes -= e->elen;
+    }
+    s->nent--;
+    free(e);
+}
+
+static void index_clear(struct spool *s)
+{
+    for (size_t i = 0; i < s->tabsize; i++)
+        for (struct ent *e = s->tab[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+    free(s->tab);
+    s->tab = NULL;
+    s->tabsize = s->nent = 0;
+    for (struct seg *g = s->segs, *n; g; g = n) {
+        n = g->next;
+        if (g->fd >= 0) close(g->fd);
+        free(g);
+    }
+    s->segs = s->cur = NULL;
+    s->indexed = 0;
+}
+
+/* ---------------------------------------------------------- segments */
+
+static char *seg_path(const struct spool *s, unsigned long no)
+{
+    return xasprintf("%s/%010lu.seg", s->queue, no);
+}
+
+/* "NNNNNNNNNN.seg": its number, else 0. */
+static unsigned long seg_name_no(const char *name)
+{
+    if (strlen(name) != 14 || strcmp(name + 10, ".seg") != 0) return 0;
+    unsigned long no = 0;
+    for (int i = 0; i < 10; i++) {
+        if (name[i] < '0' || name[i] > '9') return 0;
+        no = no * 10 + (unsigned long)(name[i] - '0');
+    }
+    return no;
+}
+
+static int pwrite_all(int fd, const void *p, size_t len, off_t off)
+{
+    const char *b = p;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, b, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;
+            return -1;
+        }
+        b += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *p, size_t len, off_t off)
+{
+    char *b = p;
+    while (len > 0) {
+        ssize_t n = pread(fd, b, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO; /* shorter than its record says */
+            return -1;
+        }
+        b += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+/* Files created as root (the CLI, the daemon before it drops privileges) belong to
+ * queue/'s owner, so the daemon can always open them. */
+static int own_file(const struct spool *s, int fd)
+{
+    struct stat st;
+    if (geteuid() != 0 || stat(s->queue, &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return 0;
+    return fchown(fd, st.st_uid, st.st_gid);
+}
+
+/* A new segment after the last one, room for need bytes at least (s->mu held). Its
+ * name is made durable here (queue/ fsync'd), so a flush of the file is all its
+ * records need. NULL when it cannot be made (logged, errno set). */
+static struct seg *seg_create(struct spool *s, off_t need)
+{
+    unsigned long no = s->last_no + 1;
+    char *p = seg_path(s, no);
+    int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    off_t cap = 0;
+    int e = 0;
+    if (fd < 0) {
+        e = errno;
+    } else if (own_file(s, fd) != 0) {
+        e = errno;
+    } else if (s->prealloc) {
+        /* full disk: fails now, not in a later write. A small file system gets a
+         * smaller segment: room for the record and the reserve (seg_append), or for
+         * the record alone. */
+        off_t sizes[3] = {need > s->seg_size ? need : s->seg_size, need + s->seg_size / 16, need};
+        for (int i = 0; i < 3; i++) {
+            cap = sizes[i];
+            if (i && (cap >= sizes[i - 1] || ftruncate(fd, 0) != 0)) continue;
+            if (!(e = posix_fallocate(fd, 0, cap))) break;
+        }
+    }
+    if (!e && fsync_dir(s->queue) != 0) e = errno;
+    if (e) {
+        log_err("qmgr", "cannot create segment %s: %s", p, strerror(e));
+        if (fd >= 0) {
+            close(fd);
+            unlink(p);
+        }
+        free(p);
+        errno = e;
+        return NULL;
+    }
+    free(p);
+    struct seg *g = xcalloc(1, sizeof *g);
+    g->no = no;
+    g->fd = fd;
+    g->cap = cap;
+    s->last_no = no;
+    struct seg **pp = &s->segs;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = g;
+    return g;
+}
+
+/* Copy len bytes of fd from offset in to g at off, and their CRC-32C. */
+static int copy_crc(int from, off_t in, int to, size_t len, off_t off, uint32_t *crc)
+{
+    char b[65536];
+    *crc = 0;
+    while (len > 0) {
+        size_t want = len < sizeof b ? len : sizeof b;
+        if (pread_all(from, b, want, in) != 0 || pwrite_all(to, b, want, off) != 0) return -1;
+        *crc = crc32c(*crc, b, want);
+        in += (off_t)want;
+        off += (off_t)want;
+        len -= want;
+    }
+    return 0;
+}
+
+/* Append one record (s->mu held): the payload is p[0..len) or, when p is NULL, len
+ * bytes of srcfd from srcoff. The current segment takes it when it has room, else a new
+ * one. *gp and *offp: where the payload went. 0 done, -1 failed (logged, errno set):
+ * the segment takes nothing more, so no later record follows a torn one. */
+static int seg_append(struct spool *s, enum seg_type t, const char *id, const void *p, size_t len,
+                      int srcfd, off_t srcoff, struct seg **gp, off_t *offp)
+{
+    if (len > UINT32_MAX - SEG_HDR) {
+        errno = EFBIG;
+        return -1;
+    }
+    off_t need = SEG_HDR + (off_t)len;
+    struct seg *g = s->cur;
+    if (g && g->closed) g = s->cur = NULL;
+    /* New messages leave the last 1/16 of a segment free: when no new segment can be
+     * made (a full disk), envelope updates and removals still have room, so the
+     * messages already accepted can be delivered and their states recorded. */
+    off_t reserve = t == SEG_CONTENT ? s->seg_size / 16 : 0;
+    off_t cap = g ? (g->cap ? g->cap : s->seg_size) : 0;
+    if (g && g->end > 0 && g->end + need + reserve > cap) {
+        struct seg *n = seg_create(s, need);
+        if (n) {
+            g->closed = 1;
+            g = s->cur = n;
+        } else if (reserve || g->end + need > cap) {
+            return -1;
+        }
+    }
+    if (!g && !(g = s->cur = seg_create(s, need))) return -1;
+    off_t at = g->end;
+    struct seg_rec r = {.type = t, .len = (uint32_t)len};
+    str_copy(r.id, id, sizeof r.id);
+    int bad;
+    if (p) {
+        r.pcrc = crc32c(0, p, len);
+        bad = pwrite_all(g->fd, p, len, at + SEG_HDR);
+    } else {
+        bad = copy_crc(srcfd, srcoff, g->fd, len, at + SEG_HDR, &r.pcrc);
+    }
+    if (!bad) {
+        unsigned char h[SEG_HDR];
+        seg_rec_encode(&r, h);
+        bad = pwrite_all(g->fd, h, SEG_HDR, at);
+    }
+    if (bad) {
+        int e = errno;
+        log_err("qmgr", "%s: cannot write to segment %010lu.seg: %s", id, g->no, strerror(e));
+        g->failed = g->closed = 1;
+        s->cur = NULL;
+        errno = e;
+        return -1;
+    }
+    g->end = at + need;
+    *gp = g;
+    *offp = at + SEG_HDR;
+    return 0;
+}
+
+/* Make what was written to g durable: one fdatasync. Flushes run one at a time, and a
+ * segment whose flush failed once fails every later one: Linux reports a write-back
+ * error to one fsync only, and may drop the pages it could not write. */
+static int seg_sync(struct spool *s, struct seg *g)
+{
+    pthread_mutex_lock(&s->sync_mu);
+    int r = fdatasync(g->fd);
+    int e = errno;
+    pthread_mutex_lock(&s->mu);
+    if (r != 0) {
+        log_err("qmgr", "fdatasync %s/%010lu.seg: %s", s->queue, g->no, strerror(e));
+        g->failed = g->closed = 1;
+        if (s->cur == g) s->cur = NULL;
+    } else if (g->failed) {
+        r = -1;
+        e = EIO;
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->sync_mu);
+    errno = e;
+    return r;
+}
+
+/* Copy the queued messages of g, the oldest segment, to the current one (content
+ * and latest envelope records, flushed), so that g can go: otherwise one message
+ * deferred for days would keep every segment after it. An update or removal of a
+ * message meanwhile comes after its copy in the file and wins, in the index too.
+ * reclaim_mu held (nothing deletes g meanwhile). 0 done, -1 failed (g stays). */
+static int relocate(struct spool *s, struct seg *g)
+{
+    struct moved {
+        char id[QUEUE_ID_LEN + 1];
+        struct seg *cseg, *eseg, *old_eseg;
+        off_t coff, eoff, old_eoff;
+        size_t clen, elen;
+    } *mv = NULL;
+    size_t n = 0, cap = 0;
+    struct seg *touched[16];
+    int nt = 0, bad = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->tabsize && !bad; i++)
+        for (struct ent *e = s->tab[i]; e && !bad; e = e->next) {
+            if (e->cseg != g && e->eseg != g) continue;
+            if (n == cap) mv = xrealloc(mv, (cap = cap ? cap * 2 : 16) * sizeof *mv);
+            struct moved *m = &mv[n];
+            str_copy(m->id, e->id, sizeof m->id);
+            m->old_eseg = e->eseg;
+            m->old_eoff = e->eoff;
+            m->clen = e->clen;
+            m->elen = e->elen;
+            if (seg_append(s, SEG_CONTENT, e->id, NULL, e->clen, e->cseg->fd, e->coff, &m->cseg,
+                           &m->coff) != 0 ||
+                seg_append(s, SEG_ENV, e->id, NULL, e->elen, e->eseg->fd, e->eoff, &m->eseg,
+                           &m->eoff) != 0) {
+                bad = 1;
+                break;
+            }
+            m->cseg->pins++;
+            m->eseg->pins++;
+            n++;
+            struct seg *gs[2] = {m->cseg, m->eseg};
+            for (int k = 0; k < 2; k++) {
+                int seen = 0;
+                for (int t = 0; t < nt; t++)
+                    seen |= touched[t] == gs[k];
+                if (seen) continue;
+                if (nt == (int)(sizeof touched / sizeof touched[0]))
+                    bad = 1;
+                else
+                    touched[nt++] = gs[k];
+            }
+        }
+    pthread_mutex_unlock(&s->mu);
+    for (int t = 0; t < nt && !bad; t++)
+        if (seg_sync(s, touched[t]) != 0) bad = 1;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct moved *m = &mv[i];
+        struct ent *e = ent_find(s, m->id);
+        if (!bad && e) {
+            ent_set_content(e, m->cseg, m->coff, m->clen);
+            if (e->eseg == m->old_eseg && e->eoff == m->old_eoff)
+                ent_set_env(e, m->eseg, m->eoff, m->elen);
+        }
+        m->cseg->pins--;
+        m->eseg->pins--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!bad)
+        log_info("qmgr", "%s/%010lu.seg: %zu queued message(s) copied forward to free it", s->queue,
+                 g->no, n);
+    free(mv);
+    return bad ? -1 : 0;
+}
+
+/* Remove the oldest segments while nothing lives in them, in order and each removal
+ * made durable before the next: a later segment may hold the removal records of an
+ * earlier one's messages, so it must never go first. When the segments hold more
+ * than twice what is queued (and two segments more), the oldest one's messages are
+ * copied forward first (relocate). Writer only, no lock held. */
+static void reclaim(struct spool *s)
+{
+    if (!s->writer || pthread_mutex_trylock(&s->reclaim_mu) != 0) return;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        struct seg *g = s->segs;
+        if (!g || g == s->cur || g->pins) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        if (g->live) {
+            size_t nseg = 0;
+            long long total = 0, live = 0;
+            for (struct seg *x = s->segs; x; x = x->next) {
+                nseg++;
+                total += x->end;
+                live += (long long)x->live_bytes;
+            }
+            int go = s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size;
+            pthread_mutex_unlock(&s->mu);
+            if (go && relocate(s, g) == 0) continue;
+            break;
+        }
+        s->segs = g->next;
+        pthread_mutex_unlock(&s->mu);
+        char *p = seg_path(s, g->no);
+        if (s->reclaim_delay) { /* tests: a kill -9 lands in the middle of it */
+            log_info("qmgr", "reclaiming %s (KURIER_TEST_DELAY: %d ms)", p, s->reclaim_delay);
+            usleep((useconds_t)s->reclaim_delay * 1000);
+        }
+        if (unlink(p) != 0)
+            log_err("qmgr", "cannot remove %s: %s", p, strerror(errno));
+        else
+            log_info("qmgr", "%s reclaimed: no queued message left in it", p);
+        free(p);
+        close(g->fd);
+        free(g);
+        if (fsync_dir(s->queue) != 0) log_err("qmgr", "fsync %s: %s", s->queue, strerror(errno));
+    }
+    pthread_mutex_unlock(&s->reclaim_mu);
+}
+
+/* --------------------------------------------------- reading the segments */
+
+/* Read the records of g (s->mu held or no other thread yet) into the index, up to
+ * the end of what was written or the first bad record: a write cut short by a crash
+ * (a torn record at the end) or garbled bytes. What follows a bad record is never
+ * read: its length cannot be trusted. Content payloads are checked by the daemon
+ * only (the CLI reads headers and envelopes, not whole messages). */
+static void seg_read(struct spool *s, struct seg *g, off_t size)
+{
+    off_t off = 0;
+    const char *why = NULL;
+    char *buf = NULL;
+    size_t bufcap = 0;
+    while (off + SEG_HDR <= size) {
+        unsigned char h[SEG_HDR];
+        struct seg_rec r;
+        if (pread_all(g->fd, h, SEG_HDR, off) != 0) {
+            why = "cannot be read";
+            break;
+        }
+        int d = seg_rec_decode(h, &r, &why);
+        if (d == 0) break;
+        if (d < 0) break;
+        if ((off_t)r.len > size - off - SEG_HDR) {
+            why = "record longer than the file (cut short)";
+            break;
+        }
+        off_t at = off + SEG_HDR;
+        if (r.type != SEG_CONTENT || s->writer) { /* check the payload */
+            uint32_t crc = 0;
+            size_t left = r.len;
+            off_t o = at;
+            if (bufcap == 0) buf = xmalloc(bufcap = 65536);
+            while (left > 0) {
+                size_t want = left < bufcap ? left : bufcap;
+                if (pread_all(g->fd, buf, want, o) != 0) break;
+                crc = crc32c(crc, buf, want);
+                o += (off_t)want;
+                left -= want;
+            }
+            if (left > 0 || crc != r.pcrc) {
+                why = left > 0 ? "cannot be read" : "payload checksum mismatch";
+                break;
+            }
+        }
+        struct ent *e = ent_find(s, r.id);
+        if (r.type == SEG_CONTENT) {
+            if (!e) e = ent_add(s, r.id);
+            ent_set_content(e, g, at, r.len);
+        } else if (r.type == SEG_ENV) {
+            /* an envelope without its content: a message whose content went with an
+             * older segment after it was removed (its removal record not flushed) */
+            if (e && e->cseg) ent_set_env(e, g, at, r.len);
+        } else if (e) {
+            ent_drop(s, e);
+        }
+        off += SEG_HDR + (off_t)r.len;
+    }
+    if (!why && off < size &&
+        size - off < SEG_HDR) { /* less than a header left: zeros, or a header cut short */
+        unsigned char t[SEG_HDR] = {0}, z[SEG_HDR] = {0};
+        size_t left = (size_t)(size - off);
+        if (pread_all(g->fd, t, left, off) != 0 || memcmp(t, z, left) != 0)
+            why = "record header cut short";
+    }
+    free(buf);
+    g->end = off;
+    if (why && s->writer)
+        log_warn("qmgr",
+                 "segment %s/%010lu.seg: bad record at offset %lld (%s): skipped it and the "
+                 "%lld bytes after it",
+                 s->queue, g->no, (long long)off, why,
+                 (long long)(size - off > SEG_HDR ? size - off - SEG_HDR : 0));
+}
+
+static int cmp_ulong(const void *a, const void *b)
+{
+    unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Read every segment of queue/ into the index. 0 done, -1 (errno set). */
+static int index_load(struct spool *s)
+{
+    DIR *d = opendir(s->queue);
+    if (!d) return -1;
+    unsigned long *nos = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        unsigned long no = seg_name_no(de->d_name);
+        if (!no) continue;
+        if (n == cap) nos = xrealloc(nos, (cap = cap ? cap * 2 : 16) * sizeof *nos);
+        nos[n++] = no;
+    }
+    closedir(d);
+    if (n) qsort(nos, n, sizeof *nos, cmp_ulong);
+    struct seg **tail = &s->segs;
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *p = seg_path(s, nos[i]);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        int e = errno;
+        free(p);
+        if (fd < 0 && e == ENOENT) continue; /* the daemon reclaimed it meanwhile */
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            if (fd >= 0) close(fd);
+            errno = e;
+            r = -1;
+            break;
+        }
+        struct seg *g = xcalloc(1, sizeof *g);
+        g->no = nos[i];
+        g->fd = fd;
+        g->cap = st.st_size;
+        g->closed = 1; /* a restarted writer never appends behind what it found */
+        *tail = g;
+        tail = &g->next;
+        if (g->no > s->last_no) s->last_no = g->no;
+        seg_read(s, g, st.st_size);
+    }
+    free(nos);
+    /* content without its envelope: a message never committed */
+    for (size_t i = 0; i < s->tabsize; i++)
+        for (struct ent *e = s->tab[i], *nx; e; e = nx) {
+            nx = e->next;
+            if (!e->eseg) ent_drop(s, e);
+        }
+    if (r == 0) s->indexed = 1;
+    return r;
+}
+
+/* For the CLI: read the segments at the first use. 0, -1 (errno set). */
+static int need_index(struct spool *s)
+{
+    if (s->indexed) return 0;
+    pthread_mutex_lock(&s->mu);
+    int r = s->indexed ? 0 : index_load(s);
+    if (r != 0) {
+        int e = errno;
+        index_clear(s);
+        errno = e;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* ---------------------------------------------------------- the spool */
 
 static int make_dir(const char *path, mode_t mode, char *err, size_t errsize)
 {
@@ -121,43 +744,103 @@ static int make_dir(const char *path, mode_t mode, char *err, size_t errsize)
     return 0;
 }
 
-static int syncfs_usable(void);
+static int test_delay(const char *key)
+{
+    const char *d = getenv("KURIER_TEST_DELAY");
+    const char *p = d ? strstr(d, key) : NULL;
+    return p ? atoi(p + strlen(key)) : 0;
+}
 
 static struct spool *spool_alloc(const char *dir)
 {
     struct spool *s = xcalloc(1, sizeof *s);
     s->dir = xstrdup(dir);
-    s->incoming = xasprintf("%s/incoming", dir);
     s->queue = xasprintf("%s/queue", dir);
     s->maildrop = xasprintf("%s/maildrop", dir);
     s->pending_tail = &s->pending;
-    s->use_syncfs = syncfs_usable();
+    s->lockfd = -1;
+    s->seg_size = SEG_SIZE;
+    const char *sz = getenv("KURIER_TEST_SEGMENT_SIZE"); /* tests only */
+    if (sz && atol(sz) >= 4096) s->seg_size = atol(sz);
+    s->reclaim_delay = test_delay("reclaim=");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->sync_mu, NULL);
+    pthread_mutex_init(&s->reclaim_mu, NULL);
     return s;
 }
+
+/* Take queue/writer.lock: one writer at a time (the daemon, or the CLI while no
+ * daemon runs). 0, -1 with err set. */
+static int take_lock(struct spool *s, char *err, size_t errsize)
+{
+    char *p = xasprintf("%s/writer.lock", s->queue);
+    int fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); /* empty; any user may lock */
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot open %s: %s", p, strerror(errno));
+        free(p);
+        return -1;
+    }
+    (void)own_file(s, fd);
+    /* the daemon waits a little for a CLI command that holds it for a moment */
+    int r, tries = s->prealloc ? 50 : 1;
+    while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && --tries > 0)
+        usleep(100 * 1000);
+    if (r != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errsize,
+                     "%s is locked: another kurierd (or kurier queue) is writing "
+                     "to the queue",
+                     p);
+        else
+            snprintf(err, errsize, "cannot lock %s: %s", p, strerror(errno));
+        close(fd);
+        free(p);
+        return -1;
+    }
+    free(p);
+    s->lockfd = fd;
+    return 0;
+}
+
+static int import_legacy(struct spool *s);
 
 struct spool *spool_open(const char *dir, char *err, size_t errsize)
 {
     struct spool *s = spool_alloc(dir);
+    s->writer = s->prealloc = 1;
     /* the spool itself only needs to be traversable: sendmail(1) run by any user
      * reaches maildrop/ through it */
-    if (make_dir(dir, 0711, err, errsize) || make_dir(s->incoming, 0700, err, errsize) ||
-        make_dir(s->queue, 0700, err, errsize) || make_dir(s->maildrop, 01733, err, errsize)) {
+    if (make_dir(dir, 0711, err, errsize) || make_dir(s->queue, 0700, err, errsize) ||
+        make_dir(s->maildrop, 01733, err, errsize) || take_lock(s, err, errsize)) {
         spool_free(s);
         return NULL;
     }
-    DIR *d = opendir(s->incoming);
-    if (!d) {
-        snprintf(err, errsize, "cannot open %s: %s", s->incoming, strerror(errno));
+    /* the old layout received into incoming/: what is left there was never acknowledged */
+    char *inc = xasprintf("%s/incoming", dir);
+    DIR *d = opendir(inc);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                log_info("cleanup", "removed unacknowledged %s/%s", inc, de->d_name);
+        }
+        closedir(d);
+        rmdir(inc);
+    }
+    free(inc);
+    if (index_load(s) != 0) {
+        snprintf(err, errsize, "cannot read the segments in %s: %s", s->queue, strerror(errno));
         spool_free(s);
         return NULL;
     }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            log_info("cleanup", "removed unacknowledged %s/%s", s->incoming, de->d_name);
+    if (import_legacy(s) != 0) {
+        snprintf(err, errsize, "cannot import the old queue files in %s: %s", s->queue,
+                 strerror(errno));
+        spool_free(s);
+        return NULL;
     }
-    closedir(d);
+    reclaim(s);
     return s;
 }
 
@@ -174,6 +857,25 @@ struct spool *spool_attach(const char *dir, char *err, size_t errsize)
         return NULL;
     }
     return spool_alloc(dir);
+}
+
+int spool_lock(struct spool *s, char *err, size_t errsize)
+{
+    if (s->writer) return 0;
+    if (take_lock(s, err, errsize) != 0) return -1;
+    pthread_mutex_lock(&s->mu);
+    index_clear(s); /* what was read before the lock may be old */
+    int r = index_load(s);
+    int e = errno;
+    pthread_mutex_unlock(&s->mu);
+    if (r != 0) {
+        snprintf(err, errsize, "cannot read the segments in %s: %s", s->queue, strerror(e));
+        close(s->lockfd);
+        s->lockfd = -1;
+        return -1;
+    }
+    s->writer = 1;
+    return 0;
 }
 
 static void commit_discard(struct commit *c);
@@ -197,8 +899,12 @@ void spool_free(struct spool *s)
         commit_discard(c);
         c = n;
     }
+    index_clear(s);
+    if (s->lockfd >= 0) close(s->lockfd);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->sync_mu);
+    pthread_mutex_destroy(&s->reclaim_mu);
     free(s->dir);
-    free(s->incoming);
     free(s->queue);
     free(s->maildrop);
     free(s);
@@ -209,24 +915,16 @@ const char *spool_dir(const struct spool *s)
     return s->dir;
 }
 
+/* ------------------------------------------------------ receiving a message */
+
 struct spool_msg *spool_msg_new(struct spool *s)
 {
     struct spool_msg *m = xcalloc(1, sizeof *m);
     m->s = s;
-    for (int tries = 0; tries < 5; tries++) {
-        spool_new_id(m->id);
-        char *p = path_of(s->incoming, m->id, ".msg");
-        m->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        int e = errno;
-        free(p);
-        if (m->fd >= 0) return m;
-        if (e != EEXIST) {
-            log_err("smtpd", "cannot create %s/%s.msg: %s", s->incoming, m->id, strerror(e));
-            break;
-        }
-    }
-    free(m);
-    return NULL;
+    m->tmpfd = -1;
+    buf_init(&m->mem, 0);
+    spool_new_id(m->id);
+    return m;
 }
 
 const char *spool_msg_id(const struct spool_msg *m)
@@ -254,23 +952,48 @@ off_t spool_msg_offset(const struct spool_msg *m)
     return (off_t)m->size;
 }
 
+static void msg_write_failed(struct spool_msg *m, const char *what)
+{
+    log_err("smtpd", "%s: cannot %s the message's content: %s", m->id, what, strerror(errno));
+    m->failed = 1;
+}
+
 int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
 {
     if (m->failed) return -1;
-    const char *s = p;
-    while (len > 0) {
-        ssize_t n = pwrite(m->fd, s, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
-                    n < 0 ? strerror(errno) : "short write");
-            m->failed = 1;
-            return -1;
-        }
-        s += n;
-        len -= (size_t)n;
-        off += n;
+    if (off < 0 || (size_t)off > m->size || len > m->size - (size_t)off) return -1;
+    if (m->tmpfd < 0) {
+        memcpy(m->mem.data + off, p, len);
+        return 0;
     }
+    if (pwrite_all(m->tmpfd, p, len, off) != 0) {
+        msg_write_failed(m, "write");
+        return -1;
+    }
+    return 0;
+}
+
+/* A message outgrew MEM_MAX: move its content to an unnamed file on the spool's file
+ * system (no name, so nothing to clean up after a crash). */
+static int msg_spill(struct spool_msg *m)
+{
+    int fd = -1;
+#ifdef O_TMPFILE
+    fd = open(m->s->queue, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#endif
+    if (fd < 0) {
+        char *p = xasprintf("%s/.tmp-%s-XXXXXX", m->s->queue, m->id);
+        fd = mkostemp(p, O_CLOEXEC);
+        if (fd >= 0) unlink(p);
+        free(p);
+    }
+    if (fd < 0 || write_all(fd, m->mem.data ? m->mem.data : "", m->mem.len) != 0) {
+        msg_write_failed(m, "store");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    buf_release(&m->mem);
+    m->tmpfd = fd;
     return 0;
 }
 
@@ -278,21 +1001,15 @@ int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
 {
     if (m->failed) return -1;
     msgid_scan(&m->mid, p, len);
-    if (write_all(m->fd, p, len) != 0) {
-        log_err("smtpd", "%s: cannot write %s/%s.msg: %s", m->id, m->s->incoming, m->id,
-                strerror(errno));
-        m->failed = 1;
+    if (m->tmpfd < 0 && m->size + len > MEM_MAX && msg_spill(m) != 0) return -1;
+    if (m->tmpfd < 0) {
+        buf_append(&m->mem, p, len);
+    } else if (write_all(m->tmpfd, p, len) != 0) {
+        msg_write_failed(m, "store");
         return -1;
     }
     m->size += len;
     return 0;
-}
-
-static void unlink_id(const char *dir, const char *id, const char *ext)
-{
-    char *p = path_of(dir, id, ext);
-    unlink(p);
-    free(p);
 }
 
 int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len)
@@ -302,151 +1019,98 @@ int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t 
     return spool_msg_put_at(m, (off_t)offset, p, len);
 }
 
-void spool_msg_abort(struct spool_msg *m)
+static void msg_free(struct spool_msg *m)
 {
-    if (!m) return;
     dkim_sign_free(m->dkim);
-    if (m->fd >= 0) close(m->fd);
-    unlink_id(m->s->incoming, m->id, ".msg");
-    unlink_id(m->s->incoming, m->id, ".env");
+    if (m->tmpfd >= 0) close(m->tmpfd);
+    buf_release(&m->mem);
     free(m);
 }
 
-/* Remove every trace of a failed commit (worker or loop thread). */
-static void commit_cleanup(struct commit *c)
+void spool_msg_abort(struct spool_msg *m)
 {
-    struct spool *s = c->m->s;
-    unlink_id(s->incoming, c->m->id, ".msg");
-    unlink_id(s->incoming, c->m->id, ".env");
-    unlink_id(s->queue, c->m->id, ".env");
-    unlink_id(s->queue, c->m->id, ".msg");
+    if (m) msg_free(m); /* nothing of it is on disk yet */
 }
 
-/* Shutdown: forget a commit without calling done. Its files stay where they are:
- * in incoming/ they are removed at the next spool_open; in queue/ the message is
- * kept (at worst delivered although the client saw no 250). */
+/* Shutdown: forget a commit without calling done. Records already written stay: the
+ * message is kept when its envelope record made it (at worst delivered although the
+ * client saw no 250). */
 static void commit_discard(struct commit *c)
 {
-    if (c->m->fd >= 0) close(c->m->fd);
-    free(c->m);
+    msg_free(c->m);
     free(c->envtext);
     free(c->msgid);
     free(c);
 }
 
-/* syncfs(2) reports writeback errors (of any file on the file system) only since
- * Linux 5.8; before that a failed write could go unnoticed. Elsewhere, and on older
- * kernels, the batch fsyncs each file. */
-static int syncfs_usable(void)
-{
-#ifdef __linux__
-    struct utsname u;
-    int major = 0, minor = 0;
-    if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2)
-        return major > 5 || (major == 5 && minor >= 8);
-#endif
-    return 0;
-}
-
-/* Make the content and envelope files of the batch durable. One syncfs() of the
- * spool's file system writes them all and flushes the disk cache once, where an
- * fsync() per file costs one cache flush each (2 per message): this is what makes
- * the commit a group commit. The files are in incoming/, on the spool's file system
- * (they are renamed into queue/ next). 0 done, -1 failed (errno set). */
-static int batch_sync(struct spool *s, struct commit *list, int *envfd)
-{
-#ifdef __linux__
-    if (s->use_syncfs) {
-        int dfd = open(s->incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) return -1;
-        int r = syncfs(dfd);
-        int e = errno;
-        close(dfd);
-        errno = e;
-        return r;
-    }
-#endif
-    int i = 0;
-    for (struct commit *c = list; c; c = c->next, i++) {
-        if (c->m->failed || envfd[i] < 0) continue;
-        if (fsync(c->m->fd) != 0 || fsync(envfd[i]) != 0) {
-            log_err("cleanup", "%s: fsync: %s", c->m->id, strerror(errno));
-            c->m->failed = 1;
-        }
-    }
-    return 0;
-}
-
-/* Worker: make the whole batch durable: write every envelope, sync content and
- * envelopes (batch_sync), rename both into queue/, fsync queue/ once. */
+/* Worker: append the content and envelope records of every message of the batch,
+ * flush each segment written to once (one fdatasync, usually one segment), then add
+ * the messages to the index. A failed write or flush fails the whole batch (451 for
+ * each of its messages; what was acknowledged before is untouched). */
 static void batch_run(void *arg)
 {
     struct batch *b = arg;
     struct spool *s = b->s;
-    int any = 0, n = 0;
-    for (struct commit *c = b->list; c; c = c->next)
-        n++;
-    log_debug("queue", "group commit of %d message(s)", n);
+    int n = 0, bad = 0;
+    struct seg *touched[8];
+    int ntouched = 0;
     double t0 = time_mono();
-    int *envfd = xcalloc((size_t)n, sizeof *envfd);
-    int i = 0;
-    for (struct commit *c = b->list; c; c = c->next, i++) {
-        envfd[i] = -1;
+    pthread_mutex_lock(&s->mu);
+    for (struct commit *c = b->list; c; c = c->next) {
+        n++;
         c->ok = 0;
         if (c->m->failed) continue;
-        char *p = path_of(s->incoming, c->m->id, ".env");
-        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        free(p);
-        if (fd >= 0 && write_all(fd, c->envtext, strlen(c->envtext)) == 0) {
-            envfd[i] = fd;
+        struct spool_msg *m = c->m;
+        if (bad || seg_append(s, SEG_CONTENT, m->id,
+                              m->tmpfd < 0 ? (m->mem.data ? m->mem.data : "") : NULL, m->size,
+                              m->tmpfd, 0, &c->cseg, &c->coff) != 0) {
+            bad = 1;
             continue;
         }
-        log_err("cleanup", "%s: write envelope: %s", c->m->id, strerror(errno));
-        if (fd >= 0) close(fd);
-    }
-    if (batch_sync(s, b->list, envfd) != 0) {
-        log_err("cleanup", "syncfs %s: %s", s->incoming, strerror(errno));
-        for (i = 0; i < n; i++)
-            if (envfd[i] >= 0) close(envfd[i]);
-        for (i = 0; i < n; i++)
-            envfd[i] = -1;
-    }
-    i = 0;
-    for (struct commit *c = b->list; c; c = c->next, i++) {
-        if (envfd[i] < 0) continue;
-        close(envfd[i]);
-        if (c->m->failed) continue;
-        const char *id = c->m->id;
-        char *from = path_of(s->incoming, id, ".msg"), *to = path_of(s->queue, id, ".msg");
-        int bad = rename(from, to) != 0;
-        free(from);
-        free(to);
-        if (!bad) {
-            from = path_of(s->incoming, id, ".env");
-            to = path_of(s->queue, id, ".env");
-            bad = rename(from, to) != 0;
-            free(from);
-            free(to);
-        }
-        if (bad) {
-            log_err("cleanup", "%s: rename into queue: %s", id, strerror(errno));
+        c->cseg->pins++;
+        c->elen = strlen(c->envtext);
+        if (seg_append(s, SEG_ENV, m->id, c->envtext, c->elen, -1, 0, &c->eseg, &c->eoff) != 0) {
+            bad = 1;
             continue;
         }
-        c->ok = 1;
-        any = 1;
+        c->eseg->pins++;
+        struct seg *gs[2] = {c->cseg, c->eseg};
+        for (int k = 0; k < 2; k++) {
+            int seen = 0;
+            for (int t = 0; t < ntouched; t++)
+                seen |= touched[t] == gs[k];
+            if (seen) continue;
+            if (ntouched == (int)(sizeof touched / sizeof touched[0])) { /* a batch of giants */
+                bad = 1;
+                break;
+            }
+            touched[ntouched++] = gs[k];
+        }
     }
-    free(envfd);
-    if (any && fsync_dir(s->queue) != 0) {
-        log_err("cleanup", "fsync %s: %s", s->queue, strerror(errno));
-        for (struct commit *c = b->list; c; c = c->next)
-            c->ok = 0;
+    pthread_mutex_unlock(&s->mu);
+    log_debug("queue", "group commit of %d message(s) in %d segment(s)", n, ntouched);
+    for (int t = 0; t < ntouched && !bad; t++)
+        if (seg_sync(s, touched[t]) != 0) bad = 1;
+    pthread_mutex_lock(&s->mu);
+    for (struct commit *c = b->list; c; c = c->next) {
+        if (!bad && c->eseg) {
+            struct ent *e = ent_find(s, c->m->id);
+            if (!e) e = ent_add(s, c->m->id);
+            ent_set_content(e, c->cseg, c->coff, c->m->size);
+            ent_set_env(e, c->eseg, c->eoff, c->elen);
+            c->ok = 1;
+        } else if (c->eseg) { /* written, maybe durable: say it is gone (best effort) */
+            struct seg *g;
+            off_t o;
+            (void)seg_append(s, SEG_REMOVE, c->m->id, "", 0, -1, 0, &g, &o);
+        }
+        if (c->cseg) c->cseg->pins--;
+        if (c->eseg) c->eseg->pins--;
     }
-    /* incoming/ is not fsync'd: a rename that did not reach it leaves a stale file
-     * there, which spool_open() cleans at the next start */
-    for (struct commit *c = b->list; c; c = c->next)
-        if (!c->ok) commit_cleanup(c);
+    pthread_mutex_unlock(&s->mu);
     metrics_observe(MET_SPOOL_BATCH, n);
     metrics_observe(MET_SPOOL_FLUSH, time_mono() - t0);
+    reclaim(s);
 }
 
 static void batch_start(struct spool *s);
@@ -465,8 +1129,7 @@ static void batch_done(void *arg)
         struct commit *n = c->next;
         char id[QUEUE_ID_LEN + 1];
         str_copy(id, c->m->id, sizeof id);
-        close(c->m->fd);
-        free(c->m);
+        msg_free(c->m);
         free(c->envtext);
         c->done(c->arg, c->ok);
         /* as Postfix's cleanup: grep finds a message by its Message-ID */
@@ -505,6 +1168,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
     c->msgid = msgid_scan_take(&m->mid);
     c->done = done;
     c->arg = arg;
+    if (!m->s->writer) c->m->failed = 1; /* cannot happen: the daemon opens, not attaches */
     *m->s->pending_tail = c;
     m->s->pending_tail = &c->next;
     batch_start(m->s);
@@ -517,14 +1181,402 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Call cb for every ID with a DIR/ID.env, sorted. 0 done, -1 cannot read DIR. */
-static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void *arg);
+static void call_sorted(char **ids, size_t n, void (*cb)(void *arg, const char *id), void *arg)
+{
+    if (n) qsort(ids, n, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        cb(arg, ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+}
 
 int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
 {
-    return scan_dir(s->queue, cb, arg);
+    if (need_index(s) != 0) return -1;
+    pthread_mutex_lock(&s->mu);
+    char **ids = xcalloc(s->nent ? s->nent : 1, sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < s->tabsize; i++)
+        for (struct ent *e = s->tab[i]; e; e = e->next)
+            ids[n++] = xstrdup(e->id);
+    pthread_mutex_unlock(&s->mu);
+    call_sorted(ids, n, cb, arg);
+    return 0;
 }
 
+/* The envelope text of id (s->mu held): a new string, or NULL (errno ENOENT: no such
+ * message; else a read error). */
+static char *env_text(struct spool *s, const char *id, size_t *len)
+{
+    struct ent *e = ent_find(s, id);
+    if (!e) {
+        errno = ENOENT;
+        return NULL;
+    }
+    char *t = xmalloc(e->elen + 1);
+    if (pread_all(e->eseg->fd, t, e->elen, e->eoff) != 0) {
+        free(t);
+        return NULL;
+    }
+    t[e->elen] = '\0';
+    *len = e->elen;
+    return t;
+}
+
+/* Parse the envelope text of id. NULL with err set and errno EBADMSG when it does not
+ * read as id's envelope. where names it for people. */
+static struct spool_env *env_parse(const char *text, size_t len, const char *id, const char *where,
+                                   char *err, size_t errsize)
+{
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    int line = 0;
+    if (spool_env_parse(text, len, e, &line) != 0) {
+        snprintf(err, errsize, "%s:%d: malformed envelope line", where, line);
+        free(e);
+        e = NULL;
+    } else if (strcmp(e->id, id) != 0) {
+        snprintf(err, errsize, "%s: envelope names another ID %s", where, e->id);
+        spool_env_free(e);
+        e = NULL;
+    } else if (e->nrcpts == 0) { /* every writer puts one at least: cut short */
+        snprintf(err, errsize, "%s: envelope has no recipients (truncated?)", where);
+        spool_env_free(e);
+        e = NULL;
+    }
+    if (!e) errno = EBADMSG;
+    return e;
+}
+
+struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize)
+{
+    if (!spool_id_valid(id)) {
+        snprintf(err, errsize, "no such message %s", id);
+        errno = ENOENT;
+        return NULL;
+    }
+    if (need_index(s) != 0) {
+        snprintf(err, errsize, "cannot read the queue in %s: %s", s->queue, strerror(errno));
+        return NULL;
+    }
+    size_t len = 0;
+    pthread_mutex_lock(&s->mu);
+    char *text = env_text(s, id, &len);
+    int en = errno;
+    pthread_mutex_unlock(&s->mu);
+    if (!text) {
+        if (en == ENOENT)
+            snprintf(err, errsize, "no such message %s", id);
+        else
+            snprintf(err, errsize, "cannot read the envelope of %s: %s", id, strerror(en));
+        errno = en;
+        return NULL;
+    }
+    char where[64];
+    snprintf(where, sizeof where, "envelope of %s", id);
+    struct spool_env *e = env_parse(text, len, id, where, err, errsize);
+    en = errno;
+    free(text);
+    errno = en;
+    return e;
+}
+
+/* Append an envelope record for an indexed message and flush it; the index points
+ * to it once durable. Blocking. 0, -1 (errno; ENOENT: no such message). */
+static int env_append(struct spool *s, const char *id, const char *text, size_t len)
+{
+    if (!s->writer) {
+        errno = EROFS;
+        return -1;
+    }
+    struct seg *g;
+    off_t off;
+    pthread_mutex_lock(&s->mu);
+    if (!ent_find(s, id)) { /* removed meanwhile: do not resurrect it */
+        pthread_mutex_unlock(&s->mu);
+        errno = ENOENT;
+        return -1;
+    }
+    int r = seg_append(s, SEG_ENV, id, text, len, -1, 0, &g, &off);
+    if (r == 0) g->pins++;
+    pthread_mutex_unlock(&s->mu);
+    if (r != 0) return -1;
+    r = seg_sync(s, g);
+    int e = errno;
+    pthread_mutex_lock(&s->mu);
+    struct ent *en = ent_find(s, id);
+    if (r == 0 && en) ent_set_env(en, g, off, len);
+    g->pins--;
+    pthread_mutex_unlock(&s->mu);
+    reclaim(s);
+    errno = e;
+    return r;
+}
+
+int spool_update(struct spool *s, const struct spool_env *env)
+{
+    if (!spool_id_valid(env->id)) return -1;
+    if (need_index(s) != 0) return -1;
+    char *text = spool_env_format(env);
+    int r = env_append(s, env->id, text, strlen(text));
+    if (r != 0 && errno != ENOENT)
+        log_err("qmgr", "%s: cannot write the envelope: %s", env->id, strerror(errno));
+    free(text);
+    return r;
+}
+
+int spool_set_held(struct spool *s, struct spool_env *env, int held)
+{
+    held = held != 0;
+    if (env->held == held) return 1;
+    env->held = held;
+    if (!held) /* released: try it now, not when the last deferral said */
+        for (size_t i = 0; i < env->nrcpts; i++)
+            env->rcpts[i].next_try = 0;
+    return spool_update(s, env);
+}
+
+int spool_remove(struct spool *s, const char *id)
+{
+    if (!spool_id_valid(id) || need_index(s) != 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (!s->writer) {
+        errno = EROFS;
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    struct ent *e = ent_find(s, id);
+    int r = -1;
+    if (!e) {
+        errno = ENOENT;
+    } else {
+        struct seg *g;
+        off_t off;
+        /* Not flushed, as Postfix does not fsync the folder: if a crash loses the
+         * record, the message is simply tried again (delivered twice at most, DESIGN.md). */
+        r = seg_append(s, SEG_REMOVE, id, "", 0, -1, 0, &g, &off);
+        if (r == 0) ent_drop(s, e);
+    }
+    int en = errno;
+    pthread_mutex_unlock(&s->mu);
+    if (r == 0) reclaim(s);
+    errno = en;
+    return r;
+}
+
+int spool_open_content(struct spool *s, const char *id, struct spool_content *c)
+{
+    c->fd = -1;
+    c->off = c->len = 0;
+    if (!spool_id_valid(id)) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (need_index(s) != 0) return -1;
+    pthread_mutex_lock(&s->mu);
+    struct ent *e = ent_find(s, id);
+    int fd = -1;
+    if (!e) {
+        errno = ENOENT;
+    } else if ((fd = fcntl(e->cseg->fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+        c->off = e->coff;
+        c->len = (long long)e->clen;
+    }
+    int en = errno;
+    pthread_mutex_unlock(&s->mu);
+    c->fd = fd;
+    errno = en;
+    return fd >= 0 ? 0 : -1;
+}
+
+/* ---------------------------------------------- the old layout (before segments) */
+
+struct legacy {
+    char id[QUEUE_ID_LEN + 1];
+    struct seg *cseg, *eseg;
+    off_t coff, eoff;
+    size_t clen, elen;
+};
+
+static void legacy_unlink(const struct spool *s, const char *id)
+{
+    static const char *const ext[] = {".env", ".msg"};
+    for (int i = 0; i < 2; i++) {
+        char *p = xasprintf("%s/%s%s", s->queue, id, ext[i]);
+        unlink(p);
+        free(p);
+    }
+}
+
+/* A legacy file that does not read: to corrupt/, as the scheduler would. */
+static void legacy_corrupt(const struct spool *s, const char *id, const char *why)
+{
+    char *cdir = xasprintf("%s/corrupt", s->dir);
+    if (mkdir(cdir, 0700) == 0 || errno == EEXIST) {
+        static const char *const ext[] = {".msg", ".env"};
+        for (int i = 0; i < 2; i++) {
+            char *from = xasprintf("%s/%s%s", s->queue, id, ext[i]);
+            char *to = xasprintf("%s/%s%s", cdir, id, ext[i]);
+            (void)rename(from, to);
+            free(from);
+            free(to);
+        }
+        fsync_dir(cdir);
+    }
+    log_warn("qmgr", "%s: corrupt envelope: %s: moved to %s", id, why, cdir);
+    free(cdir);
+}
+
+/* Messages of the old layout (queue/ID.msg and queue/ID.env, before segments) are
+ * appended to a segment, made durable, then their files removed: an upgrade keeps
+ * every queued message and its state. */
+static int import_legacy(struct spool *s)
+{
+    DIR *d = opendir(s->queue);
+    if (!d) return -1;
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strlen(de->d_name) != QUEUE_ID_LEN + 4 || strcmp(de->d_name + QUEUE_ID_LEN, ".env"))
+            continue;
+        char *id = xstrndup(de->d_name, QUEUE_ID_LEN);
+        if (!spool_id_valid(id)) {
+            free(id);
+            continue;
+        }
+        if (n == cap) ids = xrealloc(ids, (cap = cap ? cap * 2 : 64) * sizeof *ids);
+        ids[n++] = id;
+    }
+    closedir(d);
+    if (n == 0) {
+        free(ids);
+        return 0;
+    }
+    qsort(ids, n, sizeof *ids, cmp_str);
+    unsigned long before = s->last_no; /* the segments made from here on get flushed */
+    struct legacy *lg = xcalloc(n, sizeof *lg);
+    size_t nl = 0;
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        char *ep = xasprintf("%s/%s.env", s->queue, ids[i]);
+        char *mp = xasprintf("%s/%s.msg", s->queue, ids[i]);
+        size_t elen = 0;
+        char *text = file_read(ep, &elen);
+        int fd = open(mp, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        char err[600];
+        struct spool_env *env = NULL;
+        if (text) env = env_parse(text, elen, ids[i], ep, err, sizeof err);
+        if (!text || fd < 0 || fstat(fd, &st) != 0) {
+            snprintf(err, sizeof err, "cannot read %s: %s", text ? mp : ep, strerror(errno));
+        }
+        if (!env || fd < 0) {
+            legacy_corrupt(s, ids[i], err);
+        } else if (ent_find(s, ids[i])) { /* imported before a crash: files left */
+            legacy_unlink(s, ids[i]);
+        } else {
+            struct legacy *l = &lg[nl];
+            str_copy(l->id, ids[i], sizeof l->id);
+            l->clen = (size_t)st.st_size;
+            l->elen = elen;
+            if (seg_append(s, SEG_CONTENT, l->id, NULL, l->clen, fd, 0, &l->cseg, &l->coff) != 0 ||
+                seg_append(s, SEG_ENV, l->id, text, elen, -1, 0, &l->eseg, &l->eoff) != 0)
+                r = -1;
+            else
+                nl++;
+        }
+        spool_env_free(env);
+        if (fd >= 0) close(fd);
+        free(text);
+        free(ep);
+        free(mp);
+    }
+    int e = errno;
+    /* every segment written to is flushed (a big import fills several) */
+    for (struct seg *g = s->segs; g && r == 0; g = g->next)
+        if (g->no > before && seg_sync(s, g) != 0) r = -1, e = errno;
+    if (r == 0) {
+        for (size_t i = 0; i < nl; i++) {
+            struct ent *en = ent_add(s, lg[i].id);
+            ent_set_content(en, lg[i].cseg, lg[i].coff, lg[i].clen);
+            ent_set_env(en, lg[i].eseg, lg[i].eoff, lg[i].elen);
+            legacy_unlink(s, lg[i].id);
+        }
+        if (fsync_dir(s->queue) != 0) log_err("qmgr", "fsync %s: %s", s->queue, strerror(errno));
+        if (nl) log_info("qmgr", "imported %zu message(s) of the old queue files", nl);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(lg);
+    errno = e;
+    return r;
+}
+
+/* ------------------------------------------------- corrupt messages */
+
+static char *corrupt_dir(const struct spool *s)
+{
+    return xasprintf("%s/corrupt", s->dir);
+}
+
+/* Write p[0..len) into dir/name, durably. 0, -1. */
+static int write_file(const char *dir, const char *id, const char *ext, const char *p, size_t len)
+{
+    char *path = xasprintf("%s/%s%s", dir, id, ext);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = fd < 0 || write_all(fd, p, len) != 0 || fsync(fd) != 0 ? -1 : 0;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    free(path);
+    errno = e;
+    return r;
+}
+
+int spool_quarantine(struct spool *s, const char *id)
+{
+    if (!spool_id_valid(id) || need_index(s) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* the message goes to corrupt/ID.env and corrupt/ID.msg, files an admin can read */
+    size_t elen = 0;
+    char *content = NULL, *text = NULL;
+    size_t clen = 0;
+    pthread_mutex_lock(&s->mu);
+    struct ent *e = ent_find(s, id);
+    if (e && (text = env_text(s, id, &elen))) {
+        clen = e->clen;
+        content = xmalloc(clen + 1);
+        if (pread_all(e->cseg->fd, content, clen, e->coff) != 0) {
+            free(content);
+            content = NULL;
+        }
+    }
+    int en = e ? errno : ENOENT;
+    pthread_mutex_unlock(&s->mu);
+    char *cdir = corrupt_dir(s);
+    int r = -1;
+    if (!text || !content) goto out;
+    if (mkdir(cdir, 0700) != 0 && errno != EEXIST) goto out;
+    if (write_file(cdir, id, ".msg", content, clen) != 0 ||
+        write_file(cdir, id, ".env", text, elen) != 0 || fsync_dir(cdir) != 0)
+        goto out;
+    if (spool_remove(s, id) != 0) goto out;
+    r = 0;
+out:
+    en = r == 0 ? 0 : errno ? errno : en;
+    free(text);
+    free(content);
+    free(cdir);
+    errno = en;
+    return r;
+}
+
+/* Call cb for every ID with a DIR/ID.env, sorted. 0 done, -1 cannot read DIR. */
 static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void *arg)
 {
     DIR *d = opendir(dir);
@@ -547,178 +1599,8 @@ static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void
         ids[n++] = id;
     }
     closedir(d);
-    if (n) qsort(ids, n, sizeof *ids, cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        cb(arg, ids[i]);
-        free(ids[i]);
-    }
-    free(ids);
+    call_sorted(ids, n, cb, arg);
     return 0;
-}
-
-/* Load the envelope at path p, which must be id's. NULL with err set, and errno
- * EBADMSG when the file is there but corrupt. */
-static struct spool_env *load_path(const char *p, const char *id, char *err, size_t errsize)
-{
-    size_t len;
-    char *text = file_read(p, &len);
-    if (!text) {
-        int e = errno;
-        if (e == ENOENT)
-            snprintf(err, errsize, "no such message %s", id);
-        else
-            snprintf(err, errsize, "cannot read %s: %s", p, strerror(e));
-        errno = e;
-        return NULL;
-    }
-    struct spool_env *e = xcalloc(1, sizeof *e);
-    int line = 0;
-    if (spool_env_parse(text, len, e, &line) != 0) {
-        snprintf(err, errsize, "%s:%d: malformed envelope line", p, line);
-        free(e);
-        e = NULL;
-    } else if (strcmp(e->id, id) != 0) {
-        snprintf(err, errsize, "%s: envelope names another ID %s", p, e->id);
-        spool_env_free(e);
-        e = NULL;
-    } else if (e->nrcpts == 0) { /* every writer puts one at least: cut short */
-        snprintf(err, errsize, "%s: envelope has no recipients (truncated?)", p);
-        spool_env_free(e);
-        e = NULL;
-    }
-    free(text);
-    if (!e) errno = EBADMSG;
-    return e;
-}
-
-struct spool_env *spool_load(struct spool *s, const char *id, char *err, size_t errsize)
-{
-    if (!spool_id_valid(id)) {
-        snprintf(err, errsize, "no such message %s", id);
-        errno = ENOENT;
-        return NULL;
-    }
-    char *p = path_of(s->queue, id, ".env");
-    struct spool_env *e = load_path(p, id, err, errsize);
-    int en = errno;
-    free(p);
-    errno = en;
-    return e;
-}
-
-static pthread_mutex_t tmp_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned tmp_counter;
-
-int spool_update(struct spool *s, const struct spool_env *env)
-{
-    if (!spool_id_valid(env->id)) return -1;
-    pthread_mutex_lock(&tmp_lock);
-    unsigned n = ++tmp_counter;
-    pthread_mutex_unlock(&tmp_lock);
-    char *tmp = xasprintf("%s/%s.upd%ld.%u", s->incoming, env->id, (long)getpid(), n);
-    char *dst = path_of(s->queue, env->id, ".env");
-    char *text = spool_env_format(env);
-    int r = -1;
-    struct stat st;
-    if (stat(dst, &st) != 0) { /* removed meanwhile: do not resurrect it */
-        goto out;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        log_err("qmgr", "%s: cannot create %s: %s", env->id, tmp, strerror(errno));
-        goto out;
-    }
-    /* root (the CLI while the daemon is down) keeps the file the daemon's */
-    if (geteuid() == 0 && (st.st_uid != 0 || st.st_gid != 0) &&
-        fchown(fd, st.st_uid, st.st_gid) != 0) {
-        log_err("qmgr", "%s: cannot chown %s: %s", env->id, tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    if (write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0) {
-        log_err("qmgr", "%s: cannot write %s: %s", env->id, tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, dst) != 0) {
-        log_err("qmgr", "%s: cannot rename %s: %s", env->id, tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (fsync_dir(s->queue) != 0) {
-        log_err("qmgr", "%s: fsync %s: %s", env->id, s->queue, strerror(errno));
-        goto out;
-    }
-    r = 0;
-out:
-    free(text);
-    free(tmp);
-    free(dst);
-    return r;
-}
-
-int spool_set_held(struct spool *s, struct spool_env *env, int held)
-{
-    held = held != 0;
-    if (env->held == held) return 1;
-    env->held = held;
-    if (!held) /* released: try it now, not when the last deferral said */
-        for (size_t i = 0; i < env->nrcpts; i++)
-            env->rcpts[i].next_try = 0;
-    return spool_update(s, env);
-}
-
-int spool_remove(struct spool *s, const char *id)
-{
-    if (!spool_id_valid(id)) {
-        errno = ENOENT;
-        return -1;
-    }
-    char *p = path_of(s->queue, id, ".env");
-    int r = unlink(p);
-    free(p);
-    if (r != 0) return -1;
-    unlink_id(s->queue, id, ".msg");
-    /* No directory fsync, as Postfix: if a crash undoes the unlink, the message is
-     * simply tried again (a recipient delivered twice at most, DESIGN.md). */
-    return 0;
-}
-
-/* ------------------------------------------------- corrupt messages */
-
-static char *corrupt_dir(const struct spool *s)
-{
-    return xasprintf("%s/corrupt", s->dir);
-}
-
-int spool_quarantine(struct spool *s, const char *id)
-{
-    if (!spool_id_valid(id)) {
-        errno = EINVAL;
-        return -1;
-    }
-    char *cdir = corrupt_dir(s);
-    int r = -1;
-    if (mkdir(cdir, 0700) != 0 && errno != EEXIST) goto out;
-    /* content first, as a commit renames it: queue/ID.env is the last to go */
-    static const char *const ext[] = {".msg", ".env"};
-    for (int i = 0; i < 2; i++) {
-        char *from = path_of(s->queue, id, ext[i]), *to = path_of(cdir, id, ext[i]);
-        int bad = rename(from, to) != 0 && (i == 1 || errno != ENOENT);
-        free(from);
-        free(to);
-        if (bad) goto out;
-    }
-    if (fsync_dir(cdir) != 0 || fsync_dir(s->queue) != 0) goto out;
-    r = 0;
-out:;
-    int e = errno;
-    free(cdir);
-    errno = e;
-    return r;
 }
 
 int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
@@ -734,30 +1616,45 @@ int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, si
                        size_t *size, time_t *mtime)
 {
     if (!spool_id_valid(id)) return -1;
-    char *dir = moved ? corrupt_dir(s) : xstrdup(s->queue);
-    char *env = path_of(dir, id, ".env"), *msg = path_of(dir, id, ".msg");
+    if (!moved) { /* still queued: its latest envelope record */
+        if (need_index(s) != 0) return -1;
+        size_t len = 0;
+        struct stat st;
+        pthread_mutex_lock(&s->mu);
+        struct ent *e = ent_find(s, id);
+        char *text = e ? env_text(s, id, &len) : NULL;
+        if (text) {
+            *size = e->clen;
+            *mtime = fstat(e->eseg->fd, &st) == 0 ? st.st_mtime : 0;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!text) return -1;
+        char where[64];
+        snprintf(where, sizeof where, "envelope of %s", id);
+        struct spool_env *env = env_parse(text, len, id, where, why, whysize);
+        if (env) snprintf(why, whysize, "%s: the envelope reads well", where);
+        spool_env_free(env);
+        free(text);
+        return 0;
+    }
+    char *dir = corrupt_dir(s);
+    char *envp = xasprintf("%s/%s.env", dir, id), *msg = xasprintf("%s/%s.msg", dir, id);
     struct stat st;
     int r = -1;
-    if (stat(env, &st) == 0) {
+    size_t len = 0;
+    char *text = stat(envp, &st) == 0 ? file_read(envp, &len) : NULL;
+    if (text) {
         *mtime = st.st_mtime;
         *size = stat(msg, &st) == 0 ? (size_t)st.st_size : 0;
-        struct spool_env *e = load_path(env, id, why, whysize);
+        struct spool_env *e = env_parse(text, len, id, envp, why, whysize);
         if (e) /* an admin repaired it: it still waits in corrupt/ */
-            snprintf(why, whysize, "%s: the envelope reads well now", env);
+            snprintf(why, whysize, "%s: the envelope reads well now", envp);
         spool_env_free(e);
+        free(text);
         r = 0;
     }
-    free(env);
+    free(envp);
     free(msg);
     free(dir);
     return r;
-}
-
-int spool_open_content(struct spool *s, const char *id)
-{
-    if (!spool_id_valid(id)) return -1;
-    char *p = path_of(s->queue, id, ".msg");
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    free(p);
-    return fd;
 }

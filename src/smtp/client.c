@@ -512,7 +512,13 @@ static void pump(struct smtp_client *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char in[16384], stuffed[3 * sizeof in]; /* "\r." becomes "\r\n.." */
     while (c->state == CL_CONTENT && evbuffer_get_length(out) < PUMP_HIGH) {
-        ssize_t n = pread(c->msg->content_fd, in, sizeof in, c->off);
+        /* the message is size bytes at content_off (a record of a spool segment) */
+        unsigned long long left = c->msg->size > (unsigned long long)c->off
+                                      ? c->msg->size - (unsigned long long)c->off
+                                      : 0;
+        ssize_t n = left == 0 ? 0
+                              : pread(c->msg->content_fd, in, left < sizeof in ? left : sizeof in,
+                                      (off_t)c->msg->content_off + c->off);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             struct smtp_client_reply r;

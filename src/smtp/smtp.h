@@ -370,8 +370,9 @@ struct smtp_client_msg {
     enum smtp_body body;
     int smtputf8;
     unsigned long long size; /* bytes of content, for SIZE= */
-    int content_fd;          /* the message (CRLF lines), read with pread from 0;
-                                the client dot-stuffs it */
+    int content_fd;          /* the message (CRLF lines): its size bytes from content_off,
+                                read with pread; the client dot-stuffs it */
+    long long content_off;
     int probe;               /* an address verification probe: MAIL and RCPT, then RSET
                                 instead of DATA; no content is read (content_fd unused) */
     /* results, filled by the client before the callback */

@@ -273,6 +273,15 @@ def test_import_while_stopped_and_twice(kurier_factory):
     assert r.returncode == 2
     b.stop_clean()
     a.stop_clean()
+    # --remove with A stopped: the CLI becomes the spool's writer and removes them itself
+    with open(stream, "wb") as f:
+        r = subprocess.run([KURIER, "-c", a.conf, "queue", "export", "--all", "--remove"],
+                           stdout=f, stderr=subprocess.PIPE, timeout=SAFETY)
+    assert r.returncode == 0, r.stderr
+    assert b"exported 3 messages" in r.stderr and b"removed 3 exported messages" in r.stderr
+    assert queue_ids(a) == []
+    with open(stream, "rb") as f:
+        assert len(parse_stream(f.read())) == 3
 
 
 def maildrop(k):

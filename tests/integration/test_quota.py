@@ -9,6 +9,7 @@ one gets 452 4.2.2 for the message."""
 
 import base64
 import glob
+import json
 import os
 import smtplib
 
@@ -34,8 +35,9 @@ def k(kurier_factory):
 
 
 def queued(k):
-    """Envelopes in the queue now."""
-    return glob.glob(os.path.join(k.dir, "var", "spool", "queue", "*.env"))
+    """IDs of the messages in the queue now."""
+    out = k.cli("queue", "list", "--json").stdout.decode()
+    return [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
 
 
 def body(size, frm="someone@remote.example"):

@@ -54,6 +54,7 @@ static enum deliver_status deliver(const char *addr, const char *text, long long
         .return_path = "alice@example.com",
         .orig_rcpt = addr,
         .content_fd = fd,
+        .content_len = (long long)strlen(text),
         .hostname = "mx1.example/x:y",
     };
     enum deliver_status st = deliver_maildir(&req, res);
@@ -110,6 +111,7 @@ static void test_deliver(void)
                                       .address = "carol@example.org",
                                       .return_path = "",
                                       .content_fd = fd,
+                                      .content_len = 10,
                                       .hostname = "h"};
     CHECK(deliver_maildir(&req, &res) == DELIVER_OK, "carol: %s", res.text);
     close(fd);
@@ -119,6 +121,29 @@ static void test_deliver(void)
     got = file_read(path, NULL);
     CHECK(got && strcmp(got, "Return-Path: <>\nDelivered-To: carol@example.org\nno newline") == 0,
           "carol content %s", got ? got : "(none)");
+    free(got);
+
+    /* the queued message is a stretch of a spool segment: only it is delivered */
+    const char *seg = "HEADER-BEFORE"
+                      "Subject: in a segment\r\n\r\nhi\r\n"
+                      "NEXT-RECORD";
+    fd = content_fd(seg, strlen(seg));
+    struct deliver_maildir_req wreq = {.root = root,
+                                       .address = "dave@example.org",
+                                       .return_path = "",
+                                       .content_fd = fd,
+                                       .content_off = 13,
+                                       .content_len = 29,
+                                       .hostname = "h"};
+    CHECK(deliver_maildir(&wreq, &res) == DELIVER_OK, "dave: %s", res.text);
+    close(fd);
+    snprintf(dir, sizeof dir, "%s/example.org/dave/Maildir/new", root);
+    CHECK(only_file(dir, name, sizeof name) == 0, "dave file");
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    got = file_read(path, NULL);
+    CHECK(got && strcmp(got, "Return-Path: <>\nDelivered-To: dave@example.org\n"
+                             "Subject: in a segment\n\nhi\n") == 0,
+          "dave content %s", got ? got : "(none)");
     free(got);
 }
 
