@@ -43,6 +43,8 @@ FULL = {
     "latency": {"sessions": 10, "total": 1000, "rate": 100, "size": 1024},
     "durability": 300,
     "fsync_seconds": 3.0,
+    # bench/spoolproto.c: messages per run, sizes, batch sizes, repeats (median)
+    "spoolproto": ["-n", "1000", "-s", "1024,102400", "-b", "1,10,50", "-r", "3"],
     "e2e_timeout": 180,
     "stall": 15,
 }
@@ -55,6 +57,7 @@ SMOKE = {
     "latency": {"sessions": 5, "total": 50, "rate": 50, "size": 1024},
     "durability": 40,
     "fsync_seconds": 0.5,
+    "spoolproto": ["-n", "50", "-s", "1024", "-b", "1,10", "-r", "1"],
     "e2e_timeout": 30,
     "stall": 5,
 }
@@ -493,6 +496,16 @@ def run_durability(ctx, name, kind, tag):
             sink.stop()
 
 
+def run_spoolproto(ctx, prog):
+    """bench/spoolproto.c on the spool's file system: its Markdown table, or raises."""
+    argv = [prog, "-d", ctx.base] + ctx.cfg["spoolproto"]
+    p = subprocess.run(argv, capture_output=True, timeout=900)
+    if p.returncode != 0:
+        raise HarnessError("%s failed: %s" % (" ".join(argv),
+                                              p.stderr.decode(errors="replace").strip()))
+    return {"argv": argv, "table": p.stdout.decode(errors="replace").rstrip()}
+
+
 # --- report ----------------------------------------------------------------------------
 
 def med(xs):
@@ -781,6 +794,23 @@ def report(ctx, mach, res, started, elapsed, smoke):
                     ", ".join("%s %d" % kv for kv in sorted(r["calls"].items())) or "none",
                     fmt(r["flushes_per_msg"], "", 2)))
     w("")
+    # the spool commit prototypes (issue 16)
+    sp = res.get(("spoolproto",), {}).get("proto", [])
+    if sp:
+        w("## Spool commit designs (bench/spoolproto.c)")
+        w("")
+        w("One process commits N messages (content + a %d-byte envelope) in batches, on the "
+          "spool's file system, three ways: **segment** = one checksummed record per "
+          "message appended to a preallocated segment file, one `fdatasync` per batch; "
+          "**lmdb** = LMDB with `MDB_NOSYNC | MDB_NOMETASYNC`, one write transaction per "
+          "batch, then `mdb_env_sync(env, 1)`; **files** = the spool before issue 16 (two "
+          "files per message, one `syncfs`, renames, one fsync of `queue/` per batch). Flush "
+          "calls = fsync-family calls the scheme made; disk flushes from /proc/diskstats; "
+          "median of the repeats. Command: `%s`." % (300, " ".join(
+              ["bench/spoolproto" if i == 0 else a for i, a in enumerate(sp[0]["argv"])])))
+        w("")
+        L.extend(sp[0]["table"].splitlines())
+        w("")
     # targets
     w("## Targets (goals for the code, not test assertions)")
     w("")
@@ -913,7 +943,10 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--pairs", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma list: tp,tls,idle,latency,durability")
+    ap.add_argument("--only", default="",
+                    help="comma list: tp,tls,idle,latency,durability,spool")
+    ap.add_argument("--spoolproto", default=None,
+                    help="the built bench/spoolproto.c (make bench builds it): run it too")
     args = ap.parse_args()
     cfg = dict(SMOKE if args.smoke else FULL)
     if args.pairs:
@@ -1041,6 +1074,10 @@ def main():
                     if not r["calls"] and r["delivered"] == 0:
                         broken.append("durability %s %s: no fsync and nothing delivered" % (
                             kind, name))
+        if want_("spool") and args.spoolproto:
+            r = run_spoolproto(ctx, os.path.abspath(args.spoolproto))
+            add(("spoolproto",), "proto", r)
+            log("spoolproto: %d lines" % len(r["table"].splitlines()))
         text = report(ctx, mach, res, started, time.time() - t_start, args.smoke)
         with open(out, "w") as f:
             f.write(text)
