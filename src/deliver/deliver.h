@@ -47,10 +47,10 @@ struct maildir_put *deliver_maildir_write(const struct deliver_maildir_req *req,
                                           struct deliver_result *res);
 /* Make n pending copies durable and move them into new/, then free them. Blocks
  * (a worker): joins the batch shared by every worker thread committing at the same
- * time (one syncfs() per file system, or fdatasync per file on kernels before 5.8;
- * link into new/; one fsync per distinct new/). Each copy's res is DELIVER_OK
- * "delivered to maildir", or DELIVER_TEMP 4.3.0 when its batch's flush failed
- * (every copy of that batch) or its own link or new/ fsync did. */
+ * time (one syncfs() per file system, or fdatasync per file for a batch of one copy
+ * and on kernels before 5.8; link into new/; one fsync per distinct new/). Each
+ * copy's res is DELIVER_OK "delivered to maildir", or DELIVER_TEMP 4.3.0 when its
+ * batch's flush failed (every copy of that batch) or its own link or new/ fsync did. */
 void deliver_maildir_commit(struct maildir_put **puts, size_t n);
 
 /* --- remote delivery (remote.c): asynchronous, on the loop thread -----------------

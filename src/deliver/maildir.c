@@ -281,12 +281,13 @@ static void put_fail(struct maildir_put *p, const char *what, int err)
 
 /* The data of every copy on disk: syncfs() on each file system, with the earliest
  * opened file of the batch there (syncfs reports the errors seen since that file
- * was opened, so those of every later one too); else fdatasync each file.
- * Returns 0, or -1 with errno. */
+ * was opened, so those of every later one too); else fdatasync each file. A batch
+ * of one copy is fdatasync'd: the same one flush, without waiting for whatever else
+ * is dirty on the file system. Returns 0, or -1 with errno. */
 static int batch_flush_data(struct maildir_put *list)
 {
     if (atomic_load(&gc_syncfs) < 0) atomic_store(&gc_syncfs, syncfs_usable());
-    int use_syncfs = atomic_load(&gc_syncfs);
+    int use_syncfs = atomic_load(&gc_syncfs) && list->next;
     for (struct maildir_put *p = list; p; p = p->next) {
         if (!use_syncfs) {
             if (fdatasync(p->fd) != 0) return -1;
