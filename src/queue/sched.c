@@ -43,14 +43,10 @@ struct qjob {
     int removed;     /* the message left the queue */
     time_t next_due; /* earliest next_try of the queued recipients */
     /* delivery in phases: worker (route, local) -> loop (remote) -> worker (record) */
-    int phase;             /* 0 attempt, 1 remote deliveries running, 2 record */
-    struct spool_env *env; /* kept between the phases */
-    int content_fd;        /* -1 when not open */
-    struct rcpt_out *ro;   /* per envelope recipient; o == NULL: not tried now */
-    /* local copies written, waiting for their flush (local_commit) */
-    struct maildir_put *puts[SCHED_PUTS_MAX];
-    struct outcome *put_o[SCHED_PUTS_MAX];
-    size_t nputs;
+    int phase;              /* 0 attempt, 1 remote deliveries running, 2 record */
+    struct spool_env *env;  /* kept between the phases */
+    int content_fd;         /* -1 when not open */
+    struct rcpt_out *ro;    /* per envelope recipient; o == NULL: not tried now */
     struct rgroup **groups; /* phase 1 */
     size_t ngroups, rpending;
     double t_start;
@@ -65,6 +61,10 @@ struct qjob {
         struct qjob *j;
         int kind;
     } dsn_cb[3];
+    /* local copies written, waiting for their flush (local_commit) */
+    struct maildir_put *puts[SCHED_PUTS_MAX];
+    struct outcome *put_o[SCHED_PUTS_MAX];
+    size_t nputs;
     struct qjob *prev, *next;
 };
 
@@ -355,11 +355,8 @@ static void local_commit(struct qjob *j)
     double t0 = time_mono();
     deliver_maildir_commit(j->puts, j->nputs);
     double d = time_mono() - t0;
-    for (size_t i = 0; i < j->nputs; i++) {
-        struct outcome *o = j->put_o[i];
-        o->d += d;
-        if (o->res.relay[0] == '\0') outcome_relay(o, "local");
-    }
+    for (size_t i = 0; i < j->nputs; i++)
+        j->put_o[i]->d += d;
     j->nputs = 0;
 }
 
