@@ -151,13 +151,20 @@ fuzz: deps
 	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n $$c; done
 
 # kurier against Postfix on this machine (issue 5); rewrites bench/RESULTS.md.
+# bench/spoolproto.c (issue 16's spool design comparison, LMDB) is a bench tool only.
 bench: deps
-	$(MAKE) all
-	/usr/bin/python3 bench/bench.py --build $(abspath $(BUILD)) --out bench/RESULTS.md
+	$(MAKE) all $(BUILD)/spoolproto
+	/usr/bin/python3 bench/bench.py --build $(abspath $(BUILD)) --out bench/RESULTS.md \
+	  --spoolproto $(BUILD)/spoolproto
 
 # The same harness, small: keeps it from rotting (run by check; no timing asserted).
-bench-smoke: all
-	/usr/bin/python3 bench/bench.py --smoke --build $(abspath $(BUILD)) --out $(BUILD)/bench-smoke.md
+bench-smoke: all $(BUILD)/spoolproto
+	/usr/bin/python3 bench/bench.py --smoke --build $(abspath $(BUILD)) --out $(BUILD)/bench-smoke.md \
+	  --spoolproto $(BUILD)/spoolproto
+
+$(BUILD)/spoolproto: bench/spoolproto.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c17 -D_GNU_SOURCE $(WARN) -o $@ $< -llmdb
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: binaries, the sendmail/mailq/
 # newaliases links where Debian's MTAs put them, man pages, bash completion, the

@@ -43,6 +43,8 @@ FULL = {
     "latency": {"sessions": 10, "total": 1000, "rate": 100, "size": 1024},
     "durability": 300,
     "fsync_seconds": 3.0,
+    # bench/spoolproto.c: messages per run, sizes, batch sizes, repeats (median)
+    "spoolproto": ["-n", "1000", "-s", "1024,102400", "-b", "1,10,50", "-r", "3"],
     "e2e_timeout": 180,
     "stall": 15,
 }
@@ -55,6 +57,7 @@ SMOKE = {
     "latency": {"sessions": 5, "total": 50, "rate": 50, "size": 1024},
     "durability": 40,
     "fsync_seconds": 0.5,
+    "spoolproto": ["-n", "50", "-s", "1024", "-b", "1,10", "-r", "1"],
     "e2e_timeout": 30,
     "stall": 5,
 }
@@ -455,7 +458,8 @@ def run_durability(ctx, name, kind, tag):
         m = make_mta(ctx, name, relay_port=sink.port if sink else None).start()
         n = ctx.cfg["durability"]
         out = os.path.join(ctx.logdir, "%s-%s.strace" % (tag, name))
-        argv = ["strace", "-f", "-c", "-q", "-e", "trace=" + STRACE_CALLS, "-o", out]
+        # every call with its file's path (-y): the Maildir's share is told apart
+        argv = ["strace", "-f", "-q", "-y", "-e", "trace=" + STRACE_CALLS, "-o", out]
         for t in mta.tids(m.pids()):
             argv += ["-p", str(t)]
         st = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -469,15 +473,22 @@ def run_durability(ctx, name, kind, tag):
         st.send_signal(signal.SIGINT)
         st.wait(timeout=30)
         st = None
-        calls = {}
+        calls, maildir = {}, 0
+        names = STRACE_CALLS.split(",")
+        root = getattr(m, "maildir_root", None)
         with open(out) as f:
             for line in f:
-                p = line.split()
-                if len(p) >= 5 and p[-1] in STRACE_CALLS.split(",") and p[3].isdigit():
-                    calls[p[-1]] = int(p[3])
+                if "resumed>" in line:  # the call was counted on its "unfinished" line
+                    continue
+                mm = re.match(r"^\d+\s+(\w+)\((?:\d+<([^>]*)>)?", line)
+                if not mm or mm.group(1) not in names:
+                    continue
+                calls[mm.group(1)] = calls.get(mm.group(1), 0) + 1
+                if root and mm.group(2) and mm.group(2).startswith(root + "/"):
+                    maildir += 1
         total = sum(calls.values())
         return {"n": n, "delivered": got, "complete": complete, "calls": calls,
-                "per_msg": total / float(n),
+                "per_msg": total / float(n), "maildir_per_msg": maildir / float(n),
                 "flushes_per_msg": (fl1 - fl0) / float(n) if fl0 is not None else None}
     finally:
         if st is not None:
@@ -491,6 +502,16 @@ def run_durability(ctx, name, kind, tag):
             m.cleanup()
         if sink:
             sink.stop()
+
+
+def run_spoolproto(ctx, prog):
+    """bench/spoolproto.c on the spool's file system: its Markdown table, or raises."""
+    argv = [prog, "-d", ctx.base] + ctx.cfg["spoolproto"]
+    p = subprocess.run(argv, capture_output=True, timeout=900)
+    if p.returncode != 0:
+        raise HarnessError("%s failed: %s" % (" ".join(argv),
+                                              p.stderr.decode(errors="replace").strip()))
+    return {"argv": argv, "table": p.stdout.decode(errors="replace").rstrip()}
 
 
 # --- report ----------------------------------------------------------------------------
@@ -623,6 +644,25 @@ def report(ctx, mach, res, started, elapsed, smoke):
             w("| %s, %s, %d sessions | %d | %s | %s | %s | %s | %s |" % (
                 kind, size_name(size), sess, n, span([r["e2e_rate"] for r in c]), cells[0],
                 cells[1], span([r.get("flushes_per_msg") for r in by.get("kurier", [])], 2),
+                span([r.get("flushes_per_msg") for r in by.get("postfix", [])], 2)))
+        w("")
+    # local delivery's disk flushes (issue 16 item 5)
+    local_tp = [t for t in cfg["throughput"] if t[0] == "local"]
+    if any(res.get(("tp",) + t[:3], {}).get("kurier") for t in local_tp):
+        w("### Disk flushes per locally delivered message")
+        w("")
+        w("Completed flush requests of the disk holding the spool and the Maildirs "
+          "(/proc/diskstats) over each local run, from the first client to the last message "
+          "in the Maildir, per message: reception and delivery together (median, min–max). "
+          "The fsync-family calls behind them are counted in the durability section.")
+        w("")
+        w("| scenario | N | kurier | Postfix |")
+        w("|---|---|---|---|")
+        for (kind, size, sess, n) in local_tp:
+            by = res.get(("tp", kind, size, sess), {})
+            w("| %s, %s, %d sessions | %d | %s | %s |" % (
+                kind, size_name(size), sess, n,
+                span([r.get("flushes_per_msg") for r in by.get("kurier", [])], 2),
                 span([r.get("flushes_per_msg") for r in by.get("postfix", [])], 2)))
         w("")
     # STARTTLS
@@ -762,25 +802,45 @@ def report(ctx, mach, res, started, elapsed, smoke):
     # durability
     w("## Durability: fsync per accepted message")
     w("")
-    w("`strace -f -c -e trace=%s -p <every thread of the MTA>` over %d messages of 1 KiB "
-      "(20 client processes), until all were delivered; disk flushes = completed flush "
-      "requests of the spool's disk in /proc/diskstats over the same time (other users of "
-      "the disk count too)." % (STRACE_CALLS, cfg["durability"]))
+    w("`strace -f -y -e trace=%s -p <every thread of the MTA>` over %d messages of 1 KiB "
+      "(20 client processes), until all were delivered; *of which Maildir* = the calls on "
+      "files and folders in the Maildirs (local delivery; the rest is the queue); disk "
+      "flushes = completed flush requests of the spool's disk in /proc/diskstats over the "
+      "same time (other users of the disk count too)." % (STRACE_CALLS, cfg["durability"]))
     w("")
-    w("| scenario | MTA | delivered | calls per message | calls | disk flushes per message |")
-    w("|---|---|---|---|---|---|")
+    w("| scenario | MTA | delivered | calls per message | of which Maildir | calls | "
+      "disk flushes per message |")
+    w("|---|---|---|---|---|---|---|")
     for kind in ("relay", "local"):
         for name in ("kurier", "postfix"):
             rs = res.get(("durability", kind), {}).get(name, [])
             for r in rs:
                 if kind == "relay" and name == "kurier" and not ctx.relay_ok["kurier"]:
-                    w("| %s | %s | n/a (no remote delivery) | | | |" % (kind, name))
+                    w("| %s | %s | n/a (no remote delivery) | | | | |" % (kind, name))
                     continue
-                w("| %s | %s | %d of %d | %.2f | %s | %s |" % (
+                w("| %s | %s | %d of %d | %.2f | %.2f | %s | %s |" % (
                     kind, name, r["delivered"], r["n"], r["per_msg"],
+                    r.get("maildir_per_msg", 0.0),
                     ", ".join("%s %d" % kv for kv in sorted(r["calls"].items())) or "none",
                     fmt(r["flushes_per_msg"], "", 2)))
     w("")
+    # the spool commit prototypes (issue 16)
+    sp = res.get(("spoolproto",), {}).get("proto", [])
+    if sp:
+        w("## Spool commit designs (bench/spoolproto.c)")
+        w("")
+        w("One process commits N messages (content + a %d-byte envelope) in batches, on the "
+          "spool's file system, three ways: **segment** = one checksummed record per "
+          "message appended to a preallocated segment file, one `fdatasync` per batch; "
+          "**lmdb** = LMDB with `MDB_NOSYNC | MDB_NOMETASYNC`, one write transaction per "
+          "batch, then `mdb_env_sync(env, 1)`; **files** = the spool before issue 16 (two "
+          "files per message, one `syncfs`, renames, one fsync of `queue/` per batch). Flush "
+          "calls = fsync-family calls the scheme made; disk flushes from /proc/diskstats; "
+          "median of the repeats. Command: `%s`." % (300, " ".join(
+              ["bench/spoolproto" if i == 0 else a for i, a in enumerate(sp[0]["argv"])])))
+        w("")
+        L.extend(sp[0]["table"].splitlines())
+        w("")
     # targets
     w("## Targets (goals for the code, not test assertions)")
     w("")
@@ -821,6 +881,11 @@ def report(ctx, mach, res, started, elapsed, smoke):
     if any(x is not None for x in fl):
         w("| disk flushes per relayed message ≤ 1 / batch size (reported) | %s per message "
           "(median over the relay runs) |" % fmt(med(fl), "", 2))
+    dl = [r for r in res.get(("durability", "local"), {}).get("kurier", [])]
+    if dl:
+        w("| fsync-family calls per locally delivered message (reported) | %.2f, of which %.2f "
+          "in the Maildir (durability run) |" % (dl[0]["per_msg"],
+                                                 dl[0].get("maildir_per_msg", 0.0)))
     by = [res.get(("tls",) + t, {}) for t in cfg.get("tls", []) if t[0] == 20 and t[2]]
     if by and by[0].get("kurier") and by[0].get("postfix"):
         km = med([r["e2e_rate"] for r in by[0]["kurier"]])
@@ -913,7 +978,10 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--pairs", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma list: tp,tls,idle,latency,durability")
+    ap.add_argument("--only", default="",
+                    help="comma list: tp,tls,idle,latency,durability,spool")
+    ap.add_argument("--spoolproto", default=None,
+                    help="the built bench/spoolproto.c (make bench builds it): run it too")
     args = ap.parse_args()
     cfg = dict(SMOKE if args.smoke else FULL)
     if args.pairs:
@@ -1041,6 +1109,10 @@ def main():
                     if not r["calls"] and r["delivered"] == 0:
                         broken.append("durability %s %s: no fsync and nothing delivered" % (
                             kind, name))
+        if want_("spool") and args.spoolproto:
+            r = run_spoolproto(ctx, os.path.abspath(args.spoolproto))
+            add(("spoolproto",), "proto", r)
+            log("spoolproto: %d lines" % len(r["table"].splitlines()))
         text = report(ctx, mach, res, started, time.time() - t_start, args.smoke)
         with open(out, "w") as f:
             f.write(text)

@@ -29,12 +29,30 @@ struct deliver_maildir_req {
     unsigned uid, gid;       /* owner of created dirs/files when running as root; 0 = keep */
 };
 
-/* Deliver one copy into <root>/<domain>/<local>/Maildir: write tmp/, fsync, link or
- * rename into new/, fsync new/. Adds "Return-Path:" and "Delivered-To:" on top.
- * Creates the Maildir (cur, new, tmp) when missing. Quota full -> DELIVER_TEMP 4.2.2
- * (over quota for good after the lifetime). Returns res->status. */
+/* Deliver one copy into <root>/<domain>/<local>/Maildir: deliver_maildir_write, then
+ * deliver_maildir_commit of that one copy. Returns res->status. */
 enum deliver_status deliver_maildir(const struct deliver_maildir_req *req,
                                     struct deliver_result *res);
+
+/* Local delivery in two steps, so that copies written close together share their
+ * flushes (group commit, as the spool's batch):
+ * deliver_maildir_write writes one copy into the Maildir's tmp/ (not yet durable),
+ * with "Return-Path:" and "Delivered-To:" on top, creating the Maildir (cur, new,
+ * tmp) when missing. Returns a pending copy (owned by the caller until it is given
+ * to deliver_maildir_commit), with res saying DELIVER_TEMP "not committed" until
+ * then; or NULL with res filled: quota full DELIVER_TEMP 4.2.2 (over quota for good
+ * after the lifetime), a write error (full disk) DELIVER_TEMP 4.3.0, a bad address
+ * DELIVER_PERM 5.1.3. res must stay valid until the commit returns. */
+struct maildir_put;
+struct maildir_put *deliver_maildir_write(const struct deliver_maildir_req *req,
+                                          struct deliver_result *res);
+/* Make n pending copies durable and move them into new/, then free them. Blocks
+ * (a worker): joins the batch shared by every worker thread committing at the same
+ * time (one syncfs() per file system, or fdatasync per file for a batch of one copy
+ * and on kernels before 5.8; link into new/; one fsync per distinct new/). Each
+ * copy's res is DELIVER_OK "delivered to maildir", or DELIVER_TEMP 4.3.0 when its
+ * batch's flush failed (every copy of that batch) or its own link or new/ fsync did. */
+void deliver_maildir_commit(struct maildir_put **puts, size_t n);
 
 /* --- remote delivery (remote.c): asynchronous, on the loop thread -----------------
  * Where a remote recipient goes is route/'s decision (route_next, route_mx: sender

@@ -16,6 +16,10 @@
 
 enum job_kind { JOB_DELIVER = 0, JOB_REMOVE, JOB_HOLD };
 
+/* Local copies of one message written before they are committed together (each
+ * holds an open file). */
+#define SCHED_PUTS_MAX 32
+
 struct qent;
 
 struct qjob {
@@ -57,6 +61,10 @@ struct qjob {
         struct qjob *j;
         int kind;
     } dsn_cb[3];
+    /* local copies written, waiting for their flush (local_commit) */
+    struct maildir_put *puts[SCHED_PUTS_MAX];
+    struct outcome *put_o[SCHED_PUTS_MAX];
+    size_t nputs;
     struct qjob *prev, *next;
 };
 
@@ -339,6 +347,20 @@ static void lifetime_text(char *dst, size_t size, int secs)
         snprintf(dst, size, "%d seconds", secs);
 }
 
+/* Worker: make the local copies written so far durable and move them into new/, in
+ * the batch shared with the other workers' deliveries; a copy counts as delivered
+ * only after that (its outcome says so), before anything is recorded. */
+static void local_commit(struct qjob *j)
+{
+    if (!j->nputs) return;
+    double t0 = time_mono();
+    deliver_maildir_commit(j->puts, j->nputs);
+    double d = time_mono() - t0;
+    for (size_t i = 0; i < j->nputs; i++)
+        j->put_o[i]->d += d;
+    j->nputs = 0;
+}
+
 /* Route one recipient and deliver to each target; fills outs (new array). */
 static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const struct spool_rcpt *r,
                            const struct spool_content *content, struct outcome **outs)
@@ -421,16 +443,15 @@ static size_t rcpt_attempt(struct qjob *j, const struct spool_env *env, const st
                 .uid = 0,
                 .gid = 0,
             };
-            struct deliver_result *res = &o[i].res;
             double t1 = time_mono();
-            deliver_maildir(&req, res);
+            struct maildir_put *put = deliver_maildir_write(&req, &o[i].res);
             o[i].d = time_mono() - t1;
-            int ok = res->status == DELIVER_OK;
-            if (!res->dsn[0]) str_copy(res->dsn, ok ? "2.0.0" : "4.3.0", sizeof res->dsn);
-            if (!res->text[0])
-                str_copy(res->text, ok ? "delivered to maildir" : "delivery failed",
-                         sizeof res->text);
             outcome_relay(&o[i], "local");
+            if (!put) continue;
+            /* durable with the other copies written close together (local_commit) */
+            if (j->nputs == SCHED_PUTS_MAX) local_commit(j);
+            j->puts[j->nputs] = put;
+            j->put_o[j->nputs++] = &o[i];
         }
         break;
     }
@@ -676,6 +697,7 @@ static void deliver_run(void *arg)
             nremote++;
         }
     }
+    local_commit(j);
     if (nremote) {
         j->phase = 1; /* deliver_done starts the remote deliveries */
         return;
