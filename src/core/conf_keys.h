@@ -1,6 +1,7 @@
 /* conf_keys.h: private to src/core/conf*.c (not part of core.h): the shape of the
  * key table of kurier.conf. conf_keys.c holds the table itself (what the settings
- * are), conf.c the machinery it drives (load, dump, doc). */
+ * are), conf.c the machinery it drives (load, dump, doc), conf_value.c the values
+ * of each key type. */
 #ifndef KURIER_CONF_KEYS_H
 #define KURIER_CONF_KEYS_H
 
@@ -91,6 +92,16 @@ void conf_egress_doc(FILE *out);
 void conf_fmt_limit(char *dst, size_t size, const struct conf_key *k, double v);
 struct buf;
 int conf_value_text(const struct conf_key *k, const void *base, struct buf *out);
+/* conf_value.c: the field of k in base (the struct kconf, or the struct conf_listen
+ * for KB_LISTEN keys), borrowed. */
+static inline void *conf_field(void *base, const struct conf_key *k)
+{
+    return (char *)base + k->off;
+}
+/* conf_value.c: check one argument s of key k and store it into base (list types
+ * add to what is there). 0 done; -1 with why set to the message for the user
+ * ("invalid value ...", "value ... is out of range ..."), base unchanged. */
+int conf_value_set(const struct conf_key *k, void *base, const char *s, char *why, size_t whylen);
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
 

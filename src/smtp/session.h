@@ -1,6 +1,7 @@
 /* session.h: private to src/smtp/server*.c (not part of smtp.h): one inbound SMTP
- * session's state, shared by the dialogue (server.c) and the AUTH exchange
- * (server_auth.c). Nothing outside the smtp folder includes it. */
+ * session's state, shared by the dialogue (server.c), the message content
+ * (server_data.c) and the AUTH exchange (server_auth.c). Nothing outside the smtp
+ * folder includes it. */
 #ifndef KURIER_SMTP_SESSION_H
 #define KURIER_SMTP_SESSION_H
 
@@ -9,6 +10,7 @@
 struct bufferevent;
 struct evconnlistener;
 struct event;
+struct evbuffer;
 
 enum smtp_state {
     SMTP_ST_INIT = 0, /* greeted, no HELO/EHLO yet */
@@ -101,6 +103,26 @@ void session_process_input(struct smtp_session *s);
 /* AUTH is offered now: the listener allows it, not yet authenticated, and TLS is on
  * (or auth_plaintext). */
 int session_auth_offered(const struct smtp_session *s);
+/* Seconds without input (0: none) and without progress sending replies. */
+void session_timeouts(struct smtp_session *s, int rd, int wr);
+/* End the transaction (ops->txn_end), abort its queue file, forget its content. */
+void session_txn_clear(struct smtp_session *s);
+/* Log a refusal in Postfix's shape (rcpt: the recipient, or NULL). */
+void session_log_reject(struct smtp_session *s, const char *cmd, int code, const char *enh,
+                        const char *text, const char *rcpt);
+/* Stop reading; the session is freed once its replies left. */
+void session_close(struct smtp_session *s);
+/* Free the session once its pending output went out, deferred to the loop (never
+ * from inside its own I/O's callback); a commit in flight keeps it. */
+void session_maybe_free(struct smtp_session *s);
+
+/* server_data.c: the message content (DATA, BDAT) */
+void session_cmd_data(struct smtp_session *s, struct smtp_cmd *c);
+void session_cmd_bdat(struct smtp_session *s, struct smtp_cmd *c);
+/* Feed DATA bytes from in (state SMTP_ST_DATA); ends the message at the final dot. */
+void session_read_data(struct smtp_session *s, struct evbuffer *in);
+/* Feed the bytes of one BDAT chunk (state SMTP_ST_CHUNK); ends the message after LAST. */
+void session_read_chunk(struct smtp_session *s, struct evbuffer *in);
 
 /* server_auth.c: AUTH PLAIN/LOGIN (RFC 4954) */
 void session_cmd_auth(struct smtp_session *s, struct smtp_cmd *c);

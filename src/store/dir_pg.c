@@ -1,5 +1,5 @@
 /* dir_pg.c: the directory in PostgreSQL, shared by every node and read by Dovecot: SQL
- * and connections only (validation, hashing and error texts are sqlite.c's). Blocking
+ * and connections only (validation, hashing and error texts are sqlite_dir.c's). Blocking
  * libpq on the calling worker or CLI thread, each query with a deadline (architecture.md). */
 #include "core/compat.h"
 
@@ -702,7 +702,7 @@ int dir_pg_grant_list(struct dir_pg *pg, const char *u,
 
 int dir_pg_sender_owned(struct dir_pg *pg, const char *u, const char *a, const char *dgrant)
 {
-    /* as sqlite.c: alias sources reaching the user (10 levels), then the grants; "" as
+    /* as sqlite_dir.c: alias sources reaching the user (10 levels), then the grants; "" as
      * dgrant matches no grant (grants are never empty) */
     long long n = count(pg,
                         "WITH RECURSIVE reach(addr, depth) AS ("

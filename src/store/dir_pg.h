@@ -1,6 +1,6 @@
-/* dir_pg.h: private to store/ (sqlite.c calls it): the directory in PostgreSQL. sqlite.c
- * validates and lowercases every argument, hashes passwords and builds error texts
- * the same way for both backends, then calls these with clean values; they only run
+/* dir_pg.h: private to store/ (sqlite.c and sqlite_dir.c call it): the directory in
+ * PostgreSQL. sqlite_dir.c validates and lowercases every argument, hashes passwords and builds
+ * error texts the same way for both backends, then calls these with clean values; they only run
  * SQL. Every call blocks (libpq, one connection per calling thread at a time from a
  * small pool) and is bounded by a timeout; any thread may call. Return conventions are
  * store.h's: 0 done, -1 failed with err filled ("database error: PostgreSQL: ..." when
