@@ -7,8 +7,8 @@ across the nodes; an egress bench set on one node is seen by all; every key has 
 where its data expires; with Redis killed the nodes keep serving with the documented
 fail modes (greylisting fails open, a locked account's AUTH is still refused) and
 converge again when it is back (empty); kill -9 of one node loses none of the
-others' mail. The nodes listen on 127.0.0.1, each on its own ports with its own
-state folder, spool and directory file."""
+others' mail. The three nodes listen on three loopback addresses (127.0.0.11, .12,
+.13: NODE_HOSTS), each with its own state folder, spool and directory file."""
 
 import json
 import os
@@ -35,6 +35,7 @@ ZONES = r"""
 """
 
 USERS = ("burst", "legit", "guessed", "steady", "other")
+NODE_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 
 
 class Redis:
@@ -109,16 +110,16 @@ def cluster(kurier_factory, dns, redis):
     relayed mail stays queued."""
     sink = free_port()
     nodes = []
-    for _ in range(3):
+    for host in NODE_HOSTS:
         metrics_port = free_port()
         k = kurier_factory(extra=node_conf(dns, redis.port, sink) +
                            "metrics_listen %d;\n" % metrics_port,
-                           listen_extra="    greylist always;\n")
+                           listen_extra="    greylist always;\n", host=host)
         k.metrics_port = metrics_port
-        k.sub_port = free_port()
+        k.sub_port = free_port(host)
         with open(k.conf, "a") as f:
-            f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
-                    % k.sub_port)
+            f.write("listen %s:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
+                    % (host, k.sub_port))
         k.add_domain("example.test")
         k.add_mailbox("demo@example.test", "demo")
         for user in USERS:
@@ -132,7 +133,7 @@ def cluster(kurier_factory, dns, redis):
 def attempt(k, sender, rcpt="demo@example.test"):
     """One delivery attempt at k's MX listener from 127.0.0.5: RCPT's (code, text); the
     message is sent when accepted."""
-    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY, source_address=("127.0.0.5", 0)) as s:
+    with smtplib.SMTP(k.host, k.port, timeout=SAFETY, source_address=("127.0.0.5", 0)) as s:
         s.ehlo("client.test")
         code, text = s.mail(sender)
         assert code == 250, (code, text)
@@ -154,7 +155,7 @@ def wait_for(pred, what, nodes):
 
 def login(k, user, password=None):
     """A logged-in submission session, or the SMTPAuthenticationError's (code, text)."""
-    s = smtplib.SMTP("127.0.0.1", k.sub_port, timeout=SAFETY)
+    s = smtplib.SMTP(k.host, k.sub_port, timeout=SAFETY)
     try:
         s.ehlo("client.example.test")
         # PLAIN only: smtplib's login() tries the next mechanism after a failure
