@@ -42,17 +42,19 @@ class Redis:
     """A redis-server on a free loopback port with its own folder, no persistence:
     a restart comes back empty, as a Redis that lost its data does."""
 
-    def __init__(self):
+    def __init__(self, password=None):
         self.dir = tempfile.mkdtemp(prefix="kurier-redis-")
         self.port = free_port()
         self.proc = None
+        self.password = password
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no",
              "--enable-debug-command", "yes",
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] +
+            (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.1", self.port)
         return self
@@ -64,8 +66,9 @@ class Redis:
         self.proc = None
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                           timeout=SAFETY, check=True)
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
+                           capture_output=True, timeout=SAFETY, check=True)
         return r.stdout.decode()
 
     def keys(self, pattern):
@@ -541,3 +544,58 @@ def test_fail_modes_closed(kurier_factory, dns, redis):
     k.wait_log("shared state unreachable (greylist_fail closed)")
     assert k.maildir_new("demo@example.test") == []
     k.stop_clean()
+
+
+def test_redis_password(kurier_factory, dns):
+    """state { password_file; }: the password (read at start, before the daemon drops
+    to the kurier user; never printed) is sent with AUTH on every connection. A node
+    with the right one shares its greylisting; a wrong one or none is logged plainly
+    and the fail modes apply (greylisting fails open)."""
+    password = "s3cret-redis-pw"
+    redis = Redis(password=password).start()
+    try:
+        nodes = []
+        for host, pw in zip(NODE_HOSTS, (password, "not-the-password", None)):
+            k = kurier_factory(extra=node_conf(dns, redis.port, free_port()),
+                               listen_extra="    greylist always;\n", host=host)
+            if pw:
+                path = os.path.join(k.dir, "redis.pw")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # root's: read before the drop
+                os.write(fd, (pw + "\n").encode())
+                os.close(fd)
+                with open(k.conf) as f:
+                    text = f.read()
+                with open(k.conf, "w") as f:
+                    f.write(text.replace("    refresh 1s;\n",
+                                         "    refresh 1s;\n    password_file %s;\n" % path))
+            k.add_domain("example.test")
+            k.add_mailbox("demo@example.test", "demo")
+            nodes.append(k.start())
+        good, wrong, none = nodes
+        # the right password: greylisted, the triplet is in Redis
+        assert attempt(good, "auth@good.test")[0] == 451
+        assert any("auth@good.test" in key for key in redis.keys("kurier:grey:t:*"))
+        # the CLI reads the shared state with the same password
+        out = good.cli("greylist", "list").stdout.decode()
+        assert "auth@good.test" in out, out
+        # never printed: not by config dump, not in the log
+        dump = good.cli("config", "dump").stdout.decode()
+        assert "password_file" in dump and password not in dump, dump
+        # a wrong password: a clear line, and greylisting fails open
+        assert attempt(wrong, "wrong@good.test")[0] == 250
+        wrong.wait_log("AUTH refused (state password_file)")
+        wrong.wait_log("shared state unreachable (greylist_fail open)")
+        # none at all: Redis says it wants one
+        assert attempt(none, "none@good.test")[0] == 250
+        none.wait_log("wants a password (state password_file)")
+        assert not any(s in key for key in redis.keys("kurier:grey:t:*")
+                       for s in ("wrong@good.test", "none@good.test"))
+        for k in nodes:
+            assert password not in k.log() and "not-the-password" not in k.log()
+            k.stop_clean()
+        # a password file others may read is refused, as the other secret files are
+        os.chmod(os.path.join(good.dir, "redis.pw"), 0o644)
+        said = good.config_check_fails(good.conf)
+        assert "Redis password file" in said and "chmod 600" in said, said
+    finally:
+        redis.cleanup()
