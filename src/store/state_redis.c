@@ -717,6 +717,36 @@ int store_rate_add(struct store *st, const char *name, int window, long long now
     return rv;
 }
 
+/* KEYS: the set (member -> last seen). ARGV: now, window, max, member. */
+static const char distinct_script[] =
+    "local now, win, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if n < max or redis.call('ZSCORE', KEYS[1], ARGV[4]) then\n"
+    "  redis.call('ZADD', KEYS[1], now, ARGV[4])\n"
+    "  redis.call('EXPIRE', KEYS[1], win)\n"
+    "  return redis.call('ZCARD', KEYS[1])\n"
+    "end\n"
+    "return n + 1\n";
+
+int store_distinct_add(struct store *st, const char *name, int window, long long now,
+                       const char *member, int max, int *count)
+{
+    struct redis_state *rs = st ? st->redis : NULL;
+    if (!rs) return -1;
+    struct rconn rc;
+    if (rget(rs, &rc) != 0) return -1;
+    char *key = xasprintf("%sdist:%s", rs->prefix, name);
+    redisReply *r = rcmd(&rc, "EVAL %s 1 %s %lld %d %d %s", distinct_script, key, now,
+                         window > 0 ? window : 1, max, member);
+    int rv = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (rv == 0) *count = (int)r->integer;
+    if (r) freeReplyObject(r);
+    free(key);
+    rput(&rc);
+    return rv;
+}
+
 int store_authfail_blocked(struct store *st, const char *addr, const char *account)
 {
     struct redis_state *rs = st ? st->redis : NULL;

@@ -94,28 +94,35 @@ def redis():
     r.cleanup()
 
 
-def node_conf(dns, redis_port, sink_port):
+ABUSE = "    soft_messages_per_hour 5;\n    hard_messages_per_hour 8;\n"
+
+
+def node_conf(dns, redis_port, sink_port, abuse=ABUSE):
     return (
         "resolver %s;\n"
         "relay_host 127.0.0.1:%d;\n"
         "state {\n    backend redis;\n    servers 127.0.0.1:%d;\n    timeout_ms 300;\n"
         "    refresh 1s;\n}\n"
         "greylist {\n    delay 2s;\n}\n"
-        "abuse {\n    soft_messages_per_hour 5;\n    hard_messages_per_hour 8;\n}\n"
+        "abuse {\n%s}\n"
         "auth {\n    max_failures 3;\n    delay_max 1s;\n}\n"
-        "egress pool main {\n    source 127.0.0.2;\n}\n" % (dns, sink_port, redis_port))
+        "egress pool main {\n    source 127.0.0.2;\n}\n" % (dns, sink_port, redis_port, abuse))
 
 
 @pytest.fixture
 def cluster(kurier_factory, dns, redis):
+    return make_cluster(kurier_factory, dns, redis)
+
+
+def make_cluster(kurier_factory, dns, redis, abuse=ABUSE):
     """Three running nodes (MX listener with greylisting always, a plaintext-AUTH
     submission listener) sharing redis; relay_host is a port where nothing listens, so
-    relayed mail stays queued."""
+    relayed mail stays queued. abuse: the abuse { } block's lines."""
     sink = free_port()
     nodes = []
     for host in NODE_HOSTS:
         metrics_port = free_port()
-        k = kurier_factory(extra=node_conf(dns, redis.port, sink) +
+        k = kurier_factory(extra=node_conf(dns, redis.port, sink, abuse) +
                            "metrics_listen %d;\n" % metrics_port,
                            listen_extra="    greylist always;\n", host=host)
         k.metrics_port = metrics_port
@@ -267,6 +274,123 @@ def test_rate_limit_counted_across_nodes_and_the_lock_seen_by_all(cluster, redis
     wait_for(lambda: all(auth_answer(k, user)[0] == 235 for k in cluster),
              "the unlock on every node", cluster)
     for k in cluster:  # and each node stops cleanly (ASan build: no leak, no error)
+        k.stop_clean()
+
+
+def rcpt_answer(k, user, rcpts):
+    """One message from user over a new session at k to rcpts: each RCPT's code, in
+    order (the message is sent when one is accepted)."""
+    s = login(k, user)
+    assert not isinstance(s, tuple), s
+    try:
+        code, text = s.mail(user)
+        assert code == 250, (code, text)
+        codes = [s.rcpt(r)[0] for r in rcpts]
+        if 250 in codes:
+            assert s.data(b"Subject: x\r\n\r\nbody\r\n")[0] == 250
+        return codes
+    finally:
+        s.close()
+
+
+def test_distinct_recipients_counted_across_nodes(kurier_factory, dns, redis):
+    """distinct_recipients_per_day across the nodes: an account writing to new
+    addresses over all three nodes reaches the soft and then the hard limit once (each
+    node alone saw too few); an address it wrote to before is not new on another node."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_distinct_recipients_per_day 4;\n"
+                         "    hard_distinct_recipients_per_day 6;\n")
+    user = "burst@example.test"
+    answers = [rcpt_answer(nodes[i % 3], user, ["new%d@remote.test" % i])[0] for i in range(4)]
+    assert answers == [250] * 4, answers
+    # the first address again, at another node: not new, still 4
+    assert rcpt_answer(nodes[1], user, ["new0@remote.test"]) == [250]
+    answers = [rcpt_answer(nodes[i % 3], user, ["new%d@remote.test" % i])[0]
+               for i in range(4, 7)]
+    # 5 and 6 are over soft (451), 7 over hard: locked (each node saw at most 3)
+    assert answers == [451, 451, 451], answers
+    nodes[6 % 3].wait_log("account=burst@example.test limit=distinct_recipients_per_day "
+                          "count=7 hard=6 decision=lock")
+    wait_for(lambda: locked_everywhere(nodes, user), "the lock on every node", nodes)
+    assert sum(k.log().count("limit=distinct_recipients_per_day count=7 hard=6 decision=lock")
+               for k in nodes) == 1
+    # the set holds hashes, not the addresses, and expires
+    keys = redis.keys("kurier:dist:*")
+    assert len(keys) == 1 and "burst@example.test" in keys[0], keys
+    assert "remote.test" not in redis.cli("ZRANGE", keys[0], "0", "-1")
+    assert 0 < int(redis.cli("TTL", keys[0])) <= 86400
+    for k in nodes:
+        k.stop_clean()
+
+
+def shared_failed(redis, user):
+    return sum(int(redis.cli("GET", key) or 0)
+               for key in redis.keys("kurier:rate:failed_recipients_per_hour:%s*" % user))
+
+
+def test_failed_recipients_counted_across_nodes(kurier_factory, dns, redis):
+    """failed_recipients_per_hour across the nodes: three refused recipients, one at
+    each node, reach the soft limit of 3: the next RCPT at any node waits (451); past
+    the hard limit the account is locked once, for all."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_failed_recipients_per_hour 3;\n")
+    user = "burst@example.test"
+    for n, k in enumerate(nodes, 1):
+        assert rcpt_answer(k, user, ["nosuch%d@example.test" % n]) == [550]
+        wait_for(lambda: shared_failed(redis, user) == n, "the shared count", nodes)
+    # node A saw one failure itself; the cluster three
+    assert rcpt_answer(nodes[0], user, ["demo@example.test"]) == [451]
+    nodes[0].wait_log("account=burst@example.test limit=failed_recipients_per_hour count=3 "
+                      "soft=3 decision=tempfail")
+    for k in nodes:
+        k.stop_clean()
+
+
+def test_failed_recipients_hard_limit_locks_across_nodes(kurier_factory, dns, redis):
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_failed_recipients_per_hour 0;\n"
+                         "    hard_failed_recipients_per_hour 4;\n")
+    user = "burst@example.test"
+    for n in range(5):  # one or two at each node; the fifth is over 4
+        assert rcpt_answer(nodes[n % 3], user, ["nosuch%d@example.test" % n]) == [550]
+        wait_for(lambda: shared_failed(redis, user) == n + 1, "the shared count", nodes)
+    nodes[4 % 3].wait_log("account=burst@example.test limit=failed_recipients_per_hour "
+                          "count=5 hard=4 decision=lock")
+    wait_for(lambda: locked_everywhere(nodes, user), "the lock on every node", nodes)
+    for k in nodes:
+        k.stop_clean()
+
+
+def test_refused_attempts_not_counted_across_nodes(kurier_factory, dns, redis):
+    """A RCPT refused by recipients_per_message and a MAIL of a locked account are not
+    counted in the shared hourly windows (as on a single node)."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         ABUSE + "    soft_recipients_per_message 2;\n")
+    a, b, c = nodes
+    user = "steady@example.test"
+
+    def shared(limit):
+        return sum(int(redis.cli("GET", key) or 0)
+                   for key in redis.keys("kurier:rate:%s:%s*" % (limit, user)))
+
+    # three recipients in one message: the third is refused (452), not counted
+    codes = rcpt_answer(a, user, ["x1@remote.test", "x2@remote.test", "x3@remote.test"])
+    assert codes == [250, 250, 452], codes
+    assert shared("recipients_per_hour") == 2
+    assert shared("messages_per_hour") == 1
+    # a session logged in before the lock: its MAIL after the lock is not counted
+    s = login(b, user)
+    assert not isinstance(s, tuple), s
+    for i in range(8):  # past the hard limit (8, with the message above) at C: locked
+        send_one(c, user, "victim%d@remote.test" % i)
+    c.wait_log("account=%s decision=lock" % user)
+    wait_for(lambda: auth_answer(b, user)[0] == 535, "the lock at B", nodes)
+    before = shared("messages_per_hour")
+    code, text = s.mail(user)
+    assert code == 451 and b"locked" in text, (code, text)
+    s.close()
+    assert shared("messages_per_hour") == before
+    for k in nodes:
         k.stop_clean()
 
 
