@@ -141,7 +141,11 @@ static redisContext *rconnect(struct redis_state *rs, char *why, size_t wsize)
                 port = atoi(r->element[1]->str);
             }
             if (r && r->type == REDIS_REPLY_ERROR && port <= 0) {
-                snprintf(why, wsize, "sentinel %s:%d: %s", rs->hosts[i], rs->ports[i], r->str);
+                snprintf(why, wsize, "sentinel %s:%d%s: %s", rs->hosts[i], rs->ports[i],
+                         strncmp(r->str, "NOAUTH", 6) == 0
+                             ? " wants a password (state sentinel_password_file)"
+                             : "",
+                         r->str);
                 freeReplyObject(r);
                 redisFree(c);
                 continue;

@@ -723,3 +723,51 @@ def test_redis_password(kurier_factory, dns):
         assert "Redis password file" in said and "chmod 600" in said, said
     finally:
         redis.cleanup()
+
+
+def test_sentinel_password(kurier_factory, dns):
+    """state { sentinel_password_file; }: Sentinels with a requirepass of their own are
+    asked with it (and the master with password_file); without it the node cannot find
+    the master and fails open."""
+    redis = Redis(password="data-pw").start()
+    sdir = tempfile.mkdtemp(prefix="kurier-sentinel-")
+    sport = free_port()
+    with open(os.path.join(sdir, "sentinel.conf"), "w") as f:
+        f.write("port %d\nbind 127.0.0.1\ndir %s\nrequirepass sentinel-pw\n"
+                "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+                "sentinel auth-pass mymaster data-pw\n" % (sport, sdir, redis.port))
+    proc = subprocess.Popen(["redis-server", os.path.join(sdir, "sentinel.conf"), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", sport)
+        nodes = []
+        for with_sentinel_pw in (True, False):
+            conf = node_conf(dns, sport, free_port())
+            k = kurier_factory(extra="", listen_extra="    greylist always;\n")
+            lines = "    sentinel_master mymaster;\n"
+            for name, pw in (("data", "data-pw"), ("sentinel", "sentinel-pw")):
+                if name == "sentinel" and not with_sentinel_pw:
+                    continue
+                path = os.path.join(k.dir, name + ".pw")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.write(fd, pw.encode() + b"\n")
+                os.close(fd)
+                lines += "    %spassword_file %s;\n" % (
+                    "sentinel_" if name == "sentinel" else "", path)
+            with open(k.conf, "a") as f:
+                f.write(conf.replace("    refresh 1s;\n", "    refresh 1s;\n" + lines))
+            k.add_domain("example.test")
+            k.add_mailbox("demo@example.test", "demo")
+            nodes.append(k.start())
+        good, bad = nodes
+        assert attempt(good, "sentinel-auth@good.test")[0] == 451
+        assert any("sentinel-auth@good.test" in key for key in redis.keys("kurier:grey:t:*"))
+        assert attempt(bad, "no-sentinel-pw@good.test")[0] == 250
+        bad.wait_log("wants a password (state sentinel_password_file)")
+        for k in nodes:
+            k.stop_clean()
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(sdir, ignore_errors=True)
+        redis.cleanup()
