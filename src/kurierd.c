@@ -222,8 +222,9 @@ static int reload(void *arg)
         if (!find_listener(d->conf, l->address))
             log_warn("kurierd", "reload: new listener %s needs a restart", l->address);
     if (store_state_conf_differs(d->conf, c)) /* the connection is set up at start */
-        log_warn("kurierd", "reload: state { } backend, servers, sentinel_master, prefix, "
-                            "timeout_ms and refresh need a restart; the fail modes apply now");
+        log_warn("kurierd",
+                 "reload: state { } backend, servers, sentinel_master, passwords, prefix, "
+                 "timeout_ms and refresh need a restart; the fail modes apply now");
     queue_set_conf(d->queue, c);
     remote_set_conf(d->remote, c);
     monitor_set_conf(d->monitor, c);

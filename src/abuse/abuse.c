@@ -721,7 +721,8 @@ static int distinct_add(struct abuse *ab, struct acct *a, const char *rcpt, time
 }
 
 int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
-                     int shared, int *code, char *enh, char *text, size_t textsize)
+                     const struct abuse_shared *shared, int *code, char *enh, char *text,
+                     size_t textsize)
 {
     struct acct *a = acct_get(ab, account, 1);
     if (!a) return 0;
@@ -732,16 +733,19 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
     if (check_limit(ab, a, CONF_ABUSE_RCPTS_MESSAGE, (int)nrcpts + 1, code, enh, text, textsize))
         return 1;
     int n = win_add(&a->w[CONF_ABUSE_RCPTS_HOUR], c->abuse_hour, now);
-    if (shared >= 0)
-        n = shared;
+    if (shared && shared->count >= 0)
+        n = shared->count;
     else if (store_shared(ab->store) && shared_down(ab, a->name, code, enh, text, textsize))
         return 1;
     if (check_limit(ab, a, CONF_ABUSE_RCPTS_HOUR, n, code, enh, text, textsize)) return 1;
     n = distinct_add(ab, a, rcpt, now);
+    if (shared && shared->distinct >= 0) n = shared->distinct;
     if (check_limit(ab, a, CONF_ABUSE_DISTINCT_DAY, n, code, enh, text, textsize)) return 1;
     /* refused recipients so far: at the soft limit, no more recipients this hour (the
      * hard limit locks in abuse_rcpt_failed) */
-    n = win_count(&a->w[CONF_ABUSE_FAILED_HOUR], c->abuse_hour, now);
+    n = shared && shared->failed >= 0
+            ? shared->failed
+            : win_count(&a->w[CONF_ABUSE_FAILED_HOUR], c->abuse_hour, now);
     int soft, hard;
     limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
     if (soft > 0 && n >= soft) {
@@ -762,6 +766,20 @@ void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
     if (!a || a->locked) return;
     a->dirty = 1;
     int n = win_add(&a->w[CONF_ABUSE_FAILED_HOUR], ab->conf->abuse_hour, time(NULL));
+    if (store_shared(ab->store)) { /* judged on the count across the nodes, when back */
+        struct wjob *w = wjob_new(ab, WK_FAILED, a->name);
+        w->hour = ab->conf->abuse_hour;
+        w->messages = n; /* kept if Redis is unreachable */
+        wjob_push(ab, w);
+        return;
+    }
+    abuse_failed_counted(ab, a->name, n);
+}
+
+void abuse_failed_counted(struct abuse *ab, const char *account, int n)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    if (!a || a->locked) return;
     int soft, hard;
     limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
     if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
@@ -1142,18 +1160,50 @@ int abuse_shared(const struct abuse *ab)
     return ab && store_shared(ab->store);
 }
 
-int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account, int rcpt)
+void shared_name(char *out, size_t size, int limit, const char *account)
 {
-    struct store *st = ab->store; /* set once: read from a worker */
-    if (!store_shared(st)) return -1;
-    char acc[320], name[400];
+    char acc[320];
     str_copy(acc, account, sizeof acc);
     str_lower(acc);
-    snprintf(name, sizeof name, "%s:%s",
-             limit_names[rcpt ? CONF_ABUSE_RCPTS_HOUR : CONF_ABUSE_MESSAGES_HOUR], acc);
-    int count;
-    return store_rate_add(st, name, conf->abuse_hour, (long long)time(NULL), 1, &count) == 0 ? count
-                                                                                             : -1;
+    snprintf(out, size, "%s:%s", limit_names[limit], acc);
+}
+
+int abuse_refused_uncounted(struct abuse *ab, const char *account, int rcpt, size_t nrcpts)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    if (a && a->locked) return 1;
+    if (!rcpt) return 0;
+    int soft, hard;
+    char acc[320];
+    str_copy(acc, account, sizeof acc);
+    str_lower(acc);
+    limit_of(ab, acc, CONF_ABUSE_RCPTS_MESSAGE, &soft, &hard);
+    int n = (int)nrcpts + 1; /* as abuse_check_rcpt judges it */
+    return (hard > 0 && n > hard) || (soft > 0 && n > soft);
+}
+
+void abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account,
+                        const char *rcpt, struct abuse_shared *out)
+{
+    struct store *st = ab->store; /* set once: read from a worker */
+    *out = (struct abuse_shared){.count = -1, .distinct = -1, .failed = -1};
+    if (!store_shared(st)) return;
+    char name[400];
+    long long now = (long long)time(NULL);
+    shared_name(name, sizeof name, rcpt ? CONF_ABUSE_RCPTS_HOUR : CONF_ABUSE_MESSAGES_HOUR,
+                account);
+    int n;
+    if (store_rate_add(st, name, conf->abuse_hour, now, 1, &n) != 0) return;
+    out->count = n;
+    if (!rcpt) return;
+    /* the same hash as distinct_add: the addresses themselves are not stored */
+    char member[24];
+    snprintf(member, sizeof member, "%016llx", (unsigned long long)addr_hash(rcpt));
+    shared_name(name, sizeof name, CONF_ABUSE_DISTINCT_DAY, account);
+    if (store_distinct_add(st, name, conf->abuse_day, now, member, DISTINCT_MAX, &n) == 0)
+        out->distinct = n;
+    shared_name(name, sizeof name, CONF_ABUSE_FAILED_HOUR, account);
+    if (store_rate_add(st, name, conf->abuse_hour, now, 0, &n) == 0) out->failed = n;
 }
 
 /* Redis unreachable for a shared counter (state.rate_fail): 1 with the reply filled

@@ -53,18 +53,36 @@ int abuse_locked(struct abuse *ab, const char *account);
  * says what happens). */
 int abuse_check_mail(struct abuse *ab, const char *account, int shared, int *code, char *enh,
                      char *text, size_t textsize);
+/* The counts across the nodes of one RCPT (abuse_shared_count()); each -1 when not
+ * known (no shared state, Redis unreachable): then this node's own. */
+struct abuse_shared {
+    int count;    /* recipients_per_hour, this one included */
+    int distinct; /* distinct_recipients_per_day, this one included */
+    int failed;   /* failed_recipients_per_hour so far */
+};
 /* rcpt: the recipient (local@domain); nrcpts: recipients already accepted in this
- * message; shared: as for abuse_check_mail, of recipients_per_hour. */
+ * message; shared: the counts across the nodes (NULL: none, as count -1 in
+ * abuse_check_mail). */
 int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, size_t nrcpts,
-                     int shared, int *code, char *enh, char *text, size_t textsize);
+                     const struct abuse_shared *shared, int *code, char *enh, char *text,
+                     size_t textsize);
 /* 1 when the counters are shared by the nodes (state { backend redis; }), else 0. */
 int abuse_shared(const struct abuse *ab);
+/* 1 when abuse_check_mail (rcpt 0) or abuse_check_rcpt (rcpt 1, nrcpts as there) will
+ * refuse before counting: the account is locked, or the message has its
+ * recipients_per_message. Then nothing is counted across the nodes either. */
+int abuse_refused_uncounted(struct abuse *ab, const char *account, int rcpt, size_t nrcpts);
 /* Worker thread (reads nothing of ab that changes): count one attempt of account in
- * the shared window of messages_per_hour (rcpt 0) or recipients_per_hour (rcpt 1); the
- * count across the nodes, or -1 (no shared state, Redis unreachable). conf: the abuse
- * { } windows (the session's configuration). */
-int abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account, int rcpt);
-/* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). */
+ * the shared windows: MAIL (rcpt NULL): messages_per_hour, out->count; RCPT:
+ * recipients_per_hour (out->count), rcpt among the day's distinct recipients
+ * (out->distinct), and the failed recipients of the hour read (out->failed). Each -1
+ * when not known (no shared state, Redis unreachable). conf: the abuse { } windows
+ * (the session's configuration). */
+void abuse_shared_count(struct abuse *ab, const struct kconf *conf, const char *account,
+                        const char *rcpt, struct abuse_shared *out);
+/* A recipient of account was refused (5xx at RCPT; later: user-unknown replies). With
+ * a shared state it counts across the nodes (on a worker; the hard limit is judged on
+ * that count when it is back). */
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt);
 /* A message of account from the envelope sender sender ("" for <>) is about to be
  * committed as id, to rcpts[0..n): spamtraps are looked for, its volume is compared

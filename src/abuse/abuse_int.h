@@ -97,7 +97,7 @@ struct acct {
  * at a time, in order (a lock after its evidence; an unlock after the lock). The
  * completion finds the account again by name (it may be gone) and logs the line that
  * says the decision, once it is stored. */
-enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE, WK_SYNC };
+enum wkind { WK_EVIDENCE = 0, WK_LOCK, WK_UNLOCK, WK_HOUR, WK_STATE, WK_SYNC, WK_FAILED };
 struct wjob {
     struct abuse *ab;
     struct work_job *work;
@@ -108,7 +108,9 @@ struct wjob {
     struct store_abuse_evidence ev; /* WK_EVIDENCE */
     struct store_abuse_lock lock;   /* WK_LOCK */
     long long hour, oldest, cur;    /* WK_HOUR: the finished hour (-1 none), its */
-    int messages;                   /* messages, rows before oldest go; cur: now */
+    int messages;                   /* messages, rows before oldest go; cur: now;
+                                       WK_FAILED: the failed recipients across the nodes,
+                                       else (Redis unreachable) this node's */
     double mean;                    /* WK_HOUR: the baseline read */
     char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
     char *logline;                  /* logged (warning) when done, or NULL */
@@ -174,6 +176,12 @@ void send_notices(struct abuse *ab, const char *account, const char *reason, con
  * lock decided on another node locks (AUTH refused, mail held), an unlock there
  * unlocks; a lock whose write failed here is written again. */
 void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n);
+/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
+ * lower case) into out. */
+void shared_name(char *out, size_t size, int limit, const char *account);
+/* A failed recipient of account counted across the nodes (WK_FAILED done): n of them
+ * in the hour; over the hard limit, the account is locked. */
+void abuse_failed_counted(struct abuse *ab, const char *account, int n);
 
 /* --- abuse_store.c: writes to the directory, one at a time in order; the counters
  * (table abuse_state) written and read back ------------------------------------------ */

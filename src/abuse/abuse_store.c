@@ -60,6 +60,14 @@ static void wjob_run(void *arg)
     case WK_SYNC: /* 0: read from Redis; 1: Redis down (this node's cache); -1 */
         w->rc = store_abuse_lock_list(st, lock_collect, w);
         break;
+    case WK_FAILED: { /* a failed recipient, counted across the nodes */
+        char name[400];
+        shared_name(name, sizeof name, CONF_ABUSE_FAILED_HOUR, w->account);
+        int n;
+        if (store_rate_add(st, name, (int)w->hour, (long long)time(NULL), 1, &n) == 0)
+            w->messages = n;
+        break;
+    }
     }
     atomic_store(&w->ran, 1);
 }
@@ -88,6 +96,10 @@ static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
         for (const struct wjob *o = w->next; o; o = o->next)
             newer |= o->kind == WK_LOCK || o->kind == WK_UNLOCK;
         if (w->rc == 0 && notify && !newer) abuse_sync_locks(ab, w->locks, w->nlocks);
+        return;
+    }
+    if (w->kind == WK_FAILED) { /* unreachable: the node's own count (set at queueing) */
+        if (notify) abuse_failed_counted(ab, w->account, w->messages);
         return;
     }
     if (w->kind == WK_LOCK) {

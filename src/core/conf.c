@@ -762,6 +762,21 @@ static void load_srs_secrets(struct kconf *c, struct conf_errors *errs)
     free(text);
 }
 
+/* state { password_file, sentinel_password_file }: the first line of the file, into a
+ * new string (NULL with the error added). */
+static char *load_state_password(const char *path, const char *what, struct conf_errors *errs)
+{
+    size_t len = 0;
+    char *text = read_secret_file(path, what, &len, errs);
+    if (!text) return NULL;
+    size_t n = strcspn(text, "\r\n");
+    char *pw = n ? xstrndup(text, n) : NULL;
+    if (!pw) conf_errors_add(errs, path, 1, 0, "%s is empty", what);
+    explicit_bzero(text, len);
+    free(text);
+    return pw;
+}
+
 struct kconf *conf_load(const char *file, struct conf_errors *errs)
 {
     struct conf_errors local = {0};
@@ -779,6 +794,12 @@ struct kconf *conf_load(const char *file, struct conf_errors *errs)
     free(L.stack);
     if (read_secrets && c->batv_key_file && errs->n == nerr) load_batv_keys(c, errs);
     if (read_secrets && c->srs_secret_file && errs->n == nerr) load_srs_secrets(c, errs);
+    if (read_secrets && c->state_password_file && errs->n == nerr)
+        c->state_password =
+            load_state_password(c->state_password_file, "Redis password file", errs);
+    if (read_secrets && c->state_sentinel_password_file && errs->n == nerr)
+        c->state_sentinel_password =
+            load_state_password(c->state_sentinel_password_file, "Sentinel password file", errs);
     if (read_secrets && c->aliases_file && errs->n == nerr)
         c->aliases = aliases_load(c->aliases_file, errs);
 
@@ -850,6 +871,13 @@ static void kconf_destroy(struct kconf *c)
     free(c->state_servers);
     free(c->state_sentinel);
     free(c->state_prefix);
+    free(c->state_password_file);
+    free(c->state_sentinel_password_file);
+    if (c->state_password) explicit_bzero(c->state_password, strlen(c->state_password));
+    free(c->state_password);
+    if (c->state_sentinel_password)
+        explicit_bzero(c->state_sentinel_password, strlen(c->state_sentinel_password));
+    free(c->state_sentinel_password);
     free(c->mon_addresses);
     free(c->mon_lists);
     free(c->mon_delist);

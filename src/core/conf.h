@@ -306,6 +306,13 @@ struct kconf {
     int state_rate_fail;     /* enum conf_state_fail (open) */
     int state_auth_fail;     /* enum conf_state_fail (open) */
 
+    /* Redis AUTH (password_file, sentinel_password_file: NULL = none) and the passwords
+     * conf_load() read from them (secrets on; else NULL: store_attach_redis() reads) */
+    char *state_password_file;
+    char *state_sentinel_password_file;
+    char *state_password;
+    char *state_sentinel_password;
+
     /* monitor { } (egress/monitor.c, docs/egress.md): our sending addresses against DNS
      * lists, on a timer */
     struct conf_net *mon_addresses; /* addresses (KT_NETS: count follows); none = off */

@@ -263,6 +263,17 @@ const struct conf_key conf_keys[] = {
      KC(state_sentinel),
      "Name of the master the Sentinels in servers watch (SENTINEL get-master-addr-by-name); "
      "asked again at each reconnection, so a failover is followed."},
+    {KB_STATE, "password_file", KT_PATH, NULL, "none (no AUTH)", 0, 0, NULL,
+     KC(state_password_file),
+     "File holding the Redis password (requirepass; its first line), sent with AUTH on every "
+     "connection to a Redis server. Must not be readable by others (chmod 600 or 640); read by "
+     "the daemon at start, as root (a change needs a restart), and by the kurier commands that "
+     "read the shared state. hiredis in Debian 12 has no TLS: keep Redis on a private network "
+     "or behind stunnel or spiped (docs/cluster.md)."},
+    {KB_STATE, "sentinel_password_file", KT_PATH, NULL, "none (no AUTH)", 0, 0, NULL,
+     KC(state_sentinel_password_file),
+     "As password_file, for the Sentinels in servers (their requirepass) when sentinel_master "
+     "is set."},
     {KB_STATE, "prefix", KT_STR, "kurier:", NULL, 0, 0, NULL, KC(state_prefix),
      "Prefix of every Redis key, so several clusters can share one Redis."},
     {KB_STATE, "timeout_ms", KT_INT, "500", NULL, 10, 60000, NULL, KC(state_timeout_ms),

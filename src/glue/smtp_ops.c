@@ -54,10 +54,11 @@ struct judge {
     const struct addr **rcpts; /* EOM: ctx.rcpts */
     struct policy_run *run;    /* NULL once the pipeline answered */
     enum smtp_stage stage;
-    struct event *hold;    /* test hook: the verdict waits */
-    struct work_job *work; /* shared state: the account's count across the nodes */
-    int abuse;             /* an authenticated MAIL or RCPT: the abuse limits first */
-    int shared;            /* that count, -1 none */
+    struct event *hold;         /* test hook: the verdict waits */
+    struct work_job *work;      /* shared state: the account's count across the nodes */
+    int abuse;                  /* an authenticated MAIL or RCPT: the abuse limits first */
+    struct abuse_shared shared; /* those counts, -1 none */
+    char *rcpt_text;            /* RCPT: the recipient counted on the worker */
     char account[320];
     struct smtp_verdict v;
     void (*done)(void *, const struct smtp_verdict *);
@@ -71,6 +72,7 @@ static void judge_answer(struct judge *j)
     struct smtp_verdict v = j->v;
     if (j->hold) event_free(j->hold);
     free(j->rcpts);
+    free(j->rcpt_text);
     free(j);
     done(darg, &v);
 }
@@ -153,11 +155,16 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
     j->stage = stage;
     /* an authenticated client's MAIL and RCPT count against its account's limits
      * first (with a shared state, counted across the nodes on a worker) */
-    j->shared = -1;
+    j->shared = (struct abuse_shared){.count = -1, .distinct = -1, .failed = -1};
     j->abuse = g->abuse && peer->auth_user && txn &&
                (stage == SMTP_STAGE_MAIL || (stage == SMTP_STAGE_RCPT && rcpt));
-    if (j->abuse && abuse_shared(g->abuse)) {
+    /* an attempt refused before it is counted (a locked account, a message with too
+     * many recipients) is not counted across the nodes either */
+    if (j->abuse && abuse_shared(g->abuse) &&
+        !abuse_refused_uncounted(g->abuse, peer->auth_user, stage == SMTP_STAGE_RCPT,
+                                 j->ctx.nrcpts)) {
         str_copy(j->account, peer->auth_user, sizeof j->account);
+        if (stage == SMTP_STAGE_RCPT) j->rcpt_text = addr_format(rcpt);
         j->work = work_submit(shared_run, shared_done, j);
         return j;
     }
@@ -169,8 +176,7 @@ static void *ops_judge(void *ctx, const struct smtp_peer *peer, const struct smt
 static void shared_run(void *arg)
 {
     struct judge *j = arg;
-    j->shared =
-        abuse_shared_count(j->g->abuse, j->ctx.conf, j->account, j->stage == SMTP_STAGE_RCPT);
+    abuse_shared_count(j->g->abuse, j->ctx.conf, j->account, j->rcpt_text, &j->shared);
 }
 
 static void shared_done(void *arg)
@@ -188,9 +194,9 @@ static void judge_go(struct judge *j)
     if (j->abuse) {
         char *r = j->stage == SMTP_STAGE_RCPT ? addr_format(j->ctx.rcpt) : NULL;
         int over = j->stage == SMTP_STAGE_MAIL
-                       ? abuse_check_mail(g->abuse, j->ctx.auth_user, j->shared, &j->v.code,
+                       ? abuse_check_mail(g->abuse, j->ctx.auth_user, j->shared.count, &j->v.code,
                                           j->v.enh, j->v.text, sizeof j->v.text)
-                       : abuse_check_rcpt(g->abuse, j->ctx.auth_user, r, j->ctx.nrcpts, j->shared,
+                       : abuse_check_rcpt(g->abuse, j->ctx.auth_user, r, j->ctx.nrcpts, &j->shared,
                                           &j->v.code, j->v.enh, j->v.text, sizeof j->v.text);
         free(r);
         if (over) {
@@ -215,6 +221,7 @@ static void ops_judge_cancel(void *handle)
     if (j->run) policy_run_cancel(j->run);
     if (j->hold) event_free(j->hold);
     free(j->rcpts);
+    free(j->rcpt_text);
     free(j);
 }
 

@@ -6,6 +6,7 @@
  * What is per node stays in sqlite_state.c, which calls this file when attached. */
 #include "core/compat.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,7 +33,8 @@ struct redis_state {
     char **hosts;
     int *ports;
     size_t nhosts;
-    char *master; /* sentinel_master, or NULL */
+    char *master;                       /* sentinel_master, or NULL */
+    char *password, *sentinel_password; /* AUTH, or NULL */
     char *prefix;
     int timeout_ms;
     redisContext *idle[POOL_MAX];
@@ -63,8 +65,10 @@ static void rdown(struct redis_state *rs, const char *why)
     pthread_mutex_unlock(&rs->mu);
 }
 
-static redisContext *connect_one(struct redis_state *rs, const char *host, int port, char *why,
-                                 size_t wsize)
+/* A connection to host:port, authenticated with password (NULL: none). NULL with why
+ * filled. */
+static redisContext *connect_one(struct redis_state *rs, const char *host, int port,
+                                 const char *password, char *why, size_t wsize)
 {
     struct timeval tv = {.tv_sec = rs->timeout_ms / 1000,
                          .tv_usec = (suseconds_t)(rs->timeout_ms % 1000) * 1000};
@@ -79,15 +83,40 @@ static redisContext *connect_one(struct redis_state *rs, const char *host, int p
         redisFree(c);
         return NULL;
     }
+    if (password) {
+        redisReply *r = redisCommand(c, "AUTH %s", password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            /* the password itself is never logged */
+            snprintf(why, wsize, "%s:%d: AUTH refused (state %spassword_file): %s", host, port,
+                     password == rs->sentinel_password ? "sentinel_" : "",
+                     r              ? r->str
+                     : c->errstr[0] ? c->errstr
+                                    : "connection lost");
+            if (r) freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
     return c;
 }
 
-/* 1 when c is a master (a replica refuses writes). */
-static int is_master(redisContext *c)
+/* 1 when c is a master (a replica refuses writes); 0 with why filled. */
+static int is_master(redisContext *c, char *why, size_t wsize)
 {
     redisReply *r = redisCommand(c, "ROLE");
     int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
              r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    const char *host = c->tcp.host ? c->tcp.host : "?";
+    if (ok)
+        ;
+    else if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0)
+        snprintf(why, wsize, "%s:%d wants a password (state password_file): %s", host, c->tcp.port,
+                 r->str);
+    else if (r && r->type == REDIS_REPLY_ERROR)
+        snprintf(why, wsize, "%s:%d: %s", host, c->tcp.port, r->str);
+    else
+        snprintf(why, wsize, "%s:%d is not a master", host, c->tcp.port);
     if (r) freeReplyObject(r);
     return ok;
 }
@@ -97,7 +126,9 @@ static int is_master(redisContext *c)
 static redisContext *rconnect(struct redis_state *rs, char *why, size_t wsize)
 {
     for (size_t i = 0; i < rs->nhosts; i++) {
-        redisContext *c = connect_one(rs, rs->hosts[i], rs->ports[i], why, wsize);
+        redisContext *c =
+            connect_one(rs, rs->hosts[i], rs->ports[i],
+                        rs->master ? rs->sentinel_password : rs->password, why, wsize);
         if (!c) continue;
         if (rs->master) {
             redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rs->master);
@@ -109,6 +140,16 @@ static redisContext *rconnect(struct redis_state *rs, char *why, size_t wsize)
                 str_copy(host, r->element[0]->str, sizeof host);
                 port = atoi(r->element[1]->str);
             }
+            if (r && r->type == REDIS_REPLY_ERROR && port <= 0) {
+                snprintf(why, wsize, "sentinel %s:%d%s: %s", rs->hosts[i], rs->ports[i],
+                         strncmp(r->str, "NOAUTH", 6) == 0
+                             ? " wants a password (state sentinel_password_file)"
+                             : "",
+                         r->str);
+                freeReplyObject(r);
+                redisFree(c);
+                continue;
+            }
             if (r) freeReplyObject(r);
             redisFree(c);
             if (port <= 0) {
@@ -116,11 +157,10 @@ static redisContext *rconnect(struct redis_state *rs, char *why, size_t wsize)
                          rs->ports[i], rs->master);
                 continue;
             }
-            c = connect_one(rs, host, port, why, wsize);
+            c = connect_one(rs, host, port, rs->password, why, wsize);
             if (!c) continue;
         }
-        if (is_master(c)) return c;
-        snprintf(why, wsize, "%s:%d is not a master", c->tcp.host ? c->tcp.host : "?", c->tcp.port);
+        if (is_master(c, why, wsize)) return c;
         redisFree(c);
     }
     return NULL;
@@ -243,10 +283,40 @@ void redis_state_free(struct redis_state *rs)
     free(rs->hosts);
     free(rs->ports);
     free(rs->master);
+    if (rs->password) explicit_bzero(rs->password, strlen(rs->password));
+    if (rs->sentinel_password) explicit_bzero(rs->sentinel_password, strlen(rs->sentinel_password));
+    free(rs->password);
+    free(rs->sentinel_password);
     free(rs->prefix);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cv);
     free(rs);
+}
+
+/* A password for AUTH into *out (a new string; NULL: none): the one conf_load() read
+ * (the daemon, at start as root), else the file's first line (the kurier commands). 0
+ * done, -1 with err filled. */
+static int state_password(const char *loaded, const char *path, char **out, char *err,
+                          size_t errsize)
+{
+    *out = NULL;
+    if (loaded) {
+        *out = xstrdup(loaded);
+        return 0;
+    }
+    if (!path) return 0;
+    size_t len = 0;
+    char *text = file_read(path, &len);
+    if (!text) {
+        snprintf(err, errsize, "state password file %s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = strcspn(text, "\r\n");
+    if (n) *out = xstrndup(text, n);
+    explicit_bzero(text, len);
+    free(text);
+    if (!*out) snprintf(err, errsize, "state password file %s is empty", path);
+    return *out ? 0 : -1;
 }
 
 int store_attach_redis(struct store *st, const struct kconf *conf, char *err, size_t errsize)
@@ -257,6 +327,13 @@ int store_attach_redis(struct store *st, const struct kconf *conf, char *err, si
     rs->master =
         conf->state_sentinel && *conf->state_sentinel ? xstrdup(conf->state_sentinel) : NULL;
     rs->prefix = xstrdup(conf->state_prefix ? conf->state_prefix : "kurier:");
+    if (state_password(conf->state_password, conf->state_password_file, &rs->password, err,
+                       errsize) != 0 ||
+        state_password(conf->state_sentinel_password, conf->state_sentinel_password_file,
+                       &rs->sentinel_password, err, errsize) != 0) {
+        redis_state_free(rs);
+        return -1;
+    }
     rs->timeout_ms = conf->state_timeout_ms > 0 ? conf->state_timeout_ms : 500;
     rs->backoff_ms = BACKOFF_MIN_MS;
     int defport = rs->master ? 26379 : 6379;
@@ -320,6 +397,10 @@ int store_state_conf_differs(const struct kconf *a, const struct kconf *b)
            str_differs(a->state_servers, b->state_servers) ||
            str_differs(a->state_sentinel, b->state_sentinel) ||
            str_differs(a->state_prefix, b->state_prefix) ||
+           str_differs(a->state_password_file, b->state_password_file) ||
+           str_differs(a->state_sentinel_password_file, b->state_sentinel_password_file) ||
+           str_differs(a->state_password, b->state_password) ||
+           str_differs(a->state_sentinel_password, b->state_sentinel_password) ||
            a->state_timeout_ms != b->state_timeout_ms || a->state_refresh != b->state_refresh;
 }
 
@@ -485,7 +566,7 @@ int redis_grey_list(struct redis_state *rs,
     size_t n;
     int rv = scan_keys(&rc, pat, &keys, &n);
     size_t skip = strlen(rs->prefix) + strlen("grey:t:");
-    if (rv == 0) qsort(keys, n, sizeof *keys, cmp_str);
+    if (rv == 0 && n) qsort(keys, n, sizeof *keys, cmp_str);
     for (size_t i = 0; rv == 0 && i < n; i++) {
         redisReply *r = rcmd(&rc, "HMGET %s first last passed", keys[i]);
         if (!r) {
@@ -513,7 +594,7 @@ int redis_grey_list(struct redis_state *rs,
     skip = strlen(rs->prefix) + strlen("grey:n:");
     if (rv == 0) rv = scan_keys(&rc, pat, &keys, &n);
     if (rv == 0) {
-        qsort(keys, n, sizeof *keys, cmp_str);
+        if (n) qsort(keys, n, sizeof *keys, cmp_str);
         for (size_t i = 0; i < n; i++) {
             redisReply *r = rv == 0 ? rcmd(&rc, "HMGET %s passes last", keys[i]) : NULL;
             if (!r) rv = -1;
@@ -636,6 +717,36 @@ int store_rate_add(struct store *st, const char *name, int window, long long now
     if (r) freeReplyObject(r);
     for (int i = 0; i < RATE_SLOTS; i++)
         free(keys[i]);
+    rput(&rc);
+    return rv;
+}
+
+/* KEYS: the set (member -> last seen). ARGV: now, window, max, member. */
+static const char distinct_script[] =
+    "local now, win, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if n < max or redis.call('ZSCORE', KEYS[1], ARGV[4]) then\n"
+    "  redis.call('ZADD', KEYS[1], now, ARGV[4])\n"
+    "  redis.call('EXPIRE', KEYS[1], win)\n"
+    "  return redis.call('ZCARD', KEYS[1])\n"
+    "end\n"
+    "return n + 1\n";
+
+int store_distinct_add(struct store *st, const char *name, int window, long long now,
+                       const char *member, int max, int *count)
+{
+    struct redis_state *rs = st ? st->redis : NULL;
+    if (!rs) return -1;
+    struct rconn rc;
+    if (rget(rs, &rc) != 0) return -1;
+    char *key = xasprintf("%sdist:%s", rs->prefix, name);
+    redisReply *r = rcmd(&rc, "EVAL %s 1 %s %lld %d %d %s", distinct_script, key, now,
+                         window > 0 ? window : 1, max, member);
+    int rv = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (rv == 0) *count = (int)r->integer;
+    if (r) freeReplyObject(r);
+    free(key);
     rput(&rc);
     return rv;
 }

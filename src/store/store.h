@@ -403,6 +403,14 @@ int store_shared(const struct store *st);
  * shared state or Redis unreachable. */
 int store_rate_add(struct store *st, const char *name, int window, long long now, int n,
                    int *count);
+/* A set shared by the nodes, of the members seen in the last window seconds (as
+ * abuse's distinct recipients): add member (a short string, e.g. a hash) to the set
+ * name at Unix time now, or renew its time; *count gets how many distinct members the
+ * window holds, member included. Past max members a new one is not kept but counted
+ * (max + 1), so a flood cannot grow the set. Atomic. 0 done, -1 no shared state or
+ * Redis unreachable. */
+int store_distinct_add(struct store *st, const char *name, int window, long long now,
+                       const char *member, int max, int *count);
 /* AUTH failures counted by every node (auth/limits.c also counts on its own node): addr
  * the client's address key (auth/limits.c's: IPv6 as its /64), account lowercased.
  * blocked: 1 the address or the (address, account) pair is blocked now, 0 not, -1 no

@@ -105,10 +105,13 @@ def wait_port(host, port, timeout=SAFETY, proc=None):
 class Kurier:
     """One kurierd instance with its own state folder, config and ports."""
 
-    def __init__(self, extra="", listen_extra="", queue=None, limits=None, reverse_dns=False):
+    def __init__(self, extra="", listen_extra="", queue=None, limits=None, reverse_dns=False,
+                 host="127.0.0.1"):
+        """host: the loopback address the MX listener (.host, .port) is on."""
         self.dir = tempfile.mkdtemp(prefix="kurier-test-")
         os.chmod(self.dir, 0o755)  # the daemon runs as user kurier after the drop
-        self.port = free_port()
+        self.host = host
+        self.port = free_port(host)
         self.conf = os.path.join(self.dir, "kurier.conf")
         self.logfile = os.path.join(self.dir, "kurierd.log")
         self.maildir_root = os.path.join(self.dir, "mail")
@@ -130,9 +133,9 @@ class Kurier:
                 "log {\n    target stderr;\n    level info;\n}\n"
                 "queue {\n%s}\n"
                 "limits {\n%s}\n"
-                "listen 127.0.0.1:%d {\n    role mx;\n%s}\n"
+                "listen %s:%d {\n    role mx;\n%s}\n"
                 "%s\n" % ("on" if reverse_dns else "off", self.dir, self.maildir_root, qtext,
-                          ltext, self.port,
+                          ltext, host, self.port,
                           listen_extra, extra))
 
     # --- CLI -------------------------------------------------------------------
@@ -165,7 +168,7 @@ class Kurier:
         start_at = len(self.log()) if os.path.exists(self.logfile) else 0
         self.proc = subprocess.Popen([KURIERD, "-c", self.conf], stdout=self.log_fh,
                                      stderr=self.log_fh)
-        wait_port("127.0.0.1", self.port, proc=self.proc)
+        wait_port(self.host, self.port, proc=self.proc)
         # the port accepts (kernel backlog) before the control socket exists: wait for
         # the line that says everything is up
         deadline = time.time() + SAFETY

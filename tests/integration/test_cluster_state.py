@@ -7,8 +7,8 @@ across the nodes; an egress bench set on one node is seen by all; every key has 
 where its data expires; with Redis killed the nodes keep serving with the documented
 fail modes (greylisting fails open, a locked account's AUTH is still refused) and
 converge again when it is back (empty); kill -9 of one node loses none of the
-others' mail. The nodes listen on 127.0.0.1, each on its own ports with its own
-state folder, spool and directory file."""
+others' mail. The three nodes listen on three loopback addresses (127.0.0.11, .12,
+.13: NODE_HOSTS), each with its own state folder, spool and directory file."""
 
 import json
 import os
@@ -35,23 +35,26 @@ ZONES = r"""
 """
 
 USERS = ("burst", "legit", "guessed", "steady", "other")
+NODE_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 
 
 class Redis:
     """A redis-server on a free loopback port with its own folder, no persistence:
     a restart comes back empty, as a Redis that lost its data does."""
 
-    def __init__(self):
+    def __init__(self, password=None):
         self.dir = tempfile.mkdtemp(prefix="kurier-redis-")
         self.port = free_port()
         self.proc = None
+        self.password = password
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no",
              "--enable-debug-command", "yes",
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] +
+            (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.1", self.port)
         return self
@@ -63,8 +66,9 @@ class Redis:
         self.proc = None
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                           timeout=SAFETY, check=True)
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
+                           capture_output=True, timeout=SAFETY, check=True)
         return r.stdout.decode()
 
     def keys(self, pattern):
@@ -90,35 +94,42 @@ def redis():
     r.cleanup()
 
 
-def node_conf(dns, redis_port, sink_port):
+ABUSE = "    soft_messages_per_hour 5;\n    hard_messages_per_hour 8;\n"
+
+
+def node_conf(dns, redis_port, sink_port, abuse=ABUSE):
     return (
         "resolver %s;\n"
         "relay_host 127.0.0.1:%d;\n"
         "state {\n    backend redis;\n    servers 127.0.0.1:%d;\n    timeout_ms 300;\n"
         "    refresh 1s;\n}\n"
         "greylist {\n    delay 2s;\n}\n"
-        "abuse {\n    soft_messages_per_hour 5;\n    hard_messages_per_hour 8;\n}\n"
+        "abuse {\n%s}\n"
         "auth {\n    max_failures 3;\n    delay_max 1s;\n}\n"
-        "egress pool main {\n    source 127.0.0.2;\n}\n" % (dns, sink_port, redis_port))
+        "egress pool main {\n    source 127.0.0.2;\n}\n" % (dns, sink_port, redis_port, abuse))
 
 
 @pytest.fixture
 def cluster(kurier_factory, dns, redis):
+    return make_cluster(kurier_factory, dns, redis)
+
+
+def make_cluster(kurier_factory, dns, redis, abuse=ABUSE):
     """Three running nodes (MX listener with greylisting always, a plaintext-AUTH
     submission listener) sharing redis; relay_host is a port where nothing listens, so
-    relayed mail stays queued."""
+    relayed mail stays queued. abuse: the abuse { } block's lines."""
     sink = free_port()
     nodes = []
-    for _ in range(3):
+    for host in NODE_HOSTS:
         metrics_port = free_port()
-        k = kurier_factory(extra=node_conf(dns, redis.port, sink) +
+        k = kurier_factory(extra=node_conf(dns, redis.port, sink, abuse) +
                            "metrics_listen %d;\n" % metrics_port,
-                           listen_extra="    greylist always;\n")
+                           listen_extra="    greylist always;\n", host=host)
         k.metrics_port = metrics_port
-        k.sub_port = free_port()
+        k.sub_port = free_port(host)
         with open(k.conf, "a") as f:
-            f.write("listen 127.0.0.1:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
-                    % k.sub_port)
+            f.write("listen %s:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
+                    % (host, k.sub_port))
         k.add_domain("example.test")
         k.add_mailbox("demo@example.test", "demo")
         for user in USERS:
@@ -132,7 +143,7 @@ def cluster(kurier_factory, dns, redis):
 def attempt(k, sender, rcpt="demo@example.test"):
     """One delivery attempt at k's MX listener from 127.0.0.5: RCPT's (code, text); the
     message is sent when accepted."""
-    with smtplib.SMTP("127.0.0.1", k.port, timeout=SAFETY, source_address=("127.0.0.5", 0)) as s:
+    with smtplib.SMTP(k.host, k.port, timeout=SAFETY, source_address=("127.0.0.5", 0)) as s:
         s.ehlo("client.test")
         code, text = s.mail(sender)
         assert code == 250, (code, text)
@@ -154,7 +165,7 @@ def wait_for(pred, what, nodes):
 
 def login(k, user, password=None):
     """A logged-in submission session, or the SMTPAuthenticationError's (code, text)."""
-    s = smtplib.SMTP("127.0.0.1", k.sub_port, timeout=SAFETY)
+    s = smtplib.SMTP(k.host, k.sub_port, timeout=SAFETY)
     try:
         s.ehlo("client.example.test")
         # PLAIN only: smtplib's login() tries the next mechanism after a failure
@@ -263,6 +274,123 @@ def test_rate_limit_counted_across_nodes_and_the_lock_seen_by_all(cluster, redis
     wait_for(lambda: all(auth_answer(k, user)[0] == 235 for k in cluster),
              "the unlock on every node", cluster)
     for k in cluster:  # and each node stops cleanly (ASan build: no leak, no error)
+        k.stop_clean()
+
+
+def rcpt_answer(k, user, rcpts):
+    """One message from user over a new session at k to rcpts: each RCPT's code, in
+    order (the message is sent when one is accepted)."""
+    s = login(k, user)
+    assert not isinstance(s, tuple), s
+    try:
+        code, text = s.mail(user)
+        assert code == 250, (code, text)
+        codes = [s.rcpt(r)[0] for r in rcpts]
+        if 250 in codes:
+            assert s.data(b"Subject: x\r\n\r\nbody\r\n")[0] == 250
+        return codes
+    finally:
+        s.close()
+
+
+def test_distinct_recipients_counted_across_nodes(kurier_factory, dns, redis):
+    """distinct_recipients_per_day across the nodes: an account writing to new
+    addresses over all three nodes reaches the soft and then the hard limit once (each
+    node alone saw too few); an address it wrote to before is not new on another node."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_distinct_recipients_per_day 4;\n"
+                         "    hard_distinct_recipients_per_day 6;\n")
+    user = "burst@example.test"
+    answers = [rcpt_answer(nodes[i % 3], user, ["new%d@remote.test" % i])[0] for i in range(4)]
+    assert answers == [250] * 4, answers
+    # the first address again, at another node: not new, still 4
+    assert rcpt_answer(nodes[1], user, ["new0@remote.test"]) == [250]
+    answers = [rcpt_answer(nodes[i % 3], user, ["new%d@remote.test" % i])[0]
+               for i in range(4, 7)]
+    # 5 and 6 are over soft (451), 7 over hard: locked (each node saw at most 3)
+    assert answers == [451, 451, 451], answers
+    nodes[6 % 3].wait_log("account=burst@example.test limit=distinct_recipients_per_day "
+                          "count=7 hard=6 decision=lock")
+    wait_for(lambda: locked_everywhere(nodes, user), "the lock on every node", nodes)
+    assert sum(k.log().count("limit=distinct_recipients_per_day count=7 hard=6 decision=lock")
+               for k in nodes) == 1
+    # the set holds hashes, not the addresses, and expires
+    keys = redis.keys("kurier:dist:*")
+    assert len(keys) == 1 and "burst@example.test" in keys[0], keys
+    assert "remote.test" not in redis.cli("ZRANGE", keys[0], "0", "-1")
+    assert 0 < int(redis.cli("TTL", keys[0])) <= 86400
+    for k in nodes:
+        k.stop_clean()
+
+
+def shared_failed(redis, user):
+    return sum(int(redis.cli("GET", key) or 0)
+               for key in redis.keys("kurier:rate:failed_recipients_per_hour:%s*" % user))
+
+
+def test_failed_recipients_counted_across_nodes(kurier_factory, dns, redis):
+    """failed_recipients_per_hour across the nodes: three refused recipients, one at
+    each node, reach the soft limit of 3: the next RCPT at any node waits (451); past
+    the hard limit the account is locked once, for all."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_failed_recipients_per_hour 3;\n")
+    user = "burst@example.test"
+    for n, k in enumerate(nodes, 1):
+        assert rcpt_answer(k, user, ["nosuch%d@example.test" % n]) == [550]
+        wait_for(lambda: shared_failed(redis, user) == n, "the shared count", nodes)
+    # node A saw one failure itself; the cluster three
+    assert rcpt_answer(nodes[0], user, ["demo@example.test"]) == [451]
+    nodes[0].wait_log("account=burst@example.test limit=failed_recipients_per_hour count=3 "
+                      "soft=3 decision=tempfail")
+    for k in nodes:
+        k.stop_clean()
+
+
+def test_failed_recipients_hard_limit_locks_across_nodes(kurier_factory, dns, redis):
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         "    soft_failed_recipients_per_hour 0;\n"
+                         "    hard_failed_recipients_per_hour 4;\n")
+    user = "burst@example.test"
+    for n in range(5):  # one or two at each node; the fifth is over 4
+        assert rcpt_answer(nodes[n % 3], user, ["nosuch%d@example.test" % n]) == [550]
+        wait_for(lambda: shared_failed(redis, user) == n + 1, "the shared count", nodes)
+    nodes[4 % 3].wait_log("account=burst@example.test limit=failed_recipients_per_hour "
+                          "count=5 hard=4 decision=lock")
+    wait_for(lambda: locked_everywhere(nodes, user), "the lock on every node", nodes)
+    for k in nodes:
+        k.stop_clean()
+
+
+def test_refused_attempts_not_counted_across_nodes(kurier_factory, dns, redis):
+    """A RCPT refused by recipients_per_message and a MAIL of a locked account are not
+    counted in the shared hourly windows (as on a single node)."""
+    nodes = make_cluster(kurier_factory, dns, redis,
+                         ABUSE + "    soft_recipients_per_message 2;\n")
+    a, b, c = nodes
+    user = "steady@example.test"
+
+    def shared(limit):
+        return sum(int(redis.cli("GET", key) or 0)
+                   for key in redis.keys("kurier:rate:%s:%s*" % (limit, user)))
+
+    # three recipients in one message: the third is refused (452), not counted
+    codes = rcpt_answer(a, user, ["x1@remote.test", "x2@remote.test", "x3@remote.test"])
+    assert codes == [250, 250, 452], codes
+    assert shared("recipients_per_hour") == 2
+    assert shared("messages_per_hour") == 1
+    # a session logged in before the lock: its MAIL after the lock is not counted
+    s = login(b, user)
+    assert not isinstance(s, tuple), s
+    for i in range(8):  # past the hard limit (8, with the message above) at C: locked
+        send_one(c, user, "victim%d@remote.test" % i)
+    c.wait_log("account=%s decision=lock" % user)
+    wait_for(lambda: auth_answer(b, user)[0] == 535, "the lock at B", nodes)
+    before = shared("messages_per_hour")
+    code, text = s.mail(user)
+    assert code == 451 and b"locked" in text, (code, text)
+    s.close()
+    assert shared("messages_per_hour") == before
+    for k in nodes:
         k.stop_clean()
 
 
@@ -540,3 +668,106 @@ def test_fail_modes_closed(kurier_factory, dns, redis):
     k.wait_log("shared state unreachable (greylist_fail closed)")
     assert k.maildir_new("demo@example.test") == []
     k.stop_clean()
+
+
+def test_redis_password(kurier_factory, dns):
+    """state { password_file; }: the password (read at start, before the daemon drops
+    to the kurier user; never printed) is sent with AUTH on every connection. A node
+    with the right one shares its greylisting; a wrong one or none is logged plainly
+    and the fail modes apply (greylisting fails open)."""
+    password = "s3cret-redis-pw"
+    redis = Redis(password=password).start()
+    try:
+        nodes = []
+        for host, pw in zip(NODE_HOSTS, (password, "not-the-password", None)):
+            k = kurier_factory(extra=node_conf(dns, redis.port, free_port()),
+                               listen_extra="    greylist always;\n", host=host)
+            if pw:
+                path = os.path.join(k.dir, "redis.pw")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # root's: read before the drop
+                os.write(fd, (pw + "\n").encode())
+                os.close(fd)
+                with open(k.conf) as f:
+                    text = f.read()
+                with open(k.conf, "w") as f:
+                    f.write(text.replace("    refresh 1s;\n",
+                                         "    refresh 1s;\n    password_file %s;\n" % path))
+            k.add_domain("example.test")
+            k.add_mailbox("demo@example.test", "demo")
+            nodes.append(k.start())
+        good, wrong, none = nodes
+        # the right password: greylisted, the triplet is in Redis
+        assert attempt(good, "auth@good.test")[0] == 451
+        assert any("auth@good.test" in key for key in redis.keys("kurier:grey:t:*"))
+        # the CLI reads the shared state with the same password
+        out = good.cli("greylist", "list").stdout.decode()
+        assert "auth@good.test" in out, out
+        # never printed: not by config dump, not in the log
+        dump = good.cli("config", "dump").stdout.decode()
+        assert "password_file" in dump and password not in dump, dump
+        # a wrong password: a clear line, and greylisting fails open
+        assert attempt(wrong, "wrong@good.test")[0] == 250
+        wrong.wait_log("AUTH refused (state password_file)")
+        wrong.wait_log("shared state unreachable (greylist_fail open)")
+        # none at all: Redis says it wants one
+        assert attempt(none, "none@good.test")[0] == 250
+        none.wait_log("wants a password (state password_file)")
+        assert not any(s in key for key in redis.keys("kurier:grey:t:*")
+                       for s in ("wrong@good.test", "none@good.test"))
+        for k in nodes:
+            assert password not in k.log() and "not-the-password" not in k.log()
+            k.stop_clean()
+        # a password file others may read is refused, as the other secret files are
+        os.chmod(os.path.join(good.dir, "redis.pw"), 0o644)
+        said = good.config_check_fails(good.conf)
+        assert "Redis password file" in said and "chmod 600" in said, said
+    finally:
+        redis.cleanup()
+
+
+def test_sentinel_password(kurier_factory, dns):
+    """state { sentinel_password_file; }: Sentinels with a requirepass of their own are
+    asked with it (and the master with password_file); without it the node cannot find
+    the master and fails open."""
+    redis = Redis(password="data-pw").start()
+    sdir = tempfile.mkdtemp(prefix="kurier-sentinel-")
+    sport = free_port()
+    with open(os.path.join(sdir, "sentinel.conf"), "w") as f:
+        f.write("port %d\nbind 127.0.0.1\ndir %s\nrequirepass sentinel-pw\n"
+                "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+                "sentinel auth-pass mymaster data-pw\n" % (sport, sdir, redis.port))
+    proc = subprocess.Popen(["redis-server", os.path.join(sdir, "sentinel.conf"), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", sport)
+        nodes = []
+        for with_sentinel_pw in (True, False):
+            conf = node_conf(dns, sport, free_port())
+            k = kurier_factory(extra="", listen_extra="    greylist always;\n")
+            lines = "    sentinel_master mymaster;\n"
+            for name, pw in (("data", "data-pw"), ("sentinel", "sentinel-pw")):
+                if name == "sentinel" and not with_sentinel_pw:
+                    continue
+                path = os.path.join(k.dir, name + ".pw")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.write(fd, pw.encode() + b"\n")
+                os.close(fd)
+                lines += "    %spassword_file %s;\n" % (
+                    "sentinel_" if name == "sentinel" else "", path)
+            with open(k.conf, "a") as f:
+                f.write(conf.replace("    refresh 1s;\n", "    refresh 1s;\n" + lines))
+            k.add_domain("example.test")
+            k.add_mailbox("demo@example.test", "demo")
+            nodes.append(k.start())
+        good, bad = nodes
+        assert attempt(good, "sentinel-auth@good.test")[0] == 451
+        assert any("sentinel-auth@good.test" in key for key in redis.keys("kurier:grey:t:*"))
+        assert attempt(bad, "no-sentinel-pw@good.test")[0] == 250
+        bad.wait_log("wants a password (state sentinel_password_file)")
+        for k in nodes:
+            k.stop_clean()
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(sdir, ignore_errors=True)
+        redis.cleanup()
