@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 
 import pytest
@@ -51,3 +52,42 @@ def test_log_lines_make_no_getpid_call(kurier):
     # (not the log's: the Maildir file name has the pid, and one more call)
     assert counts.get("getpid", 0) < 4 * N, counts
     assert kurier.log().count("status=sent") >= N
+
+
+ZONES = """
+    local-zone: "test." nodefault
+    local-zone: "clients.test." static
+    local-data: "good.clients.test. 60 IN A 127.0.0.7"
+    local-zone: "0.0.127.in-addr.arpa." static
+    local-data-ptr: "127.0.0.7 good.clients.test"
+    local-zone: "." static
+"""
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+def test_client_name_is_remembered_for_its_ttl(kurier_factory):
+    """The reverse lookup of a client seen a moment ago is answered from kurier's own
+    small cache: no round trip through libunbound's pipes (4 fcntl around each write
+    there), and the same confirmed name."""
+    import peers
+    with peers.unbound(ZONES, "clients.test") as resolver:
+        k = kurier_factory(extra="resolver %s;\n" % resolver, reverse_dns=True)
+        k.start()
+
+        def session():
+            s = socket.socket()
+            s.bind(("127.0.0.7", 0))
+            s.settimeout(SAFETY)
+            s.connect(("127.0.0.1", k.port))
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"220 ")
+            s.sendall(b"QUIT\r\n")
+            assert f.readline().startswith(b"221 ")
+            s.close()
+
+        session()  # the first one asks
+        k.wait_log("connect from good.clients.test[127.0.0.7]")
+        counts = strace_counts(k, ["fcntl"], lambda: [session() for _ in range(N)])
+        # before: PTR and A through libunbound's pipes, 16 fcntl per session
+        assert counts.get("fcntl", 0) < N, counts
+        k.wait_log_count(": connect from good.clients.test[127.0.0.7]", N + 1)
