@@ -16,9 +16,23 @@ static char prog[64] = "kurier";
 static char host[256];
 static char debug_subsys[256];
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t log_pid; /* getpid() is a system call each time: kept, renewed in a child */
+
+static void log_pid_renew(void)
+{
+    log_pid = getpid();
+}
+
+static void log_pid_init(void)
+{
+    log_pid_renew();
+    pthread_atfork(NULL, NULL, log_pid_renew);
+}
 
 void log_init(const char *target, const char *name, enum log_level level)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, log_pid_init);
     pthread_mutex_lock(&log_lock);
     if (use_syslog) closelog();
     use_syslog = target && strcmp(target, "syslog") == 0;
@@ -90,7 +104,7 @@ void log_msg(enum log_level lv, const char *component, const char *fmt, ...)
                 tags[lv], msg);
     else
         fprintf(stderr, "%s %s %s/%s[%ld]: %s%s\n", ts, host[0] ? host : "localhost", prog,
-                component, (long)getpid(), tags[lv], msg);
+                component, (long)(log_pid ? log_pid : getpid()), tags[lv], msg);
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
 }

@@ -17,9 +17,22 @@
 #include "core/idn.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/util.h"
 #include "dns/dns.h"
 
 enum { RR_A = 1, RR_PTR = 12, RR_MX = 15, RR_TXT = 16, RR_AAAA = 28, RR_TLSA = 52 };
+
+#define NAME_CACHE 64 /* clients' names remembered (direct-mapped by address) */
+
+/* A client's name as last found, until the smallest TTL of its answers ran out:
+ * without it every session's reverse lookup crossed libunbound's pipes to its
+ * thread and back, about 20 system calls, though its cache had the answer. */
+struct name_cached {
+    struct sockaddr_storage sa;
+    double expires; /* time_mono(); 0: empty */
+    enum rdns_status st;
+    char name[256];
+};
 
 struct dns {
     struct event_base *base;
@@ -29,6 +42,7 @@ struct dns {
     int timeout;    /* seconds */
     int in_process; /* inside ub_process(): ub_ctx_delete() must wait */
     int dead;       /* dns_free() was called inside ub_process() */
+    struct name_cached names[NAME_CACHE];
 };
 
 struct dns_query {
@@ -635,13 +649,48 @@ struct dns_client_name {
     struct sockaddr_storage sa;
     struct dns_query *q;
     struct event *timer;
+    int ttl;    /* smallest TTL of the answers so far, -1 none yet */
+    int cached; /* answered from d->names: st */
+    enum rdns_status st;
     char name[256];
     void (*done)(void *, const char *, enum rdns_status, const char *);
     void *arg;
 };
 
+static size_t name_slot(const struct sockaddr_storage *sa)
+{
+    const unsigned char *p;
+    size_t len;
+    if (sa->ss_family == AF_INET6) {
+        p = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        len = 16;
+    } else {
+        p = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+        len = 4;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h % NAME_CACHE;
+}
+
+static void note_ttl(struct dns_client_name *n, int ttl)
+{
+    if (n->ttl < 0 || ttl < n->ttl) n->ttl = ttl;
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
 static void name_finish(struct dns_client_name *n, enum rdns_status st)
 {
+    /* a failure to ask is not remembered: the next session asks again */
+    if (!n->cached && st != RDNS_TEMPFAIL && n->ttl > 0) {
+        struct name_cached *c = &n->d->names[name_slot(&n->sa)];
+        c->sa = n->sa;
+        c->st = st;
+        c->expires = time_mono() + n->ttl;
+        str_copy(c->name, n->name, sizeof c->name);
+    }
     void (*done)(void *, const char *, enum rdns_status, const char *) = n->done;
     void *arg = n->arg;
     char ptr[256]; /* n is freed before the call */
@@ -666,6 +715,7 @@ static void name_forward(void *arg, const struct dns_result *r)
 {
     struct dns_client_name *n = arg;
     n->q = NULL;
+    note_ttl(n, r->ttl);
     for (size_t i = 0; r->status == DNS_OK && i < r->naddrs; i++)
         if (same_addr(&r->addrs[i], &n->sa)) {
             name_finish(n, RDNS_OK);
@@ -680,6 +730,7 @@ static void name_ptr(void *arg, const struct dns_result *r)
 {
     struct dns_client_name *n = arg;
     n->q = NULL;
+    note_ttl(n, r->ttl);
     if (r->status != DNS_OK || r->nstrs == 0 || !r->strs[0][0]) {
         name_finish(n, r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS ? RDNS_TEMPFAIL
                                                                            : RDNS_NO_PTR);
@@ -693,7 +744,8 @@ static void name_ptr(void *arg, const struct dns_result *r)
 
 static void name_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    name_finish(arg, RDNS_TEMPFAIL);
+    struct dns_client_name *n = arg;
+    name_finish(n, n->cached ? n->st : RDNS_TEMPFAIL);
 }
 
 struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa,
@@ -707,7 +759,16 @@ struct dns_client_name *dns_client_name(struct dns *d, const struct sockaddr *sa
            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     n->done = done;
     n->arg = arg;
+    n->ttl = -1;
     n->timer = evtimer_new(d->base, name_timeout, n);
+    const struct name_cached *c = &d->names[name_slot(&n->sa)];
+    if (c->expires > 0 && same_addr(&c->sa, &n->sa) && time_mono() < c->expires) {
+        n->cached = 1; /* answered on the next loop turn, as a lookup would be */
+        n->st = c->st;
+        str_copy(n->name, c->name, sizeof n->name);
+        evtimer_add(n->timer, &(struct timeval){0});
+        return n;
+    }
     evtimer_add(n->timer, &(struct timeval){.tv_sec = NAME_LOOKUP_MAX});
     n->q = dns_query_ptr(d, sa, name_ptr, n); /* never calls back before returning */
     if (!n->q) { /* cannot even ask: greet as unknown, on the next loop turn */

@@ -2,7 +2,9 @@
  * segment files (record format in segment.h), an index of them in memory, group
  * commit with one flush per batch, reclamation of segments nothing lives in. Only
  * writer of spool/queue; callers get IDs, never paths. The envelope text format is
- * envelope.c's, what happens to queued messages the scheduler's (sched.c). */
+ * envelope.c's, what happens to queued messages the scheduler's (sched.c). The index
+ * and the recovery scan are in spool_index.c, the old layout and corrupt/ in
+ * spool_legacy.c (shared through spool_int.h). */
 #include "core/compat.h"
 
 #include <dirent.h>
@@ -21,55 +23,12 @@
 #include "queue/msgid.h"
 #include "queue/queue.h"
 #include "queue/segment.h"
+#include "queue/spool_int.h"
 
 #define SEG_SIZE (16 * 1024 * 1024) /* a new segment; a bigger message gets one its size */
 #define MEM_MAX                                                                                    \
     (256 * 1024) /* content held in memory while received; more goes                               \
                     to an unnamed temporary file in queue/ */
-
-/* One segment file, queue/NNNNNNNNNN.seg. */
-struct seg {
-    unsigned long no;
-    int fd;
-    off_t end;         /* where the next record goes; for a found segment where reading stopped */
-    off_t cap;         /* bytes allocated (0: grows, the CLI's segments) */
-    size_t live;       /* references from the index: contents and latest envelopes */
-    size_t live_bytes; /* their payload bytes */
-    int pins;          /* records written and not yet in the index (a batch, an update) */
-    int closed;        /* takes no more records (full, failed, or found at the start) */
-    int failed;        /* a write or flush failed: nothing unconfirmed in it is durable */
-    struct seg *next;
-};
-
-/* The index: one entry per queued message. */
-struct ent {
-    char id[QUEUE_ID_LEN + 1];
-    struct seg *cseg, *eseg; /* its content, its latest envelope */
-    off_t coff, eoff;        /* where their payloads start */
-    size_t clen, elen;
-    struct ent *next; /* hash chain */
-};
-
-struct spool {
-    char *dir;
-    char *queue, *maildrop;
-    int writer;        /* appends records: spool_open(), or spool_lock() for the CLI */
-    int prealloc;      /* new segments are preallocated (the daemon) */
-    int indexed;       /* the segments were read */
-    off_t seg_size;    /* SEG_SIZE, or KURIER_TEST_SEGMENT_SIZE */
-    int reclaim_delay; /* KURIER_TEST_DELAY "reclaim=MS" (tests only) */
-    int lockfd;
-    pthread_mutex_t mu;         /* the index, the segment list, appends */
-    pthread_mutex_t sync_mu;    /* one flush at a time (see seg_sync) */
-    pthread_mutex_t reclaim_mu; /* one reclamation at a time, oldest segment first */
-    struct seg *segs, *cur;     /* ascending; cur takes the appends (NULL: make one) */
-    unsigned long last_no;
-    struct ent **tab;
-    size_t tabsize, nent;
-    /* group commit, touched on the loop thread only */
-    struct commit *pending, **pending_tail;
-    struct batch *inflight;
-};
 
 struct spool_msg {
     struct spool *s;
@@ -150,129 +109,11 @@ int spool_id_valid(const char *id)
     return 1;
 }
 
-/* ---------------------------------------------------------- the index */
-
-static size_t id_hash(const struct spool *s, const char *id)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < QUEUE_ID_LEN && id[i]; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    return h & (s->tabsize - 1);
-}
-
-static struct ent *ent_find(struct spool *s, const char *id)
-{
-    if (!s->tab) return NULL;
-    for (struct ent *e = s->tab[id_hash(s, id)]; e; e = e->next)
-        if (strcmp(e->id, id) == 0) return e;
-    return NULL;
-}
-
-static struct ent *ent_add(struct spool *s, const char *id)
-{
-    if (s->nent >= s->tabsize) { /* grow: rehash into twice the buckets */
-        size_t old = s->tabsize;
-        struct ent **ot = s->tab;
-        s->tabsize = old ? old * 2 : 1024;
-        s->tab = xcalloc(s->tabsize, sizeof *s->tab);
-        for (size_t i = 0; i < old; i++)
-            for (struct ent *e = ot[i], *n; e; e = n) {
-                n = e->next;
-                size_t h = id_hash(s, e->id);
-                e->next = s->tab[h];
-                s->tab[h] = e;
-            }
-        free(ot);
-    }
-    struct ent *e = xcalloc(1, sizeof *e);
-    str_copy(e->id, id, sizeof e->id);
-    size_t h = id_hash(s, id);
-    e->next = s->tab[h];
-    s->tab[h] = e;
-    s->nent++;
-    return e;
-}
-
-static void ent_set_content(struct ent *e, struct seg *g, off_t off, size_t len)
-{
-    if (e->cseg) {
-        e->cseg->live--;
-        e->cseg->live_bytes -= e->clen;
-    }
-    e->cseg = g;
-    e->coff = off;
-    e->clen = len;
-    g->live++;
-    g->live_bytes += len;
-}
-
-static void ent_set_env(struct ent *e, struct seg *g, off_t off, size_t len)
-{
-    if (e->eseg) {
-        e->eseg->live--;
-        e->eseg->live_bytes -= e->elen;
-    }
-    e->eseg = g;
-    e->eoff = off;
-    e->elen = len;
-    g->live++;
-    g->live_bytes += len;
-}
-
-static void ent_drop(struct spool *s, struct ent *e)
-{
-    struct ent **pp = &s->tab[id_hash(s, e->id)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    if (e->cseg) {
-        e->cseg->live--;
-        e->cseg->live_bytes -= e->clen;
-    }
-    if (e->eseg) {
-        e->eseg->live--;
-        e->eseg->live_bytes -= e->elen;
-    }
-    s->nent--;
-    free(e);
-}
-
-static void index_clear(struct spool *s)
-{
-    for (size_t i = 0; i < s->tabsize; i++)
-        for (struct ent *e = s->tab[i], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-    free(s->tab);
-    s->tab = NULL;
-    s->tabsize = s->nent = 0;
-    for (struct seg *g = s->segs, *n; g; g = n) {
-        n = g->next;
-        if (g->fd >= 0) close(g->fd);
-        free(g);
-    }
-    s->segs = s->cur = NULL;
-    s->indexed = 0;
-}
-
 /* ---------------------------------------------------------- segments */
 
-static char *seg_path(const struct spool *s, unsigned long no)
+char *seg_path(const struct spool *s, unsigned long no)
 {
     return xasprintf("%s/%010lu.seg", s->queue, no);
-}
-
-/* "NNNNNNNNNN.seg": its number, else 0. */
-static unsigned long seg_name_no(const char *name)
-{
-    if (strlen(name) != 14 || strcmp(name + 10, ".seg") != 0) return 0;
-    unsigned long no = 0;
-    for (int i = 0; i < 10; i++) {
-        if (name[i] < '0' || name[i] > '9') return 0;
-        no = no * 10 + (unsigned long)(name[i] - '0');
-    }
-    return no;
 }
 
 static int pwrite_all(int fd, const void *p, size_t len, off_t off)
@@ -292,7 +133,7 @@ static int pwrite_all(int fd, const void *p, size_t len, off_t off)
     return 0;
 }
 
-static int pread_all(int fd, void *p, size_t len, off_t off)
+int pread_all(int fd, void *p, size_t len, off_t off)
 {
     char *b = p;
     while (len > 0) {
@@ -311,7 +152,7 @@ static int pread_all(int fd, void *p, size_t len, off_t off)
 
 /* Files created as root (the CLI, the daemon before it drops privileges) belong to
  * queue/'s owner, so the daemon can always open them. */
-static int own_file(const struct spool *s, int fd)
+int own_file(const struct spool *s, int fd)
 {
     struct stat st;
     if (geteuid() != 0 || stat(s->queue, &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return 0;
@@ -387,8 +228,8 @@ static int copy_crc(int from, off_t in, int to, size_t len, off_t off, uint32_t 
  * bytes of srcfd from srcoff. The current segment takes it when it has room, else a new
  * one. *gp and *offp: where the payload went. 0 done, -1 failed (logged, errno set):
  * the segment takes nothing more, so no later record follows a torn one. */
-static int seg_append(struct spool *s, enum seg_type t, const char *id, const void *p, size_t len,
-                      int srcfd, off_t srcoff, struct seg **gp, off_t *offp)
+int seg_append(struct spool *s, enum seg_type t, const char *id, const void *p, size_t len,
+               int srcfd, off_t srcoff, struct seg **gp, off_t *offp)
 {
     if (len > UINT32_MAX - SEG_HDR) {
         errno = EFBIG;
@@ -444,7 +285,7 @@ static int seg_append(struct spool *s, enum seg_type t, const char *id, const vo
 /* Make what was written to g durable: one fdatasync. Flushes run one at a time, and a
  * segment whose flush failed once fails every later one: Linux reports a write-back
  * error to one fsync only, and may drop the pages it could not write. */
-static int seg_sync(struct spool *s, struct seg *g)
+int seg_sync(struct spool *s, struct seg *g)
 {
     pthread_mutex_lock(&s->sync_mu);
     int r = fdatasync(g->fd);
@@ -583,154 +424,6 @@ static void reclaim(struct spool *s)
     pthread_mutex_unlock(&s->reclaim_mu);
 }
 
-/* --------------------------------------------------- reading the segments */
-
-/* Read the records of g (s->mu held or no other thread yet) into the index, up to
- * the end of what was written or the first bad record: a write cut short by a crash
- * (a torn record at the end) or garbled bytes. What follows a bad record is never
- * read: its length cannot be trusted. Content payloads are checked by the daemon
- * only (the CLI reads headers and envelopes, not whole messages). */
-static void seg_read(struct spool *s, struct seg *g, off_t size)
-{
-    off_t off = 0;
-    const char *why = NULL;
-    char *buf = NULL;
-    size_t bufcap = 0;
-    while (off + SEG_HDR <= size) {
-        unsigned char h[SEG_HDR];
-        struct seg_rec r;
-        if (pread_all(g->fd, h, SEG_HDR, off) != 0) {
-            why = "cannot be read";
-            break;
-        }
-        int d = seg_rec_decode(h, &r, &why);
-        if (d == 0) break;
-        if (d < 0) break;
-        if ((off_t)r.len > size - off - SEG_HDR) {
-            why = "record longer than the file (cut short)";
-            break;
-        }
-        off_t at = off + SEG_HDR;
-        if (r.type != SEG_CONTENT || s->writer) { /* check the payload */
-            uint32_t crc = 0;
-            size_t left = r.len;
-            off_t o = at;
-            if (bufcap == 0) buf = xmalloc(bufcap = 65536);
-            while (left > 0) {
-                size_t want = left < bufcap ? left : bufcap;
-                if (pread_all(g->fd, buf, want, o) != 0) break;
-                crc = crc32c(crc, buf, want);
-                o += (off_t)want;
-                left -= want;
-            }
-            if (left > 0 || crc != r.pcrc) {
-                why = left > 0 ? "cannot be read" : "payload checksum mismatch";
-                break;
-            }
-        }
-        struct ent *e = ent_find(s, r.id);
-        if (r.type == SEG_CONTENT) {
-            if (!e) e = ent_add(s, r.id);
-            ent_set_content(e, g, at, r.len);
-        } else if (r.type == SEG_ENV) {
-            /* an envelope without its content: a message whose content went with an
-             * older segment after it was removed (its removal record not flushed) */
-            if (e && e->cseg) ent_set_env(e, g, at, r.len);
-        } else if (e) {
-            ent_drop(s, e);
-        }
-        off += SEG_HDR + (off_t)r.len;
-    }
-    if (!why && off < size &&
-        size - off < SEG_HDR) { /* less than a header left: zeros, or a header cut short */
-        unsigned char t[SEG_HDR] = {0}, z[SEG_HDR] = {0};
-        size_t left = (size_t)(size - off);
-        if (pread_all(g->fd, t, left, off) != 0 || memcmp(t, z, left) != 0)
-            why = "record header cut short";
-    }
-    free(buf);
-    g->end = off;
-    if (why && s->writer)
-        log_warn("qmgr",
-                 "segment %s/%010lu.seg: bad record at offset %lld (%s): skipped it and the "
-                 "%lld bytes after it",
-                 s->queue, g->no, (long long)off, why,
-                 (long long)(size - off > SEG_HDR ? size - off - SEG_HDR : 0));
-}
-
-static int cmp_ulong(const void *a, const void *b)
-{
-    unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Read every segment of queue/ into the index. 0 done, -1 (errno set). */
-static int index_load(struct spool *s)
-{
-    DIR *d = opendir(s->queue);
-    if (!d) return -1;
-    unsigned long *nos = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        unsigned long no = seg_name_no(de->d_name);
-        if (!no) continue;
-        if (n == cap) nos = xrealloc(nos, (cap = cap ? cap * 2 : 16) * sizeof *nos);
-        nos[n++] = no;
-    }
-    closedir(d);
-    if (n) qsort(nos, n, sizeof *nos, cmp_ulong);
-    struct seg **tail = &s->segs;
-    int r = 0;
-    for (size_t i = 0; i < n; i++) {
-        char *p = seg_path(s, nos[i]);
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        int e = errno;
-        free(p);
-        if (fd < 0 && e == ENOENT) continue; /* the daemon reclaimed it meanwhile */
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0) {
-            if (fd >= 0) close(fd);
-            errno = e;
-            r = -1;
-            break;
-        }
-        struct seg *g = xcalloc(1, sizeof *g);
-        g->no = nos[i];
-        g->fd = fd;
-        g->cap = st.st_size;
-        g->closed = 1; /* a restarted writer never appends behind what it found */
-        *tail = g;
-        tail = &g->next;
-        if (g->no > s->last_no) s->last_no = g->no;
-        seg_read(s, g, st.st_size);
-    }
-    free(nos);
-    /* content without its envelope: a message never committed */
-    for (size_t i = 0; i < s->tabsize; i++)
-        for (struct ent *e = s->tab[i], *nx; e; e = nx) {
-            nx = e->next;
-            if (!e->eseg) ent_drop(s, e);
-        }
-    if (r == 0) s->indexed = 1;
-    return r;
-}
-
-/* For the CLI: read the segments at the first use. 0, -1 (errno set). */
-static int need_index(struct spool *s)
-{
-    if (s->indexed) return 0;
-    pthread_mutex_lock(&s->mu);
-    int r = s->indexed ? 0 : index_load(s);
-    if (r != 0) {
-        int e = errno;
-        index_clear(s);
-        errno = e;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
-}
-
 /* ---------------------------------------------------------- the spool */
 
 static int make_dir(const char *path, mode_t mode, char *err, size_t errsize)
@@ -801,8 +494,6 @@ static int take_lock(struct spool *s, char *err, size_t errsize)
     s->lockfd = fd;
     return 0;
 }
-
-static int import_legacy(struct spool *s);
 
 struct spool *spool_open(const char *dir, char *err, size_t errsize)
 {
@@ -1181,7 +872,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void call_sorted(char **ids, size_t n, void (*cb)(void *arg, const char *id), void *arg)
+void call_sorted(char **ids, size_t n, void (*cb)(void *arg, const char *id), void *arg)
 {
     if (n) qsort(ids, n, sizeof *ids, cmp_str);
     for (size_t i = 0; i < n; i++) {
@@ -1207,7 +898,7 @@ int spool_scan(struct spool *s, void (*cb)(void *arg, const char *id), void *arg
 
 /* The envelope text of id (s->mu held): a new string, or NULL (errno ENOENT: no such
  * message; else a read error). */
-static char *env_text(struct spool *s, const char *id, size_t *len)
+char *env_text(struct spool *s, const char *id, size_t *len)
 {
     struct ent *e = ent_find(s, id);
     if (!e) {
@@ -1226,8 +917,8 @@ static char *env_text(struct spool *s, const char *id, size_t *len)
 
 /* Parse the envelope text of id. NULL with err set and errno EBADMSG when it does not
  * read as id's envelope. where names it for people. */
-static struct spool_env *env_parse(const char *text, size_t len, const char *id, const char *where,
-                                   char *err, size_t errsize)
+struct spool_env *env_parse(const char *text, size_t len, const char *id, const char *where,
+                            char *err, size_t errsize)
 {
     struct spool_env *e = xcalloc(1, sizeof *e);
     int line = 0;
@@ -1389,272 +1080,4 @@ int spool_open_content(struct spool *s, const char *id, struct spool_content *c)
     c->fd = fd;
     errno = en;
     return fd >= 0 ? 0 : -1;
-}
-
-/* ---------------------------------------------- the old layout (before segments) */
-
-struct legacy {
-    char id[QUEUE_ID_LEN + 1];
-    struct seg *cseg, *eseg;
-    off_t coff, eoff;
-    size_t clen, elen;
-};
-
-static void legacy_unlink(const struct spool *s, const char *id)
-{
-    static const char *const ext[] = {".env", ".msg"};
-    for (int i = 0; i < 2; i++) {
-        char *p = xasprintf("%s/%s%s", s->queue, id, ext[i]);
-        unlink(p);
-        free(p);
-    }
-}
-
-/* A legacy file that does not read: to corrupt/, as the scheduler would. */
-static void legacy_corrupt(const struct spool *s, const char *id, const char *why)
-{
-    char *cdir = xasprintf("%s/corrupt", s->dir);
-    if (mkdir(cdir, 0700) == 0 || errno == EEXIST) {
-        static const char *const ext[] = {".msg", ".env"};
-        for (int i = 0; i < 2; i++) {
-            char *from = xasprintf("%s/%s%s", s->queue, id, ext[i]);
-            char *to = xasprintf("%s/%s%s", cdir, id, ext[i]);
-            (void)rename(from, to);
-            free(from);
-            free(to);
-        }
-        fsync_dir(cdir);
-    }
-    log_warn("qmgr", "%s: corrupt envelope: %s: moved to %s", id, why, cdir);
-    free(cdir);
-}
-
-/* Messages of the old layout (queue/ID.msg and queue/ID.env, before segments) are
- * appended to a segment, made durable, then their files removed: an upgrade keeps
- * every queued message and its state. */
-static int import_legacy(struct spool *s)
-{
-    DIR *d = opendir(s->queue);
-    if (!d) return -1;
-    char **ids = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strlen(de->d_name) != QUEUE_ID_LEN + 4 || strcmp(de->d_name + QUEUE_ID_LEN, ".env"))
-            continue;
-        char *id = xstrndup(de->d_name, QUEUE_ID_LEN);
-        if (!spool_id_valid(id)) {
-            free(id);
-            continue;
-        }
-        if (n == cap) ids = xrealloc(ids, (cap = cap ? cap * 2 : 64) * sizeof *ids);
-        ids[n++] = id;
-    }
-    closedir(d);
-    if (n == 0) {
-        free(ids);
-        return 0;
-    }
-    qsort(ids, n, sizeof *ids, cmp_str);
-    unsigned long before = s->last_no; /* the segments made from here on get flushed */
-    struct legacy *lg = xcalloc(n, sizeof *lg);
-    size_t nl = 0;
-    int r = 0;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        char *ep = xasprintf("%s/%s.env", s->queue, ids[i]);
-        char *mp = xasprintf("%s/%s.msg", s->queue, ids[i]);
-        size_t elen = 0;
-        char *text = file_read(ep, &elen);
-        int fd = open(mp, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        char err[600];
-        struct spool_env *env = NULL;
-        if (text) env = env_parse(text, elen, ids[i], ep, err, sizeof err);
-        if (!text || fd < 0 || fstat(fd, &st) != 0) {
-            snprintf(err, sizeof err, "cannot read %s: %s", text ? mp : ep, strerror(errno));
-        }
-        if (!env || fd < 0) {
-            legacy_corrupt(s, ids[i], err);
-        } else if (ent_find(s, ids[i])) { /* imported before a crash: files left */
-            legacy_unlink(s, ids[i]);
-        } else {
-            struct legacy *l = &lg[nl];
-            str_copy(l->id, ids[i], sizeof l->id);
-            l->clen = (size_t)st.st_size;
-            l->elen = elen;
-            if (seg_append(s, SEG_CONTENT, l->id, NULL, l->clen, fd, 0, &l->cseg, &l->coff) != 0 ||
-                seg_append(s, SEG_ENV, l->id, text, elen, -1, 0, &l->eseg, &l->eoff) != 0)
-                r = -1;
-            else
-                nl++;
-        }
-        spool_env_free(env);
-        if (fd >= 0) close(fd);
-        free(text);
-        free(ep);
-        free(mp);
-    }
-    int e = errno;
-    /* every segment written to is flushed (a big import fills several) */
-    for (struct seg *g = s->segs; g && r == 0; g = g->next)
-        if (g->no > before && seg_sync(s, g) != 0) r = -1, e = errno;
-    if (r == 0) {
-        for (size_t i = 0; i < nl; i++) {
-            struct ent *en = ent_add(s, lg[i].id);
-            ent_set_content(en, lg[i].cseg, lg[i].coff, lg[i].clen);
-            ent_set_env(en, lg[i].eseg, lg[i].eoff, lg[i].elen);
-            legacy_unlink(s, lg[i].id);
-        }
-        if (fsync_dir(s->queue) != 0) log_err("qmgr", "fsync %s: %s", s->queue, strerror(errno));
-        if (nl) log_info("qmgr", "imported %zu message(s) of the old queue files", nl);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
-    free(lg);
-    errno = e;
-    return r;
-}
-
-/* ------------------------------------------------- corrupt messages */
-
-static char *corrupt_dir(const struct spool *s)
-{
-    return xasprintf("%s/corrupt", s->dir);
-}
-
-/* Write p[0..len) into dir/name, durably. 0, -1. */
-static int write_file(const char *dir, const char *id, const char *ext, const char *p, size_t len)
-{
-    char *path = xasprintf("%s/%s%s", dir, id, ext);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int r = fd < 0 || write_all(fd, p, len) != 0 || fsync(fd) != 0 ? -1 : 0;
-    int e = errno;
-    if (fd >= 0) close(fd);
-    free(path);
-    errno = e;
-    return r;
-}
-
-int spool_quarantine(struct spool *s, const char *id)
-{
-    if (!spool_id_valid(id) || need_index(s) != 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    /* the message goes to corrupt/ID.env and corrupt/ID.msg, files an admin can read */
-    size_t elen = 0;
-    char *content = NULL, *text = NULL;
-    size_t clen = 0;
-    pthread_mutex_lock(&s->mu);
-    struct ent *e = ent_find(s, id);
-    if (e && (text = env_text(s, id, &elen))) {
-        clen = e->clen;
-        content = xmalloc(clen + 1);
-        if (pread_all(e->cseg->fd, content, clen, e->coff) != 0) {
-            free(content);
-            content = NULL;
-        }
-    }
-    int en = e ? errno : ENOENT;
-    pthread_mutex_unlock(&s->mu);
-    char *cdir = corrupt_dir(s);
-    int r = -1;
-    if (!text || !content) goto out;
-    if (mkdir(cdir, 0700) != 0 && errno != EEXIST) goto out;
-    if (write_file(cdir, id, ".msg", content, clen) != 0 ||
-        write_file(cdir, id, ".env", text, elen) != 0 || fsync_dir(cdir) != 0)
-        goto out;
-    if (spool_remove(s, id) != 0) goto out;
-    r = 0;
-out:
-    en = r == 0 ? 0 : errno ? errno : en;
-    free(text);
-    free(content);
-    free(cdir);
-    errno = en;
-    return r;
-}
-
-/* Call cb for every ID with a DIR/ID.env, sorted. 0 done, -1 cannot read DIR. */
-static int scan_dir(const char *dir, void (*cb)(void *arg, const char *id), void *arg)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    char **ids = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l != QUEUE_ID_LEN + 4 || strcmp(de->d_name + QUEUE_ID_LEN, ".env") != 0) continue;
-        char *id = xstrndup(de->d_name, QUEUE_ID_LEN);
-        if (!spool_id_valid(id)) {
-            free(id);
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            ids = xrealloc(ids, cap * sizeof *ids);
-        }
-        ids[n++] = id;
-    }
-    closedir(d);
-    call_sorted(ids, n, cb, arg);
-    return 0;
-}
-
-int spool_scan_corrupt(struct spool *s, void (*cb)(void *arg, const char *id), void *arg)
-{
-    char *cdir = corrupt_dir(s);
-    int r = scan_dir(cdir, cb, arg);
-    if (r != 0 && errno == ENOENT) r = 0; /* nothing was ever corrupt */
-    free(cdir);
-    return r;
-}
-
-int spool_corrupt_info(struct spool *s, const char *id, int moved, char *why, size_t whysize,
-                       size_t *size, time_t *mtime)
-{
-    if (!spool_id_valid(id)) return -1;
-    if (!moved) { /* still queued: its latest envelope record */
-        if (need_index(s) != 0) return -1;
-        size_t len = 0;
-        struct stat st;
-        pthread_mutex_lock(&s->mu);
-        struct ent *e = ent_find(s, id);
-        char *text = e ? env_text(s, id, &len) : NULL;
-        if (text) {
-            *size = e->clen;
-            *mtime = fstat(e->eseg->fd, &st) == 0 ? st.st_mtime : 0;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (!text) return -1;
-        char where[64];
-        snprintf(where, sizeof where, "envelope of %s", id);
-        struct spool_env *env = env_parse(text, len, id, where, why, whysize);
-        if (env) snprintf(why, whysize, "%s: the envelope reads well", where);
-        spool_env_free(env);
-        free(text);
-        return 0;
-    }
-    char *dir = corrupt_dir(s);
-    char *envp = xasprintf("%s/%s.env", dir, id), *msg = xasprintf("%s/%s.msg", dir, id);
-    struct stat st;
-    int r = -1;
-    size_t len = 0;
-    char *text = stat(envp, &st) == 0 ? file_read(envp, &len) : NULL;
-    if (text) {
-        *mtime = st.st_mtime;
-        *size = stat(msg, &st) == 0 ? (size_t)st.st_size : 0;
-        struct spool_env *e = env_parse(text, len, id, envp, why, whysize);
-        if (e) /* an admin repaired it: it still waits in corrupt/ */
-            snprintf(why, whysize, "%s: the envelope reads well now", envp);
-        spool_env_free(e);
-        free(text);
-        r = 0;
-    }
-    free(envp);
-    free(msg);
-    free(dir);
-    return r;
 }
