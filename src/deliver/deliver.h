@@ -25,8 +25,8 @@ struct deliver_maildir_req {
     const char *orig_rcpt;   /* for Delivered-To: the mailbox address */
     int content_fd;          /* the queued message: content_len bytes from content_off */
     long long content_off, content_len;
-    const char *hostname;    /* for the unique file name */
-    unsigned uid, gid;       /* owner of created dirs/files when running as root; 0 = keep */
+    const char *hostname; /* for the unique file name */
+    unsigned uid, gid;    /* owner of created dirs/files when running as root; 0 = keep */
 };
 
 /* Deliver one copy into <root>/<domain>/<local>/Maildir: deliver_maildir_write, then
@@ -91,9 +91,9 @@ struct remote_job {
     /* which egress pool (route_pool()): the sender's login and the listen address the
      * mail came in on, or NULL */
     const char *auth_user, *listener;
-    int forward; /* the recipients are forward targets of our directory (aliases,
-                    mailbox forwards, reverse SRS): a sender not in our domains
-                    is rewritten with SRS when srs { } is on (core/srs.h) */
+    int forward;    /* the recipients are forward targets of our directory (aliases,
+                       mailbox forwards, reverse SRS): a sender not in our domains
+                       is rewritten with SRS when srs { } is on (core/srs.h) */
     int content_fd; /* size bytes from content_off */
     long long content_off;
     unsigned long long size;
