@@ -373,8 +373,8 @@ struct smtp_client_msg {
     int content_fd;          /* the message (CRLF lines): its size bytes from content_off,
                                 read with pread; the client dot-stuffs it */
     long long content_off;
-    int probe;               /* an address verification probe: MAIL and RCPT, then RSET
-                                instead of DATA; no content is read (content_fd unused) */
+    int probe; /* an address verification probe: MAIL and RCPT, then RSET
+                  instead of DATA; no content is read (content_fd unused) */
     /* results, filled by the client before the callback */
     struct smtp_client_reply *rcpt_reply; /* caller allocates nrcpts of them */
     struct smtp_client_reply reply;       /* the final reply to the message (end of
