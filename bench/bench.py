@@ -147,7 +147,10 @@ def machine(base, cfg):
     m["kernel"] = platform.release()
     m["fs"] = fs_of(base)
     m["fsync_per_s"], m["fsync_ms"] = fsync_rate(base, cfg["fsync_seconds"])
-    m["postfix"] = sh(["postconf", "-h", "mail_version"])
+    # postconf needs /etc/postfix/main.cf, which a machine with only the package's
+    # binaries in use (the bench runs private instances) may not have
+    m["postfix"] = (sh(["postconf", "-h", "mail_version"]) or
+                    sh(["dpkg-query", "-W", "-f=${Version}", "postfix"]))
     rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"])
     m["kurier"] = rev + (" + uncommitted changes in src/" if dirty else "")
