@@ -12,54 +12,6 @@
 #include "core/conf_keys.h"
 #include "core/util.h"
 
-/* --- values ---------------------------------------------------------------- */
-
-static void fmt_dur(char *dst, size_t size, long long v)
-{
-    static const struct {
-        long long secs;
-        char unit;
-    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
-    for (size_t i = 0; i < 3; i++)
-        if (v != 0 && v % units[i].secs == 0) {
-            snprintf(dst, size, "%lld%c", v / units[i].secs, units[i].unit);
-            return;
-        }
-    snprintf(dst, size, "%llds", v);
-    if (v == 0) snprintf(dst, size, "0");
-}
-
-static void fmt_size(char *dst, size_t size, unsigned long long v)
-{
-    static const struct {
-        unsigned long long n;
-        char unit;
-    } units[] = {{1ULL << 30, 'G'}, {1ULL << 20, 'M'}, {1ULL << 10, 'K'}};
-    for (size_t i = 0; i < 3; i++)
-        if (v != 0 && v % units[i].n == 0) {
-            snprintf(dst, size, "%llu%c", v / units[i].n, units[i].unit);
-            return;
-        }
-    snprintf(dst, size, "%llu", v);
-}
-
-static void fmt_double(char *dst, size_t size, double v)
-{
-    snprintf(dst, size, "%.15g", v);
-    if (strtod(dst, NULL) != v) snprintf(dst, size, "%.17g", v);
-}
-
-/* A number of the key's kind, for limits in messages and docs. */
-void conf_fmt_limit(char *dst, size_t size, const struct conf_key *k, double v)
-{
-    if (k->type == KT_DUR)
-        fmt_dur(dst, size, (long long)v);
-    else if (k->type == KT_SIZE)
-        fmt_size(dst, size, (unsigned long long)v);
-    else
-        fmt_double(dst, size, v);
-}
-
 /* The i-th choice into dst. */
 static void choice_name(char *dst, size_t size, const char *choices, int idx)
 {
@@ -137,13 +89,13 @@ int conf_value_text(const struct conf_key *k, const void *base, struct buf *out)
         break;
     }
     case KT_DUR:
-        fmt_dur(tmp, sizeof tmp, *(const int *)f);
+        conf_fmt_dur(tmp, sizeof tmp, *(const int *)f);
         break;
     case KT_SIZE:
-        fmt_size(tmp, sizeof tmp, *(const size_t *)f);
+        conf_fmt_size(tmp, sizeof tmp, *(const size_t *)f);
         break;
     case KT_DOUBLE:
-        fmt_double(tmp, sizeof tmp, *(const double *)f);
+        conf_fmt_double(tmp, sizeof tmp, *(const double *)f);
         break;
     case KT_NETS: {
         const struct conf_net *const *list = f;

@@ -87,7 +87,12 @@ void conf_egress_check(struct kconf *c, struct conf_errors *errs);
 void conf_egress_free(struct kconf *c);
 void conf_egress_dump(const struct kconf *c, FILE *out);
 void conf_egress_doc(FILE *out);
-/* conf_doc.c: a limit of k as it is written in a file (durations, sizes); the value
+/* conf_value.c: a number as it is written in a file: a duration with the largest
+ * unit that divides it ("90m", "2d", "0"), a size likewise ("10M"), a double exactly. */
+void conf_fmt_dur(char *dst, size_t size, long long v);
+void conf_fmt_size(char *dst, size_t size, unsigned long long v);
+void conf_fmt_double(char *dst, size_t size, double v);
+/* conf_value.c: a limit of k as it is written in a file (durations, sizes); the value
  * of k in base as it would appear in a file: 0, or -1 when unset. */
 void conf_fmt_limit(char *dst, size_t size, const struct conf_key *k, double v);
 struct buf;

@@ -543,3 +543,51 @@ void conf_set_start_dir(const char *dir)
     free(start_dir);
     start_dir = dir ? xstrdup(dir) : NULL;
 }
+
+/* --- numbers as a file writes them (for conf_doc.c and limits in messages) --- */
+
+void conf_fmt_dur(char *dst, size_t size, long long v)
+{
+    static const struct {
+        long long secs;
+        char unit;
+    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+    for (size_t i = 0; i < 3; i++)
+        if (v != 0 && v % units[i].secs == 0) {
+            snprintf(dst, size, "%lld%c", v / units[i].secs, units[i].unit);
+            return;
+        }
+    snprintf(dst, size, "%llds", v);
+    if (v == 0) snprintf(dst, size, "0");
+}
+
+void conf_fmt_size(char *dst, size_t size, unsigned long long v)
+{
+    static const struct {
+        unsigned long long n;
+        char unit;
+    } units[] = {{1ULL << 30, 'G'}, {1ULL << 20, 'M'}, {1ULL << 10, 'K'}};
+    for (size_t i = 0; i < 3; i++)
+        if (v != 0 && v % units[i].n == 0) {
+            snprintf(dst, size, "%llu%c", v / units[i].n, units[i].unit);
+            return;
+        }
+    snprintf(dst, size, "%llu", v);
+}
+
+void conf_fmt_double(char *dst, size_t size, double v)
+{
+    snprintf(dst, size, "%.15g", v);
+    if (strtod(dst, NULL) != v) snprintf(dst, size, "%.17g", v);
+}
+
+/* A number of the key's kind, for limits in messages and docs. */
+void conf_fmt_limit(char *dst, size_t size, const struct conf_key *k, double v)
+{
+    if (k->type == KT_DUR)
+        conf_fmt_dur(dst, size, (long long)v);
+    else if (k->type == KT_SIZE)
+        conf_fmt_size(dst, size, (unsigned long long)v);
+    else
+        conf_fmt_double(dst, size, v);
+}
