@@ -95,6 +95,13 @@ static void batv_hosted_done(void *arg)
     batv_answer(j);
 }
 
+/* Only recipients in a domain with BATV. */
+static int batv_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    const struct addr *a = ctx->rcpt;
+    return a && a->local && a->domain && batv_domain_on(ctx->conf, a->domain);
+}
+
 static void *batv_start(const struct policy_ctx *ctx, enum policy_stage stage,
                         void (*done)(void *, const struct policy_verdict *), void *arg)
 {
@@ -155,4 +162,5 @@ const struct policy_check policy_check_batv = {
     .judges_client_ip = 0, /* it judges bounces, and spares logged-in and trusted clients */
     .start = batv_start,
     .cancel = batv_cancel,
+    .wanted = batv_wanted,
 };

@@ -341,6 +341,17 @@ static void *start(const struct policy_ctx *ctx, const char *check, const char *
     return j;
 }
 
+/* A listener without lists, or no resolver: nothing to ask. */
+static int dnsbl_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    return ctx->dns && ctx->listener && ctx->listener->dnsbl_sites && *ctx->listener->dnsbl_sites;
+}
+
+static int rhsbl_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    return ctx->dns && ctx->listener && ctx->listener->rhsbl_sites && *ctx->listener->rhsbl_sites;
+}
+
 static void *dnsbl_start(const struct policy_ctx *ctx, enum policy_stage stage,
                          void (*done)(void *, const struct policy_verdict *), void *arg)
 {
@@ -365,6 +376,7 @@ const struct policy_check policy_check_dnsbl = {
     .judges_client_ip = 1,
     .start = dnsbl_start,
     .cancel = cancel,
+    .wanted = dnsbl_wanted,
 };
 
 const struct policy_check policy_check_rhsbl = {
@@ -373,4 +385,5 @@ const struct policy_check policy_check_rhsbl = {
     .judges_client_ip = 1,
     .start = rhsbl_start,
     .cancel = cancel,
+    .wanted = rhsbl_wanted,
 };

@@ -247,6 +247,7 @@ static void check_done(void *arg, const struct policy_verdict *v)
 static int applies(const struct policy_run *r, const struct policy_check *c)
 {
     if (!(c->stages & (1u << r->stage))) return 0;
+    if (c->wanted && !c->wanted(&r->ctx, r->stage)) return 0;
     return !policy_check_skipped(c, &r->ctx);
 }
 

@@ -114,6 +114,9 @@ struct policy_check {
                    void (*done)(void *arg, const struct policy_verdict *v), void *arg);
     /* Cancel a started check: done will not be called. */
     void (*cancel)(void *handle);
+    /* Optional: 0 when the check has nothing to do for ctx at stage (it is then not
+     * started, as for a stage it does not run at). NULL: always wanted. */
+    int (*wanted)(const struct policy_ctx *ctx, enum policy_stage stage);
 };
 
 /* Checks known today (one file each under src/policy/). */
@@ -295,6 +298,12 @@ void policy_txn_note(struct policy_txn *t, const struct policy_check *c,
 void policy_txn_stage_done(struct policy_txn *t, enum policy_stage stage, int score);
 /* The MAIL stage's sum, where a RCPT stage starts. */
 int policy_txn_carry(const struct policy_txn *t);
+/* For the recipient check: one more recipient passed it at RCPT; quota: one of its
+ * targets is a local mailbox with a quota. */
+void policy_txn_rcpt_passed(struct policy_txn *t, int quota);
+/* Has the end-of-data recipient check anything to measure for nrcpts recipients? 1
+ * when a recipient with a quota passed at RCPT, or fewer than nrcpts passed there. */
+int policy_txn_rcpt_quota(const struct policy_txn *t, size_t nrcpts);
 /* Forwarding with care (docs/forwarding.md): is this transaction's mail kept from
  * forwards to other providers? 1 when SPF said fail, or its score reached the
  * listener l's greylist_score (when set) or reject_score; 0 otherwise (t or l NULL:

@@ -23,7 +23,9 @@ struct rcpt_job {
     long long size; /* RCPT: SIZE= (-1 none); EOM: the queued message's bytes */
     char **rcpts;   /* EOM: every recipient */
     size_t nrcpts;
-    int gets_bounce; /* EOM: the sender would be told of a later failure */
+    int gets_bounce;        /* EOM: the sender would be told of a later failure */
+    struct policy_txn *txn; /* RCPT: told what passed (lives while the check runs) */
+    int quota;              /* RCPT: a target is a local mailbox with a quota */
     struct policy_verdict v;
     void (*done)(void *, const struct policy_verdict *);
     void *arg;
@@ -31,13 +33,15 @@ struct rcpt_job {
 
 /* Room in the local mailboxes of a route for a message of size bytes (-1: only "is
  * any of them full"): 0 fits everywhere, 1 some mailbox is full or has too little
- * room left (for now), 2 the message is bigger than a mailbox's whole quota. */
-static int room(const struct rcpt_job *j, const struct route_result *rr, long long size)
+ * room left (for now), 2 the message is bigger than a mailbox's whole quota. Notes in
+ * j->quota that a target has a quota. */
+static int room(struct rcpt_job *j, const struct route_result *rr, long long size)
 {
     int worst = 0;
     for (size_t i = 0; i < rr->ntargets; i++) {
         const struct route_target *t = &rr->targets[i];
         if (t->kind != ROUTE_LOCAL || t->quota <= 0) continue;
+        j->quota = 1;
         if (size > t->quota) return 2;
         long long used = maildir_usage(j->maildir_root, t->addr);
         if (used < 0) used = 0; /* as deliver_maildir counts it */
@@ -178,6 +182,8 @@ static void rcpt_done(void *arg)
 {
     struct rcpt_job *j = arg;
     struct policy_verdict v = j->v;
+    if (j->stage == POLICY_RCPT && j->txn && v.kind == POLICY_PASS)
+        policy_txn_rcpt_passed(j->txn, j->quota);
     void (*done)(void *, const struct policy_verdict *) = j->done;
     void *darg = j->arg;
     rcpt_job_free(j);
@@ -192,6 +198,7 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     j->maildir_root = ctx->conf->maildir_root;
     j->conf = conf_ref(ctx->conf);
     j->stage = stage;
+    j->txn = ctx->txn;
     if (stage == POLICY_RCPT) {
         j->address = addr_format(ctx->rcpt);
         j->size = ctx->size_declared;
@@ -218,6 +225,13 @@ static void *rcpt_start(const struct policy_ctx *ctx, enum policy_stage stage,
     return j;
 }
 
+/* At the end of the message only when a recipient has a quota to measure it against
+ * (spares most messages a worker hand-off before their commit). */
+static int rcpt_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    return stage != POLICY_EOM || !ctx->txn || policy_txn_rcpt_quota(ctx->txn, ctx->nrcpts);
+}
+
 static void rcpt_cancel(void *handle)
 {
     struct rcpt_job *j = handle;
@@ -230,5 +244,6 @@ const struct policy_check policy_check_recipient = {
     .stages = 1u << POLICY_RCPT | 1u << POLICY_EOM,
     .judges_client_ip = 0,
     .start = rcpt_start,
+    .wanted = rcpt_wanted,
     .cancel = rcpt_cancel,
 };

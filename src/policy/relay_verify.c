@@ -168,6 +168,16 @@ static void lookup_done(void *arg)
     r->probe = probe_start(r->prober, r->conf, r->target ? r->target : r->rcpt, 0, probed, r);
 }
 
+/* A recipient of a relay domain that verifies its recipients, or a forward that SRS
+ * verification probes; nothing else. */
+static int rv_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    if (!ctx->rcpt || !ctx->rcpt->domain) return 0;
+    const struct conf_transport *t = route_transport(ctx->conf, ctx->rcpt->domain);
+    if (t && t->relay_domain && t->verify_recipients) return 1;
+    return !t && ctx->conf->srs_verify_forward && ctx->prober && !ctx->auth_user && !ctx->trusted;
+}
+
 static void *rv_start(const struct policy_ctx *ctx, enum policy_stage stage,
                       void (*done)(void *, const struct policy_verdict *), void *arg)
 {
@@ -212,6 +222,7 @@ const struct policy_check policy_check_relay_verify = {
     .judges_client_ip = 0,
     .start = rv_start,
     .cancel = rv_cancel,
+    .wanted = rv_wanted,
 };
 
 /* --- purging expired answers ------------------------------------------------------ */

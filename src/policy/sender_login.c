@@ -171,8 +171,8 @@ static void sl_done(void *arg)
     done(darg, &v);
 }
 
-/* Always through the worker pool, even when there is nothing to judge: done must
- * never run before start returned. */
+/* Always through the worker pool, even when there is nothing to judge (done must
+ * never run before start returned); sl_wanted keeps other clients away. */
 static void *sl_start(const struct policy_ctx *ctx, enum policy_stage stage,
                       void (*done)(void *, const struct policy_verdict *), void *arg)
 {
@@ -192,6 +192,12 @@ static void *sl_start(const struct policy_ctx *ctx, enum policy_stage stage,
     return j;
 }
 
+/* Only a logged-in client's sender (not <>) and headers are judged. */
+static int sl_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    return ctx->auth_user && (stage != POLICY_MAIL || (ctx->sender && ctx->sender->local));
+}
+
 static void sl_cancel(void *handle)
 {
     struct sl_job *j = handle;
@@ -205,4 +211,5 @@ const struct policy_check policy_check_sender_login = {
     .judges_client_ip = 0,
     .start = sl_start,
     .cancel = sl_cancel,
+    .wanted = sl_wanted,
 };

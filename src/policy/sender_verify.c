@@ -259,6 +259,14 @@ static void sv_local_done(void *arg)
     sv_judge(s);
 }
 
+/* Off, a trusted client, no resolver or the null sender: nothing to verify. */
+static int sv_wanted(const struct policy_ctx *ctx, enum policy_stage stage)
+{
+    int mode = ctx->listener ? ctx->listener->sender_verify : CONF_SV_OFF;
+    return !(mode == CONF_SV_OFF || ctx->trusted || !ctx->dns || !ctx->sender ||
+             !ctx->sender->local || !ctx->sender->domain);
+}
+
 static void *sv_start(const struct policy_ctx *ctx, enum policy_stage stage,
                       void (*done)(void *, const struct policy_verdict *), void *arg)
 {
@@ -303,4 +311,5 @@ const struct policy_check policy_check_sender_verify = {
     .judges_client_ip = 1,
     .start = sv_start,
     .cancel = sv_cancel,
+    .wanted = sv_wanted,
 };

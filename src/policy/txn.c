@@ -30,9 +30,11 @@ struct policy_txn {
     struct authres ar;
     struct policy_auth auth;
     struct policy_dkim_stream *dkim;
-    size_t ar_at;   /* where Authentication-Results is: after the fields of headers() */
-    size_t ar_room; /* its room, filled in at the commit (end-of-data checks) */
-    int ar_written; /* headers() wrote it (no end-of-data checks) */
+    size_t ar_at;       /* where Authentication-Results is: after the fields of headers() */
+    size_t ar_room;     /* its room, filled in at the commit (end-of-data checks) */
+    int ar_written;     /* headers() wrote it (no end-of-data checks) */
+    size_t rcpt_passed; /* recipients the recipient check passed at RCPT */
+    int rcpt_quota;     /* one of them has a local mailbox with a quota */
 };
 
 struct policy_txn *policy_txn_new(const char *authserv_id)
@@ -151,6 +153,17 @@ static size_t dkim_fields(const char *hdr, size_t len)
         i += r > 0 ? (size_t)r : f.line_len;
     }
     return n ? n : 1;
+}
+
+void policy_txn_rcpt_passed(struct policy_txn *t, int quota)
+{
+    t->rcpt_passed++;
+    t->rcpt_quota |= quota;
+}
+
+int policy_txn_rcpt_quota(const struct policy_txn *t, size_t nrcpts)
+{
+    return t->rcpt_quota || t->rcpt_passed < nrcpts;
 }
 
 int policy_txn_no_forward(const struct policy_txn *t, const struct conf_listen *l)
