@@ -6,6 +6,7 @@ weights add up against the listener's reject_score and greylist_score; "query
 refused" codes are never a listing; an authenticated client from a listed address
 still submits. A hang-up while a lookup is pending is run under the ASan build."""
 
+import re
 import smtplib
 import socket
 
@@ -263,3 +264,19 @@ def test_no_lists_no_queries_no_log_line(kurier_factory):
     # only the message's own line (every message has one), no stage line
     lines = [l for l in k.log().splitlines() if "/policy[" in l]
     assert len(lines) == 1 and " checks=" in lines[0], lines
+
+
+def test_checks_with_nothing_to_do_are_not_run(kurier_factory):
+    """A check without lists (or BATV, verification) for the recipient is not started:
+    check-client lists only the checks that ran (the recipient check always does)."""
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    r = k.cli("check-client", "127.0.0.9", "--from", "a@sender.test", "--to",
+              "demo@example.test", check=False)
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    assert "recipient    pass" in out, out
+    for name in ("dnsbl", "rhsbl", "batv", "sender_verify", "relay_verify", "sender_login"):
+        assert not re.search(r"^\s+%s\s" % name, out, re.M), out
+    assert out.rstrip().endswith("accepted"), out
