@@ -75,6 +75,16 @@ struct kconf;
 struct event_base;
 struct remote;
 
+/* What a sender's remote delivery needs from the directory: its relay route (the
+ * login the hops borrow), MAIL FROM signed with BATV or rewritten with SRS. */
+struct remote_sender {
+    int ready; /* looked up (remote_sender_lookup()) */
+    struct store_relay *relay;
+    int relay_rc;
+    char *batv_sender; /* or NULL */
+    char *srs_sender;  /* or NULL */
+};
+
 struct remote_job {
     /* input (borrowed until done runs) */
     const char *id;     /* queue ID, for logs */
@@ -97,9 +107,19 @@ struct remote_job {
     int content_fd; /* size bytes from content_off */
     long long content_off;
     unsigned long long size;
+    /* looked up already on a worker (remote_sender_lookup()), or NULL: remote_deliver()
+     * takes what it holds over instead of handing the lookup to a worker itself */
+    struct remote_sender *pre;
     /* output: one per recipient, filled before done runs */
     struct deliver_result *results;
 };
+
+/* Worker thread: look up what remote_deliver() needs for job's sender (job->sender,
+ * batv_sign, forward), with the directory st and the configuration conf, into out
+ * (ready set). Free with remote_sender_clear() unless remote_deliver() took it. */
+void remote_sender_lookup(struct store *st, const struct kconf *conf, const struct remote_job *job,
+                          struct remote_sender *out);
+void remote_sender_clear(struct remote_sender *s);
 
 /* The remote holds a reference to conf (conf_ref()), and each request one to the
  * configuration it started with. */

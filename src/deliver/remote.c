@@ -74,12 +74,9 @@ struct remote_req {
     void (*done)(void *arg);
     void *arg;
     enum req_state state;
-    /* the sender's relay route (looked up on a worker; holds the login the hops borrow) */
+    /* the sender's relay route, BATV and SRS (looked up on a worker) */
     struct work_job *wj;
-    struct store_relay *relay;
-    int relay_rc;
-    char *batv_sender; /* MAIL FROM signed with BATV (looked up with the relay), or NULL */
-    char *srs_sender;  /* MAIL FROM rewritten with SRS for a forward, or NULL */
+    struct remote_sender snd;
     /* the next hops (route/), tried in turn from hi */
     struct route_next route;
     size_t hi;
@@ -390,9 +387,7 @@ static void req_free(struct remote_req *q)
     free(q->sorcpt);
     free(q->snotify);
     free(q->rreply);
-    route_relay_free(q->relay);
-    free(q->batv_sender);
-    free(q->srs_sender);
+    remote_sender_clear(&q->snd);
     conf_unref(q->conf);
     free(q);
 }
@@ -618,10 +613,10 @@ static void send_msg(struct remote_req *q, struct conn *cn)
         q->sorcpt[k] = job->orcpt ? job->orcpt[i] : NULL;
     }
     q->msg = (struct smtp_client_msg){
-        .sender = q->srs_sender    ? q->srs_sender
-                  : q->batv_sender ? q->batv_sender
-                  : job->sender    ? job->sender
-                                   : "",
+        .sender = q->snd.srs_sender    ? q->snd.srs_sender
+                  : q->snd.batv_sender ? q->snd.batv_sender
+                  : job->sender        ? job->sender
+                                       : "",
         .rcpts = q->srcpts,
         .nrcpts = q->nidx,
         .notify = job->notify ? q->snotify : NULL,
@@ -985,7 +980,8 @@ static void route_start(struct remote_req *q)
         finish_fail(q);
         return;
     }
-    if (route_next(q->conf, job->domain, q->relay, q->relay_rc, &q->route) != ROUTE_NEXT_OK) {
+    if (route_next(q->conf, job->domain, q->snd.relay, q->snd.relay_rc, &q->route) !=
+        ROUTE_NEXT_OK) {
         route_fail(q);
         return;
     }
@@ -1003,28 +999,44 @@ static void route_start(struct remote_req *q)
     host_start(q);
 }
 
-static void route_lookup_run(void *arg)
+void remote_sender_lookup(struct store *st, const struct kconf *conf, const struct remote_job *job,
+                          struct remote_sender *out)
 {
-    struct remote_req *q = arg;
-    q->relay_rc = route_relay_lookup(q->r->st, q->job->sender, &q->relay);
+    *out = (struct remote_sender){.ready = 1};
+    if (!st || !job->sender || !job->sender[0]) return; /* the null sender: none of it */
+    out->relay_rc = route_relay_lookup(st, job->sender, &out->relay);
     /* BATV: only MAIL FROM is signed; spool, logs and DSNs keep the real sender */
-    const char *at = strrchr(q->job->sender, '@');
-    int on = q->job->batv_sign && at ? batv_domain_on(q->conf, at + 1) : 0;
+    const char *at = strrchr(job->sender, '@');
+    int on = job->batv_sign && at ? batv_domain_on(conf, at + 1) : 0;
     if (on == 2) { /* domains all: is it a domain we host? */
         struct route_result rr;
-        enum route_kind k = route_resolve(q->r->st, NULL, q->job->sender, &rr);
+        enum route_kind k = route_resolve(st, NULL, job->sender, &rr);
         route_result_clear(&rr);
         on = k != ROUTE_REMOTE && k != ROUTE_ERROR;
     }
-    if (on) q->batv_sender = batv_sign_new(q->conf, q->job->sender, time(NULL));
+    if (on) out->batv_sender = batv_sign_new(conf, job->sender, time(NULL));
     /* SRS: a forward of a stranger's mail leaves in the name of srs { domain }, so
      * the receiver's SPF check sees our domain (docs/forwarding.md) */
-    if (q->job->forward && at && srs_enabled(q->conf) && !q->batv_sender) {
+    if (job->forward && at && srs_enabled(conf) && !out->batv_sender) {
         struct route_result rr;
-        enum route_kind k = route_resolve(q->r->st, NULL, q->job->sender, &rr);
+        enum route_kind k = route_resolve(st, NULL, job->sender, &rr);
         route_result_clear(&rr);
-        if (k == ROUTE_REMOTE) q->srs_sender = srs_forward_new(q->conf, q->job->sender, time(NULL));
+        if (k == ROUTE_REMOTE) out->srs_sender = srs_forward_new(conf, job->sender, time(NULL));
     }
+}
+
+void remote_sender_clear(struct remote_sender *s)
+{
+    route_relay_free(s->relay);
+    free(s->batv_sender);
+    free(s->srs_sender);
+    *s = (struct remote_sender){0};
+}
+
+static void route_lookup_run(void *arg)
+{
+    struct remote_req *q = arg;
+    remote_sender_lookup(q->r->st, q->conf, q->job, &q->snd);
 }
 
 static void route_lookup_done(void *arg)
@@ -1088,10 +1100,15 @@ struct remote_req *remote_deliver(struct remote *r, struct remote_job *job, void
     for (size_t i = 0; i < job->nrcpts; i++)
         q->idx[i] = i;
     q->nidx = job->nrcpts;
-    if (r->st && job->sender && job->sender[0])
-        q->wj = work_submit(route_lookup_run, route_lookup_done, q);
-    else
+    if (job->pre && job->pre->ready) { /* the caller's worker looked it up */
+        q->snd = *job->pre;
+        *job->pre = (struct remote_sender){0};
         route_start(q); /* callbacks are all deferred: done never runs before we return */
+    } else if (r->st && job->sender && job->sender[0]) {
+        q->wj = work_submit(route_lookup_run, route_lookup_done, q);
+    } else {
+        route_start(q);
+    }
     return q;
 }
 

@@ -44,6 +44,7 @@ struct qjob {
     time_t next_due; /* earliest next_try of the queued recipients */
     /* delivery in phases: worker (route, local) -> loop (remote) -> worker (record) */
     int phase;                    /* 0 attempt, 1 remote deliveries running, 2 record */
+    int rstarted;                 /* phase 1: remote_start() ran */
     struct spool_env *env;        /* kept between the phases */
     struct spool_content content; /* fd -1 when not open */
     struct rcpt_out *ro;          /* per envelope recipient; o == NULL: not tried now */
@@ -281,6 +282,7 @@ struct rgroup {
     size_t n, cap;
     struct deliver_result *res;
     struct remote_job job;
+    struct remote_sender pre; /* the sender's lookups, made with the job's (worker) */
     struct remote_req *req;
     double t0;
 };
@@ -649,6 +651,8 @@ static void deliver_record(struct qjob *j)
     if (j->removed) log_info("qmgr", "%s: removed", j->id);
 }
 
+static void remote_groups(struct qjob *j);
+
 /* Worker, phase 0: load, route every due recipient, deliver local targets. Remote
  * targets are left for the loop thread (phase 1, remote_start). */
 static void deliver_run(void *arg)
@@ -699,6 +703,7 @@ static void deliver_run(void *arg)
     }
     local_commit(j);
     if (nremote) {
+        remote_groups(j);
         j->phase = 1; /* deliver_done starts the remote deliveries */
         return;
     }
@@ -724,6 +729,7 @@ static void groups_free(struct qjob *j)
         free(rg->orcpt);
         free(rg->outs);
         free(rg->res);
+        remote_sender_clear(&rg->pre); /* unless remote_deliver took it */
         free(rg);
     }
     free(j->groups);
@@ -778,15 +784,14 @@ static struct rgroup *group_for(struct qjob *j, const char *domain, int forward)
     return rg;
 }
 
-/* Group the remote targets by recipient domain: one remote_job per domain (and per
- * kind: a forward, a target our directory expanded the recipient into, leaves with
- * a rewritten sender; mail relayed as addressed does not). */
-static void remote_start(struct qjob *j)
+/* Worker, end of phase 0: group the remote targets by recipient domain, one
+ * remote_job per domain (and per kind: a forward, a target our directory expanded
+ * the recipient into, leaves with a rewritten sender; mail relayed as addressed does
+ * not), and look up what each needs of the directory for its sender here rather
+ * than in a worker job of remote_deliver's own. */
+static void remote_groups(struct qjob *j)
 {
-    struct queue *q = j->q;
     struct spool_env *env = j->env;
-    q->ndeliv--;
-    q->nremote++;
     for (size_t i = 0; i < env->nrcpts; i++)
         for (size_t k = 0; k < j->ro[i].n; k++) {
             struct outcome *o = &j->ro[i].o[k];
@@ -831,8 +836,20 @@ static void remote_start(struct qjob *j)
             .size = env->size,
             .results = rg->res,
         };
-        rg->t0 = time_mono();
+        remote_sender_lookup(j->q->store, j->conf, &rg->job, &rg->pre);
+        rg->job.pre = &rg->pre;
     }
+}
+
+/* Loop thread: start the remote deliveries remote_groups() prepared. */
+static void remote_start(struct qjob *j)
+{
+    struct queue *q = j->q;
+    q->ndeliv--;
+    q->nremote++;
+    j->rstarted = 1;
+    for (size_t g = 0; g < j->ngroups; g++)
+        j->groups[g]->t0 = time_mono();
     /* remote_deliver never calls back before it returns */
     for (size_t g = 0; g < j->ngroups; g++)
         j->groups[g]->req = remote_deliver(q->remote, &j->groups[g]->job, group_done, j->groups[g]);
@@ -909,7 +926,7 @@ static void deliver_done(void *arg)
     struct queue *q = j->q;
     struct qent *e = j->e;
     j->wj = NULL;
-    if (j->phase == 1 && !j->groups) {
+    if (j->phase == 1 && !j->rstarted) {
         remote_start(j);
         return;
     }
