@@ -44,6 +44,97 @@ static int shutting_down; /* smtp_sessions_close_all() ran: closing sessions do 
 #define CLOSE_LINGER 10
 
 static size_t output_pending(struct smtp_session *s);
+static void output_went(struct smtp_session *s);
+
+/* --- writing replies --------------------------------------------------------------
+ *
+ * A plain session's replies are written by session_flush() once the callback that made
+ * them returned (the loop runs the flush event before it polls again): the replies to
+ * a pipelined group go out in one write, and no write event is armed (two epoll_ctl
+ * calls and a loop turn per reply) while the socket takes them. What it does not take
+ * is left to the bufferevent (EV_WRITE on until it is all out, with the write timeout).
+ * Under TLS the filter writes as before. */
+static struct smtp_session *flush_head; /* sessions with replies waiting */
+static struct event *flush_ev;
+
+/* 1 when something was written and all of it went out. */
+static int flush_write(struct smtp_session *s)
+{
+    struct evbuffer *o = bufferevent_get_output(s->bev);
+    if (!s->direct || evbuffer_get_length(o) == 0) return 0;
+    if (bufferevent_get_enabled(s->bev) & EV_WRITE) return 0; /* libevent writes the rest */
+    evutil_socket_t fd = bufferevent_getfd(s->bev);
+    /* a bufferevent keeps its output's start frozen but while it writes itself */
+    evbuffer_unfreeze(o, 1);
+    while (evbuffer_get_length(o) > 0)
+        if (evbuffer_write(o, fd) <= 0) break;
+    evbuffer_freeze(o, 1);
+    if (evbuffer_get_length(o) > 0) {
+        /* a full socket or an error: the bufferevent goes on and reports (event_cb) */
+        bufferevent_enable(s->bev, EV_WRITE);
+        return 0;
+    }
+    return 1;
+}
+
+void session_flush(struct smtp_session *s)
+{
+    (void)flush_write(s); /* the caller goes on with the session itself */
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    while (flush_head) {
+        struct smtp_session *s = flush_head;
+        flush_head = s->flush_next;
+        s->flush_next = NULL;
+        s->flush_queued = 0;
+        if (flush_write(s)) output_went(s);
+    }
+}
+
+static void flush_unlink(struct smtp_session *s)
+{
+    if (!s->flush_queued) return;
+    for (struct smtp_session **p = &flush_head; *p; p = &(*p)->flush_next)
+        if (*p == s) {
+            *p = s->flush_next;
+            break;
+        }
+    s->flush_next = NULL;
+    s->flush_queued = 0;
+}
+
+/* The output buffer got bytes: write them once this callback is done. */
+static void output_added(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (!info->n_added || !s->direct || s->flush_queued) return;
+    if (!flush_ev) flush_ev = event_new(s->srv->base, -1, 0, flush_cb, NULL);
+    s->flush_queued = 1;
+    s->flush_next = flush_head;
+    flush_head = s;
+    event_active(flush_ev, EV_TIMEOUT, 0);
+}
+
+/* Replies written by the session from now on (a plain socket's bufferevent). */
+static void output_direct(struct smtp_session *s)
+{
+    s->direct = 1;
+    bufferevent_disable(s->bev, EV_WRITE);
+    evbuffer_add_cb(bufferevent_get_output(s->bev), output_added, s);
+}
+
+/* STARTTLS: what is queued goes out first, then the TLS filter writes. */
+static void output_undirect(struct smtp_session *s)
+{
+    if (!s->direct) return;
+    session_flush(s);
+    flush_unlink(s);
+    s->direct = 0;
+    evbuffer_remove_cb(bufferevent_get_output(s->bev), output_added, s);
+    bufferevent_enable(s->bev, EV_WRITE);
+}
 
 /* Seconds without input (0: none), and without progress sending replies: a client
  * that does not read them is gone (RFC 5321 4.5.3.2.7: the server timeout). Under
@@ -405,6 +496,7 @@ static void cmd_starttls(struct smtp_session *s, struct smtp_cmd *c)
                  s->peer.name, s->peer.addr);
         evbuffer_drain(in, junk);
     }
+    output_undirect(s);
     struct bufferevent *tls = bufferevent_openssl_filter_new(
         s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!tls) {
@@ -657,6 +749,7 @@ static void session_free(struct smtp_session *s)
     log_info(s->logname, "disconnect from %s[%s]%s commands=%d", s->peer.name, s->peer.addr, counts,
              s->n_cmds);
     session_txn_clear(s);
+    flush_unlink(s);
     bufferevent_free(s->bev);
     if (s->ev_free) event_free(s->ev_free);
     if (s->ev_greet) event_free(s->ev_greet); /* a pause cut short by a hang-up */
@@ -700,15 +793,23 @@ static void read_cb(struct bufferevent *bev, void *arg)
     session_process_input(arg);
 }
 
-/* Output went out (down to the low watermark). */
-static void write_cb(struct bufferevent *bev, void *arg)
+/* Output went out (down to the low watermark, or all of it by session_flush). */
+static void output_went(struct smtp_session *s)
 {
-    struct smtp_session *s = arg;
     if (s->out_full && output_pending(s) <= OUT_MAX / 2) {
         s->out_full = 0;
         session_process_input(s); /* the commands that waited for the client to read */
     }
     session_maybe_free(s);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    /* the rest session_flush() left is out: replies are written directly again */
+    if (s->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    output_went(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -889,6 +990,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     else
         s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     session_callbacks(s);
+    if (!ssl) output_direct(s);
     s->next = sessions;
     if (sessions) sessions->prev = s;
     sessions = s;
@@ -913,7 +1015,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         session_close(s);
         return;
     }
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, s->direct ? EV_READ : EV_READ | EV_WRITE);
     if (srv->listen->role == LISTEN_MX && srv->listen->pregreet_wait > 0 && !s->peer.trusted) {
         /* postscreen's greet wait: bots talk at once, real servers wait for the banner.
          * The name lookup runs meanwhile; a hang-up frees the timer (session_free). */

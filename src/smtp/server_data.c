@@ -265,11 +265,14 @@ static void committed(void *arg, int ok)
     struct smtp_session *s = arg;
     s->pending = PENDING_NONE;
     if (ok) {
+        if (!s->closing) {
+            session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->id);
+            session_flush(s); /* before the log lines and the rest of the batch */
+        }
         metrics_add(MET_ACCEPTED, 1, s->peer.listener->address);
         log_info(s->logname, "%s: client=%s[%s]%s%s", s->id, s->peer.name, s->peer.addr,
                  s->peer.auth_user ? ", sasl_username=" : "",
                  s->peer.auth_user ? s->peer.auth_user : "");
-        if (!s->closing) session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->id);
     } else {
         log_warn(s->logname, "%s: message from %s[%s] could not be stored", s->id, s->peer.name,
                  s->peer.addr);

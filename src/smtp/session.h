@@ -50,10 +50,14 @@ struct smtp_session {
                               refusal's code, 0 given up */
     const char *txn_check; /* the check of that refusal (static), or NULL */
     int errors;
-    int closing;            /* no more input is processed; freed once output is flushed */
-    int gone;               /* the client cannot be written to (reset, write timeout): freed
-                               without flushing */
-    int out_full;           /* too many unread replies: input waits (server.c OUT_MAX) */
+    int closing;      /* no more input is processed; freed once output is flushed */
+    int gone;         /* the client cannot be written to (reset, write timeout): freed
+                         without flushing */
+    int out_full;     /* too many unread replies: input waits (server.c OUT_MAX) */
+    int direct;       /* plain socket: replies are written at the end of the callback
+                         that made them, no write event while the socket takes them */
+    int flush_queued; /* on the list of sessions with replies to write */
+    struct smtp_session *flush_next;
     int discard_line;       /* dropping the rest of an over-long command line */
     int close_after_commit; /* shutting down while the message's end is judged or committed:
                                answer the message, then 421 */
@@ -98,6 +102,10 @@ void session_reply(struct smtp_session *s, int code, const char *enh, const char
 void session_fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void session_set_state(struct smtp_session *s, enum smtp_state st);
+/* Write the replies made so far now rather than once the callback returned (the 250
+ * of a commit, ahead of the batch's other work); the caller goes on with the session
+ * (input, closing) itself. */
+void session_flush(struct smtp_session *s);
 /* Go on with buffered input (after an asynchronous step finished). */
 void session_process_input(struct smtp_session *s);
 /* AUTH is offered now: the listener allows it, not yet authenticated, and TLS is on
