@@ -91,3 +91,21 @@ def test_client_name_is_remembered_for_its_ttl(kurier_factory):
         # before: PTR and A through libunbound's pipes, 16 fcntl per session
         assert counts.get("fcntl", 0) < N, counts
         k.wait_log_count(": connect from good.clients.test[127.0.0.7]", N + 1)
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+def test_replies_arm_no_write_event(kurier):
+    """A plain session's replies are written when the callback that made them returns:
+    no write event is armed and dropped (two epoll_ctl calls) for each reply."""
+    def send():
+        for i in range(N):
+            with smtplib.SMTP("127.0.0.1", kurier.port, timeout=SAFETY) as s:
+                s.sendmail("alice@sender.test", ["demo@example.test"],
+                           "Subject: %d\r\n\r\nhello\r\n" % i)
+        kurier.wait_mail("demo@example.test", N)
+
+    counts = strace_counts(kurier, ["epoll_ctl"], send)
+    # 7 replies per session (banner, EHLO, MAIL, RCPT, DATA, 250, QUIT) armed and
+    # dropped a write event each before (14 calls); now 2: the connection's own
+    assert counts.get("epoll_ctl", 0) < 6 * N, counts
+    assert kurier.log().count("status=sent") >= N
