@@ -39,7 +39,10 @@ int cli_unknown_global_option(const char *word);
 /* Every command with its subcommands, for "kurier help" and "kurier --help". */
 void cli_help_all(FILE *out);
 
-/* The config file chosen with -c FILE, $KURIER_CONF, or /etc/kurier/kurier.conf. */
+/* util.c: the config file chosen with -c FILE (main.c sets it with
+ * cli_conf_set_path(); path borrowed for the run), $KURIER_CONF, or
+ * /etc/kurier/kurier.conf. */
+void cli_conf_set_path(const char *path);
 const char *cli_conf_path(void);
 /* The config's resolver ("" for the system's); the caller frees it. */
 char *cli_conf_resolver(void);

@@ -7,28 +7,6 @@
 #include "cli/cli.h"
 #include "core/core.h"
 
-static const char *conf_path;
-
-const char *cli_conf_path(void)
-{
-    if (conf_path) return conf_path;
-    const char *env = getenv("KURIER_CONF");
-    return env && *env ? env : "/etc/kurier/kurier.conf";
-}
-
-struct kconf *cli_load_conf(void)
-{
-    struct conf_errors errs = {0};
-    struct kconf *c = conf_load(cli_conf_path(), &errs);
-    if (!c) {
-        conf_errors_print(&errs, stderr);
-        conf_errors_free(&errs);
-        exit(1);
-    }
-    conf_errors_free(&errs);
-    return c;
-}
-
 int main(int argc, char **argv)
 {
     char *me = basename(argv[0]);
@@ -50,13 +28,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kurier: option %s needs a FILE\n", a);
                 return 2;
             }
-            conf_path = argv[i + 1];
+            cli_conf_set_path(argv[i + 1]);
             i += 2;
         } else if (strncmp(a, "--config=", 9) == 0 && a[9]) {
-            conf_path = a + 9;
+            cli_conf_set_path(a + 9);
             i++;
         } else if (strncmp(a, "-c", 2) == 0 && a[2]) {
-            conf_path = a + 2;
+            cli_conf_set_path(a + 2);
             i++;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cli_help_all(stdout);

@@ -1,5 +1,6 @@
-/* util.c: helpers the kurier subcommands share: the error line, and the directory
- * database opened from the config. Parsing and printing stay with each command. */
+/* util.c: helpers the kurier subcommands share: the config file (chosen by main.c's
+ * -c, loaded here), the error line, and the directory database opened from the
+ * config. Parsing and printing stay with each command. */
 #include "core/compat.h"
 
 #include <unistd.h>
@@ -7,6 +8,33 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "store/store.h"
+
+static const char *conf_path;
+
+void cli_conf_set_path(const char *path)
+{
+    conf_path = path;
+}
+
+const char *cli_conf_path(void)
+{
+    if (conf_path) return conf_path;
+    const char *env = getenv("KURIER_CONF");
+    return env && *env ? env : "/etc/kurier/kurier.conf";
+}
+
+struct kconf *cli_load_conf(void)
+{
+    struct conf_errors errs = {0};
+    struct kconf *c = conf_load(cli_conf_path(), &errs);
+    if (!c) {
+        conf_errors_print(&errs, stderr);
+        conf_errors_free(&errs);
+        exit(1);
+    }
+    conf_errors_free(&errs);
+    return c;
+}
 
 int cli_fail(const char *fmt, ...)
 {

@@ -46,6 +46,8 @@ struct txn_cmd {
 #define ADDR_MAX 1000
 
 static void on_reply(struct smtp_client *c, const struct smtp_client_reply *r);
+static void client_enter(struct smtp_client *c, enum cl_state st);
+static void client_start_tls(struct smtp_client *c);
 
 /* --- small helpers ----------------------------------------------------------- */
 
@@ -55,8 +57,12 @@ static void set_timeouts(struct smtp_client *c, int rd, int wr)
     bufferevent_set_timeouts(c->bev, rd > 0 ? &r : NULL, wr > 0 ? &w : NULL);
 }
 
-void client_reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *stage,
-                      const char *fmt, ...)
+/* r cleared, then filled with code, enhanced code, stage and text. */
+static void client_reply_set(struct smtp_client_reply *r, int code, const char *enh,
+                             const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void client_reply_set(struct smtp_client_reply *r, int code, const char *enh,
+                             const char *stage, const char *fmt, ...)
 {
     va_list ap;
     memset(r, 0, sizeof *r);
@@ -204,7 +210,7 @@ static void msg_fill(struct smtp_client_msg *m, const struct smtp_client_reply *
 
 /* The connection is unusable (network, timeout, 421, protocol error): tell whoever
  * waits, with r as the reason. */
-void client_die(struct smtp_client *c, const struct smtp_client_reply *r)
+static void client_die(struct smtp_client *c, const struct smtp_client_reply *r)
 {
     enum cl_state was = c->state;
     c->last = *r;
@@ -555,7 +561,7 @@ static void pump(struct smtp_client *c)
 /* --- states ------------------------------------------------------------------- */
 
 /* Enter a state: set its timeouts and send its command. */
-void client_enter(struct smtp_client *c, enum cl_state st)
+static void client_enter(struct smtp_client *c, enum cl_state st)
 {
     if (c->state != st)
         log_debug("smtp", "%s: %s -> %s", c->peer, state_names[c->state], state_names[st]);
@@ -870,6 +876,15 @@ static const char *doing(const struct smtp_client *c)
     return buf;
 }
 
+/* TLS is not possible or failed (client_tls.c says why): the connection dies. */
+static void tls_fail(struct smtp_client *c, const char *why)
+{
+    struct smtp_client_reply r;
+    client_reply_set(&r, 0, "4.7.5", c->greeted ? "STARTTLS" : "TLS", "%s", why);
+    ERR_clear_error();
+    client_die(c, &r);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_client *c = arg;
@@ -886,12 +901,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) read_cb(bev, c);
         } else if (c->state == CL_HANDSHAKE) {
             client_tls_done(c);
+            /* implicit TLS (RFC 8314 3.3): the greeting comes inside TLS */
+            client_enter(c, c->greeted ? CL_EHLO : CL_GREETING);
         }
         return;
     }
     if (c->state == CL_DEAD) return;
     if (c->state == CL_HANDSHAKE) {
-        client_tls_handshake_failed(c, what);
+        char why[sizeof c->last.text];
+        client_tls_failure(c, what, why, sizeof why);
+        tls_fail(c, why);
         return;
     }
     struct smtp_client_reply r;
@@ -914,9 +933,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /* The connection's bufferevent reports to us (again once STARTTLS wraps it). */
-void client_set_callbacks(struct smtp_client *c)
+static void client_set_callbacks(struct smtp_client *c)
 {
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+}
+
+/* 220 to STARTTLS, or connected with implicit TLS: wrap the connection in TLS and
+ * start the handshake (CL_HANDSHAKE); on failure the client dies. */
+static void client_start_tls(struct smtp_client *c)
+{
+    char why[sizeof c->last.text];
+    if (client_tls_wrap(c, why, sizeof why) != 0) {
+        tls_fail(c, why);
+        return;
+    }
+    client_set_callbacks(c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    client_enter(c, CL_HANDSHAKE);
 }
 
 /* --- public ------------------------------------------------------------------ */

@@ -1,5 +1,6 @@
 /* client_int.h: private to src/smtp/client*.c (not part of smtp.h): one outbound
- * connection's state, shared by the dialogue (client.c) and its TLS (client_tls.c).
+ * connection's state, shared by the dialogue (client.c) and its TLS (client_tls.c),
+ * which client.c calls and which never calls back.
  * Nothing outside the smtp folder includes it. */
 #ifndef KURIER_SMTP_CLIENT_INT_H
 #define KURIER_SMTP_CLIENT_INT_H
@@ -75,27 +76,18 @@ struct smtp_client {
     unsigned char prev; /* last content byte sent, '\n' at the start */
 };
 
-/* --- client.c --------------------------------------------------------------------- */
-
-/* Enter a state: set its timeouts and send its command. */
-void client_enter(struct smtp_client *c, enum cl_state st);
-/* The connection is unusable (network, timeout, 421, protocol error): tell whoever
- * waits, with r as the reason. */
-void client_die(struct smtp_client *c, const struct smtp_client_reply *r);
-/* r cleared, then filled with code, enhanced code, stage and text. */
-void client_reply_set(struct smtp_client_reply *r, int code, const char *enh, const char *stage,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* The connection's bufferevent reports to us (again once STARTTLS wraps it). */
-void client_set_callbacks(struct smtp_client *c);
-
 /* --- client_tls.c ----------------------------------------------------------------- */
 
-/* 220 to STARTTLS, or connected with implicit TLS: wrap the connection in TLS and
- * start the handshake (CL_HANDSHAKE); on failure the client dies. */
-void client_start_tls(struct smtp_client *c);
-/* The handshake completed: record what TLS we got, then greeting or EHLO. */
+/* 220 to STARTTLS, or connected with implicit TLS: wrap c->bev in a TLS filter (SNI,
+ * the peer's name and the CA file checked as c->o asks) and drop what the server sent
+ * before (RFC 3207 4.2). 0 done: c->bev is the filter, its handshake starting, the
+ * caller sets its callbacks; -1 with why filled (at most whysize bytes), the
+ * connection as it was. */
+int client_tls_wrap(struct smtp_client *c, char *why, size_t whysize);
+/* The handshake completed: record what TLS we got (tls_on, tls_verified, tls_info),
+ * log it, and forget the capabilities learnt before it. */
 void client_tls_done(struct smtp_client *c);
-/* The handshake failed (what: the bufferevent's event flags): the client dies. */
-void client_tls_handshake_failed(struct smtp_client *c, short what);
+/* Why the handshake failed (what: the bufferevent's event flags), into out. */
+void client_tls_failure(struct smtp_client *c, short what, char *out, size_t outsize);
 
 #endif

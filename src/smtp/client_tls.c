@@ -1,6 +1,7 @@
 /* client_tls.c: TLS of an outbound SMTP connection: STARTTLS (RFC 3207) and implicit
  * TLS (RFC 8314), SNI and certificate name checks, and the client TLS context. The
- * dialogue around it (and AUTH) is client.c's. */
+ * dialogue around it (its states, AUTH, and what a TLS failure does) is client.c's;
+ * nothing here calls back into it. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -14,7 +15,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 
 #include "core/metrics.h"
 #include "smtp/client_int.h"
@@ -31,31 +31,18 @@ static int is_ip_literal(const char *s)
     return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }
 
-static void tls_fail(struct smtp_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void tls_fail(struct smtp_client *c, const char *fmt, ...)
-{
-    struct smtp_client_reply r;
-    client_reply_set(&r, 0, "4.7.5", c->greeted ? "STARTTLS" : "TLS", "%s", "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r.text, sizeof r.text, fmt, ap);
-    va_end(ap);
-    ERR_clear_error();
-    client_die(c, &r);
-}
-
-/* 220 to STARTTLS: wrap the connection in TLS and start the handshake. */
-void client_start_tls(struct smtp_client *c)
+/* 220 to STARTTLS: wrap the connection in TLS; the handshake starts. */
+int client_tls_wrap(struct smtp_client *c, char *why, size_t whysize)
 {
     if (!c->tls) {
-        tls_fail(c, "TLS with %s not possible: no client TLS context is set up", c->peer);
-        return;
+        snprintf(why, whysize, "TLS with %s not possible: no client TLS context is set up",
+                 c->peer);
+        return -1;
     }
     SSL *ssl = SSL_new(c->tls->ctx);
     if (!ssl) {
-        tls_fail(c, "TLS with %s not possible: out of memory", c->peer);
-        return;
+        snprintf(why, whysize, "TLS with %s not possible: out of memory", c->peer);
+        return -1;
     }
     SSL_set_connect_state(ssl);
     if (c->peer_name && !is_ip_literal(c->peer_name)) SSL_set_tlsext_host_name(ssl, c->peer_name);
@@ -74,8 +61,8 @@ void client_start_tls(struct smtp_client *c)
         if (!st || !X509_STORE_load_file(st, c->ca_file)) {
             X509_STORE_free(st);
             SSL_free(ssl);
-            tls_fail(c, "cannot load CA file %s", c->ca_file);
-            return;
+            snprintf(why, whysize, "cannot load CA file %s", c->ca_file);
+            return -1;
         }
         SSL_set1_verify_cert_store(ssl, st);
         X509_STORE_free(st);
@@ -91,14 +78,12 @@ void client_start_tls(struct smtp_client *c)
         c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
     if (!t) {
         SSL_free(ssl);
-        tls_fail(c, "TLS with %s not possible: out of memory", c->peer);
-        return;
+        snprintf(why, whysize, "TLS with %s not possible: out of memory", c->peer);
+        return -1;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(t, 1);
     c->bev = t;
-    client_set_callbacks(c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    client_enter(c, CL_HANDSHAKE);
+    return 0;
 }
 
 /* The handshake completed. */
@@ -114,17 +99,15 @@ void client_tls_done(struct smtp_client *c)
              c->tls_verified ? "Verified" : "Untrusted", c->peer, c->tls_info);
     /* RFC 3207 4.2: forget everything learnt before TLS. */
     memset(&c->caps, 0, sizeof c->caps);
-    /* implicit TLS (RFC 8314 3.3): the greeting comes inside TLS */
-    client_enter(c, c->greeted ? CL_EHLO : CL_GREETING);
 }
 
-void client_tls_handshake_failed(struct smtp_client *c, short what)
+void client_tls_failure(struct smtp_client *c, short what, char *out, size_t outsize)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
     if (c->o.tls == SMTP_CTLS_VERIFY && vr != X509_V_OK) {
-        tls_fail(c, "TLS handshake with %s failed: certificate verification failed: %s", c->peer,
-                 X509_verify_cert_error_string(vr));
+        snprintf(out, outsize, "TLS handshake with %s failed: certificate verification failed: %s",
+                 c->peer, X509_verify_cert_error_string(vr));
         return;
     }
     unsigned long e, first = 0;
@@ -139,7 +122,7 @@ void client_tls_handshake_failed(struct smtp_client *c, short what)
         str_copy(why, "connection closed by peer", sizeof why);
     else
         str_copy(why, errno ? strerror(errno) : "unknown error", sizeof why);
-    tls_fail(c, "TLS handshake with %s failed: %s", c->peer, why);
+    snprintf(out, outsize, "TLS handshake with %s failed: %s", c->peer, why);
 }
 
 struct smtp_client_tls_ctx *smtp_client_tls_new(char *err, size_t errsize)

@@ -12,11 +12,11 @@
 
 static void auth_checked(void *arg, enum auth_result result);
 
-void session_auth_reset(struct smtp_session *s)
+/* RFC 4954 4: no AUTH over plaintext unless the listener explicitly allows it. */
+int session_auth_offered(const struct smtp_session *s)
 {
-    free(s->auth_login_user);
-    s->auth_login_user = NULL;
-    s->auth_mech[0] = '\0';
+    return s->srv->listen->auth && !s->peer.auth_user &&
+           (s->peer.tls || s->srv->listen->auth_plaintext);
 }
 
 /* Credentials complete: ask the layer above (directory, brute-force limits). */

@@ -1,7 +1,7 @@
-/* session.h: private to src/smtp/server*.c (not part of smtp.h): one inbound SMTP
- * session's state, shared by the dialogue (server.c), the message content
- * (server_data.c) and the AUTH exchange (server_auth.c). Nothing outside the smtp
- * folder includes it. */
+/* session.h: private to src/smtp/server*.c and session.c (not part of smtp.h): one
+ * inbound SMTP session's state, shared by the dialogue (server.c), the message
+ * content (server_data.c), the AUTH exchange (server_auth.c) and what all three
+ * stand on (session.c). Nothing outside the smtp folder includes it. */
 #ifndef KURIER_SMTP_SESSION_H
 #define KURIER_SMTP_SESSION_H
 
@@ -11,6 +11,8 @@ struct bufferevent;
 struct evconnlistener;
 struct event;
 struct evbuffer;
+struct sockaddr_storage;
+struct smtp_session;
 
 enum smtp_state {
     SMTP_ST_INIT = 0, /* greeted, no HELO/EHLO yet */
@@ -36,6 +38,8 @@ struct smtp_server {
     const struct conf_listen *listen; /* in conf */
     const struct smtp_ops *ops;
     struct smtp_tls *tls;
+    /* server.c's input loop, run by session_process_input() */
+    void (*input)(struct smtp_session *s);
 };
 
 struct smtp_session {
@@ -94,7 +98,12 @@ struct smtp_session {
     struct smtp_session *prev, *next;
 };
 
-/* server.c */
+/* Replies a client has not read yet: above OUT_MAX its commands wait (as Postfix's
+ * smtpd blocks on a full socket) until the output drained to OUT_MAX / 2, so a
+ * client that pipelines without reading costs a bounded amount of memory. */
+#define OUT_MAX (256 * 1024)
+
+/* session.c */
 /* The one function that sends a reply: it only sends. */
 void session_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -102,27 +111,41 @@ void session_reply(struct smtp_session *s, int code, const char *enh, const char
 void session_fail(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void session_set_state(struct smtp_session *s, enum smtp_state st);
-/* Write the replies made so far now rather than once the callback returned (the 250
- * of a commit, ahead of the batch's other work); the caller goes on with the session
- * (input, closing) itself. */
-void session_flush(struct smtp_session *s);
-/* Go on with buffered input (after an asynchronous step finished). */
+/* Go on with buffered input (after an asynchronous step finished): the dialogue's
+ * input loop, s->srv->input. */
 void session_process_input(struct smtp_session *s);
-/* AUTH is offered now: the listener allows it, not yet authenticated, and TLS is on
- * (or auth_plaintext). */
-int session_auth_offered(const struct smtp_session *s);
 /* Seconds without input (0: none) and without progress sending replies. */
 void session_timeouts(struct smtp_session *s, int rd, int wr);
 /* End the transaction (ops->txn_end), abort its queue file, forget its content. */
 void session_txn_clear(struct smtp_session *s);
+/* Forget a half-done AUTH exchange. */
+void session_auth_reset(struct smtp_session *s);
 /* Log a refusal in Postfix's shape (rcpt: the recipient, or NULL). */
 void session_log_reject(struct smtp_session *s, const char *cmd, int code, const char *enh,
                         const char *text, const char *rcpt);
+/* Bytes still waiting to go out, including below a TLS filter. */
+size_t session_output_pending(struct smtp_session *s);
+/* A plain socket's session writes its replies itself (session.c, "writing replies");
+ * session_output_undirect() hands writing back to the bufferevent (STARTTLS). */
+void session_output_direct(struct smtp_session *s);
+void session_output_undirect(struct smtp_session *s);
+/* Write the replies made so far now rather than once the callback returned (the 250
+ * of a commit, ahead of the batch's other work); the caller goes on with the session
+ * (input, closing) itself. */
+void session_flush(struct smtp_session *s);
+/* The session's bufferevent (again after STARTTLS wraps it) reports to session.c:
+ * input goes to session_process_input(); watermarks and the command timeout set. */
+void session_callbacks(struct smtp_session *s);
 /* Stop reading; the session is freed once its replies left. */
 void session_close(struct smtp_session *s);
 /* Free the session once its pending output went out, deferred to the loop (never
  * from inside its own I/O's callback); a commit in flight keeps it. */
 void session_maybe_free(struct smtp_session *s);
+/* Put a new session on the list of live sessions (smtp_sessions_count(),
+ * smtp_sessions_close_all()); the free takes it off. */
+void session_link(struct smtp_session *s);
+/* Live sessions (closing ones too) from the address of sa. */
+size_t sessions_from(const struct sockaddr_storage *sa);
 
 /* server_data.c: the message content (DATA, BDAT) */
 void session_cmd_data(struct smtp_session *s, struct smtp_cmd *c);
@@ -133,10 +156,11 @@ void session_read_data(struct smtp_session *s, struct evbuffer *in);
 void session_read_chunk(struct smtp_session *s, struct evbuffer *in);
 
 /* server_auth.c: AUTH PLAIN/LOGIN (RFC 4954) */
+/* AUTH is offered now: the listener allows it, not yet authenticated, and TLS is on
+ * (or auth_plaintext). */
+int session_auth_offered(const struct smtp_session *s);
 void session_cmd_auth(struct smtp_session *s, struct smtp_cmd *c);
 /* The next line of an AUTH exchange (state SMTP_ST_AUTH). */
 void session_auth_step(struct smtp_session *s, const char *line, size_t len);
-/* Forget a half-done exchange. */
-void session_auth_reset(struct smtp_session *s);
 
 #endif
