@@ -571,6 +571,36 @@ int redis_listing_put(struct redis_state *rs, const struct store_listing *l, int
     return rv;
 }
 
+/* The current states (HGETALL of the hash) or the changes (LRANGE of the list), or
+ * NULL. */
+static redisReply *listing_read(struct redis_state *rs, int history)
+{
+    struct rconn rc;
+    if (rconn_get(rs, &rc) != 0) return NULL;
+    char *k = xasprintf("%slistings%s", rconn_prefix(rs), history ? ":history" : "");
+    redisReply *r = history ? rconn_cmd(&rc, "LRANGE %s 0 -1", k) : rconn_cmd(&rc, "HGETALL %s", k);
+    free(k);
+    rconn_put(&rc);
+    return r;
+}
+
+/* l from its fields: f[0..3] state, code, txt and delist_url (their order in both
+ * layouts); previous (NULL: a current state has none) and time (also the since) apart,
+ * as the history keeps previous before the time. */
+static void listing_fill(struct store_listing *l, const char *address, const char *zone,
+                         char *const *f, const char *previous, const char *time)
+{
+    memset(l, 0, sizeof *l);
+    str_copy(l->address, address, sizeof l->address);
+    str_copy(l->zone, zone, sizeof l->zone);
+    str_copy(l->state, f[0], sizeof l->state);
+    str_copy(l->code, f[1], sizeof l->code);
+    str_copy(l->txt, f[2], sizeof l->txt);
+    str_copy(l->delist_url, f[3], sizeof l->delist_url);
+    if (previous) str_copy(l->previous, previous, sizeof l->previous);
+    l->since = l->time = atoll(time);
+}
+
 struct listing_row {
     char *key;
     struct store_listing l;
@@ -584,12 +614,7 @@ static int cmp_listing(const void *a, const void *b)
 int redis_listing_list(struct redis_state *rs, const char *address,
                        void (*cb)(void *arg, const struct store_listing *l), void *arg)
 {
-    struct rconn rc;
-    if (rconn_get(rs, &rc) != 0) return -1;
-    char *kh = xasprintf("%slistings", rconn_prefix(rs));
-    redisReply *r = rconn_cmd(&rc, "HGETALL %s", kh);
-    free(kh);
-    rconn_put(&rc);
+    redisReply *r = listing_read(rs, 0);
     if (!r) return -1;
     struct listing_row *rows = NULL;
     size_t n = 0;
@@ -600,17 +625,9 @@ int redis_listing_list(struct redis_state *rs, const char *address,
         char *k2 = xstrdup(key);
         if (dec(k2, a, 2) == 2 && dec(val, f, 5) == 5 && (!address || strcmp(a[0], address) == 0)) {
             rows = xrealloc(rows, (n + 1) * sizeof *rows);
-            struct store_listing *l = &rows[n].l;
-            memset(l, 0, sizeof *l);
+            listing_fill(&rows[n].l, a[0], a[1], f, NULL, f[4]);
             rows[n++].key = key;
             key = NULL;
-            str_copy(l->address, a[0], sizeof l->address);
-            str_copy(l->zone, a[1], sizeof l->zone);
-            str_copy(l->state, f[0], sizeof l->state);
-            str_copy(l->code, f[1], sizeof l->code);
-            str_copy(l->txt, f[2], sizeof l->txt);
-            str_copy(l->delist_url, f[3], sizeof l->delist_url);
-            l->since = l->time = atoll(f[4]);
         }
         free(k2);
         free(key);
@@ -629,12 +646,7 @@ int redis_listing_list(struct redis_state *rs, const char *address,
 int redis_listing_history(struct redis_state *rs, const char *address, int limit,
                           void (*cb)(void *arg, const struct store_listing *l), void *arg)
 {
-    struct rconn rc;
-    if (rconn_get(rs, &rc) != 0) return -1;
-    char *kl = xasprintf("%slistings:history", rconn_prefix(rs));
-    redisReply *r = rconn_cmd(&rc, "LRANGE %s 0 -1", kl);
-    free(kl);
-    rconn_put(&rc);
+    redisReply *r = listing_read(rs, 1);
     if (!r) return -1;
     struct store_listing *rows = NULL;
     size_t n = 0;
@@ -643,16 +655,7 @@ int redis_listing_history(struct redis_state *rs, const char *address, int limit
         char *f[8];
         if (dec(val, f, 8) == 8 && (!address || strcmp(f[0], address) == 0)) {
             rows = xrealloc(rows, (n + 1) * sizeof *rows);
-            struct store_listing *l = &rows[n++];
-            memset(l, 0, sizeof *l);
-            str_copy(l->address, f[0], sizeof l->address);
-            str_copy(l->zone, f[1], sizeof l->zone);
-            str_copy(l->state, f[2], sizeof l->state);
-            str_copy(l->code, f[3], sizeof l->code);
-            str_copy(l->txt, f[4], sizeof l->txt);
-            str_copy(l->delist_url, f[5], sizeof l->delist_url);
-            str_copy(l->previous, f[6], sizeof l->previous);
-            l->time = l->since = atoll(f[7]);
+            listing_fill(&rows[n++], f[0], f[1], f + 2, f[6], f[7]);
         }
         free(val);
     }
