@@ -219,10 +219,7 @@ void evidence_line(void *arg, const struct store_abuse_evidence *e)
 {
     struct buf *b = arg;
     char t[32];
-    struct tm tm;
-    time_t tt = (time_t)e->time;
-    gmtime_r(&tt, &tm);
-    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    time_iso8601(t, sizeof t, (time_t)e->time);
     buf_printf(b, "  %s  %s  +%d  %s\r\n", t, e->signal, e->score, e->evidence);
 }
 

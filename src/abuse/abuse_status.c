@@ -37,10 +37,7 @@ static void evidence_out(void *arg, const struct store_abuse_evidence *e)
 {
     struct status_ctx *s = arg;
     char t[32];
-    struct tm tm;
-    time_t tt = (time_t)e->time;
-    gmtime_r(&tt, &tm);
-    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    time_iso8601(t, sizeof t, (time_t)e->time);
     if (!s->json) {
         buf_printf(s->b, "    %s %s +%d %s\n", t, e->signal, e->score, e->evidence);
         return;
@@ -75,12 +72,11 @@ struct status_vals {
 };
 
 /* The two ways to say it, "kurier account status" and its --json: the head, one line
- * per limit (first: the first of them), the tail up to the evidence, and what closes
- * the account after its evidence. */
+ * per limit (first: the first of them), and what closes the account after its
+ * evidence. The tail before the evidence is one buf_printf() with both formats. */
 struct status_fmt {
     void (*head)(struct buf *b, const struct status_vals *v, int first);
     void (*limit)(struct buf *b, const char *name, int count, int soft, int hard, int first);
-    void (*tail)(struct buf *b, const struct status_vals *v);
     const char *end;
 };
 
@@ -95,16 +91,6 @@ static void text_head(struct buf *b, const struct status_vals *v, int first)
 static void text_limit(struct buf *b, const char *name, int count, int soft, int hard, int first)
 {
     buf_printf(b, "  %s: %d (soft %d, hard %d)\n", name, count, soft, hard);
-}
-
-static void text_tail(struct buf *b, const struct status_vals *v)
-{
-    buf_printf(b,
-               "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, known "
-               "recipient domains: %zu\n  remote answers this hour: %d (user-unknown %d, "
-               "blocklisted %d)\n  evidence:\n",
-               v->hour_msgs, v->baseline, v->a->msgs_seen, v->a->ndoms, v->replies, v->unknown,
-               v->blocked);
 }
 
 static void json_head(struct buf *b, const struct status_vals *v, int first)
@@ -126,18 +112,8 @@ static void json_limit(struct buf *b, const char *name, int count, int soft, int
                count, soft, hard);
 }
 
-static void json_tail(struct buf *b, const struct status_vals *v)
-{
-    buf_printf(b,
-               "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"messages_seen\": %lld, "
-               "\"known_domains\": %zu, \"replies\": %d, \"user_unknown\": %d, "
-               "\"blocklisted\": %d, \"evidence\": [",
-               v->hour_msgs, v->baseline, v->a->msgs_seen, v->a->ndoms, v->replies, v->unknown,
-               v->blocked);
-}
-
-static const struct status_fmt fmt_text = {text_head, text_limit, text_tail, ""};
-static const struct status_fmt fmt_json = {json_head, json_limit, json_tail, "]}"};
+static const struct status_fmt fmt_text = {text_head, text_limit, ""};
+static const struct status_fmt fmt_json = {json_head, json_limit, "]}"};
 
 static void status_one(struct abuse *ab, const struct acct *a, struct abuse_status *st, int first)
 {
@@ -153,11 +129,7 @@ static void status_one(struct abuse *ab, const struct acct *a, struct abuse_stat
     for (size_t i = 0; i < a->ndist; i++)
         counts[CONF_ABUSE_DISTINCT_DAY] += now - a->dist[i].t < c->abuse_day;
     char since[32] = "";
-    if (a->locked) {
-        struct tm tm;
-        gmtime_r(&a->locked_since, &tm);
-        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
+    if (a->locked) time_iso8601(since, sizeof since, a->locked_since);
     struct status_vals v = {
         .a = a,
         .since = since,
@@ -178,7 +150,14 @@ static void status_one(struct abuse *ab, const struct acct *a, struct abuse_stat
         fmt->limit(b, limit_names[i], counts[i], soft, hard, f);
         f = 0;
     }
-    fmt->tail(b, &v);
+    buf_printf(b,
+               st->json ? "}, \"messages_this_hour\": %d, \"baseline\": %.1f, "
+                          "\"messages_seen\": %lld, \"known_domains\": %zu, \"replies\": %d, "
+                          "\"user_unknown\": %d, \"blocklisted\": %d, \"evidence\": ["
+                        : "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, "
+                          "known recipient domains: %zu\n  remote answers this hour: %d "
+                          "(user-unknown %d, blocklisted %d)\n  evidence:\n",
+               v.hour_msgs, v.baseline, a->msgs_seen, a->ndoms, v.replies, v.unknown, v.blocked);
     status_mark(st, a->name, a->locked ? 0 : now - c->abuse_score_window);
     buf_puts(b, fmt->end);
 }
