@@ -581,6 +581,22 @@ int abuse_message(struct abuse *ab, const char *account, const char *sender, con
     return a->locked;
 }
 
+/* n of the tot remote answers this hour said what (signal at share percent): the
+ * signal, once in the hour (*signalled: the hour it was last given in). */
+static void share_signal(struct abuse *ab, struct acct *a, const char *signal, const char *what,
+                         int n, int tot, int share, int score, long long *signalled, long long hour,
+                         const char *id)
+{
+    if ((long long)n * 100 < (long long)share * tot || *signalled == hour) return;
+    *signalled = hour;
+    char ev[400];
+    snprintf(ev, sizeof ev,
+             "%d of %d remote answers within %ds said %s (%d%%, signal at %d%%), the last for "
+             "message %s",
+             n, tot, ab->conf->abuse_hour, what, n * 100 / tot, share, id);
+    signal_acct(ab, a, signal, score, ev);
+}
+
 void abuse_delivery(struct abuse *ab, const char *account, const char *id, size_t replies,
                     size_t unknown, size_t blocked)
 {
@@ -595,26 +611,13 @@ void abuse_delivery(struct abuse *ab, const char *account, const char *id, size_
     int unk = win_add_n(&a->w[W_UNKNOWN], c->abuse_hour, now, (int)unknown);
     int blk = win_add_n(&a->w[W_BLOCKED], c->abuse_hour, now, (int)blocked);
     if (tot < c->abuse_replies_min) return;
-    char ev[400];
-    if (unknown && (long long)unk * 100 >= (long long)c->abuse_unknown_share * tot &&
-        a->unknown_signalled != hour) {
-        a->unknown_signalled = hour;
-        snprintf(ev, sizeof ev,
-                 "%d of %d remote answers within %ds said user-unknown (%d%%, signal at %d%%), "
-                 "the last for message %s",
-                 unk, tot, c->abuse_hour, unk * 100 / tot, c->abuse_unknown_share, id);
-        signal_acct(ab, a, "user_unknown", c->abuse_unknown_score, ev);
-    }
-    if (blocked && !a->locked &&
-        (long long)blk * 100 >= (long long)c->abuse_blocklist_share * tot &&
-        a->blocked_signalled != hour) {
-        a->blocked_signalled = hour;
-        snprintf(ev, sizeof ev,
-                 "%d of %d remote answers within %ds said our address is blocklisted (%d%%, "
-                 "signal at %d%%), the last for message %s",
-                 blk, tot, c->abuse_hour, blk * 100 / tot, c->abuse_blocklist_share, id);
-        signal_acct(ab, a, "blocklisted", c->abuse_blocklist_score, ev);
-    }
+    if (unknown)
+        share_signal(ab, a, "user_unknown", "user-unknown", unk, tot, c->abuse_unknown_share,
+                     c->abuse_unknown_score, &a->unknown_signalled, hour, id);
+    if (blocked && !a->locked)
+        share_signal(ab, a, "blocklisted", "our address is blocklisted", blk, tot,
+                     c->abuse_blocklist_share, c->abuse_blocklist_score, &a->blocked_signalled,
+                     hour, id);
 }
 
 /* The client network of ip: an IPv4 /24 or an IPv6 /48. */
