@@ -1,6 +1,7 @@
-/* abuse_int.h: private to abuse/ (abuse.c, abuse_store.c, abuse_status.c): the
- * account state, the ordered queue of writes to the directory and what each file
- * lends the others. Not for other modules: their contract is abuse.h. Loop thread. */
+/* abuse_int.h: private to abuse/ (abuse.c, abuse_lock.c, abuse_store.c,
+ * abuse_status.c): the account state, the ordered queue of writes to the directory and
+ * what each file lends the others. Not for other modules: their contract is abuse.h.
+ * Loop thread. */
 #ifndef KURIER_ABUSE_INT_H
 #define KURIER_ABUSE_INT_H
 
@@ -168,6 +169,19 @@ void limit_of(const struct abuse *ab, const char *account, int limit, int *soft,
 int score_of(const struct abuse *ab, const struct acct *a, time_t now);
 /* Remember h at t in the list v (n used, cap allocated, at most max: the oldest goes). */
 void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
+/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
+ * lower case) into out. */
+void shared_name(char *out, size_t size, int limit, const char *account);
+/* A failed recipient of account counted across the nodes (WK_FAILED done): n of them
+ * in the hour; over the hard limit, the account is locked. */
+void abuse_failed_counted(struct abuse *ab, const char *account, int n);
+
+/* --- abuse_lock.c: what a lock does, for abuse.c and abuse_store.c
+ * --------------------------------------------------- */
+
+/* Lock a for why (logged once stored): AUTH refused, its queued mail held, the
+ * notices sent once the lock is stored. */
+void acct_lock(struct abuse *ab, struct acct *a, const char *why);
 /* One piece of evidence as a line of the notice, appended to the struct buf arg. */
 void evidence_line(void *arg, const struct store_abuse_evidence *e);
 /* Mail the lock's notices (postmaster, owner) with the evidence text. */
@@ -176,12 +190,12 @@ void send_notices(struct abuse *ab, const char *account, const char *reason, con
  * lock decided on another node locks (AUTH refused, mail held), an unlock there
  * unlocks; a lock whose write failed here is written again. */
 void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n);
-/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
- * lower case) into out. */
-void shared_name(char *out, size_t size, int limit, const char *account);
-/* A failed recipient of account counted across the nodes (WK_FAILED done): n of them
- * in the hour; over the hard limit, the account is locked. */
-void abuse_failed_counted(struct abuse *ab, const char *account, int n);
+/* Read owners_file ("NAME ADDRESS": who is told of a lock besides the postmaster)
+ * again (errors logged). */
+void owners_load(struct abuse *ab);
+/* abuse_free: the mail jobs left cancelled, the notices being committed left to finish
+ * without ab, the owners forgotten. */
+void abuse_lock_free(struct abuse *ab);
 
 /* --- abuse_store.c: writes to the directory, one at a time in order; the counters
  * (table abuse_state) written and read back ------------------------------------------ */

@@ -37,10 +37,7 @@ static void evidence_out(void *arg, const struct store_abuse_evidence *e)
 {
     struct status_ctx *s = arg;
     char t[32];
-    struct tm tm;
-    time_t tt = (time_t)e->time;
-    gmtime_r(&tt, &tm);
-    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    time_iso8601(t, sizeof t, (time_t)e->time);
     if (!s->json) {
         buf_printf(s->b, "    %s %s +%d %s\n", t, e->signal, e->score, e->evidence);
         return;
@@ -64,10 +61,64 @@ static void status_mark(struct abuse_status *st, const char *account, time_t sin
         (struct status_mark){.at = st->text.len, .account = xstrdup(account), .since = since};
 }
 
+/* One account's status, taken once on the loop and said by a formatter. */
+struct status_vals {
+    const struct acct *a;
+    const char *since; /* locked since (UTC), or "" */
+    int score, lock_score;
+    int hour_msgs;
+    double baseline;
+    int replies, unknown, blocked; /* remote answers this hour */
+};
+
+/* The two ways to say it, "kurier account status" and its --json: the head, one line
+ * per limit (first: the first of them), and what closes the account after its
+ * evidence. The tail before the evidence is one buf_printf() with both formats. */
+struct status_fmt {
+    void (*head)(struct buf *b, const struct status_vals *v, int first);
+    void (*limit)(struct buf *b, const char *name, int count, int soft, int hard, int first);
+    const char *end;
+};
+
+static void text_head(struct buf *b, const struct status_vals *v, int first)
+{
+    const struct acct *a = v->a;
+    buf_printf(b, "account %s\n  locked: %s%s%s%s%s\n  score: %d (locks at %d)\n", a->name,
+               a->locked ? "yes, since " : "no", v->since, a->locked ? " (" : "",
+               a->locked ? a->reason : "", a->locked ? ")" : "", v->score, v->lock_score);
+}
+
+static void text_limit(struct buf *b, const char *name, int count, int soft, int hard, int first)
+{
+    buf_printf(b, "  %s: %d (soft %d, hard %d)\n", name, count, soft, hard);
+}
+
+static void json_head(struct buf *b, const struct status_vals *v, int first)
+{
+    const struct acct *a = v->a;
+    buf_puts(b, first ? "" : ", ");
+    buf_puts(b, "{\"account\": ");
+    buf_json_str(b, a->name);
+    buf_printf(b, ", \"locked\": %s, \"locked_since\": ", a->locked ? "true" : "false");
+    buf_json_str(b, v->since);
+    buf_puts(b, ", \"reason\": ");
+    buf_json_str(b, a->locked ? a->reason : "");
+    buf_printf(b, ", \"score\": %d, \"lock_score\": %d, \"counters\": {", v->score, v->lock_score);
+}
+
+static void json_limit(struct buf *b, const char *name, int count, int soft, int hard, int first)
+{
+    buf_printf(b, "%s\"%s\": {\"count\": %d, \"soft\": %d, \"hard\": %d}", first ? "" : ", ", name,
+               count, soft, hard);
+}
+
+static const struct status_fmt fmt_text = {text_head, text_limit, ""};
+static const struct status_fmt fmt_json = {json_head, json_limit, "]}"};
+
 static void status_one(struct abuse *ab, const struct acct *a, struct abuse_status *st, int first)
 {
     struct buf *b = &st->text;
-    int json = st->json;
+    const struct status_fmt *fmt = st->json ? &fmt_json : &fmt_text;
     time_t now = time(NULL);
     const struct kconf *c = ab->conf;
     int counts[CONF_ABUSE_NLIMITS];
@@ -77,65 +128,38 @@ static void status_one(struct abuse *ab, const struct acct *a, struct abuse_stat
                                                     : win_count(&a->w[i], window_of(c, i), now);
     for (size_t i = 0; i < a->ndist; i++)
         counts[CONF_ABUSE_DISTINCT_DAY] += now - a->dist[i].t < c->abuse_day;
-    int score = score_of(ab, a, now);
     char since[32] = "";
-    if (a->locked) {
-        struct tm tm;
-        gmtime_r(&a->locked_since, &tm);
-        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    time_t ev_since = a->locked ? 0 : now - c->abuse_score_window;
-    if (!json) {
-        buf_printf(b, "account %s\n  locked: %s%s%s%s%s\n  score: %d (locks at %d)\n", a->name,
-                   a->locked ? "yes, since " : "no", since, a->locked ? " (" : "",
-                   a->locked ? a->reason : "", a->locked ? ")" : "", score, c->abuse_lock_score);
-        for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
-            if (counts[i] < 0) continue;
-            int soft, hard;
-            limit_of(ab, a->name, i, &soft, &hard);
-            buf_printf(b, "  %s: %d (soft %d, hard %d)\n", limit_names[i], counts[i], soft, hard);
-        }
-        buf_printf(b,
-                   "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, known "
-                   "recipient domains: %zu\n  remote answers this hour: %d (user-unknown %d, "
-                   "blocklisted %d)\n  evidence:\n",
-                   a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-                   a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
-                   win_count(&a->w[W_REPLIES], c->abuse_hour, now),
-                   win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
-                   win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-        status_mark(st, a->name, ev_since);
-        return;
-    }
-    buf_puts(b, first ? "" : ", ");
-    buf_puts(b, "{\"account\": ");
-    buf_json_str(b, a->name);
-    buf_printf(b, ", \"locked\": %s, \"locked_since\": ", a->locked ? "true" : "false");
-    buf_json_str(b, since);
-    buf_puts(b, ", \"reason\": ");
-    buf_json_str(b, a->locked ? a->reason : "");
-    buf_printf(b, ", \"score\": %d, \"lock_score\": %d, \"counters\": {", score,
-               c->abuse_lock_score);
+    if (a->locked) time_iso8601(since, sizeof since, a->locked_since);
+    struct status_vals v = {
+        .a = a,
+        .since = since,
+        .score = score_of(ab, a, now),
+        .lock_score = c->abuse_lock_score,
+        .hour_msgs = a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
+        .baseline = a->baseline < 0 ? 0 : a->baseline,
+        .replies = win_count(&a->w[W_REPLIES], c->abuse_hour, now),
+        .unknown = win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
+        .blocked = win_count(&a->w[W_BLOCKED], c->abuse_hour, now),
+    };
+    fmt->head(b, &v, first);
     int f = 1;
     for (int i = 0; i < CONF_ABUSE_NLIMITS; i++) {
         if (counts[i] < 0) continue;
         int soft, hard;
         limit_of(ab, a->name, i, &soft, &hard);
-        buf_printf(b, "%s\"%s\": {\"count\": %d, \"soft\": %d, \"hard\": %d}", f ? "" : ", ",
-                   limit_names[i], counts[i], soft, hard);
+        fmt->limit(b, limit_names[i], counts[i], soft, hard, f);
         f = 0;
     }
     buf_printf(b,
-               "}, \"messages_this_hour\": %d, \"baseline\": %.1f, \"messages_seen\": %lld, "
-               "\"known_domains\": %zu, \"replies\": %d, \"user_unknown\": %d, "
-               "\"blocklisted\": %d, \"evidence\": [",
-               a->hour_no == (long long)now / c->abuse_hour ? a->hour_msgs : 0,
-               a->baseline < 0 ? 0 : a->baseline, a->msgs_seen, a->ndoms,
-               win_count(&a->w[W_REPLIES], c->abuse_hour, now),
-               win_count(&a->w[W_UNKNOWN], c->abuse_hour, now),
-               win_count(&a->w[W_BLOCKED], c->abuse_hour, now));
-    status_mark(st, a->name, ev_since);
-    buf_puts(b, "]}");
+               st->json ? "}, \"messages_this_hour\": %d, \"baseline\": %.1f, "
+                          "\"messages_seen\": %lld, \"known_domains\": %zu, \"replies\": %d, "
+                          "\"user_unknown\": %d, \"blocklisted\": %d, \"evidence\": ["
+                        : "  messages this hour: %d (baseline %.1f)\n  messages seen: %lld, "
+                          "known recipient domains: %zu\n  remote answers this hour: %d "
+                          "(user-unknown %d, blocklisted %d)\n  evidence:\n",
+               v.hour_msgs, v.baseline, a->msgs_seen, a->ndoms, v.replies, v.unknown, v.blocked);
+    status_mark(st, a->name, a->locked ? 0 : now - c->abuse_score_window);
+    buf_puts(b, fmt->end);
 }
 
 static void status_free(struct abuse_status *st)

@@ -38,6 +38,13 @@ void time_rfc5322(char *dst, size_t size, time_t t)
     if (strftime(dst, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 && size) dst[0] = '\0';
 }
 
+void time_iso8601(char *dst, size_t size, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (strftime(dst, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 && size) dst[0] = '\0';
+}
+
 int fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -14,6 +14,8 @@ double time_mono(void);
 double time_wall(void);
 /* RFC 5322 date "Wed, 25 Nov 2026 13:20:00 +0000" into dst (>= 40 bytes). */
 void time_rfc5322(char *dst, size_t size, time_t t);
+/* ISO 8601 UTC "2026-11-25T13:20:00Z" into dst (>= 21 bytes). */
+void time_iso8601(char *dst, size_t size, time_t t);
 
 /* fsync a directory by path. 0 done, -1 failed (errno set). */
 int fsync_dir(const char *path);

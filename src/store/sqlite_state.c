@@ -36,6 +36,13 @@ static int grey_exec(struct store *st, const char *sql, const char *const *v, in
     return rc < 0 ? -1 : 0;
 }
 
+/* Column i of the row s as text, "" for NULL; borrowed until the next stmt_row(). */
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? (const char *)t : "";
+}
+
 static int grey_check_locked(struct store *st, const char *net, const char *sender,
                              const char *rcpt, const struct store_grey_params *p, long long now,
                              struct store_grey_result *out)
@@ -151,16 +158,13 @@ int store_grey_list(struct store *st,
                        NULL, 0, NULL, 0);
          rc > 0; rc = stmt_row(s)) {
         struct store_grey_triplet t = {
-            .net = (const char *)sqlite3_column_text(s, 0),
-            .sender = (const char *)sqlite3_column_text(s, 1),
-            .rcpt = (const char *)sqlite3_column_text(s, 2),
+            .net = col_text(s, 0),
+            .sender = col_text(s, 1),
+            .rcpt = col_text(s, 2),
             .first_seen = sqlite3_column_int64(s, 3),
             .last_seen = sqlite3_column_int64(s, 4),
             .passed = sqlite3_column_int(s, 5),
         };
-        if (!t.net) t.net = "";
-        if (!t.sender) t.sender = "";
-        if (!t.rcpt) t.rcpt = "";
         triplet(arg, &t);
     }
     stmt_close(st, s);
@@ -169,11 +173,10 @@ int store_grey_list(struct store *st,
                         NULL, 0, NULL, 0);
          rc > 0; rc = stmt_row(s)) {
         struct store_grey_net n = {
-            .net = (const char *)sqlite3_column_text(s, 0),
+            .net = col_text(s, 0),
             .passes = sqlite3_column_int64(s, 1),
             .last_seen = sqlite3_column_int64(s, 2),
         };
-        if (!n.net) n.net = "";
         net(arg, &n);
     }
     stmt_close(st, s);
@@ -218,10 +221,8 @@ static void row_listing(sqlite3_stmt *s, struct store_listing *out, int history)
     size_t size[] = {sizeof out->address, sizeof out->zone, sizeof out->state,
                      sizeof out->code,    sizeof out->txt,  sizeof out->delist_url,
                      sizeof out->previous};
-    for (int i = 0; i < (history ? 7 : 6); i++) {
-        const unsigned char *t = sqlite3_column_text(s, i);
-        str_copy(dst[i], t ? (const char *)t : "", size[i]);
-    }
+    for (int i = 0; i < (history ? 7 : 6); i++)
+        str_copy(dst[i], col_text(s, i), size[i]);
     out->time = out->since = sqlite3_column_int64(s, 7);
 }
 
@@ -318,8 +319,7 @@ int store_verify_get(struct store *st, const char *kind, const char *address, lo
     if (rc > 0) {
         out->ok = sqlite3_column_int(s, 0);
         out->code = sqlite3_column_int(s, 1);
-        const unsigned char *t = sqlite3_column_text(s, 2);
-        str_copy(out->text, t ? (const char *)t : "", sizeof out->text);
+        str_copy(out->text, col_text(s, 2), sizeof out->text);
         out->expires = sqlite3_column_int64(s, 3);
     }
     stmt_close(st, s);
@@ -381,10 +381,7 @@ int store_egress_bench_list(struct store *st,
         0);
     int rc;
     while ((rc = stmt_row(s)) > 0) {
-        const char *a = (const char *)sqlite3_column_text(s, 0);
-        const char *d = (const char *)sqlite3_column_text(s, 1);
-        const char *r = (const char *)sqlite3_column_text(s, 2);
-        cb(arg, a ? a : "", d ? d : "", r ? r : "", sqlite3_column_int64(s, 3),
+        cb(arg, col_text(s, 0), col_text(s, 1), col_text(s, 2), sqlite3_column_int64(s, 3),
            sqlite3_column_int64(s, 4));
     }
     stmt_close(st, s);
@@ -419,12 +416,10 @@ static int sqlite_lock_list(struct store *st,
                   NULL, 0, NULL, 0);
     while (rc > 0) {
         struct store_abuse_lock l = {0};
-        const unsigned char *t = sqlite3_column_text(s, 0);
-        str_copy(l.account, t ? (const char *)t : "", sizeof l.account);
+        str_copy(l.account, col_text(s, 0), sizeof l.account);
         l.since = sqlite3_column_int64(s, 1);
         l.score = sqlite3_column_int(s, 2);
-        t = sqlite3_column_text(s, 3);
-        str_copy(l.reason, t ? (const char *)t : "", sizeof l.reason);
+        str_copy(l.reason, col_text(s, 3), sizeof l.reason);
         cb(arg, &l);
         rc = stmt_row(s);
     }
@@ -529,14 +524,11 @@ int store_abuse_evidence_list(struct store *st, const char *account, long long s
                        k, 1, (long long[]){since, limit > 0 ? limit : -1}, 2);
     while (rc > 0) {
         struct store_abuse_evidence e = {0};
-        const unsigned char *t = sqlite3_column_text(s, 0);
-        str_copy(e.account, t ? (const char *)t : "", sizeof e.account);
+        str_copy(e.account, col_text(s, 0), sizeof e.account);
         e.time = sqlite3_column_int64(s, 1);
-        t = sqlite3_column_text(s, 2);
-        str_copy(e.signal, t ? (const char *)t : "", sizeof e.signal);
+        str_copy(e.signal, col_text(s, 2), sizeof e.signal);
         e.score = sqlite3_column_int(s, 3);
-        t = sqlite3_column_text(s, 4);
-        str_copy(e.evidence, t ? (const char *)t : "", sizeof e.evidence);
+        str_copy(e.evidence, col_text(s, 4), sizeof e.evidence);
         cb(arg, &e);
         rc = stmt_row(s);
     }
@@ -597,9 +589,7 @@ int store_abuse_state_list(struct store *st, long long since,
     int rc = grey_step(st, &s, "SELECT account, state FROM abuse_state WHERE updated >= ?1", NULL,
                        0, (long long[]){since}, 1);
     while (rc > 0) {
-        const unsigned char *a = sqlite3_column_text(s, 0);
-        const unsigned char *t = sqlite3_column_text(s, 1);
-        cb(arg, a ? (const char *)a : "", t ? (const char *)t : "");
+        cb(arg, col_text(s, 0), col_text(s, 1));
         rc = stmt_row(s);
     }
     stmt_close(st, s);
@@ -620,15 +610,10 @@ int store_sent_add(struct store *st, const struct store_sent *e)
 
 static void sent_row(sqlite3_stmt *s, struct store_sent *out)
 {
-    const char *v[4];
-    for (int i = 0; i < 4; i++) {
-        const unsigned char *t = sqlite3_column_text(s, i);
-        v[i] = t ? (const char *)t : "";
-    }
-    str_copy(out->queue_id, v[0], sizeof out->queue_id);
-    str_copy(out->message_id, v[1], sizeof out->message_id);
-    str_copy(out->account, v[2], sizeof out->account);
-    str_copy(out->sender, v[3], sizeof out->sender);
+    str_copy(out->queue_id, col_text(s, 0), sizeof out->queue_id);
+    str_copy(out->message_id, col_text(s, 1), sizeof out->message_id);
+    str_copy(out->account, col_text(s, 2), sizeof out->account);
+    str_copy(out->sender, col_text(s, 3), sizeof out->sender);
     out->time = sqlite3_column_int64(s, 4);
 }
 
@@ -686,10 +671,8 @@ int store_complaint_list(struct store *st, const char *account,
     int rc;
     while ((rc = stmt_row(s)) > 0) {
         const char *v[8];
-        for (int i = 0; i < 8; i++) {
-            const unsigned char *t = sqlite3_column_text(s, i);
-            v[i] = t ? (const char *)t : "";
-        }
+        for (int i = 0; i < 8; i++)
+            v[i] = col_text(s, i);
         struct store_complaint c = {.account = v[0],
                                     .queue_id = v[1],
                                     .message_id = v[2],

@@ -1,7 +1,7 @@
-/* state_redis.h: private to store/ (sqlite_state.c, state_redis.c): the policy state
- * several nodes share, in Redis. sqlite_state.c's functions call these when
- * store_attach_redis() ran; each has the contract of its store.h namesake. Not for
- * other modules: their contract is store.h. */
+/* state_redis.h: private to store/ (sqlite.c, sqlite_state.c, state_redis.c,
+ * redis_conn.c): the policy state several nodes share, in Redis. sqlite_state.c's
+ * functions call these when store_attach_redis() ran; each has the contract of its
+ * store.h namesake. Not for other modules: their contract is store.h. */
 #ifndef KURIER_STORE_STATE_REDIS_H
 #define KURIER_STORE_STATE_REDIS_H
 
@@ -11,6 +11,7 @@
 
 struct redis_state;
 
+/* The connections and settings store_attach_redis() made (redis_conn.c); NULL: nothing. */
 void redis_state_free(struct redis_state *rs);
 
 /* sender and rcpt already lowercased. */

@@ -1,6 +1,6 @@
 /* test_util.c: ip_parse() for IP literals, and err_set(), the formatter behind every
- * (err, errsize) pair, path_relative(), and strict base64 (RFC 4648 vectors, padding
- * and alphabet errors, long inputs). */
+ * (err, errsize) pair, path_relative(), strict base64 (RFC 4648 vectors, padding
+ * and alphabet errors, long inputs), and time_iso8601(). */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -239,8 +239,23 @@ static void test_base64_long(void)
     free(dec);
 }
 
+/* ISO 8601 in UTC whatever TZ says; a buffer too small gives "", never a cut date. */
+static void test_time_iso8601(void)
+{
+    char t[32];
+    time_iso8601(t, sizeof t, 0);
+    CHECK(strcmp(t, "1970-01-01T00:00:00Z") == 0, "the epoch");
+    time_iso8601(t, sizeof t, 1795564800 + 13 * 3600 + 20 * 60 + 5);
+    CHECK(strcmp(t, "2026-11-25T13:20:05Z") == 0, "a date");
+    time_iso8601(t, 21, 0);
+    CHECK(strcmp(t, "1970-01-01T00:00:00Z") == 0, "21 bytes are enough");
+    time_iso8601(t, 20, 0);
+    CHECK(t[0] == '\0', "20 bytes are not");
+}
+
 int main(void)
 {
+    test_time_iso8601();
     test_ip_parse();
     test_path_relative();
     test_base64_decode();
