@@ -543,14 +543,35 @@ static void pump(struct smtp_client *c)
         }
         char *o = stuffed;
         unsigned char prev = c->prev;
-        for (ssize_t i = 0; i < n; i++) {
-            unsigned char b = (unsigned char)in[i];
-            if (prev == '\r' && b != '\n') /* a bare CR ends its line */
-                *o++ = (char)(prev = '\n');
-            if (b == '\n' && prev != '\r') *o++ = '\r';
-            if (b == '.' && prev == '\n') *o++ = '.';
-            *o++ = (char)b;
-            prev = b;
+        for (ssize_t i = 0; i < n;) {
+            /* A line that ends in CRLF (or the chunk's end) with no other CR in it is
+             * copied as it is, after the stuffed dot it may start with; anything else
+             * goes byte by byte. */
+            const char *nl = memchr(in + i, '\n', (size_t)(n - i));
+            ssize_t end = nl ? nl - in + 1 : n;
+            const char *cr = memchr(in + i, '\r', (size_t)(end - i));
+            int clean = prev != '\r' || in[i] == '\n';
+            if (nl)
+                clean &= cr ? cr == nl - 1 : nl == in + i && prev == '\r';
+            else
+                clean &= !cr || cr == in + n - 1;
+            if (clean) {
+                if (prev == '\n' && in[i] == '.') *o++ = '.';
+                memcpy(o, in + i, (size_t)(end - i));
+                o += end - i;
+                prev = (unsigned char)in[end - 1];
+                i = end;
+                continue;
+            }
+            for (; i < end; i++) {
+                unsigned char b = (unsigned char)in[i];
+                if (prev == '\r' && b != '\n') /* a bare CR ends its line */
+                    *o++ = (char)(prev = '\n');
+                if (b == '\n' && prev != '\r') *o++ = '\r';
+                if (b == '.' && prev == '\n') *o++ = '.';
+                *o++ = (char)b;
+                prev = b;
+            }
         }
         c->prev = prev;
         c->off += n;
