@@ -28,14 +28,18 @@ static struct work_job *done_head, *done_tail;   /* ran, done() pending */
 static pthread_t *threads;
 static int nthreads;
 static int stopping;
+static int nidle; /* workers waiting for a job */
 static struct event *ev_done;
 
 static void *worker_main(void *unused)
 {
     pthread_mutex_lock(&lock);
     for (;;) {
-        while (!queue_head && !stopping)
+        while (!queue_head && !stopping) {
+            nidle++;
             pthread_cond_wait(&cond_job, &lock);
+            nidle--;
+        }
         if (!queue_head) break;
         struct work_job *j = queue_head;
         queue_head = j->next;
@@ -45,18 +49,26 @@ static void *worker_main(void *unused)
         pthread_mutex_unlock(&lock);
         j->run(j->arg);
         pthread_mutex_lock(&lock);
+        int wake = 0;
         if (j->state == JOB_CANCELLED) {
             j->state = JOB_CANCEL_FINISHED; /* the canceller frees it */
         } else {
             j->state = JOB_DONE;
+            /* a list that was not empty has its wake-up coming: on_done runs until the
+             * list is empty, under the lock */
+            wake = !done_head;
             if (done_tail)
                 done_tail->next = j;
             else
                 done_head = j;
             done_tail = j;
-            event_active(ev_done, EV_READ, 0);
         }
         pthread_cond_broadcast(&cond_ran);
+        if (wake) { /* outside the lock: the loop thread wakes to take it */
+            pthread_mutex_unlock(&lock);
+            event_active(ev_done, EV_READ, 0);
+            pthread_mutex_lock(&lock);
+        }
     }
     pthread_mutex_unlock(&lock);
     return NULL;
@@ -123,8 +135,11 @@ struct work_job *work_submit(void (*run)(void *), void (*done)(void *), void *ar
     else
         queue_head = j;
     queue_tail = j;
-    pthread_cond_signal(&cond_job);
+    int idle = nidle;
     pthread_mutex_unlock(&lock);
+    /* after the unlock, so the woken worker does not wait for it; none idle: a busy
+     * one takes the job when it is done with its own */
+    if (idle) pthread_cond_signal(&cond_job);
     return j;
 }
 
