@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all run check check-unit check-integration check-fuzz-replay fuzz bench \
+.PHONY: all run check check-build check-unit check-integration check-fuzz-replay fuzz bench \
         bench-smoke install uninstall deps pkg-check format clean
 
 GENERATED := $(BUILD)/man/kurier.1 $(BUILD)/man/kurier.conf.5 $(BUILD)/man/kurierd.8 \
@@ -118,10 +118,19 @@ run: deps
 	$(MAKE) all
 	scripts/run-demo $(BUILD)
 
-# make check: normal -Werror build, then the ASan+UBSan build runs every suite.
+# make check: normal -Werror build, then the ASan+UBSan build runs every suite. The
+# builds use every core (CHECK_JOBS; a -j given to make itself is kept); the suites
+# run one after the other, each at its own pace.
+CHECK_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CHECK_J = $(if $(filter -j% j%,$(MAKEFLAGS)),,-j$(CHECK_JOBS))
 check: deps
-	$(MAKE) all bench-smoke
+	$(MAKE) $(CHECK_J) all $(BUILD)/spoolproto
+	$(MAKE) bench-smoke
+	$(MAKE) $(CHECK_J) SANITIZE=address,undefined check-build
 	$(MAKE) SANITIZE=address,undefined check-unit check-fuzz-replay check-integration
+
+# everything the suites of make check run, built (make -j builds it at once)
+check-build: all $(UNIT_BIN) $(FUZZ_REPLAY)
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

@@ -140,8 +140,9 @@ const struct conf_key conf_keys[] = {
      "Each further wait is the previous one times this factor."},
     {KB_QUEUE, "retry_max", KT_DUR, "4h", NULL, 1, 7 * DAY_, NULL, KC(retry_max),
      "Longest wait between two retries."},
-    {KB_QUEUE, "lifetime", KT_DUR, "5d", NULL, MIN_, 30 * DAY_, NULL, KC(lifetime),
-     "Time after which an undeliverable message is bounced."},
+    {KB_QUEUE, "lifetime", KT_DUR, "5d", NULL, 5, 30 * DAY_, NULL, KC(lifetime),
+     "Time after which an undeliverable message is bounced; a retry that would come later "
+     "is made when it ends."},
     {KB_QUEUE, "delay_warning", KT_DUR, "4h", NULL, 0, 30 * DAY_, NULL, KC(delay_warning),
      "Time after which the sender gets a delay notice; 0 turns it off."},
     {KB_QUEUE, "maildrop_scan", KT_DUR, "5s", NULL, 1, HOUR_, NULL, KC(maildrop_scan),

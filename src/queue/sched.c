@@ -575,6 +575,10 @@ static void deliver_record(struct qjob *j)
         } else {
             r->attempts++;
             r->next_try = tnow + retry_delay(c, r->attempts);
+            /* a retry due after the lifetime would bounce late: the last try is at
+             * its end (a temporary failure then bounces, above) */
+            if (c->lifetime > 0 && r->next_try > env->arrival + c->lifetime)
+                r->next_try = env->arrival + c->lifetime;
         }
         const char *orig = r->orig && *r->orig ? r->orig : r->addr;
         for (size_t k = 0; k < n; k++) {

@@ -391,9 +391,8 @@ def raw(kurier):
         c.close()
 
 
-# The tests that take longest (most of it waiting: a queue lifetime of 1 minute, the
-# least there is, before a bounce; thousands of messages with kill -9s; a build from
-# a fresh clone; hundreds of reloads) run first.
+# The tests that take longest (thousands of messages with kill -9s; a build from a
+# fresh clone; hundreds of reloads; hundreds of ASan CLI processes) run first.
 # Under pytest-xdist (make check) they then start at once on different workers and
 # the short tests fill the time around them, instead of one worker starting one of
 # them when the rest are done. (file name, test function); the order is the same in
@@ -402,8 +401,7 @@ LONG_FIRST = [
     ("test_crash.py", "test_kill9_loses_no_acknowledged_message"),
     ("test_make_run.py", "test_make_run_first_try_on_a_fresh_machine"),
     ("test_reload.py", "test_reloads_free_old_configs_while_sessions_finish"),
-    ("test_outbound.py", "test_lifetime_expiry_bounces"),
-    ("test_egress.py", "test_all_benched_holds_then_bounces_in_plain_words"),
+    ("test_cli_conventions.py", "test_every_command_and_subcommand_has_help"),
     ("test_bounces.py", "test_delay_notice_then_expiry"),
 ]
 

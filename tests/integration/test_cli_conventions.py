@@ -5,6 +5,7 @@
 "did you mean", exit codes 0/1/2, `kurier reload` and `kurier stop` against a running
 daemon, and the bash completion made from the same command table."""
 
+import concurrent.futures
 import os
 import re
 import socket
@@ -40,29 +41,35 @@ def verbs(cmd):
     return found
 
 
+def run_all(forms, input=None):
+    """run(*form) for each form, a few at a time (each is a process of its own: under
+    ASan most of its time is start-up, which the others overlap), results in order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda form: run(*form, input=input), forms))
+
+
 def test_every_command_and_subcommand_has_help():
     cmds = commands()
     for expected in ("queue", "domain", "config", "reload", "stop", "help", "completion"):
         assert expected in cmds, cmds
-    nverbs = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        cmd_verbs = dict(zip(cmds, pool.map(verbs, cmds)))
+    checks = []  # (form, the usage line its help starts with)
     for cmd in cmds:
         # sendmail's -h is its hop count, as in every sendmail
         forms = ([cmd, "--help"], ["help", cmd]) + (() if cmd in ("sendmail", "mailq") else
                                                     ([cmd, "-h"],))
-        for form in forms:
-            r = run(*form)
-            assert r.returncode == 0, (form, r.stdout, r.stderr)
-            assert r.stdout.startswith("usage: kurier %s" % cmd), (form, r.stdout)
-        for verb in verbs(cmd):
-            nverbs += 1
-            for form in ([cmd, verb, "--help"], ["help", cmd, verb], [cmd, verb, "-h"]):
-                r = run(*form)
-                assert r.returncode == 0, (form, r.stdout, r.stderr)
-                assert r.stdout.startswith("usage: kurier %s %s" % (cmd, verb)), (form, r.stdout)
+        checks += [(form, "usage: kurier %s" % cmd) for form in forms]
+        for verb in cmd_verbs[cmd]:
+            checks += [(form, "usage: kurier %s %s" % (cmd, verb))
+                       for form in ([cmd, verb, "--help"], ["help", cmd, verb], [cmd, verb, "-h"])]
+    nverbs = sum(len(v) for v in cmd_verbs.values())
     assert nverbs >= 40, nverbs
     # --help after other arguments still helps, without doing anything
-    r = run("queue", "delete", "ALL", "--help")
-    assert r.returncode == 0 and r.stdout.startswith("usage: kurier queue delete"), r
+    checks.append((["queue", "delete", "ALL", "--help"], "usage: kurier queue delete"))
+    for (form, usage), r in zip(checks, run_all([form for form, _ in checks])):
+        assert r.returncode == 0, (form, r.stdout, r.stderr)
+        assert r.stdout.startswith(usage), (form, r.stdout)
 
 
 def test_help_lists_commands_and_exit_codes():
@@ -135,19 +142,20 @@ def test_usage_errors_name_the_missing_or_extra_word():
         # after "--" a word that looks like an option is an operand
         (["domain", "add", "--", "a.test", "--b"], 'unexpected argument "--b" for "domain add"'),
     ]
-    for argv, message in cases:
-        r = run("-c", "/nonexistent/kurier.conf", *argv)
+    results = run_all([["-c", "/nonexistent/kurier.conf", *argv] for argv, _ in cases])
+    for (argv, message), r in zip(cases, results):
         assert r.returncode == 2, (argv, r.stdout, r.stderr)
         assert "kurier: " + message + "\n" in r.stderr, (argv, r.stderr)
         assert "bad arguments" not in r.stderr, (argv, r.stderr)
         assert 'Try "kurier help' in r.stderr, (argv, r.stderr)
     # operands that fit go on to the command (here: which fails on the missing config)
-    for argv in (["queue", "show", "--body", "A1"], ["mailbox", "forward", "a@b.test", "--off"],
-                 ["mailbox", "forward", "a@b.test", "c@d.test", "e@f.test", "--keep"],
-                 ["greylist", "clear", "--sender", "a@b.test"], ["mailbox", "list"],
-                 ["dkim", "list"], ["relay", "add", "@b.test", "h:587", "--user", "u", "--tls",
-                                    "may", "--password-stdin"]):
-        r = run("-c", "/nonexistent/kurier.conf", *argv, input="pw\n")
+    fit = (["queue", "show", "--body", "A1"], ["mailbox", "forward", "a@b.test", "--off"],
+           ["mailbox", "forward", "a@b.test", "c@d.test", "e@f.test", "--keep"],
+           ["greylist", "clear", "--sender", "a@b.test"], ["mailbox", "list"],
+           ["dkim", "list"], ["relay", "add", "@b.test", "h:587", "--user", "u", "--tls",
+                              "may", "--password-stdin"])
+    results = run_all([["-c", "/nonexistent/kurier.conf", *argv] for argv in fit], input="pw\n")
+    for argv, r in zip(fit, results):
         assert r.returncode == 1, (argv, r.stdout, r.stderr)
         assert "missing" not in r.stderr and "unexpected" not in r.stderr, (argv, r.stderr)
 
@@ -161,6 +169,8 @@ def test_every_subcommand_in_the_code_is_in_the_table():
     code an error), and every cmd_*() is a command of the table."""
     import glob
     cmds = commands()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        table = dict(zip(cmds, pool.map(verbs, cmds)))
     checked = 0
     for path in sorted(glob.glob(os.path.join(SRC_CLI, "cmd_*.c"))):
         with open(path) as f:
@@ -169,15 +179,15 @@ def test_every_subcommand_in_the_code_is_in_the_table():
                              src, re.M | re.S):
             name, body = m.group(1).replace("_", "-"), m.group(2)
             if name == "dns-records":  # "dns records", called by cmd_dns() with argv + 1
-                assert "records" in verbs("dns")
+                assert "records" in table["dns"]
                 continue
             assert name in cmds, (path, name, cmds)
             said = set(re.findall(r'strcmp\((?:argv\[1\]|verb|pos\[0\]), "([a-z][a-z-]*)"\)',
                                   body))
             if not said:
-                assert verbs(name) == [], (name, "takes subcommands its code does not compare")
+                assert table[name] == [], (name, "takes subcommands its code does not compare")
                 continue
-            assert said == set(verbs(name)), (path, name, sorted(said), verbs(name))
+            assert said == set(table[name]), (path, name, sorted(said), table[name])
             checked += 1
     assert checked >= 20, checked
 

@@ -10,6 +10,7 @@ converge again when it is back (empty); kill -9 of one node loses none of the
 others' mail. The three nodes listen on three loopback addresses (127.0.0.11, .12,
 .13: NODE_HOSTS), each with its own state folder, spool and directory file."""
 
+import concurrent.futures
 import json
 import os
 import socket
@@ -130,13 +131,18 @@ def make_cluster(kurier_factory, dns, redis, abuse=ABUSE):
         with open(k.conf, "a") as f:
             f.write("listen %s:%d {\n    role submission;\n    auth_plaintext on;\n}\n"
                     % (host, k.sub_port))
+        nodes.append(k)
+
+    def prepare(k):
         k.add_domain("example.test")
         k.add_mailbox("demo@example.test", "demo")
         for user in USERS:
             k.add_mailbox("%s@example.test" % user, user + "-pw")
-        nodes.append(k)
-    for k in nodes:
-        k.start()
+
+    # each node's CLI calls, then its start, beside the other nodes' (its own folder)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        list(pool.map(prepare, nodes))
+        list(pool.map(lambda k: k.start(), nodes))
     return nodes
 
 

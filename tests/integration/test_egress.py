@@ -281,7 +281,7 @@ def test_fallback_relay_takes_over(egress, rx):
 
 
 def test_all_benched_holds_then_bounces_in_plain_words(egress, rx):
-    k, port = egress(POOL_EQUAL, queue={"lifetime": "1m", "retry_first": "2s",
+    k, port = egress(POOL_EQUAL, queue={"lifetime": "15s", "retry_first": "2s",
                                         "retry_max": "5s"})
     one = rx("127.0.1.1", port, block={"127.0.0.2": PROOFPOINT, "127.0.0.3": BARRACUDA})
     submit(k, ["held@one.test"])
@@ -294,7 +294,7 @@ def test_all_benched_holds_then_bounces_in_plain_words(egress, rx):
     assert benched == {"127.0.0.2": "partly benched", "127.0.0.3": "partly benched"}, st
     # no bounce while it waits; the bounce comes at the end of the lifetime
     assert k.maildir_new("demo@example.test") == []
-    k.wait_log("status=bounced", timeout=300)  # lifetime 1m, then safety
+    k.wait_log("status=bounced", timeout=300)  # lifetime 15s, then safety
     files = k.wait_mail("demo@example.test")
     body = open(files[0], "rb").read().decode(errors="replace")
     flat = " ".join(body.split())

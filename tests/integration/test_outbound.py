@@ -402,16 +402,29 @@ def test_mixed_results_then_retry(outbound, receivers):
 
 
 def test_lifetime_expiry_bounces(outbound):
-    # nothing listens on mx.expire.test: deferred until the lifetime (1 minute, the
-    # smallest) is over; the first attempts are deferred, the last one bounces
-    k, port = outbound(queue={"lifetime": "1m", "retry_first": "1s", "retry_max": "5s"})
+    # nothing listens on mx.expire.test: deferred until the lifetime (10 seconds) is
+    # over; the first attempts are deferred, the last one bounces
+    k, port = outbound(queue={"lifetime": "10s", "retry_first": "1s", "retry_max": "5s"})
     submit(k, ["late@expire.test"])
     k.wait_log("status=deferred")
     line = smtp_lines(k, "late@expire.test")[0]
     assert "dsn=4.4.1" in line and "connect to mx.expire.test[127.0.0.27]:%d" % port in line, line
-    k.wait_log("status=bounced", timeout=300)  # lifetime 1m, then safety
-    last = smtp_lines(k, "late@expire.test")[-1]
-    assert "dsn=5.4.7" in last and "message expired after" in last, last
+    k.wait_log("status=bounced", timeout=300)  # lifetime 10s, then safety
+    lines = smtp_lines(k, "late@expire.test")
+    assert all("status=deferred" in l for l in lines[:-1]), lines
+    assert "dsn=5.4.7" in lines[-1] and "message expired after 10 seconds" in lines[-1], lines
+
+
+def test_lifetime_ends_before_the_next_retry(outbound):
+    # the next retry would be an hour after the first try, long after the lifetime of
+    # 10 seconds: the message is tried once more when its lifetime ends and bounces
+    # then, not an hour later (the wait below gives up long before the hour)
+    k, port = outbound(queue={"lifetime": "10s", "retry_first": "1h", "retry_max": "1h"})
+    submit(k, ["later@expire.test"])
+    k.wait_log("status=bounced", timeout=300)  # lifetime 10s, then safety
+    lines = smtp_lines(k, "later@expire.test")
+    assert len(lines) == 2 and "status=deferred" in lines[0], lines
+    assert "dsn=5.4.7" in lines[1] and "message expired after 10 seconds" in lines[1], lines
 
 
 # --- smarthosts -------------------------------------------------------------------

@@ -245,7 +245,11 @@ static const struct {
      "t.conf:1:9: invalid value \"1h30\" for \"lifetime\": expected a duration like 30s, 5m, 4h "
      "or 5d"},
     {"queue { lifetime 31d; }",
-     "t.conf:1:9: value \"31d\" for \"lifetime\" is out of range (1m to 30d)"},
+     "t.conf:1:9: value \"31d\" for \"lifetime\" is out of range (5s to 30d)"},
+    {"queue { lifetime 4s; }",
+     "t.conf:1:9: value \"4s\" for \"lifetime\" is out of range (5s to 30d)"},
+    {"queue { lifetime 0; }",
+     "t.conf:1:9: value \"0\" for \"lifetime\" is out of range (5s to 30d)"},
     {"queue { retry_backoff nan; }",
      "t.conf:1:9: invalid value \"nan\" for \"retry_backoff\": expected a number"},
     {"log { level loud; }",
