@@ -277,17 +277,7 @@ static void notice_mail(struct abuse *ab, const char *account, const char *reaso
         log_err("abuse", "account=%s: cannot write the lock notice", account);
         return;
     }
-    struct spool_env *e = xcalloc(1, sizeof *e);
-    e->sender = xstrdup(""); /* a notice never bounces */
-    e->arrival = now;
-    e->proto = xstrdup("local");
-    e->body = SMTP_BODY_7BIT;
-    e->rcpts = xcalloc(1, sizeof *e->rcpts);
-    e->nrcpts = 1;
-    e->rcpts[0].addr = xstrdup(to);
-    e->rcpts[0].orig = xstrdup(to);
-    e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
-    e->rcpts[0].state = RCPT_ST_QUEUED;
+    struct spool_env *e = spool_env_notice(to, now); /* a notice never bounces */
     struct notice *n = xcalloc(1, sizeof *n);
     n->ab = ab;
     n->env = e;

@@ -389,17 +389,8 @@ static void send_mail(struct monitor_notify *n, const struct monitor_event *ev)
         log_err("monitor", "cannot queue the report %s: cannot write a spool file", what);
         return;
     }
-    struct spool_env *e = xcalloc(1, sizeof *e);
-    e->sender = xstrdup(""); /* a report never bounces */
-    e->arrival = time(NULL);
-    e->proto = xstrdup("local");
-    e->body = SMTP_BODY_7BIT; /* quoted-printable */
-    e->rcpts = xcalloc(1, sizeof *e->rcpts);
-    e->nrcpts = 1;
-    e->rcpts[0].addr = xstrdup(to);
-    e->rcpts[0].orig = xstrdup(to);
-    e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
-    e->rcpts[0].state = RCPT_ST_QUEUED;
+    /* a report never bounces; its body is quoted-printable (7bit) */
+    struct spool_env *e = spool_env_notice(to, time(NULL));
     struct mail_req *r = xcalloc(1, sizeof *r);
     r->n = n;
     r->env = e;

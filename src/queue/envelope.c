@@ -19,6 +19,22 @@ const char *rcpt_state_name(enum rcpt_state s)
     return "queued";
 }
 
+struct spool_env *spool_env_notice(const char *to, time_t arrival)
+{
+    struct spool_env *e = xcalloc(1, sizeof *e);
+    e->sender = xstrdup("");
+    e->arrival = arrival;
+    e->proto = xstrdup("local");
+    e->body = SMTP_BODY_7BIT;
+    e->rcpts = xcalloc(1, sizeof *e->rcpts);
+    e->nrcpts = 1;
+    e->rcpts[0].addr = xstrdup(to);
+    e->rcpts[0].orig = xstrdup(to);
+    e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
+    e->rcpts[0].state = RCPT_ST_QUEUED;
+    return e;
+}
+
 void spool_env_free(struct spool_env *e)
 {
     if (!e) return;

@@ -83,6 +83,10 @@ struct spool_env {
 
 /* --- the envelope (envelope.c: pure, no files) ------------------------------ */
 void spool_env_free(struct spool_env *e); /* frees members and e; NULL-safe */
+/* The envelope of a notice we write ourselves (a report, a lock notice): from the
+ * null sender (it never bounces), protocol local, 7bit, to one recipient who gets no
+ * DSN of it. Free with spool_env_free. */
+struct spool_env *spool_env_notice(const char *to, time_t arrival);
 /* A deep copy of e (every field and recipient); caller frees with spool_env_free. */
 struct spool_env *envelope_dup(const struct spool_env *e);
 /* Serialise / parse the envelope text. parse: 0 done, -1 bad (line number in *bad_line). */

@@ -38,16 +38,18 @@ def strace_counts(k, calls, action):
     return counts
 
 
+def send_n(kurier):
+    """N messages, one session each, to the local mailbox; returns when all are in."""
+    for i in range(N):
+        with smtplib.SMTP("127.0.0.1", kurier.port, timeout=SAFETY) as s:
+            s.sendmail("alice@sender.test", ["demo@example.test"],
+                       "Subject: %d\r\n\r\nhello\r\n" % i)
+    kurier.wait_mail("demo@example.test", N)
+
+
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
 def test_log_lines_make_no_getpid_call(kurier):
-    def send():
-        for i in range(N):
-            with smtplib.SMTP("127.0.0.1", kurier.port, timeout=SAFETY) as s:
-                s.sendmail("alice@sender.test", ["demo@example.test"],
-                           "Subject: %d\r\n\r\nhello\r\n" % i)
-        kurier.wait_mail("demo@example.test", N)
-
-    counts = strace_counts(kurier, ["getpid"], send)
+    counts = strace_counts(kurier, ["getpid"], lambda: send_n(kurier))
     # 7 per message before (one per log line: connect, queued, delivered, ...); 2 now
     # (not the log's: the Maildir file name has the pid, and one more call)
     assert counts.get("getpid", 0) < 4 * N, counts
@@ -97,14 +99,7 @@ def test_client_name_is_remembered_for_its_ttl(kurier_factory):
 def test_replies_arm_no_write_event(kurier):
     """A plain session's replies are written when the callback that made them returns:
     no write event is armed and dropped (two epoll_ctl calls) for each reply."""
-    def send():
-        for i in range(N):
-            with smtplib.SMTP("127.0.0.1", kurier.port, timeout=SAFETY) as s:
-                s.sendmail("alice@sender.test", ["demo@example.test"],
-                           "Subject: %d\r\n\r\nhello\r\n" % i)
-        kurier.wait_mail("demo@example.test", N)
-
-    counts = strace_counts(kurier, ["epoll_ctl"], send)
+    counts = strace_counts(kurier, ["epoll_ctl"], lambda: send_n(kurier))
     # 7 replies per session (banner, EHLO, MAIL, RCPT, DATA, 250, QUIT) armed and
     # dropped a write event each before (14 calls); now 2: the connection's own
     assert counts.get("epoll_ctl", 0) < 6 * N, counts
