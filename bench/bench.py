@@ -106,6 +106,33 @@ def fsync_rate(base, seconds):
     return n / dt, 1000.0 * dt / max(n, 1), p99
 
 
+def fsync_paced(base, rate, n):
+    """The spool's pattern at the latency scenario's pace: append 1,300 bytes to a
+    preallocated file and fdatasync, rate times a second, n times. (p50 ms, p99 ms) of
+    one append + flush. A disk (or a VM's) flush costs more when it comes alone than
+    back to back as in fsync_rate()."""
+    path = os.path.join(base, "fsync-paced")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    each, buf = [], b"x" * 1300
+    try:
+        os.posix_fallocate(fd, 0, n * len(buf) + 4096)
+        t0 = time.perf_counter()
+        for i in range(n):
+            due = t0 + i / float(rate)
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            t = time.perf_counter()
+            os.pwrite(fd, buf, i * len(buf))
+            os.fdatasync(fd)
+            each.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    each.sort()
+    return 1000.0 * each[len(each) // 2], 1000.0 * each[min(len(each) - 1, len(each) * 99 // 100)]
+
+
 def fs_of(path):
     best = ("?", "?", "?")
     with open("/proc/mounts") as f:
@@ -154,6 +181,9 @@ def machine(base, cfg):
     m["kernel"] = platform.release()
     m["fs"] = fs_of(base)
     m["fsync_per_s"], m["fsync_ms"], m["fsync_p99_ms"] = fsync_rate(base, cfg["fsync_seconds"])
+    L = cfg["latency"]
+    m["paced_rate"] = L["rate"]
+    m["paced_p50_ms"], m["paced_p99_ms"] = fsync_paced(base, L["rate"], L["total"] // 2)
     # postconf needs /etc/postfix/main.cf, which a machine with only the package's
     # binaries in use (the bench runs private instances) may not have
     m["postfix"] = (sh(["postconf", "-h", "mail_version"]) or
@@ -604,9 +634,11 @@ def report(ctx, mach, res, started, elapsed, smoke):
                                                        mach["mem_gib"], mach["os"],
                                                        mach["kernel"]))
     w("- spool filesystem: %s on %s (%s); write 4 KiB + fsync in a loop: **%.0f fsync/s** "
-      "(%.2f ms each on average, p99 %.2f ms)" % (mach["fs"][1], mach["fs"][0], mach["fs"][2],
-                                                  mach["fsync_per_s"], mach["fsync_ms"],
-                                                  mach.get("fsync_p99_ms", 0.0)))
+      "(%.2f ms each on average, p99 %.2f ms); append 1,300 bytes to a preallocated file + "
+      "fdatasync, %d times a second (the latency scenario's pace): p50 %.2f ms, **p99 %.2f "
+      "ms**" % (mach["fs"][1], mach["fs"][0], mach["fs"][2], mach["fsync_per_s"],
+                mach["fsync_ms"], mach.get("fsync_p99_ms", 0.0), mach.get("paced_rate", 0),
+                mach.get("paced_p50_ms", 0.0), mach.get("paced_p99_ms", 0.0)))
     w("- kurier %s (built with `make`, -O2; %s); Postfix %s (Debian package); Python %s" % (
         mach["kurier"], mach["cc"], mach["postfix"], mach["python"]))
     w("")
@@ -936,7 +968,11 @@ def report(ctx, mach, res, started, elapsed, smoke):
         fl = res.get(("latency",), {}).get("floor", [])
         floor = (", the client's own floor p99 %.2f ms" % (med([r["p99"] for r in fl]) * 1000)
                  if fl else "")
-        floor += "; one fsync's own p99 here: %.2f ms" % mach.get("fsync_p99_ms", 0.0)
+        floor += ("; one flush's own p99 here: %.2f ms back to back, %.2f ms at %d a second, "
+                  "against which p99 + 1 ms = %.2f ms is %s" % (
+                      mach.get("fsync_p99_ms", 0.0), mach.get("paced_p99_ms", 0.0),
+                      mach.get("paced_rate", 0), mach.get("paced_p99_ms", 0.0) + 1.0,
+                      "met" if p99 <= mach.get("paced_p99_ms", 0.0) + 1.0 else "not met"))
         w("| p99 accept latency ≤ one fsync + 1 ms (%.2f + 1 = %.2f ms here) | p99 %.2f ms "
           "(%s%s) |" % (mach["fsync_ms"], bound, p99, "met" if p99 <= bound else "not met",
                         floor))
