@@ -1,6 +1,7 @@
 /* client_int.h: private to src/smtp/client*.c (not part of smtp.h): one outbound
- * connection's state, shared by the dialogue (client.c) and its TLS (client_tls.c),
- * which client.c calls and which never calls back.
+ * connection's state, shared by the dialogue (client.c), its TLS (client_tls.c) and
+ * the reading of replies (client_reply.c), which client.c calls and which never call
+ * back.
  * Nothing outside the smtp folder includes it. */
 #ifndef KURIER_SMTP_CLIENT_INT_H
 #define KURIER_SMTP_CLIENT_INT_H
@@ -89,5 +90,10 @@ int client_tls_wrap(struct smtp_client *c, char *why, size_t whysize);
 void client_tls_done(struct smtp_client *c);
 /* Why the handshake failed (what: the bufferevent's event flags), into out. */
 void client_tls_failure(struct smtp_client *c, short what, char *out, size_t outsize);
+
+/* client_reply.c: one reply line (without CRLF) of the reply c->cur collects (and
+ * of c->caps while the EHLO reply comes). 1: the reply is complete, 0: more lines
+ * follow, -1: not an SMTP reply. */
+int client_reply_line(struct smtp_client *c, const char *line, size_t len);
 
 #endif
