@@ -11,6 +11,7 @@ busy machine only takes longer). What fails is a stall: no progress for STALL
 seconds (issue 9 item 17: a fixed 150 s for 2,000 messages failed on a busy 2-core
 machine, where each commit's fsync was slow; it was slowness, not a hang)."""
 
+import contextlib
 import os
 import random
 import re
@@ -109,6 +110,19 @@ def wait_progress(k, done, progress, what, interval=0.1):
             "\nlog:\n%s" % (STALL, what, last, k.log()[-3000:])
 
 
+@contextlib.contextmanager
+def sending(k, sender):
+    """Start sender; the body kills and restarts k meanwhile. On leaving, wait until
+    every message was sent (no timing: progress is watched), and always stop it."""
+    sender.start()
+    try:
+        yield
+        wait_progress(k, lambda: not sender.is_alive(), lambda: len(sender.acked), "sending")
+    finally:
+        sender.stop.set()
+        sender.join(timeout=60)
+
+
 def test_kill9_loses_no_acknowledged_message(kurier_factory):
     n = message_count()
     k = kurier_factory()
@@ -120,9 +134,8 @@ def test_kill9_loses_no_acknowledged_message(kurier_factory):
     # a random moment later so that the kill lands anywhere in a session or commit
     at = sorted(rng.sample(range(n // 10, n * 9 // 10), KILLS))
     sender = Sender(k.port, n)
-    sender.start()
     kills = 0
-    try:
+    with sending(k, sender):
         for target in at:
             wait_progress(k, lambda: len(sender.acked) >= target or not sender.is_alive(),
                           lambda: len(sender.acked), "sending (kill %d)" % (kills + 1))
@@ -130,11 +143,6 @@ def test_kill9_loses_no_acknowledged_message(kurier_factory):
             k.kill9()
             kills += 1
             k.start()
-        wait_progress(k, lambda: not sender.is_alive(), lambda: len(sender.acked),
-                      "sending")
-    finally:
-        sender.stop.set()
-        sender.join(timeout=60)
     assert not sender.is_alive()
     # one more crash and restart after the last message, then let the queue drain
     k.kill9()

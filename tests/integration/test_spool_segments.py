@@ -19,7 +19,7 @@ import pytest
 import segments
 from conftest import KURIERD, SAFETY
 from peers import Downstream
-from test_crash import Sender, delivered_seqs, maildir_files, wait_progress
+from test_crash import Sender, delivered_seqs, maildir_files, sending, wait_progress
 
 REMOTE = "someone@remote.test"
 
@@ -57,9 +57,8 @@ def test_kill9_during_segment_reclamation_loses_nothing(kurier_factory, monkeypa
     k.add_mailbox("demo@example.test", "demo")
     k.start()
     sender = Sender(k.port, n)
-    sender.start()
     kills = 0
-    try:
+    with sending(k, sender):
         while kills < 3 and sender.is_alive():
             seen = k.log().count("reclaiming ")
             wait_progress(k, lambda: k.log().count("reclaiming ") > seen or not sender.is_alive(),
@@ -70,10 +69,6 @@ def test_kill9_during_segment_reclamation_loses_nothing(kurier_factory, monkeypa
             k.kill9()  # within the 300 ms between "reclaiming" and the unlink
             kills += 1
             k.start()
-        wait_progress(k, lambda: not sender.is_alive(), lambda: len(sender.acked), "sending")
-    finally:
-        sender.stop.set()
-        sender.join(timeout=60)
     assert kills == 3, "only %d reclamations seen:\n%s" % (kills, k.log()[-3000:])
     wait_progress(k, k.queue_empty, lambda: maildir_files(k), "the queue drains", interval=0.5)
     counts = delivered_seqs(k)
@@ -392,19 +387,14 @@ def test_deferred_messages_are_copied_forward_and_survive_kills(kurier_factory, 
     waiting = [queue_id(submit(k, "waiting %d" % i, REMOTE)) for i in range(5)]
     n = 400
     sender = Sender(k.port, n)
-    sender.start()
     kills = 0
-    try:
+    with sending(k, sender):
         for target in (n // 3, 2 * n // 3):
             wait_progress(k, lambda: len(sender.acked) >= target or not sender.is_alive(),
                           lambda: len(sender.acked), "sending")
             k.kill9()
             kills += 1
             k.start()
-        wait_progress(k, lambda: not sender.is_alive(), lambda: len(sender.acked), "sending")
-    finally:
-        sender.stop.set()
-        sender.join(timeout=60)
     assert not sender.pending
     wait_progress(k, lambda: len(delivered_seqs(k).keys() & sender.acked) == len(sender.acked),
                   lambda: maildir_files(k), "local delivery", interval=0.5)
