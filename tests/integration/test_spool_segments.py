@@ -51,7 +51,7 @@ def test_kill9_during_segment_reclamation_loses_nothing(kurier_factory, monkeypa
     # small segments, and each reclamation held up, so the kills land inside one
     monkeypatch.setenv("KURIER_TEST_SEGMENT_SIZE", "16384")
     monkeypatch.setenv("KURIER_TEST_DELAY", "reclaim=300")
-    n = 400
+    n = 1200  # enough mail that three reclamations come before the sender is done
     k = kurier_factory()
     k.add_domain("example.test")
     k.add_mailbox("demo@example.test", "demo")
