@@ -11,6 +11,120 @@
 #include "queue/sched_int.h"
 #include "route/route.h"
 
+/* 1 when the message is still queued (or that cannot be told now). */
+static int env_exists(struct queue *q, const char *id)
+{
+    char err[256];
+    struct spool_env *e = spool_load(q->spool, id, err, sizeof err);
+    int r = e != NULL || errno != ENOENT;
+    spool_env_free(e);
+    return r;
+}
+
+/* Worker: load the job's envelope. NULL when that failed: j->gone when the message
+ * left the queue, or its envelope was corrupt and the message is now in corrupt/
+ * (kept for an admin, never retried); j->failed when it may work later. */
+struct spool_env *job_load(struct qjob *j)
+{
+    char err[512] = "";
+    struct spool_env *env = spool_load(j->q->spool, j->id, err, sizeof err);
+    if (env) {
+        j->loaded = 1;
+        return env;
+    }
+    if (errno == EBADMSG) {
+        if (spool_quarantine(j->q->spool, j->id) == 0) {
+            log_err("qmgr", "%s: corrupt envelope, message moved to %s/corrupt/: %s", j->id,
+                    spool_dir(j->q->spool), err);
+            j->gone = 1;
+        } else {
+            log_err("qmgr", "%s: corrupt envelope, cannot move it to %s/corrupt/ (%s): %s", j->id,
+                    spool_dir(j->q->spool), strerror(errno), err);
+            j->failed = 1;
+        }
+        return NULL;
+    }
+    if (!env_exists(j->q, j->id)) {
+        j->gone = 1;
+        return NULL;
+    }
+    log_err("qmgr", "%s: cannot load envelope: %s", j->id, err);
+    j->failed = 1;
+    return NULL;
+}
+
+static struct rgroup *group_for(struct qjob *j, const char *domain, int forward)
+{
+    for (size_t g = 0; g < j->ngroups; g++)
+        if (str_ieq(j->groups[g]->domain, domain) && j->groups[g]->forward == forward)
+            return j->groups[g];
+    struct rgroup *rg = xcalloc(1, sizeof *rg);
+    rg->j = j;
+    rg->forward = forward;
+    rg->domain = xstrdup(domain);
+    str_lower(rg->domain);
+    j->groups = xrealloc(j->groups, (j->ngroups + 1) * sizeof *j->groups);
+    j->groups[j->ngroups++] = rg;
+    return rg;
+}
+
+/* Worker, end of phase 0: group the remote targets by recipient domain, one
+ * remote_job per domain (and per kind: a forward, a target our directory expanded
+ * the recipient into, leaves with a rewritten sender; mail relayed as addressed does
+ * not), and look up what each needs of the directory for its sender here rather
+ * than in a worker job of remote_deliver's own. */
+void remote_groups(struct qjob *j)
+{
+    struct spool_env *env = j->env;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        for (size_t k = 0; k < j->ro[i].n; k++) {
+            struct outcome *o = &j->ro[i].o[k];
+            if (!o->remote) continue;
+            const char *at = strrchr(o->to, '@');
+            struct rgroup *g = group_for(j, at ? at + 1 : "", !str_ieq(o->to, env->rcpts[i].addr));
+            if (g->n == g->cap) {
+                g->cap = g->cap ? g->cap * 2 : 4;
+                g->rcpts = xrealloc(g->rcpts, g->cap * sizeof *g->rcpts);
+                g->notify = xrealloc(g->notify, g->cap * sizeof *g->notify);
+                g->orcpt = xrealloc(g->orcpt, g->cap * sizeof *g->orcpt);
+                g->outs = xrealloc(g->outs, g->cap * sizeof *g->outs);
+            }
+            g->rcpts[g->n] = o->to;
+            g->notify[g->n] = env->rcpts[i].notify;
+            g->orcpt[g->n] = env->rcpts[i].orcpt;
+            g->outs[g->n] = o;
+            g->n++;
+        }
+    j->rpending = j->ngroups;
+    for (size_t g = 0; g < j->ngroups; g++) {
+        struct rgroup *rg = j->groups[g];
+        rg->res = xcalloc(rg->n, sizeof *rg->res);
+        rg->job = (struct remote_job){
+            .id = j->id,
+            .sender = env->sender ? env->sender : "",
+            .domain = rg->domain,
+            .rcpts = rg->rcpts,
+            .nrcpts = rg->n,
+            .notify = rg->notify,
+            .orcpt = rg->orcpt,
+            .envid = env->envid,
+            .ret = env->ret,
+            .body = env->body,
+            .smtputf8 = env->smtputf8,
+            .batv_sign = env->dsn_trusted,
+            .auth_user = env->auth_user,
+            .listener = env->listener,
+            .forward = rg->forward,
+            .content_fd = j->content.fd,
+            .content_off = j->content.off,
+            .size = env->size,
+            .results = rg->res,
+        };
+        remote_sender_lookup(j->q->store, j->conf, &rg->job, &rg->pre);
+        rg->job.pre = &rg->pre;
+    }
+}
+
 static void lines_add(struct loglines *l, char *s)
 {
     if (l->n == l->cap) {

@@ -139,16 +139,11 @@ struct loglines {
     size_t n, cap;
 };
 
-/* sched.c */
-/* 1 when the message is still queued (or that cannot be told now). */
-int env_exists(struct queue *q, const char *id);
+/* attempt.c: the delivery attempt on a worker */
 /* Worker: the job's envelope, or NULL (gone, corrupt: j->gone; j->failed: later). */
 struct spool_env *job_load(struct qjob *j);
 /* Worker, end of phase 0: the remote targets grouped per domain, senders looked up. */
 void remote_groups(struct qjob *j);
-void groups_free(struct qjob *j);
-
-/* attempt.c: the delivery attempt on a worker */
 /* Phase 0: load, route every due recipient, deliver local targets; remote targets
  * are grouped for the loop thread (phase 1). */
 void deliver_run(void *arg);
