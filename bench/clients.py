@@ -72,7 +72,7 @@ def idle_sessions(port, n, measure, hold=1.0, connect_timeout=5.0, reply_timeout
                              parallel))
 
 
-async def _lat_session(port, count, interval, start, mail_from, rcpt, body, out, errors):
+async def _lat_session(port, count, interval, start, mail_from, rcpt, body, out, errors, spans):
     try:
         r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
         if await _reply(r) != 220:
@@ -100,6 +100,7 @@ async def _lat_session(port, count, interval, start, mail_from, rcpt, body, out,
             if code != 250:
                 raise RuntimeError("end of data got %d" % code)
             out.append(t1 - t0)
+            spans.append((t0, t1))
         w.write(b"QUIT\r\n")
         await asyncio.wait_for(_reply(r), 10)
         w.close()
@@ -107,7 +108,7 @@ async def _lat_session(port, count, interval, start, mail_from, rcpt, body, out,
         errors.append("%s: %s" % (type(e).__name__, e))
 
 
-async def _latency(port, sessions, total, rate, size, mail_from, rcpt):
+async def _latency(port, sessions, total, rate, size, mail_from, rcpt, spans):
     line = b"x" * 76 + b"\r\n"
     body = (b"From: <%s>\r\nTo: <%s>\r\nSubject: latency probe\r\n\r\n" % (mail_from, rcpt)
             + line * max(1, size // len(line)))
@@ -117,17 +118,19 @@ async def _latency(port, sessions, total, rate, size, mail_from, rcpt):
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     await asyncio.gather(*(_lat_session(port, per, interval, start + k * interval / sessions,
-                                        mail_from, rcpt, body, out, errors)
+                                        mail_from, rcpt, body, out, errors, spans)
                            for k in range(sessions)))
     return out, errors
 
 
-def latency(port, sessions, total, rate, size, mail_from, rcpt):
+def latency(port, sessions, total, rate, size, mail_from, rcpt, spans=None):
     """Open-loop probe: `sessions` connections together offer `rate` messages/s, `total`
     messages of about `size` bytes. Returns (list of end-of-DATA -> 250 seconds,
-    list of error strings)."""
+    list of error strings). spans, a list, gets each message's (end of DATA sent,
+    250 read) in time.perf_counter() seconds (CLOCK_MONOTONIC, as the kernel's trace
+    clock "mono")."""
     return asyncio.run(_latency(port, sessions, total, rate, size, mail_from.encode(),
-                                rcpt.encode()))
+                                rcpt.encode(), spans if spans is not None else []))
 
 
 # --- STARTTLS load: one SMTP session per message, STARTTLS on every session -------------
