@@ -18,23 +18,23 @@
 /* The KURIER_TEST_DELAY hook (glue.h): milliseconds, 0 = none. */
 static struct {
     int judge, commit;
-} test_delay;
+} test_delays;
 
 void glue_test_delay_init(void)
 {
     const char *p = getenv("KURIER_TEST_DELAY");
     while (p && *p) {
-        int *slot = strncmp(p, "judge=", 6) == 0    ? &test_delay.judge
-                    : strncmp(p, "commit=", 7) == 0 ? &test_delay.commit
+        int *slot = strncmp(p, "judge=", 6) == 0    ? &test_delays.judge
+                    : strncmp(p, "commit=", 7) == 0 ? &test_delays.commit
                                                     : NULL;
         const char *eq = strchr(p, '=');
         if (slot && eq) *slot = atoi(eq + 1);
         p = strchr(p, ',');
         if (p) p++;
     }
-    if (test_delay.judge || test_delay.commit)
+    if (test_delays.judge || test_delays.commit)
         log_warn("kurierd", "KURIER_TEST_DELAY: verdicts wait %d ms, commits %d ms (tests only)",
-                 test_delay.judge, test_delay.commit);
+                 test_delays.judge, test_delays.commit);
 }
 
 static struct event *test_hold(struct event_base *base, int ms,
@@ -101,8 +101,8 @@ static void judge_done(void *arg, const struct policy_verdict *pv)
     } else {
         str_copy(j->v.rcpt_local, pv->rcpt_local, sizeof j->v.rcpt_local);
     }
-    if (test_delay.judge > 0) {
-        j->hold = test_hold(j->g->base, test_delay.judge, judge_held, j);
+    if (test_delays.judge > 0) {
+        j->hold = test_hold(j->g->base, test_delays.judge, judge_held, j);
         return;
     }
     judge_answer(j);
@@ -291,7 +291,8 @@ static void ops_msg_abort(void *msg)
     spool_msg_abort(msg);
 }
 
-struct commit {
+/* A message handed to the spool, until its commit answers. */
+struct stored {
     struct glue *g;
     struct spool_env *env;
     char id[QUEUE_ID_LEN + 1];
@@ -301,7 +302,7 @@ struct commit {
     void *arg;
 };
 
-static void commit_answer(struct commit *c)
+static void stored_answer(struct stored *c)
 {
     c->done(c->arg, c->ok);
     /* after an exit past the shutdown deadline the queue is gone: the next start finds
@@ -311,23 +312,23 @@ static void commit_answer(struct commit *c)
     free(c);
 }
 
-static void commit_held(evutil_socket_t fd, short what, void *arg)
+static void stored_held(evutil_socket_t fd, short what, void *arg)
 {
-    commit_answer(arg);
+    stored_answer(arg);
 }
 
-static void commit_done(void *arg, int ok)
+static void stored_done(void *arg, int ok)
 {
-    struct commit *c = arg;
+    struct stored *c = arg;
     str_copy(c->id, c->env->id, sizeof c->id);
     spool_env_free(c->env);
     c->env = NULL;
     c->ok = ok;
-    if (test_delay.commit > 0) {
-        c->hold = test_hold(c->g->base, test_delay.commit, commit_held, c);
+    if (test_delays.commit > 0) {
+        c->hold = test_hold(c->g->base, test_delays.commit, stored_held, c);
         return;
     }
-    commit_answer(c);
+    stored_answer(c);
 }
 
 static char *opt_dup(const char *s)
@@ -384,12 +385,12 @@ static void ops_msg_commit(void *ctx, void *msg, const struct smtp_peer *peer,
             log_warn("smtpd", "%s: Authentication-Results not updated", spool_msg_id(msg));
         buf_release(&ar);
     }
-    struct commit *c = xcalloc(1, sizeof *c);
+    struct stored *c = xcalloc(1, sizeof *c);
     c->g = g;
     c->env = e;
     c->done = done;
     c->arg = arg;
-    spool_msg_commit(msg, e, commit_done, c);
+    spool_msg_commit(msg, e, stored_done, c);
 }
 
 /* --- AUTH and the client's name: the modules do it all ------------------------- */
