@@ -159,12 +159,12 @@ int own_file(const struct spool *s, int fd)
     return fchown(fd, st.st_uid, st.st_gid);
 }
 
-/* A new segment after the last one, room for need bytes at least (s->mu held). Its
- * name is made durable here (queue/ fsync'd), so a flush of the file is all its
- * records need. NULL when it cannot be made (logged, errno set). */
-static struct seg *seg_create(struct spool *s, off_t need)
+/* Make segment file no with room for need bytes at least (no lock needed). Its name
+ * is made durable here (queue/ fsync'd), so a flush of the file is all its records
+ * need. smaller: on a full disk try a smaller file too. The file's descriptor, its
+ * size in *capp; -1 when it cannot be made (logged, errno set, nothing left behind). */
+static int seg_file_make(struct spool *s, unsigned long no, off_t need, int smaller, off_t *capp)
 {
-    unsigned long no = s->last_no + 1;
     char *p = seg_path(s, no);
     int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     off_t cap = 0;
@@ -178,7 +178,7 @@ static struct seg *seg_create(struct spool *s, off_t need)
          * smaller segment: room for the record and the reserve (seg_append), or for
          * the record alone. */
         off_t sizes[3] = {need > s->seg_size ? need : s->seg_size, need + s->seg_size / 16, need};
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < (smaller ? 3 : 1); i++) {
             cap = sizes[i];
             if (i && (cap >= sizes[i - 1] || ftruncate(fd, 0) != 0)) continue;
             if (!(e = posix_fallocate(fd, 0, cap))) break;
@@ -193,19 +193,113 @@ static struct seg *seg_create(struct spool *s, off_t need)
         }
         free(p);
         errno = e;
-        return NULL;
+        return -1;
     }
     free(p);
+    *capp = cap;
+    return fd;
+}
+
+static struct seg *seg_new(unsigned long no, int fd, off_t cap)
+{
     struct seg *g = xcalloc(1, sizeof *g);
     g->no = no;
     g->fd = fd;
     g->cap = cap;
-    s->last_no = no;
+    return g;
+}
+
+static void seg_link(struct spool *s, struct seg *g)
+{
     struct seg **pp = &s->segs;
     while (*pp)
         pp = &(*pp)->next;
     *pp = g;
+}
+
+/* A new segment after the last one, room for need bytes at least (s->mu held): the
+ * one made ahead when it is there and big enough, else one made now. NULL when it
+ * cannot be made (logged, errno set). */
+static struct seg *seg_create(struct spool *s, off_t need)
+{
+    while (s->spare_making) /* its number is taken: a segment made now would come after it */
+        pthread_cond_wait(&s->spare_cv, &s->mu);
+    s->spare_failed = 0;
+    struct seg *g = s->spare;
+    s->spare = NULL;
+    if (g && need <= g->cap) {
+        seg_link(s, g);
+        return g;
+    }
+    if (g) { /* a giant record: the empty spare goes, a bigger segment comes after it */
+        char *p = seg_path(s, g->no);
+        unlink(p);
+        free(p);
+        close(g->fd);
+        free(g);
+    }
+    unsigned long no = s->last_no + 1;
+    off_t cap;
+    int fd = seg_file_make(s, no, need, 1, &cap);
+    if (fd < 0) return NULL;
+    s->last_no = no;
+    g = seg_new(no, fd, cap);
+    seg_link(s, g);
     return g;
+}
+
+/* ------------------------------------------------------------- made ahead
+ *
+ * Making a segment costs a flush of queue/ (about a millisecond): a batch that had to
+ * make one waited that much longer, and every session's commit behind it. So once the
+ * current segment is half full a worker makes the next one (spare_run), outside the
+ * lock, under the number after the last; seg_create takes it. While it is being made
+ * no other segment is (seg_create waits for it), so the numbers, which are the order
+ * of the records at a restart, stay in the order of use. A spare left unused at a stop
+ * is an empty segment, skipped at the start and removed when it is the oldest. */
+
+static void spare_run(void *arg)
+{
+    struct spool *s = arg;
+    pthread_mutex_lock(&s->mu);
+    if (s->spare || s->spare_making || s->spare_failed || !s->cur) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    unsigned long no = ++s->last_no;
+    s->spare_making = 1;
+    pthread_mutex_unlock(&s->mu);
+    off_t cap;
+    int fd = seg_file_make(s, no, s->seg_size, 0, &cap);
+    pthread_mutex_lock(&s->mu);
+    s->spare_making = 0;
+    if (fd >= 0) {
+        s->spare = seg_new(no, fd, cap);
+        log_debug("qmgr", "segment %s/%010lu.seg made ahead", s->queue, no);
+    } else {
+        s->spare_failed = 1;
+    }
+    pthread_cond_broadcast(&s->spare_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void spare_done(void *arg)
+{
+    struct spool *s = arg;
+    s->spare_job = NULL;
+}
+
+/* Loop thread, after a batch: start making the next segment when the current one is
+ * half full and none is made or being made. */
+static void spare_want(struct spool *s)
+{
+    if (!s->prealloc || s->spare_job) return;
+    pthread_mutex_lock(&s->mu);
+    struct seg *g = s->cur;
+    int want =
+        g && g->cap && g->end > g->cap / 2 && !s->spare && !s->spare_making && !s->spare_failed;
+    pthread_mutex_unlock(&s->mu);
+    if (want) s->spare_job = work_submit(spare_run, spare_done, s);
 }
 
 /* Copy len bytes of fd from offset in to g at off, and their CRC-32C. */
@@ -459,6 +553,7 @@ static struct spool *spool_alloc(const char *dir)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->sync_mu, NULL);
     pthread_mutex_init(&s->reclaim_mu, NULL);
+    pthread_cond_init(&s->spare_cv, NULL);
     return s;
 }
 
@@ -590,11 +685,17 @@ void spool_free(struct spool *s)
         commit_discard(c);
         c = n;
     }
+    work_cancel(s->spare_job); /* waits for a spare being made */
+    if (s->spare) {            /* its file stays: an empty segment */
+        close(s->spare->fd);
+        free(s->spare);
+    }
     index_clear(s);
     if (s->lockfd >= 0) close(s->lockfd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->sync_mu);
     pthread_mutex_destroy(&s->reclaim_mu);
+    pthread_cond_destroy(&s->spare_cv);
     free(s->dir);
     free(s->queue);
     free(s->maildrop);
@@ -816,6 +917,7 @@ static void batch_done(void *arg)
     free(b);
     /* start the next batch before the callbacks so their commits join a later one */
     batch_start(s);
+    spare_want(s);
     while (c) {
         struct commit *n = c->next;
         char id[QUEUE_ID_LEN + 1];

@@ -52,6 +52,13 @@ struct spool {
     pthread_mutex_t reclaim_mu; /* one reclamation at a time, oldest segment first */
     struct seg *segs, *cur;     /* ascending; cur takes the appends (NULL: make one) */
     unsigned long last_no;
+    /* the next segment, made ahead by a worker (spool.c "made ahead"): not in segs
+     * until cur is full; its number is after every segment's */
+    struct seg *spare;
+    int spare_making;           /* a worker is making it now (appends needing it wait) */
+    int spare_failed;           /* it could not be made: not again before cur is full */
+    pthread_cond_t spare_cv;    /* spare_making ended */
+    struct work_job *spare_job; /* loop thread only */
     struct ent **tab;
     size_t tabsize, nent;
     /* group commit, touched on the loop thread only */

@@ -91,6 +91,73 @@ def test_kill9_during_segment_reclamation_loses_nothing(kurier_factory, monkeypa
     assert "AddressSanitizer" not in log and "runtime error:" not in log, log[-3000:]
 
 
+# --- the next segment, made ahead --------------------------------------------------
+
+def submit_many(k, n, tag, size=2000):
+    body = "x" * 76 + "\r\n"
+    with smtplib.SMTP("127.0.0.1", k.port, timeout=60) as s:
+        s.ehlo("client.example")
+        for i in range(n):
+            msg = ("From: alice@example.test\r\nTo: demo@example.test\r\nSubject: %s %d"
+                   "\r\n\r\n%s" % (tag, i, body * (size // len(body)))).encode()
+            s.sendmail("alice@example.test", ["demo@example.test"], msg)
+
+
+def test_next_segment_is_made_ahead_and_an_unused_one_is_harmless(kurier_factory,
+                                                                   monkeypatch):
+    """Once the current segment is half full a worker makes the next one (a commit
+    that had to make it would wait for a flush of queue/); the mail goes on into it
+    when the first is full. One made and never used is an empty segment: a restart
+    skips it without a word and removes it once it is the oldest."""
+    size = 65536
+    monkeypatch.setenv("KURIER_TEST_SEGMENT_SIZE", str(size))
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    spool = spool_of(k)
+    submit_many(k, 1, "first")
+    first = segments.files(spool)
+    assert len(first) == 1, first
+    # past half of it (about 2.3 KB of records per message), not full
+    submit_many(k, 16, "half")
+    assert segments.written_end(first[0]) > size // 2
+    deadline = time.time() + SAFETY
+    while len(segments.files(spool)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    files = segments.files(spool)
+    assert len(files) == 2, (files, k.log()[-2000:])
+    spare = files[1]
+    assert int(os.path.basename(spare)[:10]) == int(os.path.basename(first[0])[:10]) + 1
+    assert os.path.getsize(spare) == size and segments.records(spare) == []
+    # the mail goes on into it once the first is full: no segment made on the way
+    submit_many(k, 14, "full")
+    assert segments.records(spare), "the segment made ahead was not used"
+    k.wait_mail("demo@example.test", 31)
+    # stopped with a spare made and unused (the second is half full by now)
+    submit_many(k, 8, "more")
+    unused = os.path.join(os.path.dirname(spare), "%010d.seg" % (
+        int(os.path.basename(spare)[:10]) + 1))
+    deadline = time.time() + SAFETY
+    while not os.path.exists(unused) and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(unused) and segments.records(unused) == [], segments.files(spool)
+    k.wait_mail("demo@example.test", 39)
+    k.stop()
+    k.start()
+    submit_many(k, 2, "after")
+    k.wait_mail("demo@example.test", 41)
+    k.wait_queue_empty()
+    deadline = time.time() + SAFETY
+    while os.path.exists(unused) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(unused), segments.files(spool)
+    log = k.log()
+    assert "bad record" not in log and "cannot create segment" not in log, log[-3000:]
+    assert "AddressSanitizer" not in log and "runtime error:" not in log, log[-3000:]
+    k.stop()
+
+
 # --- torn and garbled records --------------------------------------------------------
 
 @pytest.fixture
