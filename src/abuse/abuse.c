@@ -1,8 +1,9 @@
 /* abuse.c: per-account sending state (counters in sliding windows, limits, signals
- * and their scores) and when it locks: what a lock does (auth/, the held mail, the
- * notices) is abuse_lock.c's. Locks, evidence, hourly volumes and each account's
- * counters go to the directory (store.h) on a worker, one write at a time in order
- * (abuse_store.c); they are read back at start. Loop thread only. */
+ * and their scores) and when it locks: the accounts themselves (the table, their
+ * counters kept across restarts) are abuse_acct.c's; what a lock does (auth/, the held
+ * mail, the notices) is abuse_lock.c's. Locks, evidence, hourly volumes and each
+ * account's counters go to the directory (store.h) on a worker, one write at a time in
+ * order (abuse_store.c); they are read back at start. Loop thread only. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -26,76 +27,6 @@ struct override {
     char *name; /* "user@example.org" or "@example.org", lower case */
     int limit, soft, hard;
 };
-
-/* --- accounts ------------------------------------------------------------------- */
-
-static uint64_t name_hash(const struct abuse *ab, const char *s)
-{
-    uint64_t h = 1469598103934665603ULL ^ ab->seed; /* FNV-1a, seeded per start */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
-void acct_free(struct acct *a)
-{
-    free(a->name);
-    free(a->dist);
-    free(a->doms);
-    free(a);
-}
-
-static void forget_idle(struct abuse *ab, time_t now)
-{
-    time_t keep = ab->conf->abuse_day > ab->conf->abuse_score_window ? ab->conf->abuse_day
-                                                                     : ab->conf->abuse_score_window;
-    for (size_t i = 0; i < ab->nbuckets; i++)
-        for (struct acct **pp = &ab->b[i]; *pp;) {
-            struct acct *a = *pp;
-            if (!a->locked && now - a->last_seen > keep / 4) {
-                if (a->dirty) state_write(ab, a);
-                *pp = a->next;
-                acct_free(a);
-                ab->n--;
-            } else {
-                pp = &a->next;
-            }
-        }
-}
-
-struct acct *acct_get(struct abuse *ab, const char *account, int create)
-{
-    char name[320];
-    str_copy(name, account, sizeof name);
-    str_lower(name);
-    uint64_t h = name_hash(ab, name);
-    struct acct *a;
-    for (a = ab->b[h & (ab->nbuckets - 1)]; a; a = a->next)
-        if (a->hash == h && strcmp(a->name, name) == 0) break;
-    time_t now = time(NULL);
-    if (a || !create) {
-        if (a) a->last_seen = now;
-        return a;
-    }
-    if (ab->n >= ACCOUNTS_MAX) {
-        forget_idle(ab, now);
-        if (ab->n >= ACCOUNTS_MAX) return NULL; /* logged by the caller's lack of state */
-    }
-    a = xcalloc(1, sizeof *a);
-    a->name = xstrdup(name);
-    a->hash = h;
-    a->last_seen = now;
-    a->baseline = -1;
-    a->hour_no = a->baseline_asked = -1;
-    a->baseline_signalled = a->nets_signalled = -1;
-    a->newdom_signalled = a->newsnd_signalled = -1;
-    a->unknown_signalled = a->blocked_signalled = -1;
-    size_t i = h & (ab->nbuckets - 1);
-    a->next = ab->b[i];
-    ab->b[i] = a;
-    ab->n++;
-    return a;
-}
 
 /* --- windows ------------------------------------------------------------------- */
 
@@ -207,15 +138,7 @@ void limit_of(const struct abuse *ab, const char *account, int limit, int *soft,
     }
 }
 
-/* --- signals, score, lock ---------------------------------------------------------- */
-
-int score_of(const struct abuse *ab, const struct acct *a, time_t now)
-{
-    int s = 0;
-    for (size_t i = 0; i < a->nsig; i++)
-        if (now - a->sig[i].t < ab->conf->abuse_score_window) s += a->sig[i].score;
-    return s;
-}
+/* --- signals, lock ---------------------------------------------------------------- */
 
 static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
                        size_t textsize);
@@ -466,35 +389,6 @@ static int is_trap(const char *traps, const char *rcpt)
     return 0;
 }
 
-/* Remember h in v (at most max; then the oldest goes). 1 when it was there. */
-void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
-{
-    size_t oldest = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if ((*v)[i].h == h) {
-            if ((*v)[i].t < t) (*v)[i].t = t;
-            return;
-        }
-        if ((*v)[i].t < (*v)[oldest].t) oldest = i;
-    }
-    if (*n < max) {
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 8;
-            if (*cap > max) *cap = max;
-            *v = xrealloc(*v, *cap * sizeof **v);
-        }
-        oldest = (*n)++;
-    }
-    (*v)[oldest] = (struct seen){.h = h, .t = t};
-}
-
-static int seen_has(const struct seen *v, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++)
-        if (v[i].h == h) return 1;
-    return 0;
-}
-
 /* Signal 1: recipients in domains the account never wrote to, a burst within the hour.
  * Signal 2: envelope senders it did not use before. Both only after learn_messages. */
 static void watch_habits(struct abuse *ab, struct acct *a, const char *sender, const char *id,
@@ -707,7 +601,7 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
     overrides_load(ab);
     owners_load(ab);
-    abuse_store_load(ab, time(NULL)); /* at start, before any mail */
+    acct_load(ab, time(NULL)); /* at start, before any mail */
     auth_set_observer(auth, observe_login, ab);
     ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
     if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});

@@ -1,4 +1,4 @@
-/* abuse_int.h: private to abuse/ (abuse.c, abuse_lock.c, abuse_store.c,
+/* abuse_int.h: private to abuse/ (abuse.c, abuse_acct.c, abuse_lock.c, abuse_store.c,
  * abuse_status.c): the account state, the ordered queue of writes to the directory and
  * what each file lends the others. Not for other modules: their contract is abuse.h.
  * Loop thread. */
@@ -151,24 +151,38 @@ struct abuse {
     } fails[FAILS_SLOTS];
 };
 
+/* --- abuse_acct.c: the accounts, for the other files
+ * --------------------------------------------------- */
+
+/* The account (name in any case); created (NULL: too many) when create. */
+struct acct *acct_get(struct abuse *ab, const char *account, int create);
+void acct_free(struct acct *a);
+/* s hashed with this start's seed (the table's, and the failed logins' by name). */
+uint64_t name_hash(const struct abuse *ab, const char *s);
+/* The account's score: its signals within the score window. */
+int score_of(const struct abuse *ab, const struct acct *a, time_t now);
+/* Remember h at t in the list v (n used, cap allocated, at most max: the oldest goes). */
+void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
+/* 1 when h is in v[0..n), else 0. */
+int seen_has(const struct seen *v, size_t n, uint64_t h);
+/* Write the counters of every changed account; flush_fire: the same, as a timer. */
+void flush_dirty(struct abuse *ab);
+void flush_fire(evutil_socket_t fd, short what, void *arg);
+/* At start, before any mail: the counters, the scores (the evidence of the score
+ * window) and the locks, read from the directory (errors logged). */
+void acct_load(struct abuse *ab, time_t now);
+
 /* --- abuse.c, for abuse_store.c and abuse_status.c
  * --------------------------------------------------- */
 
 /* The limits' names, by enum conf_abuse_limit (as in the config). */
 extern const char *const limit_names[CONF_ABUSE_NLIMITS];
-/* The account (name in any case); created (NULL: too many) when create. */
-struct acct *acct_get(struct abuse *ab, const char *account, int create);
-void acct_free(struct acct *a);
 /* Events in the window's span (seconds) up to now; window_of: the span of a limit. */
 int win_count(const struct window *w, int window, time_t now);
 int window_of(const struct kconf *c, int limit);
 /* The account's soft and hard value of limit: its own line, its domain's, or the
  * default. */
 void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard);
-/* The account's score: its signals within the score window. */
-int score_of(const struct abuse *ab, const struct acct *a, time_t now);
-/* Remember h at t in the list v (n used, cap allocated, at most max: the oldest goes). */
-void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
 /* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
  * lower case) into out. */
 void shared_name(char *out, size_t size, int limit, const char *account);
@@ -204,14 +218,6 @@ void abuse_lock_free(struct abuse *ab);
 struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account);
 /* Queue w, filled: a worker may run it at once. */
 void wjob_push(struct abuse *ab, struct wjob *w);
-/* Queue a write of a's counters (a->dirty cleared). */
-void state_write(struct abuse *ab, struct acct *a);
-/* Write the counters of every changed account; flush_fire: the same, as a timer. */
-void flush_dirty(struct abuse *ab);
-void flush_fire(evutil_socket_t fd, short what, void *arg);
-/* At start, before any mail: the counters, the scores (the evidence of the score
- * window) and the locks, read from the directory (errors logged). */
-void abuse_store_load(struct abuse *ab, time_t now);
 /* abuse_free: the writes left, in order, run here (on this thread; the first may be on
  * a worker: waited for); no notices then. */
 void abuse_store_drain(struct abuse *ab);
