@@ -142,7 +142,7 @@ void limit_of(const struct abuse *ab, const char *account, int limit, int *soft,
 
 static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
                        size_t textsize);
-static void sync_fire(evutil_socket_t fd, short what, void *arg);
+static void shared_name(char *out, size_t size, int limit, const char *account);
 
 static void signal_acct(struct abuse *ab, struct acct *a, const char *signal, int score,
                         const char *evidence)
@@ -237,6 +237,14 @@ static int check_limit(struct abuse *ab, struct acct *a, int limit, int count, i
     return 0;
 }
 
+/* The baseline read with an hour: the account's, unless it asked for a newer one since.
+ * The account may be gone. */
+static void hour_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    struct acct *a = acct_get(ab, w->account, 0);
+    if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
+}
+
 /* Roll the account's hour: store the finished one and read the baseline again, on a
  * worker (until it is back, the baseline counts as 0, as for a new account). */
 static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
@@ -244,6 +252,7 @@ static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
     long long cur = (long long)now / ab->conf->abuse_hour;
     if (a->hour_no == cur && a->baseline_asked == cur) return;
     struct wjob *w = wjob_new(ab, WK_HOUR, a->name);
+    w->done = hour_done;
     w->hour = a->hour_no != cur ? a->hour_no : -1;
     w->messages = a->hour_msgs;
     w->oldest = cur - ab->conf->abuse_baseline_hours;
@@ -347,6 +356,24 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
     return 0;
 }
 
+/* A failed recipient of account counted: n of them in the hour; over the hard limit,
+ * the account is locked. */
+static void abuse_failed_counted(struct abuse *ab, const char *account, int n)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    if (!a || a->locked) return;
+    int soft, hard;
+    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
+    if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
+}
+
+/* The failed recipients of the hour across the nodes (Redis unreachable: this node's,
+ * set at queueing). */
+static void failed_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    if (notify) abuse_failed_counted(ab, w->account, w->messages);
+}
+
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
 {
     struct acct *a = acct_get(ab, account, 1);
@@ -355,21 +382,16 @@ void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
     int n = win_add(&a->w[CONF_ABUSE_FAILED_HOUR], ab->conf->abuse_hour, time(NULL));
     if (store_shared(ab->store)) { /* judged on the count across the nodes, when back */
         struct wjob *w = wjob_new(ab, WK_FAILED, a->name);
+        char name[400];
+        shared_name(name, sizeof name, CONF_ABUSE_FAILED_HOUR, a->name);
+        w->text = xstrdup(name);
         w->hour = ab->conf->abuse_hour;
         w->messages = n; /* kept if Redis is unreachable */
+        w->done = failed_done;
         wjob_push(ab, w);
         return;
     }
     abuse_failed_counted(ab, a->name, n);
-}
-
-void abuse_failed_counted(struct abuse *ab, const char *account, int n)
-{
-    struct acct *a = acct_get(ab, account, 0);
-    if (!a || a->locked) return;
-    int soft, hard;
-    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
-    if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
 }
 
 /* 1 when rcpt is a spamtrap address or in a trap domain. */
@@ -659,20 +681,14 @@ void abuse_free(struct abuse *ab)
 
 /* --- shared state (docs/cluster.md) ----------------------------------------------- */
 
-static void sync_fire(evutil_socket_t fd, short what, void *arg)
-{
-    struct abuse *ab = arg;
-    if (ab->sync_pending) return;
-    ab->sync_pending = 1;
-    wjob_push(ab, wjob_new(ab, WK_SYNC, ""));
-}
-
 int abuse_shared(const struct abuse *ab)
 {
     return ab && store_shared(ab->store);
 }
 
-void shared_name(char *out, size_t size, int limit, const char *account)
+/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
+ * lower case) into out. */
+static void shared_name(char *out, size_t size, int limit, const char *account)
 {
     char acc[320];
     str_copy(acc, account, sizeof acc);

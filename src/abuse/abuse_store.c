@@ -16,6 +16,15 @@ static void lock_collect(void *arg, const struct store_abuse_lock *l)
     w->locks[w->nlocks++] = *l;
 }
 
+/* One piece of evidence as a line of the lock's notices, appended to the struct buf arg. */
+static void evidence_line(void *arg, const struct store_abuse_evidence *e)
+{
+    struct buf *b = arg;
+    char t[32];
+    time_iso8601(t, sizeof t, (time_t)e->time);
+    buf_printf(b, "  %s  %s  +%d  %s\r\n", t, e->signal, e->score, e->evidence);
+}
+
 static void wjob_run(void *arg)
 {
     struct wjob *w = arg;
@@ -58,10 +67,8 @@ static void wjob_run(void *arg)
         w->rc = store_abuse_lock_list(st, lock_collect, w);
         break;
     case WK_FAILED: { /* a failed recipient, counted across the nodes */
-        char name[400];
-        shared_name(name, sizeof name, CONF_ABUSE_FAILED_HOUR, w->account);
         int n;
-        if (store_rate_add(st, name, (int)w->hour, (long long)time(NULL), 1, &n) == 0)
+        if (store_rate_add(st, w->text, (int)w->hour, (long long)time(NULL), 1, &n) == 0)
             w->messages = n;
         break;
     }
@@ -80,36 +87,17 @@ static void wjob_pop_free(struct abuse *ab)
     free(w);
 }
 
-/* What a write means once it is stored: its log line, the lock's notices, the
- * baseline read with an hour. The account is looked up again: it may be gone. */
+/* A write done: its failure and its log line logged (a read of the locks, a shared
+ * count: nothing), then what it means, by the file that queued it (w->done). */
 static void wjob_finish(struct abuse *ab, struct wjob *w, int notify)
 {
     static const char *const what[] = {"the evidence", "the lock", "the unlock",
                                        "the hourly volume", "the counters"};
-    if (w->kind == WK_SYNC) {
-        ab->sync_pending = 0;
-        /* a lock or unlock queued after the read is newer than what it saw */
-        int newer = 0;
-        for (const struct wjob *o = w->next; o; o = o->next)
-            newer |= o->kind == WK_LOCK || o->kind == WK_UNLOCK;
-        if (w->rc == 0 && notify && !newer) abuse_sync_locks(ab, w->locks, w->nlocks);
-        return;
+    if (w->kind != WK_SYNC && w->kind != WK_FAILED) {
+        if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
+        if (w->logline) log_warn("abuse", "%s", w->logline);
     }
-    if (w->kind == WK_FAILED) { /* unreachable: the node's own count (set at queueing) */
-        if (notify) abuse_failed_counted(ab, w->account, w->messages);
-        return;
-    }
-    if (w->kind == WK_LOCK) {
-        struct acct *a = acct_get(ab, w->account, 0);
-        if (a) a->lock_unstored = w->rc != 0;
-    }
-    if (w->rc != 0) log_err("abuse", "account=%s: cannot store %s", w->account, what[w->kind]);
-    if (w->logline) log_warn("abuse", "%s", w->logline);
-    if (w->kind == WK_LOCK && notify) send_notices(ab, w->account, w->lock.reason, w->text);
-    if (w->kind == WK_HOUR) {
-        struct acct *a = acct_get(ab, w->account, 0);
-        if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
-    }
+    if (w->done) w->done(ab, w, notify);
 }
 
 static void wjob_done(void *arg)
