@@ -5,7 +5,6 @@
  * is abuse.c's. Loop thread only. */
 #include "core/compat.h"
 
-#include <event2/event.h>
 #include <stdint.h>
 
 #include "abuse/abuse_int.h"
