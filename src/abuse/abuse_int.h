@@ -208,7 +208,7 @@ void owners_load(struct abuse *ab);
  * without ab, the owners forgotten. */
 void abuse_lock_free(struct abuse *ab);
 
-/* --- abuse.c, above abuse_lock.c: the limits, for abuse_status.c (on top)
+/* --- abuse.c, above abuse_lock.c: windows and limits, for abuse_status.c (on top)
  * --------------------------------------------------- */
 
 /* The limits' names, by enum conf_abuse_limit (as in the config). */
