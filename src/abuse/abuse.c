@@ -1,8 +1,9 @@
 /* abuse.c: per-account sending state (counters in sliding windows, limits, signals
- * and their scores) and when it locks: what a lock does (auth/, the held mail, the
- * notices) is abuse_lock.c's. Locks, evidence, hourly volumes and each account's
- * counters go to the directory (store.h) on a worker, one write at a time in order
- * (abuse_store.c); they are read back at start. Loop thread only. */
+ * and their scores) and when it locks: the accounts themselves (the table, their
+ * counters kept across restarts) are abuse_acct.c's; what a lock does (auth/, the held
+ * mail, the notices) is abuse_lock.c's. Locks, evidence, hourly volumes and each
+ * account's counters go to the directory (store.h) on a worker, one write at a time in
+ * order (abuse_store.c); they are read back at start. Loop thread only. */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -26,76 +27,6 @@ struct override {
     char *name; /* "user@example.org" or "@example.org", lower case */
     int limit, soft, hard;
 };
-
-/* --- accounts ------------------------------------------------------------------- */
-
-static uint64_t name_hash(const struct abuse *ab, const char *s)
-{
-    uint64_t h = 1469598103934665603ULL ^ ab->seed; /* FNV-1a, seeded per start */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
-void acct_free(struct acct *a)
-{
-    free(a->name);
-    free(a->dist);
-    free(a->doms);
-    free(a);
-}
-
-static void forget_idle(struct abuse *ab, time_t now)
-{
-    time_t keep = ab->conf->abuse_day > ab->conf->abuse_score_window ? ab->conf->abuse_day
-                                                                     : ab->conf->abuse_score_window;
-    for (size_t i = 0; i < ab->nbuckets; i++)
-        for (struct acct **pp = &ab->b[i]; *pp;) {
-            struct acct *a = *pp;
-            if (!a->locked && now - a->last_seen > keep / 4) {
-                if (a->dirty) state_write(ab, a);
-                *pp = a->next;
-                acct_free(a);
-                ab->n--;
-            } else {
-                pp = &a->next;
-            }
-        }
-}
-
-struct acct *acct_get(struct abuse *ab, const char *account, int create)
-{
-    char name[320];
-    str_copy(name, account, sizeof name);
-    str_lower(name);
-    uint64_t h = name_hash(ab, name);
-    struct acct *a;
-    for (a = ab->b[h & (ab->nbuckets - 1)]; a; a = a->next)
-        if (a->hash == h && strcmp(a->name, name) == 0) break;
-    time_t now = time(NULL);
-    if (a || !create) {
-        if (a) a->last_seen = now;
-        return a;
-    }
-    if (ab->n >= ACCOUNTS_MAX) {
-        forget_idle(ab, now);
-        if (ab->n >= ACCOUNTS_MAX) return NULL; /* logged by the caller's lack of state */
-    }
-    a = xcalloc(1, sizeof *a);
-    a->name = xstrdup(name);
-    a->hash = h;
-    a->last_seen = now;
-    a->baseline = -1;
-    a->hour_no = a->baseline_asked = -1;
-    a->baseline_signalled = a->nets_signalled = -1;
-    a->newdom_signalled = a->newsnd_signalled = -1;
-    a->unknown_signalled = a->blocked_signalled = -1;
-    size_t i = h & (ab->nbuckets - 1);
-    a->next = ab->b[i];
-    ab->b[i] = a;
-    ab->n++;
-    return a;
-}
 
 /* --- windows ------------------------------------------------------------------- */
 
@@ -207,19 +138,11 @@ void limit_of(const struct abuse *ab, const char *account, int limit, int *soft,
     }
 }
 
-/* --- signals, score, lock ---------------------------------------------------------- */
-
-int score_of(const struct abuse *ab, const struct acct *a, time_t now)
-{
-    int s = 0;
-    for (size_t i = 0; i < a->nsig; i++)
-        if (now - a->sig[i].t < ab->conf->abuse_score_window) s += a->sig[i].score;
-    return s;
-}
+/* --- signals, lock ---------------------------------------------------------------- */
 
 static int shared_down(struct abuse *ab, const char *account, int *code, char *enh, char *text,
                        size_t textsize);
-static void sync_fire(evutil_socket_t fd, short what, void *arg);
+static void shared_name(char *out, size_t size, int limit, const char *account);
 
 static void signal_acct(struct abuse *ab, struct acct *a, const char *signal, int score,
                         const char *evidence)
@@ -314,6 +237,14 @@ static int check_limit(struct abuse *ab, struct acct *a, int limit, int count, i
     return 0;
 }
 
+/* The baseline read with an hour: the account's, unless it asked for a newer one since.
+ * The account may be gone. */
+static void hour_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    struct acct *a = acct_get(ab, w->account, 0);
+    if (a && a->baseline_asked == w->cur) a->baseline = w->mean;
+}
+
 /* Roll the account's hour: store the finished one and read the baseline again, on a
  * worker (until it is back, the baseline counts as 0, as for a new account). */
 static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
@@ -321,6 +252,7 @@ static void hour_roll(struct abuse *ab, struct acct *a, time_t now)
     long long cur = (long long)now / ab->conf->abuse_hour;
     if (a->hour_no == cur && a->baseline_asked == cur) return;
     struct wjob *w = wjob_new(ab, WK_HOUR, a->name);
+    w->done = hour_done;
     w->hour = a->hour_no != cur ? a->hour_no : -1;
     w->messages = a->hour_msgs;
     w->oldest = cur - ab->conf->abuse_baseline_hours;
@@ -424,6 +356,24 @@ int abuse_check_rcpt(struct abuse *ab, const char *account, const char *rcpt, si
     return 0;
 }
 
+/* A failed recipient of account counted: n of them in the hour; over the hard limit,
+ * the account is locked. */
+static void abuse_failed_counted(struct abuse *ab, const char *account, int n)
+{
+    struct acct *a = acct_get(ab, account, 0);
+    if (!a || a->locked) return;
+    int soft, hard;
+    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
+    if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
+}
+
+/* The failed recipients of the hour across the nodes (Redis unreachable: this node's,
+ * set at queueing). */
+static void failed_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    if (notify) abuse_failed_counted(ab, w->account, w->messages);
+}
+
 void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
 {
     struct acct *a = acct_get(ab, account, 1);
@@ -432,21 +382,16 @@ void abuse_rcpt_failed(struct abuse *ab, const char *account, const char *rcpt)
     int n = win_add(&a->w[CONF_ABUSE_FAILED_HOUR], ab->conf->abuse_hour, time(NULL));
     if (store_shared(ab->store)) { /* judged on the count across the nodes, when back */
         struct wjob *w = wjob_new(ab, WK_FAILED, a->name);
+        char name[400];
+        shared_name(name, sizeof name, CONF_ABUSE_FAILED_HOUR, a->name);
+        w->text = xstrdup(name);
         w->hour = ab->conf->abuse_hour;
         w->messages = n; /* kept if Redis is unreachable */
+        w->done = failed_done;
         wjob_push(ab, w);
         return;
     }
     abuse_failed_counted(ab, a->name, n);
-}
-
-void abuse_failed_counted(struct abuse *ab, const char *account, int n)
-{
-    struct acct *a = acct_get(ab, account, 0);
-    if (!a || a->locked) return;
-    int soft, hard;
-    limit_of(ab, a->name, CONF_ABUSE_FAILED_HOUR, &soft, &hard);
-    if (hard > 0 && n > hard) over_hard(ab, a, CONF_ABUSE_FAILED_HOUR, n, hard);
 }
 
 /* 1 when rcpt is a spamtrap address or in a trap domain. */
@@ -463,35 +408,6 @@ static int is_trap(const char *traps, const char *rcpt)
         while (*p == ' ')
             p++;
     }
-    return 0;
-}
-
-/* Remember h in v (at most max; then the oldest goes). 1 when it was there. */
-void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t)
-{
-    size_t oldest = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if ((*v)[i].h == h) {
-            if ((*v)[i].t < t) (*v)[i].t = t;
-            return;
-        }
-        if ((*v)[i].t < (*v)[oldest].t) oldest = i;
-    }
-    if (*n < max) {
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 8;
-            if (*cap > max) *cap = max;
-            *v = xrealloc(*v, *cap * sizeof **v);
-        }
-        oldest = (*n)++;
-    }
-    (*v)[oldest] = (struct seen){.h = h, .t = t};
-}
-
-static int seen_has(const struct seen *v, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++)
-        if (v[i].h == h) return 1;
     return 0;
 }
 
@@ -707,7 +623,7 @@ struct abuse *abuse_new(struct event_base *base, const struct kconf *conf, struc
     ab->seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ab;
     overrides_load(ab);
     owners_load(ab);
-    abuse_store_load(ab, time(NULL)); /* at start, before any mail */
+    acct_load(ab, time(NULL)); /* at start, before any mail */
     auth_set_observer(auth, observe_login, ab);
     ab->ev_flush = event_new(base, -1, EV_PERSIST, flush_fire, ab);
     if (ab->ev_flush) event_add(ab->ev_flush, &(struct timeval){.tv_sec = STATE_FLUSH});
@@ -765,20 +681,14 @@ void abuse_free(struct abuse *ab)
 
 /* --- shared state (docs/cluster.md) ----------------------------------------------- */
 
-static void sync_fire(evutil_socket_t fd, short what, void *arg)
-{
-    struct abuse *ab = arg;
-    if (ab->sync_pending) return;
-    ab->sync_pending = 1;
-    wjob_push(ab, wjob_new(ab, WK_SYNC, ""));
-}
-
 int abuse_shared(const struct abuse *ab)
 {
     return ab && store_shared(ab->store);
 }
 
-void shared_name(char *out, size_t size, int limit, const char *account)
+/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
+ * lower case) into out. */
+static void shared_name(char *out, size_t size, int limit, const char *account)
 {
     char acc[320];
     str_copy(acc, account, sizeof acc);

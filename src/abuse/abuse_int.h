@@ -1,7 +1,9 @@
-/* abuse_int.h: private to abuse/ (abuse.c, abuse_lock.c, abuse_store.c,
- * abuse_status.c): the account state, the ordered queue of writes to the directory and
- * what each file lends the others. Not for other modules: their contract is abuse.h.
- * Loop thread. */
+/* abuse_int.h: private to abuse/: the account state, the ordered queue of writes to
+ * the directory and what each file lends those above it. Floors, from the ground:
+ * abuse_store.c (the writes), abuse_acct.c (the accounts), abuse_lock.c (the lock),
+ * abuse.c (limits, signals, when to lock), abuse_status.c; each calls only those below
+ * it (a write's completion reaches up through wjob.done). Not for other modules: their
+ * contract is abuse.h. Loop thread. */
 #ifndef KURIER_ABUSE_INT_H
 #define KURIER_ABUSE_INT_H
 
@@ -113,10 +115,15 @@ struct wjob {
                                        WK_FAILED: the failed recipients across the nodes,
                                        else (Redis unreachable) this node's */
     double mean;                    /* WK_HOUR: the baseline read */
-    char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read */
+    char *text;                     /* WK_STATE: the counters; WK_LOCK: evidence read;
+                                       WK_FAILED: the shared counter's name */
     char *logline;                  /* logged (warning) when done, or NULL */
     struct store_abuse_lock *locks; /* WK_SYNC: the shared locks read */
     size_t nlocks;
+    /* What it means once done, the queuer's (NULL: nothing more): on the loop, after
+     * a failed write and the logline are logged; notify 0 when abuse_free runs the
+     * writes left (no notices, no locks then). */
+    void (*done)(struct abuse *ab, struct wjob *w, int notify);
     struct wjob *next;
 };
 
@@ -151,45 +158,49 @@ struct abuse {
     } fails[FAILS_SLOTS];
 };
 
-/* --- abuse.c, for abuse_store.c and abuse_status.c
+/* --- abuse_store.c, the ground floor: writes to the directory, one at a time in order
  * --------------------------------------------------- */
 
-/* The limits' names, by enum conf_abuse_limit (as in the config). */
-extern const char *const limit_names[CONF_ABUSE_NLIMITS];
+/* A write for account; the caller fills the rest (w->done: what it means once done),
+ * then queues it (wjob_push). */
+struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account);
+/* Queue w, filled: a worker may run it at once. */
+void wjob_push(struct abuse *ab, struct wjob *w);
+/* abuse_free: the writes left, in order, run here (on this thread; the first may be on
+ * a worker: waited for); no notices then. */
+void abuse_store_drain(struct abuse *ab);
+
+/* --- abuse_acct.c, above abuse_store.c: the accounts, their counters kept across
+ * restarts ------------------------------------------------------------------------- */
+
 /* The account (name in any case); created (NULL: too many) when create. */
 struct acct *acct_get(struct abuse *ab, const char *account, int create);
 void acct_free(struct acct *a);
-/* Events in the window's span (seconds) up to now; window_of: the span of a limit. */
-int win_count(const struct window *w, int window, time_t now);
-int window_of(const struct kconf *c, int limit);
-/* The account's soft and hard value of limit: its own line, its domain's, or the
- * default. */
-void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard);
+/* s hashed with this start's seed (the table's, and the failed logins' by name). */
+uint64_t name_hash(const struct abuse *ab, const char *s);
 /* The account's score: its signals within the score window. */
 int score_of(const struct abuse *ab, const struct acct *a, time_t now);
 /* Remember h at t in the list v (n used, cap allocated, at most max: the oldest goes). */
 void seen_put(struct seen **v, size_t *n, size_t *cap, size_t max, uint64_t h, time_t t);
-/* The name of account's shared counter of limit ("failed_recipients_per_hour:ACCOUNT",
- * lower case) into out. */
-void shared_name(char *out, size_t size, int limit, const char *account);
-/* A failed recipient of account counted across the nodes (WK_FAILED done): n of them
- * in the hour; over the hard limit, the account is locked. */
-void abuse_failed_counted(struct abuse *ab, const char *account, int n);
+/* 1 when h is in v[0..n), else 0. */
+int seen_has(const struct seen *v, size_t n, uint64_t h);
+/* Write the counters of every changed account; flush_fire: the same, as a timer. */
+void flush_dirty(struct abuse *ab);
+void flush_fire(evutil_socket_t fd, short what, void *arg);
+/* At start, before any mail: the counters, the scores (the evidence of the score
+ * window) and the locks, read from the directory (errors logged). */
+void acct_load(struct abuse *ab, time_t now);
 
-/* --- abuse_lock.c: what a lock does, for abuse.c and abuse_store.c
+/* --- abuse_lock.c, above abuse_acct.c: what a lock does, for abuse.c
  * --------------------------------------------------- */
 
 /* Lock a for why (logged once stored): AUTH refused, its queued mail held, the
  * notices sent once the lock is stored. */
 void acct_lock(struct abuse *ab, struct acct *a, const char *why);
-/* One piece of evidence as a line of the notice, appended to the struct buf arg. */
-void evidence_line(void *arg, const struct store_abuse_evidence *e);
-/* Mail the lock's notices (postmaster, owner) with the evidence text. */
-void send_notices(struct abuse *ab, const char *account, const char *reason, const char *evidence);
-/* Shared state: the locks read from Redis (v[0..n)), applied to the accounts here: a
- * lock decided on another node locks (AUTH refused, mail held), an unlock there
- * unlocks; a lock whose write failed here is written again. */
-void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n);
+/* Shared state, a timer (every state.refresh): the locks read from Redis, then applied
+ * to the accounts here (a lock decided on another node locks, an unlock there
+ * unlocks; a lock whose write failed here is written again). */
+void sync_fire(evutil_socket_t fd, short what, void *arg);
 /* Read owners_file ("NAME ADDRESS": who is told of a lock besides the postmaster)
  * again (errors logged). */
 void owners_load(struct abuse *ab);
@@ -197,23 +208,16 @@ void owners_load(struct abuse *ab);
  * without ab, the owners forgotten. */
 void abuse_lock_free(struct abuse *ab);
 
-/* --- abuse_store.c: writes to the directory, one at a time in order; the counters
- * (table abuse_state) written and read back ------------------------------------------ */
+/* --- abuse.c, above abuse_lock.c: windows and limits, for abuse_status.c (on top)
+ * --------------------------------------------------- */
 
-/* A write for account; the caller fills the rest, then queues it (wjob_push). */
-struct wjob *wjob_new(struct abuse *ab, enum wkind kind, const char *account);
-/* Queue w, filled: a worker may run it at once. */
-void wjob_push(struct abuse *ab, struct wjob *w);
-/* Queue a write of a's counters (a->dirty cleared). */
-void state_write(struct abuse *ab, struct acct *a);
-/* Write the counters of every changed account; flush_fire: the same, as a timer. */
-void flush_dirty(struct abuse *ab);
-void flush_fire(evutil_socket_t fd, short what, void *arg);
-/* At start, before any mail: the counters, the scores (the evidence of the score
- * window) and the locks, read from the directory (errors logged). */
-void abuse_store_load(struct abuse *ab, time_t now);
-/* abuse_free: the writes left, in order, run here (on this thread; the first may be on
- * a worker: waited for); no notices then. */
-void abuse_store_drain(struct abuse *ab);
+/* The limits' names, by enum conf_abuse_limit (as in the config). */
+extern const char *const limit_names[CONF_ABUSE_NLIMITS];
+/* Events in the window's span (seconds) up to now; window_of: the span of a limit. */
+int win_count(const struct window *w, int window, time_t now);
+int window_of(const struct kconf *c, int limit);
+/* The account's soft and hard value of limit: its own line, its domain's, or the
+ * default. */
+void limit_of(const struct abuse *ab, const char *account, int limit, int *soft, int *hard);
 
 #endif

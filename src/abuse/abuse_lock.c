@@ -1,8 +1,9 @@
 /* abuse_lock.c: what a lock does, and its undoing: AUTH refused through auth/'s lock
  * set, the account's queued mail held (released or deleted on an unlock) through
  * queue/, the postmaster and the owner (owners_file) told by a mail committed into
- * the spool; locks decided on other nodes applied here. When to lock (counters,
- * limits, signals) is abuse.c's. Loop thread only. */
+ * the spool; locks decided on other nodes read (every state.refresh) and applied
+ * here. When to lock (counters, limits, signals) is abuse.c's; the accounts are
+ * abuse_acct.c's, the writes abuse_store.c's. Loop thread only. */
 #include "core/compat.h"
 
 #include <event2/event.h>
@@ -215,14 +216,6 @@ static void notice_committed(void *arg, int ok)
     free(n);
 }
 
-void evidence_line(void *arg, const struct store_abuse_evidence *e)
-{
-    struct buf *b = arg;
-    char t[32];
-    time_iso8601(t, sizeof t, (time_t)e->time);
-    buf_printf(b, "  %s  %s  +%d  %s\r\n", t, e->signal, e->score, e->evidence);
-}
-
 /* One notice of the lock of account, to the address to. */
 static void notice_mail(struct abuse *ab, const char *account, const char *reason,
                         const char *evidence, const char *to, int owner)
@@ -288,7 +281,8 @@ static void notice_mail(struct abuse *ab, const char *account, const char *reaso
 
 /* The notices of a lock, once it is stored: the postmaster's (mail_to), and the
  * owner's when owners_file names an address for the account or its domain. */
-void send_notices(struct abuse *ab, const char *account, const char *reason, const char *evidence)
+static void send_notices(struct abuse *ab, const char *account, const char *reason,
+                         const char *evidence)
 {
     const struct kconf *c = ab->conf;
     const char *to = c->abuse_mail_to ? c->abuse_mail_to : c->postmaster;
@@ -331,10 +325,20 @@ static void acct_set_unlocked(struct abuse *ab, struct acct *a)
     auth_lock_set(ab->auth, a->name, 0);
 }
 
+/* The lock written (else written again at the next read of the shared locks): its
+ * notices, with the evidence read with it. The account may be gone. */
+static void lock_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    struct acct *a = acct_get(ab, w->account, 0);
+    if (a) a->lock_unstored = w->rc != 0;
+    if (notify) send_notices(ab, w->account, w->lock.reason, w->text);
+}
+
 /* The write of a's lock, with score; the caller may add a logline, then pushes it. */
 static struct wjob *lock_write(struct abuse *ab, struct acct *a, int score)
 {
     struct wjob *w = wjob_new(ab, WK_LOCK, a->name);
+    w->done = lock_done;
     w->lock = (struct store_abuse_lock){.since = a->locked_since, .score = score};
     str_copy(w->lock.account, a->name, sizeof w->lock.account);
     str_copy(w->lock.reason, a->reason, sizeof w->lock.reason);
@@ -360,7 +364,10 @@ int abuse_locked(struct abuse *ab, const char *account)
     return a && a->locked;
 }
 
-void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n)
+/* Shared state: the locks read from Redis (v[0..n)), applied to the accounts here: a
+ * lock decided on another node locks (AUTH refused, mail held), an unlock there
+ * unlocks; a lock whose write failed here is written again. */
+static void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct acct *a = acct_get(ab, v[i].account, 1);
@@ -386,6 +393,26 @@ void abuse_sync_locks(struct abuse *ab, const struct store_abuse_lock *v, size_t
             acct_set_unlocked(ab, a); /* unlocked on another node */
             log_warn("abuse", "account=%s decision=unlock source=shared", a->name);
         }
+}
+
+static void sync_done(struct abuse *ab, struct wjob *w, int notify)
+{
+    ab->sync_pending = 0;
+    /* a lock or unlock queued after the read is newer than what it saw */
+    int newer = 0;
+    for (const struct wjob *o = w->next; o; o = o->next)
+        newer |= o->kind == WK_LOCK || o->kind == WK_UNLOCK;
+    if (w->rc == 0 && notify && !newer) abuse_sync_locks(ab, w->locks, w->nlocks);
+}
+
+void sync_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct abuse *ab = arg;
+    if (ab->sync_pending) return;
+    ab->sync_pending = 1;
+    struct wjob *w = wjob_new(ab, WK_SYNC, "");
+    w->done = sync_done;
+    wjob_push(ab, w);
 }
 
 int abuse_unlock(struct abuse *ab, const char *account, enum abuse_held what, char *msg,
