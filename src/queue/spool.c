@@ -3,8 +3,8 @@
  * commit with one flush per batch, reclamation of segments nothing lives in. Only
  * writer of spool/queue; callers get IDs, never paths. The envelope text format is
  * envelope.c's, what happens to queued messages the scheduler's (sched.c), queue IDs
- * queue_id.c's. The index and the recovery scan are in spool_index.c, the old
- * layout and corrupt/ in spool_legacy.c (shared through spool_int.h). */
+ * queue_id.c's. The index and the recovery scan are in spool_index.c below, the old
+ * layout and corrupt/ in spool_legacy.c above (shared through spool_int.h). */
 #include "core/compat.h"
 
 #include <dirent.h>
@@ -61,11 +61,6 @@ struct batch {
 
 /* ---------------------------------------------------------- segments */
 
-char *seg_path(const struct spool *s, unsigned long no)
-{
-    return xasprintf("%s/%010lu.seg", s->queue, no);
-}
-
 static int pwrite_all(int fd, const void *p, size_t len, off_t off)
 {
     const char *b = p;
@@ -83,26 +78,9 @@ static int pwrite_all(int fd, const void *p, size_t len, off_t off)
     return 0;
 }
 
-int pread_all(int fd, void *p, size_t len, off_t off)
-{
-    char *b = p;
-    while (len > 0) {
-        ssize_t n = pread(fd, b, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = EIO; /* shorter than its record says */
-            return -1;
-        }
-        b += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
 /* Files created as root (the CLI, the daemon before it drops privileges) belong to
  * queue/'s owner, so the daemon can always open them. */
-int own_file(const struct spool *s, int fd)
+static int own_file(const struct spool *s, int fd)
 {
     struct stat st;
     if (geteuid() != 0 || stat(s->queue, &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return 0;
@@ -567,12 +545,6 @@ struct spool *spool_open(const char *dir, char *err, size_t errsize)
     free(inc);
     if (index_load(s) != 0) {
         snprintf(err, errsize, "cannot read the segments in %s: %s", s->queue, strerror(errno));
-        spool_free(s);
-        return NULL;
-    }
-    if (import_legacy(s) != 0) {
-        snprintf(err, errsize, "cannot import the old queue files in %s: %s", s->queue,
-                 strerror(errno));
         spool_free(s);
         return NULL;
     }
