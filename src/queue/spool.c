@@ -646,34 +646,17 @@ const char *spool_msg_id(const struct spool_msg *m)
     return m->id;
 }
 
-void spool_msg_sign(struct spool_msg *m)
-{
-    if (!m->dkim && m->size == 0) m->dkim = dkim_sign_new(m->id);
-}
-
-int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
-{
-    if (m->dkim && !m->failed) {
-        if (dkim_sign_write(m->dkim, m, p, len) == 0) return 0;
-        m->failed = 1;
-        return -1;
-    }
-    return spool_msg_put(m, p, len);
-}
-
-off_t spool_msg_offset(const struct spool_msg *m)
-{
-    return (off_t)m->size;
-}
-
 static void msg_write_failed(struct spool_msg *m, const char *what)
 {
     log_err("smtpd", "%s: cannot %s the message's content: %s", m->id, what, strerror(errno));
     m->failed = 1;
 }
 
-int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
+/* The writes of the content, the signer's too (struct dkim_sign_out): put appends,
+ * put_at writes over what was written. 0, -1 (logged; the message failed). */
+static int msg_put_at(void *arg, off_t off, const void *p, size_t len)
 {
+    struct spool_msg *m = arg;
     if (m->failed) return -1;
     if (off < 0 || (size_t)off > m->size || len > m->size - (size_t)off) return -1;
     if (m->tmpfd < 0) {
@@ -711,8 +694,9 @@ static int msg_spill(struct spool_msg *m)
     return 0;
 }
 
-int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
+static int msg_put(void *arg, const void *p, size_t len)
 {
+    struct spool_msg *m = arg;
     if (m->failed) return -1;
     msgid_scan(&m->mid, p, len);
     if (m->tmpfd < 0 && m->size + len > MEM_MAX && msg_spill(m) != 0) return -1;
@@ -726,11 +710,34 @@ int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
     return 0;
 }
 
+static off_t msg_offset(const void *arg)
+{
+    const struct spool_msg *m = arg;
+    return (off_t)m->size;
+}
+
+void spool_msg_sign(struct spool_msg *m)
+{
+    if (m->dkim || m->size != 0) return;
+    struct dkim_sign_out out = {msg_put, msg_put_at, msg_offset, m};
+    m->dkim = dkim_sign_new(m->id, &out);
+}
+
+int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
+{
+    if (m->dkim && !m->failed) {
+        if (dkim_sign_write(m->dkim, p, len) == 0) return 0;
+        m->failed = 1;
+        return -1;
+    }
+    return msg_put(m, p, len);
+}
+
 int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len)
 {
     /* a signer's room shifts the content: offsets of the caller's would be off */
     if (m->dkim || offset > m->size || len > m->size - offset) return -1;
-    return spool_msg_put_at(m, (off_t)offset, p, len);
+    return msg_put_at(m, (off_t)offset, p, len);
 }
 
 static void msg_free(struct spool_msg *m)
@@ -871,7 +878,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
                       void *arg)
 {
     if (m->dkim) { /* the DKIM-Signature: fields go in before the batch syncs */
-        if (dkim_sign_finish(m->dkim, m) != 0) m->failed = 1;
+        if (dkim_sign_finish(m->dkim) != 0) m->failed = 1;
         dkim_sign_free(m->dkim);
         m->dkim = NULL;
     }
