@@ -443,7 +443,7 @@ int main(int argc, char **argv)
     event_add(d.ev_hup, NULL);
     if (prepare_dirs(d.conf, pw) != 0 || enter_workdir(&d) != 0) return 1;
     d.spool = spool_open(d.conf->spool_dir, err, sizeof err);
-    if (!d.spool) {
+    if (!d.spool || spool_import_legacy(d.spool, err, sizeof err) != 0) {
         log_err("kurierd", "spool %s: %s", d.conf->spool_dir, err);
         return 1;
     }

@@ -271,6 +271,7 @@ struct sig {
 
 struct dkim_sign {
     char id[QUEUE_ID_LEN + 1];
+    struct dkim_sign_out out; /* where the message goes */
     enum { SIGN_HEADER, SIGN_BODY, SIGN_PASS } state;
     struct buf held; /* the header section (and what came after it in the same write) */
     size_t scan;     /* held: where the search for its end goes on */
@@ -283,11 +284,12 @@ struct dkim_sign {
     int nsigs;
 };
 
-struct dkim_sign *dkim_sign_new(const char *id)
+struct dkim_sign *dkim_sign_new(const char *id, const struct dkim_sign_out *out)
 {
     if (!current || current->n == 0) return NULL;
     struct dkim_sign *d = xcalloc(1, sizeof *d);
     str_copy(d->id, id, sizeof d->id);
+    d->out = *out;
     buf_init(&d->held, 0);
     d->line_start = 1;
     return d;
@@ -413,9 +415,14 @@ static size_t b64_len(size_t n)
     return (n + 2) / 3 * 4;
 }
 
+static int put(struct dkim_sign *d, const void *p, size_t len)
+{
+    return d->out.put(d->out.arg, p, len);
+}
+
 /* The header section is complete (hdr_len bytes of held; body bytes follow it at
  * body_off): choose the keys, write their room, the held bytes, start the body. */
-static int sign_start(struct dkim_sign *d, struct spool_msg *m, size_t body_off)
+static int sign_start(struct dkim_sign *d, size_t body_off)
 {
     d->domain = pick_domain(d->held.data ? d->held.data : "", d->hdr_len);
     if (d->domain) {
@@ -433,7 +440,7 @@ static int sign_start(struct dkim_sign *d, struct spool_msg *m, size_t body_off)
     if (!d->nsigs) {
         d->state = SIGN_PASS;
         log_debug("queue", "%s: no DKIM key for the From: domain", d->id);
-        return spool_msg_put(m, d->held.data ? d->held.data : "", d->held.len);
+        return put(d, d->held.data ? d->held.data : "", d->held.len);
     }
     d->hlist = pick_fields(d->held.data, d->hdr_len);
     d->t = (long long)time(NULL);
@@ -449,9 +456,9 @@ static int sign_start(struct dkim_sign *d, struct spool_msg *m, size_t body_off)
         buf_init(&f, 0);
         sig_field(&f, d, s, bh, b);
         free(b);
-        s->off = spool_msg_offset(m);
+        s->off = d->out.offset(d->out.arg);
         s->len = f.len;
-        int r = spool_msg_put(m, f.data, f.len);
+        int r = put(d, f.data, f.len);
         buf_release(&f);
         if (r != 0) return -1;
     }
@@ -459,7 +466,7 @@ static int sign_start(struct dkim_sign *d, struct spool_msg *m, size_t body_off)
     dkim_body_init(&d->body, DKIM_CANON_RELAXED, UINT64_MAX);
     if (d->held.len > body_off)
         dkim_body_feed(&d->body, d->held.data + body_off, d->held.len - body_off);
-    if (spool_msg_put(m, d->held.data, d->held.len) != 0) return -1;
+    if (put(d, d->held.data, d->held.len) != 0) return -1;
     /* keep the header section only: the field hash needs it at the end */
     d->held.len = d->hdr_len;
     return 0;
@@ -491,25 +498,25 @@ static size_t find_end(struct dkim_sign *d)
     return 0;
 }
 
-int dkim_sign_write(struct dkim_sign *d, struct spool_msg *m, const void *p, size_t len)
+int dkim_sign_write(struct dkim_sign *d, const void *p, size_t len)
 {
     switch (d->state) {
     case SIGN_PASS:
-        return spool_msg_put(m, p, len);
+        return put(d, p, len);
     case SIGN_BODY:
         dkim_body_feed(&d->body, p, len);
-        return spool_msg_put(m, p, len);
+        return put(d, p, len);
     case SIGN_HEADER:
         break;
     }
     buf_append(&d->held, p, len);
     size_t body = find_end(d);
-    if (body) return sign_start(d, m, body);
+    if (body) return sign_start(d, body);
     if (d->held.len > DKIM_SIGN_HDR_MAX) {
         log_warn("queue", "%s: not DKIM signed: header section longer than %d bytes", d->id,
                  DKIM_SIGN_HDR_MAX);
         d->state = SIGN_PASS;
-        return spool_msg_put(m, d->held.data, d->held.len);
+        return put(d, d->held.data, d->held.len);
     }
     return 0;
 }
@@ -543,11 +550,11 @@ static char *sign_data(const struct sig *s, const struct buf *data)
     return b;
 }
 
-int dkim_sign_finish(struct dkim_sign *d, struct spool_msg *m)
+int dkim_sign_finish(struct dkim_sign *d)
 {
     if (d->state == SIGN_HEADER) { /* no empty line: all of it is the header section */
         d->hdr_len = d->held.len;
-        if (sign_start(d, m, d->held.len) != 0) return -1;
+        if (sign_start(d, d->held.len) != 0) return -1;
     }
     if (d->state == SIGN_PASS) return 0;
     unsigned char md[32];
@@ -573,7 +580,7 @@ int dkim_sign_finish(struct dkim_sign *d, struct spool_msg *m)
         int r = -1;
         if (b) {
             sig_field(&f, d, s, bh, b);
-            if (f.len == s->len) r = spool_msg_put_at(m, s->off, f.data, f.len);
+            if (f.len == s->len) r = d->out.put_at(d->out.arg, s->off, f.data, f.len);
         }
         if (r != 0)
             log_err("queue", "%s: DKIM signing with %s/%s (%s) failed", d->id, d->domain,

@@ -43,16 +43,21 @@ char *dkim_key_public(const char *path, enum dkim_key_type *type, char *err, siz
 #define DKIM_SIGN_HDR_MAX (256 * 1024)
 void spool_msg_sign(struct spool_msg *m);
 
-/* Internal to queue/ (spool.c <-> dkim_sign.c). */
-struct dkim_sign *dkim_sign_new(const char *id);
+/* Internal to queue/: spool.c's signer. It writes the message through out (the
+ * spool's writes without the signer, for the message out->arg): put appends,
+ * put_at writes over bytes already written, offset is how many were written; put
+ * and put_at return 0 done, -1 failed. NULL when no keys are loaded. */
+struct dkim_sign_out {
+    int (*put)(void *arg, const void *p, size_t len);
+    int (*put_at)(void *arg, off_t off, const void *p, size_t len);
+    off_t (*offset)(const void *arg);
+    void *arg;
+};
+struct dkim_sign *dkim_sign_new(const char *id, const struct dkim_sign_out *out);
 /* Feed content; 0 done, -1 write failed. */
-int dkim_sign_write(struct dkim_sign *d, struct spool_msg *m, const void *p, size_t len);
+int dkim_sign_write(struct dkim_sign *d, const void *p, size_t len);
 /* Finish: write what is held, fill the signatures in. 0 done, -1 failed. */
-int dkim_sign_finish(struct dkim_sign *d, struct spool_msg *m);
+int dkim_sign_finish(struct dkim_sign *d);
 void dkim_sign_free(struct dkim_sign *d);
-/* spool.c: append without the signer; write at an offset already written. */
-int spool_msg_put(struct spool_msg *m, const void *p, size_t len);
-int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len);
-off_t spool_msg_offset(const struct spool_msg *m);
 
 #endif

@@ -22,7 +22,7 @@
  *                   an admin as plain files; created when first needed
  * A message is in the queue iff its latest records are a content record and, after
  * it, an envelope record (not a removal). The old layout (queue/ID.msg and
- * queue/ID.env files) is imported into segments by spool_open(). */
+ * queue/ID.env files) is imported into segments by spool_import_legacy(). */
 #ifndef KURIER_QUEUE_H
 #define KURIER_QUEUE_H
 
@@ -103,10 +103,13 @@ struct spool;
 /* The daemon's spool: open (and create, mode 0700, maildrop 1733) the spool at dir,
  * take the writer lock (queue/writer.lock; waits up to 5 s, then fails), read the
  * segments into the index (a bad record is logged and it and the rest of its
- * segment skipped), import messages of the old layout and remove what was left in
- * the old incoming/ folder (never acknowledged). NULL on error with a message in
- * err. */
+ * segment skipped) and remove what was left in the old incoming/ folder (never
+ * acknowledged). NULL on error with a message in err. */
 struct spool *spool_open(const char *dir, char *err, size_t errsize);
+/* Right after spool_open(): import the messages of the old layout (queue/ID.msg +
+ * ID.env) into segments, durably, then remove their files; one whose envelope does
+ * not read goes to corrupt/. 0 done (or nothing to import), -1 with err set. */
+int spool_import_legacy(struct spool *s, char *err, size_t errsize);
 /* For the CLI tools: use an existing spool without creating or changing anything;
  * read-only (spool_update and spool_remove fail with EROFS) until spool_lock(). The
  * segments are read at the first use, up to their last complete record (one the

@@ -2,9 +2,9 @@
  * segment files (record format in segment.h), an index of them in memory, group
  * commit with one flush per batch, reclamation of segments nothing lives in. Only
  * writer of spool/queue; callers get IDs, never paths. The envelope text format is
- * envelope.c's, what happens to queued messages the scheduler's (sched.c). The index
- * and the recovery scan are in spool_index.c, the old layout and corrupt/ in
- * spool_legacy.c (shared through spool_int.h). */
+ * envelope.c's, what happens to queued messages the scheduler's (sched.c), queue IDs
+ * queue_id.c's. The index and the recovery scan are in spool_index.c below, the old
+ * layout and corrupt/ in spool_legacy.c above (shared through spool_int.h). */
 #include "core/compat.h"
 
 #include <dirent.h>
@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -60,61 +59,7 @@ struct batch {
     struct work_job *job;
 };
 
-/* ------------------------------------------------------------------ IDs */
-
-/* Crockford's base32: digits and uppercase without I, L, O, U. Sorted by ASCII. */
-static const char id_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t id_last_us;
-static unsigned id_counter;
-
-/* 70 bits: 52 bits of microseconds since the epoch (good until 2112), 10 bits of a
- * per-process counter, 8 bits of the pid so the daemon and sendmail never collide. */
-void spool_new_id(char id[QUEUE_ID_LEN + 1])
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    uint64_t us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-    pthread_mutex_lock(&id_lock);
-    if (us <= id_last_us) {
-        us = id_last_us;
-        if (++id_counter >= 1024) { /* counter exhausted: borrow the next microsecond */
-            us++;
-            id_counter = 0;
-        }
-    } else {
-        id_counter = 0;
-    }
-    id_last_us = us;
-    unsigned ctr = id_counter;
-    pthread_mutex_unlock(&id_lock);
-
-    uint64_t hi = us & ((UINT64_C(1) << 52) - 1);                     /* top 52 bits */
-    uint64_t lo = ((uint64_t)ctr << 8) | ((uint64_t)getpid() & 0xff); /* low 18 bits */
-    /* 70 bits = hi(52) . lo(18); emit 14 groups of 5 bits, most significant first */
-    for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
-        id[i] = id_alphabet[lo & 31];
-        lo = (lo >> 5) | ((hi & 31) << 13);
-        hi >>= 5;
-    }
-    id[QUEUE_ID_LEN] = '\0';
-}
-
-int spool_id_valid(const char *id)
-{
-    if (!id || strlen(id) != QUEUE_ID_LEN) return 0;
-    for (int i = 0; i < QUEUE_ID_LEN; i++)
-        if (!strchr(id_alphabet, id[i]) || id[i] == '\0') return 0;
-    return 1;
-}
-
 /* ---------------------------------------------------------- segments */
-
-char *seg_path(const struct spool *s, unsigned long no)
-{
-    return xasprintf("%s/%010lu.seg", s->queue, no);
-}
 
 static int pwrite_all(int fd, const void *p, size_t len, off_t off)
 {
@@ -133,26 +78,9 @@ static int pwrite_all(int fd, const void *p, size_t len, off_t off)
     return 0;
 }
 
-int pread_all(int fd, void *p, size_t len, off_t off)
-{
-    char *b = p;
-    while (len > 0) {
-        ssize_t n = pread(fd, b, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = EIO; /* shorter than its record says */
-            return -1;
-        }
-        b += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
 /* Files created as root (the CLI, the daemon before it drops privileges) belong to
  * queue/'s owner, so the daemon can always open them. */
-int own_file(const struct spool *s, int fd)
+static int own_file(const struct spool *s, int fd)
 {
     struct stat st;
     if (geteuid() != 0 || stat(s->queue, &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return 0;
@@ -620,12 +548,6 @@ struct spool *spool_open(const char *dir, char *err, size_t errsize)
         spool_free(s);
         return NULL;
     }
-    if (import_legacy(s) != 0) {
-        snprintf(err, errsize, "cannot import the old queue files in %s: %s", s->queue,
-                 strerror(errno));
-        spool_free(s);
-        return NULL;
-    }
     reclaim(s);
     return s;
 }
@@ -724,34 +646,17 @@ const char *spool_msg_id(const struct spool_msg *m)
     return m->id;
 }
 
-void spool_msg_sign(struct spool_msg *m)
-{
-    if (!m->dkim && m->size == 0) m->dkim = dkim_sign_new(m->id);
-}
-
-int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
-{
-    if (m->dkim && !m->failed) {
-        if (dkim_sign_write(m->dkim, m, p, len) == 0) return 0;
-        m->failed = 1;
-        return -1;
-    }
-    return spool_msg_put(m, p, len);
-}
-
-off_t spool_msg_offset(const struct spool_msg *m)
-{
-    return (off_t)m->size;
-}
-
 static void msg_write_failed(struct spool_msg *m, const char *what)
 {
     log_err("smtpd", "%s: cannot %s the message's content: %s", m->id, what, strerror(errno));
     m->failed = 1;
 }
 
-int spool_msg_put_at(struct spool_msg *m, off_t off, const void *p, size_t len)
+/* The writes of the content, the signer's too (struct dkim_sign_out): put appends,
+ * put_at writes over what was written. 0, -1 (logged; the message failed). */
+static int msg_put_at(void *arg, off_t off, const void *p, size_t len)
 {
+    struct spool_msg *m = arg;
     if (m->failed) return -1;
     if (off < 0 || (size_t)off > m->size || len > m->size - (size_t)off) return -1;
     if (m->tmpfd < 0) {
@@ -789,8 +694,9 @@ static int msg_spill(struct spool_msg *m)
     return 0;
 }
 
-int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
+static int msg_put(void *arg, const void *p, size_t len)
 {
+    struct spool_msg *m = arg;
     if (m->failed) return -1;
     msgid_scan(&m->mid, p, len);
     if (m->tmpfd < 0 && m->size + len > MEM_MAX && msg_spill(m) != 0) return -1;
@@ -804,11 +710,34 @@ int spool_msg_put(struct spool_msg *m, const void *p, size_t len)
     return 0;
 }
 
+static off_t msg_offset(const void *arg)
+{
+    const struct spool_msg *m = arg;
+    return (off_t)m->size;
+}
+
+void spool_msg_sign(struct spool_msg *m)
+{
+    if (m->dkim || m->size != 0) return;
+    struct dkim_sign_out out = {msg_put, msg_put_at, msg_offset, m};
+    m->dkim = dkim_sign_new(m->id, &out);
+}
+
+int spool_msg_write(struct spool_msg *m, const void *p, size_t len)
+{
+    if (m->dkim && !m->failed) {
+        if (dkim_sign_write(m->dkim, p, len) == 0) return 0;
+        m->failed = 1;
+        return -1;
+    }
+    return msg_put(m, p, len);
+}
+
 int spool_msg_rewrite(struct spool_msg *m, size_t offset, const void *p, size_t len)
 {
     /* a signer's room shifts the content: offsets of the caller's would be off */
     if (m->dkim || offset > m->size || len > m->size - offset) return -1;
-    return spool_msg_put_at(m, (off_t)offset, p, len);
+    return msg_put_at(m, (off_t)offset, p, len);
 }
 
 static void msg_free(struct spool_msg *m)
@@ -949,7 +878,7 @@ void spool_msg_commit(struct spool_msg *m, struct spool_env *env, void (*done)(v
                       void *arg)
 {
     if (m->dkim) { /* the DKIM-Signature: fields go in before the batch syncs */
-        if (dkim_sign_finish(m->dkim, m) != 0) m->failed = 1;
+        if (dkim_sign_finish(m->dkim) != 0) m->failed = 1;
         dkim_sign_free(m->dkim);
         m->dkim = NULL;
     }

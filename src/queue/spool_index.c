@@ -1,6 +1,7 @@
 /* spool_index.c: the spool's in-memory index (queue ID -> its content and latest
  * envelope records) and the recovery scan that rebuilds it from the segments at the
- * start, skipping torn records. Writing segments is spool.c's. */
+ * start, skipping torn records, with the segment files' names and reads that the
+ * files above it use too. Writing segments is spool.c's. */
 #include "core/compat.h"
 
 #include <dirent.h>
@@ -135,6 +136,28 @@ static unsigned long seg_name_no(const char *name)
 }
 
 /* --------------------------------------------------- reading the segments */
+
+char *seg_path(const struct spool *s, unsigned long no)
+{
+    return xasprintf("%s/%010lu.seg", s->queue, no);
+}
+
+int pread_all(int fd, void *p, size_t len, off_t off)
+{
+    char *b = p;
+    while (len > 0) {
+        ssize_t n = pread(fd, b, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO; /* shorter than its record says */
+            return -1;
+        }
+        b += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
 
 /* Read the records of g (s->mu held or no other thread yet) into the index, up to
  * the end of what was written or the first bad record: a write cut short by a crash

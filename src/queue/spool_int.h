@@ -66,10 +66,20 @@ struct spool {
     struct batch *inflight;
 };
 
-/* spool.c: segment files */
+/* spool_index.c, the ground floor: the index and the recovery scan (s->mu held
+ * unless noted), the segment files' names and reads */
+struct ent *ent_find(struct spool *s, const char *id); /* NULL: not queued */
+struct ent *ent_add(struct spool *s, const char *id);
+void ent_set_content(struct ent *e, struct seg *g, off_t off, size_t len);
+void ent_set_env(struct ent *e, struct seg *g, off_t off, size_t len);
+void ent_drop(struct spool *s, struct ent *e);           /* frees e */
+void index_clear(struct spool *s);                       /* the index and every segment */
+int index_load(struct spool *s);                         /* read queue/'s segments: 0, -1 (errno) */
+int need_index(struct spool *s);                         /* index_load once (takes s->mu): 0, -1 */
 char *seg_path(const struct spool *s, unsigned long no); /* a new string */
 int pread_all(int fd, void *p, size_t len, off_t off);   /* 0, -1 (errno; EIO: short) */
-int own_file(const struct spool *s, int fd);             /* chown to queue/'s owner as root */
+
+/* spool.c, above it: appending and flushing records; for spool_legacy.c on top */
 /* Append one record (s->mu held); see spool.c. 0, -1 (logged, errno set). */
 int seg_append(struct spool *s, enum seg_type t, const char *id, const void *p, size_t len,
                int srcfd, off_t srcoff, struct seg **gp, off_t *offp);
@@ -83,18 +93,6 @@ struct spool_env *env_parse(const char *text, size_t len, const char *id, const 
 /* cb for each of ids[0..n) sorted, freeing them and ids. */
 void call_sorted(char **ids, size_t n, void (*cb)(void *arg, const char *id), void *arg);
 
-/* spool_index.c: the index and the recovery scan (s->mu held unless noted) */
-struct ent *ent_find(struct spool *s, const char *id); /* NULL: not queued */
-struct ent *ent_add(struct spool *s, const char *id);
-void ent_set_content(struct ent *e, struct seg *g, off_t off, size_t len);
-void ent_set_env(struct ent *e, struct seg *g, off_t off, size_t len);
-void ent_drop(struct spool *s, struct ent *e); /* frees e */
-void index_clear(struct spool *s);             /* the index and every segment */
-int index_load(struct spool *s);               /* read queue/'s segments: 0, -1 (errno) */
-int need_index(struct spool *s);               /* index_load once (takes s->mu): 0, -1 */
-
-/* spool_legacy.c: queue/ID.msg + ID.env of the old layout into segments (writer, at
- * start, no lock held). 0, -1 (errno). */
-int import_legacy(struct spool *s);
+/* spool_legacy.c, on top: spool_import_legacy(), corrupt/ (queue.h) */
 
 #endif

@@ -62,7 +62,7 @@ static void legacy_corrupt(const struct spool *s, const char *id, const char *wh
 /* Messages of the old layout (queue/ID.msg and queue/ID.env, before segments) are
  * appended to a segment, made durable, then their files removed: an upgrade keeps
  * every queued message and its state. */
-int import_legacy(struct spool *s)
+static int import_legacy(struct spool *s)
 {
     DIR *d = opendir(s->queue);
     if (!d) return -1;
@@ -144,6 +144,14 @@ int import_legacy(struct spool *s)
     free(lg);
     errno = e;
     return r;
+}
+
+int spool_import_legacy(struct spool *s, char *err, size_t errsize)
+{
+    if (import_legacy(s) == 0) return 0;
+    snprintf(err, errsize, "cannot import the old queue files in %s: %s", s->queue,
+             strerror(errno));
+    return -1;
 }
 
 /* ------------------------------------------------- corrupt messages */

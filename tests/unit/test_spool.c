@@ -461,6 +461,7 @@ static void test_recovery(const char *root)
     struct spool *s = spool_open(dir, err, sizeof err);
     CHECK(s != NULL, "open: %s", err);
     if (!s) goto out;
+    CHECK(spool_import_legacy(s, err, sizeof err) == 0, "import: %s", err);
     struct buf got, want;
     buf_init(&got, 0);
     buf_init(&want, 0);
