@@ -180,17 +180,25 @@ static struct seg *seg_create(struct spool *s, off_t need)
  *
  * Making a segment costs a flush of queue/ (about a millisecond): a batch that had to
  * make one waited that much longer, and every session's commit behind it. So once the
- * current segment is half full a worker makes the next one (spare_run), outside the
+ * current segment is half full a worker makes the next one (spare_make), outside the
  * lock, under the number after the last; seg_create takes it. While it is being made
  * no other segment is (seg_create waits for it), so the numbers, which are the order
  * of the records at a restart, stay in the order of use. A spare left unused at a stop
  * is an empty segment, skipped at the start and removed when it is the oldest. */
 
-static void spare_run(void *arg)
+/* Is the next segment to be made now? When the current one is half full and none
+ * is made, being made or failed since (s->mu held). */
+static int spare_due(const struct spool *s)
 {
-    struct spool *s = arg;
+    const struct seg *g = s->cur;
+    return g && g->cap && g->end > g->cap / 2 && !s->spare && !s->spare_making && !s->spare_failed;
+}
+
+/* Worker (tend_run): make the next segment when it is due. */
+static void spare_make(struct spool *s)
+{
     pthread_mutex_lock(&s->mu);
-    if (s->spare || s->spare_making || s->spare_failed || !s->cur) {
+    if (!spare_due(s)) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
@@ -209,25 +217,6 @@ static void spare_run(void *arg)
     }
     pthread_cond_broadcast(&s->spare_cv);
     pthread_mutex_unlock(&s->mu);
-}
-
-static void spare_done(void *arg)
-{
-    struct spool *s = arg;
-    s->spare_job = NULL;
-}
-
-/* Loop thread, after a batch: start making the next segment when the current one is
- * half full and none is made or being made. */
-static void spare_want(struct spool *s)
-{
-    if (!s->prealloc || s->spare_job) return;
-    pthread_mutex_lock(&s->mu);
-    struct seg *g = s->cur;
-    int want =
-        g && g->cap && g->end > g->cap / 2 && !s->spare && !s->spare_making && !s->spare_failed;
-    pthread_mutex_unlock(&s->mu);
-    if (want) s->spare_job = work_submit(spare_run, spare_done, s);
 }
 
 /* Copy len bytes of fd from offset in to g at off, and their CRC-32C. */
@@ -404,27 +393,18 @@ static int relocate(struct spool *s, struct seg *g)
  * earlier one's messages, so it must never go first. When the segments hold more
  * than twice what is queued (and two segments more), the oldest one's messages are
  * copied forward first (relocate). Writer only, no lock held. */
+static int reclaim_due(struct spool *s);
+
 static void reclaim(struct spool *s)
 {
     if (!s->writer || pthread_mutex_trylock(&s->reclaim_mu) != 0) return;
     for (;;) {
         pthread_mutex_lock(&s->mu);
+        int due = reclaim_due(s);
         struct seg *g = s->segs;
-        if (!g || g == s->cur || g->pins) {
+        if (due != 1) {
             pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        if (g->live) {
-            size_t nseg = 0;
-            long long total = 0, live = 0;
-            for (struct seg *x = s->segs; x; x = x->next) {
-                nseg++;
-                total += x->end;
-                live += (long long)x->live_bytes;
-            }
-            int go = s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size;
-            pthread_mutex_unlock(&s->mu);
-            if (go && relocate(s, g) == 0) continue;
+            if (due == 2 && relocate(s, g) == 0) continue;
             break;
         }
         s->segs = g->next;
@@ -444,6 +424,53 @@ static void reclaim(struct spool *s)
         if (fsync_dir(s->queue) != 0) log_err("qmgr", "fsync %s: %s", s->queue, strerror(errno));
     }
     pthread_mutex_unlock(&s->reclaim_mu);
+}
+
+/* What reclaim() would do with the oldest segment now (s->mu held): 0 nothing, 1
+ * remove it, 2 copy its messages forward first. */
+static int reclaim_due(struct spool *s)
+{
+    struct seg *g = s->segs;
+    if (!g || g == s->cur || g->pins) return 0;
+    if (!g->live) return 1;
+    size_t nseg = 0;
+    long long total = 0, live = 0;
+    for (struct seg *x = s->segs; x; x = x->next) {
+        nseg++;
+        total += x->end;
+        live += (long long)x->live_bytes;
+    }
+    return s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size ? 2 : 0;
+}
+
+/* --------------------------------------------------- tending, off the commit path
+ *
+ * Removing a dead segment (unlink, flush of queue/), copying an old one's messages
+ * forward and making the next one cost flushes of their own: none of that runs in a
+ * batch, whose 250s would wait for it. After a batch the loop thread starts one job
+ * for them when one is due (and none is running); removals and envelope updates,
+ * made on workers, reclaim as they go. */
+
+static void tend_run(void *arg)
+{
+    struct spool *s = arg;
+    reclaim(s);
+    spare_make(s);
+}
+
+static void tend_done(void *arg)
+{
+    struct spool *s = arg;
+    s->tend_job = NULL;
+}
+
+static void tend_want(struct spool *s)
+{
+    if (!s->prealloc || s->tend_job) return;
+    pthread_mutex_lock(&s->mu);
+    int want = reclaim_due(s) || spare_due(s);
+    pthread_mutex_unlock(&s->mu);
+    if (want) s->tend_job = work_submit(tend_run, tend_done, s);
 }
 
 /* ---------------------------------------------------------- the spool */
@@ -607,8 +634,8 @@ void spool_free(struct spool *s)
         commit_discard(c);
         c = n;
     }
-    work_cancel(s->spare_job); /* waits for a spare being made */
-    if (s->spare) {            /* its file stays: an empty segment */
+    work_cancel(s->tend_job); /* waits for a reclamation or a spare being made */
+    if (s->spare) {           /* its file stays: an empty segment */
         close(s->spare->fd);
         free(s->spare);
     }
@@ -831,7 +858,6 @@ static void batch_run(void *arg)
     pthread_mutex_unlock(&s->mu);
     metrics_observe(MET_SPOOL_BATCH, n);
     metrics_observe(MET_SPOOL_FLUSH, time_mono() - t0);
-    reclaim(s);
 }
 
 static void batch_start(struct spool *s);
@@ -846,7 +872,7 @@ static void batch_done(void *arg)
     free(b);
     /* start the next batch before the callbacks so their commits join a later one */
     batch_start(s);
-    spare_want(s);
+    tend_want(s);
     while (c) {
         struct commit *n = c->next;
         char id[QUEUE_ID_LEN + 1];

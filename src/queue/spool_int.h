@@ -55,10 +55,10 @@ struct spool {
     /* the next segment, made ahead by a worker (spool.c "made ahead"): not in segs
      * until cur is full; its number is after every segment's */
     struct seg *spare;
-    int spare_making;           /* a worker is making it now (appends needing it wait) */
-    int spare_failed;           /* it could not be made: not again before cur is full */
-    pthread_cond_t spare_cv;    /* spare_making ended */
-    struct work_job *spare_job; /* loop thread only */
+    int spare_making;          /* a worker is making it now (appends needing it wait) */
+    int spare_failed;          /* it could not be made: not again before cur is full */
+    pthread_cond_t spare_cv;   /* spare_making ended */
+    struct work_job *tend_job; /* reclaim and make ahead (spool.c); loop thread only */
     struct ent **tab;
     size_t tabsize, nent;
     /* group commit, touched on the loop thread only */

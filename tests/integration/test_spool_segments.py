@@ -158,6 +158,37 @@ def test_next_segment_is_made_ahead_and_an_unused_one_is_harmless(kurier_factory
     k.stop()
 
 
+def test_commits_do_not_wait_for_a_reclamation(kurier_factory, monkeypatch):
+    """Removing a dead segment costs a flush of queue/ of its own: it runs beside the
+    commits, not inside one (a batch whose 250s waited for it stalled every session's
+    commit behind it). Each reclamation is held up here for a long time: while one is
+    held, further mail is still accepted."""
+    monkeypatch.setenv("KURIER_TEST_SEGMENT_SIZE", "16384")
+    monkeypatch.setenv("KURIER_TEST_DELAY", "reclaim=60000")
+    k = kurier_factory()
+    k.add_domain("example.test")
+    k.add_mailbox("demo@example.test", "demo")
+    k.start()
+    try:
+        n = 0
+        while "reclaiming " not in k.log() and n < 400:
+            code, text = submit(k, "seq %d" % n, "demo@example.test")
+            assert code == 250, (code, text)
+            n += 1
+            k.wait_mail("demo@example.test", n)  # delivered and removed: segments die
+        assert "reclaiming " in k.log(), k.log()[-3000:]
+        # the reclamation sleeps for a minute; mail goes on meanwhile
+        for i in range(20):
+            code, text = submit(k, "during %d" % i, "demo@example.test")
+            assert code == 250, (code, text)
+        assert "reclaimed: no queued message left" not in k.log(), k.log()[-3000:]
+        k.wait_mail("demo@example.test", n + 20)
+    finally:
+        k.kill9()  # not waiting a minute for the held reclamation
+    log = k.log()
+    assert "AddressSanitizer" not in log and "runtime error:" not in log, log[-3000:]
+
+
 # --- torn and garbled records --------------------------------------------------------
 
 @pytest.fixture
