@@ -26,12 +26,7 @@ static int usage(void)
     return 2;
 }
 
-struct lines {
-    char **v;
-    size_t n, cap;
-};
-
-static void lines_read(struct lines *L, FILE *f)
+static void lines_read(struct strs *L, FILE *f)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -39,11 +34,7 @@ static void lines_read(struct lines *L, FILE *f)
     while ((n = getline(&line, &cap, f)) > 0) {
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        if (L->n == L->cap) {
-            L->cap = L->cap ? 2 * L->cap : 1024;
-            L->v = xrealloc(L->v, L->cap * sizeof *L->v);
-        }
-        L->v[L->n++] = xstrndup(line, (size_t)n);
+        strs_add(L, xstrndup(line, (size_t)n));
     }
     free(line);
 }
@@ -107,7 +98,7 @@ static int names(const char *line, const char *needle)
 }
 
 /* The lines of one message's life, marked in keep[]. */
-static void trace(const struct lines *L, const char *what, char *keep)
+static void trace(const struct strs *L, const char *what, char *keep)
 {
     struct idset ids = {0};
     char id[64], tag[64];
@@ -226,7 +217,7 @@ int cmd_log(int argc, char **argv)
         free(cfile);
         return rc;
     }
-    struct lines L = {0};
+    struct strs L = {0};
     lines_read(&L, f);
     if (from_pipe)
         pclose(f);
@@ -240,9 +231,8 @@ int cmd_log(int argc, char **argv)
             puts(L.v[i]);
             shown++;
         }
-        free(L.v[i]);
     }
-    free(L.v);
+    strs_free(&L);
     free(keep);
     int rc = 0;
     if (!shown) rc = cli_fail("no log lines about %s in %s", what, source);

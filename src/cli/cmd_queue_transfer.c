@@ -22,30 +22,9 @@
 
 /* --- export ---------------------------------------------------------------------- */
 
-struct id_list {
-    char **v;
-    size_t n, cap;
-};
-
-static void id_push(struct id_list *l, const char *id)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = xstrdup(id);
-}
-
-static void id_list_free(struct id_list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
 static void scan_push(void *arg, const char *id)
 {
-    id_push(arg, id);
+    strs_add(arg, xstrdup(id));
 }
 
 /* The whole content of message id, its length in *len; NULL with errno set. The
@@ -99,7 +78,7 @@ static int pipe_drained(int fd)
 
 /* Remove the exported messages: through the daemon while it runs (it may be working
  * on one), else from the spool itself. Returns how many could not be removed. */
-static size_t export_remove(const struct kconf *conf, struct spool *s, const struct id_list *ids)
+static size_t export_remove(const struct kconf *conf, struct spool *s, const struct strs *ids)
 {
     size_t failed = 0;
     int daemon = 1;
@@ -146,7 +125,7 @@ int queue_export(const struct kconf *conf, int all, char **argv_ids, int nids, i
     char err[512];
     struct spool *s = spool_attach(conf->spool_dir, err, sizeof err);
     if (!s) return cli_fail("%s", err);
-    struct id_list ids = {0}, done = {0};
+    struct strs ids = {0}, done = {0};
     int rc = 0;
     size_t skipped = 0;
     if (all) {
@@ -165,7 +144,7 @@ int queue_export(const struct kconf *conf, int all, char **argv_ids, int nids, i
                 goto out;
             }
             spool_env_free(e);
-            id_push(&ids, argv_ids[i]);
+            strs_add(&ids, xstrdup(argv_ids[i]));
         }
     }
     struct transfer_enc *enc = transfer_enc_new(conf->hostname, stdout_write, NULL);
@@ -195,7 +174,7 @@ int queue_export(const struct kconf *conf, int all, char **argv_ids, int nids, i
                transfer_enc_content(enc, content, len) != 0 || transfer_enc_message_end(enc) != 0;
         free(content);
         spool_env_free(e);
-        if (!werr) id_push(&done, id);
+        if (!werr) strs_add(&done, xstrdup(id));
     }
     /* the stream counts as written once it is all out: flushed, and on disk when
        stdout is a file */
@@ -231,8 +210,8 @@ int queue_export(const struct kconf *conf, int all, char **argv_ids, int nids, i
         rc = 1;
     }
 out:
-    id_list_free(&ids);
-    id_list_free(&done);
+    strs_free(&ids);
+    strs_free(&done);
     spool_free(s);
     return rc;
 }

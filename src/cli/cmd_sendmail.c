@@ -15,27 +15,6 @@
 #include "core/core.h"
 #include "queue/queue.h"
 
-struct rcpt_list {
-    char **v;
-    size_t n, cap;
-};
-
-static void rcpt_add(struct rcpt_list *l, char *a)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 8;
-        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = a;
-}
-
-static void rcpt_free(struct rcpt_list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
 /* Validate a bare mailbox; a bare local part gets "@hostname". New string or NULL
  * with *why set. */
 static char *normalize_addr(const char *in, const char *hostname, const char **why)
@@ -67,7 +46,7 @@ static char *normalize_addr(const char *in, const char *hostname, const char **w
 
 /* Split an RFC 5322 address-list header value into mailboxes: "Name <a@b>",
  * "a@b (comment)", groups "team: a@b, c@d;". */
-static void header_addrs(const char *v, struct rcpt_list *out)
+static void header_addrs(const char *v, struct strs *out)
 {
     struct buf cur, ang;
     buf_init(&cur, 0);
@@ -101,7 +80,7 @@ static void header_addrs(const char *v, struct rcpt_list *out)
                     l--;
                 while (l && (*a == ' ' || *a == '\t'))
                     a++, l--;
-                if (l) rcpt_add(out, xstrndup(a, l));
+                if (l) strs_add(out, xstrndup(a, l));
             }
             buf_reset(&cur);
             buf_reset(&ang);
@@ -240,7 +219,7 @@ int cmd_sendmail(int argc, char **argv)
         return cmd_mailq(1, (char *[]){"mailq", NULL});
     }
     int rc = EX_OK;
-    struct rcpt_list rcpts = {0};
+    struct strs rcpts = {0};
     struct buf in, out;
     buf_init(&in, conf->message_size ? conf->message_size + 1 : 0);
     buf_init(&out, 0);
@@ -280,7 +259,7 @@ int cmd_sendmail(int argc, char **argv)
             rc = EX_DATAERR;
             goto out;
         }
-        rcpt_add(&rcpts, a);
+        strs_add(&rcpts, a);
     }
     if (!from_headers && rcpts.n == 0) {
         fprintf(stderr, "sendmail: no recipients given (use -t to read them from the header)\n");
@@ -360,7 +339,7 @@ int cmd_sendmail(int argc, char **argv)
         buf_puts(&out, "\r\n");
     }
     if (from_headers && tovals.len) {
-        struct rcpt_list found = {0};
+        struct strs found = {0};
         /* each field on its own line in tovals; folding already joined */
         char *vals = buf_take(&tovals);
         for (char *p = vals, *e; p && *p; p = e ? e + 1 : NULL) {
@@ -377,9 +356,9 @@ int cmd_sendmail(int argc, char **argv)
                 rc = EX_DATAERR;
                 break;
             }
-            rcpt_add(&rcpts, a);
+            strs_add(&rcpts, a);
         }
-        rcpt_free(&found);
+        strs_free(&found);
         if (rc != EX_OK) goto out;
     }
     if (rcpts.n == 0) {
@@ -406,7 +385,7 @@ out:
     buf_release(&tovals);
     buf_release(&in);
     buf_release(&out);
-    rcpt_free(&rcpts);
+    strs_free(&rcpts);
     free(sender);
     free(login);
     free(gecos_name);

@@ -109,6 +109,23 @@ char *path_relative(const char *base, const char *path)
     return out;
 }
 
+void strs_add(struct strs *l, char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = s;
+}
+
+void strs_free(struct strs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    *l = (struct strs){0};
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

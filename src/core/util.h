@@ -26,6 +26,14 @@ int mkdir_p(const char *path, mode_t mode);
  * ("/a/b", "/a/b") -> ".". When they share no folder but "/", a copy of path: a
  * way up to "/" gains nothing. Purely lexical. Returns a new string. */
 char *path_relative(const char *base, const char *path);
+/* A growing list of strings it owns: {0} is empty; strs_add takes s (a new string),
+ * strs_free frees them all and the list's array. */
+struct strs {
+    char **v;
+    size_t n, cap;
+};
+void strs_add(struct strs *l, char *s);
+void strs_free(struct strs *l);
 /* Write all of buf to fd, retrying on EINTR/short writes. 0 done, -1 failed. */
 int write_all(int fd, const void *buf, size_t len);
 /* Read a whole file into a new NUL-terminated string; *len set when non-NULL.

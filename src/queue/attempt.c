@@ -125,22 +125,6 @@ void remote_groups(struct qjob *j)
     }
 }
 
-static void lines_add(struct loglines *l, char *s)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 8;
-        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = s;
-}
-
-static void lines_free(struct loglines *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
 static void outcome_set(struct outcome *o, enum deliver_status st, const char *dsn,
                         const char *text)
 {
@@ -362,7 +346,7 @@ static void deliver_record(struct qjob *j)
     const struct kconf *c = j->conf;
     struct spool_env *env = j->env;
     int changed = 0;
-    struct loglines lines = {0};
+    struct strs lines = {0};
     size_t *bounced = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *bounced);
     size_t nbounced = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
@@ -434,7 +418,7 @@ static void deliver_record(struct qjob *j)
                 o[k].comp, j->id, to, str_ieq(orig, o[k].to) ? "" : ", orig_to=<",
                 str_ieq(orig, o[k].to) ? "" : origx, str_ieq(orig, o[k].to) ? "" : ">",
                 o[k].res.relay, total, a, b, cc, d, o[k].res.dsn, stname[o[k].res.status], text);
-            lines_add(&lines, line);
+            strs_add(&lines, line);
             metrics_add(MET_DELIVERIES, 1, stname[o[k].res.status], (char[2]){o[k].res.dsn[0], 0});
             if (o[k].res.status == DELIVER_OK)
                 metrics_observe(MET_DELIVERY_DELAY,
@@ -469,14 +453,14 @@ static void deliver_record(struct qjob *j)
         if (spool_remove(q->spool, j->id) != 0 && env_exists(q, j->id)) {
             log_err("qmgr", "%s: cannot remove the finished message; will retry", j->id);
             j->failed = 1;
-            lines_free(&lines);
+            strs_free(&lines);
             return;
         }
         j->removed = 1;
     } else if (changed && spool_update(q->spool, env) != 0) {
         log_err("qmgr", "%s: cannot record delivery status; will retry", j->id);
         j->failed = 1;
-        lines_free(&lines);
+        strs_free(&lines);
         return;
     }
     for (size_t i = 0; i < lines.n; i++) {
@@ -484,7 +468,7 @@ static void deliver_record(struct qjob *j)
         *tab = '\0';
         log_info(lines.v[i], "%s", tab + 1);
     }
-    lines_free(&lines);
+    strs_free(&lines);
     if (j->removed) log_info("qmgr", "%s: removed", j->id);
 }
 

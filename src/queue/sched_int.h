@@ -134,11 +134,6 @@ struct rgroup {
     double t0;
 };
 
-struct loglines {
-    char **v;
-    size_t n, cap;
-};
-
 /* attempt.c: the delivery attempt on a worker */
 /* Worker: the job's envelope, or NULL (gone, corrupt: j->gone; j->failed: later). */
 struct spool_env *job_load(struct qjob *j);

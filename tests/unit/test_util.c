@@ -1,6 +1,6 @@
 /* test_util.c: ip_parse() for IP literals, and err_set(), the formatter behind every
  * (err, errsize) pair, path_relative(), strict base64 (RFC 4648 vectors, padding
- * and alphabet errors, long inputs), and time_iso8601(). */
+ * and alphabet errors, long inputs), time_iso8601() and the string list (strs). */
 #include "core/compat.h"
 
 #include <arpa/inet.h>
@@ -84,6 +84,27 @@ static void test_path_relative(void)
         CHECK(strcmp(r, cases[i].want) == 0, "(%s, %s): got \"%s\", want \"%s\"", cases[i].base,
               cases[i].path, r, cases[i].want);
         free(r);
+    }
+}
+
+/* A list of strings grows past its first array, keeps them in order, and is empty
+ * and usable again after strs_free (ASan: every string freed). */
+static void test_strs(void)
+{
+    struct strs l = {0};
+    char want[32];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 100; i++) {
+            snprintf(want, sizeof want, "s%d", i);
+            strs_add(&l, xstrdup(want));
+        }
+        CHECK(l.n == 100, "round %d: %zu strings", round, l.n);
+        for (size_t i = 0; i < l.n; i++) {
+            snprintf(want, sizeof want, "s%zu", i);
+            CHECK(strcmp(l.v[i], want) == 0, "round %d: [%zu] = %s", round, i, l.v[i]);
+        }
+        strs_free(&l);
+        CHECK(l.n == 0 && l.cap == 0 && !l.v, "round %d: not empty after strs_free", round);
     }
 }
 
@@ -258,6 +279,7 @@ int main(void)
     test_time_iso8601();
     test_ip_parse();
     test_path_relative();
+    test_strs();
     test_base64_decode();
     test_base64_sizes();
     test_base64_long();
