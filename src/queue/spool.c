@@ -57,6 +57,7 @@ struct batch {
     struct spool *s;
     struct commit *list;
     struct work_job *job;
+    int tend; /* after it, reclaiming or making the next segment is due (tend_want) */
 };
 
 /* ---------------------------------------------------------- segments */
@@ -388,13 +389,28 @@ static int relocate(struct spool *s, struct seg *g)
     return bad ? -1 : 0;
 }
 
+/* What reclaim() would do with the oldest segment now (s->mu held): 0 nothing, 1
+ * remove it, 2 copy its messages forward first. */
+static int reclaim_due(struct spool *s)
+{
+    struct seg *g = s->segs;
+    if (!g || g == s->cur || g->pins) return 0;
+    if (!g->live) return 1;
+    size_t nseg = 0;
+    long long total = 0, live = 0;
+    for (struct seg *x = s->segs; x; x = x->next) {
+        nseg++;
+        total += x->end;
+        live += (long long)x->live_bytes;
+    }
+    return s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size ? 2 : 0;
+}
+
 /* Remove the oldest segments while nothing lives in them, in order and each removal
  * made durable before the next: a later segment may hold the removal records of an
  * earlier one's messages, so it must never go first. When the segments hold more
  * than twice what is queued (and two segments more), the oldest one's messages are
  * copied forward first (relocate). Writer only, no lock held. */
-static int reclaim_due(struct spool *s);
-
 static void reclaim(struct spool *s)
 {
     if (!s->writer || pthread_mutex_trylock(&s->reclaim_mu) != 0) return;
@@ -426,23 +442,6 @@ static void reclaim(struct spool *s)
     pthread_mutex_unlock(&s->reclaim_mu);
 }
 
-/* What reclaim() would do with the oldest segment now (s->mu held): 0 nothing, 1
- * remove it, 2 copy its messages forward first. */
-static int reclaim_due(struct spool *s)
-{
-    struct seg *g = s->segs;
-    if (!g || g == s->cur || g->pins) return 0;
-    if (!g->live) return 1;
-    size_t nseg = 0;
-    long long total = 0, live = 0;
-    for (struct seg *x = s->segs; x; x = x->next) {
-        nseg++;
-        total += x->end;
-        live += (long long)x->live_bytes;
-    }
-    return s->prealloc && nseg >= 3 && total > 2 * live + 2 * (long long)s->seg_size ? 2 : 0;
-}
-
 /* --------------------------------------------------- tending, off the commit path
  *
  * Removing a dead segment (unlink, flush of queue/), copying an old one's messages
@@ -464,13 +463,11 @@ static void tend_done(void *arg)
     s->tend_job = NULL;
 }
 
-static void tend_want(struct spool *s)
+/* Loop thread, after a batch that found tending due (the batch's worker asked, under
+ * s->mu, which the loop thread never waits for: a batch holds it while it writes). */
+static void tend_want(struct spool *s, int due)
 {
-    if (!s->prealloc || s->tend_job) return;
-    pthread_mutex_lock(&s->mu);
-    int want = reclaim_due(s) || spare_due(s);
-    pthread_mutex_unlock(&s->mu);
-    if (want) s->tend_job = work_submit(tend_run, tend_done, s);
+    if (due && s->prealloc && !s->tend_job) s->tend_job = work_submit(tend_run, tend_done, s);
 }
 
 /* ---------------------------------------------------------- the spool */
@@ -855,6 +852,7 @@ static void batch_run(void *arg)
         if (c->cseg) c->cseg->pins--;
         if (c->eseg) c->eseg->pins--;
     }
+    b->tend = reclaim_due(s) || spare_due(s);
     pthread_mutex_unlock(&s->mu);
     metrics_observe(MET_SPOOL_BATCH, n);
     metrics_observe(MET_SPOOL_FLUSH, time_mono() - t0);
@@ -869,10 +867,11 @@ static void batch_done(void *arg)
     struct spool *s = b->s;
     s->inflight = NULL;
     struct commit *c = b->list;
+    int tend = b->tend;
     free(b);
     /* start the next batch before the callbacks so their commits join a later one */
     batch_start(s);
-    tend_want(s);
+    tend_want(s, tend);
     while (c) {
         struct commit *n = c->next;
         char id[QUEUE_ID_LEN + 1];
