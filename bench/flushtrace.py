@@ -9,6 +9,7 @@ strace would: the kernel writes two records per call into a ring buffer.
     ft.error    -> None, or why nothing was traced (not root, no tracefs, ...)
     ft.flushes  -> [(start, end), ...] sorted by end, in perf_counter() seconds
 """
+import bisect
 import os
 import re
 import shutil
@@ -43,9 +44,14 @@ class FlushTrace:
         if not root or os.geteuid() != 0:
             self.error = "no tracefs (needs root and /sys/kernel/tracing)"
             return self
-        self.dir = os.path.join(root, "instances", "kurier-bench-%d" % os.getpid())
+        path = os.path.join(root, "instances", "kurier-bench-%d" % os.getpid())
         try:
-            os.mkdir(self.dir)
+            os.mkdir(path)
+        except OSError as e:  # not ours to remove (or to use) when it was there
+            self.error = "tracefs: %s" % e
+            return self
+        self.dir = path
+        try:
             self._w("trace_clock", "mono")
             self._w("buffer_size_kb", "4096")
             self._w("set_event_pid", " ".join(str(t) for t in self.tids))
@@ -111,7 +117,6 @@ def own_flush(spans, flushes):
     the last one that began after t0 and ended before t1, and what the rest of the
     wait was: [(latency, flush, rest)] for the messages with such a flush, and how many
     had none."""
-    import bisect
     ends = [f[1] for f in flushes]
     out, none = [], 0
     for t0, t1 in spans:

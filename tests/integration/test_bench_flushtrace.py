@@ -82,3 +82,19 @@ def test_parse_pairs_enter_and_exit_per_thread():
             "   kurierd-102  [001] ..... 10.002000: sys_fsync -> 0x0\n")
     got = flushtrace.parse(text)
     assert got == [(10.0001, 10.0009), (10.0002, 10.002)]
+
+
+def test_an_instance_that_is_there_is_left_alone():
+    """An ftrace instance of that name that is already there (another run's) is not
+    used and not removed: the trace reports why it has nothing."""
+    if not flushtrace.tracefs() or os.geteuid() != 0:
+        pytest.skip("needs root and tracefs")
+    path = os.path.join(flushtrace.tracefs(), "instances", "kurier-bench-%d" % os.getpid())
+    os.mkdir(path)
+    try:
+        with flushtrace.FlushTrace([os.getpid()]) as ft:
+            pass
+        assert ft.error and "File exists" in ft.error, ft.error
+        assert ft.flushes == [] and os.path.isdir(path)
+    finally:
+        os.rmdir(path)
